@@ -1,0 +1,85 @@
+"""The lnnedge compiler: a torch module + example inputs -> an .lnnb file.
+
+    import torch
+    from lnnedge.compiler import compile_module
+
+    compiled = compile_module(model, (torch.zeros(1, 1),), name="ltc-sine")
+    compiled.save("build/ltc-sine/model.lnnb")   # also writes model.lnnb.txt, the listing
+    y = compiled.run(x)                           # the reference VM (numpy) on the same bytes
+    print(compiled.arena_bytes(batch=1), compiled.plan_summary())
+
+The model is captured with torch.export (ODEBlocks are captured as their
+dynamics and solved by a bytecode loop), passed through the pipeline in
+pipeline.py and emitted by emit.py. See DESIGN.md for the big picture.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import lnnb
+from ..artifacts import atomic_write_bytes, atomic_write_text
+from .capture import capture
+from .emit import Emitted, emit
+from .ir import CompileError, Graph
+from .listing import render
+from .pipeline import PassLog, run
+
+__all__ = ["CompileError", "CompiledModel", "compile_module"]
+
+
+@dataclass(frozen=True)
+class CompiledModel:
+    name: str
+    data: bytes
+    emitted: Emitted
+    graph: Graph
+    log: tuple[PassLog, ...]
+
+    @property
+    def program(self) -> lnnb.Program:
+        return self.emitted.program
+
+    def listing(self) -> str:
+        return render(self.program, self.emitted.fixed_plan, self.emitted.batched_plan, f"{self.name}.lnnb")
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        atomic_write_bytes(path, self.data)
+        atomic_write_text(path.with_name(path.name + ".txt"), self.listing())
+        return path
+
+    def arena_bytes(self, batch: int = 1) -> int:
+        return self.program.arena_size(batch)
+
+    def plan_summary(self) -> dict:
+        fixed, batched = self.emitted.fixed_plan, self.emitted.batched_plan
+        return {
+            "arena_fixed": fixed.size, "arena_row": batched.size,
+            "naive_fixed": fixed.naive, "naive_row": batched.naive,
+            "lower_bound_fixed": fixed.lower_bound, "lower_bound_row": batched.lower_bound,
+            "code_bytes": 4 * len(self.program.code), "const_bytes": len(self.program.consts),
+            "file_bytes": len(self.data),
+        }
+
+    def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
+        from ..refvm import RefVM
+
+        return RefVM(self.data).run(list(inputs))
+
+
+def compile_module(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], name: str = "model",
+                   meta: dict | None = None) -> CompiledModel:
+    """Capture, optimise and emit `module`; dim 0 of every input is the batch dimension."""
+    graph = capture(module, example_inputs)
+    graph, log = run(graph)
+    emitted = emit(graph)
+    info = {"model": name, "passes": [p.name for p in log], **(meta or {})}
+    program = lnnb.Program(**{**emitted.program.__dict__, "meta": info})
+    emitted = Emitted(program, emitted.tensor_names, emitted.fixed_plan, emitted.batched_plan, emitted.schedule)
+    return CompiledModel(name, lnnb.write(program), emitted, graph, tuple(log))

@@ -1,0 +1,292 @@
+"""Emit: a lowered, typed graph -> tensor table + constant pool + stack bytecode.
+
+Steps, in order:
+  1. storage: decide which values share one buffer (loop state with its
+     initial value, final value and in-place update) and which land directly
+     in an output tensor;
+  2. schedule: flatten the graph and its loop bodies into one list of items,
+     inserting the copies step 1 could not avoid;
+  3. liveness + planning: a value read inside a loop but defined before it
+     stays live to the loop's END (the next iteration reads it again); the
+     batched and the fixed part of the arena are planned separately;
+  4. tensor table and code: PUSH operands, one op per node writing its planned
+     destination; a result still on top of the stack is not pushed again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import isa
+from ..lnnb import Program, TensorEntry, align
+from .ir import CompileError, Graph, Node, TensorType
+from .planner import Plan, Request, plan
+
+_ELEMENTWISE = {"add", "sub", "mul", "div", "neg", "exp", "sigmoid", "tanh", "relu"}
+_OPCODE = {
+    "linear": "LINEAR", "matmul_nt": "MATMUL_NT", "add": "ADD", "sub": "SUB", "mul": "MUL", "div": "DIV",
+    "neg": "NEG", "exp": "EXP", "sigmoid": "SIGMOID", "tanh": "TANH", "relu": "RELU", "concat": "CONCAT",
+    "zeros": "ZERO", "reshape": "COPY", "copy": "COPY",
+}
+
+
+@dataclass(frozen=True)
+class Item:
+    kind: str  # "node" | "loop" | "end"
+    node: Node | None = None
+    count: int = 0
+
+
+@dataclass(frozen=True)
+class Emitted:
+    program: Program
+    tensor_names: tuple[str, ...]
+    fixed_plan: Plan
+    batched_plan: Plan
+    schedule: tuple[Item, ...]
+
+
+class _UnionFind:
+    def __init__(self) -> None:
+        self.parent: dict[str, str] = {}
+
+    def find(self, x: str) -> str:
+        self.parent.setdefault(x, x)
+        while self.parent[x] != x:
+            self.parent[x] = self.parent[self.parent[x]]
+            x = self.parent[x]
+        return x
+
+    def union(self, a: str, b: str) -> None:
+        self.parent[self.find(b)] = self.find(a)
+
+
+def _all_types(graph: Graph) -> dict[str, TensorType]:
+    types = dict(graph.types)
+    for node in graph.nodes:
+        if node.op == "loop":
+            types.update(_all_types(node.attr("body")))
+    return types
+
+
+def _readers(nodes: tuple[Node, ...], name: str) -> list[int]:
+    return [i for i, n in enumerate(nodes) if name in n.inputs]
+
+
+class _Emitter:
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self.types = _all_types(graph)
+        self.uf = _UnionFind()
+        self.inputs = {name: i for i, name in enumerate(graph.inputs)}
+        self.constants: dict[str, np.ndarray] = dict(graph.constants)
+        self.tables: dict[str, np.ndarray] = {}
+        self.output_of: dict[str, int] = {}  # storage class root -> output number
+        self.items: list[Item] = []
+        self.top_users: dict[str, int] = {}
+        for node in graph.nodes:
+            for name in node.inputs:
+                self.top_users[name] = self.top_users.get(name, 0) + 1
+
+    def is_storage(self, name: str) -> bool:
+        return name not in self.inputs and name not in self.constants and name not in self.tables
+
+    # 2. schedule (with storage decisions made on the way)
+    def schedule(self, graph: Graph, top: bool) -> None:
+        producers = graph.producers()
+        for node in graph.nodes:
+            if node.op != "loop":
+                self.items.append(Item("node", node))
+                continue
+            body: Graph = node.attr("body")
+            self.tables.update(body.step_tables)
+            for init, state, final, update in zip(node.inputs, body.inputs, node.outputs, body.outputs):
+                self.uf.union(state, final)
+                init_node = producers.get(init)
+                if (top and init_node is not None and init_node.op != "loop" and self.is_storage(init)
+                        and self.top_users.get(init, 0) == 1 and init not in self.graph.outputs):
+                    self.uf.union(state, init)
+                else:
+                    self.items.append(Item("node", Node("copy", (init,), (state,), source=node.source)))
+            self.items.append(Item("loop", count=node.attr("count")))
+            self.schedule(body, top=False)
+            for state, update in zip(body.inputs, body.outputs):
+                if not self._can_update_in_place(body, state, update):
+                    self.items.append(Item("node", Node("copy", (update,), (state,), source=node.source)))
+                elif update != state:
+                    self.uf.union(state, update)
+            self.items.append(Item("end"))
+
+    @staticmethod
+    def _can_update_in_place(body: Graph, state: str, update: str) -> bool:
+        """The state buffer may receive `update` directly if nothing reads the old state afterwards."""
+        index = next((i for i, n in enumerate(body.nodes) if update in n.outputs), None)
+        if index is None or body.nodes[index].op not in _ELEMENTWISE:
+            return False
+        later_reads = [i for i in _readers(body.nodes, state) if i > index]
+        return not later_reads and body.outputs.count(update) == 1
+
+    def assign_outputs(self) -> None:
+        """Outputs written directly by their producing node where possible, else copied at the end."""
+        producers = self.graph.producers()
+        for k, name in enumerate(self.graph.outputs):
+            root = self.uf.find(name)
+            members = [v for v in self.uf.parent if self.uf.find(v) == root]
+            node = producers.get(name)
+            direct = (node is not None and node.op != "loop" and self.is_storage(name)
+                      and root not in self.output_of and len(members) <= 1)
+            if direct:
+                self.output_of[root] = k
+            else:
+                alias = f"output{k}"
+                self.types[alias] = self.types[name]
+                self.items.append(Item("node", Node("copy", (name,), (alias,))))
+                self.output_of[self.uf.find(alias)] = k
+
+    # 3. liveness
+    def live_ranges(self) -> dict[str, tuple[int, int]]:
+        """[first, last] schedule position of every storage class (keyed by its root)."""
+        loops: list[tuple[int, int]] = []
+        open_loops: list[int] = []
+        first_def: dict[str, int] = {}
+        touches: list[tuple[str, int]] = []
+        for pos, item in enumerate(self.items):
+            if item.kind == "loop":
+                open_loops.append(pos)
+            elif item.kind == "end":
+                loops.append((open_loops.pop(), pos))
+            else:
+                for name in (*item.node.inputs, *item.node.outputs):
+                    if self.is_storage(name):
+                        touches.append((self.uf.find(name), pos))
+                for name in item.node.outputs:
+                    first_def.setdefault(self.uf.find(name), pos)
+        ranges: dict[str, tuple[int, int]] = {}
+        for root, pos in touches:
+            first = first_def.get(root, pos)
+            last = pos
+            for start, end in loops:
+                # Defined before this loop and touched inside it: the next iteration needs it again.
+                if start <= pos <= end and first < start:
+                    last = max(last, end)
+            lo, hi = ranges.get(root, (first, last))
+            ranges[root] = (min(lo, first), max(hi, last))
+        return ranges
+
+    def emit(self) -> Emitted:
+        self.schedule(self.graph, top=True)
+        self.assign_outputs()
+        ranges = self.live_ranges()
+        roots: dict[str, TensorType] = {}
+        for pos, item in enumerate(self.items):
+            if item.kind == "node":
+                for name in (*item.node.inputs, *item.node.outputs):
+                    if self.is_storage(name):
+                        root = self.uf.find(name)
+                        size = self.types[name].nbytes
+                        if root not in roots or size > roots[root].nbytes:
+                            roots[root] = self.types[name]
+        fixed_reqs, batched_reqs = [], []
+        for root, ttype in roots.items():
+            if root in self.output_of:
+                continue
+            lo, hi = ranges[root]
+            (batched_reqs if ttype.batched else fixed_reqs).append(Request(root, ttype.nbytes, lo, hi))
+        fixed_plan, batched_plan = plan(fixed_reqs), plan(batched_reqs)
+        return self._encode(fixed_plan, batched_plan)
+
+    # 4. tensor table and code
+    def _encode(self, fixed_plan: Plan, batched_plan: Plan) -> Emitted:
+        entries: list[TensorEntry] = []
+        names: list[str] = []
+        index_of: dict[str, int] = {}
+        consts = bytearray()
+        const_offset: dict[str, int] = {}
+
+        def add_const(name: str, array: np.ndarray) -> int:
+            if name not in const_offset:
+                consts.extend(b"\0" * (align(len(consts), 16) - len(consts)))
+                const_offset[name] = len(consts)
+                consts.extend(np.ascontiguousarray(array, dtype="<f4").tobytes())
+            return const_offset[name]
+
+        def entry_for(name: str) -> TensorEntry:
+            if name in self.inputs:
+                t = self.types[name]
+                return TensorEntry(t.shape, isa.const("REG_INPUT"), self.inputs[name], t.batched)
+            if name in self.tables:
+                table = self.tables[name]
+                row = tuple(table.shape[1:])
+                return TensorEntry(row, isa.const("REG_CONST"), add_const(name, table), False,
+                                   stride=4 * int(np.prod(row, dtype=np.int64)))
+            if name in self.constants:
+                array = self.constants[name]
+                return TensorEntry(tuple(array.shape), isa.const("REG_CONST"), add_const(name, array))
+            t = self.types[name]
+            root = self.uf.find(name)
+            if root in self.output_of:
+                return TensorEntry(t.shape, isa.const("REG_OUTPUT"), self.output_of[root], t.batched)
+            offset = (batched_plan if t.batched else fixed_plan).offsets[root]
+            return TensorEntry(t.shape, isa.const("REG_ARENA"), offset, t.batched)
+
+        def tensor(name: str) -> int:
+            if name not in index_of:
+                index_of[name] = len(entries)
+                entries.append(entry_for(name))
+                names.append(name)
+            return index_of[name]
+
+        code: list[int] = []
+        stack: list[str] = []
+
+        def flush() -> None:
+            for _ in stack:
+                code.append(isa.encode("DROP"))
+            stack.clear()
+
+        for item in self.items:
+            if item.kind in ("loop", "end"):
+                flush()
+                code.append(isa.encode("LOOP", 0, item.count) if item.kind == "loop" else isa.encode("END"))
+                continue
+            node = item.node
+            operands = list(node.inputs)
+            if node.op == "concat" and len(operands) != 2:
+                raise CompileError(f"concat of {len(operands)} tensors reached the emitter", node)
+            if stack and operands and stack[-1] == operands[0]:
+                operands = operands[1:]
+            else:
+                flush()
+            for name in operands:
+                code.append(isa.encode("PUSH", 0, tensor(name)))
+            if node.op not in _OPCODE:
+                raise CompileError(f"no VM instruction for op {node.op!r}", node)
+            axis = 0
+            if node.op == "concat":
+                rank = len(self.types[node.output].shape)
+                axis = node.attr("axis") % rank
+            code.append(isa.encode(_OPCODE[node.op], axis, tensor(node.output)))
+            stack[:] = [node.output]
+        flush()
+        for k in range(len(self.graph.outputs)):
+            if not any(e.region == isa.const("REG_OUTPUT") and e.offset == k for e in entries):
+                raise CompileError(f"output {k} is never written")
+        program = Program(
+            tensors=tuple(entries),
+            consts=bytes(consts),
+            code=tuple(code),
+            arena_fixed=fixed_plan.size,
+            arena_row=batched_plan.size,
+            num_inputs=len(self.graph.inputs),
+            num_outputs=len(self.graph.outputs),
+            names=tuple(names),
+        )
+        return Emitted(program, tuple(names), fixed_plan, batched_plan, tuple(self.items))
+
+
+def emit(graph: Graph) -> Emitted:
+    if len(graph.inputs) > isa.const("MAX_IO") or len(graph.outputs) > isa.const("MAX_IO"):
+        raise CompileError(f"at most {isa.const('MAX_IO')} inputs and outputs are supported")
+    return _Emitter(graph).emit()

@@ -1,0 +1,133 @@
+"""Shape inference: derive every value's type from the inputs' types and each op's rule.
+
+Requires: input and constant types. Ensures: a type for every value; where the
+capture already recorded one (torch's own shape), the two must agree, so a
+rule that is wrong here fails compilation instead of producing a bad file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ..ir import CompileError, Graph, Node, TensorType
+from .base import Pass, PassResult
+
+
+def broadcast(a: TensorType, b: TensorType, node: Node) -> TensorType:
+    """numpy broadcasting where a batched dim 0 is a symbol that only matches itself or 1."""
+    rank = max(len(a.shape), len(b.shape))
+    dims: list[int] = []
+    batched = False
+    for i in range(rank):
+        da, ba = _dim(a, i - rank)
+        db, bb = _dim(b, i - rank)
+        if ba and bb:
+            dims.append(1)
+            batched = True
+        elif ba or bb:
+            other = db if ba else da
+            if other != 1:
+                raise CompileError(f"{node.op}: cannot broadcast the batch dimension against size {other} "
+                                   f"({a} vs {b})", node)
+            dims.append(1)
+            batched = True
+        elif da == db or da == 1 or db == 1:
+            dims.append(max(da, db))
+        else:
+            raise CompileError(f"{node.op}: shapes {a} and {b} do not broadcast", node)
+    if batched and not (rank and (_dim(a, -rank)[1] or _dim(b, -rank)[1])):
+        raise CompileError(f"{node.op}: the batch dimension must stay the leading one ({a} vs {b})", node)
+    return TensorType(tuple(dims), batched)
+
+
+def _dim(t: TensorType, index: int) -> tuple[int, bool]:
+    """(size, is-batch) of dim `index` counted from the right, (1, False) when t has no such dim."""
+    pos = len(t.shape) + index
+    if pos < 0:
+        return 1, False
+    return t.shape[pos], (t.batched and pos == 0)
+
+
+def infer_node(node: Node, types: dict[str, TensorType], recorded: TensorType | None) -> list[TensorType]:
+    ins = [types[name] for name in node.inputs]
+    op = node.op
+    if op in ("linear", "matmul_nt"):
+        x, w = ins[0], ins[1]
+        if len(w.shape) != 2 or w.batched or not x.shape or x.shape[-1] != w.shape[1]:
+            raise CompileError(f"{op}: input {x} does not fit weight {w}", node)
+        if op == "linear" and (ins[2].shape != (w.shape[0],) or ins[2].batched):
+            raise CompileError(f"{op}: bias {ins[2]} does not fit weight {w}", node)
+        return [TensorType(x.shape[:-1] + (w.shape[0],), x.batched)]
+    if op in ("add", "sub", "mul", "div"):
+        return [broadcast(ins[0], ins[1], node)]
+    if op in ("neg", "exp", "sigmoid", "tanh", "relu", "copy"):
+        return [ins[0]]
+    if op == "concat":
+        return [_concat(node, ins)]
+    if op in ("zeros", "reshape"):
+        if recorded is None:
+            raise CompileError(f"{op}: no recorded shape", node)
+        if op == "reshape" and (recorded.elems != ins[0].elems or recorded.batched != ins[0].batched):
+            raise CompileError(f"reshape: {ins[0]} cannot become {recorded}", node)
+        return [recorded]
+    if op == "ode":
+        dynamics = infer(node.attr("dynamics"), [TensorType(()), *ins])
+        out = dynamics.types[dynamics.outputs[0]]
+        if out != ins[0]:
+            raise CompileError(f"ode: the dynamics return {out} for a state of {ins[0]}", node)
+        return [ins[0]]
+    if op == "loop":
+        return list(ins)
+    raise CompileError(f"shape inference: no rule for op {op!r}", node)
+
+
+def _concat(node: Node, ins: list[TensorType]) -> TensorType:
+    first = ins[0]
+    rank = len(first.shape)
+    axis = node.attr("axis", 0)
+    axis = axis + rank if axis < 0 else axis
+    if not 0 <= axis < rank or (axis == 0 and first.batched):
+        raise CompileError(f"concat: axis {node.attr('axis')} is not valid for {first}", node)
+    total = 0
+    for t in ins:
+        if len(t.shape) != rank or t.batched != first.batched or any(
+            t.shape[i] != first.shape[i] for i in range(rank) if i != axis
+        ):
+            raise CompileError(f"concat: {t} does not match {first} outside axis {axis}", node)
+        total += t.shape[axis]
+    shape = list(first.shape)
+    shape[axis] = total
+    return TensorType(tuple(shape), first.batched)
+
+
+def infer(graph: Graph, input_types: list[TensorType] | None = None, outer: dict | None = None) -> Graph:
+    """Return graph with types recomputed; input_types override the inputs' recorded types."""
+    types: dict[str, TensorType] = dict(outer or {})
+    for i, name in enumerate(graph.inputs):
+        types[name] = input_types[i] if input_types is not None else graph.types[name]
+    for name, value in graph.constants.items():
+        types[name] = TensorType(tuple(value.shape))
+    for name, table in graph.step_tables.items():
+        types[name] = TensorType(tuple(table.shape[1:]))
+    nodes = []
+    for node in graph.nodes:
+        if node.op == "loop":
+            node = node.with_attrs(body=infer(node.attr("body"), [types[i] for i in node.inputs], outer=types))
+        nodes.append(node)
+        recorded = [graph.types.get(out) for out in node.outputs]
+        result = infer_node(node, types, recorded[0])
+        for out, inferred, rec in zip(node.outputs, result, recorded):
+            if rec is not None and rec != inferred and node.op not in ("ode", "loop"):
+                raise CompileError(f"{node.op}: inferred {inferred} but torch recorded {rec}", node)
+            types[out] = inferred
+    own = {k: v for k, v in types.items() if outer is None or k not in outer or k in graph.types}
+    return replace(graph, nodes=tuple(nodes), types=own)
+
+
+def _run(graph: Graph) -> PassResult:
+    inferred = infer(graph)
+    return PassResult(inferred, inferred.types != graph.types)
+
+
+PASS = Pass("shape_inference", requires="input and constant types", ensures="every value has a checked type",
+            run=_run)

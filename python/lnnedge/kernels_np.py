@@ -1,0 +1,49 @@
+"""The ops' arithmetic in numpy float32: used by the reference VM and by constant folding.
+
+One function per IR op / VM opcode; every result is float32, like the C VM's.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+F32 = np.float32
+
+
+def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+    y = np.matmul(x, w.T, dtype=F32)
+    return y if b is None else (y + b).astype(F32)
+
+
+def sigmoid(a: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        return (F32(1) / (F32(1) + np.exp(-a, dtype=F32))).astype(F32)
+
+
+BINARY = {
+    "add": np.add,
+    "sub": np.subtract,
+    "mul": np.multiply,
+    "div": np.divide,
+}
+UNARY = {
+    "neg": np.negative,
+    "exp": np.exp,
+    "tanh": np.tanh,
+    "relu": lambda a: np.maximum(a, F32(0)),
+    "sigmoid": sigmoid,
+}
+
+
+def binary(op: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        return np.asarray(BINARY[op](a.astype(F32), b.astype(F32)), dtype=F32)
+
+
+def unary(op: str, a: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.asarray(UNARY[op](a.astype(F32)), dtype=F32)
+
+
+def concat(a: np.ndarray, b: np.ndarray, axis: int) -> np.ndarray:
+    return np.concatenate([a, b], axis=axis).astype(F32)

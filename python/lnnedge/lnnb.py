@@ -1,0 +1,163 @@
+"""Reading and writing the .lnnb container (layout: vm/include/lnn_format.h).
+
+This module knows bytes, not models: a `Program` is the tensor table, the
+constants blob, the code words and optional names/metadata. The compiler
+builds one, the reference VM and the tests read one back.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from dataclasses import dataclass, field
+
+from .isa import const
+
+_HEADER = struct.Struct("<4sHHIIIIIIHH28x")
+_SECTION = struct.Struct("<IIII")
+_TENSOR = struct.Struct("<BBBB4IIII")
+
+
+class FormatError(ValueError):
+    """A file that is not a well-formed .lnnb container."""
+
+
+@dataclass(frozen=True)
+class TensorEntry:
+    """One row of the tensor table; dims hold 1 at dim 0 for batched tensors."""
+
+    dims: tuple[int, ...]
+    region: int
+    offset: int
+    batched: bool = False
+    stride: int = 0
+    dtype: int = 1
+
+    @property
+    def elems(self) -> int:
+        n = 1
+        for d in self.dims:
+            n *= d
+        return n
+
+    @property
+    def nbytes(self) -> int:
+        return 4 * self.elems
+
+
+@dataclass(frozen=True)
+class Program:
+    tensors: tuple[TensorEntry, ...]
+    consts: bytes
+    code: tuple[int, ...]
+    arena_fixed: int
+    arena_row: int
+    num_inputs: int
+    num_outputs: int
+    names: tuple[str, ...] = ()
+    meta: dict = field(default_factory=dict)
+
+    def arena_size(self, batch: int) -> int:
+        return align(self.arena_fixed, const("ARENA_ALIGN")) + self.arena_row * batch
+
+
+def align(n: int, to: int) -> int:
+    return (n + to - 1) // to * to
+
+
+def write(program: Program) -> bytes:
+    """Serialise a Program: header, section table, sections, CRC-32."""
+    tensors = b"".join(
+        _TENSOR.pack(
+            t.dtype,
+            len(t.dims),
+            t.region,
+            const("TF_BATCH") if t.batched else 0,
+            *(tuple(t.dims) + (0,) * (4 - len(t.dims))),
+            t.offset,
+            t.stride,
+            0,
+        )
+        for t in program.tensors
+    )
+    code = struct.pack(f"<{len(program.code)}I", *program.code)
+    sections = [(const("SEC_TENSORS"), tensors, 4), (const("SEC_CONSTS"), program.consts, const("CONST_ALIGN")),
+                (const("SEC_CODE"), code, 4)]
+    if program.names:
+        sections.append((const("SEC_NAMES"), "\0".join(program.names).encode() + b"\0", 4))
+    if program.meta:
+        sections.append((const("SEC_META"), json.dumps(program.meta, sort_keys=True).encode(), 4))
+
+    offset = const("HEADER_SIZE") + const("SECTION_ENTRY_SIZE") * len(sections)
+    table, body = b"", b""
+    for kind, blob, alignment in sections:
+        start = align(offset, alignment)
+        body += b"\0" * (start - offset) + blob
+        table += _SECTION.pack(kind, start, len(blob), 0)
+        offset = start + len(blob)
+    size = offset
+    header = _HEADER.pack(b"LNNB", const("VERSION_MAJOR"), const("VERSION_MINOR"), size, 0, len(sections),
+                          len(program.tensors), program.arena_fixed, program.arena_row,
+                          program.num_inputs, program.num_outputs)
+    data = bytearray(header + table + body)
+    struct.pack_into("<I", data, 12, zlib.crc32(bytes(data[16:])))
+    return bytes(data)
+
+
+def read(data: bytes) -> Program:
+    """Parse a container, checking the framing (not the program: that is the VMs' verifier's job)."""
+    if len(data) < const("HEADER_SIZE"):
+        raise FormatError(f"file is {len(data)} bytes, shorter than the {const('HEADER_SIZE')}-byte header")
+    magic, major, _minor, size, crc, nsec, ntensors, fixed, row, nin, nout = _HEADER.unpack_from(data)
+    if magic != b"LNNB":
+        raise FormatError(f"bad magic {magic!r}: not an .lnnb file")
+    if major != const("VERSION_MAJOR"):
+        raise FormatError(f"format version {major} is not supported (expected {const('VERSION_MAJOR')})")
+    if size != len(data):
+        raise FormatError(f"header says {size} bytes, file has {len(data)}")
+    if zlib.crc32(data[16:]) != crc:
+        raise FormatError("CRC-32 mismatch: the file is corrupted")
+    sections: dict[int, bytes] = {}
+    for i in range(nsec):
+        kind, start, length, _ = _SECTION.unpack_from(data, const("HEADER_SIZE") + i * const("SECTION_ENTRY_SIZE"))
+        if start + length > len(data):
+            raise FormatError(f"section {i} (kind {kind}) runs past the end of the file")
+        sections[kind] = data[start:start + length]
+    tensors = []
+    blob = sections.get(const("SEC_TENSORS"), b"")
+    for i in range(ntensors):
+        dtype, rank, region, flags, *rest = _TENSOR.unpack_from(blob, i * const("TENSOR_ENTRY_SIZE"))
+        dims, offset, stride = tuple(rest[:rank]), rest[4], rest[5]
+        tensors.append(TensorEntry(dims, region, offset, bool(flags & const("TF_BATCH")), stride, dtype))
+    code_blob = sections.get(const("SEC_CODE"), b"")
+    names_blob = sections.get(const("SEC_NAMES"))
+    meta_blob = sections.get(const("SEC_META"))
+    return Program(
+        tensors=tuple(tensors),
+        consts=sections.get(const("SEC_CONSTS"), b""),
+        code=struct.unpack(f"<{len(code_blob) // 4}I", code_blob),
+        arena_fixed=fixed,
+        arena_row=row,
+        num_inputs=nin,
+        num_outputs=nout,
+        names=tuple(names_blob.decode().rstrip("\0").split("\0")) if names_blob else (),
+        meta=json.loads(meta_blob) if meta_blob else {},
+    )
+
+
+def section_offsets(data: bytes) -> dict[int, tuple[int, int]]:
+    """Section kind -> (offset, size), for tests that craft broken files."""
+    nsec = struct.unpack_from("<I", data, 16)[0]
+    out = {}
+    for i in range(nsec):
+        kind, start, length, _ = _SECTION.unpack_from(data, const("HEADER_SIZE") + i * const("SECTION_ENTRY_SIZE"))
+        out[kind] = (start, length)
+    return out
+
+
+def refresh_crc(data: bytes) -> bytes:
+    """Recompute the CRC-32 of an edited file, so an edit reaches the checks after the CRC."""
+    out = bytearray(data)
+    struct.pack_into("<I", out, 12, zlib.crc32(bytes(out[16:])))
+    return bytes(out)

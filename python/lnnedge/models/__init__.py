@@ -1,0 +1,17 @@
+"""Model architectures built from a recipe's `model:` section."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..recipe import ModelSpec
+from .ltc import LTCRegressor
+
+
+def build_model(spec: ModelSpec) -> nn.Module:
+    if spec.kind == "ltc":
+        t = torch.linspace(spec.t_start, spec.t_end, spec.steps)
+        tau_min = spec.tau_min if spec.tau_min is not None else float((t[1:] - t[:-1]).max())
+        return LTCRegressor(spec.inputs, spec.hidden, spec.outputs, t, spec.method, tau_min)
+    raise ValueError(f"unknown model kind {spec.kind!r}")

@@ -1,0 +1,226 @@
+"""Model recipes: architecture, data, training and tolerances, read from recipes/<name>.yaml.
+
+Every field is checked on load; a mistake is a RecipeError that names the
+file and the field, never a traceback from deep inside training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .expr import ExprError, number
+from .paths import RECIPES_DIR
+
+
+class RecipeError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    kind: str
+    inputs: int
+    hidden: int
+    outputs: int
+    method: str
+    t_start: float
+    t_end: float
+    steps: int
+    tau_min: float | None
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    function: str
+    ranges: tuple[tuple[float, float], ...]
+    train_points: int
+    test_points: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    seed: int
+    epochs: int
+    batch_size: int
+    lr: float
+    lr_final: float
+    grad_clip: float
+    weight_decay: float
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    float32_max_abs_err: float
+    target_rmse: float
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    path: Path
+    description: str
+    model: ModelSpec
+    data: DataSpec
+    training: TrainSpec
+    tolerances: Tolerances
+    verify_points: int
+
+
+def recipe_path(name_or_path: str) -> Path:
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml"):
+        return path
+    return RECIPES_DIR / f"{name_or_path}.yaml"
+
+
+def available() -> list[str]:
+    return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+
+
+def load(name_or_path: str) -> Recipe:
+    path = recipe_path(name_or_path)
+    if not path.is_file():
+        raise RecipeError(f"recipe {name_or_path!r} not found at {path} (available: {', '.join(available())})")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{path}: not valid YAML: {exc}") from None
+    return parse(raw, path)
+
+
+def parse(raw: Any, path: Path) -> Recipe:
+    reader = _Reader(path)
+    top = reader.mapping(raw, "")
+    model = reader.mapping(top.get("model"), "model")
+    solver = reader.mapping(model.get("solver", {}), "model.solver")
+    data = reader.mapping(top.get("data"), "data")
+    training = reader.mapping(top.get("training"), "training")
+    tol = reader.mapping(top.get("tolerances"), "tolerances")
+    verify = reader.mapping(top.get("verify", {}), "verify")
+
+    inputs = reader.integer(model, "model", "inputs", minimum=1)
+    method = reader.choice(solver, "model.solver", "method", ("euler", "midpoint", "rk4"), default="euler")
+    ranges_raw = data.get("range")
+    if ranges_raw is None:
+        reader.fail("data.range", "is missing")
+    if isinstance(ranges_raw, list) and len(ranges_raw) == 2 and not isinstance(ranges_raw[0], list):
+        ranges_raw = [ranges_raw] * inputs
+    if not isinstance(ranges_raw, list) or len(ranges_raw) != inputs:
+        reader.fail("data.range", f"needs one [low, high] pair per input ({inputs})")
+    ranges = tuple(reader.interval(r, f"data.range[{i}]") for i, r in enumerate(ranges_raw))
+
+    spec = ModelSpec(
+        kind=reader.choice(model, "model", "kind", ("ltc",)),
+        inputs=inputs,
+        hidden=reader.integer(model, "model", "hidden", minimum=1),
+        outputs=reader.integer(model, "model", "outputs", minimum=1),
+        method=method,
+        t_start=reader.real(solver, "model.solver", "t_start", default=0.0),
+        t_end=reader.real(solver, "model.solver", "t_end", default=5.0),
+        steps=reader.integer(solver, "model.solver", "steps", minimum=2, default=10),
+        tau_min=reader.real(model, "model", "tau_min", default=None),
+    )
+    if spec.t_end <= spec.t_start:
+        reader.fail("model.solver.t_end", "must be greater than t_start")
+    if spec.outputs != 1:
+        reader.fail("model.outputs", "must be 1: the data function gives one value per point")
+    return Recipe(
+        name=str(top.get("name", path.stem)),
+        path=path,
+        description=str(top.get("description", "")),
+        model=spec,
+        data=DataSpec(
+            function=reader.string(data, "data", "function"),
+            ranges=ranges,
+            train_points=reader.integer(data, "data", "train_points", minimum=2),
+            test_points=reader.integer(data, "data", "test_points", minimum=2),
+            seed=reader.integer(data, "data", "seed", minimum=0, default=1234),
+        ),
+        training=TrainSpec(
+            seed=reader.integer(training, "training", "seed", minimum=0, default=0),
+            epochs=reader.integer(training, "training", "epochs", minimum=1),
+            batch_size=reader.integer(training, "training", "batch_size", minimum=1),
+            lr=reader.real(training, "training", "lr", positive=True),
+            lr_final=reader.real(training, "training", "lr_final", default=0.0),
+            grad_clip=reader.real(training, "training", "grad_clip", positive=True, default=1.0),
+            weight_decay=reader.real(training, "training", "weight_decay", default=0.0),
+        ),
+        tolerances=Tolerances(
+            float32_max_abs_err=reader.real(tol, "tolerances", "float32_max_abs_err", positive=True),
+            target_rmse=reader.real(tol, "tolerances", "target_rmse", positive=True),
+        ),
+        verify_points=reader.integer(verify, "verify", "points", minimum=1, default=1024),
+    )
+
+
+class _Reader:
+    """Typed field access that names file and field in every error."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def fail(self, field: str, problem: str):
+        raise RecipeError(f"{self.path}: {field}: {problem}")
+
+    def mapping(self, value: Any, field: str) -> dict:
+        if not isinstance(value, dict):
+            self.fail(field or "<top level>", "must be a mapping of fields" if value is not None else "is missing")
+        return value
+
+    def _get(self, section: dict, where: str, key: str, default: Any) -> Any:
+        if key not in section:
+            if default is _REQUIRED:
+                self.fail(f"{where}.{key}", "is missing")
+            return default
+        return section[key]
+
+    def integer(self, section: dict, where: str, key: str, minimum: int, default: Any = None) -> int:
+        value = self._get(section, where, key, _REQUIRED if default is None else default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(f"{where}.{key}", f"must be an integer, got {value!r}")
+        if value < minimum:
+            self.fail(f"{where}.{key}", f"must be >= {minimum}, got {value}")
+        return value
+
+    def real(self, section: dict, where: str, key: str, positive: bool = False, default: Any = "required"):
+        value = self._get(section, where, key, _REQUIRED if default == "required" else default)
+        if value is None:
+            return None
+        try:
+            result = number(value)
+        except (ExprError, ValueError, TypeError):
+            self.fail(f"{where}.{key}", f"must be a number, got {value!r}")
+        if positive and not result > 0:
+            self.fail(f"{where}.{key}", f"must be > 0, got {value!r}")
+        return result
+
+    def string(self, section: dict, where: str, key: str) -> str:
+        value = self._get(section, where, key, _REQUIRED)
+        if not isinstance(value, str) or not value.strip():
+            self.fail(f"{where}.{key}", f"must be a non-empty string, got {value!r}")
+        return value
+
+    def choice(self, section: dict, where: str, key: str, options: tuple[str, ...], default: Any = None) -> str:
+        value = self._get(section, where, key, _REQUIRED if default is None else default)
+        if value not in options:
+            self.fail(f"{where}.{key}", f"must be one of {', '.join(options)}, got {value!r}")
+        return value
+
+    def interval(self, value: Any, field: str) -> tuple[float, float]:
+        if not isinstance(value, list) or len(value) != 2:
+            self.fail(field, f"must be [low, high], got {value!r}")
+        try:
+            low, high = number(value[0]), number(value[1])
+        except (ExprError, ValueError, TypeError):
+            self.fail(field, f"must be two numbers, got {value!r}")
+        if not high > low:
+            self.fail(field, f"high must be greater than low, got {value!r}")
+        return low, high
+
+
+_REQUIRED = object()

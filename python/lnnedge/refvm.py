@@ -1,0 +1,123 @@
+"""The reference VM: runs an .lnnb file in numpy, instruction by instruction.
+
+It is the oracle the C VM is checked against, so it is written for clarity:
+the same arena layout (tensors are numpy views into one arena buffer, so the
+memory plan is exercised for real), the same stack discipline, float32
+arithmetic from kernels_np. It trusts the file's structure (the C loader is
+the hardened verifier) but raises RefVMError on anything it cannot run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from . import isa, kernels_np, lnnb
+
+_BINARY = {"ADD": "add", "SUB": "sub", "MUL": "mul", "DIV": "div"}
+_UNARY = {"NEG": "neg", "EXP": "exp", "SIGMOID": "sigmoid", "TANH": "tanh", "RELU": "relu"}
+
+Trace = Callable[[int, str, int, np.ndarray], None]
+
+
+class RefVMError(RuntimeError):
+    pass
+
+
+class RefVM:
+    def __init__(self, data: bytes):
+        self.program = lnnb.read(data)
+        p = self.program
+        self.consts = np.frombuffer(p.consts, dtype="<f4") if p.consts else np.zeros(0, np.float32)
+        ops = isa.opcode_by_code()
+        self.decoded = []
+        for word in p.code:
+            code, a, b = isa.decode(word)
+            if code not in ops:
+                raise RefVMError(f"unknown opcode {code:#x}")
+            self.decoded.append((ops[code].name, a, b))
+        self.inputs = sorted((t.offset, t) for t in p.tensors if t.region == isa.const("REG_INPUT"))
+        self.outputs = sorted((t.offset, t) for t in p.tensors if t.region == isa.const("REG_OUTPUT"))
+
+    def run(self, inputs: Sequence[np.ndarray], trace: Trace | None = None) -> list[np.ndarray]:
+        p = self.program
+        arrays = [np.ascontiguousarray(x, dtype=np.float32) for x in inputs]
+        if len(arrays) != p.num_inputs:
+            raise RefVMError(f"model takes {p.num_inputs} inputs, got {len(arrays)}")
+        batch = 1
+        for (_, t), x in zip(self.inputs, arrays):
+            if t.batched:
+                batch = x.shape[0]
+            if x.shape != self._shape(t, x.shape[0] if t.batched else 1):
+                raise RefVMError(f"input {t.offset} has shape {x.shape}, model expects {self._shape(t, batch)}")
+        arena = np.zeros((p.arena_size(batch) + 3) // 4, dtype=np.float32)
+        outs = [np.zeros(self._shape(t, batch), dtype=np.float32) for _, t in self.outputs]
+        batched_base = lnnb.align(p.arena_fixed, isa.const("ARENA_ALIGN"))
+
+        def view(index: int, loop_index: int) -> np.ndarray:
+            t = p.tensors[index]
+            shape = self._shape(t, batch)
+            n = int(np.prod(shape, dtype=np.int64))
+            if t.region == isa.const("REG_CONST"):
+                start = (t.offset + t.stride * loop_index) // 4
+                return self.consts[start:start + n].reshape(shape)
+            if t.region == isa.const("REG_ARENA"):
+                start = (batched_base + t.offset * batch if t.batched else t.offset) // 4
+                return arena[start:start + n].reshape(shape)
+            if t.region == isa.const("REG_INPUT"):
+                return arrays[t.offset]
+            return outs[t.offset]
+
+        stack: list[np.ndarray] = []
+        loops: list[list[int]] = []  # [body pc, count, index]
+        pc = 0
+        while pc < len(self.decoded):
+            name, a, b = self.decoded[pc]
+            loop_index = loops[-1][2] if loops else 0
+            if name == "PUSH":
+                stack.append(view(b, loop_index))
+            elif name == "DROP":
+                stack.pop()
+            elif name == "LOOP":
+                loops.append([pc + 1, b, 0])
+            elif name == "END":
+                frame = loops[-1]
+                frame[2] += 1
+                if frame[2] < frame[1]:
+                    pc = frame[0]
+                    continue
+                loops.pop()
+            else:
+                pops = isa.opcodes()[name].pops
+                args = stack[len(stack) - pops:]
+                del stack[len(stack) - pops:]
+                dst = view(b, loop_index)
+                dst[...] = self._compute(name, a, args, dst)
+                stack.append(dst)
+                if trace is not None:
+                    trace(pc, name, b, dst.copy())
+            pc += 1
+        return [o.copy() for o in outs]
+
+    @staticmethod
+    def _shape(t: lnnb.TensorEntry, batch: int) -> tuple[int, ...]:
+        return (batch, *t.dims[1:]) if t.batched else tuple(t.dims)
+
+    @staticmethod
+    def _compute(name: str, axis: int, args: list[np.ndarray], dst: np.ndarray) -> np.ndarray:
+        if name == "LINEAR":
+            return kernels_np.linear(args[0], args[1], args[2])
+        if name == "MATMUL_NT":
+            return kernels_np.linear(args[0], args[1])
+        if name in _BINARY:
+            return kernels_np.binary(_BINARY[name], args[0], args[1])
+        if name in _UNARY:
+            return kernels_np.unary(_UNARY[name], args[0])
+        if name == "CONCAT":
+            return kernels_np.concat(args[0], args[1], axis)
+        if name == "COPY":
+            return args[0].reshape(dst.shape)
+        if name == "ZERO":
+            return np.zeros(dst.shape, np.float32)
+        raise RefVMError(f"reference VM has no implementation of {name}")

@@ -1,0 +1,144 @@
+"""Training a recipe's model: seeded, reproducible, with a progress bar and a loss curve.
+
+Writes build/<model>/checkpoint.pt, train-metrics.json and loss.png.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import data
+from .artifacts import atomic_write_bytes, atomic_write_text
+from .models import build_model
+from .recipe import Recipe
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    model: torch.nn.Module
+    metrics: dict
+    losses: list[float]
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+
+
+def train(recipe: Recipe, seed: int | None = None, epochs: int | None = None, progress: bool = True) -> TrainResult:
+    """Train the recipe's model; `seed` and `epochs` override the recipe's."""
+    spec = recipe.training
+    seed = spec.seed if seed is None else seed
+    epochs = spec.epochs if epochs is None else epochs
+    seed_everything(seed)
+
+    x_train, y_train, x_test, y_test = data.train_test(recipe.data)
+    model = build_model(recipe.model)
+    _set_normalisation(model, x_train, y_train)
+    xt = torch.tensor(x_train, dtype=torch.float32)
+    yt = torch.tensor(y_train, dtype=torch.float32)
+
+    optimiser = torch.optim.Adam(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
+    batches = math.ceil(len(xt) / spec.batch_size)
+    total_steps = epochs * batches
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimiser, lambda step: _cosine(step, total_steps, spec.lr_final / spec.lr)
+    )
+    generator = torch.Generator().manual_seed(seed)
+    losses: list[float] = []
+    started = time.perf_counter()
+    bar = tqdm(range(epochs), desc=f"train {recipe.name} seed {seed}", unit="epoch", disable=not progress)
+    for _epoch in bar:
+        order = torch.randperm(len(xt), generator=generator)
+        epoch_loss = 0.0
+        for i in range(batches):
+            idx = order[i * spec.batch_size:(i + 1) * spec.batch_size]
+            # The loss is computed on the normalised target so its scale is the same for every recipe.
+            pred = (model(xt[idx]) - model.out_mean) / model.out_std
+            target = (yt[idx] - model.out_mean) / model.out_std
+            loss = torch.mean((pred - target) ** 2)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(f"loss became {loss.item()} at epoch {_epoch} (seed {seed})")
+            optimiser.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
+            optimiser.step()
+            schedule.step()
+            epoch_loss += loss.item() * len(idx)
+        losses.append(epoch_loss / len(xt))
+        bar.set_postfix(loss=f"{losses[-1]:.2e}")
+    seconds = time.perf_counter() - started
+
+    rmse = test_rmse(model, x_test, y_test)
+    metrics = {
+        "model": recipe.name,
+        "seed": seed,
+        "epochs": epochs,
+        "train_seconds": round(seconds, 2),
+        "final_train_loss": losses[-1],
+        "test_rmse": rmse,
+        "target_rmse": recipe.tolerances.target_rmse,
+        "passed": bool(rmse <= recipe.tolerances.target_rmse),
+        "test_points": len(x_test),
+        "torch_threads": torch.get_num_threads(),
+    }
+    return TrainResult(model, metrics, losses)
+
+
+def test_rmse(model: torch.nn.Module, x: np.ndarray, y: np.ndarray) -> float:
+    """RMSE of the model against the true function at held-out points."""
+    with torch.no_grad():
+        pred = model(torch.tensor(x, dtype=torch.float32)).double().numpy()
+    return float(np.sqrt(np.mean((pred - y) ** 2)))
+
+
+def _cosine(step: int, total: int, final_ratio: float) -> float:
+    progress = min(step / max(total, 1), 1.0)
+    return final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _set_normalisation(model: torch.nn.Module, x: np.ndarray, y: np.ndarray) -> None:
+    with torch.no_grad():
+        model.in_mean.copy_(torch.tensor(x.mean(axis=0), dtype=torch.float32))
+        model.in_std.copy_(torch.tensor(x.std(axis=0), dtype=torch.float32))
+        model.out_mean.copy_(torch.tensor(y.mean(axis=0), dtype=torch.float32))
+        model.out_std.copy_(torch.tensor(y.std(axis=0), dtype=torch.float32))
+
+
+def save(result: TrainResult, recipe: Recipe, out_dir: Path) -> None:
+    """checkpoint.pt, train-metrics.json and loss.png under out_dir, each written atomically."""
+    import io
+
+    buffer = io.BytesIO()
+    torch.save({"recipe": recipe.name, "state_dict": result.model.state_dict(), "metrics": result.metrics}, buffer)
+    atomic_write_bytes(out_dir / "checkpoint.pt", buffer.getvalue())
+    atomic_write_text(out_dir / "train-metrics.json", json.dumps(result.metrics, indent=2) + "\n")
+    from .plots import loss_curve
+
+    loss_curve(result.losses, recipe.name, out_dir / "loss.png")
+
+
+def load_checkpoint(recipe: Recipe, out_dir: Path) -> torch.nn.Module:
+    path = out_dir / "checkpoint.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: run `invoke train --model {recipe.name}` first")
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    model = build_model(recipe.model)
+    try:
+        model.load_state_dict(blob["state_dict"])
+    except (RuntimeError, KeyError) as exc:
+        raise ValueError(f"{path} does not match recipe {recipe.name}: {exc}") from None
+    model.eval()
+    return model

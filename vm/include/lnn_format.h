@@ -1,0 +1,109 @@
+/*
+ * lnn_format.h - the .lnnb file format, defined and documented in one place.
+ *
+ * All integers are little-endian. Offsets are from the start of the file.
+ *
+ * File
+ * ----
+ *   [0, 64)            header
+ *   [64, 64 + 16*n)    section table, n = num_sections entries
+ *   ...                sections, each inside the file, none overlapping
+ *
+ * Header (64 bytes)
+ * -----------------
+ *   off  size  field
+ *   0    4     magic "LNNB"
+ *   4    2     version_major   == LNN_VERSION_MAJOR
+ *   6    2     version_minor   <= LNN_VERSION_MINOR
+ *   8    4     file_size       == length of the buffer handed to lnn_init
+ *   12   4     crc32           CRC-32 (IEEE 802.3, as zlib) of bytes [16, file_size)
+ *   16   4     num_sections    1..LNN_MAX_SECTIONS
+ *   20   4     num_tensors     1..LNN_MAX_TENSORS
+ *   24   4     arena_fixed     bytes of arena independent of the batch size
+ *   28   4     arena_row       bytes of arena per batch row
+ *   32   2     num_inputs      1..LNN_MAX_IO
+ *   34   2     num_outputs     1..LNN_MAX_IO
+ *   36   28    reserved, zero
+ *
+ * Section table entry (16 bytes)
+ * ------------------------------
+ *   0 u32 kind (LNN_SEC_*), 4 u32 offset, 8 u32 size, 12 u32 reserved (zero)
+ *   TENSORS: 4-aligned, size == 32 * num_tensors            (required)
+ *   CONSTS:  64-aligned, any size (may be 0)                  (required)
+ *   CODE:    4-aligned, size a non-zero multiple of 4        (required)
+ *   NAMES, META: optional, ignored by the VM (tensor names, JSON metadata).
+ *   Each kind at most once; unknown kinds are rejected.
+ *
+ * Tensor entry (32 bytes)
+ * -----------------------
+ *   0  u8   dtype    LNN_DT_F32
+ *   1  u8   rank     0..LNN_MAX_RANK
+ *   2  u8   region   LNN_REG_*
+ *   3  u8   flags    LNN_TF_BATCH: dim 0 is the batch dimension; it is stored
+ *                    as 1 and is the batch size of the run at run time.
+ *                    Other bits zero.
+ *   4  u32  dims[4]  dims[i] >= 1 for i < rank; zero for i >= rank
+ *   20 u32  offset   CONST:  byte offset in the constants section (4-aligned)
+ *                    ARENA:  byte offset; a batched tensor lives in the
+ *                            batched part at offset * batch, an unbatched one
+ *                            in the fixed part at offset (4-aligned)
+ *                    INPUT / OUTPUT: the input / output number
+ *   24 u32  stride   CONST only: bytes added to the address per iteration of
+ *                    the innermost enclosing loop (a per-step table, e.g. dt);
+ *                    zero for other regions
+ *   28 u32  reserved zero
+ *
+ * Arena
+ * -----
+ *   [0, arena_fixed)                    unbatched intermediates
+ *   [align64(arena_fixed), + row*batch) batched intermediates
+ *   lnn_arena_size(batch) = align64(arena_fixed) + arena_row * batch
+ *
+ * Code
+ * ----
+ *   32-bit instruction words, see lnn_opcodes.def for the layout and the ops.
+ *   The program runs from the first word to the last; the stack is empty at
+ *   the start and must be empty at the end.
+ */
+#ifndef LNN_FORMAT_H
+#define LNN_FORMAT_H
+
+#define LNN_MAGIC "LNNB"
+#define LNN_VERSION_MAJOR 1
+#define LNN_VERSION_MINOR 0
+
+#define LNN_HEADER_SIZE 64u
+#define LNN_SECTION_ENTRY_SIZE 16u
+#define LNN_TENSOR_ENTRY_SIZE 32u
+#define LNN_CONST_ALIGN 64u
+#define LNN_ARENA_ALIGN 64u
+
+/* Resource limits: a file beyond any of them is rejected. */
+#define LNN_MAX_SECTIONS 8u
+#define LNN_MAX_TENSORS 65535u
+#define LNN_MAX_IO 16u
+#define LNN_MAX_RANK 4u
+#define LNN_MAX_STACK 16u
+#define LNN_MAX_LOOP_DEPTH 4u
+#define LNN_MAX_ELEMENTS (1u << 26) /* per tensor (per batch row if batched) */
+
+enum {
+    LNN_SEC_TENSORS = 1,
+    LNN_SEC_CONSTS = 2,
+    LNN_SEC_CODE = 3,
+    LNN_SEC_NAMES = 4,
+    LNN_SEC_META = 5
+};
+
+enum { LNN_DT_F32 = 1 };
+
+enum {
+    LNN_REG_CONST = 0,
+    LNN_REG_ARENA = 1,
+    LNN_REG_INPUT = 2,
+    LNN_REG_OUTPUT = 3
+};
+
+enum { LNN_TF_BATCH = 1 };
+
+#endif
