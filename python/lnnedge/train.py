@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,7 +60,9 @@ def train(recipe: Recipe, seed: int | None = None, epochs: int | None = None, pr
     generator = torch.Generator().manual_seed(seed)
     losses: list[float] = []
     started = time.perf_counter()
-    bar = tqdm(range(epochs), desc=f"train {recipe.name} seed {seed}", unit="epoch", disable=not progress)
+    # Off a terminal (CI logs) the bar redraws rarely instead of on every epoch.
+    bar = tqdm(range(epochs), desc=f"train {recipe.name} seed {seed}", unit="epoch", disable=not progress,
+               mininterval=0.2 if sys.stderr.isatty() else 10.0)
     for _epoch in bar:
         order = torch.randperm(len(xt), generator=generator)
         epoch_loss = 0.0

@@ -218,7 +218,8 @@ class _Translator:
         elif target == torch.ops.aten.cat.default:
             dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
             self.emit("concat", fx_node, [self.value(a) for a in args[0]], axis=int(dim))
-        elif target in (torch.ops.aten.new_zeros.default, torch.ops.aten.zeros.default):
+        elif target in (torch.ops.aten.new_zeros.default, torch.ops.aten.zeros.default,
+                        torch.ops.aten.zeros_like.default):
             self.emit("zeros", fx_node, [])
         elif target in _RESHAPE:
             self.emit("reshape", fx_node, [self.value(args[0])])

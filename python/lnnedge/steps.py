@@ -1,0 +1,112 @@
+"""The pipeline's steps as plain functions; tasks.py is a thin Invoke layer over them.
+
+Each step prints what it did and returns a small dict (for tests and the demo).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import config, recipe as recipes
+from .build import build, output_dir
+from .compiler import compile_module
+from .paths import model_dir
+from .train import load_checkpoint, save, train
+from .transports import for_board
+from .verify import table, verify
+
+
+def model_file(name: str) -> Path:
+    return model_dir(name) / "model.lnnb"
+
+
+def train_step(model: str, seed: int | None = None, epochs: int | None = None, progress: bool = True) -> dict:
+    recipe = recipes.load(model)
+    result = train(recipe, seed=seed, epochs=epochs, progress=progress)
+    out = model_dir(recipe.name)
+    save(result, recipe, out)
+    m = result.metrics
+    print(f"{recipe.name}: test RMSE vs true function {m['test_rmse']:.4f} (target ≤ {m['target_rmse']}), "
+          f"{m['epochs']} epochs in {m['train_seconds']:.1f} s, seed {m['seed']}")
+    print(f"wrote {out / 'checkpoint.pt'}, {out / 'train-metrics.json'}, {out / 'loss.png'}")
+    return m
+
+
+def seeds_step(model: str, seeds: list[int], epochs: int | None = None) -> list[dict]:
+    """Train once per seed (nothing saved); a table of each seed's held-out RMSE."""
+    recipe = recipes.load(model)
+    rows = []
+    for seed in seeds:
+        m = train(recipe, seed=seed, epochs=epochs, progress=True).metrics
+        rows.append(m)
+    print(f"{'seed':>4}  {'test RMSE':>10}  {'seconds':>8}  verdict (target ≤ {recipe.tolerances.target_rmse})")
+    for m in rows:
+        print(f"{m['seed']:>4}  {m['test_rmse']:>10.5f}  {m['train_seconds']:>8.1f}  {'ok' if m['passed'] else 'FAIL'}")
+    return rows
+
+
+def compile_step(model: str) -> dict:
+    recipe = recipes.load(model)
+    out = model_dir(recipe.name)
+    net = load_checkpoint(recipe, out)
+    example = torch.zeros(1, recipe.model.inputs)
+    started = time.perf_counter()
+    compiled = compile_module(net, (example,), name=recipe.name,
+                              meta={"recipe": recipe.name, "method": recipe.model.method,
+                                    "steps": recipe.model.steps - 1})
+    path = compiled.save(model_file(recipe.name))
+    plan = compiled.plan_summary()
+    print(f"compiled {recipe.name} in {time.perf_counter() - started:.1f} s -> {path} ({plan['file_bytes']} bytes; "
+          f"code {plan['code_bytes']} B, constants {plan['const_bytes']} B)")
+    print(f"arena: {plan['arena_row']} B per batch row (naive sum {plan['naive_row']} B, "
+          f"largest live set {plan['lower_bound_row']} B) + {plan['arena_fixed']} B fixed; "
+          f"batch 1 needs {compiled.arena_bytes(1)} B")
+    print(f"listing: {path.with_name(path.name + '.txt')}")
+    return plan
+
+
+def build_step(target_name: str, sanitize: bool = False) -> dict:
+    target = config.load_target(target_name)
+    result = build(target, sanitize=sanitize)
+    print(f"built {target.name}: {result.runner} ({result.runner_bytes} bytes)"
+          + (f", {result.library}" if result.library else ""))
+    return {"runner": str(result.runner), "library": str(result.library) if result.library else None}
+
+
+def _transport(board: config.Board):
+    return for_board(board, output_dir(board.target) / "lnnvm")
+
+
+def run_step(model: str, board_name: str | None, inputs: list[float] | None) -> np.ndarray:
+    recipe = recipes.load(model)
+    board = config.board(board_name)
+    path = model_file(recipe.name)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: run `invoke compile --model {recipe.name}` first")
+    values = np.array(inputs if inputs else [0.5] * recipe.model.inputs, dtype=np.float32)
+    if values.size % recipe.model.inputs:
+        raise ValueError(f"{recipe.name} takes {recipe.model.inputs} value(s) per input row, got {values.size}")
+    x = values.reshape(-1, recipe.model.inputs)
+    result = _transport(board).run(path, [x])
+    for row_in, row_out in zip(x, result.outputs[0]):
+        print(f"{' '.join(f'{v:g}' for v in row_in)} -> {' '.join(f'{v:.6f}' for v in row_out)}")
+    print(f"on {board.name} ({result.timing.get('isa')}): {result.timing.get('latency_us_median'):.2f} µs per inference")
+    return result.outputs[0]
+
+
+def verify_step(model: str, board_name: str | None) -> dict:
+    recipe = recipes.load(model)
+    board = config.board(board_name)
+    out = model_dir(recipe.name)
+    path = model_file(recipe.name)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: run `invoke compile --model {recipe.name}` first")
+    net = load_checkpoint(recipe, out)
+    report = verify(recipe, net, path, board, _transport(board), out)
+    print(table(report))
+    print(f"wrote {out / f'verify-{board.name}.json'} and {out / report['plot']}")
+    return report

@@ -1,0 +1,68 @@
+"""The local transport: the lnnvm runner as a process on this machine."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .base import RunResult, TransportError
+
+
+def parse_info(text: str) -> dict:
+    info = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            info[key.strip()] = value.strip()
+    return info
+
+
+class LocalTransport:
+    def __init__(self, runner: Path, prefix: tuple[str, ...] = (), timeout: float = 600):
+        self.runner = Path(runner)
+        self.prefix = prefix
+        self.timeout = timeout
+        if not self.runner.is_file():
+            raise TransportError(f"{self.runner} does not exist: run `invoke build` for this board's target first")
+
+    def _call(self, args: list[str]) -> subprocess.CompletedProcess:
+        try:
+            proc = subprocess.run([*self.prefix, str(self.runner), *args], capture_output=True, text=True,
+                                  timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            raise TransportError(f"{self.runner.name} did not finish within {self.timeout} s") from None
+        if proc.returncode != 0:
+            raise TransportError(proc.stderr.strip() or f"{self.runner.name} exited with {proc.returncode}")
+        return proc
+
+    def info(self, model: Path) -> dict:
+        return parse_info(self._call(["info", str(model)]).stdout)
+
+    def run(self, model: Path, inputs: list[np.ndarray], batch: int = 1) -> RunResult:
+        info = self.info(model)
+        try:
+            n_out = int(info["outputs"])
+        except (KeyError, ValueError):
+            raise TransportError(f"{self.runner.name} info did not report the number of outputs: {info}") from None
+        with tempfile.TemporaryDirectory(prefix="lnnedge-") as tmp:
+            args = ["run", str(model)]
+            for i, x in enumerate(inputs):
+                path = Path(tmp) / f"in{i}.f32"
+                np.ascontiguousarray(x, dtype="<f4").tofile(path)
+                args += ["--in", str(path)]
+            out_paths = [Path(tmp) / f"out{i}.f32" for i in range(n_out)]
+            for path in out_paths:
+                args += ["--out", str(path)]
+            args += ["--batch", str(batch)]
+            proc = self._call(args)
+            try:
+                timing = json.loads(proc.stdout.strip().splitlines()[-1])
+            except (json.JSONDecodeError, IndexError):
+                raise TransportError(f"unexpected output from {self.runner.name}: {proc.stdout!r}") from None
+            rows = len(inputs[0])
+            outputs = [np.fromfile(p, dtype="<f4").reshape(rows, -1) for p in out_paths]
+        return RunResult(outputs, timing, info)

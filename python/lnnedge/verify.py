@@ -1,0 +1,105 @@
+"""verify: the same inputs through PyTorch, the reference VM and the device; a report, a plot, a verdict.
+
+Writes build/<model>/verify-<board>.json and verify-<board>.png.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import data
+from .artifacts import atomic_write_text
+from .config import Board
+from .plots import verify_plot
+from .recipe import Recipe
+from .refvm import RefVM
+from .transports.base import Transport
+
+
+@dataclass(frozen=True)
+class Comparison:
+    max_abs_err: float
+    rmse: float
+
+    @staticmethod
+    def of(device: np.ndarray, reference: np.ndarray) -> Comparison:
+        diff = device.astype(np.float64) - reference.astype(np.float64)
+        worst = float(np.max(np.abs(diff))) if diff.size else 0.0
+        if not np.all(np.isfinite(device)):
+            worst = float("inf")
+        return Comparison(worst, float(np.sqrt(np.mean(diff ** 2))))
+
+
+def verify(recipe: Recipe, model: torch.nn.Module, model_file: Path, board: Board, transport: Transport,
+           out_dir: Path) -> dict:
+    x = data.grid_points(recipe.data, recipe.verify_points, seed=recipe.data.seed + 2).astype(np.float32)
+    with torch.no_grad():
+        reference = model(torch.from_numpy(x)).numpy()
+    blob = model_file.read_bytes()
+    ref_out = RefVM(blob).run([x])[0]
+    started = time.perf_counter()
+    result = transport.run(model_file, [x], batch=1)
+    wall = time.perf_counter() - started
+    device = result.outputs[0]
+    truth = data.target(recipe.data, x)
+
+    tol = recipe.tolerances.float32_max_abs_err
+    dev = Comparison.of(device, reference)
+    ref = Comparison.of(ref_out, reference)
+    report = {
+        "model": recipe.name,
+        "board": board.name,
+        "target": board.target.name,
+        "transport": board.transport,
+        "isa": result.timing.get("isa", "unknown"),
+        "vm_version": result.timing.get("vm_version", "unknown"),
+        "model_sha256": hashlib.sha256(blob).hexdigest(),
+        "model_bytes": len(blob),
+        "n": int(len(x)),
+        "max_abs_err": dev.max_abs_err,
+        "rmse": dev.rmse,
+        "tolerance": tol,
+        "passed": bool(dev.max_abs_err <= tol and ref.max_abs_err <= tol),
+        "latency_us": result.timing.get("latency_us_median"),
+        "latency_us_min": result.timing.get("latency_us_min"),
+        "latency_us_max": result.timing.get("latency_us_max"),
+        "latency_runs": result.timing.get("chunks"),
+        "device_wall_seconds": round(wall, 3),
+        "reference_vm": {"max_abs_err": ref.max_abs_err, "rmse": ref.rmse},
+        "pytorch_vs_true_rmse": float(np.sqrt(np.mean((reference.astype(np.float64) - truth) ** 2))),
+        "device_vs_true_rmse": float(np.sqrt(np.mean((device.astype(np.float64) - truth) ** 2))),
+        "plot": f"verify-{board.name}.png",
+    }
+    atomic_write_text(out_dir / f"verify-{board.name}.json", json.dumps(report, indent=2) + "\n")
+    verify_plot(x, truth, reference, device,
+                f"{recipe.name} on {board.name} ({report['isa']}): max |device − PyTorch| = {dev.max_abs_err:.2e}",
+                out_dir / f"verify-{board.name}.png")
+    return report
+
+
+def table(report: dict) -> str:
+    """The report as a small terminal table."""
+    rows = [
+        ("", "max |err| vs PyTorch", "RMSE vs PyTorch", "verdict"),
+        ("reference VM (numpy)", f"{report['reference_vm']['max_abs_err']:.3e}",
+         f"{report['reference_vm']['rmse']:.3e}",
+         "ok" if report["reference_vm"]["max_abs_err"] <= report["tolerance"] else "FAIL"),
+        (f"device {report['board']} ({report['isa']})", f"{report['max_abs_err']:.3e}", f"{report['rmse']:.3e}",
+         "ok" if report["max_abs_err"] <= report["tolerance"] else "FAIL"),
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    latency = report.get("latency_us")
+    lines.append(f"n = {report['n']}, tolerance {report['tolerance']:.0e}, "
+                 f"on-device latency {latency:.2f} µs (median per inference)" if latency is not None else "")
+    lines.append(f"PyTorch vs true function RMSE {report['pytorch_vs_true_rmse']:.4f}; "
+                 f"{'PASSED' if report['passed'] else 'FAILED'}")
+    return "\n".join(lines)

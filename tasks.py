@@ -1,0 +1,162 @@
+"""lnnedge tasks: train, compile, build, run and verify small networks on edge devices.
+
+    invoke demo                     the whole pipeline on the default board
+    invoke train --model ltc-sine   then compile, build --target host, verify --board host
+
+Every task is thin: the work happens in python/lnnedge/steps.py. A user mistake
+(bad recipe, unknown board, missing artefact, verification failure) ends with
+one line on stderr and a non-zero exit; add --debug for the traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+from invoke import Collection, Exit, task
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "python"))
+
+DEFAULT_MODEL = "ltc-sine"
+
+
+def _user_errors():
+    from lnnedge.build import BuildError
+    from lnnedge.compiler import CompileError
+    from lnnedge.config import ConfigError
+    from lnnedge.expr import ExprError
+    from lnnedge.recipe import RecipeError
+    from lnnedge.refvm import RefVMError
+    from lnnedge.runtime import VMError
+    from lnnedge.train import TrainingDiverged
+    from lnnedge.transports import TransportError
+
+    return (BuildError, CompileError, ConfigError, ExprError, RecipeError, RefVMError, VMError, TrainingDiverged,
+            TransportError, FileNotFoundError, ValueError)
+
+
+def step(func):
+    """Run a task body; turn user errors into `Exit` with a one-line message (unless --debug)."""
+
+    @functools.wraps(func)
+    def wrapper(c, *args, **kwargs):
+        try:
+            return func(c, *args, **kwargs)
+        except _user_errors() as exc:
+            if c.config.get("debug", False) or "--debug" in sys.argv:
+                raise
+            raise Exit(f"error: {exc}", code=1) from None
+
+    return wrapper
+
+
+@task(help={"model": "recipe name (recipes/<model>.yaml)", "seed": "override the recipe's seed",
+            "epochs": "override the recipe's number of epochs"})
+@step
+def train(c, model=DEFAULT_MODEL, seed=None, epochs=None):
+    """Train a recipe's model; writes build/<model>/checkpoint.pt, train-metrics.json, loss.png."""
+    from lnnedge.steps import train_step
+
+    metrics = train_step(model, seed=None if seed is None else int(seed), epochs=None if epochs is None else int(epochs))
+    if not metrics["passed"]:
+        raise Exit(f"error: test RMSE {metrics['test_rmse']:.4f} is above the recipe's target "
+                   f"{metrics['target_rmse']}", code=1)
+
+
+@task(name="train-seeds", help={"model": "recipe name", "seeds": "comma-separated seeds",
+                                "epochs": "override the recipe's epochs"})
+@step
+def train_seeds(c, model=DEFAULT_MODEL, seeds="0,1,2,3,4", epochs=None):
+    """Train on several seeds and check every one converges to the recipe's target RMSE."""
+    from lnnedge.steps import seeds_step
+
+    rows = seeds_step(model, [int(s) for s in seeds.split(",")], None if epochs is None else int(epochs))
+    failed = [m["seed"] for m in rows if not m["passed"]]
+    if failed:
+        raise Exit(f"error: seeds {failed} did not reach the target RMSE", code=1)
+
+
+@task(name="compile", help={"model": "recipe name"})
+@step
+def compile_(c, model=DEFAULT_MODEL):
+    """Compile the trained model to build/<model>/model.lnnb (+ .txt listing)."""
+    from lnnedge.steps import compile_step
+
+    compile_step(model)
+
+
+@task(help={"target": "a target in targets/ (see `invoke targets`)", "sanitize": "ASan + UBSan runner"})
+@step
+def build(c, target="host", sanitize=False):
+    """Build the C VM (runner + library) for a target into build/vm/<target>/."""
+    from lnnedge.steps import build_step
+
+    build_step(target, sanitize=sanitize)
+
+
+@task(help={"model": "recipe name", "board": "a board in boards.yaml (default: its default_board)",
+            "inputs": "comma-separated input values (one row per model input width)"})
+@step
+def run(c, model=DEFAULT_MODEL, board=None, inputs=""):
+    """Run the compiled model on a board and print its outputs."""
+    from lnnedge.steps import run_step
+
+    values = [float(v) for v in inputs.split(",") if v.strip()] if inputs else None
+    run_step(model, board, values)
+
+
+@task(help={"model": "recipe name", "board": "a board in boards.yaml (default: its default_board)"})
+@step
+def verify(c, model=DEFAULT_MODEL, board=None):
+    """Compare the device with PyTorch on the recipe's verify points; exit 1 unless within tolerance."""
+    from lnnedge.steps import verify_step
+
+    report = verify_step(model, board)
+    if not report["passed"]:
+        raise Exit(f"error: verification failed on {report['board']}: max_abs_err {report['max_abs_err']:.3e} "
+                   f"> tolerance {report['tolerance']:.0e}", code=1)
+
+
+@task(help={"model": "recipe name", "board": "board to verify on (default: boards.yaml's default_board)"})
+@step
+def demo(c, model=DEFAULT_MODEL, board=None):
+    """The whole pipeline: train -> compile -> build -> verify on the default board."""
+    from lnnedge import config
+
+    chosen = config.board(board)
+    print(f"== train {model}")
+    train(c, model=model)
+    print(f"== compile {model}")
+    compile_(c, model=model)
+    print(f"== build --target {chosen.target.name}")
+    build(c, target=chosen.target.name)
+    print(f"== verify --board {chosen.name}")
+    verify(c, model=model, board=chosen.name)
+
+
+@task
+@step
+def targets(c):
+    """List the compile targets in targets/."""
+    from lnnedge import config
+
+    for name in config.target_names():
+        t = config.load_target(name)
+        print(f"{name:<14} {t.arch:<8} {t.os:<8} simd={t.simd:<6} toolchain={t.toolchain.name}  {t.description}")
+
+
+@task
+@step
+def boards(c):
+    """List the boards in boards.yaml."""
+    from lnnedge import config
+
+    all_boards, default = config.load_boards()
+    for name, b in all_boards.items():
+        mark = "*" if name == default else " "
+        print(f"{mark} {name:<14} target={b.target.name:<12} transport={b.transport:<7} {b.description}")
+
+
+ns = Collection(train, train_seeds, compile_, build, run, verify, demo, targets, boards)
+ns.configure({"debug": False})

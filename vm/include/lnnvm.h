@@ -1,0 +1,110 @@
+/*
+ * lnnvm.h - public API of the lnnedge virtual machine.
+ *
+ * The VM runs one verified .lnnb model (see lnn_format.h) out of two caller
+ * buffers: the model file itself and an arena for intermediates. It never
+ * allocates, never prints, and never fails at run time on a model that
+ * lnn_init accepted except for a bad batch size or bad arguments.
+ *
+ *   size_t need = lnn_arena_size(buf, len, max_batch);
+ *   lnn_model m;
+ *   lnn_status s = lnn_init(&m, buf, len, arena, need);
+ *   if (s != LNN_OK) report(lnn_status_name(s), lnn_error_offset(&m));
+ *   s = lnn_run(&m, inputs, outputs, batch);
+ *
+ * The model keeps pointers into buf and arena: both must outlive it and must
+ * not be modified while it is in use. lnn_model may be copied only together
+ * with a fresh lnn_init; treat its fields as private.
+ */
+#ifndef LNNVM_H
+#define LNNVM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lnn_format.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LNN_VM_VERSION "0.1.0"
+
+typedef enum {
+#define ST(name, code, message) LNN_##name = code,
+#include "lnn_status.def"
+#undef ST
+} lnn_status;
+
+struct lnn_kernels; /* kernel table, private to the VM */
+
+/* Fixed size, holds no pointer to memory it owns. Fields are private. */
+typedef struct lnn_model {
+    const uint8_t *buf;     /* the model file */
+    const uint8_t *tensors; /* tensor table inside buf */
+    const uint8_t *consts;  /* constants section inside buf */
+    const uint8_t *code;    /* code section inside buf */
+    uint8_t *arena;
+    const struct lnn_kernels *kernels;
+    size_t len;
+    size_t arena_len;
+    size_t batch_base; /* align64(arena_fixed): start of the batched part */
+    uint32_t consts_size;
+    uint32_t code_words;
+    uint32_t num_tensors;
+    uint32_t arena_fixed;
+    uint32_t arena_row;
+    uint32_t max_batch;
+    uint32_t max_row_bytes; /* largest batched tensor row, in bytes */
+    uint32_t num_inputs;
+    uint32_t num_outputs;
+    uint16_t input_tensor[LNN_MAX_IO];  /* tensor index of input i */
+    uint16_t output_tensor[LNN_MAX_IO]; /* tensor index of output i */
+    uint32_t error_offset;
+    uint32_t status; /* lnn_status of the last lnn_init */
+    uint32_t stage;  /* how far lnn_init got (private) */
+    uint32_t ready;  /* LNN_READY_ magic once lnn_init succeeded */
+} lnn_model;
+
+/* sizeof(lnn_model), for bindings that allocate it themselves. */
+size_t lnn_model_size(void);
+
+/* Verifies the whole model (header, CRC, sections, tensors, code) and binds
+ * it to the arena. buf and arena must be 4-byte aligned (64 recommended).
+ * On failure returns the status and records the byte offset in the file of
+ * the offending field or instruction (lnn_error_offset). */
+lnn_status lnn_init(lnn_model *m, const void *buf, size_t len, void *arena,
+                    size_t arena_len);
+
+/* Arena bytes needed to run batch rows: align64(arena_fixed) +
+ * arena_row * batch, read from the header (which is checked, but not the
+ * CRC nor the rest of the file). 0 if the header is invalid or the size does
+ * not fit in size_t. */
+size_t lnn_arena_size(const void *buf, size_t len, uint32_t batch);
+
+/* Runs the model on batch rows. inputs[i] / outputs[i] point to the
+ * float data of input / output i: batch rows of lnn_*_row_elems floats for a
+ * batched tensor, the whole tensor otherwise. Pointers must be 4-aligned.
+ * Fails only with LNN_E_ARG, LNN_E_BATCH or LNN_E_NOT_READY. */
+lnn_status lnn_run(lnn_model *m, const float *const *inputs,
+                   float *const *outputs, uint32_t batch);
+
+uint32_t lnn_error_offset(const lnn_model *m);
+uint32_t lnn_max_batch(const lnn_model *m); /* UINT32_MAX if arena_row == 0 */
+uint32_t lnn_num_inputs(const lnn_model *m);
+uint32_t lnn_num_outputs(const lnn_model *m);
+uint32_t lnn_input_row_elems(const lnn_model *m, uint32_t i);
+uint32_t lnn_output_row_elems(const lnn_model *m, uint32_t i);
+int lnn_input_batched(const lnn_model *m, uint32_t i);
+int lnn_output_batched(const lnn_model *m, uint32_t i);
+
+const char *lnn_status_str(lnn_status s);  /* fixed message */
+const char *lnn_status_name(lnn_status s); /* "E_CRC" */
+const char *lnn_isa(const lnn_model *m);   /* kernel set chosen at init */
+const char *lnn_version(void);             /* LNN_VM_VERSION */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,463 @@
+/*
+ * lnnvm.c - the hosted runner of the lnnedge VM.
+ *
+ *   lnnvm info MODEL
+ *   lnnvm verify MODEL
+ *   lnnvm disasm MODEL
+ *   lnnvm run MODEL --in IN.f32 [--in ...] --out OUT.f32 [--out ...]
+ *             [--batch B] [--repeat R]
+ *
+ * Exit status: 0 ok, 2 usage or I/O error (including input files of the
+ * wrong size), 3 invalid model, 1 unexpected run failure. Errors are one
+ * line on stderr. Memory is allocated at setup only; the timed run path
+ * calls nothing but lnn_run and clock_gettime.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+#include "kernels.h"
+#include "lnn_disasm.h"
+#include "lnnvm.h"
+
+enum { EXIT_RUN = 1, EXIT_USAGE = 2, EXIT_MODEL = 3 };
+
+/* Reports an error and ends the process at once: what is still allocated
+ * goes with it (_Exit: no leak report for an error exit; normal returns
+ * free everything). */
+static void fail(int code, const char *fmt, ...)
+{
+    va_list ap;
+    fflush(stdout);
+    fputs("lnnvm: error: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    fflush(stderr);
+    _Exit(code);
+}
+
+static void usage(void)
+{
+    fputs("usage: lnnvm info MODEL\n"
+          "       lnnvm verify MODEL\n"
+          "       lnnvm disasm MODEL\n"
+          "       lnnvm run MODEL --in IN.f32 [--in ...] --out OUT.f32 [--out ...]\n"
+          "                 [--batch B] [--repeat R]\n"
+          "       lnnvm --version\n"
+          "MODEL or IN may be '-' for standard input (at most one of them).\n",
+          stderr);
+    exit(EXIT_USAGE);
+}
+
+/* 64-byte aligned, size rounded up to a multiple of 64, never empty. */
+static void *alloc64(size_t size, const char *what)
+{
+    if (size > SIZE_MAX - 64)
+        fail(EXIT_USAGE, "cannot allocate %zu bytes for %s", size, what);
+    size_t n = (size + 63) & ~(size_t)63;
+    void *p = aligned_alloc(64, n ? n : 64);
+    if (!p)
+        fail(EXIT_USAGE, "cannot allocate %zu bytes for %s", size, what);
+    return p;
+}
+
+typedef struct {
+    const char *path;
+    unsigned char *data; /* 64-byte aligned */
+    size_t len;
+} blob;
+
+static int stdin_used;
+
+/* Reads a whole file (or stdin for "-") into 64-byte aligned memory. */
+static void load_file(const char *path, blob *b)
+{
+    FILE *f = stdin;
+    if (strcmp(path, "-") == 0) {
+        if (stdin_used++)
+            fail(EXIT_USAGE, "'-' (standard input) given more than once");
+    } else if (!(f = fopen(path, "rb"))) {
+        fail(EXIT_USAGE, "%s: cannot open: %s", path, strerror(errno));
+    }
+    size_t cap = 1 << 16, len = 0;
+    unsigned char *tmp = malloc(cap);
+    if (!tmp)
+        fail(EXIT_USAGE, "%s: out of memory", path);
+    for (;;) {
+        if (len == cap) {
+            unsigned char *t2 = cap <= SIZE_MAX / 2 ? realloc(tmp, cap * 2) : NULL;
+            if (!t2)
+                fail(EXIT_USAGE, "%s: out of memory", path);
+            tmp = t2;
+            cap *= 2;
+        }
+        size_t got = fread(tmp + len, 1, cap - len, f);
+        len += got;
+        if (got == 0)
+            break;
+    }
+    if (ferror(f))
+        fail(EXIT_USAGE, "%s: read error: %s", path, strerror(errno));
+    if (f != stdin)
+        fclose(f);
+    b->path = path;
+    b->len = len;
+    b->data = alloc64(len, path);
+    if (len)
+        memcpy(b->data, tmp, len);
+    free(tmp);
+}
+
+typedef struct {
+    blob file;
+    void *arena;
+    size_t arena_len;
+    lnn_model m;
+    lnn_status st;
+} model;
+
+static void model_init(model *md, uint32_t batch)
+{
+    free(md->arena);
+    md->arena_len = lnn_arena_size(md->file.data, md->file.len, batch);
+    md->arena = alloc64(md->arena_len, "the arena");
+    md->st = lnn_init(&md->m, md->file.data, md->file.len, md->arena,
+                      md->arena_len);
+}
+
+static void model_close(model *md)
+{
+    free(md->arena);
+    free(md->file.data);
+    md->arena = NULL;
+    md->file.data = NULL;
+}
+
+static void model_error(const model *md)
+{
+    fprintf(stderr, "lnnvm: error: %s: %s at byte %u: %s\n", md->file.path,
+            lnn_status_name(md->st), lnn_error_offset(&md->m),
+            lnn_status_str(md->st));
+}
+
+static void model_open(model *md, const char *path)
+{
+    memset(md, 0, sizeof *md);
+    load_file(path, &md->file);
+    model_init(md, 1);
+}
+
+static void open_or_die(model *md, const char *path)
+{
+    model_open(md, path);
+    if (md->st != LNN_OK) {
+        model_error(md);
+        model_close(md);
+        exit(EXIT_MODEL); /* nothing else allocated yet */
+    }
+}
+
+/* ---- info / verify / disasm --------------------------------------------- */
+
+static void kernel_sets(char *out, size_t cap)
+{
+    size_t len = 0;
+    out[0] = '\0';
+    for (size_t i = 0; lnn_kernel_sets[i]; i++) {
+        int n = snprintf(out + len, cap - len, "%s%s", i ? "," : "",
+                         lnn_kernel_sets[i]->isa);
+        if (n < 0 || (size_t)n >= cap - len)
+            break;
+        len += (size_t)n;
+    }
+}
+
+static int cmd_info(const char *path)
+{
+    model md;
+    open_or_die(&md, path);
+    const lnn_model *m = &md.m;
+    char line[256];
+    printf("version: %u.%u\n", (unsigned)lnn_rd16(m->buf + LNN_H_VERSION_MAJOR),
+           (unsigned)lnn_rd16(m->buf + LNN_H_VERSION_MINOR));
+    printf("vm_version: %s\n", lnn_version());
+    printf("file_size: %zu\n", md.file.len);
+    printf("tensors: %u\n", m->num_tensors);
+    printf("code_words: %u\n", m->code_words);
+    printf("consts_size: %u\n", m->consts_size);
+    printf("inputs: %u\n", lnn_num_inputs(m));
+    for (uint32_t i = 0; i < lnn_num_inputs(m); i++) {
+        lnn_describe_shape(m, m->input_tensor[i], line, sizeof line);
+        printf("input%u: %s\n", i, line);
+    }
+    printf("outputs: %u\n", lnn_num_outputs(m));
+    for (uint32_t i = 0; i < lnn_num_outputs(m); i++) {
+        lnn_describe_shape(m, m->output_tensor[i], line, sizeof line);
+        printf("output%u: %s\n", i, line);
+    }
+    printf("arena_fixed: %u\n", m->arena_fixed);
+    printf("arena_row: %u\n", m->arena_row);
+    printf("isa: %s\n", lnn_isa(m));
+    kernel_sets(line, sizeof line);
+    printf("kernels: %s\n", line);
+    model_close(&md);
+    return 0;
+}
+
+static int cmd_verify(const char *path)
+{
+    model md;
+    open_or_die(&md, path);
+    puts("ok");
+    model_close(&md);
+    return 0;
+}
+
+/* Lists the code; a model whose code failed verification is still listed
+ * (its tensors are valid), the failing instruction marked. */
+static int cmd_disasm(const char *path)
+{
+    model md;
+    model_open(&md, path);
+    if (md.st != LNN_OK && md.m.stage < LNN_STAGE_TENSORS) {
+        model_error(&md);
+        model_close(&md);
+        return EXIT_MODEL;
+    }
+    const lnn_model *m = &md.m;
+    const uint32_t code_off = (uint32_t)(m->code - m->buf);
+    uint32_t depth = 0;
+    char line[512];
+    for (uint32_t pc = 0; pc < m->code_words; pc++) {
+        lnn_disasm_insn(m, pc, &depth, line, sizeof line);
+        if (md.st != LNN_OK && lnn_error_offset(m) == code_off + 4 * pc)
+            printf("%s   <-- %s\n", line, lnn_status_name(md.st));
+        else
+            printf("%s\n", line);
+    }
+    const int rc = md.st == LNN_OK ? 0 : EXIT_MODEL;
+    if (rc) {
+        fflush(stdout);
+        model_error(&md);
+    }
+    model_close(&md);
+    return rc;
+}
+
+/* ---- run ----------------------------------------------------------------------- */
+
+static unsigned long parse_count(const char *opt, const char *s, unsigned long max)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno || end == s || *end || v == 0 || v > max || s[0] == '-')
+        fail(EXIT_USAGE, "%s: expected an integer in 1..%lu, got '%s'", opt, max, s);
+    return v;
+}
+
+static double now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    const char *model_path = NULL, *in_path[LNN_MAX_IO], *out_path[LNN_MAX_IO];
+    uint32_t nin = 0, nout = 0;
+    unsigned long batch = 1, repeat = 1;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--in") || !strcmp(a, "--out") || !strcmp(a, "--batch") ||
+            !strcmp(a, "--repeat")) {
+            if (i + 1 >= argc)
+                fail(EXIT_USAGE, "%s needs a value", a);
+            const char *v = argv[++i];
+            if (!strcmp(a, "--in")) {
+                if (nin == LNN_MAX_IO)
+                    fail(EXIT_USAGE, "too many --in (at most %u)", LNN_MAX_IO);
+                in_path[nin++] = v;
+            } else if (!strcmp(a, "--out")) {
+                if (nout == LNN_MAX_IO)
+                    fail(EXIT_USAGE, "too many --out (at most %u)", LNN_MAX_IO);
+                if (!strcmp(v, "-"))
+                    fail(EXIT_USAGE, "--out -: standard output carries the JSON line");
+                out_path[nout++] = v;
+            } else if (!strcmp(a, "--batch")) {
+                batch = parse_count(a, v, UINT32_MAX);
+            } else {
+                repeat = parse_count(a, v, 1000000000ul);
+            }
+        } else if (a[0] == '-' && a[1] != '\0') {
+            fail(EXIT_USAGE, "unknown option '%s'", a);
+        } else if (!model_path) {
+            model_path = a;
+        } else {
+            fail(EXIT_USAGE, "unexpected argument '%s'", a);
+        }
+    }
+    if (!model_path)
+        usage();
+
+    model md;
+    open_or_die(&md, model_path);
+    const uint32_t ni = lnn_num_inputs(&md.m), no = lnn_num_outputs(&md.m);
+    if (nin != ni)
+        fail(EXIT_USAGE, "%s: the model has %u input%s, got %u --in", model_path,
+             ni, ni == 1 ? "" : "s", nin);
+    if (nout != no)
+        fail(EXIT_USAGE, "%s: the model has %u output%s, got %u --out", model_path,
+             no, no == 1 ? "" : "s", nout);
+
+    /* inputs: batched ones give the row count N, unbatched ones hold one
+     * tensor shared by every chunk */
+    blob in[LNN_MAX_IO];
+    size_t in_row[LNN_MAX_IO], out_row[LNN_MAX_IO];
+    int in_b[LNN_MAX_IO], out_b[LNN_MAX_IO];
+    size_t n = 0;
+    const char *n_from = NULL;
+    for (uint32_t i = 0; i < ni; i++) {
+        load_file(in_path[i], &in[i]);
+        in_row[i] = lnn_input_row_elems(&md.m, i);
+        in_b[i] = lnn_input_batched(&md.m, i);
+        const size_t row_bytes = in_row[i] * sizeof(float);
+        if (!in_b[i]) {
+            if (in[i].len != row_bytes)
+                fail(EXIT_USAGE,
+                     "%s: input %u is not batched: expected %zu bytes (%zu float32), "
+                     "got file size %zu", in_path[i], i, row_bytes, in_row[i],
+                     in[i].len);
+            continue;
+        }
+        if (in[i].len == 0 || in[i].len % row_bytes != 0)
+            fail(EXIT_USAGE,
+                 "%s: input %u: expected a non-zero multiple of the row size %zu "
+                 "bytes (%zu float32), got file size %zu", in_path[i], i, row_bytes,
+                 in_row[i], in[i].len);
+        const size_t rows = in[i].len / row_bytes;
+        if (n_from && rows != n)
+            fail(EXIT_USAGE, "%s: input %u has %zu rows but %s has %zu", in_path[i], i,
+                 rows, n_from, n);
+        n = rows;
+        n_from = in_path[i];
+    }
+    if (!n_from)
+        n = 1;
+
+    /* the arena for the largest chunk */
+    const uint32_t chunk = (uint32_t)(batch < n ? batch : n);
+    if (chunk > 1) {
+        model_init(&md, chunk);
+        if (md.st != LNN_OK) {
+            model_error(&md);
+            fflush(stderr);
+            _Exit(EXIT_MODEL);
+        }
+    }
+    if (lnn_max_batch(&md.m) < chunk)
+        fail(EXIT_USAGE, "%s: the arena cannot hold %u rows", model_path, chunk);
+
+    float *out[LNN_MAX_IO];
+    size_t out_len[LNN_MAX_IO];
+    for (uint32_t i = 0; i < no; i++) {
+        out_row[i] = lnn_output_row_elems(&md.m, i);
+        out_b[i] = lnn_output_batched(&md.m, i);
+        const size_t rows = out_b[i] ? n : 1;
+        if (rows > SIZE_MAX / sizeof(float) / out_row[i])
+            fail(EXIT_USAGE, "%s: output %u too large", out_path[i], i);
+        out_len[i] = rows * out_row[i] * sizeof(float);
+        out[i] = alloc64(out_len[i], out_path[i]);
+    }
+    const size_t chunks = (n + chunk - 1) / chunk;
+    if (chunks > SIZE_MAX / sizeof(double) / repeat)
+        fail(EXIT_USAGE, "too many chunks x repeats");
+    double *lat = malloc(chunks * repeat * sizeof(double));
+    if (!lat)
+        fail(EXIT_USAGE, "out of memory for %zu timings", chunks * repeat);
+
+    const float *ip[LNN_MAX_IO];
+    float *op[LNN_MAX_IO];
+    size_t nlat = 0;
+    for (unsigned long r = 0; r < repeat; r++) {
+        for (size_t start = 0; start < n; start += chunk) {
+            const uint32_t rows = (uint32_t)(n - start < chunk ? n - start : chunk);
+            for (uint32_t i = 0; i < ni; i++)
+                ip[i] = (const float *)(const void *)in[i].data +
+                        (in_b[i] ? start * in_row[i] : 0);
+            for (uint32_t i = 0; i < no; i++)
+                op[i] = out[i] + (out_b[i] ? start * out_row[i] : 0);
+            const double t0 = now_us();
+            const lnn_status st = lnn_run(&md.m, ip, op, rows);
+            const double t1 = now_us();
+            if (st != LNN_OK)
+                fail(EXIT_RUN, "%s: run failed: %s: %s", model_path,
+                     lnn_status_name(st), lnn_status_str(st));
+            lat[nlat++] = (t1 - t0) / rows;
+        }
+    }
+
+    for (uint32_t i = 0; i < no; i++) {
+        FILE *f = fopen(out_path[i], "wb");
+        if (!f)
+            fail(EXIT_USAGE, "%s: cannot open for writing: %s", out_path[i],
+                 strerror(errno));
+        if (fwrite(out[i], 1, out_len[i], f) != out_len[i] || fclose(f) != 0)
+            fail(EXIT_USAGE, "%s: write error: %s", out_path[i], strerror(errno));
+    }
+
+    qsort(lat, nlat, sizeof *lat, cmp_double);
+    const double median = nlat % 2 ? lat[nlat / 2]
+                                   : (lat[nlat / 2 - 1] + lat[nlat / 2]) / 2;
+    printf("{\"n\":%zu,\"batch\":%lu,\"chunks\":%zu,\"repeat\":%lu,"
+           "\"latency_us_median\":%.3f,\"latency_us_min\":%.3f,"
+           "\"latency_us_max\":%.3f,\"isa\":\"%s\",\"vm_version\":\"%s\"}\n",
+           n, batch, chunks, repeat, median, lat[0], lat[nlat - 1],
+           lnn_isa(&md.m), lnn_version());
+    free(lat);
+    for (uint32_t i = 0; i < no; i++)
+        free(out[i]);
+    for (uint32_t i = 0; i < ni; i++)
+        free(in[i].data);
+    model_close(&md);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc >= 2 && !strcmp(argv[1], "--version")) {
+        printf("lnnvm %s (format %u.%u)\n", lnn_version(), LNN_VERSION_MAJOR,
+               LNN_VERSION_MINOR);
+        return 0;
+    }
+    if (argc < 3)
+        usage();
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "run"))
+        return cmd_run(argc - 2, argv + 2);
+    if (argc != 3)
+        usage();
+    if (!strcmp(cmd, "info"))
+        return cmd_info(argv[2]);
+    if (!strcmp(cmd, "verify"))
+        return cmd_verify(argv[2]);
+    if (!strcmp(cmd, "disasm"))
+        return cmd_disasm(argv[2]);
+    usage();
+    return EXIT_USAGE;
+}

@@ -1,0 +1,156 @@
+/*
+ * internal.h - shared by the VM sources (loader, verifier, interpreter,
+ * disassembler) and the hosted runner. Not part of the public API.
+ */
+#ifndef LNN_INTERNAL_H
+#define LNN_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lnn_format.h"
+#include "lnnvm.h"
+#include "simd.h"
+
+/* ---- opcodes, generated from lnn_opcodes.def ---------------------------- */
+
+typedef enum {
+#define OP(name, code, format, pops, pushes, meaning) LNN_OP_##name = code,
+#include "lnn_opcodes.def"
+#undef OP
+} lnn_opcode;
+
+/* Operand formats named in the .def (LNN_FMT_##format). */
+typedef enum {
+    LNN_FMT_NONE,
+    LNN_FMT_PUSHT,
+    LNN_FMT_DST,
+    LNN_FMT_DSTAX,
+    LNN_FMT_COUNT
+} lnn_opformat;
+
+typedef struct {
+    const char *name; /* NULL: not an opcode */
+    uint8_t format;   /* lnn_opformat */
+    uint8_t pops;
+    uint8_t pushes;
+} lnn_opinfo;
+
+/* Indexed by the opcode byte; generated from lnn_opcodes.def. */
+extern const lnn_opinfo lnn_opinfo_table[256];
+
+/* ---- little-endian reads -------------------------------------------------- */
+
+static inline uint32_t lnn_rd16(const uint8_t *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8);
+}
+
+static inline uint32_t lnn_rd32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
+           ((uint32_t)p[3] << 24);
+}
+
+/* ---- header field offsets (see lnn_format.h) ----------------------------- */
+
+enum {
+    LNN_H_MAGIC = 0,
+    LNN_H_VERSION_MAJOR = 4,
+    LNN_H_VERSION_MINOR = 6,
+    LNN_H_FILE_SIZE = 8,
+    LNN_H_CRC = 12,
+    LNN_H_NUM_SECTIONS = 16,
+    LNN_H_NUM_TENSORS = 20,
+    LNN_H_ARENA_FIXED = 24,
+    LNN_H_ARENA_ROW = 28,
+    LNN_H_NUM_INPUTS = 32,
+    LNN_H_NUM_OUTPUTS = 34,
+    LNN_H_RESERVED = 36
+};
+
+/* Section entry field offsets. */
+enum { LNN_S_KIND = 0, LNN_S_OFFSET = 4, LNN_S_SIZE = 8, LNN_S_RESERVED = 12 };
+
+/* Tensor entry field offsets. */
+enum {
+    LNN_T_DTYPE = 0,
+    LNN_T_RANK = 1,
+    LNN_T_REGION = 2,
+    LNN_T_FLAGS = 3,
+    LNN_T_DIMS = 4,
+    LNN_T_OFFSET = 20,
+    LNN_T_STRIDE = 24,
+    LNN_T_RESERVED = 28
+};
+
+/* A decoded tensor entry. */
+typedef struct {
+    uint32_t dtype, rank, region, flags;
+    uint32_t dims[LNN_MAX_RANK];
+    uint32_t offset, stride, reserved;
+} lnn_tensor;
+
+static inline const uint8_t *lnn_tensor_entry(const lnn_model *m, uint32_t t)
+{
+    return m->tensors + (size_t)t * LNN_TENSOR_ENTRY_SIZE;
+}
+
+static inline void lnn_tensor_read(const lnn_model *m, uint32_t t,
+                                   lnn_tensor *o)
+{
+    const uint8_t *e = lnn_tensor_entry(m, t);
+    o->dtype = e[LNN_T_DTYPE];
+    o->rank = e[LNN_T_RANK];
+    o->region = e[LNN_T_REGION];
+    o->flags = e[LNN_T_FLAGS];
+    for (unsigned i = 0; i < LNN_MAX_RANK; i++)
+        o->dims[i] = lnn_rd32(e + LNN_T_DIMS + 4 * i);
+    o->offset = lnn_rd32(e + LNN_T_OFFSET);
+    o->stride = lnn_rd32(e + LNN_T_STRIDE);
+    o->reserved = lnn_rd32(e + LNN_T_RESERVED);
+}
+
+/* Elements of a verified tensor (per batch row if batched). */
+static inline uint32_t lnn_tensor_elems(const lnn_tensor *t)
+{
+    uint32_t n = 1;
+    for (uint32_t i = 0; i < t->rank; i++)
+        n *= t->dims[i];
+    return n;
+}
+
+/* File offset of a pointer into the model buffer. */
+static inline uint32_t lnn_file_offset(const lnn_model *m, const uint8_t *p)
+{
+    return (uint32_t)(p - m->buf);
+}
+
+/* ---- model life cycle ----------------------------------------------------- */
+
+#define LNN_READY_MAGIC 0x524E4E4Cu /* "LNNR" */
+
+/* How far lnn_init got; the disassembler can list the code of a model whose
+ * structure (header, sections, tensors) is valid even if its code is not. */
+enum {
+    LNN_STAGE_NONE = 0,
+    LNN_STAGE_HEADER,   /* header and CRC valid */
+    LNN_STAGE_SECTIONS, /* section table valid, pointers set */
+    LNN_STAGE_TENSORS,  /* every tensor entry valid */
+    LNN_STAGE_CODE,     /* code verified */
+    LNN_STAGE_READY     /* arena bound, kernels chosen */
+};
+
+/* Records a load error in m and returns it. */
+static inline lnn_status lnn_fail(lnn_model *m, lnn_status s, uint32_t off)
+{
+    m->status = (uint32_t)s;
+    m->error_offset = off;
+    m->ready = 0;
+    return s;
+}
+
+/* The abstract interpretation of the code (verify.c). */
+lnn_status lnn_verify_code(lnn_model *m);
+
+#endif

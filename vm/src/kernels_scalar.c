@@ -1,0 +1,161 @@
+/*
+ * kernels_scalar.c - portable C kernels: the reference every SIMD set must
+ * match, and the set used where no SIMD set is compiled in.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "kernels.h"
+
+void lnn_linear__scalar(const lnn_linear_params *p)
+{
+    const size_t k = p->k, m = p->m;
+    for (size_t r = 0; r < p->rows; r++) {
+        const float *x = p->x + r * k;
+        float *y = p->y + r * m;
+        for (size_t j = 0; j < m; j++) {
+            const float *w = p->w + j * k;
+            float acc = 0.0f;
+            for (size_t i = 0; i < k; i++)
+                acc += x[i] * w[i];
+            if (p->bias)
+                acc += p->bias[j];
+            y[j] = acc;
+        }
+    }
+}
+
+/* One binary kernel per op; OPX(u, v) is the element operation. y may be
+ * exactly a or b, so the loops read an element before writing its slot. */
+#define LNN_BINARY_KERNEL(name, OPX)                                         \
+    void lnn_##name##__scalar(const lnn_binary_params *p)                    \
+    {                                                                        \
+        float *y = p->y;                                                     \
+        const float *a = p->a, *b = p->b;                                    \
+        const size_t n = p->n;                                               \
+        switch (p->mode) {                                                   \
+        case LNN_BC_SAME:                                                    \
+            for (size_t i = 0; i < n; i++)                                   \
+                y[i] = OPX(a[i], b[i]);                                      \
+            break;                                                           \
+        case LNN_BC_SCALAR_A: {                                              \
+            const float s = a[0];                                            \
+            for (size_t i = 0; i < n; i++)                                   \
+                y[i] = OPX(s, b[i]);                                         \
+            break;                                                           \
+        }                                                                    \
+        case LNN_BC_SCALAR_B: {                                              \
+            const float s = b[0];                                            \
+            for (size_t i = 0; i < n; i++)                                   \
+                y[i] = OPX(a[i], s);                                         \
+            break;                                                           \
+        }                                                                    \
+        case LNN_BC_ROW_A:                                                   \
+            for (size_t o = 0; o < n; o += p->inner)                         \
+                for (size_t i = 0; i < p->inner; i++)                        \
+                    y[o + i] = OPX(a[i], b[o + i]);                          \
+            break;                                                           \
+        case LNN_BC_ROW_B:                                                   \
+            for (size_t o = 0; o < n; o += p->inner)                         \
+                for (size_t i = 0; i < p->inner; i++)                        \
+                    y[o + i] = OPX(a[o + i], b[i]);                          \
+            break;                                                           \
+        case LNN_BC_GENERAL: {                                               \
+            const size_t *d = p->dims, *sa = p->sa, *sb = p->sb;             \
+            size_t o = 0;                                                    \
+            for (size_t i0 = 0; i0 < d[0]; i0++)                             \
+                for (size_t i1 = 0; i1 < d[1]; i1++)                         \
+                    for (size_t i2 = 0; i2 < d[2]; i2++) {                   \
+                        const float *pa =                                    \
+                            a + i0 * sa[0] + i1 * sa[1] + i2 * sa[2];        \
+                        const float *pb =                                    \
+                            b + i0 * sb[0] + i1 * sb[1] + i2 * sb[2];        \
+                        for (size_t i3 = 0; i3 < d[3]; i3++)                 \
+                            y[o++] = OPX(pa[i3 * sa[3]], pb[i3 * sb[3]]);    \
+                    }                                                        \
+            break;                                                           \
+        }                                                                    \
+        }                                                                    \
+    }
+
+#define LNN_OPX_ADD(u, v) ((u) + (v))
+#define LNN_OPX_SUB(u, v) ((u) - (v))
+#define LNN_OPX_MUL(u, v) ((u) * (v))
+#define LNN_OPX_DIV(u, v) ((u) / (v))
+LNN_BINARY_KERNEL(add, LNN_OPX_ADD)
+LNN_BINARY_KERNEL(sub, LNN_OPX_SUB)
+LNN_BINARY_KERNEL(mul, LNN_OPX_MUL)
+LNN_BINARY_KERNEL(div, LNN_OPX_DIV)
+#undef LNN_OPX_ADD
+#undef LNN_OPX_SUB
+#undef LNN_OPX_MUL
+#undef LNN_OPX_DIV
+#undef LNN_BINARY_KERNEL
+
+#define LNN_UNARY_KERNEL(name, FX)                          \
+    void lnn_##name##__scalar(const lnn_unary_params *p)    \
+    {                                                       \
+        float *y = p->y;                                    \
+        const float *x = p->x;                              \
+        for (size_t i = 0; i < p->n; i++) {                 \
+            const float v = x[i];                           \
+            y[i] = FX(v);                                   \
+        }                                                   \
+    }
+
+#define LNN_FX_NEG(v) (-(v))
+#define LNN_FX_EXP(v) expf(v)
+#define LNN_FX_SIGMOID(v) (1.0f / (1.0f + expf(-(v))))
+#define LNN_FX_TANH(v) tanhf(v)
+#define LNN_FX_RELU(v) ((v) < 0.0f ? 0.0f : (v)) /* NaN passes through */
+LNN_UNARY_KERNEL(neg, LNN_FX_NEG)
+LNN_UNARY_KERNEL(exp, LNN_FX_EXP)
+LNN_UNARY_KERNEL(sigmoid, LNN_FX_SIGMOID)
+LNN_UNARY_KERNEL(tanh, LNN_FX_TANH)
+LNN_UNARY_KERNEL(relu, LNN_FX_RELU)
+#undef LNN_FX_NEG
+#undef LNN_FX_EXP
+#undef LNN_FX_SIGMOID
+#undef LNN_FX_TANH
+#undef LNN_FX_RELU
+#undef LNN_UNARY_KERNEL
+
+void lnn_copy__scalar(const lnn_unary_params *p)
+{
+    if (p->y != p->x) /* the verifier allows only identical or disjoint */
+        memcpy(p->y, p->x, p->n * sizeof(float));
+}
+
+void lnn_zero__scalar(const lnn_unary_params *p)
+{
+    for (size_t i = 0; i < p->n; i++)
+        p->y[i] = 0.0f;
+}
+
+void lnn_concat__scalar(const lnn_concat_params *p)
+{
+    const size_t na = p->na, nb = p->nb;
+    float *y = p->y;
+    for (size_t o = 0; o < p->outer; o++) {
+        memcpy(y, p->a + o * na, na * sizeof(float));
+        memcpy(y + na, p->b + o * nb, nb * sizeof(float));
+        y += na + nb;
+    }
+}
+
+const lnn_kernels lnn_kernels_scalar = {
+    .isa = "scalar",
+    .linear = lnn_linear__scalar,
+    .add = lnn_add__scalar,
+    .sub = lnn_sub__scalar,
+    .mul = lnn_mul__scalar,
+    .div = lnn_div__scalar,
+    .neg = lnn_neg__scalar,
+    .exp = lnn_exp__scalar,
+    .sigmoid = lnn_sigmoid__scalar,
+    .tanh = lnn_tanh__scalar,
+    .relu = lnn_relu__scalar,
+    .copy = lnn_copy__scalar,
+    .zero = lnn_zero__scalar,
+    .concat = lnn_concat__scalar,
+};

@@ -1,0 +1,384 @@
+/*
+ * loader.c - lnn_init: the loader is the verifier.
+ *
+ * Order: arguments, alignment, header, CRC, header fields, section table,
+ * tensor table, code (verify.c), arena. Every failure records the file
+ * offset of the offending field, entry or instruction. Nothing in the file
+ * is trusted before it has been checked, and all arithmetic on file values
+ * is done in 64 bits so it cannot wrap.
+ */
+#include <string.h>
+
+#include "crc32.h"
+#include "internal.h"
+#include "kernels.h"
+
+#define LNN_FAIL(st, off) return lnn_fail(m, LNN_##st, (uint32_t)(off))
+
+static uint64_t lnn_align64(uint64_t v)
+{
+    return (v + (LNN_ARENA_ALIGN - 1)) & ~(uint64_t)(LNN_ARENA_ALIGN - 1);
+}
+
+typedef struct {
+    uint32_t file_size, num_sections, num_tensors;
+    uint32_t arena_fixed, arena_row, num_inputs, num_outputs;
+} lnn_header;
+
+/* Checks the header; the CRC only when check_crc. On failure returns the
+ * status and sets *off. */
+static lnn_status lnn_header_check(const uint8_t *p, size_t len, int check_crc,
+                                   lnn_header *h, uint32_t *off)
+{
+#define LNN_HFAIL(st, o) \
+    do {                 \
+        *off = (o);      \
+        return LNN_##st; \
+    } while (0)
+    if (len < LNN_HEADER_SIZE)
+        LNN_HFAIL(E_TRUNCATED, 0);
+    if (memcmp(p, LNN_MAGIC, 4) != 0)
+        LNN_HFAIL(E_MAGIC, LNN_H_MAGIC);
+    if (lnn_rd16(p + LNN_H_VERSION_MAJOR) != LNN_VERSION_MAJOR)
+        LNN_HFAIL(E_VERSION, LNN_H_VERSION_MAJOR);
+    if (lnn_rd16(p + LNN_H_VERSION_MINOR) > LNN_VERSION_MINOR)
+        LNN_HFAIL(E_VERSION, LNN_H_VERSION_MINOR);
+    h->file_size = lnn_rd32(p + LNN_H_FILE_SIZE);
+    if (h->file_size > len)
+        LNN_HFAIL(E_TRUNCATED, LNN_H_FILE_SIZE);
+    if (h->file_size < len)
+        LNN_HFAIL(E_SIZE, LNN_H_FILE_SIZE);
+    if (check_crc && lnn_crc32(0, p + 16, len - 16) != lnn_rd32(p + LNN_H_CRC))
+        LNN_HFAIL(E_CRC, LNN_H_CRC);
+    h->num_sections = lnn_rd32(p + LNN_H_NUM_SECTIONS);
+    if (h->num_sections < 1 || h->num_sections > LNN_MAX_SECTIONS)
+        LNN_HFAIL(E_HEADER, LNN_H_NUM_SECTIONS);
+    h->num_tensors = lnn_rd32(p + LNN_H_NUM_TENSORS);
+    if (h->num_tensors < 1 || h->num_tensors > LNN_MAX_TENSORS)
+        LNN_HFAIL(E_HEADER, LNN_H_NUM_TENSORS);
+    h->arena_fixed = lnn_rd32(p + LNN_H_ARENA_FIXED);
+    h->arena_row = lnn_rd32(p + LNN_H_ARENA_ROW);
+    h->num_inputs = lnn_rd16(p + LNN_H_NUM_INPUTS);
+    if (h->num_inputs < 1 || h->num_inputs > LNN_MAX_IO)
+        LNN_HFAIL(E_HEADER, LNN_H_NUM_INPUTS);
+    h->num_outputs = lnn_rd16(p + LNN_H_NUM_OUTPUTS);
+    if (h->num_outputs < 1 || h->num_outputs > LNN_MAX_IO)
+        LNN_HFAIL(E_HEADER, LNN_H_NUM_OUTPUTS);
+    for (uint32_t i = LNN_H_RESERVED; i < LNN_HEADER_SIZE; i++)
+        if (p[i] != 0)
+            LNN_HFAIL(E_HEADER, i);
+    return LNN_OK;
+#undef LNN_HFAIL
+}
+
+size_t lnn_arena_size(const void *buf, size_t len, uint32_t batch)
+{
+    lnn_header h;
+    uint32_t off;
+    if (!buf || lnn_header_check((const uint8_t *)buf, len, 0, &h, &off))
+        return 0;
+    const uint64_t need =
+        lnn_align64(h.arena_fixed) + (uint64_t)h.arena_row * batch;
+    if (need > (uint64_t)SIZE_MAX)
+        return 0;
+    return (size_t)need;
+}
+
+/* Section table: bounds, alignment, overlap, duplicates, kinds, sizes. */
+static lnn_status lnn_load_sections(lnn_model *m, const lnn_header *h)
+{
+    const uint8_t *p = m->buf;
+    const uint64_t table_end = LNN_HEADER_SIZE +
+                               (uint64_t)LNN_SECTION_ENTRY_SIZE * h->num_sections;
+    if (table_end > h->file_size)
+        LNN_FAIL(E_TRUNCATED, LNN_H_NUM_SECTIONS);
+
+    uint32_t sec_off[LNN_MAX_SECTIONS], sec_size[LNN_MAX_SECTIONS];
+    uint32_t found[LNN_SEC_META + 1] = {0}; /* 1 + entry index, 0 = absent */
+    for (uint32_t i = 0; i < h->num_sections; i++) {
+        const uint32_t e = LNN_HEADER_SIZE + LNN_SECTION_ENTRY_SIZE * i;
+        const uint32_t kind = lnn_rd32(p + e + LNN_S_KIND);
+        const uint32_t off = lnn_rd32(p + e + LNN_S_OFFSET);
+        const uint32_t size = lnn_rd32(p + e + LNN_S_SIZE);
+        if (lnn_rd32(p + e + LNN_S_RESERVED) != 0)
+            LNN_FAIL(E_SECTION, e + LNN_S_RESERVED);
+        if (kind < LNN_SEC_TENSORS || kind > LNN_SEC_META || found[kind])
+            LNN_FAIL(E_SECTION, e + LNN_S_KIND);
+        if (off < table_end)
+            LNN_FAIL(E_SECTION, e + LNN_S_OFFSET);
+        if (off > h->file_size)
+            LNN_FAIL(E_TRUNCATED, e + LNN_S_OFFSET);
+        if ((uint64_t)off + size > h->file_size)
+            LNN_FAIL(E_TRUNCATED, e + LNN_S_SIZE);
+        switch (kind) {
+        case LNN_SEC_TENSORS:
+            if (off % 4 != 0)
+                LNN_FAIL(E_SECTION, e + LNN_S_OFFSET);
+            if ((uint64_t)size !=
+                (uint64_t)LNN_TENSOR_ENTRY_SIZE * h->num_tensors)
+                LNN_FAIL(E_SECTION, e + LNN_S_SIZE);
+            break;
+        case LNN_SEC_CONSTS:
+            if (off % LNN_CONST_ALIGN != 0)
+                LNN_FAIL(E_SECTION, e + LNN_S_OFFSET);
+            break;
+        case LNN_SEC_CODE:
+            if (off % 4 != 0)
+                LNN_FAIL(E_SECTION, e + LNN_S_OFFSET);
+            if (size == 0 || size % 4 != 0)
+                LNN_FAIL(E_SECTION, e + LNN_S_SIZE);
+            break;
+        default: /* NAMES, META: any alignment, ignored */
+            break;
+        }
+        for (uint32_t j = 0; j < i; j++) {
+            if (size != 0 && sec_size[j] != 0 &&
+                (uint64_t)off < (uint64_t)sec_off[j] + sec_size[j] &&
+                (uint64_t)sec_off[j] < (uint64_t)off + size)
+                LNN_FAIL(E_SECTION, e + LNN_S_OFFSET);
+        }
+        sec_off[i] = off;
+        sec_size[i] = size;
+        found[kind] = i + 1;
+    }
+    if (!found[LNN_SEC_TENSORS] || !found[LNN_SEC_CONSTS] || !found[LNN_SEC_CODE])
+        LNN_FAIL(E_MISSING, LNN_HEADER_SIZE);
+
+    m->tensors = p + sec_off[found[LNN_SEC_TENSORS] - 1];
+    m->consts = p + sec_off[found[LNN_SEC_CONSTS] - 1];
+    m->consts_size = sec_size[found[LNN_SEC_CONSTS] - 1];
+    m->code = p + sec_off[found[LNN_SEC_CODE] - 1];
+    m->code_words = sec_size[found[LNN_SEC_CODE] - 1] / 4;
+    m->num_tensors = h->num_tensors;
+    return LNN_OK;
+}
+
+/* One tensor entry: fields, element count, region bounds, io numbering. */
+static lnn_status lnn_load_tensor(lnn_model *m, uint32_t t, uint8_t *in_seen,
+                                  uint8_t *out_seen)
+{
+    const uint32_t e = lnn_file_offset(m, lnn_tensor_entry(m, t));
+    lnn_tensor x;
+    lnn_tensor_read(m, t, &x);
+
+    if (x.dtype != LNN_DT_F32)
+        LNN_FAIL(E_TENSOR, e + LNN_T_DTYPE);
+    if (x.rank > LNN_MAX_RANK)
+        LNN_FAIL(E_TENSOR, e + LNN_T_RANK);
+    if (x.region > LNN_REG_OUTPUT)
+        LNN_FAIL(E_TENSOR, e + LNN_T_REGION);
+    if (x.flags & ~(uint32_t)LNN_TF_BATCH)
+        LNN_FAIL(E_TENSOR, e + LNN_T_FLAGS);
+    uint64_t elems = 1;
+    for (uint32_t i = 0; i < LNN_MAX_RANK; i++) {
+        const uint32_t d = x.dims[i];
+        if (i < x.rank ? d == 0 : d != 0)
+            LNN_FAIL(E_TENSOR, e + LNN_T_DIMS + 4 * i);
+        if (i < x.rank) {
+            /* both factors <= 2^26 before the product: no wrap in 64 bits */
+            if (d > LNN_MAX_ELEMENTS || (elems *= d) > LNN_MAX_ELEMENTS)
+                LNN_FAIL(E_TENSOR, e + LNN_T_DIMS + 4 * i);
+        }
+    }
+    const int batched = (x.flags & LNN_TF_BATCH) != 0;
+    if (batched) {
+        /* dim 0 is the run's batch size: needs a dim 0 stored as 1, and a
+         * region that is sized per run (a constant is not) */
+        if (x.rank == 0 || x.region == LNN_REG_CONST)
+            LNN_FAIL(E_TENSOR, e + LNN_T_FLAGS);
+        if (x.dims[0] != 1)
+            LNN_FAIL(E_TENSOR, e + LNN_T_DIMS);
+    }
+    if (x.stride != 0 && x.region != LNN_REG_CONST)
+        LNN_FAIL(E_TENSOR, e + LNN_T_STRIDE);
+    if (x.reserved != 0)
+        LNN_FAIL(E_TENSOR, e + LNN_T_RESERVED);
+
+    const uint64_t bytes = elems * 4u;
+    switch (x.region) {
+    case LNN_REG_CONST:
+        if (x.offset % 4 != 0)
+            LNN_FAIL(E_TENSOR_BOUNDS, e + LNN_T_OFFSET);
+        if (x.stride % 4 != 0)
+            LNN_FAIL(E_TENSOR_BOUNDS, e + LNN_T_STRIDE);
+        if (x.offset + bytes > m->consts_size)
+            LNN_FAIL(E_TENSOR_BOUNDS, e + LNN_T_OFFSET);
+        break;
+    case LNN_REG_ARENA:
+        if (x.offset % 4 != 0)
+            LNN_FAIL(E_TENSOR_BOUNDS, e + LNN_T_OFFSET);
+        if (x.offset + bytes > (batched ? m->arena_row : m->arena_fixed))
+            LNN_FAIL(E_TENSOR_BOUNDS, e + LNN_T_OFFSET);
+        break;
+    case LNN_REG_INPUT:
+        if (x.offset >= m->num_inputs || in_seen[x.offset])
+            LNN_FAIL(E_IO, e + LNN_T_OFFSET);
+        in_seen[x.offset] = 1;
+        m->input_tensor[x.offset] = (uint16_t)t;
+        break;
+    default: /* LNN_REG_OUTPUT */
+        if (x.offset >= m->num_outputs || out_seen[x.offset])
+            LNN_FAIL(E_IO, e + LNN_T_OFFSET);
+        out_seen[x.offset] = 1;
+        m->output_tensor[x.offset] = (uint16_t)t;
+        break;
+    }
+    if (batched && bytes > m->max_row_bytes)
+        m->max_row_bytes = (uint32_t)bytes;
+    return LNN_OK;
+}
+
+static lnn_status lnn_load_tensors(lnn_model *m)
+{
+    uint8_t in_seen[LNN_MAX_IO] = {0}, out_seen[LNN_MAX_IO] = {0};
+    for (uint32_t t = 0; t < m->num_tensors; t++) {
+        lnn_status s = lnn_load_tensor(m, t, in_seen, out_seen);
+        if (s != LNN_OK)
+            return s;
+    }
+    for (uint32_t i = 0; i < m->num_inputs; i++)
+        if (!in_seen[i])
+            LNN_FAIL(E_IO, LNN_H_NUM_INPUTS);
+    for (uint32_t i = 0; i < m->num_outputs; i++)
+        if (!out_seen[i])
+            LNN_FAIL(E_IO, LNN_H_NUM_OUTPUTS);
+    return LNN_OK;
+}
+
+/* Binds the arena: the fixed part and at least one batch row must fit. */
+static lnn_status lnn_bind_arena(lnn_model *m)
+{
+    const uint64_t base = lnn_align64(m->arena_fixed);
+    if ((uint64_t)m->arena_len < base)
+        LNN_FAIL(E_ARENA, LNN_H_ARENA_FIXED);
+    const uint64_t room = (uint64_t)m->arena_len - base;
+    uint64_t max_batch = UINT32_MAX;
+    if (m->arena_row != 0) {
+        if (room < m->arena_row)
+            LNN_FAIL(E_ARENA, LNN_H_ARENA_ROW);
+        max_batch = room / m->arena_row;
+        if (max_batch > UINT32_MAX)
+            max_batch = UINT32_MAX;
+    }
+    /* batch * row bytes of any batched tensor (inputs and outputs too) must
+     * be addressable; only limits 32-bit targets */
+    if (m->max_row_bytes != 0 && max_batch > SIZE_MAX / m->max_row_bytes)
+        max_batch = SIZE_MAX / m->max_row_bytes;
+    m->batch_base = (size_t)base;
+    m->max_batch = (uint32_t)max_batch;
+    return LNN_OK;
+}
+
+lnn_status lnn_init(lnn_model *m, const void *buf, size_t len, void *arena,
+                    size_t arena_len)
+{
+    if (!m)
+        return LNN_E_ARG;
+    memset(m, 0, sizeof *m);
+    if (!buf || len == 0 || (!arena && arena_len != 0))
+        LNN_FAIL(E_ARG, 0);
+    if ((uintptr_t)buf % 4 != 0 || (uintptr_t)arena % 4 != 0)
+        LNN_FAIL(E_ALIGN, 0);
+    m->buf = (const uint8_t *)buf;
+    m->len = len;
+    m->arena = (uint8_t *)arena;
+    m->arena_len = arena_len;
+
+    lnn_header h;
+    uint32_t off = 0;
+    lnn_status s = lnn_header_check(m->buf, len, 1, &h, &off);
+    if (s != LNN_OK)
+        return lnn_fail(m, s, off);
+    m->arena_fixed = h.arena_fixed;
+    m->arena_row = h.arena_row;
+    m->num_inputs = h.num_inputs;
+    m->num_outputs = h.num_outputs;
+    m->stage = LNN_STAGE_HEADER;
+
+    if ((s = lnn_load_sections(m, &h)) != LNN_OK)
+        return s;
+    m->stage = LNN_STAGE_SECTIONS;
+    if ((s = lnn_load_tensors(m)) != LNN_OK)
+        return s;
+    m->stage = LNN_STAGE_TENSORS;
+    if ((s = lnn_verify_code(m)) != LNN_OK)
+        return s;
+    m->stage = LNN_STAGE_CODE;
+    if ((s = lnn_bind_arena(m)) != LNN_OK)
+        return s;
+    m->kernels = lnn_kernels_select();
+    m->stage = LNN_STAGE_READY;
+    m->status = LNN_OK;
+    m->error_offset = 0;
+    m->ready = LNN_READY_MAGIC;
+    return LNN_OK;
+}
+
+/* ---- accessors ------------------------------------------------------------ */
+
+static int lnn_is_ready(const lnn_model *m)
+{
+    return m && m->ready == LNN_READY_MAGIC;
+}
+
+uint32_t lnn_error_offset(const lnn_model *m) { return m ? m->error_offset : 0; }
+
+uint32_t lnn_max_batch(const lnn_model *m)
+{
+    return lnn_is_ready(m) ? m->max_batch : 0;
+}
+
+uint32_t lnn_num_inputs(const lnn_model *m)
+{
+    return lnn_is_ready(m) ? m->num_inputs : 0;
+}
+
+uint32_t lnn_num_outputs(const lnn_model *m)
+{
+    return lnn_is_ready(m) ? m->num_outputs : 0;
+}
+
+static uint32_t lnn_io_elems(const lnn_model *m, uint32_t t)
+{
+    lnn_tensor x;
+    lnn_tensor_read(m, t, &x);
+    return lnn_tensor_elems(&x);
+}
+
+static int lnn_io_batched(const lnn_model *m, uint32_t t)
+{
+    return (lnn_tensor_entry(m, t)[LNN_T_FLAGS] & LNN_TF_BATCH) != 0;
+}
+
+uint32_t lnn_input_row_elems(const lnn_model *m, uint32_t i)
+{
+    if (!lnn_is_ready(m) || i >= m->num_inputs)
+        return 0;
+    return lnn_io_elems(m, m->input_tensor[i]);
+}
+
+uint32_t lnn_output_row_elems(const lnn_model *m, uint32_t i)
+{
+    if (!lnn_is_ready(m) || i >= m->num_outputs)
+        return 0;
+    return lnn_io_elems(m, m->output_tensor[i]);
+}
+
+int lnn_input_batched(const lnn_model *m, uint32_t i)
+{
+    if (!lnn_is_ready(m) || i >= m->num_inputs)
+        return 0;
+    return lnn_io_batched(m, m->input_tensor[i]);
+}
+
+int lnn_output_batched(const lnn_model *m, uint32_t i)
+{
+    if (!lnn_is_ready(m) || i >= m->num_outputs)
+        return 0;
+    return lnn_io_batched(m, m->output_tensor[i]);
+}
+
+const char *lnn_isa(const lnn_model *m)
+{
+    return lnn_is_ready(m) ? m->kernels->isa : "none";
+}

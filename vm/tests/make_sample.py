@@ -1,0 +1,989 @@
+#!/usr/bin/env python3
+"""make_sample.py - sample .lnnb models for the C VM, and a check of lnnvm.
+
+Standard library only. Writes into OUTDIR:
+  sample.lnnb        2-layer MLP y = W2 tanh(W1 x + b1) + b2 on x [B,3], a
+                     3-step LOOP h += dt_i * x with a strided per-step CONST,
+                     and CONCAT(y, h) -> output0 [B,5]
+  ops.lnnb           every opcode and every broadcast path of the kernels,
+                     batched and unbatched tensors, nested loops
+  *.in*.f32          inputs (N rows), *.expected*.f32 expected outputs, from
+                     a plain-Python reference interpreter of the file
+  bad_*.lnnb         broken variants, each with the status it must produce
+                     (listed in broken.json with the expected byte offset)
+
+With --lnnvm PATH it also runs the checks: verify / info / disasm / run
+against the expected outputs at several batch sizes, every broken file,
+runner usage errors, and (with --fuzz N) N random mutations of the valid
+models: every mutant must either be rejected with a status or run cleanly.
+Point --lnnvm at the sanitizer build to catch memory errors; any sanitizer
+report fails the check. With --lib PATH (liblnnvm.so) it checks the C API
+through ctypes. Prints 'N passed, M failed' and exits non-zero on failure.
+
+  python3 vm/tests/make_sample.py /tmp/lnn --lnnvm /tmp/vmbuild/lnnvm \\
+      --lib /tmp/vmbuild/liblnnvm.so --fuzz 300
+"""
+import argparse
+import ctypes
+import itertools
+import json
+import math
+import os
+import random
+import re
+import struct
+import subprocess
+import sys
+import zlib
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+INCLUDE = os.path.join(HERE, "..", "include")
+
+
+# ---- the two .def tables ---------------------------------------------------
+
+def parse_defs():
+    ops, fmts = {}, {}
+    with open(os.path.join(INCLUDE, "lnn_opcodes.def")) as f:
+        for line in f:
+            m = re.match(r"\s*OP\(\s*(\w+)\s*,\s*(0x[0-9a-fA-F]+|\d+)\s*,\s*(\w+)\s*,"
+                         r"\s*(\d+)\s*,\s*(\d+)\s*,", line)
+            if m:
+                ops[m.group(1)] = int(m.group(2), 0)
+                fmts[m.group(1)] = (m.group(3), int(m.group(4)), int(m.group(5)))
+    status = {}
+    with open(os.path.join(INCLUDE, "lnn_status.def")) as f:
+        for line in f:
+            m = re.match(r'\s*ST\(\s*(\w+)\s*,\s*(\d+)\s*,\s*"([^"]*)"', line)
+            if m:
+                status[m.group(1)] = (int(m.group(2)), m.group(3))
+    return ops, fmts, status
+
+
+OPS, FMTS, STATUS = parse_defs()
+OPNAME = {v: k for k, v in OPS.items()}
+
+SEC_TENSORS, SEC_CONSTS, SEC_CODE, SEC_NAMES, SEC_META = 1, 2, 3, 4, 5
+REG_CONST, REG_ARENA, REG_INPUT, REG_OUTPUT = 0, 1, 2, 3
+TF_BATCH = 1
+DT_F32 = 1
+
+
+def f32(x):
+    """Round a Python float to float32 (inf on overflow, like C)."""
+    try:
+        return struct.unpack("<f", struct.pack("<f", x))[0]
+    except OverflowError:
+        return math.copysign(math.inf, x)
+
+
+def align(v, a):
+    return (v + a - 1) // a * a
+
+
+# ---- building files --------------------------------------------------------
+
+class Builder:
+    """Builds an .lnnb; every field can be overridden to craft broken files.
+    Dims of a batched tensor start with 'B' (stored as 1 with the BATCH flag)."""
+
+    def __init__(self):
+        self.tensors = []
+        self.consts = bytearray()
+        self.code = []
+        self.arena_fixed = 0
+        self.arena_row = 0
+        self.n_in = 0
+        self.n_out = 0
+        self.layout = {}
+
+    def tensor(self, region, dims, offset, stride=0, dtype=DT_F32, flags=None,
+               rank=None, reserved=0):
+        batched = len(dims) > 0 and dims[0] == "B"
+        d = [1 if x == "B" else x for x in dims]
+        self.tensors.append(dict(
+            dtype=dtype, rank=len(d) if rank is None else rank, region=region,
+            flags=(TF_BATCH if batched else 0) if flags is None else flags,
+            dims=d + [0] * (4 - len(d)), offset=offset, stride=stride,
+            reserved=reserved))
+        return len(self.tensors) - 1
+
+    @staticmethod
+    def count(dims):
+        n = 1
+        for x in dims:
+            n *= 1 if x == "B" else x
+        return n
+
+    def const(self, dims, values):
+        values = list(values)
+        assert len(values) == self.count(dims), (dims, len(values))
+        off = align(len(self.consts), 16)
+        self.consts += b"\0" * (off - len(self.consts))
+        self.consts += struct.pack("<%df" % len(values), *values)
+        return self.tensor(REG_CONST, list(dims), off)
+
+    def table(self, dims, steps):
+        """A loop-strided CONST: steps[i] is the tensor at iteration i."""
+        n = self.count(dims)
+        off = align(len(self.consts), 16)
+        self.consts += b"\0" * (off - len(self.consts))
+        for s in steps:
+            assert len(s) == n
+            self.consts += struct.pack("<%df" % n, *s)
+        return self.tensor(REG_CONST, list(dims), off, stride=4 * n)
+
+    def arena(self, dims, at=None):
+        nbytes = 4 * self.count(dims)
+        batched = len(dims) > 0 and dims[0] == "B"
+        if batched:
+            off = self.arena_row if at is None else at
+            self.arena_row = max(self.arena_row, align(off + nbytes, 16))
+        else:
+            off = self.arena_fixed if at is None else at
+            self.arena_fixed = max(self.arena_fixed, align(off + nbytes, 16))
+        return self.tensor(REG_ARENA, list(dims), off)
+
+    def input(self, dims):
+        self.n_in += 1
+        return self.tensor(REG_INPUT, list(dims), self.n_in - 1)
+
+    def output(self, dims):
+        self.n_out += 1
+        return self.tensor(REG_OUTPUT, list(dims), self.n_out - 1)
+
+    def op(self, name, b=0, a=0):
+        self.code.append(OPS[name] | (a << 8) | (b << 16))
+        return len(self.code) - 1
+
+    def word(self, w):
+        self.code.append(w)
+        return len(self.code) - 1
+
+    def build(self, sections=None, extra=(), header=None, fix_crc=True):
+        tens = b"".join(
+            struct.pack("<BBBB4IIII", t["dtype"], t["rank"], t["region"], t["flags"],
+                        *t["dims"], t["offset"], t["stride"], t["reserved"])
+            for t in self.tensors)
+        code = struct.pack("<%dI" % len(self.code), *self.code)
+        secs = [(SEC_TENSORS, tens), (SEC_CONSTS, bytes(self.consts)),
+                (SEC_CODE, code)] + list(extra)
+        if sections is not None:
+            secs = sections(secs)
+        nsec = len(secs)
+        pos = 64 + 16 * nsec
+        body = bytearray()
+        table = b""
+        for kind, data in secs:
+            a = 64 if kind == SEC_CONSTS else 4
+            start = align(pos + len(body), a)
+            body += b"\0" * (start - pos - len(body))
+            self.layout[kind] = start
+            table += struct.pack("<IIII", kind, start, len(data), 0)
+            body += data
+        h = dict(magic=b"LNNB", major=1, minor=0, size=pos + len(body), crc=0,
+                 nsec=nsec, ntens=len(self.tensors), fixed=self.arena_fixed,
+                 row=self.arena_row, nin=self.n_in, nout=self.n_out,
+                 reserved=b"\0" * 28)
+        h.update(header or {})
+        hdr = struct.pack("<4sHHIIIIIIHH28s", h["magic"], h["major"], h["minor"],
+                          h["size"], h["crc"], h["nsec"], h["ntens"], h["fixed"],
+                          h["row"], h["nin"], h["nout"], h["reserved"])
+        data = bytearray(hdr + table + bytes(body))
+        if fix_crc:
+            fix(data)
+        return bytes(data)
+
+    def code_off(self, pc):
+        return self.layout[SEC_CODE] + 4 * pc
+
+    def tensor_off(self, t, field=0):
+        return self.layout[SEC_TENSORS] + 32 * t + field
+
+
+def fix(data):
+    """Recompute the CRC of a bytearray in place."""
+    struct.pack_into("<I", data, 12, zlib.crc32(bytes(data[16:])) & 0xFFFFFFFF)
+    return data
+
+
+# ---- reference interpreter (one batch row at a time) -----------------------
+
+class RefModel:
+    def __init__(self, data):
+        (_, _, _, self.size, _, nsec, ntens, self.fixed, self.row, self.nin,
+         self.nout, _) = struct.unpack_from("<4sHHIIIIIIHH28s", data, 0)
+        secs = {}
+        for i in range(nsec):
+            kind, off, size, _ = struct.unpack_from("<IIII", data, 64 + 16 * i)
+            secs[kind] = data[off:off + size]
+        self.tensors = []
+        for t in range(ntens):
+            dt, rank, reg, flags, *rest = struct.unpack_from("<BBBB4IIII", secs[SEC_TENSORS], 32 * t)
+            self.tensors.append(dict(rank=rank, region=reg, batched=bool(flags & 1),
+                                     dims=list(rest[:rank]), offset=rest[4], stride=rest[5]))
+        c = secs[SEC_CONSTS]
+        c = c + b"\0" * (-len(c) % 4)
+        self.consts = list(struct.unpack("<%df" % (len(c) // 4), c))
+        self.code = list(struct.unpack("<%dI" % (len(secs[SEC_CODE]) // 4), secs[SEC_CODE]))
+
+    def io(self, region, i):
+        for t, T in enumerate(self.tensors):
+            if T["region"] == region and T["offset"] == i:
+                return T
+        raise KeyError(i)
+
+    @staticmethod
+    def n(T):
+        return math.prod(T["dims"])
+
+    def run_row(self, inputs):
+        """inputs: flat float lists (one row of each batched input)."""
+        mem = {"const": self.consts, "fixed": [0.0] * (self.fixed // 4 + 1),
+               "row": [0.0] * (self.row // 4 + 1)}
+        for i in range(self.nin):
+            mem[("in", i)] = list(inputs[i])
+        for i in range(self.nout):
+            mem[("out", i)] = [0.0] * self.n(self.io(REG_OUTPUT, i))
+
+        def loc(t, step=0):
+            T = self.tensors[t]
+            if T["region"] == REG_CONST:
+                return "const", (T["offset"] + T["stride"] * step) // 4
+            if T["region"] == REG_ARENA:
+                return ("row" if T["batched"] else "fixed"), T["offset"] // 4
+            return ("in" if T["region"] == REG_INPUT else "out", T["offset"]), 0
+
+        def read(slot):
+            space, base, t = slot
+            return mem[space][base:base + self.n(self.tensors[t])]
+
+        def write(t, vals):
+            space, base = loc(t)
+            assert len(vals) == self.n(self.tensors[t])
+            mem[space][base:base + len(vals)] = vals
+            stack.append((space, base, t))
+
+        stack, loops, pc = [], [], 0
+        while pc < len(self.code):
+            w = self.code[pc]
+            pc += 1
+            op, a, b = OPNAME[w & 0xFF], (w >> 8) & 0xFF, w >> 16
+            _, pops, _ = FMTS[op]
+            if op == "PUSH":
+                space, base = loc(b, loops[-1][2] if loops else 0)
+                stack.append((space, base, b))
+                continue
+            if op == "DROP":
+                stack.pop()
+                continue
+            if op == "LOOP":
+                loops.append([pc, b, 0])
+                continue
+            if op == "END":
+                loops[-1][2] += 1
+                if loops[-1][2] < loops[-1][1]:
+                    pc = loops[-1][0]
+                else:
+                    loops.pop()
+                continue
+            args = stack[len(stack) - pops:]
+            del stack[len(stack) - pops:]
+            vals = [read(s) for s in args]
+            shapes = [self.tensors[s[2]]["dims"] for s in args]
+            D = self.tensors[b]
+            if op == "ZERO":
+                out = [0.0] * self.n(D)
+            elif op == "COPY":
+                out = list(vals[0])
+            elif op in ("LINEAR", "MATMUL_NT"):
+                x, w_ = vals[0], vals[1]
+                M, K = shapes[1]
+                out = []
+                for r in range(len(x) // K):
+                    for j in range(M):
+                        acc = 0.0
+                        for i in range(K):
+                            acc = f32(acc + f32(x[r * K + i] * w_[j * K + i]))
+                        if op == "LINEAR":
+                            acc = f32(acc + vals[2][j])
+                        out.append(acc)
+            elif op in ("ADD", "SUB", "MUL", "DIV"):
+                fn = {"ADD": lambda u, v: u + v, "SUB": lambda u, v: u - v,
+                      "MUL": lambda u, v: u * v, "DIV": fdiv}[op]
+                out = broadcast(vals[0], shapes[0], vals[1], shapes[1], D["dims"], fn)
+            elif op in ("NEG", "EXP", "SIGMOID", "TANH", "RELU"):
+                fn = {"NEG": lambda v: -v, "EXP": fexp,
+                      "SIGMOID": lambda v: fdiv(1.0, f32(1.0 + f32(fexp(-v)))),
+                      "TANH": math.tanh, "RELU": lambda v: 0.0 if v < 0 else v}[op]
+                out = [f32(fn(v)) for v in vals[0]]
+            elif op == "CONCAT":
+                outer = math.prod(D["dims"][:a])
+                na, nb = len(vals[0]) // outer, len(vals[1]) // outer
+                out = []
+                for o in range(outer):
+                    out += vals[0][o * na:(o + 1) * na] + vals[1][o * nb:(o + 1) * nb]
+            else:
+                raise ValueError(op)
+            write(b, out)
+        return [mem[("out", i)] for i in range(self.nout)]
+
+    def run(self, inputs, n):
+        """inputs: whole input arrays (n rows if batched); returns outputs."""
+        outs = [[] for _ in range(self.nout)]
+        for r in range(n):
+            row = []
+            for i in range(self.nin):
+                T = self.io(REG_INPUT, i)
+                k = self.n(T)
+                row.append(inputs[i][r * k:(r + 1) * k] if T["batched"] else inputs[i])
+            res = self.run_row(row)
+            for i in range(self.nout):
+                if self.io(REG_OUTPUT, i)["batched"] or r == 0:
+                    outs[i] += res[i]
+        return outs
+
+
+def fexp(v):
+    try:
+        return math.exp(v)
+    except OverflowError:
+        return math.inf
+
+
+def fdiv(u, v):
+    if v == 0:
+        if u == 0 or math.isnan(u):
+            return math.nan
+        return math.copysign(math.inf, u) * math.copysign(1.0, v)
+    return u / v
+
+
+def broadcast(a, sa, b, sb, sd, fn):
+    r = len(sd)
+
+    def strides(s):
+        s = [1] * (r - len(s)) + list(s)
+        st, acc = [0] * r, 1
+        for i in range(r - 1, -1, -1):
+            st[i] = 0 if s[i] == 1 else acc
+            acc *= s[i]
+        return st
+
+    ta, tb = strides(sa), strides(sb)
+    out = []
+    for idx in itertools.product(*[range(d) for d in sd]):
+        ia = sum(i * s for i, s in zip(idx, ta))
+        ib = sum(i * s for i, s in zip(idx, tb))
+        out.append(f32(fn(a[ia], b[ib])))
+    return out
+
+
+# ---- the sample models --------------------------------------------------------
+
+def rnd_values(rng, n, lo=-1.0, hi=1.0):
+    return [f32(rng.uniform(lo, hi)) for _ in range(n)]
+
+
+def sample_model():
+    """The brief's sample: MLP + strided loop + concat."""
+    rng = random.Random(1)
+    g = Builder()
+    x = g.input(["B", 3])
+    W1 = g.const([4, 3], rnd_values(rng, 12))
+    b1 = g.const([4], rnd_values(rng, 4))
+    W2 = g.const([2, 4], rnd_values(rng, 8))
+    b2 = g.const([2], rnd_values(rng, 2))
+    dt = g.table([], [[0.1], [0.2], [0.3]])
+    h1 = g.arena(["B", 4])
+    y = g.arena(["B", 2])
+    h = g.arena(["B", 3])
+    tmp = g.arena(["B", 3])
+    out = g.output(["B", 5])
+    for name, t in [("PUSH", x), ("PUSH", W1), ("PUSH", b1), ("LINEAR", h1),
+                    ("TANH", h1), ("PUSH", W2), ("PUSH", b2), ("LINEAR", y),
+                    ("ZERO", h), ("DROP", 0), ("LOOP", 3),
+                    ("PUSH", h), ("PUSH", dt), ("PUSH", x), ("MUL", tmp),
+                    ("ADD", h), ("DROP", 0), ("END", 0),
+                    ("PUSH", h)]:
+        g.op(name, t)
+    g.op("CONCAT", out, a=1)
+    g.op("DROP")
+    g.names = dict(x=x, W1=W1, b1=b1, W2=W2, b2=b2, dt=dt, h1=h1, y=y, h=h, tmp=tmp, out=out)
+    return g
+
+
+def ops_model():
+    """Every opcode and every kernel path; 3 inputs, 10 outputs."""
+    rng = random.Random(2)
+    g = Builder()
+    x = g.input(["B", 3])           # batched
+    c = g.input([2, 3])             # unbatched, also used as a weight
+    z = g.input(["B", 2, 3])        # batched rank 3
+    r3 = g.const([3], [-1.0, -1.5, -2.0])
+    s = g.const([], [0.5])
+    wcol = g.const([1, 3], rnd_values(rng, 3))
+    bcol = g.const([1], [0.25])
+    w43 = g.const([4, 3], rnd_values(rng, 12))
+    tab = g.table([3], [rnd_values(rng, 3) for _ in range(3)])
+    outs = [g.output(d) for d in (["B", 3], ["B", 3], ["B", 2], ["B", 2, 6],
+                                  ["B", 3, 3], ["B", 2, 4], [2, 3], [4, 3],
+                                  ["B", 3], ["B", 3])]
+    t1, t2, t3, t4 = (g.arena(["B", 3]) for _ in range(4))
+    col = g.arena(["B", 1])
+    zc = g.arena(["B", 2, 3])
+    x13 = g.arena(["B", 1, 3])
+    zx = g.arena(["B", 2, 3])
+    u1 = g.arena([2, 3])
+    acc = g.arena(["B", 3])
+    P = lambda t: g.op("PUSH", t)
+    # o0: chain through SUB (row b), DIV (scalar a), MUL (general: [B,3]*[B,1]),
+    #     ADD (row a), NEG, EXP, SIGMOID, RELU
+    P(x); P(r3); g.op("SUB", t1); g.op("DROP")         # t1 = x - r3      ROW_B
+    P(s); P(t1); g.op("DIV", t2)                       # t2 = s / t1      SCALAR_A
+    P(x); P(wcol); P(bcol); g.op("LINEAR", col)        # col [B,1]
+    g.op("MUL", t3); g.op("DROP")                      # t3 = t2 * col    GENERAL
+    P(r3); P(t3); g.op("ADD", t4)                      # t4 = r3 + t3     ROW_A
+    g.op("NEG", t4); g.op("EXP", t4); g.op("SIGMOID", t4)
+    g.op("RELU", outs[0]); g.op("DROP")
+    # o1: SAME, SCALAR_B, TANH, COPY into an output
+    P(x); P(x); g.op("ADD", t1); P(s); g.op("MUL", t1); g.op("TANH", t1)
+    g.op("COPY", outs[1]); g.op("DROP")
+    # o2: MATMUL_NT with an unbatched input as the weight
+    P(x); P(c); g.op("MATMUL_NT", outs[2]); g.op("DROP")
+    # o3: rank 3 ROW_B (z * c), CONCAT axis 2
+    P(z); P(c); g.op("MUL", zc)
+    P(z); g.op("CONCAT", outs[3], a=2); g.op("DROP")
+    # o4: COPY as reshape [B,3] -> [B,1,3], GENERAL rank 3, CONCAT axis 1
+    P(x); g.op("COPY", x13)
+    P(z); P(x13); g.op("ADD", zx)                      # [B,1,3] + [B,2,3]
+    g.op("CONCAT", outs[4], a=1); g.op("DROP")
+    # o5: LINEAR on rank 3 x
+    P(z); P(w43); P(g.const([4], [0.1, 0.2, 0.3, 0.4]))
+    g.op("LINEAR", outs[5]); g.op("DROP")
+    # o6, o7: unbatched path, CONCAT axis 0 on unbatched
+    P(c); g.op("TANH", u1); P(s); g.op("ADD", outs[6])
+    P(u1); g.op("CONCAT", outs[7], a=0); g.op("DROP")
+    # o8: nested loops, strided table in the inner loop: acc = 2*sum_i tab_i*x
+    g.op("ZERO", acc); g.op("DROP")
+    g.op("LOOP", 2); g.op("LOOP", 3)
+    P(acc); P(tab); P(x); g.op("MUL", t1); g.op("ADD", acc); g.op("DROP")
+    g.op("END"); g.op("END")
+    P(acc); g.op("COPY", outs[8]); g.op("DROP")
+    # o9: SUB / DIV same shape, RELU in place on an output
+    P(x); P(t4); g.op("SUB", outs[9]); P(x); g.op("DIV", outs[9])
+    g.op("RELU", outs[9]); g.op("DROP")
+    return g
+
+
+def inputs_for(ref, n, rng, lo=1.0, hi=2.0):
+    ins = []
+    for i in range(ref.nin):
+        T = ref.io(REG_INPUT, i)
+        k = ref.n(T) * (n if T["batched"] else 1)
+        ins.append(rnd_values(rng, k, lo, hi))
+    return ins
+
+
+def write_f32(path, vals):
+    with open(path, "wb") as f:
+        f.write(struct.pack("<%df" % len(vals), *vals))
+
+
+def read_f32(path):
+    with open(path, "rb") as f:
+        d = f.read()
+    return list(struct.unpack("<%df" % (len(d) // 4), d))
+
+
+# ---- broken variants ---------------------------------------------------------
+
+def broken_variants():
+    """(name, bytes, status name, expected offset or None)."""
+    out = []
+    g = sample_model()
+    good = bytearray(g.build())
+    N = g.names
+
+    def patched(off, fmt, val, crc=True):
+        d = bytearray(good)
+        struct.pack_into(fmt, d, off, val)
+        return bytes(fix(d) if crc else d)
+
+    out.append(("bad_magic", patched(0, "<4s", b"LNNX", False), "E_MAGIC", 0))
+    out.append(("bad_version", patched(4, "<H", 2, False), "E_VERSION", 4))
+    out.append(("bad_minor", patched(6, "<H", 1, False), "E_VERSION", 6))
+    d = bytearray(good)
+    d[g.layout[SEC_CONSTS] + 5] ^= 0x40
+    out.append(("bad_crc", bytes(d), "E_CRC", 12))
+    out.append(("truncated", bytes(good[:-8]), "E_TRUNCATED", 8))
+    out.append(("truncated_header", bytes(good[:40]), "E_TRUNCATED", 0))
+    out.append(("size_mismatch", bytes(good) + b"\0\0\0\0", "E_SIZE", 8))
+    out.append(("header_reserved", patched(40, "<B", 1), "E_HEADER", 40))
+    out.append(("no_inputs", patched(32, "<H", 0), "E_HEADER", 32))
+    out.append(("too_many_sections", patched(16, "<I", 9), "E_HEADER", 16))
+    # sections
+    out.append(("section_kind", patched(64 + 16 * 2, "<I", 9), "E_SECTION", 64 + 32))
+    out.append(("section_dup", patched(64 + 16 * 2, "<I", SEC_TENSORS), "E_SECTION", 64 + 32))
+    out.append(("section_overlap", patched(64 + 16 * 2 + 4, "<I", g.layout[SEC_TENSORS]),
+                "E_SECTION", 64 + 36))
+    out.append(("section_in_header", patched(64 + 4, "<I", 32), "E_SECTION", 68))
+    out.append(("section_misaligned", patched(64 + 16 + 4, "<I", g.layout[SEC_CONSTS] + 4),
+                "E_SECTION", 64 + 20))
+    out.append(("section_past_end", patched(64 + 16 * 2 + 8, "<I", 1 << 20),
+                "E_TRUNCATED", 64 + 40))
+    out.append(("section_reserved", patched(64 + 12, "<I", 1), "E_SECTION", 64 + 12))
+    out.append(("tensors_size", patched(64 + 8, "<I", 32 * len(g.tensors) - 32), "E_SECTION", 72))
+    out.append(("code_size", patched(64 + 32 + 8, "<I", 6), "E_SECTION", 64 + 40))
+    out.append(("missing_code", patched(64 + 32, "<I", SEC_META), "E_MISSING", 64))
+    # tensors
+    out.append(("tensor_dtype", patched(g.tensor_off(N["W1"], 0), "<B", 2), "E_TENSOR",
+                g.tensor_off(N["W1"], 0)))
+    out.append(("tensor_rank", patched(g.tensor_off(N["W1"], 1), "<B", 5), "E_TENSOR",
+                g.tensor_off(N["W1"], 1)))
+    out.append(("tensor_region", patched(g.tensor_off(N["W1"], 2), "<B", 4), "E_TENSOR",
+                g.tensor_off(N["W1"], 2)))
+    out.append(("tensor_flags", patched(g.tensor_off(N["W1"], 3), "<B", 2), "E_TENSOR",
+                g.tensor_off(N["W1"], 3)))
+    out.append(("tensor_batched_const", patched(g.tensor_off(N["b1"], 3), "<B", 1), "E_TENSOR",
+                g.tensor_off(N["b1"], 3)))
+    out.append(("tensor_zero_dim", patched(g.tensor_off(N["W1"], 8), "<I", 0), "E_TENSOR",
+                g.tensor_off(N["W1"], 8)))
+    out.append(("tensor_dim_past_rank", patched(g.tensor_off(N["W1"], 12), "<I", 1), "E_TENSOR",
+                g.tensor_off(N["W1"], 12)))
+    out.append(("tensor_huge", patched(g.tensor_off(N["W1"], 4), "<I", 1 << 30), "E_TENSOR",
+                g.tensor_off(N["W1"], 4)))
+    out.append(("tensor_stride_arena", patched(g.tensor_off(N["h"], 24), "<I", 4), "E_TENSOR",
+                g.tensor_off(N["h"], 24)))
+    out.append(("tensor_reserved", patched(g.tensor_off(N["h"], 28), "<I", 1), "E_TENSOR",
+                g.tensor_off(N["h"], 28)))
+    out.append(("const_oob", patched(g.tensor_off(N["W2"], 20), "<I", len(g.consts)),
+                "E_TENSOR_BOUNDS", g.tensor_off(N["W2"], 20)))
+    out.append(("const_misaligned", patched(g.tensor_off(N["W2"], 20), "<I", 2),
+                "E_TENSOR_BOUNDS", g.tensor_off(N["W2"], 20)))
+    out.append(("arena_oob", patched(g.tensor_off(N["tmp"], 20), "<I", g.arena_row),
+                "E_TENSOR_BOUNDS", g.tensor_off(N["tmp"], 20)))
+    out.append(("io_out_of_range", patched(g.tensor_off(N["x"], 20), "<I", 1), "E_IO",
+                g.tensor_off(N["x"], 20)))
+    out.append(("io_missing", patched(g.tensor_off(N["x"], 2), "<B", REG_ARENA), "E_IO", 32))
+
+    # code: built from scratch so the CRC is right
+    def prog(words_fn, name, status):
+        """Replaces the sample's code; '!' marks the instruction at fault."""
+        b = sample_model()
+        b.code = []
+        pc = words_fn(b, b.names)
+        data = b.build()
+        out.append((name, data, status, None if pc is None else b.code_off(pc)))
+
+    def ops(*seq):
+        def f(b, n):
+            err = None
+            for item in seq:
+                if item == "!":
+                    err = len(b.code)
+                    continue
+                if isinstance(item, int):
+                    b.word(item)
+                else:
+                    nm, t, *ax = item
+                    b.op(nm, n[t] if isinstance(t, str) else t, a=ax[0] if ax else 0)
+            return err
+        return f
+
+    LIN1 = [("PUSH", "x"), ("PUSH", "W1"), ("PUSH", "b1")]
+    prog(ops("!", 0x7F), "bad_opcode", "E_OPCODE")
+    prog(ops(("PUSH", "x"), "!", 0x00, ("DROP", 0)), "opcode_zero", "E_OPCODE")
+    prog(ops("!", ("PUSH", 9999)), "operand_range", "E_OPERAND")
+    prog(ops("!", OPS["DROP"] | 1 << 8), "operand_reserved", "E_OPERAND")
+    prog(ops("!", ("LOOP", 0), ("END", 0)), "loop_zero", "E_OPERAND")
+    prog(ops(("PUSH", "x"), ("PUSH", "h"), "!", ("CONCAT", "out", 2), ("DROP", 0)),
+         "concat_axis", "E_OPERAND")
+    prog(ops("!", ("DROP", 0)), "underflow", "E_UNDERFLOW")
+    prog(ops(("PUSH", "x"), "!", ("ADD", "h")), "underflow_binary", "E_UNDERFLOW")
+    prog(ops(*([("PUSH", "x")] * 16), "!", ("PUSH", "x")), "overflow", "E_OVERFLOW")
+    prog(ops(*LIN1, "!", ("LINEAR", "y"), ("DROP", 0)), "shape_linear", "E_SHAPE")
+    prog(ops(("PUSH", "x"), ("PUSH", "h1"), "!", ("ADD", "h"), ("DROP", 0)),
+         "shape_broadcast", "E_SHAPE")
+    prog(ops(("PUSH", "x"), ("PUSH", "W1"), "!", ("ADD", "h"), ("DROP", 0)),
+         "shape_batch_vs_concrete", "E_SHAPE")
+    prog(ops(("PUSH", "x"), "!", ("TANH", "h1"), ("DROP", 0)), "shape_unary", "E_SHAPE")
+    prog(ops(("PUSH", "x"), "!", ("COPY", "y"), ("DROP", 0)), "shape_copy", "E_SHAPE")
+    prog(ops(("PUSH", "h1"), ("PUSH", "y"), "!", ("CONCAT", "out", 0), ("DROP", 0)),
+         "shape_concat_batch_axis", "E_SHAPE")
+    prog(ops(("PUSH", "x"), ("PUSH", "h"), "!", ("CONCAT", "out", 1), ("DROP", 0)),
+         "shape_concat_sum", "E_SHAPE")
+    prog(ops(("PUSH", "x"), "!", ("NEG", "W1"), ("DROP", 0)), "write_const", "E_READONLY")
+    prog(ops(("PUSH", "h"), "!", ("NEG", "x"), ("DROP", 0)), "write_input", "E_READONLY")
+    prog(ops("!", ("ZERO", "b2"), ("DROP", 0)), "zero_const", "E_READONLY")
+    prog(ops(("PUSH", "x"), ("LOOP", 3), ("DROP", 0), "!", ("END", 0)),
+         "loop_depth_change", "E_LOOP")
+    prog(ops("!", ("END", 0)), "end_without_loop", "E_LOOP")
+    prog(ops(*([("LOOP", 2)] * 4), "!", ("LOOP", 2)), "loop_too_deep", "E_LOOP")
+    prog(ops("!", ("LOOP", 3), ("LOOP", 2), ("END", 0)), "loop_unclosed", "E_LOOP")
+    prog(ops("!", ("PUSH", "dt"), ("DROP", 0)), "stride_outside_loop", "E_STRIDE")
+    prog(ops(("LOOP", 4), "!", ("PUSH", "dt"), ("DROP", 0), ("END", 0)),
+         "stride_overrun", "E_STRIDE")
+    prog(ops(("PUSH", "x"), "!", ("PUSH", "x")), "stack_not_empty", "E_STACK_END")
+
+    # aliasing: element-wise partial overlap; LINEAR into its own input
+    b = sample_model()
+    n = b.names
+    part = b.arena(["B", 3], at=b.tensors[n["h"]]["offset"] + 4)  # overlaps h
+    b.code = []
+    b.op("PUSH", n["x"]); b.op("COPY", n["h"])
+    b.op("PUSH", n["x"]); pc = b.op("ADD", part); b.op("DROP")
+    out.append(("alias_partial", b.build(), "E_ALIAS", b.code_off(pc)))
+    b = sample_model()
+    n = b.names
+    over = b.arena(["B", 4], at=b.tensors[n["h"]]["offset"])  # starts where h does
+    b.code = []
+    b.op("PUSH", n["h"]); b.op("PUSH", n["W1"]); b.op("PUSH", n["b1"])
+    pc = b.op("LINEAR", over); b.op("DROP")
+    out.append(("alias_linear", b.build(), "E_ALIAS", b.code_off(pc)))
+    b = sample_model()
+    y5 = b.tensor(REG_OUTPUT, ["B", 2], 0)  # a second tensor for output 0
+    out.append(("io_duplicate", b.build(), "E_IO", b.tensor_off(y5, 20)))
+    return out
+
+
+# ---- running the checks --------------------------------------------------------
+
+class Checker:
+    def __init__(self):
+        self.passed = 0
+        self.failed = 0
+
+    def check(self, ok, what, detail=""):
+        if ok:
+            self.passed += 1
+        else:
+            self.failed += 1
+            print("FAIL: %s %s" % (what, detail))
+        return ok
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, capture_output=True, text=True, **kw)
+
+
+def sanitizer_clean(p):
+    return "Sanitizer" not in p.stderr and "runtime error" not in p.stderr
+
+
+def close(a, b):
+    if len(a) != len(b):
+        return False
+    for u, v in zip(a, b):
+        if math.isnan(u) and math.isnan(v):
+            continue
+        if not abs(u - v) <= 1e-6 + 2e-5 * abs(v):
+            return False
+    return True
+
+
+def check_model(ck, lnnvm, out, name, data, n, rng):
+    path = os.path.join(out, name + ".lnnb")
+    ref = RefModel(data)
+    ins = inputs_for(ref, n, rng)
+    exp = ref.run(ins, n)
+    in_paths = []
+    for i, v in enumerate(ins):
+        p = os.path.join(out, "%s.in%d.f32" % (name, i))
+        write_f32(p, v)
+        in_paths.append(p)
+    for i, v in enumerate(exp):
+        write_f32(os.path.join(out, "%s.expected%d.f32" % (name, i)), v)
+    if not lnnvm:
+        return
+    p = run([lnnvm, "verify", path])
+    ck.check(p.returncode == 0 and p.stdout.strip() == "ok" and sanitizer_clean(p),
+             "verify " + name, p.stderr)
+    p = run([lnnvm, "info", path])
+    ck.check(p.returncode == 0 and "isa: scalar" in p.stdout and sanitizer_clean(p),
+             "info " + name, p.stderr)
+    p = run([lnnvm, "disasm", path])
+    ck.check(p.returncode == 0 and len(p.stdout.splitlines()) == len(ref.code)
+             and sanitizer_clean(p), "disasm " + name, p.stderr)
+    for batch in (1, 2, 3, n, n + 4):
+        outs = [os.path.join(out, "%s.out%d.b%d.f32" % (name, i, batch))
+                for i in range(ref.nout)]
+        cmd = [lnnvm, "run", path]
+        for ip in in_paths:
+            cmd += ["--in", ip]
+        for op in outs:
+            cmd += ["--out", op]
+        cmd += ["--batch", str(batch), "--repeat", "2"]
+        p = run(cmd)
+        if not ck.check(p.returncode == 0 and sanitizer_clean(p),
+                        "run %s batch %d" % (name, batch), p.stderr):
+            continue
+        js = json.loads(p.stdout)
+        chunks = (n + min(batch, n) - 1) // min(batch, n)
+        ck.check(js["n"] == n and js["batch"] == batch and js["chunks"] == chunks
+                 and js["repeat"] == 2 and js["isa"] == "scalar"
+                 and js["latency_us_min"] <= js["latency_us_median"] <= js["latency_us_max"],
+                 "run json %s batch %d" % (name, batch), p.stdout)
+        for i, op in enumerate(outs):
+            got = read_f32(op)
+            ck.check(close(got, exp[i]), "output %d of %s batch %d" % (i, name, batch),
+                     "\n got %s\n exp %s" % (got[:12], exp[i][:12]))
+
+
+def check_broken(ck, lnnvm, out, variants):
+    for name, data, status, off in variants:
+        path = os.path.join(out, name + ".lnnb")
+        if not lnnvm:
+            continue
+        p = run([lnnvm, "verify", path])
+        want = "%s: %s at byte " % (path, status)
+        if off is not None:
+            want += "%d:" % off
+        ck.check(p.returncode == 3 and want in p.stderr and sanitizer_clean(p)
+                 and len(p.stderr.splitlines()) == 1,
+                 "broken %s -> %s" % (name, status), repr(p.stderr))
+        p = run([lnnvm, "disasm", path])
+        ck.check(p.returncode == 3 and sanitizer_clean(p), "disasm broken " + name, p.stderr)
+
+
+def check_usage(ck, lnnvm, out):
+    s = os.path.join(out, "sample.lnnb")
+    x = os.path.join(out, "sample.in0.f32")
+    o = os.path.join(out, "usage.out.f32")
+    bad = os.path.join(out, "bad_input.f32")
+    with open(bad, "wb") as f:
+        f.write(b"\0" * 10)
+    cases = [
+        ([], 2, "usage"),
+        (["frobnicate", s], 2, "usage"),
+        (["verify", os.path.join(out, "nope.lnnb")], 2, "cannot open"),
+        (["run", s, "--in", x], 2, "got 0 --out"),
+        (["run", s, "--out", o], 2, "got 0 --in"),
+        (["run", s, "--in", bad, "--out", o], 2, "got file size 10"),
+        (["run", s, "--in", x, "--out", o, "--batch", "0"], 2, "--batch"),
+        (["run", s, "--in", x, "--out", o, "--repeat", "x"], 2, "--repeat"),
+        (["run", s, "--in", x, "--out", o, "--bogus"], 2, "unknown option"),
+        (["run", s, "--in", os.path.join(out, "nope.f32"), "--out", o], 2, "cannot open"),
+        (["run", os.path.join(out, "bad_crc.lnnb"), "--in", x, "--out", o], 3, "E_CRC"),
+    ]
+    for args, code, text in cases:
+        p = run([lnnvm] + args)
+        ck.check(p.returncode == code and text in p.stderr and sanitizer_clean(p),
+                 "usage %s" % args[:1], "rc=%d %r" % (p.returncode, p.stderr))
+    # stdin as the input
+    with open(x, "rb") as f:
+        p = subprocess.run([lnnvm, "run", s, "--in", "-", "--out", o], stdin=f,
+                           capture_output=True, text=False)
+    ck.check(p.returncode == 0, "run with --in -", p.stderr)
+    ck.check(read_f32(o) == read_f32(os.path.join(out, "sample.out0.b1.f32")),
+             "stdin output equals file output")
+    empty = os.path.join(out, "empty.lnnb")
+    open(empty, "wb").close()
+    p = run([lnnvm, "verify", empty])
+    ck.check(p.returncode == 3 and "E_ARG" in p.stderr, "empty model file", p.stderr)
+
+
+def mutate(data, rng, regions):
+    d = bytearray(data)
+    for _ in range(rng.randint(1, 4)):
+        lo, hi = rng.choice(regions)
+        i = rng.randrange(lo, hi)
+        r = rng.random()
+        if r < 0.4:
+            d[i] ^= 1 << rng.randrange(8)
+        elif r < 0.7:
+            d[i] = rng.choice([0, 1, 2, 3, 4, 0x7F, 0xFF, rng.randrange(256)])
+        else:
+            d[i] = (d[i] + rng.choice([-1, 1])) & 0xFF
+    return bytes(fix(d))
+
+
+def check_fuzz(ck, lnnvm, out, models, count, seed):
+    rng = random.Random(seed)
+    stats = {}
+    for k in range(count):
+        name, g, data = models[k % len(models)]
+        regions = [(16, 64 + 16 * 3), (g.layout[SEC_TENSORS], g.layout[SEC_TENSORS] + 32 * len(g.tensors)),
+                   (g.layout[SEC_CODE], g.layout[SEC_CODE] + 4 * len(g.code))]
+        m = mutate(data, rng, regions)
+        path = os.path.join(out, "fuzz.lnnb")
+        with open(path, "wb") as f:
+            f.write(m)
+        p = run([lnnvm, "verify", path])
+        st = re.search(r": (E_\w+) at byte", p.stderr)
+        stats[st.group(1) if st else "ok"] = stats.get(st.group(1) if st else "ok", 0) + 1
+        if not ck.check(p.returncode in (0, 3) and sanitizer_clean(p), "fuzz verify #%d" % k,
+                        p.stderr[-2000:]):
+            with open(os.path.join(out, "fuzz_fail_%d.lnnb" % k), "wb") as f:
+                f.write(m)
+            continue
+        if p.returncode != 0:
+            continue
+        # accepted: it must run cleanly at batch 1 and 3
+        ref_in = []
+        info = run([lnnvm, "info", path]).stdout
+        nin = int(re.search(r"^inputs: (\d+)", info, re.M).group(1))
+        nout = int(re.search(r"^outputs: (\d+)", info, re.M).group(1))
+        cmd = [lnnvm, "run", path, "--batch", "3"]
+        for i in range(nin):
+            shape = re.search(r"^input%d: \[([^\]]*)\]" % i, info, re.M).group(1)
+            dims = [d for d in shape.split(",") if d]
+            cnt = math.prod(int(d) for d in dims if d != "B")
+            rows = 5 if dims[:1] == ["B"] else 1
+            ip = os.path.join(out, "fuzz.in%d.f32" % i)
+            write_f32(ip, rnd_values(rng, cnt * rows, -3, 3))
+            cmd += ["--in", ip]
+            ref_in.append(ip)
+        for i in range(nout):
+            cmd += ["--out", os.path.join(out, "fuzz.out%d.f32" % i)]
+        p2 = run(cmd)
+        if not ck.check(p2.returncode == 0 and sanitizer_clean(p2), "fuzz run #%d" % k,
+                        p2.stderr[-2000:]):
+            with open(os.path.join(out, "fuzz_fail_%d.lnnb" % k), "wb") as f:
+                f.write(m)
+    print("fuzz outcomes:", ", ".join("%s=%d" % kv for kv in sorted(stats.items())))
+
+
+def check_api(ck, lib_path, out, sample, ops_data):
+    lib = ctypes.CDLL(lib_path)
+    P, U32, SZ = ctypes.c_void_p, ctypes.c_uint32, ctypes.c_size_t
+    lib.lnn_model_size.restype = SZ
+    lib.lnn_init.argtypes = [P, P, SZ, P, SZ]
+    lib.lnn_arena_size.argtypes = [P, SZ, U32]
+    lib.lnn_arena_size.restype = SZ
+    lib.lnn_run.argtypes = [P, P, P, U32]
+    for fn in ("lnn_error_offset", "lnn_max_batch", "lnn_num_inputs", "lnn_num_outputs"):
+        getattr(lib, fn).argtypes = [P]
+        getattr(lib, fn).restype = U32
+    for fn in ("lnn_input_row_elems", "lnn_output_row_elems"):
+        getattr(lib, fn).argtypes = [P, U32]
+        getattr(lib, fn).restype = U32
+    for fn in ("lnn_input_batched", "lnn_output_batched"):
+        getattr(lib, fn).argtypes = [P, U32]
+    for fn in ("lnn_status_str", "lnn_status_name"):
+        getattr(lib, fn).argtypes = [ctypes.c_int]
+        getattr(lib, fn).restype = ctypes.c_char_p
+    lib.lnn_isa.argtypes = [P]
+    lib.lnn_isa.restype = ctypes.c_char_p
+    lib.lnn_version.restype = ctypes.c_char_p
+    S = {k: v[0] for k, v in STATUS.items()}
+
+    for name, (code, msg) in STATUS.items():
+        ck.check(lib.lnn_status_name(code).decode() == name
+                 and lib.lnn_status_str(code).decode() == msg, "status table " + name)
+    ck.check(lib.lnn_status_name(999).decode() == "E_UNKNOWN", "unknown status name")
+    ck.check(lib.lnn_version().decode() == "0.1.0", "version")
+
+    def aligned(data, shift=0):
+        raw = ctypes.create_string_buffer(len(data) + 128)
+        base = (ctypes.addressof(raw) + 63) // 64 * 64 + shift
+        ctypes.memmove(base, data, len(data))
+        return raw, base
+
+    msize = lib.lnn_model_size()
+    ck.check(64 <= msize <= 4096, "model size %d" % msize)
+    m = ctypes.create_string_buffer(msize)
+    keep, buf = aligned(sample)
+    need1 = lib.lnn_arena_size(buf, len(sample), 1)
+    need4 = lib.lnn_arena_size(buf, len(sample), 4)
+    ck.check(need1 > 0 and need4 > need1, "arena sizes %d %d" % (need1, need4))
+    ck.check(lib.lnn_arena_size(buf, len(sample) - 1, 1) == 0, "arena size of bad header")
+    ck.check(lib.lnn_arena_size(None, 0, 1) == 0, "arena size of NULL")
+    arena = ctypes.create_string_buffer(need4 + 64)
+    abase = (ctypes.addressof(arena) + 63) // 64 * 64
+    X = ctypes.POINTER(ctypes.c_float)
+    xs = (ctypes.c_float * 12)(*[0.5] * 12)
+    ys = (ctypes.c_float * 20)()
+    ins = (X * 1)(ctypes.cast(xs, X))
+    outs = (X * 1)(ctypes.cast(ys, X))
+    ck.check(lib.lnn_run(m, ins, outs, 1) == S["E_NOT_READY"], "run before init")
+    ck.check(lib.lnn_init(None, buf, len(sample), abase, need4) == S["E_ARG"], "init NULL model")
+    ck.check(lib.lnn_init(m, None, 0, abase, need4) == S["E_ARG"], "init NULL buffer")
+    ck.check(lib.lnn_init(m, buf, len(sample), None, 16) == S["E_ARG"], "init NULL arena with length")
+    keep2, mis = aligned(sample, 2)
+    ck.check(lib.lnn_init(m, mis, len(sample), abase, need4) == S["E_ALIGN"], "misaligned buffer")
+    ck.check(lib.lnn_init(m, buf, len(sample), abase + 2, need4) == S["E_ALIGN"], "misaligned arena")
+    ck.check(lib.lnn_init(m, buf, len(sample), abase, need1 - 4) == S["E_ARENA"], "arena too small")
+    ck.check(lib.lnn_run(m, ins, outs, 1) == S["E_NOT_READY"], "run after failed init")
+    ck.check(lib.lnn_init(m, buf, len(sample), abase, need4) == S["OK"], "init ok")
+    ck.check(lib.lnn_max_batch(m) == 4, "max batch %d" % lib.lnn_max_batch(m))
+    ck.check(lib.lnn_num_inputs(m) == 1 and lib.lnn_num_outputs(m) == 1, "io counts")
+    ck.check(lib.lnn_input_row_elems(m, 0) == 3 and lib.lnn_output_row_elems(m, 0) == 5
+             and lib.lnn_input_row_elems(m, 1) == 0, "row elems")
+    ck.check(lib.lnn_input_batched(m, 0) == 1 and lib.lnn_output_batched(m, 0) == 1,
+             "batched flags")
+    ck.check(lib.lnn_isa(m).decode() == "scalar", "isa")
+    ck.check(lib.lnn_run(m, ins, outs, 0) == S["E_BATCH"], "batch 0")
+    ck.check(lib.lnn_run(m, ins, outs, 5) == S["E_BATCH"], "batch 5 > max")
+    ck.check(lib.lnn_run(m, None, outs, 1) == S["E_ARG"], "NULL inputs")
+    nulls = (X * 1)()
+    ck.check(lib.lnn_run(m, nulls, outs, 1) == S["E_ARG"], "NULL input pointer")
+    ck.check(lib.lnn_run(m, ins, outs, 4) == S["OK"], "run batch 4")
+    ref = RefModel(sample)
+    exp = ref.run([list(xs)], 4)[0]
+    ck.check(close(list(ys), exp), "api run result", "%s vs %s" % (list(ys)[:5], exp[:5]))
+    # a model that needs no batched arena: max batch is UINT32_MAX
+    g = Builder()
+    x = g.input(["B", 2])
+    o = g.output(["B", 2])
+    g.op("PUSH", x); g.op("NEG", o); g.op("DROP")
+    d = g.build()
+    keep3, b3 = aligned(d)
+    ck.check(lib.lnn_arena_size(b3, len(d), 7) == 0, "zero arena")
+    ck.check(lib.lnn_init(m, b3, len(d), None, 0) == S["OK"], "init without arena")
+    ck.check(lib.lnn_max_batch(m) == 0xFFFFFFFF, "max batch without batched arena")
+    # error offset through the API
+    bad = bytearray(sample)
+    bad[40] = 1
+    fix(bad)
+    keep4, b4 = aligned(bytes(bad))
+    ck.check(lib.lnn_init(m, b4, len(bad), abase, need4) == S["E_HEADER"]
+             and lib.lnn_error_offset(m) == 40, "error offset")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("outdir")
+    ap.add_argument("--lnnvm", help="runner to check (e.g. the sanitizer build)")
+    ap.add_argument("--lib", help="liblnnvm.so to check through ctypes")
+    ap.add_argument("--fuzz", type=int, default=0, help="number of random mutants")
+    ap.add_argument("--seed", type=int, default=1234)
+    args = ap.parse_args()
+    out = args.outdir
+    os.makedirs(out, exist_ok=True)
+    ck = Checker()
+    rng = random.Random(args.seed)
+
+    gs = sample_model()
+    sample = gs.build()
+    go = ops_model()
+    ops_data = go.build(extra=[(SEC_META, b'{"name": "ops"}')])
+    with open(os.path.join(out, "sample.lnnb"), "wb") as f:
+        f.write(sample)
+    with open(os.path.join(out, "ops.lnnb"), "wb") as f:
+        f.write(ops_data)
+    variants = broken_variants()
+    listing = {}
+    for name, data, status, off in variants:
+        with open(os.path.join(out, name + ".lnnb"), "wb") as f:
+            f.write(data)
+        listing[name + ".lnnb"] = dict(status=status, offset=off)
+    with open(os.path.join(out, "broken.json"), "w") as f:
+        json.dump(listing, f, indent=1)
+
+    check_model(ck, args.lnnvm, out, "sample", sample, 7, rng)
+    check_model(ck, args.lnnvm, out, "ops", ops_data, 5, rng)
+    if args.lnnvm:
+        check_broken(ck, args.lnnvm, out, variants)
+        check_usage(ck, args.lnnvm, out)
+        if args.fuzz:
+            check_fuzz(ck, args.lnnvm, out, [("sample", gs, sample), ("ops", go, ops_data)],
+                       args.fuzz, args.seed)
+    if args.lib:
+        check_api(ck, args.lib, out, sample, ops_data)
+    print("%d passed, %d failed" % (ck.passed, ck.failed))
+    return 1 if ck.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
