@@ -58,7 +58,8 @@ def train(c, model=DEFAULT_MODEL, seed=None, epochs=None):
     """Train a recipe's model; writes build/<model>/checkpoint.pt, train-metrics.json, loss.png."""
     from lnnedge.steps import train_step
 
-    metrics = train_step(model, seed=None if seed is None else int(seed), epochs=None if epochs is None else int(epochs))
+    metrics = train_step(model, seed=None if seed is None else int(seed),
+                         epochs=None if epochs is None else int(epochs))
     if not metrics["passed"]:
         raise Exit(f"error: test RMSE {metrics['test_rmse']:.4f} is above the recipe's target "
                    f"{metrics['target_rmse']}", code=1)
@@ -158,5 +159,14 @@ def boards(c):
         print(f"{mark} {name:<14} target={b.target.name:<12} transport={b.transport:<7} {b.description}")
 
 
-ns = Collection(train, train_seeds, compile_, build, run, verify, demo, targets, boards)
+@task(name="readme-table")
+@step
+def readme_table(c):
+    """Regenerate the README's results table from build/*/verify-*.json."""
+    from lnnedge.report import update_readme
+
+    print(update_readme())
+
+
+ns = Collection(train, train_seeds, compile_, build, run, verify, demo, targets, boards, readme_table)
 ns.configure({"debug": False})

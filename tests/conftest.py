@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from lnnedge import config, recipe
 from lnnedge.build import build
 from lnnedge.compiler import compile_module

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 from conftest import inputs_for, untrained
-
 from lnnedge import isa, lnnb
 from lnnedge.compiler import CompileError, compile_module
 from lnnedge.compiler.capture import capture

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import config, recipe as recipes
+from . import config
+from . import recipe as recipes
 from .build import build, output_dir
 from .compiler import compile_module
 from .paths import model_dir
@@ -94,7 +95,8 @@ def run_step(model: str, board_name: str | None, inputs: list[float] | None) -> 
     result = _transport(board).run(path, [x])
     for row_in, row_out in zip(x, result.outputs[0]):
         print(f"{' '.join(f'{v:g}' for v in row_in)} -> {' '.join(f'{v:.6f}' for v in row_out)}")
-    print(f"on {board.name} ({result.timing.get('isa')}): {result.timing.get('latency_us_median'):.2f} µs per inference")
+    latency = result.timing.get("latency_us_median")
+    print(f"on {board.name} ({result.timing.get('isa')}): {latency:.2f} µs per inference")
     return result.outputs[0]
 
 

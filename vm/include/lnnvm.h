@@ -14,7 +14,13 @@
  *
  * The model keeps pointers into buf and arena: both must outlive it and must
  * not be modified while it is in use. lnn_model may be copied only together
- * with a fresh lnn_init; treat its fields as private.
+ * with a fresh lnn_init; treat its fields as private. One lnn_run at a time
+ * per model (runs share the arena); models with separate arenas may run
+ * concurrently. Input and output buffers must not overlap each other.
+ *
+ * Targets: little-endian with IEEE-754 floats (the file's constants are used
+ * in place). No allocation, no stdio, only <string.h> and <math.h> (expf,
+ * tanhf) from the C library.
  */
 #ifndef LNNVM_H
 #define LNNVM_H

@@ -57,15 +57,20 @@ static void usage(void)
     exit(EXIT_USAGE);
 }
 
-/* 64-byte aligned, size rounded up to a multiple of 64, never empty. */
+/* 64-byte aligned, zeroed (outputs a model does not write, and arena bytes
+ * read before written, are then 0 and runs are reproducible), size rounded
+ * up to a multiple of 64, never empty. */
 static void *alloc64(size_t size, const char *what)
 {
     if (size > SIZE_MAX - 64)
         fail(EXIT_USAGE, "cannot allocate %zu bytes for %s", size, what);
     size_t n = (size + 63) & ~(size_t)63;
-    void *p = aligned_alloc(64, n ? n : 64);
+    if (n == 0)
+        n = 64;
+    void *p = aligned_alloc(64, n);
     if (!p)
         fail(EXIT_USAGE, "cannot allocate %zu bytes for %s", size, what);
+    memset(p, 0, n);
     return p;
 }
 
@@ -124,15 +129,23 @@ typedef struct {
     lnn_status st;
 } model;
 
+/* Verifies the file first with no arena (lnn_init checks the arena last,
+ * so LNN_E_ARENA means everything else is valid), then allocates the arena
+ * for batch rows and binds it: a corrupt header never makes the runner
+ * allocate what it declares. */
 static void model_init(model *md, uint32_t batch)
 {
     free(md->arena);
+    md->arena = NULL;
+    md->arena_len = 0;
+    md->st = lnn_init(&md->m, md->file.data, md->file.len, NULL, 0);
+    if (md->st != LNN_E_ARENA)
+        return;
     md->arena_len = lnn_arena_size(md->file.data, md->file.len, batch);
     md->arena = alloc64(md->arena_len, "the arena");
     md->st = lnn_init(&md->m, md->file.data, md->file.len, md->arena,
                       md->arena_len);
 }
-
 static void model_close(model *md)
 {
     free(md->arena);

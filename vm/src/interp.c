@@ -53,10 +53,10 @@ static float *lnn_dst(const lnn_ctx *c, uint32_t t)
     const uint32_t off = lnn_rd32(e + LNN_T_OFFSET);
     if (e[LNN_T_REGION] == LNN_REG_OUTPUT)
         return c->out[off];
-    uint8_t *p = c->m->arena + off;
     if (e[LNN_T_FLAGS] & LNN_TF_BATCH)
-        p = c->m->arena + c->m->batch_base + (size_t)off * c->batch;
-    return (float *)(void *)p;
+        return (float *)(void *)(c->m->arena + c->m->batch_base +
+                                 (size_t)off * c->batch);
+    return (float *)(void *)(c->m->arena + off);
 }
 
 /* Address of any tensor; step = index of the innermost loop iteration. */

@@ -4,9 +4,12 @@
  * Runs the program once over a fixed-size stack of tensor indices (no
  * allocation) and checks, instruction by instruction: opcode, operand
  * fields, stack depth, LOOP/END structure, loop strides, dtypes, writable
- * destination, the shape rule of the op, and aliasing. A program that passes
- * can be interpreted with no check at all: every address it forms lies
- * inside its region for any batch size the arena holds.
+ * destination, the shape rule of the op, and aliasing. One pass is exact
+ * because a loop body must leave the stack holding the same tensors it
+ * found (checked at END), so every iteration starts from the verified
+ * state. A program that passes can be interpreted with no check at all:
+ * every address it forms lies inside its region for any batch size the
+ * arena holds.
  *
  * Shapes carry a batched flag: dim 0 of a batched tensor is the symbolic
  * batch size B (stored as 1), distinct from every concrete dim, including 1.
@@ -268,6 +271,7 @@ lnn_status lnn_verify_code(lnn_model *m)
         uint32_t off;   /* file offset of the LOOP word */
         uint32_t depth; /* stack depth at the LOOP */
         uint32_t count; /* trip count */
+        uint16_t stack[LNN_MAX_STACK]; /* the stack at the LOOP */
     } loops[LNN_MAX_LOOP_DEPTH];
     uint32_t nl = 0;
     uint32_t off = code_off;
@@ -335,11 +339,22 @@ lnn_status lnn_verify_code(lnn_model *m)
             loops[nl].off = off;
             loops[nl].depth = sp;
             loops[nl].count = b;
+            for (uint32_t i = 0; i < sp; i++)
+                loops[nl].stack[i] = stack[i];
             nl++;
             break;
         case LNN_OP_END:
+            /* The body must leave the stack exactly as it found it, the same
+             * tensors and not only the same depth: the next iteration then
+             * starts from the state verified for the first one. (Same depth
+             * alone is unsound: a body that pops an x [1] pushed before the
+             * loop and leaves a [4] in its place would hand LINEAR a
+             * different x on the second iteration.) */
             if (nl == 0 || loops[nl - 1].depth != sp)
                 LNN_VFAIL(E_LOOP);
+            for (uint32_t i = 0; i < sp; i++)
+                if (loops[nl - 1].stack[i] != stack[i])
+                    LNN_VFAIL(E_LOOP);
             nl--;
             break;
         case LNN_OP_ZERO:

@@ -618,6 +618,8 @@ def broken_variants():
     prog(ops("!", ("ZERO", "b2"), ("DROP", 0)), "zero_const", "E_READONLY")
     prog(ops(("PUSH", "x"), ("LOOP", 3), ("DROP", 0), "!", ("END", 0)),
          "loop_depth_change", "E_LOOP")
+    prog(ops(("PUSH", "x"), ("LOOP", 2), ("DROP", 0), ("PUSH", "h"), "!", ("END", 0),
+             ("DROP", 0)), "loop_stack_changed", "E_LOOP")
     prog(ops("!", ("END", 0)), "end_without_loop", "E_LOOP")
     prog(ops(*([("LOOP", 2)] * 4), "!", ("LOOP", 2)), "loop_too_deep", "E_LOOP")
     prog(ops("!", ("LOOP", 3), ("LOOP", 2), ("END", 0)), "loop_unclosed", "E_LOOP")
@@ -641,10 +643,342 @@ def broken_variants():
     b.op("PUSH", n["h"]); b.op("PUSH", n["W1"]); b.op("PUSH", n["b1"])
     pc = b.op("LINEAR", over); b.op("DROP")
     out.append(("alias_linear", b.build(), "E_ALIAS", b.code_off(pc)))
+    # a loop body that swaps the tensor under the stack top at the same depth:
+    # with a depth-only rule, iteration 2 hands LINEAR x = big [4] and it
+    # writes 16 floats into a 4-float tensor (heap overflow)
+    b = Builder()
+    x = b.input(["B", 1]); o = b.output(["B", 1])
+    W = b.const([4, 1], [1, 2, 3, 4]); bias = b.const([4], [0, 0, 0, 0])
+    s1 = b.arena([1]); big = b.arena([4])
+    b.op("PUSH", x); b.op("COPY", o); b.op("DROP"); b.op("ZERO", s1)
+    b.op("LOOP", 3); b.op("PUSH", W); b.op("PUSH", bias); b.op("LINEAR", big)
+    pc = b.op("END"); b.op("DROP")
+    out.append(("loop_stack_swap", b.build(), "E_LOOP", b.code_off(pc)))
     b = sample_model()
     y5 = b.tensor(REG_OUTPUT, ["B", 2], 0)  # a second tensor for output 0
     out.append(("io_duplicate", b.build(), "E_IO", b.tensor_off(y5, 20)))
     return out
+
+
+# ---- random programs -------------------------------------------------------------
+
+SHAPES_B = [["B", 1], ["B", 3], ["B", 4], ["B", 2], ["B", 2, 3], ["B", 1, 3],
+            ["B", 3, 1], ["B", 2, 1, 3]]
+SHAPES_U = [[], [1], [3], [4], [2], [2, 3], [1, 3], [3, 1], [4, 3], [3, 4], [2, 4],
+            [1, 1, 3]]
+
+
+def shape_bcast(sa, sb):
+    r = max(len(sa), len(sb))
+    a = [1] * (r - len(sa)) + list(sa)
+    b = [1] * (r - len(sb)) + list(sb)
+    out = []
+    for x, y in zip(a, b):
+        if x == y:
+            out.append(x)
+        elif x == 1:
+            out.append(y)
+        elif y == 1:
+            out.append(x)
+        else:
+            return None
+    if "B" in out[1:]:
+        return None
+    return out
+
+
+class ProgGen:
+    """A random program over a random tensor pool. diff=True keeps it
+    comparable with the per-row reference: batched arena tensors are disjoint
+    or identical, and nothing is read before it is written. diff=False adds
+    overlaps, uninitialised reads and deliberate mistakes."""
+
+    def __init__(self, rng, diff):
+        self.rng, self.diff = rng, diff
+        g = self.g = Builder()
+        r = rng
+        self.shape = {}
+        self.readable = []      # consts and inputs
+        self.writable = []      # arena and outputs
+        self.tables = []
+        for _ in range(r.randint(1, 3)):
+            sh = r.choice(SHAPES_B + SHAPES_U[:6])
+            self._add(g.input(sh), sh, self.readable)
+        for _ in range(r.randint(1, 3)):
+            sh = r.choice(SHAPES_B + SHAPES_U)
+            self._add(g.output(sh), sh, self.writable)
+        for sh in r.sample(SHAPES_U, 8):
+            self._add(g.const(sh, rnd_values(r, Builder.count(sh))), sh, self.readable)
+        for k in (1, 2, 3, 4):
+            for mm in r.sample([1, 2, 3, 4], 2):
+                self._add(g.const([mm, k], rnd_values(r, mm * k)), [mm, k], self.readable)
+                self._add(g.const([mm], rnd_values(r, mm)), [mm], self.readable)
+        for sh in ([], [3], [1, 3]):
+            t = g.table(sh, [rnd_values(r, Builder.count(sh)) for _ in range(4)])
+            self.shape[t] = sh
+            self.tables.append(t)
+        for sh in r.sample(SHAPES_B, 6) + r.sample(SHAPES_U, 6):
+            for _ in range(2):
+                self._add(g.arena(sh), sh, self.writable)
+        # identical-range twins (reshape views) and, in chaos mode, overlaps
+        for t in list(self.writable):
+            T = g.tensors[t]
+            if T["region"] != REG_ARENA or r.random() < 0.6:
+                continue
+            sh = self.shape[t]
+            n = Builder.count(sh)
+            twins = [s2 for s2 in SHAPES_B + SHAPES_U
+                     if Builder.count(s2) == n and (s2[:1] == ["B"]) == (sh[:1] == ["B"])]
+            s2 = r.choice(twins)
+            off = T["offset"]
+            if not diff or sh[:1] != ["B"]:  # partial overlaps
+                off = max(off + 4 * r.choice([0, 0, 1, 2, -1]), 0)
+            self._add(g.arena(s2, at=off), s2, self.writable)
+        self.written = {}       # space -> set of 4-byte slots (row units if batched)
+
+    def _add(self, t, sh, pool):
+        self.shape[t] = sh
+        pool.append(t)
+
+    def _range(self, t):
+        T = self.g.tensors[t]
+        n = Builder.count(self.shape[t])
+        if T["region"] == REG_ARENA:
+            space = "row" if self.shape[t][:1] == ["B"] else "fixed"
+            return space, range(T["offset"] // 4, T["offset"] // 4 + n)
+        if T["region"] == REG_OUTPUT:
+            return ("out", T["offset"]), range(n)
+        return None, range(0)
+
+    def is_init(self, t):
+        if self.g.tensors[t]["region"] in (REG_CONST, REG_INPUT):
+            return True
+        space, rg = self._range(t)
+        w = self.written.get(space, set())
+        return all(i in w for i in rg)
+
+    def mark(self, t):
+        space, rg = self._range(t)
+        self.written.setdefault(space, set()).update(rg)
+
+    def sources(self):
+        if not self.diff:
+            return self.readable + self.writable
+        return self.readable + [t for t in self.writable if self.is_init(t)]
+
+    def dst_for(self, shape, batched_only=None):
+        c = [t for t in self.writable if self.shape[t] == shape]
+        if not self.diff and self.rng.random() < 0.03:
+            c = self.writable
+        return self.rng.choice(c) if c else None
+
+    def generate(self):
+        r, g = self.rng, self.g
+        stack, loops = [], []
+        for _ in range(r.randint(3, 40)):
+            x = r.random()
+            if x < 0.08 and len(loops) < 4:
+                g.op("LOOP", r.randint(1, 4) if self.diff else r.randint(1, 5))
+                loops.append(list(stack))
+                continue
+            if x < 0.14 and loops:
+                self._settle(stack, loops.pop())
+                g.op("END")
+                continue
+            if x < 0.2 and stack:
+                stack.pop()
+                g.op("DROP")
+                continue
+            if len(stack) > 12:
+                stack.pop()
+                g.op("DROP")
+                continue
+            self._compute(stack, loops)
+            if not self.diff and r.random() < 0.005:
+                g.word(r.randrange(1 << 32))
+        while loops:
+            self._settle(stack, loops.pop())
+            g.op("END")
+        while stack:
+            stack.pop()
+            g.op("DROP")
+
+    def _settle(self, stack, snap):
+        """Before END: restore the stack the LOOP saw (same tensors)."""
+        if not self.diff and self.rng.random() < 0.03:
+            snap = snap[:-1] + [self.rng.choice(self.sources())] if snap else snap
+        keep = 0
+        while keep < min(len(stack), len(snap)) and stack[keep] == snap[keep]:
+            keep += 1
+        while len(stack) > keep:
+            stack.pop()
+            self.g.op("DROP")
+        for t in snap[keep:]:
+            self._push(stack, t)
+
+    def _push(self, stack, t):
+        self.g.op("PUSH", t)
+        stack.append(t)
+
+    def _operand(self, stack, want=None, loops=()):
+        """Use the top of the stack or push a source matching want(shape)."""
+        src = self.sources()
+        if loops:
+            src = src + self.tables
+        c = [t for t in src if want is None or want(self.shape[t])]
+        if not c:
+            return None
+        t = self.rng.choice(c)
+        self._push(stack, t)
+        return t
+
+    def _compute(self, stack, loops):
+        r, g = self.rng, self.g
+        op = r.choice(["ADD", "SUB", "MUL", "DIV", "NEG", "EXP", "SIGMOID", "TANH",
+                       "RELU", "COPY", "ZERO", "LINEAR", "MATMUL_NT", "CONCAT", "PUSH"])
+        top = stack[-1] if stack and r.random() < 0.5 else None
+        if top is None and op not in ("ZERO", "PUSH"):
+            top = self._operand(stack, None, loops)
+            if top is None:
+                return
+        if op == "PUSH":
+            self._operand(stack, None, loops)
+            return
+        if op == "ZERO":
+            d = r.choice(self.writable)
+            g.op("ZERO", d)
+            self.mark(d)
+            stack.append(d)
+            return
+        sa = self.shape[top]
+        axis = 0
+        if op in ("NEG", "EXP", "SIGMOID", "TANH", "RELU"):
+            res = sa
+            if op == "EXP" and self.diff:
+                op = "TANH"
+        elif op == "COPY":
+            c = [t for t in self.writable
+                 if Builder.count(self.shape[t]) == Builder.count(sa)
+                 and (self.shape[t][:1] == ["B"]) == (sa[:1] == ["B"])]
+            if c and (self.diff or r.random() > 0.03):
+                d = r.choice(c)
+            elif self.diff or r.random() > 0.03:
+                d = self.g.arena(sa)
+                self.shape[d] = sa
+                self.writable.append(d)
+            else:
+                d = r.choice(self.writable)
+            if self.diff and self._overlaps(d, top) and self._range(d) != self._range(top):
+                d = self.g.arena(sa)
+                self.shape[d] = sa
+                self.writable.append(d)
+            self._emit(stack, op, 1, d)
+            return
+        elif op in ("ADD", "SUB", "MUL", "DIV"):
+            b = self._operand(stack, lambda s: shape_bcast(sa, s) is not None, loops)
+            if b is None:
+                return
+            res = shape_bcast(sa, self.shape[b])
+            if op == "DIV" and self.diff:
+                op = "MUL"
+        elif op in ("LINEAR", "MATMUL_NT"):
+            if not sa or sa[-1] == "B":
+                return
+            k = sa[-1]
+            w = self._operand(stack, lambda s: len(s) == 2 and s[1] == k and "B" not in s)
+            if w is None:
+                return
+            mm = self.shape[w][0]
+            if op == "LINEAR":
+                if self._operand(stack, lambda s: s == [mm]) is None:
+                    return
+            res = list(sa[:-1]) + [mm]
+        else:  # CONCAT
+            if not sa:
+                return
+            axis = r.randrange(len(sa))
+            if sa[0] == "B" and axis == 0:
+                axis = len(sa) - 1
+                if axis == 0:
+                    return
+            b = self._operand(stack, lambda s: len(s) == len(sa) and all(
+                i == axis or s[i] == sa[i] for i in range(len(sa))) and (s[:1] == ["B"]) == (sa[:1] == ["B"]))
+            if b is None:
+                return
+            res = list(sa)
+            res[axis] = sa[axis] + self.shape[b][axis]
+        d = self.dst_for(res)
+        if d is None:  # no destination of that shape: make one
+            d = self.g.arena(res)
+            self.shape[d] = res
+            self.writable.append(d)
+        if self.diff and op in ("LINEAR", "MATMUL_NT", "CONCAT"):
+            # avoid a deliberate alias rejection in diff mode
+            if any(self._overlaps(d, t) for t in stack[-FMTS[op][1]:]):
+                d = self.g.arena(res)
+                self.shape[d] = res
+                self.writable.append(d)
+        if self.diff and op in ("ADD", "SUB", "MUL", "DIV", "NEG", "EXP", "SIGMOID",
+                                "TANH", "RELU"):
+            for t in stack[-FMTS[op][1]:]:
+                if self._overlaps(d, t) and self._range(d) != self._range(t):
+                    d = self.g.arena(res)
+                    self.shape[d] = res
+                    self.writable.append(d)
+                    break
+        self._emit(stack, op, FMTS[op][1], d, axis)
+
+    def _overlaps(self, a, b):
+        sa, ra = self._range(a)
+        sb, rb = self._range(b)
+        return sa is not None and sa == sb and ra.start < rb.stop and rb.start < ra.stop
+
+    def _emit(self, stack, op, pops, d, axis=0):
+        del stack[len(stack) - pops:]
+        self.g.op(op, d, a=axis)
+        self.mark(d)
+        stack.append(d)
+
+
+def check_progfuzz(ck, lnnvm, out, count, seed):
+    rng = random.Random(seed)
+    stats = {"diff-ok": 0, "diff-rejected": 0, "chaos-ok": 0, "chaos-rejected": 0}
+    for k in range(count):
+        diff = k % 2 == 0
+        pg = ProgGen(rng, diff)
+        pg.generate()
+        data = pg.g.build()
+        path = os.path.join(out, "prog.lnnb")
+        with open(path, "wb") as f:
+            f.write(data)
+        ref = RefModel(data)
+        # N rows come from the batched inputs; with none, lnnvm runs once
+        n = 5 if any(ref.io(REG_INPUT, i)["batched"] for i in range(ref.nin)) else 1
+        ins = inputs_for(ref, n, rng, -2.0, 2.0)
+        cmd = [lnnvm, "run", path, "--batch", str(rng.choice([1, 2, 3, 5]))]
+        for i, v in enumerate(ins):
+            ip = os.path.join(out, "prog.in%d.f32" % i)
+            write_f32(ip, v)
+            cmd += ["--in", ip]
+        outs = [os.path.join(out, "prog.out%d.f32" % i) for i in range(ref.nout)]
+        for o in outs:
+            cmd += ["--out", o]
+        p = run(cmd)
+        kind = "diff" if diff else "chaos"
+        ok = p.returncode in (0, 3) and sanitizer_clean(p)
+        stats[kind + ("-ok" if p.returncode == 0 else "-rejected")] += 1
+        if diff and p.returncode == 0:
+            exp = ref.run(ins, n)
+            for i, o in enumerate(outs):
+                if not close(read_f32(o), exp[i]):
+                    ok = False
+                    p.stderr += "output %d differs from the reference" % i
+        if diff and p.returncode == 3:
+            ok = False  # the generator meant it to be valid
+        if not ck.check(ok, "progfuzz #%d (%s)" % (k, kind), p.stderr[-3000:]):
+            with open(os.path.join(out, "prog_fail_%d.lnnb" % k), "wb") as f:
+                f.write(data)
+    print("progfuzz outcomes:", ", ".join("%s=%d" % kv for kv in sorted(stats.items())))
 
 
 # ---- running the checks --------------------------------------------------------
@@ -675,7 +1009,7 @@ def close(a, b):
     if len(a) != len(b):
         return False
     for u, v in zip(a, b):
-        if math.isnan(u) and math.isnan(v):
+        if u == v or (math.isnan(u) and math.isnan(v)):
             continue
         if not abs(u - v) <= 1e-6 + 2e-5 * abs(v):
             return False
@@ -947,6 +1281,8 @@ def main():
     ap.add_argument("--lnnvm", help="runner to check (e.g. the sanitizer build)")
     ap.add_argument("--lib", help="liblnnvm.so to check through ctypes")
     ap.add_argument("--fuzz", type=int, default=0, help="number of random mutants")
+    ap.add_argument("--progfuzz", type=int, default=0,
+                    help="number of random programs (half checked against the reference)")
     ap.add_argument("--seed", type=int, default=1234)
     args = ap.parse_args()
     out = args.outdir
@@ -979,6 +1315,8 @@ def main():
         if args.fuzz:
             check_fuzz(ck, args.lnnvm, out, [("sample", gs, sample), ("ops", go, ops_data)],
                        args.fuzz, args.seed)
+        if args.progfuzz:
+            check_progfuzz(ck, args.lnnvm, out, args.progfuzz, args.seed)
     if args.lib:
         check_api(ck, args.lib, out, sample, ops_data)
     print("%d passed, %d failed" % (ck.passed, ck.failed))

@@ -102,7 +102,7 @@ class _Emitter:
                 continue
             body: Graph = node.attr("body")
             self.tables.update(body.step_tables)
-            for init, state, final, update in zip(node.inputs, body.inputs, node.outputs, body.outputs):
+            for init, state, final in zip(node.inputs, body.inputs, node.outputs):
                 self.uf.union(state, final)
                 init_node = producers.get(init)
                 if (top and init_node is not None and init_node.op != "loop" and self.is_storage(init)
@@ -180,7 +180,7 @@ class _Emitter:
         self.assign_outputs()
         ranges = self.live_ranges()
         roots: dict[str, TensorType] = {}
-        for pos, item in enumerate(self.items):
+        for item in self.items:
             if item.kind == "node":
                 for name in (*item.node.inputs, *item.node.outputs):
                     if self.is_storage(name):

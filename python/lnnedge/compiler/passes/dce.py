@@ -27,7 +27,8 @@ def eliminate(graph: Graph, extra_live: set[str] = frozenset()) -> Graph:
 
 def _run(graph: Graph) -> PassResult:
     cleaned = eliminate(graph)
-    return PassResult(cleaned, len(cleaned.nodes) != len(graph.nodes) or cleaned.constants.keys() != graph.constants.keys())
+    changed = len(cleaned.nodes) != len(graph.nodes) or cleaned.constants.keys() != graph.constants.keys()
+    return PassResult(cleaned, changed)
 
 
 PASS = Pass("dce", requires="nothing", ensures="every node and constant contributes to an output", run=_run)
