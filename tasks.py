@@ -107,16 +107,49 @@ def run(c, model=DEFAULT_MODEL, board=None, inputs=""):
     run_step(model, board, values)
 
 
-@task(help={"model": "recipe name", "board": "a board in boards.yaml (default: its default_board)"})
+@task(help={"model": "recipe name", "board": "a board in boards.yaml (default: its default_board)",
+            "trace": "run one input with every intermediate tensor compared, and name the first op that differs",
+            "row": "with --trace: which verify input to trace (default 0)"})
 @step
-def verify(c, model=DEFAULT_MODEL, board=None):
+def verify(c, model=DEFAULT_MODEL, board=None, trace=False, row=0):
     """Compare the device with PyTorch on the recipe's verify points; exit 1 unless within tolerance."""
-    from lnnedge.steps import verify_step
+    from lnnedge.steps import trace_step, verify_step
 
-    report = verify_step(model, board)
-    if not report["passed"]:
-        raise Exit(f"error: verification failed on {report['board']}: max_abs_err {report['max_abs_err']:.3e} "
-                   f"> tolerance {report['tolerance']:.0e}", code=1)
+    if trace:
+        if not trace_step(model, board, int(row)):
+            raise Exit("error: the device and the references part ways (see the first mismatch above)", code=1)
+        return
+    reports = verify_step(model, board)
+    failed = [r for r in reports if not r.get("passed")]
+    if len(reports) == 1 and failed:
+        r = failed[0]
+        raise Exit(f"error: verification failed on {r['board']}: max_abs_err {r['max_abs_err']:.3e} "
+                   f"> tolerance {r['tolerance']:.0e}", code=1)
+    if failed:
+        raise Exit(f"error: verification failed on {', '.join(r['board'] for r in failed)}", code=1)
+
+
+@task(help={"model": "recipe name", "board": "a board or a group of boards in boards.yaml"})
+@step
+def deploy(c, model=DEFAULT_MODEL, board=None):
+    """Upload the target's VM and the compiled model; activate only after a smoke test passes on the device."""
+    from lnnedge.steps import deploy_step
+
+    outcomes = deploy_step(model, board)
+    failed = [o.board for o in outcomes if not o.ok]
+    if failed:
+        raise Exit(f"error: deploy failed on {', '.join(failed)}; their previous deployments stay active", code=1)
+
+
+@task(help={"board": "a board or a group of boards in boards.yaml"})
+@step
+def status(c, board=None):
+    """Show what is deployed on a board: model hash, VM version, target, when."""
+    from lnnedge.steps import status_step
+
+    outcomes = status_step(board)
+    if not all(o.ok for o in outcomes):
+        raise Exit("error: could not read the status of every board", code=1)
 
 
 @task(help={"model": "recipe name", "board": "board to verify on (default: boards.yaml's default_board)"})
@@ -168,5 +201,6 @@ def readme_table(c):
     print(update_readme())
 
 
-ns = Collection(train, train_seeds, compile_, build, run, verify, demo, targets, boards, readme_table)
+ns = Collection(train, train_seeds, compile_, build, run, verify, deploy, status, demo, targets, boards,
+               readme_table)
 ns.configure({"debug": False})

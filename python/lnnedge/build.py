@@ -1,10 +1,15 @@
-"""Building the C VM for a target with vm/Makefile (the VM itself needs no Python)."""
+"""Building the C VM for a target with vm/Makefile (the VM itself needs no Python).
+
+The target file says which toolchain, CPU flags and kernel set (ISA) to use;
+this module turns that into one `make` command and reports what it produced.
+"""
 
 from __future__ import annotations
 
 import shlex
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,19 +34,50 @@ def output_dir(target: Target) -> Path:
     return BUILD_DIR / "vm" / target.name
 
 
+def tool_command(spec: str) -> list[str]:
+    """A toolchain command as argv; a leading `python` is this interpreter (for `python -m ziglang cc`)."""
+    argv = shlex.split(spec)
+    if argv and argv[0] == "python":
+        argv[0] = sys.executable
+    return argv
+
+
+def _check_tool(target: Target, argv: list[str]) -> None:
+    if argv[0] == sys.executable:
+        module = argv[2] if len(argv) > 2 and argv[1] == "-m" else None
+        if module:
+            probe = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True)
+            if probe.returncode != 0:
+                packages = " ".join(target.toolchain.pip_packages) or module
+                raise BuildError(f"toolchain {target.toolchain.name} for target {target.name} needs the Python "
+                                 f"package {packages}: pip install {packages} (./kit installs it)")
+        return
+    if shutil.which(argv[0]) is None:
+        packages = " ".join(target.toolchain.debian_packages) or "a C compiler"
+        raise BuildError(f"compiler {argv[0]!r} for target {target.name} not found; "
+                         f"install: apt-get install {packages}")
+
+
+def make_command(target: Target, out: Path, goal: str) -> list[str]:
+    cc = tool_command(target.toolchain.cc)
+    ar = tool_command(target.toolchain.ar)
+    cflags = [*target.cflags, f'-DLNN_TARGET_NAME=\\"{target.name}\\"']
+    args = ["make", "-C", str(VM_DIR), f"O={out}", f"CC={shlex.join(cc)}", f"AR={shlex.join(ar)}",
+            f"ISA={target.simd}", f"EXTRA_CFLAGS={' '.join(cflags)}"]
+    if target.static:
+        args.append("EXTRA_LDFLAGS=-static")
+    return [*args, goal]
+
+
 def build(target: Target, sanitize: bool = False, echo=print) -> BuildResult:
     """make -C vm for the target; `sanitize` builds the ASan/UBSan runner into <out>-sanitize."""
-    cc = target.toolchain.cc
-    if shutil.which(cc) is None:
-        packages = " ".join(target.toolchain.debian_packages) or "a C compiler"
-        raise BuildError(f"compiler {cc!r} for target {target.name} not found; install: apt-get install {packages}")
+    _check_tool(target, tool_command(target.toolchain.cc))
     out = output_dir(target)
     if sanitize:
         out = out.with_name(out.name + "-sanitize")
-    args = ["make", "-C", str(VM_DIR), f"O={out}", f"CC={cc}", f"EXTRA_CFLAGS={' '.join(target.cflags)}"]
-    if target.static:
-        args.append("EXTRA_LDFLAGS=-static")
-    args.append("sanitize" if sanitize else "all")
+    # The shared library (for the ctypes binding) only makes sense where Python runs: the host.
+    goal = "sanitize" if sanitize else "all" if target.name == "host" else "runner"
+    args = make_command(target, out, goal)
     command = shlex.join(args)
     echo(f"$ {command}")
     proc = subprocess.run(args, capture_output=True, text=True)
@@ -50,3 +86,15 @@ def build(target: Target, sanitize: bool = False, echo=print) -> BuildResult:
     runner = out / "lnnvm"
     library = out / "liblnnvm.so"
     return BuildResult(target.name, command, runner, library if library.is_file() else None, runner.stat().st_size)
+
+
+def kernel_test(target: Target, echo=print) -> Path:
+    """Build the kernel test program (every SIMD kernel against the scalar one) for a target."""
+    _check_tool(target, tool_command(target.toolchain.cc))
+    out = output_dir(target)
+    args = make_command(target, out, "kerneltest")
+    echo(f"$ {shlex.join(args)}")
+    proc = subprocess.run(args, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise BuildError(f"building the kernel test for {target.name} failed:\n{proc.stdout}{proc.stderr}")
+    return out / "lnn_kernel_test"

@@ -5,6 +5,7 @@ Each mistake is a ConfigError naming the file, the entry and what is wrong.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,15 @@ from .paths import ROOT
 TARGETS_DIR = ROOT / "targets"
 TOOLCHAINS_DIR = ROOT / "toolchains"
 BOARDS_FILE = ROOT / "boards.yaml"
-TRANSPORTS = ("local",)
+TRANSPORTS = ("local", "qemu", "ssh")
+_BOARD_FIELDS = {"target", "transport", "description", "qemu_cpu"}
+_SSH_FIELDS = {"host", "port", "user", "key", "agent", "known_hosts", "remote_dir", "command_prefix", "timeouts"}
+
+
+def boards_file() -> Path:
+    """boards.yaml at the repository root, or the file named by $LNNEDGE_BOARDS."""
+    return Path(os.environ.get("LNNEDGE_BOARDS", BOARDS_FILE))
+SIMD_LEVELS = ("auto", "scalar", "neon", "sse3", "avx2")
 
 
 class ConfigError(ValueError):
@@ -26,7 +35,32 @@ class ConfigError(ValueError):
 class Toolchain:
     name: str
     cc: str
+    ar: str
+    objdump: str
     debian_packages: tuple[str, ...]
+    pip_packages: tuple[str, ...]
+    cmake: str
+
+
+@dataclass(frozen=True)
+class SSHSettings:
+    host: str
+    port: int
+    user: str
+    key: Path | None
+    agent: bool
+    known_hosts: Path
+    remote_dir: str
+    command_prefix: tuple[str, ...]
+    connect_timeout: float
+    banner_timeout: float
+    command_timeout: float
+
+
+@dataclass(frozen=True)
+class Qemu:
+    program: str
+    cpu: str
 
 
 @dataclass(frozen=True)
@@ -39,6 +73,10 @@ class Target:
     simd: str
     cflags: tuple[str, ...]
     static: bool
+    cpu: str
+    features: tuple[str, ...]
+    elf_machine: str
+    qemu: Qemu | None
 
 
 @dataclass(frozen=True)
@@ -47,6 +85,14 @@ class Board:
     target: Target
     transport: str
     description: str
+    qemu_cpu: str
+    ssh: SSHSettings | None = None
+
+    def qemu_command(self) -> tuple[str, ...]:
+        """The user-mode emulator prefix for a qemu board: program and CPU model."""
+        if self.target.qemu is None:
+            raise ConfigError(f"board {self.name}: target {self.target.name} has no qemu settings")
+        return (self.target.qemu.program, "-cpu", self.qemu_cpu or self.target.qemu.cpu)
 
 
 def _load_yaml(path: Path) -> dict:
@@ -83,7 +129,15 @@ def target_names() -> list[str]:
 def load_toolchain(name: str) -> Toolchain:
     path = TOOLCHAINS_DIR / f"{name}.yaml"
     raw = _load_yaml(path)
-    return Toolchain(name, _field(raw, path, name, "cc", str), _field(raw, path, name, "debian_packages", tuple, ()))
+    return Toolchain(
+        name=name,
+        cc=_field(raw, path, name, "cc", str),
+        ar=_field(raw, path, name, "ar", str, "ar"),
+        objdump=_field(raw, path, name, "objdump", str, "objdump"),
+        debian_packages=_field(raw, path, name, "debian_packages", tuple, ()),
+        pip_packages=_field(raw, path, name, "pip_packages", tuple, ()),
+        cmake=_field(raw, path, name, "cmake", str, ""),
+    )
 
 
 def load_target(name: str) -> Target:
@@ -94,20 +148,74 @@ def load_target(name: str) -> Target:
     toolchain = _field(raw, path, name, "toolchain", str)
     if not (TOOLCHAINS_DIR / f"{toolchain}.yaml").is_file():
         raise ConfigError(f"{path}: {name}: toolchain {toolchain!r} does not exist in {TOOLCHAINS_DIR}")
+    simd = _field(raw, path, name, "simd", str)
+    if simd not in SIMD_LEVELS:
+        raise ConfigError(f"{path}: {name}: simd {simd!r} is not one of {', '.join(SIMD_LEVELS)}")
+    qemu = None
+    if "qemu" in raw:
+        q = raw["qemu"]
+        if not isinstance(q, dict):
+            raise ConfigError(f"{path}: {name}: field 'qemu' must be a mapping with program and cpu")
+        qemu = Qemu(_field(q, path, f"{name}.qemu", "program", str), _field(q, path, f"{name}.qemu", "cpu", str))
     return Target(
         name=name,
         description=_field(raw, path, name, "description", str, ""),
         arch=_field(raw, path, name, "arch", str),
         os=_field(raw, path, name, "os", str),
         toolchain=load_toolchain(toolchain),
-        simd=_field(raw, path, name, "simd", str),
+        simd=simd,
         cflags=_field(raw, path, name, "cflags", tuple, ()),
         static=_field(raw, path, name, "static", bool, False),
+        cpu=_field(raw, path, name, "cpu", str, "native"),
+        features=_field(raw, path, name, "features", tuple, ()),
+        elf_machine=_field(raw, path, name, "elf_machine", str, ""),
+        qemu=qemu,
     )
 
 
-def load_boards(path: Path = BOARDS_FILE) -> tuple[dict[str, Board], str]:
+def _ssh_settings(entry: dict, path: Path, name: str) -> SSHSettings:
+    where = f"board '{name}'"
+
+    def local_path(value: str) -> Path:
+        p = Path(os.path.expanduser(value))
+        return p if p.is_absolute() else (path.parent / p)
+
+    key = _field(entry, path, where, "key", str, "")
+    timeouts = entry.get("timeouts", {})
+    if not isinstance(timeouts, dict) or set(timeouts) - {"connect", "banner", "command"}:
+        raise ConfigError(f"{path}: {where}: 'timeouts' may hold connect, banner and command (seconds)")
+    for k, v in timeouts.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+            raise ConfigError(f"{path}: {where}: timeouts.{k} must be a positive number of seconds, got {v!r}")
+    port = _field(entry, path, where, "port", int, 22)
+    if not 0 < port < 65536:
+        raise ConfigError(f"{path}: {where}: port must be 1..65535, got {port}")
+    agent = _field(entry, path, where, "agent", bool, False)
+    if not key and not agent:
+        raise ConfigError(f"{path}: {where}: give a 'key' file or 'agent: true' for SSH authentication")
+    prefix = entry.get("command_prefix", "")
+    if not isinstance(prefix, str):
+        raise ConfigError(f"{path}: {where}: command_prefix must be a string, got {prefix!r}")
+    import shlex
+
+    return SSHSettings(
+        host=_field(entry, path, where, "host", str),
+        port=port,
+        user=_field(entry, path, where, "user", str),
+        key=local_path(key) if key else None,
+        agent=agent,
+        known_hosts=local_path(_field(entry, path, where, "known_hosts", str, "~/.ssh/known_hosts")),
+        remote_dir=_field(entry, path, where, "remote_dir", str),
+        command_prefix=tuple(shlex.split(prefix)),
+        connect_timeout=float(timeouts.get("connect", 10)),
+        banner_timeout=float(timeouts.get("banner", 10)),
+        command_timeout=float(timeouts.get("command", 120)),
+    )
+
+
+def load_boards(path: Path | None = None) -> tuple[dict[str, Board], str]:
     """All boards and the default board's name."""
+    path = path or boards_file()
     raw = _load_yaml(path)
     boards_raw = raw.get("boards")
     if not isinstance(boards_raw, dict) or not boards_raw:
@@ -116,7 +224,8 @@ def load_boards(path: Path = BOARDS_FILE) -> tuple[dict[str, Board], str]:
     for name, entry in boards_raw.items():
         if not isinstance(entry, dict):
             raise ConfigError(f"{path}: board '{name}': entry must be a mapping, got {entry!r}")
-        unknown = set(entry) - {"target", "transport", "description"}
+        transport = entry.get("transport")
+        unknown = set(entry) - _BOARD_FIELDS - (_SSH_FIELDS if transport == "ssh" else set())
         if unknown:
             raise ConfigError(f"{path}: board '{name}': unknown field(s) {', '.join(sorted(unknown))}")
         transport = _field(entry, path, f"board '{name}'", "transport", str)
@@ -127,14 +236,43 @@ def load_boards(path: Path = BOARDS_FILE) -> tuple[dict[str, Board], str]:
             target = load_target(target_name)
         except ConfigError as exc:
             raise ConfigError(f"{path}: board '{name}': {exc}") from None
-        boards[name] = Board(name, target, transport, _field(entry, path, f"board '{name}'", "description", str, ""))
+        if transport == "qemu" and target.qemu is None:
+            raise ConfigError(f"{path}: board '{name}': transport qemu needs a target with qemu settings; "
+                              f"{target.name} has none")
+        boards[name] = Board(name, target, transport,
+                             _field(entry, path, f"board '{name}'", "description", str, ""),
+                             _field(entry, path, f"board '{name}'", "qemu_cpu", str, ""),
+                             _ssh_settings(entry, path, name) if transport == "ssh" else None)
     default = raw.get("default_board", next(iter(boards)))
     if default not in boards:
         raise ConfigError(f"{path}: default_board {default!r} is not a board in the file")
     return boards, default
 
 
-def board(name: str | None, path: Path = BOARDS_FILE) -> Board:
+def resolve(name: str | None, path: Path | None = None) -> list[Board]:
+    """A board name, or a group name from boards.yaml's `groups:`, as a list of boards."""
+    path = path or boards_file()
+    boards, default = load_boards(path)
+    groups = _load_yaml(path).get("groups", {}) or {}
+    if not isinstance(groups, dict):
+        raise ConfigError(f"{path}: 'groups' must map a group name to a list of boards")
+    name = name or default
+    if name in boards:
+        return [boards[name]]
+    if name in groups:
+        members = groups[name]
+        if not isinstance(members, list) or not members:
+            raise ConfigError(f"{path}: group '{name}' must be a non-empty list of board names")
+        unknown = [m for m in members if m not in boards]
+        if unknown:
+            raise ConfigError(f"{path}: group '{name}' names unknown board(s) {', '.join(map(str, unknown))}")
+        return [boards[m] for m in members]
+    raise ConfigError(f"{path}: unknown board or group {name!r} (boards: {', '.join(boards)}; "
+                      f"groups: {', '.join(groups) or 'none'})")
+
+
+def board(name: str | None, path: Path | None = None) -> Board:
+    path = path or boards_file()
     boards, default = load_boards(path)
     name = name or default
     if name not in boards:

@@ -8,6 +8,7 @@ builds one, the reference VM and the tests read one back.
 from __future__ import annotations
 
 import json
+import math
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -36,10 +37,7 @@ class TensorEntry:
 
     @property
     def elems(self) -> int:
-        n = 1
-        for d in self.dims:
-            n *= d
-        return n
+        return math.prod(self.dims)
 
     @property
     def nbytes(self) -> int:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import config
+from . import config, deploy
 from . import recipe as recipes
 from .build import build, output_dir
 from .compiler import compile_module
@@ -100,15 +100,72 @@ def run_step(model: str, board_name: str | None, inputs: list[float] | None) -> 
     return result.outputs[0]
 
 
-def verify_step(model: str, board_name: str | None) -> dict:
+def trace_step(model: str, board_name: str | None, row: int = 0) -> bool:
+    """verify --trace: one input, every intermediate compared; True when nothing differs beyond tolerance."""
+    from . import data, trace
+
     recipe = recipes.load(model)
     board = config.board(board_name)
-    out = model_dir(recipe.name)
     path = model_file(recipe.name)
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: run `invoke compile --model {recipe.name}` first")
+    net = load_checkpoint(recipe, model_dir(recipe.name))
+    points = data.grid_points(recipe.data, recipe.verify_points, seed=recipe.data.seed + 2).astype(np.float32)
+    if not 0 <= row < len(points):
+        raise ValueError(f"--row must be between 0 and {len(points) - 1}")
+    x = points[row:row + 1]
+    steps = trace.compare(net, path.read_bytes(), x, _transport(board).trace(path, [x]))
+    tolerance = recipe.tolerances.float32_max_abs_err
+    print(f"trace of input row {row} ({', '.join(f'{v:g}' for v in x[0])}) on {board.name}")
+    print(trace.render(steps, tolerance))
+    return trace.first_mismatch(steps, tolerance) is None
+
+
+def _compiled(recipe: recipes.Recipe) -> Path:
+    path = model_file(recipe.name)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: run `invoke compile --model {recipe.name}` first")
+    return path
+
+
+def verify_step(model: str, board_name: str | None) -> list[dict]:
+    """Verify on one board, or on every board of a group in parallel (with a summary table)."""
+    recipe = recipes.load(model)
+    boards = config.resolve(board_name)
+    out = model_dir(recipe.name)
+    path = _compiled(recipe)
     net = load_checkpoint(recipe, out)
-    report = verify(recipe, net, path, board, _transport(board), out)
-    print(table(report))
-    print(f"wrote {out / f'verify-{board.name}.json'} and {out / report['plot']}")
-    return report
+
+    def one(board: config.Board) -> dict:
+        transport = _transport(board)
+        try:
+            return verify(recipe, net, path, board, transport, out)
+        finally:
+            getattr(transport, "close", lambda: None)()
+
+    if len(boards) == 1:
+        report = one(boards[0])
+        print(table(report))
+        print(f"wrote {out / f'verify-{boards[0].name}.json'} and {out / report['plot']}")
+        return [report]
+    outcomes = deploy.across(boards, one)
+    print(deploy.summary(outcomes, ("isa", "max_abs_err", "latency_us")))
+    return [o.detail if o.ok or o.detail else {"board": o.board, "passed": False, "error": o.error}
+            for o in outcomes]
+
+
+def deploy_step(model: str, board_name: str | None) -> list[deploy.Outcome]:
+    recipe = recipes.load(model)
+    boards = config.resolve(board_name)
+    path = _compiled(recipe)
+    net = load_checkpoint(recipe, model_dir(recipe.name))
+    outcomes = deploy.across(boards, lambda b: deploy.deploy(recipe, net, path, b))
+    print(deploy.summary(outcomes, ("release", "target", "smoke_max_abs_err")))
+    return outcomes
+
+
+def status_step(board_name: str | None) -> list[deploy.Outcome]:
+    boards = config.resolve(board_name)
+    outcomes = deploy.across(boards, deploy.status)
+    print(deploy.summary(outcomes, ("deployed", "model", "model_sha256", "vm_version", "target", "deployed_at")))
+    return outcomes

@@ -59,6 +59,8 @@ def verify(recipe: Recipe, model: torch.nn.Module, model_file: Path, board: Boar
         "target": board.target.name,
         "transport": board.transport,
         "isa": result.timing.get("isa", "unknown"),
+        "kernels": result.info.get("kernels", "unknown"),
+        "emulated": board.transport == "qemu",
         "vm_version": result.timing.get("vm_version", "unknown"),
         "model_sha256": hashlib.sha256(blob).hexdigest(),
         "model_bytes": len(blob),
@@ -98,8 +100,9 @@ def table(report: dict) -> str:
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     latency = report.get("latency_us")
+    emulated = " under QEMU emulation, not device speed" if report.get("emulated") else ""
     lines.append(f"n = {report['n']}, tolerance {report['tolerance']:.0e}, "
-                 f"on-device latency {latency:.2f} µs (median per inference)" if latency is not None else "")
+                 f"on-device latency {latency:.2f} µs (median per inference{emulated})" if latency is not None else "")
     lines.append(f"PyTorch vs true function RMSE {report['pytorch_vs_true_rmse']:.4f}; "
                  f"{'PASSED' if report['passed'] else 'FAILED'}")
     return "\n".join(lines)

@@ -19,8 +19,14 @@
  * concurrently. Input and output buffers must not overlap each other.
  *
  * Targets: little-endian with IEEE-754 floats (the file's constants are used
- * in place). No allocation, no stdio, only <string.h> and <math.h> (expf,
- * tanhf) from the C library.
+ * in place). No allocation, no stdio, only <string.h> and <math.h> (fabsf,
+ * copysignf) from the C library: exp, sigmoid and tanh are the VM's own.
+ *
+ * Kernels: lnn_init picks the kernel set once (lnn_isa): in an x86 build
+ * for ISA=auto the best of avx2 / sse3 / scalar that the processor supports;
+ * in a build for one ISA (sse3, avx2, neon) that set, and LNN_E_CPU on a
+ * processor without it. lnn_use_kernels switches a model to another
+ * compiled-in set (for tests and comparisons).
  */
 #ifndef LNNVM_H
 #define LNNVM_H
@@ -44,6 +50,14 @@ typedef enum {
 
 struct lnn_kernels; /* kernel table, private to the VM */
 
+/* Called by lnn_run after every compute instruction (not PUSH, DROP, LOOP,
+ * END) with the instruction's index in the code section (the pc that
+ * `lnnvm disasm` prints), its destination tensor, and that tensor's data
+ * for this run: count floats, all rows of a batched tensor. data is only
+ * valid during the call. */
+typedef void (*lnn_trace_fn)(void *ctx, uint32_t pc, uint32_t tensor,
+                             const float *data, uint32_t count);
+
 /* Fixed size, holds no pointer to memory it owns. Fields are private. */
 typedef struct lnn_model {
     const uint8_t *buf;     /* the model file */
@@ -52,6 +66,8 @@ typedef struct lnn_model {
     const uint8_t *code;    /* code section inside buf */
     uint8_t *arena;
     const struct lnn_kernels *kernels;
+    lnn_trace_fn trace; /* NULL: no tracing */
+    void *trace_ctx;
     size_t len;
     size_t arena_len;
     size_t batch_base; /* align64(arena_fixed): start of the batched part */
@@ -94,6 +110,20 @@ size_t lnn_arena_size(const void *buf, size_t len, uint32_t batch);
  * Fails only with LNN_E_ARG, LNN_E_BATCH or LNN_E_NOT_READY. */
 lnn_status lnn_run(lnn_model *m, const float *const *inputs,
                    float *const *outputs, uint32_t batch);
+
+/* Makes the model run on the compiled-in kernel set named isa ("scalar",
+ * "neon", "sse3", "avx2"). LNN_E_CPU if that set is not compiled in or the
+ * processor lacks it, LNN_E_NOT_READY / LNN_E_ARG as lnn_run. */
+lnn_status lnn_use_kernels(lnn_model *m, const char *isa);
+
+/* Name of the i-th kernel set compiled in (best first, "scalar" last), NULL
+ * for i past the end. Every one of them may be passed to lnn_use_kernels
+ * if the processor supports it. */
+const char *lnn_kernel_set_name(uint32_t i);
+
+/* Installs (fn) or removes (NULL) the trace hook of a model; lnn_init
+ * clears it, so call this after lnn_init. */
+void lnn_set_trace(lnn_model *m, lnn_trace_fn fn, void *ctx);
 
 uint32_t lnn_error_offset(const lnn_model *m);
 uint32_t lnn_max_batch(const lnn_model *m); /* UINT32_MAX if arena_row == 0 */

@@ -5,7 +5,12 @@
  *   lnnvm verify MODEL
  *   lnnvm disasm MODEL
  *   lnnvm run MODEL --in IN.f32 [--in ...] --out OUT.f32 [--out ...]
- *             [--batch B] [--repeat R]
+ *             [--batch B] [--repeat R] [--kernels ISA] [--trace FILE]
+ *
+ * --kernels ISA (or the environment variable LNNVM_KERNELS) runs on that
+ * compiled-in kernel set instead of the one lnn_init chose. --trace FILE
+ * writes one record per compute instruction executed: little-endian u32 pc,
+ * u32 tensor, u32 count, then count float32 (the destination's data).
  *
  * Exit status: 0 ok, 2 usage or I/O error (including input files of the
  * wrong size), 3 invalid model, 1 unexpected run failure. Errors are one
@@ -22,9 +27,13 @@
 #include <time.h>
 
 #include "internal.h"
-#include "kernels.h"
 #include "lnn_disasm.h"
 #include "lnnvm.h"
+
+/* -DLNN_TARGET_NAME=\"rpi4\": the board or target this runner was built for */
+#ifndef LNN_TARGET_NAME
+#define LNN_TARGET_NAME "unknown"
+#endif
 
 enum { EXIT_RUN = 1, EXIT_USAGE = 2, EXIT_MODEL = 3 };
 
@@ -50,7 +59,7 @@ static void usage(void)
           "       lnnvm verify MODEL\n"
           "       lnnvm disasm MODEL\n"
           "       lnnvm run MODEL --in IN.f32 [--in ...] --out OUT.f32 [--out ...]\n"
-          "                 [--batch B] [--repeat R]\n"
+          "                 [--batch B] [--repeat R] [--kernels ISA] [--trace FILE]\n"
           "       lnnvm --version\n"
           "MODEL or IN may be '-' for standard input (at most one of them).\n",
           stderr);
@@ -184,9 +193,9 @@ static void kernel_sets(char *out, size_t cap)
 {
     size_t len = 0;
     out[0] = '\0';
-    for (size_t i = 0; lnn_kernel_sets[i]; i++) {
-        int n = snprintf(out + len, cap - len, "%s%s", i ? "," : "",
-                         lnn_kernel_sets[i]->isa);
+    const char *name;
+    for (uint32_t i = 0; (name = lnn_kernel_set_name(i)) != NULL; i++) {
+        int n = snprintf(out + len, cap - len, "%s%s", i ? "," : "", name);
         if (n < 0 || (size_t)n >= cap - len)
             break;
         len += (size_t)n;
@@ -221,6 +230,8 @@ static int cmd_info(const char *path)
     printf("isa: %s\n", lnn_isa(m));
     kernel_sets(line, sizeof line);
     printf("kernels: %s\n", line);
+    printf("target: %s\n", LNN_TARGET_NAME);
+    printf("arch: %s\n", LNN_ARCH_NAME);
     model_close(&md);
     return 0;
 }
@@ -290,15 +301,33 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* The trace file: records go straight from the hook into a stdio buffer
+ * allocated at setup (setvbuf), so the run path allocates nothing. */
+typedef struct {
+    FILE *f;
+    int failed;
+} trace_file;
+
+static void trace_write(void *ctx, uint32_t pc, uint32_t tensor,
+                        const float *data, uint32_t count)
+{
+    trace_file *t = ctx;
+    const uint32_t head[3] = {pc, tensor, count}; /* the VM's targets are LE */
+    if (fwrite(head, sizeof head, 1, t->f) != 1 ||
+        (count && fwrite(data, sizeof(float), count, t->f) != count))
+        t->failed = 1;
+}
+
 static int cmd_run(int argc, char **argv)
 {
     const char *model_path = NULL, *in_path[LNN_MAX_IO], *out_path[LNN_MAX_IO];
+    const char *kernels = getenv("LNNVM_KERNELS"), *trace_path = NULL;
     uint32_t nin = 0, nout = 0;
     unsigned long batch = 1, repeat = 1;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--in") || !strcmp(a, "--out") || !strcmp(a, "--batch") ||
-            !strcmp(a, "--repeat")) {
+            !strcmp(a, "--repeat") || !strcmp(a, "--kernels") || !strcmp(a, "--trace")) {
             if (i + 1 >= argc)
                 fail(EXIT_USAGE, "%s needs a value", a);
             const char *v = argv[++i];
@@ -312,6 +341,10 @@ static int cmd_run(int argc, char **argv)
                 if (!strcmp(v, "-"))
                     fail(EXIT_USAGE, "--out -: standard output carries the JSON line");
                 out_path[nout++] = v;
+            } else if (!strcmp(a, "--kernels")) {
+                kernels = v;
+            } else if (!strcmp(a, "--trace")) {
+                trace_path = v;
             } else if (!strcmp(a, "--batch")) {
                 batch = parse_count(a, v, UINT32_MAX);
             } else {
@@ -385,6 +418,25 @@ static int cmd_run(int argc, char **argv)
     }
     if (lnn_max_batch(&md.m) < chunk)
         fail(EXIT_USAGE, "%s: the arena cannot hold %u rows", model_path, chunk);
+    if (kernels && *kernels) {
+        const lnn_status ks = lnn_use_kernels(&md.m, kernels);
+        if (ks != LNN_OK) {
+            char sets[256];
+            kernel_sets(sets, sizeof sets);
+            fail(EXIT_USAGE, "--kernels %s: %s: %s (compiled in: %s)", kernels,
+                 lnn_status_name(ks), lnn_status_str(ks), sets);
+        }
+    }
+    trace_file trace = {NULL, 0};
+    char *trace_buf = NULL;
+    if (trace_path) {
+        if (!(trace.f = fopen(trace_path, "wb")))
+            fail(EXIT_USAGE, "%s: cannot open for writing: %s", trace_path,
+                 strerror(errno));
+        trace_buf = alloc64(1 << 16, "the trace buffer");
+        setvbuf(trace.f, trace_buf, _IOFBF, 1 << 16);
+        lnn_set_trace(&md.m, trace_write, &trace);
+    }
 
     float *out[LNN_MAX_IO];
     size_t out_len[LNN_MAX_IO];
@@ -425,6 +477,11 @@ static int cmd_run(int argc, char **argv)
         }
     }
 
+    if (trace.f) {
+        if (fclose(trace.f) != 0 || trace.failed)
+            fail(EXIT_USAGE, "%s: write error: %s", trace_path, strerror(errno));
+        free(trace_buf);
+    }
     for (uint32_t i = 0; i < no; i++) {
         FILE *f = fopen(out_path[i], "wb");
         if (!f)

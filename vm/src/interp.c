@@ -201,6 +201,7 @@ lnn_status lnn_run(lnn_model *m, const float *const *inputs,
     const lnn_ctx ctx = {m, inputs, outputs, batch};
     const lnn_ctx *c = &ctx;
     const lnn_kernels *k = m->kernels;
+    const lnn_trace_fn trace = m->trace;
     const uint8_t *code = m->code;
     const uint32_t ncode = m->code_words;
     lnn_slot stack[LNN_MAX_STACK];
@@ -215,12 +216,15 @@ lnn_status lnn_run(lnn_model *m, const float *const *inputs,
 #define LNN_W_A(w) (((w) >> 8) & 0xFFu)
 #define LNN_W_B(w) ((w) >> 16)
 #define LNN_OPERANDS(n) (stack + sp - (n)) /* the n operands, push order */
-#define LNN_RESULT(n, y)          \
-    do {                          \
-        sp -= (n);                \
-        stack[sp].p = (y);        \
-        stack[sp].t = b;          \
-        sp++;                     \
+/* Pushes the result; with a trace hook, reports it (one branch per op). */
+#define LNN_RESULT(n, y)                                                   \
+    do {                                                                   \
+        sp -= (n);                                                         \
+        stack[sp].p = (y);                                                 \
+        stack[sp].t = b;                                                   \
+        sp++;                                                              \
+        if (trace)                                                         \
+            trace(m->trace_ctx, pc - 1, b, (y), (uint32_t)lnn_count(c, b)); \
     } while (0)
 #define LNN_UNARY(fn)                              \
     do {                                           \

@@ -6,8 +6,10 @@
  * per instruction set; kernel functions are named lnn_<kernel>__<isa>
  * (lnn_linear__scalar, lnn_add__neon, ...). A new ISA adds a file
  * kernels_<isa>.c defining lnn_kernels_<isa>, guarded by its LNN_HAVE_*
- * macro from simd.h, and a line in kernels.c; the interpreter is untouched.
- * A SIMD table may point any entry at the scalar kernel it does not improve.
+ * macro from simd.h (the SIMD sets define a small vector interface and
+ * include kernels_simd.h, which writes the kernels once), and lines in
+ * kernels.c; the interpreter is untouched. A SIMD table may point any entry
+ * at the scalar kernel it does not improve (COPY, ZERO, CONCAT do).
  *
  * Every kernel receives one params struct per family. The interpreter has
  * already done the planning (shapes, broadcast mode, batch); kernels only
@@ -101,9 +103,26 @@ typedef struct lnn_kernels {
     extern const lnn_kernels lnn_kernels_##isa
 
 LNN_KERNEL_PROTOS(scalar);
+#if LNN_HAVE_NEON
+LNN_KERNEL_PROTOS(neon);
+#endif
+#if LNN_HAVE_SSE3
+LNN_KERNEL_PROTOS(sse3);
+#endif
+#if LNN_HAVE_AVX2
+LNN_KERNEL_PROTOS(avx2);
+#endif
 
-/* The best kernel set compiled in for this machine (kernels.c). */
+/* The kernel set for lnn_init (kernels.c): the best compiled-in set the
+ * processor supports, or NULL in a strict build (LNN_ISA_STRICT) whose best
+ * set the processor does not support. */
 const lnn_kernels *lnn_kernels_select(void);
+
+/* 1 if the processor can run set k (x86: cpuid; elsewhere always). */
+int lnn_kernels_supported(const lnn_kernels *k);
+
+/* The compiled-in set named isa, or NULL. */
+const lnn_kernels *lnn_kernels_find(const char *isa);
 
 /* NULL-terminated list of every kernel set compiled in, best first. */
 extern const lnn_kernels *const lnn_kernel_sets[];

@@ -1,11 +1,18 @@
 /*
  * kernels_scalar.c - portable C kernels: the reference every SIMD set must
  * match, and the set used where no SIMD set is compiled in.
+ *
+ * exp, sigmoid and tanh do not call the C library: they run the algorithm
+ * of vmath.h, operation for operation the one the SIMD sets run, so that a
+ * SIMD kernel differs from its scalar reference only by fused multiply-adds
+ * (AVX2, AArch64) and flushed denormals (AArch32 NEON).
  */
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "kernels.h"
+#include "vmath.h"
 
 void lnn_linear__scalar(const lnn_linear_params *p)
 {
@@ -92,6 +99,75 @@ LNN_BINARY_KERNEL(div, LNN_OPX_DIV)
 #undef LNN_OPX_DIV
 #undef LNN_BINARY_KERNEL
 
+static uint32_t lnn_f32_bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+static float lnn_f32_from_bits(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* exp(x) for any x but NaN (vmath.h). Unsigned arithmetic throughout: a
+ * NaN that slipped in would give garbage, never undefined behaviour. */
+static float lnn_exp_core(float x)
+{
+    x = x < LNN_EXP_LO ? LNN_EXP_LO : x;
+    x = x > LNN_EXP_HI ? LNN_EXP_HI : x;
+    const float t = x * LNN_EXP_LOG2E + LNN_EXP_MAGIC;
+    const float n = t - LNN_EXP_MAGIC;
+    const uint32_t nb = lnn_f32_bits(t) - LNN_EXP_NBIAS; /* n + 150 */
+    const uint32_t h1 = nb >> 1;                         /* n1 + 75 */
+    const uint32_t h2 = nb - h1;                         /* n2 + 75 */
+    float r = x - n * LNN_EXP_LN2_HI;
+    r = r - n * LNN_EXP_LN2_LO;
+    float p = LNN_EXP_P7;
+    p = p * r + LNN_EXP_P6;
+    p = p * r + LNN_EXP_P5;
+    p = p * r + LNN_EXP_P4;
+    p = p * r + LNN_EXP_P3;
+    p = p * r + LNN_EXP_P2;
+    const float e = (p * (r * r) + r) + 1.0f;
+    return e * lnn_f32_from_bits((h1 + LNN_EXP_EBIAS) << 23) *
+           lnn_f32_from_bits((h2 + LNN_EXP_EBIAS) << 23);
+}
+
+static float lnn_expf(float x) { return x == x ? lnn_exp_core(x) : x + x; }
+
+static float lnn_sigmoidf(float x)
+{
+    if (x != x)
+        return x + x;
+    const float e = lnn_exp_core(-fabsf(x));
+    return (x < 0.0f ? e : 1.0f) / (1.0f + e);
+}
+
+static float lnn_tanhf(float x)
+{
+    if (x != x)
+        return x + x;
+    const float a = fabsf(x);
+    float t;
+    if (a < LNN_TANH_SMALL) {
+        const float z = a * a;
+        float q = LNN_TANH_Q4;
+        q = q * z + LNN_TANH_Q3;
+        q = q * z + LNN_TANH_Q2;
+        q = q * z + LNN_TANH_Q1;
+        q = q * z + LNN_TANH_Q0;
+        t = (q * z) * a + a;
+    } else {
+        const float e = lnn_exp_core(2.0f * (a < LNN_TANH_BIG ? a : LNN_TANH_BIG));
+        t = 1.0f - 2.0f / (e + 1.0f);
+    }
+    return copysignf(t, x);
+}
+
 #define LNN_UNARY_KERNEL(name, FX)                          \
     void lnn_##name##__scalar(const lnn_unary_params *p)    \
     {                                                       \
@@ -104,9 +180,9 @@ LNN_BINARY_KERNEL(div, LNN_OPX_DIV)
     }
 
 #define LNN_FX_NEG(v) (-(v))
-#define LNN_FX_EXP(v) expf(v)
-#define LNN_FX_SIGMOID(v) (1.0f / (1.0f + expf(-(v))))
-#define LNN_FX_TANH(v) tanhf(v)
+#define LNN_FX_EXP(v) lnn_expf(v)
+#define LNN_FX_SIGMOID(v) lnn_sigmoidf(v)
+#define LNN_FX_TANH(v) lnn_tanhf(v)
 #define LNN_FX_RELU(v) ((v) < 0.0f ? 0.0f : (v)) /* NaN passes through */
 LNN_UNARY_KERNEL(neg, LNN_FX_NEG)
 LNN_UNARY_KERNEL(exp, LNN_FX_EXP)

@@ -2,8 +2,8 @@
  * loader.c - lnn_init: the loader is the verifier.
  *
  * Order: arguments, alignment, header, CRC, header fields, section table,
- * tensor table, code (verify.c), arena. Every failure records the file
- * offset of the offending field, entry or instruction. Nothing in the file
+ * tensor table, code (verify.c), arena, kernel set (E_CPU). Every failure
+ * records the file offset of the offending field, entry or instruction. Nothing in the file
  * is trusted before it has been checked, and all arithmetic on file values
  * is done in 64 bits so it cannot wrap.
  */
@@ -307,6 +307,8 @@ lnn_status lnn_init(lnn_model *m, const void *buf, size_t len, void *arena,
     if ((s = lnn_bind_arena(m)) != LNN_OK)
         return s;
     m->kernels = lnn_kernels_select();
+    if (!m->kernels)
+        LNN_FAIL(E_CPU, 0);
     m->stage = LNN_STAGE_READY;
     m->status = LNN_OK;
     m->error_offset = 0;
@@ -381,4 +383,33 @@ int lnn_output_batched(const lnn_model *m, uint32_t i)
 const char *lnn_isa(const lnn_model *m)
 {
     return lnn_is_ready(m) ? m->kernels->isa : "none";
+}
+
+lnn_status lnn_use_kernels(lnn_model *m, const char *isa)
+{
+    if (!m || !isa)
+        return LNN_E_ARG;
+    if (!lnn_is_ready(m))
+        return LNN_E_NOT_READY;
+    const lnn_kernels *k = lnn_kernels_find(isa);
+    if (!k || !lnn_kernels_supported(k))
+        return LNN_E_CPU;
+    m->kernels = k;
+    return LNN_OK;
+}
+
+const char *lnn_kernel_set_name(uint32_t i)
+{
+    for (uint32_t j = 0; lnn_kernel_sets[j]; j++)
+        if (j == i)
+            return lnn_kernel_sets[j]->isa;
+    return NULL;
+}
+
+void lnn_set_trace(lnn_model *m, lnn_trace_fn fn, void *ctx)
+{
+    if (!m)
+        return;
+    m->trace = fn;
+    m->trace_ctx = ctx;
 }

@@ -2,42 +2,31 @@
  * simd.h - the ONLY place that looks at compiler-predefined target macros.
  *
  * Everything else in the VM tests the project macros defined here:
- *   LNN_HAVE_NEON   ARM Advanced SIMD (always on aarch64, optional on armv7)
- *   LNN_HAVE_SSE3   x86 SSE3
- *   LNN_HAVE_AVX2   x86 AVX2 + FMA
+ *   LNN_HAVE_NEON   kernel set "neon" compiled in (ARM Advanced SIMD)
+ *   LNN_HAVE_SSE3   kernel set "sse3" compiled in (x86 SSE3)
+ *   LNN_HAVE_AVX2   kernel set "avx2" compiled in (x86 AVX2 + FMA)
+ *   LNN_ISA_STRICT  1: the best compiled-in set is required, and lnn_init
+ *                   fails with LNN_E_CPU on a processor without it (the
+ *                   Makefile's ISA=sse3 / avx2 / neon); 0: the best set the
+ *                   processor supports is taken (ISA=auto)
  *   LNN_ARCH_NAME   short name of the target architecture, for diagnostics
- * Each LNN_HAVE_* is 0 or 1 and may be forced from the command line, e.g.
- * -DLNN_HAVE_AVX2=0 to build a portable x86 binary.
+ *   LNN_ARCH_X86    1 on x86 / x86-64
+ *   LNN_X86_CPUID   1 where __builtin_cpu_supports can test x86 features
+ *   LNN_NEON_A64    1 for AArch64 NEON (vdivq_f32, vfmaq_f32, vpaddq_f32)
+ *   LNN_NEON_FTZ    1 where NEON float arithmetic flushes denormals to zero
+ *                   (AArch32 NEON always does)
+ *   LNN_TARGET_SSE3, LNN_TARGET_AVX2
+ *                   1 when the current file is compiled for that ISA (per
+ *                   file flags: kernels_sse3.c with -msse3, kernels_avx2.c
+ *                   with -mavx2 -mfma)
  *
- * A kernel set for an ISA is compiled only when its macro is 1; the
- * selection in kernels.c picks the best compiled-in set at lnn_init.
+ * Each LNN_HAVE_* is 0 or 1. The Makefile and CMakeLists.txt set them on the
+ * command line for every file (an x86 ISA=auto build compiles the AVX2 set
+ * in while the rest of the VM stays baseline x86-64). Without them they
+ * follow the compiler's target, so a plain build of src/ with no -D also works.
  */
 #ifndef LNN_SIMD_H
 #define LNN_SIMD_H
-
-#ifndef LNN_HAVE_NEON
-#if defined(__ARM_NEON) || defined(__ARM_NEON__)
-#define LNN_HAVE_NEON 1
-#else
-#define LNN_HAVE_NEON 0
-#endif
-#endif
-
-#ifndef LNN_HAVE_SSE3
-#if defined(__SSE3__)
-#define LNN_HAVE_SSE3 1
-#else
-#define LNN_HAVE_SSE3 0
-#endif
-#endif
-
-#ifndef LNN_HAVE_AVX2
-#if defined(__AVX2__) && defined(__FMA__)
-#define LNN_HAVE_AVX2 1
-#else
-#define LNN_HAVE_AVX2 0
-#endif
-#endif
 
 #if defined(__aarch64__) || defined(_M_ARM64)
 #define LNN_ARCH_NAME "aarch64"
@@ -49,6 +38,71 @@
 #define LNN_ARCH_NAME "x86"
 #else
 #define LNN_ARCH_NAME "unknown"
+#endif
+
+#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__) || defined(_M_IX86)
+#define LNN_ARCH_X86 1
+#else
+#define LNN_ARCH_X86 0
+#endif
+
+#if LNN_ARCH_X86 && defined(__GNUC__)
+#define LNN_X86_CPUID 1
+#else
+#define LNN_X86_CPUID 0
+#endif
+
+#if defined(__SSE3__)
+#define LNN_TARGET_SSE3 1
+#else
+#define LNN_TARGET_SSE3 0
+#endif
+
+#if defined(__AVX2__) && defined(__FMA__)
+#define LNN_TARGET_AVX2 1
+#else
+#define LNN_TARGET_AVX2 0
+#endif
+
+#if defined(__ARM_NEON) || defined(__ARM_NEON__)
+#define LNN_TARGET_NEON 1
+#else
+#define LNN_TARGET_NEON 0
+#endif
+
+#if LNN_TARGET_NEON && (defined(__aarch64__) || defined(_M_ARM64))
+#define LNN_NEON_A64 1
+#else
+#define LNN_NEON_A64 0
+#endif
+
+#if LNN_TARGET_NEON && !LNN_NEON_A64
+#define LNN_NEON_FTZ 1
+#else
+#define LNN_NEON_FTZ 0
+#endif
+
+#ifndef LNN_HAVE_NEON
+#define LNN_HAVE_NEON LNN_TARGET_NEON
+#endif
+
+#ifndef LNN_HAVE_SSE3
+#define LNN_HAVE_SSE3 LNN_TARGET_SSE3
+#endif
+
+#ifndef LNN_HAVE_AVX2
+#define LNN_HAVE_AVX2 LNN_TARGET_AVX2
+#endif
+
+#ifndef LNN_ISA_STRICT
+#define LNN_ISA_STRICT 0
+#endif
+
+#if LNN_HAVE_NEON && !LNN_TARGET_NEON
+#error "the neon kernel set needs a compiler targeting NEON (armv7: -mfpu=neon -mfloat-abi=hard or softfp)"
+#endif
+#if (LNN_HAVE_SSE3 || LNN_HAVE_AVX2) && !LNN_ARCH_X86
+#error "the sse3 and avx2 kernel sets exist only on x86"
 #endif
 
 /* The file format and the constants are little-endian IEEE-754 floats,

@@ -62,6 +62,9 @@ def parse_defs():
 
 OPS, FMTS, STATUS = parse_defs()
 OPNAME = {v: k for k, v in OPS.items()}
+ISAS = ("scalar", "neon", "sse3", "avx2")
+EXPECT_ISA = None     # --isa: the kernel set lnn_init must pick
+FORCE_KERNELS = None  # --kernels: the set the runner is forced to
 
 SEC_TENSORS, SEC_CONSTS, SEC_CODE, SEC_NAMES, SEC_META = 1, 2, 3, 4, 5
 REG_CONST, REG_ARENA, REG_INPUT, REG_OUTPUT = 0, 1, 2, 3
@@ -1034,8 +1037,15 @@ def check_model(ck, lnnvm, out, name, data, n, rng):
     ck.check(p.returncode == 0 and p.stdout.strip() == "ok" and sanitizer_clean(p),
              "verify " + name, p.stderr)
     p = run([lnnvm, "info", path])
-    ck.check(p.returncode == 0 and "isa: scalar" in p.stdout and sanitizer_clean(p),
-             "info " + name, p.stderr)
+    info_isa = re.search(r"^isa: (\w+)$", p.stdout, re.M)
+    info_sets = re.search(r"^kernels: ([\w,]+)$", p.stdout, re.M)
+    ck.check(p.returncode == 0 and info_isa and info_sets and sanitizer_clean(p)
+             and info_isa.group(1) in ISAS and info_isa.group(1) in info_sets.group(1).split(",")
+             and info_sets.group(1).split(",")[-1] == "scalar"
+             and (EXPECT_ISA is None or info_isa.group(1) == EXPECT_ISA)
+             and re.search(r"^target: \S+$", p.stdout, re.M),
+             "info " + name, p.stdout + p.stderr)
+    run_isa = FORCE_KERNELS or (info_isa.group(1) if info_isa else None)
     p = run([lnnvm, "disasm", path])
     ck.check(p.returncode == 0 and len(p.stdout.splitlines()) == len(ref.code)
              and sanitizer_clean(p), "disasm " + name, p.stderr)
@@ -1055,7 +1065,7 @@ def check_model(ck, lnnvm, out, name, data, n, rng):
         js = json.loads(p.stdout)
         chunks = (n + min(batch, n) - 1) // min(batch, n)
         ck.check(js["n"] == n and js["batch"] == batch and js["chunks"] == chunks
-                 and js["repeat"] == 2 and js["isa"] == "scalar"
+                 and js["repeat"] == 2 and js["isa"] == run_isa
                  and js["latency_us_min"] <= js["latency_us_median"] <= js["latency_us_max"],
                  "run json %s batch %d" % (name, batch), p.stdout)
         for i, op in enumerate(outs):
@@ -1246,7 +1256,8 @@ def check_api(ck, lib_path, out, sample, ops_data):
              and lib.lnn_input_row_elems(m, 1) == 0, "row elems")
     ck.check(lib.lnn_input_batched(m, 0) == 1 and lib.lnn_output_batched(m, 0) == 1,
              "batched flags")
-    ck.check(lib.lnn_isa(m).decode() == "scalar", "isa")
+    isa = lib.lnn_isa(m).decode()
+    ck.check(isa in ISAS and (EXPECT_ISA is None or isa == EXPECT_ISA), "isa " + isa)
     ck.check(lib.lnn_run(m, ins, outs, 0) == S["E_BATCH"], "batch 0")
     ck.check(lib.lnn_run(m, ins, outs, 5) == S["E_BATCH"], "batch 5 > max")
     ck.check(lib.lnn_run(m, None, outs, 1) == S["E_ARG"], "NULL inputs")
@@ -1256,6 +1267,48 @@ def check_api(ck, lib_path, out, sample, ops_data):
     ref = RefModel(sample)
     exp = ref.run([list(xs)], 4)[0]
     ck.check(close(list(ys), exp), "api run result", "%s vs %s" % (list(ys)[:5], exp[:5]))
+    # every compiled-in kernel set, forced
+    lib.lnn_kernel_set_name.argtypes = [U32]
+    lib.lnn_kernel_set_name.restype = ctypes.c_char_p
+    lib.lnn_use_kernels.argtypes = [P, ctypes.c_char_p]
+    lib.lnn_use_kernels.restype = ctypes.c_int
+    sets = []
+    while lib.lnn_kernel_set_name(len(sets)) is not None and len(sets) < 8:
+        sets.append(lib.lnn_kernel_set_name(len(sets)).decode())
+    ck.check(sets and sets[-1] == "scalar" and isa in sets and set(sets) <= set(ISAS),
+             "kernel sets %s" % sets)
+    for ks in sets:
+        st = lib.lnn_use_kernels(m, ks.encode())
+        if st == S["E_CPU"]:
+            continue
+        ck.check(st == S["OK"] and lib.lnn_isa(m).decode() == ks, "use kernels " + ks)
+        ys2 = (ctypes.c_float * 20)()
+        outs2 = (X * 1)(ctypes.cast(ys2, X))
+        ck.check(lib.lnn_run(m, ins, outs2, 4) == S["OK"] and close(list(ys2), exp),
+                 "api run result with " + ks, "%s vs %s" % (list(ys2)[:5], exp[:5]))
+    ck.check(lib.lnn_use_kernels(m, b"scalar") == S["OK"], "use kernels scalar")
+    ck.check(lib.lnn_use_kernels(m, b"mmx") == S["E_CPU"], "use kernels unknown")
+    ck.check(lib.lnn_use_kernels(m, None) == S["E_ARG"], "use kernels NULL")
+    ck.check(lib.lnn_use_kernels(None, b"scalar") == S["E_ARG"], "use kernels NULL model")
+    # the trace hook: one call per compute instruction, the last one the output
+    TRACE = ctypes.CFUNCTYPE(None, ctypes.c_void_p, U32, U32, X, U32)
+    calls = []
+
+    def on_trace(ctx, pc, tensor, data, count):
+        calls.append((pc, tensor, [data[i] for i in range(count)]))
+
+    hook = TRACE(on_trace)
+    lib.lnn_set_trace.argtypes = [P, TRACE, ctypes.c_void_p]
+    lib.lnn_set_trace.restype = None
+    lib.lnn_set_trace(m, hook, None)
+    ck.check(lib.lnn_run(m, ins, outs, 4) == S["OK"], "traced run")
+    computes = sum(1 for w in ref.code if OPNAME[w & 0xFF] not in ("PUSH", "DROP", "LOOP", "END"))
+    ck.check(len(calls) >= computes and calls[-1][2] == list(ys)
+             and all(OPNAME[ref.code[pc] & 0xFF] not in ("PUSH", "DROP", "LOOP", "END")
+                     for pc, _, _ in calls), "trace calls", "%d calls" % len(calls))
+    lib.lnn_set_trace(m, TRACE(), None)
+    n_before = len(calls)
+    ck.check(lib.lnn_run(m, ins, outs, 4) == S["OK"] and len(calls) == n_before, "trace off")
     # a model that needs no batched arena: max batch is UINT32_MAX
     g = Builder()
     x = g.input(["B", 2])
@@ -1284,7 +1337,14 @@ def main():
     ap.add_argument("--progfuzz", type=int, default=0,
                     help="number of random programs (half checked against the reference)")
     ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--isa", help="kernel set lnn_init must pick (default: any)")
+    ap.add_argument("--kernels", help="force this kernel set in the runner (LNNVM_KERNELS)")
     args = ap.parse_args()
+    global EXPECT_ISA, FORCE_KERNELS
+    EXPECT_ISA = args.isa
+    if args.kernels:
+        FORCE_KERNELS = args.kernels
+        os.environ["LNNVM_KERNELS"] = args.kernels
     out = args.outdir
     os.makedirs(out, exist_ok=True)
     ck = Checker()

@@ -79,7 +79,7 @@ def compile_module(module: torch.nn.Module, example_inputs: Sequence[torch.Tenso
     graph = capture(module, example_inputs)
     graph, log = run(graph)
     emitted = emit(graph)
-    info = {"model": name, "passes": [p.name for p in log], **(meta or {})}
+    info = {**emitted.program.meta, "model": name, "passes": [p.name for p in log], **(meta or {})}
     program = lnnb.Program(**{**emitted.program.__dict__, "meta": info})
     emitted = Emitted(program, emitted.tensor_names, emitted.fixed_plan, emitted.batched_plan, emitted.schedule)
     return CompiledModel(name, lnnb.write(program), emitted, graph, tuple(log))

@@ -67,7 +67,8 @@ def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor]) -> 
     with _opaque_ode_blocks(module) as blocks:
         batch = Dim("batch")
         program = _export(module, examples, tuple({0: batch} for _ in examples))
-        graph = _translate(program, blocks)
+        paths = {i: name for name, m in module.named_modules() for i, b in blocks.items() if m is b}
+        graph = _translate(program, blocks, block_paths=paths)
     return graph
 
 
@@ -86,11 +87,12 @@ def _export(module: torch.nn.Module, examples: tuple, dynamic: tuple) -> torch.e
         raise CompileError(f"torch.export could not capture {type(module).__name__}: {exc}") from exc
 
 
-def _translate(program: torch.export.ExportedProgram, blocks: dict[int, ODEBlock]) -> Graph:
+def _translate(program: torch.export.ExportedProgram, blocks: dict[int, ODEBlock],
+               module_prefix: str = "", block_paths: dict[int, str] | None = None) -> Graph:
     sig = program.graph_signature
     lifted = {**sig.inputs_to_parameters, **sig.inputs_to_buffers, **sig.inputs_to_lifted_tensor_constants}
     state = {**program.state_dict, **program.constants}
-    t = _Translator()
+    t = _Translator(module_prefix, block_paths or {})
     inputs: list[str] = []
     for node in program.graph.nodes:
         if node.op == "placeholder":
@@ -166,7 +168,9 @@ SUPPORTED = sorted({*_BINARY.values(), *_UNARY.values(), "linear", "cat", "zeros
 class _Translator:
     """Walks an exported fx graph and appends IR nodes."""
 
-    def __init__(self) -> None:
+    def __init__(self, module_prefix: str, block_paths: dict[int, str]) -> None:
+        self.module_prefix = module_prefix
+        self.block_paths = block_paths
         self.nodes: list[Node] = []
         self.constants: dict[str, np.ndarray] = {}
         self.types: dict[str, TensorType] = {}
@@ -192,8 +196,23 @@ class _Translator:
             return self.scalar(arg)
         raise CompileError(f"unsupported argument {arg!r}")
 
+    def module_of(self, fx_node) -> str | None:
+        """The nn.Linear this node is the whole of (for per-module comparisons in verify --trace)."""
+        stack = fx_node.meta.get("nn_module_stack") or {}
+        if not stack:
+            return None
+        path, kind = list(stack.values())[-1]
+        kind = kind if isinstance(kind, str) else getattr(kind, "__name__", str(kind))
+        if not kind.endswith("Linear"):
+            return None
+        return f"{self.module_prefix}{path}"
+
     def emit(self, op: str, fx_node, inputs: Sequence[str], **attrs) -> None:
         name = fx_node.name
+        if op in ("linear", "matmul_nt"):
+            module = self.module_of(fx_node)
+            if module:
+                attrs["module"] = module
         self.nodes.append(Node(op, tuple(inputs), (name,), tuple(attrs.items()), source_line(fx_node)))
         self.types[name] = _type_of(fx_node)
         self.values[name] = name
@@ -228,8 +247,9 @@ class _Translator:
         elif target == torch.ops.lnnedge.ode_block.default:
             h0, extra, index = args
             block = blocks[index]
+            prefix = f"{self.block_paths[index]}." if self.block_paths.get(index) else ""
             self.emit("ode", fx_node, [self.value(h0)] + [self.value(a) for a in extra],
-                      dynamics=capture_dynamics(block, fx_node, extra), method=block.method,
+                      dynamics=capture_dynamics(block, fx_node, extra, prefix), method=block.method,
                       grid=block.t.detach().cpu().numpy().astype(np.float32))
         else:
             raise CompileError(
@@ -238,7 +258,7 @@ class _Translator:
             )
 
 
-def capture_dynamics(block: ODEBlock, fx_node, extra_args) -> Graph:
+def capture_dynamics(block: ODEBlock, fx_node, extra_args, module_prefix: str = "") -> Graph:
     """Export block.func(t, h, *args) with examples shaped like the block's inputs."""
     examples = [torch.tensor(0.0)]
     for arg in [fx_node.args[0], *extra_args]:
@@ -256,7 +276,7 @@ def capture_dynamics(block: ODEBlock, fx_node, extra_args) -> Graph:
     batch = Dim("batch")
     dynamic = (None, {0: batch}, tuple({0: batch} for _ in examples[2:]))
     program = _export(Dynamics(block.func), tuple(examples), dynamic)
-    graph = _translate(program, {})
+    graph = _translate(program, {}, module_prefix=module_prefix)
     t_name = graph.inputs[0]
     if any(t_name in n.inputs for n in graph.nodes) or t_name in graph.outputs:
         raise CompileError(f"the ODE dynamics {type(block.func).__name__} uses t; only autonomous dynamics "

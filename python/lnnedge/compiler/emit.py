@@ -240,6 +240,7 @@ class _Emitter:
 
         code: list[int] = []
         stack: list[str] = []
+        debug: list[dict] = []
 
         def flush() -> None:
             for _ in stack:
@@ -267,6 +268,8 @@ class _Emitter:
             if node.op == "concat":
                 rank = len(self.types[node.output].shape)
                 axis = node.attr("axis") % rank
+            debug.append({"pc": len(code), "value": node.output, "op": node.op, "source": node.source,
+                          "module": node.attr("module")})
             code.append(isa.encode(_OPCODE[node.op], axis, tensor(node.output)))
             stack[:] = [node.output]
         flush()
@@ -282,6 +285,7 @@ class _Emitter:
             num_inputs=len(self.graph.inputs),
             num_outputs=len(self.graph.outputs),
             names=tuple(names),
+            meta={"debug": debug},
         )
         return Emitted(program, tuple(names), fixed_plan, batched_plan, tuple(self.items))
 

@@ -17,6 +17,7 @@ Two nodes carry subgraphs:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -32,10 +33,7 @@ class TensorType:
     @property
     def elems(self) -> int:
         """Elements per batch row (or of the whole tensor when unbatched)."""
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n
+        return math.prod(self.shape)
 
     @property
     def nbytes(self) -> int:

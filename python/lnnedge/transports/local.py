@@ -1,4 +1,4 @@
-"""The local transport: the lnnvm runner as a process on this machine."""
+"""The local transport: the lnnvm runner as a process on this machine (optionally behind QEMU)."""
 
 from __future__ import annotations
 
@@ -30,11 +30,13 @@ class LocalTransport:
             raise TransportError(f"{self.runner} does not exist: run `invoke build` for this board's target first")
 
     def _call(self, args: list[str]) -> subprocess.CompletedProcess:
+        argv = [*self.prefix, str(self.runner), *args]
         try:
-            proc = subprocess.run([*self.prefix, str(self.runner), *args], capture_output=True, text=True,
-                                  timeout=self.timeout)
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=self.timeout)
         except subprocess.TimeoutExpired:
             raise TransportError(f"{self.runner.name} did not finish within {self.timeout} s") from None
+        except FileNotFoundError:
+            raise TransportError(f"{argv[0]} not found (for QEMU boards: apt-get install qemu-user)") from None
         if proc.returncode != 0:
             raise TransportError(proc.stderr.strip() or f"{self.runner.name} exited with {proc.returncode}")
         return proc
@@ -42,7 +44,16 @@ class LocalTransport:
     def info(self, model: Path) -> dict:
         return parse_info(self._call(["info", str(model)]).stdout)
 
-    def run(self, model: Path, inputs: list[np.ndarray], batch: int = 1) -> RunResult:
+    def trace(self, model: Path, inputs: list[np.ndarray]) -> list[tuple[int, int, np.ndarray]]:
+        """Run once with every instruction's result dumped (the runner's --trace)."""
+        from ..trace import read_trace
+
+        with tempfile.TemporaryDirectory(prefix="lnnedge-trace-") as tmp:
+            trace_file = Path(tmp) / "trace.bin"
+            self.run(model, inputs, extra=["--trace", str(trace_file)])
+            return read_trace(trace_file)
+
+    def run(self, model: Path, inputs: list[np.ndarray], batch: int = 1, extra: list[str] | None = None) -> RunResult:
         info = self.info(model)
         try:
             n_out = int(info["outputs"])
@@ -57,7 +68,7 @@ class LocalTransport:
             out_paths = [Path(tmp) / f"out{i}.f32" for i in range(n_out)]
             for path in out_paths:
                 args += ["--out", str(path)]
-            args += ["--batch", str(batch)]
+            args += ["--batch", str(batch), *(extra or [])]
             proc = self._call(args)
             try:
                 timing = json.loads(proc.stdout.strip().splitlines()[-1])

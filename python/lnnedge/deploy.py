@@ -1,0 +1,114 @@
+"""deploy / status, and running a step over a fleet of boards in parallel.
+
+deploy puts the target's VM and the compiled model on a board and activates
+them only after a smoke inference matches PyTorch (see transports/ssh.py).
+Boards without a remote side (local, qemu) have nothing to upload: deploy
+checks their build exists and runs the same smoke test, so a fleet can mix
+them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import config, data
+from .build import output_dir
+from .paths import VM_DIR
+from .recipe import Recipe
+from .transports import TransportError, for_board
+
+SMOKE_ROWS = 16
+
+
+def vm_version() -> str:
+    text = (VM_DIR / "include" / "lnnvm.h").read_text()
+    match = re.search(r'#define LNN_VM_VERSION "([^"]+)"', text)
+    return match.group(1) if match else "unknown"
+
+
+def smoke_set(recipe: Recipe, model: torch.nn.Module) -> tuple[np.ndarray, np.ndarray]:
+    x = data.grid_points(recipe.data, SMOKE_ROWS, seed=recipe.data.seed + 3).astype(np.float32)
+    with torch.no_grad():
+        return x, model(torch.from_numpy(x)).numpy()
+
+
+def deploy(recipe: Recipe, model: torch.nn.Module, model_file: Path, board: config.Board) -> dict:
+    runner = output_dir(board.target) / "lnnvm"
+    if not runner.is_file():
+        raise FileNotFoundError(f"{runner} does not exist: run `invoke build --target {board.target.name}` first")
+    x, expected = smoke_set(recipe, model)
+    tolerance = recipe.tolerances.float32_max_abs_err
+    version = {"model": recipe.name, "model_sha256": hashlib.sha256(model_file.read_bytes()).hexdigest(),
+               "vm_version": vm_version(), "target": board.target.name,
+               "deployed_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+    transport = for_board(board, runner)
+    if board.transport == "ssh":
+        try:
+            return transport.deploy(runner, model_file, x, expected, tolerance, version)
+        finally:
+            transport.close()
+    out = transport.run(model_file, [x]).outputs[0]
+    err = float(np.max(np.abs(out.astype(np.float64) - expected)))
+    if err > tolerance:
+        raise TransportError(f"board {board.name}: smoke test failed (max |err| {err:.3e} > {tolerance:.0e})")
+    return {**version, "release": "local build", "smoke_max_abs_err": err}
+
+
+def status(board: config.Board) -> dict:
+    if board.transport != "ssh":
+        runner = output_dir(board.target) / "lnnvm"
+        return {"deployed": runner.is_file(), "target": board.target.name,
+                "note": f"{board.transport} board: runs build/vm/{board.target.name} directly"}
+    transport = for_board(board, output_dir(board.target) / "lnnvm")
+    try:
+        return transport.status()
+    finally:
+        transport.close()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    board: str
+    ok: bool
+    detail: dict
+    error: str = ""
+
+
+def across(boards: list[config.Board], action: Callable[[config.Board], dict]) -> list[Outcome]:
+    """Run `action` on every board in parallel; one board's failure does not stop the others."""
+
+    def one(board: config.Board) -> Outcome:
+        try:
+            detail = action(board)
+            return Outcome(board.name, bool(detail.get("passed", True)), detail)
+        except Exception as exc:  # reported per board in the summary
+            return Outcome(board.name, False, {}, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+
+    with ThreadPoolExecutor(max_workers=max(1, len(boards))) as pool:
+        return list(pool.map(one, boards))
+
+
+def summary(outcomes: list[Outcome], columns: tuple[str, ...]) -> str:
+    header = ("board", "result", *columns)
+    rows = [header]
+    for o in outcomes:
+        cells = []
+        for col in columns:
+            value = o.detail.get(col, "")
+            cells.append(f"{value:.2e}" if isinstance(value, float) else str(value))
+        rows.append((o.board, "ok" if o.ok else f"FAILED: {o.error}" if o.error else "FAILED", *cells))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    failed = sum(not o.ok for o in outcomes)
+    lines.append(f"{len(outcomes) - failed} of {len(outcomes)} boards ok")
+    return "\n".join(lines)

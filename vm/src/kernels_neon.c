@@ -1,0 +1,130 @@
+/*
+ * kernels_neon.c - the "neon" kernel set: ARM Advanced SIMD, 4 floats per
+ * vector, for both AArch64 and AArch32 (armv7 with -mfpu=neon...).
+ *
+ * AArch64: fused multiply-adds (vfmaq), vdivq, vpaddq; exp, sigmoid and tanh
+ *   may differ from the scalar kernels by an ulp, LINEAR by the rounding of
+ *   a reordered sum; add, sub, mul, div, neg and relu are bit-exact.
+ * AArch32: no vdivq and no fused multiply-add in plain NEON: vmlaq / vmlsq
+ *   (multiply, round, add, as the scalar kernels do), and the divisions of
+ *   DIV, sigmoid and tanh go lane by lane through the VFP (IEEE, keeps
+ *   denormals), so every kernel but LINEAR gives the scalar kernel's bits
+ *   except where AArch32 NEON arithmetic flushes denormal inputs and
+ *   results to zero (always; the kernel test accounts for it).
+ */
+#include "kernels.h"
+
+#if LNN_HAVE_NEON
+
+#include <arm_neon.h>
+#include <string.h>
+
+#define LNN_SIMD_ISA neon
+#define LNN_W 4
+
+typedef float32x4_t lnn_vf;
+typedef uint32x4_t lnn_vi;
+typedef uint32x4_t lnn_vm;
+typedef float32x4_t lnn_vq;
+
+static inline lnn_vf lnn_v_load(const float *p) { return vld1q_f32(p); }
+static inline void lnn_v_store(float *p, lnn_vf v) { vst1q_f32(p, v); }
+static inline lnn_vf lnn_v_set1(float s) { return vdupq_n_f32(s); }
+static inline lnn_vf lnn_v_zero(void) { return vdupq_n_f32(0.0f); }
+static inline lnn_vf lnn_v_add(lnn_vf a, lnn_vf b) { return vaddq_f32(a, b); }
+static inline lnn_vf lnn_v_sub(lnn_vf a, lnn_vf b) { return vsubq_f32(a, b); }
+static inline lnn_vf lnn_v_mul(lnn_vf a, lnn_vf b) { return vmulq_f32(a, b); }
+#if LNN_NEON_A64
+static inline lnn_vf lnn_v_div(lnn_vf a, lnn_vf b) { return vdivq_f32(a, b); }
+static inline lnn_vf lnn_v_div_fast(lnn_vf a, lnn_vf b) { return vdivq_f32(a, b); }
+static inline lnn_vf lnn_v_fma(lnn_vf a, lnn_vf b, lnn_vf c) { return vfmaq_f32(c, a, b); }
+static inline lnn_vf lnn_v_fnma(lnn_vf a, lnn_vf b, lnn_vf c) { return vfmsq_f32(c, a, b); }
+#else
+static inline lnn_vf lnn_v_div(lnn_vf a, lnn_vf b)
+{
+    float u[4], v[4];
+    vst1q_f32(u, a);
+    vst1q_f32(v, b);
+    for (int i = 0; i < 4; i++)
+        u[i] = u[i] / v[i];
+    return vld1q_f32(u);
+}
+/* Sigmoid and tanh divide the same way: a reciprocal estimate with
+ * Newton-Raphson steps (vrecpeq / vrecpsq) would leave them up to 3 ulp
+ * from the scalar kernels, the VFP is exact and keeps them bit-identical
+ * (up to the flushed denormals). */
+static inline lnn_vf lnn_v_div_fast(lnn_vf a, lnn_vf b) { return lnn_v_div(a, b); }
+static inline lnn_vf lnn_v_fma(lnn_vf a, lnn_vf b, lnn_vf c) { return vmlaq_f32(c, a, b); }
+static inline lnn_vf lnn_v_fnma(lnn_vf a, lnn_vf b, lnn_vf c) { return vmlsq_f32(c, a, b); }
+#endif
+static inline lnn_vf lnn_v_min(lnn_vf a, lnn_vf b) { return vminq_f32(a, b); }
+static inline lnn_vf lnn_v_max(lnn_vf a, lnn_vf b) { return vmaxq_f32(a, b); }
+/* sign-bit operations on the integer side: exact for every input */
+static inline lnn_vf lnn_v_abs(lnn_vf a)
+{
+    return vreinterpretq_f32_u32(
+        vbicq_u32(vreinterpretq_u32_f32(a), vdupq_n_u32(0x80000000u)));
+}
+static inline lnn_vf lnn_v_negate(lnn_vf a)
+{
+    return vreinterpretq_f32_u32(
+        veorq_u32(vreinterpretq_u32_f32(a), vdupq_n_u32(0x80000000u)));
+}
+static inline lnn_vf lnn_v_with_sign(lnn_vf y, lnn_vf x)
+{
+    const uint32x4_t s = vandq_u32(vreinterpretq_u32_f32(x), vdupq_n_u32(0x80000000u));
+    return vreinterpretq_f32_u32(vorrq_u32(vreinterpretq_u32_f32(y), s));
+}
+static inline lnn_vm lnn_v_lt(lnn_vf a, lnn_vf b) { return vcltq_f32(a, b); }
+static inline lnn_vm lnn_v_isnan(lnn_vf a) { return vmvnq_u32(vceqq_f32(a, a)); }
+static inline lnn_vf lnn_v_select(lnn_vm m, lnn_vf a, lnn_vf b) { return vbslq_f32(m, a, b); }
+static inline lnn_vi lnn_v_bits(lnn_vf v) { return vreinterpretq_u32_f32(v); }
+static inline lnn_vf lnn_vi_float(lnn_vi i) { return vreinterpretq_f32_u32(i); }
+static inline lnn_vi lnn_vi_set1(unsigned u) { return vdupq_n_u32(u); }
+static inline lnn_vi lnn_vi_add(lnn_vi a, lnn_vi b) { return vaddq_u32(a, b); }
+static inline lnn_vi lnn_vi_sub(lnn_vi a, lnn_vi b) { return vsubq_u32(a, b); }
+static inline lnn_vi lnn_vi_srl1(lnn_vi a) { return vshrq_n_u32(a, 1); }
+static inline lnn_vi lnn_vi_sll23(lnn_vi a) { return vshlq_n_u32(a, 23); }
+#if LNN_NEON_A64
+static inline lnn_vq lnn_v_reduce4(lnn_vf a, lnn_vf b, lnn_vf c, lnn_vf d)
+{
+    return vpaddq_f32(vpaddq_f32(a, b), vpaddq_f32(c, d));
+}
+static inline float lnn_v_reduce1(lnn_vf a) { return vaddvq_f32(a); }
+#else
+static inline float32x2_t lnn_v_fold(lnn_vf a)
+{
+    return vadd_f32(vget_low_f32(a), vget_high_f32(a));
+}
+static inline lnn_vq lnn_v_reduce4(lnn_vf a, lnn_vf b, lnn_vf c, lnn_vf d)
+{
+    return vcombine_f32(vpadd_f32(lnn_v_fold(a), lnn_v_fold(b)),
+                        vpadd_f32(lnn_v_fold(c), lnn_v_fold(d)));
+}
+static inline float lnn_v_reduce1(lnn_vf a)
+{
+    const float32x2_t s = lnn_v_fold(a);
+    return vget_lane_f32(vpadd_f32(s, s), 0);
+}
+#endif
+static inline lnn_vq lnn_q_load(const float *p) { return vld1q_f32(p); }
+static inline void lnn_q_store(float *p, lnn_vq q) { vst1q_f32(p, q); }
+static inline lnn_vq lnn_q_add(lnn_vq a, lnn_vq b) { return vaddq_f32(a, b); }
+static inline lnn_vf lnn_v_loadn(const float *p, size_t n)
+{
+    float t[LNN_W] = {0.0f};
+    memcpy(t, p, n * sizeof(float));
+    return vld1q_f32(t);
+}
+static inline void lnn_v_storen(float *p, lnn_vf v, size_t n)
+{
+    float t[LNN_W];
+    vst1q_f32(t, v);
+    memcpy(p, t, n * sizeof(float));
+}
+
+#include "kernels_simd.h"
+
+#else
+typedef int lnn_kernels_neon_not_built; /* ISO C: no empty translation unit */
+#endif

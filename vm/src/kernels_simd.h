@@ -1,0 +1,399 @@
+/*
+ * kernels_simd.h - the SIMD kernels, written once over a small vector
+ * interface and instantiated by kernels_sse3.c, kernels_avx2.c and
+ * kernels_neon.c. Not a public header: included once, at the end of each.
+ *
+ * The including file defines LNN_SIMD_ISA (the set's name as a bare token,
+ * e.g. sse3) and LNN_W (floats per vector), and these static inline
+ * functions over its types lnn_vf (LNN_W floats), lnn_vi (LNN_W 32-bit
+ * integers), lnn_vm (a lane mask) and lnn_vq (4 floats):
+ *
+ *   lnn_v_load(p) lnn_v_store(p, v)   unaligned
+ *   lnn_v_set1(s) lnn_v_zero()
+ *   lnn_v_add sub mul div(a, b)       IEEE: bit-exact with scalar C
+ *   lnn_v_div_fast(a, b)              may be off by an ulp (armv7: Newton)
+ *   lnn_v_fma(a, b, c)                a * b + c, fused or not
+ *   lnn_v_fnma(a, b, c)               c - a * b, fused or not
+ *   lnn_v_min max(a, b)               NaN behaviour does not matter here
+ *   lnn_v_abs(a) lnn_v_negate(a)      clear / flip the sign bit
+ *   lnn_v_with_sign(y, x)             y with the sign bit of x or'ed in
+ *   lnn_v_lt(a, b)                    mask of a < b (false for NaN)
+ *   lnn_v_isnan(a)                    mask of NaN lanes
+ *   lnn_v_select(m, a, b)             m ? a : b per lane
+ *   lnn_v_bits(v) lnn_vi_float(i)     reinterpretation
+ *   lnn_vi_set1(u) lnn_vi_add sub(a, b) lnn_vi_srl1(i) lnn_vi_sll23(i)
+ *   lnn_v_reduce4(a, b, c, d)         lnn_vq of the four vectors' lane sums
+ *   lnn_v_reduce1(a)                  float lane sum
+ *   lnn_q_load(p) lnn_q_store(p, q) lnn_q_add(a, b)
+ *   lnn_v_loadn(p, n) lnn_v_storen(p, v, n)
+ *                                     partial vectors, 0 < n < LNN_W; the
+ *                                     lanes from n on load as 0
+ *
+ * Tails: every loop ends with one partial vector (lnn_v_loadn / storen), so
+ * the last elements get the same arithmetic as the others.
+ */
+#ifndef LNN_SIMD_ISA
+#error "kernels_simd.h is included by a kernels_<isa>.c after its vector interface"
+#endif
+
+#include "vmath.h"
+
+#define LNN_SK3(k, isa) lnn_##k##__##isa
+#define LNN_SK2(k, isa) LNN_SK3(k, isa)
+#define LNN_SK(k) LNN_SK2(k, LNN_SIMD_ISA) /* LNN_SK(add) -> lnn_add__sse3 */
+#define LNN_SKT2(isa) lnn_kernels_##isa
+#define LNN_SKT(isa) LNN_SKT2(isa)
+#define LNN_SSTR2(isa) #isa
+#define LNN_SSTR(isa) LNN_SSTR2(isa)
+
+/* ---- exp, sigmoid, tanh (vmath.h) ----------------------------------------- */
+
+/* exp for every lane but NaN ones (which give garbage). */
+static inline lnn_vf lnn_v_exp_core(lnn_vf x)
+{
+    x = lnn_v_max(x, lnn_v_set1(LNN_EXP_LO));
+    x = lnn_v_min(x, lnn_v_set1(LNN_EXP_HI));
+    /* multiply and add apart, as in the scalar kernel: the same n */
+    const lnn_vf t = lnn_v_add(lnn_v_mul(x, lnn_v_set1(LNN_EXP_LOG2E)),
+                               lnn_v_set1(LNN_EXP_MAGIC));
+    const lnn_vf n = lnn_v_sub(t, lnn_v_set1(LNN_EXP_MAGIC));
+    const lnn_vi nb = lnn_vi_sub(lnn_v_bits(t), lnn_vi_set1(LNN_EXP_NBIAS));
+    const lnn_vi h1 = lnn_vi_srl1(nb);
+    const lnn_vi h2 = lnn_vi_sub(nb, h1);
+    const lnn_vi eb = lnn_vi_set1(LNN_EXP_EBIAS);
+    const lnn_vf s1 = lnn_vi_float(lnn_vi_sll23(lnn_vi_add(h1, eb)));
+    const lnn_vf s2 = lnn_vi_float(lnn_vi_sll23(lnn_vi_add(h2, eb)));
+    lnn_vf r = lnn_v_fnma(n, lnn_v_set1(LNN_EXP_LN2_HI), x);
+    r = lnn_v_fnma(n, lnn_v_set1(LNN_EXP_LN2_LO), r);
+    lnn_vf p = lnn_v_set1(LNN_EXP_P7);
+    p = lnn_v_fma(p, r, lnn_v_set1(LNN_EXP_P6));
+    p = lnn_v_fma(p, r, lnn_v_set1(LNN_EXP_P5));
+    p = lnn_v_fma(p, r, lnn_v_set1(LNN_EXP_P4));
+    p = lnn_v_fma(p, r, lnn_v_set1(LNN_EXP_P3));
+    p = lnn_v_fma(p, r, lnn_v_set1(LNN_EXP_P2));
+    lnn_vf e = lnn_v_fma(p, lnn_v_mul(r, r), r);
+    e = lnn_v_add(e, lnn_v_set1(1.0f));
+    return lnn_v_mul(lnn_v_mul(e, s1), s2);
+}
+
+static inline lnn_vf lnn_v_nan_through(lnn_vf x, lnn_vf y)
+{
+    return lnn_v_select(lnn_v_isnan(x), lnn_v_add(x, x), y);
+}
+
+static inline lnn_vf lnn_v_exp(lnn_vf x)
+{
+    return lnn_v_nan_through(x, lnn_v_exp_core(x));
+}
+
+static inline lnn_vf lnn_v_sigmoid(lnn_vf x)
+{
+    const lnn_vf one = lnn_v_set1(1.0f);
+    const lnn_vf e = lnn_v_exp_core(lnn_v_negate(lnn_v_abs(x)));
+    const lnn_vf num = lnn_v_select(lnn_v_lt(x, lnn_v_zero()), e, one);
+    return lnn_v_nan_through(x, lnn_v_div_fast(num, lnn_v_add(one, e)));
+}
+
+static inline lnn_vf lnn_v_tanh(lnn_vf x)
+{
+    const lnn_vf a = lnn_v_abs(x);
+    const lnn_vf z = lnn_v_mul(a, a);
+    lnn_vf q = lnn_v_set1(LNN_TANH_Q4);
+    q = lnn_v_fma(q, z, lnn_v_set1(LNN_TANH_Q3));
+    q = lnn_v_fma(q, z, lnn_v_set1(LNN_TANH_Q2));
+    q = lnn_v_fma(q, z, lnn_v_set1(LNN_TANH_Q1));
+    q = lnn_v_fma(q, z, lnn_v_set1(LNN_TANH_Q0));
+    const lnn_vf small = lnn_v_fma(lnn_v_mul(q, z), a, a);
+    const lnn_vf ac = lnn_v_min(a, lnn_v_set1(LNN_TANH_BIG));
+    const lnn_vf e = lnn_v_exp_core(lnn_v_mul(lnn_v_set1(2.0f), ac));
+    const lnn_vf big = lnn_v_sub(
+        lnn_v_set1(1.0f),
+        lnn_v_div_fast(lnn_v_set1(2.0f), lnn_v_add(e, lnn_v_set1(1.0f))));
+    const lnn_vf t =
+        lnn_v_select(lnn_v_lt(a, lnn_v_set1(LNN_TANH_SMALL)), small, big);
+    return lnn_v_nan_through(x, lnn_v_with_sign(t, x));
+}
+
+static inline lnn_vf lnn_v_relu(lnn_vf x)
+{
+    return lnn_v_select(lnn_v_lt(x, lnn_v_zero()), lnn_v_zero(), x);
+}
+
+/* ---- element-wise ------------------------------------------------------------- */
+
+/* y[i] = f(x[i]); y may be exactly x (each vector is read before written). */
+#define LNN_SIMD_UNARY(name, VF)                                         \
+    void LNN_SK(name)(const lnn_unary_params *p)                         \
+    {                                                                    \
+        float *y = p->y;                                                 \
+        const float *x = p->x;                                           \
+        const size_t n = p->n;                                           \
+        size_t i = 0;                                                    \
+        for (; i + LNN_W <= n; i += LNN_W)                               \
+            lnn_v_store(y + i, VF(lnn_v_load(x + i)));                   \
+        if (i < n)                                                       \
+            lnn_v_storen(y + i, VF(lnn_v_loadn(x + i, n - i)), n - i);   \
+    }
+
+LNN_SIMD_UNARY(neg, lnn_v_negate)
+LNN_SIMD_UNARY(exp, lnn_v_exp)
+LNN_SIMD_UNARY(sigmoid, lnn_v_sigmoid)
+LNN_SIMD_UNARY(tanh, lnn_v_tanh)
+LNN_SIMD_UNARY(relu, lnn_v_relu)
+#undef LNN_SIMD_UNARY
+
+/* y[i] = a[i] op b[i] over n elements, with a (SA) or b (SB) one value
+ * broadcast; y may be exactly a or b. */
+#define LNN_SIMD_BINARY_LOOP(VOP, y, a, b, n, SA, SB)                          \
+    do {                                                                       \
+        size_t i_ = 0;                                                         \
+        for (; i_ + LNN_W <= (n); i_ += LNN_W)                                 \
+            lnn_v_store((y) + i_,                                              \
+                        VOP(SA ? va_ : lnn_v_load((a) + i_),                   \
+                            SB ? vb_ : lnn_v_load((b) + i_)));                 \
+        if (i_ < (n)) {                                                        \
+            const size_t r_ = (n) - i_;                                        \
+            lnn_v_storen((y) + i_,                                             \
+                         VOP(SA ? va_ : lnn_v_loadn((a) + i_, r_),             \
+                             SB ? vb_ : lnn_v_loadn((b) + i_, r_)),            \
+                         r_);                                                  \
+        }                                                                      \
+    } while (0)
+
+/* The GENERAL (rank-4 strided) plan runs the scalar kernel. */
+#define LNN_SIMD_BINARY(name, VOP)                                             \
+    void LNN_SK(name)(const lnn_binary_params *p)                              \
+    {                                                                          \
+        float *y = p->y;                                                       \
+        const float *a = p->a, *b = p->b;                                      \
+        const size_t n = p->n, inner = p->inner;                               \
+        switch (p->mode) {                                                     \
+        case LNN_BC_SAME: {                                                    \
+            const lnn_vf va_ = lnn_v_zero(), vb_ = va_;                        \
+            LNN_SIMD_BINARY_LOOP(VOP, y, a, b, n, 0, 0);                       \
+            break;                                                             \
+        }                                                                      \
+        case LNN_BC_SCALAR_A: {                                                \
+            const lnn_vf va_ = lnn_v_set1(a[0]), vb_ = va_;                    \
+            LNN_SIMD_BINARY_LOOP(VOP, y, a, b, n, 1, 0);                       \
+            break;                                                             \
+        }                                                                      \
+        case LNN_BC_SCALAR_B: {                                                \
+            const lnn_vf vb_ = lnn_v_set1(b[0]), va_ = vb_;                    \
+            LNN_SIMD_BINARY_LOOP(VOP, y, a, b, n, 0, 1);                       \
+            break;                                                             \
+        }                                                                      \
+        case LNN_BC_ROW_A: {                                                   \
+            const lnn_vf va_ = lnn_v_zero(), vb_ = va_;                        \
+            for (size_t o = 0; o < n; o += inner)                              \
+                LNN_SIMD_BINARY_LOOP(VOP, y + o, a, b + o, inner, 0, 0);       \
+            break;                                                             \
+        }                                                                      \
+        case LNN_BC_ROW_B: {                                                   \
+            const lnn_vf va_ = lnn_v_zero(), vb_ = va_;                        \
+            for (size_t o = 0; o < n; o += inner)                              \
+                LNN_SIMD_BINARY_LOOP(VOP, y + o, a + o, b, inner, 0, 0);       \
+            break;                                                             \
+        }                                                                      \
+        case LNN_BC_GENERAL:                                                   \
+            lnn_##name##__scalar(p);                                           \
+            break;                                                             \
+        }                                                                      \
+    }
+
+LNN_SIMD_BINARY(add, lnn_v_add)
+LNN_SIMD_BINARY(sub, lnn_v_sub)
+LNN_SIMD_BINARY(mul, lnn_v_mul)
+LNN_SIMD_BINARY(div, lnn_v_div)
+#undef LNN_SIMD_BINARY
+#undef LNN_SIMD_BINARY_LOOP
+
+/* ---- LINEAR / MATMUL_NT ---------------------------------------------------------- */
+
+/* Register-blocked dot products: x rows and w rows are both contiguous in k,
+ * so each tile keeps one vector accumulator per (row, output), walks k a
+ * vector at a time (the last, partial, vector zero-padded), reduces the
+ * lanes at the end and adds the bias last, as the scalar kernel does.
+ *   batch 1:  tiles of 1 row x 8 outputs (8 independent chains), then 4, 1
+ *   batch >1: tiles of 2 rows x 4 outputs (each w vector used twice), then
+ *             2 x 1; an odd last row goes through the batch-1 path. */
+
+#define LNN_REP4(M) M(0) M(1) M(2) M(3)
+#define LNN_REP8(M) LNN_REP4(M) M(4) M(5) M(6) M(7)
+/* one row: accumulator c for output row w0 + c * k */
+#define LNN_A1_DECL(c) lnn_vf acc##c = lnn_v_zero();
+#define LNN_A1_BODY(c) acc##c = lnn_v_fma(xv, lnn_v_load(w0 + (c) * k + i), acc##c);
+#define LNN_A1_TAIL(c) \
+    acc##c = lnn_v_fma(xv, lnn_v_loadn(w0 + (c) * k + kv, kt), acc##c);
+/* two rows: accumulators a<c> (row 0) and b<c> (row 1) share the w vector */
+#define LNN_A2_DECL(c) lnn_vf a##c = lnn_v_zero(), b##c = lnn_v_zero();
+#define LNN_A2_BODY(c)                                      \
+    {                                                       \
+        const lnn_vf wv = lnn_v_load(w0 + (c) * k + i);     \
+        a##c = lnn_v_fma(xv0, wv, a##c);                    \
+        b##c = lnn_v_fma(xv1, wv, b##c);                    \
+    }
+#define LNN_A2_TAIL(c)                                           \
+    {                                                            \
+        const lnn_vf wv = lnn_v_loadn(w0 + (c) * k + kv, kt);    \
+        a##c = lnn_v_fma(xv0, wv, a##c);                         \
+        b##c = lnn_v_fma(xv1, wv, b##c);                         \
+    }
+
+/* One row of x into y[0, m). */
+static void lnn_linear_row1(const float *x, const float *w, const float *bias,
+                            float *y, size_t k, size_t m)
+{
+    const size_t kv = k - k % LNN_W, kt = k - kv;
+    size_t j = 0;
+    for (; j + 8 <= m; j += 8) {
+        const float *w0 = w + j * k;
+        LNN_REP8(LNN_A1_DECL)
+        for (size_t i = 0; i < kv; i += LNN_W) {
+            const lnn_vf xv = lnn_v_load(x + i);
+            LNN_REP8(LNN_A1_BODY)
+        }
+        if (kt) {
+            const lnn_vf xv = lnn_v_loadn(x + kv, kt);
+            LNN_REP8(LNN_A1_TAIL)
+        }
+        lnn_vq q0 = lnn_v_reduce4(acc0, acc1, acc2, acc3);
+        lnn_vq q1 = lnn_v_reduce4(acc4, acc5, acc6, acc7);
+        if (bias) {
+            q0 = lnn_q_add(q0, lnn_q_load(bias + j));
+            q1 = lnn_q_add(q1, lnn_q_load(bias + j + 4));
+        }
+        lnn_q_store(y + j, q0);
+        lnn_q_store(y + j + 4, q1);
+    }
+    for (; j + 4 <= m; j += 4) {
+        const float *w0 = w + j * k;
+        LNN_REP4(LNN_A1_DECL)
+        for (size_t i = 0; i < kv; i += LNN_W) {
+            const lnn_vf xv = lnn_v_load(x + i);
+            LNN_REP4(LNN_A1_BODY)
+        }
+        if (kt) {
+            const lnn_vf xv = lnn_v_loadn(x + kv, kt);
+            LNN_REP4(LNN_A1_TAIL)
+        }
+        lnn_vq q0 = lnn_v_reduce4(acc0, acc1, acc2, acc3);
+        if (bias)
+            q0 = lnn_q_add(q0, lnn_q_load(bias + j));
+        lnn_q_store(y + j, q0);
+    }
+    for (; j < m; j++) {
+        const float *w0 = w + j * k;
+        LNN_A1_DECL(0)
+        for (size_t i = 0; i < kv; i += LNN_W) {
+            const lnn_vf xv = lnn_v_load(x + i);
+            LNN_A1_BODY(0)
+        }
+        if (kt) {
+            const lnn_vf xv = lnn_v_loadn(x + kv, kt);
+            LNN_A1_TAIL(0)
+        }
+        float s = lnn_v_reduce1(acc0);
+        if (bias)
+            s += bias[j];
+        y[j] = s;
+    }
+}
+
+/* Two rows of x (x, x + k) into y[0, m) and y[m, 2m). */
+static void lnn_linear_row2(const float *x, const float *w, const float *bias,
+                            float *y, size_t k, size_t m)
+{
+    const size_t kv = k - k % LNN_W, kt = k - kv;
+    const float *x1 = x + k;
+    size_t j = 0;
+    for (; j + 4 <= m; j += 4) {
+        const float *w0 = w + j * k;
+        LNN_REP4(LNN_A2_DECL)
+        for (size_t i = 0; i < kv; i += LNN_W) {
+            const lnn_vf xv0 = lnn_v_load(x + i), xv1 = lnn_v_load(x1 + i);
+            LNN_REP4(LNN_A2_BODY)
+        }
+        if (kt) {
+            const lnn_vf xv0 = lnn_v_loadn(x + kv, kt);
+            const lnn_vf xv1 = lnn_v_loadn(x1 + kv, kt);
+            LNN_REP4(LNN_A2_TAIL)
+        }
+        lnn_vq q0 = lnn_v_reduce4(a0, a1, a2, a3);
+        lnn_vq q1 = lnn_v_reduce4(b0, b1, b2, b3);
+        if (bias) {
+            const lnn_vq bq = lnn_q_load(bias + j);
+            q0 = lnn_q_add(q0, bq);
+            q1 = lnn_q_add(q1, bq);
+        }
+        lnn_q_store(y + j, q0);
+        lnn_q_store(y + m + j, q1);
+    }
+    for (; j < m; j++) {
+        const float *w0 = w + j * k;
+        LNN_A2_DECL(0)
+        for (size_t i = 0; i < kv; i += LNN_W) {
+            const lnn_vf xv0 = lnn_v_load(x + i), xv1 = lnn_v_load(x1 + i);
+            LNN_A2_BODY(0)
+        }
+        if (kt) {
+            const lnn_vf xv0 = lnn_v_loadn(x + kv, kt);
+            const lnn_vf xv1 = lnn_v_loadn(x1 + kv, kt);
+            LNN_A2_TAIL(0)
+        }
+        float s0 = lnn_v_reduce1(a0), s1 = lnn_v_reduce1(b0);
+        if (bias) {
+            s0 += bias[j];
+            s1 += bias[j];
+        }
+        y[j] = s0;
+        y[m + j] = s1;
+    }
+}
+
+#undef LNN_REP4
+#undef LNN_REP8
+#undef LNN_A1_DECL
+#undef LNN_A1_BODY
+#undef LNN_A1_TAIL
+#undef LNN_A2_DECL
+#undef LNN_A2_BODY
+#undef LNN_A2_TAIL
+
+void LNN_SK(linear)(const lnn_linear_params *p)
+{
+    const size_t k = p->k, m = p->m, rows = p->rows;
+    size_t r = 0;
+    for (; r + 2 <= rows; r += 2)
+        lnn_linear_row2(p->x + r * k, p->w, p->bias, p->y + r * m, k, m);
+    if (r < rows)
+        lnn_linear_row1(p->x + r * k, p->w, p->bias, p->y + r * m, k, m);
+}
+
+/* ---- the table ------------------------------------------------------------------ */
+
+/* COPY, ZERO and CONCAT are memcpy / memset work: the scalar kernels. */
+const lnn_kernels LNN_SKT(LNN_SIMD_ISA) = {
+    .isa = LNN_SSTR(LNN_SIMD_ISA),
+    .linear = LNN_SK(linear),
+    .add = LNN_SK(add),
+    .sub = LNN_SK(sub),
+    .mul = LNN_SK(mul),
+    .div = LNN_SK(div),
+    .neg = LNN_SK(neg),
+    .exp = LNN_SK(exp),
+    .sigmoid = LNN_SK(sigmoid),
+    .tanh = LNN_SK(tanh),
+    .relu = LNN_SK(relu),
+    .copy = lnn_copy__scalar,
+    .zero = lnn_zero__scalar,
+    .concat = lnn_concat__scalar,
+};
+
+#undef LNN_SK3
+#undef LNN_SK2
+#undef LNN_SK
+#undef LNN_SKT2
+#undef LNN_SKT
+#undef LNN_SSTR2
+#undef LNN_SSTR

@@ -1,0 +1,95 @@
+/*
+ * kernels_sse3.c - the "sse3" kernel set: SSE3 (4 floats per vector, hadd
+ * for the dot-product reductions), compiled with -msse3 on its own.
+ *
+ * Multiply and add stay separate (no FMA on these processors), so the
+ * element-wise kernels, exp, sigmoid and tanh give bit for bit the scalar
+ * kernels' results.
+ */
+#include "kernels.h"
+
+#if LNN_HAVE_SSE3
+#if !LNN_TARGET_SSE3
+#error "compile kernels_sse3.c with -msse3"
+#endif
+
+#include <pmmintrin.h>
+#include <string.h>
+
+#define LNN_SIMD_ISA sse3
+#define LNN_W 4
+
+typedef __m128 lnn_vf;
+typedef __m128i lnn_vi;
+typedef __m128 lnn_vm;
+typedef __m128 lnn_vq;
+
+static inline lnn_vf lnn_v_load(const float *p) { return _mm_loadu_ps(p); }
+static inline void lnn_v_store(float *p, lnn_vf v) { _mm_storeu_ps(p, v); }
+static inline lnn_vf lnn_v_set1(float s) { return _mm_set1_ps(s); }
+static inline lnn_vf lnn_v_zero(void) { return _mm_setzero_ps(); }
+static inline lnn_vf lnn_v_add(lnn_vf a, lnn_vf b) { return _mm_add_ps(a, b); }
+static inline lnn_vf lnn_v_sub(lnn_vf a, lnn_vf b) { return _mm_sub_ps(a, b); }
+static inline lnn_vf lnn_v_mul(lnn_vf a, lnn_vf b) { return _mm_mul_ps(a, b); }
+static inline lnn_vf lnn_v_div(lnn_vf a, lnn_vf b) { return _mm_div_ps(a, b); }
+static inline lnn_vf lnn_v_div_fast(lnn_vf a, lnn_vf b) { return _mm_div_ps(a, b); }
+static inline lnn_vf lnn_v_fma(lnn_vf a, lnn_vf b, lnn_vf c)
+{
+    return _mm_add_ps(_mm_mul_ps(a, b), c);
+}
+static inline lnn_vf lnn_v_fnma(lnn_vf a, lnn_vf b, lnn_vf c)
+{
+    return _mm_sub_ps(c, _mm_mul_ps(a, b));
+}
+static inline lnn_vf lnn_v_min(lnn_vf a, lnn_vf b) { return _mm_min_ps(a, b); }
+static inline lnn_vf lnn_v_max(lnn_vf a, lnn_vf b) { return _mm_max_ps(a, b); }
+static inline lnn_vf lnn_v_signbit(void) { return _mm_set1_ps(-0.0f); }
+static inline lnn_vf lnn_v_abs(lnn_vf a) { return _mm_andnot_ps(lnn_v_signbit(), a); }
+static inline lnn_vf lnn_v_negate(lnn_vf a) { return _mm_xor_ps(a, lnn_v_signbit()); }
+static inline lnn_vf lnn_v_with_sign(lnn_vf y, lnn_vf x)
+{
+    return _mm_or_ps(y, _mm_and_ps(x, lnn_v_signbit()));
+}
+static inline lnn_vm lnn_v_lt(lnn_vf a, lnn_vf b) { return _mm_cmplt_ps(a, b); }
+static inline lnn_vm lnn_v_isnan(lnn_vf a) { return _mm_cmpunord_ps(a, a); }
+static inline lnn_vf lnn_v_select(lnn_vm m, lnn_vf a, lnn_vf b)
+{
+    return _mm_or_ps(_mm_and_ps(m, a), _mm_andnot_ps(m, b));
+}
+static inline lnn_vi lnn_v_bits(lnn_vf v) { return _mm_castps_si128(v); }
+static inline lnn_vf lnn_vi_float(lnn_vi i) { return _mm_castsi128_ps(i); }
+static inline lnn_vi lnn_vi_set1(unsigned u) { return _mm_set1_epi32((int)u); }
+static inline lnn_vi lnn_vi_add(lnn_vi a, lnn_vi b) { return _mm_add_epi32(a, b); }
+static inline lnn_vi lnn_vi_sub(lnn_vi a, lnn_vi b) { return _mm_sub_epi32(a, b); }
+static inline lnn_vi lnn_vi_srl1(lnn_vi a) { return _mm_srli_epi32(a, 1); }
+static inline lnn_vi lnn_vi_sll23(lnn_vi a) { return _mm_slli_epi32(a, 23); }
+static inline lnn_vq lnn_v_reduce4(lnn_vf a, lnn_vf b, lnn_vf c, lnn_vf d)
+{
+    return _mm_hadd_ps(_mm_hadd_ps(a, b), _mm_hadd_ps(c, d));
+}
+static inline float lnn_v_reduce1(lnn_vf a)
+{
+    const lnn_vf h = _mm_hadd_ps(a, a);
+    return _mm_cvtss_f32(_mm_hadd_ps(h, h));
+}
+static inline lnn_vq lnn_q_load(const float *p) { return _mm_loadu_ps(p); }
+static inline void lnn_q_store(float *p, lnn_vq q) { _mm_storeu_ps(p, q); }
+static inline lnn_vq lnn_q_add(lnn_vq a, lnn_vq b) { return _mm_add_ps(a, b); }
+static inline lnn_vf lnn_v_loadn(const float *p, size_t n)
+{
+    float t[LNN_W] = {0.0f};
+    memcpy(t, p, n * sizeof(float));
+    return _mm_loadu_ps(t);
+}
+static inline void lnn_v_storen(float *p, lnn_vf v, size_t n)
+{
+    float t[LNN_W];
+    _mm_storeu_ps(t, v);
+    memcpy(p, t, n * sizeof(float));
+}
+
+#include "kernels_simd.h"
+
+#else
+typedef int lnn_kernels_sse3_not_built; /* ISO C: no empty translation unit */
+#endif

@@ -1,0 +1,707 @@
+/*
+ * kernel_test.c - every kernel of every SIMD set compiled in (and supported
+ * by this processor) against the scalar kernel, plus the scalar exp,
+ * sigmoid and tanh against the C library in double precision.
+ *
+ *   make kerneltest O=...  &&  $(O)/lnn_kernel_test
+ *
+ * Prints one line per kernel and a last line "N passed, M failed"; exits 1
+ * if anything failed. Criteria:
+ *   add sub mul div neg relu copy zero concat
+ *            bit-exact (any NaN matches any NaN), on every broadcast plan
+ *            (same shape, scalar a / b, row a / b, general), in place, with
+ *            tails of every length and unaligned (4-byte) pointers
+ *   exp sigmoid tanh
+ *            <= 2 ulp from the scalar kernel on a sweep with +-0, denormals,
+ *            +-88..+-104, +-1e30, +-FLT_MAX, +-inf, NaN, a stride through
+ *            all bit patterns and dense random ranges
+ *   linear (LINEAR and MATMUL_NT, batch 1 and batch > 1)
+ *            |simd - scalar| <= 1e-5 * (sum_k |x_k w_k| + |bias|) + 1e-30 on
+ *            random shapes (odd k and m, every tail), NaN and inf propagate
+ *   scalar exp sigmoid tanh vs libm (double) <= 3 ulp (sigmoid reaches
+ *            2.4: exp is good to ~1 ulp, and e / (1 + e) can turn its
+ *            relative error into 2+ ulps of a result at the top of a binade)
+ *
+ * AArch32 NEON flushes denormal inputs and results of its arithmetic to
+ * zero (LNN_NEON_FTZ): there, for the neon set, both the result and the
+ * scalar reference are compared with denormals taken as (unsigned) zero,
+ * and a reference computed from inputs with denormals flushed is accepted
+ * too. Everywhere else the comparison is exact as described.
+ */
+#include <float.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels.h"
+
+static int n_passed, n_failed;
+static size_t n_ftz; /* elements that matched only with denormals as 0 */
+
+/* ---- helpers ------------------------------------------------------------- */
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+
+static uint64_t rnd(void)
+{
+    uint64_t x = rng_state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    rng_state = x;
+    return x * 0x2545F4914F6CDD1Dull;
+}
+
+static float uniform(float lo, float hi)
+{
+    return lo + (hi - lo) * (float)((double)(rnd() >> 11) / 9007199254740992.0);
+}
+
+static float from_bits(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static uint32_t to_bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+
+/* A random float of any exponent (not NaN). */
+static float any_float(void)
+{
+    for (;;) {
+        const float f = from_bits((uint32_t)rnd());
+        if (f == f)
+            return f;
+    }
+}
+
+static int is_denormal(float f) { return f != 0.0f && fabsf(f) < FLT_MIN; }
+
+/* Denormals and -0 to +0 (the AArch32 NEON view). */
+static float ftz(float f) { return is_denormal(f) || f == 0.0f ? 0.0f : f; }
+
+/* Monotonic integer image of a float: ulp distance = difference. */
+static int64_t ordered(float f)
+{
+    const uint32_t u = to_bits(f);
+    return u & 0x80000000u ? -(int64_t)(u & 0x7FFFFFFFu) - 1 : (int64_t)u;
+}
+
+/* ulp distance of two floats; NaN matches only NaN (then 0). */
+static double ulps(float a, float b)
+{
+    if (a != a || b != b)
+        return (a != a && b != b) ? 0.0 : INFINITY;
+    const int64_t d = ordered(a) - ordered(b);
+    return (double)(d < 0 ? -d : d);
+}
+
+/* Error of float g against the exact r, in ulps of the float nearest r. */
+static double ulps_vs_double(float g, double r)
+{
+    const float rf = (float)r;
+    if (r != r || g != g)
+        return (r != r && g != g) ? 0.0 : INFINITY;
+    if (isinf(rf) || isinf(g))
+        return g == rf ? 0.0 : INFINITY;
+    int e;
+    frexp(r, &e); /* r = m 2^e, m in [0.5, 1) */
+    if (e < -125)
+        e = -125; /* denormals: the ulp is 2^-149 */
+    return fabs((double)g - r) / ldexp(1.0, e - 24);
+}
+
+/* 1 if kernel set k flushes denormals (AArch32 NEON). */
+static int set_ftz(const lnn_kernels *k)
+{
+#if LNN_HAVE_NEON && LNN_NEON_FTZ
+    return k == &lnn_kernels_neon;
+#else
+    (void)k;
+    return 0;
+#endif
+}
+
+static void report(int ok, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    printf("%-4s ", ok ? "ok" : "FAIL");
+    vprintf(fmt, ap);
+    va_end(ap);
+    putchar('\n');
+    if (ok)
+        n_passed++;
+    else
+        n_failed++;
+}
+
+static float *falloc(size_t n)
+{
+    float *p = malloc((n + 32) * sizeof(float));
+    if (!p) {
+        fputs("lnn_kernel_test: out of memory\n", stderr);
+        exit(2);
+    }
+    return p;
+}
+
+/* ---- the sweep of inputs for the unary kernels --------------------------- */
+
+static float *sweep;
+static size_t sweep_n;
+
+static void make_sweep(void)
+{
+    static const float special[] = {
+        0.0f, 1.0f, 0.5f, 2.0f, 1e-3f, 1e-7f, 0.1f, 0.3f, 0.6f, 0.625f,
+        0.62499994f, 0.62500006f, 0.7f, 1.5f, 3.0f, 5.0f, 8.0f, 9.0f, 9.01f,
+        9.1f, 10.0f, 10.5f, 15.0f, 20.0f, 30.0f, 44.0f, 45.0f, 50.0f, 80.0f,
+        87.0f, 87.33f, 87.34f, 87.5f, 88.0f, 88.37f, 88.38f, 88.5f, 88.7f,
+        88.72283f, 88.722839f, 88.72284f, 88.73f, 88.8f, 89.0f, 89.5f, 90.0f,
+        100.0f, 102.0f, 103.0f, 103.27f, 103.28f, 103.29f, 103.97f, 103.98f,
+        104.0f, 104.5f, 105.0f, 120.0f, 150.0f, 200.0f, 1e4f, 1e10f, 1e30f,
+        1e38f, FLT_MAX, INFINITY, FLT_MIN, 1.5e-38f, 1e-39f, 1e-40f, 1e-44f,
+        1.4e-45f, 0.34657359f, 0.34657362f, 0.6931472f, 1.0397208f,
+    };
+    const size_t ns = sizeof special / sizeof special[0];
+    const size_t stride_n = 65536, rand_n = 200000;
+    sweep_n = 2 * ns + 1 + stride_n + rand_n;
+    sweep = falloc(sweep_n);
+    size_t n = 0;
+    for (size_t i = 0; i < ns; i++) {
+        sweep[n++] = special[i];
+        sweep[n++] = -special[i];
+    }
+    sweep[n++] = NAN;
+    /* every exponent and sign: bit patterns 65537 apart (NaNs included) */
+    for (size_t i = 0; i < stride_n; i++)
+        sweep[n++] = from_bits((uint32_t)(i * 65537u + 12345u));
+    for (size_t i = 0; i < rand_n; i++) {
+        switch (i % 5) {
+        case 0:
+            sweep[n++] = uniform(-1.0f, 1.0f);
+            break;
+        case 1:
+            sweep[n++] = uniform(-12.0f, 12.0f);
+            break;
+        case 2:
+            sweep[n++] = uniform(-110.0f, 110.0f);
+            break;
+        case 3:
+            sweep[n++] = uniform(-0.7f, 0.7f);
+            break;
+        default:
+            sweep[n++] = any_float();
+            break;
+        }
+    }
+}
+
+/* ---- unary kernels ----------------------------------------------------- */
+
+typedef struct {
+    const char *name;
+    size_t off; /* offsetof the kernel in lnn_kernels */
+    double (*ref)(double); /* libm reference, NULL: exact op */
+} unary_desc;
+
+static double ref_exp(double x) { return exp(x); }
+static double ref_sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
+static double ref_tanh(double x) { return tanh(x); }
+
+static const unary_desc unaries[] = {
+    {"neg", offsetof(lnn_kernels, neg), NULL},
+    {"relu", offsetof(lnn_kernels, relu), NULL},
+    {"exp", offsetof(lnn_kernels, exp), ref_exp},
+    {"sigmoid", offsetof(lnn_kernels, sigmoid), ref_sigmoid},
+    {"tanh", offsetof(lnn_kernels, tanh), ref_tanh},
+    {"copy", offsetof(lnn_kernels, copy), NULL},
+};
+
+static lnn_unary_fn unary_of(const lnn_kernels *k, const unary_desc *d)
+{
+    lnn_unary_fn fn;
+    memcpy(&fn, (const char *)k + d->off, sizeof fn);
+    return fn;
+}
+
+static void run_unary(lnn_unary_fn fn, float *y, const float *x, size_t n)
+{
+    lnn_unary_params p = {y, x, n};
+    fn(&p);
+}
+
+/* Compares g with the scalar kernel's r (r_ftz: on inputs with denormals
+ * flushed, for FTZ sets); returns the ulp error. */
+static double elem_err(float g, float r, float r_ftz, int ftzmode)
+{
+    if (!ftzmode)
+        return ulps(g, r);
+    const double e1 = ulps(ftz(g), ftz(r)), e2 = ulps(ftz(g), ftz(r_ftz));
+    const double e = e1 < e2 ? e1 : e2;
+    if (ulps(g, r) > e)
+        n_ftz++;
+    return e;
+}
+
+static const char *ftz_note(int fz)
+{
+    static char buf[96];
+    if (!fz)
+        return "";
+    snprintf(buf, sizeof buf, " (denormals as 0: %zu results matched only so)", n_ftz);
+    return buf;
+}
+
+/* Scalar exp / sigmoid / tanh against libm. */
+static void test_scalar_accuracy(void)
+{
+    const lnn_kernels *s = &lnn_kernels_scalar;
+    float *y = falloc(sweep_n);
+    for (size_t u = 0; u < sizeof unaries / sizeof unaries[0]; u++) {
+        const unary_desc *d = &unaries[u];
+        if (!d->ref)
+            continue;
+        run_unary(unary_of(s, d), y, sweep, sweep_n);
+        double worst = 0.0;
+        size_t at = 0;
+        for (size_t i = 0; i < sweep_n; i++) {
+            const double e = ulps_vs_double(y[i], d->ref((double)sweep[i]));
+            if (e > worst) {
+                worst = e;
+                at = i;
+            }
+        }
+        report(worst <= 3.0, "scalar %-8s vs libm (double): %zu values, max %.2f ulp "
+               "(x = %.9g: %.9g, libm %.9g)", d->name, sweep_n, worst,
+               (double)sweep[at], (double)y[at], d->ref((double)sweep[at]));
+    }
+    free(y);
+}
+
+static void test_unary(const lnn_kernels *k)
+{
+    const lnn_kernels *s = &lnn_kernels_scalar;
+    const int fz = set_ftz(k);
+    float *ref = falloc(sweep_n), *ref_ftz = falloc(sweep_n), *got = falloc(sweep_n);
+    float *xin_ftz = falloc(sweep_n);
+    for (size_t i = 0; i < sweep_n; i++)
+        xin_ftz[i] = is_denormal(sweep[i]) ? copysignf(0.0f, sweep[i]) : sweep[i];
+    for (size_t u = 0; u < sizeof unaries / sizeof unaries[0]; u++) {
+        const unary_desc *d = &unaries[u];
+        const lnn_unary_fn fk = unary_of(k, d), fs = unary_of(s, d);
+        const double tol = d->ref ? 2.0 : 0.0;
+        n_ftz = 0;
+        run_unary(fs, ref, sweep, sweep_n);
+        run_unary(fs, ref_ftz, xin_ftz, sweep_n);
+        run_unary(fk, got, sweep, sweep_n);
+        double worst = 0.0, worst_libm = 0.0;
+        size_t at = 0, bad = 0;
+        for (size_t i = 0; i < sweep_n; i++) {
+            const double e = elem_err(got[i], ref[i], ref_ftz[i], fz);
+            if (e > tol)
+                bad++;
+            if (e > worst) {
+                worst = e;
+                at = i;
+            }
+            if (d->ref && !(fz && (is_denormal(sweep[i]) || is_denormal(got[i]) ||
+                                   is_denormal(ref[i])))) {
+                const double el = ulps_vs_double(got[i], d->ref((double)sweep[i]));
+                worst_libm = el > worst_libm ? el : worst_libm;
+            }
+        }
+        /* tails, offsets and in place: n = 1 .. 2 * 8 + 3 at 4-byte offsets */
+        size_t tail_bad = 0, guard_bad = 0;
+        for (size_t n = 1; n <= 19; n++) {
+            for (size_t off = 0; off < 4; off++) {
+                float x[64], yk[64], ys[64], yin[64], yin_ftz[64];
+                for (size_t i = 0; i < 64; i++) {
+                    x[i] = sweep[(rnd() % sweep_n)];
+                    yk[i] = ys[i] = 12345.0f;
+                }
+                for (size_t i = 0; i < 64; i++)
+                    yin[i] = x[i];
+                run_unary(fk, yk + off, x + off, n);
+                run_unary(fs, ys + off, x + off, n);
+                for (size_t i = 0; i < 64; i++)
+                    yin_ftz[i] = is_denormal(x[i]) ? 0.0f : x[i];
+                run_unary(fs, yin_ftz + off, yin_ftz + off, n);
+                run_unary(fk, yin + off, yin + off, n); /* in place */
+                for (size_t i = 0; i < 64; i++) {
+                    const int inside = i >= off && i < off + n;
+                    if (!inside) {
+                        if (to_bits(yk[i]) != to_bits(12345.0f))
+                            guard_bad++;
+                        continue;
+                    }
+                    if (elem_err(yk[i], ys[i], yin_ftz[i], fz) > tol ||
+                        elem_err(yin[i], ys[i], yin_ftz[i], fz) > tol)
+                        tail_bad++;
+                }
+            }
+        }
+        const int ok = bad == 0 && tail_bad == 0 && guard_bad == 0;
+        if (d->ref)
+            report(ok, "%-6s %-8s vs scalar: %zu values, max %.0f ulp (x = %.9g: %.9g vs "
+                   "%.9g), vs libm max %.2f ulp%s; tails %zu bad, guards %zu bad",
+                   k->isa, d->name, sweep_n, worst, (double)sweep[at], (double)got[at],
+                   (double)ref[at], worst_libm, ftz_note(fz), tail_bad, guard_bad);
+        else
+            report(ok, "%-6s %-8s vs scalar: %zu values, %zu differ%s; tails %zu bad, "
+                   "guards %zu bad", k->isa, d->name, sweep_n, bad, ftz_note(fz),
+                   tail_bad, guard_bad);
+    }
+    free(ref);
+    free(ref_ftz);
+    free(got);
+    free(xin_ftz);
+}
+
+/* ---- binary kernels ----------------------------------------------------- */
+
+typedef struct {
+    const char *name;
+    size_t off;
+} binary_desc;
+
+static const binary_desc binaries[] = {
+    {"add", offsetof(lnn_kernels, add)},
+    {"sub", offsetof(lnn_kernels, sub)},
+    {"mul", offsetof(lnn_kernels, mul)},
+    {"div", offsetof(lnn_kernels, div)},
+};
+
+static lnn_binary_fn binary_of(const lnn_kernels *k, const binary_desc *d)
+{
+    lnn_binary_fn fn;
+    memcpy(&fn, (const char *)k + d->off, sizeof fn);
+    return fn;
+}
+
+/* Operand values: mostly ordinary, some special. */
+static float operand(void)
+{
+    static const float special[] = {0.0f, -0.0f, 1.0f, -1.0f, INFINITY, -INFINITY,
+                                    NAN, FLT_MAX, -FLT_MAX, FLT_MIN, -FLT_MIN,
+                                    1e-40f, -1e-40f, 1.4e-45f, 1e30f, -1e30f,
+                                    3.0f, 0.1f, 1e-20f, 1e20f};
+    const uint64_t r = rnd() % 16;
+    if (r < 3)
+        return special[rnd() % (sizeof special / sizeof special[0])];
+    if (r < 6)
+        return any_float();
+    return uniform(-10.0f, 10.0f);
+}
+
+static const char *const mode_names[] = {"same", "scalar_a", "scalar_b",
+                                         "row_a", "row_b", "general"};
+
+/* One binary call in a given plan with y in a fresh buffer or in place;
+ * returns the number of mismatching elements (and guard overwrites). */
+static size_t binary_case(lnn_binary_fn fk, lnn_binary_fn fs, lnn_bcast_mode mode,
+                          size_t n, size_t inner, int inplace, int fz)
+{
+    float a[300], b[300], ak[300], bk[300], yk[300], ys[300], yf[300], af[300], bf[300];
+    size_t na = n, nb = n;
+    if (mode == LNN_BC_SCALAR_A)
+        na = 1;
+    if (mode == LNN_BC_SCALAR_B)
+        nb = 1;
+    if (mode == LNN_BC_ROW_A)
+        na = inner;
+    if (mode == LNN_BC_ROW_B)
+        nb = inner;
+    for (size_t i = 0; i < 300; i++) {
+        a[i] = operand();
+        b[i] = operand();
+        yk[i] = ys[i] = yf[i] = 12345.0f;
+    }
+    lnn_binary_params p;
+    memset(&p, 0, sizeof p);
+    p.n = n;
+    p.inner = inner;
+    p.mode = mode;
+    if (mode == LNN_BC_GENERAL) { /* (3,1,5) op (4,1) -> (3,4,5) */
+        const size_t dims[4] = {1, 3, 4, 5}, sa[4] = {0, 5, 0, 1}, sb[4] = {0, 0, 1, 0};
+        memcpy(p.dims, dims, sizeof dims);
+        memcpy(p.sa, sa, sizeof sa);
+        memcpy(p.sb, sb, sizeof sb);
+        p.n = n = 60;
+        na = 15;
+        nb = 4;
+    }
+    const size_t off = 1 + rnd() % 3; /* unaligned by 4..12 bytes */
+    /* scalar reference: fresh output */
+    p.a = a + off;
+    p.b = b + off;
+    p.y = ys + off;
+    fs(&p);
+    for (size_t i = 0; i < 300; i++) {
+        af[i] = is_denormal(a[i]) ? 0.0f : a[i];
+        bf[i] = is_denormal(b[i]) ? 0.0f : b[i];
+    }
+    p.a = af + off;
+    p.b = bf + off;
+    p.y = yf + off;
+    fs(&p);
+    /* the kernel under test */
+    memcpy(ak, a, sizeof a);
+    memcpy(bk, b, sizeof b);
+    p.a = ak + off;
+    p.b = bk + off;
+    p.y = yk + off;
+    float *out = yk;
+    if (inplace == 1 && na == n) {
+        p.y = ak + off;
+        out = ak;
+    } else if (inplace == 2 && nb == n) {
+        p.y = bk + off;
+        out = bk;
+    }
+    fk(&p);
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++)
+        if (elem_err(out[off + i], ys[off + i], yf[off + i], fz) != 0.0)
+            bad++;
+    if (out == yk) {
+        for (size_t i = 0; i < 300; i++)
+            if ((i < off || i >= off + n) && to_bits(yk[i]) != to_bits(12345.0f))
+                bad++;
+    } else {
+        const float *orig = out == ak ? a : b;
+        for (size_t i = 0; i < 300; i++)
+            if ((i < off || i >= off + n) && to_bits(out[i]) != to_bits(orig[i]))
+                bad++;
+    }
+    (void)na;
+    (void)nb;
+    return bad;
+}
+
+static void test_binary(const lnn_kernels *k)
+{
+    const int fz = set_ftz(k);
+    static const size_t sizes[] = {1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 64, 100, 255};
+    static const size_t inners[] = {1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 25};
+    for (size_t o = 0; o < sizeof binaries / sizeof binaries[0]; o++) {
+        const lnn_binary_fn fk = binary_of(k, &binaries[o]);
+        const lnn_binary_fn fs = binary_of(&lnn_kernels_scalar, &binaries[o]);
+        size_t cases = 0, bad_cases = 0;
+        char where[256] = "";
+        n_ftz = 0;
+        for (int mode = LNN_BC_SAME; mode <= LNN_BC_GENERAL; mode++) {
+            for (int inplace = 0; inplace < 3; inplace++) {
+                for (int rep = 0; rep < 4; rep++) {
+                    if (mode == LNN_BC_ROW_A || mode == LNN_BC_ROW_B) {
+                        for (size_t ii = 0; ii < sizeof inners / sizeof inners[0]; ii++) {
+                            const size_t inner = inners[ii];
+                            const size_t n = inner * (1 + rnd() % (250 / inner));
+                            cases++;
+                            if (binary_case(fk, fs, (lnn_bcast_mode)mode, n, inner,
+                                            inplace, fz)) {
+                                bad_cases++;
+                                snprintf(where, sizeof where, "%s n=%zu inner=%zu inplace=%d",
+                                         mode_names[mode], n, inner, inplace);
+                            }
+                        }
+                    } else {
+                        for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+                            cases++;
+                            if (binary_case(fk, fs, (lnn_bcast_mode)mode, sizes[si], 0,
+                                            inplace, fz)) {
+                                bad_cases++;
+                                snprintf(where, sizeof where, "%s n=%zu inplace=%d",
+                                         mode_names[mode], sizes[si], inplace);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        report(bad_cases == 0, "%-6s %-8s vs scalar: %zu calls over every broadcast plan, "
+               "%zu differ%s%s%s", k->isa, binaries[o].name, cases, bad_cases,
+               ftz_note(fz), bad_cases ? "; last: " : "", where);
+    }
+}
+
+/* ---- linear ---------------------------------------------------------------- */
+
+typedef struct {
+    size_t cases;
+    size_t bad;
+    double worst; /* max |d| / bound */
+    char where[128];
+} linear_stats;
+
+static void linear_case(const lnn_kernels *k, size_t rows, size_t kk, size_t m, int bias,
+                        int special, linear_stats *st)
+{
+    const size_t nx = rows * kk, nw = m * kk, ny = rows * m;
+    float *x = falloc(nx + 1), *w = falloc(nw + 1), *b = falloc(m + 1);
+    float *ys = falloc(ny + 8), *yk = falloc(ny + 8);
+    const float scale = (rnd() % 4 == 0) ? 1e3f : 1.0f;
+    const size_t off = rnd() % 2; /* 4-byte misalignment */
+    for (size_t i = 0; i < nx + 1; i++)
+        x[i] = uniform(-1.0f, 1.0f) * scale;
+    for (size_t i = 0; i < nw + 1; i++)
+        w[i] = uniform(-1.0f, 1.0f);
+    for (size_t i = 0; i < m + 1; i++)
+        b[i] = uniform(-1.0f, 1.0f);
+    if (special == 1)
+        x[off + rnd() % nx] = NAN;
+    if (special == 2) { /* +inf times positive weights */
+        const size_t r = rnd() % rows, i = rnd() % kk;
+        x[off + r * kk + i] = INFINITY;
+        for (size_t j = 0; j < m; j++)
+            w[off + j * kk + i] = 0.5f;
+    }
+    for (size_t i = 0; i < ny + 8; i++)
+        ys[i] = yk[i] = 12345.0f;
+    lnn_linear_params p = {ys, x + off, w + off, bias ? b + off : NULL, rows, kk, m};
+    lnn_kernels_scalar.linear(&p);
+    p.y = yk;
+    k->linear(&p);
+    size_t bad = 0;
+    for (size_t r = 0; r < rows; r++) {
+        for (size_t j = 0; j < m; j++) {
+            const float g = yk[r * m + j], e = ys[r * m + j];
+            double mag = bias ? fabs((double)b[off + j]) : 0.0;
+            for (size_t i = 0; i < kk; i++)
+                mag += fabs((double)x[off + r * kk + i] * (double)w[off + j * kk + i]);
+            if (e != e || g != g || isinf(e) || isinf(g)) {
+                if (!((e != e && g != g) || g == e))
+                    bad++;
+                continue;
+            }
+            const double bound = 1e-5 * mag + 1e-30, d = fabs((double)g - (double)e);
+            if (d / bound > st->worst)
+                st->worst = d / bound;
+            if (d > bound)
+                bad++;
+        }
+    }
+    for (size_t i = ny; i < ny + 8; i++)
+        if (to_bits(yk[i]) != to_bits(12345.0f))
+            bad++;
+    st->cases++;
+    if (bad) {
+        st->bad++;
+        snprintf(st->where, sizeof st->where, "rows=%zu k=%zu m=%zu bias=%d special=%d",
+                 rows, kk, m, bias, special);
+    }
+    free(x);
+    free(w);
+    free(b);
+    free(ys);
+    free(yk);
+}
+
+static void test_linear(const lnn_kernels *k)
+{
+    static const size_t ks[] = {1, 2, 3, 4, 5, 7, 8, 9, 11, 15, 16, 17, 31, 32, 33, 63, 100, 257};
+    static const size_t ms[] = {1, 2, 3, 4, 5, 7, 8, 9, 12, 13, 16, 17, 33, 40};
+    static const size_t batches[] = {2, 3, 4, 5, 7, 16};
+    for (int which = 0; which < 3; which++) {
+        /* 0: LINEAR batch 1, 1: LINEAR batch > 1, 2: MATMUL_NT (no bias) */
+        linear_stats st;
+        memset(&st, 0, sizeof st);
+        for (size_t a = 0; a < sizeof ks / sizeof ks[0]; a++) {
+            for (size_t c = 0; c < sizeof ms / sizeof ms[0]; c++) {
+                if (which == 0) {
+                    linear_case(k, 1, ks[a], ms[c], 1, 0, &st);
+                } else if (which == 1) {
+                    for (size_t bi = 0; bi < sizeof batches / sizeof batches[0]; bi++)
+                        linear_case(k, batches[bi], ks[a], ms[c], 1, 0, &st);
+                } else {
+                    linear_case(k, 1, ks[a], ms[c], 0, 0, &st);
+                    linear_case(k, 1 + rnd() % 6, ks[a], ms[c], 0, 0, &st);
+                }
+                linear_case(k, 1 + (size_t)which * (rnd() % 5), ks[a], ms[c], which != 2,
+                            1 + (int)(rnd() % 2), &st);
+            }
+        }
+        static const char *const names[] = {"linear   (LINEAR, batch 1)",
+                                             "linear   (LINEAR, batch > 1)",
+                                             "linear   (MATMUL_NT, no bias)"};
+        report(st.bad == 0, "%-6s %s vs scalar: %zu shapes, %zu out of tolerance, "
+               "worst |d| = %.3f x (1e-5 sum|x w| + 1e-30)%s%s", k->isa, names[which],
+               st.cases, st.bad, st.worst, st.bad ? "; last: " : "", st.where);
+    }
+}
+
+/* ---- zero and concat ----------------------------------------------------- */
+
+static void test_zero_concat(const lnn_kernels *k)
+{
+    size_t bad = 0;
+    for (size_t n = 1; n < 40; n++) {
+        float y[48], z[48];
+        for (size_t i = 0; i < 48; i++)
+            y[i] = z[i] = 7.0f;
+        lnn_unary_params p = {y + 1, NULL, n};
+        k->zero(&p);
+        p.y = z + 1;
+        lnn_kernels_scalar.zero(&p);
+        bad += memcmp(y, z, sizeof y) != 0;
+    }
+    report(bad == 0, "%-6s %-8s vs scalar: %zu differ", k->isa, "zero", bad);
+    bad = 0;
+    for (size_t outer = 1; outer < 5; outer++) {
+        for (size_t na = 1; na < 10; na++) {
+            for (size_t nb = 1; nb < 10; nb += 3) {
+                float a[64], b[64], y[160], z[160];
+                for (size_t i = 0; i < 64; i++) {
+                    a[i] = operand();
+                    b[i] = operand();
+                }
+                memset(y, 0, sizeof y);
+                memset(z, 0, sizeof z);
+                lnn_concat_params p = {y, a, b, outer, na, nb};
+                k->concat(&p);
+                p.y = z;
+                lnn_kernels_scalar.concat(&p);
+                bad += memcmp(y, z, sizeof y) != 0;
+            }
+        }
+    }
+    report(bad == 0, "%-6s %-8s vs scalar: %zu differ", k->isa, "concat", bad);
+}
+
+int main(void)
+{
+    printf("lnn_kernel_test: arch %s, kernel sets compiled in:", LNN_ARCH_NAME);
+    for (size_t i = 0; lnn_kernel_sets[i]; i++)
+        printf(" %s%s", lnn_kernel_sets[i]->isa,
+               lnn_kernels_supported(lnn_kernel_sets[i]) ? "" : " (not supported here)");
+    const lnn_kernels *sel = lnn_kernels_select();
+    printf("; lnn_init picks %s\n", sel ? sel->isa : "none (E_CPU)");
+    make_sweep();
+    test_scalar_accuracy();
+    for (size_t i = 0; lnn_kernel_sets[i]; i++) {
+        const lnn_kernels *k = lnn_kernel_sets[i];
+        if (k == &lnn_kernels_scalar)
+            continue;
+        if (!lnn_kernels_supported(k)) {
+            printf("skip %s: the processor lacks it\n", k->isa);
+            continue;
+        }
+        test_unary(k);
+        test_binary(k);
+        test_linear(k);
+        test_zero_concat(k);
+    }
+    free(sweep);
+    printf("%d passed, %d failed\n", n_passed, n_failed);
+    return n_failed ? 1 : 0;
+}
