@@ -60,7 +60,8 @@ def verify(recipe: Recipe, model: torch.nn.Module, model_file: Path, board: Boar
         "transport": board.transport,
         "isa": result.timing.get("isa", "unknown"),
         "kernels": result.info.get("kernels", "unknown"),
-        "emulated": board.transport == "qemu",
+        "emulated": board.transport == "qemu" or bool(
+            board.ssh and board.ssh.command_prefix and board.ssh.command_prefix[0].startswith("qemu")),
         "vm_version": result.timing.get("vm_version", "unknown"),
         "model_sha256": hashlib.sha256(blob).hexdigest(),
         "model_bytes": len(blob),
