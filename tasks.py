@@ -141,6 +141,15 @@ def deploy(c, model=DEFAULT_MODEL, board=None):
         raise Exit(f"error: deploy failed on {', '.join(failed)}; their previous deployments stay active", code=1)
 
 
+@task(help={"model": "recipe name", "quick": "fewer repetitions (a smoke run, not for figures)"})
+@step
+def bench(c, model=DEFAULT_MODEL, quick=False):
+    """Time the C VM, its Python binding, the reference VM, PyTorch and ONNX Runtime; writes build/bench.json."""
+    from lnnedge.steps import bench_step
+
+    bench_step(model, quick=quick)
+
+
 @task(help={"board": "a board or a group of boards in boards.yaml"})
 @step
 def status(c, board=None):
@@ -201,6 +210,6 @@ def readme_table(c):
     print(update_readme())
 
 
-ns = Collection(train, train_seeds, compile_, build, run, verify, deploy, status, demo, targets, boards,
+ns = Collection(train, train_seeds, compile_, build, run, verify, deploy, status, bench, demo, targets, boards,
                readme_table)
 ns.configure({"debug": False})

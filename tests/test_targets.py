@@ -158,3 +158,21 @@ def test_boards_and_targets_are_listed():
     for name in ("rpi4", "rpi3", "apple-m1", "x86-64-avx2", "x86-64-sse3", "host"):
         assert name in targets
     assert output_dir(config.load_target("rpi4")).name == "rpi4"
+
+
+@pytest.mark.parametrize("name", ["host", *LINUX_TARGETS])
+def test_vm_stays_within_its_size_budget(builds, name):
+    result = builds.get(name) or build(config.load_target(name), echo=quiet)
+    target = config.load_target(name)
+    assert target.vm_size_budget > 0
+    assert result.vm_bytes is not None and 0 < result.vm_bytes <= target.vm_size_budget
+
+
+def test_a_build_over_budget_fails_with_the_numbers():
+    from dataclasses import replace
+
+    from lnnedge.build import BuildError
+
+    tight = replace(config.load_target("rpi4"), vm_size_budget=1000)
+    with pytest.raises(BuildError, match=r"over its budget of 1000 bytes"):
+        build(tight, echo=quiet)

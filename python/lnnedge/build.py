@@ -28,6 +28,7 @@ class BuildResult:
     runner: Path
     library: Path | None
     runner_bytes: int
+    vm_bytes: int | None  # text + data of liblnnvm.a, where the toolchain has a `size` tool
 
 
 def output_dir(target: Target) -> Path:
@@ -85,7 +86,21 @@ def build(target: Target, sanitize: bool = False, echo=print) -> BuildResult:
         raise BuildError(f"building the VM for {target.name} failed:\n{proc.stdout}{proc.stderr}")
     runner = out / "lnnvm"
     library = out / "liblnnvm.so"
-    return BuildResult(target.name, command, runner, library if library.is_file() else None, runner.stat().st_size)
+    vm_bytes = vm_size(target, out / "liblnnvm.a")
+    if vm_bytes is not None and target.vm_size_budget and vm_bytes > target.vm_size_budget:
+        raise BuildError(f"the VM for {target.name} is {vm_bytes} bytes (text + data), over its budget of "
+                         f"{target.vm_size_budget} bytes in targets/{target.name}.yaml")
+    return BuildResult(target.name, command, runner, library if library.is_file() else None, runner.stat().st_size,
+                       vm_bytes)
+
+
+def vm_size(target: Target, archive: Path) -> int | None:
+    """text + data of the VM library, from binutils' size (None when the toolchain has no size tool)."""
+    if not target.toolchain.size or shutil.which(target.toolchain.size) is None or not archive.is_file():
+        return None
+    proc = subprocess.run([target.toolchain.size, "-t", str(archive)], capture_output=True, text=True, check=True)
+    text, data = proc.stdout.strip().splitlines()[-1].split()[:2]
+    return int(text) + int(data)
 
 
 def kernel_test(target: Target, echo=print) -> Path:

@@ -37,6 +37,7 @@ class Toolchain:
     cc: str
     ar: str
     objdump: str
+    size: str
     debian_packages: tuple[str, ...]
     pip_packages: tuple[str, ...]
     cmake: str
@@ -77,6 +78,7 @@ class Target:
     features: tuple[str, ...]
     elf_machine: str
     qemu: Qemu | None
+    vm_size_budget: int
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,7 @@ def load_toolchain(name: str) -> Toolchain:
         cc=_field(raw, path, name, "cc", str),
         ar=_field(raw, path, name, "ar", str, "ar"),
         objdump=_field(raw, path, name, "objdump", str, "objdump"),
+        size=_field(raw, path, name, "size", str, ""),
         debian_packages=_field(raw, path, name, "debian_packages", tuple, ()),
         pip_packages=_field(raw, path, name, "pip_packages", tuple, ()),
         cmake=_field(raw, path, name, "cmake", str, ""),
@@ -170,6 +173,7 @@ def load_target(name: str) -> Target:
         features=_field(raw, path, name, "features", tuple, ()),
         elf_machine=_field(raw, path, name, "elf_machine", str, ""),
         qemu=qemu,
+        vm_size_budget=_field(raw, path, name, "vm_size_budget", int, 0),
     )
 
 

@@ -75,6 +75,8 @@ def build_step(target_name: str, sanitize: bool = False) -> dict:
     result = build(target, sanitize=sanitize)
     print(f"built {target.name}: {result.runner} ({result.runner_bytes} bytes)"
           + (f", {result.library}" if result.library else ""))
+    if result.vm_bytes is not None:
+        print(f"VM library (text + data): {result.vm_bytes} bytes of a {target.vm_size_budget}-byte budget")
     return {"runner": str(result.runner), "library": str(result.library) if result.library else None}
 
 
@@ -162,6 +164,19 @@ def deploy_step(model: str, board_name: str | None) -> list[deploy.Outcome]:
     outcomes = deploy.across(boards, lambda b: deploy.deploy(recipe, net, path, b))
     print(deploy.summary(outcomes, ("release", "target", "smoke_max_abs_err")))
     return outcomes
+
+
+def bench_step(model: str, quick: bool = False) -> dict:
+    from . import bench
+
+    recipe = recipes.load(model)
+    host = config.load_target("host")
+    result = build(host, echo=lambda _m: None)
+    net = load_checkpoint(recipe, model_dir(recipe.name))
+    report = bench.bench(recipe, net, _compiled(recipe), result.runner, result.library, quick=quick)
+    print(bench.table(report))
+    print(f"wrote {model_dir(recipe.name).parent / 'bench.json'}")
+    return report
 
 
 def status_step(board_name: str | None) -> list[deploy.Outcome]:

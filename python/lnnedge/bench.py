@@ -1,0 +1,154 @@
+"""invoke bench: the same trained model on every engine, in one run, one thread each.
+
+Engines: the C VM timed by its own runner loop (in-process C), the C VM through
+the Python binding, the reference VM, PyTorch eager and ONNX Runtime (the
+model exported with torch.onnx; onnxruntime is a benchmark-only dependency).
+For batch 1 and a large batch it reports the median, min and max time per
+inference and each engine's ratio to the in-process C VM, writes
+build/bench.json and prints a table. This machine is noisy: ratios measured
+in the same run are the figures to trust.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import data
+from .artifacts import atomic_write_text
+from .paths import BUILD_DIR
+from .recipe import Recipe
+from .refvm import RefVM
+from .runtime import CVM
+
+ENGINES = ("c_vm", "c_vm_python", "onnxruntime", "pytorch", "reference_vm")
+LABELS = {"c_vm": "C VM (in-process C)", "c_vm_python": "C VM via Python binding", "reference_vm": "reference VM (numpy)",
+          "pytorch": "PyTorch eager", "onnxruntime": "ONNX Runtime"}
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _stats(per_inference_us: list[float]) -> dict:
+    arr = np.asarray(per_inference_us)
+    return {"median_us": float(np.median(arr)), "min_us": float(arr.min()), "max_us": float(arr.max()),
+            "runs": int(arr.size)}
+
+
+def _time_calls(call: Callable[[], object], runs: int, rows: int, warmup: int) -> dict:
+    for _ in range(warmup):
+        call()
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        call()
+        samples.append((time.perf_counter() - started) * 1e6 / rows)
+    return _stats(samples)
+
+
+def export_onnx(model: torch.nn.Module, inputs: int, path: Path) -> Path:
+    """torch.onnx's TorchScript exporter: it traces odeint's fixed-grid loop (the torch.export-based
+    exporter stops at odeint's value-dependent checks, like torch.export itself)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.zeros(2, inputs),), str(path), dynamo=False, input_names=["x"],
+                          output_names=["y"], dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
+    return path
+
+
+def _runner_timing(runner: Path, model_file: Path, x: np.ndarray, batch: int, repeat: int) -> dict:
+    with tempfile.TemporaryDirectory(prefix="lnnedge-bench-") as tmp:
+        np.ascontiguousarray(x, dtype="<f4").tofile(Path(tmp) / "in.f32")
+        proc = subprocess.run([str(runner), "run", str(model_file), "--in", f"{tmp}/in.f32", "--out", f"{tmp}/out.f32",
+                               "--batch", str(batch), "--repeat", str(repeat)], capture_output=True, text=True,
+                              check=True)
+    timing = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {"median_us": timing["latency_us_median"], "min_us": timing["latency_us_min"],
+            "max_us": timing["latency_us_max"], "runs": timing["chunks"] * timing.get("repeat", 1),
+            "isa": timing["isa"]}
+
+
+def bench(recipe: Recipe, model: torch.nn.Module, model_file: Path, runner: Path, library: Path,
+          large_batch: int = 1024, quick: bool = False) -> dict:
+    torch.set_num_threads(1)
+    import onnxruntime as ort
+
+    x_all = data.grid_points(recipe.data, large_batch, seed=recipe.data.seed + 4).astype(np.float32)
+    blob = model_file.read_bytes()
+    vm = CVM(blob, max_batch=large_batch, library=library)
+    ref = RefVM(blob)
+    with tempfile.TemporaryDirectory(prefix="lnnedge-onnx-") as tmp:
+        onnx_path = export_onnx(model, recipe.model.inputs, Path(tmp) / "model.onnx")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    scale = 0.1 if quick else 1.0
+
+    def runs(n: int) -> int:
+        return max(5, int(n * scale))
+
+    results: dict[str, dict] = {}
+    plan = [(1, x_all[:1]), (large_batch, x_all)]
+    bar = tqdm(total=len(plan) * len(ENGINES), desc="bench", unit="engine")
+    for batch, x in plan:
+        key = f"batch{batch}"
+        row: dict[str, dict] = {}
+        tx = torch.from_numpy(x)
+        with torch.no_grad():
+            row["c_vm"] = _runner_timing(runner, model_file, x_all if batch == 1 else x, batch,
+                                         repeat=runs(5) if batch == 1 else runs(50))
+            bar.update()
+            row["c_vm_python"] = _time_calls(lambda x=x: vm.run([x]), runs(5000 if batch == 1 else 100), batch, 50)
+            bar.update()
+            row["onnxruntime"] = _time_calls(lambda x=x: session.run(None, {"x": x}),
+                                             runs(3000 if batch == 1 else 50), batch, 20)
+            bar.update()
+            row["pytorch"] = _time_calls(lambda tx=tx: model(tx), runs(300 if batch == 1 else 20), batch, 5)
+            bar.update()
+            row["reference_vm"] = _time_calls(lambda x=x: ref.run([x]), runs(100 if batch == 1 else 5), batch, 2)
+            bar.update()
+        base = row["c_vm"]["median_us"]
+        for stats in row.values():
+            stats["ratio_to_c_vm"] = stats["median_us"] / base
+        results[key] = row
+    bar.close()
+    report = {"model": recipe.name, "cpu": cpu_model(), "threads": 1, "isa": results["batch1"]["c_vm"]["isa"],
+              "large_batch": large_batch, "results": results,
+              "goals": {"batch1_c_vm_us_max": 3.0, "batch1_vs_onnxruntime_min": 10.0, "batch1_vs_pytorch_min": 50.0,
+                        f"batch{large_batch}_ratio_to_onnxruntime_max": 1.0,
+                        f"batch{large_batch}_ratio_to_pytorch_max": 0.5, "binding_overhead_us_max": 2.0}}
+    report["binding_overhead_us"] = results["batch1"]["c_vm_python"]["median_us"] - results["batch1"]["c_vm"]["median_us"]
+    atomic_write_text(BUILD_DIR / "bench.json", json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def table(report: dict) -> str:
+    lines = [f"{report['model']} on {report['cpu']}, 1 thread, C VM kernels: {report['isa']}"]
+    for key, row in report["results"].items():
+        lines.append("")
+        lines.append(f"{key}: time per inference (µs)    median        min        max   × C VM")
+        for name in ENGINES:
+            s = row[name]
+            lines.append(f"  {LABELS[name]:<28} {s['median_us']:>10.2f} {s['min_us']:>10.2f} {s['max_us']:>10.2f} "
+                         f"{s['ratio_to_c_vm']:>8.1f}")
+    lines.append("")
+    lines.append(f"binding overhead at batch 1: {report['binding_overhead_us']:.2f} µs")
+    return "\n".join(lines)
