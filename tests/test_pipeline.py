@@ -16,13 +16,14 @@ from lnnedge.paths import BUILD_DIR, ROOT
 INVOKE = [sys.executable, "-m", "invoke"]
 
 
-def invoke(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([*INVOKE, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
+def invoke(*args: str, env: dict | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
+    """`invoke ARGS` as a process from the repository root; `env` adds environment variables."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run([*INVOKE, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=full_env)
 
 
-def ok(*args: str) -> subprocess.CompletedProcess:
-    proc = invoke(*args)
+def ok(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    proc = invoke(*args, env=env)
     assert proc.returncode == 0, f"invoke {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc
 

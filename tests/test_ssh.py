@@ -4,19 +4,18 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 import struct
 import subprocess
-import sys
 import threading
 
 import pytest
 import yaml
 from lnnedge import config, isa, lnnb
 from lnnedge.build import build
-from lnnedge.paths import BUILD_DIR, ROOT
+from lnnedge.paths import BUILD_DIR
 from lnnedge.testing.sshd import LocalSSHD, available, free_port
+from test_pipeline import invoke, ok
 
 pytestmark = pytest.mark.skipif(not available(), reason="openssh-server is not installed (./kit installs it)")
 
@@ -100,15 +99,11 @@ def boards_file(sshds, tmp_path_factory):
 
 
 def _invoke(env_extra: dict, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, **env_extra}
-    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=600, env=env)
+    return invoke(*args, env=env_extra, timeout=600)
 
 
 def _invoke_ok(env_extra: dict, *args: str) -> subprocess.CompletedProcess:
-    proc = _invoke(env_extra, *args)
-    assert proc.returncode == 0, f"invoke {' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
-    return proc
+    return ok(*args, env=env_extra)
 
 
 def _env(path) -> dict:

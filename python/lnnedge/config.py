@@ -6,7 +6,8 @@ Each mistake is a ConfigError naming the file, the entry and what is wrong.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -17,7 +18,25 @@ TARGETS_DIR = ROOT / "targets"
 TOOLCHAINS_DIR = ROOT / "toolchains"
 BOARDS_FILE = ROOT / "boards.yaml"
 TRANSPORTS = ("local", "qemu", "ssh")
-_BOARD_FIELDS = {"target", "transport", "description", "qemu_cpu"}
+_BOARD_FIELDS = {"target", "transport", "description", "qemu_cpu", "memory"}
+_UNITS = {"": 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "KB": 1000, "MB": 1000**2, "GB": 1000**3}
+
+
+def _bytes(value, path: Path, where: str) -> int:
+    """A size as an integer or a string like '256KiB' / '1GiB'."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMG]i?B|B)?\s*", str(value))
+    if not match:
+        raise ConfigError(f"{path}: {where}: {value!r} is not a size (e.g. 262144, '256KiB', '1GiB')")
+    return int(float(match.group(1)) * _UNITS[match.group(2) or ""])
+
+
+def _memory(entry: dict, path: Path, name: str) -> dict:
+    raw = entry.get("memory", {})
+    if not isinstance(raw, dict) or set(raw) - {"ram", "flash"}:
+        raise ConfigError(f"{path}: board '{name}': memory must be a mapping with ram and/or flash")
+    return {k: _bytes(v, path, f"board '{name}': memory.{k}") for k, v in raw.items()}
 _SSH_FIELDS = {"host", "port", "user", "key", "agent", "known_hosts", "remote_dir", "command_prefix", "timeouts"}
 
 
@@ -89,6 +108,7 @@ class Board:
     description: str
     qemu_cpu: str
     ssh: SSHSettings | None = None
+    memory: dict = field(default_factory=dict)  # {"ram": bytes, "flash": bytes}, where recorded
 
     def qemu_command(self) -> tuple[str, ...]:
         """The user-mode emulator prefix for a qemu board: program and CPU model."""
@@ -246,7 +266,8 @@ def load_boards(path: Path | None = None) -> tuple[dict[str, Board], str]:
         boards[name] = Board(name, target, transport,
                              _field(entry, path, f"board '{name}'", "description", str, ""),
                              _field(entry, path, f"board '{name}'", "qemu_cpu", str, ""),
-                             _ssh_settings(entry, path, name) if transport == "ssh" else None)
+                             _ssh_settings(entry, path, name) if transport == "ssh" else None,
+                             _memory(entry, path, name))
     default = raw.get("default_board", next(iter(boards)))
     if default not in boards:
         raise ConfigError(f"{path}: default_board {default!r} is not a board in the file")

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import config, data
+from . import config, data, fit
 from .build import output_dir
 from .paths import VM_DIR
 from .recipe import Recipe
@@ -45,6 +45,7 @@ def deploy(recipe: Recipe, model: torch.nn.Module, model_file: Path, board: conf
     runner = output_dir(board.target) / "lnnvm"
     if not runner.is_file():
         raise FileNotFoundError(f"{runner} does not exist: run `invoke build --target {board.target.name}` first")
+    fit.check(board, model_file, runner)
     x, expected = smoke_set(recipe, model)
     tolerance = recipe.tolerances.float32_max_abs_err
     version = {"model": recipe.name, "model_sha256": hashlib.sha256(model_file.read_bytes()).hexdigest(),

@@ -73,13 +73,31 @@ class CompiledModel:
         return RefVM(self.data).run(list(inputs))
 
 
+def requirements(program: lnnb.Program) -> dict:
+    """What a device needs to run the program: recorded in the file so a deploy can refuse early."""
+    from .. import isa
+
+    by_code = isa.opcode_by_code()
+    depth = deepest = 0
+    ops = set()
+    for word in program.code:
+        info = by_code[isa.decode(word)[0]]
+        ops.add(info.name)
+        depth += info.pushes - info.pops
+        deepest = max(deepest, depth)
+    return {"arena_bytes_batch1": program.arena_size(1), "arena_fixed": program.arena_fixed,
+            "arena_row": program.arena_row, "const_bytes": len(program.consts), "max_stack": deepest,
+            "code_words": len(program.code), "ops": sorted(ops)}
+
+
 def compile_module(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], name: str = "model",
                    meta: dict | None = None) -> CompiledModel:
     """Capture, optimise and emit `module`; dim 0 of every input is the batch dimension."""
     graph = capture(module, example_inputs)
     graph, log = run(graph)
     emitted = emit(graph)
-    info = {**emitted.program.meta, "model": name, "passes": [p.name for p in log], **(meta or {})}
+    info = {**emitted.program.meta, "model": name, "passes": [p.name for p in log],
+            "requires": requirements(emitted.program), **(meta or {})}
     program = lnnb.Program(**{**emitted.program.__dict__, "meta": info})
     emitted = Emitted(program, emitted.tensor_names, emitted.fixed_plan, emitted.batched_plan, emitted.schedule)
     return CompiledModel(name, lnnb.write(program), emitted, graph, tuple(log))

@@ -1,0 +1,38 @@
+"""Know before flashing: does a model (and the VM) fit a board's RAM and flash?
+
+The .lnnb records what it needs (META "requires": arena, constants, stack,
+ops); boards.yaml may record a board's `memory: {ram: ..., flash: ...}`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import lnnb
+from .config import Board
+
+
+class FitError(ValueError):
+    pass
+
+
+def needs(model_file: Path, runner: Path | None) -> dict:
+    data = Path(model_file).read_bytes()
+    program = lnnb.read(data)
+    required = program.meta.get("requires", {})
+    arena = required.get("arena_bytes_batch1", program.arena_size(1))
+    runner_bytes = Path(runner).stat().st_size if runner is not None and Path(runner).is_file() else 0
+    return {"model_bytes": len(data), "arena_bytes": arena, "runner_bytes": runner_bytes,
+            "ram_bytes": len(data) + arena + runner_bytes, "flash_bytes": len(data) + runner_bytes}
+
+
+def check(board: Board, model_file: Path, runner: Path | None) -> dict:
+    """Raise FitError naming the numbers when the board's recorded RAM or flash is too small."""
+    need = needs(model_file, runner)
+    for kind in ("ram", "flash"):
+        have = board.memory.get(kind)
+        if have is not None and need[f"{kind}_bytes"] > have:
+            raise FitError(f"board {board.name}: needs {need[f'{kind}_bytes']} bytes of {kind} (model "
+                           f"{need['model_bytes']}, arena {need['arena_bytes']}, VM {need['runner_bytes']}) but "
+                           f"has {have} (boards.yaml memory.{kind})")
+    return need
