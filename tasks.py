@@ -103,7 +103,12 @@ def run(c, model=DEFAULT_MODEL, board=None, inputs=""):
     """Run the compiled model on a board and print its outputs."""
     from lnnedge.steps import run_step
 
-    values = [float(v) for v in inputs.split(",") if v.strip()] if inputs else None
+    values = None
+    if inputs:
+        try:
+            values = [float(v) for v in inputs.split(",") if v.strip()]
+        except ValueError:
+            raise Exit(f"error: --inputs must be comma-separated numbers, got {inputs!r}", code=1) from None
     run_step(model, board, values)
 
 

@@ -129,13 +129,15 @@ def parse(raw: Any, path: Path) -> Recipe:
         reader.fail("model.solver.t_end", "must be greater than t_start")
     if spec.outputs != 1:
         reader.fail("model.outputs", "must be 1: the data function gives one value per point")
+    function = reader.string(data, "data", "function")
+    _check_function(reader, function, ranges)
     return Recipe(
         name=str(top.get("name", path.stem)),
         path=path,
         description=str(top.get("description", "")),
         model=spec,
         data=DataSpec(
-            function=reader.string(data, "data", "function"),
+            function=function,
             ranges=ranges,
             train_points=reader.integer(data, "data", "train_points", minimum=2),
             test_points=reader.integer(data, "data", "test_points", minimum=2),
@@ -156,6 +158,25 @@ def parse(raw: Any, path: Path) -> Recipe:
         ),
         verify_points=reader.integer(verify, "verify", "points", minimum=1, default=1024),
     )
+
+
+def _check_function(reader: _Reader, function: str, ranges: tuple[tuple[float, float], ...]) -> None:
+    """Evaluate the target function at the range's corners and middle, so a typo fails at load."""
+    import numpy as np
+
+    from .expr import evaluate
+
+    points = np.array([[lo for lo, _ in ranges], [hi for _, hi in ranges], [(lo + hi) / 2 for lo, hi in ranges]])
+    names = {f"x{i}": points[:, i] for i in range(len(ranges))}
+    if len(ranges) == 1:
+        names["x"] = points[:, 0]
+    try:
+        with np.errstate(all="ignore"):
+            values = np.asarray(evaluate(function, names), dtype=np.float64)
+    except ExprError as exc:
+        reader.fail("data.function", str(exc))
+    if values.size not in (1, len(points)):
+        reader.fail("data.function", f"must give one value per point, got shape {values.shape}")
 
 
 class _Reader:
