@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 import yaml
 from conftest import inputs_for
-from test_pipeline import invoke, ok
-
 from lnnedge import recipe
 from lnnedge.paths import BUILD_DIR
+from test_pipeline import invoke, ok
 
 
 def _bad_recipe(tmp_path, edit) -> str:
