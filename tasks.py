@@ -146,6 +146,18 @@ def deploy(c, model=DEFAULT_MODEL, board=None):
         raise Exit(f"error: deploy failed on {', '.join(failed)}; their previous deployments stay active", code=1)
 
 
+@task(name="quantize-check", help={"model": "recipe name"})
+@step
+def quantize_check(c, model=DEFAULT_MODEL):
+    """int8 weights vs float on the held-out set; exit 1 when worse than the recipe's quantization tolerance."""
+    from lnnedge.steps import quantize_check_step
+
+    report = quantize_check_step(model)
+    if not report["passed"]:
+        raise Exit(f"error: quantize-check failed for {model}: the int8 model degrades beyond the recipe's "
+                   "tolerance; it will not be deployed", code=1)
+
+
 @task(help={"model": "recipe name", "quick": "fewer repetitions (a smoke run, not for figures)"})
 @step
 def bench(c, model=DEFAULT_MODEL, quick=False):
@@ -215,6 +227,6 @@ def readme_table(c):
     print(update_readme())
 
 
-ns = Collection(train, train_seeds, compile_, build, run, verify, deploy, status, bench, demo, targets, boards,
-               readme_table)
+ns = Collection(train, train_seeds, quantize_check, compile_, build, run, verify, deploy, status, bench, demo,
+               targets, boards, readme_table)
 ns.configure({"debug": False})

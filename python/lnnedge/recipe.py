@@ -60,6 +60,14 @@ class Tolerances:
 
 
 @dataclass(frozen=True)
+class QuantSpec:
+    scheme: str
+    keep_float: tuple[str, ...]
+    max_abs_err: float
+    task_rmse: float
+
+
+@dataclass(frozen=True)
 class Recipe:
     name: str
     path: Path
@@ -69,6 +77,7 @@ class Recipe:
     training: TrainSpec
     tolerances: Tolerances
     verify_points: int
+    quantization: QuantSpec | None = None
 
 
 def recipe_path(name_or_path: str) -> Path:
@@ -157,6 +166,23 @@ def parse(raw: Any, path: Path) -> Recipe:
             target_rmse=reader.real(tol, "tolerances", "target_rmse", positive=True),
         ),
         verify_points=reader.integer(verify, "verify", "points", minimum=1, default=1024),
+        quantization=_quant(reader, top.get("quantization")),
+    )
+
+
+def _quant(reader: _Reader, raw: Any) -> QuantSpec | None:
+    if raw is None:
+        return None
+    q = reader.mapping(raw, "quantization")
+    keep = q.get("keep_float", [])
+    if not isinstance(keep, list) or not all(isinstance(k, str) for k in keep):
+        reader.fail("quantization.keep_float", f"must be a list of module names, got {keep!r}")
+    tol = reader.mapping(q.get("tolerance"), "quantization.tolerance")
+    return QuantSpec(
+        scheme=reader.choice(q, "quantization", "scheme", ("int8",)),
+        keep_float=tuple(keep),
+        max_abs_err=reader.real(tol, "quantization.tolerance", "max_abs_err", positive=True),
+        task_rmse=reader.real(tol, "quantization.tolerance", "task_rmse", positive=True),
     )
 
 

@@ -179,6 +179,18 @@ def bench_step(model: str, quick: bool = False) -> dict:
     return report
 
 
+def quantize_check_step(model: str) -> dict:
+    from . import quantize
+
+    recipe = recipes.load(model)
+    out = model_dir(recipe.name)
+    net = load_checkpoint(recipe, out)
+    report = quantize.check(recipe, net, model_file(recipe.name), out / "model-int8.lnnb", out)
+    print(quantize.table(report))
+    print(f"wrote {out / 'quantize-check.json'}")
+    return report
+
+
 def status_step(board_name: str | None) -> list[deploy.Outcome]:
     boards = config.resolve(board_name)
     outcomes = deploy.across(boards, deploy.status)

@@ -1,0 +1,128 @@
+"""Post-training quantization of weights: int8, symmetric, one scale per output channel.
+
+    scale[m] = max_k |W[m, k]| / 127          (1 where the row is all zeros)
+    q[m, k]  = clamp(round(W[m, k] / scale[m]), -127, 127)
+    y        = (x @ q^T) * scale + b           activations and accumulation stay float32
+
+`fake_quantize` gives the PyTorch model that computes exactly this (weights
+replaced by q * scale): what the quantized device is verified against.
+`check` is the quantize-check gate: quantized vs float on the held-out set.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import data
+from .artifacts import atomic_write_text
+from .recipe import Recipe
+
+SCHEMES = ("int8",)
+
+
+@dataclass(frozen=True)
+class QuantizedWeight:
+    q: np.ndarray  # int8 (M, K)
+    scale: np.ndarray  # float32 (M,)
+
+
+def quantize_weight(w: np.ndarray) -> QuantizedWeight:
+    w = np.asarray(w, dtype=np.float32)
+    peak = np.max(np.abs(w), axis=1)
+    scale = np.where(peak > 0, peak / np.float32(127), np.float32(1)).astype(np.float32)
+    q = np.clip(np.rint(w / scale[:, None]), -127, 127).astype(np.int8)
+    return QuantizedWeight(q, scale)
+
+
+def dequantize(qw: QuantizedWeight) -> np.ndarray:
+    return (qw.q.astype(np.float32) * qw.scale[:, None]).astype(np.float32)
+
+
+def quantizable(model: torch.nn.Module, keep_float: tuple[str, ...]) -> list[str]:
+    """Names of the nn.Linear modules to quantize (all but those kept in float)."""
+    return [name for name, m in model.named_modules() if isinstance(m, torch.nn.Linear) and name not in keep_float]
+
+
+def fake_quantize(model: torch.nn.Module, keep_float: tuple[str, ...]) -> torch.nn.Module:
+    """A copy of `model` whose quantized Linear weights are replaced by q * scale."""
+    fake = copy.deepcopy(model)
+    modules = dict(fake.named_modules())
+    with torch.no_grad():
+        for name in quantizable(fake, keep_float):
+            weight = modules[name].weight
+            weight.copy_(torch.from_numpy(dequantize(quantize_weight(weight.detach().numpy()))))
+    return fake.eval()
+
+
+def check(recipe: Recipe, model: torch.nn.Module, float_file: Path | None, quant_file: Path | None,
+          out_dir: Path) -> dict:
+    """Quantized vs float PyTorch on the held-out set, the task metric of both, sizes; writes the JSON."""
+    spec = recipe.quantization
+    if spec is None:
+        raise ValueError(f"{recipe.path}: the recipe has no quantization section")
+    _, _, x_test, y_test = data.train_test(recipe.data)
+    fake = fake_quantize(model, spec.keep_float)
+    with torch.no_grad():
+        xt = torch.tensor(x_test, dtype=torch.float32)
+        y_float = model(xt).double().numpy()
+        y_quant = fake(xt).double().numpy()
+    diff = y_quant - y_float
+    quantized = quantizable(model, spec.keep_float)
+    modules = dict(model.named_modules())
+    report = {
+        "model": recipe.name,
+        "scheme": f"{spec.scheme} weights, symmetric, per output channel; float32 activations and accumulation",
+        "quantized_tensors": [f"{name}.weight {tuple(modules[name].weight.shape)}" for name in quantized],
+        "float_tensors": sorted(n for n, _ in model.named_parameters()
+                                if not (n.endswith(".weight") and n[:-7] in quantized)),
+        "n": int(len(x_test)),
+        "max_abs_err": float(np.max(np.abs(diff))),
+        "rmse": float(np.sqrt(np.mean(diff ** 2))),
+        "task_rmse_float": float(np.sqrt(np.mean((y_float - y_test) ** 2))),
+        "task_rmse_quant": float(np.sqrt(np.mean((y_quant - y_test) ** 2))),
+        "tolerance": {"max_abs_err": spec.max_abs_err, "task_rmse": spec.task_rmse},
+        "float_file_bytes": float_file.stat().st_size if float_file and float_file.is_file() else None,
+        "quant_file_bytes": quant_file.stat().st_size if quant_file and quant_file.is_file() else None,
+    }
+    if report["float_file_bytes"] and report["quant_file_bytes"]:
+        report["size_ratio"] = report["quant_file_bytes"] / report["float_file_bytes"]
+    report["passed"] = bool(report["max_abs_err"] <= spec.max_abs_err and report["task_rmse_quant"] <= spec.task_rmse)
+    atomic_write_text(out_dir / "quantize-check.json", json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def table(report: dict) -> str:
+    tol = report["tolerance"]
+    lines = [
+        f"{report['model']}: {report['scheme']}",
+        f"  quantized: {', '.join(report['quantized_tensors'])}",
+        f"  kept float: {', '.join(report['float_tensors'])}",
+        f"  quantized vs float   max |err| {report['max_abs_err']:.3e} (≤ {tol['max_abs_err']})   "
+        f"RMSE {report['rmse']:.3e}",
+        f"  vs true function     float RMSE {report['task_rmse_float']:.4f}   "
+        f"quantized RMSE {report['task_rmse_quant']:.4f} (≤ {tol['task_rmse']})",
+    ]
+    if report.get("size_ratio"):
+        lines.append(f"  model file           {report['float_file_bytes']} B float -> {report['quant_file_bytes']} B "
+                     f"int8 ({report['size_ratio']:.2f}×)")
+    lines.append(f"  {'PASSED' if report['passed'] else 'FAILED'}")
+    return "\n".join(lines)
+
+
+def gate(out_dir: Path, recipe_name: str) -> dict:
+    """The quantize-check result a deploy of a quantized model relies on; raise if missing or failed."""
+    path = out_dir / "quantize-check.json"
+    if not path.is_file():
+        raise ValueError(f"no quantize-check for {recipe_name}: run `invoke quantize-check --model {recipe_name}` "
+                         "before deploying a quantized model (or pass --force)")
+    report = json.loads(path.read_text())
+    if not report.get("passed"):
+        raise ValueError(f"quantize-check failed for {recipe_name} (see {path}); refusing to deploy the quantized "
+                         "model (pass --force to override)")
+    return report
