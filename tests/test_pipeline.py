@@ -38,14 +38,17 @@ def _report(model: str, board: str) -> dict:
     return json.loads((BUILD_DIR / model / f"verify-{board}.json").read_text())
 
 
-def test_demo_runs_the_whole_pipeline_and_passes(demo):
+def test_demo_runs_the_whole_pipeline_on_qemu_rpi4_and_passes(demo):
+    """The default board is the QEMU Raspberry Pi 4: aarch64 build, NEON kernels, under qemu-aarch64."""
     out = BUILD_DIR / "ltc-sine"
     for name in ("checkpoint.pt", "train-metrics.json", "loss.png", "model.lnnb", "model.lnnb.txt",
-                 "verify-host.json", "verify-host.png"):
+                 "verify-qemu-rpi4.json", "verify-qemu-rpi4.png"):
         assert (out / name).is_file(), name
+    assert (BUILD_DIR / "vm" / "rpi4" / "lnnvm").is_file()
     metrics = json.loads((out / "train-metrics.json").read_text())
     assert metrics["test_rmse"] <= 0.02
-    report = _report("ltc-sine", "host")
+    report = _report("ltc-sine", "qemu-rpi4")
+    assert report["isa"] == "neon" and report["target"] == "rpi4"
     assert report["passed"] is True
     assert report["n"] == 1024
     assert report["max_abs_err"] <= 1e-5
@@ -58,6 +61,7 @@ def test_demo_runs_the_whole_pipeline_and_passes(demo):
 
 def test_single_steps_and_run(demo):
     ok("compile")
+    ok("build", "--target", "host")
     verify = ok("verify", "--board", "host")
     assert "reference VM (numpy)" in verify.stdout
     run = ok("run", "--board", "host", "--inputs", "0.5,1.5")
@@ -75,6 +79,7 @@ def test_second_recipe_hidden16_input3_rk4_trains_compiles_and_verifies():
 
 def test_verify_fails_with_nonzero_exit_when_the_device_disagrees(demo, tmp_path):
     """A model file whose weights were altered (CRC fixed, so it loads) must fail verification."""
+    ok("build", "--target", "host")
     path = BUILD_DIR / "ltc-sine" / "model.lnnb"
     original = path.read_bytes()
     try:
