@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Target
-from .paths import BUILD_DIR, VM_DIR
+from .paths import BUILD_DIR, ROOT, VM_DIR
 
 
 class BuildError(RuntimeError):
@@ -29,10 +29,17 @@ class BuildResult:
     library: Path | None
     runner_bytes: int
     vm_bytes: int | None  # text + data of liblnnvm.a, where the toolchain has a `size` tool
+    memory: dict | None = None  # firmware targets: flash/RAM use, from `make size`
 
 
 def output_dir(target: Target) -> Path:
-    return BUILD_DIR / "vm" / target.name
+    return BUILD_DIR / ("firmware" if target.firmware else "vm") / target.name
+
+
+def runner_path(target: Target) -> Path:
+    """What a board of this target runs: the lnnvm runner, or the firmware image."""
+    out = output_dir(target)
+    return out / target.firmware.elf if target.firmware else out / "lnnvm"
 
 
 def tool_command(spec: str) -> list[str]:
@@ -73,6 +80,8 @@ def make_command(target: Target, out: Path, goal: str) -> list[str]:
 def build(target: Target, sanitize: bool = False, echo=print) -> BuildResult:
     """make -C vm for the target; `sanitize` builds the ASan/UBSan runner into <out>-sanitize."""
     _check_tool(target, tool_command(target.toolchain.cc))
+    if target.firmware is not None:
+        return build_firmware(target, echo)
     out = output_dir(target)
     if sanitize:
         out = out.with_name(out.name + "-sanitize")
@@ -92,6 +101,26 @@ def build(target: Target, sanitize: bool = False, echo=print) -> BuildResult:
                          f"{target.vm_size_budget} bytes in targets/{target.name}.yaml")
     return BuildResult(target.name, command, runner, library if library.is_file() else None, runner.stat().st_size,
                        vm_bytes)
+
+
+def build_firmware(target: Target, echo=print) -> BuildResult:
+    """The bare-metal image (vm/firmware) and its flash/RAM use; refuses one over the board's budget."""
+    fw = target.firmware
+    out = output_dir(target)
+    cross = target.toolchain.cc[: -len("gcc")] if target.toolchain.cc.endswith("gcc") else target.toolchain.cc
+    args = ["make", "-C", str(ROOT / fw.make_dir), f"O={out}", f"CROSS={cross}", f"TARGET_NAME={target.name}",
+            *(f"{k}={v}" for k, v in fw.variables.items())]
+    echo(f"$ {shlex.join(args)}")
+    proc = subprocess.run(args, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise BuildError(f"building the firmware for {target.name} failed:\n{proc.stdout}{proc.stderr}")
+    sizes = subprocess.run([*args, "-s", "size"], capture_output=True, text=True, check=True).stdout
+    memory = {k: int(v) for k, v in (line.split("=", 1) for line in sizes.split() if "=" in line)}
+    elf = out / fw.elf
+    if target.vm_size_budget and memory["flash"] > target.vm_size_budget:
+        raise BuildError(f"the firmware for {target.name} takes {memory['flash']} bytes of flash, over its budget "
+                         f"of {target.vm_size_budget} bytes in targets/{target.name}.yaml")
+    return BuildResult(target.name, shlex.join(args), elf, None, elf.stat().st_size, memory["flash"], memory)
 
 
 def vm_size(target: Target, archive: Path) -> int | None:

@@ -17,7 +17,7 @@ from .paths import ROOT
 TARGETS_DIR = ROOT / "targets"
 TOOLCHAINS_DIR = ROOT / "toolchains"
 BOARDS_FILE = ROOT / "boards.yaml"
-TRANSPORTS = ("local", "qemu", "ssh")
+TRANSPORTS = ("local", "qemu", "ssh", "serial", "qemu-system")
 _BOARD_FIELDS = {"target", "transport", "description", "qemu_cpu", "memory"}
 _UNITS = {"": 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "KB": 1000, "MB": 1000**2, "GB": 1000**3}
 
@@ -38,6 +38,7 @@ def _memory(entry: dict, path: Path, name: str) -> dict:
         raise ConfigError(f"{path}: board '{name}': memory must be a mapping with ram and/or flash")
     return {k: _bytes(v, path, f"board '{name}': memory.{k}") for k, v in raw.items()}
 _SSH_FIELDS = {"host", "port", "user", "key", "agent", "known_hosts", "remote_dir", "command_prefix", "timeouts"}
+_SERIAL_FIELDS = {"port", "baudrate", "timeouts", "retries"}
 
 
 def boards_file() -> Path:
@@ -81,6 +82,25 @@ class SSHSettings:
 class Qemu:
     program: str
     cpu: str
+    machine: str = ""  # system emulation (bare-metal firmware) when set
+    icount: int | None = None
+
+
+@dataclass(frozen=True)
+class Firmware:
+    make_dir: str
+    elf: str
+    bin: str
+    variables: dict
+
+
+@dataclass(frozen=True)
+class SerialSettings:
+    port: str  # any pyserial URL: /dev/ttyACM0, a pty, socket://host:port
+    baudrate: int
+    frame_timeout: float
+    run_timeout: float
+    retries: int
 
 
 @dataclass(frozen=True)
@@ -98,6 +118,8 @@ class Target:
     elf_machine: str
     qemu: Qemu | None
     vm_size_budget: int
+    clock_hz: int = 0
+    firmware: Firmware | None = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +131,7 @@ class Board:
     qemu_cpu: str
     ssh: SSHSettings | None = None
     memory: dict = field(default_factory=dict)  # {"ram": bytes, "flash": bytes}, where recorded
+    serial: SerialSettings | None = None
 
     def qemu_command(self) -> tuple[str, ...]:
         """The user-mode emulator prefix for a qemu board: program and CPU model."""
@@ -179,7 +202,19 @@ def load_target(name: str) -> Target:
         q = raw["qemu"]
         if not isinstance(q, dict):
             raise ConfigError(f"{path}: {name}: field 'qemu' must be a mapping with program and cpu")
-        qemu = Qemu(_field(q, path, f"{name}.qemu", "program", str), _field(q, path, f"{name}.qemu", "cpu", str))
+        qemu = Qemu(_field(q, path, f"{name}.qemu", "program", str), _field(q, path, f"{name}.qemu", "cpu", str),
+                    q.get("machine", ""), q.get("icount"))
+    firmware = None
+    if "firmware" in raw:
+        fw = raw["firmware"]
+        if not isinstance(fw, dict):
+            raise ConfigError(f"{path}: {name}: field 'firmware' must be a mapping (make_dir, elf, bin, variables)")
+        variables = fw.get("variables", {})
+        if not isinstance(variables, dict):
+            raise ConfigError(f"{path}: {name}: firmware.variables must be a mapping of make variables")
+        firmware = Firmware(_field(fw, path, f"{name}.firmware", "make_dir", str),
+                            _field(fw, path, f"{name}.firmware", "elf", str),
+                            _field(fw, path, f"{name}.firmware", "bin", str), variables)
     return Target(
         name=name,
         description=_field(raw, path, name, "description", str, ""),
@@ -194,6 +229,8 @@ def load_target(name: str) -> Target:
         elf_machine=_field(raw, path, name, "elf_machine", str, ""),
         qemu=qemu,
         vm_size_budget=_field(raw, path, name, "vm_size_budget", int, 0),
+        clock_hz=_field(raw, path, name, "clock_hz", int, 0),
+        firmware=firmware,
     )
 
 
@@ -237,6 +274,23 @@ def _ssh_settings(entry: dict, path: Path, name: str) -> SSHSettings:
     )
 
 
+def _serial_settings(entry: dict, path: Path, name: str) -> SerialSettings:
+    where = f"board '{name}'"
+    timeouts = entry.get("timeouts", {})
+    if not isinstance(timeouts, dict) or set(timeouts) - {"frame", "run"}:
+        raise ConfigError(f"{path}: {where}: 'timeouts' may hold frame and run (seconds)")
+    for k, v in timeouts.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+            raise ConfigError(f"{path}: {where}: timeouts.{k} must be a positive number of seconds, got {v!r}")
+    retries = _field(entry, path, where, "retries", int, 6)
+    if retries < 1:
+        raise ConfigError(f"{path}: {where}: retries must be >= 1")
+    return SerialSettings(port=_field(entry, path, where, "port", str),
+                          baudrate=_field(entry, path, where, "baudrate", int, 115200),
+                          frame_timeout=float(timeouts.get("frame", 1.0)), run_timeout=float(timeouts.get("run", 60)),
+                          retries=retries)
+
+
 def load_boards(path: Path | None = None) -> tuple[dict[str, Board], str]:
     """All boards and the default board's name."""
     path = path or boards_file()
@@ -249,7 +303,8 @@ def load_boards(path: Path | None = None) -> tuple[dict[str, Board], str]:
         if not isinstance(entry, dict):
             raise ConfigError(f"{path}: board '{name}': entry must be a mapping, got {entry!r}")
         transport = entry.get("transport")
-        unknown = set(entry) - _BOARD_FIELDS - (_SSH_FIELDS if transport == "ssh" else set())
+        extra = _SSH_FIELDS if transport == "ssh" else _SERIAL_FIELDS if transport == "serial" else set()
+        unknown = set(entry) - _BOARD_FIELDS - extra
         if unknown:
             raise ConfigError(f"{path}: board '{name}': unknown field(s) {', '.join(sorted(unknown))}")
         transport = _field(entry, path, f"board '{name}'", "transport", str)
@@ -263,11 +318,18 @@ def load_boards(path: Path | None = None) -> tuple[dict[str, Board], str]:
         if transport == "qemu" and target.qemu is None:
             raise ConfigError(f"{path}: board '{name}': transport qemu needs a target with qemu settings; "
                               f"{target.name} has none")
+        if transport == "qemu-system" and (target.qemu is None or not target.qemu.machine or target.firmware is None):
+            raise ConfigError(f"{path}: board '{name}': transport qemu-system needs a firmware target with "
+                              f"qemu.machine; {target.name} is not one")
+        if transport in ("serial", "qemu-system") and target.firmware is None:
+            raise ConfigError(f"{path}: board '{name}': transport {transport} needs a firmware target "
+                              f"(e.g. cortex-m4); {target.name} is not one")
         boards[name] = Board(name, target, transport,
                              _field(entry, path, f"board '{name}'", "description", str, ""),
                              _field(entry, path, f"board '{name}'", "qemu_cpu", str, ""),
                              _ssh_settings(entry, path, name) if transport == "ssh" else None,
-                             _memory(entry, path, name))
+                             _memory(entry, path, name),
+                             _serial_settings(entry, path, name) if transport == "serial" else None)
     default = raw.get("default_board", next(iter(boards)))
     if default not in boards:
         raise ConfigError(f"{path}: default_board {default!r} is not a board in the file")

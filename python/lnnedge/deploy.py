@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from . import config, data, fit
-from .build import output_dir
+from .build import runner_path
 from .paths import VM_DIR
 from .recipe import Recipe
 from .transports import TransportError, for_board
@@ -42,7 +42,7 @@ def smoke_set(recipe: Recipe, model: torch.nn.Module) -> tuple[np.ndarray, np.nd
 
 
 def deploy(recipe: Recipe, model: torch.nn.Module, model_file: Path, board: config.Board) -> dict:
-    runner = output_dir(board.target) / "lnnvm"
+    runner = runner_path(board.target)
     if not runner.is_file():
         raise FileNotFoundError(f"{runner} does not exist: run `invoke build --target {board.target.name}` first")
     fit.check(board, model_file, runner)
@@ -57,7 +57,10 @@ def deploy(recipe: Recipe, model: torch.nn.Module, model_file: Path, board: conf
             return transport.deploy(runner, model_file, x, expected, tolerance, version)
         finally:
             transport.close()
-    out = transport.run(model_file, [x]).outputs[0]
+    try:
+        out = transport.run(model_file, [x]).outputs[0]
+    finally:
+        getattr(transport, "close", lambda: None)()
     err = float(np.max(np.abs(out.astype(np.float64) - expected)))
     if err > tolerance:
         raise TransportError(f"board {board.name}: smoke test failed (max |err| {err:.3e} > {tolerance:.0e})")
@@ -66,10 +69,10 @@ def deploy(recipe: Recipe, model: torch.nn.Module, model_file: Path, board: conf
 
 def status(board: config.Board) -> dict:
     if board.transport != "ssh":
-        runner = output_dir(board.target) / "lnnvm"
+        runner = runner_path(board.target)
         return {"deployed": runner.is_file(), "target": board.target.name,
-                "note": f"{board.transport} board: runs build/vm/{board.target.name} directly"}
-    transport = for_board(board, output_dir(board.target) / "lnnvm")
+                "note": f"{board.transport} board: runs {runner} directly"}
+    transport = for_board(board, runner_path(board.target))
     try:
         return transport.status()
     finally:

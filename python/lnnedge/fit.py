@@ -29,6 +29,15 @@ def needs(model_file: Path, runner: Path | None) -> dict:
 def check(board: Board, model_file: Path, runner: Path | None) -> dict:
     """Raise FitError naming the numbers when the board's recorded RAM or flash is too small."""
     need = needs(model_file, runner)
+    firmware = board.target.firmware
+    if firmware is not None:
+        # The firmware's own static buffers bound what it can hold (targets/<target>.yaml variables).
+        for key, what, limit in (("model_bytes", "model", "MODEL_MAX"), ("arena_bytes", "arena", "ARENA_SIZE")):
+            have = int(firmware.variables.get(limit, 0))
+            if have and need[key] > have:
+                raise FitError(f"board {board.name}: the {what} needs {need[key]} bytes but the firmware's "
+                               f"{limit} is {have} (targets/{board.target.name}.yaml firmware.variables)")
+        return need
     for kind in ("ram", "flash"):
         have = board.memory.get(kind)
         if have is not None and need[f"{kind}_bytes"] > have:

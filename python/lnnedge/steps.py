@@ -13,7 +13,7 @@ import torch
 
 from . import config, deploy
 from . import recipe as recipes
-from .build import build, output_dir
+from .build import build, runner_path
 from .compiler import compile_module
 from .paths import model_dir
 from .train import load_checkpoint, save, train
@@ -75,13 +75,18 @@ def build_step(target_name: str, sanitize: bool = False) -> dict:
     result = build(target, sanitize=sanitize)
     print(f"built {target.name}: {result.runner} ({result.runner_bytes} bytes)"
           + (f", {result.library}" if result.library else ""))
-    if result.vm_bytes is not None:
+    if result.memory is not None:
+        m = result.memory
+        print(f"flash {m['flash']} B (.text {m['text']} + .rodata {m['rodata']} + .data {m['data']}); "
+              f"RAM {m['ram']} of {m['ram_total']} B (.bss {m['bss']} + model buffer {m['model_max']} + "
+              f"arena {m['arena_size']} + stack {m['stack']}); flash budget {target.vm_size_budget} B")
+    elif result.vm_bytes is not None:
         print(f"VM library (text + data): {result.vm_bytes} bytes of a {target.vm_size_budget}-byte budget")
     return {"runner": str(result.runner), "library": str(result.library) if result.library else None}
 
 
 def _transport(board: config.Board):
-    return for_board(board, output_dir(board.target) / "lnnvm")
+    return for_board(board, runner_path(board.target))
 
 
 def run_step(model: str, board_name: str | None, inputs: list[float] | None) -> np.ndarray:
@@ -94,7 +99,11 @@ def run_step(model: str, board_name: str | None, inputs: list[float] | None) -> 
     if values.size % recipe.model.inputs:
         raise ValueError(f"{recipe.name} takes {recipe.model.inputs} value(s) per input row, got {values.size}")
     x = values.reshape(-1, recipe.model.inputs)
-    result = _transport(board).run(path, [x])
+    transport = _transport(board)
+    try:
+        result = transport.run(path, [x])
+    finally:
+        getattr(transport, "close", lambda: None)()
     for row_in, row_out in zip(x, result.outputs[0]):
         print(f"{' '.join(f'{v:g}' for v in row_in)} -> {' '.join(f'{v:.6f}' for v in row_out)}")
     latency = result.timing.get("latency_us_median")
@@ -116,7 +125,15 @@ def trace_step(model: str, board_name: str | None, row: int = 0) -> bool:
     if not 0 <= row < len(points):
         raise ValueError(f"--row must be between 0 and {len(points) - 1}")
     x = points[row:row + 1]
-    steps = trace.compare(net, path.read_bytes(), x, _transport(board).trace(path, [x]))
+    transport = _transport(board)
+    if not hasattr(transport, "trace"):
+        raise ValueError(f"board {board.name}: its transport ({board.transport}) has no trace support; "
+                         "trace on a Linux or QEMU board of a compatible target")
+    try:
+        records = transport.trace(path, [x])
+    finally:
+        getattr(transport, "close", lambda: None)()
+    steps = trace.compare(net, path.read_bytes(), x, records)
     tolerance = recipe.tolerances.float32_max_abs_err
     print(f"trace of input row {row} ({', '.join(f'{v:g}' for v in x[0])}) on {board.name}")
     print(trace.render(steps, tolerance))

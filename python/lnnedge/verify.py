@@ -60,7 +60,7 @@ def verify(recipe: Recipe, model: torch.nn.Module, model_file: Path, board: Boar
         "transport": board.transport,
         "isa": result.timing.get("isa", "unknown"),
         "kernels": result.info.get("kernels", "unknown"),
-        "emulated": board.transport == "qemu" or bool(
+        "emulated": board.transport in ("qemu", "qemu-system") or bool(
             board.ssh and board.ssh.command_prefix and board.ssh.command_prefix[0].startswith("qemu")),
         "vm_version": result.timing.get("vm_version", "unknown"),
         "model_sha256": hashlib.sha256(blob).hexdigest(),
@@ -74,6 +74,8 @@ def verify(recipe: Recipe, model: torch.nn.Module, model_file: Path, board: Boar
         "latency_us_min": result.timing.get("latency_us_min"),
         "latency_us_max": result.timing.get("latency_us_max"),
         "latency_runs": result.timing.get("chunks"),
+        **{k: result.timing[k] for k in ("cycles_per_inference_median", "cycles_min", "cycles_max", "cycle_counter")
+           if k in result.timing},
         "device_wall_seconds": round(wall, 3),
         "reference_vm": {"max_abs_err": ref.max_abs_err, "rmse": ref.rmse},
         "pytorch_vs_true_rmse": float(np.sqrt(np.mean((reference.astype(np.float64) - truth) ** 2))),
@@ -104,6 +106,9 @@ def table(report: dict) -> str:
     emulated = " under QEMU emulation, not device speed" if report.get("emulated") else ""
     lines.append(f"n = {report['n']}, tolerance {report['tolerance']:.0e}, "
                  f"on-device latency {latency:.2f} µs (median per inference{emulated})" if latency is not None else "")
+    if report.get("cycles_per_inference_median") is not None:
+        lines.append(f"{report['cycles_per_inference_median']:.0f} cycles per inference (median, "
+                     f"{report.get('cycle_counter', 'cycle counter')})")
     lines.append(f"PyTorch vs true function RMSE {report['pytorch_vs_true_rmse']:.4f}; "
                  f"{'PASSED' if report['passed'] else 'FAILED'}")
     return "\n".join(lines)

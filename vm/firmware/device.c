@@ -1,0 +1,761 @@
+/*
+ * device.c - the device side of the lnnedge serial protocol (vm/PROTOCOL.md).
+ *
+ * Receive path: bytes accumulate until a 0x00; the block is COBS-decoded,
+ * its size, CRC-32 and length field checked (a failure is answered with a
+ * NAK and forgotten), then the request is handled and answered. The last
+ * answer is kept as sent: a request identical to the previous one (same seq
+ * and same CRC: the host did not get our answer and sent it again) is
+ * answered from that copy without running anything twice.
+ *
+ * Memory: the model buffer and the arena are static (.noinit), the frame
+ * buffers hold one frame of LNN_MAX_PAYLOAD bytes each. Nothing is
+ * allocated; a block longer than the receive buffer is dropped up to the
+ * next 0x00.
+ */
+#include "device.h"
+
+#include <string.h>
+
+#include "board.h"
+#include "cobs.h"
+#include "crc32.h"
+#include "internal.h"
+#include "lnn_disasm.h"
+#include "lnnvm.h"
+#include "proto.h"
+
+#ifndef LNN_MODEL_MAX
+#define LNN_MODEL_MAX (2048u * 1024u)
+#endif
+#ifndef LNN_ARENA_SIZE
+#define LNN_ARENA_SIZE (1536u * 1024u)
+#endif
+#ifndef LNN_FW_VERSION
+#define LNN_FW_VERSION "0.1.0"
+#endif
+#ifndef LNN_TARGET_NAME
+#define LNN_TARGET_NAME "cortex-m4"
+#endif
+
+_Static_assert(LNN_MAX_PAYLOAD >= LNN_P_MIN_PAYLOAD, "LNN_MAX_PAYLOAD below the protocol minimum");
+_Static_assert(LNN_MAX_PAYLOAD <= 65535u, "the length field is 16 bits");
+
+/* ---- buffers -------------------------------------------------------------- */
+
+static uint8_t model_buf[LNN_MODEL_MAX] __attribute__((aligned(64))) LNN_NOINIT;
+static uint8_t arena[LNN_ARENA_SIZE] __attribute__((aligned(64))) LNN_NOINIT;
+
+static uint8_t rx_wire[LNN_COBS_MAX(LNN_FRAME_MAX)]; /* encoded, no delimiters */
+static size_t rx_n;
+static int rx_overlong;
+static uint8_t rx_raw[LNN_FRAME_MAX] __attribute__((aligned(8)));
+static uint8_t tx_raw[LNN_FRAME_MAX] __attribute__((aligned(8)));
+static uint8_t tx_wire[LNN_WIRE_MAX]; /* the last answer, as sent */
+static size_t tx_wire_len;
+static uint8_t small_raw[LNN_P_HEADER_SIZE + 16u + LNN_P_CRC_SIZE] __attribute__((aligned(4)));
+static uint8_t small_wire[LNN_COBS_MAX(sizeof small_raw) + 2u];
+
+#define TX_PAYLOAD (tx_raw + LNN_P_HEADER_SIZE)
+
+/* ---- state ------------------------------------------------------------------ */
+
+static struct {
+    uint32_t session;  /* 0 until the first HELLO */
+    uint32_t pool;     /* entropy gathered until then */
+    int have_last;     /* tx_wire answers (last_seq, last_crc) */
+    uint16_t last_seq;
+    uint32_t last_crc;
+    uint32_t rx_frames, rx_bad, rx_dup;
+} link;
+
+static struct {
+    int active; /* between LOAD_BEGIN and LOAD_COMMIT */
+    uint32_t size, crc, received;
+    int loaded; /* lnn_init accepted model_buf[0, size) */
+    uint32_t loaded_size, loaded_crc;
+    lnn_model m;
+} ld;
+
+/* ---- little helpers -------------------------------------------------------- */
+
+static void wr16(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+
+static void wr32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+
+/* A bounded text builder; a line that does not fit is cut off whole. */
+typedef struct {
+    uint8_t *p;
+    size_t cap, len, line_start;
+    int full;
+} text;
+
+static void t_ch(text *t, char c)
+{
+    if (t->full)
+        return;
+    if (t->len >= t->cap) {
+        t->full = 1;
+        t->len = t->line_start;
+        return;
+    }
+    t->p[t->len++] = (uint8_t)c;
+    if (c == '\n')
+        t->line_start = t->len;
+}
+
+static void t_str(text *t, const char *s)
+{
+    while (*s)
+        t_ch(t, *s++);
+}
+
+static void t_u32(text *t, uint32_t v)
+{
+    char d[10];
+    int n = 0;
+    do {
+        d[n++] = (char)('0' + v % 10u);
+        v /= 10u;
+    } while (v);
+    while (n)
+        t_ch(t, d[--n]);
+}
+
+static void t_hex(text *t, uint32_t v)
+{
+    static const char hx[] = "0123456789abcdef";
+    t_str(t, "0x");
+    for (int i = 7; i >= 0; i--)
+        t_ch(t, hx[(v >> (4 * i)) & 15u]);
+}
+
+static void kv_str(text *t, const char *k, const char *v)
+{
+    t_str(t, k);
+    t_str(t, ": ");
+    t_str(t, v);
+    t_ch(t, '\n');
+}
+
+static void kv_u32(text *t, const char *k, uint32_t v)
+{
+    t_str(t, k);
+    t_str(t, ": ");
+    t_u32(t, v);
+    t_ch(t, '\n');
+}
+
+static void kv_hex(text *t, const char *k, uint32_t v)
+{
+    t_str(t, k);
+    t_str(t, ": ");
+    t_hex(t, v);
+    t_ch(t, '\n');
+}
+
+static uint32_t mix32(uint32_t h)
+{
+    h ^= h >> 16;
+    h *= 0x7FEB352Du;
+    h ^= h >> 15;
+    h *= 0x846CA68Bu;
+    h ^= h >> 16;
+    return h;
+}
+
+/* ---- frames out ---------------------------------------------------------------- */
+
+static size_t frame_seal(uint8_t *raw, uint8_t type, uint16_t seq, uint32_t nonce, size_t len)
+{
+    raw[LNN_FH_TYPE] = type;
+    raw[LNN_FH_FLAGS] = 0;
+    wr16(raw + LNN_FH_SEQ, seq);
+    wr32(raw + LNN_FH_NONCE, nonce);
+    wr16(raw + LNN_FH_LEN, (uint32_t)len);
+    wr16(raw + LNN_FH_RESERVED, 0);
+    const size_t body = LNN_P_HEADER_SIZE + len;
+    wr32(raw + body, lnn_crc32(0, raw, body));
+    return body + LNN_P_CRC_SIZE;
+}
+
+/* 0x00, COBS(raw), 0x00: the leading zero ends whatever noise came before. */
+static size_t wire_encode(const uint8_t *raw, size_t n, uint8_t *wire, size_t cap)
+{
+    wire[0] = 0;
+    const size_t e = lnn_cobs_encode(raw, n, wire + 1, cap - 2);
+    wire[1 + e] = 0;
+    return e + 2;
+}
+
+/* A frame that is not an answer (NAK, BOOT, PROGRESS): not kept for resending. */
+static void send_small(uint8_t type, uint16_t seq, const uint8_t *payload, size_t len)
+{
+    memcpy(small_raw + LNN_P_HEADER_SIZE, payload, len);
+    const size_t n = frame_seal(small_raw, type, seq, link.session, len);
+    board_write(small_wire, wire_encode(small_raw, n, small_wire, sizeof small_wire));
+}
+
+/* Sends the answer whose payload (len bytes) is in TX_PAYLOAD, and keeps it. */
+static void answer(uint8_t type, uint16_t seq, size_t len)
+{
+    const size_t n = frame_seal(tx_raw, type, seq, link.session, len);
+    tx_wire_len = wire_encode(tx_raw, n, tx_wire, sizeof tx_wire);
+    link.have_last = 1;
+    board_write(tx_wire, tx_wire_len);
+}
+
+/* ERROR: u8 domain, u8 0, u16 code, u32 offset, text "NAME: message[: detail]". */
+static text error_begin(uint8_t domain, uint32_t code, uint32_t offset, const char *name, const char *msg)
+{
+    uint8_t *p = TX_PAYLOAD;
+    p[0] = domain;
+    p[1] = 0;
+    wr16(p + 2, code);
+    wr32(p + 4, offset);
+    text t = {p + 8, LNN_MAX_PAYLOAD - 8u, 0, 0, 0};
+    t_str(&t, name);
+    t_str(&t, ": ");
+    t_str(&t, msg);
+    return t;
+}
+
+static void error_end(uint16_t seq, text *t)
+{
+    answer(LNN_F_ERROR, seq, 8u + t->len);
+}
+
+static text proto_error(lnn_proto_error e)
+{
+    return error_begin(LNN_P_DOMAIN_PROTOCOL, e, 0xFFFFFFFFu, lnn_proto_error_name(e), lnn_proto_error_str(e));
+}
+
+static void fail(uint16_t seq, lnn_proto_error e)
+{
+    text t = proto_error(e);
+    error_end(seq, &t);
+}
+
+static void vm_fail(uint16_t seq, lnn_status s, uint32_t offset)
+{
+    text t = error_begin(LNN_P_DOMAIN_VM, (uint32_t)s, offset, lnn_status_name(s), lnn_status_str(s));
+    error_end(seq, &t);
+}
+
+static void nak(lnn_nak_reason r)
+{
+    const uint8_t p[4] = {(uint8_t)r, 0, 0, 0};
+    link.rx_bad++;
+    send_small(LNN_F_NAK, link.last_seq, p, sizeof p);
+}
+
+/* ---- info text -------------------------------------------------------------- */
+
+static void device_info(text *t)
+{
+    kv_u32(t, "protocol", LNN_P_PROTOCOL_VERSION);
+    kv_str(t, "firmware", "lnnedge-m4 " LNN_FW_VERSION);
+    kv_str(t, "board", board_name());
+    kv_str(t, "target", LNN_TARGET_NAME);
+    kv_str(t, "arch", LNN_ARCH_NAME);
+    kv_str(t, "vm_version", lnn_version());
+    kv_str(t, "isa", ld.loaded ? lnn_isa(&ld.m) : lnn_kernel_set_name(0));
+    t_str(t, "kernels: ");
+    const char *k;
+    for (uint32_t i = 0; (k = lnn_kernel_set_name(i)) != NULL; i++) {
+        if (i)
+            t_ch(t, ',');
+        t_str(t, k);
+    }
+    t_ch(t, '\n');
+    kv_u32(t, "max_model", LNN_MODEL_MAX);
+    kv_u32(t, "arena_size", LNN_ARENA_SIZE);
+    kv_u32(t, "max_payload", LNN_MAX_PAYLOAD);
+    kv_u32(t, "core_clock_hz", board_clock_hz());
+    kv_str(t, "cycle_counter", board_cycle_counter());
+    kv_hex(t, "session", link.session);
+    kv_u32(t, "boots", board_boot_count());
+    uint32_t exc, pc;
+    if (board_last_fault(&exc, &pc)) {
+        t_str(t, "last_fault: exception ");
+        t_u32(t, exc);
+        t_str(t, " at pc ");
+        t_hex(t, pc);
+        t_ch(t, '\n');
+    } else {
+        kv_str(t, "last_fault", "none");
+    }
+    kv_u32(t, "rx_frames", link.rx_frames);
+    kv_u32(t, "rx_bad", link.rx_bad);
+    kv_u32(t, "rx_dup", link.rx_dup);
+    kv_u32(t, "rx_dropped", board_rx_dropped());
+}
+
+static void io_line(text *t, const char *kind, uint32_t i, uint32_t tensor)
+{
+    char shape[64];
+    lnn_describe_shape(&ld.m, tensor, shape, sizeof shape);
+    t_str(t, kind);
+    t_u32(t, i);
+    t_str(t, ": ");
+    t_str(t, shape);
+    t_ch(t, '\n');
+}
+
+static void model_info(text *t)
+{
+    kv_u32(t, "model_loaded", (uint32_t)ld.loaded);
+    if (!ld.loaded)
+        return;
+    const lnn_model *m = &ld.m;
+    kv_hex(t, "model_crc", ld.loaded_crc);
+    t_str(t, "version: ");
+    t_u32(t, lnn_rd16(m->buf + LNN_H_VERSION_MAJOR));
+    t_ch(t, '.');
+    t_u32(t, lnn_rd16(m->buf + LNN_H_VERSION_MINOR));
+    t_ch(t, '\n');
+    kv_u32(t, "file_size", ld.loaded_size);
+    kv_u32(t, "tensors", m->num_tensors);
+    kv_u32(t, "code_words", m->code_words);
+    kv_u32(t, "consts_size", m->consts_size);
+    kv_u32(t, "inputs", lnn_num_inputs(m));
+    for (uint32_t i = 0; i < lnn_num_inputs(m); i++)
+        io_line(t, "input", i, m->input_tensor[i]);
+    kv_u32(t, "outputs", lnn_num_outputs(m));
+    for (uint32_t i = 0; i < lnn_num_outputs(m); i++)
+        io_line(t, "output", i, m->output_tensor[i]);
+    kv_u32(t, "arena_fixed", m->arena_fixed);
+    kv_u32(t, "arena_row", m->arena_row);
+    kv_u32(t, "max_batch", lnn_max_batch(m));
+}
+
+static text payload_text(void)
+{
+    text t = {TX_PAYLOAD, LNN_MAX_PAYLOAD, 0, 0, 0};
+    return t;
+}
+
+/* ---- commands ---------------------------------------------------------------- */
+
+static void cmd_hello(uint16_t seq, const uint8_t *p, size_t len)
+{
+    if (len != 8) {
+        fail(seq, LNN_PE_E_PAYLOAD);
+        return;
+    }
+    if (lnn_rd16(p) != LNN_P_PROTOCOL_VERSION) {
+        text t = proto_error(LNN_PE_E_VERSION);
+        t_str(&t, ": the device speaks version ");
+        t_u32(&t, LNN_P_PROTOCOL_VERSION);
+        error_end(seq, &t);
+        return;
+    }
+    if (link.session == 0) {
+        /* fixed for this boot: device entropy mixed with the host's salt */
+        uint32_t s = mix32(link.pool ^ board_entropy() ^ mix32(lnn_rd32(p + 4) + board_cycles()));
+        link.session = s ? s : 1u;
+    }
+    text t = payload_text();
+    device_info(&t);
+    model_info(&t);
+    answer(LNN_F_HELLO | LNN_P_OK_BIT, seq, t.len);
+}
+
+static void cmd_info(uint16_t seq, size_t len)
+{
+    if (len != 0) {
+        fail(seq, LNN_PE_E_PAYLOAD);
+        return;
+    }
+    text t = payload_text();
+    device_info(&t);
+    model_info(&t);
+    answer(LNN_F_INFO | LNN_P_OK_BIT, seq, t.len);
+}
+
+static void cmd_load_begin(uint16_t seq, const uint8_t *p, size_t len)
+{
+    if (len != 8) {
+        fail(seq, LNN_PE_E_PAYLOAD);
+        return;
+    }
+    const uint32_t size = lnn_rd32(p), crc = lnn_rd32(p + 4);
+    if (size == 0) {
+        fail(seq, LNN_PE_E_PAYLOAD);
+        return;
+    }
+    if (size > LNN_MODEL_MAX) {
+        text t = proto_error(LNN_PE_E_TOO_BIG);
+        t_str(&t, ": ");
+        t_u32(&t, size);
+        t_str(&t, " > ");
+        t_u32(&t, LNN_MODEL_MAX);
+        t_str(&t, " bytes");
+        error_end(seq, &t);
+        return;
+    }
+    ld.loaded = 0; /* the buffer is about to be overwritten */
+    ld.active = 1;
+    ld.size = size;
+    ld.crc = crc;
+    ld.received = 0;
+    answer(LNN_F_LOAD_BEGIN | LNN_P_OK_BIT, seq, 0);
+}
+
+static void cmd_load_chunk(uint16_t seq, const uint8_t *p, size_t len)
+{
+    if (len < 4) {
+        fail(seq, LNN_PE_E_PAYLOAD);
+        return;
+    }
+    if (!ld.active) {
+        fail(seq, LNN_PE_E_LOAD_STATE);
+        return;
+    }
+    const uint32_t offset = lnn_rd32(p);
+    const uint32_t n = (uint32_t)len - 4u;
+    if (offset > ld.received) {
+        text t = proto_error(LNN_PE_E_LOAD_STATE);
+        t_str(&t, ": chunk at ");
+        t_u32(&t, offset);
+        t_str(&t, " but ");
+        t_u32(&t, ld.received);
+        t_str(&t, " bytes received");
+        error_end(seq, &t);
+        return;
+    }
+    if (n > ld.size - offset) {
+        fail(seq, LNN_PE_E_PAYLOAD);
+        return;
+    }
+    memcpy(model_buf + offset, p + 4, n);
+    if (offset + n > ld.received)
+        ld.received = offset + n;
+    wr32(TX_PAYLOAD, ld.received);
+    answer(LNN_F_LOAD_CHUNK | LNN_P_OK_BIT, seq, 4);
+}
+
+static void cmd_load_commit(uint16_t seq, size_t len)
+{
+    if (len != 0) {
+        fail(seq, LNN_PE_E_PAYLOAD);
+        return;
+    }
+    if (!ld.active) {
+        fail(seq, LNN_PE_E_LOAD_STATE);
+        return;
+    }
+    ld.active = 0;
+    if (ld.received != ld.size) {
+        fail(seq, LNN_PE_E_INCOMPLETE);
+        return;
+    }
+    const uint32_t crc = lnn_crc32(0, model_buf, ld.size);
+    if (crc != ld.crc) {
+        text t = proto_error(LNN_PE_E_TRANSFER_CRC);
+        t_str(&t, ": got ");
+        t_hex(&t, crc);
+        t_str(&t, ", announced ");
+        t_hex(&t, ld.crc);
+        error_end(seq, &t);
+        return;
+    }
+    memset(arena, 0, sizeof arena);
+    const lnn_status s = lnn_init(&ld.m, model_buf, ld.size, arena, sizeof arena);
+    if (s != LNN_OK) {
+        vm_fail(seq, s, lnn_error_offset(&ld.m));
+        return;
+    }
+    ld.loaded = 1;
+    ld.loaded_size = ld.size;
+    ld.loaded_crc = crc;
+    text t = payload_text();
+    model_info(&t);
+    answer(LNN_F_LOAD_COMMIT | LNN_P_OK_BIT, seq, t.len);
+}
+
+static void cmd_run(uint16_t seq, const uint8_t *p, size_t len)
+{
+    const uint32_t started = board_cycles();
+    if (!ld.loaded) {
+        fail(seq, LNN_PE_E_NO_MODEL);
+        return;
+    }
+    if (len < 4) {
+        fail(seq, LNN_PE_E_PAYLOAD);
+        return;
+    }
+    lnn_model *m = &ld.m;
+    const uint32_t rows = lnn_rd16(p), batch = lnn_rd16(p + 2);
+    if (rows == 0 || batch == 0) {
+        fail(seq, LNN_PE_E_ROWS);
+        return;
+    }
+    const uint32_t chunk = batch < rows ? batch : rows;
+    if (chunk > lnn_max_batch(m)) {
+        text t = error_begin(LNN_P_DOMAIN_VM, LNN_E_BATCH, 0xFFFFFFFFu, lnn_status_name(LNN_E_BATCH),
+                             lnn_status_str(LNN_E_BATCH));
+        t_str(&t, ": ");
+        t_u32(&t, chunk);
+        t_str(&t, " rows, the arena holds ");
+        t_u32(&t, lnn_max_batch(m));
+        error_end(seq, &t);
+        return;
+    }
+    const uint32_t ni = lnn_num_inputs(m), no = lnn_num_outputs(m);
+    const uint32_t nchunks = (rows + chunk - 1u) / chunk;
+
+    /* sizes in 64 bits: rows * row elements cannot overflow them; pointers
+     * only once the sizes are known to fit */
+    uint32_t in_at[LNN_MAX_IO], out_at[LNN_MAX_IO];
+    uint64_t need = 4;
+    for (uint32_t i = 0; i < ni; i++) {
+        in_at[i] = (uint32_t)(need > LNN_MAX_PAYLOAD ? LNN_MAX_PAYLOAD : need);
+        need += (uint64_t)(lnn_input_batched(m, i) ? rows : 1u) * lnn_input_row_elems(m, i) * 4u;
+    }
+    if (need != len) {
+        text t = proto_error(LNN_PE_E_PAYLOAD);
+        t_str(&t, ": the inputs of ");
+        t_u32(&t, rows);
+        t_str(&t, " rows take ");
+        t_u32(&t, (uint32_t)(need > 0xFFFFFFFFu ? 0xFFFFFFFFu : need) - 4u);
+        t_str(&t, " bytes, got ");
+        t_u32(&t, (uint32_t)len - 4u);
+        error_end(seq, &t);
+        return;
+    }
+    uint64_t out_len = 4u + 4u * (uint64_t)nchunks;
+    for (uint32_t i = 0; i < no; i++) {
+        out_at[i] = (uint32_t)(out_len > LNN_MAX_PAYLOAD ? LNN_MAX_PAYLOAD : out_len);
+        out_len += (uint64_t)(lnn_output_batched(m, i) ? rows : 1u) * lnn_output_row_elems(m, i) * 4u;
+    }
+    if (out_len > LNN_MAX_PAYLOAD) {
+        text t = proto_error(LNN_PE_E_ROWS);
+        t_str(&t, ": the outputs of ");
+        t_u32(&t, rows);
+        t_str(&t, " rows do not fit in ");
+        t_u32(&t, LNN_MAX_PAYLOAD);
+        t_str(&t, " bytes");
+        error_end(seq, &t);
+        return;
+    }
+    /* payloads start 4-aligned (rx_raw, tx_raw + header), every field is 4 bytes wide */
+    const float *in[LNN_MAX_IO];
+    float *out[LNN_MAX_IO];
+    for (uint32_t i = 0; i < ni; i++)
+        in[i] = (const float *)(const void *)(p + in_at[i]);
+    for (uint32_t i = 0; i < no; i++)
+        out[i] = (float *)(void *)(TX_PAYLOAD + out_at[i]);
+    uint8_t *cycles = TX_PAYLOAD + 4;
+    memset(cycles, 0, (size_t)(out_len - 4u));
+
+    uint32_t last_sign = started;
+    const uint32_t progress_every = board_clock_hz() / 4u;
+    for (uint32_t c = 0; c < nchunks; c++) {
+        const uint32_t start = c * chunk;
+        const uint32_t r = rows - start < chunk ? rows - start : chunk;
+        const float *ip[LNN_MAX_IO];
+        float *op[LNN_MAX_IO];
+        for (uint32_t i = 0; i < ni; i++)
+            ip[i] = in[i] + (lnn_input_batched(m, i) ? (size_t)start * lnn_input_row_elems(m, i) : 0u);
+        for (uint32_t i = 0; i < no; i++)
+            op[i] = out[i] + (lnn_output_batched(m, i) ? (size_t)start * lnn_output_row_elems(m, i) : 0u);
+        const uint32_t t0 = board_cycles();
+        const lnn_status s = lnn_run(m, ip, op, r);
+        const uint32_t t1 = board_cycles();
+        if (s != LNN_OK) {
+            vm_fail(seq, s, 0xFFFFFFFFu);
+            return;
+        }
+        wr32(cycles + 4u * c, t1 - t0);
+        if (c + 1u < nchunks && t1 - last_sign >= progress_every) {
+            uint8_t pr[4];
+            wr16(pr, c + 1u);
+            wr16(pr + 2, nchunks);
+            send_small(LNN_F_PROGRESS, seq, pr, sizeof pr);
+            last_sign = t1;
+        }
+    }
+    wr16(TX_PAYLOAD, rows);
+    wr16(TX_PAYLOAD + 2, nchunks);
+    answer(LNN_F_RUN | LNN_P_OK_BIT, seq, (size_t)out_len);
+}
+
+static void cmd_reset_state(uint16_t seq, const uint8_t *p, size_t len)
+{
+    if (len != 4) {
+        fail(seq, LNN_PE_E_PAYLOAD);
+        return;
+    }
+    const uint32_t flags = lnn_rd32(p);
+    if (flags & ~1u) {
+        fail(seq, LNN_PE_E_PAYLOAD);
+        return;
+    }
+    if (flags & 1u) {
+        ld.loaded = 0;
+        ld.active = 0;
+    }
+    memset(arena, 0, sizeof arena);
+    answer(LNN_F_RESET_STATE | LNN_P_OK_BIT, seq, 0);
+}
+
+/* ---- frames in ------------------------------------------------------------------ */
+
+static void on_frame(void)
+{
+    if (rx_overlong) {
+        nak(LNN_NAK_OVERLONG);
+        return;
+    }
+    const size_t n = lnn_cobs_decode(rx_wire, rx_n, rx_raw, sizeof rx_raw);
+    if (n == (size_t)-1) {
+        nak(LNN_NAK_COBS);
+        return;
+    }
+    if (n < LNN_P_HEADER_SIZE + LNN_P_CRC_SIZE) {
+        nak(LNN_NAK_SHORT);
+        return;
+    }
+    const uint32_t crc = lnn_rd32(rx_raw + n - LNN_P_CRC_SIZE);
+    if (lnn_crc32(0, rx_raw, n - LNN_P_CRC_SIZE) != crc) {
+        nak(LNN_NAK_CRC);
+        return;
+    }
+    const size_t len = lnn_rd16(rx_raw + LNN_FH_LEN);
+    if (len + LNN_P_HEADER_SIZE + LNN_P_CRC_SIZE != n) {
+        nak(LNN_NAK_LENGTH);
+        return;
+    }
+    link.rx_frames++;
+    const uint8_t type = rx_raw[LNN_FH_TYPE];
+    const uint16_t seq = (uint16_t)lnn_rd16(rx_raw + LNN_FH_SEQ);
+    const uint32_t nonce = lnn_rd32(rx_raw + LNN_FH_NONCE);
+    if (type & LNN_P_OK_BIT)
+        return; /* a device frame (a loop-back line?): never answer those */
+    if (link.have_last && seq == link.last_seq && crc == link.last_crc) {
+        link.rx_dup++;
+        board_write(tx_wire, tx_wire_len);
+        return;
+    }
+    link.have_last = 0;
+    link.last_seq = seq;
+    link.last_crc = crc;
+    const uint8_t *p = rx_raw + LNN_P_HEADER_SIZE;
+    if (rx_raw[LNN_FH_FLAGS] != 0 || lnn_rd16(rx_raw + LNN_FH_RESERVED) != 0) {
+        fail(seq, LNN_PE_E_HEADER);
+        return;
+    }
+    if (type != LNN_F_HELLO && (link.session == 0 || nonce != link.session)) {
+        text t = proto_error(LNN_PE_E_SESSION);
+        t_str(&t, ": the frame has ");
+        t_hex(&t, nonce);
+        t_str(&t, ", the device ");
+        t_hex(&t, link.session);
+        error_end(seq, &t);
+        return;
+    }
+    switch (type) {
+    case LNN_F_HELLO:
+        cmd_hello(seq, p, len);
+        break;
+    case LNN_F_INFO:
+        cmd_info(seq, len);
+        break;
+    case LNN_F_LOAD_BEGIN:
+        cmd_load_begin(seq, p, len);
+        break;
+    case LNN_F_LOAD_CHUNK:
+        cmd_load_chunk(seq, p, len);
+        break;
+    case LNN_F_LOAD_COMMIT:
+        cmd_load_commit(seq, len);
+        break;
+    case LNN_F_RUN:
+        cmd_run(seq, p, len);
+        break;
+    case LNN_F_RESET_STATE:
+        cmd_reset_state(seq, p, len);
+        break;
+    default:
+        fail(seq, LNN_PE_E_TYPE);
+        break;
+    }
+}
+
+void lnn_dev_byte(uint8_t b)
+{
+    if (link.session == 0)
+        link.pool = mix32(link.pool ^ board_cycles() ^ b);
+    if (b == 0) {
+        if (rx_n || rx_overlong)
+            on_frame();
+        rx_n = 0;
+        rx_overlong = 0;
+        return;
+    }
+    if (rx_n < sizeof rx_wire)
+        rx_wire[rx_n++] = b;
+    else
+        rx_overlong = 1;
+}
+
+void lnn_dev_init(void)
+{
+    link.pool = board_entropy();
+    uint8_t p[8];
+    wr16(p, LNN_P_PROTOCOL_VERSION);
+    wr16(p + 2, 0);
+    wr32(p + 4, LNN_MAX_PAYLOAD);
+    send_small(LNN_F_BOOT, 0, p, sizeof p);
+}
+
+/* ---- names of the protocol errors ---------------------------------------------- */
+
+const char *lnn_proto_error_name(unsigned code)
+{
+    switch (code) {
+#define PARAM(name, value)
+#define FRAME(name, code, dir, meaning)
+#define NAKR(name, code, meaning)
+#define PERR(name, code, meaning) \
+    case code:                    \
+        return #name;
+#include "lnn_proto.def"
+#undef PARAM
+#undef FRAME
+#undef NAKR
+#undef PERR
+    default:
+        return "E_?";
+    }
+}
+
+const char *lnn_proto_error_str(unsigned code)
+{
+    switch (code) {
+#define PARAM(name, value)
+#define FRAME(name, code, dir, meaning)
+#define NAKR(name, code, meaning)
+#define PERR(name, code, meaning) \
+    case code:                    \
+        return meaning;
+#include "lnn_proto.def"
+#undef PARAM
+#undef FRAME
+#undef NAKR
+#undef PERR
+    default:
+        return "unknown protocol error";
+    }
+}
