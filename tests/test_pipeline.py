@@ -98,7 +98,7 @@ def test_verify_fails_with_nonzero_exit_when_the_device_disagrees(demo, tmp_path
 
 
 @pytest.mark.parametrize("args, message", [
-    (("verify", "--board", "mars"), "unknown board 'mars'"),
+    (("verify", "--board", "mars"), "unknown board or group 'mars'"),
     (("train", "--model", "no-such-model"), "recipe 'no-such-model' not found"),
     (("build", "--target", "pdp11"), "unknown target 'pdp11'"),
 ])
