@@ -146,6 +146,18 @@ def deploy(c, model=DEFAULT_MODEL, board=None):
         raise Exit(f"error: deploy failed on {', '.join(failed)}; their previous deployments stay active", code=1)
 
 
+@task(help={"seconds": "seconds per fuzz target", "target": "load, run, load_uint, run_uint or all",
+            "jobs": "parallel fuzzing processes"})
+@step
+def fuzz(c, seconds=60, target="all", jobs=1):
+    """Fuzz the VM's loader and interpreter with libFuzzer (ASan + UBSan); crashes become regression files."""
+    from lnnedge.fuzz import fuzz as run_fuzz
+
+    report = run_fuzz(int(seconds), target, int(jobs))
+    if report["crashes"] or report["sanitizer_reports"]:
+        raise Exit("error: the fuzzer found crashes or sanitizer reports (saved under vm/fuzz/regressions/)", code=1)
+
+
 @task(name="quantize-check", help={"model": "recipe name"})
 @step
 def quantize_check(c, model=DEFAULT_MODEL):
@@ -227,6 +239,6 @@ def readme_table(c):
     print(update_readme())
 
 
-ns = Collection(train, train_seeds, quantize_check, compile_, build, run, verify, deploy, status, bench, demo,
+ns = Collection(train, train_seeds, fuzz, quantize_check, compile_, build, run, verify, deploy, status, bench, demo,
                targets, boards, readme_table)
 ns.configure({"debug": False})

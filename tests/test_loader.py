@@ -91,7 +91,109 @@ BROKEN = {
     "E_LOOP": with_code(E("LOOP", 0, 2), E("PUSH", 0, 0), E("DROP")),
     "E_STRIDE": with_code(E("PUSH", 0, 5), E("DROP")),
     "E_STACK_END": with_code(E("PUSH", 0, 0)),
+    "E_UNINIT": with_code(E("PUSH", 0, 4), E("NEG", 0, 3), E("DROP")),
+    "E_LIMIT": with_code(E("LOOP", 0, 0xFFFF), E("LOOP", 0, 0xFFFF), E("END"), E("END")),
 }
+
+
+# ---- the fused ops: LINEAR_T / MATMUL_T (columns split over destinations), EWISEn (element-wise programs) ----
+
+U32 = isa.const("DT_U32")
+MAX_DSTS = isa.const("MAX_DSTS")
+
+
+def ew_program(n: int, regs: int, *insns: tuple[str, int, int, int], count: int | None = None) -> bytes:
+    """An element-wise program (vm/include/lnn_format.h): header, then (op, d, a, b) words."""
+    count = len(insns) if count is None else count
+    words = [n | count << 8 | regs << 16] + [isa.opcodes()[op].code | d << 8 | a << 16 | b << 24
+                                            for op, d, a, b in insns]
+    return np.array(words, "<u4").tobytes()
+
+
+# y = sigmoid(h * s) + r with h = x @ Wt + b computed as two destinations ya | yb and concatenated
+PROG = ew_program(3, 1, ("MUL", 0, 0, 2), ("SIGMOID", 0, 3, 0), ("ADD", 0, 3, 1))
+FUSED_CONSTS = {
+    0: np.array([[1, 3, 5], [2, 4, 6]], "<f4").tobytes(),  # Wt = W^T of test_loader's W
+    32: np.array([0.5, -1, 2], "<f4").tobytes(),           # b
+    48: np.array([0.5, -1, 2], "<f4").tobytes(),           # r, a row
+    64: np.array([0.25], "<f4").tobytes(),                  # s, a single value
+    80: np.array([[1, 2], [3, 4], [5, 6]], "<f4").tobytes(),  # W, not transposed
+    112: PROG,
+    160: ew_program(3, 1, ("MUL", 0, 0, 2), ("LINEAR", 0, 3, 0), ("ADD", 0, 3, 1)),   # not an element-wise op
+    208: ew_program(3, 2, ("MUL", 0, 0, 2), ("SIGMOID", 0, 4, 0), ("ADD", 0, 3, 1)),  # reads r1 unwritten
+    256: ew_program(2, 1, ("MUL", 0, 0, 2), ("SIGMOID", 0, 3, 0), ("ADD", 0, 3, 1)),  # says 2 operands
+    304: ew_program(3, 1, ("MUL", 0, 0, 2), ("SIGMOID", 0, 3, 0), ("ADD", 0, 3, 1), count=2),  # says 2 words
+}
+FUSED_TENSORS = (
+    TensorEntry((1, 2), INPUT, 0, batched=True),    # t0 x
+    TensorEntry((2, 3), CONST, 0),                  # t1 Wt
+    TensorEntry((3,), CONST, 32),                   # t2 b
+    TensorEntry((1, 3), OUTPUT, 0, batched=True),   # t3 y
+    TensorEntry((1, 1), ARENA, 0, batched=True),    # t4 ya
+    TensorEntry((1, 2), ARENA, 16, batched=True),   # t5 yb
+    TensorEntry((1, 3), ARENA, 32, batched=True),   # t6 h
+    TensorEntry((3,), CONST, 48),                   # t7 r
+    TensorEntry((), CONST, 64),                     # t8 s
+    TensorEntry((4,), CONST, 112, dtype=U32),       # t9 the program
+    TensorEntry((3, 2), CONST, 80),                 # t10 W
+    TensorEntry((1, 1), ARENA, 48, batched=True),   # t11 ya2
+    TensorEntry((1, 2), ARENA, 48, batched=True),   # t12 yb2, over ya2
+    TensorEntry((1, 1), ARENA, 64, batched=True),   # t13 ya3
+    TensorEntry((1, 2), CONST, 0),                  # t14 a constant after ya3
+    TensorEntry((4,), CONST, 160, dtype=U32),       # t15 program with a LINEAR in it
+    TensorEntry((4,), CONST, 208, dtype=U32),       # t16 program reading an unwritten register
+    TensorEntry((4,), CONST, 256, dtype=U32),       # t17 program for 2 operands
+    TensorEntry((4,), CONST, 304, dtype=U32),       # t18 program declaring 2 instructions
+    TensorEntry((1, 3), ARENA, 36, batched=True),   # t19 over half of h
+    TensorEntry((1, 3), ARENA, 96, batched=True),   # t20
+)
+FUSED_CODE = (E("PUSH", 0, 0), E("PUSH", 0, 1), E("PUSH", 0, 2), E("LINEAR_T", 2, 4), E("DROP"),
+              E("PUSH", 0, 4), E("PUSH", 0, 5), E("CONCAT", 1, 6),
+              E("PUSH", 0, 7), E("PUSH", 0, 8), E("PUSH", 0, 9), E("EWISE3", 0, 3), E("DROP"))
+
+
+def fused(*code: int, tensors: tuple[TensorEntry, ...] = FUSED_TENSORS) -> bytes:
+    blob = bytearray(352)
+    for offset, data in FUSED_CONSTS.items():
+        blob[offset:offset + len(data)] = data
+    return lnnb.write(Program(tensors=tensors, consts=bytes(blob), code=code or FUSED_CODE, arena_fixed=0,
+                              arena_row=128, num_inputs=1, num_outputs=1))
+
+
+def fused_expected(x: np.ndarray) -> np.ndarray:
+    h = x @ np.array([[1, 2], [3, 4], [5, 6]], np.float32).T + np.array([0.5, -1, 2], np.float32)
+    return (1 / (1 + np.exp(-(h * np.float32(0.25)))) + np.array([0.5, -1, 2], np.float32)).astype(np.float32)
+
+
+def _ewise_at(dst: int, *operands: int, program: int = 9) -> tuple[int, ...]:
+    pushes = tuple(E("PUSH", 0, t) for t in (*operands, program))
+    return (*FUSED_CODE[:8], E("DROP"), *pushes, E(f"EWISE{len(operands)}", 0, dst), E("DROP"))
+
+
+def _split(a: int, b: int, weight: int = 1) -> tuple[int, ...]:
+    return (E("PUSH", 0, 0), E("PUSH", 0, weight), E("PUSH", 0, 2), E("LINEAR_T", a, b), E("DROP"))
+
+
+FUSED_BROKEN = {
+    "linear_t_without_destinations": (fused(*_split(0, 4)), "E_OPERAND"),
+    "linear_t_too_many_destinations": (fused(*_split(MAX_DSTS + 1, 4)), "E_OPERAND"),
+    "linear_t_past_the_tensor_table": (fused(*_split(2, len(FUSED_TENSORS) - 1)), "E_OPERAND"),
+    "linear_t_columns_do_not_add_up": (fused(*_split(2, 5)), "E_SHAPE"),
+    "linear_t_weight_not_transposed": (fused(*_split(2, 4, weight=10)), "E_SHAPE"),
+    "linear_t_destinations_overlap": (fused(*_split(2, 11)), "E_ALIAS"),
+    "linear_t_writes_a_constant": (fused(*_split(2, 13)), "E_READONLY"),
+    "ewise_program_is_f32": (fused(*_ewise_at(3, 6, 7, 8, program=7)), "E_DTYPE"),
+    "ewise_program_has_no_such_op": (fused(*_ewise_at(3, 6, 7, 8, program=15)), "E_OPERAND"),
+    "ewise_program_reads_unwritten_register": (fused(*_ewise_at(3, 6, 7, 8, program=16)), "E_OPERAND"),
+    "ewise_program_for_other_operand_count": (fused(*_ewise_at(3, 6, 7, 8, program=17)), "E_OPERAND"),
+    "ewise_program_length": (fused(*_ewise_at(3, 6, 7, 8, program=18)), "E_SHAPE"),
+    "ewise_operand_does_not_broadcast": (fused(*_ewise_at(3, 5, 7, 8)), "E_SHAPE"),
+    "ewise_column_operand": (fused(*_ewise_at(3, 4, 7, 8)), "E_SHAPE"),
+    "ewise_partial_overlap": (fused(*_ewise_at(19, 6, 7, 8)), "E_ALIAS"),
+    "u32_tensor_in_the_arena": (fused(tensors=(*FUSED_TENSORS[:20], TensorEntry((1, 3), ARENA, 96, True, dtype=U32))),
+                                "E_TENSOR"),
+}
+BROKEN["E_DTYPE"] = fused(E("PUSH", 0, 9), E("NEG", 0, 20), E("DROP"))  # an f32 op on the u32 program
 
 
 def test_valid_crafted_program_runs_on_both_vms(host_build):
@@ -101,6 +203,36 @@ def test_valid_crafted_program_runs_on_both_vms(host_build):
     np.testing.assert_allclose(RefVM(VALID).run([x])[0], expected_output(x), rtol=1e-6)
     vm = CVM(VALID, max_batch=3, library=host_build.library)
     np.testing.assert_allclose(vm.run([x])[0], expected_output(x), rtol=1e-6)
+
+
+@pytest.mark.parametrize("plan", [True, False])
+def test_fused_ops_run_on_both_vms(host_build, plan):
+    """LINEAR_T into two destinations, CONCAT, EWISE3 with a row and a single-value operand: the same results on
+    the reference VM, the C VM's run plan and its instruction interpreter, on every kernel set."""
+    from lnnedge.refvm import RefVM
+
+    data = fused()
+    x = np.array([[1, -1], [0.5, 2], [3, 0], [-2, 1], [0.25, 0.5]], np.float32)
+    np.testing.assert_allclose(RefVM(data).run([x])[0], fused_expected(x), rtol=1e-6)
+    vm = CVM(data, max_batch=5, library=host_build.library)
+    assert vm.use_plan(plan) == plan
+    for isa_name in ("scalar", vm.isa):
+        vm.use_kernels(isa_name)
+        for rows in (1, 2, 5):
+            np.testing.assert_allclose(vm.run([x[:rows]])[0], fused_expected(x[:rows]), rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(FUSED_BROKEN))
+def test_loader_checks_the_fused_ops(tmp_path, host_build, name):
+    data, status = FUSED_BROKEN[name]
+    path = tmp_path / f"{name}.lnnb"
+    path.write_bytes(data)
+    proc = lnnvm(host_build.runner, "verify", path)
+    assert proc.returncode == 3, proc.stderr
+    assert f": {status} at byte " in proc.stderr
+    with pytest.raises(VMError) as err:
+        CVM(data, library=host_build.library)
+    assert err.value.name == status
 
 
 @pytest.mark.parametrize("name", sorted(BROKEN))
@@ -116,9 +248,9 @@ def test_loader_rejects_crafted_file(tmp_path, host_build, name):
 
 
 def test_every_status_code_has_a_crafted_file_or_a_runtime_test():
-    """No error class is left untested (E_DTYPE waits for a second dtype: f32 is the only one;
-    E_CPU is tested in test_targets with the AVX2 build on an emulated CPU without AVX)."""
-    runtime_tested = {"OK", "E_ARG", "E_ALIGN", "E_ARENA", "E_BATCH", "E_NOT_READY", "E_DTYPE", "E_CPU"}
+    """No error class is left untested (E_CPU is tested in test_targets with the AVX2 build on an emulated CPU
+    without AVX)."""
+    runtime_tested = {"OK", "E_ARG", "E_ALIGN", "E_ARENA", "E_BATCH", "E_NOT_READY", "E_CPU"}
     names = {name for name, _ in isa.statuses().values()}
     assert names - runtime_tested == set(BROKEN)
 

@@ -121,14 +121,21 @@ def test_trace_finds_no_mismatch_on_a_good_model(trained):
 
 
 def test_trace_names_the_first_op_that_differs(trained):
-    """Nudge the gate layer's first bias in the file: the first GATE linear must be named, not a later op."""
+    """Nudge the gate layer's first bias in the file: the first instruction computing with it must be named, not a
+    later op. In the optimised code that is the input projection before the loop (LINEAR_T: x . W[:, :1] + b for
+    the gate and the candidate at once), compared with PyTorch's partial sum of the gate layer."""
     original = trained.read_bytes()
     program = lnnb.read(original)
     debug = program.meta["debug"]
-    gate_pc = next(d["pc"] for d in debug if d.get("module") == "ode.func.gate")
-    bias_index = isa.decode(program.code[gate_pc - 1])[2]  # the PUSH just before LINEAR: the bias
+    entry = next(d for d in debug if any(p and p["module"] == "ode.func.gate" and p["bias"]
+                                         for p in d.get("parts") or []))
+    gate_pc = entry["pc"]
+    part = next(j for j, p in enumerate(entry["parts"]) if p and p["module"] == "ode.func.gate")
+    first = isa.decode(program.code[gate_pc])[2]  # the destinations: one per part, columns in order
+    column = sum(program.tensors[first + j].dims[-1] for j in range(part))
+    bias_index = isa.decode(program.code[gate_pc - 1])[2]  # the PUSH just before LINEAR_T: the stacked bias
     consts_at, _ = lnnb.section_offsets(original)[isa.const("SEC_CONSTS")]
-    offset = consts_at + program.tensors[bias_index].offset
+    offset = consts_at + program.tensors[bias_index].offset + 4 * column
     data = bytearray(original)
     struct.pack_into("<f", data, offset, struct.unpack_from("<f", data, offset)[0] + 0.01)
     try:

@@ -63,6 +63,11 @@ def status_name(code: int) -> str:
     return statuses().get(code, (f"E_UNKNOWN_{code}", ""))[0]
 
 
+def status_code(name: str) -> int:
+    """The code of a status named in lnn_status.def, e.g. E_BATCH."""
+    return next(code for code, (n, _) in statuses().items() if n == name)
+
+
 def encode(op: str, a: int = 0, b: int = 0) -> int:
     """One 32-bit instruction word: opcode | A << 8 | B << 16."""
     return opcodes()[op].code | (a & 0xFF) << 8 | (b & 0xFFFF) << 16

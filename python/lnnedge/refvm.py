@@ -30,6 +30,8 @@ class RefVM:
         self.program = lnnb.read(data)
         p = self.program
         self.consts = np.frombuffer(p.consts, dtype="<f4") if p.consts else np.zeros(0, np.float32)
+        # u32 constants (element-wise programs) are read as integers
+        self.words = np.frombuffer(p.consts[:len(p.consts) // 4 * 4], dtype="<u4")
         ops = isa.opcode_by_code()
         self.decoded = []
         for word in p.code:
@@ -61,7 +63,8 @@ class RefVM:
             n = int(np.prod(shape, dtype=np.int64))
             if t.region == isa.const("REG_CONST"):
                 start = (t.offset + t.stride * loop_index) // 4
-                return self.consts[start:start + n].reshape(shape)
+                data = self.words if t.dtype == isa.const("DT_U32") else self.consts
+                return data[start:start + n].reshape(shape)
             if t.region == isa.const("REG_ARENA"):
                 start = (batched_base + t.offset * batch if t.batched else t.offset) // 4
                 return arena[start:start + n].reshape(shape)
@@ -89,14 +92,17 @@ class RefVM:
                     continue
                 loops.pop()
             else:
-                pops = isa.opcodes()[name].pops
-                args = stack[len(stack) - pops:]
-                del stack[len(stack) - pops:]
-                dst = view(b, loop_index)
-                dst[...] = self._compute(name, a, args, dst)
-                stack.append(dst)
-                if trace is not None:
-                    trace(pc, name, b, dst.copy())
+                info = isa.opcodes()[name]
+                args = stack[len(stack) - info.pops:]
+                del stack[len(stack) - info.pops:]
+                # DSTN: A destinations b, b+1, ... (LINEAR_T / MATMUL_T split their columns over them)
+                dsts = [view(b + j, loop_index) for j in range(a if info.format == "DSTN" else 1)]
+                results = self._compute(name, a, args, dsts)
+                for j, (dst, result) in enumerate(zip(dsts, results)):
+                    dst[...] = result
+                    if trace is not None:
+                        trace(pc, name, b + j, dst.copy())
+                stack.append(dsts[0])
             pc += 1
         return [o.copy() for o in outs]
 
@@ -105,7 +111,15 @@ class RefVM:
         return (batch, *t.dims[1:]) if t.batched else tuple(t.dims)
 
     @staticmethod
-    def _compute(name: str, axis: int, args: list[np.ndarray], dst: np.ndarray) -> np.ndarray:
+    def _compute(name: str, axis: int, args: list[np.ndarray], dsts: list[np.ndarray]) -> list[np.ndarray]:
+        """The results of one instruction, one per destination."""
+        if name in ("LINEAR_T", "MATMUL_T"):
+            y = kernels_np.linear_t(args[0], args[1], args[2] if name == "LINEAR_T" else None)
+            return np.split(y, np.cumsum([d.shape[-1] for d in dsts])[:-1], axis=-1)
+        return [RefVM._compute1(name, axis, args, dsts[0])]
+
+    @staticmethod
+    def _compute1(name: str, axis: int, args: list[np.ndarray], dst: np.ndarray) -> np.ndarray:
         if name == "LINEAR":
             return kernels_np.linear(args[0], args[1], args[2])
         if name == "MATMUL_NT":
@@ -116,8 +130,27 @@ class RefVM:
             return kernels_np.unary(_UNARY[name], args[0])
         if name == "CONCAT":
             return kernels_np.concat(args[0], args[1], axis)
+        if name.startswith("EWISE"):
+            return kernels_np.ewise(decode_program(args[-1]), args[:-1], dst.shape)
         if name == "COPY":
             return args[0].reshape(dst.shape)
         if name == "ZERO":
             return np.zeros(dst.shape, np.float32)
         raise RefVMError(f"reference VM has no implementation of {name}")
+
+
+
+def decode_program(words: np.ndarray) -> tuple[tuple[str, int, int, int], ...]:
+    """An element-wise program (vm/include/lnn_format.h) as (op, d, a, b) tuples, op the kernels_np name."""
+    ops = isa.opcode_by_code()
+    header = int(words[0])
+    count = (header >> 8) & 0xFF
+    if len(words) != 1 + count:
+        raise RefVMError(f"element-wise program of {len(words)} words declares {count} instructions")
+    program = []
+    for w in (int(v) for v in words[1:]):
+        op = ops.get(w & 0xFF)
+        if op is None or op.name.lower() not in kernels_np.BINARY.keys() | kernels_np.UNARY.keys():
+            raise RefVMError(f"element-wise program: no such operation {w & 0xFF:#x}")
+        program.append((op.name.lower(), (w >> 8) & 0xFF, (w >> 16) & 0xFF, w >> 24))
+    return tuple(program)

@@ -1,12 +1,21 @@
 """verify --trace: locate the first instruction where the device, the reference VM or PyTorch part ways.
 
 One input row runs on the device with every intermediate tensor dumped (the
-runner's --trace), on the reference VM with the same dump, and through PyTorch
-with forward hooks on every nn.Linear. The compiler's debug table (META
-section) maps each instruction to its IR value, op, source line and, for
-linear layers, the module; the k-th execution of a module's instruction is
-paired with the module's k-th call in PyTorch (inside an ODE solve the module
-is called once per stage, in the same order as the bytecode runs).
+runner's --trace: one record per destination), on the reference VM with the
+same dump, and through PyTorch with forward hooks on every nn.Linear. The
+compiler's debug table (META section) maps each instruction to its IR value,
+op, source line and, for linear layers, the module; the k-th execution of a
+module's instruction is paired with the module's k-th call in PyTorch (inside
+an ODE solve the module is called once per stage, in the same order as the
+bytecode runs). An instruction with several destinations (LINEAR_T / MATMUL_T
+after fuse_products) lists them ("outputs", "modules").
+
+Optimised code computes some layers in parts (split_linear: x . W[:, :kx] + b
+before the loop, h . W[:, kx:] inside it, the sum inside an EWISE): a part
+before any loop (the hoisted input projection) is compared with PyTorch's
+partial sum over its columns at the layer's first call ("parts" in the debug
+table); parts inside the loop have no PyTorch counterpart, and the layer's
+whole output is never a tensor. A wrong constant in a part shows up there.
 """
 
 from __future__ import annotations
@@ -50,13 +59,22 @@ def read_trace(path: Path) -> list[tuple[int, int, np.ndarray]]:
     return records
 
 
-def torch_linear_outputs(model: torch.nn.Module, x: np.ndarray) -> dict[str, list[np.ndarray]]:
+def torch_linear_outputs(model: torch.nn.Module, x: np.ndarray,
+                         inputs: dict[str, list[np.ndarray]] | None = None) -> dict[str, list[np.ndarray]]:
+    """Every nn.Linear's output at each call (and, into `inputs`, its input)."""
     outputs: dict[str, list[np.ndarray]] = defaultdict(list)
     handles = []
+
+    def hook(name: str):
+        def record(_m, args, out):
+            outputs[name].append(out.detach().numpy().ravel().copy())
+            if inputs is not None:
+                inputs.setdefault(name, []).append(args[0].detach().numpy().copy())
+        return record
+
     for name, module in model.named_modules():
         if isinstance(module, torch.nn.Linear):
-            handles.append(module.register_forward_hook(
-                lambda _m, _i, out, name=name: outputs[name].append(out.detach().numpy().ravel().copy())))
+            handles.append(module.register_forward_hook(hook(name)))
     try:
         with torch.no_grad():
             model(torch.from_numpy(x))
@@ -64,6 +82,17 @@ def torch_linear_outputs(model: torch.nn.Module, x: np.ndarray) -> dict[str, lis
         for handle in handles:
             handle.remove()
     return outputs
+
+
+def _partial(model: torch.nn.Module, part: dict, layer_input: np.ndarray) -> np.ndarray:
+    """A layer's output from its input columns [c0, c1) only, plus the bias if the part has it."""
+    layer = model.get_submodule(part["module"])
+    c0, c1 = part["cols"]
+    with torch.no_grad():
+        y = torch.from_numpy(layer_input[..., c0:c1]) @ layer.weight[:, c0:c1].T
+        if part["bias"]:
+            y = y + layer.bias
+    return y.numpy().ravel()
 
 
 def compare(model: torch.nn.Module, model_bytes: bytes, x: np.ndarray,
@@ -75,23 +104,32 @@ def compare(model: torch.nn.Module, model_bytes: bytes, x: np.ndarray,
     RefVM(model_bytes).run([x], trace=lambda pc, _name, tensor, arr: ref_records.append((pc, tensor, arr.ravel())))
     if len(ref_records) != len(device_records):
         raise ValueError(f"the device ran {len(device_records)} instructions, the reference VM {len(ref_records)}")
-    module_outputs = torch_linear_outputs(model, x)
-    seen: dict[int, int] = defaultdict(int)
+    module_inputs: dict[str, list[np.ndarray]] = {}
+    module_outputs = torch_linear_outputs(model, x, module_inputs)
+    seen: dict[tuple[int, int], int] = defaultdict(int)
     module_calls: dict[str, int] = defaultdict(int)
     steps = []
     for i, ((pc, tensor, dev), (ref_pc, _, ref)) in enumerate(zip(device_records, ref_records)):
         if pc != ref_pc:
             raise ValueError(f"instruction {i}: device ran pc {pc}, reference VM pc {ref_pc}")
         info = debug.get(pc, {})
-        module = info.get("module")
+        j = tensor - isa.decode(program.code[pc])[2]  # which destination of the instruction
+        value, module, part = info.get("value", f"t{tensor}"), info.get("module"), None
+        if "outputs" in info and 0 <= j < len(info["outputs"]):
+            value = info["outputs"][j]
+            module = (info.get("modules") or [None] * len(info["outputs"]))[j] or None
+            part = (info.get("parts") or [None] * len(info["outputs"]))[j]
         vs_torch = None
         if module and module_calls[module] < len(module_outputs.get(module, [])):
             expected = module_outputs[module][module_calls[module]]
             vs_torch = _max_diff(dev, expected)
             module_calls[module] += 1
-        steps.append(Step(i, pc, ops[isa.decode(program.code[pc])[0]].name, info.get("value", f"t{tensor}"),
-                          info.get("source", ""), seen[pc], _max_diff(dev, ref), module, vs_torch))
-        seen[pc] += 1
+        elif part and seen[pc, j] == 0 and module_inputs.get(part["module"]):
+            module = part["module"]
+            vs_torch = _max_diff(dev, _partial(model, part, module_inputs[module][0]))
+        steps.append(Step(i, pc, ops[isa.decode(program.code[pc])[0]].name, value, info.get("source", ""),
+                          seen[pc, j], _max_diff(dev, ref), module, vs_torch))
+        seen[pc, j] += 1
     return steps
 
 

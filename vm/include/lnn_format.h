@@ -30,13 +30,15 @@
  *   0 u32 kind (LNN_SEC_*), 4 u32 offset, 8 u32 size, 12 u32 reserved (zero)
  *   TENSORS: 4-aligned, size == 32 * num_tensors            (required)
  *   CONSTS:  64-aligned, any size (may be 0)                  (required)
- *   CODE:    4-aligned, size a non-zero multiple of 4        (required)
+ *   CODE:    4-aligned, size a non-zero multiple of 4,       (required)
+ *            at most 4 * LNN_MAX_CODE_WORDS
  *   NAMES, META: optional, ignored by the VM (tensor names, JSON metadata).
  *   Each kind at most once; unknown kinds are rejected.
  *
  * Tensor entry (32 bytes)
  * -----------------------
- *   0  u8   dtype    LNN_DT_F32
+ *   0  u8   dtype    LNN_DT_F32 (float32), or LNN_DT_U32 (uint32, CONST only:
+ *                    instruction data such as element-wise programs)
  *   1  u8   rank     0..LNN_MAX_RANK
  *   2  u8   region   LNN_REG_*
  *   3  u8   flags    LNN_TF_BATCH: dim 0 is the batch dimension; it is stored
@@ -63,7 +65,30 @@
  * ----
  *   32-bit instruction words, see lnn_opcodes.def for the layout and the ops.
  *   The program runs from the first word to the last; the stack is empty at
- *   the start and must be empty at the end.
+ *   the start and must be empty at the end. No instruction may read an ARENA
+ *   or OUTPUT byte that no earlier instruction wrote (every loop body runs at
+ *   least once, so "earlier" is program order). See vm/VERIFIER.md for every
+ *   property lnn_init checks.
+ *
+ * Element-wise programs (the operand p of EWISEn)
+ * ------------------------------------------------
+ *   A u32 CONST tensor of rank 1, not loop-strided, of exactly 1 + L words:
+ *     word 0      bits 0-7 n (== the n of EWISEn), bits 8-15 L (the number of
+ *                 instructions, 1..LNN_EW_MAX_INSNS), bits 16-23 R (registers,
+ *                 0..LNN_EW_MAX_REGS), bits 24-31 zero
+ *     word 1 + i  bits 0-7 op, the lnn_opcodes.def code of ADD, SUB, MUL, DIV,
+ *                 NEG, EXP, SIGMOID, TANH or RELU; bits 8-15 d; bits 16-23 a;
+ *                 bits 24-31 b
+ *   a and b name values: 0..n-1 the operands (in push order), n + r the
+ *   register r, which an earlier instruction must have written; b is 0 for
+ *   the one-operand ops. Instruction i < L-1 writes register d (< R); the
+ *   last one writes the destination tensor (its d is 0).
+ *   For every element e of the destination, each operand gives its value at
+ *   e: an operand of the destination's shape its element e, a row (an
+ *   unbatched tensor whose dims, leading 1s aside, are the destination's
+ *   last dims) its element e modulo its size, a single value (unbatched, 1
+ *   element) that value. Each instruction rounds to float32 exactly as the
+ *   op of the same name, so a program gives the bits of the sequence of ops.
  */
 #ifndef LNN_FORMAT_H
 #define LNN_FORMAT_H
@@ -86,6 +111,13 @@
 #define LNN_MAX_STACK 16u
 #define LNN_MAX_LOOP_DEPTH 4u
 #define LNN_MAX_ELEMENTS (1u << 26) /* per tensor (per batch row if batched) */
+#define LNN_MAX_DSTS 8u      /* destinations of one instruction (format DSTN) */
+#define LNN_EW_MAX_INSNS 32u /* instructions of an element-wise program */
+#define LNN_EW_MAX_REGS 8u   /* its registers */
+#define LNN_MAX_CODE_WORDS (1u << 16) /* instruction words in the code section */
+#define LNN_MAX_TRIP_PRODUCT (1u << 20) /* product of the trip counts of nested loops */
+#define LNN_MAX_STEPS (1u << 24) /* instructions executed by one lnn_run */
+#define LNN_MAX_WRITE_RANGES 64u /* disjoint written arena ranges the verifier tracks */
 
 enum {
     LNN_SEC_TENSORS = 1,
@@ -95,7 +127,7 @@ enum {
     LNN_SEC_META = 5
 };
 
-enum { LNN_DT_F32 = 1 };
+enum { LNN_DT_F32 = 1, LNN_DT_U32 = 2 };
 
 enum {
     LNN_REG_CONST = 0,

@@ -58,6 +58,37 @@ struct lnn_kernels; /* kernel table, private to the VM */
 typedef void (*lnn_trace_fn)(void *ctx, uint32_t pc, uint32_t tensor,
                              const float *data, uint32_t count);
 
+/* The run plan (private, see interp.c): lnn_init compiles the verified code
+ * into steps whose operands are resolved tensor references, so lnn_run
+ * executes no PUSH or DROP and plans no shape. A model with more steps or
+ * references than these limits runs without a plan (the same results,
+ * more work per instruction). Both limits change sizeof(lnn_model): build
+ * the library and its users with the same values. */
+#ifndef LNN_PLAN_STEPS
+#define LNN_PLAN_STEPS 32
+#endif
+#ifndef LNN_PLAN_REFS
+#define LNN_PLAN_REFS 96
+#endif
+
+typedef struct {
+    uint32_t offset; /* byte offset in its region; INPUT / OUTPUT: the number */
+    uint32_t stride; /* CONST: bytes per iteration of the loop at depth */
+    uint32_t elems;  /* elements, per batch row if batched */
+    uint32_t aux;    /* per op */
+    uint16_t tensor;
+    uint8_t kind;  /* region and batched flag */
+    uint8_t depth; /* loop depth of the PUSH (0: outside loops) */
+} lnn_plan_ref;
+
+typedef struct {
+    uint32_t pc;  /* the instruction */
+    uint32_t ref; /* its references: ndst destinations, then nsrc operands */
+    uint8_t op, a, ndst, nsrc;
+    uint32_t depth; /* loops around the instruction */
+    uint32_t p[3];  /* per op */
+} lnn_plan_step;
+
 /* Fixed size, holds no pointer to memory it owns. Fields are private. */
 typedef struct lnn_model {
     const uint8_t *buf;     /* the model file */
@@ -86,6 +117,12 @@ typedef struct lnn_model {
     uint32_t status; /* lnn_status of the last lnn_init */
     uint32_t stage;  /* how far lnn_init got (private) */
     uint32_t ready;  /* LNN_READY_ magic once lnn_init succeeded */
+    uint32_t plan_steps; /* 0: no plan, lnn_run interprets the code */
+    uint32_t plan_refs;
+    uint32_t use_plan;   /* lnn_use_plan */
+    lnn_plan_step step[LNN_PLAN_STEPS];
+    lnn_plan_ref ref[LNN_PLAN_REFS];
+    float *ptr[LNN_PLAN_REFS]; /* each reference's base address in this run */
 } lnn_model;
 
 /* sizeof(lnn_model), for bindings that allocate it themselves. */
@@ -120,6 +157,12 @@ lnn_status lnn_use_kernels(lnn_model *m, const char *isa);
  * for i past the end. Every one of them may be passed to lnn_use_kernels
  * if the processor supports it. */
 const char *lnn_kernel_set_name(uint32_t i);
+
+/* Runs the model from its plan (on = 1, the default after lnn_init when the
+ * model fits the plan's limits) or by interpreting the code instruction by
+ * instruction (on = 0: for tests; both give the same results). Returns
+ * whether the plan is in use, 0 for a model without one. */
+int lnn_use_plan(lnn_model *m, int on);
 
 /* Installs (fn) or removes (NULL) the trace hook of a model; lnn_init
  * clears it, so call this after lnn_init. */

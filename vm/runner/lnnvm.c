@@ -5,12 +5,19 @@
  *   lnnvm verify MODEL
  *   lnnvm disasm MODEL
  *   lnnvm run MODEL --in IN.f32 [--in ...] --out OUT.f32 [--out ...]
- *             [--batch B] [--repeat R] [--kernels ISA] [--trace FILE]
+ *             [--batch B] [--repeat R] [--threads T] [--kernels ISA]
+ *             [--no-plan] [--trace FILE]
  *
  * --kernels ISA (or the environment variable LNNVM_KERNELS) runs on that
  * compiled-in kernel set instead of the one lnn_init chose. --trace FILE
- * writes one record per compute instruction executed: little-endian u32 pc,
- * u32 tensor, u32 count, then count float32 (the destination's data).
+ * writes one record per compute instruction executed (one per destination):
+ * little-endian u32 pc, u32 tensor, u32 count, then count float32 (the
+ * destination's data). --no-plan interprets the code instruction by
+ * instruction instead of running the plan lnn_init made (lnn_use_plan; the
+ * same results). --threads T splits the N rows into T contiguous slices run
+ * by T threads at once, each with its own lnn_model and arena on the same
+ * model bytes (the VM itself knows nothing of threads); each slice is run in
+ * chunks of --batch rows.
  *
  * Exit status: 0 ok, 2 usage or I/O error (including input files of the
  * wrong size), 3 invalid model, 1 unexpected run failure. Errors are one
@@ -20,6 +27,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,7 +67,8 @@ static void usage(void)
           "       lnnvm verify MODEL\n"
           "       lnnvm disasm MODEL\n"
           "       lnnvm run MODEL --in IN.f32 [--in ...] --out OUT.f32 [--out ...]\n"
-          "                 [--batch B] [--repeat R] [--kernels ISA] [--trace FILE]\n"
+          "                 [--batch B] [--repeat R] [--threads T] [--kernels ISA]\n"
+          "                 [--no-plan] [--trace FILE]\n"
           "       lnnvm --version\n"
           "MODEL or IN may be '-' for standard input (at most one of them).\n",
           stderr);
@@ -318,16 +327,62 @@ static void trace_write(void *ctx, uint32_t pc, uint32_t tensor,
         t->failed = 1;
 }
 
+/* One thread's share of a run: rows [start, end) in chunks of chunk rows,
+ * on its own model (lnn_run is one call at a time per model). */
+typedef struct {
+    lnn_model *m;
+    uint32_t ni, no, chunk;
+    size_t start, end;
+    const float *in_base[LNN_MAX_IO];
+    float *out_base[LNN_MAX_IO];
+    size_t in_row[LNN_MAX_IO], out_row[LNN_MAX_IO];
+    int in_b[LNN_MAX_IO], out_b[LNN_MAX_IO];
+    double *lat; /* one per chunk */
+    size_t nlat;
+    lnn_status st;
+} slice;
+
+static void *run_slice(void *arg)
+{
+    slice *w = arg;
+    const float *ip[LNN_MAX_IO];
+    float *op[LNN_MAX_IO];
+    w->nlat = 0;
+    w->st = LNN_OK;
+    for (size_t start = w->start; start < w->end; start += w->chunk) {
+        const uint32_t rows = (uint32_t)(w->end - start < w->chunk ? w->end - start : w->chunk);
+        for (uint32_t i = 0; i < w->ni; i++)
+            ip[i] = w->in_base[i] + (w->in_b[i] ? start * w->in_row[i] : 0);
+        for (uint32_t i = 0; i < w->no; i++)
+            op[i] = w->out_base[i] + (w->out_b[i] ? start * w->out_row[i] : 0);
+        const double t0 = now_us();
+        const lnn_status st = lnn_run(w->m, ip, op, rows);
+        const double t1 = now_us();
+        if (st != LNN_OK) {
+            w->st = st;
+            break;
+        }
+        w->lat[w->nlat++] = (t1 - t0) / rows;
+    }
+    return NULL;
+}
+
 static int cmd_run(int argc, char **argv)
 {
     const char *model_path = NULL, *in_path[LNN_MAX_IO], *out_path[LNN_MAX_IO];
     const char *kernels = getenv("LNNVM_KERNELS"), *trace_path = NULL;
     uint32_t nin = 0, nout = 0;
-    unsigned long batch = 1, repeat = 1;
+    unsigned long batch = 1, repeat = 1, threads = 1;
+    int no_plan = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
+        if (!strcmp(a, "--no-plan")) {
+            no_plan = 1;
+            continue;
+        }
         if (!strcmp(a, "--in") || !strcmp(a, "--out") || !strcmp(a, "--batch") ||
-            !strcmp(a, "--repeat") || !strcmp(a, "--kernels") || !strcmp(a, "--trace")) {
+            !strcmp(a, "--repeat") || !strcmp(a, "--kernels") || !strcmp(a, "--trace") ||
+            !strcmp(a, "--threads")) {
             if (i + 1 >= argc)
                 fail(EXIT_USAGE, "%s needs a value", a);
             const char *v = argv[++i];
@@ -347,6 +402,8 @@ static int cmd_run(int argc, char **argv)
                 trace_path = v;
             } else if (!strcmp(a, "--batch")) {
                 batch = parse_count(a, v, UINT32_MAX);
+            } else if (!strcmp(a, "--threads")) {
+                threads = parse_count(a, v, 256);
             } else {
                 repeat = parse_count(a, v, 1000000000ul);
             }
@@ -406,8 +463,13 @@ static int cmd_run(int argc, char **argv)
     if (!n_from)
         n = 1;
 
+    if (threads > n)
+        threads = n; /* at least one row per thread */
+    if (threads > 1 && trace_path)
+        fail(EXIT_USAGE, "--trace runs on one thread (drop --threads)");
     /* the arena for the largest chunk */
-    const uint32_t chunk = (uint32_t)(batch < n ? batch : n);
+    const size_t per_thread = (n + threads - 1) / threads;
+    const uint32_t chunk = (uint32_t)(batch < per_thread ? batch : per_thread);
     if (chunk > 1) {
         model_init(&md, chunk);
         if (md.st != LNN_OK) {
@@ -427,6 +489,8 @@ static int cmd_run(int argc, char **argv)
                  lnn_status_name(ks), lnn_status_str(ks), sets);
         }
     }
+    if (no_plan)
+        lnn_use_plan(&md.m, 0);
     trace_file trace = {NULL, 0};
     char *trace_buf = NULL;
     if (trace_path) {
@@ -449,33 +513,92 @@ static int cmd_run(int argc, char **argv)
         out_len[i] = rows * out_row[i] * sizeof(float);
         out[i] = alloc64(out_len[i], out_path[i]);
     }
-    const size_t chunks = (n + chunk - 1) / chunk;
+    /* threads: each its own model (initialised like md.m) and arena; md.m
+     * is thread 0's */
+    const size_t chunks_per = (per_thread + chunk - 1) / chunk;
+    const size_t chunks = chunks_per * threads;
     if (chunks > SIZE_MAX / sizeof(double) / repeat)
         fail(EXIT_USAGE, "too many chunks x repeats");
     double *lat = malloc(chunks * repeat * sizeof(double));
-    if (!lat)
-        fail(EXIT_USAGE, "out of memory for %zu timings", chunks * repeat);
-
-    const float *ip[LNN_MAX_IO];
-    float *op[LNN_MAX_IO];
-    size_t nlat = 0;
-    for (unsigned long r = 0; r < repeat; r++) {
-        for (size_t start = 0; start < n; start += chunk) {
-            const uint32_t rows = (uint32_t)(n - start < chunk ? n - start : chunk);
-            for (uint32_t i = 0; i < ni; i++)
-                ip[i] = (const float *)(const void *)in[i].data +
-                        (in_b[i] ? start * in_row[i] : 0);
-            for (uint32_t i = 0; i < no; i++)
-                op[i] = out[i] + (out_b[i] ? start * out_row[i] : 0);
-            const double t0 = now_us();
-            const lnn_status st = lnn_run(&md.m, ip, op, rows);
-            const double t1 = now_us();
-            if (st != LNN_OK)
-                fail(EXIT_RUN, "%s: run failed: %s: %s", model_path,
-                     lnn_status_name(st), lnn_status_str(st));
-            lat[nlat++] = (t1 - t0) / rows;
+    slice *work = calloc(threads, sizeof *work);
+    model *extra = threads > 1 ? calloc(threads - 1, sizeof *extra) : NULL;
+    float *scratch_out[LNN_MAX_IO] = {NULL}; /* unbatched outputs of threads > 0 */
+    if (!lat || !work || (threads > 1 && !extra))
+        fail(EXIT_USAGE, "out of memory for %lu threads", threads);
+    for (unsigned long t = 0; t < threads; t++) {
+        slice *w = &work[t];
+        if (t == 0) {
+            w->m = &md.m;
+        } else {
+            extra[t - 1].file = md.file; /* the same model bytes, read only */
+            model_init(&extra[t - 1], chunk);
+            if (extra[t - 1].st != LNN_OK)
+                fail(EXIT_RUN, "%s: lnn_init for thread %lu: %s", model_path, t,
+                     lnn_status_name(extra[t - 1].st));
+            w->m = &extra[t - 1].m;
+            if (kernels && *kernels)
+                lnn_use_kernels(w->m, kernels);
+            if (no_plan)
+                lnn_use_plan(w->m, 0);
+        }
+        w->ni = ni;
+        w->no = no;
+        w->chunk = chunk;
+        w->start = t * per_thread < n ? t * per_thread : n;
+        w->end = (t + 1) * per_thread < n ? (t + 1) * per_thread : n;
+        w->lat = malloc((chunks_per ? chunks_per : 1) * sizeof(double));
+        if (!w->lat)
+            fail(EXIT_USAGE, "out of memory for timings");
+        for (uint32_t i = 0; i < ni; i++) {
+            w->in_base[i] = (const float *)(const void *)in[i].data;
+            w->in_row[i] = in_row[i];
+            w->in_b[i] = in_b[i];
+        }
+        for (uint32_t i = 0; i < no; i++) {
+            if (t > 0 && !out_b[i] && !scratch_out[i])
+                scratch_out[i] = alloc64(out_row[i] * sizeof(float), "an output");
+            w->out_base[i] = t > 0 && !out_b[i] ? scratch_out[i] : out[i];
+            w->out_row[i] = out_row[i];
+            w->out_b[i] = out_b[i];
         }
     }
+    pthread_t *tid = threads > 1 ? malloc(threads * sizeof *tid) : NULL;
+    if (threads > 1 && !tid)
+        fail(EXIT_USAGE, "out of memory for threads");
+
+    size_t nlat = 0;
+    double *wall = malloc(repeat * sizeof(double));
+    if (!wall)
+        fail(EXIT_USAGE, "out of memory for timings");
+    for (unsigned long r = 0; r < repeat; r++) {
+        const double t0 = now_us();
+        if (threads == 1) {
+            run_slice(&work[0]);
+        } else {
+            for (unsigned long t = 0; t < threads; t++)
+                if (pthread_create(&tid[t], NULL, run_slice, &work[t]) != 0)
+                    fail(EXIT_RUN, "cannot start thread %lu", t);
+            for (unsigned long t = 0; t < threads; t++)
+                pthread_join(tid[t], NULL);
+        }
+        wall[r] = (now_us() - t0) / (double)n;
+        for (unsigned long t = 0; t < threads; t++) {
+            if (work[t].st != LNN_OK)
+                fail(EXIT_RUN, "%s: run failed: %s: %s", model_path,
+                     lnn_status_name(work[t].st), lnn_status_str(work[t].st));
+            memcpy(lat + nlat, work[t].lat, work[t].nlat * sizeof(double));
+            nlat += work[t].nlat;
+        }
+    }
+    for (unsigned long t = 0; t < threads; t++)
+        free(work[t].lat);
+    for (unsigned long t = 1; t < threads; t++)
+        free(extra[t - 1].arena);
+    for (uint32_t i = 0; i < no; i++)
+        free(scratch_out[i]);
+    free(extra);
+    free(work);
+    free(tid);
 
     if (trace.f) {
         if (fclose(trace.f) != 0 || trace.failed)
@@ -494,12 +617,20 @@ static int cmd_run(int argc, char **argv)
     qsort(lat, nlat, sizeof *lat, cmp_double);
     const double median = nlat % 2 ? lat[nlat / 2]
                                    : (lat[nlat / 2 - 1] + lat[nlat / 2]) / 2;
-    printf("{\"n\":%zu,\"batch\":%lu,\"chunks\":%zu,\"repeat\":%lu,"
+    qsort(wall, repeat, sizeof *wall, cmp_double);
+    const double wall_median = repeat % 2 ? wall[repeat / 2]
+                                          : (wall[repeat / 2 - 1] + wall[repeat / 2]) / 2;
+    /* latency: per chunk, divided by its rows (every thread's chunks);
+     * wall: the whole run of the N rows (all threads), divided by N */
+    printf("{\"n\":%zu,\"batch\":%lu,\"chunks\":%zu,\"repeat\":%lu,\"threads\":%lu,"
            "\"latency_us_median\":%.3f,\"latency_us_min\":%.3f,"
-           "\"latency_us_max\":%.3f,\"isa\":\"%s\",\"vm_version\":\"%s\"}\n",
-           n, batch, chunks, repeat, median, lat[0], lat[nlat - 1],
-           lnn_isa(&md.m), lnn_version());
+           "\"latency_us_max\":%.3f,\"wall_us_per_row_median\":%.3f,"
+           "\"wall_us_per_row_min\":%.3f,\"plan\":%s,\"isa\":\"%s\",\"vm_version\":\"%s\"}\n",
+           n, batch, chunks, repeat, threads, median, lat[0], lat[nlat - 1], wall_median,
+           wall[0], lnn_use_plan(&md.m, !no_plan) ? "true" : "false", lnn_isa(&md.m),
+           lnn_version());
     free(lat);
+    free(wall);
     for (uint32_t i = 0; i < no; i++)
         free(out[i]);
     for (uint32_t i = 0; i < ni; i++)

@@ -75,7 +75,7 @@ static void lnn_sb_shape(lnn_sb *s, const lnn_model *m, uint32_t t)
         else
             lnn_sb_u32(s, x.dims[i]);
     }
-    lnn_sb_str(s, x.dtype == LNN_DT_F32 ? "] f32" : "] ?");
+    lnn_sb_str(s, x.dtype == LNN_DT_F32 ? "] f32" : x.dtype == LNN_DT_U32 ? "] u32" : "] ?");
 }
 
 static void lnn_sb_tensor(lnn_sb *s, const lnn_model *m, uint32_t t)
@@ -163,16 +163,21 @@ size_t lnn_disasm_insn(const lnn_model *m, uint32_t pc, uint32_t *depth,
     case LNN_FMT_PUSHT:
     case LNN_FMT_DST:
     case LNN_FMT_DSTAX:
+    case LNN_FMT_DSTN:
         lnn_sb_ch(&s, 't');
         lnn_sb_u32(&s, b);
         if (info->format == LNN_FMT_DSTAX) {
             lnn_sb_str(&s, " axis ");
             lnn_sb_u32(&s, a);
         }
+        if (info->format == LNN_FMT_DSTN && a != 1) { /* t4..t5: A destinations */
+            lnn_sb_str(&s, "..t");
+            lnn_sb_u32(&s, b + a - 1);
+        }
         break;
     }
     /* fields the format says are unused but are not zero */
-    const int a_used = info->format == LNN_FMT_DSTAX;
+    const int a_used = info->format == LNN_FMT_DSTAX || info->format == LNN_FMT_DSTN;
     const int b_used = info->format != LNN_FMT_NONE;
     if ((!a_used && a) || (!b_used && b)) {
         lnn_sb_str(&s, " (A=");
@@ -182,7 +187,7 @@ size_t lnn_disasm_insn(const lnn_model *m, uint32_t pc, uint32_t *depth,
         lnn_sb_ch(&s, ')');
     }
     if (info->format == LNN_FMT_PUSHT || info->format == LNN_FMT_DST ||
-        info->format == LNN_FMT_DSTAX) {
+        info->format == LNN_FMT_DSTAX || info->format == LNN_FMT_DSTN) {
         lnn_sb_pad(&s, col + 26);
         if (b < m->num_tensors)
             lnn_sb_tensor(&s, m, b);

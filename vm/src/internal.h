@@ -26,8 +26,12 @@ typedef enum {
     LNN_FMT_PUSHT,
     LNN_FMT_DST,
     LNN_FMT_DSTAX,
-    LNN_FMT_COUNT
+    LNN_FMT_COUNT,
+    LNN_FMT_DSTN
 } lnn_opformat;
+
+/* The most operands any op pops (EWISE8: 8 operands and its program). */
+#define LNN_MAX_POPS 9u
 
 typedef struct {
     const char *name; /* NULL: not an opcode */
@@ -152,5 +156,9 @@ static inline lnn_status lnn_fail(lnn_model *m, lnn_status s, uint32_t off)
 
 /* The abstract interpretation of the code (verify.c). */
 lnn_status lnn_verify_code(lnn_model *m);
+
+/* Compiles verified code into m's run plan, or leaves m without one if it
+ * exceeds LNN_PLAN_STEPS / LNN_PLAN_REFS (interp.c). */
+void lnn_plan_build(lnn_model *m);
 
 #endif

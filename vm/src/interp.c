@@ -1,15 +1,39 @@
 /*
- * interp.c - lnn_run: the interpreter of verified code.
+ * interp.c - lnn_run: the interpreter of verified code, and its run plan.
  *
- * No check in the dispatch loop: lnn_init proved that every opcode is
- * valid, every tensor index in range, the stack never under- or overflows,
- * loops are balanced and every address formed below lies inside its region
- * for any batch <= max_batch. The loop only decodes, forms addresses, plans
- * the kernel call (shapes with the run's batch) and calls through the kernel
- * table chosen at lnn_init.
+ * No check at run time: lnn_init proved that every opcode is valid, every
+ * tensor index in range, the stack never under- or overflows, loops are
+ * balanced and every address formed below lies inside its region for any
+ * batch <= max_batch.
+ *
+ * The plan. The verifier proves that the stack holds the same tensors at a
+ * given instruction in every run (loop bodies leave it unchanged), so the
+ * operands of every compute instruction are known at lnn_init. lnn_plan_build
+ * (called by lnn_init) turns the code into steps - LOOP, END and one per
+ * compute instruction - each with its destinations and operands as tensor
+ * references (region, offset, loop stride) and its shapes planned once (the
+ * counts per batch row, broadcast plans, element-wise operand modes). lnn_run
+ * then resolves every reference's base address once per run and executes
+ * the steps: no PUSH, DROP or shape work inside loops. The plan lives in the
+ * lnn_model (LNN_PLAN_STEPS / LNN_PLAN_REFS); a larger model runs on the
+ * instruction interpreter below it, which plans each compute instruction
+ * when it executes it, with the same functions (lnn_plan_compute, lnn_exec),
+ * so both paths compute the same thing.
  */
 #include "internal.h"
 #include "kernels.h"
+
+/* Reference kinds (lnn_plan_ref.kind): the region, and whether the tensor
+ * is batched (its count scales with the batch). */
+enum {
+    LNN_REF_CONST = 0,
+    LNN_REF_FIXED = 1,   /* unbatched ARENA */
+    LNN_REF_BATCHED = 2, /* batched ARENA */
+    LNN_REF_INPUT = 3,
+    LNN_REF_OUTPUT = 4,
+    LNN_REF_REGION = 7,
+    LNN_REF_BATCH = 8 /* flag: batched */
+};
 
 /* Everything an address depends on during one run. */
 typedef struct {
@@ -17,93 +41,235 @@ typedef struct {
     const float *const *in;
     float *const *out;
     size_t batch;
+    uint32_t index[LNN_MAX_LOOP_DEPTH + 1]; /* [d]: iteration of the loop at depth d; [0] = 0 */
 } lnn_ctx;
 
-/* A stack slot: the data pointer and the tensor it belongs to. */
-typedef struct {
-    const float *p;
-    uint32_t t;
-} lnn_slot;
+static size_t lnn_ref_count(const lnn_ctx *c, const lnn_plan_ref *r)
+{
+    return (size_t)r->elems * ((r->kind & LNN_REF_BATCH) ? c->batch : 1);
+}
 
-/* Shape of tensor t in this run: batch substituted for a batched dim 0. */
+/* Base address of a reference in this run (a CONST's first step). */
+static uint8_t *lnn_ref_base(const lnn_ctx *c, const lnn_plan_ref *r)
+{
+    const lnn_model *m = c->m;
+    switch (r->kind & LNN_REF_REGION) {
+    case LNN_REF_CONST:
+        return (uint8_t *)(uintptr_t)(m->consts + r->offset); /* never written */
+    case LNN_REF_FIXED:
+        return m->arena + r->offset;
+    case LNN_REF_BATCHED:
+        return m->arena + m->batch_base + (size_t)r->offset * c->batch;
+    case LNN_REF_INPUT:
+        return (uint8_t *)(uintptr_t)c->in[r->offset]; /* never written */
+    default:
+        return (uint8_t *)c->out[r->offset];
+    }
+}
+
+/* ---- planning one compute instruction --------------------------------------- */
+
+/* Shape of tensor t in a run: batch substituted for a batched dim 0. */
 typedef struct {
     uint32_t rank;
     size_t dims[LNN_MAX_RANK];
     size_t count;
 } lnn_rshape;
 
-static void lnn_rshape_of(const lnn_ctx *c, uint32_t t, lnn_rshape *s)
+static void lnn_rshape_of(const lnn_model *m, uint32_t t, size_t batch, lnn_rshape *s)
 {
-    const uint8_t *e = lnn_tensor_entry(c->m, t);
+    const uint8_t *e = lnn_tensor_entry(m, t);
     s->rank = e[LNN_T_RANK];
     s->count = 1;
     for (uint32_t i = 0; i < s->rank; i++) {
         size_t d = lnn_rd32(e + LNN_T_DIMS + 4 * i);
         if (i == 0 && (e[LNN_T_FLAGS] & LNN_TF_BATCH))
-            d = c->batch;
+            d = batch;
         s->dims[i] = d;
         s->count *= d;
     }
 }
 
-/* Address of a writable tensor (ARENA or OUTPUT). */
-static float *lnn_dst(const lnn_ctx *c, uint32_t t)
+static void lnn_ref_of(const lnn_model *m, uint32_t t, uint32_t depth, lnn_plan_ref *r)
 {
-    const uint8_t *e = lnn_tensor_entry(c->m, t);
-    const uint32_t off = lnn_rd32(e + LNN_T_OFFSET);
-    if (e[LNN_T_REGION] == LNN_REG_OUTPUT)
-        return c->out[off];
-    if (e[LNN_T_FLAGS] & LNN_TF_BATCH)
-        return (float *)(void *)(c->m->arena + c->m->batch_base +
-                                 (size_t)off * c->batch);
-    return (float *)(void *)(c->m->arena + off);
-}
-
-/* Address of any tensor; step = index of the innermost loop iteration. */
-static const float *lnn_src(const lnn_ctx *c, uint32_t t, uint32_t step)
-{
-    const uint8_t *e = lnn_tensor_entry(c->m, t);
-    const uint32_t off = lnn_rd32(e + LNN_T_OFFSET);
-    switch (e[LNN_T_REGION]) {
+    lnn_tensor x;
+    lnn_tensor_read(m, t, &x);
+    const int batched = (x.flags & LNN_TF_BATCH) != 0;
+    r->offset = x.offset;
+    r->stride = x.stride;
+    r->elems = lnn_tensor_elems(&x);
+    r->aux = 0;
+    r->tensor = (uint16_t)t;
+    r->depth = (uint8_t)depth;
+    switch (x.region) {
     case LNN_REG_CONST:
-        return (const float *)(const void *)(c->m->consts + off +
-                                             (size_t)lnn_rd32(e + LNN_T_STRIDE) * step);
+        r->kind = LNN_REF_CONST;
+        break;
+    case LNN_REG_ARENA:
+        r->kind = batched ? LNN_REF_BATCHED : LNN_REF_FIXED;
+        break;
     case LNN_REG_INPUT:
-        return c->in[off];
+        r->kind = LNN_REF_INPUT;
+        break;
     default:
-        return lnn_dst(c, t);
+        r->kind = LNN_REF_OUTPUT;
+        break;
     }
+    if (batched)
+        r->kind |= LNN_REF_BATCH;
 }
 
-static void lnn_exec_linear(const lnn_ctx *c, lnn_linear_fn fn, float *y,
-                            const lnn_slot *ops, int has_bias)
+static int lnn_same_count(const lnn_plan_ref *a, const lnn_plan_ref *b)
 {
-    lnn_rshape x, w;
-    lnn_rshape_of(c, ops[0].t, &x);
-    lnn_rshape_of(c, ops[1].t, &w);
-    lnn_linear_params p;
-    p.y = y;
-    p.x = ops[0].p;
-    p.w = ops[1].p;
-    p.bias = has_bias ? ops[2].p : NULL;
-    p.m = w.dims[0];
-    p.k = w.dims[1];
-    p.rows = x.count / p.k;
-    fn(&p);
+    return a->elems == b->elems && (a->kind & LNN_REF_BATCH) == (b->kind & LNN_REF_BATCH);
 }
 
-/* s is a row of d: s aligned right to d is [1, ..., 1, d[j], ..., d[r-1]]. */
-static int lnn_is_row(const lnn_rshape *s, const lnn_rshape *d)
+/* s (unbatched) is a row of d for every batch: its dims after leading 1s are
+ * d's last dims, not reaching d's batch dim. */
+static int lnn_is_row(const lnn_model *m, uint32_t s, uint32_t d)
 {
-    const uint32_t pad = d->rank - s->rank;
+    lnn_tensor a, b;
+    lnn_tensor_read(m, s, &a);
+    lnn_tensor_read(m, d, &b);
+    if ((a.flags & LNN_TF_BATCH) || a.rank > b.rank)
+        return 0;
+    const uint32_t pad = b.rank - a.rank;
     uint32_t j = 0;
-    while (j < s->rank && s->dims[j] == 1)
+    while (j < a.rank && a.dims[j] == 1)
         j++;
-    for (; j < s->rank; j++)
-        if (s->dims[j] != d->dims[pad + j])
+    for (; j < a.rank; j++)
+        if (a.dims[j] != b.dims[pad + j] || (pad + j == 0 && (b.flags & LNN_TF_BATCH)))
             return 0;
     return 1;
 }
+
+/* Step parameters (lnn_plan_step.p) and reference aux values, per op:
+ *   ADD..DIV       p[0] broadcast mode (lnn_bcast_mode), p[1] ROW inner
+ *   LINEAR, MATMUL_NT, LINEAR_T, MATMUL_T
+ *                  p[0] M, p[1] K, p[2] rows of x per batch row (or in all);
+ *                  _T destinations: aux = their columns M_i
+ *   CONCAT         p[0] outer count per batch row, p[1] na, p[2] nb
+ *   EWISEn         p[0] instructions, p[1] the shortest ROW operand (0: none),
+ *                  p[2] registers;
+ *                  operands: aux = LNN_EW_* mode
+ * r holds the ndst destinations then the nsrc operands, src[i] / depth[i]
+ * the operands' tensors and the loop depths they were pushed at. */
+static void lnn_plan_compute(const lnn_model *m, uint32_t pc, uint32_t w, const uint16_t *src,
+                             const uint8_t *depth, uint32_t loops, lnn_plan_step *s,
+                             lnn_plan_ref *r)
+{
+    const uint32_t op = w & 0xFFu, a = (w >> 8) & 0xFFu, b = w >> 16;
+    const lnn_opinfo *info = &lnn_opinfo_table[op];
+    const uint32_t ndst = info->format == LNN_FMT_DSTN ? a : 1;
+    s->pc = pc;
+    s->op = (uint8_t)op;
+    s->a = (uint8_t)a;
+    s->ndst = (uint8_t)ndst;
+    s->nsrc = info->pops;
+    s->depth = loops;
+    s->p[0] = s->p[1] = s->p[2] = 0;
+    for (uint32_t j = 0; j < ndst; j++)
+        lnn_ref_of(m, b + j, 0, &r[j]);
+    lnn_plan_ref *o = r + ndst; /* the operands */
+    for (uint32_t i = 0; i < info->pops; i++)
+        lnn_ref_of(m, src[i], depth[i], &o[i]);
+
+    switch ((lnn_opcode)op) {
+    case LNN_OP_ADD:
+    case LNN_OP_SUB:
+    case LNN_OP_MUL:
+    case LNN_OP_DIV:
+        if (lnn_same_count(&o[0], &r[0]) && lnn_same_count(&o[1], &r[0])) {
+            s->p[0] = LNN_BC_SAME;
+        } else if (!(o[1].kind & LNN_REF_BATCH) && o[1].elems == 1) {
+            s->p[0] = LNN_BC_SCALAR_B;
+        } else if (!(o[0].kind & LNN_REF_BATCH) && o[0].elems == 1) {
+            s->p[0] = LNN_BC_SCALAR_A;
+        } else if (lnn_same_count(&o[0], &r[0]) && lnn_is_row(m, src[1], b)) {
+            s->p[0] = LNN_BC_ROW_B;
+            s->p[1] = o[1].elems;
+        } else if (lnn_same_count(&o[1], &r[0]) && lnn_is_row(m, src[0], b)) {
+            s->p[0] = LNN_BC_ROW_A;
+            s->p[1] = o[0].elems;
+        } else {
+            s->p[0] = LNN_BC_GENERAL;
+        }
+        break;
+    case LNN_OP_LINEAR:
+    case LNN_OP_MATMUL_NT: {
+        lnn_tensor wt;
+        lnn_tensor_read(m, src[1], &wt);
+        s->p[0] = wt.dims[0];
+        s->p[1] = wt.dims[1];
+        s->p[2] = o[0].elems / wt.dims[1];
+        break;
+    }
+    case LNN_OP_LINEAR_T:
+    case LNN_OP_MATMUL_T: {
+        lnn_tensor wt;
+        lnn_tensor_read(m, src[1], &wt);
+        s->p[0] = wt.dims[1];
+        s->p[1] = wt.dims[0];
+        s->p[2] = o[0].elems / wt.dims[0];
+        for (uint32_t j = 0; j < ndst; j++)
+            r[j].aux = r[j].elems / s->p[2];
+        break;
+    }
+    case LNN_OP_CONCAT: {
+        lnn_tensor d;
+        lnn_tensor_read(m, b, &d);
+        uint32_t outer = 1;
+        for (uint32_t i = 0; i < a; i++)
+            outer *= d.dims[i]; /* a batched dim 0 counts 1 (axis > 0) */
+        s->p[0] = outer;
+        s->p[1] = o[0].elems / outer;
+        s->p[2] = o[1].elems / outer;
+        break;
+    }
+    case LNN_OP_EWISE1:
+    case LNN_OP_EWISE2:
+    case LNN_OP_EWISE3:
+    case LNN_OP_EWISE4:
+    case LNN_OP_EWISE5:
+    case LNN_OP_EWISE6:
+    case LNN_OP_EWISE7:
+    case LNN_OP_EWISE8: {
+        const uint32_t n = info->pops - 1u;
+        const uint8_t *prog = m->consts + o[n].offset;
+        s->p[0] = (lnn_rd32(prog) >> 8) & 0xFFu;
+        s->p[2] = (lnn_rd32(prog) >> 16) & 0xFFu;
+        for (uint32_t i = 0; i < n; i++) {
+            /* verified: batched means d's shape; unbatched: one value, d's
+             * shape (d unbatched, same count) or a row of d */
+            if ((o[i].kind & LNN_REF_BATCH) ||
+                (!(r[0].kind & LNN_REF_BATCH) && o[i].elems == r[0].elems))
+                o[i].aux = LNN_EW_SAME;
+            else if (o[i].elems == 1)
+                o[i].aux = LNN_EW_SCALAR;
+            else {
+                o[i].aux = LNN_EW_ROW;
+                if (s->p[1] == 0 || o[i].elems < s->p[1])
+                    s->p[1] = o[i].elems;
+            }
+        }
+        break;
+    }
+    case LNN_OP_ZERO:
+    case LNN_OP_COPY:
+    case LNN_OP_NEG:
+    case LNN_OP_EXP:
+    case LNN_OP_SIGMOID:
+    case LNN_OP_TANH:
+    case LNN_OP_RELU:
+    case LNN_OP_PUSH:
+    case LNN_OP_DROP:
+    case LNN_OP_LOOP:
+    case LNN_OP_END:
+        break;
+    }
+}
+
+/* ---- executing one compute step --------------------------------------------- */
 
 /* Element strides of s along the output dims padded to rank 4 (s aligned
  * right); 0 where s broadcasts (its dim is 1) or does not reach. */
@@ -119,33 +285,21 @@ static void lnn_bcast_strides(const lnn_rshape *s, size_t out[4])
     }
 }
 
-static void lnn_exec_binary(const lnn_ctx *c, lnn_binary_fn fn, float *y,
-                            uint32_t dst, const lnn_slot *ops)
+static void lnn_exec_binary(const lnn_ctx *c, lnn_binary_fn fn, const lnn_plan_step *s,
+                            const lnn_plan_ref *r, float *y, const float *const *x)
 {
-    lnn_rshape d, a, b;
-    lnn_rshape_of(c, dst, &d);
-    lnn_rshape_of(c, ops[0].t, &a);
-    lnn_rshape_of(c, ops[1].t, &b);
     lnn_binary_params p;
     p.y = y;
-    p.a = ops[0].p;
-    p.b = ops[1].p;
-    p.n = d.count;
-    p.inner = 0;
-    if (a.count == d.count && b.count == d.count) {
-        p.mode = LNN_BC_SAME; /* equal counts imply equal aligned dims */
-    } else if (b.count == 1) {
-        p.mode = LNN_BC_SCALAR_B;
-    } else if (a.count == 1) {
-        p.mode = LNN_BC_SCALAR_A;
-    } else if (a.count == d.count && lnn_is_row(&b, &d)) {
-        p.mode = LNN_BC_ROW_B;
-        p.inner = b.count;
-    } else if (b.count == d.count && lnn_is_row(&a, &d)) {
-        p.mode = LNN_BC_ROW_A;
-        p.inner = a.count;
-    } else {
-        p.mode = LNN_BC_GENERAL;
+    p.a = x[0];
+    p.b = x[1];
+    p.n = lnn_ref_count(c, &r[0]);
+    p.inner = s->p[1];
+    p.mode = (lnn_bcast_mode)s->p[0];
+    if (p.mode == LNN_BC_GENERAL) {
+        lnn_rshape d, a, b;
+        lnn_rshape_of(c->m, r[0].tensor, c->batch, &d);
+        lnn_rshape_of(c->m, r[1].tensor, c->batch, &a);
+        lnn_rshape_of(c->m, r[2].tensor, c->batch, &b);
         for (uint32_t i = 0; i < 4; i++)
             p.dims[i] = i < 4 - d.rank ? 1 : d.dims[i - (4 - d.rank)];
         lnn_bcast_strides(&a, p.sa);
@@ -154,30 +308,330 @@ static void lnn_exec_binary(const lnn_ctx *c, lnn_binary_fn fn, float *y,
     fn(&p);
 }
 
-static void lnn_exec_concat(const lnn_ctx *c, lnn_concat_fn fn, float *y,
-                            uint32_t axis, uint32_t dst, const lnn_slot *ops)
+static void lnn_exec_ewise(const lnn_ctx *c, const lnn_plan_step *s, const lnn_plan_ref *r,
+                           float *y, const float *const *x)
 {
-    lnn_rshape d, a, b;
-    lnn_rshape_of(c, dst, &d);
-    lnn_rshape_of(c, ops[0].t, &a);
-    lnn_rshape_of(c, ops[1].t, &b);
-    lnn_concat_params p;
+    lnn_ewise_params p;
+    const size_t n = s->nsrc - 1u;
     p.y = y;
-    p.a = ops[0].p;
-    p.b = ops[1].p;
-    p.outer = 1;
-    for (uint32_t i = 0; i < axis; i++)
-        p.outer *= d.dims[i];
-    p.na = a.count / p.outer;
-    p.nb = b.count / p.outer;
-    fn(&p);
+    p.n = n;
+    p.ninsn = s->p[0];
+    p.nregs = s->p[2];
+    p.insn = (const uint32_t *)(const void *)x[n] + 1;
+    p.count = lnn_ref_count(c, &r[0]);
+    p.inner = s->p[1] ? s->p[1] : p.count;
+    for (size_t i = 0; i < n; i++) {
+        p.src[i] = x[i];
+        p.mode[i] = (uint8_t)r[1 + i].aux;
+        p.len[i] = r[1 + i].elems;
+    }
+    c->m->kernels->ewise(&p);
 }
 
-static size_t lnn_count(const lnn_ctx *c, uint32_t t)
+/* Runs one compute step: r its references (destinations first), y the
+ * destinations' addresses, x the operands'. */
+static void lnn_exec(const lnn_ctx *c, const lnn_plan_step *s, const lnn_plan_ref *r,
+                     float *const *y, const float *const *x)
 {
-    lnn_rshape s;
-    lnn_rshape_of(c, t, &s);
-    return s.count;
+    const lnn_kernels *k = c->m->kernels;
+    const lnn_plan_ref *o = r + s->ndst;
+    switch ((lnn_opcode)s->op) {
+    case LNN_OP_ZERO:
+    case LNN_OP_COPY:
+    case LNN_OP_NEG:
+    case LNN_OP_EXP:
+    case LNN_OP_SIGMOID:
+    case LNN_OP_TANH:
+    case LNN_OP_RELU: {
+        lnn_unary_params p;
+        p.y = y[0];
+        p.x = s->op == LNN_OP_ZERO ? NULL : x[0];
+        p.n = lnn_ref_count(c, &r[0]);
+        const lnn_unary_fn fn = s->op == LNN_OP_ZERO ? k->zero
+                                : s->op == LNN_OP_COPY ? k->copy
+                                : s->op == LNN_OP_NEG ? k->neg
+                                : s->op == LNN_OP_EXP ? k->exp
+                                : s->op == LNN_OP_SIGMOID ? k->sigmoid
+                                : s->op == LNN_OP_TANH ? k->tanh
+                                                       : k->relu;
+        fn(&p);
+        break;
+    }
+    case LNN_OP_ADD:
+        lnn_exec_binary(c, k->add, s, r, y[0], x);
+        break;
+    case LNN_OP_SUB:
+        lnn_exec_binary(c, k->sub, s, r, y[0], x);
+        break;
+    case LNN_OP_MUL:
+        lnn_exec_binary(c, k->mul, s, r, y[0], x);
+        break;
+    case LNN_OP_DIV:
+        lnn_exec_binary(c, k->div, s, r, y[0], x);
+        break;
+    case LNN_OP_LINEAR:
+    case LNN_OP_MATMUL_NT: {
+        lnn_linear_params p;
+        p.y = y[0];
+        p.x = x[0];
+        p.w = x[1];
+        p.bias = s->op == LNN_OP_LINEAR ? x[2] : NULL;
+        p.m = s->p[0];
+        p.k = s->p[1];
+        p.rows = (size_t)s->p[2] * ((o[0].kind & LNN_REF_BATCH) ? c->batch : 1);
+        k->linear(&p);
+        break;
+    }
+    case LNN_OP_LINEAR_T:
+    case LNN_OP_MATMUL_T: {
+        lnn_linear_t_params p;
+        const float *bias = s->op == LNN_OP_LINEAR_T ? x[2] : NULL;
+        p.x = x[0];
+        p.k = s->p[1];
+        p.ldw = s->p[0];
+        p.rows = (size_t)s->p[2] * ((o[0].kind & LNN_REF_BATCH) ? c->batch : 1);
+        /* every other iteration of its loop backwards: the parts in reverse
+         * order, each summed from the last row of the weight (kernels.h) */
+        p.reverse = (int)(c->index[s->depth] & 1u);
+        size_t col[LNN_MAX_DSTS], cols = 0; /* each destination's first column */
+        for (uint32_t j = 0; j < s->ndst; j++) {
+            col[j] = cols;
+            cols += r[j].aux;
+        }
+        for (uint32_t n = 0; n < s->ndst; n++) {
+            const uint32_t j = p.reverse ? s->ndst - 1 - n : n;
+            p.y = y[j];
+            p.m = p.ldy = r[j].aux;
+            p.w = x[1] + col[j];
+            p.bias = bias ? bias + col[j] : NULL;
+            k->linear_t(&p);
+        }
+        break;
+    }
+    case LNN_OP_CONCAT: {
+        lnn_concat_params p;
+        p.y = y[0];
+        p.a = x[0];
+        p.b = x[1];
+        p.outer = (size_t)s->p[0] * ((r[0].kind & LNN_REF_BATCH) ? c->batch : 1);
+        p.na = s->p[1];
+        p.nb = s->p[2];
+        k->concat(&p);
+        break;
+    }
+    case LNN_OP_EWISE1:
+    case LNN_OP_EWISE2:
+    case LNN_OP_EWISE3:
+    case LNN_OP_EWISE4:
+    case LNN_OP_EWISE5:
+    case LNN_OP_EWISE6:
+    case LNN_OP_EWISE7:
+    case LNN_OP_EWISE8:
+        lnn_exec_ewise(c, s, r, y[0], x);
+        break;
+    case LNN_OP_PUSH:
+    case LNN_OP_DROP:
+    case LNN_OP_LOOP:
+    case LNN_OP_END:
+        break; /* not compute steps */
+    }
+    if (c->m->trace)
+        for (uint32_t j = 0; j < s->ndst; j++)
+            c->m->trace(c->m->trace_ctx, s->pc, r[j].tensor, y[j],
+                        (uint32_t)lnn_ref_count(c, &r[j]));
+}
+
+/* ---- the plan ----------------------------------------------------------------- */
+
+void lnn_plan_build(lnn_model *m)
+{
+    struct {
+        uint16_t t;
+        uint8_t depth;
+    } stack[LNN_MAX_STACK];
+    uint32_t sp = 0, depth = 0, nsteps = 0, nrefs = 0;
+    uint32_t loop_step[LNN_MAX_LOOP_DEPTH];
+    m->plan_steps = 0;
+    m->plan_refs = 0;
+    m->use_plan = 0;
+    for (uint32_t pc = 0; pc < m->code_words; pc++) {
+        const uint32_t w = lnn_rd32(m->code + 4 * (size_t)pc);
+        const uint32_t op = w & 0xFFu, a = (w >> 8) & 0xFFu, b = w >> 16;
+        const lnn_opinfo *info = &lnn_opinfo_table[op];
+        if (op == LNN_OP_PUSH) {
+            stack[sp].t = (uint16_t)b;
+            stack[sp].depth = (uint8_t)depth;
+            sp++;
+            continue;
+        }
+        if (op == LNN_OP_DROP) {
+            sp--;
+            continue;
+        }
+        if (nsteps == LNN_PLAN_STEPS)
+            return; /* too large: no plan */
+        lnn_plan_step *s = &m->step[nsteps];
+        s->pc = pc;
+        s->op = (uint8_t)op;
+        s->a = 0;
+        s->ndst = s->nsrc = 0;
+        s->ref = nrefs;
+        if (op == LNN_OP_LOOP) {
+            s->p[0] = b;
+            loop_step[depth++] = nsteps++;
+            continue;
+        }
+        if (op == LNN_OP_END) {
+            s->p[0] = loop_step[--depth] + 1; /* the body's first step */
+            nsteps++;
+            continue;
+        }
+        const uint32_t ndst = info->format == LNN_FMT_DSTN ? a : 1;
+        if (nrefs + ndst + info->pops > LNN_PLAN_REFS)
+            return;
+        uint16_t src[LNN_MAX_POPS];
+        uint8_t dep[LNN_MAX_POPS];
+        sp -= info->pops;
+        for (uint32_t i = 0; i < info->pops; i++) {
+            src[i] = stack[sp + i].t;
+            dep[i] = stack[sp + i].depth;
+        }
+        lnn_plan_compute(m, pc, w, src, dep, depth, s, &m->ref[nrefs]);
+        s->ref = nrefs;
+        nrefs += ndst + info->pops;
+        nsteps++;
+        stack[sp].t = (uint16_t)b;
+        stack[sp].depth = (uint8_t)depth;
+        sp++;
+    }
+    m->plan_steps = nsteps;
+    m->plan_refs = nrefs;
+    m->use_plan = nsteps > 0;
+}
+
+int lnn_use_plan(lnn_model *m, int on)
+{
+    if (!m || m->ready != LNN_READY_MAGIC)
+        return 0;
+    m->use_plan = on && m->plan_steps > 0;
+    return (int)m->use_plan;
+}
+
+static void lnn_run_plan(lnn_ctx *c, lnn_model *m)
+{
+    for (uint32_t i = 0; i < m->plan_refs; i++)
+        m->ptr[i] = (float *)(void *)lnn_ref_base(c, &m->ref[i]);
+    struct {
+        uint32_t body, count;
+    } loops[LNN_MAX_LOOP_DEPTH];
+    uint32_t nl = 0;
+    const uint32_t nsteps = m->plan_steps;
+    for (uint32_t si = 0; si < nsteps;) {
+        const lnn_plan_step *s = &m->step[si];
+        if (s->op == LNN_OP_LOOP) {
+            loops[nl].body = si + 1;
+            loops[nl].count = s->p[0];
+            c->index[++nl] = 0;
+            si++;
+            continue;
+        }
+        if (s->op == LNN_OP_END) {
+            if (++c->index[nl] < loops[nl - 1].count)
+                si = loops[nl - 1].body;
+            else {
+                nl--;
+                si++;
+            }
+            continue;
+        }
+        /* destinations: their base addresses as they are; operands: a
+         * loop-strided constant at this iteration's row (stride in bytes, a
+         * multiple of 4) */
+        const float *x[LNN_MAX_POPS];
+        const lnn_plan_ref *r = &m->ref[s->ref];
+        float *const *base = &m->ptr[s->ref];
+        for (uint32_t i = 0, j = s->ndst; i < s->nsrc; i++, j++)
+            x[i] = base[j] + (size_t)(r[j].stride / 4u) * c->index[r[j].depth];
+        lnn_exec(c, s, r, base, x);
+        si++;
+    }
+}
+
+/* ---- the instruction interpreter (models without a plan) ------------------- */
+
+static void lnn_run_code(lnn_ctx *c, const lnn_model *m)
+{
+    const uint8_t *code = m->code;
+    const uint32_t ncode = m->code_words;
+    struct {
+        const float *p;
+        uint16_t t;
+        uint8_t depth;
+    } stack[LNN_MAX_STACK];
+    uint32_t sp = 0;
+    struct {
+        uint32_t body, count;
+    } loops[LNN_MAX_LOOP_DEPTH];
+    uint32_t nl = 0;
+    for (uint32_t pc = 0; pc < ncode;) {
+        const uint32_t w = lnn_rd32(code + 4 * (size_t)pc);
+        const uint32_t op = w & 0xFFu, b = w >> 16;
+        switch (op) {
+        case LNN_OP_PUSH: {
+            lnn_plan_ref r;
+            lnn_ref_of(m, b, nl, &r);
+            stack[sp].p = (const float *)(const void *)(lnn_ref_base(c, &r) +
+                                                        (size_t)r.stride * c->index[nl]);
+            stack[sp].t = (uint16_t)b;
+            stack[sp].depth = (uint8_t)nl;
+            sp++;
+            pc++;
+            continue;
+        }
+        case LNN_OP_DROP:
+            sp--;
+            pc++;
+            continue;
+        case LNN_OP_LOOP:
+            loops[nl].body = pc + 1;
+            loops[nl].count = b;
+            c->index[++nl] = 0;
+            pc++;
+            continue;
+        case LNN_OP_END:
+            if (++c->index[nl] < loops[nl - 1].count)
+                pc = loops[nl - 1].body;
+            else {
+                nl--;
+                pc++;
+            }
+            continue;
+        default:
+            break;
+        }
+        const lnn_opinfo *info = &lnn_opinfo_table[op];
+        lnn_plan_step s;
+        lnn_plan_ref r[LNN_MAX_DSTS + LNN_MAX_POPS];
+        uint16_t src[LNN_MAX_POPS];
+        uint8_t dep[LNN_MAX_POPS];
+        const float *x[LNN_MAX_POPS];
+        float *y[LNN_MAX_DSTS];
+        sp -= info->pops;
+        for (uint32_t i = 0; i < info->pops; i++) {
+            src[i] = stack[sp + i].t;
+            dep[i] = stack[sp + i].depth;
+            x[i] = stack[sp + i].p;
+        }
+        lnn_plan_compute(m, pc, w, src, dep, nl, &s, r);
+        for (uint32_t j = 0; j < s.ndst; j++)
+            y[j] = (float *)(void *)lnn_ref_base(c, &r[j]);
+        lnn_exec(c, &s, r, y, x);
+        stack[sp].p = y[0];
+        stack[sp].t = (uint16_t)b;
+        stack[sp].depth = (uint8_t)nl;
+        sp++;
+        pc++;
+    }
 }
 
 lnn_status lnn_run(lnn_model *m, const float *const *inputs,
@@ -198,140 +652,15 @@ lnn_status lnn_run(lnn_model *m, const float *const *inputs,
         if (!outputs[i] || (uintptr_t)outputs[i] % 4 != 0)
             return LNN_E_ARG;
 
-    const lnn_ctx ctx = {m, inputs, outputs, batch};
-    const lnn_ctx *c = &ctx;
-    const lnn_kernels *k = m->kernels;
-    const lnn_trace_fn trace = m->trace;
-    const uint8_t *code = m->code;
-    const uint32_t ncode = m->code_words;
-    lnn_slot stack[LNN_MAX_STACK];
-    uint32_t sp = 0;
-    struct {
-        uint32_t body, count, index;
-    } loops[LNN_MAX_LOOP_DEPTH];
-    uint32_t nl = 0;
-
-/* Decode helpers and stack shorthands, local to the dispatch loop. */
-#define LNN_W_OP(w) ((w) & 0xFFu)
-#define LNN_W_A(w) (((w) >> 8) & 0xFFu)
-#define LNN_W_B(w) ((w) >> 16)
-#define LNN_OPERANDS(n) (stack + sp - (n)) /* the n operands, push order */
-/* Pushes the result; with a trace hook, reports it (one branch per op). */
-#define LNN_RESULT(n, y)                                                   \
-    do {                                                                   \
-        sp -= (n);                                                         \
-        stack[sp].p = (y);                                                 \
-        stack[sp].t = b;                                                   \
-        sp++;                                                              \
-        if (trace)                                                         \
-            trace(m->trace_ctx, pc - 1, b, (y), (uint32_t)lnn_count(c, b)); \
-    } while (0)
-#define LNN_UNARY(fn)                              \
-    do {                                           \
-        lnn_unary_params up_;                      \
-        up_.y = lnn_dst(c, b);                     \
-        up_.x = LNN_OPERANDS(1)[0].p;              \
-        up_.n = lnn_count(c, b);                   \
-        k->fn(&up_);                               \
-        LNN_RESULT(1, up_.y);                      \
-    } while (0)
-#define LNN_BINARY(fn)                                         \
-    do {                                                       \
-        float *y_ = lnn_dst(c, b);                             \
-        lnn_exec_binary(c, k->fn, y_, b, LNN_OPERANDS(2));     \
-        LNN_RESULT(2, y_);                                     \
-    } while (0)
-
-    for (uint32_t pc = 0; pc < ncode;) {
-        const uint32_t w = lnn_rd32(code + 4 * (size_t)pc);
-        const uint32_t b = LNN_W_B(w);
-        pc++;
-        switch ((lnn_opcode)LNN_W_OP(w)) {
-        case LNN_OP_PUSH:
-            stack[sp].p = lnn_src(c, b, nl ? loops[nl - 1].index : 0);
-            stack[sp].t = b;
-            sp++;
-            break;
-        case LNN_OP_DROP:
-            sp--;
-            break;
-        case LNN_OP_LOOP:
-            loops[nl].body = pc;
-            loops[nl].count = b;
-            loops[nl].index = 0;
-            nl++;
-            break;
-        case LNN_OP_END:
-            if (++loops[nl - 1].index < loops[nl - 1].count)
-                pc = loops[nl - 1].body;
-            else
-                nl--;
-            break;
-        case LNN_OP_ZERO: {
-            lnn_unary_params p;
-            p.y = lnn_dst(c, b);
-            p.x = NULL;
-            p.n = lnn_count(c, b);
-            k->zero(&p);
-            LNN_RESULT(0, p.y);
-            break;
-        }
-        case LNN_OP_COPY:
-            LNN_UNARY(copy);
-            break;
-        case LNN_OP_LINEAR: {
-            float *y = lnn_dst(c, b);
-            lnn_exec_linear(c, k->linear, y, LNN_OPERANDS(3), 1);
-            LNN_RESULT(3, y);
-            break;
-        }
-        case LNN_OP_MATMUL_NT: {
-            float *y = lnn_dst(c, b);
-            lnn_exec_linear(c, k->linear, y, LNN_OPERANDS(2), 0);
-            LNN_RESULT(2, y);
-            break;
-        }
-        case LNN_OP_ADD:
-            LNN_BINARY(add);
-            break;
-        case LNN_OP_SUB:
-            LNN_BINARY(sub);
-            break;
-        case LNN_OP_MUL:
-            LNN_BINARY(mul);
-            break;
-        case LNN_OP_DIV:
-            LNN_BINARY(div);
-            break;
-        case LNN_OP_NEG:
-            LNN_UNARY(neg);
-            break;
-        case LNN_OP_EXP:
-            LNN_UNARY(exp);
-            break;
-        case LNN_OP_SIGMOID:
-            LNN_UNARY(sigmoid);
-            break;
-        case LNN_OP_TANH:
-            LNN_UNARY(tanh);
-            break;
-        case LNN_OP_RELU:
-            LNN_UNARY(relu);
-            break;
-        case LNN_OP_CONCAT: {
-            float *y = lnn_dst(c, b);
-            lnn_exec_concat(c, k->concat, y, LNN_W_A(w), b, LNN_OPERANDS(2));
-            LNN_RESULT(2, y);
-            break;
-        }
-        }
-    }
-#undef LNN_W_OP
-#undef LNN_W_A
-#undef LNN_W_B
-#undef LNN_OPERANDS
-#undef LNN_RESULT
-#undef LNN_UNARY
-#undef LNN_BINARY
+    lnn_ctx ctx;
+    ctx.m = m;
+    ctx.in = inputs;
+    ctx.out = outputs;
+    ctx.batch = batch;
+    ctx.index[0] = 0;
+    if (m->use_plan)
+        lnn_run_plan(&ctx, m);
+    else
+        lnn_run_code(&ctx, m);
     return LNN_OK;
 }

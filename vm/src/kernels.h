@@ -19,7 +19,10 @@
 #define LNN_KERNELS_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
 
+#include "lnn_format.h"
 #include "simd.h"
 
 /* y[r][j] = sum_{i<k} x[r][i] * w[j][i] (+ bias[j]), accumulated in float
@@ -31,6 +34,26 @@ typedef struct {
     const float *bias; /* m, or NULL (MATMUL_NT) */
     size_t rows, k, m;
 } lnn_linear_params;
+
+/* LINEAR_T and MATMUL_T (the weight transposed): y[r][j] = sum_{i<k}
+ * x[r][i] * w[i][j] (+ bias[j]) for r < rows, j < m, accumulated in float in
+ * i order (reverse: from i = k-1 down to 0), bias added last. w is k rows of
+ * ldw >= m floats (Wt, or a block of its columns), y is rows rows of ldy >= m
+ * floats. y overlaps none of x, w or bias.
+ *
+ * reverse exists for the cache: a weight a little larger than the L1 data
+ * cache, read again at every step of a loop, mostly misses when always read
+ * in the same order (the lines needed first are the ones evicted), and mostly
+ * hits when every other pass runs backwards (the interpreter sets it on odd
+ * loop iterations). Only the rounding of the sums changes. */
+typedef struct {
+    float *y;
+    const float *x;    /* rows x k */
+    const float *w;    /* k x ldw */
+    const float *bias; /* m, or NULL (MATMUL_T) */
+    size_t rows, k, m, ldw, ldy;
+    int reverse;
+} lnn_linear_t_params;
 
 /* Broadcast plans for the binary element-wise ops, fastest first. */
 typedef enum {
@@ -71,7 +94,120 @@ typedef struct {
     size_t outer, na, nb;
 } lnn_concat_params;
 
+/* EWISEn: the program's L instruction words (lnn_format.h) evaluated for
+ * every output element. Operand j is read as its mode says: SAME src[j][e],
+ * ROW src[j][e mod len[j]], SCALAR src[j][0]. The kernels run the program
+ * on blocks of elements (lnn_ewise_blocks), one instruction over a whole
+ * block at a time, the registers being blocks of a scratch array on the
+ * kernel's stack (LNN_EW_SCRATCH floats). inner divides count and every ROW
+ * len. y may be exactly a SAME operand (the last instruction reads a block
+ * before it writes it) and overlaps no other operand. */
+#ifndef LNN_EW_SCRATCH
+#if UINTPTR_MAX > 0xFFFFFFFFu
+#define LNN_EW_SCRATCH 2048 /* floats: 8 KiB of stack */
+#else
+#define LNN_EW_SCRATCH 512
+#endif
+#endif
+#define LNN_EW_MAX_OPERANDS 8
+/* every register and repeated row gets a block of at least 16 floats */
+_Static_assert(LNN_EW_SCRATCH >= 16 * (LNN_EW_MAX_OPERANDS + LNN_EW_MAX_REGS),
+               "LNN_EW_SCRATCH too small for 16 blocks of 16 floats");
+enum { LNN_EW_SAME, LNN_EW_ROW, LNN_EW_SCALAR };
+typedef struct {
+    float *y;
+    const float *src[LNN_EW_MAX_OPERANDS];
+    size_t len[LNN_EW_MAX_OPERANDS]; /* ROW: the operand's element count */
+    uint8_t mode[LNN_EW_MAX_OPERANDS];
+    const uint32_t *insn; /* the L instruction words (after the header) */
+    size_t n, ninsn, nregs;
+    size_t count; /* output elements */
+    size_t inner; /* the shortest ROW len; count when there is no ROW operand */
+} lnn_ewise_params;
+
+/* Inlines a function whatever the optimizer thinks (the block loop and the
+ * per-instruction switch must be one function to run fast). */
+#if defined(__GNUC__)
+#define LNN_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define LNN_ALWAYS_INLINE inline
+#endif
+
+/* Runs p's program block by block; op(code, y, a, a_scalar, b, b_scalar,
+ * len) computes one instruction over one block (a_scalar: a is one value;
+ * b is unused by the one-operand ops). Shared by every kernel set: only op
+ * differs.
+ *
+ * Blocks: the scratch array holds the R registers and, when every ROW
+ * operand is one run of inner elements and several runs fit in a block,
+ * each ROW operand repeated over a block, so that a block spans several
+ * runs (the LTC's per-unit tau against a batch of rows). Otherwise a block
+ * stays inside one run of inner elements, where a ROW operand is
+ * contiguous. */
+typedef void (*lnn_ew_block_fn)(uint32_t code, float *y, const float *a, int sa,
+                                const float *b, int sb, size_t len);
+static LNN_ALWAYS_INLINE void lnn_ewise_blocks(const lnn_ewise_params *p, lnn_ew_block_fn op)
+{
+    _Alignas(64) float scratch[LNN_EW_SCRATCH];
+    const float *val[LNN_EW_MAX_OPERANDS + LNN_EW_MAX_REGS];
+    int scal[LNN_EW_MAX_OPERANDS + LNN_EW_MAX_REGS];
+    size_t pos[LNN_EW_MAX_OPERANDS]; /* ROW: where this run starts in it */
+    const size_t n = p->n, ninsn = p->ninsn, count = p->count;
+    size_t nrow = 0, same_len = 1;
+    for (size_t j = 0; j < n; j++) {
+        if (p->mode[j] == LNN_EW_ROW) {
+            nrow++;
+            same_len &= p->len[j] == p->inner;
+        }
+    }
+    size_t blk = LNN_EW_SCRATCH / (p->nregs + nrow > 0 ? p->nregs + nrow : 1);
+    blk -= blk % 16;
+    size_t run = nrow ? p->inner : count; /* blocks stay inside one run */
+    const int repeat = nrow && same_len && 2 * p->inner <= blk && count > p->inner;
+    if (repeat) /* a whole number of runs per block, at most count */
+        run = blk - blk % p->inner < count ? blk - blk % p->inner : count;
+    for (size_t j = 0, r = p->nregs; j < n; j++) {
+        pos[j] = 0;
+        scal[j] = p->mode[j] == LNN_EW_SCALAR;
+        val[j] = p->src[j];
+        if (repeat && p->mode[j] == LNN_EW_ROW) { /* the row repeated over a block */
+            float *rep = scratch + blk * r++;
+            for (size_t i = 0; i < run; i += p->inner)
+                memcpy(rep + i, p->src[j], p->inner * sizeof(float));
+            val[j] = rep;
+        }
+    }
+    for (size_t r = 0; r < LNN_EW_MAX_REGS; r++) {
+        val[n + r] = scratch + blk * (r < p->nregs ? r : 0);
+        scal[n + r] = 0;
+    }
+    for (size_t o = 0; o < count; o += run) {
+        const size_t end = count - o < run ? count - o : run;
+        for (size_t c = 0; c < end; c += blk) {
+            const size_t len = end - c < blk ? end - c : blk;
+            for (size_t j = 0; j < n; j++) {
+                if (p->mode[j] == LNN_EW_SAME)
+                    val[j] = p->src[j] + o + c;
+                else if (p->mode[j] == LNN_EW_ROW && !repeat)
+                    val[j] = p->src[j] + pos[j] + c;
+            }
+            for (size_t i = 0; i < ninsn; i++) {
+                const uint32_t w = p->insn[i];
+                const uint32_t a = (w >> 16) & 0xFFu, b = w >> 24;
+                float *y = i + 1 == ninsn ? p->y + o + c : scratch + blk * ((w >> 8) & 0xFFu);
+                op(w & 0xFFu, y, val[a], scal[a], val[b], scal[b], len);
+            }
+        }
+        if (!repeat)
+            for (size_t j = 0; j < n; j++)
+                if (p->mode[j] == LNN_EW_ROW && (pos[j] += run) == p->len[j])
+                    pos[j] = 0;
+    }
+}
+
 typedef void (*lnn_linear_fn)(const lnn_linear_params *p);
+typedef void (*lnn_linear_t_fn)(const lnn_linear_t_params *p);
+typedef void (*lnn_ewise_fn)(const lnn_ewise_params *p);
 typedef void (*lnn_binary_fn)(const lnn_binary_params *p);
 typedef void (*lnn_unary_fn)(const lnn_unary_params *p);
 typedef void (*lnn_concat_fn)(const lnn_concat_params *p);
@@ -80,6 +216,8 @@ typedef void (*lnn_concat_fn)(const lnn_concat_params *p);
 typedef struct lnn_kernels {
     const char *isa; /* "scalar", "neon", "sse3", "avx2" */
     lnn_linear_fn linear; /* LINEAR and MATMUL_NT (bias NULL) */
+    lnn_linear_t_fn linear_t; /* LINEAR_T and MATMUL_T (bias NULL) */
+    lnn_ewise_fn ewise;       /* EWISE1 .. EWISE8 */
     lnn_binary_fn add, sub, mul, div;
     lnn_unary_fn neg, exp, sigmoid, tanh, relu;
     lnn_unary_fn copy, zero;
@@ -88,6 +226,8 @@ typedef struct lnn_kernels {
 
 #define LNN_KERNEL_PROTOS(isa)                                   \
     void lnn_linear__##isa(const lnn_linear_params *p);          \
+    void lnn_linear_t__##isa(const lnn_linear_t_params *p);      \
+    void lnn_ewise__##isa(const lnn_ewise_params *p);            \
     void lnn_add__##isa(const lnn_binary_params *p);             \
     void lnn_sub__##isa(const lnn_binary_params *p);             \
     void lnn_mul__##isa(const lnn_binary_params *p);             \

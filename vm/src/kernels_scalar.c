@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "internal.h"
 #include "kernels.h"
 #include "vmath.h"
 
@@ -29,6 +30,30 @@ void lnn_linear__scalar(const lnn_linear_params *p)
                 acc += p->bias[j];
             y[j] = acc;
         }
+    }
+}
+
+/* Row by row, each y row is the accumulator of its m sums: every sum still
+ * runs in i order (y[j] = ((0 + x0 w0j) + x1 w1j) + ...), with contiguous
+ * loads of w. */
+void lnn_linear_t__scalar(const lnn_linear_t_params *p)
+{
+    const size_t k = p->k, m = p->m;
+    for (size_t r = 0; r < p->rows; r++) {
+        const float *x = p->x + r * k;
+        float *y = p->y + r * p->ldy;
+        for (size_t j = 0; j < m; j++)
+            y[j] = 0.0f;
+        for (size_t n = 0; n < k; n++) {
+            const size_t i = p->reverse ? k - 1 - n : n;
+            const float xi = x[i];
+            const float *w = p->w + i * p->ldw;
+            for (size_t j = 0; j < m; j++)
+                y[j] += xi * w[j];
+        }
+        if (p->bias)
+            for (size_t j = 0; j < m; j++)
+                y[j] += p->bias[j];
     }
 }
 
@@ -196,6 +221,54 @@ LNN_UNARY_KERNEL(relu, LNN_FX_RELU)
 #undef LNN_FX_RELU
 #undef LNN_UNARY_KERNEL
 
+/* One EWISE instruction over one block (lnn_ewise_blocks): the element
+ * operations of the ADD ... RELU kernels. */
+static void lnn_ew_block__scalar(uint32_t code, float *y, const float *a, int sa,
+                                 const float *b, int sb, size_t len)
+{
+#define LNN_EW2(EXPR)                                       \
+    for (size_t i = 0; i < len; i++) {                      \
+        const float u = a[sa ? 0 : i], v = b[sb ? 0 : i];   \
+        y[i] = EXPR;                                        \
+    }                                                       \
+    break
+#define LNN_EW1(EXPR)                                       \
+    for (size_t i = 0; i < len; i++) {                      \
+        const float u = a[sa ? 0 : i];                      \
+        y[i] = EXPR;                                        \
+    }                                                       \
+    break
+    switch ((lnn_opcode)code) {
+    case LNN_OP_ADD:
+        LNN_EW2(u + v);
+    case LNN_OP_SUB:
+        LNN_EW2(u - v);
+    case LNN_OP_MUL:
+        LNN_EW2(u * v);
+    case LNN_OP_DIV:
+        LNN_EW2(u / v);
+    case LNN_OP_NEG:
+        LNN_EW1(-u);
+    case LNN_OP_EXP:
+        LNN_EW1(lnn_expf(u));
+    case LNN_OP_SIGMOID:
+        LNN_EW1(lnn_sigmoidf(u));
+    case LNN_OP_TANH:
+        LNN_EW1(lnn_tanhf(u));
+    case LNN_OP_RELU:
+        LNN_EW1(u < 0.0f ? 0.0f : u);
+    default: /* the verifier admits no other code */
+        break;
+    }
+#undef LNN_EW2
+#undef LNN_EW1
+}
+
+void lnn_ewise__scalar(const lnn_ewise_params *p)
+{
+    lnn_ewise_blocks(p, lnn_ew_block__scalar);
+}
+
 void lnn_copy__scalar(const lnn_unary_params *p)
 {
     if (p->y != p->x) /* the verifier allows only identical or disjoint */
@@ -222,6 +295,8 @@ void lnn_concat__scalar(const lnn_concat_params *p)
 const lnn_kernels lnn_kernels_scalar = {
     .isa = "scalar",
     .linear = lnn_linear__scalar,
+    .linear_t = lnn_linear_t__scalar,
+    .ewise = lnn_ewise__scalar,
     .add = lnn_add__scalar,
     .sub = lnn_sub__scalar,
     .mul = lnn_mul__scalar,

@@ -36,6 +36,7 @@
 #error "kernels_simd.h is included by a kernels_<isa>.c after its vector interface"
 #endif
 
+#include "internal.h"
 #include "vmath.h"
 
 #define LNN_SK3(k, isa) lnn_##k##__##isa
@@ -370,12 +371,268 @@ void LNN_SK(linear)(const lnn_linear_params *p)
         lnn_linear_row1(p->x + r * k, p->w, p->bias, p->y + r * m, k, m);
 }
 
+/* ---- LINEAR_T / MATMUL_T ---------------------------------------------------------- */
+
+/* Outer products over the transposed weight: for each i, x[r][i] broadcast
+ * times the row i of w, added into vector accumulators of y's columns, so
+ * there is no lane reduction and each column sums in i order like the
+ * scalar kernel (fused where the ISA fuses); bias added last.
+ *   one row (batch 1 and leftover rows): 8 vectors of columns at a time (8
+ *            independent chains), then 4, 2, 1 and a partial vector;
+ *   LNN_LT_ROWS rows: tiles of LNN_LT_ROWS rows x 2 vectors (each w vector
+ *            used LNN_LT_ROWS times), then x 1 and x a partial vector. */
+#ifndef LNN_LT_ROWS
+#define LNN_LT_ROWS 6
+#endif
+#if LNN_LT_ROWS != 4 && LNN_LT_ROWS != 6
+#error "LNN_LT_ROWS is 4 or 6"
+#endif
+
+#define LNN_REPC1(M) M(0)
+#define LNN_REPC2(M) M(0) M(1)
+#define LNN_REPC4(M) M(0) M(1) M(2) M(3)
+#define LNN_REPC8(M) LNN_REPC4(M) M(4) M(5) M(6) M(7)
+#define LNN_T1_DECL(c) lnn_vf acc##c = lnn_v_zero();
+#define LNN_T1_BODY(c) acc##c = lnn_v_fma(xv, lnn_v_load(wi + (c) * LNN_W), acc##c);
+#define LNN_T1_STORE(c)                                                     \
+    if (bias)                                                               \
+        acc##c = lnn_v_add(acc##c, lnn_v_load(bias + j + (c) * LNN_W));     \
+    lnn_v_store(y + j + (c) * LNN_W, acc##c);
+/* columns [j, j + NV vectors) of one row; x and w are the first row of the
+ * sum (the last one when reversed), dx and dw the steps to the next */
+#define LNN_T1_TILE(NV, REP)                                                \
+    for (; j + (NV) * LNN_W <= m; j += (NV) * LNN_W) {                      \
+        REP(LNN_T1_DECL)                                                    \
+        const float *wi = w + j, *xi = x;                                   \
+        for (size_t n = 0; n < k; n++, wi += dw, xi += dx) {                \
+            const lnn_vf xv = lnn_v_set1(*xi);                              \
+            REP(LNN_T1_BODY)                                                \
+        }                                                                   \
+        REP(LNN_T1_STORE)                                                   \
+    }
+
+static void lnn_lt_row1(const float *x, const float *w, const float *bias, float *y,
+                        size_t k, size_t m, ptrdiff_t dw, ptrdiff_t dx)
+{
+    size_t j = 0;
+    LNN_T1_TILE(8, LNN_REPC8)
+    LNN_T1_TILE(4, LNN_REPC4)
+    LNN_T1_TILE(2, LNN_REPC2)
+    LNN_T1_TILE(1, LNN_REPC1)
+    if (j < m) {
+        const size_t t = m - j;
+        lnn_vf acc = lnn_v_zero();
+        const float *wi = w + j, *xi = x;
+        for (size_t n = 0; n < k; n++, wi += dw, xi += dx)
+            acc = lnn_v_fma(lnn_v_set1(*xi), lnn_v_loadn(wi, t), acc);
+        if (bias)
+            acc = lnn_v_add(acc, lnn_v_loadn(bias + j, t));
+        lnn_v_storen(y + j, acc, t);
+    }
+}
+
+/* LNN_LT_ROWS rows: accumulators a<r>_<c> for row r, column vector c */
+#if LNN_LT_ROWS == 6
+#define LNN_REPR(M, c) M(0, c) M(1, c) M(2, c) M(3, c) M(4, c) M(5, c)
+#else
+#define LNN_REPR(M, c) M(0, c) M(1, c) M(2, c) M(3, c)
+#endif
+#define LNN_TR_DECL(r, c) lnn_vf a##r##_##c = lnn_v_zero();
+#define LNN_TR_FMA(r, c) a##r##_##c = lnn_v_fma(lnn_v_set1(xi[(r) * k]), w##c, a##r##_##c);
+#define LNN_TR_FMA2(r, c)                                   \
+    {                                                       \
+        const lnn_vf xv = lnn_v_set1(xi[(r) * k]);          \
+        a##r##_0 = lnn_v_fma(xv, w0, a##r##_0);             \
+        a##r##_1 = lnn_v_fma(xv, w1, a##r##_1);             \
+    }
+#define LNN_TR_STORE(r, c)                                  \
+    if (bias)                                               \
+        a##r##_##c = lnn_v_add(a##r##_##c, b##c);           \
+    lnn_v_store(y + (r) * ldy + j + (c) * LNN_W, a##r##_##c);
+#define LNN_TR_STOREN(r, c)                                 \
+    if (bias)                                               \
+        a##r##_##c = lnn_v_add(a##r##_##c, b##c);           \
+    lnn_v_storen(y + (r) * ldy + j, a##r##_##c, t);
+
+/* LNN_LT_ROWS rows of x (k apart) into rows of y (ldy apart); x and w at
+ * the first row of the sum, dx and dw the steps (as lnn_lt_row1). */
+static void lnn_lt_rows(const float *x, const float *w, const float *bias, float *y,
+                        size_t k, size_t m, ptrdiff_t dw, ptrdiff_t dx, size_t ldy)
+{
+    size_t j = 0;
+    for (; j + 2 * LNN_W <= m; j += 2 * LNN_W) {
+        LNN_REPR(LNN_TR_DECL, 0)
+        LNN_REPR(LNN_TR_DECL, 1)
+        const float *wi = w + j, *xi = x;
+        for (size_t n = 0; n < k; n++, wi += dw, xi += dx) {
+            const lnn_vf w0 = lnn_v_load(wi), w1 = lnn_v_load(wi + LNN_W);
+            LNN_REPR(LNN_TR_FMA2, 0)
+        }
+        const lnn_vf b0 = bias ? lnn_v_load(bias + j) : lnn_v_zero();
+        const lnn_vf b1 = bias ? lnn_v_load(bias + j + LNN_W) : lnn_v_zero();
+        LNN_REPR(LNN_TR_STORE, 0)
+        LNN_REPR(LNN_TR_STORE, 1)
+    }
+    for (; j + LNN_W <= m; j += LNN_W) {
+        LNN_REPR(LNN_TR_DECL, 0)
+        const float *wi = w + j, *xi = x;
+        for (size_t n = 0; n < k; n++, wi += dw, xi += dx) {
+            const lnn_vf w0 = lnn_v_load(wi);
+            LNN_REPR(LNN_TR_FMA, 0)
+        }
+        const lnn_vf b0 = bias ? lnn_v_load(bias + j) : lnn_v_zero();
+        LNN_REPR(LNN_TR_STORE, 0)
+    }
+    if (j < m) {
+        const size_t t = m - j;
+        LNN_REPR(LNN_TR_DECL, 0)
+        const float *wi = w + j, *xi = x;
+        for (size_t n = 0; n < k; n++, wi += dw, xi += dx) {
+            const lnn_vf w0 = lnn_v_loadn(wi, t);
+            LNN_REPR(LNN_TR_FMA, 0)
+        }
+        const lnn_vf b0 = bias ? lnn_v_loadn(bias + j, t) : lnn_v_zero();
+        LNN_REPR(LNN_TR_STOREN, 0)
+    }
+}
+
+void LNN_SK(linear_t)(const lnn_linear_t_params *p)
+{
+    const size_t k = p->k, m = p->m, rows = p->rows;
+    /* the first row of the sums and the steps: forwards, or from k-1 back */
+    const size_t first = p->reverse ? k - 1 : 0;
+    const ptrdiff_t dw = p->reverse ? -(ptrdiff_t)p->ldw : (ptrdiff_t)p->ldw;
+    const ptrdiff_t dx = p->reverse ? -1 : 1;
+    const float *w = p->w + first * p->ldw;
+    size_t r = 0;
+    for (; r + LNN_LT_ROWS <= rows; r += LNN_LT_ROWS)
+        lnn_lt_rows(p->x + r * k + first, w, p->bias, p->y + r * p->ldy, k, m, dw, dx, p->ldy);
+    for (; r < rows; r++)
+        lnn_lt_row1(p->x + r * k + first, w, p->bias, p->y + r * p->ldy, k, m, dw, dx);
+}
+
+#undef LNN_REPC1
+#undef LNN_REPC2
+#undef LNN_REPC4
+#undef LNN_REPC8
+#undef LNN_T1_DECL
+#undef LNN_T1_BODY
+#undef LNN_T1_STORE
+#undef LNN_T1_TILE
+#undef LNN_REPR
+#undef LNN_TR_DECL
+#undef LNN_TR_FMA
+#undef LNN_TR_FMA2
+#undef LNN_TR_STORE
+#undef LNN_TR_STOREN
+
+/* ---- EWISE ------------------------------------------------------------------------ */
+
+/* One instruction of an element-wise program over one block: the set's
+ * own element-wise kernels (so a program gives their bits, and costs no code
+ * of its own), a one-value operand through their scalar plans. */
+static LNN_ALWAYS_INLINE void LNN_SK(ew_block)(uint32_t code, float *y, const float *a, int sa,
+                                               const float *b, int sb, size_t len)
+{
+    /* the short ops on two blocks, the common case: inline */
+#define LNN_EW_FAST(EXPR)                                                               \
+    do {                                                                                \
+        size_t i_ = 0;                                                                  \
+        for (; i_ + LNN_W <= len; i_ += LNN_W) {                                        \
+            const lnn_vf va_ = lnn_v_load(a + i_), vb_ = lnn_v_load(b + i_);            \
+            lnn_v_store(y + i_, EXPR);                                                  \
+        }                                                                               \
+        if (i_ < len) {                                                                 \
+            const lnn_vf va_ = lnn_v_loadn(a + i_, len - i_);                           \
+            const lnn_vf vb_ = lnn_v_loadn(b + i_, len - i_);                           \
+            lnn_v_storen(y + i_, EXPR, len - i_);                                       \
+        }                                                                               \
+        return;                                                                         \
+    } while (0)
+    const int unary = code >= LNN_OP_NEG;
+    if (!sa && (unary || !sb)) {
+        if (unary)
+            b = a; /* read, not used */
+        switch ((lnn_opcode)code) {
+        case LNN_OP_ADD:
+            LNN_EW_FAST(lnn_v_add(va_, vb_));
+        case LNN_OP_SUB:
+            LNN_EW_FAST(lnn_v_sub(va_, vb_));
+        case LNN_OP_MUL:
+            LNN_EW_FAST(lnn_v_mul(va_, vb_));
+        case LNN_OP_DIV:
+            LNN_EW_FAST(lnn_v_div(va_, vb_));
+        case LNN_OP_NEG:
+            LNN_EW_FAST(((void)vb_, lnn_v_negate(va_)));
+        default:
+            break;
+        }
+    }
+#undef LNN_EW_FAST
+    lnn_unary_fn un = NULL;
+    lnn_binary_fn bin = NULL;
+    switch ((lnn_opcode)code) {
+    case LNN_OP_ADD:
+        bin = LNN_SK(add);
+        break;
+    case LNN_OP_SUB:
+        bin = LNN_SK(sub);
+        break;
+    case LNN_OP_MUL:
+        bin = LNN_SK(mul);
+        break;
+    case LNN_OP_DIV:
+        bin = LNN_SK(div);
+        break;
+    case LNN_OP_NEG:
+        un = LNN_SK(neg);
+        break;
+    case LNN_OP_EXP:
+        un = LNN_SK(exp);
+        break;
+    case LNN_OP_SIGMOID:
+        un = LNN_SK(sigmoid);
+        break;
+    case LNN_OP_TANH:
+        un = LNN_SK(tanh);
+        break;
+    case LNN_OP_RELU:
+        un = LNN_SK(relu);
+        break;
+    default: /* the verifier admits no other code */
+        return;
+    }
+    const size_t n = (un ? sa : sa && sb) ? 1 : len; /* one value: once, then copied */
+    if (un) {
+        lnn_unary_params p = {y, a, n};
+        un(&p);
+    } else {
+        lnn_binary_params p;
+        p.y = y;
+        p.a = a;
+        p.b = b;
+        p.n = n;
+        p.inner = 0;
+        p.mode = n == 1 || (!sa && !sb) ? LNN_BC_SAME : sa ? LNN_BC_SCALAR_A : LNN_BC_SCALAR_B;
+        bin(&p);
+    }
+    for (size_t i = n; i < len; i++)
+        y[i] = y[0];
+}
+
+void LNN_SK(ewise)(const lnn_ewise_params *p)
+{
+    lnn_ewise_blocks(p, LNN_SK(ew_block));
+}
+
 /* ---- the table ------------------------------------------------------------------ */
 
 /* COPY, ZERO and CONCAT are memcpy / memset work: the scalar kernels. */
 const lnn_kernels LNN_SKT(LNN_SIMD_ISA) = {
     .isa = LNN_SSTR(LNN_SIMD_ISA),
     .linear = LNN_SK(linear),
+    .linear_t = LNN_SK(linear_t),
+    .ewise = LNN_SK(ewise),
     .add = LNN_SK(add),
     .sub = LNN_SK(sub),
     .mul = LNN_SK(mul),

@@ -127,6 +127,9 @@ static lnn_status lnn_load_sections(lnn_model *m, const lnn_header *h)
                 LNN_FAIL(E_SECTION, e + LNN_S_OFFSET);
             if (size == 0 || size % 4 != 0)
                 LNN_FAIL(E_SECTION, e + LNN_S_SIZE);
+            /* bounds the verifier's and the interpreter's work */
+            if (size / 4 > LNN_MAX_CODE_WORDS)
+                LNN_FAIL(E_LIMIT, e + LNN_S_SIZE);
             break;
         default: /* NAMES, META: any alignment, ignored */
             break;
@@ -161,12 +164,14 @@ static lnn_status lnn_load_tensor(lnn_model *m, uint32_t t, uint8_t *in_seen,
     lnn_tensor x;
     lnn_tensor_read(m, t, &x);
 
-    if (x.dtype != LNN_DT_F32)
+    if (x.dtype != LNN_DT_F32 && x.dtype != LNN_DT_U32)
         LNN_FAIL(E_TENSOR, e + LNN_T_DTYPE);
     if (x.rank > LNN_MAX_RANK)
         LNN_FAIL(E_TENSOR, e + LNN_T_RANK);
     if (x.region > LNN_REG_OUTPUT)
         LNN_FAIL(E_TENSOR, e + LNN_T_REGION);
+    if (x.dtype == LNN_DT_U32 && x.region != LNN_REG_CONST) /* instruction data */
+        LNN_FAIL(E_TENSOR, e + LNN_T_DTYPE);
     if (x.flags & ~(uint32_t)LNN_TF_BATCH)
         LNN_FAIL(E_TENSOR, e + LNN_T_FLAGS);
     uint64_t elems = 1;
@@ -309,6 +314,7 @@ lnn_status lnn_init(lnn_model *m, const void *buf, size_t len, void *arena,
     m->kernels = lnn_kernels_select();
     if (!m->kernels)
         LNN_FAIL(E_CPU, 0);
+    lnn_plan_build(m);
     m->stage = LNN_STAGE_READY;
     m->status = LNN_OK;
     m->error_offset = 0;

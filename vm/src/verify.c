@@ -13,15 +13,25 @@
  *
  * Shapes carry a batched flag: dim 0 of a batched tensor is the symbolic
  * batch size B (stored as 1), distinct from every concrete dim, including 1.
+ *
+ * The same pass tracks which ARENA and OUTPUT bytes have been written, and
+ * rejects an instruction that reads a byte nothing wrote before it
+ * (E_UNINIT). There are no branches and every trip count is >= 1, so the
+ * first iteration of every loop runs the body in program order: "written by
+ * an earlier instruction in program order" is exactly "written before the
+ * first read at run time". The pass also bounds the run time: trip-count
+ * product and executed instructions (E_LIMIT). Every property is listed in
+ * vm/VERIFIER.md.
  */
 #include "internal.h"
 
 #define LNN_VFAIL(st) return lnn_fail(m, LNN_##st, off)
 
-/* lnn_check_compute holds at most 3 operands and pushes one result. */
-#define OP(name, code, format, pops, pushes, meaning)                      \
-    _Static_assert((pops) <= 3 && (pushes) <= 1, "op " #name " pops more " \
-                                                 "than 3 or pushes more than 1");
+/* lnn_check_compute holds at most LNN_MAX_POPS operands and pushes one
+ * result. */
+#define OP(name, code, format, pops, pushes, meaning)                           \
+    _Static_assert((pops) <= LNN_MAX_POPS && (pushes) <= 1,                     \
+                   "op " #name " pops more than LNN_MAX_POPS or pushes more than 1");
 #include "lnn_opcodes.def"
 #undef OP
 
@@ -145,6 +155,98 @@ static int lnn_concat_ok(uint32_t axis, const lnn_vtensor *a,
     return 1;
 }
 
+/* LINEAR_T / MATMUL_T, one destination d: x (..., K), Wt (K, M), bias (M)
+ * or none; d is x's shape with any last dim (the caller checks that the
+ * destinations' last dims add up to M). */
+static int lnn_linear_t_ok(const lnn_vtensor *x, const lnn_vtensor *wt,
+                           const lnn_vtensor *bias, const lnn_vtensor *d)
+{
+    const uint32_t r = x->e.rank;
+    if (r == 0 || (x->batched && r == 1)) /* K must be concrete */
+        return 0;
+    if (wt->e.rank != 2 || wt->batched || x->e.dims[r - 1] != wt->e.dims[0])
+        return 0;
+    if (bias && (bias->e.rank != 1 || bias->batched || bias->e.dims[0] != wt->e.dims[1]))
+        return 0;
+    if (d->e.rank != r || d->batched != x->batched)
+        return 0;
+    for (uint32_t i = 0; i + 1 < r; i++)
+        if (d->e.dims[i] != x->e.dims[i])
+            return 0;
+    return 1;
+}
+
+/* An EWISEn operand v against its destination d: it must broadcast to d
+ * and be d's shape, a row of d (unbatched, its dims after leading 1s equal
+ * to d's last dims) or a single value (see lnn_format.h). */
+static int lnn_ew_operand_ok(const lnn_vtensor *v, const lnn_vtensor *d)
+{
+    if (!lnn_broadcast_ok(v, d, d)) /* also: v's rank <= d's */
+        return 0;
+    if (v->batched) /* then d is batched: the same shape */
+        return v->elems == d->elems;
+    if (v->elems == 1 || (!d->batched && v->elems == d->elems))
+        return 1; /* a single value, or the same shape */
+    uint32_t j = 0; /* a row: v's dims from the first non-1 on are d's last */
+    while (j < v->e.rank && v->e.dims[j] == 1)
+        j++;
+    const uint32_t pad = d->e.rank - v->e.rank;
+    for (; j < v->e.rank; j++)
+        if (v->e.dims[j] != d->e.dims[pad + j] || (d->batched && pad + j == 0))
+            return 0;
+    return 1;
+}
+
+/* The program p of EWISEn (lnn_format.h): an unstrided rank-1 constant of
+ * 1 + L words (E_SHAPE), whose words are well formed (E_OPERAND). */
+static lnn_status lnn_ew_program_ok(const lnn_model *m, const lnn_vtensor *p,
+                                    uint32_t n)
+{
+    if (p->e.rank != 1 || p->e.stride != 0 || p->e.region != LNN_REG_CONST)
+        return LNN_E_SHAPE;
+    const uint8_t *pw = m->consts + p->e.offset;
+    const uint32_t h = lnn_rd32(pw);
+    const uint32_t insns = (h >> 8) & 0xFFu, regs = (h >> 16) & 0xFFu;
+    if (p->elems == 0 || (h & 0xFFu) != n || insns == 0 || insns > LNN_EW_MAX_INSNS ||
+        regs > LNN_EW_MAX_REGS || (h >> 24) != 0)
+        return LNN_E_OPERAND;
+    if (p->elems != 1 + insns)
+        return LNN_E_SHAPE;
+    uint32_t written = 0; /* bit r: register r holds a value */
+    for (uint32_t i = 0; i < insns; i++) {
+        const uint32_t w = lnn_rd32(pw + 4 + 4 * (size_t)i);
+        const uint32_t op = w & 0xFFu, d = (w >> 8) & 0xFFu;
+        const uint32_t src[2] = {(w >> 16) & 0xFFu, w >> 24};
+        uint32_t nsrc;
+        switch (op) {
+        case LNN_OP_ADD:
+        case LNN_OP_SUB:
+        case LNN_OP_MUL:
+        case LNN_OP_DIV:
+            nsrc = 2;
+            break;
+        case LNN_OP_NEG:
+        case LNN_OP_EXP:
+        case LNN_OP_SIGMOID:
+        case LNN_OP_TANH:
+        case LNN_OP_RELU:
+            nsrc = 1;
+            break;
+        default:
+            return LNN_E_OPERAND;
+        }
+        if (nsrc == 1 && src[1] != 0)
+            return LNN_E_OPERAND;
+        for (uint32_t k = 0; k < nsrc; k++)
+            if (src[k] >= n && (src[k] - n >= regs || !((written >> (src[k] - n)) & 1u)))
+                return LNN_E_OPERAND;
+        if (i + 1 == insns ? d != 0 : d >= regs)
+            return LNN_E_OPERAND;
+        written |= 1u << d;
+    }
+    return LNN_OK;
+}
+
 /* ---- aliasing -------------------------------------------------------------- */
 
 /* Byte range of a tensor in its memory space. Spaces: the constants, the
@@ -190,22 +292,148 @@ static int lnn_identical(lnn_range a, lnn_range b)
     return a.space == b.space && a.lo == b.lo && a.hi == b.hi;
 }
 
+/* ---- written ranges ---------------------------------------------------------- */
+
+/* The ARENA bytes written so far, as sorted, disjoint, non-touching ranges
+ * of 4-byte units. One table for both arena parts: a key is the unit offset
+ * (< 2^30, offsets + sizes fit in 32 bits) with bit 31 set for the batched
+ * part (per-row units: a batched tensor at offset o with row size s covers
+ * [o*B, (o+s)*B), so coverage in row units is coverage for every B). Each
+ * output is one tensor (E_IO), so one bit per output suffices. */
+typedef struct {
+    uint32_t n;
+    uint32_t lo[LNN_MAX_WRITE_RANGES], hi[LNN_MAX_WRITE_RANGES];
+    uint32_t outputs; /* bit i: output i written */
+} lnn_written;
+
+#define LNN_WKEY_BATCH 0x80000000u
+
+/* The written-set key range of an ARENA tensor. */
+static void lnn_wkeys(const lnn_vtensor *v, uint32_t *lo, uint32_t *hi)
+{
+    const uint32_t base = v->batched ? LNN_WKEY_BATCH : 0u;
+    /* offset + bytes <= arena_fixed or arena_row (u32), both multiples of 4 */
+    *lo = base | (v->e.offset / 4u);
+    *hi = base | (uint32_t)(((uint64_t)v->e.offset + v->bytes) / 4u);
+}
+
+/* 1 if tensor v (any region) holds data written before this instruction. */
+static int lnn_is_written(const lnn_written *w, const lnn_vtensor *v)
+{
+    switch (v->e.region) {
+    case LNN_REG_ARENA: {
+        uint32_t lo, hi;
+        lnn_wkeys(v, &lo, &hi);
+        /* the ranges never touch, so a covered range lies inside one */
+        for (uint32_t i = 0; i < w->n; i++)
+            if (w->lo[i] <= lo && hi <= w->hi[i])
+                return 1;
+        return 0;
+    }
+    case LNN_REG_OUTPUT:
+        return (w->outputs >> v->e.offset) & 1u;
+    default: /* constants and inputs are written by the caller */
+        return 1;
+    }
+}
+
+/* Records that v (ARENA or OUTPUT) was written; 0 if the range table is
+ * full. */
+static int lnn_mark_written(lnn_written *w, const lnn_vtensor *v)
+{
+    if (v->e.region == LNN_REG_OUTPUT) {
+        w->outputs |= 1u << v->e.offset;
+        return 1;
+    }
+    uint32_t lo, hi;
+    lnn_wkeys(v, &lo, &hi);
+    uint32_t i = 0;
+    while (i < w->n && w->hi[i] < lo) /* ranges wholly before, not touching */
+        i++;
+    uint32_t j = i;
+    while (j < w->n && w->lo[j] <= hi) { /* overlapping or touching: merge */
+        if (w->lo[j] < lo)
+            lo = w->lo[j];
+        if (w->hi[j] > hi)
+            hi = w->hi[j];
+        j++;
+    }
+    if (i == j) { /* a new range at i */
+        if (w->n == LNN_MAX_WRITE_RANGES)
+            return 0;
+        for (uint32_t k = w->n; k > i; k--) {
+            w->lo[k] = w->lo[k - 1];
+            w->hi[k] = w->hi[k - 1];
+        }
+        w->n++;
+    } else { /* ranges [i, j) become one at i */
+        const uint32_t gone = j - i - 1;
+        for (uint32_t k = j; k < w->n; k++) {
+            w->lo[k - gone] = w->lo[k];
+            w->hi[k - gone] = w->hi[k];
+        }
+        w->n -= gone;
+    }
+    w->lo[i] = lo;
+    w->hi[i] = hi;
+    return 1;
+}
+
 /* ---- one compute instruction ------------------------------------------------ */
 
-/* ops[0..n) are the operands in push order; dst is tensor index B. */
-static lnn_status lnn_check_compute(lnn_model *m, lnn_opcode op, uint32_t axis,
-                                    uint32_t dst, const uint16_t *ops,
-                                    uint32_t n)
+/* LINEAR_T / MATMUL_T with ndst destinations B = dst .. dst+ndst-1 (B
+ * itself checked by lnn_check_compute): each one as B, none overlapping an
+ * operand or another destination, and their last dims adding up to M. */
+static lnn_status lnn_check_split(lnn_model *m, lnn_written *w, uint32_t dst,
+                                  uint32_t ndst, const lnn_vtensor *v, uint32_t n)
 {
-    lnn_vtensor d, v[3];
+    const lnn_vtensor *bias = n == 3 ? &v[2] : NULL;
+    uint64_t cols = 0;
+    for (uint32_t j = 0; j < ndst; j++) {
+        lnn_vtensor d;
+        lnn_vtensor_read(m, dst + j, &d);
+        if (d.e.dtype != LNN_DT_F32)
+            return LNN_E_DTYPE;
+        if (d.e.region != LNN_REG_ARENA && d.e.region != LNN_REG_OUTPUT)
+            return LNN_E_READONLY;
+        if (!lnn_linear_t_ok(&v[0], &v[1], bias, &d))
+            return LNN_E_SHAPE;
+        cols += d.e.dims[d.e.rank - 1];
+        const lnn_range rd = lnn_range_of(&d);
+        for (uint32_t i = 0; i < n; i++)
+            if (lnn_overlap(rd, lnn_range_of(&v[i])))
+                return LNN_E_ALIAS;
+        for (uint32_t i = 0; i < j; i++) {
+            lnn_vtensor o;
+            lnn_vtensor_read(m, dst + i, &o);
+            if (lnn_overlap(rd, lnn_range_of(&o)))
+                return LNN_E_ALIAS;
+        }
+        if (j > 0 && !lnn_mark_written(w, &d))
+            return LNN_E_LIMIT;
+    }
+    return cols == v[1].e.dims[1] ? LNN_OK : LNN_E_SHAPE;
+}
+
+/* ops[0..n) are the operands in push order; dst is tensor index B. Checks
+ * in order: dtypes, writable destination, shapes, aliasing, operands written
+ * before (so a file broken in two ways reports the earlier class), then
+ * records the destination as written. */
+static lnn_status lnn_check_compute(lnn_model *m, lnn_written *w, lnn_opcode op,
+                                    uint32_t axis, uint32_t dst,
+                                    const uint16_t *ops, uint32_t n)
+{
+    lnn_vtensor d, v[LNN_MAX_POPS];
     lnn_vtensor_read(m, dst, &d);
     for (uint32_t i = 0; i < n; i++)
         lnn_vtensor_read(m, ops[i], &v[i]);
+    /* EWISEn: the last operand is the program, n - 1 operands before it */
+    const int ewise = op >= LNN_OP_EWISE1 && op <= LNN_OP_EWISE8;
 
     if (d.e.dtype != LNN_DT_F32)
         return LNN_E_DTYPE;
     for (uint32_t i = 0; i < n; i++)
-        if (v[i].e.dtype != LNN_DT_F32)
+        if (v[i].e.dtype != (ewise && i + 1 == n ? LNN_DT_U32 : LNN_DT_F32))
             return LNN_E_DTYPE;
     if (d.e.region != LNN_REG_ARENA && d.e.region != LNN_REG_OUTPUT)
         return LNN_E_READONLY;
@@ -242,6 +470,26 @@ static lnn_status lnn_check_compute(lnn_model *m, lnn_opcode op, uint32_t axis,
         shape_ok = lnn_concat_ok(axis, &v[0], &v[1], &d);
         may_alias = 0;
         break;
+    case LNN_OP_LINEAR_T:
+    case LNN_OP_MATMUL_T: /* destination B here, B+1.. below */
+        shape_ok = lnn_linear_t_ok(&v[0], &v[1], op == LNN_OP_LINEAR_T ? &v[2] : NULL, &d);
+        may_alias = 0;
+        break;
+    case LNN_OP_EWISE1:
+    case LNN_OP_EWISE2:
+    case LNN_OP_EWISE3:
+    case LNN_OP_EWISE4:
+    case LNN_OP_EWISE5:
+    case LNN_OP_EWISE6:
+    case LNN_OP_EWISE7:
+    case LNN_OP_EWISE8: {
+        const lnn_status ps = lnn_ew_program_ok(m, &v[n - 1], n - 1);
+        if (ps != LNN_OK)
+            return ps;
+        for (uint32_t i = 0; i + 1 < n; i++)
+            shape_ok &= lnn_ew_operand_ok(&v[i], &d);
+        break;
+    }
     case LNN_OP_PUSH:
     case LNN_OP_DROP:
     case LNN_OP_LOOP:
@@ -257,6 +505,13 @@ static lnn_status lnn_check_compute(lnn_model *m, lnn_opcode op, uint32_t axis,
         if (lnn_overlap(rd, ri) && !(may_alias && lnn_identical(rd, ri)))
             return LNN_E_ALIAS;
     }
+    for (uint32_t i = 0; i < n; i++)
+        if (!lnn_is_written(w, &v[i]))
+            return LNN_E_UNINIT;
+    if (!lnn_mark_written(w, &d))
+        return LNN_E_LIMIT;
+    if (op == LNN_OP_LINEAR_T || op == LNN_OP_MATMUL_T)
+        return lnn_check_split(m, w, dst, axis, v, n);
     return LNN_OK;
 }
 
@@ -271,10 +526,19 @@ lnn_status lnn_verify_code(lnn_model *m)
         uint32_t off;   /* file offset of the LOOP word */
         uint32_t depth; /* stack depth at the LOOP */
         uint32_t count; /* trip count */
+        uint32_t trips; /* product of the trip counts of this and the outer loops */
         uint16_t stack[LNN_MAX_STACK]; /* the stack at the LOOP */
     } loops[LNN_MAX_LOOP_DEPTH];
     uint32_t nl = 0;
     uint32_t off = code_off;
+    /* times the current instruction runs per lnn_run (trip product of the
+     * enclosing loops, <= LNN_MAX_TRIP_PRODUCT) and instructions run so far
+     * (<= LNN_MAX_STEPS + LNN_MAX_TRIP_PRODUCT: no wrap in 64 bits) */
+    uint32_t runs = 1;
+    uint64_t steps = 0;
+    lnn_written written;
+    written.n = 0;
+    written.outputs = 0;
 
 #define LNN_W_OP(w) ((w) & 0xFFu)
 #define LNN_W_A(w) (((w) >> 8) & 0xFFu)
@@ -306,11 +570,19 @@ lnn_status lnn_verify_code(lnn_model *m)
             if (a != 0 || b == 0)
                 LNN_VFAIL(E_OPERAND);
             break;
+        case LNN_FMT_DSTN:
+            if (a == 0 || a > LNN_MAX_DSTS || (uint64_t)b + a > m->num_tensors)
+                LNN_VFAIL(E_OPERAND);
+            break;
         }
         if (sp < info->pops)
             LNN_VFAIL(E_UNDERFLOW);
         if (sp - info->pops + info->pushes > LNN_MAX_STACK)
             LNN_VFAIL(E_OVERFLOW);
+        /* END runs once per iteration of its loop, every other word once per
+         * iteration of the loops around it (LOOP: the outer ones) */
+        if ((steps += runs) > LNN_MAX_STEPS)
+            LNN_VFAIL(E_LIMIT);
 
         /* no default: -Wswitch flags an opcode added to the .def but not
          * handled here */
@@ -333,16 +605,23 @@ lnn_status lnn_verify_code(lnn_model *m)
         case LNN_OP_DROP:
             sp--;
             break;
-        case LNN_OP_LOOP:
+        case LNN_OP_LOOP: {
             if (nl == LNN_MAX_LOOP_DEPTH)
                 LNN_VFAIL(E_LOOP);
+            /* runs <= 2^20 and b < 2^16: the product fits in 64 bits */
+            const uint64_t trips = (uint64_t)runs * b;
+            if (trips > LNN_MAX_TRIP_PRODUCT)
+                LNN_VFAIL(E_LIMIT);
             loops[nl].off = off;
             loops[nl].depth = sp;
             loops[nl].count = b;
+            loops[nl].trips = (uint32_t)trips;
             for (uint32_t i = 0; i < sp; i++)
                 loops[nl].stack[i] = stack[i];
             nl++;
+            runs = (uint32_t)trips;
             break;
+        }
         case LNN_OP_END:
             /* The body must leave the stack exactly as it found it, the same
              * tensors and not only the same depth: the next iteration then
@@ -356,6 +635,7 @@ lnn_status lnn_verify_code(lnn_model *m)
                 if (loops[nl - 1].stack[i] != stack[i])
                     LNN_VFAIL(E_LOOP);
             nl--;
+            runs = nl ? loops[nl - 1].trips : 1;
             break;
         case LNN_OP_ZERO:
         case LNN_OP_COPY:
@@ -370,10 +650,20 @@ lnn_status lnn_verify_code(lnn_model *m)
         case LNN_OP_SIGMOID:
         case LNN_OP_TANH:
         case LNN_OP_RELU:
-        case LNN_OP_CONCAT: {
+        case LNN_OP_CONCAT:
+        case LNN_OP_LINEAR_T:
+        case LNN_OP_MATMUL_T:
+        case LNN_OP_EWISE1:
+        case LNN_OP_EWISE2:
+        case LNN_OP_EWISE3:
+        case LNN_OP_EWISE4:
+        case LNN_OP_EWISE5:
+        case LNN_OP_EWISE6:
+        case LNN_OP_EWISE7:
+        case LNN_OP_EWISE8: {
             sp -= info->pops;
-            const lnn_status s =
-                lnn_check_compute(m, (lnn_opcode)opc, a, b, stack + sp, info->pops);
+            const lnn_status s = lnn_check_compute(m, &written, (lnn_opcode)opc, a,
+                                                   b, stack + sp, info->pops);
             if (s != LNN_OK)
                 return lnn_fail(m, s, off);
             stack[sp++] = (uint16_t)b;

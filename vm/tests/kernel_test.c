@@ -15,9 +15,19 @@
  *            <= 2 ulp from the scalar kernel on a sweep with +-0, denormals,
  *            +-88..+-104, +-1e30, +-FLT_MAX, +-inf, NaN, a stride through
  *            all bit patterns and dense random ranges
- *   linear (LINEAR and MATMUL_NT, batch 1 and batch > 1)
+ *   linear (LINEAR and MATMUL_NT, batch 1 and batch > 1), linear_t (LINEAR_T
+ *   and MATMUL_T: the weight transposed, row strides ldw, ldy > m)
  *            |simd - scalar| <= 1e-5 * (sum_k |x_k w_k| + |bias|) + 1e-30 on
- *            random shapes (odd k and m, every tail), NaN and inf propagate
+ *            random shapes (odd k and m, every tail), NaN and inf propagate;
+ *            nothing written between m and ldy; forwards and reversed sums
+ *            (each against the scalar kernel in the same direction); the
+ *            scalar linear_t gives the bits of the scalar linear on the
+ *            transposed weight
+ *   ewise (EWISEn)
+ *            random programs over operands of every mode (same, row, single
+ *            value), in place or not: each set's ewise gives the bits of the
+ *            same set's add ... relu kernels run one by one, and a program
+ *            of add sub mul div neg relu gives the scalar ewise's bits
  *   scalar exp sigmoid tanh vs libm (double) <= 3 ulp (sigmoid reaches
  *            2.4: exp is good to ~1 ulp, and e / (1 + e) can turn its
  *            relative error into 2+ ulps of a result at the top of a binade)
@@ -130,6 +140,8 @@ static int set_ftz(const lnn_kernels *k)
     return 0;
 #endif
 }
+
+static size_t nregs_or1(size_t n) { return n ? n : 1; }
 
 static void report(int ok, const char *fmt, ...)
 {
@@ -640,6 +652,322 @@ static void test_linear(const lnn_kernels *k)
     }
 }
 
+/* ---- linear_t ---------------------------------------------------------------- */
+
+static void linear_t_case(const lnn_kernels *k, size_t rows, size_t kk, size_t m, size_t ldw,
+                          size_t ldy, int bias, int special, int reverse, linear_stats *st)
+{
+    const size_t nx = rows * kk, nw = kk * ldw, ny = rows * ldy;
+    float *x = falloc(nx + 1), *w = falloc(nw + 1), *b = falloc(m + 1);
+    float *ys = falloc(ny + 8), *yk = falloc(ny + 8);
+    const float scale = (rnd() % 4 == 0) ? 1e3f : 1.0f;
+    const size_t off = rnd() % 2; /* 4-byte misalignment */
+    for (size_t i = 0; i < nx + 1; i++)
+        x[i] = uniform(-1.0f, 1.0f) * scale;
+    for (size_t i = 0; i < nw + 1; i++)
+        w[i] = uniform(-1.0f, 1.0f);
+    for (size_t i = 0; i < m + 1; i++)
+        b[i] = uniform(-1.0f, 1.0f);
+    if (special == 1)
+        x[off + rnd() % nx] = NAN;
+    if (special == 2) { /* +inf times positive weights */
+        const size_t r = rnd() % rows, i = rnd() % kk;
+        x[off + r * kk + i] = INFINITY;
+        for (size_t j = 0; j < m; j++)
+            w[off + i * ldw + j] = 0.5f;
+    }
+    for (size_t i = 0; i < ny + 8; i++)
+        ys[i] = yk[i] = 12345.0f;
+    lnn_linear_t_params p = {ys, x + off, w + off, bias ? b + off : NULL, rows, kk, m, ldw, ldy, reverse};
+    lnn_kernels_scalar.linear_t(&p);
+    p.y = yk;
+    k->linear_t(&p);
+    size_t bad = 0;
+    for (size_t r = 0; r < rows; r++) {
+        for (size_t j = 0; j < ldy; j++) {
+            const float g = yk[r * ldy + j], e = ys[r * ldy + j];
+            if (j >= m) { /* between m and ldy: untouched */
+                bad += to_bits(g) != to_bits(12345.0f);
+                continue;
+            }
+            double mag = bias ? fabs((double)b[off + j]) : 0.0;
+            for (size_t i = 0; i < kk; i++)
+                mag += fabs((double)x[off + r * kk + i] * (double)w[off + i * ldw + j]);
+            if (e != e || g != g || isinf(e) || isinf(g)) {
+                if (!((e != e && g != g) || g == e))
+                    bad++;
+                continue;
+            }
+            const double bound = 1e-5 * mag + 1e-30, d = fabs((double)g - (double)e);
+            if (d / bound > st->worst)
+                st->worst = d / bound;
+            if (d > bound)
+                bad++;
+        }
+    }
+    for (size_t i = ny; i < ny + 8; i++)
+        if (to_bits(yk[i]) != to_bits(12345.0f))
+            bad++;
+    st->cases++;
+    if (bad) {
+        st->bad++;
+        snprintf(st->where, sizeof st->where, "rows=%zu k=%zu m=%zu ldw=%zu ldy=%zu bias=%d special=%d "
+                 "reverse=%d", rows, kk, m, ldw, ldy, bias, special, reverse);
+    }
+    free(x);
+    free(w);
+    free(b);
+    free(ys);
+    free(yk);
+}
+
+static void test_linear_t(const lnn_kernels *k)
+{
+    static const size_t ks[] = {1, 2, 3, 5, 8, 9, 16, 17, 33, 64, 65};
+    static const size_t ms[] = {1, 2, 3, 4, 5, 7, 8, 9, 12, 15, 16, 17, 24, 31, 33, 40, 64, 65, 100, 128};
+    static const size_t batches[] = {1, 2, 3, 5, 6, 7, 11, 12, 13};
+    linear_stats st;
+    memset(&st, 0, sizeof st);
+    for (size_t a = 0; a < sizeof ks / sizeof ks[0]; a++) {
+        for (size_t c = 0; c < sizeof ms / sizeof ms[0]; c++) {
+            for (size_t bi = 0; bi < sizeof batches / sizeof batches[0]; bi++) {
+                const size_t m = ms[c], ldw = m + (rnd() % 2) * (1 + rnd() % 9);
+                const size_t ldy = m + (rnd() % 3 == 0) * (1 + rnd() % 5);
+                const int special = rnd() % 8 == 0 ? 1 + (int)(rnd() % 2) : 0;
+                linear_t_case(k, batches[bi], ks[a], m, ldw, ldy, (int)(rnd() % 2), special,
+                              (int)(rnd() % 2), &st);
+            }
+        }
+    }
+    report(st.bad == 0, "%-6s linear_t (LINEAR_T, MATMUL_T) vs scalar: %zu shapes, %zu out of "
+           "tolerance, worst |d| = %.3f x (1e-5 sum|x w| + 1e-30)%s%s", k->isa, st.cases, st.bad,
+           st.worst, st.bad ? "; last: " : "", st.where);
+}
+
+/* The scalar linear_t against the scalar linear on the transposed weight:
+ * the same sums in the same order, so the same bits. */
+static void test_scalar_linear_t(void)
+{
+    size_t cases = 0, bad = 0;
+    for (size_t rep = 0; rep < 200; rep++) {
+        const size_t rows = 1 + rnd() % 7, kk = 1 + rnd() % 40, m = 1 + rnd() % 40;
+        const int bias = (int)(rnd() % 2);
+        float *x = falloc(rows * kk), *w = falloc(m * kk), *wt = falloc(kk * m), *b = falloc(m);
+        float *y1 = falloc(rows * m), *y2 = falloc(rows * m);
+        for (size_t i = 0; i < rows * kk; i++)
+            x[i] = operand();
+        for (size_t i = 0; i < m * kk; i++)
+            w[i] = operand();
+        for (size_t j = 0; j < m; j++) {
+            b[j] = operand();
+            for (size_t i = 0; i < kk; i++)
+                wt[i * m + j] = w[j * kk + i];
+        }
+        lnn_linear_params p = {y1, x, w, bias ? b : NULL, rows, kk, m};
+        lnn_linear_t_params q = {y2, x, wt, bias ? b : NULL, rows, kk, m, m, m, 0};
+        lnn_kernels_scalar.linear(&p);
+        lnn_kernels_scalar.linear_t(&q);
+        for (size_t i = 0; i < rows * m; i++)
+            bad += ulps(y1[i], y2[i]) != 0.0;
+        cases++;
+        free(x);
+        free(w);
+        free(wt);
+        free(b);
+        free(y1);
+        free(y2);
+    }
+    report(bad == 0, "scalar linear_t vs scalar linear on the transposed weight: %zu shapes, %zu "
+           "elements differ", cases, bad);
+}
+
+/* ---- ewise -------------------------------------------------------------------- */
+
+enum { EW_MAXN = 8, EW_MAXL = 12, EW_MAXCOUNT = 420 };
+
+typedef struct {
+    uint32_t words[1 + EW_MAXL];
+    size_t n, ninsn, nregs;
+    int transcendental;
+} ew_program;
+
+static const uint32_t ew_binary_ops[] = {0x30, 0x31, 0x32, 0x33};       /* ADD SUB MUL DIV */
+static const uint32_t ew_exact_unary[] = {0x40, 0x44};                 /* NEG RELU */
+static const uint32_t ew_transc_unary[] = {0x41, 0x42, 0x43};          /* EXP SIGMOID TANH */
+
+/* A random well-formed program over n operands (lnn_format.h). */
+static void ew_random_program(ew_program *pg, size_t n, int transcendental)
+{
+    const size_t ninsn = 1 + rnd() % EW_MAXL;
+    const size_t nregs = ninsn == 1 ? rnd() % 2 : 1 + rnd() % 4;
+    uint32_t written = 0;
+    pg->n = n;
+    pg->ninsn = ninsn;
+    pg->nregs = nregs;
+    pg->transcendental = 0;
+    pg->words[0] = (uint32_t)n | (uint32_t)ninsn << 8 | (uint32_t)nregs << 16;
+    for (size_t i = 0; i < ninsn; i++) {
+        uint32_t src[2];
+        for (int s = 0; s < 2; s++) { /* an operand, or a register written earlier */
+            const uint32_t r = (uint32_t)(rnd() % nregs_or1(nregs));
+            src[s] = ((written >> r) & 1u) && rnd() % 2 ? (uint32_t)n + r : (uint32_t)(rnd() % n);
+        }
+        uint32_t op;
+        const uint64_t kind = rnd() % 10;
+        if (kind < 6)
+            op = ew_binary_ops[rnd() % 4];
+        else if (kind < 8 || !transcendental)
+            op = ew_exact_unary[rnd() % 2];
+        else {
+            op = ew_transc_unary[rnd() % 3];
+            pg->transcendental = 1;
+        }
+        if (op >= 0x40)
+            src[1] = 0;
+        const uint32_t d = i + 1 == ninsn ? 0 : (uint32_t)(rnd() % nregs);
+        if (i + 1 < ninsn)
+            written |= 1u << d;
+        pg->words[1 + i] = op | d << 8 | src[0] << 16 | src[1] << 24;
+    }
+}
+
+/* The program run by the set's single-op kernels on whole materialized
+ * arrays (the definition EWISE must match bit for bit). */
+static void ew_compose(const lnn_kernels *k, const ew_program *pg, float *const *opnd, size_t count,
+                       float *out)
+{
+    float *val[EW_MAXN + 8];
+    float *regs = falloc(8 * (size_t)EW_MAXCOUNT);
+    for (size_t j = 0; j < pg->n; j++)
+        val[j] = opnd[j];
+    for (size_t r = 0; r < 8; r++)
+        val[pg->n + r] = regs + r * EW_MAXCOUNT;
+    for (size_t i = 0; i < pg->ninsn; i++) {
+        const uint32_t w = pg->words[1 + i], op = w & 0xFFu;
+        float *y = i + 1 == pg->ninsn ? out : val[pg->n + ((w >> 8) & 0xFFu)];
+        const float *a = val[(w >> 16) & 0xFFu], *b = val[w >> 24];
+        if (op < 0x40) {
+            lnn_binary_params p;
+            memset(&p, 0, sizeof p);
+            p.y = y;
+            p.a = a;
+            p.b = b;
+            p.n = count;
+            p.mode = LNN_BC_SAME;
+            (op == 0x30 ? k->add : op == 0x31 ? k->sub : op == 0x32 ? k->mul : k->div)(&p);
+        } else {
+            lnn_unary_params p = {y, a, count};
+            (op == 0x40 ? k->neg : op == 0x41 ? k->exp : op == 0x42 ? k->sigmoid
+             : op == 0x43 ? k->tanh : k->relu)(&p);
+        }
+    }
+    free(regs);
+}
+
+typedef struct {
+    size_t cases, bad_compose, bad_scalar;
+    char where[160];
+} ew_stats;
+
+/* One random EWISE call on set k: against the composition on k, and (exact
+ * programs) against the scalar ewise. */
+static void ew_case(const lnn_kernels *k, int fz, ew_stats *st)
+{
+    ew_program pg;
+    const size_t n = 1 + rnd() % EW_MAXN;
+    const int exact = rnd() % 2;
+    ew_random_program(&pg, n, !exact);
+    const size_t inner = 1 + rnd() % 70, outer = 1 + rnd() % (EW_MAXCOUNT / inner < 6 ? EW_MAXCOUNT / inner : 6);
+    const size_t count = inner * outer;
+    const int all_rows_inner = rnd() % 2;
+    lnn_ewise_params p;
+    memset(&p, 0, sizeof p);
+    float *src[EW_MAXN], *full[EW_MAXN];
+    int has_row = 0;
+    for (size_t j = 0; j < n; j++) {
+        const uint64_t mode = rnd() % 3;
+        size_t len = mode == LNN_EW_SAME ? count : mode == LNN_EW_SCALAR ? 1 : inner;
+        if (mode == LNN_EW_ROW && !all_rows_inner && rnd() % 2)
+            len = count; /* a longer row: a multiple of inner */
+        src[j] = falloc(count + 1);
+        full[j] = falloc(count);
+        const size_t off = rnd() % 2;
+        for (size_t i = 0; i < count + 1; i++) {
+            float v = exact && fz ? uniform(-10.0f, 10.0f) : operand();
+            src[j][i] = rnd() % 7 == 0 ? uniform(-10.0f, 10.0f) : v;
+        }
+        p.src[j] = src[j] + off;
+        p.mode[j] = (uint8_t)mode;
+        p.len[j] = len;
+        for (size_t i = 0; i < count; i++)
+            full[j][i] = p.src[j][mode == LNN_EW_SAME ? i : mode == LNN_EW_SCALAR ? 0 : i % len];
+        has_row |= mode == LNN_EW_ROW;
+    }
+    p.n = n;
+    p.ninsn = pg.ninsn;
+    p.nregs = pg.nregs;
+    p.insn = pg.words + 1;
+    p.count = count;
+    p.inner = count;
+    for (size_t j = 0; j < n; j++)
+        if (p.mode[j] == LNN_EW_ROW && p.len[j] < p.inner)
+            p.inner = p.len[j];
+    (void)has_row;
+    float *ref = falloc(count + 8), *got = falloc(count + 8), *sref = falloc(count + 8);
+    ew_compose(k, &pg, full, count, ref);
+    /* in place over a same-shape operand, or a fresh buffer with guards */
+    size_t inplace = n;
+    for (size_t j = 0; j < n; j++)
+        if (p.mode[j] == LNN_EW_SAME && rnd() % 3 == 0)
+            inplace = j;
+    for (size_t i = 0; i < count + 8; i++)
+        got[i] = 12345.0f;
+    float *out = got;
+    if (inplace < n) {
+        p.y = (float *)(uintptr_t)p.src[inplace];
+        out = p.y;
+    } else {
+        p.y = got;
+    }
+    k->ewise(&p);
+    size_t bad = 0, bad_s = 0;
+    for (size_t i = 0; i < count; i++)
+        bad += ulps(out[i], ref[i]) != 0.0;
+    if (out == got)
+        for (size_t i = count; i < count + 8; i++)
+            bad += to_bits(got[i]) != to_bits(12345.0f);
+    if (exact) { /* and the scalar set's bits */
+        ew_compose(&lnn_kernels_scalar, &pg, full, count, sref);
+        for (size_t i = 0; i < count; i++)
+            bad_s += fz ? ulps(ftz(out[i]), ftz(sref[i])) != 0.0 : ulps(out[i], sref[i]) != 0.0;
+    }
+    st->cases++;
+    st->bad_compose += bad != 0;
+    st->bad_scalar += bad_s != 0;
+    if (bad || bad_s)
+        snprintf(st->where, sizeof st->where, "n=%zu insns=%zu regs=%zu count=%zu inner=%zu "
+                 "exact=%d inplace=%d", n, pg.ninsn, pg.nregs, count, p.inner, exact, inplace < n);
+    for (size_t j = 0; j < n; j++) {
+        free(src[j]);
+        free(full[j]);
+    }
+    free(ref);
+    free(got);
+    free(sref);
+}
+
+static void test_ewise(const lnn_kernels *k)
+{
+    ew_stats st;
+    memset(&st, 0, sizeof st);
+    for (int rep = 0; rep < 3000; rep++)
+        ew_case(k, set_ftz(k), &st);
+    report(st.bad_compose == 0 && st.bad_scalar == 0,
+           "%-6s ewise    vs its own kernels one by one: %zu programs, %zu differ; exact "
+           "programs vs scalar: %zu differ%s%s", k->isa, st.cases, st.bad_compose, st.bad_scalar,
+           st.where[0] ? "; last: " : "", st.where);
+}
+
 /* ---- zero and concat ----------------------------------------------------- */
 
 static void test_zero_concat(const lnn_kernels *k)
@@ -688,6 +1016,8 @@ int main(void)
     printf("; lnn_init picks %s\n", sel ? sel->isa : "none (E_CPU)");
     make_sweep();
     test_scalar_accuracy();
+    test_scalar_linear_t();
+    test_ewise(&lnn_kernels_scalar);
     for (size_t i = 0; lnn_kernel_sets[i]; i++) {
         const lnn_kernels *k = lnn_kernel_sets[i];
         if (k == &lnn_kernels_scalar)
@@ -699,6 +1029,8 @@ int main(void)
         test_unary(k);
         test_binary(k);
         test_linear(k);
+        test_linear_t(k);
+        test_ewise(k);
         test_zero_concat(k);
     }
     free(sweep);

@@ -70,6 +70,13 @@ SEC_TENSORS, SEC_CONSTS, SEC_CODE, SEC_NAMES, SEC_META = 1, 2, 3, 4, 5
 REG_CONST, REG_ARENA, REG_INPUT, REG_OUTPUT = 0, 1, 2, 3
 TF_BATCH = 1
 DT_F32 = 1
+DT_U32 = 2
+
+
+def ew_program(n, regs, *insns):
+    """An element-wise program (lnn_format.h): (op name, d, a, b) instructions."""
+    return [n | len(insns) << 8 | regs << 16] + [OPS[op] | d << 8 | a << 16 | b << 24
+                                                for op, d, a, b in insns]
 
 
 def f32(x):
@@ -125,6 +132,13 @@ class Builder:
         self.consts += b"\0" * (off - len(self.consts))
         self.consts += struct.pack("<%df" % len(values), *values)
         return self.tensor(REG_CONST, list(dims), off)
+
+    def words(self, values):
+        """A u32 CONST tensor (an element-wise program)."""
+        off = align(len(self.consts), 16)
+        self.consts += b"\0" * (off - len(self.consts))
+        self.consts += struct.pack("<%dI" % len(values), *values)
+        return self.tensor(REG_CONST, [len(values)], off, dtype=DT_U32)
 
     def table(self, dims, steps):
         """A loop-strided CONST: steps[i] is the tensor at iteration i."""
@@ -228,6 +242,7 @@ class RefModel:
         c = secs[SEC_CONSTS]
         c = c + b"\0" * (-len(c) % 4)
         self.consts = list(struct.unpack("<%df" % (len(c) // 4), c))
+        self.words = list(struct.unpack("<%dI" % (len(c) // 4), c))
         self.code = list(struct.unpack("<%dI" % (len(secs[SEC_CODE]) // 4), secs[SEC_CODE]))
 
     def io(self, region, i):
@@ -261,11 +276,12 @@ class RefModel:
             space, base, t = slot
             return mem[space][base:base + self.n(self.tensors[t])]
 
-        def write(t, vals):
+        def write(t, vals, push=True):
             space, base = loc(t)
             assert len(vals) == self.n(self.tensors[t])
             mem[space][base:base + len(vals)] = vals
-            stack.append((space, base, t))
+            if push:
+                stack.append((space, base, t))
 
         stack, loops, pc = [], [], 0
         while pc < len(self.code):
@@ -326,6 +342,30 @@ class RefModel:
                 out = []
                 for o in range(outer):
                     out += vals[0][o * na:(o + 1) * na] + vals[1][o * nb:(o + 1) * nb]
+            elif op in ("LINEAR_T", "MATMUL_T"):
+                # the weight transposed, Wt (K, M); columns split over A destinations b, b+1, ...
+                x, w_ = vals[0], vals[1]
+                K, M = shapes[1]
+                rows = []
+                for r in range(len(x) // K):
+                    row = []
+                    for j in range(M):
+                        acc = 0.0
+                        for i in range(K):
+                            acc = f32(acc + f32(x[r * K + i] * w_[i * M + j]))
+                        if op == "LINEAR_T":
+                            acc = f32(acc + vals[2][j])
+                        row.append(acc)
+                    rows.append(row)
+                col = 0
+                for d in range(a):
+                    t = b + d
+                    m_d = self.tensors[t]["dims"][-1]
+                    write(t, [v for row in rows for v in row[col:col + m_d]], push=d == 0)
+                    col += m_d
+                continue
+            elif op.startswith("EWISE"):
+                out = ewise(vals[:-1], [len(v) for v in vals[:-1]], args[-1], self, self.n(D))
             else:
                 raise ValueError(op)
             write(b, out)
@@ -345,6 +385,31 @@ class RefModel:
                 if self.io(REG_OUTPUT, i)["batched"] or r == 0:
                     outs[i] += res[i]
         return outs
+
+
+def ewise(vals, lens, prog_slot, ref, n_out):
+    """EWISEn on one row: each operand read as the destination's shape (its element e), a row (element e
+    modulo its size) or a single value; each instruction rounds like the op of the same name."""
+    _, base, t = prog_slot
+    words = ref.words[base:base + ref.n(ref.tensors[t])]
+    n, count = words[0] & 0xFF, (words[0] >> 8) & 0xFF
+    fns = {"ADD": lambda u, v: u + v, "SUB": lambda u, v: u - v, "MUL": lambda u, v: u * v, "DIV": fdiv,
+           "NEG": lambda u, v: -u, "EXP": lambda u, v: fexp(u),
+           "SIGMOID": lambda u, v: fdiv(1.0, f32(1.0 + f32(fexp(-u)))),
+           "TANH": lambda u, v: math.tanh(u), "RELU": lambda u, v: 0.0 if u < 0 else u}
+    out = []
+    for e in range(n_out):
+        value = [vals[j][e % lens[j]] for j in range(n)]
+        regs = {}
+        r = 0.0
+        for i, w in enumerate(words[1:1 + count]):
+            op, d, a, b = OPNAME[w & 0xFF], (w >> 8) & 0xFF, (w >> 16) & 0xFF, w >> 24
+            get = (lambda k: value[k] if k < n else regs[k - n])
+            r = f32(fns[op](get(a), get(b) if op in ("ADD", "SUB", "MUL", "DIV") else 0.0))
+            if i + 1 < count:
+                regs[d] = r
+        out.append(r)
+    return out
 
 
 def fexp(v):
@@ -431,7 +496,7 @@ def ops_model():
     tab = g.table([3], [rnd_values(rng, 3) for _ in range(3)])
     outs = [g.output(d) for d in (["B", 3], ["B", 3], ["B", 2], ["B", 2, 6],
                                   ["B", 3, 3], ["B", 2, 4], [2, 3], [4, 3],
-                                  ["B", 3], ["B", 3])]
+                                  ["B", 3], ["B", 3], ["B", 3], ["B", 2, 2], [2, 3])]
     t1, t2, t3, t4 = (g.arena(["B", 3]) for _ in range(4))
     col = g.arena(["B", 1])
     zc = g.arena(["B", 2, 3])
@@ -476,6 +541,25 @@ def ops_model():
     # o9: SUB / DIV same shape, RELU in place on an output
     P(x); P(t4); g.op("SUB", outs[9]); P(x); g.op("DIV", outs[9])
     g.op("RELU", outs[9]); g.op("DROP")
+    # o10: LINEAR_T into two destinations, EWISE3 with a row and a single value, EWISE2 in place
+    wt35 = g.const([3, 5], rnd_values(rng, 15))
+    b5 = g.const([5], rnd_values(rng, 5))
+    da, db = g.arena(["B", 2]), g.arena(["B", 3])  # consecutive: LINEAR_T's destinations
+    P(x); P(wt35); P(b5); g.op("LINEAR_T", da, a=2); g.op("DROP")
+    prog3 = g.words(ew_program(3, 1, ("MUL", 0, 0, 2), ("SUB", 0, 3, 1), ("TANH", 0, 3, 0),
+                               ("RELU", 0, 3, 0)))
+    P(db); P(r3); P(s); P(prog3); g.op("EWISE3", outs[10])
+    P(x); P(g.words(ew_program(2, 2, ("EXP", 1, 0, 0), ("SIGMOID", 0, 1, 0), ("DIV", 1, 2, 3),
+                               ("ADD", 0, 3, 0))))
+    g.op("EWISE2", outs[10]); g.op("DROP")          # in place: o10 = exp(o10)... over o10 and x
+    # o11: MATMUL_T on rank 3 z (one destination), EWISE1 with every unary op
+    wt32 = g.const([3, 2], rnd_values(rng, 6))
+    P(z); P(wt32); g.op("MATMUL_T", outs[11], a=1)
+    P(g.words(ew_program(1, 2, ("NEG", 0, 0, 0), ("EXP", 1, 1, 0), ("ADD", 1, 2, 0),
+                         ("SIGMOID", 0, 2, 0), ("TANH", 0, 2, 0), ("RELU", 0, 2, 0))))
+    g.op("EWISE1", outs[11]); g.op("DROP")
+    # o12: EWISE on unbatched tensors: a [2,3] input with a [3] row, written to an unbatched output
+    P(c); P(r3); P(g.words(ew_program(2, 0, ("DIV", 0, 0, 1)))); g.op("EWISE2", outs[12]); g.op("DROP")
     return g
 
 
@@ -540,8 +624,13 @@ def broken_variants():
     out.append(("code_size", patched(64 + 32 + 8, "<I", 6), "E_SECTION", 64 + 40))
     out.append(("missing_code", patched(64 + 32, "<I", SEC_META), "E_MISSING", 64))
     # tensors
-    out.append(("tensor_dtype", patched(g.tensor_off(N["W1"], 0), "<B", 2), "E_TENSOR",
+    out.append(("tensor_dtype", patched(g.tensor_off(N["W1"], 0), "<B", 9), "E_TENSOR",
                 g.tensor_off(N["W1"], 0)))
+    # u32 (instruction data) is for constants only, and no f32 op takes it
+    out.append(("tensor_u32_arena", patched(g.tensor_off(N["h1"], 0), "<B", 2), "E_TENSOR",
+                g.tensor_off(N["h1"], 0)))
+    out.append(("operand_dtype", patched(g.tensor_off(N["W1"], 0), "<B", 2), "E_DTYPE",
+                g.code_off(3)))
     out.append(("tensor_rank", patched(g.tensor_off(N["W1"], 1), "<B", 5), "E_TENSOR",
                 g.tensor_off(N["W1"], 1)))
     out.append(("tensor_region", patched(g.tensor_off(N["W1"], 2), "<B", 4), "E_TENSOR",
@@ -1049,7 +1138,10 @@ def check_model(ck, lnnvm, out, name, data, n, rng):
     p = run([lnnvm, "disasm", path])
     ck.check(p.returncode == 0 and len(p.stdout.splitlines()) == len(ref.code)
              and sanitizer_clean(p), "disasm " + name, p.stderr)
-    for batch in (1, 2, 3, n, n + 4):
+    # the run plan and the instruction interpreter (--no-plan), one thread and several (--threads)
+    runs = [(b, []) for b in (1, 2, 3, n, n + 4)]
+    runs += [(2, ["--no-plan"]), (1, ["--threads", "2"]), (3, ["--threads", "3", "--no-plan"])]
+    for batch, extra in runs:
         outs = [os.path.join(out, "%s.out%d.b%d.f32" % (name, i, batch))
                 for i in range(ref.nout)]
         cmd = [lnnvm, "run", path]
@@ -1057,20 +1149,23 @@ def check_model(ck, lnnvm, out, name, data, n, rng):
             cmd += ["--in", ip]
         for op in outs:
             cmd += ["--out", op]
-        cmd += ["--batch", str(batch), "--repeat", "2"]
+        cmd += ["--batch", str(batch), "--repeat", "2"] + extra
+        what = "%s batch %d %s" % (name, batch, " ".join(extra))
         p = run(cmd)
-        if not ck.check(p.returncode == 0 and sanitizer_clean(p),
-                        "run %s batch %d" % (name, batch), p.stderr):
+        if not ck.check(p.returncode == 0 and sanitizer_clean(p), "run " + what, p.stderr):
             continue
         js = json.loads(p.stdout)
-        chunks = (n + min(batch, n) - 1) // min(batch, n)
+        threads = min(int(extra[extra.index("--threads") + 1]) if "--threads" in extra else 1, n)
+        per_thread = (n + threads - 1) // threads
+        chunks = (per_thread + min(batch, per_thread) - 1) // min(batch, per_thread) * threads
         ck.check(js["n"] == n and js["batch"] == batch and js["chunks"] == chunks
-                 and js["repeat"] == 2 and js["isa"] == run_isa
+                 and js["repeat"] == 2 and js["isa"] == run_isa and js["threads"] == threads
+                 and js["plan"] in (True, False) and ("--no-plan" not in extra or js["plan"] is False)
                  and js["latency_us_min"] <= js["latency_us_median"] <= js["latency_us_max"],
-                 "run json %s batch %d" % (name, batch), p.stdout)
+                 "run json " + what, p.stdout)
         for i, op in enumerate(outs):
             got = read_f32(op)
-            ck.check(close(got, exp[i]), "output %d of %s batch %d" % (i, name, batch),
+            ck.check(close(got, exp[i]), "output %d of %s" % (i, what),
                      "\n got %s\n exp %s" % (got[:12], exp[i][:12]))
 
 

@@ -21,12 +21,13 @@ import numpy as np
 
 from .. import isa
 from ..lnnb import Program, TensorEntry, align
-from .ir import CompileError, Graph, Node, TensorType
+from .ir import CompileError, Graph, Node, TensorType, free_values
 from .planner import Plan, Request, plan
 
-_ELEMENTWISE = {"add", "sub", "mul", "div", "neg", "exp", "sigmoid", "tanh", "relu"}
+_ELEMENTWISE = {"add", "sub", "mul", "div", "neg", "exp", "sigmoid", "tanh", "relu", "ewise"}
 _OPCODE = {
-    "linear": "LINEAR", "matmul_nt": "MATMUL_NT", "add": "ADD", "sub": "SUB", "mul": "MUL", "div": "DIV",
+    "linear": "LINEAR", "matmul_nt": "MATMUL_NT", "linear_t": "LINEAR_T", "matmul_t": "MATMUL_T",
+    "add": "ADD", "sub": "SUB", "mul": "MUL", "div": "DIV",
     "neg": "NEG", "exp": "EXP", "sigmoid": "SIGMOID", "tanh": "TANH", "relu": "RELU", "concat": "CONCAT",
     "zeros": "ZERO", "reshape": "COPY", "copy": "COPY",
 }
@@ -87,7 +88,9 @@ class _Emitter:
         self.items: list[Item] = []
         self.top_users: dict[str, int] = {}
         for node in graph.nodes:
-            for name in node.inputs:
+            # a loop body's reads of outer values count too: a loop's initial state may share its buffer
+            # with the state only if nothing else reads it (the body may, when the first iteration was peeled)
+            for name in (*node.inputs, *sorted(free_values(node))):
                 self.top_users[name] = self.top_users.get(name, 0) + 1
 
     def is_storage(self, name: str) -> bool:
@@ -209,7 +212,8 @@ class _Emitter:
             if name not in const_offset:
                 consts.extend(b"\0" * (align(len(consts), 16) - len(consts)))
                 const_offset[name] = len(consts)
-                consts.extend(np.ascontiguousarray(array, dtype="<f4").tobytes())
+                dtype = "<u4" if array.dtype == np.uint32 else "<f4"
+                consts.extend(np.ascontiguousarray(array, dtype=dtype).tobytes())
             return const_offset[name]
 
         def entry_for(name: str) -> TensorEntry:
@@ -223,7 +227,8 @@ class _Emitter:
                                    stride=4 * int(np.prod(row, dtype=np.int64)))
             if name in self.constants:
                 array = self.constants[name]
-                return TensorEntry(tuple(array.shape), isa.const("REG_CONST"), add_const(name, array))
+                dtype = isa.const("DT_U32") if array.dtype == np.uint32 else isa.const("DT_F32")
+                return TensorEntry(tuple(array.shape), isa.const("REG_CONST"), add_const(name, array), dtype=dtype)
             t = self.types[name]
             root = self.uf.find(name)
             if root in self.output_of:
@@ -238,6 +243,16 @@ class _Emitter:
                 names.append(name)
             return index_of[name]
 
+        def destinations(outputs: tuple[str, ...]) -> int:
+            """Consecutive tensor entries for the outputs of a DSTN instruction; the first one's index."""
+            first = [tensor(o) for o in outputs][0]
+            if [index_of[o] for o in outputs] != list(range(first, first + len(outputs))):
+                first = len(entries)  # fresh entries describing the same storage
+                for o in outputs:
+                    entries.append(entry_for(o))
+                    names.append(o)
+            return first
+
         code: list[int] = []
         stack: list[str] = []
         debug: list[dict] = []
@@ -247,8 +262,10 @@ class _Emitter:
                 code.append(isa.encode("DROP"))
             stack.clear()
 
+        depth = 0
         for item in self.items:
             if item.kind in ("loop", "end"):
+                depth += 1 if item.kind == "loop" else -1
                 flush()
                 code.append(isa.encode("LOOP", 0, item.count) if item.kind == "loop" else isa.encode("END"))
                 continue
@@ -262,15 +279,35 @@ class _Emitter:
                 flush()
             for name in operands:
                 code.append(isa.encode("PUSH", 0, tensor(name)))
-            if node.op not in _OPCODE:
+            if node.op == "ewise":  # its program: a u32 constant, the top operand
+                words = program_words(node.attr("program"), len(node.inputs), node.attr("regs"))
+                self.constants[f"{node.output}/program"] = words
+                code.append(isa.encode("PUSH", 0, tensor(f"{node.output}/program")))
+                opcode = f"EWISE{len(node.inputs)}"
+            elif node.op in _OPCODE:
+                opcode = _OPCODE[node.op]
+            else:
                 raise CompileError(f"no VM instruction for op {node.op!r}", node)
             axis = 0
             if node.op == "concat":
                 rank = len(self.types[node.output].shape)
                 axis = node.attr("axis") % rank
-            debug.append({"pc": len(code), "value": node.output, "op": node.op, "source": node.source,
-                          "module": node.attr("module")})
-            code.append(isa.encode(_OPCODE[node.op], axis, tensor(node.output)))
+            entry = {"pc": len(code), "value": node.output, "op": node.op, "source": node.source,
+                     "module": node.attr("module")}
+            if len(node.outputs) > 1 or node.op in ("linear_t", "matmul_t"):
+                # one destination per output (trace records come one per destination, in this order)
+                entry.update(outputs=list(node.outputs), modules=list(node.attr("modules") or ()))
+                if node.attr("modules") and len(node.outputs) == 1:
+                    entry["module"] = node.attr("modules")[0] or None
+                parts = node.attr("parts") or ()
+                if depth == 0 and any(parts):  # loop-invariant parts of layers (split_linear, hoisted)
+                    entry["parts"] = [None if p is None else {"module": p[0], "cols": [p[1], p[2]], "bias": p[3]}
+                                      for p in parts]
+                axis, dst = len(node.outputs), destinations(node.outputs)
+            else:
+                dst = tensor(node.output)
+            debug.append(entry)
+            code.append(isa.encode(opcode, axis, dst))
             stack[:] = [node.output]
         flush()
         for k in range(len(self.graph.outputs)):
@@ -288,6 +325,14 @@ class _Emitter:
             meta={"debug": debug},
         )
         return Emitted(program, tuple(names), fixed_plan, batched_plan, tuple(self.items))
+
+
+def program_words(program: tuple[tuple[str, int, int, int], ...], operands: int, regs: int) -> np.ndarray:
+    """An element-wise program as the VM reads it (vm/include/lnn_format.h): a header word, then one word per
+    instruction (op, d, a, b), op the VM opcode of the same name."""
+    words = [operands | len(program) << 8 | regs << 16]
+    words += [isa.opcodes()[op.upper()].code | d << 8 | a << 16 | b << 24 for op, d, a, b in program]
+    return np.array(words, dtype=np.uint32)
 
 
 def emit(graph: Graph) -> Emitted:

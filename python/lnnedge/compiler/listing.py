@@ -38,10 +38,12 @@ def render(program: Program, fixed: Plan, batched: Plan, title: str) -> str:
         if info.name == "END":
             depth -= 1
         operand = ""
-        if info.format in ("PUSHT", "DST", "DSTAX"):
+        if info.format in ("PUSHT", "DST", "DSTAX", "DSTN"):
             operand = tensor_label(program, b)
             if info.format == "DSTAX":
                 operand += f" axis={a}"
+            if info.format == "DSTN":  # A destinations: b, b+1, ...
+                operand = ", ".join(tensor_label(program, b + j) for j in range(a))
         elif info.format == "COUNT":
             operand = str(b)
         out.append(f"{pc:5d}  {'  ' * depth}{info.name:<10} {operand}")

@@ -5,20 +5,42 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .ir import Graph
-from .passes import const_fold, dce, hoist, lower_ode, shape_inference, split_concat
+from .passes import (
+    const_fold,
+    dce,
+    fuse_elementwise,
+    fuse_products,
+    hoist,
+    lower_ode,
+    peel_zero_state,
+    select_kernels,
+    shape_inference,
+    split_concat,
+    split_linear,
+)
 from .passes.base import Pass
 
 PIPELINE: tuple[Pass, ...] = (
-    shape_inference.PASS,  # re-derive every shape and check it against torch's
-    const_fold.PASS,       # e.g. tau = tau_min + exp(log_tau) becomes one constant
-    dce.PASS,              # the parameters folded away are no longer needed
-    lower_ode.PASS,        # ODE blocks -> bounded solver loops around the inlined dynamics
-    split_concat.PASS,     # the VM's CONCAT is binary
-    shape_inference.PASS,  # type the new loop bodies
-    hoist.PASS,            # loop-invariant work moves before the loop
-    const_fold.PASS,       # fold what hoisting exposed
+    shape_inference.PASS,   # re-derive every shape and check it against torch's
+    const_fold.PASS,        # e.g. tau = tau_min + exp(log_tau) becomes one constant
+    dce.PASS,               # the parameters folded away are no longer needed
+    lower_ode.PASS,         # ODE blocks -> bounded solver loops around the inlined dynamics
+    split_concat.PASS,      # the VM's CONCAT is binary
+    shape_inference.PASS,   # type the new loop bodies
+    split_linear.PASS,      # linear(cat([x, h])) -> x part + h part, so that the x part can leave the loop
+    shape_inference.PASS,
+    hoist.PASS,             # loop-invariant work (the input projection) moves before the loop
+    const_fold.PASS,        # fold what hoisting exposed
+    dce.PASS,               # the concats nothing reads any more
+    peel_zero_state.PASS,   # the first step from h = 0 runs once, without its (zero) product
     dce.PASS,
-    shape_inference.PASS,  # final check: the emitter relies on every type
+    shape_inference.PASS,
+    fuse_products.PASS,     # products sharing an input (gate, candidate) -> one, split outputs
+    select_kernels.PASS,    # the other products: weight layout by shape
+    shape_inference.PASS,
+    fuse_elementwise.PASS,  # element-wise chains and the Euler update -> one EWISE each
+    dce.PASS,
+    shape_inference.PASS,   # final check: the emitter relies on every type
 )
 
 

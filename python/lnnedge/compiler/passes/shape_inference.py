@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
+
 from ..ir import CompileError, Graph, Node, TensorType
 from .base import Pass, PassResult
 
@@ -58,6 +60,27 @@ def infer_node(node: Node, types: dict[str, TensorType], recorded: TensorType | 
         if op == "linear" and (ins[2].shape != (w.shape[0],) or ins[2].batched):
             raise CompileError(f"{op}: bias {ins[2]} does not fit weight {w}", node)
         return [TensorType(x.shape[:-1] + (w.shape[0],), x.batched)]
+    if op == "linear_q8":
+        x, q, scale, bias = ins
+        if (len(q.shape) != 2 or q.dtype != "i8" or not x.shape or x.shape[-1] != q.shape[1]
+                or scale.shape != (q.shape[0],) or bias.shape != (q.shape[0],)):
+            raise CompileError(f"linear_q8: input {x}, weights {q}, scale {scale}, bias {bias} do not fit", node)
+        return [TensorType(x.shape[:-1] + (q.shape[0],), x.batched)]
+    if op in ("linear_t", "matmul_t"):  # the weight transposed, outputs split by columns (fuse_products)
+        x, wt = ins[0], ins[1]
+        splits = node.attr("splits") or ()
+        if len(wt.shape) != 2 or wt.batched or not x.shape or x.shape[-1] != wt.shape[0]:
+            raise CompileError(f"{op}: input {x} does not fit transposed weight {wt}", node)
+        if op == "linear_t" and (ins[2].shape != (wt.shape[1],) or ins[2].batched):
+            raise CompileError(f"{op}: bias {ins[2]} does not fit transposed weight {wt}", node)
+        if sum(splits) != wt.shape[1] or len(splits) != len(node.outputs) or min(splits, default=0) < 1:
+            raise CompileError(f"{op}: column split {splits} does not fit transposed weight {wt}", node)
+        return [TensorType(x.shape[:-1] + (m,), x.batched) for m in splits]
+    if op == "ewise":  # fuse_elementwise: every operand broadcasts to the output
+        out = ins[0]
+        for t in ins[1:]:
+            out = broadcast(out, t, node)
+        return [out]
     if op in ("add", "sub", "mul", "div"):
         return [broadcast(ins[0], ins[1], node)]
     if op in ("neg", "exp", "sigmoid", "tanh", "relu", "copy"):
@@ -106,7 +129,7 @@ def infer(graph: Graph, input_types: list[TensorType] | None = None, outer: dict
     for i, name in enumerate(graph.inputs):
         types[name] = input_types[i] if input_types is not None else graph.types[name]
     for name, value in graph.constants.items():
-        types[name] = TensorType(tuple(value.shape))
+        types[name] = TensorType(tuple(value.shape), dtype="i8" if value.dtype == np.int8 else "f32")
     for name, table in graph.step_tables.items():
         types[name] = TensorType(tuple(table.shape[1:]))
     nodes = []

@@ -1,0 +1,96 @@
+"""Fuse matrix products that share their input into one product with stacked weights.
+
+In one scope (the graph, or one loop body), every linear (or every matmul_nt) with the same input x and
+constant weights (and biases) becomes one `linear_t` (`matmul_t`) node: the weights transposed and stacked
+side by side, Wt = [W1^T W2^T ...] (K, M1 + M2 + ...), the biases stacked, and one output per original
+product, in order. The VM's LINEAR_T / MATMUL_T write the columns of each part into its own destination, so
+the consumers read the same tensors as before. For the LTC this makes the gate and the candidate one
+product inside the loop (h against [Wg_h; Wc_h]) and one before it (the hoisted input projection).
+
+Each output column is the same sum as before (same terms, same order), so the result does not change
+beyond the summation order the kernels choose.
+
+Requires: typed graph. Ensures: no two linear / matmul_nt nodes of one scope with constant weights share
+their input. `modified` is true iff a group was fused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from ..ir import Graph, Node
+from .base import Pass, PassResult
+
+_FUSED = {"linear": "linear_t", "matmul_nt": "matmul_t"}
+
+
+def part_info(node: Node) -> tuple | None:
+    """(layer, first column, end column, has the bias) of a product that is part of a layer, else None."""
+    if not node.attr("part_of"):
+        return None
+    return (node.attr("part_of"), *node.attr("cols"), bool(node.attr("has_bias")))
+
+
+def _fusable(node: Node, known: dict[str, np.ndarray]) -> bool:
+    if node.op not in _FUSED or node.inputs[1] not in known or known[node.inputs[1]].ndim != 2:
+        return False
+    if known[node.inputs[1]].dtype != np.float32:
+        return False
+    return node.op == "matmul_nt" or node.inputs[2] in known
+
+
+def _fuse_scope(graph: Graph, outer: dict[str, np.ndarray], new_constants: dict[str, np.ndarray]
+                ) -> tuple[Graph, bool]:
+    known = {**outer, **graph.constants}
+    modified = False
+    groups: dict[tuple[str, str], list[Node]] = {}
+    for node in graph.nodes:
+        if _fusable(node, known):
+            groups.setdefault((node.op, node.inputs[0]), []).append(node)
+    fused_at: dict[int, Node] = {}  # id of the group's first node -> the fused node
+    dropped: set[int] = set()
+    for (op, x), members in groups.items():
+        if len(members) < 2:
+            continue
+        first = members[0]
+        base = f"{first.output}/fused"
+        wt = np.concatenate([known[n.inputs[1]].T for n in members], axis=1)
+        new_constants[f"{base}/wt"] = np.ascontiguousarray(wt, dtype=np.float32)
+        inputs = [x, f"{base}/wt"]
+        if op == "linear":
+            new_constants[f"{base}/bias"] = np.concatenate([known[n.inputs[2]] for n in members]).astype(np.float32)
+            inputs.append(f"{base}/bias")
+        splits = tuple(int(known[n.inputs[1]].shape[0]) for n in members)
+        modules = tuple(n.attr("module") or "" for n in members)  # whole layers (verify --trace)
+        parts = tuple(part_info(n) for n in members)                # parts of layers (split_linear)
+        fused_at[id(first)] = Node(_FUSED[op], tuple(inputs), tuple(n.output for n in members),
+                                   (("splits", splits), ("modules", modules), ("parts", parts)), first.source)
+        dropped |= {id(n) for n in members[1:]}
+        modified = True
+    nodes: list[Node] = []
+    for node in graph.nodes:
+        if node.op == "loop":
+            body, changed = _fuse_scope(node.attr("body"), known, new_constants)
+            if changed:
+                node, modified = node.with_attrs(body=body), True
+        if id(node) in dropped:
+            continue
+        nodes.append(fused_at.get(id(node), node))
+    return replace(graph, nodes=tuple(nodes)), modified
+
+
+def fuse(graph: Graph) -> tuple[Graph, bool]:
+    new_constants: dict[str, np.ndarray] = {}
+    out, modified = _fuse_scope(graph, {}, new_constants)
+    return replace(out, constants={**out.constants, **new_constants}), modified
+
+
+def _run(graph: Graph) -> PassResult:
+    out, modified = fuse(graph)
+    return PassResult(out, modified)
+
+
+PASS = Pass("fuse_products", requires="typed graph",
+            ensures="no two products of constant weights in one scope share their input", run=_run)

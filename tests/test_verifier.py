@@ -1,0 +1,918 @@
+"""The C VM's verifier, property by property (vm/VERIFIER.md has the table).
+
+Each test crafts a file that breaks exactly one property the loader
+guarantees and checks the named error and its byte offset, through the
+runner (`lnnvm verify`) and through the library (ctypes). The basic error
+classes already covered by tests/test_loader.py (one crafted file per
+status) are not repeated here; these tests go after the corners: sentinel
+indices (0xFFFF, 0xFFFFFFFF), -1 and too-large axes, products that overflow
+32 or 64 bits, offsets just outside their region, huge counts, the limits
+that bound verify and run time, and reads before writes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import re
+import statistics
+import struct
+import time
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from conftest import lnnvm
+from lnnedge import isa, lnnb
+from lnnedge.lnnb import Program, TensorEntry
+from lnnedge.runtime import CVM, VMError, load_library
+
+CONST, ARENA, INPUT, OUTPUT = (isa.const(k) for k in ("REG_CONST", "REG_ARENA", "REG_INPUT", "REG_OUTPUT"))
+SEC_TENSORS, SEC_CONSTS, SEC_CODE = (isa.const(k) for k in ("SEC_TENSORS", "SEC_CONSTS", "SEC_CODE"))
+MAX_CODE_WORDS = isa.const("MAX_CODE_WORDS")
+MAX_TRIP_PRODUCT = isa.const("MAX_TRIP_PRODUCT")
+MAX_STEPS = isa.const("MAX_STEPS")
+MAX_WRITE_RANGES = isa.const("MAX_WRITE_RANGES")
+E = isa.encode
+
+# t0 x[B,2] input, t1 W[3,2], t2 b[3], t3 y[B,3] output, t4 h[B,3] row+0, t5 dt[] per-step table,
+# t6 g[3] fixed+0, t7 h2[B,3] row+12 (right after h), t8 hh[B,6] row+0 (= h and h2), t9 z[B,3] row+32
+X, W, BIAS, Y, H, DT, G, H2, HH, Z = range(10)
+TENSORS = (
+    TensorEntry((1, 2), INPUT, 0, batched=True),
+    TensorEntry((3, 2), CONST, 0),
+    TensorEntry((3,), CONST, 32),
+    TensorEntry((1, 3), OUTPUT, 0, batched=True),
+    TensorEntry((1, 3), ARENA, 0, batched=True),
+    TensorEntry((), CONST, 48, stride=4),
+    TensorEntry((3,), ARENA, 0),
+    TensorEntry((1, 3), ARENA, 12, batched=True),
+    TensorEntry((1, 6), ARENA, 0, batched=True),
+    TensorEntry((1, 3), ARENA, 32, batched=True),
+)
+CONSTS = np.array([1, 2, 3, 4, 5, 6, 0, 0, 0.5, -1, 2, 0, 0.25, 0.75], dtype="<f4").tobytes()
+LINEAR_H = (E("PUSH", 0, X), E("PUSH", 0, W), E("PUSH", 0, BIAS), E("LINEAR", 0, H))
+# h = W x + b; twice: y = dt_i * h, h = y + h; y = -h
+CODE = (*LINEAR_H, E("DROP"),
+        E("LOOP", 0, 2), E("PUSH", 0, DT), E("PUSH", 0, H), E("MUL", 0, Y), E("PUSH", 0, H), E("ADD", 0, H),
+        E("DROP"), E("END"),
+        E("PUSH", 0, H), E("NEG", 0, Y), E("DROP"))
+
+
+def build(code=CODE, tensors=TENSORS, consts=CONSTS, **changes) -> bytes:
+    base = Program(tensors=tuple(tensors), consts=consts, code=tuple(code), arena_fixed=16, arena_row=48,
+                   num_inputs=1, num_outputs=1)
+    return lnnb.write(replace(base, **changes))
+
+
+def with_tensor(index: int, **changes) -> bytes:
+    tensors = list(TENSORS)
+    tensors[index] = replace(tensors[index], **changes)
+    return build(tensors=tensors)
+
+
+def patched(data: bytes, offset: int, fmt: str, value, fix_crc: bool = True) -> bytes:
+    out = bytearray(data)
+    struct.pack_into(fmt, out, offset, value)
+    return lnnb.refresh_crc(bytes(out)) if fix_crc else bytes(out)
+
+
+def section_entry(data: bytes, kind: int) -> int:
+    """File offset of the section-table entry of `kind`."""
+    for i in range(struct.unpack_from("<I", data, 16)[0]):
+        if struct.unpack_from("<I", data, 64 + 16 * i)[0] == kind:
+            return 64 + 16 * i
+    raise KeyError(kind)
+
+
+def code_at(data: bytes, pc: int = 0) -> int:
+    return lnnb.section_offsets(data)[SEC_CODE][0] + 4 * pc
+
+
+def tensor_at(data: bytes, t: int, field: int = 0) -> int:
+    return lnnb.section_offsets(data)[SEC_TENSORS][0] + 32 * t + field
+
+
+# tensor entry field offsets (lnn_format.h)
+T_DTYPE, T_RANK, T_REGION, T_FLAGS, T_DIMS, T_OFFSET, T_STRIDE = 0, 1, 2, 3, 4, 20, 24
+
+
+@pytest.fixture(scope="module")
+def vm(host_build, tmp_path_factory):
+    """expect(data, name, offset): both the runner and the library reject with name at offset;
+    accept(data): both accept."""
+    folder = tmp_path_factory.mktemp("verifier")
+    counter = iter(range(10 ** 6))
+
+    class Checker:
+        library = host_build.library
+
+        def _file(self, data: bytes):
+            path = folder / f"f{next(counter)}.lnnb"
+            path.write_bytes(data)
+            return path
+
+        def expect(self, data: bytes, name: str, offset: int | None = None) -> None:
+            proc = lnnvm(host_build.runner, "verify", self._file(data))
+            assert proc.returncode == 3, proc.stdout + proc.stderr
+            want = f": {name} at byte " + (f"{offset}:" if offset is not None else "")
+            assert want in proc.stderr, proc.stderr
+            with pytest.raises(VMError) as err:
+                CVM(data, library=host_build.library)
+            assert err.value.name == name
+            if offset is not None:
+                assert err.value.offset == offset
+
+        def accept(self, data: bytes, max_batch: int = 1) -> CVM:
+            proc = lnnvm(host_build.runner, "verify", self._file(data))
+            assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+            return CVM(data, max_batch=max_batch, library=host_build.library)
+
+    return Checker()
+
+
+def test_base_program_is_valid_and_runs(vm):
+    x = np.array([[1, -1], [0.5, 2]], np.float32)
+    h = x @ np.array([[1, 2], [3, 4], [5, 6]], np.float32).T + np.array([0.5, -1, 2], np.float32)
+    for dt in (0.25, 0.75):
+        h = np.float32(dt) * h + h
+    np.testing.assert_allclose(vm.accept(build(), max_batch=2).run([x])[0], -h, rtol=1e-6)
+
+
+# ---- arguments, header -------------------------------------------------------------------------------
+
+
+def test_zero_length_buffer_is_an_argument_error(host_build):
+    lib = load_library(str(host_build.library))
+    model = ctypes.create_string_buffer(lib.lnn_model_size())
+    buf = ctypes.create_string_buffer(64)
+    status = lib.lnn_init(ctypes.addressof(model), ctypes.addressof(buf), 0, None, 0)
+    assert lib.lnn_status_name(status).decode() == "E_ARG"
+
+
+@pytest.mark.parametrize("length", [0, 1, 4, 8, 16, 63])
+def test_files_shorter_than_the_header_are_truncated(vm, length):
+    """An 8-byte file is in test_loader's BROKEN; every other short length too (0: E_ARG)."""
+    data = build()[:length]
+    if length == 0:
+        with pytest.raises(VMError, match="E_ARG"):
+            CVM(data, library=vm.library)
+    else:
+        vm.expect(data, "E_TRUNCATED", 0)
+
+
+def test_minor_version_newer_than_the_vm_is_refused(vm):
+    vm.expect(patched(build(), 6, "<H", isa.const("VERSION_MINOR") + 1, fix_crc=False), "E_VERSION", 6)
+
+
+@pytest.mark.parametrize("size", [0xFFFFFFFF, 0x80000000])
+def test_file_size_larger_than_the_buffer_is_truncated(vm, size):
+    vm.expect(patched(build(), 8, "<I", size, fix_crc=False), "E_TRUNCATED", 8)
+
+
+@pytest.mark.parametrize("count", [0, 9, 0xFFFF, 0xFFFFFFFF])
+def test_huge_or_zero_num_sections_is_refused(vm, count):
+    vm.expect(patched(build(), 16, "<I", count), "E_HEADER", 16)
+
+
+@pytest.mark.parametrize("count", [0, 0x10000, 0x08000000, 0xFFFFFFFF])
+def test_huge_or_zero_num_tensors_is_refused(vm, count):
+    """0x08000000 * 32 wraps to 0 in 32 bits: the limit is checked before any product."""
+    vm.expect(patched(build(), 20, "<I", count), "E_HEADER", 20)
+
+
+@pytest.mark.parametrize("field,count", [(32, 0), (32, 17), (32, 0xFFFF), (34, 0), (34, 0xFFFF)])
+def test_io_counts_outside_1_to_16_are_refused(vm, field, count):
+    vm.expect(patched(build(), field, "<H", count), "E_HEADER", field)
+
+
+# ---- section table ------------------------------------------------------------------------------------
+
+
+def test_section_table_past_the_end_is_truncated(vm):
+    data = build()[:64 + 16 * 2]  # room for 2 of the 3 entries
+    data = patched(data, 8, "<I", len(data))
+    vm.expect(data, "E_TRUNCATED", 16)
+
+
+@pytest.mark.parametrize("kind", [0, 6, 0xFFFFFFFF])
+def test_unknown_section_kind_is_refused(vm, kind):
+    entry = section_entry(build(), SEC_CODE)
+    vm.expect(patched(build(), entry, "<I", kind), "E_SECTION", entry)
+
+
+def test_duplicate_section_kind_is_refused(vm):
+    entry = section_entry(build(), SEC_CODE)
+    vm.expect(patched(build(), entry, "<I", SEC_CONSTS), "E_SECTION", entry)
+
+
+def test_section_reserved_field_must_be_zero(vm):
+    entry = section_entry(build(), SEC_CONSTS)
+    vm.expect(patched(build(), entry + 12, "<I", 0xFFFFFFFF), "E_SECTION", entry + 12)
+
+
+def test_section_inside_the_header_or_table_is_refused(vm):
+    entry = section_entry(build(), SEC_CONSTS)
+    vm.expect(patched(build(), entry + 4, "<I", 0), "E_SECTION", entry + 4)
+
+
+@pytest.mark.parametrize("offset", [0xFFFFFFFF, 0xFFFFFFC0])
+def test_section_offset_past_the_file_is_truncated(vm, offset):
+    entry = section_entry(build(), SEC_CONSTS)
+    vm.expect(patched(build(), entry + 4, "<I", offset), "E_TRUNCATED", entry + 4)
+
+
+def test_section_size_overflowing_32_bits_is_truncated(vm):
+    """offset + 0xFFFFFFFF wraps to offset - 1 in 32 bits; the sum is taken in 64."""
+    entry = section_entry(build(), SEC_CODE)
+    vm.expect(patched(build(), entry + 8, "<I", 0xFFFFFFFF), "E_TRUNCATED", entry + 8)
+
+
+@pytest.mark.parametrize("kind,shift", [(SEC_TENSORS, 2), (SEC_CONSTS, 4), (SEC_CONSTS, 32), (SEC_CODE, -2)])
+def test_section_alignment(vm, kind, shift):
+    data = build()
+    entry = section_entry(data, kind)
+    offset = struct.unpack_from("<I", data, entry + 4)[0]
+    vm.expect(patched(data, entry + 4, "<I", offset + shift), "E_SECTION", entry + 4)
+
+
+def test_tensor_section_size_must_be_32_per_tensor(vm):
+    data = build()
+    entry = section_entry(data, SEC_TENSORS)
+    vm.expect(patched(data, entry + 8, "<I", 32 * len(TENSORS) + 32), "E_SECTION", entry + 8)
+
+
+@pytest.mark.parametrize("size", [0, 2, 6])
+def test_code_section_size_must_be_a_nonzero_multiple_of_4(vm, size):
+    data = build()
+    entry = section_entry(data, SEC_CODE)
+    vm.expect(patched(data, entry + 8, "<I", size), "E_SECTION", entry + 8)
+
+
+def test_code_longer_than_the_limit_is_refused(vm):
+    body = (E("PUSH", 0, X), E("DROP"))
+    words = body * (MAX_CODE_WORDS // 2) + (E("PUSH", 0, X), E("DROP"))  # MAX_CODE_WORDS + 2
+    data = build(code=words)
+    vm.expect(data, "E_LIMIT", section_entry(data, SEC_CODE) + 8)
+
+
+def test_code_of_exactly_the_limit_is_accepted(vm):
+    words = (E("PUSH", 0, X), E("DROP")) * (MAX_CODE_WORDS // 2)
+    vm.accept(build(code=words))
+
+
+# ---- tensor entries -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rank", [5, 255])
+def test_rank_above_4_is_refused(vm, rank):
+    vm.expect(patched(build(), tensor_at(build(), W, T_RANK), "<B", rank), "E_TENSOR",
+              tensor_at(build(), W, T_RANK))
+
+
+@pytest.mark.parametrize("region", [4, 255])
+def test_unknown_region_is_refused(vm, region):
+    at = tensor_at(build(), W, T_REGION)
+    vm.expect(patched(build(), at, "<B", region), "E_TENSOR", at)
+
+
+@pytest.mark.parametrize("flags", [2, 0x80, 0xFF])
+def test_unknown_tensor_flags_are_refused(vm, flags):
+    at = tensor_at(build(), W, T_FLAGS)
+    vm.expect(patched(build(), at, "<B", flags), "E_TENSOR", at)
+
+
+def test_zero_dim_and_dim_past_the_rank_are_refused(vm):
+    at = tensor_at(build(), W, T_DIMS + 4)
+    vm.expect(patched(build(), at, "<I", 0), "E_TENSOR", at)
+    at = tensor_at(build(), BIAS, T_DIMS + 4)  # rank 1: dims[1] must be 0
+    vm.expect(patched(build(), at, "<I", 1), "E_TENSOR", at)
+
+
+@pytest.mark.parametrize("dims,bad", [
+    ((0x10000, 0x10000), 1),                    # 2^32: 0 in 32-bit arithmetic
+    ((0x10000, 0x10000, 0x10000, 0x10000), 1),  # 2^64: 0 in 64-bit arithmetic
+    ((0xFFFFFFFF,), 0),                         # one dim far past the limit
+    ((0x2000, 0x2000, 2), 2),                   # 2^27 > 2^26 only at the last dim
+    ((3, 0x55555556), 1),                       # 3 * 0x55555556 = 2 mod 2^32
+])
+def test_element_count_products_never_wrap(vm, dims, bad):
+    data = with_tensor(G, dims=dims)
+    vm.expect(data, "E_TENSOR", tensor_at(data, G, T_DIMS + 4 * bad))
+
+
+def test_element_limit_is_per_tensor(vm):
+    limit = isa.const("MAX_ELEMENTS")
+    ok = with_tensor(G, dims=(limit,))
+    data = patched(ok, 24, "<I", 4 * limit)  # arena_fixed: the whole tensor fits
+    vm.accept(data)
+    data = patched(with_tensor(G, dims=(limit + 1,)), 24, "<I", 4 * limit + 4)
+    vm.expect(data, "E_TENSOR", tensor_at(data, G, T_DIMS))
+
+
+def test_batch_flag_needs_rank_1_a_writable_region_and_dim0_of_1(vm):
+    data = with_tensor(W, batched=True, dims=(1, 2))  # a batched constant
+    vm.expect(data, "E_TENSOR", tensor_at(data, W, T_FLAGS))
+    data = patched(build(), tensor_at(build(), DT, T_FLAGS), "<B", 1)  # rank 0
+    vm.expect(data, "E_TENSOR", tensor_at(data, DT, T_FLAGS))
+    data = with_tensor(H, dims=(2, 3))  # batched, dim 0 stored as 2
+    vm.expect(data, "E_TENSOR", tensor_at(data, H, T_DIMS))
+
+
+def test_stride_only_on_constants(vm):
+    data = with_tensor(H, stride=4)
+    vm.expect(data, "E_TENSOR", tensor_at(data, H, T_STRIDE))
+
+
+@pytest.mark.parametrize("offset", [0xFFFFFFFC, 0xFFFFFFF0, len(CONSTS) - 8, len(CONSTS)])
+def test_constant_past_the_constants_section(vm, offset):
+    """0xFFFFFFFC + 12 bytes wraps to 8 in 32 bits; sums are taken in 64."""
+    data = with_tensor(BIAS, offset=offset)
+    vm.expect(data, "E_TENSOR_BOUNDS", tensor_at(data, BIAS, T_OFFSET))
+
+
+def test_constant_offset_and_stride_must_be_4_aligned(vm):
+    data = with_tensor(BIAS, offset=34)
+    vm.expect(data, "E_TENSOR_BOUNDS", tensor_at(data, BIAS, T_OFFSET))
+    data = with_tensor(DT, stride=2)
+    vm.expect(data, "E_TENSOR_BOUNDS", tensor_at(data, DT, T_STRIDE))
+
+
+@pytest.mark.parametrize("index,offset", [
+    (H, 0xFFFFFFFC),  # batched: wraps in 32 bits
+    (H, 40),          # batched: 40 + 12 > arena_row 48
+    (G, 8),           # fixed: 8 + 12 > arena_fixed 16
+    (G, 0xFFFFFFF8),
+    (H, 2),           # misaligned
+])
+def test_arena_tensor_outside_its_part(vm, index, offset):
+    data = with_tensor(index, offset=offset)
+    vm.expect(data, "E_TENSOR_BOUNDS", tensor_at(data, index, T_OFFSET))
+
+
+def test_batched_and_fixed_parts_are_checked_against_their_own_size(vm):
+    # g[3] unbatched at 20: inside arena_row (48) but not arena_fixed (16)
+    data = with_tensor(G, offset=20)
+    vm.expect(data, "E_TENSOR_BOUNDS", tensor_at(data, G, T_OFFSET))
+
+
+@pytest.mark.parametrize("number", [1, 16, 0xFFFF, 0xFFFFFFFF])
+def test_io_number_out_of_range(vm, number):
+    data = with_tensor(X, offset=number)
+    vm.expect(data, "E_IO", tensor_at(data, X, T_OFFSET))
+
+
+def test_io_numbers_exactly_once(vm):
+    tensors = (*TENSORS, TensorEntry((1, 3), OUTPUT, 0, batched=True))  # output 0 twice
+    data = build(tensors=tensors)
+    vm.expect(data, "E_IO", tensor_at(data, len(TENSORS), T_OFFSET))
+    data = build(num_outputs=2)  # output 1 declared, no tensor
+    vm.expect(data, "E_IO", 34)
+
+
+# ---- code: operands -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("word", [E("PUSH", 0, 0xFFFF), E("PUSH", 0, len(TENSORS)), E("ZERO", 0, 0xFFFF),
+                                  E("CONCAT", 1, 0xFFFF)])
+def test_sentinel_and_past_the_end_tensor_indices(vm, word):
+    data = build(code=(word, E("DROP")))
+    vm.expect(data, "E_OPERAND", code_at(data))
+
+
+def test_tensor_index_0xffff_is_never_valid():
+    """num_tensors <= 65535, so index 0xFFFF is always >= num_tensors."""
+    assert isa.const("MAX_TENSORS") == 0xFFFF
+
+
+@pytest.mark.parametrize("axis", [0xFF, 2, 4])
+def test_concat_axis_negative_or_past_the_rank(vm, axis):
+    code = (E("PUSH", 0, H), E("PUSH", 0, H2), E("CONCAT", axis, HH), E("DROP"))
+    data = build(code=(*LINEAR_H, E("DROP"), *LINEAR_H[:3], E("LINEAR", 0, H2), E("DROP"), *code))
+    vm.expect(data, "E_OPERAND", code_at(data, 12))
+
+
+def test_concat_axis_inside_the_rank_is_accepted(vm):
+    tensors = (*TENSORS, TensorEntry((1, 6), ARENA, 48, batched=True))  # t10 [B,6], apart from h, h2
+    code = (E("PUSH", 0, H), E("PUSH", 0, H2), E("CONCAT", 1, 10), E("DROP"))
+    vm.accept(build(tensors=tensors, arena_row=72,
+                    code=(*LINEAR_H, E("DROP"), *LINEAR_H[:3], E("LINEAR", 0, H2), E("DROP"), *code)))
+
+
+@pytest.mark.parametrize("word", [E("DROP", 1, 0), E("DROP", 0, 1), E("END", 0, 0xFFFF), E("PUSH", 1, X),
+                                  E("NEG", 0xFF, Y)])
+def test_reserved_operand_bits_must_be_zero(vm, word):
+    data = build(code=(E("PUSH", 0, X), word, E("DROP")))
+    vm.expect(data, "E_OPERAND", code_at(data, 1))
+
+
+def test_trip_count_zero_is_refused(vm):
+    data = build(code=(E("LOOP", 0, 0), E("END")))
+    vm.expect(data, "E_OPERAND", code_at(data))
+
+
+@pytest.mark.parametrize("opcode", [0x00, 0x05, 0x0F, 0x45, 0xFF])
+def test_unknown_opcodes(vm, opcode):
+    data = build(code=(E("PUSH", 0, X), opcode, E("DROP")))
+    vm.expect(data, "E_OPCODE", code_at(data, 1))
+
+
+# ---- code: stack and loops --------------------------------------------------------------------------------
+
+
+def test_stack_depth_is_checked_at_every_instruction(vm):
+    """LINEAR pops 3: with 2 on the stack it underflows even though the program is balanced overall."""
+    data = build(code=(E("PUSH", 0, X), E("PUSH", 0, W), E("LINEAR", 0, H), E("DROP")))
+    vm.expect(data, "E_UNDERFLOW", code_at(data, 2))
+    deepest = (E("PUSH", 0, X),) * isa.const("MAX_STACK") + (E("DROP"),) * isa.const("MAX_STACK")
+    vm.accept(build(code=deepest))
+
+
+def test_loop_nesting_deeper_than_the_limit(vm):
+    depth = isa.const("MAX_LOOP_DEPTH")
+    data = build(code=(E("LOOP", 0, 1),) * (depth + 1) + (E("END"),) * (depth + 1))
+    vm.expect(data, "E_LOOP", code_at(data, depth))
+    vm.accept(build(code=(E("LOOP", 0, 1),) * depth + (E("END"),) * depth))
+
+
+def test_end_without_loop_and_unclosed_loop(vm):
+    data = build(code=(E("PUSH", 0, X), E("DROP"), E("END")))
+    vm.expect(data, "E_LOOP", code_at(data, 2))
+    data = build(code=(E("LOOP", 0, 2), E("LOOP", 0, 2), E("END")))
+    vm.expect(data, "E_LOOP", code_at(data, 0))  # the LOOP left open
+
+
+def test_loop_body_must_leave_the_same_tensors_not_just_the_same_depth(vm):
+    code = (*LINEAR_H, E("LOOP", 0, 2), E("DROP"), E("PUSH", 0, X), E("END"), E("DROP"))
+    data = build(code=code)
+    vm.expect(data, "E_LOOP", code_at(data, 7))
+
+
+def test_trip_count_product_limit(vm):
+    """65535 * 17 > 2^20: the second LOOP is refused; 65535 * 16 fits."""
+    data = build(code=(E("LOOP", 0, 0xFFFF), E("LOOP", 0, 17), E("END"), E("END")))
+    vm.expect(data, "E_LIMIT", code_at(data, 1))
+    assert 0xFFFF * 16 <= MAX_TRIP_PRODUCT < 0xFFFF * 17
+    vm.accept(build(code=(E("LOOP", 0, 0xFFFF), E("LOOP", 0, 16), E("END"), E("END"))))
+
+
+def test_four_nested_maximal_trip_counts_are_refused(vm):
+    """65535^4 would be 1.8e19 iterations; the product is checked at each LOOP, in 64 bits."""
+    data = build(code=(E("LOOP", 0, 0xFFFF),) * 4 + (E("END"),) * 4)
+    vm.expect(data, "E_LIMIT", code_at(data, 1))
+
+
+def executed_words(code) -> list[int]:
+    """Instructions run by one lnn_run after each word (the documented rule: a word runs once per
+    iteration of the loops around it; END once per iteration of its own loop)."""
+    runs, stack, total, out = 1, [], 0, []
+    for word in code:
+        op, _, b = isa.decode(word)
+        name = isa.opcode_by_code()[op].name
+        total += runs
+        out.append(total)
+        if name == "LOOP":
+            stack.append(runs)
+            runs *= b
+        elif name == "END":
+            runs = stack.pop()
+    return out
+
+
+def test_executed_instruction_limit(vm):
+    """2^20 iterations (1024 x 1024) of a body of 2-word pairs: 16 body words are 2^24 executions."""
+    def program(pairs):
+        return (E("LOOP", 0, 1024), E("LOOP", 0, 1024), *(E("PUSH", 0, X), E("DROP")) * pairs, E("END"),
+                E("END"))
+    steps = executed_words(program(8))
+    first_over = next(pc for pc, total in enumerate(steps) if total > MAX_STEPS)
+    data = build(code=program(8))
+    vm.expect(data, "E_LIMIT", code_at(data, first_over))
+    assert executed_words(program(7))[-1] <= MAX_STEPS
+    vm.accept(build(code=program(7)))
+
+
+def test_strided_constant_outside_loops_and_past_the_section(vm):
+    data = build(code=(E("LOOP", 0, 3), E("PUSH", 0, DT), E("DROP"), E("END")))  # dt has 2 rows
+    vm.expect(data, "E_STRIDE", code_at(data, 1))
+    data = patched(build(code=(E("LOOP", 0, 3), E("PUSH", 0, DT), E("DROP"), E("END"))),
+                   tensor_at(build(), DT, T_STRIDE), "<I", 0xFFFFFFFC)  # stride * 2 wraps in 32 bits
+    vm.expect(data, "E_STRIDE", code_at(data, 1))
+
+
+def test_strided_constant_is_checked_against_the_innermost_loop(vm):
+    ok = (E("LOOP", 0, 9), E("LOOP", 0, 2), E("PUSH", 0, DT), E("DROP"), E("END"), E("END"))
+    vm.accept(build(code=ok))
+    bad = (E("LOOP", 0, 2), E("LOOP", 0, 9), E("PUSH", 0, DT), E("DROP"), E("END"), E("END"))
+    data = build(code=bad)
+    vm.expect(data, "E_STRIDE", code_at(data, 2))
+
+
+# ---- code: shapes, regions, aliasing ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("code,pc", [
+    ((E("PUSH", 0, X), E("PUSH", 0, BIAS), E("ADD", 0, H), E("DROP")), 2),          # [B,2] + [3]
+    ((E("PUSH", 0, X), E("NEG", 0, H), E("DROP")), 1),                              # [B,2] -> [B,3]
+    ((E("PUSH", 0, X), E("COPY", 0, G), E("DROP")), 1),                             # 2 -> 3 elements
+    ((E("PUSH", 0, BIAS), E("COPY", 0, H), E("DROP")), 1),                          # unbatched -> batched
+    ((E("PUSH", 0, X), E("PUSH", 0, X), E("CONCAT", 0, HH), E("DROP")), 2),         # along the batch axis
+    ((E("PUSH", 0, BIAS), E("PUSH", 0, W), E("PUSH", 0, BIAS), E("LINEAR", 0, G), E("DROP")), 3),  # K 3 vs 2
+])
+def test_shape_rules(vm, code, pc):
+    data = build(code=code)
+    vm.expect(data, "E_SHAPE", code_at(data, pc))
+
+
+def test_shape_rules_accept_the_matching_shapes(vm):
+    vm.accept(build(code=(E("PUSH", 0, X), E("PUSH", 0, W), E("MATMUL_NT", 0, Z), E("PUSH", 0, BIAS),
+                          E("ADD", 0, Z), E("DROP"))))  # [B,2] @ [3,2]^T = [B,3], + [3]
+
+
+def test_batch_symbol_is_not_a_concrete_1(vm):
+    tensors = (*TENSORS, TensorEntry((1, 3), ARENA, 0, batched=False))  # t10: [1,3] fixed
+    data = build(tensors=tensors, code=(*LINEAR_H, E("COPY", 0, Y), E("NEG", 0, 10), E("DROP")))
+    vm.expect(data, "E_SHAPE", code_at(data, 5))
+
+
+def test_writes_into_constants_and_inputs_are_refused(vm):
+    data = build(code=(E("ZERO", 0, DT), E("DROP")))
+    vm.expect(data, "E_READONLY", code_at(data))
+    data = build(code=(E("ZERO", 0, X), E("DROP")))
+    vm.expect(data, "E_READONLY", code_at(data))
+
+
+def test_linear_and_concat_may_not_write_over_an_operand(vm):
+    tensors = (*TENSORS, TensorEntry((1, 2), ARENA, 0, batched=True))  # t10 x' [B,2] where h starts
+    data = build(tensors=tensors, code=(E("PUSH", 0, X), E("COPY", 0, 10), E("PUSH", 0, W), E("PUSH", 0, BIAS),
+                                        E("LINEAR", 0, H), E("DROP")))
+    vm.expect(data, "E_ALIAS", code_at(data, 4))
+    code = (*LINEAR_H, E("DROP"), *LINEAR_H[:3], E("LINEAR", 0, H2), E("DROP"),
+            E("PUSH", 0, H), E("PUSH", 0, H2), E("CONCAT", 1, HH), E("DROP"))
+    data = build(code=code)
+    vm.expect(data, "E_ALIAS", code_at(data, 12))
+
+
+def test_elementwise_ops_may_write_over_an_identical_range_only(vm):
+    vm.accept(build(code=(*LINEAR_H, E("NEG", 0, H), E("DROP"))))  # in place
+    tensors = (*TENSORS, TensorEntry((1, 3), ARENA, 4, batched=True))  # t10 overlaps h by 8 bytes
+    data = build(tensors=tensors, code=(*LINEAR_H, E("NEG", 0, 10), E("DROP")))
+    vm.expect(data, "E_ALIAS", code_at(data, 4))
+
+
+# ---- code: no read before write -------------------------------------------------------------------------------
+
+
+def test_reading_an_arena_tensor_never_written(vm):
+    data = build(code=(E("PUSH", 0, H), E("NEG", 0, Y), E("DROP")))
+    vm.expect(data, "E_UNINIT", code_at(data, 1))
+
+
+def test_reading_an_output_before_writing_it(vm):
+    data = build(code=(E("PUSH", 0, Y), E("NEG", 0, H), E("DROP")))
+    vm.expect(data, "E_UNINIT", code_at(data, 1))
+    vm.accept(build(code=(E("PUSH", 0, X), E("PUSH", 0, W), E("MATMUL_NT", 0, Y), E("NEG", 0, Y), E("DROP"))))
+
+
+def test_a_range_partly_written_is_not_written(vm):
+    """hh = h ++ h2: writing h alone leaves half of it unwritten; writing both covers it."""
+    data = build(code=(*LINEAR_H, E("DROP"), E("PUSH", 0, HH), E("NEG", 0, HH), E("DROP")))
+    vm.expect(data, "E_UNINIT", code_at(data, 6))
+    code = (*LINEAR_H, E("DROP"), *LINEAR_H[:3], E("LINEAR", 0, H2), E("DROP"), E("PUSH", 0, HH),
+            E("NEG", 0, HH), E("DROP"))
+    vm.accept(build(code=code))
+
+
+def test_a_loop_body_may_not_read_what_it_writes_later(vm):
+    """First iteration: h is read before the LINEAR at the end of the body writes it."""
+    code = (E("LOOP", 0, 3), E("PUSH", 0, H), E("NEG", 0, Y), E("DROP"), *LINEAR_H, E("DROP"), E("END"))
+    data = build(code=code)
+    vm.expect(data, "E_UNINIT", code_at(data, 2))
+
+
+def test_zero_before_the_loop_then_in_place_updates_like_the_ltc(vm):
+    """The compiler's LTC pattern: the state is ZEROed before the loop, then rewritten in place; a value
+    written only inside a loop body is written after it (trip counts are >= 1)."""
+    code = (E("ZERO", 0, H), E("DROP"),
+            E("LOOP", 0, 2), E("PUSH", 0, H), E("PUSH", 0, DT), E("MUL", 0, Z), E("PUSH", 0, H), E("ADD", 0, H),
+            E("DROP"), E("END"),
+            E("PUSH", 0, Z), E("COPY", 0, Y), E("DROP"))
+    vm.accept(build(code=code))
+
+
+def test_batched_and_fixed_writes_do_not_cover_each_other(vm):
+    """g (fixed+0) and h (row+0) share offset 0 but not memory."""
+    data = build(code=(E("ZERO", 0, G), E("DROP"), E("PUSH", 0, H), E("NEG", 0, Y), E("DROP")))
+    vm.expect(data, "E_UNINIT", code_at(data, 3))
+
+
+def test_reshape_view_of_a_written_range_is_written(vm):
+    tensors = (*TENSORS, TensorEntry((1, 1, 3), ARENA, 0, batched=True))  # t10: h as [B,1,3]
+    vm.accept(build(tensors=tensors, code=(*LINEAR_H, E("DROP"), E("PUSH", 0, 10), E("COPY", 0, Y), E("DROP"))))
+
+
+def test_uninitialised_read_is_reported_after_shape_and_alias_errors(vm):
+    """A file broken twice reports the earlier class: h is unwritten, but the shape is wrong first."""
+    data = build(code=(E("PUSH", 0, H), E("PUSH", 0, X), E("ADD", 0, Z), E("DROP")))
+    vm.expect(data, "E_SHAPE", code_at(data, 2))
+
+
+def _scattered(count: int) -> bytes:
+    """count one-float fixed tensors 8 bytes apart, each ZEROed: count disjoint written ranges."""
+    tensors = (*TENSORS, *(TensorEntry((1,), ARENA, 8 * i) for i in range(count)))
+    code = tuple(w for i in range(count) for w in (E("ZERO", 0, len(TENSORS) + i), E("DROP")))
+    return build(tensors=tensors, code=code, arena_fixed=8 * count)
+
+
+def test_written_range_table_limit(vm):
+    vm.accept(_scattered(MAX_WRITE_RANGES))
+    data = _scattered(MAX_WRITE_RANGES + 1)
+    vm.expect(data, "E_LIMIT", code_at(data, 2 * MAX_WRITE_RANGES))
+
+
+def test_adjacent_writes_merge_into_one_range(vm):
+    count = 4 * MAX_WRITE_RANGES
+    tensors = (*TENSORS, *(TensorEntry((1,), ARENA, 4 * i) for i in range(count)))
+    code = tuple(w for i in range(count) for w in (E("ZERO", 0, len(TENSORS) + i), E("DROP")))
+    vm.accept(build(tensors=tensors, code=code, arena_fixed=4 * count))
+
+
+# ---- element-wise programs (EWISEn) and split destinations (LINEAR_T / MATMUL_T) --------------------------------
+
+U32 = isa.const("DT_U32")
+OPC = {name: info.code for name, info in isa.opcodes().items()}
+
+
+def ew_header(n: int, insns: int, regs: int, top: int = 0) -> int:
+    return n | insns << 8 | regs << 16 | top << 24
+
+
+def ew_insn(op: str | int, d: int = 0, a: int = 0, b: int = 0) -> int:
+    return (OPC[op] if isinstance(op, str) else op) | d << 8 | a << 16 | b << 24
+
+
+# y = -(x + x) as a 2-instruction program over 1 operand with 1 register
+EW_OK = (ew_header(1, 2, 1), ew_insn("ADD", 0, 0, 0), ew_insn("NEG", 0, 1 + 0))
+
+
+def ewise(words=EW_OK, n: int = 1, dims=None, dtype: int = U32, stride: int = 0, operand: int = X,
+          dst: int = Y, region: int = CONST) -> bytes:
+    """PUSH operand(s); PUSH p; EWISEn dst; DROP, with p the program `words` as tensor t10."""
+    prog = TensorEntry(dims or (len(words),), region, len(CONSTS), stride=stride, dtype=dtype)
+    consts = CONSTS + struct.pack(f"<{len(words)}I", *words) + bytes(64)
+    code = (*(E("PUSH", 0, operand),) * n, E("PUSH", 0, 10), E(f"EWISE{n}", 0, dst), E("DROP"))
+    return build(tensors=(*TENSORS, prog), consts=consts, code=code)
+
+
+def test_element_wise_program_is_accepted_and_runs(vm):
+    x = np.array([[1, -2], [0.5, 3]], np.float32)
+    tensors = (*TENSORS, TensorEntry((3,), CONST, len(CONSTS), dtype=U32), TensorEntry((1, 2), OUTPUT, 0,
+                                                                                      batched=True))
+    # output 0 is t11 [B,2] here; t3 becomes an arena tensor so outputs stay numbered once
+    tensors = list(tensors)
+    tensors[Y] = TensorEntry((1, 3), ARENA, 32, batched=True)
+    consts = CONSTS + struct.pack("<3I", *EW_OK)
+    code = (E("PUSH", 0, X), E("PUSH", 0, 10), E("EWISE1", 0, 11), E("DROP"))
+    out = vm.accept(build(tensors=tensors, consts=consts, code=code), max_batch=2).run([x])[0]
+    np.testing.assert_array_equal(out, -(x + x))
+
+
+def test_program_operand_must_be_u32_and_data_operands_f32(vm):
+    data = ewise(dtype=1)  # the program as f32
+    vm.expect(data, "E_DTYPE", code_at(data, 2))
+    data = ewise(operand=10, n=1)  # the program also as the data operand
+    vm.expect(data, "E_DTYPE", code_at(data, 2))
+    tensors = (*TENSORS, TensorEntry((3,), CONST, len(CONSTS), dtype=U32))
+    data = build(tensors=tensors, consts=CONSTS + bytes(12),
+                 code=(E("PUSH", 0, X), E("PUSH", 0, 10), E("ADD", 0, H), E("DROP")))
+    vm.expect(data, "E_DTYPE", code_at(data, 2))  # a u32 tensor into an f32 op
+
+
+def test_u32_tensors_are_constants_only(vm):
+    data = with_tensor(H, dtype=U32)
+    vm.expect(data, "E_TENSOR", tensor_at(data, H, T_DTYPE))
+
+
+@pytest.mark.parametrize("change", ["rank2", "strided", "short", "long"])
+def test_program_tensor_shape(vm, change):
+    if change == "rank2":
+        data = ewise(dims=(1, 3))
+    elif change == "strided":
+        data = build(tensors=(*TENSORS, TensorEntry((3,), CONST, len(CONSTS), stride=12, dtype=U32)),
+                     consts=CONSTS + struct.pack("<3I", *EW_OK) * 3,
+                     code=(E("LOOP", 0, 2), E("PUSH", 0, X), E("PUSH", 0, 10), E("EWISE1", 0, Y), E("DROP"),
+                           E("END")))
+        vm.expect(data, "E_SHAPE", code_at(data, 3))
+        return
+    elif change == "short":
+        data = ewise(words=(ew_header(1, 3, 1), *EW_OK[1:]))  # says 3 instructions, holds 2
+    else:
+        data = ewise(words=(*EW_OK, 0))  # one word more than 1 + L
+    vm.expect(data, "E_SHAPE", code_at(data, 2))
+
+
+@pytest.mark.parametrize("words", [
+    (ew_header(2, 2, 1), *EW_OK[1:]),                                        # n says 2, EWISE1
+    (ew_header(1, 0, 1),),                                                   # no instruction
+    (ew_header(1, 33, 1), *[ew_insn("NEG", 0, 0)] * 33),                     # past LNN_EW_MAX_INSNS
+    (ew_header(1, 2, 9), *EW_OK[1:]),                                        # past LNN_EW_MAX_REGS
+    (ew_header(1, 2, 1, top=1), *EW_OK[1:]),                                 # reserved byte
+    (ew_header(1, 2, 1), ew_insn("LINEAR", 0, 0, 0), EW_OK[2]),              # not an element-wise op
+    (ew_header(1, 2, 1), ew_insn(0xEE, 0, 0, 0), EW_OK[2]),                  # not an opcode
+    (ew_header(1, 2, 1), ew_insn("NEG", 0, 0, 1), EW_OK[2]),                 # unary op with a b
+    (ew_header(1, 2, 2), ew_insn("ADD", 0, 0, 0), ew_insn("NEG", 0, 1 + 1)),  # register 1 never written
+    (ew_header(1, 2, 1), ew_insn("ADD", 0, 0, 0), ew_insn("NEG", 0, 1 + 5)),  # register past R
+    (ew_header(1, 2, 1), ew_insn("ADD", 1, 0, 0), EW_OK[2]),                 # d past R
+    (ew_header(1, 2, 1), EW_OK[1], ew_insn("NEG", 1, 1)),                    # last d not 0
+    (ew_header(1, 1, 0), ew_insn("ADD", 0, 0, 0xFF)),                        # operand -1 / 255
+])
+def test_program_words(vm, words):
+    data = ewise(words=words)
+    vm.expect(data, "E_OPERAND", code_at(data, 2))
+
+
+def test_element_wise_operands_broadcast_to_the_destination(vm):
+    data = ewise(operand=X, dst=H)  # [B,2] into [B,3]
+    vm.expect(data, "E_SHAPE", code_at(data, 2))
+
+
+def test_element_wise_operand_must_be_written(vm):
+    data = ewise(operand=H, dst=Y)
+    vm.expect(data, "E_UNINIT", code_at(data, 2))
+
+
+# t10 Wt (2,3) = W as stored, t11 a [B,1] row+48, t12 b [B,2] row+52, t13 c [B,2] row+48 (overlaps a)
+SPLIT_TENSORS = (*TENSORS, TensorEntry((2, 3), CONST, 0), TensorEntry((1, 1), ARENA, 48, batched=True),
+                 TensorEntry((1, 2), ARENA, 52, batched=True), TensorEntry((1, 2), ARENA, 48, batched=True))
+WT, SA, SB, SC = 10, 11, 12, 13
+
+
+def split(a: int = 2, first: int = SA, op: str = "LINEAR_T", tensors=SPLIT_TENSORS, then=()) -> bytes:
+    ops = (E("PUSH", 0, X), E("PUSH", 0, WT)) + ((E("PUSH", 0, BIAS),) if op == "LINEAR_T" else ())
+    return build(tensors=tensors, arena_row=64, code=(*ops, E(op, a, first), E("DROP"), *then))
+
+
+def test_split_destinations_are_accepted_and_written(vm):
+    """Both destinations count as written: reading b (the second one) afterwards is fine."""
+    read_b = (E("PUSH", 0, SB), E("PUSH", 0, SB), E("ADD", 0, SB), E("DROP"))
+    vm.accept(split(then=read_b))
+    vm.accept(split(op="MATMUL_T", then=read_b))
+
+
+@pytest.mark.parametrize("a,first", [(0, SA), (isa.const("MAX_DSTS") + 1, SA), (2, 0xFFFF), (4, SA)])
+def test_split_destination_count_and_range(vm, a, first):
+    """A = 0, A > LNN_MAX_DSTS, B = 0xFFFF, B + A past the tensor table (11 + 4 > 14)."""
+    data = split(a=a, first=first)
+    vm.expect(data, "E_OPERAND", code_at(data, 3))
+
+
+def test_split_columns_must_add_up_to_m(vm):
+    data = split(a=1)  # one [B,1] destination for M = 3
+    vm.expect(data, "E_SHAPE", code_at(data, 3))
+
+
+def test_split_destinations_may_not_overlap_each_other_or_operands(vm):
+    tensors = list(SPLIT_TENSORS)
+    tensors[SB] = TensorEntry((1, 2), ARENA, 48, batched=True)  # b over a
+    data = split(tensors=tensors)
+    vm.expect(data, "E_ALIAS", code_at(data, 3))
+
+
+def test_split_destination_must_be_writable(vm):
+    tensors = list(SPLIT_TENSORS)
+    tensors[SB] = TensorEntry((1, 2), CONST, 0)  # the second destination is a constant
+    data = split(tensors=tensors)
+    vm.expect(data, "E_READONLY", code_at(data, 3))
+
+
+# ---- end of the program, arena ------------------------------------------------------------------------------
+
+
+def test_arena_sizes_never_wrap(host_build):
+    """lnn_arena_size is align64(fixed) + row * batch in 64 bits (or 0 if it does not fit size_t)."""
+    lib = load_library(str(host_build.library))
+    data = patched(patched(build(), 24, "<I", 0xFFFFFFFF), 28, "<I", 0xFFFFFFFF)
+    buf = ctypes.create_string_buffer(data, len(data))
+    got = lib.lnn_arena_size(ctypes.addressof(buf), len(data), 0xFFFFFFFF)
+    want = ((0xFFFFFFFF + 63) // 64 * 64 + 0xFFFFFFFF * 0xFFFFFFFF)
+    assert got == (want if want < 2 ** (8 * ctypes.sizeof(ctypes.c_size_t)) else 0)
+    model = ctypes.create_string_buffer(lib.lnn_model_size())
+    arena = ctypes.create_string_buffer(128)
+    status = lib.lnn_init(ctypes.addressof(model), ctypes.addressof(buf), len(data), ctypes.addressof(arena), 64)
+    assert lib.lnn_status_name(status).decode() == "E_ARENA"  # the file is valid; the arena too small
+
+
+# ---- the real models, determinism, verify time ---------------------------------------------------------------
+
+
+def test_one_loader_and_verifier_for_every_build():
+    """vm/Makefile (host, cross, sanitizer builds), the CMake build, the firmware and the fuzz harnesses all
+    compile vm/src/loader.c and vm/src/verify.c; no other C file defines lnn_init or lnn_verify_code."""
+    from lnnedge.paths import VM_DIR
+
+    defining = sorted(str(p.relative_to(VM_DIR)) for p in VM_DIR.rglob("*.c")
+                      if re.search(r"^lnn_status lnn_(init|verify_code)\s*\(", p.read_text(errors="replace"), re.M))
+    assert defining == ["src/loader.c", "src/verify.c"]
+    assert "src/loader.c src/verify.c" in (VM_DIR / "Makefile").read_text()
+    assert "src/loader.c src/verify.c" in (VM_DIR / "CMakeLists.txt").read_text()
+    fuzz_make = (VM_DIR / "fuzz" / "Makefile").read_text()
+    assert "$(MAKE) --no-print-directory -C .. " in fuzz_make and "loader.c" not in fuzz_make
+    firmware = VM_DIR / "firmware" / "Makefile"
+    if firmware.is_file():
+        text = firmware.read_text()
+        assert "loader.c" in text and "verify.c" in text
+
+
+def test_compiled_models_pass_every_check(vm, sine_compiled):
+    vm.accept(sine_compiled.data, max_batch=4)
+
+
+def worst_case_program(kind: str) -> bytes:
+    """The slowest files to verify within the limits: MAX_CODE_WORDS words; the written-range table full
+    (63 one-float ranges, then every operand in the 64th, the last one searched); every word of a unit
+    that costs the verifier most per word:
+      linear  LOOP 1; PUSH x, W, b; LINEAR; DROP; END under 12 stack entries (LOOP copies them, END
+              compares them)
+      ewise   8 operands and a 32-instruction program (8 registers) pushed, EWISE8, DROP
+      split   PUSH x, Wt, bias; LINEAR_T into 8 destinations (each against the operands and the others)"""
+    n = MAX_WRITE_RANGES
+    u32 = isa.const("DT_U32")
+    tensors = [*TENSORS]
+    tensors += [TensorEntry((1, 1), ARENA, 8 * i, batched=True) for i in range(n - 1)]  # row 8*i, apart
+    row = 8 * n  # from here on one contiguous written range
+    xin = len(tensors)
+    tensors.append(TensorEntry((1, 2), ARENA, row, batched=True))
+    row += 8
+    consts = bytearray(CONSTS)
+    code = [w for i in range(n - 1) for w in (E("ZERO", 0, len(TENSORS) + i), E("DROP"))]
+    code += [E("PUSH", 0, X), E("COPY", 0, xin), E("DROP")]
+    if kind == "linear":
+        yout = len(tensors)
+        tensors.append(TensorEntry((1, 3), ARENA, row, batched=True))
+        row += 12
+        prologue, epilogue = [E("PUSH", 0, xin)] * 12, [E("DROP")] * 12
+        unit = [E("LOOP", 0, 1), E("PUSH", 0, xin), E("PUSH", 0, W), E("PUSH", 0, BIAS), E("LINEAR", 0, yout),
+                E("DROP"), E("END")]
+    elif kind == "ewise":
+        ops = len(tensors)
+        for _ in range(9):  # 8 operands and the destination, all [B,2]
+            tensors.append(TensorEntry((1, 2), ARENA, row, batched=True))
+            row += 8
+        prologue = []
+        for i in range(8):
+            prologue += [E("PUSH", 0, xin), E("COPY", 0, ops + i), E("DROP")]
+        insns, regs = isa.const("EW_MAX_INSNS"), isa.const("EW_MAX_REGS")
+        add = isa.opcodes()["ADD"].code
+        words = [8 | insns << 8 | regs << 16]
+        for i in range(insns - 1):  # register i % 8 = operand a + operand b
+            words.append(add | (i % regs) << 8 | (i % 8) << 16 | ((i + 1) % 8) << 24)
+        words.append(add | 0 << 8 | 0 << 16 | (8 + 0) << 24)  # destination = operand 0 + register 0
+        prog = len(tensors)
+        tensors.append(TensorEntry((len(words),), CONST, len(consts), dtype=u32))
+        consts += struct.pack(f"<{len(words)}I", *words)
+        epilogue = []
+        unit = [*(E("PUSH", 0, ops + i) for i in range(8)), E("PUSH", 0, prog), E("EWISE8", 0, ops + 8), E("DROP")]
+    else:  # split
+        dsts = isa.const("MAX_DSTS")
+        wt = len(tensors)
+        tensors.append(TensorEntry((2, dsts), CONST, len(consts)))
+        consts += np.arange(2 * dsts, dtype="<f4").tobytes()
+        bias = len(tensors)
+        tensors.append(TensorEntry((dsts,), CONST, len(consts)))
+        consts += np.zeros(dsts, dtype="<f4").tobytes()
+        first = len(tensors)
+        for _ in range(dsts):  # one column each
+            tensors.append(TensorEntry((1, 1), ARENA, row, batched=True))
+            row += 4
+        prologue, epilogue = [], []
+        unit = [E("PUSH", 0, xin), E("PUSH", 0, wt), E("PUSH", 0, bias), E("LINEAR_T", dsts, first), E("DROP")]
+    code += prologue
+    while len(code) + len(unit) + len(epilogue) <= MAX_CODE_WORDS:
+        code += unit
+    code += epilogue
+    return build(tensors=tensors, code=code, consts=bytes(consts), arena_row=row + 16)
+
+
+def measure_verify_time(library, data: bytes, runs: int = 21) -> dict:
+    lib = load_library(str(library))
+    buf = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+    need = lib.lnn_arena_size(ctypes.addressof(buf), len(data), 1)
+    arena = (ctypes.c_uint8 * max(need, 64))()
+    model = ctypes.create_string_buffer(lib.lnn_model_size())
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        status = lib.lnn_init(ctypes.addressof(model), ctypes.addressof(buf), len(data), ctypes.addressof(arena),
+                              need)
+        times.append(time.perf_counter() - start)
+        assert status == 0, lib.lnn_status_name(status)
+    return {"bytes": len(data), "runs": runs, "median_ms": 1e3 * statistics.median(times),
+            "max_ms": 1e3 * max(times), "min_ms": 1e3 * min(times)}
+
+
+@pytest.mark.parametrize("kind", ["linear", "ewise", "split"])
+def test_worst_case_verify_time_is_bounded(vm, kind):
+    data = worst_case_program(kind)
+    vm.accept(data)
+    result = measure_verify_time(vm.library, data)
+    print(f"\nworst-case verify ({kind}): {result}")
+    assert result["median_ms"] < 250, result
