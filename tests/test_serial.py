@@ -369,7 +369,7 @@ def _run_in_background(link, path, x):
 def test_a_hung_or_killed_board_is_reported_in_seconds_and_a_restart_is_noticed(firmware, models):
     net, path, _ = models["ltc-sine"]
     x = inputs_for(1, 8)
-    big = inputs_for(1, 3000, seed=1)
+    big = inputs_for(1, 30000, seed=1)  # long enough to still be running when the board freezes
     with QemuM4(firmware["elf"]) as emu:
         link = SerialTransport(emu.url, clock_hz=CLOCK_HZ, timeout=1.0, retries=3)
         try:
