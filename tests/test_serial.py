@@ -329,7 +329,7 @@ class Relay:
 def test_garbage_and_bit_flips_on_the_line_are_detected_and_resent(firmware, models):
     with QemuM4(firmware["elf"]) as emu:
         relay = Relay(int(emu.url.rsplit(":", 1)[1]), seed=2024)
-        link = SerialTransport(relay.url, clock_hz=CLOCK_HZ, timeout=0.5, retries=12)
+        link = SerialTransport(relay.url, clock_hz=CLOCK_HZ, timeout=1.0, retries=12)  # the default frame timeout
         try:
             for name in ("ltc-sine", "ltc-3in-rk4"):
                 net, path, inputs = models[name]
