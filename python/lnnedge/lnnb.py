@@ -13,6 +13,8 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from .isa import const
 
 _HEADER = struct.Struct("<4sHHIIIIIIHH28x")
@@ -41,7 +43,33 @@ class TensorEntry:
 
     @property
     def nbytes(self) -> int:
-        return 4 * self.elems
+        return (1 if self.dtype == const("DT_I8") else 4) * self.elems
+
+
+@dataclass(frozen=True)
+class TestSet:
+    """The bundled test set (section TESTS): one batch row per case, every input / output flattened in order."""
+
+    inputs: np.ndarray  # float32 (count, in_floats)
+    outputs: np.ndarray  # float32 (count, out_floats)
+    max_abs_err: float
+
+    _HEAD = struct.Struct("<4sIIIf")
+
+    def pack(self) -> bytes:
+        count, n_in = self.inputs.shape
+        return (self._HEAD.pack(b"LNNT", count, n_in, self.outputs.shape[1], self.max_abs_err)
+                + np.ascontiguousarray(self.inputs, "<f4").tobytes() + np.ascontiguousarray(self.outputs, "<f4").tobytes())
+
+    @classmethod
+    def unpack(cls, blob: bytes) -> TestSet:
+        if len(blob) < cls._HEAD.size:
+            raise FormatError("test set section shorter than its header")
+        magic, count, n_in, n_out, tol = cls._HEAD.unpack_from(blob)
+        if magic != b"LNNT" or count < 1 or len(blob) != cls._HEAD.size + 4 * count * (n_in + n_out):
+            raise FormatError("malformed test set section")
+        values = np.frombuffer(blob, "<f4", offset=cls._HEAD.size).astype(np.float32)
+        return cls(values[:count * n_in].reshape(count, n_in), values[count * n_in:].reshape(count, n_out), tol)
 
 
 @dataclass(frozen=True)
@@ -55,6 +83,7 @@ class Program:
     num_outputs: int
     names: tuple[str, ...] = ()
     meta: dict = field(default_factory=dict)
+    tests: TestSet | None = None
 
     def arena_size(self, batch: int) -> int:
         return align(self.arena_fixed, const("ARENA_ALIGN")) + self.arena_row * batch
@@ -86,6 +115,8 @@ def write(program: Program) -> bytes:
         sections.append((const("SEC_NAMES"), "\0".join(program.names).encode() + b"\0", 4))
     if program.meta:
         sections.append((const("SEC_META"), json.dumps(program.meta, sort_keys=True).encode(), 4))
+    if program.tests is not None:
+        sections.append((const("SEC_TESTS"), program.tests.pack(), 4))
 
     offset = const("HEADER_SIZE") + const("SECTION_ENTRY_SIZE") * len(sections)
     table, body = b"", b""
@@ -131,6 +162,7 @@ def read(data: bytes) -> Program:
     code_blob = sections.get(const("SEC_CODE"), b"")
     names_blob = sections.get(const("SEC_NAMES"))
     meta_blob = sections.get(const("SEC_META"))
+    tests_blob = sections.get(const("SEC_TESTS"))
     return Program(
         tensors=tuple(tensors),
         consts=sections.get(const("SEC_CONSTS"), b""),
@@ -141,6 +173,7 @@ def read(data: bytes) -> Program:
         num_outputs=nout,
         names=tuple(names_blob.decode().rstrip("\0").split("\0")) if names_blob else (),
         meta=json.loads(meta_blob) if meta_blob else {},
+        tests=TestSet.unpack(tests_blob) if tests_blob is not None else None,
     )
 
 

@@ -33,12 +33,16 @@
  *   CODE:    4-aligned, size a non-zero multiple of 4,       (required)
  *            at most 4 * LNN_MAX_CODE_WORDS
  *   NAMES, META: optional, ignored by the VM (tensor names, JSON metadata).
+ *   TESTS: optional, ignored by lnn_run: a bundled test set for the smoke
+ *            test before a deployment is activated (format below).
  *   Each kind at most once; unknown kinds are rejected.
  *
  * Tensor entry (32 bytes)
  * -----------------------
- *   0  u8   dtype    LNN_DT_F32 (float32), or LNN_DT_U32 (uint32, CONST only:
- *                    instruction data such as element-wise programs)
+ *   0  u8   dtype    LNN_DT_F32 (float32), LNN_DT_U32 (uint32, CONST only:
+ *                    instruction data such as element-wise programs), or
+ *                    LNN_DT_I8 (int8, CONST only: quantized weights of the
+ *                    _Q8 products; offset 4-aligned like every constant)
  *   1  u8   rank     0..LNN_MAX_RANK
  *   2  u8   region   LNN_REG_*
  *   3  u8   flags    LNN_TF_BATCH: dim 0 is the batch dimension; it is stored
@@ -70,6 +74,15 @@
  *   least once, so "earlier" is program order). See vm/VERIFIER.md for every
  *   property lnn_init checks.
  *
+ * Bundled test set (section TESTS, 4-aligned)
+ * --------------------------------------------
+ *   0 u32 magic "LNNT", 4 u32 count (>= 1), 8 u32 in_floats, 12 u32
+ *   out_floats, 16 f32 max_abs_err (the tolerance of the smoke test), then
+ *   count * in_floats float32 inputs (each case: every input in order, one
+ *   batch row), then count * out_floats float32 expected outputs.
+ *   size == 20 + 4 * count * (in_floats + out_floats). in_floats / out_floats
+ *   are the element counts of one batch row of all inputs / outputs.
+ *
  * Element-wise programs (the operand p of EWISEn)
  * ------------------------------------------------
  *   A u32 CONST tensor of rank 1, not loop-strided, of exactly 1 + L words:
@@ -95,7 +108,7 @@
 
 #define LNN_MAGIC "LNNB"
 #define LNN_VERSION_MAJOR 1
-#define LNN_VERSION_MINOR 0
+#define LNN_VERSION_MINOR 1
 
 #define LNN_HEADER_SIZE 64u
 #define LNN_SECTION_ENTRY_SIZE 16u
@@ -124,10 +137,11 @@ enum {
     LNN_SEC_CONSTS = 2,
     LNN_SEC_CODE = 3,
     LNN_SEC_NAMES = 4,
-    LNN_SEC_META = 5
+    LNN_SEC_META = 5,
+    LNN_SEC_TESTS = 6
 };
 
-enum { LNN_DT_F32 = 1, LNN_DT_U32 = 2 };
+enum { LNN_DT_F32 = 1, LNN_DT_U32 = 2, LNN_DT_I8 = 3 };
 
 enum {
     LNN_REG_CONST = 0,
