@@ -78,13 +78,16 @@ def train_seeds(c, model=DEFAULT_MODEL, seeds="0,1,2,3,4", epochs=None):
         raise Exit(f"error: seeds {failed} did not reach the target RMSE", code=1)
 
 
-@task(name="compile", help={"model": "recipe name"})
+QUANT_HELP = "int8: the model with int8 weights (build/<model>/model-int8.lnnb)"
+
+
+@task(name="compile", help={"model": "recipe name", "quant": QUANT_HELP})
 @step
-def compile_(c, model=DEFAULT_MODEL):
-    """Compile the trained model to build/<model>/model.lnnb (+ .txt listing)."""
+def compile_(c, model=DEFAULT_MODEL, quant=None):
+    """Compile the trained model to build/<model>/model.lnnb (+ .txt listing), or model-int8.lnnb with --quant."""
     from lnnedge.steps import compile_step
 
-    compile_step(model)
+    compile_step(model, quant)
 
 
 @task(help={"target": "a target in targets/ (see `invoke targets`)", "sanitize": "ASan + UBSan runner"})
@@ -97,9 +100,9 @@ def build(c, target="host", sanitize=False):
 
 
 @task(help={"model": "recipe name", "board": "a board in boards.yaml (default: its default_board)",
-            "inputs": "comma-separated input values (one row per model input width)"})
+            "inputs": "comma-separated input values (one row per model input width)", "quant": QUANT_HELP})
 @step
-def run(c, model=DEFAULT_MODEL, board=None, inputs=""):
+def run(c, model=DEFAULT_MODEL, board=None, inputs="", quant=None):
     """Run the compiled model on a board and print its outputs."""
     from lnnedge.steps import run_step
 
@@ -109,22 +112,22 @@ def run(c, model=DEFAULT_MODEL, board=None, inputs=""):
             values = [float(v) for v in inputs.split(",") if v.strip()]
         except ValueError:
             raise Exit(f"error: --inputs must be comma-separated numbers, got {inputs!r}", code=1) from None
-    run_step(model, board, values)
+    run_step(model, board, values, quant)
 
 
 @task(help={"model": "recipe name", "board": "a board in boards.yaml (default: its default_board)",
             "trace": "run one input with every intermediate tensor compared, and name the first op that differs",
-            "row": "with --trace: which verify input to trace (default 0)"})
+            "row": "with --trace: which verify input to trace (default 0)", "quant": QUANT_HELP})
 @step
-def verify(c, model=DEFAULT_MODEL, board=None, trace=False, row=0):
+def verify(c, model=DEFAULT_MODEL, board=None, trace=False, row=0, quant=None):
     """Compare the device with PyTorch on the recipe's verify points; exit 1 unless within tolerance."""
     from lnnedge.steps import trace_step, verify_step
 
     if trace:
-        if not trace_step(model, board, int(row)):
+        if not trace_step(model, board, int(row), quant):
             raise Exit("error: the device and the references part ways (see the first mismatch above)", code=1)
         return
-    reports = verify_step(model, board)
+    reports = verify_step(model, board, quant)
     failed = [r for r in reports if not r.get("passed")]
     if len(reports) == 1 and failed:
         r = failed[0]
@@ -134,13 +137,15 @@ def verify(c, model=DEFAULT_MODEL, board=None, trace=False, row=0):
         raise Exit(f"error: verification failed on {', '.join(r['board'] for r in failed)}", code=1)
 
 
-@task(help={"model": "recipe name", "board": "a board or a group of boards in boards.yaml"})
+@task(help={"model": "recipe name", "board": "a board or a group of boards in boards.yaml", "quant": QUANT_HELP,
+            "force": "deploy a quantized model even without a passed quantize-check"})
 @step
-def deploy(c, model=DEFAULT_MODEL, board=None):
-    """Upload the target's VM and the compiled model; activate only after a smoke test passes on the device."""
+def deploy(c, model=DEFAULT_MODEL, board=None, quant=None, force=False):
+    """Upload the target's VM and the compiled model; activate only after a smoke test passes on the device.
+    A quantized model (--quant int8) needs a passed `invoke quantize-check` unless --force."""
     from lnnedge.steps import deploy_step
 
-    outcomes = deploy_step(model, board)
+    outcomes = deploy_step(model, board, quant, force)
     failed = [o.board for o in outcomes if not o.ok]
     if failed:
         raise Exit(f"error: deploy failed on {', '.join(failed)}; their previous deployments stay active", code=1)

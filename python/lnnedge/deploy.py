@@ -1,7 +1,9 @@
 """deploy / status, and running a step over a fleet of boards in parallel.
 
 deploy puts the target's VM and the compiled model on a board and activates
-them only after a smoke inference matches PyTorch (see transports/ssh.py).
+them only after the device reproduces the test set bundled in the model file
+(PyTorch's outputs for a few held-out inputs, see smoke.py and
+transports/ssh.py).
 Boards without a remote side (local, qemu) have nothing to upload: deploy
 checks their build exists and runs the same smoke test, so a fleet can mix
 them.
@@ -18,15 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from . import config, data, fit
+from . import config, fit, isa, lnnb
 from .build import runner_path
 from .paths import VM_DIR
 from .recipe import Recipe
 from .transports import TransportError, for_board
-
-SMOKE_ROWS = 16
 
 
 def vm_version() -> str:
@@ -35,34 +34,47 @@ def vm_version() -> str:
     return match.group(1) if match else "unknown"
 
 
-def smoke_set(recipe: Recipe, model: torch.nn.Module) -> tuple[np.ndarray, np.ndarray]:
-    x = data.grid_points(recipe.data, SMOKE_ROWS, seed=recipe.data.seed + 3).astype(np.float32)
-    with torch.no_grad():
-        return x, model(torch.from_numpy(x)).numpy()
+def bundled_tests(model_file: Path) -> tuple[list[np.ndarray], lnnb.TestSet]:
+    """The model's bundled test set, with its inputs split and shaped as the model's inputs."""
+    program = lnnb.read(model_file.read_bytes())
+    if program.tests is None:
+        raise ValueError(f"{model_file} carries no test set for the smoke test: recompile it with "
+                         "`invoke compile` (which bundles one)")
+    count = program.tests.inputs.shape[0]
+    entries = sorted((t.offset, t) for t in program.tensors if t.region == isa.const("REG_INPUT"))
+    inputs, start = [], 0
+    for _, t in entries:
+        row = t.dims[1:] if t.batched else t.dims
+        width = int(np.prod(row, dtype=np.int64))
+        inputs.append(program.tests.inputs[:, start:start + width].reshape(count, *row))
+        start += width
+    return inputs, program.tests
 
 
-def deploy(recipe: Recipe, model: torch.nn.Module, model_file: Path, board: config.Board) -> dict:
+def deploy(recipe: Recipe, model_file: Path, board: config.Board) -> dict:
     runner = runner_path(board.target)
     if not runner.is_file():
         raise FileNotFoundError(f"{runner} does not exist: run `invoke build --target {board.target.name}` first")
     fit.check(board, model_file, runner)
-    x, expected = smoke_set(recipe, model)
-    tolerance = recipe.tolerances.float32_max_abs_err
-    version = {"model": recipe.name, "model_sha256": hashlib.sha256(model_file.read_bytes()).hexdigest(),
+    inputs, tests = bundled_tests(model_file)
+    expected, tolerance = tests.outputs, tests.max_abs_err
+    version = {"model": recipe.name, "model_file": model_file.name,
+               "model_sha256": hashlib.sha256(model_file.read_bytes()).hexdigest(),
                "vm_version": vm_version(), "target": board.target.name,
                "deployed_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
     transport = for_board(board, runner)
     if board.transport == "ssh":
         try:
-            return transport.deploy(runner, model_file, x, expected, tolerance, version)
+            return transport.deploy(runner, model_file, tests.inputs, expected, tolerance, version)
         finally:
             transport.close()
     try:
-        out = transport.run(model_file, [x]).outputs[0]
+        outputs = transport.run(model_file, inputs).outputs
     finally:
         getattr(transport, "close", lambda: None)()
+    out = np.concatenate([o.reshape(len(expected), -1) for o in outputs], axis=1)
     err = float(np.max(np.abs(out.astype(np.float64) - expected)))
-    if err > tolerance:
+    if not err <= tolerance:
         raise TransportError(f"board {board.name}: smoke test failed (max |err| {err:.3e} > {tolerance:.0e})")
     return {**version, "release": "local build", "smoke_max_abs_err": err}
 

@@ -21,6 +21,12 @@ def linear_t(x: np.ndarray, wt: np.ndarray, b: np.ndarray | None = None) -> np.n
     return y if b is None else (y + b).astype(F32)
 
 
+def linear_q8(x: np.ndarray, qt: np.ndarray, scale: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+    """The _Q8 products, weight as Qt (K, M) int8: (x @ Qt) * scale (+ b), the sum over exact float32 values."""
+    y = (np.matmul(x, qt.astype(F32), dtype=F32) * scale).astype(F32)
+    return y if b is None else (y + b).astype(F32)
+
+
 def ewise(program: tuple[tuple[str, int, int, int], ...], operands: list[np.ndarray], shape: tuple[int, ...]
           ) -> np.ndarray:
     """EWISEn: run an element-wise program, each instruction the op of the same name (so the bits of the ops it

@@ -58,8 +58,9 @@ class TestSet:
 
     def pack(self) -> bytes:
         count, n_in = self.inputs.shape
-        return (self._HEAD.pack(b"LNNT", count, n_in, self.outputs.shape[1], self.max_abs_err)
-                + np.ascontiguousarray(self.inputs, "<f4").tobytes() + np.ascontiguousarray(self.outputs, "<f4").tobytes())
+        head = self._HEAD.pack(b"LNNT", count, n_in, self.outputs.shape[1], self.max_abs_err)
+        values = np.concatenate([self.inputs.ravel(), self.outputs.ravel()]).astype("<f4")
+        return head + values.tobytes()
 
     @classmethod
     def unpack(cls, blob: bytes) -> TestSet:

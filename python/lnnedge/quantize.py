@@ -12,6 +12,7 @@ replaced by q * scale): what the quantized device is verified against.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,13 @@ def dequantize(qw: QuantizedWeight) -> np.ndarray:
 def quantizable(model: torch.nn.Module, keep_float: tuple[str, ...]) -> list[str]:
     """Names of the nn.Linear modules to quantize (all but those kept in float)."""
     return [name for name, m in model.named_modules() if isinstance(m, torch.nn.Linear) and name not in keep_float]
+
+
+def int8_scales(model: torch.nn.Module, keep_float: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Layer name -> its weight's scale per output row: what the compiler needs to store q as int8."""
+    modules = dict(model.named_modules())
+    return {name: quantize_weight(modules[name].weight.detach().numpy()).scale
+            for name in quantizable(model, keep_float)}
 
 
 def fake_quantize(model: torch.nn.Module, keep_float: tuple[str, ...]) -> torch.nn.Module:
@@ -92,6 +100,7 @@ def check(recipe: Recipe, model: torch.nn.Module, float_file: Path | None, quant
     }
     if report["float_file_bytes"] and report["quant_file_bytes"]:
         report["size_ratio"] = report["quant_file_bytes"] / report["float_file_bytes"]
+        report["quant_file_sha256"] = hashlib.sha256(quant_file.read_bytes()).hexdigest()
     report["passed"] = bool(report["max_abs_err"] <= spec.max_abs_err and report["task_rmse_quant"] <= spec.task_rmse)
     atomic_write_text(out_dir / "quantize-check.json", json.dumps(report, indent=2) + "\n")
     return report
@@ -115,14 +124,21 @@ def table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def gate(out_dir: Path, recipe_name: str) -> dict:
-    """The quantize-check result a deploy of a quantized model relies on; raise if missing or failed."""
+def gate(out_dir: Path, recipe: Recipe, quant_file: Path) -> dict:
+    """The quantize-check result a deploy of `quant_file` relies on; raise if missing, failed or stale."""
     path = out_dir / "quantize-check.json"
+    force = "(or pass --force)"
     if not path.is_file():
-        raise ValueError(f"no quantize-check for {recipe_name}: run `invoke quantize-check --model {recipe_name}` "
-                         "before deploying a quantized model (or pass --force)")
+        raise ValueError(f"no quantize-check for {recipe.name}: run `invoke quantize-check --model {recipe.name}` "
+                         f"before deploying a quantized model {force}")
     report = json.loads(path.read_text())
     if not report.get("passed"):
-        raise ValueError(f"quantize-check failed for {recipe_name} (see {path}); refusing to deploy the quantized "
-                         "model (pass --force to override)")
+        raise ValueError(f"quantize-check failed for {recipe.name} (see {path}); refusing to deploy the quantized "
+                         f"model {force}")
+    spec = recipe.quantization
+    current = {"max_abs_err": spec.max_abs_err, "task_rmse": spec.task_rmse} if spec else None
+    if (report.get("quant_file_sha256") != hashlib.sha256(quant_file.read_bytes()).hexdigest()
+            or report.get("tolerance") != current):
+        raise ValueError(f"the quantize-check in {path} is for another {quant_file.name} or tolerance: run "
+                         f"`invoke quantize-check --model {recipe.name}` again {force}")
     return report

@@ -32,6 +32,7 @@ class RefVM:
         self.consts = np.frombuffer(p.consts, dtype="<f4") if p.consts else np.zeros(0, np.float32)
         # u32 constants (element-wise programs) are read as integers
         self.words = np.frombuffer(p.consts[:len(p.consts) // 4 * 4], dtype="<u4")
+        self.bytes = np.frombuffer(p.consts, dtype="<i1")  # int8 weights: element offsets are byte offsets
         ops = isa.opcode_by_code()
         self.decoded = []
         for word in p.code:
@@ -62,9 +63,11 @@ class RefVM:
             shape = self._shape(t, batch)
             n = int(np.prod(shape, dtype=np.int64))
             if t.region == isa.const("REG_CONST"):
-                start = (t.offset + t.stride * loop_index) // 4
+                start = t.offset + t.stride * loop_index
+                if t.dtype == isa.const("DT_I8"):
+                    return self.bytes[start:start + n].reshape(shape)
                 data = self.words if t.dtype == isa.const("DT_U32") else self.consts
-                return data[start:start + n].reshape(shape)
+                return data[start // 4:start // 4 + n].reshape(shape)
             if t.region == isa.const("REG_ARENA"):
                 start = (batched_base + t.offset * batch if t.batched else t.offset) // 4
                 return arena[start:start + n].reshape(shape)
@@ -115,8 +118,11 @@ class RefVM:
         """The results of one instruction, one per destination."""
         if name in ("LINEAR_T", "MATMUL_T"):
             y = kernels_np.linear_t(args[0], args[1], args[2] if name == "LINEAR_T" else None)
-            return np.split(y, np.cumsum([d.shape[-1] for d in dsts])[:-1], axis=-1)
-        return [RefVM._compute1(name, axis, args, dsts[0])]
+        elif name in ("LINEAR_TQ8", "MATMUL_TQ8"):
+            y = kernels_np.linear_q8(*args)
+        else:
+            return [RefVM._compute1(name, axis, args, dsts[0])]
+        return np.split(y, np.cumsum([d.shape[-1] for d in dsts])[:-1], axis=-1)
 
     @staticmethod
     def _compute1(name: str, axis: int, args: list[np.ndarray], dst: np.ndarray) -> np.ndarray:
@@ -124,6 +130,8 @@ class RefVM:
             return kernels_np.linear(args[0], args[1], args[2])
         if name == "MATMUL_NT":
             return kernels_np.linear(args[0], args[1])
+        if name in ("LINEAR_Q8", "MATMUL_NTQ8"):  # Q (M, K)
+            return kernels_np.linear_q8(args[0], args[1].T, *args[2:])
         if name in _BINARY:
             return kernels_np.binary(_BINARY[name], args[0], args[1])
         if name in _UNARY:

@@ -20,9 +20,31 @@ from .train import load_checkpoint, save, train
 from .transports import for_board
 from .verify import table, verify
 
+QUANT_SCHEMES = ("int8",)
 
-def model_file(name: str) -> Path:
-    return model_dir(name) / "model.lnnb"
+
+def model_file(name: str, quant: str | None = None) -> Path:
+    """build/<model>/model.lnnb, or model-<scheme>.lnnb for a quantized compile."""
+    if quant is not None and quant not in QUANT_SCHEMES:
+        raise ValueError(f"--quant {quant}: supported schemes are {', '.join(QUANT_SCHEMES)}")
+    return model_dir(name) / (f"model-{quant}.lnnb" if quant else "model.lnnb")
+
+
+def reference_model(recipe: recipes.Recipe, quant: str | None = None) -> torch.nn.Module:
+    """What the device must reproduce: the trained model, or for a quantized compile the model with
+    fake-quantized weights (the same int8 arithmetic in PyTorch)."""
+    net = load_checkpoint(recipe, model_dir(recipe.name))
+    if quant is None:
+        return net
+    from . import quantize
+
+    return quantize.fake_quantize(net, _quant_spec(recipe).keep_float)
+
+
+def _quant_spec(recipe: recipes.Recipe) -> recipes.QuantSpec:
+    if recipe.quantization is None:
+        raise ValueError(f"{recipe.path}: the recipe has no quantization section; add one to compile with --quant")
+    return recipe.quantization
 
 
 def train_step(model: str, seed: int | None = None, epochs: int | None = None, progress: bool = True) -> dict:
@@ -50,24 +72,47 @@ def seeds_step(model: str, seeds: list[int], epochs: int | None = None) -> list[
     return rows
 
 
-def compile_step(model: str) -> dict:
+def compile_step(model: str, quant: str | None = None) -> dict:
+    from . import quantize
+    from .smoke import test_set
+
     recipe = recipes.load(model)
-    out = model_dir(recipe.name)
-    net = load_checkpoint(recipe, out)
+    path = model_file(recipe.name, quant)
+    net = reference_model(recipe, quant)
+    scales = quantize.int8_scales(load_checkpoint(recipe, model_dir(recipe.name)),
+                                  _quant_spec(recipe).keep_float) if quant else None
     example = torch.zeros(1, recipe.model.inputs)
     started = time.perf_counter()
-    compiled = compile_module(net, (example,), name=recipe.name,
-                              meta={"recipe": recipe.name, "method": recipe.model.method,
-                                    "steps": recipe.model.steps - 1})
-    path = compiled.save(model_file(recipe.name))
+    meta = {"recipe": recipe.name, "method": recipe.model.method, "steps": recipe.model.steps - 1}
+    if quant:
+        meta["quantization"] = {"scheme": quant, "layers": sorted(scales or {})}
+    compiled = compile_module(net, (example,), name=recipe.name, meta=meta, int8_scales=scales,
+                              tests=test_set(recipe, net))
+    compiled.save(path)
     plan = compiled.plan_summary()
-    print(f"compiled {recipe.name} in {time.perf_counter() - started:.1f} s -> {path} ({plan['file_bytes']} bytes; "
-          f"code {plan['code_bytes']} B, constants {plan['const_bytes']} B)")
+    print(f"compiled {recipe.name}{f' ({quant} weights)' if quant else ''} in {time.perf_counter() - started:.1f} s "
+          f"-> {path} ({plan['file_bytes']} bytes; code {plan['code_bytes']} B, constants {plan['const_bytes']} B)")
+    if quant:
+        int8 = [f"{name} {tuple(v.shape)}" for name, v in _all_constants(compiled.graph).items() if v.dtype == np.int8]
+        print(f"int8 weights: {', '.join(int8) or 'none'}")
+        plain = model_file(recipe.name)
+        if plain.is_file():
+            plan["float_file_bytes"] = plain.stat().st_size
+            print(f"file size {plan['file_bytes']} B vs {plan['float_file_bytes']} B float "
+                  f"({plan['file_bytes'] / plan['float_file_bytes']:.2f}×)")
     print(f"arena: {plan['arena_row']} B per batch row (naive sum {plan['naive_row']} B, "
           f"largest live set {plan['lower_bound_row']} B) + {plan['arena_fixed']} B fixed; "
           f"batch 1 needs {compiled.arena_bytes(1)} B")
     print(f"listing: {path.with_name(path.name + '.txt')}")
     return plan
+
+
+def _all_constants(graph) -> dict[str, np.ndarray]:
+    constants = dict(graph.constants)
+    for node in graph.nodes:
+        if node.op == "loop":
+            constants.update(_all_constants(node.attr("body")))
+    return constants
 
 
 def build_step(target_name: str, sanitize: bool = False) -> dict:
@@ -89,12 +134,11 @@ def _transport(board: config.Board):
     return for_board(board, runner_path(board.target))
 
 
-def run_step(model: str, board_name: str | None, inputs: list[float] | None) -> np.ndarray:
+def run_step(model: str, board_name: str | None, inputs: list[float] | None, quant: str | None = None
+             ) -> np.ndarray:
     recipe = recipes.load(model)
     board = config.board(board_name)
-    path = model_file(recipe.name)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: run `invoke compile --model {recipe.name}` first")
+    path = _compiled(recipe, quant)
     values = np.array(inputs if inputs else [0.5] * recipe.model.inputs, dtype=np.float32)
     if values.size % recipe.model.inputs:
         raise ValueError(f"{recipe.name} takes {recipe.model.inputs} value(s) per input row, got {values.size}")
@@ -111,16 +155,14 @@ def run_step(model: str, board_name: str | None, inputs: list[float] | None) -> 
     return result.outputs[0]
 
 
-def trace_step(model: str, board_name: str | None, row: int = 0) -> bool:
+def trace_step(model: str, board_name: str | None, row: int = 0, quant: str | None = None) -> bool:
     """verify --trace: one input, every intermediate compared; True when nothing differs beyond tolerance."""
     from . import data, trace
 
     recipe = recipes.load(model)
     board = config.board(board_name)
-    path = model_file(recipe.name)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: run `invoke compile --model {recipe.name}` first")
-    net = load_checkpoint(recipe, model_dir(recipe.name))
+    path = _compiled(recipe, quant)
+    net = reference_model(recipe, quant)
     points = data.grid_points(recipe.data, recipe.verify_points, seed=recipe.data.seed + 2).astype(np.float32)
     if not 0 <= row < len(points):
         raise ValueError(f"--row must be between 0 and {len(points) - 1}")
@@ -140,32 +182,35 @@ def trace_step(model: str, board_name: str | None, row: int = 0) -> bool:
     return trace.first_mismatch(steps, tolerance) is None
 
 
-def _compiled(recipe: recipes.Recipe) -> Path:
-    path = model_file(recipe.name)
+def _compiled(recipe: recipes.Recipe, quant: str | None = None) -> Path:
+    path = model_file(recipe.name, quant)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: run `invoke compile --model {recipe.name}` first")
+        flag = f" --quant {quant}" if quant else ""
+        raise FileNotFoundError(f"{path} does not exist: run `invoke compile --model {recipe.name}{flag}` first")
     return path
 
 
-def verify_step(model: str, board_name: str | None) -> list[dict]:
-    """Verify on one board, or on every board of a group in parallel (with a summary table)."""
+def verify_step(model: str, board_name: str | None, quant: str | None = None) -> list[dict]:
+    """Verify on one board, or on every board of a group in parallel (with a summary table). A quantized
+    model is held to the fake-quantized PyTorch model and its error vs the float model is reported too."""
     recipe = recipes.load(model)
     boards = config.resolve(board_name)
     out = model_dir(recipe.name)
-    path = _compiled(recipe)
-    net = load_checkpoint(recipe, out)
+    path = _compiled(recipe, quant)
+    net = reference_model(recipe, quant)
+    float_net = load_checkpoint(recipe, out) if quant else None
 
     def one(board: config.Board) -> dict:
         transport = _transport(board)
         try:
-            return verify(recipe, net, path, board, transport, out)
+            return verify(recipe, net, path, board, transport, out, float_model=float_net, label=quant)
         finally:
             getattr(transport, "close", lambda: None)()
 
     if len(boards) == 1:
         report = one(boards[0])
         print(table(report))
-        print(f"wrote {out / f'verify-{boards[0].name}.json'} and {out / report['plot']}")
+        print(f"wrote {out / report['json']} and {out / report['plot']}")
         return [report]
     outcomes = deploy.across(boards, one)
     print(deploy.summary(outcomes, ("isa", "max_abs_err", "latency_us")))
@@ -173,12 +218,17 @@ def verify_step(model: str, board_name: str | None) -> list[dict]:
             for o in outcomes]
 
 
-def deploy_step(model: str, board_name: str | None) -> list[deploy.Outcome]:
+def deploy_step(model: str, board_name: str | None, quant: str | None = None, force: bool = False
+                ) -> list[deploy.Outcome]:
+    """Deploy; a quantized model only with a passed quantize-check (or force)."""
+    from . import quantize
+
     recipe = recipes.load(model)
     boards = config.resolve(board_name)
-    path = _compiled(recipe)
-    net = load_checkpoint(recipe, model_dir(recipe.name))
-    outcomes = deploy.across(boards, lambda b: deploy.deploy(recipe, net, path, b))
+    path = _compiled(recipe, quant)
+    if quant and not force:
+        quantize.gate(model_dir(recipe.name), recipe, path)
+    outcomes = deploy.across(boards, lambda b: deploy.deploy(recipe, path, b))
     print(deploy.summary(outcomes, ("release", "target", "smoke_max_abs_err")))
     return outcomes
 
@@ -197,12 +247,17 @@ def bench_step(model: str, quick: bool = False) -> dict:
 
 
 def quantize_check_step(model: str) -> dict:
+    """The gate: quantized vs float PyTorch on the held-out set, and the two files' sizes (compiling the
+    int8 file, and the float one if missing, so the sizes are of this checkpoint)."""
     from . import quantize
 
     recipe = recipes.load(model)
     out = model_dir(recipe.name)
     net = load_checkpoint(recipe, out)
-    report = quantize.check(recipe, net, model_file(recipe.name), out / "model-int8.lnnb", out)
+    if not model_file(recipe.name).is_file():
+        compile_step(model)
+    compile_step(model, "int8")
+    report = quantize.check(recipe, net, model_file(recipe.name), model_file(recipe.name, "int8"), out)
     print(quantize.table(report))
     print(f"wrote {out / 'quantize-check.json'}")
     return report

@@ -38,7 +38,10 @@ class Comparison:
 
 
 def verify(recipe: Recipe, model: torch.nn.Module, model_file: Path, board: Board, transport: Transport,
-           out_dir: Path) -> dict:
+           out_dir: Path, float_model: torch.nn.Module | None = None, label: str | None = None) -> dict:
+    """`model` is what the device must reproduce (for a quantized file: the fake-quantized model); with
+    `float_model` the device's error against the float model is reported as well. `label` (e.g. int8)
+    names the report files verify-<board>-<label>.json/png."""
     x = data.grid_points(recipe.data, recipe.verify_points, seed=recipe.data.seed + 2).astype(np.float32)
     with torch.no_grad():
         reference = model(torch.from_numpy(x)).numpy()
@@ -52,6 +55,7 @@ def verify(recipe: Recipe, model: torch.nn.Module, model_file: Path, board: Boar
 
     tol = recipe.tolerances.float32_max_abs_err
     dev = Comparison.of(device, reference)
+    stem = f"verify-{board.name}" + (f"-{label}" if label else "")
     ref = Comparison.of(ref_out, reference)
     report = {
         "model": recipe.name,
@@ -80,12 +84,20 @@ def verify(recipe: Recipe, model: torch.nn.Module, model_file: Path, board: Boar
         "reference_vm": {"max_abs_err": ref.max_abs_err, "rmse": ref.rmse},
         "pytorch_vs_true_rmse": float(np.sqrt(np.mean((reference.astype(np.float64) - truth) ** 2))),
         "device_vs_true_rmse": float(np.sqrt(np.mean((device.astype(np.float64) - truth) ** 2))),
-        "plot": f"verify-{board.name}.png",
+        "plot": f"{stem}.png",
+        "json": f"{stem}.json",
     }
-    atomic_write_text(out_dir / f"verify-{board.name}.json", json.dumps(report, indent=2) + "\n")
+    if label:
+        report["weights"] = label
+    if float_model is not None:
+        with torch.no_grad():
+            float_out = float_model(torch.from_numpy(x)).numpy()
+        vs_float = Comparison.of(device, float_out)
+        report["vs_float_model"] = {"max_abs_err": vs_float.max_abs_err, "rmse": vs_float.rmse}
+    atomic_write_text(out_dir / report["json"], json.dumps(report, indent=2) + "\n")
     verify_plot(x, truth, reference, device,
                 f"{recipe.name} on {board.name} ({report['isa']}): max |device − PyTorch| = {dev.max_abs_err:.2e}",
-                out_dir / f"verify-{board.name}.png")
+                out_dir / report["plot"])
     return report
 
 
@@ -109,6 +121,10 @@ def table(report: dict) -> str:
     if report.get("cycles_per_inference_median") is not None:
         lines.append(f"{report['cycles_per_inference_median']:.0f} cycles per inference (median, "
                      f"{report.get('cycle_counter', 'cycle counter')})")
+    if report.get("vs_float_model"):
+        f = report["vs_float_model"]
+        lines.append(f"{report['weights']} model: held to PyTorch with the same quantized weights; vs the float "
+                     f"model max |err| {f['max_abs_err']:.3e}, RMSE {f['rmse']:.3e}")
     lines.append(f"PyTorch vs true function RMSE {report['pytorch_vs_true_rmse']:.4f}; "
                  f"{'PASSED' if report['passed'] else 'FAILED'}")
     return "\n".join(lines)

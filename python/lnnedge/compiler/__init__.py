@@ -15,7 +15,7 @@ pipeline.py and emitted by emit.py. See DESIGN.md for the big picture.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,13 +91,17 @@ def requirements(program: lnnb.Program) -> dict:
 
 
 def compile_module(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], name: str = "model",
-                   meta: dict | None = None) -> CompiledModel:
-    """Capture, optimise and emit `module`; dim 0 of every input is the batch dimension."""
+                   meta: dict | None = None, int8_scales: Mapping[str, np.ndarray] | None = None,
+                   tests: lnnb.TestSet | None = None) -> CompiledModel:
+    """Capture, optimise and emit `module`; dim 0 of every input is the batch dimension.
+
+    int8_scales (layer -> scale per output row) stores those layers' weights as int8: `module` must then be
+    the fake-quantized model (lnnedge.quantize). `tests` is bundled in the file for the smoke test."""
     graph = capture(module, example_inputs)
-    graph, log = run(graph)
+    graph, log = run(graph, int8_scales=int8_scales)
     emitted = emit(graph)
     info = {**emitted.program.meta, "model": name, "passes": [p.name for p in log],
             "requires": requirements(emitted.program), **(meta or {})}
-    program = lnnb.Program(**{**emitted.program.__dict__, "meta": info})
+    program = lnnb.Program(**{**emitted.program.__dict__, "meta": info, "tests": tests})
     emitted = Emitted(program, emitted.tensor_names, emitted.fixed_plan, emitted.batched_plan, emitted.schedule)
     return CompiledModel(name, lnnb.write(program), emitted, graph, tuple(log))

@@ -24,9 +24,13 @@ from ..lnnb import Program, TensorEntry, align
 from .ir import CompileError, Graph, Node, TensorType, free_values
 from .planner import Plan, Request, plan
 
+_CONST_DTYPES = {np.dtype(np.float32): ("<f4", "DT_F32"), np.dtype(np.uint32): ("<u4", "DT_U32"),
+                 np.dtype(np.int8): ("<i1", "DT_I8")}
+_SPLIT_PRODUCTS = ("linear_t", "matmul_t", "linear_tq8", "matmul_tq8")  # DSTN: columns over destinations
 _ELEMENTWISE = {"add", "sub", "mul", "div", "neg", "exp", "sigmoid", "tanh", "relu", "ewise"}
 _OPCODE = {
     "linear": "LINEAR", "matmul_nt": "MATMUL_NT", "linear_t": "LINEAR_T", "matmul_t": "MATMUL_T",
+    "linear_q8": "LINEAR_Q8", "matmul_ntq8": "MATMUL_NTQ8", "linear_tq8": "LINEAR_TQ8", "matmul_tq8": "MATMUL_TQ8",
     "add": "ADD", "sub": "SUB", "mul": "MUL", "div": "DIV",
     "neg": "NEG", "exp": "EXP", "sigmoid": "SIGMOID", "tanh": "TANH", "relu": "RELU", "concat": "CONCAT",
     "zeros": "ZERO", "reshape": "COPY", "copy": "COPY",
@@ -212,8 +216,7 @@ class _Emitter:
             if name not in const_offset:
                 consts.extend(b"\0" * (align(len(consts), 16) - len(consts)))
                 const_offset[name] = len(consts)
-                dtype = "<u4" if array.dtype == np.uint32 else "<f4"
-                consts.extend(np.ascontiguousarray(array, dtype=dtype).tobytes())
+                consts.extend(np.ascontiguousarray(array, dtype=_CONST_DTYPES[array.dtype][0]).tobytes())
             return const_offset[name]
 
         def entry_for(name: str) -> TensorEntry:
@@ -227,7 +230,7 @@ class _Emitter:
                                    stride=4 * int(np.prod(row, dtype=np.int64)))
             if name in self.constants:
                 array = self.constants[name]
-                dtype = isa.const("DT_U32") if array.dtype == np.uint32 else isa.const("DT_F32")
+                dtype = isa.const(_CONST_DTYPES[array.dtype][1])
                 return TensorEntry(tuple(array.shape), isa.const("REG_CONST"), add_const(name, array), dtype=dtype)
             t = self.types[name]
             root = self.uf.find(name)
@@ -294,7 +297,7 @@ class _Emitter:
                 axis = node.attr("axis") % rank
             entry = {"pc": len(code), "value": node.output, "op": node.op, "source": node.source,
                      "module": node.attr("module")}
-            if len(node.outputs) > 1 or node.op in ("linear_t", "matmul_t"):
+            if len(node.outputs) > 1 or node.op in _SPLIT_PRODUCTS:
                 # one destination per output (trace records come one per destination, in this order)
                 entry.update(outputs=list(node.outputs), modules=list(node.attr("modules") or ()))
                 if node.attr("modules") and len(node.outputs) == 1:

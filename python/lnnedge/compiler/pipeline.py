@@ -1,8 +1,14 @@
-"""The pass pipeline: one flat, ordered list. Each pass is Graph -> Graph."""
+"""The pass pipeline: one flat, ordered list. Each pass is Graph -> Graph.
+
+A quantized compile adds store_int8 after the weight layout is final (see passes/store_int8.py).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+
+import numpy as np
 
 from .ir import Graph
 from .passes import (
@@ -17,6 +23,7 @@ from .passes import (
     shape_inference,
     split_concat,
     split_linear,
+    store_int8,
 )
 from .passes.base import Pass
 
@@ -62,10 +69,19 @@ def count_nodes(graph: Graph) -> int:
     return total
 
 
-def run(graph: Graph, verifier=None) -> tuple[Graph, list[PassLog]]:
+def passes(int8_scales: Mapping[str, np.ndarray] | None = None) -> tuple[Pass, ...]:
+    """The pipeline; with `int8_scales` (layer -> scale per output row) quantized layers are stored as int8."""
+    if not int8_scales:
+        return PIPELINE
+    at = PIPELINE.index(select_kernels.PASS) + 1
+    return (*PIPELINE[:at], store_int8.make(int8_scales), *PIPELINE[at:])
+
+
+def run(graph: Graph, verifier=None, int8_scales: Mapping[str, np.ndarray] | None = None
+        ) -> tuple[Graph, list[PassLog]]:
     """Run every pass in order; `verifier(graph)` (tests) runs between passes."""
     log = []
-    for p in PIPELINE:
+    for p in passes(int8_scales):
         result = p.run(graph)
         graph = result.graph
         log.append(PassLog(p.name, result.modified, count_nodes(graph)))

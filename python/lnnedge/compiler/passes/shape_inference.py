@@ -60,12 +60,8 @@ def infer_node(node: Node, types: dict[str, TensorType], recorded: TensorType | 
         if op == "linear" and (ins[2].shape != (w.shape[0],) or ins[2].batched):
             raise CompileError(f"{op}: bias {ins[2]} does not fit weight {w}", node)
         return [TensorType(x.shape[:-1] + (w.shape[0],), x.batched)]
-    if op == "linear_q8":
-        x, q, scale, bias = ins
-        if (len(q.shape) != 2 or q.dtype != "i8" or not x.shape or x.shape[-1] != q.shape[1]
-                or scale.shape != (q.shape[0],) or bias.shape != (q.shape[0],)):
-            raise CompileError(f"linear_q8: input {x}, weights {q}, scale {scale}, bias {bias} do not fit", node)
-        return [TensorType(x.shape[:-1] + (q.shape[0],), x.batched)]
+    if op in ("linear_q8", "matmul_ntq8", "linear_tq8", "matmul_tq8"):  # store_int8: int8 weight, scale per output
+        return _quantized_product(node, ins)
     if op in ("linear_t", "matmul_t"):  # the weight transposed, outputs split by columns (fuse_products)
         x, wt = ins[0], ins[1]
         splits = node.attr("splits") or ()
@@ -102,6 +98,18 @@ def infer_node(node: Node, types: dict[str, TensorType], recorded: TensorType | 
     if op == "loop":
         return list(ins)
     raise CompileError(f"shape inference: no rule for op {op!r}", node)
+
+
+def _quantized_product(node: Node, ins: list[TensorType]) -> list[TensorType]:
+    x, q, scale = ins[:3]
+    transposed = node.op in ("linear_tq8", "matmul_tq8")
+    k, m = (q.shape if transposed else q.shape[::-1]) if len(q.shape) == 2 else (0, 0)
+    bias_ok = node.op in ("matmul_ntq8", "matmul_tq8") or (ins[3].shape == (m,) and not ins[3].batched)
+    splits = (node.attr("splits") or ()) if transposed else (m,)
+    if (q.dtype != "i8" or q.batched or not x.shape or x.shape[-1] != k or scale.shape != (m,) or not bias_ok
+            or sum(splits) != m or len(splits) != len(node.outputs)):
+        raise CompileError(f"{node.op}: input {x}, int8 weight {q}, scale {scale} do not fit", node)
+    return [TensorType(x.shape[:-1] + (n,), x.batched) for n in splits]
 
 
 def _concat(node: Node, ins: list[TensorType]) -> TensorType:

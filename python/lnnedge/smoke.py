@@ -1,0 +1,24 @@
+"""The bundled test set: a few held-out inputs and the model's PyTorch outputs, shipped inside the .lnnb.
+
+A deployment becomes active only after the device reproduces these outputs (deploy.py); the tolerance
+travels with them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from . import data
+from .lnnb import TestSet
+from .recipe import Recipe
+
+ROWS = 16
+
+
+def test_set(recipe: Recipe, model: torch.nn.Module) -> TestSet:
+    """ROWS inputs drawn apart from the verify and training points, with `model`'s outputs."""
+    x = data.grid_points(recipe.data, ROWS, seed=recipe.data.seed + 3).astype(np.float32)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x)).numpy().astype(np.float32)
+    return TestSet(x.reshape(ROWS, -1), expected.reshape(ROWS, -1), recipe.tolerances.float32_max_abs_err)

@@ -1,0 +1,162 @@
+"""int8 weights: the scheme, the compiler's int8 storage, the C VM's _Q8 kernels, and the quantize-check gate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from conftest import inputs_for, untrained
+from lnnedge import isa, lnnb, quantize
+from lnnedge.compiler import CompileError, compile_module
+from lnnedge.paths import BUILD_DIR, ROOT
+from lnnedge.refvm import RefVM
+from lnnedge.runtime import CVM
+from test_pipeline import invoke, ok
+
+KEEP_FLOAT: tuple[str, ...] = ()
+
+
+def test_per_channel_scheme_is_symmetric_and_bounded():
+    w = np.random.default_rng(0).normal(size=(7, 13)).astype(np.float32)
+    w[3] = 0  # an all-zero row gets scale 1 and zeros, not NaN
+    qw = quantize.quantize_weight(w)
+    assert qw.q.dtype == np.int8 and qw.scale.shape == (7,)
+    assert np.abs(qw.q).max() == 127 and qw.q.min() >= -127
+    for m in (0, 1, 2, 4, 5, 6):  # each row's peak maps to +-127: the full range of its own scale
+        assert np.abs(qw.q[m]).max() == 127
+    assert not qw.q[3].any() and qw.scale[3] == 1
+    err = np.abs(quantize.dequantize(qw) - w)
+    assert np.all(err <= qw.scale[:, None] / 2 * (1 + 1e-6))
+
+
+@pytest.fixture(scope="module")
+def int8_sine():
+    """An untrained ltc-sine, its fake-quantized twin and the int8 compile of it."""
+    model = untrained("ltc-sine", seed=3)
+    fake = quantize.fake_quantize(model, KEEP_FLOAT)
+    compiled = compile_module(fake, (torch.zeros(1, 1),), name="ltc-sine",
+                              int8_scales=quantize.int8_scales(model, KEEP_FLOAT))
+    return model, fake, compiled
+
+
+def test_int8_compile_stores_the_large_products_as_int8_and_keeps_k1_in_float(int8_sine):
+    model, _, compiled = int8_sine
+    program = compiled.program
+    int8 = [t for t in program.tensors if t.dtype == isa.const("DT_I8")]
+    ops = {isa.opcode_by_code()[isa.decode(w)[0]].name for w in program.code}
+    # the recurrent (64 -> 128, gate + candidate fused) product and the (64 -> 1) read-out
+    assert sorted(t.dims for t in int8) == [(1, 64), (64, 128)]
+    assert {"MATMUL_TQ8", "LINEAR_Q8"} <= ops
+    # the 1-input projection (K = 1) would grow as int8 + scales: it stays a float LINEAR_T
+    assert "LINEAR_T" in ops
+    float_file = compile_module(model, (torch.zeros(1, 1),), name="ltc-sine").data
+    assert len(compiled.data) < 0.4 * len(float_file)
+
+
+def test_reference_vm_runs_the_int8_file_as_the_fake_quantized_model(int8_sine):
+    model, fake, compiled = int8_sine
+    x = inputs_for(1, 256, seed=1)
+    with torch.no_grad():
+        expected = fake(torch.from_numpy(x)).numpy()
+        float_out = model(torch.from_numpy(x)).numpy()
+    got = RefVM(compiled.data).run([x])[0]
+    assert np.abs(got - expected).max() <= 1e-5
+    assert np.abs(got - float_out).max() > 1e-4  # it is really the quantized arithmetic
+
+
+def test_int8_compile_refuses_weights_that_are_not_fake_quantized(int8_sine):
+    model, _, _ = int8_sine
+    with pytest.raises(CompileError, match="not its fake-quantized value"):
+        compile_module(model, (torch.zeros(1, 1),), int8_scales=quantize.int8_scales(model, KEEP_FLOAT))
+
+
+def test_keep_float_leaves_a_layer_in_float32(int8_sine):
+    model = int8_sine[0]
+    keep = ("readout",)
+    compiled = compile_module(quantize.fake_quantize(model, keep), (torch.zeros(1, 1),),
+                              int8_scales=quantize.int8_scales(model, keep))
+    int8 = [t.dims for t in compiled.program.tensors if t.dtype == isa.const("DT_I8")]
+    assert int8 == [(64, 128)]
+
+
+@pytest.mark.parametrize("batch", [1, 3, 64])
+@pytest.mark.parametrize("isa_name", ["scalar", "sse3", "avx2"])
+def test_c_vm_runs_the_int8_file_like_the_reference_vm(int8_sine, host_build, batch, isa_name):
+    _, fake, compiled = int8_sine
+    x = inputs_for(1, batch, seed=batch)
+    vm = CVM(compiled.data, max_batch=batch, library=host_build.library)
+    vm.use_kernels(isa_name)
+    got = vm.run([x])[0]
+    ref = RefVM(compiled.data).run([x])[0]
+    with torch.no_grad():
+        expected = fake(torch.from_numpy(x)).numpy()
+    assert np.abs(got - ref).max() <= 1e-5
+    assert np.abs(got - expected).max() <= 1e-5
+
+
+# -- the pipeline: quantize-check, compile --quant, verify, and the deploy gate (trained ltc-sine) -------------
+
+def _tight_recipe(tmp_path: Path) -> Path:
+    """ltc-sine with a quantization tolerance no int8 model meets."""
+    spec = yaml.safe_load((ROOT / "recipes" / "ltc-sine.yaml").read_text())
+    spec["quantization"]["tolerance"]["max_abs_err"] = 1e-4
+    path = tmp_path / "ltc-sine-tight.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained_sine():
+    if not (BUILD_DIR / "ltc-sine" / "checkpoint.pt").is_file():
+        ok("train", "--model", "ltc-sine")
+    ok("build", "--target", "rpi4")
+    return BUILD_DIR / "ltc-sine"
+
+
+def test_quantize_check_gates_deploy(trained_sine, tmp_path):
+    out = trained_sine
+    tight = _tight_recipe(tmp_path)
+    failed = invoke("quantize-check", "--model", str(tight))
+    assert failed.returncode != 0
+    assert "quantize-check failed" in failed.stderr and "FAILED" in failed.stdout
+    assert json.loads((out / "quantize-check.json").read_text())["passed"] is False
+    refused = invoke("deploy", "--model", "ltc-sine", "--quant", "int8", "--board", "qemu-rpi4")
+    assert refused.returncode != 0 and "quantize-check failed" in refused.stderr
+    forced = ok("deploy", "--model", "ltc-sine", "--quant", "int8", "--board", "qemu-rpi4", "--force")
+    assert "1 of 1 boards ok" in forced.stdout
+
+    passed = ok("quantize-check", "--model", "ltc-sine")
+    report = json.loads((out / "quantize-check.json").read_text())
+    assert report["passed"] is True and "PASSED" in passed.stdout
+    assert report["task_rmse_quant"] <= 0.03 and report["max_abs_err"] <= 0.02
+    assert report["quantized_tensors"] and "readout.weight (1, 64)" in report["quantized_tensors"]
+    assert report["quant_file_bytes"] < report["float_file_bytes"]
+    ok("deploy", "--model", "ltc-sine", "--quant", "int8", "--board", "qemu-rpi4")
+    # a check made for other bytes does not count: recompiling with another keep_float changes the file
+    (out / "model-int8.lnnb").write_bytes((out / "model-int8.lnnb").read_bytes()[:-4] + b"\0\0\0\0")
+    stale = invoke("deploy", "--model", "ltc-sine", "--quant", "int8", "--board", "qemu-rpi4")
+    assert stale.returncode != 0 and "another model-int8.lnnb" in stale.stderr
+    ok("compile", "--model", "ltc-sine", "--quant", "int8")
+
+
+@pytest.mark.parametrize("board", ["host", "qemu-rpi4"])
+def test_verify_int8_against_fake_quantized_pytorch(trained_sine, board):
+    ok("compile", "--model", "ltc-sine", "--quant", "int8")
+    proc = ok("verify", "--model", "ltc-sine", "--quant", "int8", "--board", board)
+    report = json.loads((trained_sine / f"verify-{board}-int8.json").read_text())
+    assert report["passed"] is True and report["weights"] == "int8"
+    assert report["max_abs_err"] <= 1e-5 and report["tolerance"] == 1e-5
+    assert 1e-4 < report["vs_float_model"]["max_abs_err"] <= 0.02
+    assert "held to PyTorch with the same quantized weights" in proc.stdout
+
+
+def test_int8_file_bundles_its_test_set(trained_sine):
+    ok("compile", "--model", "ltc-sine", "--quant", "int8")
+    program = lnnb.read((trained_sine / "model-int8.lnnb").read_bytes())
+    assert program.tests is not None and program.tests.inputs.shape == (16, 1)
+    ref = RefVM((trained_sine / "model-int8.lnnb").read_bytes()).run([program.tests.inputs])[0]
+    assert np.abs(ref - program.tests.outputs).max() <= program.tests.max_abs_err
