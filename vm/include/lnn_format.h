@@ -23,7 +23,9 @@
  *   28   4     arena_row       bytes of arena per batch row
  *   32   2     num_inputs      1..LNN_MAX_IO
  *   34   2     num_outputs     1..LNN_MAX_IO
- *   36   28    reserved, zero
+ *   36   4     state_row       bytes of persistent state per batch row, a
+ *                              multiple of 4 (0: the model keeps no state)
+ *   40   24    reserved, zero
  *
  * Section table entry (16 bytes)
  * ------------------------------
@@ -50,6 +52,9 @@
  *                    Other bits zero.
  *   4  u32  dims[4]  dims[i] >= 1 for i < rank; zero for i >= rank
  *   20 u32  offset   CONST:  byte offset in the constants section (4-aligned)
+ *                    STATE:  byte offset in the state part, laid out like
+ *                            the batched arena (offset * batch), 4-aligned,
+ *                            offset + row bytes <= state_row
  *                    ARENA:  byte offset; a batched tensor lives in the
  *                            batched part at offset * batch, an unbatched one
  *                            in the fixed part at offset (4-aligned)
@@ -63,7 +68,21 @@
  * -----
  *   [0, arena_fixed)                    unbatched intermediates
  *   [align64(arena_fixed), + row*batch) batched intermediates
- *   lnn_arena_size(batch) = align64(arena_fixed) + arena_row * batch
+ *   [state_base(batch), + state_row*batch) persistent state (STATE tensors)
+ *   state_base(batch) = align64(align64(arena_fixed) + arena_row * batch)
+ *   lnn_arena_size(batch) = state_base(batch) + state_row * batch
+ *                           (= align64(arena_fixed) + arena_row * batch when
+ *                           state_row is 0)
+ *
+ * State
+ * -----
+ *   STATE tensors (region LNN_REG_STATE, always batched: row i belongs to
+ *   the stream of batch row i) keep their values from one lnn_run to the
+ *   next. lnn_init and lnn_reset zero them, and so does a run whose batch
+ *   size differs from the previous run's (the rows would not line up). An
+ *   instruction may read a STATE tensor before any instruction of the run
+ *   writes it (it holds the previous run's value) and may write it; its
+ *   aliasing rules are those of arena tensors.
  *
  * Code
  * ----
@@ -147,7 +166,8 @@ enum {
     LNN_REG_CONST = 0,
     LNN_REG_ARENA = 1,
     LNN_REG_INPUT = 2,
-    LNN_REG_OUTPUT = 3
+    LNN_REG_OUTPUT = 3,
+    LNN_REG_STATE = 4
 };
 
 enum { LNN_TF_BATCH = 1 };
