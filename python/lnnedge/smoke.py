@@ -17,7 +17,8 @@ ROWS = 16
 
 
 def test_set(recipe: Recipe, model: torch.nn.Module) -> TestSet:
-    """ROWS inputs drawn apart from the verify and training points, with `model`'s outputs."""
+    """ROWS inputs with `model`'s outputs: points apart from the verify and training points of a function,
+    the first test samples of a data set."""
     x = data.grid_points(recipe.data, ROWS, seed=recipe.data.seed + 3).astype(np.float32)
     with torch.no_grad():
         expected = model(torch.from_numpy(x)).numpy().astype(np.float32)
