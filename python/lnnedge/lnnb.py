@@ -17,7 +17,7 @@ import numpy as np
 
 from .isa import const
 
-_HEADER = struct.Struct("<4sHHIIIIIIHH28x")
+_HEADER = struct.Struct("<4sHHIIIIIIHHI24x")
 _SECTION = struct.Struct("<IIII")
 _TENSOR = struct.Struct("<BBBB4IIII")
 
@@ -85,9 +85,15 @@ class Program:
     names: tuple[str, ...] = ()
     meta: dict = field(default_factory=dict)
     tests: TestSet | None = None
+    state_row: int = 0  # bytes of persistent state per batch row (STATE tensors)
+
+    def state_base(self, batch: int) -> int:
+        return align(align(self.arena_fixed, const("ARENA_ALIGN")) + self.arena_row * batch, const("ARENA_ALIGN"))
 
     def arena_size(self, batch: int) -> int:
-        return align(self.arena_fixed, const("ARENA_ALIGN")) + self.arena_row * batch
+        if not self.state_row:
+            return align(self.arena_fixed, const("ARENA_ALIGN")) + self.arena_row * batch
+        return self.state_base(batch) + self.state_row * batch
 
 
 def align(n: int, to: int) -> int:
@@ -129,7 +135,7 @@ def write(program: Program) -> bytes:
     size = offset
     header = _HEADER.pack(b"LNNB", const("VERSION_MAJOR"), const("VERSION_MINOR"), size, 0, len(sections),
                           len(program.tensors), program.arena_fixed, program.arena_row,
-                          program.num_inputs, program.num_outputs)
+                          program.num_inputs, program.num_outputs, program.state_row)
     data = bytearray(header + table + body)
     struct.pack_into("<I", data, 12, zlib.crc32(bytes(data[16:])))
     return bytes(data)
@@ -139,7 +145,7 @@ def read(data: bytes) -> Program:
     """Parse a container, checking the framing (not the program: that is the VMs' verifier's job)."""
     if len(data) < const("HEADER_SIZE"):
         raise FormatError(f"file is {len(data)} bytes, shorter than the {const('HEADER_SIZE')}-byte header")
-    magic, major, _minor, size, crc, nsec, ntensors, fixed, row, nin, nout = _HEADER.unpack_from(data)
+    magic, major, _minor, size, crc, nsec, ntensors, fixed, row, nin, nout, state_row = _HEADER.unpack_from(data)
     if magic != b"LNNB":
         raise FormatError(f"bad magic {magic!r}: not an .lnnb file")
     if major != const("VERSION_MAJOR"):
@@ -175,6 +181,7 @@ def read(data: bytes) -> Program:
         names=tuple(names_blob.decode().rstrip("\0").split("\0")) if names_blob else (),
         meta=json.loads(meta_blob) if meta_blob else {},
         tests=TestSet.unpack(tests_blob) if tests_blob is not None else None,
+        state_row=state_row,
     )
 
 

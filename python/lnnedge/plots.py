@@ -65,3 +65,25 @@ def classifier_plot(torch_logits: np.ndarray, device_logits: np.ndarray, title: 
     right.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
     fig.tight_layout()
     _save(fig, path)
+
+
+def sequence_plot(x: np.ndarray, target: np.ndarray, torch_out: np.ndarray, device_out: np.ndarray,
+                  title: str, path: Path, shown: int = 3) -> None:
+    """The first sequences step by step: input, target, PyTorch and device; the device-vs-PyTorch error below."""
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    steps = np.arange(x.shape[1])
+    for i in range(min(shown, len(x))):
+        top.plot(steps, x[i, :, 0], color="gray", lw=0.8, alpha=0.6, label="input" if i == 0 else None)
+        top.plot(steps, target[i, :, 0], color="black", lw=3, alpha=0.3, label="next sample" if i == 0 else None)
+        top.plot(steps, torch_out[i, :, 0], color="tab:blue", lw=1.5, label="PyTorch" if i == 0 else None)
+        top.plot(steps, device_out[i, :, 0], color="tab:orange", lw=1, ls="--", label="device" if i == 0 else None)
+    top.set_ylabel("value")
+    top.legend(fontsize=8)
+    top.set_title(title, fontsize=9)
+    error = np.max(np.abs(device_out.astype(np.float64) - torch_out), axis=(0, 2))
+    bottom.plot(steps, error, color="tab:red", lw=0.8)
+    bottom.set_ylabel("max |device − PyTorch|")
+    bottom.set_xlabel("time step")
+    bottom.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+    fig.tight_layout()
+    _save(fig, path)

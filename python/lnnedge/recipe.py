@@ -46,6 +46,8 @@ class DataSpec:
     seed: int
     source: str = "function"  # "function": a target function over ranges; "digits": sklearn's 8x8 digits
     test_fraction: float = 0.25  # digits: the held-out share
+    sequence_length: int = 0  # sequence sources (damped-oscillation): time steps per sequence
+    noise: float = 0.0  # sequence sources: standard deviation of the noise on the inputs
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,11 @@ class Recipe:
         """A classifier (its outputs are logits, scored by accuracy) rather than a function fit."""
         return self.model.kind in CLASSIFIER_KINDS
 
+    @property
+    def sequence(self) -> bool:
+        """A sequence model: one step per call, its hidden state carried between calls."""
+        return self.model.kind in SEQUENCE_KINDS
+
 
 def recipe_path(name_or_path: str) -> Path:
     path = Path(name_or_path)
@@ -115,6 +122,8 @@ def load(name_or_path: str) -> Recipe:
 
 
 CLASSIFIER_KINDS = ("mlp", "cnn")
+SEQUENCE_KINDS = ("ltc-sequence",)
+SEQUENCE_SOURCES = ("damped-oscillation",)
 DATA_SOURCES = {"digits": (64, 10)}  # source -> (input features, classes)
 
 
@@ -124,6 +133,8 @@ def parse(raw: Any, path: Path) -> Recipe:
     model = reader.mapping(top.get("model"), "model")
     if model.get("kind") in CLASSIFIER_KINDS:
         return _parse_classifier(reader, top, model, path)
+    if model.get("kind") in SEQUENCE_KINDS:
+        return _parse_sequence(reader, top, model, path)
     solver = reader.mapping(model.get("solver", {}), "model.solver")
     data = reader.mapping(top.get("data"), "data")
     training = reader.mapping(top.get("training"), "training")
@@ -184,6 +195,63 @@ def parse(raw: Any, path: Path) -> Recipe:
             target_rmse=reader.real(tol, "tolerances", "target_rmse", positive=True),
         ),
         verify_points=reader.integer(verify, "verify", "points", minimum=1, default=1024),
+        quantization=_quant(reader, top.get("quantization")),
+    )
+
+
+def _training(reader: _Reader, training: dict) -> TrainSpec:
+    return TrainSpec(
+        seed=reader.integer(training, "training", "seed", minimum=0, default=0),
+        epochs=reader.integer(training, "training", "epochs", minimum=1),
+        batch_size=reader.integer(training, "training", "batch_size", minimum=1),
+        lr=reader.real(training, "training", "lr", positive=True),
+        lr_final=reader.real(training, "training", "lr_final", default=0.0),
+        grad_clip=reader.real(training, "training", "grad_clip", positive=True, default=1.0),
+        weight_decay=reader.real(training, "training", "weight_decay", default=0.0),
+    )
+
+
+def _parse_sequence(reader: _Reader, top: dict, model: dict, path: Path) -> Recipe:
+    """An LTC applied over sequences (kind ltc-sequence) on data generated in code."""
+    solver = reader.mapping(model.get("solver", {}), "model.solver")
+    data = reader.mapping(top.get("data"), "data")
+    tol = reader.mapping(top.get("tolerances"), "tolerances")
+    verify = reader.mapping(top.get("verify", {}), "verify")
+    spec = ModelSpec(
+        kind=reader.choice(model, "model", "kind", SEQUENCE_KINDS),
+        inputs=reader.integer(model, "model", "inputs", minimum=1),
+        hidden=reader.integer(model, "model", "hidden", minimum=1),
+        outputs=reader.integer(model, "model", "outputs", minimum=1),
+        method=reader.choice(solver, "model.solver", "method", ("euler", "midpoint", "rk4"), default="euler"),
+        t_start=reader.real(solver, "model.solver", "t_start", default=0.0),
+        t_end=reader.real(solver, "model.solver", "t_end", default=1.0),
+        steps=reader.integer(solver, "model.solver", "steps", minimum=2, default=4),
+        tau_min=reader.real(model, "model", "tau_min", default=None),
+    )
+    if spec.t_end <= spec.t_start:
+        reader.fail("model.solver.t_end", "must be greater than t_start")
+    if (spec.inputs, spec.outputs) != (1, 1):
+        reader.fail("model", "a damped-oscillation sequence has 1 input and 1 output per step")
+    return Recipe(
+        name=str(top.get("name", path.stem)),
+        path=path,
+        description=str(top.get("description", "")),
+        model=spec,
+        data=DataSpec(
+            function="", ranges=(),
+            train_points=reader.integer(data, "data", "train_sequences", minimum=1),
+            test_points=reader.integer(data, "data", "test_sequences", minimum=1),
+            seed=reader.integer(data, "data", "seed", minimum=0, default=1234),
+            source=reader.choice(data, "data", "source", SEQUENCE_SOURCES),
+            sequence_length=reader.integer(data, "data", "length", minimum=1),
+            noise=reader.real(data, "data", "noise", default=0.0),
+        ),
+        training=_training(reader, reader.mapping(top.get("training"), "training")),
+        tolerances=Tolerances(
+            float32_max_abs_err=reader.real(tol, "tolerances", "float32_max_abs_err", positive=True),
+            target_rmse=reader.real(tol, "tolerances", "target_rmse", positive=True),
+        ),
+        verify_points=reader.integer(verify, "verify", "sequences", minimum=1, default=64),
         quantization=_quant(reader, top.get("quantization")),
     )
 

@@ -41,6 +41,8 @@ class RefVM:
                 raise RefVMError(f"unknown opcode {code:#x}")
             self.decoded.append((ops[code].name, a, b))
         self.inputs = sorted((t.offset, t) for t in p.tensors if t.region == isa.const("REG_INPUT"))
+        self.state: np.ndarray | None = None  # persistent STATE tensors, for the batch size of the last run
+        self.state_batch = 0
         self.outputs = sorted((t.offset, t) for t in p.tensors if t.region == isa.const("REG_OUTPUT"))
 
     def run(self, inputs: Sequence[np.ndarray], trace: Trace | None = None) -> list[np.ndarray]:
@@ -55,6 +57,11 @@ class RefVM:
             if x.shape != self._shape(t, x.shape[0] if t.batched else 1):
                 raise RefVMError(f"input {t.offset} has shape {x.shape}, model expects {self._shape(t, batch)}")
         arena = np.zeros((p.arena_size(batch) + 3) // 4, dtype=np.float32)
+        if self.state is None or batch != self.state_batch:  # a new batch size starts from zero state
+            self.reset()
+            self.state = np.zeros(p.state_row * batch // 4, dtype=np.float32)
+            self.state_batch = batch
+        state = self.state
         outs = [np.zeros(self._shape(t, batch), dtype=np.float32) for _, t in self.outputs]
         batched_base = lnnb.align(p.arena_fixed, isa.const("ARENA_ALIGN"))
 
@@ -73,6 +80,9 @@ class RefVM:
                 return arena[start:start + n].reshape(shape)
             if t.region == isa.const("REG_INPUT"):
                 return arrays[t.offset]
+            if t.region == isa.const("REG_STATE"):
+                start = t.offset * batch // 4
+                return state[start:start + n].reshape(shape)
             return outs[t.offset]
 
         stack: list[np.ndarray] = []
@@ -108,6 +118,15 @@ class RefVM:
                 stack.append(dsts[0])
             pc += 1
         return [o.copy() for o in outs]
+
+    def reset(self) -> None:
+        """Zero the persistent state (as lnn_reset does)."""
+        self.state, self.state_batch = None, 0
+
+    def run_sequence(self, inputs: Sequence[np.ndarray], trace: Trace | None = None) -> list[np.ndarray]:
+        """Every input (T, batch, ...) time-major: T runs from the current state; outputs (T, batch, ...)."""
+        steps = [self.run([x[t] for x in inputs], trace) for t in range(inputs[0].shape[0])]
+        return [np.stack([s[k] for s in steps]) for k in range(len(steps[0]))]
 
     @staticmethod
     def _shape(t: lnnb.TensorEntry, batch: int) -> tuple[int, ...]:

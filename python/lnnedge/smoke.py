@@ -19,6 +19,13 @@ ROWS = 16
 def test_set(recipe: Recipe, model: torch.nn.Module) -> TestSet:
     """ROWS inputs with `model`'s outputs: points apart from the verify and training points of a function,
     the first test samples of a data set."""
+    if recipe.sequence:  # the first step of sequences, from the zero state a fresh deployment starts in
+        from .sequences import damped_oscillations
+
+        x = damped_oscillations(recipe.data, ROWS, recipe.data.seed + 3)[0][:, 0]
+        with torch.no_grad():
+            expected = model.step(torch.from_numpy(x), torch.zeros(ROWS, recipe.model.hidden))[0].numpy()
+        return TestSet(x, expected.astype(np.float32), recipe.tolerances.float32_max_abs_err)
     x = data.grid_points(recipe.data, ROWS, seed=recipe.data.seed + 3).astype(np.float32)
     with torch.no_grad():
         expected = model(torch.from_numpy(x)).numpy().astype(np.float32)

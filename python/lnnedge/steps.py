@@ -93,8 +93,14 @@ def compile_step(model: str, quant: str | None = None) -> dict:
         meta.update(method=recipe.model.method, steps=recipe.model.steps - 1)
     if quant:
         meta["quantization"] = {"scheme": quant, "layers": sorted(scales or {})}
-    compiled = compile_module(net, (example,), name=recipe.name, meta=meta, int8_scales=scales,
-                              tests=test_set(recipe, net))
+    module, examples, state = net, (example,), ()
+    if recipe.sequence:  # one time step, the hidden state kept in the VM between runs
+        from .models.sequence import Step
+
+        module, examples, state = Step(net), (example, torch.zeros(1, recipe.model.hidden)), ((1, 1),)
+        meta["sequence"] = {"state": "hidden", "hidden": recipe.model.hidden}
+    compiled = compile_module(module, examples, name=recipe.name, meta=meta, int8_scales=scales,
+                              tests=test_set(recipe, net), state=state)
     compiled.save(path)
     plan = compiled.plan_summary()
     print(f"compiled {recipe.name}{f' ({quant} weights)' if quant else ''} in {time.perf_counter() - started:.1f} s "

@@ -105,6 +105,56 @@ def verify_classifier(recipe: Recipe, model: torch.nn.Module, model_file: Path, 
     return report
 
 
+def run_sequences(transport: Transport, model_file: Path, x: np.ndarray):
+    """Whole sequences x (n, T, features) through a stateful model on a device: the runner takes the rows
+    time-major in chunks of n (one chunk per time step, the n streams' states kept in the VM between chunks).
+    Returns (outputs (n, T, out), the run's RunResult)."""
+    n, steps = x.shape[:2]
+    result = transport.run(model_file, [np.ascontiguousarray(x.transpose(1, 0, 2)).reshape(steps * n, -1)], batch=n)
+    return result.outputs[0].reshape(steps, n, -1).transpose(1, 0, 2), result
+
+
+def verify_sequence(recipe: Recipe, model: torch.nn.Module, model_file: Path, board: Board,
+                    transport: Transport, out_dir: Path) -> dict:
+    """Held-out sequences through PyTorch, the reference VM and the device, every step's output compared."""
+    from . import sequences
+    from .plots import sequence_plot
+
+    _, _, x_all, y_all = sequences.train_test(recipe.data)
+    x, target = x_all[:recipe.verify_points], y_all[:recipe.verify_points]
+    with torch.no_grad():
+        reference = model(torch.from_numpy(x)).numpy()
+    blob = model_file.read_bytes()
+    ref_out = RefVM(blob).run_sequence([np.ascontiguousarray(x.transpose(1, 0, 2))])[0].transpose(1, 0, 2)
+    started = time.perf_counter()
+    device, result = run_sequences(transport, model_file, x)
+    wall = time.perf_counter() - started
+    tol = recipe.tolerances.float32_max_abs_err
+    dev, ref = Comparison.of(device, reference), Comparison.of(ref_out, reference)
+    report = {
+        "model": recipe.name,
+        "board": board.name,
+        "kind": "sequence",
+        **_device_fields(board, result, blob, wall),
+        "n": int(x.shape[0]),
+        "steps": int(x.shape[1]),
+        "max_abs_err": dev.max_abs_err,
+        "rmse": dev.rmse,
+        "tolerance": tol,
+        "passed": bool(dev.max_abs_err <= tol and ref.max_abs_err <= tol),
+        "reference_vm": {"max_abs_err": ref.max_abs_err, "rmse": ref.rmse},
+        "pytorch_vs_true_rmse": float(np.sqrt(np.mean((reference.astype(np.float64) - target) ** 2))),
+        "device_vs_true_rmse": float(np.sqrt(np.mean((device.astype(np.float64) - target) ** 2))),
+        "plot": f"verify-{board.name}.png",
+        "json": f"verify-{board.name}.json",
+    }
+    atomic_write_text(out_dir / report["json"], json.dumps(report, indent=2) + "\n")
+    sequence_plot(x, target, reference, device, f"{recipe.name} on {board.name} ({report['isa']}): {x.shape[0]} "
+                  f"sequences × {x.shape[1]} steps, max |device − PyTorch| = {dev.max_abs_err:.2e}",
+                  out_dir / report["plot"])
+    return report
+
+
 def verify(recipe: Recipe, model: torch.nn.Module, model_file: Path, board: Board, transport: Transport,
            out_dir: Path, float_model: torch.nn.Module | None = None, label: str | None = None) -> dict:
     """`model` is what the device must reproduce (for a quantized file: the fake-quantized model); with
@@ -112,6 +162,8 @@ def verify(recipe: Recipe, model: torch.nn.Module, model_file: Path, board: Boar
     names the report files verify-<board>-<label>.json/png."""
     if recipe.classifier:
         return verify_classifier(recipe, model, model_file, board, transport, out_dir)
+    if recipe.sequence:
+        return verify_sequence(recipe, model, model_file, board, transport, out_dir)
     x = data.grid_points(recipe.data, recipe.verify_points, seed=recipe.data.seed + 2).astype(np.float32)
     with torch.no_grad():
         reference = model(torch.from_numpy(x)).numpy()
@@ -198,7 +250,8 @@ def table(report: dict) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     latency = report.get("latency_us")
     emulated = " under QEMU emulation, not device speed" if report.get("emulated") else ""
-    lines.append(f"n = {report['n']}, tolerance {report['tolerance']:.0e}, "
+    n = f"{report['n']} sequences × {report['steps']} steps" if report.get("kind") == "sequence" else report["n"]
+    lines.append(f"n = {n}, tolerance {report['tolerance']:.0e}, "
                  f"on-device latency {latency:.2f} µs (median per inference{emulated})" if latency is not None else "")
     if report.get("cycles_per_inference_median") is not None:
         lines.append(f"{report['cycles_per_inference_median']:.0f} cycles per inference (median, "
@@ -207,6 +260,7 @@ def table(report: dict) -> str:
         f = report["vs_float_model"]
         lines.append(f"{report['weights']} model: held to PyTorch with the same quantized weights; vs the float "
                      f"model max |err| {f['max_abs_err']:.3e}, RMSE {f['rmse']:.3e}")
-    lines.append(f"PyTorch vs true function RMSE {report['pytorch_vs_true_rmse']:.4f}; "
+    truth = "the clean next sample" if report.get("kind") == "sequence" else "true function"
+    lines.append(f"PyTorch vs {truth} RMSE {report['pytorch_vs_true_rmse']:.4f}; "
                  f"{'PASSED' if report['passed'] else 'FAILED'}")
     return "\n".join(lines)

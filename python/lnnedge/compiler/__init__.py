@@ -121,14 +121,17 @@ def requirements(program: lnnb.Program) -> dict:
 
 def compile_module(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], name: str = "model",
                    meta: dict | None = None, int8_scales: Mapping[str, np.ndarray] | None = None,
-                   tests: lnnb.TestSet | None = None) -> CompiledModel:
+                   tests: lnnb.TestSet | None = None, state: Sequence[tuple[int, int]] = ()) -> CompiledModel:
     """Capture, optimise and emit `module`; dim 0 of every input is the batch dimension.
 
     int8_scales (layer -> scale per output row) stores those layers' weights as int8: `module` must then be
-    the fake-quantized model (lnnedge.quantize). `tests` is bundled in the file for the smoke test."""
+    the fake-quantized model (lnnedge.quantize). `tests` is bundled in the file for the smoke test.
+    `state` pairs (input i, output j) make input i persistent state, updated from output j after every run
+    and zero after a reset: a step module (x_t, h) -> (y_t, h_next) with state ((1, 1),) runs a sequence
+    one call per time step."""
     graph = capture(module, example_inputs)
     graph, log = run(graph, int8_scales=int8_scales)
-    emitted = emit(graph)
+    emitted = emit(graph, tuple(state))
     info = {**emitted.program.meta, "model": name, "passes": [p.name for p in log],
             "requires": requirements(emitted.program), **(meta or {})}
     program = lnnb.Program(**{**emitted.program.__dict__, "meta": info, "tests": tests})

@@ -81,11 +81,17 @@ def _readers(nodes: tuple[Node, ...], name: str) -> list[int]:
 
 
 class _Emitter:
-    def __init__(self, graph: Graph):
+    def __init__(self, graph: Graph, state: tuple[tuple[int, int], ...] = ()):
         self.graph = graph
         self.types = _all_types(graph)
         self.uf = _UnionFind()
-        self.inputs = {name: i for i, name in enumerate(graph.inputs)}
+        # state: (input, output) pairs; the input is a STATE tensor that the output is copied into at the end
+        self.state_inputs = {graph.inputs[i]: graph.outputs[j] for i, j in state}
+        self.state_outputs = {j for _, j in state}
+        self.state_offset: dict[str, int] = {}
+        for name in self.state_inputs:
+            self.state_offset[name] = sum(self.types[n].nbytes for n in self.state_offset)
+        self.inputs = {name: i for i, name in enumerate(n for n in graph.inputs if n not in self.state_inputs)}
         self.constants: dict[str, np.ndarray] = dict(graph.constants)
         self.tables: dict[str, np.ndarray] = {}
         self.output_of: dict[str, int] = {}  # storage class root -> output number
@@ -98,7 +104,8 @@ class _Emitter:
                 self.top_users[name] = self.top_users.get(name, 0) + 1
 
     def is_storage(self, name: str) -> bool:
-        return name not in self.inputs and name not in self.constants and name not in self.tables
+        return (name not in self.inputs and name not in self.constants and name not in self.tables
+                and name not in self.state_inputs)
 
     # 2. schedule (with storage decisions made on the way)
     def schedule(self, graph: Graph, top: bool) -> None:
@@ -138,7 +145,10 @@ class _Emitter:
     def assign_outputs(self) -> None:
         """Outputs written directly by their producing node where possible, else copied at the end."""
         producers = self.graph.producers()
-        for k, name in enumerate(self.graph.outputs):
+        for state, update in self.state_inputs.items():  # after every read of the old state
+            self.items.append(Item("node", Node("copy", (update,), (state,))))
+        numbered = [name for j, name in enumerate(self.graph.outputs) if j not in self.state_outputs]
+        for k, name in enumerate(numbered):
             root = self.uf.find(name)
             members = [v for v in self.uf.parent if self.uf.find(v) == root]
             node = producers.get(name)
@@ -223,6 +233,11 @@ class _Emitter:
             if name in self.inputs:
                 t = self.types[name]
                 return TensorEntry(t.shape, isa.const("REG_INPUT"), self.inputs[name], t.batched)
+            if name in self.state_inputs:
+                t = self.types[name]
+                if not t.batched:
+                    raise CompileError(f"state {name} {t} must have the batch dimension (one state per stream)")
+                return TensorEntry(t.shape, isa.const("REG_STATE"), self.state_offset[name], True)
             if name in self.tables:
                 table = self.tables[name]
                 row = tuple(table.shape[1:])
@@ -313,7 +328,8 @@ class _Emitter:
             code.append(isa.encode(opcode, axis, dst))
             stack[:] = [node.output]
         flush()
-        for k in range(len(self.graph.outputs)):
+        num_outputs = len(self.graph.outputs) - len(self.state_outputs)
+        for k in range(num_outputs):
             if not any(e.region == isa.const("REG_OUTPUT") and e.offset == k for e in entries):
                 raise CompileError(f"output {k} is never written")
         program = Program(
@@ -322,10 +338,11 @@ class _Emitter:
             code=tuple(code),
             arena_fixed=fixed_plan.size,
             arena_row=batched_plan.size,
-            num_inputs=len(self.graph.inputs),
-            num_outputs=len(self.graph.outputs),
+            num_inputs=len(self.inputs),
+            num_outputs=num_outputs,
             names=tuple(names),
             meta={"debug": debug},
+            state_row=sum(self.types[n].nbytes for n in self.state_inputs),
         )
         return Emitted(program, tuple(names), fixed_plan, batched_plan, tuple(self.items))
 
@@ -338,7 +355,18 @@ def program_words(program: tuple[tuple[str, int, int, int], ...], operands: int,
     return np.array(words, dtype=np.uint32)
 
 
-def emit(graph: Graph) -> Emitted:
+def emit(graph: Graph, state: tuple[tuple[int, int], ...] = ()) -> Emitted:
+    """`state` pairs (input i, output j): input i is persistent state that output j updates after each run."""
     if len(graph.inputs) > isa.const("MAX_IO") or len(graph.outputs) > isa.const("MAX_IO"):
         raise CompileError(f"at most {isa.const('MAX_IO')} inputs and outputs are supported")
-    return _Emitter(graph).emit()
+    for i, j in state:
+        if not (0 <= i < len(graph.inputs) and 0 <= j < len(graph.outputs)):
+            raise CompileError(f"state pair (input {i}, output {j}) names no such input or output")
+        if graph.types[graph.inputs[i]] != graph.types[graph.outputs[j]]:
+            raise CompileError(f"state input {i} {graph.types[graph.inputs[i]]} and its update, output {j} "
+                               f"{graph.types[graph.outputs[j]]}, differ")
+    if len({i for i, _ in state}) != len(state) or len({j for _, j in state}) != len(state):
+        raise CompileError("each state input and output may appear in one state pair only")
+    if len(state) >= len(graph.inputs) or len(state) >= len(graph.outputs):
+        raise CompileError("a stateful model needs at least one input and one output besides its state")
+    return _Emitter(graph, tuple(state)).emit()

@@ -7,7 +7,7 @@ from ..lnnb import Program
 from .planner import Plan
 
 _REGIONS = {isa.const("REG_CONST"): "const", isa.const("REG_ARENA"): "arena",
-            isa.const("REG_INPUT"): "input", isa.const("REG_OUTPUT"): "output"}
+            isa.const("REG_INPUT"): "input", isa.const("REG_OUTPUT"): "output", isa.const("REG_STATE"): "state"}
 
 
 def tensor_label(program: Program, index: int) -> str:
@@ -20,7 +20,8 @@ def tensor_label(program: Program, index: int) -> str:
 def render(program: Program, fixed: Plan, batched: Plan, title: str) -> str:
     out = [f"; {title}", f"; {len(program.tensors)} tensors, {len(program.consts)} constant bytes, "
            f"{len(program.code)} instructions ({4 * len(program.code)} code bytes)",
-           f"; arena: {program.arena_fixed} fixed bytes + {program.arena_row} bytes per batch row",
+           f"; arena: {program.arena_fixed} fixed bytes + {program.arena_row} bytes per batch row"
+           + (f" + {program.state_row} bytes of persistent state per batch row" if program.state_row else ""),
            "", "; tensors"]
     for i, t in enumerate(program.tensors):
         stride = f" stride {t.stride}" if t.stride else ""
