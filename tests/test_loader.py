@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import replace
 
@@ -282,3 +283,226 @@ def test_every_truncation_of_a_real_model_is_rejected_cleanly(host_build, sine_c
     for cut in list(range(0, 200, 7)) + list(range(len(data) - 64, len(data), 5)):
         with pytest.raises(VMError):
             CVM(data[:cut], library=host_build.library)
+
+
+# ---- format 1.1: int8 weights (the _Q8 products) and the bundled test set (section TESTS) ----
+
+I8 = isa.const("DT_I8")
+K8, M8 = 5, 6
+_rng = np.random.default_rng(8)
+Q8 = _rng.integers(-128, 128, (M8, K8)).astype(np.int8)
+SCALE8 = _rng.uniform(1e-3, 2e-2, M8).astype(np.float32)
+BIAS8 = _rng.uniform(-1, 1, M8).astype(np.float32)
+# constants: scale at 0, bias at 32, Q at 64, Qt at 96, ending with Qt's last byte (an f32 tensor of 30
+# elements would not fit: the loader sizes int8 elements as 1 byte)
+Q8_CONSTS = b"".join((SCALE8.tobytes(), bytes(8), BIAS8.tobytes(), bytes(8), Q8.tobytes(), bytes(2),
+                      np.ascontiguousarray(Q8.T).tobytes()))
+Q8_TENSORS = (
+    TensorEntry((1, K8), INPUT, 0, batched=True),        # t0 x
+    TensorEntry((M8, K8), CONST, 64, dtype=I8),          # t1 Q
+    TensorEntry((M8,), CONST, 0),                        # t2 scale
+    TensorEntry((M8,), CONST, 32),                       # t3 bias
+    TensorEntry((K8, M8), CONST, 96, dtype=I8),          # t4 Qt
+    TensorEntry((1, M8), OUTPUT, 0, batched=True),       # t5 y0
+    TensorEntry((1, 2), ARENA, 0, batched=True),         # t6 ya
+    TensorEntry((1, 4), ARENA, 16, batched=True),        # t7 yb
+    TensorEntry((1, M8), OUTPUT, 1, batched=True),       # t8 y1
+    TensorEntry((1, M8), ARENA, 32, batched=True),       # t9 h
+    TensorEntry((1, M8), OUTPUT, 2, batched=True),       # t10 y2
+    TensorEntry((M8 - 1,), CONST, 0),                    # t11 a scale one too short
+    TensorEntry((M8 * K8,), CONST, 64, dtype=I8),        # t12 Q as a vector
+    TensorEntry((M8, K8), CONST, 0),                     # t13 an f32 weight of Q's shape
+    TensorEntry((1, K8), ARENA, 36, batched=True),       # t14 an x inside h
+)
+# y0 = LINEAR_Q8(x); y1 = LINEAR_TQ8 into ya | yb, concatenated; y2 = MATMUL_NTQ8(x) + MATMUL_TQ8(x)
+Q8_CODE = (E("PUSH", 0, 0), E("PUSH", 0, 1), E("PUSH", 0, 2), E("PUSH", 0, 3), E("LINEAR_Q8", 0, 5), E("DROP"),
+           E("PUSH", 0, 0), E("PUSH", 0, 4), E("PUSH", 0, 2), E("PUSH", 0, 3), E("LINEAR_TQ8", 2, 6),
+           E("PUSH", 0, 7), E("CONCAT", 1, 8), E("DROP"),
+           E("PUSH", 0, 0), E("PUSH", 0, 1), E("PUSH", 0, 2), E("MATMUL_NTQ8", 0, 9),
+           E("PUSH", 0, 0), E("PUSH", 0, 4), E("PUSH", 0, 2), E("MATMUL_TQ8", 1, 10),
+           E("ADD", 0, 10), E("DROP"))
+
+
+def q8_expected(x: np.ndarray) -> list[np.ndarray]:
+    """The outputs in float64 from the definition: (x @ q.T) * scale (+ bias)."""
+    prod = (x.astype(np.float64) @ Q8.astype(np.float64).T) * SCALE8
+    return [prod + BIAS8, prod + BIAS8, 2 * prod]
+
+
+def q8_tests(count: int = 9, tolerance: float = 1e-5) -> lnnb.TestSet:
+    x = np.random.default_rng(3).uniform(-2, 2, (count, K8)).astype(np.float32)
+    return lnnb.TestSet(x, np.concatenate(q8_expected(x), axis=1).astype(np.float32), tolerance)
+
+
+def q8_model(*code: int, tensors: tuple[TensorEntry, ...] = Q8_TENSORS, tests: lnnb.TestSet | None = None,
+             consts: bytes = Q8_CONSTS) -> bytes:
+    return lnnb.write(Program(tensors=tensors, consts=consts, code=code or Q8_CODE, arena_fixed=0, arena_row=64,
+                              num_inputs=1, num_outputs=3, tests=tests))
+
+
+def q8_with_tensor(index: int, **changes) -> bytes:
+    tensors = list(Q8_TENSORS)
+    tensors[index] = replace(tensors[index], **changes)
+    return q8_model(tensors=tuple(tensors))
+
+
+def with_tests_field(offset: int, fmt: str, value) -> bytes:
+    """The int8 model with its test set, one field of the TESTS section patched (offset inside the section)."""
+    data = q8_model(tests=q8_tests())
+    start, _ = lnnb.section_offsets(data)[isa.const("SEC_TESTS")]
+    return patched(data, start + offset, fmt, value)
+
+
+def misaligned_tests_section() -> bytes:
+    """The TESTS section (the last one) moved one byte on: in bounds, not overlapping, not 4-aligned."""
+    data = bytearray(q8_model(tests=q8_tests()))
+    start, _ = lnnb.section_offsets(bytes(data))[isa.const("SEC_TESTS")]
+    entry = next(64 + 16 * i for i in range(struct.unpack_from("<I", data, 16)[0])
+                 if struct.unpack_from("<I", data, 64 + 16 * i)[0] == isa.const("SEC_TESTS"))
+    data[start:start] = b"\0"
+    struct.pack_into("<I", data, entry + 4, start + 1)
+    struct.pack_into("<I", data, 8, len(data))
+    return lnnb.refresh_crc(bytes(data))
+
+
+Q8_BROKEN = {
+    "i8_tensor_in_the_arena": (q8_with_tensor(7, region=ARENA, dtype=I8), "E_TENSOR"),
+    "i8_tensor_as_an_output": (q8_with_tensor(5, dtype=I8), "E_TENSOR"),
+    "i8_tensor_past_the_constants": (q8_with_tensor(4, offset=100), "E_TENSOR_BOUNDS"),
+    "i8_operand_to_add": (q8_model(E("PUSH", 0, 1), E("PUSH", 0, 1), E("ADD", 0, 9), E("DROP")), "E_DTYPE"),
+    "i8_weight_to_linear": (q8_model(E("PUSH", 0, 0), E("PUSH", 0, 1), E("PUSH", 0, 3), E("LINEAR", 0, 5),
+                                     E("DROP")), "E_DTYPE"),
+    "i8_operand_to_copy": (q8_model(E("PUSH", 0, 12), E("COPY", 0, 9), E("DROP")), "E_DTYPE"),
+    "f32_weight_to_linear_q8": (q8_model(E("PUSH", 0, 0), E("PUSH", 0, 13), E("PUSH", 0, 2), E("PUSH", 0, 3),
+                                         E("LINEAR_Q8", 0, 5), E("DROP")), "E_DTYPE"),
+    "i8_scale": (q8_model(E("PUSH", 0, 0), E("PUSH", 0, 1), E("PUSH", 0, 12), E("PUSH", 0, 3),
+                          E("LINEAR_Q8", 0, 5), E("DROP")), "E_DTYPE"),
+    "scale_too_short": (q8_model(E("PUSH", 0, 0), E("PUSH", 0, 1), E("PUSH", 0, 11), E("PUSH", 0, 3),
+                                 E("LINEAR_Q8", 0, 5), E("DROP")), "E_SHAPE"),
+    "scale_too_short_t": (q8_model(E("PUSH", 0, 0), E("PUSH", 0, 4), E("PUSH", 0, 11), E("MATMUL_TQ8", 1, 9),
+                                   E("DROP")), "E_SHAPE"),
+    "q_not_rank_2": (q8_model(E("PUSH", 0, 0), E("PUSH", 0, 12), E("PUSH", 0, 2), E("MATMUL_NTQ8", 0, 9),
+                              E("DROP")), "E_SHAPE"),
+    "qt_not_transposed": (q8_model(E("PUSH", 0, 0), E("PUSH", 0, 1), E("PUSH", 0, 2), E("MATMUL_TQ8", 1, 9),
+                                   E("DROP")), "E_SHAPE"),
+    "tq8_columns_do_not_add_up": (q8_model(E("PUSH", 0, 0), E("PUSH", 0, 4), E("PUSH", 0, 2), E("PUSH", 0, 3),
+                                           E("LINEAR_TQ8", 1, 6), E("DROP")), "E_SHAPE"),
+    "tq8_destination_overlaps_x": (q8_model(E("PUSH", 0, 14), E("PUSH", 0, 4), E("PUSH", 0, 2), E("PUSH", 0, 3),
+                                            E("LINEAR_TQ8", 1, 9), E("DROP")), "E_ALIAS"),
+    "tests_bad_magic": (with_tests_field(0, "<4s", b"LNNX"), "E_TESTS"),
+    "tests_count_0": (with_tests_field(4, "<I", 0), "E_TESTS"),
+    "tests_in_floats_mismatch": (q8_model(tests=lnnb.TestSet(np.zeros((2, K8 + 1), np.float32),
+                                                             np.zeros((2, 3 * M8), np.float32), 1e-5)), "E_TESTS"),
+    "tests_out_floats_mismatch": (q8_model(tests=lnnb.TestSet(np.zeros((2, K8), np.float32),
+                                                              np.zeros((2, M8), np.float32), 1e-5)), "E_TESTS"),
+    "tests_wrong_size": (with_tests_field(4, "<I", 10), "E_TESTS"),
+    "tests_size_overflows_32_bits": (with_tests_field(4, "<I", 0x80000000), "E_TESTS"),
+    "tests_tolerance_nan": (with_tests_field(16, "<f", float("nan")), "E_TESTS"),
+    "tests_tolerance_negative": (with_tests_field(16, "<f", -1e-5), "E_TESTS"),
+    "tests_misaligned": (misaligned_tests_section(), "E_SECTION"),
+}
+BROKEN["E_TESTS"] = with_tests_field(0, "<4s", b"LNNX")
+
+
+@pytest.mark.parametrize("name", sorted(Q8_BROKEN))
+def test_loader_checks_int8_weights_and_the_test_set(tmp_path, host_build, name):
+    data, status = Q8_BROKEN[name]
+    path = tmp_path / f"{name}.lnnb"
+    path.write_bytes(data)
+    proc = lnnvm(host_build.runner, "verify", path)
+    assert proc.returncode == 3, proc.stderr
+    assert f": {status} at byte " in proc.stderr
+    with pytest.raises(VMError) as err:
+        CVM(data, library=host_build.library)
+    assert err.value.name == status
+
+
+def test_test_set_errors_name_the_field(host_build):
+    data = q8_model(tests=q8_tests())
+    start, _ = lnnb.section_offsets(data)[isa.const("SEC_TESTS")]
+    for offset, fmt, value in ((0, "<4s", b"LNNX"), (4, "<I", 0), (8, "<I", K8 + 1), (12, "<I", 1),
+                               (16, "<f", float("inf"))):
+        with pytest.raises(VMError) as err:
+            CVM(patched(data, start + offset, fmt, value), library=host_build.library)
+        assert (err.value.name, err.value.offset) == ("E_TESTS", start + offset)
+
+
+@pytest.mark.parametrize("plan", [True, False])
+def test_int8_model_runs_on_every_kernel_set(host_build, plan):
+    """LINEAR_Q8, LINEAR_TQ8 into two destinations, MATMUL_NTQ8 and MATMUL_TQ8: numpy's (x @ q.T) * scale + bias,
+    on the run plan and the instruction interpreter, every kernel set, batches below and above the blocking."""
+    data = q8_model(tests=q8_tests())
+    x = np.random.default_rng(5).uniform(-2, 2, (13, K8)).astype(np.float32)
+    vm = CVM(data, max_batch=13, library=host_build.library)
+    assert vm.use_plan(plan) == plan
+    for isa_name in ("scalar", "sse3", "avx2"):
+        try:
+            vm.use_kernels(isa_name)
+        except VMError:
+            continue  # not compiled in or not supported by this processor
+        for rows in (1, 2, 7, 13):
+            got = vm.run([x[:rows]])
+            for y, want in zip(got, q8_expected(x[:rows]), strict=True):
+                np.testing.assert_allclose(y, want, rtol=1e-6, atol=1e-6 * np.abs(want).max())
+
+
+def test_test_set_is_reachable_through_the_api(host_build):
+    """lnn_get_tests: the counts, the tolerance and the cases, read in place from the model buffer."""
+    import ctypes
+
+    from lnnedge.runtime import load_library
+
+    class Tests(ctypes.Structure):
+        _fields_ = [("count", ctypes.c_uint32), ("in_floats", ctypes.c_uint32), ("out_floats", ctypes.c_uint32),
+                    ("max_abs_err", ctypes.c_float), ("inputs", ctypes.POINTER(ctypes.c_float)),
+                    ("expected", ctypes.POINTER(ctypes.c_float))]
+
+    lib = load_library(str(host_build.library))
+    tests = q8_tests(count=4, tolerance=2.5e-4)
+    for data, count in ((q8_model(tests=tests), 4), (q8_model(), 0)):
+        vm = CVM(data, library=host_build.library)
+        got = Tests()
+        assert lib.lnn_get_tests(vm._m, ctypes.byref(got)) == (count > 0)
+        assert got.count == count
+        if count:
+            assert (got.in_floats, got.out_floats) == (K8, 3 * M8)
+            assert got.max_abs_err == np.float32(2.5e-4)
+            np.testing.assert_array_equal(np.ctypeslib.as_array(got.inputs, (count * K8,)), tests.inputs.ravel())
+            np.testing.assert_array_equal(np.ctypeslib.as_array(got.expected, (count * 3 * M8,)),
+                                          tests.outputs.ravel())
+
+
+def test_runner_runs_the_bundled_test_set(tmp_path, host_build):
+    good = tmp_path / "good.lnnb"
+    good.write_bytes(q8_model(tests=q8_tests()))
+    for extra in ((), ("--kernels", "scalar"), ("--no-plan",)):
+        proc = lnnvm(host_build.runner, "test", good, *extra)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert re.fullmatch(r"tests: 9 cases, max_abs_err \S+, tolerance 1e-05, PASSED\n", proc.stdout)
+    assert "tests: 9" in lnnvm(host_build.runner, "info", good).stdout
+
+    tests = q8_tests()
+    tests.outputs[4, 7] += 1e-3  # case 4, output 1, element 1
+    bad = tmp_path / "bad.lnnb"
+    bad.write_bytes(q8_model(tests=tests))
+    proc = lnnvm(host_build.runner, "test", bad)
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("case 4: abs_err 0.001")
+    assert "at output 1 element 1" in lines[0]
+    assert re.fullmatch(r"tests: 9 cases, max_abs_err 0\.001\d*, tolerance 1e-05, FAILED", lines[1])
+
+    none = tmp_path / "none.lnnb"
+    none.write_bytes(q8_model())
+    proc = lnnvm(host_build.runner, "test", none)
+    assert proc.returncode == 2 and "no bundled test set" in proc.stderr
+
+
+def test_disassembler_shows_int8_tensors_and_the_q8_ops(tmp_path, host_build):
+    path = tmp_path / "q8.lnnb"
+    path.write_bytes(q8_model())
+    listing = lnnvm(host_build.runner, "disasm", path).stdout
+    assert re.search(r"PUSH\s+t1\s+const\+64 \[6,5\] i8", listing)
+    assert re.search(r"LINEAR_TQ8\s+t6\.\.t7\s+arena\.row\+0 \[B,2\] f32", listing)
+    for op in ("LINEAR_Q8", "MATMUL_NTQ8", "MATMUL_TQ8"):
+        assert op in listing

@@ -7,7 +7,8 @@
  * read one byte past the end. Checks beyond "no sanitizer report":
  *   - lnn_init is deterministic (same status and error offset twice);
  *   - a failure names a status of the table and an offset inside the file;
- *   - a success has a max batch >= 1 and io row sizes >= 1;
+ *   - a success has a max batch >= 1 and io row sizes >= 1, and its test
+ *     set (if any) lies inside the file and matches the io row sizes;
  *   - the arena size lnn_arena_size reports for batch 1 is accepted.
  */
 #include <stdio.h>
@@ -25,6 +26,29 @@ static void fail(const char *what, lnn_status s, uint32_t off)
     fprintf(stderr, "fuzz_load: %s (status %s, offset %u)\n", what, lnn_status_name(s),
             (unsigned)off);
     abort();
+}
+
+/* The test set of an accepted model: every float of it inside the file (read
+ * them all: ASan checks), one case's floats those of all the io rows. */
+static void check_tests(const lnn_model *m, const uint8_t *buf, size_t size)
+{
+    lnn_tests t;
+    if (!lnn_get_tests(m, &t))
+        return;
+    uint64_t in = 0, out = 0;
+    for (uint32_t i = 0; i < lnn_num_inputs(m); i++)
+        in += lnn_input_row_elems(m, i);
+    for (uint32_t i = 0; i < lnn_num_outputs(m); i++)
+        out += lnn_output_row_elems(m, i);
+    if (t.count < 1 || t.in_floats != in || t.out_floats != out || !(t.max_abs_err >= 0.0f))
+        fail("test set does not match the model", LNN_OK, 0);
+    const uint8_t *end = (const uint8_t *)(t.expected + (size_t)t.count * t.out_floats);
+    if ((const uint8_t *)t.inputs < buf || end > buf + size)
+        fail("test set outside the file", LNN_OK, 0);
+    volatile float sink = 0.0f; /* keeps the reads */
+    for (const float *f = t.inputs; (const uint8_t *)f < end; f++)
+        sink = *f;
+    (void)sink;
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -69,6 +93,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         (void)lnn_isa(&m);
         for (uint32_t i = 0; i < lnn_num_inputs(&m); i++)
             lnn_describe_shape(&m, m.input_tensor[i], line, sizeof line);
+        check_tests(&m, buf, size);
     } else {
         const uint32_t off = lnn_error_offset(&m);
         if (size >= LNN_HEADER_SIZE && off >= size && s != LNN_E_ARENA)

@@ -10,8 +10,9 @@ corpus/load/  model files for fuzz_load:
                                     stays a few KB: the same program shape
                                     (ODE loop, RK4 unrolled, strided dt table,
                                     CONCAT, LINEAR, normalisation), fewer weights
-  sample.lnnb, ops.lnnb             vm/tests/make_sample.py's models (every
-                                    opcode and broadcast path, nested loops)
+  sample.lnnb, ops.lnnb, q8.lnnb    vm/tests/make_sample.py's models (every
+                                    opcode and broadcast path, nested loops;
+                                    int8 weights and a bundled test set)
   bad_*.lnnb                        a few of make_sample.py's broken variants
                                     whose error lies deep in the verifier
 corpus/run/   the valid models again, each followed by a tail for fuzz_run:
@@ -35,7 +36,7 @@ sys.path.insert(0, str(ROOT / "vm" / "tests"))
 # make_sample's broken variants whose error needs the whole front end to pass
 DEEP_VARIANTS = ("shape_linear", "shape_concat_sum", "alias_linear", "loop_stack_swap",
                  "stride_overrun", "loop_stack_changed", "concat_axis", "write_input",
-                 "io_duplicate", "tensor_huge")
+                 "io_duplicate", "tensor_huge", "q8_scale_length", "q8_q_rank_1", "tests_count_wrong")
 
 TAILS = (
     (0, (0.5, -1.25, 2.0)),
@@ -69,7 +70,8 @@ def compiled_models() -> dict[str, bytes]:
 def sample_models() -> tuple[dict[str, bytes], dict[str, bytes]]:
     import make_sample as ms
 
-    valid = {"sample": ms.sample_model().build(), "ops": ms.ops_model().build()}
+    valid = {"sample": ms.sample_model().build(), "ops": ms.ops_model().build(),
+             "q8": ms.q8_data(ms.q8_model())}
     broken = {name: data for name, data, _status, _off in ms.broken_variants() if name in DEEP_VARIANTS}
     return valid, broken
 

@@ -17,6 +17,8 @@
  *   constants        special floats (NaN, inf, denormals, huge), grown or
  *                    shrunk section; the words of element-wise programs
  *                    (u32 constants: n / L / R, op, d, a, b)
+ *   test set         the TESTS header words (count, floats per case,
+ *                    tolerance), its cases grown or shrunk
  *   header           arena sizes, input / output counts, and (after the
  *                    layout is written) raw header and section-table fields:
  *                    file size, counts, version, reserved bytes, section
@@ -209,7 +211,7 @@ static uint32_t num_tensors(int ts) { return ts < 0 ? 0 : pm.len[ts] / LNN_TENSO
 
 static uint32_t tensor_bytes(const uint8_t *e)
 {
-    uint64_t n = 4;
+    uint64_t n = lnn_dtype_size(e[LNN_T_DTYPE]);
     for (uint32_t i = 0; i < e[LNN_T_RANK] && i < LNN_MAX_RANK; i++)
         n *= rd32(e + LNN_T_DIMS + 4 * i);
     return n > 0xFFFFFFFFu ? 0xFFFFFFFFu : (uint32_t)n;
@@ -234,7 +236,7 @@ static void mutate_tensor(int ts)
     const uint32_t consts = cs < 0 ? 0 : pm.len[cs];
     switch (below(12)) {
     case 0:
-        e[LNN_T_DTYPE] = (uint8_t)(chance(2) ? LNN_DT_F32 + 1 : rnd());
+        e[LNN_T_DTYPE] = (uint8_t)(chance(2) ? LNN_DT_F32 + below(3) : rnd());
         break;
     case 1: { /* rank, dims kept consistent most of the time */
         const uint32_t r = chance(8) ? (uint32_t)(uint8_t)rnd() : below(LNN_MAX_RANK + 2);
@@ -529,7 +531,7 @@ static int mutate_ew_program(int ts, int cs)
     uint32_t found = 0, pick = 0;
     for (uint32_t t = 0; t < n; t++) { /* a u32 constant, uniformly */
         const uint8_t *e = pm.buf[ts] + LNN_TENSOR_ENTRY_SIZE * t;
-        if (e[LNN_T_DTYPE] == LNN_DT_F32 || e[LNN_T_REGION] != LNN_REG_CONST)
+        if (e[LNN_T_DTYPE] != LNN_DT_U32 || e[LNN_T_REGION] != LNN_REG_CONST)
             continue;
         if (below(++found) == 0)
             pick = t;
@@ -617,6 +619,34 @@ static void mutate_header_fields(int ts)
         const uint32_t f = chance(2) ? LNN_H_NUM_INPUTS : LNN_H_NUM_OUTPUTS;
         const uint32_t v = lnn_rd16(pm.hdr + f);
         wr16(pm.hdr + f, chance(4) ? interesting() : v + (chance(2) ? 1u : (uint32_t)-1));
+        break;
+    }
+    }
+}
+
+/* The test set (section TESTS, layout in lnn_format.h): a header word to a
+ * boundary value or a step of one, the tolerance to a special float, or the
+ * cases grown or shrunk by a few floats. */
+static void mutate_tests(int s)
+{
+    uint8_t *t = pm.buf[s];
+    if (pm.len[s] < LNN_TS_DATA)
+        return;
+    switch (below(3)) {
+    case 0: {
+        uint8_t *f = t + LNN_TS_COUNT + 4 * below(3); /* count, in_floats, out_floats */
+        wr32(f, chance(2) ? interesting() : rd32(f) + below(3) - 1);
+        break;
+    }
+    case 1:
+        wr32(t + LNN_TS_MAX_ABS_ERR, special_floats[below(sizeof special_floats / sizeof special_floats[0])]);
+        break;
+    default: {
+        const uint32_t n = 4 * (1 + below(4));
+        if (chance(2))
+            sec_erase(s, pm.len[s] - n, n);
+        else if (sec_insert(s, pm.len[s], n))
+            memset(t + pm.len[s] - n, 0, n);
         break;
     }
     }
@@ -745,9 +775,14 @@ static size_t mutate_model(uint8_t *data, size_t size, size_t max_size)
             case 12:
                 mutate_header_fields(ts);
                 break;
-            case 13:
-                mutate_sections();
+            case 13: {
+                const int tss = find_section(LNN_SEC_TESTS);
+                if (tss >= 0 && chance(2))
+                    mutate_tests(tss);
+                else
+                    mutate_sections();
                 break;
+            }
             default:
                 raw = 1;
                 break;

@@ -95,6 +95,7 @@ typedef struct lnn_model {
     const uint8_t *tensors; /* tensor table inside buf */
     const uint8_t *consts;  /* constants section inside buf */
     const uint8_t *code;    /* code section inside buf */
+    const uint8_t *tests;   /* test-set section inside buf, NULL: none */
     uint8_t *arena;
     const struct lnn_kernels *kernels;
     lnn_trace_fn trace; /* NULL: no tracing */
@@ -104,6 +105,8 @@ typedef struct lnn_model {
     size_t batch_base; /* align64(arena_fixed): start of the batched part */
     uint32_t consts_size;
     uint32_t code_words;
+    uint32_t tests_size;
+    uint32_t tests_entry; /* file offset of the TESTS section's table entry */
     uint32_t num_tensors;
     uint32_t arena_fixed;
     uint32_t arena_row;
@@ -167,6 +170,23 @@ int lnn_use_plan(lnn_model *m, int on);
 /* Installs (fn) or removes (NULL) the trace hook of a model; lnn_init
  * clears it, so call this after lnn_init. */
 void lnn_set_trace(lnn_model *m, lnn_trace_fn fn, void *ctx);
+
+/* The bundled test set (section TESTS, lnn_format.h) of a model, verified
+ * by lnn_init: in_floats and out_floats are the floats of one batch row of
+ * all inputs / all outputs, in input / output order. The arrays lie inside
+ * the model buffer (nothing is copied). */
+typedef struct {
+    uint32_t count;        /* cases, >= 1 */
+    uint32_t in_floats;    /* per case: every input's row, in order */
+    uint32_t out_floats;   /* per case: every output's row, in order */
+    float max_abs_err;     /* the tolerance of the smoke test */
+    const float *inputs;   /* count * in_floats */
+    const float *expected; /* count * out_floats */
+} lnn_tests;
+
+/* Fills *t with the test set of a model that passed lnn_init and returns 1;
+ * returns 0 (and zeroes *t) if the model has none or is not ready. */
+int lnn_get_tests(const lnn_model *m, lnn_tests *t);
 
 uint32_t lnn_error_offset(const lnn_model *m);
 uint32_t lnn_max_batch(const lnn_model *m); /* UINT32_MAX if arena_row == 0 */

@@ -7,6 +7,7 @@
  *   lnnvm run MODEL --in IN.f32 [--in ...] --out OUT.f32 [--out ...]
  *             [--batch B] [--repeat R] [--threads T] [--kernels ISA]
  *             [--no-plan] [--trace FILE]
+ *   lnnvm test MODEL [--kernels ISA] [--no-plan]
  *
  * --kernels ISA (or the environment variable LNNVM_KERNELS) runs on that
  * compiled-in kernel set instead of the one lnn_init chose. --trace FILE
@@ -19,14 +20,20 @@
  * model bytes (the VM itself knows nothing of threads); each slice is run in
  * chunks of --batch rows.
  *
- * Exit status: 0 ok, 2 usage or I/O error (including input files of the
- * wrong size), 3 invalid model, 1 unexpected run failure. Errors are one
+ * test runs the model's bundled test set (section TESTS), the on-device
+ * smoke test: one line per failing case, then
+ *   tests: N cases, max_abs_err E, tolerance T, PASSED|FAILED
+ *
+ * Exit status: 0 ok (test: PASSED), 2 usage or I/O error (including input
+ * files of the wrong size, and test on a model without a test set), 3
+ * invalid model, 4 test FAILED, 1 unexpected run failure. Errors are one
  * line on stderr. Memory is allocated at setup only; the timed run path
  * calls nothing but lnn_run and clock_gettime.
  */
 #define _POSIX_C_SOURCE 200809L
 
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -43,7 +50,7 @@
 #define LNN_TARGET_NAME "unknown"
 #endif
 
-enum { EXIT_RUN = 1, EXIT_USAGE = 2, EXIT_MODEL = 3 };
+enum { EXIT_RUN = 1, EXIT_USAGE = 2, EXIT_MODEL = 3, EXIT_TEST_FAILED = 4 };
 
 /* Reports an error and ends the process at once: what is still allocated
  * goes with it (_Exit: no leak report for an error exit; normal returns
@@ -69,6 +76,7 @@ static void usage(void)
           "       lnnvm run MODEL --in IN.f32 [--in ...] --out OUT.f32 [--out ...]\n"
           "                 [--batch B] [--repeat R] [--threads T] [--kernels ISA]\n"
           "                 [--no-plan] [--trace FILE]\n"
+          "       lnnvm test MODEL [--kernels ISA] [--no-plan]\n"
           "       lnnvm --version\n"
           "MODEL or IN may be '-' for standard input (at most one of them).\n",
           stderr);
@@ -234,6 +242,8 @@ static int cmd_info(const char *path)
         lnn_describe_shape(m, m->output_tensor[i], line, sizeof line);
         printf("output%u: %s\n", i, line);
     }
+    lnn_tests ts;
+    printf("tests: %u\n", lnn_get_tests(m, &ts) ? ts.count : 0u); /* bundled test cases */
     printf("arena_fixed: %u\n", m->arena_fixed);
     printf("arena_row: %u\n", m->arena_row);
     printf("isa: %s\n", lnn_isa(m));
@@ -286,6 +296,20 @@ static int cmd_disasm(const char *path)
 }
 
 /* ---- run ----------------------------------------------------------------------- */
+
+/* --kernels ISA (or LNNVM_KERNELS): NULL or "" keeps lnn_init's choice. */
+static void use_kernels_or_die(lnn_model *m, const char *kernels)
+{
+    if (!kernels || !*kernels)
+        return;
+    const lnn_status ks = lnn_use_kernels(m, kernels);
+    if (ks != LNN_OK) {
+        char sets[256];
+        kernel_sets(sets, sizeof sets);
+        fail(EXIT_USAGE, "--kernels %s: %s: %s (compiled in: %s)", kernels,
+             lnn_status_name(ks), lnn_status_str(ks), sets);
+    }
+}
 
 static unsigned long parse_count(const char *opt, const char *s, unsigned long max)
 {
@@ -480,15 +504,7 @@ static int cmd_run(int argc, char **argv)
     }
     if (lnn_max_batch(&md.m) < chunk)
         fail(EXIT_USAGE, "%s: the arena cannot hold %u rows", model_path, chunk);
-    if (kernels && *kernels) {
-        const lnn_status ks = lnn_use_kernels(&md.m, kernels);
-        if (ks != LNN_OK) {
-            char sets[256];
-            kernel_sets(sets, sizeof sets);
-            fail(EXIT_USAGE, "--kernels %s: %s: %s (compiled in: %s)", kernels,
-                 lnn_status_name(ks), lnn_status_str(ks), sets);
-        }
-    }
+    use_kernels_or_die(&md.m, kernels);
     if (no_plan)
         lnn_use_plan(&md.m, 0);
     trace_file trace = {NULL, 0};
@@ -639,6 +655,176 @@ static int cmd_run(int argc, char **argv)
     return 0;
 }
 
+/* ---- test ---------------------------------------------------------------------- */
+
+/* |got - expected|, 0 when both are the same infinity or both NaN, +inf
+ * when only one is NaN. */
+static double abs_err(float got, float expected)
+{
+    if (got != got || expected != expected)
+        return got != got && expected != expected ? 0.0 : INFINITY;
+    if (got == expected)
+        return 0.0;
+    return fabs((double)got - (double)expected);
+}
+
+/* The test set's cases laid out as the rows of each input (or output):
+ * buf[i] gets count rows of row[i] floats, case c's row i taken from
+ * cases + c * stride at the sum of the rows before i. */
+static void split_cases(const float *cases, uint32_t count, uint32_t stride, uint32_t n,
+                        const size_t *row, float **buf)
+{
+    for (uint32_t c = 0; c < count; c++) {
+        const float *src = cases + (size_t)c * stride;
+        for (uint32_t i = 0; i < n; i++) {
+            memcpy(buf[i] + (size_t)c * row[i], src, row[i] * sizeof(float));
+            src += row[i];
+        }
+    }
+}
+
+/* The io buffers of a test run: each input and output as count rows of its
+ * own, in case order. */
+typedef struct {
+    uint32_t ni, no;
+    float *in[LNN_MAX_IO], *out[LNN_MAX_IO];
+    size_t in_row[LNN_MAX_IO], out_row[LNN_MAX_IO];
+} test_io;
+
+static void test_io_alloc(test_io *io, const lnn_model *m, const lnn_tests *ts)
+{
+    io->ni = lnn_num_inputs(m);
+    io->no = lnn_num_outputs(m);
+    for (uint32_t i = 0; i < io->ni; i++) {
+        io->in_row[i] = lnn_input_row_elems(m, i);
+        io->in[i] = alloc64(ts->count * io->in_row[i] * sizeof(float), "the test inputs");
+    }
+    for (uint32_t i = 0; i < io->no; i++) {
+        io->out_row[i] = lnn_output_row_elems(m, i);
+        io->out[i] = alloc64(ts->count * io->out_row[i] * sizeof(float), "the test outputs");
+    }
+    split_cases(ts->inputs, ts->count, ts->in_floats, io->ni, io->in_row, io->in);
+}
+
+static void test_io_free(test_io *io)
+{
+    for (uint32_t i = 0; i < io->ni; i++)
+        free(io->in[i]);
+    for (uint32_t i = 0; i < io->no; i++)
+        free(io->out[i]);
+}
+
+/* Runs the count cases, chunk of them per lnn_run. */
+static void run_cases(lnn_model *m, const char *path, const test_io *io, uint32_t count,
+                      uint32_t chunk)
+{
+    for (uint32_t c = 0; c < count; c += chunk) {
+        const float *ip[LNN_MAX_IO];
+        float *op[LNN_MAX_IO];
+        for (uint32_t i = 0; i < io->ni; i++)
+            ip[i] = io->in[i] + (size_t)c * io->in_row[i];
+        for (uint32_t i = 0; i < io->no; i++)
+            op[i] = io->out[i] + (size_t)c * io->out_row[i];
+        const lnn_status st = lnn_run(m, ip, op, chunk);
+        if (st != LNN_OK)
+            fail(EXIT_RUN, "%s: run failed: %s: %s", path, lnn_status_name(st),
+                 lnn_status_str(st));
+    }
+}
+
+/* Compares every case's outputs with the expected ones: a line per case
+ * whose largest error exceeds the tolerance, then the summary line.
+ * Returns the number of failed cases. */
+static uint32_t report_cases(const lnn_tests *ts, const test_io *io)
+{
+    double max_err = 0.0;
+    uint32_t failed = 0;
+    for (uint32_t c = 0; c < ts->count; c++) {
+        const float *want = ts->expected + (size_t)c * ts->out_floats;
+        double worst = 0.0;
+        uint32_t at_o = 0, at_e = 0;
+        float got_at = 0.0f, want_at = 0.0f;
+        for (uint32_t o = 0; o < io->no; o++) {
+            const float *got = io->out[o] + (size_t)c * io->out_row[o];
+            for (uint32_t e = 0; e < io->out_row[o]; e++, want++) {
+                const double err = abs_err(got[e], *want);
+                if (err > worst) {
+                    worst = err;
+                    at_o = o;
+                    at_e = e;
+                    got_at = got[e];
+                    want_at = *want;
+                }
+            }
+        }
+        if (worst > max_err)
+            max_err = worst;
+        if (worst > ts->max_abs_err) {
+            failed++;
+            printf("case %u: abs_err %g at output %u element %u: got %.9g, expected %.9g\n", c,
+                   worst, at_o, at_e, (double)got_at, (double)want_at);
+        }
+    }
+    printf("tests: %u cases, max_abs_err %g, tolerance %g, %s\n", ts->count, max_err,
+           (double)ts->max_abs_err, failed ? "FAILED" : "PASSED");
+    return failed;
+}
+
+/* Runs the bundled test set: all cases as one batch when every input and
+ * output is batched, else one case per run (an unbatched tensor is a whole
+ * case). */
+static int cmd_test(int argc, char **argv)
+{
+    const char *path = NULL, *kernels = getenv("LNNVM_KERNELS");
+    int no_plan = 0;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--no-plan"))
+            no_plan = 1;
+        else if (!strcmp(argv[i], "--kernels") && i + 1 < argc)
+            kernels = argv[++i];
+        else if (argv[i][0] == '-' && argv[i][1] != '\0')
+            fail(EXIT_USAGE, "test: unknown option or missing value '%s'", argv[i]);
+        else if (!path)
+            path = argv[i];
+        else
+            fail(EXIT_USAGE, "unexpected argument '%s'", argv[i]);
+    }
+    if (!path)
+        usage();
+    model md;
+    open_or_die(&md, path);
+    lnn_tests ts;
+    if (!lnn_get_tests(&md.m, &ts))
+        fail(EXIT_USAGE, "%s: the model has no bundled test set (section TESTS)", path);
+    int all_batched = 1;
+    for (uint32_t i = 0; i < lnn_num_inputs(&md.m); i++)
+        all_batched &= lnn_input_batched(&md.m, i);
+    for (uint32_t i = 0; i < lnn_num_outputs(&md.m); i++)
+        all_batched &= lnn_output_batched(&md.m, i);
+    const uint32_t chunk = all_batched ? ts.count : 1;
+    if (chunk > 1) {
+        model_init(&md, chunk); /* the same bytes: ts still points into them */
+        if (md.st != LNN_OK) {
+            model_error(&md);
+            fflush(stderr);
+            _Exit(EXIT_MODEL);
+        }
+    }
+    if (lnn_max_batch(&md.m) < chunk)
+        fail(EXIT_USAGE, "%s: the arena cannot hold %u rows", path, chunk);
+    use_kernels_or_die(&md.m, kernels);
+    if (no_plan)
+        lnn_use_plan(&md.m, 0);
+
+    test_io io;
+    test_io_alloc(&io, &md.m, &ts);
+    run_cases(&md.m, path, &io, ts.count, chunk);
+    const uint32_t failed = report_cases(&ts, &io);
+    test_io_free(&io);
+    model_close(&md);
+    return failed ? EXIT_TEST_FAILED : 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 2 && !strcmp(argv[1], "--version")) {
@@ -651,6 +837,8 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (!strcmp(cmd, "run"))
         return cmd_run(argc - 2, argv + 2);
+    if (!strcmp(cmd, "test"))
+        return cmd_test(argc - 2, argv + 2);
     if (argc != 3)
         usage();
     if (!strcmp(cmd, "info"))

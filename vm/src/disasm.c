@@ -75,7 +75,10 @@ static void lnn_sb_shape(lnn_sb *s, const lnn_model *m, uint32_t t)
         else
             lnn_sb_u32(s, x.dims[i]);
     }
-    lnn_sb_str(s, x.dtype == LNN_DT_F32 ? "] f32" : x.dtype == LNN_DT_U32 ? "] u32" : "] ?");
+    lnn_sb_str(s, x.dtype == LNN_DT_F32   ? "] f32"
+                  : x.dtype == LNN_DT_U32 ? "] u32"
+                  : x.dtype == LNN_DT_I8  ? "] i8"
+                                          : "] ?");
 }
 
 static void lnn_sb_tensor(lnn_sb *s, const lnn_model *m, uint32_t t)

@@ -88,6 +88,18 @@ enum {
     LNN_T_RESERVED = 28
 };
 
+/* Test-set section field offsets (section TESTS); the cases start at
+ * LNN_TS_DATA. */
+#define LNN_TESTS_MAGIC "LNNT"
+enum {
+    LNN_TS_MAGIC = 0,
+    LNN_TS_COUNT = 4,
+    LNN_TS_IN_FLOATS = 8,
+    LNN_TS_OUT_FLOATS = 12,
+    LNN_TS_MAX_ABS_ERR = 16,
+    LNN_TS_DATA = 20
+};
+
 /* A decoded tensor entry. */
 typedef struct {
     uint32_t dtype, rank, region, flags;
@@ -113,6 +125,12 @@ static inline void lnn_tensor_read(const lnn_model *m, uint32_t t,
     o->offset = lnn_rd32(e + LNN_T_OFFSET);
     o->stride = lnn_rd32(e + LNN_T_STRIDE);
     o->reserved = lnn_rd32(e + LNN_T_RESERVED);
+}
+
+/* Bytes per element of a dtype the loader accepts. */
+static inline uint32_t lnn_dtype_size(uint32_t dtype)
+{
+    return dtype == LNN_DT_I8 ? 1u : 4u;
 }
 
 /* Elements of a verified tensor (per batch row if batched). */

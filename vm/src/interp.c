@@ -145,7 +145,7 @@ static int lnn_is_row(const lnn_model *m, uint32_t s, uint32_t d)
 
 /* Step parameters (lnn_plan_step.p) and reference aux values, per op:
  *   ADD..DIV       p[0] broadcast mode (lnn_bcast_mode), p[1] ROW inner
- *   LINEAR, MATMUL_NT, LINEAR_T, MATMUL_T
+ *   LINEAR, MATMUL_NT, LINEAR_T, MATMUL_T and their _Q8 forms
  *                  p[0] M, p[1] K, p[2] rows of x per batch row (or in all);
  *                  _T destinations: aux = their columns M_i
  *   CONCAT         p[0] outer count per batch row, p[1] na, p[2] nb
@@ -196,7 +196,9 @@ static void lnn_plan_compute(const lnn_model *m, uint32_t pc, uint32_t w, const 
         }
         break;
     case LNN_OP_LINEAR:
-    case LNN_OP_MATMUL_NT: {
+    case LNN_OP_MATMUL_NT:
+    case LNN_OP_LINEAR_Q8:
+    case LNN_OP_MATMUL_NTQ8: {
         lnn_tensor wt;
         lnn_tensor_read(m, src[1], &wt);
         s->p[0] = wt.dims[0];
@@ -205,7 +207,9 @@ static void lnn_plan_compute(const lnn_model *m, uint32_t pc, uint32_t w, const 
         break;
     }
     case LNN_OP_LINEAR_T:
-    case LNN_OP_MATMUL_T: {
+    case LNN_OP_MATMUL_T:
+    case LNN_OP_LINEAR_TQ8:
+    case LNN_OP_MATMUL_TQ8: {
         lnn_tensor wt;
         lnn_tensor_read(m, src[1], &wt);
         s->p[0] = wt.dims[1];
@@ -328,6 +332,61 @@ static void lnn_exec_ewise(const lnn_ctx *c, const lnn_plan_step *s, const lnn_p
     c->m->kernels->ewise(&p);
 }
 
+/* The first column of each destination of a split product (_T forms). */
+static void lnn_split_columns(const lnn_plan_step *s, const lnn_plan_ref *r,
+                              size_t col[LNN_MAX_DSTS])
+{
+    size_t cols = 0;
+    for (uint32_t j = 0; j < s->ndst; j++) {
+        col[j] = cols;
+        cols += r[j].aux;
+    }
+}
+
+/* Rows of x of a product step in this run. */
+static size_t lnn_product_rows(const lnn_ctx *c, const lnn_plan_step *s, const lnn_plan_ref *x)
+{
+    return (size_t)s->p[2] * ((x->kind & LNN_REF_BATCH) ? c->batch : 1);
+}
+
+/* LINEAR_Q8 .. MATMUL_TQ8: operands x, the int8 weight, scale (, bias). */
+static void lnn_exec_q8(const lnn_ctx *c, const lnn_plan_step *s, const lnn_plan_ref *r,
+                        float *const *y, const float *const *x)
+{
+    const lnn_kernels *k = c->m->kernels;
+    lnn_linear_q8_params p;
+    const int8_t *q = (const int8_t *)(const void *)x[1];
+    const float *bias = s->nsrc == 4 ? x[3] : NULL;
+    p.x = x[0];
+    p.k = s->p[1];
+    p.rows = lnn_product_rows(c, s, &r[s->ndst]);
+    if (s->op == LNN_OP_LINEAR_Q8 || s->op == LNN_OP_MATMUL_NTQ8) {
+        p.y = y[0];
+        p.q = q;
+        p.scale = x[2];
+        p.bias = bias;
+        p.m = p.ldy = s->p[0];
+        p.ldq = p.k;
+        p.reverse = 0;
+        k->linear_q8(&p);
+        return;
+    }
+    /* as LINEAR_T: every other iteration of its loop backwards */
+    size_t col[LNN_MAX_DSTS];
+    lnn_split_columns(s, r, col);
+    p.ldq = s->p[0];
+    p.reverse = (int)(c->index[s->depth] & 1u);
+    for (uint32_t n = 0; n < s->ndst; n++) {
+        const uint32_t j = p.reverse ? s->ndst - 1 - n : n;
+        p.y = y[j];
+        p.m = p.ldy = r[j].aux;
+        p.q = q + col[j];
+        p.scale = x[2] + col[j];
+        p.bias = bias ? bias + col[j] : NULL;
+        k->linear_tq8(&p);
+    }
+}
+
 /* Runs one compute step: r its references (destinations first), y the
  * destinations' addresses, x the operands'. */
 static void lnn_exec(const lnn_ctx *c, const lnn_plan_step *s, const lnn_plan_ref *r,
@@ -378,7 +437,7 @@ static void lnn_exec(const lnn_ctx *c, const lnn_plan_step *s, const lnn_plan_re
         p.bias = s->op == LNN_OP_LINEAR ? x[2] : NULL;
         p.m = s->p[0];
         p.k = s->p[1];
-        p.rows = (size_t)s->p[2] * ((o[0].kind & LNN_REF_BATCH) ? c->batch : 1);
+        p.rows = lnn_product_rows(c, s, &o[0]);
         k->linear(&p);
         break;
     }
@@ -389,15 +448,12 @@ static void lnn_exec(const lnn_ctx *c, const lnn_plan_step *s, const lnn_plan_re
         p.x = x[0];
         p.k = s->p[1];
         p.ldw = s->p[0];
-        p.rows = (size_t)s->p[2] * ((o[0].kind & LNN_REF_BATCH) ? c->batch : 1);
+        p.rows = lnn_product_rows(c, s, &o[0]);
         /* every other iteration of its loop backwards: the parts in reverse
          * order, each summed from the last row of the weight (kernels.h) */
         p.reverse = (int)(c->index[s->depth] & 1u);
-        size_t col[LNN_MAX_DSTS], cols = 0; /* each destination's first column */
-        for (uint32_t j = 0; j < s->ndst; j++) {
-            col[j] = cols;
-            cols += r[j].aux;
-        }
+        size_t col[LNN_MAX_DSTS];
+        lnn_split_columns(s, r, col);
         for (uint32_t n = 0; n < s->ndst; n++) {
             const uint32_t j = p.reverse ? s->ndst - 1 - n : n;
             p.y = y[j];
@@ -408,6 +464,12 @@ static void lnn_exec(const lnn_ctx *c, const lnn_plan_step *s, const lnn_plan_re
         }
         break;
     }
+    case LNN_OP_LINEAR_Q8:
+    case LNN_OP_MATMUL_NTQ8:
+    case LNN_OP_LINEAR_TQ8:
+    case LNN_OP_MATMUL_TQ8:
+        lnn_exec_q8(c, s, r, y, x);
+        break;
     case LNN_OP_CONCAT: {
         lnn_concat_params p;
         p.y = y[0];

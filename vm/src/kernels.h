@@ -55,6 +55,26 @@ typedef struct {
     int reverse;
 } lnn_linear_t_params;
 
+/* The _Q8 products: an int8 weight q with one float scale per output
+ * column j,
+ *   y[r][j] = (sum_{i<k} x[r][i] * (float)q(j, i)) * scale[j] (+ bias[j]),
+ * the sum in float in i order (reverse, _TQ8 only: from i = k-1 down to 0,
+ * as lnn_linear_t_params), multiplied by the scale once, the bias added
+ * last. linear_q8 (LINEAR_Q8, MATMUL_NTQ8): q(j, i) = q[j * k + i], Q (M,
+ * K), y rows of m floats (ldq, ldy, reverse unused). linear_tq8
+ * (LINEAR_TQ8, MATMUL_TQ8): q(j, i) = q[i * ldq + j], Qt (K, M) or a block of
+ * its columns, y rows of ldy >= m floats. y overlaps none of x, q, scale or
+ * bias. */
+typedef struct {
+    float *y;
+    const float *x;     /* rows x k */
+    const int8_t *q;    /* m x k, or k x ldq */
+    const float *scale; /* m */
+    const float *bias;  /* m, or NULL (MATMUL_NTQ8, MATMUL_TQ8) */
+    size_t rows, k, m, ldq, ldy;
+    int reverse;
+} lnn_linear_q8_params;
+
 /* Broadcast plans for the binary element-wise ops, fastest first. */
 typedef enum {
     LNN_BC_SAME,     /* y[i] = a[i] op b[i], i < n                         */
@@ -207,6 +227,7 @@ static LNN_ALWAYS_INLINE void lnn_ewise_blocks(const lnn_ewise_params *p, lnn_ew
 
 typedef void (*lnn_linear_fn)(const lnn_linear_params *p);
 typedef void (*lnn_linear_t_fn)(const lnn_linear_t_params *p);
+typedef void (*lnn_linear_q8_fn)(const lnn_linear_q8_params *p);
 typedef void (*lnn_ewise_fn)(const lnn_ewise_params *p);
 typedef void (*lnn_binary_fn)(const lnn_binary_params *p);
 typedef void (*lnn_unary_fn)(const lnn_unary_params *p);
@@ -217,6 +238,8 @@ typedef struct lnn_kernels {
     const char *isa; /* "scalar", "neon", "sse3", "avx2" */
     lnn_linear_fn linear; /* LINEAR and MATMUL_NT (bias NULL) */
     lnn_linear_t_fn linear_t; /* LINEAR_T and MATMUL_T (bias NULL) */
+    lnn_linear_q8_fn linear_q8;  /* LINEAR_Q8 and MATMUL_NTQ8 (bias NULL) */
+    lnn_linear_q8_fn linear_tq8; /* LINEAR_TQ8 and MATMUL_TQ8 (bias NULL) */
     lnn_ewise_fn ewise;       /* EWISE1 .. EWISE8 */
     lnn_binary_fn add, sub, mul, div;
     lnn_unary_fn neg, exp, sigmoid, tanh, relu;
@@ -227,6 +250,8 @@ typedef struct lnn_kernels {
 #define LNN_KERNEL_PROTOS(isa)                                   \
     void lnn_linear__##isa(const lnn_linear_params *p);          \
     void lnn_linear_t__##isa(const lnn_linear_t_params *p);      \
+    void lnn_linear_q8__##isa(const lnn_linear_q8_params *p);    \
+    void lnn_linear_tq8__##isa(const lnn_linear_q8_params *p);   \
     void lnn_ewise__##isa(const lnn_ewise_params *p);            \
     void lnn_add__##isa(const lnn_binary_params *p);             \
     void lnn_sub__##isa(const lnn_binary_params *p);             \

@@ -82,6 +82,7 @@ static inline float lnn_v_reduce1(lnn_vf a)
 static inline lnn_vq lnn_q_load(const float *p) { return _mm_loadu_ps(p); }
 static inline void lnn_q_store(float *p, lnn_vq q) { _mm_storeu_ps(p, q); }
 static inline lnn_vq lnn_q_add(lnn_vq a, lnn_vq b) { return _mm_add_ps(a, b); }
+static inline lnn_vq lnn_q_mul(lnn_vq a, lnn_vq b) { return _mm_mul_ps(a, b); }
 
 /* lanes [0, n) of a mask: 8 - n entries into the table */
 static const int32_t lnn_avx2_mask[16] = {-1, -1, -1, -1, -1, -1, -1, -1,
@@ -97,6 +98,14 @@ static inline lnn_vf lnn_v_loadn(const float *p, size_t n)
 static inline void lnn_v_storen(float *p, lnn_vf v, size_t n)
 {
     _mm256_maskstore_ps(p, lnn_v_mask(n), v);
+}
+
+/* Eight int8 as floats: one 8-byte load, sign-extended to 32 bits
+ * (vpmovsxbd), converted. */
+static inline lnn_vf lnn_v_load_i8(const int8_t *p)
+{
+    const __m128i b = _mm_loadl_epi64((const __m128i *)(const void *)p);
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b));
 }
 
 #include "kernels_simd.h"

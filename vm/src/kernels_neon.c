@@ -110,6 +110,7 @@ static inline float lnn_v_reduce1(lnn_vf a)
 static inline lnn_vq lnn_q_load(const float *p) { return vld1q_f32(p); }
 static inline void lnn_q_store(float *p, lnn_vq q) { vst1q_f32(p, q); }
 static inline lnn_vq lnn_q_add(lnn_vq a, lnn_vq b) { return vaddq_f32(a, b); }
+static inline lnn_vq lnn_q_mul(lnn_vq a, lnn_vq b) { return vmulq_f32(a, b); }
 static inline lnn_vf lnn_v_loadn(const float *p, size_t n)
 {
     float t[LNN_W] = {0.0f};
@@ -121,6 +122,20 @@ static inline void lnn_v_storen(float *p, lnn_vf v, size_t n)
     float t[LNN_W];
     vst1q_f32(t, v);
     memcpy(p, t, n * sizeof(float));
+}
+
+/* Four int8 (little-endian in bytes) as floats: widened to 16 then 32 bits
+ * (vmovl), converted. */
+static inline lnn_vf lnn_v_i8x4(uint32_t bytes)
+{
+    const int16x8_t h = vmovl_s8(vreinterpret_s8_u32(vdup_n_u32(bytes)));
+    return vcvtq_f32_s32(vmovl_s16(vget_low_s16(h)));
+}
+static inline lnn_vf lnn_v_load_i8(const int8_t *p)
+{
+    uint32_t u;
+    memcpy(&u, p, sizeof u);
+    return lnn_v_i8x4(u);
 }
 
 #include "kernels_simd.h"

@@ -57,6 +57,51 @@ void lnn_linear_t__scalar(const lnn_linear_t_params *p)
     }
 }
 
+/* The int8 values convert to float exactly; each sum is multiplied by its
+ * column's scale once, then the bias is added (kernels.h). */
+void lnn_linear_q8__scalar(const lnn_linear_q8_params *p)
+{
+    const size_t k = p->k, m = p->m;
+    for (size_t r = 0; r < p->rows; r++) {
+        const float *x = p->x + r * k;
+        float *y = p->y + r * m;
+        for (size_t j = 0; j < m; j++) {
+            const int8_t *q = p->q + j * k;
+            float acc = 0.0f;
+            for (size_t i = 0; i < k; i++)
+                acc += x[i] * (float)q[i];
+            acc *= p->scale[j];
+            if (p->bias)
+                acc += p->bias[j];
+            y[j] = acc;
+        }
+    }
+}
+
+/* As lnn_linear_t__scalar: each y row accumulates its m sums in i order. */
+void lnn_linear_tq8__scalar(const lnn_linear_q8_params *p)
+{
+    const size_t k = p->k, m = p->m;
+    for (size_t r = 0; r < p->rows; r++) {
+        const float *x = p->x + r * k;
+        float *y = p->y + r * p->ldy;
+        for (size_t j = 0; j < m; j++)
+            y[j] = 0.0f;
+        for (size_t n = 0; n < k; n++) {
+            const size_t i = p->reverse ? k - 1 - n : n;
+            const float xi = x[i];
+            const int8_t *q = p->q + i * p->ldq;
+            for (size_t j = 0; j < m; j++)
+                y[j] += xi * (float)q[j];
+        }
+        for (size_t j = 0; j < m; j++) {
+            y[j] *= p->scale[j];
+            if (p->bias)
+                y[j] += p->bias[j];
+        }
+    }
+}
+
 /* One binary kernel per op; OPX(u, v) is the element operation. y may be
  * exactly a or b, so the loops read an element before writing its slot. */
 #define LNN_BINARY_KERNEL(name, OPX)                                         \
@@ -296,6 +341,8 @@ const lnn_kernels lnn_kernels_scalar = {
     .isa = "scalar",
     .linear = lnn_linear__scalar,
     .linear_t = lnn_linear_t__scalar,
+    .linear_q8 = lnn_linear_q8__scalar,
+    .linear_tq8 = lnn_linear_tq8__scalar,
     .ewise = lnn_ewise__scalar,
     .add = lnn_add__scalar,
     .sub = lnn_sub__scalar,

@@ -24,10 +24,11 @@
  *   lnn_vi_set1(u) lnn_vi_add sub(a, b) lnn_vi_srl1(i) lnn_vi_sll23(i)
  *   lnn_v_reduce4(a, b, c, d)         lnn_vq of the four vectors' lane sums
  *   lnn_v_reduce1(a)                  float lane sum
- *   lnn_q_load(p) lnn_q_store(p, q) lnn_q_add(a, b)
+ *   lnn_q_load(p) lnn_q_store(p, q) lnn_q_add mul(a, b)
  *   lnn_v_loadn(p, n) lnn_v_storen(p, v, n)
  *                                     partial vectors, 0 < n < LNN_W; the
  *                                     lanes from n on load as 0
+ *   lnn_v_load_i8(p)                  LNN_W int8 at p (unaligned) as floats
  *
  * Tails: every loop ends with one partial vector (lnn_v_loadn / storen), so
  * the last elements get the same arithmetic as the others.
@@ -526,6 +527,268 @@ void LNN_SK(linear_t)(const lnn_linear_t_params *p)
 #undef LNN_TR_STORE
 #undef LNN_TR_STOREN
 
+/* ---- LINEAR_Q8 / MATMUL_NTQ8, LINEAR_TQ8 / MATMUL_TQ8 ------------------------------ */
+
+/* The products with an int8 weight, register-blocked as the float ones
+ * above: each weight vector is widened to floats as it is loaded (int8 ->
+ * int32 -> float, exact: lnn_v_load_i8) and fed to the same float
+ * multiply-adds; each column's sum is multiplied by its scale once at the
+ * end, then the bias is added. The activations stay float32 on purpose: the
+ * compiler checks the device against PyTorch run with the fake-quantized
+ * weights to 1e-5, which quantized activations would miss, so the integer
+ * dot-product instructions (SDOT, VPDPBUSD) do not apply.
+ *
+ * No partial int8 vector is ever loaded (the weight's last bytes may be the
+ * last bytes of the model buffer): a tail is a whole vector ending at the
+ * tail's end. In the dot products, the last vector of a Q row is the one
+ * at [k - LNN_W, k), against x's tail in its top lanes and zeros below
+ * (0 times a finite weight adds nothing); in the outer products, the last
+ * vector of columns is [m - LNN_W, m), overlapping the one before, whose
+ * columns it recomputes to the same bits. Shorter rows (k or m below
+ * LNN_W: tiny products) run the scalar kernel. */
+
+#define LNN_REP4(M) M(0) M(1) M(2) M(3)
+/* one row: accumulator c for Q row q0 + c * k */
+#define LNN_Q1_DECL(c) lnn_vf acc##c = lnn_v_zero();
+#define LNN_Q1_FMA(c, xv, i) acc##c = lnn_v_fma(xv, lnn_v_load_i8(q0 + (c) * k + (i)), acc##c);
+#define LNN_Q1_BODY(c) LNN_Q1_FMA(c, xv, i)
+#define LNN_Q1_TAIL(c) LNN_Q1_FMA(c, xt, k - LNN_W)
+/* two rows: accumulators a<c> (row 0) and b<c> (row 1) share the weight */
+#define LNN_Q2_DECL(c) lnn_vf a##c = lnn_v_zero(), b##c = lnn_v_zero();
+#define LNN_Q2_FMA(c, xv0, xv1, i)                                 \
+    {                                                              \
+        const lnn_vf wv = lnn_v_load_i8(q0 + (c) * k + (i));       \
+        a##c = lnn_v_fma(xv0, wv, a##c);                           \
+        b##c = lnn_v_fma(xv1, wv, b##c);                           \
+    }
+#define LNN_Q2_BODY(c) LNN_Q2_FMA(c, xv0, xv1, i)
+#define LNN_Q2_TAIL(c) LNN_Q2_FMA(c, xt0, xt1, k - LNN_W)
+
+/* x's last kt = k % LNN_W elements in the top lanes, zeros below: the x
+ * lanes of the Q vector at [k - LNN_W, k). */
+static inline lnn_vf lnn_q8_xtail(const float *x, size_t k, size_t kt)
+{
+    float t[LNN_W] = {0.0f};
+    if (kt)
+        memcpy(t + LNN_W - kt, x + k - kt, kt * sizeof(float));
+    return lnn_v_load(t);
+}
+
+/* Four sums of columns [j, j + 4) times their scales, plus their biases. */
+static inline lnn_vq lnn_q8_finish4(lnn_vq s, const float *scale, const float *bias, size_t j)
+{
+    s = lnn_q_mul(s, lnn_q_load(scale + j));
+    return bias ? lnn_q_add(s, lnn_q_load(bias + j)) : s;
+}
+
+static inline float lnn_q8_finish1(float s, const float *scale, const float *bias, size_t j)
+{
+    s *= scale[j];
+    return bias ? s + bias[j] : s;
+}
+
+/* One row of x into y[0, m); k >= LNN_W. Tiles of 4 outputs, then 1. */
+static void lnn_q8_row1(const lnn_linear_q8_params *p, const float *x, float *y)
+{
+    const size_t k = p->k, m = p->m, kv = k - k % LNN_W, kt = k - kv;
+    const lnn_vf xt = lnn_q8_xtail(x, k, kt);
+    size_t j = 0;
+    for (; j + 4 <= m; j += 4) {
+        const int8_t *q0 = p->q + j * k;
+        LNN_REP4(LNN_Q1_DECL)
+        for (size_t i = 0; i < kv; i += LNN_W) {
+            const lnn_vf xv = lnn_v_load(x + i);
+            LNN_REP4(LNN_Q1_BODY)
+        }
+        if (kt) {
+            LNN_REP4(LNN_Q1_TAIL)
+        }
+        lnn_q_store(y + j, lnn_q8_finish4(lnn_v_reduce4(acc0, acc1, acc2, acc3), p->scale,
+                                          p->bias, j));
+    }
+    for (; j < m; j++) {
+        const int8_t *q0 = p->q + j * k;
+        LNN_Q1_DECL(0)
+        for (size_t i = 0; i < kv; i += LNN_W) {
+            const lnn_vf xv = lnn_v_load(x + i);
+            LNN_Q1_BODY(0)
+        }
+        if (kt) {
+            LNN_Q1_TAIL(0)
+        }
+        y[j] = lnn_q8_finish1(lnn_v_reduce1(acc0), p->scale, p->bias, j);
+    }
+}
+
+/* Two rows of x into y[0, m) and y[m, 2m); k >= LNN_W. Tiles of 2 rows x 4
+ * outputs (each widened weight vector used twice), then 2 x 1. */
+static void lnn_q8_row2(const lnn_linear_q8_params *p, const float *x, float *y)
+{
+    const size_t k = p->k, m = p->m, kv = k - k % LNN_W, kt = k - kv;
+    const float *x1 = x + k;
+    const lnn_vf xt0 = lnn_q8_xtail(x, k, kt), xt1 = lnn_q8_xtail(x1, k, kt);
+    size_t j = 0;
+    for (; j + 4 <= m; j += 4) {
+        const int8_t *q0 = p->q + j * k;
+        LNN_REP4(LNN_Q2_DECL)
+        for (size_t i = 0; i < kv; i += LNN_W) {
+            const lnn_vf xv0 = lnn_v_load(x + i), xv1 = lnn_v_load(x1 + i);
+            LNN_REP4(LNN_Q2_BODY)
+        }
+        if (kt) {
+            LNN_REP4(LNN_Q2_TAIL)
+        }
+        lnn_q_store(y + j, lnn_q8_finish4(lnn_v_reduce4(a0, a1, a2, a3), p->scale, p->bias, j));
+        lnn_q_store(y + m + j,
+                    lnn_q8_finish4(lnn_v_reduce4(b0, b1, b2, b3), p->scale, p->bias, j));
+    }
+    for (; j < m; j++) {
+        const int8_t *q0 = p->q + j * k;
+        LNN_Q2_DECL(0)
+        for (size_t i = 0; i < kv; i += LNN_W) {
+            const lnn_vf xv0 = lnn_v_load(x + i), xv1 = lnn_v_load(x1 + i);
+            LNN_Q2_BODY(0)
+        }
+        if (kt) {
+            LNN_Q2_TAIL(0)
+        }
+        y[j] = lnn_q8_finish1(lnn_v_reduce1(a0), p->scale, p->bias, j);
+        y[m + j] = lnn_q8_finish1(lnn_v_reduce1(b0), p->scale, p->bias, j);
+    }
+}
+
+void LNN_SK(linear_q8)(const lnn_linear_q8_params *p)
+{
+    const size_t k = p->k, m = p->m, rows = p->rows;
+    if (k < LNN_W) {
+        lnn_linear_q8__scalar(p);
+        return;
+    }
+    size_t r = 0;
+    for (; r + 2 <= rows; r += 2)
+        lnn_q8_row2(p, p->x + r * k, p->y + r * m);
+    if (r < rows)
+        lnn_q8_row1(p, p->x + r * k, p->y + r * m);
+}
+
+#undef LNN_Q1_DECL
+#undef LNN_Q1_FMA
+#undef LNN_Q1_BODY
+#undef LNN_Q1_TAIL
+#undef LNN_Q2_DECL
+#undef LNN_Q2_FMA
+#undef LNN_Q2_BODY
+#undef LNN_Q2_TAIL
+
+/* The outer products (Qt (K, M)), as LINEAR_T: for each i, x[r][i]
+ * broadcast times the widened row i of Qt, into vector accumulators of y's
+ * columns, each column summed in i order (or reversed); m >= LNN_W.
+ *   one row: 4 vectors of columns at a time, then 1;
+ *   LNN_LT_ROWS rows: LNN_LT_ROWS rows x 1 vector (each widened weight
+ *            vector used LNN_LT_ROWS times). */
+#define LNN_QT_DECL(c) lnn_vf acc##c = lnn_v_zero();
+#define LNN_QT_BODY(c) acc##c = lnn_v_fma(xv, lnn_v_load_i8(qi + (c) * LNN_W), acc##c);
+#define LNN_QT_STORE(c)                                                         \
+    acc##c = lnn_v_mul(acc##c, lnn_v_load(p->scale + j + (c) * LNN_W));         \
+    if (p->bias)                                                                \
+        acc##c = lnn_v_add(acc##c, lnn_v_load(p->bias + j + (c) * LNN_W));      \
+    lnn_v_store(y + j + (c) * LNN_W, acc##c);
+
+/* One row of x into y; x and q at the first row of the sum, dx and dq the
+ * steps to the next (negative when reversed). */
+static void lnn_qt_row1(const lnn_linear_q8_params *p, const float *x, const int8_t *q, float *y,
+                        ptrdiff_t dq, ptrdiff_t dx)
+{
+    const size_t k = p->k, m = p->m;
+    size_t j = 0;
+    for (; j + 4 * LNN_W <= m; j += 4 * LNN_W) {
+        LNN_REP4(LNN_QT_DECL)
+        const int8_t *qi = q + j;
+        const float *xi = x;
+        for (size_t n = 0; n < k; n++, qi += dq, xi += dx) {
+            const lnn_vf xv = lnn_v_set1(*xi);
+            LNN_REP4(LNN_QT_BODY)
+        }
+        LNN_REP4(LNN_QT_STORE)
+    }
+    for (; j < m; j += LNN_W) {
+        if (j + LNN_W > m)
+            j = m - LNN_W; /* the last vector ends at m (see the tails above) */
+        LNN_QT_DECL(0)
+        const int8_t *qi = q + j;
+        const float *xi = x;
+        for (size_t n = 0; n < k; n++, qi += dq, xi += dx) {
+            const lnn_vf xv = lnn_v_set1(*xi);
+            LNN_QT_BODY(0)
+        }
+        LNN_QT_STORE(0)
+    }
+}
+
+/* LNN_LT_ROWS rows: accumulator a<r> for row r */
+#if LNN_LT_ROWS == 6
+#define LNN_QR_REP(M) M(0) M(1) M(2) M(3) M(4) M(5)
+#else
+#define LNN_QR_REP(M) M(0) M(1) M(2) M(3)
+#endif
+#define LNN_QR_DECL(r) lnn_vf a##r = lnn_v_zero();
+#define LNN_QR_FMA(r) a##r = lnn_v_fma(lnn_v_set1(xi[(r) * k]), wv, a##r);
+#define LNN_QR_STORE(r)                                     \
+    a##r = lnn_v_mul(a##r, sv);                             \
+    if (p->bias)                                            \
+        a##r = lnn_v_add(a##r, bv);                         \
+    lnn_v_store(y + (r) * p->ldy + j, a##r);
+
+/* LNN_LT_ROWS rows of x (k apart) into rows of y (ldy apart), as
+ * lnn_qt_row1. */
+static void lnn_qt_rows(const lnn_linear_q8_params *p, const float *x, const int8_t *q,
+                        float *y, ptrdiff_t dq, ptrdiff_t dx)
+{
+    const size_t k = p->k, m = p->m;
+    for (size_t j = 0; j < m; j += LNN_W) {
+        if (j + LNN_W > m)
+            j = m - LNN_W; /* the last vector ends at m (see the tails above) */
+        LNN_QR_REP(LNN_QR_DECL)
+        const int8_t *qi = q + j;
+        const float *xi = x;
+        for (size_t n = 0; n < k; n++, qi += dq, xi += dx) {
+            const lnn_vf wv = lnn_v_load_i8(qi);
+            LNN_QR_REP(LNN_QR_FMA)
+        }
+        const lnn_vf sv = lnn_v_load(p->scale + j);
+        const lnn_vf bv = p->bias ? lnn_v_load(p->bias + j) : sv;
+        LNN_QR_REP(LNN_QR_STORE)
+    }
+}
+
+void LNN_SK(linear_tq8)(const lnn_linear_q8_params *p)
+{
+    const size_t k = p->k, rows = p->rows;
+    if (p->m < LNN_W) {
+        lnn_linear_tq8__scalar(p);
+        return;
+    }
+    /* the first row of the sums and the steps: forwards, or from k-1 back */
+    const size_t first = p->reverse ? k - 1 : 0;
+    const ptrdiff_t dq = p->reverse ? -(ptrdiff_t)p->ldq : (ptrdiff_t)p->ldq;
+    const ptrdiff_t dx = p->reverse ? -1 : 1;
+    const int8_t *q = p->q + first * p->ldq;
+    size_t r = 0;
+    for (; r + LNN_LT_ROWS <= rows; r += LNN_LT_ROWS)
+        lnn_qt_rows(p, p->x + r * k + first, q, p->y + r * p->ldy, dq, dx);
+    for (; r < rows; r++)
+        lnn_qt_row1(p, p->x + r * k + first, q, p->y + r * p->ldy, dq, dx);
+}
+
+#undef LNN_REP4
+#undef LNN_QT_DECL
+#undef LNN_QT_BODY
+#undef LNN_QT_STORE
+#undef LNN_QR_REP
+#undef LNN_QR_DECL
+#undef LNN_QR_FMA
+#undef LNN_QR_STORE
+
 /* ---- EWISE ------------------------------------------------------------------------ */
 
 /* One instruction of an element-wise program over one block: the set's
@@ -632,6 +895,8 @@ const lnn_kernels LNN_SKT(LNN_SIMD_ISA) = {
     .isa = LNN_SSTR(LNN_SIMD_ISA),
     .linear = LNN_SK(linear),
     .linear_t = LNN_SK(linear_t),
+    .linear_q8 = LNN_SK(linear_q8),
+    .linear_tq8 = LNN_SK(linear_tq8),
     .ewise = LNN_SK(ewise),
     .add = LNN_SK(add),
     .sub = LNN_SK(sub),

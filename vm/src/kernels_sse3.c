@@ -75,6 +75,7 @@ static inline float lnn_v_reduce1(lnn_vf a)
 static inline lnn_vq lnn_q_load(const float *p) { return _mm_loadu_ps(p); }
 static inline void lnn_q_store(float *p, lnn_vq q) { _mm_storeu_ps(p, q); }
 static inline lnn_vq lnn_q_add(lnn_vq a, lnn_vq b) { return _mm_add_ps(a, b); }
+static inline lnn_vq lnn_q_mul(lnn_vq a, lnn_vq b) { return _mm_mul_ps(a, b); }
 static inline lnn_vf lnn_v_loadn(const float *p, size_t n)
 {
     float t[LNN_W] = {0.0f};
@@ -86,6 +87,23 @@ static inline void lnn_v_storen(float *p, lnn_vf v, size_t n)
     float t[LNN_W];
     _mm_storeu_ps(t, v);
     memcpy(p, t, n * sizeof(float));
+}
+
+/* Four int8 (little-endian in bytes) as floats. SSE3 cannot sign-extend
+ * bytes (pmovsxbd is SSE4.1): each byte is unpacked to the top of its
+ * 32-bit lane, then shifted down arithmetically. */
+static inline lnn_vf lnn_v_i8x4(int32_t bytes)
+{
+    __m128i v = _mm_cvtsi32_si128(bytes);
+    v = _mm_unpacklo_epi8(v, v);
+    v = _mm_unpacklo_epi16(v, v);
+    return _mm_cvtepi32_ps(_mm_srai_epi32(v, 24));
+}
+static inline lnn_vf lnn_v_load_i8(const int8_t *p)
+{
+    int32_t u;
+    memcpy(&u, p, sizeof u);
+    return lnn_v_i8x4(u);
 }
 
 #include "kernels_simd.h"

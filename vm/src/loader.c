@@ -2,11 +2,12 @@
  * loader.c - lnn_init: the loader is the verifier.
  *
  * Order: arguments, alignment, header, CRC, header fields, section table,
- * tensor table, code (verify.c), arena, kernel set (E_CPU). Every failure
- * records the file offset of the offending field, entry or instruction. Nothing in the file
- * is trusted before it has been checked, and all arithmetic on file values
- * is done in 64 bits so it cannot wrap.
+ * tensor table, test set, code (verify.c), arena, kernel set (E_CPU). Every
+ * failure records the file offset of the offending field, entry or
+ * instruction. Nothing in the file is trusted before it has been checked,
+ * and all arithmetic on file values is done in 64 bits so it cannot wrap.
  */
+#include <float.h>
 #include <string.h>
 
 #include "crc32.h"
@@ -94,7 +95,7 @@ static lnn_status lnn_load_sections(lnn_model *m, const lnn_header *h)
         LNN_FAIL(E_TRUNCATED, LNN_H_NUM_SECTIONS);
 
     uint32_t sec_off[LNN_MAX_SECTIONS], sec_size[LNN_MAX_SECTIONS];
-    uint32_t found[LNN_SEC_META + 1] = {0}; /* 1 + entry index, 0 = absent */
+    uint32_t found[LNN_SEC_TESTS + 1] = {0}; /* 1 + entry index, 0 = absent */
     for (uint32_t i = 0; i < h->num_sections; i++) {
         const uint32_t e = LNN_HEADER_SIZE + LNN_SECTION_ENTRY_SIZE * i;
         const uint32_t kind = lnn_rd32(p + e + LNN_S_KIND);
@@ -102,7 +103,7 @@ static lnn_status lnn_load_sections(lnn_model *m, const lnn_header *h)
         const uint32_t size = lnn_rd32(p + e + LNN_S_SIZE);
         if (lnn_rd32(p + e + LNN_S_RESERVED) != 0)
             LNN_FAIL(E_SECTION, e + LNN_S_RESERVED);
-        if (kind < LNN_SEC_TENSORS || kind > LNN_SEC_META || found[kind])
+        if (kind < LNN_SEC_TENSORS || kind > LNN_SEC_TESTS || found[kind])
             LNN_FAIL(E_SECTION, e + LNN_S_KIND);
         if (off < table_end)
             LNN_FAIL(E_SECTION, e + LNN_S_OFFSET);
@@ -131,6 +132,10 @@ static lnn_status lnn_load_sections(lnn_model *m, const lnn_header *h)
             if (size / 4 > LNN_MAX_CODE_WORDS)
                 LNN_FAIL(E_LIMIT, e + LNN_S_SIZE);
             break;
+        case LNN_SEC_TESTS: /* content checked with the tensors (lnn_load_tests) */
+            if (off % 4 != 0)
+                LNN_FAIL(E_SECTION, e + LNN_S_OFFSET);
+            break;
         default: /* NAMES, META: any alignment, ignored */
             break;
         }
@@ -152,6 +157,11 @@ static lnn_status lnn_load_sections(lnn_model *m, const lnn_header *h)
     m->consts_size = sec_size[found[LNN_SEC_CONSTS] - 1];
     m->code = p + sec_off[found[LNN_SEC_CODE] - 1];
     m->code_words = sec_size[found[LNN_SEC_CODE] - 1] / 4;
+    if (found[LNN_SEC_TESTS]) {
+        m->tests = p + sec_off[found[LNN_SEC_TESTS] - 1];
+        m->tests_size = sec_size[found[LNN_SEC_TESTS] - 1];
+        m->tests_entry = LNN_HEADER_SIZE + LNN_SECTION_ENTRY_SIZE * (found[LNN_SEC_TESTS] - 1);
+    }
     m->num_tensors = h->num_tensors;
     return LNN_OK;
 }
@@ -164,13 +174,14 @@ static lnn_status lnn_load_tensor(lnn_model *m, uint32_t t, uint8_t *in_seen,
     lnn_tensor x;
     lnn_tensor_read(m, t, &x);
 
-    if (x.dtype != LNN_DT_F32 && x.dtype != LNN_DT_U32)
+    if (x.dtype != LNN_DT_F32 && x.dtype != LNN_DT_U32 && x.dtype != LNN_DT_I8)
         LNN_FAIL(E_TENSOR, e + LNN_T_DTYPE);
     if (x.rank > LNN_MAX_RANK)
         LNN_FAIL(E_TENSOR, e + LNN_T_RANK);
     if (x.region > LNN_REG_OUTPUT)
         LNN_FAIL(E_TENSOR, e + LNN_T_REGION);
-    if (x.dtype == LNN_DT_U32 && x.region != LNN_REG_CONST) /* instruction data */
+    /* u32: instruction data; i8: quantized weights */
+    if (x.dtype != LNN_DT_F32 && x.region != LNN_REG_CONST)
         LNN_FAIL(E_TENSOR, e + LNN_T_DTYPE);
     if (x.flags & ~(uint32_t)LNN_TF_BATCH)
         LNN_FAIL(E_TENSOR, e + LNN_T_FLAGS);
@@ -199,7 +210,7 @@ static lnn_status lnn_load_tensor(lnn_model *m, uint32_t t, uint8_t *in_seen,
     if (x.reserved != 0)
         LNN_FAIL(E_TENSOR, e + LNN_T_RESERVED);
 
-    const uint64_t bytes = elems * 4u;
+    const uint64_t bytes = elems * lnn_dtype_size(x.dtype);
     switch (x.region) {
     case LNN_REG_CONST:
         if (x.offset % 4 != 0)
@@ -247,6 +258,55 @@ static lnn_status lnn_load_tensors(lnn_model *m)
     for (uint32_t i = 0; i < m->num_outputs; i++)
         if (!out_seen[i])
             LNN_FAIL(E_IO, LNN_H_NUM_OUTPUTS);
+    return LNN_OK;
+}
+
+static uint32_t lnn_io_elems(const lnn_model *m, uint32_t t)
+{
+    lnn_tensor x;
+    lnn_tensor_read(m, t, &x);
+    return lnn_tensor_elems(&x);
+}
+
+/* Floats of one batch row of all the inputs (or outputs): at most
+ * LNN_MAX_IO * LNN_MAX_ELEMENTS = 2^30. */
+static uint32_t lnn_io_floats(const lnn_model *m, const uint16_t *tensor, uint32_t n)
+{
+    uint32_t sum = 0;
+    for (uint32_t i = 0; i < n; i++)
+        sum += lnn_io_elems(m, tensor[i]);
+    return sum;
+}
+
+/* The test set, if any (layout in lnn_format.h): magic, count >= 1, the
+ * floats per case of the model's inputs and outputs, the exact size, and a
+ * tolerance that is a finite value >= 0. Sizes in 64 bits: once in_floats
+ * and out_floats match the model they are <= 2^30 each, so count * (in +
+ * out) < 2^32 * 2^31 cannot wrap. */
+static lnn_status lnn_load_tests(lnn_model *m)
+{
+    const uint8_t *t = m->tests;
+    if (!t)
+        return LNN_OK;
+    const uint32_t at = lnn_file_offset(m, t);
+    if (m->tests_size < LNN_TS_DATA)
+        LNN_FAIL(E_TESTS, m->tests_entry + LNN_S_SIZE);
+    if (memcmp(t + LNN_TS_MAGIC, LNN_TESTS_MAGIC, 4) != 0)
+        LNN_FAIL(E_TESTS, at + LNN_TS_MAGIC);
+    const uint32_t count = lnn_rd32(t + LNN_TS_COUNT);
+    const uint32_t in = lnn_rd32(t + LNN_TS_IN_FLOATS), out = lnn_rd32(t + LNN_TS_OUT_FLOATS);
+    if (count == 0)
+        LNN_FAIL(E_TESTS, at + LNN_TS_COUNT);
+    if (in != lnn_io_floats(m, m->input_tensor, m->num_inputs))
+        LNN_FAIL(E_TESTS, at + LNN_TS_IN_FLOATS);
+    if (out != lnn_io_floats(m, m->output_tensor, m->num_outputs))
+        LNN_FAIL(E_TESTS, at + LNN_TS_OUT_FLOATS);
+    if ((uint64_t)m->tests_size != LNN_TS_DATA + 4u * (uint64_t)count * ((uint64_t)in + out))
+        LNN_FAIL(E_TESTS, m->tests_entry + LNN_S_SIZE);
+    float tol;
+    memcpy(&tol, t + LNN_TS_MAX_ABS_ERR, sizeof tol);
+    if (!(tol >= 0.0f && tol <= FLT_MAX)) /* NaN, negative or infinite */
+        LNN_FAIL(E_TESTS, at + LNN_TS_MAX_ABS_ERR);
     return LNN_OK;
 }
 
@@ -306,6 +366,8 @@ lnn_status lnn_init(lnn_model *m, const void *buf, size_t len, void *arena,
     if ((s = lnn_load_tensors(m)) != LNN_OK)
         return s;
     m->stage = LNN_STAGE_TENSORS;
+    if ((s = lnn_load_tests(m)) != LNN_OK)
+        return s;
     if ((s = lnn_verify_code(m)) != LNN_OK)
         return s;
     m->stage = LNN_STAGE_CODE;
@@ -344,13 +406,6 @@ uint32_t lnn_num_inputs(const lnn_model *m)
 uint32_t lnn_num_outputs(const lnn_model *m)
 {
     return lnn_is_ready(m) ? m->num_outputs : 0;
-}
-
-static uint32_t lnn_io_elems(const lnn_model *m, uint32_t t)
-{
-    lnn_tensor x;
-    lnn_tensor_read(m, t, &x);
-    return lnn_tensor_elems(&x);
 }
 
 static int lnn_io_batched(const lnn_model *m, uint32_t t)
@@ -410,6 +465,24 @@ const char *lnn_kernel_set_name(uint32_t i)
         if (j == i)
             return lnn_kernel_sets[j]->isa;
     return NULL;
+}
+
+int lnn_get_tests(const lnn_model *m, lnn_tests *t)
+{
+    if (!t)
+        return 0;
+    memset(t, 0, sizeof *t);
+    if (!lnn_is_ready(m) || !m->tests)
+        return 0;
+    const uint8_t *p = m->tests;
+    t->count = lnn_rd32(p + LNN_TS_COUNT);
+    t->in_floats = lnn_rd32(p + LNN_TS_IN_FLOATS);
+    t->out_floats = lnn_rd32(p + LNN_TS_OUT_FLOATS);
+    memcpy(&t->max_abs_err, p + LNN_TS_MAX_ABS_ERR, sizeof t->max_abs_err);
+    /* the section is 4-aligned in a 4-aligned buffer */
+    t->inputs = (const float *)(const void *)(p + LNN_TS_DATA);
+    t->expected = t->inputs + (size_t)t->count * t->in_floats;
+    return 1;
 }
 
 void lnn_set_trace(lnn_model *m, lnn_trace_fn fn, void *ctx)

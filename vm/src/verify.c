@@ -48,7 +48,7 @@ static void lnn_vtensor_read(const lnn_model *m, uint32_t t, lnn_vtensor *v)
     lnn_tensor_read(m, t, &v->e);
     v->batched = (v->e.flags & LNN_TF_BATCH) != 0;
     v->elems = lnn_tensor_elems(&v->e);
-    v->bytes = v->elems * 4u;
+    v->bytes = v->elems * lnn_dtype_size(v->e.dtype);
 }
 
 /* ---- shapes ---------------------------------------------------------------- */
@@ -174,6 +174,12 @@ static int lnn_linear_t_ok(const lnn_vtensor *x, const lnn_vtensor *wt,
         if (d->e.dims[i] != x->e.dims[i])
             return 0;
     return 1;
+}
+
+/* The scale or bias operand of a product with m outputs: a vector (M). */
+static int lnn_vector_ok(const lnn_vtensor *v, uint32_t m)
+{
+    return v->e.rank == 1 && !v->batched && v->e.dims[0] == m;
 }
 
 /* An EWISEn operand v against its destination d: it must broadcast to d
@@ -381,13 +387,14 @@ static int lnn_mark_written(lnn_written *w, const lnn_vtensor *v)
 
 /* ---- one compute instruction ------------------------------------------------ */
 
-/* LINEAR_T / MATMUL_T with ndst destinations B = dst .. dst+ndst-1 (B
- * itself checked by lnn_check_compute): each one as B, none overlapping an
- * operand or another destination, and their last dims adding up to M. */
+/* LINEAR_T, MATMUL_T and their _TQ8 forms with ndst destinations B = dst
+ * .. dst+ndst-1 (B itself checked by lnn_check_compute): each one as B, none
+ * overlapping an operand or another destination, and their last dims adding
+ * up to M. v[0] is x, v[1] the weight Wt or Qt (K, M). */
 static lnn_status lnn_check_split(lnn_model *m, lnn_written *w, uint32_t dst,
-                                  uint32_t ndst, const lnn_vtensor *v, uint32_t n)
+                                  uint32_t ndst, const lnn_vtensor *v, uint32_t n,
+                                  const lnn_vtensor *bias)
 {
-    const lnn_vtensor *bias = n == 3 ? &v[2] : NULL;
     uint64_t cols = 0;
     for (uint32_t j = 0; j < ndst; j++) {
         lnn_vtensor d;
@@ -415,6 +422,31 @@ static lnn_status lnn_check_split(lnn_model *m, lnn_written *w, uint32_t dst,
     return cols == v[1].e.dims[1] ? LNN_OK : LNN_E_SHAPE;
 }
 
+/* The dtype of operand i (of n, in push order): u32 for the program of
+ * EWISEn, i8 for the weight of the _Q8 products, f32 for every other operand
+ * of every op (so no other op takes an i8 tensor). */
+static uint32_t lnn_operand_dtype(lnn_opcode op, uint32_t i, uint32_t n)
+{
+    switch (op) {
+    case LNN_OP_EWISE1:
+    case LNN_OP_EWISE2:
+    case LNN_OP_EWISE3:
+    case LNN_OP_EWISE4:
+    case LNN_OP_EWISE5:
+    case LNN_OP_EWISE6:
+    case LNN_OP_EWISE7:
+    case LNN_OP_EWISE8:
+        return i + 1 == n ? LNN_DT_U32 : LNN_DT_F32;
+    case LNN_OP_LINEAR_Q8:
+    case LNN_OP_MATMUL_NTQ8:
+    case LNN_OP_LINEAR_TQ8:
+    case LNN_OP_MATMUL_TQ8:
+        return i == 1 ? LNN_DT_I8 : LNN_DT_F32;
+    default:
+        return LNN_DT_F32;
+    }
+}
+
 /* ops[0..n) are the operands in push order; dst is tensor index B. Checks
  * in order: dtypes, writable destination, shapes, aliasing, operands written
  * before (so a file broken in two ways reports the earlier class), then
@@ -427,18 +459,16 @@ static lnn_status lnn_check_compute(lnn_model *m, lnn_written *w, lnn_opcode op,
     lnn_vtensor_read(m, dst, &d);
     for (uint32_t i = 0; i < n; i++)
         lnn_vtensor_read(m, ops[i], &v[i]);
-    /* EWISEn: the last operand is the program, n - 1 operands before it */
-    const int ewise = op >= LNN_OP_EWISE1 && op <= LNN_OP_EWISE8;
-
     if (d.e.dtype != LNN_DT_F32)
         return LNN_E_DTYPE;
     for (uint32_t i = 0; i < n; i++)
-        if (v[i].e.dtype != (ewise && i + 1 == n ? LNN_DT_U32 : LNN_DT_F32))
+        if (v[i].e.dtype != lnn_operand_dtype(op, i, n))
             return LNN_E_DTYPE;
     if (d.e.region != LNN_REG_ARENA && d.e.region != LNN_REG_OUTPUT)
         return LNN_E_READONLY;
 
     int shape_ok = 1, may_alias = 1;
+    const lnn_vtensor *bias = NULL; /* of the split products */
     switch (op) {
     case LNN_OP_ZERO:
         break;
@@ -472,7 +502,21 @@ static lnn_status lnn_check_compute(lnn_model *m, lnn_written *w, lnn_opcode op,
         break;
     case LNN_OP_LINEAR_T:
     case LNN_OP_MATMUL_T: /* destination B here, B+1.. below */
-        shape_ok = lnn_linear_t_ok(&v[0], &v[1], op == LNN_OP_LINEAR_T ? &v[2] : NULL, &d);
+        bias = op == LNN_OP_LINEAR_T ? &v[2] : NULL;
+        shape_ok = lnn_linear_t_ok(&v[0], &v[1], bias, &d);
+        may_alias = 0;
+        break;
+    case LNN_OP_LINEAR_Q8: /* x, Q, scale, bias */
+    case LNN_OP_MATMUL_NTQ8: /* x, Q, scale */
+        shape_ok = lnn_linear_ok(&v[0], &v[1], n == 4 ? &v[3] : NULL, &d) &&
+                   lnn_vector_ok(&v[2], v[1].e.dims[0]);
+        may_alias = 0;
+        break;
+    case LNN_OP_LINEAR_TQ8: /* x, Qt, scale, bias; destination B here, B+1.. below */
+    case LNN_OP_MATMUL_TQ8: /* x, Qt, scale */
+        bias = n == 4 ? &v[3] : NULL;
+        shape_ok = lnn_linear_t_ok(&v[0], &v[1], bias, &d) &&
+                   lnn_vector_ok(&v[2], v[1].e.dims[1]);
         may_alias = 0;
         break;
     case LNN_OP_EWISE1:
@@ -510,8 +554,8 @@ static lnn_status lnn_check_compute(lnn_model *m, lnn_written *w, lnn_opcode op,
             return LNN_E_UNINIT;
     if (!lnn_mark_written(w, &d))
         return LNN_E_LIMIT;
-    if (op == LNN_OP_LINEAR_T || op == LNN_OP_MATMUL_T)
-        return lnn_check_split(m, w, dst, axis, v, n);
+    if (lnn_opinfo_table[op].format == LNN_FMT_DSTN)
+        return lnn_check_split(m, w, dst, axis, v, n, bias);
     return LNN_OK;
 }
 
@@ -653,6 +697,10 @@ lnn_status lnn_verify_code(lnn_model *m)
         case LNN_OP_CONCAT:
         case LNN_OP_LINEAR_T:
         case LNN_OP_MATMUL_T:
+        case LNN_OP_LINEAR_Q8:
+        case LNN_OP_MATMUL_NTQ8:
+        case LNN_OP_LINEAR_TQ8:
+        case LNN_OP_MATMUL_TQ8:
         case LNN_OP_EWISE1:
         case LNN_OP_EWISE2:
         case LNN_OP_EWISE3:

@@ -23,6 +23,16 @@
  *            (each against the scalar kernel in the same direction); the
  *            scalar linear_t gives the bits of the scalar linear on the
  *            transposed weight
+ *   linear_q8 (LINEAR_Q8, MATMUL_NTQ8), linear_tq8 (LINEAR_TQ8, MATMUL_TQ8:
+ *   the columns split over several calls as over destinations, y rows of
+ *   ldy > m, byte-misaligned weights)
+ *            |simd - scalar| <= 1e-5 * (|scale| sum_k |x_k q_k| + |bias|)
+ *            + 1e-30 on k, m in 1..65 (every tail, and the sizes below one
+ *            vector) and batch 1..9, with and without bias, forwards and
+ *            reversed (_T), NaN and inf propagate; nothing written between
+ *            m and ldy or after y; the scalar linear_tq8 gives the bits of
+ *            the scalar linear_q8 on the transposed weight, which is
+ *            (sum x q) * scale + bias within 1e-5 in double precision
  *   ewise (EWISEn)
  *            random programs over operands of every mode (same, row, single
  *            value), in place or not: each set's ewise gives the bits of the
@@ -781,6 +791,188 @@ static void test_scalar_linear_t(void)
            "elements differ", cases, bad);
 }
 
+/* ---- the _Q8 products (int8 weights) ------------------------------------------- */
+
+/* One case: rows x k activations, m output columns, Q (m, k) for linear_q8
+ * or Qt (k, m) for linear_tq8 (t), the columns of Qt split over parts calls
+ * as over LINEAR_TQ8's destinations (each its own y rows of ldy >= m_i). */
+typedef struct {
+    size_t rows, k, m, parts;
+    int t, bias, reverse, special;
+} q8_shape;
+
+/* Exactly n bytes of int8 weights (plus a byte offset): the kernels must not
+ * read past the weight, which a sanitizer build of this test would catch. */
+static int8_t *q8_weights(size_t n, size_t off)
+{
+    int8_t *q = malloc(n + off);
+    if (!q) {
+        fputs("lnn_kernel_test: out of memory\n", stderr);
+        exit(2);
+    }
+    for (size_t i = 0; i < n + off; i++)
+        q[i] = (int8_t)(rnd() % 256 - 128);
+    return q;
+}
+
+static void q8_case(const lnn_kernels *k, const q8_shape *sh, linear_stats *st)
+{
+    const size_t rows = sh->rows, kk = sh->k, m = sh->m, nx = rows * kk;
+    const size_t xoff = rnd() % 2, qoff = rnd() % 4; /* 4-byte and byte misalignment */
+    float *x = falloc(nx + 1), *sc = falloc(m), *b = falloc(m);
+    int8_t *qbuf = q8_weights(kk * m, qoff), *q = qbuf + qoff;
+    const float xscale = (rnd() % 4 == 0) ? 1e3f : 1.0f;
+    for (size_t i = 0; i < nx + 1; i++)
+        x[i] = uniform(-1.0f, 1.0f) * xscale;
+    for (size_t j = 0; j < m; j++) {
+        sc[j] = uniform(1e-3f, 2e-2f) * (rnd() % 5 == 0 ? -1.0f : 1.0f);
+        b[j] = uniform(-1.0f, 1.0f);
+    }
+    /* q(j, i): Q[j][i] or Qt[i][j] */
+#define Q8_AT(j, i) q[sh->t ? (i) * m + (j) : (j) * kk + (i)]
+    if (sh->special == 1)
+        x[xoff + rnd() % nx] = NAN;
+    if (sh->special == 2) { /* +inf times positive weights */
+        const size_t r = rnd() % rows, i = rnd() % kk;
+        x[xoff + r * kk + i] = INFINITY;
+        for (size_t j = 0; j < m; j++)
+            Q8_AT(j, i) = 64;
+    }
+    size_t bad = 0, col = 0;
+    for (size_t part = 0; part < sh->parts; part++) {
+        /* the columns [col, col + mp) of this part */
+        const size_t left = sh->parts - part, mp = left == 1 ? m - col : 1 + rnd() % (m - col - (left - 1));
+        const size_t ldy = sh->t ? mp + (rnd() % 3 == 0) * (1 + rnd() % 5) : mp, ny = rows * ldy;
+        float *ys = falloc(ny + 8), *yk = falloc(ny + 8);
+        for (size_t i = 0; i < ny + 8; i++)
+            ys[i] = yk[i] = 12345.0f;
+        lnn_linear_q8_params p = {ys, x + xoff, sh->t ? q + col : q, sc + col,
+                                  sh->bias ? b + col : NULL, rows, kk, mp,
+                                  sh->t ? m : kk, ldy, sh->reverse};
+        (sh->t ? lnn_kernels_scalar.linear_tq8 : lnn_kernels_scalar.linear_q8)(&p);
+        p.y = yk;
+        (sh->t ? k->linear_tq8 : k->linear_q8)(&p);
+        for (size_t r = 0; r < rows; r++) {
+            for (size_t j = 0; j < ldy; j++) {
+                const float g = yk[r * ldy + j], e = ys[r * ldy + j];
+                if (j >= mp) { /* between m and ldy: untouched */
+                    bad += to_bits(g) != to_bits(12345.0f);
+                    continue;
+                }
+                double mag = 0.0;
+                for (size_t i = 0; i < kk; i++)
+                    mag += fabs((double)x[xoff + r * kk + i] * (double)Q8_AT(col + j, i));
+                mag = mag * fabs((double)sc[col + j]) + (sh->bias ? fabs((double)b[col + j]) : 0.0);
+                if (e != e || g != g || isinf(e) || isinf(g)) {
+                    if (!((e != e && g != g) || g == e))
+                        bad++;
+                    continue;
+                }
+                const double bound = 1e-5 * mag + 1e-30, d = fabs((double)g - (double)e);
+                if (d / bound > st->worst)
+                    st->worst = d / bound;
+                if (d > bound)
+                    bad++;
+            }
+        }
+        for (size_t i = ny; i < ny + 8; i++)
+            bad += to_bits(yk[i]) != to_bits(12345.0f);
+        free(ys);
+        free(yk);
+        col += mp;
+    }
+#undef Q8_AT
+    st->cases++;
+    if (bad) {
+        st->bad++;
+        snprintf(st->where, sizeof st->where, "rows=%zu k=%zu m=%zu parts=%zu bias=%d reverse=%d "
+                 "special=%d", rows, kk, m, sh->parts, sh->bias, sh->reverse, sh->special);
+    }
+    free(x);
+    free(sc);
+    free(b);
+    free(qbuf);
+}
+
+/* Every kernel set's linear_q8 (t = 0) or linear_tq8 (t = 1) against the
+ * scalar one: k and m below, at and past multiples of every vector width,
+ * batch 1..9, with and without bias, reversed sums and split columns (t). */
+static void test_q8(const lnn_kernels *k, int t)
+{
+    static const size_t ks[] = {1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 33, 65};
+    static const size_t ms[] = {1, 2, 3, 4, 5, 7, 8, 9, 12, 15, 16, 17, 31, 40, 65};
+    linear_stats st;
+    memset(&st, 0, sizeof st);
+    for (size_t a = 0; a < sizeof ks / sizeof ks[0]; a++) {
+        for (size_t c = 0; c < sizeof ms / sizeof ms[0]; c++) {
+            for (size_t rows = 1; rows <= 9; rows++) {
+                q8_shape sh = {rows, ks[a], ms[c], 1, t, (int)(rnd() % 2), 0, 0};
+                if (t) {
+                    sh.reverse = (int)(rnd() % 2);
+                    sh.parts = 1 + rnd() % (ms[c] < 3 ? ms[c] : 3);
+                }
+                sh.special = rnd() % 8 == 0 ? 1 + (int)(rnd() % 2) : 0;
+                q8_case(k, &sh, &st);
+            }
+        }
+    }
+    report(st.bad == 0, "%-6s %s vs scalar: %zu shapes, %zu out of tolerance, worst |d| = %.3f x "
+           "(1e-5 (|scale| sum|x q| + |bias|) + 1e-30)%s%s", k->isa,
+           t ? "linear_tq8 (LINEAR_TQ8, MATMUL_TQ8, split)" : "linear_q8 (LINEAR_Q8, MATMUL_NTQ8)",
+           st.cases, st.bad, st.worst, st.bad ? "; last: " : "", st.where);
+}
+
+/* The scalar _Q8 kernels: linear_tq8 gives the bits of linear_q8 on the
+ * transposed weight (the same sums in the same order), and linear_q8 is
+ * (sum x q) * scale + bias, checked in double precision. */
+static void test_scalar_q8(void)
+{
+    size_t cases = 0, differ = 0, off = 0;
+    for (size_t rep = 0; rep < 200; rep++) {
+        const size_t rows = 1 + rnd() % 7, kk = 1 + rnd() % 40, m = 1 + rnd() % 40;
+        const int bias = (int)(rnd() % 2);
+        float *x = falloc(rows * kk), *sc = falloc(m), *b = falloc(m);
+        float *y1 = falloc(rows * m), *y2 = falloc(rows * m);
+        int8_t *q = q8_weights(m * kk, 0), *qt = q8_weights(kk * m, 0);
+        for (size_t i = 0; i < rows * kk; i++)
+            x[i] = uniform(-2.0f, 2.0f);
+        for (size_t j = 0; j < m; j++) {
+            sc[j] = uniform(-0.05f, 0.05f);
+            b[j] = uniform(-1.0f, 1.0f);
+            for (size_t i = 0; i < kk; i++)
+                qt[i * m + j] = q[j * kk + i];
+        }
+        lnn_linear_q8_params p = {y1, x, q, sc, bias ? b : NULL, rows, kk, m, kk, m, 0};
+        lnn_linear_q8_params pt = {y2, x, qt, sc, bias ? b : NULL, rows, kk, m, m, m, 0};
+        lnn_kernels_scalar.linear_q8(&p);
+        lnn_kernels_scalar.linear_tq8(&pt);
+        for (size_t r = 0; r < rows; r++) {
+            for (size_t j = 0; j < m; j++) {
+                double s = 0.0, mag = 0.0;
+                for (size_t i = 0; i < kk; i++) {
+                    s += (double)x[r * kk + i] * q[j * kk + i];
+                    mag += fabs((double)x[r * kk + i] * q[j * kk + i]);
+                }
+                const double want = s * sc[j] + (bias ? b[j] : 0.0);
+                const double bound = 1e-5 * (mag * fabs((double)sc[j]) + (bias ? fabs((double)b[j]) : 0.0)) + 1e-30;
+                off += fabs((double)y1[r * m + j] - want) > bound;
+                differ += ulps(y1[r * m + j], y2[r * m + j]) != 0.0;
+            }
+        }
+        cases++;
+        free(x);
+        free(sc);
+        free(b);
+        free(y1);
+        free(y2);
+        free(q);
+        free(qt);
+    }
+    report(differ == 0 && off == 0, "scalar linear_tq8 vs scalar linear_q8 on the transposed weight: "
+           "%zu shapes, %zu elements differ; linear_q8 vs (sum x q) * scale + bias in double: %zu out "
+           "of tolerance", cases, differ, off);
+}
+
 /* ---- ewise -------------------------------------------------------------------- */
 
 enum { EW_MAXN = 8, EW_MAXL = 12, EW_MAXCOUNT = 420 };
@@ -1017,6 +1209,7 @@ int main(void)
     make_sweep();
     test_scalar_accuracy();
     test_scalar_linear_t();
+    test_scalar_q8();
     test_ewise(&lnn_kernels_scalar);
     for (size_t i = 0; lnn_kernel_sets[i]; i++) {
         const lnn_kernels *k = lnn_kernel_sets[i];
@@ -1030,6 +1223,8 @@ int main(void)
         test_binary(k);
         test_linear(k);
         test_linear_t(k);
+        test_q8(k, 0);
+        test_q8(k, 1);
         test_ewise(k);
         test_zero_concat(k);
     }

@@ -7,6 +7,9 @@ Standard library only. Writes into OUTDIR:
                      and CONCAT(y, h) -> output0 [B,5]
   ops.lnnb           every opcode and every broadcast path of the kernels,
                      batched and unbatched tensors, nested loops
+  q8.lnnb            the int8-weight products (LINEAR_Q8, MATMUL_NTQ8,
+                     LINEAR_TQ8 split, MATMUL_TQ8, a loop-strided int8
+                     table, an unbatched input) and a bundled test set
   *.in*.f32          inputs (N rows), *.expected*.f32 expected outputs, from
                      a plain-Python reference interpreter of the file
   bad_*.lnnb         broken variants, each with the status it must produce
@@ -66,11 +69,12 @@ ISAS = ("scalar", "neon", "sse3", "avx2")
 EXPECT_ISA = None     # --isa: the kernel set lnn_init must pick
 FORCE_KERNELS = None  # --kernels: the set the runner is forced to
 
-SEC_TENSORS, SEC_CONSTS, SEC_CODE, SEC_NAMES, SEC_META = 1, 2, 3, 4, 5
+SEC_TENSORS, SEC_CONSTS, SEC_CODE, SEC_NAMES, SEC_META, SEC_TESTS = 1, 2, 3, 4, 5, 6
 REG_CONST, REG_ARENA, REG_INPUT, REG_OUTPUT = 0, 1, 2, 3
 TF_BATCH = 1
 DT_F32 = 1
 DT_U32 = 2
+DT_I8 = 3
 
 
 def ew_program(n, regs, *insns):
@@ -139,6 +143,19 @@ class Builder:
         self.consts += b"\0" * (off - len(self.consts))
         self.consts += struct.pack("<%dI" % len(values), *values)
         return self.tensor(REG_CONST, [len(values)], off, dtype=DT_U32)
+
+    def const_i8(self, dims, values, steps=1):
+        """An int8 CONST tensor (a _Q8 weight); steps > 1: a loop-strided table of
+        steps tensors (values holds them all), each starting 4-aligned."""
+        n = self.count(dims)
+        assert len(values) == n * steps
+        stride = align(n, 4) if steps > 1 else 0
+        off = align(len(self.consts), 16)
+        self.consts += b"\0" * (off - len(self.consts))
+        for k in range(steps):
+            self.consts += struct.pack("<%db" % n, *values[k * n:(k + 1) * n])
+            self.consts += b"\0" * (-len(self.consts) % 4)
+        return self.tensor(REG_CONST, list(dims), off, stride=stride, dtype=DT_I8)
 
     def table(self, dims, steps):
         """A loop-strided CONST: steps[i] is the tensor at iteration i."""
@@ -237,10 +254,11 @@ class RefModel:
         self.tensors = []
         for t in range(ntens):
             dt, rank, reg, flags, *rest = struct.unpack_from("<BBBB4IIII", secs[SEC_TENSORS], 32 * t)
-            self.tensors.append(dict(rank=rank, region=reg, batched=bool(flags & 1),
+            self.tensors.append(dict(dtype=dt, rank=rank, region=reg, batched=bool(flags & 1),
                                      dims=list(rest[:rank]), offset=rest[4], stride=rest[5]))
         c = secs[SEC_CONSTS]
         c = c + b"\0" * (-len(c) % 4)
+        self.raw = c  # int8 weights are read from the bytes
         self.consts = list(struct.unpack("<%df" % (len(c) // 4), c))
         self.words = list(struct.unpack("<%dI" % (len(c) // 4), c))
         self.code = list(struct.unpack("<%dI" % (len(secs[SEC_CODE]) // 4), secs[SEC_CODE]))
@@ -274,6 +292,9 @@ class RefModel:
 
         def read(slot):
             space, base, t = slot
+            if self.tensors[t]["dtype"] == DT_I8:  # base: in 4-byte units
+                n = self.n(self.tensors[t])
+                return list(struct.unpack_from("<%db" % n, self.raw, 4 * base))
             return mem[space][base:base + self.n(self.tensors[t])]
 
         def write(t, vals, push=True):
@@ -359,6 +380,33 @@ class RefModel:
                     rows.append(row)
                 col = 0
                 for d in range(a):
+                    t = b + d
+                    m_d = self.tensors[t]["dims"][-1]
+                    write(t, [v for row in rows for v in row[col:col + m_d]], push=d == 0)
+                    col += m_d
+                continue
+            elif op in ("LINEAR_Q8", "MATMUL_NTQ8", "LINEAR_TQ8", "MATMUL_TQ8"):
+                # int8 weight Q (M, K) or Qt (K, M): the sum in float32, times the
+                # column's scale once, plus the bias; the _T forms split columns
+                x, q, scale = vals[0], vals[1], vals[2]
+                t_form = op in ("LINEAR_TQ8", "MATMUL_TQ8")
+                K, M = shapes[1] if t_form else shapes[1][::-1]
+                rows = []
+                for r in range(len(x) // K):
+                    row = []
+                    for j in range(M):
+                        acc = 0.0
+                        for i in range(K):
+                            qv = q[i * M + j] if t_form else q[j * K + i]
+                            acc = f32(acc + f32(x[r * K + i] * qv))
+                        acc = f32(acc * scale[j])
+                        if pops == 4:
+                            acc = f32(acc + vals[3][j])
+                        row.append(acc)
+                    rows.append(row)
+                ndst = a if t_form else 1
+                col = 0
+                for d in range(ndst):
                     t = b + d
                     m_d = self.tensors[t]["dims"][-1]
                     write(t, [v for row in rows for v in row[col:col + m_d]], push=d == 0)
@@ -563,6 +611,61 @@ def ops_model():
     return g
 
 
+def q8_model():
+    """The int8-weight products: K = 7 and M = 10 (tails for every vector
+    width), LINEAR_TQ8 split 3 | 7, a loop over an int8 table, an unbatched
+    input; 5 outputs, and a bundled test set computed by the reference."""
+    rng = random.Random(3)
+    K, M = 7, 10
+    g = Builder()
+    x = g.input(["B", K])
+    c = g.input([2, K])                                   # unbatched
+    qv = [rng.randrange(-128, 128) for _ in range(M * K)]
+    Q = g.const_i8([M, K], qv)
+    Qt = g.const_i8([K, M], [qv[j * K + i] for i in range(K) for j in range(M)])
+    Qs = g.const_i8([M, K], [rng.randrange(-128, 128) for _ in range(2 * M * K)], steps=2)
+    scale = g.const([M], [f32(rng.uniform(1e-3, 2e-2)) for _ in range(M)])
+    bias = g.const([M], rnd_values(rng, M))
+    outs = [g.output(d) for d in (["B", M], ["B", M], ["B", M], ["B", M], [2, M])]
+    da, db = g.arena(["B", 3]), g.arena(["B", M - 3])  # consecutive: LINEAR_TQ8's destinations
+    h, acc = g.arena(["B", M]), g.arena(["B", M])
+    P = lambda t: g.op("PUSH", t)
+    P(x); P(Q); P(scale); P(bias); g.op("LINEAR_Q8", outs[0]); g.op("DROP")
+    P(x); P(Qt); P(scale); P(bias); g.op("LINEAR_TQ8", da, a=2)
+    P(db); g.op("CONCAT", outs[1], a=1); g.op("DROP")
+    P(x); P(Q); P(scale); g.op("MATMUL_NTQ8", h)
+    P(x); P(Qt); P(scale); g.op("MATMUL_TQ8", outs[2], a=1)
+    g.op("ADD", outs[2]); g.op("DROP")
+    g.op("ZERO", acc); g.op("DROP")
+    g.op("LOOP", 2)
+    P(acc); P(x); P(Qs); P(scale); g.op("MATMUL_NTQ8", h); g.op("ADD", acc); g.op("DROP")
+    g.op("END")
+    P(acc); g.op("COPY", outs[3]); g.op("DROP")
+    P(c); P(Q); P(scale); P(bias); g.op("LINEAR_Q8", outs[4]); g.op("DROP")
+    g.names = dict(x=x, Q=Q, Qt=Qt, scale=scale, h=h)
+    return g
+
+
+def tests_section(data, count, rng, tolerance=1e-5):
+    """A TESTS section for a model: count cases of random inputs and the
+    reference's outputs (an unbatched input or output is a whole case)."""
+    ref = RefModel(data)
+    cases_in, cases_out = [], []
+    for _ in range(count):
+        row = inputs_for(ref, 1, rng)
+        cases_in += [v for vals in row for v in vals]
+        cases_out += [v for vals in ref.run_row(row) for v in vals]
+    n_in, n_out = len(cases_in) // count, len(cases_out) // count
+    return (struct.pack("<4sIIIf", b"LNNT", count, n_in, n_out, tolerance)
+            + struct.pack("<%df" % len(cases_in), *cases_in)
+            + struct.pack("<%df" % len(cases_out), *cases_out))
+
+
+def q8_data(g):
+    """The q8 model's file: its code and its test set."""
+    return g.build(extra=[(SEC_TESTS, tests_section(g.build(), 5, random.Random(4)))])
+
+
 def inputs_for(ref, n, rng, lo=1.0, hi=2.0):
     ins = []
     for i in range(ref.nin):
@@ -599,7 +702,7 @@ def broken_variants():
 
     out.append(("bad_magic", patched(0, "<4s", b"LNNX", False), "E_MAGIC", 0))
     out.append(("bad_version", patched(4, "<H", 2, False), "E_VERSION", 4))
-    out.append(("bad_minor", patched(6, "<H", 1, False), "E_VERSION", 6))
+    out.append(("bad_minor", patched(6, "<H", 2, False), "E_VERSION", 6))
     d = bytearray(good)
     d[g.layout[SEC_CONSTS] + 5] ^= 0x40
     out.append(("bad_crc", bytes(d), "E_CRC", 12))
@@ -749,7 +852,39 @@ def broken_variants():
     b = sample_model()
     y5 = b.tensor(REG_OUTPUT, ["B", 2], 0)  # a second tensor for output 0
     out.append(("io_duplicate", b.build(), "E_IO", b.tensor_off(y5, 20)))
+    out += q8_broken_variants()
     return out
+
+
+def q8_broken_variants():
+    """The int8 weights and the test set of q8.lnnb, broken one rule at a time."""
+    g = q8_model()
+    good = bytearray(q8_data(g))
+    N, ts = g.names, g.layout[SEC_TESTS]
+    first_q8 = 4  # pc of the first LINEAR_Q8
+
+    def patched(off, fmt, *vals):
+        d = bytearray(good)
+        struct.pack_into(fmt, d, off, *vals)
+        return bytes(fix(d))
+
+    i8_end = (len(g.consts) - 70 + 4) // 4 * 4  # Qt's 70 bytes run past the constants
+    return [
+        ("q8_i8_in_arena", patched(g.tensor_off(N["h"], 0), "<B", DT_I8), "E_TENSOR",
+         g.tensor_off(N["h"], 0)),
+        ("q8_i8_past_consts", patched(g.tensor_off(N["Qt"], 20), "<I", i8_end), "E_TENSOR_BOUNDS",
+         g.tensor_off(N["Qt"], 20)),
+        ("q8_scale_i8", patched(g.tensor_off(N["scale"], 0), "<B", DT_I8), "E_DTYPE",
+         g.code_off(first_q8)),
+        ("q8_scale_length", patched(g.tensor_off(N["scale"], 4), "<I", 9), "E_SHAPE",
+         g.code_off(first_q8)),
+        ("q8_q_rank_1", patched(g.tensor_off(N["Q"], 1), "<BBBII", 1, REG_CONST, 0, 70, 0), "E_SHAPE",
+         g.code_off(first_q8)),
+        ("tests_magic", patched(ts, "<4s", b"LNNX"), "E_TESTS", ts),
+        ("tests_count_zero", patched(ts + 4, "<I", 0), "E_TESTS", ts + 4),
+        ("tests_in_floats", patched(ts + 8, "<I", 8), "E_TESTS", ts + 8),
+        ("tests_count_wrong", patched(ts + 4, "<I", 4), "E_TESTS", 64 + 16 * 3 + 8),  # its size
+    ]
 
 
 # ---- random programs -------------------------------------------------------------
@@ -1135,6 +1270,15 @@ def check_model(ck, lnnvm, out, name, data, n, rng):
              and re.search(r"^target: \S+$", p.stdout, re.M),
              "info " + name, p.stdout + p.stderr)
     run_isa = FORCE_KERNELS or (info_isa.group(1) if info_isa else None)
+    n_tests = int(re.search(r"^tests: (\d+)$", p.stdout, re.M).group(1))
+    p = run([lnnvm, "test", path])
+    if n_tests:
+        ck.check(p.returncode == 0 and sanitizer_clean(p) and re.fullmatch(
+            r"tests: %d cases, max_abs_err \S+, tolerance \S+, PASSED\n" % n_tests, p.stdout),
+            "test " + name, p.stdout + p.stderr)
+    else:
+        ck.check(p.returncode == 2 and sanitizer_clean(p) and "no bundled test set" in p.stderr,
+                 "test without a test set " + name, p.stderr)
     p = run([lnnvm, "disasm", path])
     ck.check(p.returncode == 0 and len(p.stdout.splitlines()) == len(ref.code)
              and sanitizer_clean(p), "disasm " + name, p.stderr)
@@ -1283,7 +1427,7 @@ def check_fuzz(ck, lnnvm, out, models, count, seed):
     print("fuzz outcomes:", ", ".join("%s=%d" % kv for kv in sorted(stats.items())))
 
 
-def check_api(ck, lib_path, out, sample, ops_data):
+def check_api(ck, lib_path, out, sample, ops_data, q8):
     lib = ctypes.CDLL(lib_path)
     P, U32, SZ = ctypes.c_void_p, ctypes.c_uint32, ctypes.c_size_t
     lib.lnn_model_size.restype = SZ
@@ -1421,6 +1565,28 @@ def check_api(ck, lib_path, out, sample, ops_data):
     keep4, b4 = aligned(bytes(bad))
     ck.check(lib.lnn_init(m, b4, len(bad), abase, need4) == S["E_HEADER"]
              and lib.lnn_error_offset(m) == 40, "error offset")
+    # the bundled test set, read in place (lnn_get_tests)
+    class Tests(ctypes.Structure):
+        _fields_ = [("count", U32), ("in_floats", U32), ("out_floats", U32),
+                    ("max_abs_err", ctypes.c_float), ("inputs", X), ("expected", X)]
+
+    lib.lnn_get_tests.argtypes = [P, ctypes.POINTER(Tests)]
+    t = Tests()
+    ck.check(lib.lnn_get_tests(m, ctypes.byref(t)) == 0 and t.count == 0, "no tests: failed init")
+    ck.check(lib.lnn_get_tests(None, ctypes.byref(t)) == 0 and lib.lnn_get_tests(m, None) == 0,
+             "tests: NULL arguments")
+    keep5, b5 = aligned(q8)
+    qarena = ctypes.create_string_buffer(lib.lnn_arena_size(b5, len(q8), 1) + 64)
+    qa = (ctypes.addressof(qarena) + 63) // 64 * 64
+    ck.check(lib.lnn_init(m, b5, len(q8), qa, lib.lnn_arena_size(b5, len(q8), 1)) == S["OK"]
+             and lib.lnn_get_tests(m, ctypes.byref(t)) == 1, "q8 tests")
+    head = struct.unpack_from("<4sIIIf", q8, q8.index(b"LNNT"))
+    ck.check((t.count, t.in_floats, t.out_floats, t.max_abs_err) == head[1:]
+             and t.inputs[0] == struct.unpack_from("<f", q8, q8.index(b"LNNT") + 20)[0],
+             "q8 tests fields", "%s" % (head,))
+    keep6, b6 = aligned(sample)
+    ck.check(lib.lnn_init(m, b6, len(sample), abase, need4) == S["OK"]
+             and lib.lnn_get_tests(m, ctypes.byref(t)) == 0, "sample has no tests")
 
 
 def main():
@@ -1453,6 +1619,10 @@ def main():
         f.write(sample)
     with open(os.path.join(out, "ops.lnnb"), "wb") as f:
         f.write(ops_data)
+    gq = q8_model()
+    q8 = q8_data(gq)
+    with open(os.path.join(out, "q8.lnnb"), "wb") as f:
+        f.write(q8)
     variants = broken_variants()
     listing = {}
     for name, data, status, off in variants:
@@ -1464,16 +1634,17 @@ def main():
 
     check_model(ck, args.lnnvm, out, "sample", sample, 7, rng)
     check_model(ck, args.lnnvm, out, "ops", ops_data, 5, rng)
+    check_model(ck, args.lnnvm, out, "q8", q8, 6, rng)
     if args.lnnvm:
         check_broken(ck, args.lnnvm, out, variants)
         check_usage(ck, args.lnnvm, out)
         if args.fuzz:
-            check_fuzz(ck, args.lnnvm, out, [("sample", gs, sample), ("ops", go, ops_data)],
-                       args.fuzz, args.seed)
+            check_fuzz(ck, args.lnnvm, out, [("sample", gs, sample), ("ops", go, ops_data),
+                                             ("q8", gq, q8)], args.fuzz, args.seed)
         if args.progfuzz:
             check_progfuzz(ck, args.lnnvm, out, args.progfuzz, args.seed)
     if args.lib:
-        check_api(ck, args.lib, out, sample, ops_data)
+        check_api(ck, args.lib, out, sample, ops_data, q8)
     print("%d passed, %d failed" % (ck.passed, ck.failed))
     return 1 if ck.failed else 0
 
