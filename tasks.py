@@ -60,6 +60,9 @@ def train(c, model=DEFAULT_MODEL, seed=None, epochs=None):
 
     metrics = train_step(model, seed=None if seed is None else int(seed),
                          epochs=None if epochs is None else int(epochs))
+    if not metrics["passed"] and "test_accuracy" in metrics:
+        raise Exit(f"error: test accuracy {metrics['test_accuracy']:.4f} is below the recipe's target "
+                   f"{metrics['target_accuracy']}", code=1)
     if not metrics["passed"]:
         raise Exit(f"error: test RMSE {metrics['test_rmse']:.4f} is above the recipe's target "
                    f"{metrics['target_rmse']}", code=1)
@@ -128,6 +131,10 @@ def verify(c, model=DEFAULT_MODEL, board=None, trace=False, row=0):
     failed = [r for r in reports if not r.get("passed")]
     if len(reports) == 1 and failed:
         r = failed[0]
+        if r.get("kind") == "classifier":
+            raise Exit(f"error: verification failed on {r['board']}: max_abs_err {r['max_abs_err']:.3e} "
+                       f"(tolerance {r['tolerance']:.0e}), same class {100 * r['same_class_share']:.2f} %, "
+                       f"accuracy {r['accuracy_device']:.4f} vs PyTorch {r['accuracy_pytorch']:.4f}", code=1)
         raise Exit(f"error: verification failed on {r['board']}: max_abs_err {r['max_abs_err']:.3e} "
                    f"> tolerance {r['tolerance']:.0e}", code=1)
     if failed:

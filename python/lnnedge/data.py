@@ -1,6 +1,8 @@
-"""Data sets generated from a recipe's target function (no downloads)."""
+"""Data sets: generated from a recipe's target function, or bundled with a package (no downloads)."""
 
 from __future__ import annotations
+
+from functools import cache
 
 import numpy as np
 
@@ -26,7 +28,11 @@ def uniform_points(spec: DataSpec, n: int, seed: int) -> np.ndarray:
 
 
 def grid_points(spec: DataSpec, n: int, seed: int = 0) -> np.ndarray:
-    """n points covering the range: an even grid in 1-D, seeded uniform samples otherwise."""
+    """n points covering the range: an even grid in 1-D, seeded uniform samples otherwise.
+    A bundled data set gives its first n test inputs (repeated when it has fewer)."""
+    if spec.source != "function":
+        x_test = classification(spec)[2]
+        return np.resize(x_test, (n, x_test.shape[1])) if n else x_test
     if len(spec.ranges) == 1:
         low, high = spec.ranges[0]
         return np.linspace(low, high, n).reshape(-1, 1)
@@ -38,3 +44,32 @@ def train_test(spec: DataSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
     x_train = uniform_points(spec, spec.train_points, spec.seed)
     x_test = uniform_points(spec, spec.test_points, spec.seed + 1)
     return x_train, target(spec, x_train), x_test, target(spec, x_test)
+
+
+@cache
+def _digits_split(seed: int, test_fraction: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits  # bundled with scikit-learn: no download
+
+    bunch = load_digits()
+    x = np.asarray(bunch.data, dtype=np.float64)
+    y = np.asarray(bunch.target, dtype=np.int64)
+    # a stratified split by a seeded permutation of each class: the same split on every machine
+    rng = np.random.default_rng(seed)
+    test = np.zeros(len(y), dtype=bool)
+    for label in np.unique(y):
+        members = np.flatnonzero(y == label)
+        test[rng.permutation(members)[:round(len(members) * test_fraction)]] = True
+    x_train, x_test = x[~test], x[test]
+    # standardised with the training set's statistics; pixels that never vary there (std 0) are only centred
+    mean = x_train.mean(axis=0)
+    std = x_train.std(axis=0)
+    std[std == 0] = 1.0
+    return ((x_train - mean) / std).astype(np.float32), y[~test], ((x_test - mean) / std).astype(np.float32), y[test]
+
+
+def classification(spec: DataSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(x_train, labels_train, x_test, labels_test) of a bundled data set: float32 features, int64 labels.
+    Deterministic for a given seed and test fraction."""
+    if spec.source == "digits":
+        return _digits_split(spec.seed, spec.test_fraction)
+    raise ValueError(f"no bundled data set {spec.source!r}")

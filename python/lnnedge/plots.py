@@ -50,3 +50,18 @@ def verify_plot(x: np.ndarray, truth: np.ndarray, torch_out: np.ndarray, device_
     bottom.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
     fig.tight_layout()
     _save(fig, path)
+
+
+def classifier_plot(torch_logits: np.ndarray, device_logits: np.ndarray, title: str, path: Path) -> None:
+    """Device logits against PyTorch's (a diagonal when they agree), and the error per test image."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.scatter(torch_logits.ravel(), device_logits.ravel(), s=3, alpha=0.5)
+    left.set_xlabel("PyTorch logit")
+    left.set_ylabel("device logit")
+    left.set_title(title, fontsize=9)
+    right.plot(np.max(np.abs(device_logits.astype(np.float64) - torch_logits), axis=1), lw=0.8, color="tab:red")
+    right.set_xlabel("test image")
+    right.set_ylabel("max |device − PyTorch| over the logits")
+    right.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+    fig.tight_layout()
+    _save(fig, path)

@@ -31,6 +31,10 @@ class ModelSpec:
     t_end: float
     steps: int
     tau_min: float | None
+    # feed-forward classifiers (kind mlp / cnn): hidden widths of an MLP, or the channels of a CNN's 3x3
+    # convolutions over the input viewed as `image` (channels, height, width)
+    layers: tuple[int, ...] = ()
+    image: tuple[int, int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,8 @@ class DataSpec:
     train_points: int
     test_points: int
     seed: int
+    source: str = "function"  # "function": a target function over ranges; "digits": sklearn's 8x8 digits
+    test_fraction: float = 0.25  # digits: the held-out share
 
 
 @dataclass(frozen=True)
@@ -56,7 +62,8 @@ class TrainSpec:
 @dataclass(frozen=True)
 class Tolerances:
     float32_max_abs_err: float
-    target_rmse: float
+    target_rmse: float | None  # regression (LTC) recipes
+    target_accuracy: float | None = None  # classifiers: the test accuracy training must reach
 
 
 @dataclass(frozen=True)
@@ -78,6 +85,11 @@ class Recipe:
     tolerances: Tolerances
     verify_points: int
     quantization: QuantSpec | None = None
+
+    @property
+    def classifier(self) -> bool:
+        """A classifier (its outputs are logits, scored by accuracy) rather than a function fit."""
+        return self.model.kind in CLASSIFIER_KINDS
 
 
 def recipe_path(name_or_path: str) -> Path:
@@ -102,10 +114,16 @@ def load(name_or_path: str) -> Recipe:
     return parse(raw, path)
 
 
+CLASSIFIER_KINDS = ("mlp", "cnn")
+DATA_SOURCES = {"digits": (64, 10)}  # source -> (input features, classes)
+
+
 def parse(raw: Any, path: Path) -> Recipe:
     reader = _Reader(path)
     top = reader.mapping(raw, "")
     model = reader.mapping(top.get("model"), "model")
+    if model.get("kind") in CLASSIFIER_KINDS:
+        return _parse_classifier(reader, top, model, path)
     solver = reader.mapping(model.get("solver", {}), "model.solver")
     data = reader.mapping(top.get("data"), "data")
     training = reader.mapping(top.get("training"), "training")
@@ -166,6 +184,66 @@ def parse(raw: Any, path: Path) -> Recipe:
             target_rmse=reader.real(tol, "tolerances", "target_rmse", positive=True),
         ),
         verify_points=reader.integer(verify, "verify", "points", minimum=1, default=1024),
+        quantization=_quant(reader, top.get("quantization")),
+    )
+
+
+def _parse_classifier(reader: _Reader, top: dict, model: dict, path: Path) -> Recipe:
+    """A feed-forward classifier on a bundled data set (kind mlp or cnn, data.source digits)."""
+    data = reader.mapping(top.get("data"), "data")
+    training = reader.mapping(top.get("training"), "training")
+    tol = reader.mapping(top.get("tolerances"), "tolerances")
+    kind = reader.choice(model, "model", "kind", CLASSIFIER_KINDS)
+    source = reader.choice(data, "data", "source", tuple(DATA_SOURCES))
+    features, classes = DATA_SOURCES[source]
+    inputs = reader.integer(model, "model", "inputs", minimum=1)
+    outputs = reader.integer(model, "model", "outputs", minimum=2)
+    if (inputs, outputs) != (features, classes):
+        reader.fail("model", f"data source {source} has {features} inputs and {classes} classes, "
+                             f"the model {inputs} and {outputs}")
+    layers = model.get("layers")
+    if not isinstance(layers, list) or not layers or not all(
+            isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in layers):
+        reader.fail("model.layers", f"must be a non-empty list of positive integers, got {layers!r}")
+    image = None
+    if kind == "cnn":
+        raw_image = model.get("image")
+        if (not isinstance(raw_image, list) or len(raw_image) != 3
+                or not all(isinstance(n, int) and n >= 1 for n in raw_image)):
+            reader.fail("model.image", f"must be [channels, height, width], got {raw_image!r}")
+        image = tuple(raw_image)
+        if image[0] * image[1] * image[2] != inputs:
+            reader.fail("model.image", f"{image} does not hold the {inputs} inputs")
+    fraction = reader.real(data, "data", "test_fraction", positive=True, default=0.25)
+    if not fraction < 1:
+        reader.fail("data.test_fraction", f"must be below 1, got {fraction}")
+    target = reader.real(tol, "tolerances", "target_accuracy", positive=True)
+    if target > 1:
+        reader.fail("tolerances.target_accuracy", f"is a fraction (0..1], got {target}")
+    return Recipe(
+        name=str(top.get("name", path.stem)),
+        path=path,
+        description=str(top.get("description", "")),
+        model=ModelSpec(kind=kind, inputs=inputs, hidden=layers[0], outputs=outputs, method="none",
+                        t_start=0.0, t_end=0.0, steps=0, tau_min=None, layers=tuple(layers), image=image),
+        data=DataSpec(function="", ranges=(), train_points=0, test_points=0,
+                      seed=reader.integer(data, "data", "seed", minimum=0, default=1234),
+                      source=source, test_fraction=fraction),
+        training=TrainSpec(
+            seed=reader.integer(training, "training", "seed", minimum=0, default=0),
+            epochs=reader.integer(training, "training", "epochs", minimum=1),
+            batch_size=reader.integer(training, "training", "batch_size", minimum=1),
+            lr=reader.real(training, "training", "lr", positive=True),
+            lr_final=reader.real(training, "training", "lr_final", default=0.0),
+            grad_clip=reader.real(training, "training", "grad_clip", positive=True, default=1.0),
+            weight_decay=reader.real(training, "training", "weight_decay", default=0.0),
+        ),
+        tolerances=Tolerances(
+            float32_max_abs_err=reader.real(tol, "tolerances", "float32_max_abs_err", positive=True),
+            target_rmse=None,
+            target_accuracy=target,
+        ),
+        verify_points=0,  # a classifier verifies on its whole test set
         quantization=_quant(reader, top.get("quantization")),
     )
 

@@ -17,14 +17,14 @@ def results_table(build_dir: Path = BUILD_DIR) -> str:
 
     known = set(load_boards()[0])
     rows = ["| model | board | ISA | n | max abs err vs PyTorch | tolerance | latency (µs, median) | "
-            "RMSE vs true function | passed |", "|---|---|---|---|---|---|---|---|---|"]
+            "RMSE vs true function (or accuracy) | passed |", "|---|---|---|---|---|---|---|---|---|"]
     for path in sorted(build_dir.glob("*/verify-*.json")):
         r = json.loads(path.read_text())
         if r["board"] not in known:
             continue
         latency = f"{r['latency_us']:.1f}" + (" (emulated)" if r.get("emulated") else "")
         rows.append(f"| {r['model']} | {r['board']} | {r['isa']} | {r['n']} | {r['max_abs_err']:.2e} | "
-                    f"{r['tolerance']:.0e} | {latency} | {r['device_vs_true_rmse']:.4f} | "
+                    f"{r['tolerance']:.0e} | {latency} | {_task_metric(r)} | "
                     f"{'yes' if r['passed'] else 'NO'} |")
     return "\n".join(rows)
 
@@ -37,3 +37,9 @@ def update_readme(readme: Path = ROOT / "README.md", build_dir: Path = BUILD_DIR
         raise ValueError(f"{readme} has no {BEGIN} ... {END} block")
     readme.write_text(new)
     return table
+
+
+def _task_metric(r: dict) -> str:
+    if r.get("kind") == "classifier":
+        return f"accuracy {100 * r['accuracy_device']:.2f} % (same class {100 * r['same_class_share']:.0f} %)"
+    return f"{r['device_vs_true_rmse']:.4f}"

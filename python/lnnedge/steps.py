@@ -31,8 +31,13 @@ def train_step(model: str, seed: int | None = None, epochs: int | None = None, p
     out = model_dir(recipe.name)
     save(result, recipe, out)
     m = result.metrics
-    print(f"{recipe.name}: test RMSE vs true function {m['test_rmse']:.4f} (target ≤ {m['target_rmse']}), "
-          f"{m['epochs']} epochs in {m['train_seconds']:.1f} s, seed {m['seed']}")
+    if recipe.classifier:
+        print(f"{recipe.name}: test accuracy {100 * m['test_accuracy']:.2f} % on {m['test_points']} held-out "
+              f"images (target ≥ {100 * m['target_accuracy']:.0f} %), "
+              f"{m['epochs']} epochs in {m['train_seconds']:.1f} s, seed {m['seed']}")
+    else:
+        print(f"{recipe.name}: test RMSE vs true function {m['test_rmse']:.4f} (target ≤ {m['target_rmse']}), "
+              f"{m['epochs']} epochs in {m['train_seconds']:.1f} s, seed {m['seed']}")
     print(f"wrote {out / 'checkpoint.pt'}, {out / 'train-metrics.json'}, {out / 'loss.png'}")
     return m
 
@@ -56,9 +61,10 @@ def compile_step(model: str) -> dict:
     net = load_checkpoint(recipe, out)
     example = torch.zeros(1, recipe.model.inputs)
     started = time.perf_counter()
-    compiled = compile_module(net, (example,), name=recipe.name,
-                              meta={"recipe": recipe.name, "method": recipe.model.method,
-                                    "steps": recipe.model.steps - 1})
+    meta = {"recipe": recipe.name, "kind": recipe.model.kind}
+    if not recipe.classifier:
+        meta.update(method=recipe.model.method, steps=recipe.model.steps - 1)
+    compiled = compile_module(net, (example,), name=recipe.name, meta=meta)
     path = compiled.save(model_file(recipe.name))
     plan = compiled.plan_summary()
     print(f"compiled {recipe.name} in {time.perf_counter() - started:.1f} s -> {path} ({plan['file_bytes']} bytes; "
@@ -66,6 +72,10 @@ def compile_step(model: str) -> dict:
     print(f"arena: {plan['arena_row']} B per batch row (naive sum {plan['naive_row']} B, "
           f"largest live set {plan['lower_bound_row']} B) + {plan['arena_fixed']} B fixed; "
           f"batch 1 needs {compiled.arena_bytes(1)} B")
+    if plan["naive_row"]:
+        print(f"per batch row the plan is {100 * plan['arena_row'] / plan['naive_row']:.1f} % of the naive sum and "
+              f"{100 * plan['arena_row'] / max(plan['lower_bound_row'], 1):.1f} % of the largest live set; "
+              f"{plan['in_place']} op(s) write over their operand")
     print(f"listing: {path.with_name(path.name + '.txt')}")
     return plan
 

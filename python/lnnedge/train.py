@@ -44,6 +44,8 @@ def train(recipe: Recipe, seed: int | None = None, epochs: int | None = None, pr
     seed = spec.seed if seed is None else seed
     epochs = spec.epochs if epochs is None else epochs
     seed_everything(seed)
+    if recipe.classifier:
+        return _train_classifier(recipe, seed, epochs, progress)
 
     x_train, y_train, x_test, y_test = data.train_test(recipe.data)
     model = build_model(recipe.model)
@@ -98,6 +100,70 @@ def train(recipe: Recipe, seed: int | None = None, epochs: int | None = None, pr
         "torch_threads": torch.get_num_threads(),
     }
     return TrainResult(model, metrics, losses)
+
+
+def _train_classifier(recipe: Recipe, seed: int, epochs: int, progress: bool) -> TrainResult:
+    """Cross-entropy on the logits, Adam with the cosine schedule; metric: held-out accuracy."""
+    spec = recipe.training
+    x_train, y_train, x_test, y_test = data.classification(recipe.data)
+    model = build_model(recipe.model)
+    xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train)
+    optimiser = torch.optim.Adam(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
+    batches = math.ceil(len(xt) / spec.batch_size)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimiser, lambda step: _cosine(step, epochs * batches, spec.lr_final / spec.lr))
+    generator = torch.Generator().manual_seed(seed)
+    losses: list[float] = []
+    started = time.perf_counter()
+    bar = tqdm(range(epochs), desc=f"train {recipe.name} seed {seed}", unit="epoch", disable=not progress,
+               mininterval=0.2 if sys.stderr.isatty() else 10.0)
+    model.train()
+    for epoch in bar:
+        order = torch.randperm(len(xt), generator=generator)
+        epoch_loss = 0.0
+        for i in range(batches):
+            idx = order[i * spec.batch_size:(i + 1) * spec.batch_size]
+            loss = torch.nn.functional.cross_entropy(model(xt[idx]), yt[idx])
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(f"loss became {loss.item()} at epoch {epoch} (seed {seed})")
+            optimiser.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
+            optimiser.step()
+            schedule.step()
+            epoch_loss += loss.item() * len(idx)
+        losses.append(epoch_loss / len(xt))
+        bar.set_postfix(loss=f"{losses[-1]:.2e}")
+    seconds = time.perf_counter() - started
+    model.eval()
+    accuracy = test_accuracy(model, x_test, y_test)
+    target = recipe.tolerances.target_accuracy
+    metrics = {
+        "model": recipe.name,
+        "seed": seed,
+        "epochs": epochs,
+        "train_seconds": round(seconds, 2),
+        "final_train_loss": losses[-1],
+        "train_accuracy": test_accuracy(model, x_train, y_train),
+        "test_accuracy": accuracy,
+        "target_accuracy": target,
+        "passed": bool(accuracy >= target),
+        "train_points": len(x_train),
+        "test_points": len(x_test),
+        "torch_threads": torch.get_num_threads(),
+    }
+    return TrainResult(model, metrics, losses)
+
+
+def predict(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
+    """The model's outputs (logits for a classifier) as float32 numpy."""
+    with torch.no_grad():
+        return model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
+
+
+def test_accuracy(model: torch.nn.Module, x: np.ndarray, labels: np.ndarray) -> float:
+    """Share of rows whose largest logit is the label."""
+    return float(np.mean(np.argmax(predict(model, x), axis=1) == labels))
 
 
 def test_rmse(model: torch.nn.Module, x: np.ndarray, y: np.ndarray) -> float:

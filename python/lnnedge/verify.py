@@ -17,7 +17,7 @@ import torch
 from . import data
 from .artifacts import atomic_write_text
 from .config import Board
-from .plots import verify_plot
+from .plots import classifier_plot, verify_plot
 from .recipe import Recipe
 from .refvm import RefVM
 from .transports.base import Transport
@@ -37,8 +37,77 @@ class Comparison:
         return Comparison(worst, float(np.sqrt(np.mean(diff ** 2))))
 
 
+def _device_fields(board: Board, result, blob: bytes, wall: float) -> dict:
+    """What the report says about the device and the run, for every kind of model."""
+    return {
+        "target": board.target.name,
+        "transport": board.transport,
+        "isa": result.timing.get("isa", "unknown"),
+        "kernels": result.info.get("kernels", "unknown"),
+        "emulated": board.transport in ("qemu", "qemu-system") or bool(
+            board.ssh and board.ssh.command_prefix and board.ssh.command_prefix[0].startswith("qemu")),
+        "vm_version": result.timing.get("vm_version", "unknown"),
+        "model_sha256": hashlib.sha256(blob).hexdigest(),
+        "model_bytes": len(blob),
+        "latency_us": result.timing.get("latency_us_median"),
+        "latency_us_min": result.timing.get("latency_us_min"),
+        "latency_us_max": result.timing.get("latency_us_max"),
+        "latency_runs": result.timing.get("chunks"),
+        **{k: result.timing[k] for k in ("cycles_per_inference_median", "cycles_min", "cycles_max", "cycle_counter")
+           if k in result.timing},
+        "device_wall_seconds": round(wall, 3),
+    }
+
+
+def verify_classifier(recipe: Recipe, model: torch.nn.Module, model_file: Path, board: Board,
+                      transport: Transport, out_dir: Path) -> dict:
+    """The whole test set through PyTorch, the reference VM and the device: logits within the tolerance, every
+    predicted class the same, and so the same accuracy."""
+    _, _, x, labels = data.classification(recipe.data)
+    with torch.no_grad():
+        reference = model(torch.from_numpy(x)).numpy()
+    blob = model_file.read_bytes()
+    ref_out = RefVM(blob).run([x])[0]
+    started = time.perf_counter()
+    result = transport.run(model_file, [x], batch=1)
+    wall = time.perf_counter() - started
+    device = result.outputs[0]
+    tol = recipe.tolerances.float32_max_abs_err
+    dev, ref = Comparison.of(device, reference), Comparison.of(ref_out, reference)
+    classes = {name: np.argmax(out, axis=1) for name, out in
+               (("pytorch", reference), ("device", device), ("reference_vm", ref_out))}
+    accuracy = {name: float(np.mean(c == labels)) for name, c in classes.items()}
+    same_dev = float(np.mean(classes["device"] == classes["pytorch"]))
+    same_ref = float(np.mean(classes["reference_vm"] == classes["pytorch"]))
+    report = {
+        "model": recipe.name,
+        "board": board.name,
+        "kind": "classifier",
+        **_device_fields(board, result, blob, wall),
+        "n": int(len(x)),
+        "max_abs_err": dev.max_abs_err,
+        "rmse": dev.rmse,
+        "tolerance": tol,
+        "same_class_share": same_dev,
+        "accuracy_pytorch": accuracy["pytorch"],
+        "accuracy_device": accuracy["device"],
+        "passed": bool(dev.max_abs_err <= tol and ref.max_abs_err <= tol and same_dev == 1.0 and same_ref == 1.0
+                       and accuracy["device"] == accuracy["pytorch"]),
+        "reference_vm": {"max_abs_err": ref.max_abs_err, "rmse": ref.rmse, "same_class_share": same_ref,
+                         "accuracy": accuracy["reference_vm"]},
+        "plot": f"verify-{board.name}.png",
+    }
+    atomic_write_text(out_dir / f"verify-{board.name}.json", json.dumps(report, indent=2) + "\n")
+    classifier_plot(reference, device, f"{recipe.name} on {board.name} ({report['isa']}): "
+                    f"max |device − PyTorch| = {dev.max_abs_err:.2e}, same class {100 * same_dev:.1f} %",
+                    out_dir / f"verify-{board.name}.png")
+    return report
+
+
 def verify(recipe: Recipe, model: torch.nn.Module, model_file: Path, board: Board, transport: Transport,
            out_dir: Path) -> dict:
+    if recipe.classifier:
+        return verify_classifier(recipe, model, model_file, board, transport, out_dir)
     x = data.grid_points(recipe.data, recipe.verify_points, seed=recipe.data.seed + 2).astype(np.float32)
     with torch.no_grad():
         reference = model(torch.from_numpy(x)).numpy()
@@ -89,8 +158,35 @@ def verify(recipe: Recipe, model: torch.nn.Module, model_file: Path, board: Boar
     return report
 
 
+def _classifier_table(report: dict) -> str:
+    ref = report["reference_vm"]
+    tol = report["tolerance"]
+    rows = [
+        ("", "max |logit err| vs PyTorch", "same class as PyTorch", "accuracy", "verdict"),
+        ("PyTorch", "", "", f"{100 * report['accuracy_pytorch']:.2f} %", ""),
+        ("reference VM (numpy)", f"{ref['max_abs_err']:.3e}", f"{100 * ref['same_class_share']:.2f} %",
+         f"{100 * ref['accuracy']:.2f} %",
+         "ok" if ref["max_abs_err"] <= tol and ref["same_class_share"] == 1.0 else "FAIL"),
+        (f"device {report['board']} ({report['isa']})", f"{report['max_abs_err']:.3e}",
+         f"{100 * report['same_class_share']:.2f} %", f"{100 * report['accuracy_device']:.2f} %",
+         "ok" if report["max_abs_err"] <= tol and report["same_class_share"] == 1.0 else "FAIL"),
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    latency = report.get("latency_us")
+    emulated = " under QEMU emulation, not device speed" if report.get("emulated") else ""
+    if latency is not None:
+        lines.append(f"on-device latency {latency:.2f} µs (median per inference{emulated})")
+    lines.append(f"n = {report['n']} test images (the whole test set), logit tolerance {tol:.0e}, identical "
+                 f"classes required; {'PASSED' if report['passed'] else 'FAILED'}")
+    return "\n".join(lines)
+
+
 def table(report: dict) -> str:
     """The report as a small terminal table."""
+    if report.get("kind") == "classifier":
+        return _classifier_table(report)
     rows = [
         ("", "max |err| vs PyTorch", "RMSE vs PyTorch", "verdict"),
         ("reference VM (numpy)", f"{report['reference_vm']['max_abs_err']:.3e}",

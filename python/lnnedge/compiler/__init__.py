@@ -64,13 +64,42 @@ class CompiledModel:
             "naive_fixed": fixed.naive, "naive_row": batched.naive,
             "lower_bound_fixed": fixed.lower_bound, "lower_bound_row": batched.lower_bound,
             "code_bytes": 4 * len(self.program.code), "const_bytes": len(self.program.consts),
-            "file_bytes": len(self.data),
+            "file_bytes": len(self.data), "in_place": in_place_ops(self.program),
         }
 
     def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
         from ..refvm import RefVM
 
         return RefVM(self.data).run(list(inputs))
+
+
+def in_place_ops(program: lnnb.Program) -> int:
+    """Compute instructions whose destination is exactly one of their operands' storage (written in place)."""
+    from .. import isa
+
+    by_code = isa.opcode_by_code()
+    stack: list[int] = []
+    count = 0
+
+    def where(t: lnnb.TensorEntry) -> tuple:
+        return t.region, t.offset, t.batched, t.dims
+
+    for word in program.code:
+        code, a, b = isa.decode(word)
+        info = by_code[code]
+        if info.name == "PUSH":
+            stack.append(b)
+        elif info.name == "DROP":
+            stack.pop()
+        elif info.pops or info.pushes:
+            operands = stack[len(stack) - info.pops:]
+            del stack[len(stack) - info.pops:]
+            dst = program.tensors[b]
+            if dst.region == isa.const("REG_ARENA") and any(
+                    where(program.tensors[o]) == where(dst) for o in operands):
+                count += 1
+            stack.append(b)
+    return count
 
 
 def requirements(program: lnnb.Program) -> dict:

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from ..recipe import ModelSpec
+from .feedforward import CNN, mlp
 from .ltc import LTCRegressor
 
 
@@ -14,4 +15,8 @@ def build_model(spec: ModelSpec) -> nn.Module:
         t = torch.linspace(spec.t_start, spec.t_end, spec.steps)
         tau_min = spec.tau_min if spec.tau_min is not None else float((t[1:] - t[:-1]).max())
         return LTCRegressor(spec.inputs, spec.hidden, spec.outputs, t, spec.method, tau_min)
+    if spec.kind == "mlp":
+        return mlp(spec.inputs, spec.layers, spec.outputs)
+    if spec.kind == "cnn" and spec.image is not None:
+        return CNN(spec.image, spec.layers, spec.outputs)
     raise ValueError(f"unknown model kind {spec.kind!r}")
