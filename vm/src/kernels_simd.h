@@ -625,6 +625,8 @@ void LNN_SK(ewise)(const lnn_ewise_params *p)
     lnn_ewise_blocks(p, LNN_SK(ew_block));
 }
 
+#include "kernels_simd_graph.h" /* CONV2D .. MATMUL */
+
 /* ---- the table ------------------------------------------------------------------ */
 
 /* COPY, ZERO and CONCAT are memcpy / memset work: the scalar kernels. */
@@ -645,6 +647,14 @@ const lnn_kernels LNN_SKT(LNN_SIMD_ISA) = {
     .copy = lnn_copy__scalar,
     .zero = lnn_zero__scalar,
     .concat = lnn_concat__scalar,
+    .conv2d = LNN_SK(conv2d),
+    .maxpool2d = LNN_SK(maxpool2d),
+    .avgpool2d = LNN_SK(avgpool2d),
+    .softmax = LNN_SK(softmax),
+    .log_softmax = LNN_SK(log_softmax),
+    .reduce_sum = LNN_SK(reduce_sum),
+    .reduce_mean = LNN_SK(reduce_mean),
+    .matmul = LNN_SK(matmul),
 };
 
 #undef LNN_SK3

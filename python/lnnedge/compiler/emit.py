@@ -30,7 +30,20 @@ _OPCODE = {
     "add": "ADD", "sub": "SUB", "mul": "MUL", "div": "DIV",
     "neg": "NEG", "exp": "EXP", "sigmoid": "SIGMOID", "tanh": "TANH", "relu": "RELU", "concat": "CONCAT",
     "zeros": "ZERO", "reshape": "COPY", "copy": "COPY",
+    "conv2d": "CONV2D", "maxpool2d": "MAXPOOL2D", "avgpool2d": "AVGPOOL2D", "softmax": "SOFTMAX",
+    "log_softmax": "LOG_SOFTMAX", "reduce_sum": "REDUCE_SUM", "reduce_mean": "REDUCE_MEAN", "matmul": "MATMUL",
 }
+
+
+def param_field(node: Node, types: dict[str, TensorType]) -> int:
+    """Field A of a graph op (lnn_opcodes.def): conv stride and padding, pool window and stride, an axis."""
+    if node.op == "conv2d":
+        return (node.attr("stride") - 1) | node.attr("padding") << 4
+    if node.op in ("maxpool2d", "avgpool2d"):
+        return (node.attr("kernel") - 1) | (node.attr("stride") - 1) << 4
+    if node.op in ("softmax", "log_softmax", "reduce_sum", "reduce_mean"):
+        return node.attr("axis") % len(types[node.inputs[0]].shape)
+    return 0
 
 
 @dataclass(frozen=True)
@@ -288,7 +301,7 @@ class _Emitter:
                 opcode = _OPCODE[node.op]
             else:
                 raise CompileError(f"no VM instruction for op {node.op!r}", node)
-            axis = 0
+            axis = param_field(node, self.types)
             if node.op == "concat":
                 rank = len(self.types[node.output].shape)
                 axis = node.attr("axis") % rank
