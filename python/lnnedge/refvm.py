@@ -135,7 +135,8 @@ class RefVM:
         if name == "CONV2D":
             return kernels_np.conv2d(args[0], args[1], args[2], (axis & 0xF) + 1, axis >> 4)
         if name in ("MAXPOOL2D", "AVGPOOL2D"):
-            return kernels_np.pool2d(args[0], (axis & 0xF) + 1, (axis >> 4) + 1, "max" if name == "MAXPOOL2D" else "avg")
+            mode = "max" if name == "MAXPOOL2D" else "avg"
+            return kernels_np.pool2d(args[0], (axis & 0xF) + 1, (axis >> 4) + 1, mode)
         if name in ("SOFTMAX", "LOG_SOFTMAX"):
             return kernels_np.softmax(args[0], axis, log=name == "LOG_SOFTMAX")
         if name in ("REDUCE_SUM", "REDUCE_MEAN"):

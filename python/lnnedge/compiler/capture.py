@@ -93,6 +93,7 @@ def _translate(program: torch.export.ExportedProgram, blocks: dict[int, ODEBlock
     sig = program.graph_signature
     lifted = {**sig.inputs_to_parameters, **sig.inputs_to_buffers, **sig.inputs_to_lifted_tensor_constants}
     state = {**program.state_dict, **program.constants}
+    check_supported(program)
     t = _Translator(module_prefix, block_paths or {})
     inputs: list[str] = []
     for node in program.graph.nodes:
@@ -177,6 +178,41 @@ SUPPORTED = sorted({*_BINARY.values(), *_UNARY.values(), "linear (nn.Linear)", "
                     "zeros", "reshape / view / flatten", "rsub", "conv2d (nn.Conv2d: stride, padding, NCHW)",
                     "max_pool2d / avg_pool2d (nn.MaxPool2d / nn.AvgPool2d)", "softmax", "log_softmax",
                     "sum / mean over dims", "transpose of a constant", "ODEBlock (euler, midpoint, rk4)"})
+
+
+def _known_targets() -> set:
+    return {*_BINARY, *_UNARY, *_IDENTITY, *_RESHAPE, *_SOFTMAX, *_REDUCE, *_MATMUL, *_POOL, *_PERMUTE,
+            torch.ops.aten.rsub.Scalar, torch.ops.aten.linear.default, torch.ops.aten.cat.default,
+            torch.ops.aten.new_zeros.default, torch.ops.aten.zeros.default, torch.ops.aten.zeros_like.default,
+            torch.ops.aten.conv2d.default, torch.ops.lnnedge.ode_block.default}
+
+
+def _module_of(fx_node) -> str:
+    """' in module NAME (TYPE)' for the innermost nn.Module the node came from, or ''."""
+    stack = fx_node.meta.get("nn_module_stack") or {}
+    if not stack:
+        return ""
+    path, kind = list(stack.values())[-1]
+    kind = kind if isinstance(kind, str) else f"{kind.__module__}.{kind.__qualname__}"
+    return f" in module '{path}' ({kind.rsplit('.', 1)[-1]})" if path else f" in {kind.rsplit('.', 1)[-1]}.forward"
+
+
+def check_supported(program: torch.export.ExportedProgram) -> None:
+    """Before translating anything: the first op the VM has no instruction for stops compilation with its name,
+    the module it belongs to, its line in the user's model and the list of what is supported (an unsupported
+    layer such as nn.LSTM would otherwise fail later on a side effect, e.g. its batch-second state)."""
+    known = _known_targets()
+    for node in program.graph.nodes:
+        if node.op != "call_function" or node.target in known:
+            continue
+        val = node.meta.get("val")
+        values = val if isinstance(val, (tuple, list)) else (val,)
+        if not any(isinstance(v, torch.Tensor) for v in values):
+            continue  # symbolic sizes, asserts, tuple indexing: no tensor computed
+        name = getattr(node.target, "__name__", str(node.target))
+        raise CompileError(
+            f"unsupported operation {node.target}{_module_of(node)}: the VM has no instruction for {name}; "
+            f"supported: {', '.join(SUPPORTED)}", Node(str(node.target), (), (), (), source_line(node)))
 
 
 class _Translator:

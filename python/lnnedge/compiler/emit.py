@@ -15,7 +15,7 @@ Steps, in order:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -25,6 +25,7 @@ from .ir import CompileError, Graph, Node, TensorType, free_values
 from .planner import Plan, Request, plan
 
 _ELEMENTWISE = {"add", "sub", "mul", "div", "neg", "exp", "sigmoid", "tanh", "relu", "ewise"}
+_IN_PLACE = _ELEMENTWISE | {"reshape"}  # may write over an operand of exactly their output's bytes
 _OPCODE = {
     "linear": "LINEAR", "matmul_nt": "MATMUL_NT", "linear_t": "LINEAR_T", "matmul_t": "MATMUL_T",
     "add": "ADD", "sub": "SUB", "mul": "MUL", "div": "DIV",
@@ -191,9 +192,54 @@ class _Emitter:
             ranges[root] = (min(lo, first), max(hi, last))
         return ranges
 
+    def merge_in_place(self) -> int:
+        """Outside loops, an element-wise op (or a reshape) writes over an operand that no later instruction
+        reads: the two values share one buffer. The VM allows exactly this overlap (the same byte range) for
+        these ops, and their kernels read an element before writing its slot. Returns the number merged."""
+        reads: dict[str, int] = {}  # value -> last schedule position that reads it (inside loops too)
+        depth_at: list[int] = []
+        depth = 0
+        for pos, item in enumerate(self.items):
+            depth += item.kind == "loop"
+            depth -= item.kind == "end"
+            depth_at.append(depth)
+            if item.kind == "node":
+                for name in item.node.inputs:
+                    reads[name] = pos
+        in_loops = {name for pos, item in enumerate(self.items) if item.kind == "node" and depth_at[pos] > 0
+                    for name in (*item.node.inputs, *item.node.outputs)}
+        merged = 0
+        for pos, item in enumerate(self.items):
+            node = item.node
+            if (item.kind != "node" or depth_at[pos] > 0 or node.op not in _IN_PLACE or len(node.outputs) != 1
+                    or not self.is_storage(node.output) or self.uf.find(node.output) in self.output_of
+                    or node.output in self.graph.outputs):
+                continue
+            out_t = self.types[node.output]
+            for name in node.inputs:
+                t = self.types.get(name)
+                fits = t is not None and (t == out_t if node.op != "reshape" else
+                                          (t.nbytes, t.batched) == (out_t.nbytes, out_t.batched))
+                root = self.uf.find(name)
+                if (fits and self.is_storage(name) and reads.get(name) == pos and name not in in_loops
+                        and root not in self.output_of and name not in self.graph.outputs
+                        and all(m not in in_loops for m in self.uf.parent if self.uf.find(m) == root)):
+                    self.uf.union(name, node.output)
+                    merged += 1
+                    break
+        return merged
+
+    def naive_sum(self, batched: bool) -> int:
+        """Bytes of every intermediate value in a buffer of its own (the values written to outputs aside)."""
+        names = {name for item in self.items if item.kind == "node" for name in (*item.node.inputs, *item.node.outputs)
+                 if self.is_storage(name)}
+        return sum(align(self.types[n].nbytes, 16) for n in names
+                   if self.types[n].batched == batched and self.uf.find(n) not in self.output_of)
+
     def emit(self) -> Emitted:
         self.schedule(self.graph, top=True)
         self.assign_outputs()
+        self.merge_in_place()
         ranges = self.live_ranges()
         roots: dict[str, TensorType] = {}
         for item in self.items:
@@ -211,6 +257,9 @@ class _Emitter:
             lo, hi = ranges[root]
             (batched_reqs if ttype.batched else fixed_reqs).append(Request(root, ttype.nbytes, lo, hi))
         fixed_plan, batched_plan = plan(fixed_reqs), plan(batched_reqs)
+        # the naive sum counts every intermediate, also those now sharing a buffer with their operand
+        fixed_plan = replace(fixed_plan, naive=self.naive_sum(batched=False))
+        batched_plan = replace(batched_plan, naive=self.naive_sum(batched=True))
         return self._encode(fixed_plan, batched_plan)
 
     # 4. tensor table and code
