@@ -100,13 +100,14 @@ static lnn_status lnn_g_reduce(uint32_t a, const lnn_tensor *d, const lnn_tensor
 static lnn_status lnn_g_matmul(const lnn_tensor *d, const lnn_tensor *x, const lnn_tensor *y)
 {
     const uint32_t r = x->rank;
-    if (r < 2 || y->rank < 2 || (lnn_g_batched(x) && r < 3))
-        return LNN_E_SHAPE; /* M and K concrete */
+    const int shared = y->rank == 2 && !lnn_g_batched(y); /* one b for every matrix of x */
+    if (r < 2 || y->rank < 2 || (lnn_g_batched(x) && r < 3 && !shared))
+        return LNN_E_SHAPE; /* K concrete; M the batch only against a shared b: (B, K) @ (K, N) */
     const uint32_t mm = x->dims[r - 2], k = x->dims[r - 1];
     const uint32_t n = y->dims[y->rank - 1];
     if (y->dims[y->rank - 2] != k)
         return LNN_E_SHAPE;
-    if (y->rank != 2 || lnn_g_batched(y)) { /* per matrix: the same leading dims */
+    if (!shared) { /* per matrix: the same leading dims */
         if (y->rank != r || lnn_g_batched(y) != lnn_g_batched(x))
             return LNN_E_SHAPE;
         for (uint32_t i = 0; i + 2 < r; i++)
@@ -118,7 +119,7 @@ static lnn_status lnn_g_matmul(const lnn_tensor *d, const lnn_tensor *x, const l
     for (uint32_t i = 0; i + 2 < r; i++)
         if (d->dims[i] != x->dims[i])
             return LNN_E_SHAPE;
-    return d->dims[r - 2] == mm && d->dims[r - 1] == n ? LNN_OK : LNN_E_SHAPE;
+    return d->dims[r - 2] == mm && d->dims[r - 1] == n ? LNN_OK : LNN_E_SHAPE; /* a batch M: 1 == 1 */
 }
 
 lnn_status lnn_graph_check(uint32_t op, uint32_t a, const lnn_tensor *d, const lnn_tensor *x0,
@@ -231,7 +232,7 @@ void lnn_graph_exec(const lnn_model *m, uint32_t op, uint32_t a, uint32_t dst, c
         p.y = y;
         p.a = x[0];
         p.b = x[1];
-        p.m = t0.dims[r - 2];
+        p.m = lnn_g_dim(&t0, r - 2, batch); /* the batch for (B, K) @ (K, N) */
         p.k = t0.dims[r - 1];
         p.n = t1.dims[t1.rank - 1];
         p.count = 1;

@@ -162,12 +162,12 @@ def _graph_op(node: Node, ins: list[TensorType]) -> TensorType:
             raise CompileError(f"{op}: a reduction of {x} to a scalar is not supported", node)
         return TensorType(tuple(d for i, d in enumerate(x.shape) if i != axis), x.batched)
     b = ins[1]  # matmul
-    if len(x.shape) < 2 or len(b.shape) < 2 or (x.batched and len(x.shape) < 3):
+    shared = len(b.shape) == 2 and not b.batched  # one b for every matrix of x; then x may be (B, K)
+    if len(x.shape) < 2 or len(b.shape) < 2 or (x.batched and len(x.shape) < 3 and not shared):
         raise CompileError(f"matmul: {x} @ {b}: both operands need at least two dims (M, K) and (K, N) "
                            "besides the batch", node)
     if x.shape[-1] != b.shape[-2]:
         raise CompileError(f"matmul: {x} @ {b}: inner dimensions differ", node)
-    shared = len(b.shape) == 2 and not b.batched
     if not shared and (b.shape[:-2] != x.shape[:-2] or b.batched != x.batched):
         raise CompileError(f"matmul: {x} @ {b}: the leading dims must be equal (or b one shared matrix)", node)
     return TensorType(x.shape[:-1] + (b.shape[-1],), x.batched)
