@@ -99,6 +99,14 @@ static inline void lnn_v_storen(float *p, lnn_vf v, size_t n)
     _mm256_maskstore_ps(p, lnn_v_mask(n), v);
 }
 
+/* p[0], p[2], ..., p[14] (reads p[0..16)): the stride-2 taps of a pool */
+static inline lnn_vf lnn_v_load_even(const float *p)
+{
+    /* per 128-bit half [p0 p2 p8 p10 | p4 p6 p12 p14], then the middle quarters swapped */
+    const __m256 e = _mm256_shuffle_ps(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8), 0x88);
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xD8));
+}
+
 #include "kernels_simd.h"
 
 #else

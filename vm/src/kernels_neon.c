@@ -123,6 +123,9 @@ static inline void lnn_v_storen(float *p, lnn_vf v, size_t n)
     memcpy(p, t, n * sizeof(float));
 }
 
+/* p[0], p[2], p[4], p[6] (reads p[0..8)): the stride-2 taps of a pool */
+static inline lnn_vf lnn_v_load_even(const float *p) { return vld2q_f32(p).val[0]; }
+
 #include "kernels_simd.h"
 
 #else

@@ -25,6 +25,8 @@
  *   lnn_v_reduce4(a, b, c, d)         lnn_vq of the four vectors' lane sums
  *   lnn_v_reduce1(a)                  float lane sum
  *   lnn_q_load(p) lnn_q_store(p, q) lnn_q_add(a, b)
+ *   lnn_v_load_even(p)                p[0], p[2], ..., p[2 LNN_W - 2] (reads
+ *                                     2 LNN_W floats from p)
  *   lnn_v_loadn(p, n) lnn_v_storen(p, v, n)
  *                                     partial vectors, 0 < n < LNN_W; the
  *                                     lanes from n on load as 0

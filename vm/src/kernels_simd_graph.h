@@ -35,13 +35,17 @@ void LNN_SK(conv2d)(const lnn_conv2d_params *p)
 
 /* ---- MAXPOOL2D / AVGPOOL2D ---------------------------------------------------- */
 
-/* Stride 1: output pixels of a row in vectors; other strides read the input
- * strided and run the scalar kernel. */
+/* Output pixels of a row in vectors: stride 1 with plain loads, stride 2
+ * with deinterleaving ones (where the 2 LNN_W floats they read stay inside
+ * the input row, else the taps are gathered one by one); other strides run
+ * the scalar kernel. The same operations in the same order as the scalar
+ * kernel, so the same bits. */
 static int LNN_SK(pool_rows)(const lnn_pool2d_params *p, int avg)
 {
-    if (p->stride != 1)
+    const size_t k = p->k, s = p->stride;
+    if (s > 2)
         return 0;
-    const size_t k = p->k;
+    _Alignas(64) float lanes[LNN_W];
     const lnn_vf scale = lnn_v_set1((float)(k * k));
     for (size_t q = 0; q < p->planes; q++) {
         const float *x = p->x + q * p->h * p->wd;
@@ -49,14 +53,24 @@ static int LNN_SK(pool_rows)(const lnn_pool2d_params *p, int avg)
         for (size_t i = 0; i < p->oh; i++) {
             for (size_t j = 0; j < p->ow; j += LNN_W) {
                 const size_t t = p->ow - j < LNN_W ? p->ow - j : LNN_W;
-                const float *w = x + i * p->wd + j;
-                lnn_vf acc = avg ? lnn_v_zero() : lnn_v_loadn(w, t);
-                for (size_t u = 0; u < k; u++)
+                lnn_vf acc = lnn_v_zero();
+                for (size_t u = 0; u < k; u++) {
+                    const float *row = x + (i * s + u) * p->wd;
                     for (size_t v = 0; v < k; v++) {
-                        const lnn_vf e = t == LNN_W ? lnn_v_load(w + u * p->wd + v)
-                                                    : lnn_v_loadn(w + u * p->wd + v, t);
-                        acc = avg ? lnn_v_add(acc, e) : lnn_v_max(acc, e);
+                        const float *w = row + j * s + v;
+                        lnn_vf e;
+                        if (s == 1)
+                            e = t == LNN_W ? lnn_v_load(w) : lnn_v_loadn(w, t);
+                        else if (t == LNN_W && j * 2 + v + 2 * LNN_W <= p->wd)
+                            e = lnn_v_load_even(w);
+                        else {
+                            for (size_t l = 0; l < LNN_W; l++)
+                                lanes[l] = l < t ? w[2 * l] : 0.0f;
+                            e = lnn_v_load(lanes);
+                        }
+                        acc = avg ? lnn_v_add(acc, e) : (u | v) ? lnn_v_max(acc, e) : e;
                     }
+                }
                 if (avg)
                     acc = lnn_v_div(acc, scale);
                 if (t == LNN_W)
