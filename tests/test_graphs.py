@@ -211,3 +211,46 @@ def test_digits_classifiers_train_compile_and_verify_on_host_and_qemu_rpi4(model
         assert report["accuracy_device"] == report["accuracy_pytorch"] == metrics["test_accuracy"]
         assert report["reference_vm"]["same_class_share"] == 1.0
     assert json.loads((BUILD_DIR / model / "verify-qemu-rpi4.json").read_text())["isa"] == "neon"
+
+
+def test_digits_data_is_a_deterministic_stratified_standardised_split():
+    from lnnedge import data
+
+    spec = recipe.load("mlp-digits").data
+    x_train, y_train, x_test, y_test = data.classification(spec)
+    assert x_train.shape == (1347, 64) and x_test.shape == (450, 64) and x_train.dtype == np.float32
+    assert np.all(np.abs(x_train.mean(axis=0)) < 1e-5)
+    assert set(np.bincount(y_test)) <= {44, 45, 46}  # a quarter of each class (174..183 images)
+    again = data._digits_split.__wrapped__(spec.seed, spec.test_fraction)
+    assert all(np.array_equal(a, b) for a, b in zip(again, (x_train, y_train, x_test, y_test)))
+    other = data._digits_split.__wrapped__(spec.seed + 1, spec.test_fraction)
+    assert not np.array_equal(other[3], y_test)
+
+
+def test_classifier_training_is_deterministic_by_seed():
+    from lnnedge.train import train
+
+    r = recipe.load("mlp-digits")
+    a, b = (train(r, epochs=2, progress=False) for _ in range(2))
+    for (name, pa), pb in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+        assert torch.equal(pa, pb), name
+    assert a.metrics["test_accuracy"] == b.metrics["test_accuracy"]
+    c = train(r, epochs=2, seed=1, progress=False)
+    assert not torch.equal(c.model.state_dict()["0.weight"], a.model.state_dict()["0.weight"])
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda raw: raw["model"].update(inputs=32), "data source digits has 64 inputs and 10 classes"),
+    (lambda raw: raw["model"].update(layers=[64, 0]), "model.layers: must be a non-empty list"),
+    (lambda raw: raw["tolerances"].update(target_accuracy=95), "is a fraction"),
+    (lambda raw: raw["model"].update(image=[1, 8, 7]), "does not hold the 64 inputs"),
+])
+def test_classifier_recipe_mistakes_name_the_field(change, message, tmp_path):
+    import yaml
+
+    raw = yaml.safe_load(recipe.recipe_path("cnn-digits").read_text())
+    change(raw)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(recipe.RecipeError, match=message):
+        recipe.load(str(path))
