@@ -254,3 +254,41 @@ def test_classifier_recipe_mistakes_name_the_field(change, message, tmp_path):
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(recipe.RecipeError, match=message):
         recipe.load(str(path))
+
+
+class AllOps(torch.nn.Module):
+    """Every graph op in one model, with odd sizes (vector tails, pooling windows that reach a row's end)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(5)
+        self.conv = torch.nn.Conv2d(2, 3, 3, stride=2, padding=1)
+        self.conv2 = torch.nn.Conv2d(3, 5, 2)
+        self.w = torch.nn.Parameter(torch.randn(5, 7))
+
+    def forward(self, x):
+        x = x.view(-1, 2, 11, 19)
+        h = torch.relu(self.conv(x))                  # (3, 6, 10)
+        p = F.max_pool2d(h, 2) + F.avg_pool2d(h, 2)    # (3, 3, 5)
+        q = self.conv2(p)                              # (5, 2, 4)
+        r = torch.matmul(q.mean(dim=(2, 3)), self.w)
+        s = torch.softmax(r, dim=-1) + torch.log_softmax(q.flatten(1), dim=1).sum(dim=1, keepdim=True)
+        return s
+
+
+def test_sanitized_vm_runs_every_graph_op_cleanly(sanitize_build, tmp_path):
+    from conftest import lnnvm
+
+    model = AllOps().eval()
+    path = compile_module(model, (torch.zeros(1, 418),), name="all-ops").save(tmp_path / "all.lnnb")
+    x = np.random.default_rng(2).standard_normal((9, 418)).astype(np.float32)
+    x.tofile(tmp_path / "in.f32")
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x)).numpy()
+    for batch in ("1", "9"):
+        proc = lnnvm(sanitize_build.runner, "run", path, "--in", tmp_path / "in.f32", "--out", tmp_path / "out.f32",
+                     "--batch", batch)
+        assert proc.returncode == 0, proc.stderr
+        assert "runtime error" not in proc.stderr and "AddressSanitizer" not in proc.stderr, proc.stderr
+        got = np.fromfile(tmp_path / "out.f32", dtype="<f4").reshape(expected.shape)
+        assert np.max(np.abs(got - expected)) <= 2e-6 * (1 + np.max(np.abs(expected)))  # a few ulp at |160|
