@@ -191,6 +191,17 @@ def bench(c, model=DEFAULT_MODEL, quick=False):
     bench_step(model, quick=quick)
 
 
+@task(name="bench-matmul", help={"size": "matrix size n (n x n times n x n)", "runs": "timed runs of each"})
+@step
+def bench_matmul(c, size=256, runs=9):
+    """The VM's blocked MATMUL kernel vs a naive triple loop in C; the table and build/bench.json's "matmul"."""
+    from lnnedge.bench import matmul_bench, matmul_table, save_matmul
+
+    result = matmul_bench(int(size), int(runs))
+    print(matmul_table(result))
+    print(f"wrote {save_matmul(result)}")
+
+
 @task(help={"board": "a board or a group of boards in boards.yaml"})
 @step
 def status(c, board=None):
@@ -251,6 +262,7 @@ def readme_table(c):
     print(update_readme())
 
 
-ns = Collection(train, train_seeds, fuzz, quantize_check, compile_, build, run, verify, deploy, status, bench, demo,
+ns = Collection(train, train_seeds, fuzz, quantize_check, compile_, build, run, verify, deploy, status, bench,
+               bench_matmul, demo,
                targets, boards, readme_table)
 ns.configure({"debug": False})

@@ -8,6 +8,11 @@ inference and each engine's ratio to the in-process C VM, writes
 build/bench.json and prints a table. This machine is noisy: ratios measured
 in the same run are the figures to trust.
 
+`matmul` (also alone: invoke bench-matmul): the VM's blocked, vectorized MATMUL
+kernel against a naive triple loop in C at 256 x 256 x 256, both in one binary
+built with the VM's flags (vm/tests/matmul_bench.c): every run's time, the
+medians and their ratio. A benchmark, never asserted by a test.
+
 Besides, for the large batch, the C VM on every core (`lnnvm run --threads N`,
 one model and arena per thread): its wall time per inference and speed-up
 over one thread ("multicore"); and every goal of the performance issue with
@@ -195,9 +200,44 @@ def bench(recipe: Recipe, model: torch.nn.Module, model_file: Path, runner: Path
     report = {"model": recipe.name, "cpu": cpu_model(), "threads": 1, "isa": results["batch1"]["c_vm"]["isa"],
               "large_batch": large_batch, "results": results, "binding_overhead_us": overhead,
               "multicore": multicore(runner, model_file, x_all, runs(50)),
-              "goals": goals(results, large_batch, overhead)}
+              "goals": goals(results, large_batch, overhead),
+              "matmul": matmul_bench(runs=3 if quick else 9)}
     atomic_write_text(BUILD_DIR / "bench.json", json.dumps(report, indent=2) + "\n")
     return report
+
+
+def matmul_bench(n: int = 256, runs: int = 9) -> dict:
+    """The MATMUL kernel vs a naive triple loop (vm/tests/matmul_bench.c, built for the host)."""
+    from .build import matmul_bench_program
+    from .config import load_target
+
+    program = matmul_bench_program(load_target("host"), echo=lambda _m: None)
+    proc = subprocess.run([str(program), str(n), str(runs)], capture_output=True, text=True, check=True, timeout=600)
+    result = json.loads(proc.stdout)
+    result["cpu"] = cpu_model()
+    return result
+
+
+def save_matmul(result: dict) -> Path:
+    """Put the matmul figures into build/bench.json, keeping whatever else it holds."""
+    path = BUILD_DIR / "bench.json"
+    report = json.loads(path.read_text()) if path.is_file() else {}
+    report["matmul"] = result
+    atomic_write_text(path, json.dumps(report, indent=2) + "\n")
+    return path
+
+
+def matmul_table(m: dict) -> str:
+    return "\n".join([
+        f"matmul {m['n']}x{m['n']}x{m['n']} float32 on {m['cpu']}, 1 thread, {m['runs']} runs each (interleaved)",
+        f"  {'':<34} {'median ms':>10} {'min ms':>9} {'GFLOP/s':>8}",
+        f"  {'VM MATMUL kernel (' + m['isa'] + ', blocked)':<34} {m['vm_ns_median'] / 1e6:>10.3f} "
+        f"{min(m['vm_ns']) / 1e6:>9.3f} {m['vm_gflops']:>8.2f}",
+        f"  {'naive triple loop (C, same flags)':<34} {m['naive_ns_median'] / 1e6:>10.3f} "
+        f"{min(m['naive_ns']) / 1e6:>9.3f} {m['naive_gflops']:>8.2f}",
+        f"  speed-up (ratio of the medians): x{m['speedup']:.1f} (goal >= 10: "
+        f"{'met' if m['speedup'] >= 10 else 'NOT met'}); results differ by at most {m['max_abs_diff']:.2g}",
+    ])
 
 
 def table(report: dict) -> str:
@@ -219,4 +259,6 @@ def table(report: dict) -> str:
     lines.append("goals:")
     for name, g in report.get("goals", {}).items():
         lines.append(f"  {name:<40} {g['value']:>9.2f}  goal {g['goal']:<7} {'met' if g['met'] else 'NOT met'}")
+    if report.get("matmul"):
+        lines += ["", matmul_table(report["matmul"])]
     return "\n".join(lines)

@@ -142,3 +142,15 @@ def kernel_test(target: Target, echo=print) -> Path:
     if proc.returncode != 0:
         raise BuildError(f"building the kernel test for {target.name} failed:\n{proc.stdout}{proc.stderr}")
     return out / "lnn_kernel_test"
+
+
+def matmul_bench_program(target: Target, echo=print) -> Path:
+    """Build the matmul benchmark (the MATMUL kernel vs a naive loop, vm/tests/matmul_bench.c) for a target."""
+    _check_tool(target, tool_command(target.toolchain.cc))
+    out = output_dir(target)
+    args = make_command(target, out, "matmulbench")
+    echo(f"$ {shlex.join(args)}")
+    proc = subprocess.run(args, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise BuildError(f"building the matmul benchmark for {target.name} failed:\n{proc.stdout}{proc.stderr}")
+    return out / "lnn_matmul_bench"

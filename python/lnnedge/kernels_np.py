@@ -79,3 +79,57 @@ def unary(op: str, a: np.ndarray) -> np.ndarray:
 
 def concat(a: np.ndarray, b: np.ndarray, axis: int) -> np.ndarray:
     return np.concatenate([a, b], axis=axis).astype(F32)
+
+
+# ---- the graph ops (CONV2D .. MATMUL) -------------------------------------------------------------------------
+
+
+def conv2d(x: np.ndarray, w: np.ndarray, bias: np.ndarray, stride: int, padding: int) -> np.ndarray:
+    """NCHW convolution: x (N, C, H, W), w (O, C, KH, KW), bias (O) -> (N, O, OH, OW), float32 products summed
+    per tap in (c, kh, kw) order from the bias, like the VM's kernels."""
+    n, c, h, wd = x.shape
+    o, _, kh, kw = w.shape
+    xp = np.pad(x.astype(F32), ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    oh = (h + 2 * padding - kh) // stride + 1
+    ow = (wd + 2 * padding - kw) // stride + 1
+    y = np.broadcast_to(bias.astype(F32)[None, :, None, None], (n, o, oh, ow)).copy()
+    for ci in range(c):
+        for u in range(kh):
+            for v in range(kw):
+                patch = xp[:, ci, u:u + stride * (oh - 1) + 1:stride, v:v + stride * (ow - 1) + 1:stride]
+                y += (w[None, :, ci, u, v, None, None] * patch[:, None]).astype(F32)
+    return y.astype(F32)
+
+
+def pool2d(x: np.ndarray, kernel: int, stride: int, mode: str) -> np.ndarray:
+    """MAXPOOL2D / AVGPOOL2D over k x k windows, no padding; the average is the window's sum / k*k."""
+    n, c, h, wd = x.shape
+    oh, ow = (h - kernel) // stride + 1, (wd - kernel) // stride + 1
+    taps = [x[:, :, u:u + stride * (oh - 1) + 1:stride, v:v + stride * (ow - 1) + 1:stride]
+            for u in range(kernel) for v in range(kernel)]
+    if mode == "max":
+        return np.max(np.stack(taps), axis=0).astype(F32)
+    total = np.zeros((n, c, oh, ow), F32)
+    for tap in taps:
+        total = (total + tap).astype(F32)
+    return (total / F32(kernel * kernel)).astype(F32)
+
+
+def softmax(x: np.ndarray, axis: int, log: bool = False) -> np.ndarray:
+    """Numerically stable: the maximum along the axis is subtracted before exp."""
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        shifted = (x - np.max(x, axis=axis, keepdims=True)).astype(F32)
+        e = np.exp(shifted, dtype=F32)
+        total = np.sum(e, axis=axis, keepdims=True, dtype=F32)
+        if log:
+            return (shifted - np.log(total, dtype=F32)).astype(F32)
+        return (e / total).astype(F32)
+
+
+def reduce(x: np.ndarray, axis: int, keepdims: bool, mean: bool) -> np.ndarray:
+    total = np.sum(x, axis=axis, keepdims=keepdims, dtype=F32)
+    return (total / F32(x.shape[axis])).astype(F32) if mean else total.astype(F32)
+
+
+def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.matmul(a, b, dtype=F32)

@@ -159,6 +159,18 @@ class RefVM:
             return kernels_np.concat(args[0], args[1], axis)
         if name.startswith("EWISE"):
             return kernels_np.ewise(decode_program(args[-1]), args[:-1], dst.shape)
+        if name == "CONV2D":
+            return kernels_np.conv2d(args[0], args[1], args[2], (axis & 0xF) + 1, axis >> 4)
+        if name in ("MAXPOOL2D", "AVGPOOL2D"):
+            mode = "max" if name == "MAXPOOL2D" else "avg"
+            return kernels_np.pool2d(args[0], (axis & 0xF) + 1, (axis >> 4) + 1, mode)
+        if name in ("SOFTMAX", "LOG_SOFTMAX"):
+            return kernels_np.softmax(args[0], axis, log=name == "LOG_SOFTMAX")
+        if name in ("REDUCE_SUM", "REDUCE_MEAN"):
+            keep = args[0].ndim == dst.ndim
+            return kernels_np.reduce(args[0], axis, keep, mean=name == "REDUCE_MEAN")
+        if name == "MATMUL":
+            return kernels_np.matmul(args[0], args[1])
         if name == "COPY":
             return args[0].reshape(dst.shape)
         if name == "ZERO":

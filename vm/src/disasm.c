@@ -167,10 +167,15 @@ size_t lnn_disasm_insn(const lnn_model *m, uint32_t pc, uint32_t *depth,
     case LNN_FMT_DST:
     case LNN_FMT_DSTAX:
     case LNN_FMT_DSTN:
+    case LNN_FMT_DSTP:
         lnn_sb_ch(&s, 't');
         lnn_sb_u32(&s, b);
         if (info->format == LNN_FMT_DSTAX) {
             lnn_sb_str(&s, " axis ");
+            lnn_sb_u32(&s, a);
+        }
+        if (info->format == LNN_FMT_DSTP) {
+            lnn_sb_str(&s, " param ");
             lnn_sb_u32(&s, a);
         }
         if (info->format == LNN_FMT_DSTN && a != 1) { /* t4..t5: A destinations */
@@ -180,7 +185,8 @@ size_t lnn_disasm_insn(const lnn_model *m, uint32_t pc, uint32_t *depth,
         break;
     }
     /* fields the format says are unused but are not zero */
-    const int a_used = info->format == LNN_FMT_DSTAX || info->format == LNN_FMT_DSTN;
+    const int a_used = info->format == LNN_FMT_DSTAX || info->format == LNN_FMT_DSTN ||
+                       info->format == LNN_FMT_DSTP;
     const int b_used = info->format != LNN_FMT_NONE;
     if ((!a_used && a) || (!b_used && b)) {
         lnn_sb_str(&s, " (A=");
@@ -190,7 +196,8 @@ size_t lnn_disasm_insn(const lnn_model *m, uint32_t pc, uint32_t *depth,
         lnn_sb_ch(&s, ')');
     }
     if (info->format == LNN_FMT_PUSHT || info->format == LNN_FMT_DST ||
-        info->format == LNN_FMT_DSTAX || info->format == LNN_FMT_DSTN) {
+        info->format == LNN_FMT_DSTAX || info->format == LNN_FMT_DSTN ||
+        info->format == LNN_FMT_DSTP) {
         lnn_sb_pad(&s, col + 26);
         if (b < m->num_tensors)
             lnn_sb_tensor(&s, m, b);

@@ -27,7 +27,8 @@ typedef enum {
     LNN_FMT_DST,
     LNN_FMT_DSTAX,
     LNN_FMT_COUNT,
-    LNN_FMT_DSTN
+    LNN_FMT_DSTN,
+    LNN_FMT_DSTP /* B destination, A a parameter the op's rule checks */
 } lnn_opformat;
 
 /* The most operands any op pops (EWISE8: 8 operands and its program). */

@@ -21,6 +21,7 @@
  * so both paths compute the same thing.
  */
 #include "internal.h"
+#include "graph.h"
 #include "kernels.h"
 
 /* Reference kinds (lnn_plan_ref.kind): the region, and whether the tensor
@@ -265,6 +266,14 @@ static void lnn_plan_compute(const lnn_model *m, uint32_t pc, uint32_t w, const 
     case LNN_OP_SIGMOID:
     case LNN_OP_TANH:
     case LNN_OP_RELU:
+    case LNN_OP_CONV2D: /* the graph ops: planned when they run (graph.c) */
+    case LNN_OP_MAXPOOL2D:
+    case LNN_OP_AVGPOOL2D:
+    case LNN_OP_SOFTMAX:
+    case LNN_OP_LOG_SOFTMAX:
+    case LNN_OP_REDUCE_SUM:
+    case LNN_OP_REDUCE_MEAN:
+    case LNN_OP_MATMUL:
     case LNN_OP_PUSH:
     case LNN_OP_DROP:
     case LNN_OP_LOOP:
@@ -491,6 +500,21 @@ static void lnn_exec(const lnn_ctx *c, const lnn_plan_step *s, const lnn_plan_re
     case LNN_OP_EWISE8:
         lnn_exec_ewise(c, s, r, y[0], x);
         break;
+    case LNN_OP_CONV2D: /* the graph ops: graph.c */
+    case LNN_OP_MAXPOOL2D:
+    case LNN_OP_AVGPOOL2D:
+    case LNN_OP_SOFTMAX:
+    case LNN_OP_LOG_SOFTMAX:
+    case LNN_OP_REDUCE_SUM:
+    case LNN_OP_REDUCE_MEAN:
+    case LNN_OP_MATMUL:
+    {
+        uint16_t src[LNN_MAX_POPS];
+        for (uint32_t i = 0; i < s->nsrc; i++)
+            src[i] = o[i].tensor;
+        lnn_graph_exec(c->m, s->op, s->a, r[0].tensor, src, c->batch, y[0], x);
+        break;
+    }
     case LNN_OP_PUSH:
     case LNN_OP_DROP:
     case LNN_OP_LOOP:

@@ -24,6 +24,7 @@
 
 #include "lnn_format.h"
 #include "simd.h"
+#include "kernels_graph.h" /* the graph ops' parameters (CONV2D .. MATMUL) */
 
 /* y[r][j] = sum_{i<k} x[r][i] * w[j][i] (+ bias[j]), accumulated in float
  * in i order, bias added last. y never overlaps x, w or bias. */
@@ -245,6 +246,11 @@ typedef struct lnn_kernels {
     lnn_unary_fn neg, exp, sigmoid, tanh, relu;
     lnn_unary_fn copy, zero;
     lnn_concat_fn concat;
+    /* the graph ops (kernels_graph.h) */
+    lnn_conv2d_fn conv2d;
+    lnn_pool2d_fn maxpool2d, avgpool2d;
+    lnn_axis_fn softmax, log_softmax, reduce_sum, reduce_mean;
+    lnn_matmul_fn matmul;
 } lnn_kernels;
 
 #define LNN_KERNEL_PROTOS(isa)                                   \
@@ -265,6 +271,14 @@ typedef struct lnn_kernels {
     void lnn_copy__##isa(const lnn_unary_params *p);             \
     void lnn_zero__##isa(const lnn_unary_params *p);             \
     void lnn_concat__##isa(const lnn_concat_params *p);          \
+    void lnn_conv2d__##isa(const lnn_conv2d_params *p);          \
+    void lnn_maxpool2d__##isa(const lnn_pool2d_params *p);       \
+    void lnn_avgpool2d__##isa(const lnn_pool2d_params *p);       \
+    void lnn_softmax__##isa(const lnn_axis_params *p);           \
+    void lnn_log_softmax__##isa(const lnn_axis_params *p);       \
+    void lnn_reduce_sum__##isa(const lnn_axis_params *p);        \
+    void lnn_reduce_mean__##isa(const lnn_axis_params *p);       \
+    void lnn_matmul__##isa(const lnn_matmul_params *p);          \
     extern const lnn_kernels lnn_kernels_##isa
 
 LNN_KERNEL_PROTOS(scalar);

@@ -108,6 +108,14 @@ static inline lnn_vf lnn_v_load_i8(const int8_t *p)
     return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b));
 }
 
+/* p[0], p[2], ..., p[14] (reads p[0..16)): the stride-2 taps of a pool */
+static inline lnn_vf lnn_v_load_even(const float *p)
+{
+    /* per 128-bit half [p0 p2 p8 p10 | p4 p6 p12 p14], then the middle quarters swapped */
+    const __m256 e = _mm256_shuffle_ps(_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8), 0x88);
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xD8));
+}
+
 #include "kernels_simd.h"
 
 #else

@@ -137,6 +137,8 @@ static inline lnn_vf lnn_v_load_i8(const int8_t *p)
     memcpy(&u, p, sizeof u);
     return lnn_v_i8x4(u);
 }
+/* p[0], p[2], p[4], p[6] (reads p[0..8)): the stride-2 taps of a pool */
+static inline lnn_vf lnn_v_load_even(const float *p) { return vld2q_f32(p).val[0]; }
 
 #include "kernels_simd.h"
 

@@ -356,4 +356,12 @@ const lnn_kernels lnn_kernels_scalar = {
     .copy = lnn_copy__scalar,
     .zero = lnn_zero__scalar,
     .concat = lnn_concat__scalar,
+    .conv2d = lnn_conv2d__scalar, /* kernels_graph_scalar.c */
+    .maxpool2d = lnn_maxpool2d__scalar,
+    .avgpool2d = lnn_avgpool2d__scalar,
+    .softmax = lnn_softmax__scalar,
+    .log_softmax = lnn_log_softmax__scalar,
+    .reduce_sum = lnn_reduce_sum__scalar,
+    .reduce_mean = lnn_reduce_mean__scalar,
+    .matmul = lnn_matmul__scalar,
 };

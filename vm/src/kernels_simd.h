@@ -25,6 +25,8 @@
  *   lnn_v_reduce4(a, b, c, d)         lnn_vq of the four vectors' lane sums
  *   lnn_v_reduce1(a)                  float lane sum
  *   lnn_q_load(p) lnn_q_store(p, q) lnn_q_add mul(a, b)
+ *   lnn_v_load_even(p)                p[0], p[2], ..., p[2 LNN_W - 2] (reads
+ *                                     2 LNN_W floats from p)
  *   lnn_v_loadn(p, n) lnn_v_storen(p, v, n)
  *                                     partial vectors, 0 < n < LNN_W; the
  *                                     lanes from n on load as 0
@@ -888,6 +890,8 @@ void LNN_SK(ewise)(const lnn_ewise_params *p)
     lnn_ewise_blocks(p, LNN_SK(ew_block));
 }
 
+#include "kernels_simd_graph.h" /* CONV2D .. MATMUL */
+
 /* ---- the table ------------------------------------------------------------------ */
 
 /* COPY, ZERO and CONCAT are memcpy / memset work: the scalar kernels. */
@@ -910,6 +914,14 @@ const lnn_kernels LNN_SKT(LNN_SIMD_ISA) = {
     .copy = lnn_copy__scalar,
     .zero = lnn_zero__scalar,
     .concat = lnn_concat__scalar,
+    .conv2d = LNN_SK(conv2d),
+    .maxpool2d = LNN_SK(maxpool2d),
+    .avgpool2d = LNN_SK(avgpool2d),
+    .softmax = LNN_SK(softmax),
+    .log_softmax = LNN_SK(log_softmax),
+    .reduce_sum = LNN_SK(reduce_sum),
+    .reduce_mean = LNN_SK(reduce_mean),
+    .matmul = LNN_SK(matmul),
 };
 
 #undef LNN_SK3

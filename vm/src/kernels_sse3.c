@@ -106,6 +106,12 @@ static inline lnn_vf lnn_v_load_i8(const int8_t *p)
     return lnn_v_i8x4(u);
 }
 
+/* p[0], p[2], ..., p[6] (reads p[0..8)): the stride-2 taps of a pool */
+static inline lnn_vf lnn_v_load_even(const float *p)
+{
+    return _mm_shuffle_ps(_mm_loadu_ps(p), _mm_loadu_ps(p + 4), _MM_SHUFFLE(2, 0, 2, 0));
+}
+
 #include "kernels_simd.h"
 
 #else

@@ -24,6 +24,7 @@
  * vm/VERIFIER.md.
  */
 #include "internal.h"
+#include "graph.h"
 
 #define LNN_VFAIL(st) return lnn_fail(m, LNN_##st, off)
 
@@ -534,6 +535,22 @@ static lnn_status lnn_check_compute(lnn_model *m, lnn_written *w, lnn_opcode op,
             shape_ok &= lnn_ew_operand_ok(&v[i], &d);
         break;
     }
+    case LNN_OP_CONV2D: /* the graph ops: graph.c, E_SHAPE or E_OPERAND */
+    case LNN_OP_MAXPOOL2D:
+    case LNN_OP_AVGPOOL2D:
+    case LNN_OP_SOFTMAX:
+    case LNN_OP_LOG_SOFTMAX:
+    case LNN_OP_REDUCE_SUM:
+    case LNN_OP_REDUCE_MEAN:
+    case LNN_OP_MATMUL:
+    {
+        const lnn_status gs = lnn_graph_check(op, axis, &d.e, &v[0].e, n > 1 ? &v[1].e : NULL,
+                                              n > 2 ? &v[2].e : NULL);
+        if (gs != LNN_OK)
+            return gs;
+        may_alias = 0;
+        break;
+    }
     case LNN_OP_PUSH:
     case LNN_OP_DROP:
     case LNN_OP_LOOP:
@@ -612,6 +629,10 @@ lnn_status lnn_verify_code(lnn_model *m)
             break;
         case LNN_FMT_COUNT:
             if (a != 0 || b == 0)
+                LNN_VFAIL(E_OPERAND);
+            break;
+        case LNN_FMT_DSTP: /* A: checked by the op's rule */
+            if (b >= m->num_tensors)
                 LNN_VFAIL(E_OPERAND);
             break;
         case LNN_FMT_DSTN:
@@ -708,6 +729,14 @@ lnn_status lnn_verify_code(lnn_model *m)
         case LNN_OP_EWISE5:
         case LNN_OP_EWISE6:
         case LNN_OP_EWISE7:
+        case LNN_OP_CONV2D: /* the graph ops: graph.c */
+        case LNN_OP_MAXPOOL2D:
+        case LNN_OP_AVGPOOL2D:
+        case LNN_OP_SOFTMAX:
+        case LNN_OP_LOG_SOFTMAX:
+        case LNN_OP_REDUCE_SUM:
+        case LNN_OP_REDUCE_MEAN:
+        case LNN_OP_MATMUL:
         case LNN_OP_EWISE8: {
             sp -= info->pops;
             const lnn_status s = lnn_check_compute(m, &written, (lnn_opcode)opc, a,

@@ -1198,6 +1198,8 @@ static void test_zero_concat(const lnn_kernels *k)
     report(bad == 0, "%-6s %-8s vs scalar: %zu differ", k->isa, "concat", bad);
 }
 
+#include "kernel_graph_test.inc" /* the graph ops: CONV2D .. MATMUL */
+
 int main(void)
 {
     printf("lnn_kernel_test: arch %s, kernel sets compiled in:", LNN_ARCH_NAME);
@@ -1227,6 +1229,7 @@ int main(void)
         test_q8(k, 1);
         test_ewise(k);
         test_zero_concat(k);
+        test_graph(k);
     }
     free(sweep);
     printf("%d passed, %d failed\n", n_passed, n_failed);

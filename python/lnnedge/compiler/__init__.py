@@ -81,8 +81,8 @@ def in_place_ops(program: lnnb.Program) -> int:
     stack: list[int] = []
     count = 0
 
-    def where(t: lnnb.TensorEntry) -> tuple:
-        return t.region, t.offset, t.batched, t.dims
+    def where(t: lnnb.TensorEntry) -> tuple:  # the byte range (a reshape keeps it with other dims)
+        return t.region, t.offset, t.batched, t.elems
 
     for word in program.code:
         code, a, b = isa.decode(word)

@@ -13,6 +13,7 @@ that mention the batch stay symbolic and the IR marks batched values.
 from __future__ import annotations
 
 import contextlib
+import math
 import operator
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -92,6 +93,7 @@ def _translate(program: torch.export.ExportedProgram, blocks: dict[int, ODEBlock
     sig = program.graph_signature
     lifted = {**sig.inputs_to_parameters, **sig.inputs_to_buffers, **sig.inputs_to_lifted_tensor_constants}
     state = {**program.state_dict, **program.constants}
+    check_supported(program)
     t = _Translator(module_prefix, block_paths or {})
     inputs: list[str] = []
     for node in program.graph.nodes:
@@ -160,9 +162,57 @@ _UNARY = {
 }
 _IDENTITY = {torch.ops.aten.alias.default, torch.ops.aten.detach.default, torch.ops.aten.clone.default,
              torch.ops.aten.contiguous.default}
-_RESHAPE = {torch.ops.aten.view.default, torch.ops.aten.reshape.default, torch.ops.aten._unsafe_view.default}
-SUPPORTED = sorted({*_BINARY.values(), *_UNARY.values(), "linear", "cat", "zeros", "reshape", "rsub",
-                    "ODEBlock (euler, midpoint, rk4)"})
+_RESHAPE = {torch.ops.aten.view.default, torch.ops.aten.reshape.default, torch.ops.aten._unsafe_view.default,
+            torch.ops.aten.flatten.using_ints, torch.ops.aten.unflatten.int, torch.ops.aten.squeeze.dim,
+            torch.ops.aten.unsqueeze.default}
+_UNARY.update({torch.ops.aten.relu_.default: "relu", torch.ops.aten.sigmoid_.default: "sigmoid",
+               torch.ops.aten.tanh_.default: "tanh"})
+_SOFTMAX = {torch.ops.aten.softmax.int: "softmax", torch.ops.aten._softmax.default: "softmax",
+            torch.ops.aten.log_softmax.int: "log_softmax", torch.ops.aten._log_softmax.default: "log_softmax"}
+_REDUCE = {torch.ops.aten.sum.dim_IntList: "reduce_sum", torch.ops.aten.mean.dim: "reduce_mean"}
+_MATMUL = {torch.ops.aten.matmul.default, torch.ops.aten.mm.default, torch.ops.aten.bmm.default}
+_POOL = {torch.ops.aten.max_pool2d.default: "maxpool2d", torch.ops.aten.avg_pool2d.default: "avgpool2d"}
+# transposes and permutations: folded when they apply to a constant (a weight), else unsupported
+_PERMUTE = {torch.ops.aten.t.default, torch.ops.aten.transpose.int, torch.ops.aten.permute.default}
+SUPPORTED = sorted({*_BINARY.values(), *_UNARY.values(), "linear (nn.Linear)", "matmul / mm / bmm", "cat",
+                    "zeros", "reshape / view / flatten", "rsub", "conv2d (nn.Conv2d: stride, padding, NCHW)",
+                    "max_pool2d / avg_pool2d (nn.MaxPool2d / nn.AvgPool2d)", "softmax", "log_softmax",
+                    "sum / mean over dims", "transpose of a constant", "ODEBlock (euler, midpoint, rk4)"})
+
+
+def _known_targets() -> set:
+    return {*_BINARY, *_UNARY, *_IDENTITY, *_RESHAPE, *_SOFTMAX, *_REDUCE, *_MATMUL, *_POOL, *_PERMUTE,
+            torch.ops.aten.rsub.Scalar, torch.ops.aten.linear.default, torch.ops.aten.cat.default,
+            torch.ops.aten.new_zeros.default, torch.ops.aten.zeros.default, torch.ops.aten.zeros_like.default,
+            torch.ops.aten.conv2d.default, torch.ops.lnnedge.ode_block.default}
+
+
+def _module_of(fx_node) -> str:
+    """' in module NAME (TYPE)' for the innermost nn.Module the node came from, or ''."""
+    stack = fx_node.meta.get("nn_module_stack") or {}
+    if not stack:
+        return ""
+    path, kind = list(stack.values())[-1]
+    kind = kind if isinstance(kind, str) else f"{kind.__module__}.{kind.__qualname__}"
+    return f" in module '{path}' ({kind.rsplit('.', 1)[-1]})" if path else f" in {kind.rsplit('.', 1)[-1]}.forward"
+
+
+def check_supported(program: torch.export.ExportedProgram) -> None:
+    """Before translating anything: the first op the VM has no instruction for stops compilation with its name,
+    the module it belongs to, its line in the user's model and the list of what is supported (an unsupported
+    layer such as nn.LSTM would otherwise fail later on a side effect, e.g. its batch-second state)."""
+    known = _known_targets()
+    for node in program.graph.nodes:
+        if node.op != "call_function" or node.target in known:
+            continue
+        val = node.meta.get("val")
+        values = val if isinstance(val, (tuple, list)) else (val,)
+        if not any(isinstance(v, torch.Tensor) for v in values):
+            continue  # symbolic sizes, asserts, tuple indexing: no tensor computed
+        name = getattr(node.target, "__name__", str(node.target))
+        raise CompileError(
+            f"unsupported operation {node.target}{_module_of(node)}: the VM has no instruction for {name}; "
+            f"supported: {', '.join(SUPPORTED)}", Node(str(node.target), (), (), (), source_line(node)))
 
 
 class _Translator:
@@ -217,6 +267,78 @@ class _Translator:
         self.types[name] = _type_of(fx_node)
         self.values[name] = name
 
+    def unsupported(self, fx_node, what: str, src: str) -> None:
+        raise CompileError(f"{what} is not supported; supported: {', '.join(SUPPORTED)}",
+                           Node(str(fx_node.target), (), (), (), src))
+
+    def conv2d(self, fx_node, src: str) -> None:
+        x, w, bias, stride, padding, dilation, groups = [*fx_node.args, *[None] * 7][:7]
+        stride, padding = list(stride or [1, 1]), list(padding or [0, 0])
+        dilation, groups = list(dilation or [1, 1]), groups or 1
+        if len(set(stride)) != 1 or len(set(padding)) != 1 or set(dilation) != {1} or groups != 1:
+            self.unsupported(fx_node, f"conv2d with stride {stride}, padding {padding}, dilation {dilation}, "
+                             f"groups {groups} (only equal stride and padding in both dims, no dilation, one group)",
+                             src)
+        weight = self.value(w)
+        if bias is None:
+            bias_name = self.scalar_array(np.zeros(self.types[weight].shape[0], np.float32))
+        else:
+            bias_name = self.value(bias)
+        self.emit("conv2d", fx_node, [self.value(x), weight, bias_name], stride=int(stride[0]),
+                  padding=int(padding[0]))
+
+    def pool(self, fx_node, op: str, src: str) -> None:
+        args = [*fx_node.args, *[None] * 7][:7]
+        kernel = list(args[1])
+        stride = list(args[2] or kernel)
+        padding = args[3] if args[3] is not None else 0
+        padding = list(padding) if isinstance(padding, (list, tuple)) else [padding]
+        extra = args[4:] if op == "maxpool2d" else args[4:5]  # max: dilation, ceil_mode; avg: ceil_mode
+        dilation = list(args[4] or [1]) if op == "maxpool2d" else [1]
+        ceil = (args[5] if op == "maxpool2d" else args[4]) or False
+        if (len(set(kernel)) != 1 or len(set(stride)) != 1 or set(padding) != {0} or set(dilation) != {1}
+                or ceil or (op == "avgpool2d" and args[6] is not None)):
+            self.unsupported(fx_node, f"{op} with kernel {kernel}, stride {stride}, padding {padding}, "
+                             f"options {extra} (only square windows and strides, no padding, floor mode)", src)
+        self.emit(op, fx_node, [self.value(args[0])], kernel=int(kernel[0]), stride=int(stride[0]))
+
+    def reduce(self, fx_node, op: str, src: str) -> None:
+        args = [*fx_node.args, None, None, None][:4]
+        dims = args[1]
+        keepdim = bool(args[2] if args[2] is not None else fx_node.kwargs.get("keepdim", False))
+        if fx_node.kwargs.get("dtype") is not None or args[3] is not None:
+            self.unsupported(fx_node, f"{op} with a dtype", src)
+        source = self.value(args[0])
+        rank = len(self.types[source].shape)
+        dims = sorted({d % rank for d in ([dims] if isinstance(dims, int) else list(dims or range(rank)))},
+                      reverse=True)
+        if op == "reduce_mean" and len(dims) > 1:  # mean over several dims: sums, then one division
+            for d in dims[:-1]:
+                source = self._reduce_step("reduce_sum", fx_node, source, d, keepdim, src)
+            count = math.prod(self.types[self.value(args[0])].shape[d] for d in dims[:-1])
+            source = self._reduce_step("reduce_mean", fx_node, source, dims[-1], keepdim, src)
+            self.emit("div", fx_node, [source, self.scalar(count)])
+            return
+        for d in dims[:-1]:  # the highest axis first, so the lower ones keep their numbers
+            source = self._reduce_step(op, fx_node, source, d, keepdim, src)
+        self.emit(op, fx_node, [source], axis=dims[-1], keepdim=keepdim)
+
+    def _reduce_step(self, op: str, fx_node, source: str, axis: int, keepdim: bool, src: str) -> str:
+        name = f"{fx_node.name}_axis{axis}"
+        t = self.types[source]
+        shape = tuple(1 if i == axis else d for i, d in enumerate(t.shape)) if keepdim else tuple(
+            d for i, d in enumerate(t.shape) if i != axis)
+        self.nodes.append(Node(op, (source,), (name,), (("axis", axis), ("keepdim", keepdim)), src))
+        self.types[name] = TensorType(shape, t.batched)
+        self.values[name] = name
+        return name
+
+    def scalar_array(self, array: np.ndarray) -> str:
+        name = f"const{self._scalars}"
+        self._scalars += 1
+        self.constant(name, torch.from_numpy(array))
+        return name
+
     def call(self, fx_node, blocks: dict[int, ODEBlock]) -> None:
         target, args, kwargs = fx_node.target, fx_node.args, fx_node.kwargs
         src = source_line(fx_node)
@@ -244,6 +366,21 @@ class _Translator:
             self.emit("reshape", fx_node, [self.value(args[0])])
         elif target in _IDENTITY:
             self.values[fx_node.name] = self.value(args[0])
+        elif target == torch.ops.aten.conv2d.default:
+            self.conv2d(fx_node, src)
+        elif target in _POOL:
+            self.pool(fx_node, _POOL[target], src)
+        elif target in _SOFTMAX:
+            self.emit(_SOFTMAX[target], fx_node, [self.value(args[0])], axis=int(args[1]))
+        elif target in _REDUCE:
+            self.reduce(fx_node, _REDUCE[target], src)
+        elif target in _MATMUL:
+            self.emit("matmul", fx_node, [self.value(args[0]), self.value(args[1])])
+        elif target in _PERMUTE and self.value(args[0]) in self.constants:
+            array = torch.from_numpy(self.constants[self.value(args[0])])
+            folded = array.t() if target == torch.ops.aten.t.default else (
+                array.transpose(args[1], args[2]) if target == torch.ops.aten.transpose.int else array.permute(args[1]))
+            self.constant(fx_node.name, folded.contiguous())
         elif target == torch.ops.lnnedge.ode_block.default:
             h0, extra, index = args
             block = blocks[index]

@@ -15,7 +15,7 @@ Steps, in order:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -28,13 +28,27 @@ _CONST_DTYPES = {np.dtype(np.float32): ("<f4", "DT_F32"), np.dtype(np.uint32): (
                  np.dtype(np.int8): ("<i1", "DT_I8")}
 _SPLIT_PRODUCTS = ("linear_t", "matmul_t", "linear_tq8", "matmul_tq8")  # DSTN: columns over destinations
 _ELEMENTWISE = {"add", "sub", "mul", "div", "neg", "exp", "sigmoid", "tanh", "relu", "ewise"}
+_IN_PLACE = _ELEMENTWISE | {"reshape"}  # may write over an operand of exactly their output's bytes
 _OPCODE = {
     "linear": "LINEAR", "matmul_nt": "MATMUL_NT", "linear_t": "LINEAR_T", "matmul_t": "MATMUL_T",
     "linear_q8": "LINEAR_Q8", "matmul_ntq8": "MATMUL_NTQ8", "linear_tq8": "LINEAR_TQ8", "matmul_tq8": "MATMUL_TQ8",
     "add": "ADD", "sub": "SUB", "mul": "MUL", "div": "DIV",
     "neg": "NEG", "exp": "EXP", "sigmoid": "SIGMOID", "tanh": "TANH", "relu": "RELU", "concat": "CONCAT",
     "zeros": "ZERO", "reshape": "COPY", "copy": "COPY",
+    "conv2d": "CONV2D", "maxpool2d": "MAXPOOL2D", "avgpool2d": "AVGPOOL2D", "softmax": "SOFTMAX",
+    "log_softmax": "LOG_SOFTMAX", "reduce_sum": "REDUCE_SUM", "reduce_mean": "REDUCE_MEAN", "matmul": "MATMUL",
 }
+
+
+def param_field(node: Node, types: dict[str, TensorType]) -> int:
+    """Field A of a graph op (lnn_opcodes.def): conv stride and padding, pool window and stride, an axis."""
+    if node.op == "conv2d":
+        return (node.attr("stride") - 1) | node.attr("padding") << 4
+    if node.op in ("maxpool2d", "avgpool2d"):
+        return (node.attr("kernel") - 1) | (node.attr("stride") - 1) << 4
+    if node.op in ("softmax", "log_softmax", "reduce_sum", "reduce_mean"):
+        return node.attr("axis") % len(types[node.inputs[0]].shape)
+    return 0
 
 
 @dataclass(frozen=True)
@@ -192,9 +206,54 @@ class _Emitter:
             ranges[root] = (min(lo, first), max(hi, last))
         return ranges
 
+    def merge_in_place(self) -> int:
+        """Outside loops, an element-wise op (or a reshape) writes over an operand that no later instruction
+        reads: the two values share one buffer. The VM allows exactly this overlap (the same byte range) for
+        these ops, and their kernels read an element before writing its slot. Returns the number merged."""
+        reads: dict[str, int] = {}  # value -> last schedule position that reads it (inside loops too)
+        depth_at: list[int] = []
+        depth = 0
+        for pos, item in enumerate(self.items):
+            depth += item.kind == "loop"
+            depth -= item.kind == "end"
+            depth_at.append(depth)
+            if item.kind == "node":
+                for name in item.node.inputs:
+                    reads[name] = pos
+        in_loops = {name for pos, item in enumerate(self.items) if item.kind == "node" and depth_at[pos] > 0
+                    for name in (*item.node.inputs, *item.node.outputs)}
+        merged = 0
+        for pos, item in enumerate(self.items):
+            node = item.node
+            if (item.kind != "node" or depth_at[pos] > 0 or node.op not in _IN_PLACE or len(node.outputs) != 1
+                    or not self.is_storage(node.output) or self.uf.find(node.output) in self.output_of
+                    or node.output in self.graph.outputs):
+                continue
+            out_t = self.types[node.output]
+            for name in node.inputs:
+                t = self.types.get(name)
+                fits = t is not None and (t == out_t if node.op != "reshape" else
+                                          (t.nbytes, t.batched) == (out_t.nbytes, out_t.batched))
+                root = self.uf.find(name)
+                if (fits and self.is_storage(name) and reads.get(name) == pos and name not in in_loops
+                        and root not in self.output_of and name not in self.graph.outputs
+                        and all(m not in in_loops for m in self.uf.parent if self.uf.find(m) == root)):
+                    self.uf.union(name, node.output)
+                    merged += 1
+                    break
+        return merged
+
+    def naive_sum(self, batched: bool) -> int:
+        """Bytes of every intermediate value in a buffer of its own (the values written to outputs aside)."""
+        names = {name for item in self.items if item.kind == "node" for name in (*item.node.inputs, *item.node.outputs)
+                 if self.is_storage(name)}
+        return sum(align(self.types[n].nbytes, 16) for n in names
+                   if self.types[n].batched == batched and self.uf.find(n) not in self.output_of)
+
     def emit(self) -> Emitted:
         self.schedule(self.graph, top=True)
         self.assign_outputs()
+        self.merge_in_place()
         ranges = self.live_ranges()
         roots: dict[str, TensorType] = {}
         for item in self.items:
@@ -212,6 +271,9 @@ class _Emitter:
             lo, hi = ranges[root]
             (batched_reqs if ttype.batched else fixed_reqs).append(Request(root, ttype.nbytes, lo, hi))
         fixed_plan, batched_plan = plan(fixed_reqs), plan(batched_reqs)
+        # the naive sum counts every intermediate, also those now sharing a buffer with their operand
+        fixed_plan = replace(fixed_plan, naive=self.naive_sum(batched=False))
+        batched_plan = replace(batched_plan, naive=self.naive_sum(batched=True))
         return self._encode(fixed_plan, batched_plan)
 
     # 4. tensor table and code
@@ -306,7 +368,7 @@ class _Emitter:
                 opcode = _OPCODE[node.op]
             else:
                 raise CompileError(f"no VM instruction for op {node.op!r}", node)
-            axis = 0
+            axis = param_field(node, self.types)
             if node.op == "concat":
                 rank = len(self.types[node.output].shape)
                 axis = node.attr("axis") % rank

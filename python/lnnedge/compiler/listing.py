@@ -39,10 +39,12 @@ def render(program: Program, fixed: Plan, batched: Plan, title: str) -> str:
         if info.name == "END":
             depth -= 1
         operand = ""
-        if info.format in ("PUSHT", "DST", "DSTAX", "DSTN"):
+        if info.format in ("PUSHT", "DST", "DSTAX", "DSTN", "DSTP"):
             operand = tensor_label(program, b)
             if info.format == "DSTAX":
                 operand += f" axis={a}"
+            if info.format == "DSTP":
+                operand += f" param={a}"
             if info.format == "DSTN":  # A destinations: b, b+1, ...
                 operand = ", ".join(tensor_label(program, b + j) for j in range(a))
         elif info.format == "COUNT":

@@ -89,6 +89,8 @@ def infer_node(node: Node, types: dict[str, TensorType], recorded: TensorType | 
         if op == "reshape" and (recorded.elems != ins[0].elems or recorded.batched != ins[0].batched):
             raise CompileError(f"reshape: {ins[0]} cannot become {recorded}", node)
         return [recorded]
+    if op in GRAPH_OPS:
+        return [_graph_op(node, ins)]
     if op == "ode":
         dynamics = infer(node.attr("dynamics"), [TensorType(()), *ins])
         out = dynamics.types[dynamics.outputs[0]]
@@ -110,6 +112,71 @@ def _quantized_product(node: Node, ins: list[TensorType]) -> list[TensorType]:
             or sum(splits) != m or len(splits) != len(node.outputs)):
         raise CompileError(f"{node.op}: input {x}, int8 weight {q}, scale {scale} do not fit", node)
     return [TensorType(x.shape[:-1] + (n,), x.batched) for n in splits]
+GRAPH_OPS = ("conv2d", "maxpool2d", "avgpool2d", "softmax", "log_softmax", "reduce_sum", "reduce_mean", "matmul")
+
+
+def _axis(node: Node, t: TensorType) -> int:
+    """The node's axis attribute made non-negative; never the batch dimension."""
+    rank = len(t.shape)
+    axis = node.attr("axis", -1)
+    axis = axis + rank if axis < 0 else axis
+    if not 0 <= axis < rank:
+        raise CompileError(f"{node.op}: axis {node.attr('axis')} is not valid for {t}", node)
+    if axis == 0 and t.batched:
+        raise CompileError(f"{node.op}: axis 0 of {t} is the batch dimension; {node.op} over the batch "
+                           "is not supported", node)
+    return axis
+
+
+def _graph_op(node: Node, ins: list[TensorType]) -> TensorType:
+    """The rules of the graph ops, the VM's (lnn_opcodes.def, vm/src/graph.c) restated."""
+    op, x = node.op, ins[0]
+    if op == "conv2d":
+        w, bias = ins[1], ins[2]
+        stride, pad = node.attr("stride", 1), node.attr("padding", 0)
+        if len(x.shape) != 4 or len(w.shape) != 4 or w.batched or bias.shape != (w.shape[0],):
+            raise CompileError(f"conv2d: input {x}, weight {w} and bias {bias} must be (N, C, H, W), "
+                               "(O, C, KH, KW) and (O)", node)
+        if w.shape[1] != x.shape[1]:
+            raise CompileError(f"conv2d: weight {w} expects {w.shape[1]} input channels, the input {x} has "
+                               f"{x.shape[1]}", node)
+        if not 1 <= stride <= 16 or not 0 <= pad <= 15 or pad >= min(w.shape[2:]):
+            raise CompileError(f"conv2d: stride {stride} and padding {pad} are outside the VM's range "
+                               "(stride 1..16, padding 0..15 and below the kernel size)", node)
+        oh = (x.shape[2] + 2 * pad - w.shape[2]) // stride + 1
+        ow = (x.shape[3] + 2 * pad - w.shape[3]) // stride + 1
+        if oh < 1 or ow < 1:
+            raise CompileError(f"conv2d: kernel {w.shape[2:]} does not fit the padded input {x}", node)
+        return TensorType((x.shape[0], w.shape[0], oh, ow), x.batched)
+    if op in ("maxpool2d", "avgpool2d"):
+        k, stride = node.attr("kernel"), node.attr("stride")
+        if len(x.shape) != 4:
+            raise CompileError(f"{op}: input {x} must be (N, C, H, W)", node)
+        if not 1 <= k <= 16 or not 1 <= stride <= 16 or k > min(x.shape[2:]):
+            raise CompileError(f"{op}: kernel {k} and stride {stride} do not fit the VM (1..16) or the input {x}",
+                               node)
+        return TensorType((x.shape[0], x.shape[1], (x.shape[2] - k) // stride + 1,
+                           (x.shape[3] - k) // stride + 1), x.batched)
+    if op in ("softmax", "log_softmax"):
+        _axis(node, x)
+        return x
+    if op in ("reduce_sum", "reduce_mean"):
+        axis = _axis(node, x)
+        if node.attr("keepdim"):
+            return TensorType(tuple(1 if i == axis else d for i, d in enumerate(x.shape)), x.batched)
+        if len(x.shape) == 1:
+            raise CompileError(f"{op}: a reduction of {x} to a scalar is not supported", node)
+        return TensorType(tuple(d for i, d in enumerate(x.shape) if i != axis), x.batched)
+    b = ins[1]  # matmul
+    shared = len(b.shape) == 2 and not b.batched  # one b for every matrix of x; then x may be (B, K)
+    if len(x.shape) < 2 or len(b.shape) < 2 or (x.batched and len(x.shape) < 3 and not shared):
+        raise CompileError(f"matmul: {x} @ {b}: both operands need at least two dims (M, K) and (K, N) "
+                           "besides the batch", node)
+    if x.shape[-1] != b.shape[-2]:
+        raise CompileError(f"matmul: {x} @ {b}: inner dimensions differ", node)
+    if not shared and (b.shape[:-2] != x.shape[:-2] or b.batched != x.batched):
+        raise CompileError(f"matmul: {x} @ {b}: the leading dims must be equal (or b one shared matrix)", node)
+    return TensorType(x.shape[:-1] + (b.shape[-1],), x.batched)
 
 
 def _concat(node: Node, ins: list[TensorType]) -> TensorType:
