@@ -265,6 +265,10 @@ static void lnn_plan_compute(const lnn_model *m, uint32_t pc, uint32_t w, const 
     case LNN_OP_DROP:
     case LNN_OP_LOOP:
     case LNN_OP_END:
+    case LNN_OP_LINEAR_Q8: /* rejected by the verifier (no _Q8 kernels yet) */
+    case LNN_OP_MATMUL_NTQ8:
+    case LNN_OP_LINEAR_TQ8:
+    case LNN_OP_MATMUL_TQ8:
         break;
     }
 }
@@ -433,6 +437,10 @@ static void lnn_exec(const lnn_ctx *c, const lnn_plan_step *s, const lnn_plan_re
     case LNN_OP_DROP:
     case LNN_OP_LOOP:
     case LNN_OP_END:
+    case LNN_OP_LINEAR_Q8: /* rejected by the verifier (no _Q8 kernels yet) */
+    case LNN_OP_MATMUL_NTQ8:
+    case LNN_OP_LINEAR_TQ8:
+    case LNN_OP_MATMUL_TQ8:
         break; /* not compute steps */
     }
     if (c->m->trace)

@@ -494,6 +494,10 @@ static lnn_status lnn_check_compute(lnn_model *m, lnn_written *w, lnn_opcode op,
     case LNN_OP_DROP:
     case LNN_OP_LOOP:
     case LNN_OP_END:
+    case LNN_OP_LINEAR_Q8: /* rejected by lnn_verify_code until the _Q8 kernels exist */
+    case LNN_OP_MATMUL_NTQ8:
+    case LNN_OP_LINEAR_TQ8:
+    case LNN_OP_MATMUL_TQ8:
         break; /* not compute ops: never called for them */
     }
     if (!shape_ok)
@@ -637,6 +641,11 @@ lnn_status lnn_verify_code(lnn_model *m)
             nl--;
             runs = nl ? loops[nl - 1].trips : 1;
             break;
+        case LNN_OP_LINEAR_Q8: /* format 1.1 opcodes without kernels in this VM yet */
+        case LNN_OP_MATMUL_NTQ8:
+        case LNN_OP_LINEAR_TQ8:
+        case LNN_OP_MATMUL_TQ8:
+            LNN_VFAIL(E_OPCODE);
         case LNN_OP_ZERO:
         case LNN_OP_COPY:
         case LNN_OP_LINEAR:
