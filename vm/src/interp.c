@@ -68,6 +68,14 @@ static uint8_t *lnn_ref_base(const lnn_ctx *c, const lnn_plan_ref *r)
     }
 }
 
+/* 1 if the reference's address depends on the run (batch, inputs,
+ * outputs); constants and unbatched arena tensors stay where they are. */
+static int lnn_ref_varies(const lnn_plan_ref *r)
+{
+    const uint32_t region = r->kind & LNN_REF_REGION;
+    return region != LNN_REF_CONST && region != LNN_REF_FIXED;
+}
+
 /* ---- planning one compute instruction --------------------------------------- */
 
 /* Shape of tensor t in a run: batch substituted for a batched dim 0. */
@@ -152,7 +160,8 @@ static int lnn_is_row(const lnn_model *m, uint32_t s, uint32_t d)
  *   CONCAT         p[0] outer count per batch row, p[1] na, p[2] nb
  *   EWISEn         p[0] instructions, p[1] the shortest ROW operand (0: none),
  *                  p[2] registers;
- *                  operands: aux = LNN_EW_* mode
+ *                  operands: aux = LNN_EW_* mode; the program: aux = its
+ *                  fused form (lnn_ew_form)
  * r holds the ndst destinations then the nsrc operands, src[i] / depth[i]
  * the operands' tensors and the loop depths they were pushed at. */
 static void lnn_plan_compute(const lnn_model *m, uint32_t pc, uint32_t w, const uint16_t *src,
@@ -243,6 +252,8 @@ static void lnn_plan_compute(const lnn_model *m, uint32_t pc, uint32_t w, const 
         const uint8_t *prog = m->consts + o[n].offset;
         s->p[0] = (lnn_rd32(prog) >> 8) & 0xFFu;
         s->p[2] = (lnn_rd32(prog) >> 16) & 0xFFu;
+        /* the program's fused form (kernels.h), on the program's reference */
+        o[n].aux = lnn_ew_form((const uint32_t *)(const void *)prog + 1, s->p[0], n);
         for (uint32_t i = 0; i < n; i++) {
             /* verified: batched means d's shape; unbatched: one value, d's
              * shape (d unbatched, same count) or a row of d */
@@ -333,6 +344,7 @@ static void lnn_exec_ewise(const lnn_ctx *c, const lnn_plan_step *s, const lnn_p
     p.insn = (const uint32_t *)(const void *)x[n] + 1;
     p.count = lnn_ref_count(c, &r[0]);
     p.inner = s->p[1] ? s->p[1] : p.count;
+    p.form = r[1 + n].aux;
     for (size_t i = 0; i < n; i++) {
         p.src[i] = x[i];
         p.mode[i] = (uint8_t)r[1 + i].aux;
@@ -463,6 +475,17 @@ static void lnn_exec(const lnn_ctx *c, const lnn_plan_step *s, const lnn_plan_re
         p.reverse = (int)(c->index[s->depth] & 1u);
         size_t col[LNN_MAX_DSTS];
         lnn_split_columns(s, r, col);
+        int adjacent = p.rows == 1; /* one row whose parts follow each other */
+        for (uint32_t j = 1; j < s->ndst; j++)
+            adjacent &= y[j - 1] + r[j - 1].aux == y[j];
+        if (adjacent) { /* one call for all columns: the same sums */
+            p.y = y[0];
+            p.m = p.ldy = col[s->ndst - 1] + r[s->ndst - 1].aux;
+            p.w = x[1];
+            p.bias = bias;
+            k->linear_t(&p);
+            break;
+        }
         for (uint32_t n = 0; n < s->ndst; n++) {
             const uint32_t j = p.reverse ? s->ndst - 1 - n : n;
             p.y = y[j];
@@ -593,6 +616,13 @@ void lnn_plan_build(lnn_model *m)
     m->plan_steps = nsteps;
     m->plan_refs = nrefs;
     m->use_plan = nsteps > 0;
+    /* the addresses no run changes: constants and unbatched arena tensors */
+    lnn_ctx c;
+    c.m = m;
+    c.batch = 1;
+    for (uint32_t i = 0; i < nrefs; i++)
+        if (!lnn_ref_varies(&m->ref[i]))
+            m->ptr[i] = (float *)(void *)lnn_ref_base(&c, &m->ref[i]);
 }
 
 int lnn_use_plan(lnn_model *m, int on)
@@ -605,8 +635,9 @@ int lnn_use_plan(lnn_model *m, int on)
 
 static void lnn_run_plan(lnn_ctx *c, lnn_model *m)
 {
-    for (uint32_t i = 0; i < m->plan_refs; i++)
-        m->ptr[i] = (float *)(void *)lnn_ref_base(c, &m->ref[i]);
+    for (uint32_t i = 0; i < m->plan_refs; i++) /* the others: lnn_plan_build */
+        if (lnn_ref_varies(&m->ref[i]))
+            m->ptr[i] = (float *)(void *)lnn_ref_base(c, &m->ref[i]);
     struct {
         uint32_t body, count;
     } loops[LNN_MAX_LOOP_DEPTH];
@@ -637,7 +668,8 @@ static void lnn_run_plan(lnn_ctx *c, lnn_model *m)
         const lnn_plan_ref *r = &m->ref[s->ref];
         float *const *base = &m->ptr[s->ref];
         for (uint32_t i = 0, j = s->ndst; i < s->nsrc; i++, j++)
-            x[i] = base[j] + (size_t)(r[j].stride / 4u) * c->index[r[j].depth];
+            x[i] = r[j].stride ? base[j] + (size_t)(r[j].stride / 4u) * c->index[r[j].depth]
+                               : base[j];
         lnn_exec(c, s, r, base, x);
         si++;
     }

@@ -144,7 +144,77 @@ typedef struct {
     size_t n, ninsn, nregs;
     size_t count; /* output elements */
     size_t inner; /* the shortest ROW len; count when there is no ROW operand */
+    uint32_t form; /* lnn_ew_form of the program (0: none), planned once */
 } lnn_ewise_params;
+
+/* Fused forms: programs a SIMD set runs with code of their own instead of
+ * instruction by instruction (bits 0-3 of the form word), and which operand
+ * fills each slot of the form (4 bits per slot from bit 4). The result must
+ * be the program's bits.
+ *
+ * LNN_EW_FORM_LTC: the LTC step after its product, as fuse_elementwise
+ * makes it, under any operand numbering and register allocation:
+ *   t0 = A + B; t1 = sigmoid(t0); t2 = C + D; t3 = t2 * t1; t4 = t3 - H;
+ *   t5 = t4 / T; t6 = DT * t5; y = H + t6
+ * slots 0..6 = A B C D H T DT (gate, candidate, state, tau, step), any
+ * operand modes. */
+enum { LNN_EW_FORM_NONE = 0, LNN_EW_FORM_LTC = 1 };
+#define LNN_EW_LTC_SLOTS 7
+
+static inline size_t lnn_ew_form_slot(uint32_t form, size_t s)
+{
+    return (form >> (4 + 4 * s)) & 0xFu;
+}
+
+/* The form of a verified program of ninsn words over n operands (0: none). */
+static inline uint32_t lnn_ew_form(const uint32_t *insn, size_t ninsn, size_t n)
+{
+    enum { T = 16 }; /* T + i: the result of instruction i; < T: a slot */
+    static const uint8_t ltc[8][3] = {
+        {0x30, 0, 1},         /* ADD     t0 = A + B   */
+        {0x42, T + 0, 0},     /* SIGMOID t1 = sig(t0) */
+        {0x30, 2, 3},         /* ADD     t2 = C + D   */
+        {0x32, T + 2, T + 1}, /* MUL     t3 = t2 * t1 */
+        {0x31, T + 3, 4},     /* SUB     t4 = t3 - H  */
+        {0x33, T + 4, 5},     /* DIV     t5 = t4 / T  */
+        {0x32, 6, T + 5},     /* MUL     t6 = DT * t5 */
+        {0x30, 4, T + 6},     /* ADD     y  = H + t6  */
+    };
+    int reg_of[LNN_EW_MAX_REGS]; /* the instruction whose result a register holds */
+    uint32_t slot[LNN_EW_LTC_SLOTS];
+    if (ninsn != 8 || n > 15)
+        return LNN_EW_FORM_NONE;
+    for (size_t r = 0; r < LNN_EW_MAX_REGS; r++)
+        reg_of[r] = -1;
+    for (size_t s = 0; s < LNN_EW_LTC_SLOTS; s++)
+        slot[s] = 0xFFu; /* unbound */
+    for (size_t i = 0; i < 8; i++) {
+        const uint32_t w = insn[i], d = (w >> 8) & 0xFFu;
+        const uint32_t v[2] = {(w >> 16) & 0xFFu, w >> 24};
+        if ((w & 0xFFu) != ltc[i][0])
+            return LNN_EW_FORM_NONE;
+        for (size_t k = 0; k < (ltc[i][0] >= 0x40 ? 1u : 2u); k++) {
+            const uint32_t t = ltc[i][1 + k];
+            if (t >= T) { /* a register holding that result */
+                if (v[k] < n || v[k] - n >= LNN_EW_MAX_REGS || reg_of[v[k] - n] != (int)(t - T))
+                    return LNN_EW_FORM_NONE;
+            } else { /* an operand, the same wherever its slot appears */
+                if (v[k] >= n || (slot[t] != 0xFFu && slot[t] != v[k]))
+                    return LNN_EW_FORM_NONE;
+                slot[t] = v[k];
+            }
+        }
+        if (i + 1 < 8) {
+            if (d >= LNN_EW_MAX_REGS)
+                return LNN_EW_FORM_NONE;
+            reg_of[d] = (int)i;
+        }
+    }
+    uint32_t form = LNN_EW_FORM_LTC;
+    for (size_t s = 0; s < LNN_EW_LTC_SLOTS; s++)
+        form |= slot[s] << (4 + 4 * s);
+    return form;
+}
 
 /* Inlines a function whatever the optimizer thinks (the block loop and the
  * per-instruction switch must be one function to run fast). */

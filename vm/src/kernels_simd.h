@@ -52,8 +52,13 @@
 
 /* ---- exp, sigmoid, tanh (vmath.h) ----------------------------------------- */
 
-/* exp for every lane but NaN ones (which give garbage). */
-static inline lnn_vf lnn_v_exp_core(lnn_vf x)
+/* exp for every lane but NaN ones (which give garbage), in three stages
+ * (lnn_v_exp_core runs them in a row; a kernel may run them in separate
+ * passes over a block, the same operations):
+ *   reduce  x clamped, t = x / ln 2 + MAGIC (n in its bits), r = x - n ln 2
+ *   poly    e^r = 1 + r + r^2 P(r)
+ *   scale   e^r * 2^n1 * 2^n2 */
+static inline lnn_vf lnn_v_exp_reduce(lnn_vf x, lnn_vf *t_out)
 {
     x = lnn_v_max(x, lnn_v_set1(LNN_EXP_LO));
     x = lnn_v_min(x, lnn_v_set1(LNN_EXP_HI));
@@ -61,23 +66,40 @@ static inline lnn_vf lnn_v_exp_core(lnn_vf x)
     const lnn_vf t = lnn_v_add(lnn_v_mul(x, lnn_v_set1(LNN_EXP_LOG2E)),
                                lnn_v_set1(LNN_EXP_MAGIC));
     const lnn_vf n = lnn_v_sub(t, lnn_v_set1(LNN_EXP_MAGIC));
-    const lnn_vi nb = lnn_vi_sub(lnn_v_bits(t), lnn_vi_set1(LNN_EXP_NBIAS));
-    const lnn_vi h1 = lnn_vi_srl1(nb);
-    const lnn_vi h2 = lnn_vi_sub(nb, h1);
-    const lnn_vi eb = lnn_vi_set1(LNN_EXP_EBIAS);
-    const lnn_vf s1 = lnn_vi_float(lnn_vi_sll23(lnn_vi_add(h1, eb)));
-    const lnn_vf s2 = lnn_vi_float(lnn_vi_sll23(lnn_vi_add(h2, eb)));
     lnn_vf r = lnn_v_fnma(n, lnn_v_set1(LNN_EXP_LN2_HI), x);
     r = lnn_v_fnma(n, lnn_v_set1(LNN_EXP_LN2_LO), r);
+    *t_out = t;
+    return r;
+}
+
+static inline lnn_vf lnn_v_exp_poly(lnn_vf r)
+{
     lnn_vf p = lnn_v_set1(LNN_EXP_P7);
     p = lnn_v_fma(p, r, lnn_v_set1(LNN_EXP_P6));
     p = lnn_v_fma(p, r, lnn_v_set1(LNN_EXP_P5));
     p = lnn_v_fma(p, r, lnn_v_set1(LNN_EXP_P4));
     p = lnn_v_fma(p, r, lnn_v_set1(LNN_EXP_P3));
     p = lnn_v_fma(p, r, lnn_v_set1(LNN_EXP_P2));
-    lnn_vf e = lnn_v_fma(p, lnn_v_mul(r, r), r);
-    e = lnn_v_add(e, lnn_v_set1(1.0f));
+    const lnn_vf e = lnn_v_fma(p, lnn_v_mul(r, r), r);
+    return lnn_v_add(e, lnn_v_set1(1.0f));
+}
+
+static inline lnn_vf lnn_v_exp_scale(lnn_vf e, lnn_vf t)
+{
+    const lnn_vi nb = lnn_vi_sub(lnn_v_bits(t), lnn_vi_set1(LNN_EXP_NBIAS));
+    const lnn_vi h1 = lnn_vi_srl1(nb);
+    const lnn_vi h2 = lnn_vi_sub(nb, h1);
+    const lnn_vi eb = lnn_vi_set1(LNN_EXP_EBIAS);
+    const lnn_vf s1 = lnn_vi_float(lnn_vi_sll23(lnn_vi_add(h1, eb)));
+    const lnn_vf s2 = lnn_vi_float(lnn_vi_sll23(lnn_vi_add(h2, eb)));
     return lnn_v_mul(lnn_v_mul(e, s1), s2);
+}
+
+static inline lnn_vf lnn_v_exp_core(lnn_vf x)
+{
+    lnn_vf t;
+    const lnn_vf r = lnn_v_exp_reduce(x, &t);
+    return lnn_v_exp_scale(lnn_v_exp_poly(r), t);
 }
 
 static inline lnn_vf lnn_v_nan_through(lnn_vf x, lnn_vf y)
@@ -90,12 +112,17 @@ static inline lnn_vf lnn_v_exp(lnn_vf x)
     return lnn_v_nan_through(x, lnn_v_exp_core(x));
 }
 
-static inline lnn_vf lnn_v_sigmoid(lnn_vf x)
+/* sigmoid(x) from e = exp(-|x|) (vmath.h) */
+static inline lnn_vf lnn_v_sigmoid_of(lnn_vf x, lnn_vf e)
 {
     const lnn_vf one = lnn_v_set1(1.0f);
-    const lnn_vf e = lnn_v_exp_core(lnn_v_negate(lnn_v_abs(x)));
     const lnn_vf num = lnn_v_select(lnn_v_lt(x, lnn_v_zero()), e, one);
     return lnn_v_nan_through(x, lnn_v_div_fast(num, lnn_v_add(one, e)));
+}
+
+static inline lnn_vf lnn_v_sigmoid(lnn_vf x)
+{
+    return lnn_v_sigmoid_of(x, lnn_v_exp_core(lnn_v_negate(lnn_v_abs(x))));
 }
 
 static inline lnn_vf lnn_v_tanh(lnn_vf x)
@@ -885,9 +912,132 @@ static LNN_ALWAYS_INLINE void LNN_SK(ew_block)(uint32_t code, float *y, const fl
         y[i] = y[0];
 }
 
+/* The LTC step's fused form (kernels.h, LNN_EW_FORM_LTC):
+ *   y = H + DT * ((C + D) * sigmoid(A + B) - H) / T,  slots A B C D H T DT = 0..6
+ * in a few short passes over a piece of elements: x = A + B and the exp's
+ * range reduction (r, t), its polynomial (e^r), the scaling and the
+ * quotient of the sigmoid (the gate), then the rest of the step. Each pass
+ * is a loop of independent vectors the processor overlaps well, where one
+ * loop through the whole step is a dependency chain per vector too long
+ * for the out-of-order window; the intermediates stay in small arrays in
+ * L1. The operations are those of the block interpreter's kernels in the
+ * same order (lnn_v_exp_core is lnn_v_exp_reduce, _poly and _scale in a
+ * row, lnn_v_sigmoid is lnn_v_sigmoid_of), so the result has the
+ * program's bits, without the scratch blocks and the per-instruction
+ * dispatch.
+ *
+ * Slot s's vector at element i of a piece: q[s] + (i & m[s]), m[s] 0 for a
+ * single value (q[s] then a vector of its copies), all ones otherwise. */
+#define LNN_LTC_LD(s) lnn_v_load(q[s] + (i & m[s]))
+#define LNN_LTC_GATE1()                                                            \
+    do {                                                                           \
+        const lnn_vf x_ = lnn_v_add(LNN_LTC_LD(0), LNN_LTC_LD(1));                 \
+        lnn_vf t_;                                                                 \
+        lnn_v_store(rs + i, lnn_v_exp_reduce(lnn_v_negate(lnn_v_abs(x_)), &t_));   \
+        lnn_v_store(ts + i, t_);                                                   \
+        lnn_v_store(xs + i, x_);                                                   \
+    } while (0)
+#define LNN_LTC_STEP()                                                             \
+    do {                                                                           \
+        const lnn_vf h_ = LNN_LTC_LD(4);                                           \
+        const lnn_vf c_ = lnn_v_add(LNN_LTC_LD(2), LNN_LTC_LD(3));                 \
+        const lnn_vf f_ =                                                          \
+            lnn_v_div(lnn_v_sub(lnn_v_mul(c_, lnn_v_load(es + i)), h_), LNN_LTC_LD(5)); \
+        lnn_v_store(y + i, lnn_v_add(h_, lnn_v_mul(LNN_LTC_LD(6), f_)));           \
+    } while (0)
+
+#if UINTPTR_MAX > 0xFFFFFFFFu
+#define LNN_LTC_PIECE 256 /* floats */
+#else
+#define LNN_LTC_PIECE 128
+#endif
+#define LNN_LTC_REPS 2 /* ROW slots repeated over a piece */
+
+/* Whole vectors only: the caller checks that LNN_W divides inner (then it
+ * divides every run and piece; other shapes take the block interpreter).
+ * Inside a run of inner elements a ROW operand is contiguous (as in
+ * lnn_ewise_blocks); when every ROW slot is one run long (the LTC's tau: one
+ * value per unit) and several runs fit in a piece, a piece spans whole runs
+ * and reads each ROW slot from a copy repeated over the piece, so that at
+ * batch > 1 the passes run over many rows' vectors at once. */
+static void LNN_SK(ew_ltc)(const lnn_ewise_params *p)
+{
+    _Alignas(64) float xs[LNN_LTC_PIECE], rs[LNN_LTC_PIECE];
+    _Alignas(64) float ts[LNN_LTC_PIECE], es[LNN_LTC_PIECE];
+    _Alignas(64) float rep[LNN_LTC_REPS][LNN_LTC_PIECE];
+    float one[LNN_EW_LTC_SLOTS][LNN_W]; /* single values, repeated over a vector */
+    const float *r[LNN_EW_LTC_SLOTS], *q[LNN_EW_LTC_SLOTS];
+    size_t slot[LNN_EW_LTC_SLOTS], m[LNN_EW_LTC_SLOTS], pos[LNN_EW_LTC_SLOTS];
+    const size_t inner = p->inner, count = p->count;
+    size_t nrow = 0;
+    int repeat = 2 * inner <= LNN_LTC_PIECE && count > inner;
+    for (size_t s = 0; s < LNN_EW_LTC_SLOTS; s++) {
+        const size_t j = slot[s] = lnn_ew_form_slot(p->form, s);
+        if (p->mode[j] == LNN_EW_ROW) {
+            nrow++;
+            repeat &= p->len[j] == inner;
+        }
+    }
+    repeat &= nrow <= LNN_LTC_REPS;
+    /* elements per run: a piece never crosses one */
+    const size_t run = repeat ? LNN_LTC_PIECE - LNN_LTC_PIECE % inner : inner;
+    for (size_t s = 0, k = 0; s < LNN_EW_LTC_SLOTS; s++) {
+        const size_t j = slot[s];
+        pos[s] = 0;
+        m[s] = p->mode[j] == LNN_EW_SCALAR ? 0 : ~(size_t)0;
+        if (!m[s]) {
+            for (size_t l = 0; l < LNN_W; l++)
+                one[s][l] = p->src[j][0];
+            r[s] = one[s];
+        } else if (repeat && p->mode[j] == LNN_EW_ROW) {
+            for (size_t i = 0; i < run; i += inner)
+                memcpy(rep[k] + i, p->src[j], inner * sizeof(float));
+            r[s] = rep[k++];
+        }
+    }
+    for (size_t o = 0; o < count; o += run) {
+        const size_t end = count - o < run ? count - o : run;
+        for (size_t s = 0; s < LNN_EW_LTC_SLOTS; s++) { /* the run's start in each slot */
+            const size_t j = slot[s];
+            if (p->mode[j] == LNN_EW_SAME)
+                r[s] = p->src[j] + o;
+            else if (p->mode[j] == LNN_EW_ROW && !repeat) {
+                r[s] = p->src[j] + pos[s];
+                if ((pos[s] += inner) == p->len[j])
+                    pos[s] = 0;
+            }
+        }
+        for (size_t c = 0; c < end; c += LNN_LTC_PIECE) {
+            const size_t len = end - c < LNN_LTC_PIECE ? end - c : LNN_LTC_PIECE;
+            float *y = p->y + o + c;
+            for (size_t s = 0; s < LNN_EW_LTC_SLOTS; s++)
+                q[s] = r[s] + (c & m[s]);
+            size_t i;
+            for (i = 0; i < len; i += LNN_W)
+                LNN_LTC_GATE1();
+            for (i = 0; i < len; i += LNN_W)
+                lnn_v_store(es + i, lnn_v_exp_poly(lnn_v_load(rs + i)));
+            for (i = 0; i < len; i += LNN_W)
+                lnn_v_store(es + i, lnn_v_sigmoid_of(lnn_v_load(xs + i),
+                                                     lnn_v_exp_scale(lnn_v_load(es + i),
+                                                                     lnn_v_load(ts + i))));
+            for (i = 0; i < len; i += LNN_W)
+                LNN_LTC_STEP();
+        }
+    }
+}
+#undef LNN_LTC_LD
+#undef LNN_LTC_GATE1
+#undef LNN_LTC_STEP
+#undef LNN_LTC_PIECE
+#undef LNN_LTC_REPS
+
 void LNN_SK(ewise)(const lnn_ewise_params *p)
 {
-    lnn_ewise_blocks(p, LNN_SK(ew_block));
+    if ((p->form & 0xFu) == LNN_EW_FORM_LTC && p->inner % LNN_W == 0)
+        LNN_SK(ew_ltc)(p);
+    else
+        lnn_ewise_blocks(p, LNN_SK(ew_block));
 }
 
 #include "kernels_simd_graph.h" /* CONV2D .. MATMUL */

@@ -37,7 +37,10 @@
  *            random programs over operands of every mode (same, row, single
  *            value), in place or not: each set's ewise gives the bits of the
  *            same set's add ... relu kernels run one by one, and a program
- *            of add sub mul div neg relu gives the scalar ewise's bits
+ *            of add sub mul div neg relu gives the scalar ewise's bits; the
+ *            same for the LTC step's fused form (lnn_ew_form, random operand
+ *            numbering, registers and modes), which lnn_ew_form finds and
+ *            does not find in a program one change away
  *   scalar exp sigmoid tanh vs libm (double) <= 3 ulp (sigmoid reaches
  *            2.4: exp is good to ~1 ulp, and e / (1 + e) can turn its
  *            relative error into 2+ ulps of a result at the top of a binade)
@@ -1160,6 +1163,140 @@ static void test_ewise(const lnn_kernels *k)
            st.where[0] ? "; last: " : "", st.where);
 }
 
+/* The LTC step's fused form (kernels.h, LNN_EW_FORM_LTC): lnn_ew_form finds
+ * it under any operand numbering and register allocation (and nothing else:
+ * a program one operand or one op away from it has no form), and a set's
+ * ewise with the form gives the bits of its kernels one by one, on random
+ * operand modes, sizes (tails, runs of a ROW operand, pieces) and in place
+ * over the state H. */
+static void ltc_case(const lnn_kernels *k, ew_stats *st, size_t *bad_match)
+{
+    enum { A, B, C, D, H, T, DT };
+    ew_program pg;
+    size_t op_of[7]; /* slot -> operand */
+    const size_t n = 7 + rnd() % 2; /* 8: one operand the program never reads */
+    size_t perm[8];
+    for (size_t j = 0; j < n; j++)
+        perm[j] = j;
+    for (size_t j = n; j-- > 1;) {
+        const size_t i = rnd() % (j + 1), t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+    for (size_t s = 0; s < 7; s++)
+        op_of[s] = perm[s];
+    /* registers: the two values live at once in random distinct registers */
+    const uint32_t r0 = (uint32_t)(rnd() % 8), r1 = (r0 + 1 + (uint32_t)(rnd() % 7)) % 8;
+    const uint32_t R0 = (uint32_t)n + r0, R1 = (uint32_t)n + r1;
+#define LTC_W(op, d, a, b) ((uint32_t)(op) | (uint32_t)(d) << 8 | (uint32_t)(a) << 16 | (uint32_t)(b) << 24)
+    const uint32_t words[8] = {
+        LTC_W(0x30, r0, op_of[A], op_of[B]), LTC_W(0x42, r0, R0, 0),
+        LTC_W(0x30, r1, op_of[C], op_of[D]), LTC_W(0x32, r0, R1, R0),
+        LTC_W(0x31, r0, R0, op_of[H]),       LTC_W(0x33, r0, R0, op_of[T]),
+        LTC_W(0x32, r0, op_of[DT], R0),      LTC_W(0x30, 0, op_of[H], R0),
+    };
+    pg.n = n;
+    pg.ninsn = 8;
+    pg.nregs = (r0 > r1 ? r0 : r1) + 1;
+    pg.words[0] = (uint32_t)n | 8u << 8 | (uint32_t)pg.nregs << 16;
+    for (size_t i = 0; i < 8; i++)
+        pg.words[1 + i] = words[i];
+    const uint32_t form = lnn_ew_form(pg.words + 1, 8, n);
+    int match = (form & 0xFu) == LNN_EW_FORM_LTC;
+    for (size_t s = 0; s < 7 && match; s++)
+        match = lnn_ew_form_slot(form, s) == op_of[s];
+    *bad_match += !match;
+    /* another op anywhere, or an operand where the form reads a result: no
+     * form (an operand slot read once may be any operand: still the form) */
+    uint32_t mutated[8];
+    for (size_t i = 0; i < 8; i++)
+        mutated[i] = words[i];
+    static const size_t reads_result[6] = {1, 3, 4, 5, 6, 7}; /* their a or b is a register */
+    if (rnd() % 2) {
+        mutated[rnd() % 8] ^= 0x01u; /* ADD<->SUB, MUL<->DIV, SIGMOID->TANH */
+    } else {
+        const size_t at = reads_result[rnd() % 6];
+        const uint32_t opnd = (uint32_t)(rnd() % n) << ((mutated[at] >> 16 & 0xFFu) >= n ? 16 : 24);
+        mutated[at] = (mutated[at] & ((mutated[at] >> 16 & 0xFFu) >= n ? 0xFF00FFFFu : 0x00FFFFFFu)) | opnd;
+    }
+    *bad_match += lnn_ew_form(mutated, 8, n) != LNN_EW_FORM_NONE;
+#undef LTC_W
+
+    /* the SIMD sets take the form when their vector width divides inner */
+    const size_t inner = rnd() % 2 ? 8 * (1 + rnd() % 8) : 1 + rnd() % 70;
+    const size_t outer = 1 + rnd() % (EW_MAXCOUNT / inner < 6 ? EW_MAXCOUNT / inner : 6);
+    const size_t count = inner * outer;
+    lnn_ewise_params p;
+    memset(&p, 0, sizeof p);
+    float *src[EW_MAXN], *full[EW_MAXN];
+    for (size_t j = 0; j < n; j++) {
+        uint64_t mode = rnd() % 3;
+        if (j == op_of[H] && rnd() % 2)
+            mode = LNN_EW_SAME;
+        const size_t len = mode == LNN_EW_SAME ? count : mode == LNN_EW_SCALAR ? 1 : (rnd() % 2 ? inner : count);
+        src[j] = falloc(count + 1);
+        full[j] = falloc(count);
+        const size_t off = rnd() % 2;
+        for (size_t i = 0; i < count + 1; i++)
+            src[j][i] = rnd() % 5 ? uniform(-8.0f, 8.0f) : operand();
+        p.src[j] = src[j] + off;
+        p.mode[j] = (uint8_t)mode;
+        p.len[j] = len;
+        for (size_t i = 0; i < count; i++)
+            full[j][i] = p.src[j][mode == LNN_EW_SAME ? i : mode == LNN_EW_SCALAR ? 0 : i % len];
+    }
+    p.n = n;
+    p.ninsn = 8;
+    p.nregs = pg.nregs;
+    p.insn = pg.words + 1;
+    p.count = count;
+    p.inner = count;
+    for (size_t j = 0; j < n; j++)
+        if (p.mode[j] == LNN_EW_ROW && p.len[j] < p.inner)
+            p.inner = p.len[j];
+    float *ref = falloc(count + 8), *got = falloc(count + 8), *gen = falloc(count + 8);
+    ew_compose(k, &pg, full, count, ref);
+    for (size_t i = 0; i < count + 8; i++)
+        gen[i] = got[i] = 12345.0f;
+    p.y = gen; /* the generic path, for comparison */
+    k->ewise(&p);
+    p.form = form;
+    const int inplace = p.mode[op_of[H]] == LNN_EW_SAME && rnd() % 2;
+    float *out = inplace ? (float *)(uintptr_t)p.src[op_of[H]] : got;
+    p.y = out;
+    k->ewise(&p);
+    size_t bad = 0;
+    for (size_t i = 0; i < count; i++)
+        bad += ulps(out[i], ref[i]) != 0.0 || ulps(gen[i], ref[i]) != 0.0;
+    for (size_t i = count; i < count + 8; i++)
+        bad += (!inplace && to_bits(got[i]) != to_bits(12345.0f)) || to_bits(gen[i]) != to_bits(12345.0f);
+    st->cases++;
+    st->bad_compose += bad != 0;
+    if (bad)
+        snprintf(st->where, sizeof st->where, "n=%zu count=%zu inner=%zu inplace=%d", n, count, p.inner,
+                 inplace);
+    for (size_t j = 0; j < n; j++) {
+        free(src[j]);
+        free(full[j]);
+    }
+    free(ref);
+    free(got);
+    free(gen);
+}
+
+static void test_ewise_ltc(const lnn_kernels *k)
+{
+    ew_stats st;
+    size_t bad_match = 0;
+    memset(&st, 0, sizeof st);
+    for (int rep = 0; rep < 2000; rep++)
+        ltc_case(k, &st, &bad_match);
+    report(st.bad_compose == 0 && bad_match == 0,
+           "%-6s ewise    LTC form vs its own kernels one by one: %zu programs, %zu differ, %zu "
+           "misrecognized%s%s", k->isa, st.cases, st.bad_compose, bad_match,
+           st.where[0] ? "; last: " : "", st.where);
+}
+
 /* ---- zero and concat ----------------------------------------------------- */
 
 static void test_zero_concat(const lnn_kernels *k)
@@ -1213,6 +1350,7 @@ int main(void)
     test_scalar_linear_t();
     test_scalar_q8();
     test_ewise(&lnn_kernels_scalar);
+    test_ewise_ltc(&lnn_kernels_scalar);
     for (size_t i = 0; lnn_kernel_sets[i]; i++) {
         const lnn_kernels *k = lnn_kernel_sets[i];
         if (k == &lnn_kernels_scalar)
@@ -1228,6 +1366,7 @@ int main(void)
         test_q8(k, 0);
         test_q8(k, 1);
         test_ewise(k);
+        test_ewise_ltc(k);
         test_zero_concat(k);
         test_graph(k);
     }
