@@ -194,7 +194,7 @@ def test_section_table_past_the_end_is_truncated(vm):
     vm.expect(data, "E_TRUNCATED", 16)
 
 
-@pytest.mark.parametrize("kind", [0, 6, 0xFFFFFFFF])
+@pytest.mark.parametrize("kind", [0, 7, 0xFFFFFFFF])
 def test_unknown_section_kind_is_refused(vm, kind):
     entry = section_entry(build(), SEC_CODE)
     vm.expect(patched(build(), entry, "<I", kind), "E_SECTION", entry)
