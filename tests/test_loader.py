@@ -447,29 +447,17 @@ def test_int8_model_runs_on_every_kernel_set(host_build, plan):
 
 
 def test_test_set_is_reachable_through_the_api(host_build):
-    """lnn_get_tests: the counts, the tolerance and the cases, read in place from the model buffer."""
-    import ctypes
-
-    from lnnedge.runtime import load_library
-
-    class Tests(ctypes.Structure):
-        _fields_ = [("count", ctypes.c_uint32), ("in_floats", ctypes.c_uint32), ("out_floats", ctypes.c_uint32),
-                    ("max_abs_err", ctypes.c_float), ("inputs", ctypes.POINTER(ctypes.c_float)),
-                    ("expected", ctypes.POINTER(ctypes.c_float))]
-
-    lib = load_library(str(host_build.library))
+    """lnn_get_tests through CVM.tests(): the counts, the tolerance and the cases, copied out of the model buffer."""
     tests = q8_tests(count=4, tolerance=2.5e-4)
-    for data, count in ((q8_model(tests=tests), 4), (q8_model(), 0)):
-        vm = CVM(data, library=host_build.library)
-        got = Tests()
-        assert lib.lnn_get_tests(vm._m, ctypes.byref(got)) == (count > 0)
-        assert got.count == count
-        if count:
-            assert (got.in_floats, got.out_floats) == (K8, 3 * M8)
-            assert got.max_abs_err == np.float32(2.5e-4)
-            np.testing.assert_array_equal(np.ctypeslib.as_array(got.inputs, (count * K8,)), tests.inputs.ravel())
-            np.testing.assert_array_equal(np.ctypeslib.as_array(got.expected, (count * 3 * M8,)),
-                                          tests.outputs.ravel())
+    assert CVM(q8_model(), library=host_build.library).tests() is None
+    vm = CVM(q8_model(tests=tests), library=host_build.library)
+    inputs, expected, tolerance = vm.tests()
+    assert inputs.shape == (4, K8) and expected.shape == (4, 3 * M8)
+    assert tolerance == np.float32(2.5e-4)
+    np.testing.assert_array_equal(inputs, tests.inputs)
+    np.testing.assert_array_equal(expected, tests.outputs)
+    inputs[:] = 0  # a copy: the model's bytes are untouched
+    np.testing.assert_array_equal(vm.tests()[0], tests.inputs)
 
 
 def test_runner_runs_the_bundled_test_set(tmp_path, host_build):
@@ -506,3 +494,322 @@ def test_disassembler_shows_int8_tensors_and_the_q8_ops(tmp_path, host_build):
     assert re.search(r"LINEAR_TQ8\s+t6\.\.t7\s+arena\.row\+0 \[B,2\] f32", listing)
     for op in ("LINEAR_Q8", "MATMUL_NTQ8", "MATMUL_TQ8"):
         assert op in listing
+
+
+# ---- state: STATE tensors persist between runs (header state_row, region STATE) ----
+
+STATE = isa.const("REG_STATE")
+# t0 x[B,2] input, t1 s[B,2] state, t2 y[B,2] output, t3 h[B,2] arena (the same offset as s, another part),
+# t4 [B,2] state over the second half of s, t5 [B,4] state over all of s and t4 (state_row 16)
+STATE_TENSORS = (
+    TensorEntry((1, 2), INPUT, 0, batched=True),
+    TensorEntry((1, 2), STATE, 0, batched=True),
+    TensorEntry((1, 2), OUTPUT, 0, batched=True),
+    TensorEntry((1, 2), ARENA, 0, batched=True),
+    TensorEntry((1, 2), STATE, 4, batched=True),
+    TensorEntry((1, 4), STATE, 0, batched=True),
+)
+# s = s + x (read before any write: the previous run's value); y = s: the running sum of every stream
+STATE_CODE = (E("PUSH", 0, 1), E("PUSH", 0, 0), E("ADD", 0, 1), E("COPY", 0, 2), E("DROP"))
+
+
+def stateful(*code: int, tensors: tuple[TensorEntry, ...] = STATE_TENSORS, state_row: int = 16,
+             arena_fixed: int = 0, arena_row: int = 16, tests: lnnb.TestSet | None = None) -> bytes:
+    return lnnb.write(Program(tensors=tensors, consts=b"", code=code or STATE_CODE, arena_fixed=arena_fixed,
+                              arena_row=arena_row, num_inputs=1, num_outputs=1, state_row=state_row, tests=tests))
+
+
+def state_with_tensor(index: int, **changes) -> bytes:
+    tensors = list(STATE_TENSORS)
+    tensors[index] = replace(tensors[index], **changes)
+    return stateful(tensors=tuple(tensors))
+
+
+S_AT = TENSORS_AT + 32  # the entry of t1, the state s
+S_CODE_AT = lnnb.section_offsets(stateful())[isa.const("SEC_CODE")][0]
+STATE_BROKEN = {
+    "state_row_not_a_multiple_of_4": (stateful(state_row=10), "E_HEADER", 36),
+    "state_row_over_the_limit": (stateful(state_row=isa.const("MAX_STATE_ROW") + 4), "E_HEADER", 36),
+    "state_tensor_unbatched": (state_with_tensor(1, batched=False), "E_TENSOR", S_AT + 2),
+    "state_tensor_u32": (state_with_tensor(1, dtype=U32), "E_TENSOR", S_AT),
+    "state_tensor_i8": (state_with_tensor(1, dtype=I8), "E_TENSOR", S_AT),
+    "state_tensor_strided": (state_with_tensor(1, stride=8), "E_TENSOR", S_AT + 24),
+    "state_tensor_past_state_row": (state_with_tensor(1, offset=12), "E_TENSOR_BOUNDS", S_AT + 20),
+    "state_tensor_misaligned": (state_with_tensor(1, offset=2), "E_TENSOR_BOUNDS", S_AT + 20),
+    "state_tensor_in_a_stateless_model": (stateful(state_row=0), "E_TENSOR_BOUNDS", S_AT + 20),
+    "region_past_state": (state_with_tensor(3, region=STATE + 1), "E_TENSOR", TENSORS_AT + 3 * 32 + 2),
+    # two views of the state follow the arena's rules: the same range in place, no partial overlap, and no
+    # overlap at all for the ops that never write over an operand
+    "state_partial_overlap": (stateful(E("PUSH", 0, 1), E("PUSH", 0, 0), E("ADD", 0, 4), E("COPY", 0, 2),
+                                       E("DROP")), "E_ALIAS", S_CODE_AT + 8),
+    "state_concat_over_its_operand": (stateful(E("PUSH", 0, 1), E("PUSH", 0, 0), E("CONCAT", 1, 5), E("DROP"),
+                                               E("PUSH", 0, 0), E("COPY", 0, 2), E("DROP")), "E_ALIAS", S_CODE_AT + 8),
+}
+assert lnnb.section_offsets(stateful())[isa.const("SEC_TENSORS")][0] == TENSORS_AT
+
+
+@pytest.mark.parametrize("name", sorted(STATE_BROKEN))
+def test_loader_checks_state(tmp_path, host_build, name):
+    data, status, offset = STATE_BROKEN[name]
+    path = tmp_path / f"{name}.lnnb"
+    path.write_bytes(data)
+    proc = lnnvm(host_build.runner, "verify", path)
+    assert proc.returncode == 3, proc.stderr
+    assert f": {status} at byte {offset}:" in proc.stderr
+    with pytest.raises(VMError) as err:
+        CVM(data, library=host_build.library)
+    assert (err.value.name, err.value.offset) == (status, offset)
+
+
+def test_state_rules_accept_what_the_arena_rules_accept(host_build):
+    """The state read before any write, written in place (the identical range), zeroed, and read next to an
+    arena tensor at the same offset (another part of the arena: no overlap)."""
+    for code in (STATE_CODE,
+                 (E("ZERO", 0, 5), E("DROP"), E("PUSH", 0, 0), E("COPY", 0, 2), E("DROP")),
+                 (E("PUSH", 0, 1), E("NEG", 0, 3), E("NEG", 0, 1), E("COPY", 0, 2), E("DROP"))):
+        CVM(stateful(*code), library=host_build.library)
+
+
+def _running_sums(x: np.ndarray) -> np.ndarray:
+    """What STATE_CODE gives for time-major x (T, batch, 2) from zero state."""
+    return np.cumsum(x, axis=0, dtype=np.float32)
+
+
+@pytest.mark.parametrize("plan", [True, False])
+def test_state_persists_between_runs_until_a_reset_or_a_new_batch(host_build, plan):
+    x = np.random.default_rng(4).uniform(-1, 1, (5, 3, 2)).astype(np.float32)
+    vm = CVM(stateful(), max_batch=3, library=host_build.library)
+    assert vm.use_plan(plan) == plan
+    for isa_name in ("scalar", "sse3", "avx2"):
+        try:
+            vm.use_kernels(isa_name)
+        except VMError:
+            continue
+        vm.reset()
+        got = np.stack([vm.run([x[t]])[0] for t in range(len(x))])
+        np.testing.assert_array_equal(got, _running_sums(x))
+        vm.reset()
+        np.testing.assert_array_equal(vm.run([x[0]])[0], x[0])
+        # a batch of 2 after a batch of 3: the rows would be other streams' state, so it starts from zero
+        np.testing.assert_array_equal(vm.run([x[1, :2]])[0], x[1, :2])
+        np.testing.assert_array_equal(vm.run([x[2, :2]])[0], x[1, :2] + x[2, :2])
+
+
+def test_the_first_run_and_a_reset_start_from_zero_whatever_the_arena_held(host_build):
+    """lnn_init and lnn_reset zero the state (the run after them does, for its batch): garbage left in the
+    caller's arena never reaches a result."""
+    x = np.array([[1, 2], [3, 4]], np.float32)
+    vm = CVM(stateful(), max_batch=2, library=host_build.library)
+    vm._arena[:] = 0xFF  # NaN everywhere
+    np.testing.assert_array_equal(vm.run([x])[0], x)
+    vm._arena[:] = 0xFF
+    vm.reset()
+    np.testing.assert_array_equal(vm.run([x])[0], x)
+    np.testing.assert_array_equal(vm.run([x])[0], 2 * x)
+
+
+def test_reset_of_a_stateless_model_and_of_a_model_not_ready(host_build):
+    import ctypes
+
+    from lnnedge.runtime import load_library
+
+    vm = CVM(VALID, library=host_build.library)
+    x = np.array([[1, -1]], np.float32)
+    vm.reset()  # a no-op
+    np.testing.assert_allclose(vm.run([x])[0], expected_output(x), rtol=1e-6)
+    lib = load_library(str(host_build.library))
+    model = ctypes.create_string_buffer(lib.lnn_model_size())
+    assert lib.lnn_status_name(lib.lnn_reset(ctypes.addressof(model))).decode() == "E_NOT_READY"
+    assert lib.lnn_status_name(lib.lnn_reset(None)).decode() == "E_ARG"
+
+
+@pytest.mark.parametrize("fixed, row, state_row", [(0, 16, 16), (100, 16, 16), (0, 0, 8), (36, 12, 12), (0, 16, 0),
+                                                    (4, 0, 0)])
+def test_arena_size_and_max_batch_follow_the_state_layout(host_build, fixed, row, state_row):
+    """lnn_arena_size(b) = align64(align64(fixed) + row * b) + state_row * b (the stateless formula without
+    state), and an arena of exactly that size holds b rows and no more."""
+    import ctypes
+
+    from lnnedge.runtime import load_library
+
+    lib = load_library(str(host_build.library))
+    tensors = STATE_TENSORS[:3] if state_row else (STATE_TENSORS[0], STATE_TENSORS[2])
+    code = (E("PUSH", 0, 0), E("COPY", 0, 2 if state_row else 1), E("DROP"))
+    data = lnnb.write(Program(tensors=tensors, consts=b"", code=code, arena_fixed=fixed, arena_row=row,
+                              num_inputs=1, num_outputs=1, state_row=state_row))
+    program = lnnb.read(data)
+    buf = ctypes.create_string_buffer(data, len(data))
+    model = ctypes.create_string_buffer(lib.lnn_model_size())
+    for batch in (1, 2, 3, 7, 64):
+        need = lib.lnn_arena_size(ctypes.addressof(buf), len(data), batch)
+        assert need == program.arena_size(batch)
+        arena = ctypes.create_string_buffer(max(need, 4))
+        assert lib.lnn_init(ctypes.addressof(model), ctypes.addressof(buf), len(data), ctypes.addressof(arena),
+                            need) == 0
+        if row or state_row:
+            assert lib.lnn_max_batch(ctypes.addressof(model)) == batch
+        else:
+            assert lib.lnn_max_batch(ctypes.addressof(model)) == 0xFFFFFFFF
+
+
+def test_an_arena_with_room_for_the_rows_but_not_their_state_names_state_row(host_build):
+    import ctypes
+
+    from lnnedge.runtime import load_library
+
+    lib = load_library(str(host_build.library))
+    data = stateful()
+    buf = ctypes.create_string_buffer(data, len(data))
+    model = ctypes.create_string_buffer(lib.lnn_model_size())
+    arena = ctypes.create_string_buffer(128)
+    for size, offset in ((8, 28), (16, 36), (64 + 15, 36)):  # row too small (arena_row at 28), then the state
+        status = lib.lnn_init(ctypes.addressof(model), ctypes.addressof(buf), len(data), ctypes.addressof(arena),
+                              size)
+        assert (lib.lnn_status_name(status).decode(), lib.lnn_error_offset(ctypes.addressof(model))) == \
+            ("E_ARENA", offset)
+    assert lib.lnn_init(ctypes.addressof(model), ctypes.addressof(buf), len(data), ctypes.addressof(arena), 80) == 0
+
+
+# ---- SPLIT: a split along its last axis over A destinations ----
+
+# t0 x[B,5] input, t1 ya[B,2] / t2 yb[B,3] outputs, t3 h[B,5], t4 pa[B,2] / t5 pb[B,3] adjacent, t6 oa[B,2] over
+# the end of h / t7 ob[B,3], t8 da[B,2] / t9 db[B,3] overlapping, t10 ka[B,2] / t11 kc[1,3] a constant,
+# t12 wa[B,1,2] / t13 wb[B,3], t14 ua[1,2] unbatched / t15 ub[B,3], t16 z[B] / t17 z2[B], t18 sa[B,2] / t19 sb[B,3]
+# state, t20 a u32 constant [5]
+SPLIT_TENSORS = (
+    TensorEntry((1, 5), INPUT, 0, batched=True),
+    TensorEntry((1, 2), OUTPUT, 0, batched=True),
+    TensorEntry((1, 3), OUTPUT, 1, batched=True),
+    TensorEntry((1, 5), ARENA, 0, batched=True),
+    TensorEntry((1, 2), ARENA, 32, batched=True),
+    TensorEntry((1, 3), ARENA, 40, batched=True),
+    TensorEntry((1, 2), ARENA, 16, batched=True),
+    TensorEntry((1, 3), ARENA, 64, batched=True),
+    TensorEntry((1, 2), ARENA, 80, batched=True),
+    TensorEntry((1, 3), ARENA, 84, batched=True),
+    TensorEntry((1, 2), ARENA, 96, batched=True),
+    TensorEntry((1, 3), CONST, 0),
+    TensorEntry((1, 1, 2), ARENA, 112, batched=True),
+    TensorEntry((1, 3), ARENA, 128, batched=True),
+    TensorEntry((1, 2), ARENA, 0),
+    TensorEntry((1, 3), ARENA, 144, batched=True),
+    TensorEntry((1,), ARENA, 160, batched=True),
+    TensorEntry((1,), ARENA, 164, batched=True),
+    TensorEntry((1, 2), STATE, 0, batched=True),
+    TensorEntry((1, 3), STATE, 8, batched=True),
+    TensorEntry((5,), CONST, 0, dtype=U32),
+)
+SPLIT_CODE = (E("PUSH", 0, 0), E("SPLIT", 2, 1), E("DROP"))
+
+
+def split_model(*code: int) -> bytes:
+    return lnnb.write(Program(tensors=SPLIT_TENSORS, consts=bytes(32), code=code or SPLIT_CODE, arena_fixed=16,
+                              arena_row=192, num_inputs=1, num_outputs=2, state_row=20))
+
+
+def _split_into(first: int, *before: int, operand: int = 0) -> bytes:
+    return split_model(*before, E("PUSH", 0, operand), E("SPLIT", 2, first), E("DROP"))
+
+
+SPLIT_AT = lnnb.section_offsets(split_model())[isa.const("SEC_CODE")][0] + 4  # the SPLIT word of _split_into
+SPLIT_BROKEN = {
+    "split_without_destinations": (split_model(E("PUSH", 0, 0), E("SPLIT", 0, 1), E("DROP")), "E_OPERAND"),
+    "split_too_many_destinations": (split_model(E("PUSH", 0, 0), E("SPLIT", MAX_DSTS + 1, 1), E("DROP")),
+                                    "E_OPERAND"),
+    "split_past_the_tensor_table": (_split_into(len(SPLIT_TENSORS) - 1), "E_OPERAND"),
+    "split_parts_do_not_add_up": (_split_into(2), "E_SHAPE"),  # 3 + 5 columns of 5
+    "split_one_part_too_narrow": (split_model(E("PUSH", 0, 0), E("SPLIT", 1, 1), E("DROP")), "E_SHAPE"),
+    "split_part_of_another_rank": (_split_into(12), "E_SHAPE"),
+    "split_part_unbatched": (_split_into(14), "E_SHAPE"),
+    "split_along_the_batch_axis": (split_model(E("ZERO", 0, 16), E("SPLIT", 1, 17), E("DROP")), "E_SHAPE"),
+    "split_part_overlaps_the_operand": (split_model(E("PUSH", 0, 0), E("COPY", 0, 3), E("SPLIT", 2, 6),
+                                                    E("DROP")), "E_ALIAS"),
+    "split_parts_overlap_each_other": (_split_into(8), "E_ALIAS"),
+    "split_writes_a_constant": (_split_into(10), "E_READONLY"),
+    "split_of_a_u32_operand": (_split_into(1, operand=20), "E_DTYPE"),
+    "split_of_an_operand_never_written": (_split_into(4, operand=3), "E_UNINIT"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SPLIT_BROKEN))
+def test_loader_checks_split(tmp_path, host_build, name):
+    data, status = SPLIT_BROKEN[name]
+    path = tmp_path / f"{name}.lnnb"
+    path.write_bytes(data)
+    proc = lnnvm(host_build.runner, "verify", path)
+    assert proc.returncode == 3, proc.stderr
+    assert f": {status} at byte " in proc.stderr
+    with pytest.raises(VMError) as err:
+        CVM(data, library=host_build.library)
+    assert err.value.name == status
+    if name.startswith("split_of") or name in ("split_parts_do_not_add_up", "split_part_unbatched",
+                                                "split_parts_overlap_each_other", "split_writes_a_constant"):
+        assert err.value.offset == SPLIT_AT
+
+
+def _split_expected(x: np.ndarray) -> list[np.ndarray]:
+    return [x[:, :2], x[:, 2:]]
+
+
+@pytest.mark.parametrize("code", [
+    SPLIT_CODE,
+    # every destination counts as written: into the arena, then each part copied out
+    (E("PUSH", 0, 0), E("SPLIT", 2, 4), E("DROP"), E("PUSH", 0, 5), E("COPY", 0, 2), E("DROP"),
+     E("PUSH", 0, 4), E("COPY", 0, 1), E("DROP")),
+    # into the state, read back in the same run
+    (E("PUSH", 0, 0), E("SPLIT", 2, 18), E("COPY", 0, 1), E("DROP"), E("PUSH", 0, 19), E("COPY", 0, 2),
+     E("DROP")),
+], ids=["outputs", "arena", "state"])
+@pytest.mark.parametrize("plan", [True, False])
+def test_split_runs_on_every_kernel_set(host_build, code, plan):
+    x = np.random.default_rng(6).uniform(-3, 3, (9, 5)).astype(np.float32)
+    vm = CVM(split_model(*code), max_batch=9, library=host_build.library)
+    assert vm.use_plan(plan) == plan
+    for isa_name in ("scalar", "sse3", "avx2"):
+        try:
+            vm.use_kernels(isa_name)
+        except VMError:
+            continue
+        for rows in (1, 4, 9):
+            for got, want in zip(vm.run([x[:rows]]), _split_expected(x[:rows]), strict=True):
+                np.testing.assert_array_equal(got, want)
+
+
+# x[B,2,3] and u[2,3] (unbatched) split along their last axis: three parts of a rank-3 batched tensor (rows of
+# every batch row and of every row inside it), two of an unbatched one
+SPLIT3_TENSORS = (
+    TensorEntry((1, 2, 3), INPUT, 0, batched=True),
+    TensorEntry((2, 3), INPUT, 1),
+    TensorEntry((1, 2, 1), OUTPUT, 0, batched=True),
+    TensorEntry((1, 2, 1), OUTPUT, 1, batched=True),
+    TensorEntry((1, 2, 1), OUTPUT, 2, batched=True),
+    TensorEntry((2, 2), OUTPUT, 3),
+    TensorEntry((2, 1), OUTPUT, 4),
+)
+SPLIT3 = lnnb.write(Program(tensors=SPLIT3_TENSORS, consts=b"", arena_fixed=0, arena_row=0, num_inputs=2,
+                            num_outputs=5, code=(E("PUSH", 0, 0), E("SPLIT", 3, 2), E("DROP"),
+                                                 E("PUSH", 0, 1), E("SPLIT", 2, 5), E("DROP"))))
+
+
+@pytest.mark.parametrize("plan", [True, False])
+def test_split_of_rank_3_and_unbatched_tensors(host_build, plan):
+    rng = np.random.default_rng(7)
+    x = rng.uniform(-3, 3, (4, 2, 3)).astype(np.float32)
+    u = rng.uniform(-3, 3, (2, 3)).astype(np.float32)
+    vm = CVM(SPLIT3, max_batch=4, library=host_build.library)
+    assert vm.use_plan(plan) == plan
+    for rows in (1, 4):
+        got = vm.run([x[:rows], u])
+        want = [*np.split(x[:rows], 3, axis=2), u[:, :2], u[:, 2:]]
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_array_equal(g.reshape(w.shape), w)
+
+
+def test_disassembler_shows_split_and_state(tmp_path, host_build):
+    path = tmp_path / "split.lnnb"
+    path.write_bytes(split_model(E("PUSH", 0, 0), E("SPLIT", 2, 18), E("COPY", 0, 1), E("DROP"), E("PUSH", 0, 19),
+                                 E("COPY", 0, 2), E("DROP")))
+    listing = lnnvm(host_build.runner, "disasm", path).stdout
+    assert re.search(r"SPLIT\s+t18\.\.t19\s+state\.row\+0 \[B,2\] f32", listing)
+    assert re.search(r"PUSH\s+t19\s+state\.row\+8 \[B,3\] f32", listing)
+    assert "state_row: 20" in lnnvm(host_build.runner, "info", path).stdout

@@ -7,7 +7,14 @@
     x[:] = ...; call(); y ...
 
 The model bytes and the arena are numpy buffers owned by this object (64-byte
-aligned), so they outlive the C model that points into them.
+aligned), so they outlive the C model that points into them. The arena is as
+large as lnn_arena_size says for max_batch rows (with a stateful model's state
+part after the intermediates).
+
+A stateful model (STATE tensors) keeps its state inside the C model between
+calls: each run continues every stream (batch row) from where the previous run
+left it, `reset()` starts them all from zero again, and so does a call with a
+batch size other than the previous call's.
 
 Repeated calls are cheap: the model's inputs and outputs (row sizes, batched
 flags) are read once at construction, lnn_run is called through prebuilt
@@ -31,6 +38,13 @@ from .paths import BUILD_DIR
 
 _U32 = ctypes.c_uint32
 _P = ctypes.c_void_p
+
+
+class _Tests(ctypes.Structure):
+    """lnn_tests (lnnvm.h)."""
+
+    _fields_ = [("count", _U32), ("in_floats", _U32), ("out_floats", _U32), ("max_abs_err", ctypes.c_float),
+                ("inputs", ctypes.POINTER(ctypes.c_float)), ("expected", ctypes.POINTER(ctypes.c_float))]
 
 
 class VMError(RuntimeError):
@@ -77,6 +91,10 @@ def load_library(path: str) -> ctypes.CDLL:
     lib.lnn_use_kernels.restype = ctypes.c_int
     lib.lnn_use_plan.argtypes = [_P, ctypes.c_int]
     lib.lnn_use_plan.restype = ctypes.c_int
+    lib.lnn_reset.argtypes = [_P]
+    lib.lnn_reset.restype = ctypes.c_int
+    lib.lnn_get_tests.argtypes = [_P, ctypes.POINTER(_Tests)]
+    lib.lnn_get_tests.restype = ctypes.c_int
     lib.lnn_version.restype = ctypes.c_char_p
     return lib
 
@@ -156,6 +174,23 @@ class CVM:
     def use_plan(self, on: bool) -> bool:
         """Run from the run plan (default) or instruction by instruction; returns whether the plan is in use."""
         return bool(self.lib.lnn_use_plan(self._m, int(on)))
+
+    def reset(self) -> None:
+        """Start every stream of a stateful model from zero state at the next run (lnn_reset; a no-op for a
+        stateless model)."""
+        status = self.lib.lnn_reset(self._m)
+        if status != 0:
+            raise self._error(status)
+
+    def tests(self) -> tuple[np.ndarray, np.ndarray, float] | None:
+        """The model's bundled test set (lnn_get_tests) as copies: inputs (count, in_floats), expected outputs
+        (count, out_floats) and the tolerance; None if the model has none."""
+        t = _Tests()
+        if not self.lib.lnn_get_tests(self._m, ctypes.byref(t)):
+            return None
+        inputs = np.ctypeslib.as_array(t.inputs, (t.count, t.in_floats)).copy()
+        expected = np.ctypeslib.as_array(t.expected, (t.count, t.out_floats)).copy()
+        return inputs, expected, float(t.max_abs_err)
 
     def _check_input(self, i: int, x) -> tuple[np.ndarray, int]:
         """The input as a C-contiguous float32 array, and its batch (rows) if batched."""

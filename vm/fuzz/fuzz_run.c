@@ -16,6 +16,8 @@
  *     output the program wrote (seen through the trace hook) must be
  *     bit-identical in both runs. (A read of an unwritten arena or output
  *     byte would carry the garbage into the result: what E_UNINIT forbids.)
+ *     Every run follows lnn_reset, so a stateful model starts each from
+ *     zero state: the garbage in the state part must never show either.
  *   - the run plan built by lnn_init and the plain interpreter
  *     (lnn_use_plan 1 / 0) give bit-identical outputs on each kernel set.
  * A run is cut short (longjmp out of the trace hook) after a work budget
@@ -99,6 +101,8 @@ static int run_once(lnn_model *m, uint8_t *arena, size_t arena_len, float **in,
         memset(out[i], garbage ^ 0x5A, out_n[i] * sizeof(float));
     ts->written = 0;
     ts->work = 0;
+    if (lnn_reset(m) != LNN_OK)
+        fail("lnn_reset failed on an accepted model", isa, batch, 0);
     lnn_set_trace(m, on_trace, ts);
     if (setjmp(budget_jmp) != 0) {
         lnn_set_trace(m, NULL, NULL);

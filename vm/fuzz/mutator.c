@@ -19,7 +19,7 @@
  *                    (u32 constants: n / L / R, op, d, a, b)
  *   test set         the TESTS header words (count, floats per case,
  *                    tolerance), its cases grown or shrunk
- *   header           arena sizes, input / output counts, and (after the
+ *   header           arena sizes, state_row, input / output counts, and (after the
  *                    layout is written) raw header and section-table fields:
  *                    file size, counts, version, reserved bytes, section
  *                    kinds, offsets and sizes
@@ -232,6 +232,7 @@ static void mutate_tensor(int ts)
         return;
     uint8_t *e = pm.buf[ts] + LNN_TENSOR_ENTRY_SIZE * below(n);
     const uint32_t fixed = rd32(pm.hdr + LNN_H_ARENA_FIXED), row = rd32(pm.hdr + LNN_H_ARENA_ROW);
+    const uint32_t state_row = rd32(pm.hdr + LNN_H_STATE_ROW);
     const int cs = find_section(LNN_SEC_CONSTS);
     const uint32_t consts = cs < 0 ? 0 : pm.len[cs];
     switch (below(12)) {
@@ -252,8 +253,12 @@ static void mutate_tensor(int ts)
         break;
     }
     case 2: { /* region, with an offset that fits it */
-        const uint32_t reg = chance(8) ? (uint32_t)(uint8_t)rnd() : below(4);
+        const uint32_t reg = chance(8) ? (uint32_t)(uint8_t)rnd() : below(LNN_REG_STATE + 1);
         e[LNN_T_REGION] = (uint8_t)reg;
+        if (reg == LNN_REG_STATE && chance(2) && e[LNN_T_RANK] > 0) { /* batched, as it must be */
+            e[LNN_T_FLAGS] |= LNN_TF_BATCH;
+            wr32(e + LNN_T_DIMS, 1);
+        }
         const uint32_t bytes = tensor_bytes(e);
         const int batched = e[LNN_T_FLAGS] & LNN_TF_BATCH;
         uint32_t off = 0;
@@ -261,6 +266,8 @@ static void mutate_tensor(int ts)
             off = fitting_offset(consts, bytes);
         else if (reg == LNN_REG_ARENA)
             off = fitting_offset(batched ? row : fixed, bytes);
+        else if (reg == LNN_REG_STATE)
+            off = fitting_offset(state_row, bytes);
         else
             off = below(4);
         wr32(e + LNN_T_OFFSET, off);
@@ -310,9 +317,10 @@ static void mutate_tensor(int ts)
             break;
         case 3: { /* the end of the region */
             const uint32_t bytes = tensor_bytes(e);
-            const uint32_t lim = e[LNN_T_REGION] == LNN_REG_CONST ? consts
-                                 : (e[LNN_T_FLAGS] & LNN_TF_BATCH) ? row
-                                                                   : fixed;
+            const uint32_t lim = e[LNN_T_REGION] == LNN_REG_CONST   ? consts
+                                 : e[LNN_T_REGION] == LNN_REG_STATE ? state_row
+                                 : (e[LNN_T_FLAGS] & LNN_TF_BATCH)  ? row
+                                                                    : fixed;
             off = lim - bytes + (chance(2) ? 4u : 0u);
             break;
         }
@@ -576,13 +584,14 @@ static void mutate_consts(int cs)
     }
 }
 
-/* The end of the furthest ARENA tensor of one part: a plausible arena size. */
-static uint32_t arena_need(int ts, int batched)
+/* The end of the furthest tensor of one part of the arena (region ARENA or
+ * STATE; batched or not): a plausible size for that part. */
+static uint32_t arena_need(int ts, uint32_t region, int batched)
 {
     uint64_t need = 0;
     for (uint32_t t = 0; t < num_tensors(ts); t++) {
         const uint8_t *e = pm.buf[ts] + LNN_TENSOR_ENTRY_SIZE * t;
-        if (e[LNN_T_REGION] == LNN_REG_ARENA && !(e[LNN_T_FLAGS] & LNN_TF_BATCH) == !batched) {
+        if (e[LNN_T_REGION] == region && !(e[LNN_T_FLAGS] & LNN_TF_BATCH) == !batched) {
             const uint64_t end = (uint64_t)rd32(e + LNN_T_OFFSET) + tensor_bytes(e);
             if (end > need)
                 need = end;
@@ -596,14 +605,16 @@ static void mutate_header_fields(int ts)
     switch (below(4)) {
     case 0:
     case 1: {
-        const uint32_t f = chance(2) ? LNN_H_ARENA_FIXED : LNN_H_ARENA_ROW;
+        static const uint32_t fields[] = {LNN_H_ARENA_FIXED, LNN_H_ARENA_ROW, LNN_H_STATE_ROW};
+        const uint32_t f = fields[below(3)];
         uint32_t v = rd32(pm.hdr + f);
         switch (below(4)) {
         case 0:
             v = interesting();
             break;
         case 1:
-            v = arena_need(ts, f == LNN_H_ARENA_ROW);
+            v = arena_need(ts, f == LNN_H_STATE_ROW ? LNN_REG_STATE : LNN_REG_ARENA,
+                           f != LNN_H_ARENA_FIXED);
             break;
         case 2:
             v += chance(2) ? 4u : (uint32_t)-4;
@@ -700,7 +711,8 @@ static void mutate_raw(uint8_t *d, size_t size)
     static const uint32_t hdr_fields[] = {LNN_H_VERSION_MAJOR, LNN_H_VERSION_MINOR,
                                           LNN_H_FILE_SIZE,     LNN_H_NUM_SECTIONS,
                                           LNN_H_NUM_TENSORS,   LNN_H_ARENA_FIXED,
-                                          LNN_H_ARENA_ROW,     LNN_H_NUM_INPUTS};
+                                          LNN_H_ARENA_ROW,     LNN_H_NUM_INPUTS,
+                                          LNN_H_STATE_ROW};
     const uint32_t nsec = rd32(d + LNN_H_NUM_SECTIONS);
     if (chance(2) || nsec == 0 || LNN_HEADER_SIZE + 16u * nsec > size) {
         if (chance(8)) {

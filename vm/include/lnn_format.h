@@ -24,7 +24,8 @@
  *   32   2     num_inputs      1..LNN_MAX_IO
  *   34   2     num_outputs     1..LNN_MAX_IO
  *   36   4     state_row       bytes of persistent state per batch row, a
- *                              multiple of 4 (0: the model keeps no state)
+ *                              multiple of 4, <= LNN_MAX_STATE_ROW (0: the
+ *                              model keeps no state)
  *   40   24    reserved, zero
  *
  * Section table entry (16 bytes)
@@ -150,6 +151,7 @@
 #define LNN_MAX_TRIP_PRODUCT (1u << 20) /* product of the trip counts of nested loops */
 #define LNN_MAX_STEPS (1u << 24) /* instructions executed by one lnn_run */
 #define LNN_MAX_WRITE_RANGES 64u /* disjoint written arena ranges the verifier tracks */
+#define LNN_MAX_STATE_ROW (1u << 28) /* state bytes per batch row: one row of LNN_MAX_ELEMENTS floats */
 
 enum {
     LNN_SEC_TENSORS = 1,

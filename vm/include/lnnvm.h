@@ -2,7 +2,8 @@
  * lnnvm.h - public API of the lnnedge virtual machine.
  *
  * The VM runs one verified .lnnb model (see lnn_format.h) out of two caller
- * buffers: the model file itself and an arena for intermediates. It never
+ * buffers: the model file itself and an arena for intermediates (and the
+ * persistent state of a stateful model). It never
  * allocates, never prints, and never fails at run time on a model that
  * lnn_init accepted except for a bad batch size or bad arguments.
  *
@@ -17,6 +18,12 @@
  * with a fresh lnn_init; treat its fields as private. One lnn_run at a time
  * per model (runs share the arena); models with separate arenas may run
  * concurrently. Input and output buffers must not overlap each other.
+ *
+ * State: a stateful model (header state_row > 0) keeps its STATE tensors in
+ * the arena from one lnn_run to the next, one state per batch row (stream).
+ * It starts from zero state after lnn_init and lnn_reset, and whenever a
+ * run's batch differs from the previous run's (the rows would not line up):
+ * that run zeroes the state before it starts.
  *
  * Targets: little-endian with IEEE-754 floats (the file's constants are used
  * in place). No allocation, no stdio, only <string.h> and <math.h> (fabsf,
@@ -110,6 +117,9 @@ typedef struct lnn_model {
     uint32_t num_tensors;
     uint32_t arena_fixed;
     uint32_t arena_row;
+    uint32_t state_row;   /* bytes of state per batch row, 0: stateless */
+    uint32_t state_batch; /* batch of the state in the arena; 0: none yet
+                           * (the next run starts from zero state) */
     uint32_t max_batch;
     uint32_t max_row_bytes; /* largest batched tensor row, in bytes */
     uint32_t num_inputs;
@@ -138,18 +148,28 @@ size_t lnn_model_size(void);
 lnn_status lnn_init(lnn_model *m, const void *buf, size_t len, void *arena,
                     size_t arena_len);
 
-/* Arena bytes needed to run batch rows: align64(arena_fixed) +
- * arena_row * batch, read from the header (which is checked, but not the
- * CRC nor the rest of the file). 0 if the header is invalid or the size does
- * not fit in size_t. */
+/* Arena bytes needed to run batch rows, read from the header (which is
+ * checked, but not the CRC nor the rest of the file): align64(arena_fixed)
+ * + arena_row * batch for a stateless model; with state, the state part
+ * after it: align64(align64(arena_fixed) + arena_row * batch) + state_row *
+ * batch. 0 if the header is invalid or the size does not fit in size_t. */
 size_t lnn_arena_size(const void *buf, size_t len, uint32_t batch);
 
 /* Runs the model on batch rows. inputs[i] / outputs[i] point to the
  * float data of input / output i: batch rows of lnn_*_row_elems floats for a
  * batched tensor, the whole tensor otherwise. Pointers must be 4-aligned.
- * Fails only with LNN_E_ARG, LNN_E_BATCH or LNN_E_NOT_READY. */
+ * A stateful model reads the state the previous run left and leaves its
+ * own; a batch other than the previous run's starts from zero state.
+ * Fails only with LNN_E_ARG, LNN_E_BATCH or LNN_E_NOT_READY (and then
+ * leaves the state as it was). */
 lnn_status lnn_run(lnn_model *m, const float *const *inputs,
                    float *const *outputs, uint32_t batch);
+
+/* Zeroes the persistent state of a stateful model: the next lnn_run starts
+ * every stream from zero state (the zeroing is done by that run, for its
+ * batch, so lnn_reset itself costs nothing). A no-op for a stateless model.
+ * LNN_E_ARG for NULL, LNN_E_NOT_READY if lnn_init did not succeed. */
+lnn_status lnn_reset(lnn_model *m);
 
 /* Makes the model run on the compiled-in kernel set named isa ("scalar",
  * "neon", "sse3", "avx2"). LNN_E_CPU if that set is not compiled in or the
@@ -189,7 +209,7 @@ typedef struct {
 int lnn_get_tests(const lnn_model *m, lnn_tests *t);
 
 uint32_t lnn_error_offset(const lnn_model *m);
-uint32_t lnn_max_batch(const lnn_model *m); /* UINT32_MAX if arena_row == 0 */
+uint32_t lnn_max_batch(const lnn_model *m); /* UINT32_MAX if arena_row and state_row are 0 */
 uint32_t lnn_num_inputs(const lnn_model *m);
 uint32_t lnn_num_outputs(const lnn_model *m);
 uint32_t lnn_input_row_elems(const lnn_model *m, uint32_t i);

@@ -8,6 +8,7 @@
  *             [--batch B] [--repeat R] [--threads T] [--kernels ISA]
  *             [--no-plan] [--trace FILE]
  *   lnnvm test MODEL [--kernels ISA] [--no-plan]
+ *   lnnvm stream MODEL [--kernels ISA]
  *
  * --kernels ISA (or the environment variable LNNVM_KERNELS) runs on that
  * compiled-in kernel set instead of the one lnn_init chose. --trace FILE
@@ -18,7 +19,14 @@
  * same results). --threads T splits the N rows into T contiguous slices run
  * by T threads at once, each with its own lnn_model and arena on the same
  * model bytes (the VM itself knows nothing of threads); each slice is run in
- * chunks of --batch rows.
+ * chunks of --batch rows. A stateful model (state_row > 0) takes its chunks
+ * as time steps instead: chunk c holds step c of the --batch streams, the
+ * chunks run in order on one thread, and each repeat starts from zero state
+ * (lnn_reset), so the outputs written are those of one pass from zero.
+ *
+ * stream runs one batch-1 step per line of standard input (the floats of
+ * every input in order, or the word reset) and prints the outputs' floats
+ * on one line each, flushed at once: a stateful model driven step by step.
  *
  * test runs the model's bundled test set (section TESTS), the on-device
  * smoke test: one line per failing case, then
@@ -77,6 +85,7 @@ static void usage(void)
           "                 [--batch B] [--repeat R] [--threads T] [--kernels ISA]\n"
           "                 [--no-plan] [--trace FILE]\n"
           "       lnnvm test MODEL [--kernels ISA] [--no-plan]\n"
+          "       lnnvm stream MODEL [--kernels ISA]   (rows on stdin, one step per line)\n"
           "       lnnvm --version\n"
           "MODEL or IN may be '-' for standard input (at most one of them).\n",
           stderr);
@@ -246,6 +255,7 @@ static int cmd_info(const char *path)
     printf("tests: %u\n", lnn_get_tests(m, &ts) ? ts.count : 0u); /* bundled test cases */
     printf("arena_fixed: %u\n", m->arena_fixed);
     printf("arena_row: %u\n", m->arena_row);
+    printf("state_row: %u\n", m->state_row);
     printf("isa: %s\n", lnn_isa(m));
     kernel_sets(line, sizeof line);
     printf("kernels: %s\n", line);
@@ -491,9 +501,18 @@ static int cmd_run(int argc, char **argv)
         threads = n; /* at least one row per thread */
     if (threads > 1 && trace_path)
         fail(EXIT_USAGE, "--trace runs on one thread (drop --threads)");
+    /* a stateful model's chunks are time steps: in order, all of one size */
+    const int stateful = md.m.state_row > 0;
+    if (stateful && threads > 1)
+        fail(EXIT_USAGE, "%s: a stateful model runs its chunks (time steps) in order: drop --threads",
+             model_path);
     /* the arena for the largest chunk */
     const size_t per_thread = (n + threads - 1) / threads;
     const uint32_t chunk = (uint32_t)(batch < per_thread ? batch : per_thread);
+    if (stateful && n % chunk != 0)
+        fail(EXIT_USAGE,
+             "%s: a stateful model takes the rows as time steps of --batch %u streams: "
+             "%zu rows is not a multiple of %u", model_path, chunk, n, chunk);
     if (chunk > 1) {
         model_init(&md, chunk);
         if (md.st != LNN_OK) {
@@ -587,6 +606,9 @@ static int cmd_run(int argc, char **argv)
     if (!wall)
         fail(EXIT_USAGE, "out of memory for timings");
     for (unsigned long r = 0; r < repeat; r++) {
+        /* every repeat is the same pass from zero state (stateless: a no-op) */
+        for (unsigned long t = 0; t < threads; t++)
+            lnn_reset(work[t].m);
         const double t0 = now_us();
         if (threads == 1) {
             run_slice(&work[0]);
@@ -714,11 +736,13 @@ static void test_io_free(test_io *io)
         free(io->out[i]);
 }
 
-/* Runs the count cases, chunk of them per lnn_run. */
+/* Runs the count cases, chunk of them per lnn_run, each from zero state
+ * (the cases of a stateful model are first steps of independent streams). */
 static void run_cases(lnn_model *m, const char *path, const test_io *io, uint32_t count,
                       uint32_t chunk)
 {
     for (uint32_t c = 0; c < count; c += chunk) {
+        lnn_reset(m);
         const float *ip[LNN_MAX_IO];
         float *op[LNN_MAX_IO];
         for (uint32_t i = 0; i < io->ni; i++)
@@ -825,6 +849,112 @@ static int cmd_test(int argc, char **argv)
     return failed ? EXIT_TEST_FAILED : 0;
 }
 
+/* ---- stream -------------------------------------------------------------------- */
+
+#define WHITESPACE " \t\r\n\f\v"
+
+enum { LINE_ROW, LINE_RESET };
+
+/* One line of stream input: the word reset (LINE_RESET), or exactly n floats
+ * (LINE_ROW, into x). A malformed line ends the process, naming it; x may
+ * then be partly written, but nothing has run. */
+static int parse_line(const char *line, size_t len, float *x, uint32_t n, size_t lno)
+{
+    if (strlen(line) != len)
+        fail(EXIT_USAGE, "standard input line %zu: contains a NUL byte", lno);
+    const char *s = line + strspn(line, WHITESPACE);
+    const size_t word = strcspn(s, WHITESPACE);
+    if (word == 5 && !strncmp(s, "reset", 5) && s[word + strspn(s + word, WHITESPACE)] == '\0')
+        return LINE_RESET;
+    uint32_t got = 0;
+    while (*(s += strspn(s, WHITESPACE))) {
+        char *end;
+        const float v = strtof(s, &end); /* nan, inf; out of range: +-inf or 0 */
+        const size_t tok = strcspn(s, WHITESPACE);
+        if (end != s + tok)
+            fail(EXIT_USAGE, "standard input line %zu: '%.*s' is not a number", lno,
+                 (int)(tok < 40 ? tok : 40), s);
+        if (got < n)
+            x[got] = v;
+        got++;
+        s = end;
+    }
+    if (got != n)
+        fail(EXIT_USAGE,
+             "standard input line %zu: expected %u values (one row of every input, in order) "
+             "or 'reset', got %u", lno, n, got);
+    return LINE_ROW;
+}
+
+/* Rows from standard input, one lnn_run of batch 1 per line, the outputs'
+ * floats printed on one line and flushed at once (a pipe sees each answer
+ * before it sends the next row). The state of a stateful model carries from
+ * line to line; the line reset starts it from zero again. */
+static int cmd_stream(int argc, char **argv)
+{
+    const char *path = NULL, *kernels = getenv("LNNVM_KERNELS");
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--kernels") && i + 1 < argc)
+            kernels = argv[++i];
+        else if (argv[i][0] == '-' && argv[i][1] != '\0')
+            fail(EXIT_USAGE, "stream: unknown option or missing value '%s'", argv[i]);
+        else if (!path)
+            path = argv[i];
+        else
+            fail(EXIT_USAGE, "unexpected argument '%s'", argv[i]);
+    }
+    if (!path)
+        usage();
+    if (!strcmp(path, "-"))
+        fail(EXIT_USAGE, "stream reads its rows from standard input: the model cannot be '-'");
+    model md;
+    open_or_die(&md, path);
+    use_kernels_or_die(&md.m, kernels);
+    const uint32_t ni = lnn_num_inputs(&md.m), no = lnn_num_outputs(&md.m);
+    size_t n_in = 0, n_out = 0;
+    for (uint32_t i = 0; i < ni; i++)
+        n_in += lnn_input_row_elems(&md.m, i);
+    for (uint32_t i = 0; i < no; i++)
+        n_out += lnn_output_row_elems(&md.m, i);
+    if (n_in > UINT32_MAX)
+        fail(EXIT_USAGE, "%s: an input row of %zu floats is too long for a line", path, n_in);
+    float *x = alloc64(n_in * sizeof(float), "an input row");
+    float *y = alloc64(n_out * sizeof(float), "an output row");
+    const float *ip[LNN_MAX_IO];
+    float *op[LNN_MAX_IO];
+    for (uint32_t i = 0, at = 0; i < ni; at += lnn_input_row_elems(&md.m, i), i++)
+        ip[i] = x + at;
+    for (uint32_t i = 0, at = 0; i < no; at += lnn_output_row_elems(&md.m, i), i++)
+        op[i] = y + at;
+
+    char *line = NULL;
+    size_t cap = 0, lno = 0;
+    ssize_t len;
+    while ((len = getline(&line, &cap, stdin)) != -1) {
+        lno++;
+        if (parse_line(line, (size_t)len, x, (uint32_t)n_in, lno) == LINE_RESET) {
+            lnn_reset(&md.m);
+            puts("reset");
+        } else {
+            const lnn_status st = lnn_run(&md.m, ip, op, 1);
+            if (st != LNN_OK)
+                fail(EXIT_RUN, "%s: line %zu: run failed: %s: %s", path, lno, lnn_status_name(st),
+                     lnn_status_str(st));
+            for (size_t k = 0; k < n_out; k++)
+                printf("%s%.9g", k ? " " : "", (double)y[k]);
+            putchar('\n');
+        }
+        fflush(stdout);
+    }
+    if (ferror(stdin))
+        fail(EXIT_USAGE, "standard input: read error: %s", strerror(errno));
+    free(line);
+    free(x);
+    free(y);
+    model_close(&md);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 2 && !strcmp(argv[1], "--version")) {
@@ -839,6 +969,8 @@ int main(int argc, char **argv)
         return cmd_run(argc - 2, argv + 2);
     if (!strcmp(cmd, "test"))
         return cmd_test(argc - 2, argv + 2);
+    if (!strcmp(cmd, "stream"))
+        return cmd_stream(argc - 2, argv + 2);
     if (argc != 3)
         usage();
     if (!strcmp(cmd, "info"))

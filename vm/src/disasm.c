@@ -5,6 +5,7 @@
  *      3  0000cc  LINEAR      t4            arena.row+0 [B,4] f32
  *     10  0000e8  LOOP        3
  *     11  0000ec    PUSH      t7            const+64 step 4 [] f32
+ *     20  000110  COPY        t5            state.row+0 [B,8] f32
  */
 #include "lnn_disasm.h"
 
@@ -96,6 +97,10 @@ static void lnn_sb_tensor(lnn_sb *s, const lnn_model *m, uint32_t t)
         break;
     case LNN_REG_ARENA:
         lnn_sb_str(s, (x.flags & LNN_TF_BATCH) ? "arena.row+" : "arena+");
+        lnn_sb_u32(s, x.offset);
+        break;
+    case LNN_REG_STATE: /* batched: the offset is per row */
+        lnn_sb_str(s, "state.row+");
         lnn_sb_u32(s, x.offset);
         break;
     case LNN_REG_INPUT:

@@ -71,7 +71,8 @@ enum {
     LNN_H_ARENA_ROW = 28,
     LNN_H_NUM_INPUTS = 32,
     LNN_H_NUM_OUTPUTS = 34,
-    LNN_H_RESERVED = 36
+    LNN_H_STATE_ROW = 36,
+    LNN_H_RESERVED = 40
 };
 
 /* Section entry field offsets. */
@@ -128,6 +129,12 @@ static inline void lnn_tensor_read(const lnn_model *m, uint32_t t,
     o->reserved = lnn_rd32(e + LNN_T_RESERVED);
 }
 
+/* Regions an instruction may write. */
+static inline int lnn_region_writable(uint32_t region)
+{
+    return region == LNN_REG_ARENA || region == LNN_REG_OUTPUT || region == LNN_REG_STATE;
+}
+
 /* Bytes per element of a dtype the loader accepts. */
 static inline uint32_t lnn_dtype_size(uint32_t dtype)
 {
@@ -175,6 +182,19 @@ static inline lnn_status lnn_fail(lnn_model *m, lnn_status s, uint32_t off)
 
 /* The abstract interpretation of the code (verify.c). */
 lnn_status lnn_verify_code(lnn_model *m);
+
+/* Rounds up to LNN_ARENA_ALIGN (64 bits: no wrap for any u32 sum). */
+static inline uint64_t lnn_align64(uint64_t v)
+{
+    return (v + (LNN_ARENA_ALIGN - 1)) & ~(uint64_t)(LNN_ARENA_ALIGN - 1);
+}
+
+/* Byte offset in the arena of the state part for batch rows (lnn_format.h,
+ * "Arena"): after the batched part, 64-aligned. */
+static inline uint64_t lnn_state_base(uint64_t batch_base, uint32_t arena_row, uint64_t batch)
+{
+    return lnn_align64(batch_base + (uint64_t)arena_row * batch);
+}
 
 /* Compiles verified code into m's run plan, or leaves m without one if it
  * exceeds LNN_PLAN_STEPS / LNN_PLAN_REFS (interp.c). */

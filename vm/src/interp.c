@@ -20,6 +20,8 @@
  * when it executes it, with the same functions (lnn_plan_compute, lnn_exec),
  * so both paths compute the same thing.
  */
+#include <string.h>
+
 #include "internal.h"
 #include "graph.h"
 #include "kernels.h"
@@ -32,6 +34,7 @@ enum {
     LNN_REF_BATCHED = 2, /* batched ARENA */
     LNN_REF_INPUT = 3,
     LNN_REF_OUTPUT = 4,
+    LNN_REF_STATE = 5, /* batched, after the batched arena */
     LNN_REF_REGION = 7,
     LNN_REF_BATCH = 8 /* flag: batched */
 };
@@ -42,6 +45,7 @@ typedef struct {
     const float *const *in;
     float *const *out;
     size_t batch;
+    size_t state_base; /* where the state part starts in the arena */
     uint32_t index[LNN_MAX_LOOP_DEPTH + 1]; /* [d]: iteration of the loop at depth d; [0] = 0 */
 } lnn_ctx;
 
@@ -61,6 +65,8 @@ static uint8_t *lnn_ref_base(const lnn_ctx *c, const lnn_plan_ref *r)
         return m->arena + r->offset;
     case LNN_REF_BATCHED:
         return m->arena + m->batch_base + (size_t)r->offset * c->batch;
+    case LNN_REF_STATE:
+        return m->arena + c->state_base + (size_t)r->offset * c->batch;
     case LNN_REF_INPUT:
         return (uint8_t *)(uintptr_t)c->in[r->offset]; /* never written */
     default:
@@ -120,6 +126,9 @@ static void lnn_ref_of(const lnn_model *m, uint32_t t, uint32_t depth, lnn_plan_
     case LNN_REG_INPUT:
         r->kind = LNN_REF_INPUT;
         break;
+    case LNN_REG_STATE:
+        r->kind = LNN_REF_STATE;
+        break;
     default:
         r->kind = LNN_REF_OUTPUT;
         break;
@@ -158,6 +167,8 @@ static int lnn_is_row(const lnn_model *m, uint32_t s, uint32_t d)
  *                  p[0] M, p[1] K, p[2] rows of x per batch row (or in all);
  *                  _T destinations: aux = their columns M_i
  *   CONCAT         p[0] outer count per batch row, p[1] na, p[2] nb
+ *   SPLIT          p[0] a's last dim, p[2] rows of a per batch row (or in
+ *                  all); destinations: aux = their last dims
  *   EWISEn         p[0] instructions, p[1] the shortest ROW operand (0: none),
  *                  p[2] registers;
  *                  operands: aux = LNN_EW_* mode; the program: aux = its
@@ -225,6 +236,15 @@ static void lnn_plan_compute(const lnn_model *m, uint32_t pc, uint32_t w, const 
         s->p[0] = wt.dims[1];
         s->p[1] = wt.dims[0];
         s->p[2] = o[0].elems / wt.dims[0];
+        for (uint32_t j = 0; j < ndst; j++)
+            r[j].aux = r[j].elems / s->p[2];
+        break;
+    }
+    case LNN_OP_SPLIT: {
+        lnn_tensor x;
+        lnn_tensor_read(m, src[0], &x);
+        s->p[0] = x.dims[x.rank - 1];
+        s->p[2] = o[0].elems / s->p[0];
         for (uint32_t j = 0; j < ndst; j++)
             r[j].aux = r[j].elems / s->p[2];
         break;
@@ -364,7 +384,7 @@ static void lnn_split_columns(const lnn_plan_step *s, const lnn_plan_ref *r,
     }
 }
 
-/* Rows of x of a product step in this run. */
+/* Rows of x of a product step (or of a of SPLIT) in this run. */
 static size_t lnn_product_rows(const lnn_ctx *c, const lnn_plan_step *s, const lnn_plan_ref *x)
 {
     return (size_t)s->p[2] * ((x->kind & LNN_REF_BATCH) ? c->batch : 1);
@@ -502,6 +522,18 @@ static void lnn_exec(const lnn_ctx *c, const lnn_plan_step *s, const lnn_plan_re
     case LNN_OP_MATMUL_TQ8:
         lnn_exec_q8(c, s, r, y, x);
         break;
+    case LNN_OP_SPLIT: {
+        lnn_split_params p;
+        p.x = x[0];
+        p.rows = lnn_product_rows(c, s, &o[0]);
+        p.n = s->ndst;
+        for (uint32_t j = 0; j < s->ndst; j++) {
+            p.y[j] = y[j];
+            p.cols[j] = r[j].aux;
+        }
+        k->split(&p);
+        break;
+    }
     case LNN_OP_CONCAT: {
         lnn_concat_params p;
         p.y = y[0];
@@ -752,6 +784,18 @@ static void lnn_run_code(lnn_ctx *c, const lnn_model *m)
     }
 }
 
+/* A run starts from zero state after lnn_init or lnn_reset (state_batch 0)
+ * and when its batch differs from the previous run's: the rows of the state
+ * left would belong to other streams. batch <= max_batch: the state part
+ * lies inside the arena. */
+static void lnn_state_prepare(lnn_model *m, const lnn_ctx *c)
+{
+    if (m->state_row == 0 || m->state_batch == c->batch)
+        return;
+    memset(m->arena + c->state_base, 0, (size_t)m->state_row * c->batch);
+    m->state_batch = (uint32_t)c->batch;
+}
+
 lnn_status lnn_run(lnn_model *m, const float *const *inputs,
                    float *const *outputs, uint32_t batch)
 {
@@ -775,7 +819,9 @@ lnn_status lnn_run(lnn_model *m, const float *const *inputs,
     ctx.in = inputs;
     ctx.out = outputs;
     ctx.batch = batch;
+    ctx.state_base = (size_t)lnn_state_base(m->batch_base, m->arena_row, batch);
     ctx.index[0] = 0;
+    lnn_state_prepare(m, &ctx);
     if (m->use_plan)
         lnn_run_plan(&ctx, m);
     else

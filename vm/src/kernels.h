@@ -9,7 +9,7 @@
  * macro from simd.h (the SIMD sets define a small vector interface and
  * include kernels_simd.h, which writes the kernels once), and lines in
  * kernels.c; the interpreter is untouched. A SIMD table may point any entry
- * at the scalar kernel it does not improve (COPY, ZERO, CONCAT do).
+ * at the scalar kernel it does not improve (COPY, ZERO, CONCAT, SPLIT do).
  *
  * Every kernel receives one params struct per family. The interpreter has
  * already done the planning (shapes, broadcast mode, batch); kernels only
@@ -114,6 +114,16 @@ typedef struct {
     const float *a, *b;
     size_t outer, na, nb;
 } lnn_concat_params;
+
+/* SPLIT: for r < rows, row r of x (the sum of cols[j] floats) is cut in
+ * order into row r of y[0], y[1], ..., y[n-1] (cols[j] floats each). No y
+ * overlaps x or another y. */
+typedef struct {
+    const float *x;
+    float *y[LNN_MAX_DSTS];
+    size_t cols[LNN_MAX_DSTS];
+    size_t rows, n;
+} lnn_split_params;
 
 /* EWISEn: the program's L instruction words (lnn_format.h) evaluated for
  * every output element. Operand j is read as its mode says: SAME src[j][e],
@@ -303,6 +313,7 @@ typedef void (*lnn_ewise_fn)(const lnn_ewise_params *p);
 typedef void (*lnn_binary_fn)(const lnn_binary_params *p);
 typedef void (*lnn_unary_fn)(const lnn_unary_params *p);
 typedef void (*lnn_concat_fn)(const lnn_concat_params *p);
+typedef void (*lnn_split_fn)(const lnn_split_params *p);
 
 /* One table per ISA. Declare kernel prototypes with LNN_KERNEL_PROTOS(isa). */
 typedef struct lnn_kernels {
@@ -316,6 +327,7 @@ typedef struct lnn_kernels {
     lnn_unary_fn neg, exp, sigmoid, tanh, relu;
     lnn_unary_fn copy, zero;
     lnn_concat_fn concat;
+    lnn_split_fn split;
     /* the graph ops (kernels_graph.h) */
     lnn_conv2d_fn conv2d;
     lnn_pool2d_fn maxpool2d, avgpool2d;
@@ -352,6 +364,8 @@ typedef struct lnn_kernels {
     extern const lnn_kernels lnn_kernels_##isa
 
 LNN_KERNEL_PROTOS(scalar);
+/* SPLIT is data movement only: one kernel, in every set's table. */
+void lnn_split__scalar(const lnn_split_params *p);
 #if LNN_HAVE_NEON
 LNN_KERNEL_PROTOS(neon);
 #endif

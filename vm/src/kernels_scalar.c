@@ -337,6 +337,17 @@ void lnn_concat__scalar(const lnn_concat_params *p)
     }
 }
 
+void lnn_split__scalar(const lnn_split_params *p)
+{
+    const float *x = p->x;
+    for (size_t r = 0; r < p->rows; r++) {
+        for (size_t j = 0; j < p->n; j++) {
+            memcpy(p->y[j] + r * p->cols[j], x, p->cols[j] * sizeof(float));
+            x += p->cols[j];
+        }
+    }
+}
+
 const lnn_kernels lnn_kernels_scalar = {
     .isa = "scalar",
     .linear = lnn_linear__scalar,
@@ -356,6 +367,7 @@ const lnn_kernels lnn_kernels_scalar = {
     .copy = lnn_copy__scalar,
     .zero = lnn_zero__scalar,
     .concat = lnn_concat__scalar,
+    .split = lnn_split__scalar,
     .conv2d = lnn_conv2d__scalar, /* kernels_graph_scalar.c */
     .maxpool2d = lnn_maxpool2d__scalar,
     .avgpool2d = lnn_avgpool2d__scalar,

@@ -1044,7 +1044,7 @@ void LNN_SK(ewise)(const lnn_ewise_params *p)
 
 /* ---- the table ------------------------------------------------------------------ */
 
-/* COPY, ZERO and CONCAT are memcpy / memset work: the scalar kernels. */
+/* COPY, ZERO, CONCAT and SPLIT are memcpy / memset work: the scalar kernels. */
 const lnn_kernels LNN_SKT(LNN_SIMD_ISA) = {
     .isa = LNN_SSTR(LNN_SIMD_ISA),
     .linear = LNN_SK(linear),
@@ -1064,6 +1064,7 @@ const lnn_kernels LNN_SKT(LNN_SIMD_ISA) = {
     .copy = lnn_copy__scalar,
     .zero = lnn_zero__scalar,
     .concat = lnn_concat__scalar,
+    .split = lnn_split__scalar,
     .conv2d = LNN_SK(conv2d),
     .maxpool2d = LNN_SK(maxpool2d),
     .avgpool2d = LNN_SK(avgpool2d),

@@ -19,7 +19,8 @@
 /* "[B,3] f32" */
 size_t lnn_describe_shape(const lnn_model *m, uint32_t t, char *out, size_t cap);
 
-/* "input0 [B,3] f32", "const+64 step 4 [] f32", "arena.row+0 [B,4] f32" */
+/* "input0 [B,3] f32", "const+64 step 4 [] f32", "arena.row+0 [B,4] f32",
+ * "state.row+0 [B,8] f32" */
 size_t lnn_describe_tensor(const lnn_model *m, uint32_t t, char *out, size_t cap);
 
 /* One listing line for instruction pc (no newline). *depth is the loop

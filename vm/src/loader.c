@@ -16,14 +16,9 @@
 
 #define LNN_FAIL(st, off) return lnn_fail(m, LNN_##st, (uint32_t)(off))
 
-static uint64_t lnn_align64(uint64_t v)
-{
-    return (v + (LNN_ARENA_ALIGN - 1)) & ~(uint64_t)(LNN_ARENA_ALIGN - 1);
-}
-
 typedef struct {
     uint32_t file_size, num_sections, num_tensors;
-    uint32_t arena_fixed, arena_row, num_inputs, num_outputs;
+    uint32_t arena_fixed, arena_row, num_inputs, num_outputs, state_row;
 } lnn_header;
 
 /* Checks the header; the CRC only when check_crc. On failure returns the
@@ -65,11 +60,25 @@ static lnn_status lnn_header_check(const uint8_t *p, size_t len, int check_crc,
     h->num_outputs = lnn_rd16(p + LNN_H_NUM_OUTPUTS);
     if (h->num_outputs < 1 || h->num_outputs > LNN_MAX_IO)
         LNN_HFAIL(E_HEADER, LNN_H_NUM_OUTPUTS);
+    h->state_row = lnn_rd32(p + LNN_H_STATE_ROW);
+    if (h->state_row % 4 != 0 || h->state_row > LNN_MAX_STATE_ROW)
+        LNN_HFAIL(E_HEADER, LNN_H_STATE_ROW);
     for (uint32_t i = LNN_H_RESERVED; i < LNN_HEADER_SIZE; i++)
         if (p[i] != 0)
             LNN_HFAIL(E_HEADER, i);
     return LNN_OK;
 #undef LNN_HFAIL
+}
+
+/* Arena bytes for batch rows (lnn_format.h, "Arena"); at most about
+ * 2^32 + 2^32 * 2^32 * 2: no wrap in 64 bits. */
+static uint64_t lnn_arena_need(uint32_t arena_fixed, uint32_t arena_row, uint32_t state_row,
+                               uint64_t batch)
+{
+    const uint64_t base = lnn_align64(arena_fixed);
+    if (state_row == 0)
+        return base + (uint64_t)arena_row * batch;
+    return lnn_state_base(base, arena_row, batch) + (uint64_t)state_row * batch;
 }
 
 size_t lnn_arena_size(const void *buf, size_t len, uint32_t batch)
@@ -78,8 +87,7 @@ size_t lnn_arena_size(const void *buf, size_t len, uint32_t batch)
     uint32_t off;
     if (!buf || lnn_header_check((const uint8_t *)buf, len, 0, &h, &off))
         return 0;
-    const uint64_t need =
-        lnn_align64(h.arena_fixed) + (uint64_t)h.arena_row * batch;
+    const uint64_t need = lnn_arena_need(h.arena_fixed, h.arena_row, h.state_row, batch);
     if (need > (uint64_t)SIZE_MAX)
         return 0;
     return (size_t)need;
@@ -178,7 +186,10 @@ static lnn_status lnn_load_tensor(lnn_model *m, uint32_t t, uint8_t *in_seen,
         LNN_FAIL(E_TENSOR, e + LNN_T_DTYPE);
     if (x.rank > LNN_MAX_RANK)
         LNN_FAIL(E_TENSOR, e + LNN_T_RANK);
-    if (x.region > LNN_REG_OUTPUT)
+    if (x.region > LNN_REG_STATE)
+        LNN_FAIL(E_TENSOR, e + LNN_T_REGION);
+    /* state belongs to a stream: one row per batch row */
+    if (x.region == LNN_REG_STATE && !(x.flags & LNN_TF_BATCH))
         LNN_FAIL(E_TENSOR, e + LNN_T_REGION);
     /* u32: instruction data; i8: quantized weights */
     if (x.dtype != LNN_DT_F32 && x.region != LNN_REG_CONST)
@@ -224,6 +235,10 @@ static lnn_status lnn_load_tensor(lnn_model *m, uint32_t t, uint8_t *in_seen,
         if (x.offset % 4 != 0)
             LNN_FAIL(E_TENSOR_BOUNDS, e + LNN_T_OFFSET);
         if (x.offset + bytes > (batched ? m->arena_row : m->arena_fixed))
+            LNN_FAIL(E_TENSOR_BOUNDS, e + LNN_T_OFFSET);
+        break;
+    case LNN_REG_STATE: /* batched, per row like the batched arena */
+        if (x.offset % 4 != 0 || x.offset + bytes > m->state_row)
             LNN_FAIL(E_TENSOR_BOUNDS, e + LNN_T_OFFSET);
         break;
     case LNN_REG_INPUT:
@@ -310,21 +325,37 @@ static lnn_status lnn_load_tests(lnn_model *m)
     return LNN_OK;
 }
 
-/* Binds the arena: the fixed part and at least one batch row must fit. */
+/* The largest batch whose arena (lnn_arena_need) fits in arena_len bytes,
+ * capped at UINT32_MAX; 0 if not even one row fits. */
+static uint64_t lnn_arena_rows(const lnn_model *m)
+{
+    const uint64_t base = lnn_align64(m->arena_fixed);
+    const uint64_t per_row = (uint64_t)m->arena_row + m->state_row;
+    if (per_row == 0)
+        return UINT32_MAX;
+    uint64_t rows = ((uint64_t)m->arena_len - base) / per_row;
+    if (rows > UINT32_MAX)
+        rows = UINT32_MAX;
+    /* rows fit without the state part's alignment (< 64 bytes); each row
+     * less frees >= 4 of them, so this runs at most 16 times */
+    while (rows > 0 && lnn_arena_need(m->arena_fixed, m->arena_row, m->state_row, rows) >
+                           (uint64_t)m->arena_len)
+        rows--;
+    return rows;
+}
+
+/* Binds the arena: the fixed part and at least one batch row (with its
+ * state) must fit. */
 static lnn_status lnn_bind_arena(lnn_model *m)
 {
     const uint64_t base = lnn_align64(m->arena_fixed);
     if ((uint64_t)m->arena_len < base)
         LNN_FAIL(E_ARENA, LNN_H_ARENA_FIXED);
-    const uint64_t room = (uint64_t)m->arena_len - base;
-    uint64_t max_batch = UINT32_MAX;
-    if (m->arena_row != 0) {
-        if (room < m->arena_row)
-            LNN_FAIL(E_ARENA, LNN_H_ARENA_ROW);
-        max_batch = room / m->arena_row;
-        if (max_batch > UINT32_MAX)
-            max_batch = UINT32_MAX;
-    }
+    if ((uint64_t)m->arena_len - base < m->arena_row)
+        LNN_FAIL(E_ARENA, LNN_H_ARENA_ROW);
+    uint64_t max_batch = lnn_arena_rows(m);
+    if (max_batch == 0) /* the batched row fits, its state does not */
+        LNN_FAIL(E_ARENA, LNN_H_STATE_ROW);
     /* batch * row bytes of any batched tensor (inputs and outputs too) must
      * be addressable; only limits 32-bit targets */
     if (m->max_row_bytes != 0 && max_batch > SIZE_MAX / m->max_row_bytes)
@@ -356,6 +387,7 @@ lnn_status lnn_init(lnn_model *m, const void *buf, size_t len, void *arena,
         return lnn_fail(m, s, off);
     m->arena_fixed = h.arena_fixed;
     m->arena_row = h.arena_row;
+    m->state_row = h.state_row;
     m->num_inputs = h.num_inputs;
     m->num_outputs = h.num_outputs;
     m->stage = LNN_STAGE_HEADER;
@@ -483,6 +515,16 @@ int lnn_get_tests(const lnn_model *m, lnn_tests *t)
     t->inputs = (const float *)(const void *)(p + LNN_TS_DATA);
     t->expected = t->inputs + (size_t)t->count * t->in_floats;
     return 1;
+}
+
+lnn_status lnn_reset(lnn_model *m)
+{
+    if (!m)
+        return LNN_E_ARG;
+    if (!lnn_is_ready(m))
+        return LNN_E_NOT_READY;
+    m->state_batch = 0; /* the next run zeroes the state for its batch */
+    return LNN_OK;
 }
 
 void lnn_set_trace(lnn_model *m, lnn_trace_fn fn, void *ctx)

@@ -16,7 +16,8 @@
  *
  * The same pass tracks which ARENA and OUTPUT bytes have been written, and
  * rejects an instruction that reads a byte nothing wrote before it
- * (E_UNINIT). There are no branches and every trip count is >= 1, so the
+ * (E_UNINIT). STATE tensors count as written from the start: they hold the
+ * previous run's values (zero after a reset). There are no branches and every trip count is >= 1, so the
  * first iteration of every loop runs the body in program order: "written by
  * an earlier instruction in program order" is exactly "written before the
  * first read at run time". The pass also bounds the run time: trip-count
@@ -257,13 +258,17 @@ static lnn_status lnn_ew_program_ok(const lnn_model *m, const lnn_vtensor *p,
 /* ---- aliasing -------------------------------------------------------------- */
 
 /* Byte range of a tensor in its memory space. Spaces: the constants, the
- * fixed arena, the batched arena (in per-row units: a batched tensor at
- * offset o with row size s covers [o*B, (o+s)*B), so two of them overlap for
- * some B iff [o, o+s) ranges overlap), and each input and output buffer. */
+ * fixed arena, the batched arena and the state (both in per-row units: a
+ * batched tensor at offset o with row size s covers [o*B, (o+s)*B), so two
+ * of them overlap for some B iff [o, o+s) ranges overlap; the state lies
+ * after the batched arena, so the two never overlap), and each input and
+ * output buffer. */
 typedef struct {
     uint32_t space;
     uint64_t lo, hi;
 } lnn_range;
+
+enum { LNN_SPACE_STATE = 3, LNN_SPACE_IO = 4 };
 
 static lnn_range lnn_range_of(const lnn_vtensor *v)
 {
@@ -276,12 +281,15 @@ static lnn_range lnn_range_of(const lnn_vtensor *v)
     case LNN_REG_ARENA:
         r.space = v->batched ? 2 : 1;
         break;
+    case LNN_REG_STATE:
+        r.space = LNN_SPACE_STATE;
+        break;
     case LNN_REG_INPUT:
-        r.space = 3 + v->e.offset;
+        r.space = LNN_SPACE_IO + v->e.offset;
         r.lo = 0;
         break;
     default:
-        r.space = 3 + LNN_MAX_IO + v->e.offset;
+        r.space = LNN_SPACE_IO + LNN_MAX_IO + v->e.offset;
         r.lo = 0;
         break;
     }
@@ -339,15 +347,18 @@ static int lnn_is_written(const lnn_written *w, const lnn_vtensor *v)
     }
     case LNN_REG_OUTPUT:
         return (w->outputs >> v->e.offset) & 1u;
-    default: /* constants and inputs are written by the caller */
+    default: /* constants and inputs are written by the caller, the state
+              * by the previous run (or the reset) */
         return 1;
     }
 }
 
-/* Records that v (ARENA or OUTPUT) was written; 0 if the range table is
- * full. */
+/* Records that v (ARENA, OUTPUT or STATE) was written; 0 if the range table
+ * is full. */
 static int lnn_mark_written(lnn_written *w, const lnn_vtensor *v)
 {
+    if (v->e.region == LNN_REG_STATE) /* always counts as written */
+        return 1;
     if (v->e.region == LNN_REG_OUTPUT) {
         w->outputs |= 1u << v->e.offset;
         return 1;
@@ -388,23 +399,42 @@ static int lnn_mark_written(lnn_written *w, const lnn_vtensor *v)
 
 /* ---- one compute instruction ------------------------------------------------ */
 
-/* LINEAR_T, MATMUL_T and their _TQ8 forms with ndst destinations B = dst
- * .. dst+ndst-1 (B itself checked by lnn_check_compute): each one as B, none
- * overlapping an operand or another destination, and their last dims adding
- * up to M. v[0] is x, v[1] the weight Wt or Qt (K, M). */
-static lnn_status lnn_check_split(lnn_model *m, lnn_written *w, uint32_t dst,
+/* SPLIT, one destination d: a's shape with any last dim (the caller checks
+ * that the destinations' last dims add up to a's); the last axis is not the
+ * batch axis. */
+static int lnn_split_part_ok(const lnn_vtensor *a, const lnn_vtensor *d)
+{
+    const uint32_t r = a->e.rank;
+    if (r == 0 || (a->batched && r == 1))
+        return 0;
+    if (d->e.rank != r || d->batched != a->batched)
+        return 0;
+    for (uint32_t i = 0; i + 1 < r; i++)
+        if (d->e.dims[i] != a->e.dims[i])
+            return 0;
+    return 1;
+}
+
+/* The DSTN ops with ndst destinations B = dst .. dst+ndst-1 (B itself
+ * checked by lnn_check_compute): each one as B, none overlapping an operand
+ * or another destination, and their last dims adding up to the columns
+ * split: M of LINEAR_T, MATMUL_T and their _TQ8 forms (v[0] x, v[1] the
+ * weight Wt or Qt (K, M)), a's last dim for SPLIT (v[0] a). */
+static lnn_status lnn_check_split(lnn_model *m, lnn_written *w, lnn_opcode op, uint32_t dst,
                                   uint32_t ndst, const lnn_vtensor *v, uint32_t n,
                                   const lnn_vtensor *bias)
 {
+    const int split = op == LNN_OP_SPLIT;
+    const uint32_t total = split ? v[0].e.dims[v[0].e.rank - 1] : v[1].e.dims[1];
     uint64_t cols = 0;
     for (uint32_t j = 0; j < ndst; j++) {
         lnn_vtensor d;
         lnn_vtensor_read(m, dst + j, &d);
         if (d.e.dtype != LNN_DT_F32)
             return LNN_E_DTYPE;
-        if (d.e.region != LNN_REG_ARENA && d.e.region != LNN_REG_OUTPUT)
+        if (!lnn_region_writable(d.e.region))
             return LNN_E_READONLY;
-        if (!lnn_linear_t_ok(&v[0], &v[1], bias, &d))
+        if (split ? !lnn_split_part_ok(&v[0], &d) : !lnn_linear_t_ok(&v[0], &v[1], bias, &d))
             return LNN_E_SHAPE;
         cols += d.e.dims[d.e.rank - 1];
         const lnn_range rd = lnn_range_of(&d);
@@ -420,7 +450,7 @@ static lnn_status lnn_check_split(lnn_model *m, lnn_written *w, uint32_t dst,
         if (j > 0 && !lnn_mark_written(w, &d))
             return LNN_E_LIMIT;
     }
-    return cols == v[1].e.dims[1] ? LNN_OK : LNN_E_SHAPE;
+    return cols == total ? LNN_OK : LNN_E_SHAPE;
 }
 
 /* The dtype of operand i (of n, in push order): u32 for the program of
@@ -465,7 +495,7 @@ static lnn_status lnn_check_compute(lnn_model *m, lnn_written *w, lnn_opcode op,
     for (uint32_t i = 0; i < n; i++)
         if (v[i].e.dtype != lnn_operand_dtype(op, i, n))
             return LNN_E_DTYPE;
-    if (d.e.region != LNN_REG_ARENA && d.e.region != LNN_REG_OUTPUT)
+    if (!lnn_region_writable(d.e.region))
         return LNN_E_READONLY;
 
     int shape_ok = 1, may_alias = 1;
@@ -499,6 +529,10 @@ static lnn_status lnn_check_compute(lnn_model *m, lnn_written *w, lnn_opcode op,
         break;
     case LNN_OP_CONCAT:
         shape_ok = lnn_concat_ok(axis, &v[0], &v[1], &d);
+        may_alias = 0;
+        break;
+    case LNN_OP_SPLIT: /* destination B here, B+1.. below */
+        shape_ok = lnn_split_part_ok(&v[0], &d);
         may_alias = 0;
         break;
     case LNN_OP_LINEAR_T:
@@ -572,7 +606,7 @@ static lnn_status lnn_check_compute(lnn_model *m, lnn_written *w, lnn_opcode op,
     if (!lnn_mark_written(w, &d))
         return LNN_E_LIMIT;
     if (lnn_opinfo_table[op].format == LNN_FMT_DSTN)
-        return lnn_check_split(m, w, dst, axis, v, n, bias);
+        return lnn_check_split(m, w, op, dst, axis, v, n, bias);
     return LNN_OK;
 }
 
@@ -716,6 +750,7 @@ lnn_status lnn_verify_code(lnn_model *m)
         case LNN_OP_TANH:
         case LNN_OP_RELU:
         case LNN_OP_CONCAT:
+        case LNN_OP_SPLIT:
         case LNN_OP_LINEAR_T:
         case LNN_OP_MATMUL_T:
         case LNN_OP_LINEAR_Q8:

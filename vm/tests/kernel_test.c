@@ -11,6 +11,9 @@
  *            bit-exact (any NaN matches any NaN), on every broadcast plan
  *            (same shape, scalar a / b, row a / b, general), in place, with
  *            tails of every length and unaligned (4-byte) pointers
+ *   split    every set's kernel (they share the scalar one) against the
+ *            definition, bit-exact: 1..8 parts of 1..9 columns, 1..5 rows,
+ *            nothing written around the parts
  *   exp sigmoid tanh
  *            <= 2 ulp from the scalar kernel on a sweep with +-0, denormals,
  *            +-88..+-104, +-1e30, +-FLT_MAX, +-inf, NaN, a stride through
@@ -1335,6 +1338,50 @@ static void test_zero_concat(const lnn_kernels *k)
     report(bad == 0, "%-6s %-8s vs scalar: %zu differ", k->isa, "concat", bad);
 }
 
+/* ---- split ----------------------------------------------------------------- */
+
+/* k->split against the definition: row r of x cut in order into row r of
+ * each part. Each part lies in its own buffer between guard floats that must
+ * stay as they were. */
+static void test_split(const lnn_kernels *k)
+{
+    enum { GUARD = 4, MAX_COLS = 9, MAX_ROWS = 5 };
+    float x[MAX_ROWS * LNN_MAX_DSTS * MAX_COLS];
+    float y[LNN_MAX_DSTS][GUARD + MAX_ROWS * MAX_COLS + GUARD];
+    size_t bad = 0, cases = 0;
+    for (size_t n = 1; n <= LNN_MAX_DSTS; n++) {
+        for (size_t rows = 1; rows <= MAX_ROWS; rows++, cases++) {
+            lnn_split_params p;
+            size_t width = 0;
+            p.n = n;
+            p.rows = rows;
+            for (size_t j = 0; j < n; j++) {
+                p.cols[j] = 1 + rnd() % MAX_COLS;
+                p.y[j] = y[j] + GUARD;
+                width += p.cols[j];
+                for (size_t i = 0; i < sizeof y[j] / sizeof(float); i++)
+                    y[j][i] = -7.0f;
+            }
+            for (size_t i = 0; i < rows * width; i++)
+                x[i] = operand();
+            p.x = x;
+            k->split(&p);
+            for (size_t j = 0, col = 0; j < n; col += p.cols[j], j++) {
+                const size_t used = rows * p.cols[j];
+                for (size_t i = 0; i < sizeof y[j] / sizeof(float); i++) {
+                    const size_t e = i - GUARD; /* element of part j when i is inside it */
+                    const float want = i < GUARD || e >= used
+                                           ? -7.0f
+                                           : x[(e / p.cols[j]) * width + col + e % p.cols[j]];
+                    bad += memcmp(&y[j][i], &want, sizeof want) != 0;
+                }
+            }
+        }
+    }
+    report(bad == 0, "%-6s %-8s vs definition: %zu calls, %zu floats differ", k->isa, "split",
+           cases, bad);
+}
+
 #include "kernel_graph_test.inc" /* the graph ops: CONV2D .. MATMUL */
 
 int main(void)
@@ -1351,6 +1398,7 @@ int main(void)
     test_scalar_q8();
     test_ewise(&lnn_kernels_scalar);
     test_ewise_ltc(&lnn_kernels_scalar);
+    test_split(&lnn_kernels_scalar);
     for (size_t i = 0; lnn_kernel_sets[i]; i++) {
         const lnn_kernels *k = lnn_kernel_sets[i];
         if (k == &lnn_kernels_scalar)
@@ -1368,6 +1416,7 @@ int main(void)
         test_ewise(k);
         test_ewise_ltc(k);
         test_zero_concat(k);
+        test_split(k);
         test_graph(k);
     }
     free(sweep);

@@ -385,6 +385,17 @@ class RefModel:
                     write(t, [v for row in rows for v in row[col:col + m_d]], push=d == 0)
                     col += m_d
                 continue
+            elif op == "SPLIT":
+                # a's last axis cut in order into A destinations b, b+1, ...
+                n = shapes[0][-1]
+                col = 0
+                for d in range(a):
+                    t = b + d
+                    m_d = self.tensors[t]["dims"][-1]
+                    write(t, [v for r in range(len(vals[0]) // n)
+                              for v in vals[0][r * n + col:r * n + col + m_d]], push=d == 0)
+                    col += m_d
+                continue
             elif op in ("LINEAR_Q8", "MATMUL_NTQ8", "LINEAR_TQ8", "MATMUL_TQ8"):
                 # int8 weight Q (M, K) or Qt (K, M): the sum in float32, times the
                 # column's scale once, plus the bias; the _T forms split columns
@@ -544,7 +555,8 @@ def ops_model():
     tab = g.table([3], [rnd_values(rng, 3) for _ in range(3)])
     outs = [g.output(d) for d in (["B", 3], ["B", 3], ["B", 2], ["B", 2, 6],
                                   ["B", 3, 3], ["B", 2, 4], [2, 3], [4, 3],
-                                  ["B", 3], ["B", 3], ["B", 3], ["B", 2, 2], [2, 3])]
+                                  ["B", 3], ["B", 3], ["B", 3], ["B", 2, 2], [2, 3],
+                                  ["B", 2, 1], ["B", 2, 2], [2, 3])]
     t1, t2, t3, t4 = (g.arena(["B", 3]) for _ in range(4))
     col = g.arena(["B", 1])
     zc = g.arena(["B", 2, 3])
@@ -608,6 +620,12 @@ def ops_model():
     g.op("EWISE1", outs[11]); g.op("DROP")
     # o12: EWISE on unbatched tensors: a [2,3] input with a [3] row, written to an unbatched output
     P(c); P(r3); P(g.words(ew_program(2, 0, ("DIV", 0, 0, 1)))); g.op("EWISE2", outs[12]); g.op("DROP")
+    # o13, o14: SPLIT of rank 3 zx into two outputs; o15: SPLIT of unbatched c into the arena,
+    # the parts CONCATenated in the other order
+    P(zx); g.op("SPLIT", outs[13], a=2); g.op("DROP")
+    ua, ub = g.arena([2, 1]), g.arena([2, 2])  # consecutive: SPLIT's destinations
+    P(c); g.op("SPLIT", ua, a=2); g.op("DROP")
+    P(ub); P(ua); g.op("CONCAT", outs[15], a=1); g.op("DROP")
     return g
 
 
