@@ -605,6 +605,8 @@ static void cmd_reset_state(uint16_t seq, const uint8_t *p, size_t len)
     if (flags & 1u) {
         ld.loaded = 0;
         ld.active = 0;
+    } else if (ld.loaded) {
+        lnn_reset(&ld.m); /* a stateful model's streams start from zero state */
     }
     memset(arena, 0, sizeof arena);
     answer(LNN_F_RESET_STATE | LNN_P_OK_BIT, seq, 0);
