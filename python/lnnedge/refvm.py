@@ -139,6 +139,8 @@ class RefVM:
             y = kernels_np.linear_t(args[0], args[1], args[2] if name == "LINEAR_T" else None)
         elif name in ("LINEAR_TQ8", "MATMUL_TQ8"):
             y = kernels_np.linear_q8(*args)
+        elif name == "SPLIT":
+            y = args[0]
         else:
             return [RefVM._compute1(name, axis, args, dsts[0])]
         return np.split(y, np.cumsum([d.shape[-1] for d in dsts])[:-1], axis=-1)

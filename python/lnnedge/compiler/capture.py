@@ -93,8 +93,9 @@ def _translate(program: torch.export.ExportedProgram, blocks: dict[int, ODEBlock
     sig = program.graph_signature
     lifted = {**sig.inputs_to_parameters, **sig.inputs_to_buffers, **sig.inputs_to_lifted_tensor_constants}
     state = {**program.state_dict, **program.constants}
-    check_supported(program)
-    t = _Translator(module_prefix, block_paths or {})
+    folded = compile_time_values(program, set(lifted))
+    check_supported(program, folded)
+    t = _Translator(module_prefix, block_paths or {}, folded)
     inputs: list[str] = []
     for node in program.graph.nodes:
         if node.op == "placeholder":
@@ -170,6 +171,7 @@ _UNARY.update({torch.ops.aten.relu_.default: "relu", torch.ops.aten.sigmoid_.def
 _SOFTMAX = {torch.ops.aten.softmax.int: "softmax", torch.ops.aten._softmax.default: "softmax",
             torch.ops.aten.log_softmax.int: "log_softmax", torch.ops.aten._log_softmax.default: "log_softmax"}
 _REDUCE = {torch.ops.aten.sum.dim_IntList: "reduce_sum", torch.ops.aten.mean.dim: "reduce_mean"}
+_SPLIT = {torch.ops.aten.split_with_sizes.default, torch.ops.aten.split.Tensor}
 _MATMUL = {torch.ops.aten.matmul.default, torch.ops.aten.mm.default, torch.ops.aten.bmm.default}
 _POOL = {torch.ops.aten.max_pool2d.default: "maxpool2d", torch.ops.aten.avg_pool2d.default: "avgpool2d"}
 # transposes and permutations: folded when they apply to a constant (a weight), else unsupported
@@ -177,11 +179,13 @@ _PERMUTE = {torch.ops.aten.t.default, torch.ops.aten.transpose.int, torch.ops.at
 SUPPORTED = sorted({*_BINARY.values(), *_UNARY.values(), "linear (nn.Linear)", "matmul / mm / bmm", "cat",
                     "zeros", "reshape / view / flatten", "rsub", "conv2d (nn.Conv2d: stride, padding, NCHW)",
                     "max_pool2d / avg_pool2d (nn.MaxPool2d / nn.AvgPool2d)", "softmax", "log_softmax",
-                    "sum / mean over dims", "transpose of a constant", "ODEBlock (euler, midpoint, rk4)"})
+                    "sum / mean over dims", "transpose of a constant", "ODEBlock (euler, midpoint, rk4)",
+                    "split / slice along the last axis", "any op on parameters alone (computed at compile time)"})
 
 
 def _known_targets() -> set:
-    return {*_BINARY, *_UNARY, *_IDENTITY, *_RESHAPE, *_SOFTMAX, *_REDUCE, *_MATMUL, *_POOL, *_PERMUTE,
+    return {*_BINARY, *_UNARY, *_IDENTITY, *_RESHAPE, *_SOFTMAX, *_REDUCE, *_MATMUL, *_POOL, *_PERMUTE, *_SPLIT,
+            torch.ops.aten.slice.Tensor, operator.getitem,
             torch.ops.aten.rsub.Scalar, torch.ops.aten.linear.default, torch.ops.aten.cat.default,
             torch.ops.aten.new_zeros.default, torch.ops.aten.zeros.default, torch.ops.aten.zeros_like.default,
             torch.ops.aten.conv2d.default, torch.ops.lnnedge.ode_block.default}
@@ -197,13 +201,33 @@ def _module_of(fx_node) -> str:
     return f" in module '{path}' ({kind.rsplit('.', 1)[-1]})" if path else f" in {kind.rsplit('.', 1)[-1]}.forward"
 
 
-def check_supported(program: torch.export.ExportedProgram) -> None:
+def _concrete(val) -> bool:
+    return isinstance(val, torch.Tensor) and not any(isinstance(d, torch.SymInt) for d in val.shape)
+
+
+def compile_time_values(program: torch.export.ExportedProgram, lifted: set[str]) -> set[str]:
+    """Names of the graph values that depend on parameters and buffers only (e.g. softplus(w), w * mask):
+    torch computes them once at compile time, whatever the op, and the device stores the result."""
+    known: set[str] = set()
+    for node in program.graph.nodes:
+        if node.op == "placeholder":
+            if node.name in lifted:
+                known.add(node.name)
+        elif node.op == "call_function" and node.target != torch.ops.lnnedge.ode_block.default:
+            inputs = node.all_input_nodes
+            if inputs and all(n.name in known for n in inputs) and _concrete(node.meta.get("val")):
+                known.add(node.name)
+    return known
+
+
+def check_supported(program: torch.export.ExportedProgram, folded: set[str] = frozenset()) -> None:
     """Before translating anything: the first op the VM has no instruction for stops compilation with its name,
     the module it belongs to, its line in the user's model and the list of what is supported (an unsupported
-    layer such as nn.LSTM would otherwise fail later on a side effect, e.g. its batch-second state)."""
+    layer such as nn.LSTM would otherwise fail later on a side effect, e.g. its batch-second state). Values
+    computed from parameters alone (`folded`) may use any op."""
     known = _known_targets()
     for node in program.graph.nodes:
-        if node.op != "call_function" or node.target in known:
+        if node.op != "call_function" or node.target in known or node.name in folded:
             continue
         val = node.meta.get("val")
         values = val if isinstance(val, (tuple, list)) else (val,)
@@ -218,13 +242,15 @@ def check_supported(program: torch.export.ExportedProgram) -> None:
 class _Translator:
     """Walks an exported fx graph and appends IR nodes."""
 
-    def __init__(self, module_prefix: str, block_paths: dict[int, str]) -> None:
+    def __init__(self, module_prefix: str, block_paths: dict[int, str], folded: set[str] = frozenset()) -> None:
         self.module_prefix = module_prefix
         self.block_paths = block_paths
+        self.folded = folded
         self.nodes: list[Node] = []
         self.constants: dict[str, np.ndarray] = {}
         self.types: dict[str, TensorType] = {}
         self.values: dict[str, str] = {}
+        self.pieces: dict[str, tuple[str, ...]] = {}  # a split's fx name -> its pieces' IR names
         self._scalars = 0
 
     def constant(self, name: str, tensor: torch.Tensor) -> None:
@@ -339,11 +365,78 @@ class _Translator:
         self.constant(name, torch.from_numpy(array))
         return name
 
+    def fold(self, fx_node) -> None:
+        """A value of parameters only: computed here by torch itself, stored as a constant."""
+        def tensor(arg):
+            return torch.from_numpy(self.constants[self.values[arg.name]])
+
+        args = torch.fx.node.map_arg(fx_node.args, tensor)
+        kwargs = torch.fx.node.map_arg(fx_node.kwargs, tensor)
+        with torch.no_grad():
+            self.constant(fx_node.name, fx_node.target(*args, **kwargs))
+
+    def split(self, fx_node, sizes: list[int], src: str) -> None:
+        """split / split_with_sizes along the last axis: one `split` node, one output per piece."""
+        x = fx_node.args[0]
+        rank = len(x.meta["val"].shape)
+        dim = fx_node.args[2] if len(fx_node.args) > 2 else fx_node.kwargs.get("dim", 0)
+        if dim % rank != rank - 1:
+            raise CompileError(f"split along dim {dim} of a rank-{rank} tensor: only the last axis is supported",
+                               Node("split", (), (), (), src))
+        pieces = tuple(f"{fx_node.name}_{i}" for i in range(len(sizes)))
+        self.nodes.append(Node("split", (self.value(x),), pieces, (("sizes", tuple(sizes)),), src))
+        shape, batched = _type_of(x).shape, _type_of(x).batched
+        for piece, size in zip(pieces, sizes):
+            self.types[piece] = TensorType(shape[:-1] + (size,), batched)
+        self.values[fx_node.name] = fx_node.name
+        self.pieces[fx_node.name] = pieces
+
+    def slice(self, fx_node, src: str) -> None:
+        """x[..., a:b] on the last axis: the middle piece of a split; a slice that keeps a whole axis: x."""
+        x, dim = fx_node.args[0], fx_node.args[1] if len(fx_node.args) > 1 else 0
+        start = fx_node.args[2] if len(fx_node.args) > 2 else 0
+        end = fx_node.args[3] if len(fx_node.args) > 3 else None
+        step = fx_node.args[4] if len(fx_node.args) > 4 else 1
+        t = _type_of(x)
+        rank = len(t.shape)
+        size = t.shape[dim % rank]
+        start = max(0, start + size if start < 0 else start) if not (dim % rank == 0 and t.batched) else 0
+        end = size if end is None or (dim % rank == 0 and t.batched) else min(size, end + size if end < 0 else end)
+        if (start, end) == (0, size) and step == 1:
+            self.values[fx_node.name] = self.value(x)
+            return
+        if dim % rank != rank - 1 or step != 1 or not start < end:
+            raise CompileError(f"slice [{start}:{end}:{step}] of dim {dim} of {t}: only contiguous slices of the "
+                               "last axis are supported", Node("slice", (), (), (), src))
+        sizes = [n for n in (start, end - start, size - end) if n]
+        name = f"{fx_node.name}/split"
+        pieces = tuple(f"{name}_{i}" for i in range(len(sizes)))
+        self.nodes.append(Node("split", (self.value(x),), pieces, (("sizes", tuple(sizes)),), src))
+        for piece, n in zip(pieces, sizes):
+            self.types[piece] = TensorType(t.shape[:-1] + (n,), t.batched)
+        self.values[fx_node.name] = pieces[1 if start else 0]
+
     def call(self, fx_node, blocks: dict[int, ODEBlock]) -> None:
         target, args, kwargs = fx_node.target, fx_node.args, fx_node.kwargs
         src = source_line(fx_node)
+        if fx_node.name in self.folded:
+            self.fold(fx_node)
+            return
+        if target in _SPLIT:
+            sizes = args[1]
+            if target == torch.ops.aten.split.Tensor:  # equal pieces of args[1], the last one shorter
+                n = int(args[0].meta["val"].shape[-1])
+                sizes = [min(args[1], n - i) for i in range(0, n, args[1])]
+            self.split(fx_node, [int(n) for n in sizes], src)
+            return
+        if target is operator.getitem and fx_node.args[0].name in self.pieces:
+            self.values[fx_node.name] = self.pieces[fx_node.args[0].name][fx_node.args[1]]
+            return
         if not isinstance(fx_node.meta.get("val"), torch.Tensor):
             return  # symbolic-size arithmetic and runtime asserts: shapes are handled by the IR's types
+        if target == torch.ops.aten.slice.Tensor:
+            self.slice(fx_node, src)
+            return
         if target in _BINARY:
             if kwargs.get("alpha", 1) != 1 or kwargs.get("rounding_mode") is not None:
                 raise CompileError(f"{target} with {dict(kwargs)} is not supported", Node(str(target), (), (), (), src))

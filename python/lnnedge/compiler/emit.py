@@ -26,7 +26,7 @@ from .planner import Plan, Request, plan
 
 _CONST_DTYPES = {np.dtype(np.float32): ("<f4", "DT_F32"), np.dtype(np.uint32): ("<u4", "DT_U32"),
                  np.dtype(np.int8): ("<i1", "DT_I8")}
-_SPLIT_PRODUCTS = ("linear_t", "matmul_t", "linear_tq8", "matmul_tq8")  # DSTN: columns over destinations
+_DSTN_OPS = ("linear_t", "matmul_t", "linear_tq8", "matmul_tq8", "split")  # columns over destinations
 _ELEMENTWISE = {"add", "sub", "mul", "div", "neg", "exp", "sigmoid", "tanh", "relu", "ewise"}
 _IN_PLACE = _ELEMENTWISE | {"reshape"}  # may write over an operand of exactly their output's bytes
 _OPCODE = {
@@ -34,7 +34,7 @@ _OPCODE = {
     "linear_q8": "LINEAR_Q8", "matmul_ntq8": "MATMUL_NTQ8", "linear_tq8": "LINEAR_TQ8", "matmul_tq8": "MATMUL_TQ8",
     "add": "ADD", "sub": "SUB", "mul": "MUL", "div": "DIV",
     "neg": "NEG", "exp": "EXP", "sigmoid": "SIGMOID", "tanh": "TANH", "relu": "RELU", "concat": "CONCAT",
-    "zeros": "ZERO", "reshape": "COPY", "copy": "COPY",
+    "zeros": "ZERO", "reshape": "COPY", "copy": "COPY", "split": "SPLIT",
     "conv2d": "CONV2D", "maxpool2d": "MAXPOOL2D", "avgpool2d": "AVGPOOL2D", "softmax": "SOFTMAX",
     "log_softmax": "LOG_SOFTMAX", "reduce_sum": "REDUCE_SUM", "reduce_mean": "REDUCE_MEAN", "matmul": "MATMUL",
 }
@@ -374,7 +374,7 @@ class _Emitter:
                 axis = node.attr("axis") % rank
             entry = {"pc": len(code), "value": node.output, "op": node.op, "source": node.source,
                      "module": node.attr("module")}
-            if len(node.outputs) > 1 or node.op in _SPLIT_PRODUCTS:
+            if len(node.outputs) > 1 or node.op in _DSTN_OPS:
                 # one destination per output (trace records come one per destination, in this order)
                 entry.update(outputs=list(node.outputs), modules=list(node.attr("modules") or ()))
                 if node.attr("modules") and len(node.outputs) == 1:

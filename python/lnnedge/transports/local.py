@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -19,6 +20,19 @@ def parse_info(text: str) -> dict:
         if sep:
             info[key.strip()] = value.strip()
     return info
+
+
+_SUMMARY = re.compile(r"tests: (\d+) cases, max_abs_err (\S+), tolerance (\S+), (PASSED|FAILED)")
+
+
+def parse_test_summary(stdout: str, exit_code: int, board: str) -> dict:
+    """The result of `lnnvm test` (the bundled test set run on the device): its summary line and exit code."""
+    match = _SUMMARY.search(stdout)
+    if match is None:
+        raise TransportError(f"board {board}: `lnnvm test` gave no summary (exit {exit_code}): {stdout.strip()!r}")
+    count, err, tol, verdict = match.groups()
+    return {"cases": int(count), "max_abs_err": float(err), "tolerance": float(tol),
+            "passed": verdict == "PASSED" and exit_code == 0, "summary": match.group(0)}
 
 
 class LocalTransport:
@@ -43,6 +57,15 @@ class LocalTransport:
 
     def info(self, model: Path) -> dict:
         return parse_info(self._call(["info", str(model)]).stdout)
+
+    def smoke_test(self, model: Path) -> dict:
+        """`lnnvm test`: the model's bundled test set run here (behind QEMU for emulated boards)."""
+        argv = [*self.prefix, str(self.runner), "test", str(model)]
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            raise TransportError(f"{self.runner.name} test did not finish within {self.timeout} s") from None
+        return parse_test_summary(proc.stdout, proc.returncode, self.runner.name)
 
     def trace(self, model: Path, inputs: list[np.ndarray]) -> list[tuple[int, int, np.ndarray]]:
         """Run once with every instruction's result dumped (the runner's --trace)."""

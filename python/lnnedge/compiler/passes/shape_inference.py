@@ -83,6 +83,12 @@ def infer_node(node: Node, types: dict[str, TensorType], recorded: TensorType | 
         return [ins[0]]
     if op == "concat":
         return [_concat(node, ins)]
+    if op == "split":  # along the last axis, one output per piece
+        sizes = node.attr("sizes") or ()
+        x = ins[0]
+        if not x.shape or sum(sizes) != x.shape[-1] or len(sizes) != len(node.outputs) or min(sizes, default=0) < 1:
+            raise CompileError(f"split: pieces {sizes} do not divide the last axis of {x}", node)
+        return [TensorType(x.shape[:-1] + (n,), x.batched) for n in sizes]
     if op in ("zeros", "reshape"):
         if recorded is None:
             raise CompileError(f"{op}: no recorded shape", node)
