@@ -813,3 +813,201 @@ def test_disassembler_shows_split_and_state(tmp_path, host_build):
     assert re.search(r"SPLIT\s+t18\.\.t19\s+state\.row\+0 \[B,2\] f32", listing)
     assert re.search(r"PUSH\s+t19\s+state\.row\+8 \[B,3\] f32", listing)
     assert "state_row: 20" in lnnvm(host_build.runner, "info", path).stdout
+
+
+# ---- the runner on a stateful model: chunks as time steps, stream, test ----
+
+def _time_major(steps: int = 6, streams: int = 3, seed: int = 9) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(-2, 2, (steps, streams, 2)).astype(np.float32)
+
+
+def test_runner_runs_a_stateful_models_chunks_as_time_steps(tmp_path, host_build):
+    path = tmp_path / "sum.lnnb"
+    path.write_bytes(stateful())
+    x = _time_major()
+    x.tofile(tmp_path / "in.f32")
+    for extra in ((), ("--repeat", "3"), ("--no-plan",), ("--kernels", "scalar")):
+        proc = lnnvm(host_build.runner, "run", path, "--in", tmp_path / "in.f32", "--out", tmp_path / "out.f32",
+                     "--batch", "3", *extra)
+        assert proc.returncode == 0, proc.stderr
+        got = np.fromfile(tmp_path / "out.f32", dtype="<f4").reshape(x.shape)
+        np.testing.assert_array_equal(got, _running_sums(x))  # one pass from zero state, whatever the repeats
+    # a batch above the rows: one step of 18 streams
+    proc = lnnvm(host_build.runner, "run", path, "--in", tmp_path / "in.f32", "--out", tmp_path / "out.f32",
+                 "--batch", "64")
+    assert proc.returncode == 0, proc.stderr
+    np.testing.assert_array_equal(np.fromfile(tmp_path / "out.f32", dtype="<f4"), x.ravel())
+    assert "state_row: 16\n" in lnnvm(host_build.runner, "info", path).stdout
+    (tmp_path / "valid.lnnb").write_bytes(VALID)
+    assert "state_row: 0\n" in lnnvm(host_build.runner, "info", tmp_path / "valid.lnnb").stdout
+
+
+@pytest.mark.parametrize("extra, message", [
+    (("--batch", "4"), "18 rows is not a multiple of 4"),
+    (("--batch", "3", "--threads", "2"), "drop --threads"),
+])
+def test_runner_refuses_what_would_break_the_time_steps(tmp_path, host_build, extra, message):
+    path = tmp_path / "sum.lnnb"
+    path.write_bytes(stateful())
+    _time_major().tofile(tmp_path / "in.f32")
+    proc = lnnvm(host_build.runner, "run", path, "--in", tmp_path / "in.f32", "--out", tmp_path / "out.f32", *extra)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+
+
+def _stream(runner, path, text: str):
+    import subprocess
+
+    return subprocess.run([str(runner), "stream", str(path)], input=text, capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_stream_answers_every_line_and_carries_the_state(tmp_path, host_build):
+    path = tmp_path / "sum.lnnb"
+    path.write_bytes(stateful())
+    proc = _stream(host_build.runner, path, "1 2\n3 4\nreset\n  5\t6 \r\n0.25 nan\n-inf 1e-3")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "1 2\n4 6\nreset\n5 6\n5.25 nan\n-inf nan\n"  # the state carries the NaN
+    assert _stream(host_build.runner, path, "").stdout == ""
+    # a stateless model: each line is one batch-1 run
+    valid = tmp_path / "valid.lnnb"
+    valid.write_bytes(VALID)
+    x = np.array([[1, -1], [0.5, 2]], np.float32)
+    proc = _stream(host_build.runner, valid, "1 -1\n0.5 2\n")
+    assert proc.returncode == 0, proc.stderr
+    got = np.array([[float(v) for v in line.split()] for line in proc.stdout.splitlines()], np.float32)
+    np.testing.assert_array_equal(got, expected_output(x))
+
+
+def test_stream_answers_each_line_before_the_next_arrives(tmp_path, host_build):
+    import subprocess
+
+    path = tmp_path / "sum.lnnb"
+    path.write_bytes(stateful())
+    proc = subprocess.Popen([str(host_build.runner), "stream", str(path)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        for line, answer in (("1 2", "1 2"), ("3 4", "4 6"), ("reset", "reset"), ("1 1", "1 1")):
+            proc.stdin.write(line + "\n")
+            proc.stdin.flush()
+            assert proc.stdout.readline() == answer + "\n"
+        proc.stdin.close()
+        assert proc.wait(timeout=30) == 0
+    finally:
+        proc.kill()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("1 2\n1 x\n", "standard input line 2: 'x' is not a number"),
+    ("1 2\n3 4\n1 2 3\n", "standard input line 3: expected 2 values (one row of every input, in order) or "
+                          "'reset', got 3"),
+    ("\n", "line 1: expected 2 values"),
+    ("reset now\n", "line 1: 'reset' is not a number"),
+    ("1 2\x003\n", "line 1: contains a NUL byte"),
+    ("1 2\n1,5 2\n", "line 2: '1,5' is not a number"),
+])
+def test_stream_stops_at_a_malformed_line_naming_it(tmp_path, host_build, text, message):
+    path = tmp_path / "sum.lnnb"
+    path.write_bytes(stateful())
+    proc = _stream(host_build.runner, path, text)
+    assert proc.returncode == 2
+    assert message in proc.stderr, proc.stderr
+    assert len(proc.stderr.splitlines()) == 1
+    good = text.count("\n") - 1  # every line before the bad one answered, nothing after it
+    assert proc.stdout.count("\n") == good and not proc.stdout.endswith(" ")
+
+
+def test_stream_usage_errors(tmp_path, host_build):
+    path = tmp_path / "sum.lnnb"
+    path.write_bytes(stateful())
+    assert lnnvm(host_build.runner, "stream", "-").returncode == 2
+    proc = lnnvm(host_build.runner, "stream", path, "--bogus")
+    assert proc.returncode == 2 and "unknown option" in proc.stderr
+    proc = lnnvm(host_build.runner, "stream", path, "--kernels", "nonesuch")
+    assert proc.returncode == 2 and "--kernels nonesuch" in proc.stderr
+
+
+def stateful_with_tests(x: np.ndarray) -> bytes:
+    """The running sum with a second, unbatched input (unused) so that `lnnvm test` runs one case per lnn_run,
+    and a test set whose cases are first steps from zero state (expected y = x)."""
+    tensors = (*STATE_TENSORS, TensorEntry((1,), INPUT, 1))
+    u = np.zeros((len(x), 1), np.float32)
+    tests = lnnb.TestSet(np.concatenate([x, u], axis=1), x.copy(), 0.0)
+    return lnnb.write(Program(tensors=tensors, consts=b"", code=STATE_CODE, arena_fixed=0, arena_row=16,
+                              num_inputs=2, num_outputs=1, state_row=16, tests=tests))
+
+
+def test_runner_tests_each_case_of_a_stateful_model_from_zero_state(tmp_path, host_build):
+    x = _time_major()[0]
+    for name, data in (("batched", stateful(tests=lnnb.TestSet(x, x.copy(), 0.0))),
+                       ("one_per_run", stateful_with_tests(x))):
+        path = tmp_path / f"{name}.lnnb"
+        path.write_bytes(data)
+        proc = lnnvm(host_build.runner, "test", path)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert proc.stdout == "tests: 3 cases, max_abs_err 0, tolerance 0, PASSED\n"
+    vm = CVM(stateful_with_tests(x), library=host_build.library)
+    inputs, expected, tolerance = vm.tests()
+    np.testing.assert_array_equal(expected, x)
+    assert inputs.shape == (3, 3) and tolerance == 0.0
+
+
+def test_sanitized_runner_on_stateful_and_split_models(sanitize_build, tmp_path):
+    """ASan + UBSan: run (batches, repeats, both execution paths), stream and test on the crafted stateful model,
+    a compiled recurrent step, and SPLIT into the state."""
+    import torch
+    from test_sanitizers import _clean
+    from test_sequence import GRUish, _reference
+
+    from lnnedge.compiler import compile_module
+
+    x = _time_major(4, 5)
+    x.tofile(tmp_path / "x.f32")
+    sums = tmp_path / "sum.lnnb"
+    sums.write_bytes(stateful())
+    for batch in ("1", "5"):
+        for extra in ((), ("--repeat", "2", "--no-plan")):
+            proc = lnnvm(sanitize_build.runner, "run", sums, "--in", tmp_path / "x.f32", "--out",
+                         tmp_path / "y.f32", "--batch", batch, *extra)
+            assert proc.returncode == 0, proc.stderr
+            _clean(proc)
+    np.testing.assert_array_equal(np.fromfile(tmp_path / "y.f32", "<f4").reshape(x.shape), _running_sums(x))
+    proc = _stream(sanitize_build.runner, sums, "1 2\nreset\n3 4\n1 x\n")
+    assert proc.returncode == 2 and proc.stdout == "1 2\nreset\n3 4\n"
+    _clean(proc)
+    tested = tmp_path / "tested.lnnb"
+    tested.write_bytes(stateful_with_tests(x[0]))
+    proc = lnnvm(sanitize_build.runner, "test", tested)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    _clean(proc)
+
+    torch.manual_seed(1)
+    model = GRUish().eval()
+    gru = compile_module(model, (torch.zeros(1, 3), torch.zeros(1, 8)), name="gruish", state=((1, 1),))
+    path = gru.save(tmp_path / "gru.lnnb")
+    xs = np.random.default_rng(2).normal(size=(6, 4, 3)).astype(np.float32)
+    xs.tofile(tmp_path / "xs.f32")
+    for extra in ((), ("--no-plan", "--repeat", "2")):
+        proc = lnnvm(sanitize_build.runner, "run", path, "--in", tmp_path / "xs.f32", "--out", tmp_path / "ys.f32",
+                     "--batch", "4", *extra)
+        assert proc.returncode == 0, proc.stderr
+        _clean(proc)
+        got = np.fromfile(tmp_path / "ys.f32", "<f4").reshape(6, 4, 2)
+        assert np.abs(got - _reference(model, xs)).max() <= 1e-5
+    proc = _stream(sanitize_build.runner, path, "".join(" ".join(map(str, row)) + "\n" for row in xs[:, 0]))
+    assert proc.returncode == 0, proc.stderr
+    _clean(proc)
+    got = np.array([[float(v) for v in line.split()] for line in proc.stdout.splitlines()], np.float32)
+    assert np.abs(got - _reference(model, xs[:, :1])[:, 0]).max() <= 1e-5
+
+    split = tmp_path / "split.lnnb"
+    split.write_bytes(split_model(E("PUSH", 0, 0), E("SPLIT", 2, 18), E("COPY", 0, 1), E("DROP"), E("PUSH", 0, 19),
+                                  E("COPY", 0, 2), E("DROP")))
+    xsplit = np.random.default_rng(3).uniform(-1, 1, (7, 5)).astype(np.float32)
+    xsplit.tofile(tmp_path / "xsplit.f32")
+    for batch in ("1", "7"):
+        proc = lnnvm(sanitize_build.runner, "run", split, "--in", tmp_path / "xsplit.f32", "--out",
+                     tmp_path / "a.f32", "--out", tmp_path / "b.f32", "--batch", batch)
+        assert proc.returncode == 0, proc.stderr
+        _clean(proc)
+        np.testing.assert_array_equal(np.fromfile(tmp_path / "a.f32", "<f4").reshape(7, 2), xsplit[:, :2])
+        np.testing.assert_array_equal(np.fromfile(tmp_path / "b.f32", "<f4").reshape(7, 3), xsplit[:, 2:])
