@@ -213,6 +213,18 @@ def status(c, board=None):
         raise Exit("error: could not read the status of every board", code=1)
 
 
+@task(help={"model": "a sequence recipe (e.g. ltc-sequence)", "board": "a local or QEMU board",
+            "steps": "samples to feed"})
+@step
+def stream(c, model="ltc-sequence", board=None, steps=32):
+    """Feed a sequence to the device one sample at a time (`lnnvm stream`: stdin -> stdout, state in the VM) and
+    show it gives the whole-sequence call's outputs."""
+    from lnnedge.steps import stream_step
+
+    if stream_step(model, board, int(steps)) > 0:
+        raise Exit("error: streaming gave other outputs than the whole-sequence call", code=1)
+
+
 @task(help={"model": "recipe name", "board": "board to verify on (default: boards.yaml's default_board)"})
 @step
 def demo(c, model=DEFAULT_MODEL, board=None):
@@ -256,13 +268,13 @@ def boards(c):
 @task(name="readme-table")
 @step
 def readme_table(c):
-    """Regenerate the README's results table from build/*/verify-*.json."""
+    """Regenerate the README's results table (build/*/verify-*.json) and performance table (build/bench.json)."""
     from lnnedge.report import update_readme
 
     print(update_readme())
 
 
 ns = Collection(train, train_seeds, fuzz, quantize_check, compile_, build, run, verify, deploy, status, bench,
-               bench_matmul, demo,
+               bench_matmul, stream, demo,
                targets, boards, readme_table)
 ns.configure({"debug": False})

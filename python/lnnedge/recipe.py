@@ -35,6 +35,7 @@ class ModelSpec:
     # convolutions over the input viewed as `image` (channels, height, width)
     layers: tuple[int, ...] = ()
     image: tuple[int, int, int] | None = None
+    wiring: str = ""  # ncps models: "autoncp" or "fully-connected"
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,8 @@ def load(name_or_path: str) -> Recipe:
 
 
 CLASSIFIER_KINDS = ("mlp", "cnn")
-SEQUENCE_KINDS = ("ltc-sequence",)
+SEQUENCE_KINDS = ("ltc-sequence", "ncps-cfc", "ncps-ltc")
+NCPS_WIRINGS = ("autoncp", "fully-connected")
 SEQUENCE_SOURCES = ("damped-oscillation",)
 DATA_SOURCES = {"digits": (64, 10)}  # source -> (input features, classes)
 
@@ -217,19 +219,24 @@ def _parse_sequence(reader: _Reader, top: dict, model: dict, path: Path) -> Reci
     data = reader.mapping(top.get("data"), "data")
     tol = reader.mapping(top.get("tolerances"), "tolerances")
     verify = reader.mapping(top.get("verify", {}), "verify")
+    kind = reader.choice(model, "model", "kind", SEQUENCE_KINDS)
+    ncps = kind.startswith("ncps-")
     spec = ModelSpec(
-        kind=reader.choice(model, "model", "kind", SEQUENCE_KINDS),
+        kind=kind,
         inputs=reader.integer(model, "model", "inputs", minimum=1),
-        hidden=reader.integer(model, "model", "hidden", minimum=1),
+        hidden=reader.integer(model, "model", "units" if ncps else "hidden", minimum=3 if ncps else 1),
         outputs=reader.integer(model, "model", "outputs", minimum=1),
         method=reader.choice(solver, "model.solver", "method", ("euler", "midpoint", "rk4"), default="euler"),
         t_start=reader.real(solver, "model.solver", "t_start", default=0.0),
         t_end=reader.real(solver, "model.solver", "t_end", default=1.0),
         steps=reader.integer(solver, "model.solver", "steps", minimum=2, default=4),
         tau_min=reader.real(model, "model", "tau_min", default=None),
+        wiring=reader.choice(model, "model", "wiring", NCPS_WIRINGS) if ncps else "",
     )
     if spec.t_end <= spec.t_start:
         reader.fail("model.solver.t_end", "must be greater than t_start")
+    if ncps and spec.wiring == "autoncp" and spec.hidden < spec.outputs + 3:
+        reader.fail("model.units", f"an AutoNCP wiring needs more than {spec.outputs + 2} units")
     if (spec.inputs, spec.outputs) != (1, 1):
         reader.fail("model", "a damped-oscillation sequence has 1 input and 1 output per step")
     return Recipe(

@@ -1,4 +1,4 @@
-"""The README's results table, generated from the verify and training reports under build/."""
+"""The README's generated tables: verify results from build/*/verify-*.json, performance from build/bench.json."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ from pathlib import Path
 from .paths import BUILD_DIR, ROOT
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+BENCH_BEGIN, BENCH_END = "<!-- bench:begin -->", "<!-- bench:end -->"
+_ENGINES = (("c_vm", "C VM, in-process (runner's timing loop)"), ("c_vm_python", "C VM through the Python binding"),
+            ("onnxruntime", "ONNX Runtime"), ("pytorch", "PyTorch eager"), ("reference_vm", "reference VM (numpy)"))
 
 
 def results_table(build_dir: Path = BUILD_DIR) -> str:
@@ -29,17 +32,49 @@ def results_table(build_dir: Path = BUILD_DIR) -> str:
     return "\n".join(rows)
 
 
-def update_readme(readme: Path = ROOT / "README.md", build_dir: Path = BUILD_DIR) -> str:
-    text = readme.read_text()
-    table = results_table(build_dir)
-    new, count = re.subn(re.escape(BEGIN) + ".*?" + re.escape(END), f"{BEGIN}\n{table}\n{END}", text, flags=re.S)
+def bench_table(bench: dict) -> str:
+    """Engines x batch sizes (median µs per inference and the ratio to the C VM), then the goals."""
+    large = bench["large_batch"]
+    rows = [f"{bench['model']} on {bench['cpu']}, {bench['threads']} thread, C VM kernels {bench['isa']}; "
+            "median per inference (ratio to the C VM):", "",
+            f"| engine | batch 1 (µs) | batch {large} (µs) |", "|---|---|---|"]
+    for key, label in _ENGINES:
+        cells = []
+        for batch in ("batch1", f"batch{large}"):
+            r = bench["results"][batch].get(key)
+            cells.append(f"{r['median_us']:.2f} (×{r['ratio_to_c_vm']:.2f})" if r else "—")
+        rows.append(f"| {label} | {cells[0]} | {cells[1]} |")
+    rows += ["", "| goal | measured | target | met |", "|---|---|---|---|"]
+    for name, g in bench["goals"].items():
+        rows.append(f"| {name} | {g['value']:.3g} | {g['goal']} | {'yes' if g['met'] else 'NO'} |")
+    return "\n".join(rows)
+
+
+def _replace_block(text: str, begin: str, end: str, body: str) -> str:
+    new, count = re.subn(re.escape(begin) + ".*?" + re.escape(end), lambda _m: f"{begin}\n{body}\n{end}", text,
+                         flags=re.S)
     if count != 1:
-        raise ValueError(f"{readme} has no {BEGIN} ... {END} block")
-    readme.write_text(new)
-    return table
+        raise ValueError(f"README.md has no {begin} ... {end} block")
+    return new
+
+
+def update_readme(readme: Path = ROOT / "README.md", build_dir: Path = BUILD_DIR) -> str:
+    """Both generated tables; the performance one only when build/bench.json exists."""
+    text = readme.read_text()
+    tables = results_table(build_dir)
+    text = _replace_block(text, BEGIN, END, tables)
+    bench_path = build_dir / "bench.json"
+    if bench_path.is_file():
+        bench = bench_table(json.loads(bench_path.read_text()))
+        text = _replace_block(text, BENCH_BEGIN, BENCH_END, bench)
+        tables += "\n\n" + bench
+    readme.write_text(text)
+    return tables
 
 
 def _task_metric(r: dict) -> str:
+    if r.get("kind") == "sequence":
+        return f"{r['device_vs_true_rmse']:.4f} (next sample, {r['n']} × {r['steps']} steps)"
     if r.get("kind") == "classifier":
         return f"accuracy {100 * r['accuracy_device']:.2f} % (same class {100 * r['same_class_share']:.0f} %)"
     return f"{r['device_vs_true_rmse']:.4f}"

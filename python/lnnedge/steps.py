@@ -250,6 +250,35 @@ def deploy_step(model: str, board_name: str | None, quant: str | None = None, fo
     return outcomes
 
 
+def stream_step(model: str, board_name: str | None, steps: int = 32) -> float:
+    """A held-out sequence fed to the device one sample per line; the same outputs as the whole-sequence call and
+    as PyTorch. Returns the largest difference between the streamed and the whole-sequence outputs."""
+    from . import sequences
+    from .stream import stream_sequence
+
+    recipe = recipes.load(model)
+    if not recipe.sequence:
+        raise ValueError(f"{recipe.name} is not a sequence model: streaming needs a model that keeps state")
+    board = config.board(board_name)
+    path = _compiled(recipe)
+    x = sequences.damped_oscillations(recipe.data, 1, recipe.data.seed + 5)[0][0, :steps]
+    with torch.no_grad():
+        reference = reference_model(recipe)(torch.from_numpy(x[None]))[0].numpy()
+    transport = _transport(board)
+    streamed, whole = stream_sequence(transport, path, x)
+    print(f"{recipe.name} on {board.name}: one sample per line through `lnnvm stream`, state kept in the VM")
+    print(f"{'step':>4}  {'input':>10}  {'streamed':>11}  {'whole call':>11}  {'PyTorch':>11}")
+    for t in range(len(x)):
+        print(f"{t:>4}  {x[t, 0]:>10.5f}  {streamed[t, 0]:>11.6f}  {whole[t, 0]:>11.6f}  {reference[t, 0]:>11.6f}")
+    gap = float(np.max(np.abs(streamed - whole)))
+    err = float(np.max(np.abs(streamed.astype(np.float64) - reference)))
+    print(f"streamed vs whole-sequence call: max |diff| {gap:.3e}; vs PyTorch: max |err| {err:.3e} "
+          f"(tolerance {recipe.tolerances.float32_max_abs_err:.0e})")
+    if err > recipe.tolerances.float32_max_abs_err:
+        raise ValueError(f"the streamed outputs differ from PyTorch by {err:.3e}")
+    return gap
+
+
 def bench_step(model: str, quick: bool = False) -> dict:
     from . import bench
 

@@ -166,6 +166,9 @@ def _train_sequence(recipe: Recipe, seed: int, epochs: int, progress: bool) -> T
     x_train, y_train, x_test, y_test = sequences.train_test(recipe.data)
     model = build_model(recipe.model)
     _set_normalisation(model, x_train.reshape(-1, x_train.shape[-1]), y_train.reshape(-1, y_train.shape[-1]))
+    if getattr(model, "bounded_output", False):  # outputs in (-1, 1) must still reach the largest target
+        with torch.no_grad():
+            model.out_std.copy_(torch.from_numpy(np.abs(y_train - model.out_mean.numpy()).max(axis=(0, 1))))
     xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train)
     optimiser = torch.optim.Adam(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
     batches = math.ceil(len(xt) / spec.batch_size)

@@ -20,6 +20,10 @@ def build_model(spec: ModelSpec) -> nn.Module:
         t = torch.linspace(spec.t_start, spec.t_end, spec.steps)
         tau_min = spec.tau_min if spec.tau_min is not None else float((t[1:] - t[:-1]).max())
         return LTCSequence(spec.inputs, spec.hidden, spec.outputs, t, spec.method, tau_min)
+    if spec.kind in ("ncps-cfc", "ncps-ltc"):
+        from .ncps import NcpsSequence
+
+        return NcpsSequence(spec.kind, spec.inputs, spec.hidden, spec.outputs, spec.wiring)
     if spec.kind == "mlp":
         return mlp(spec.inputs, spec.layers, spec.outputs)
     if spec.kind == "cnn" and spec.image is not None:
