@@ -14,6 +14,24 @@ from lnnedge.compiler import compile_module
 from lnnedge.models import build_model
 
 
+def host_has_avx512() -> bool:
+    """Whether this CPU runs the avx512 kernel set: AVX-512 F, BW, VL and DQ in /proc/cpuinfo (Linux lists a flag
+    only when the kernel enables its state, as the VM's own xgetbv check requires)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    return {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= set(flags)
+
+
+HOST_AVX512 = host_has_avx512()
+NO_AVX512 = "this CPU lacks AVX-512 F/BW/VL/DQ (or the OS keeps the ZMM state off): the avx512 kernel set cannot run"
+# every x86 kernel set of the host build, for parametrize; avx512 skipped, with the reason, on a CPU without it
+HOST_ISAS = ["scalar", "sse3", "avx2", pytest.param("avx512", marks=pytest.mark.skipif(not HOST_AVX512,
+                                                                                        reason=NO_AVX512))]
+
+
 @pytest.fixture(scope="session")
 def host_build():
     """The real host build of the VM (make), once per session."""

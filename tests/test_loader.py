@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from conftest import lnnvm
+from conftest import HOST_AVX512, lnnvm
 from lnnedge import isa, lnnb
 from lnnedge.lnnb import Program, TensorEntry
 from lnnedge.runtime import CVM, VMError
@@ -435,10 +435,11 @@ def test_int8_model_runs_on_every_kernel_set(host_build, plan):
     x = np.random.default_rng(5).uniform(-2, 2, (13, K8)).astype(np.float32)
     vm = CVM(data, max_batch=13, library=host_build.library)
     assert vm.use_plan(plan) == plan
-    for isa_name in ("scalar", "sse3", "avx2"):
+    for isa_name in ("scalar", "sse3", "avx2", "avx512"):
         try:
             vm.use_kernels(isa_name)
         except VMError:
+            assert not (isa_name == "avx512" and HOST_AVX512), "avx512 is compiled in and this CPU has AVX-512"
             continue  # not compiled in or not supported by this processor
         for rows in (1, 2, 7, 13):
             got = vm.run([x[:rows]])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import inputs_for, untrained
+from conftest import HOST_ISAS, inputs_for, untrained
 from lnnedge import isa, lnnb, quantize
 from lnnedge.compiler import CompileError, compile_module
 from lnnedge.paths import BUILD_DIR, ROOT
@@ -84,7 +84,7 @@ def test_keep_float_leaves_a_layer_in_float32(int8_sine):
 
 
 @pytest.mark.parametrize("batch", [1, 3, 64])
-@pytest.mark.parametrize("isa_name", ["scalar", "sse3", "avx2"])
+@pytest.mark.parametrize("isa_name", HOST_ISAS)
 def test_c_vm_runs_the_int8_file_like_the_reference_vm(int8_sine, host_build, batch, isa_name):
     _, fake, compiled = int8_sine
     x = inputs_for(1, batch, seed=batch)

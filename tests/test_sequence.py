@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import lnnvm
+from conftest import HOST_ISAS, lnnvm
 from lnnedge import isa, lnnb
 from lnnedge.compiler import CompileError, compile_module
 from lnnedge.paths import BUILD_DIR
@@ -93,7 +93,7 @@ def test_bad_state_declarations_are_compile_errors(state, message):
         compile_module(GRUish().eval(), (torch.zeros(1, 3), torch.zeros(1, 8)), state=state)
 
 
-@pytest.mark.parametrize("isa_name", ["scalar", "sse3", "avx2"])
+@pytest.mark.parametrize("isa_name", HOST_ISAS)
 def test_c_vm_carries_state_like_the_reference_vm(stateful, host_build, isa_name):
     model, compiled, x = stateful
     expected = _reference(model, x)

@@ -8,9 +8,11 @@ import re
 import struct
 import subprocess
 
+import numpy as np
 import pytest
 from lnnedge import config, isa, lnnb
 from lnnedge.build import build, kernel_test, output_dir
+from conftest import HOST_AVX512, NO_AVX512, lnnvm
 from lnnedge.paths import BUILD_DIR, ROOT
 from test_pipeline import invoke, ok
 
@@ -84,6 +86,33 @@ def test_sse3_build_uses_no_avx_registers(builds):
     assert "%xmm" in listing
 
 
+def test_avx2_build_carries_no_avx512_code(builds):
+    """x86-64-avx2 is for CPUs without AVX-512: the avx512 set is not compiled in, and no object uses ZMM."""
+    objects = sorted((builds["x86-64-avx2"].runner.parent / "obj").glob("*.o"))
+    assert any(o.name == "kernels_avx2.o" for o in objects)
+    assert not any(o.name == "kernels_avx512.o" for o in objects)
+    listing = subprocess.run(["objdump", "-d", *map(str, objects)], capture_output=True, text=True,
+                             check=True).stdout
+    assert "%zmm" not in listing and "%ymm" in listing
+
+
+@pytest.mark.skipif(not HOST_AVX512, reason=NO_AVX512)
+def test_host_build_picks_avx512_where_the_cpu_has_it(host_build, sine_file, tmp_path):
+    """cpuid + xgetbv say AVX-512 here: lnn_init takes avx512, every x86 set stays selectable by name."""
+    info = lnnvm(host_build.runner, "info", sine_file).stdout
+    assert "isa: avx512" in info and "kernels: avx512,avx2,sse3,scalar" in info
+    x = np.random.default_rng(1).uniform(-1, 1, (7, 1)).astype("<f4")
+    x.tofile(tmp_path / "in.f32")
+    outs = {}
+    for isa_name in ("avx2", "avx512"):
+        proc = lnnvm(host_build.runner, "run", sine_file, "--in", tmp_path / "in.f32", "--out",
+                     tmp_path / f"{isa_name}.f32", "--batch", "7", "--kernels", isa_name)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout.strip().splitlines()[-1])["isa"] == isa_name
+        outs[isa_name] = np.fromfile(tmp_path / f"{isa_name}.f32", dtype="<f4")
+    assert np.abs(outs["avx512"] - outs["avx2"]).max() <= 1e-5
+
+
 @pytest.mark.parametrize("name", ["host", *LINUX_TARGETS])
 def test_every_simd_kernel_matches_scalar(name):
     target = config.load_target(name)
@@ -94,6 +123,8 @@ def test_every_simd_kernel_matches_scalar(name):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
     passed, failed = map(int, re.fullmatch(r"(\d+) passed, (\d+) failed", summary).groups())
     assert failed == 0 and passed > 0
+    if name == "host" and HOST_AVX512:  # every avx512 kernel ran (not "skip avx512: the processor lacks it")
+        assert "ok   avx512 linear_tq8" in proc.stdout and "ok   avx512 matmul" in proc.stdout
 
 
 @pytest.mark.parametrize("board, expected_isa", sorted(QEMU_BOARDS.items()))

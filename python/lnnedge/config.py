@@ -44,7 +44,7 @@ _SERIAL_FIELDS = {"port", "baudrate", "timeouts", "retries"}
 def boards_file() -> Path:
     """boards.yaml at the repository root, or the file named by $LNNEDGE_BOARDS."""
     return Path(os.environ.get("LNNEDGE_BOARDS", BOARDS_FILE))
-SIMD_LEVELS = ("auto", "scalar", "neon", "sse3", "avx2")
+SIMD_LEVELS = ("auto", "scalar", "neon", "sse3", "avx2", "avx512")
 
 
 class ConfigError(ValueError):

@@ -30,8 +30,10 @@
  * copysignf) from the C library: exp, sigmoid and tanh are the VM's own.
  *
  * Kernels: lnn_init picks the kernel set once (lnn_isa): in an x86 build
- * for ISA=auto the best of avx2 / sse3 / scalar that the processor supports;
- * in a build for one ISA (sse3, avx2, neon) that set, and LNN_E_CPU on a
+ * for ISA=auto the best of avx512 / avx2 / sse3 / scalar that the processor
+ * supports (avx512: AVX-512 F/BW/VL/DQ in cpuid and the ZMM state enabled by
+ * the OS); in a build for one ISA (sse3, avx2, avx512, neon) that set, and
+ * LNN_E_CPU on a
  * processor without it. lnn_use_kernels switches a model to another
  * compiled-in set (for tests and comparisons).
  */
@@ -172,7 +174,7 @@ lnn_status lnn_run(lnn_model *m, const float *const *inputs,
 lnn_status lnn_reset(lnn_model *m);
 
 /* Makes the model run on the compiled-in kernel set named isa ("scalar",
- * "neon", "sse3", "avx2"). LNN_E_CPU if that set is not compiled in or the
+ * "neon", "sse3", "avx2", "avx512"). LNN_E_CPU if that set is not compiled in or the
  * processor lacks it, LNN_E_NOT_READY / LNN_E_ARG as lnn_run. */
 lnn_status lnn_use_kernels(lnn_model *m, const char *isa);
 

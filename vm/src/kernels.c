@@ -13,7 +13,38 @@
 
 #include "kernels.h"
 
+#if LNN_X86_CPUID && LNN_HAVE_AVX512
+#include <cpuid.h>
+
+/* AVX-512 F, BW, VL, DQ and FMA in cpuid, and the OS saving the state they
+ * need (XCR0 through xgetbv: bits 1-2 SSE and AVX, bits 5-7 the opmask and
+ * the ZMM registers), so that the set never faults where the kernel or a
+ * hypervisor keeps AVX-512 off. */
+static int lnn_cpu_has_avx512(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d))
+        return 0;
+    const unsigned osxsave = 1u << 27, fma = 1u << 12;
+    if ((c & (osxsave | fma)) != (osxsave | fma))
+        return 0;
+    unsigned xlo, xhi;
+    __asm__ __volatile__("xgetbv" : "=a"(xlo), "=d"(xhi) : "c"(0)); /* XCR0 */
+    (void)xhi;
+    const unsigned xstate = (1u << 1) | (1u << 2) | (1u << 5) | (1u << 6) | (1u << 7);
+    if ((xlo & xstate) != xstate)
+        return 0;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
+        return 0;
+    const unsigned f = 1u << 16, dq = 1u << 17, bw = 1u << 30, vl = 1u << 31;
+    return (b & (f | dq | bw | vl)) == (f | dq | bw | vl);
+}
+#endif
+
 const lnn_kernels *const lnn_kernel_sets[] = {
+#if LNN_HAVE_AVX512
+    &lnn_kernels_avx512,
+#endif
 #if LNN_HAVE_AVX2
     &lnn_kernels_avx2,
 #endif
@@ -31,6 +62,10 @@ int lnn_kernels_supported(const lnn_kernels *k)
 {
 #if LNN_X86_CPUID
     __builtin_cpu_init();
+#if LNN_HAVE_AVX512
+    if (k == &lnn_kernels_avx512) /* at lnn_init and lnn_use_kernels only */
+        return lnn_cpu_has_avx512();
+#endif
 #if LNN_HAVE_AVX2
     if (k == &lnn_kernels_avx2) /* also checks that the OS saves the YMM state */
         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");

@@ -317,7 +317,7 @@ typedef void (*lnn_split_fn)(const lnn_split_params *p);
 
 /* One table per ISA. Declare kernel prototypes with LNN_KERNEL_PROTOS(isa). */
 typedef struct lnn_kernels {
-    const char *isa; /* "scalar", "neon", "sse3", "avx2" */
+    const char *isa; /* "scalar", "neon", "sse3", "avx2", "avx512" */
     lnn_linear_fn linear; /* LINEAR and MATMUL_NT (bias NULL) */
     lnn_linear_t_fn linear_t; /* LINEAR_T and MATMUL_T (bias NULL) */
     lnn_linear_q8_fn linear_q8;  /* LINEAR_Q8 and MATMUL_NTQ8 (bias NULL) */
@@ -374,6 +374,9 @@ LNN_KERNEL_PROTOS(sse3);
 #endif
 #if LNN_HAVE_AVX2
 LNN_KERNEL_PROTOS(avx2);
+#endif
+#if LNN_HAVE_AVX512
+LNN_KERNEL_PROTOS(avx512);
 #endif
 
 /* The kernel set for lnn_init (kernels.c): the best compiled-in set the

@@ -1,7 +1,8 @@
 /*
  * kernels_simd.h - the SIMD kernels, written once over a small vector
- * interface and instantiated by kernels_sse3.c, kernels_avx2.c and
- * kernels_neon.c. Not a public header: included once, at the end of each.
+ * interface and instantiated by kernels_sse3.c, kernels_avx2.c,
+ * kernels_avx512.c and kernels_neon.c. Not a public header: included once,
+ * at the end of each.
  *
  * The including file defines LNN_SIMD_ISA (the set's name as a bare token,
  * e.g. sse3) and LNN_W (floats per vector), and these static inline
@@ -31,6 +32,10 @@
  *                                     partial vectors, 0 < n < LNN_W; the
  *                                     lanes from n on load as 0
  *   lnn_v_load_i8(p)                  LNN_W int8 at p (unaligned) as floats
+ *
+ * and may define the tuning knobs LNN_LT_ROWS, LNN_LT_COLS (LINEAR_T),
+ * LNN_MM_KC (MATMUL), and LNN_SIMD_LINEAR (another set's LINEAR for its
+ * table, see there).
  *
  * Tails: every loop ends with one partial vector (lnn_v_loadn / storen), so
  * the last elements get the same arithmetic as the others.
@@ -241,6 +246,12 @@ LNN_SIMD_BINARY(div, lnn_v_div)
 
 /* ---- LINEAR / MATMUL_NT ---------------------------------------------------------- */
 
+/* A set may take another set's LINEAR instead (LNN_SIMD_LINEAR, the
+ * function for its table), where that one is faster: then this section is
+ * not compiled. */
+#ifndef LNN_SIMD_LINEAR
+#define LNN_SIMD_LINEAR LNN_SK(linear)
+
 /* Register-blocked dot products: x rows and w rows are both contiguous in k,
  * so each tile keeps one vector accumulator per (row, output), walks k a
  * vector at a time (the last, partial, vector zero-padded), reduces the
@@ -400,6 +411,7 @@ void LNN_SK(linear)(const lnn_linear_params *p)
     if (r < rows)
         lnn_linear_row1(p->x + r * k, p->w, p->bias, p->y + r * m, k, m);
 }
+#endif /* LNN_SIMD_LINEAR */
 
 /* ---- LINEAR_T / MATMUL_T ---------------------------------------------------------- */
 
@@ -416,6 +428,14 @@ void LNN_SK(linear)(const lnn_linear_params *p)
 #endif
 #if LNN_LT_ROWS != 4 && LNN_LT_ROWS != 6
 #error "LNN_LT_ROWS is 4 or 6"
+#endif
+/* vectors of columns per LNN_LT_ROWS-row tile: 2, or 4 first where the set
+ * has 32 vector registers (6 x 4 accumulators) */
+#ifndef LNN_LT_COLS
+#define LNN_LT_COLS 2
+#endif
+#if LNN_LT_COLS != 2 && LNN_LT_COLS != 4
+#error "LNN_LT_COLS is 2 or 4"
 #endif
 
 #define LNN_REPC1(M) M(0)
@@ -475,6 +495,14 @@ static void lnn_lt_row1(const float *x, const float *w, const float *bias, float
         a##r##_0 = lnn_v_fma(xv, w0, a##r##_0);             \
         a##r##_1 = lnn_v_fma(xv, w1, a##r##_1);             \
     }
+#define LNN_TR_FMA4(r, c)                                   \
+    {                                                       \
+        const lnn_vf xv = lnn_v_set1(xi[(r) * k]);          \
+        a##r##_0 = lnn_v_fma(xv, w0, a##r##_0);             \
+        a##r##_1 = lnn_v_fma(xv, w1, a##r##_1);             \
+        a##r##_2 = lnn_v_fma(xv, w2, a##r##_2);             \
+        a##r##_3 = lnn_v_fma(xv, w3, a##r##_3);             \
+    }
 #define LNN_TR_STORE(r, c)                                  \
     if (bias)                                               \
         a##r##_##c = lnn_v_add(a##r##_##c, b##c);           \
@@ -490,6 +518,28 @@ static void lnn_lt_rows(const float *x, const float *w, const float *bias, float
                         size_t k, size_t m, ptrdiff_t dw, ptrdiff_t dx, size_t ldy)
 {
     size_t j = 0;
+#if LNN_LT_COLS == 4
+    for (; j + 4 * LNN_W <= m; j += 4 * LNN_W) {
+        LNN_REPR(LNN_TR_DECL, 0)
+        LNN_REPR(LNN_TR_DECL, 1)
+        LNN_REPR(LNN_TR_DECL, 2)
+        LNN_REPR(LNN_TR_DECL, 3)
+        const float *wi = w + j, *xi = x;
+        for (size_t n = 0; n < k; n++, wi += dw, xi += dx) {
+            const lnn_vf w0 = lnn_v_load(wi), w1 = lnn_v_load(wi + LNN_W);
+            const lnn_vf w2 = lnn_v_load(wi + 2 * LNN_W), w3 = lnn_v_load(wi + 3 * LNN_W);
+            LNN_REPR(LNN_TR_FMA4, 0)
+        }
+        const lnn_vf b0 = bias ? lnn_v_load(bias + j) : lnn_v_zero();
+        const lnn_vf b1 = bias ? lnn_v_load(bias + j + LNN_W) : lnn_v_zero();
+        const lnn_vf b2 = bias ? lnn_v_load(bias + j + 2 * LNN_W) : lnn_v_zero();
+        const lnn_vf b3 = bias ? lnn_v_load(bias + j + 3 * LNN_W) : lnn_v_zero();
+        LNN_REPR(LNN_TR_STORE, 0)
+        LNN_REPR(LNN_TR_STORE, 1)
+        LNN_REPR(LNN_TR_STORE, 2)
+        LNN_REPR(LNN_TR_STORE, 3)
+    }
+#endif
     for (; j + 2 * LNN_W <= m; j += 2 * LNN_W) {
         LNN_REPR(LNN_TR_DECL, 0)
         LNN_REPR(LNN_TR_DECL, 1)
@@ -553,6 +603,7 @@ void LNN_SK(linear_t)(const lnn_linear_t_params *p)
 #undef LNN_TR_DECL
 #undef LNN_TR_FMA
 #undef LNN_TR_FMA2
+#undef LNN_TR_FMA4
 #undef LNN_TR_STORE
 #undef LNN_TR_STOREN
 
@@ -1047,7 +1098,7 @@ void LNN_SK(ewise)(const lnn_ewise_params *p)
 /* COPY, ZERO, CONCAT and SPLIT are memcpy / memset work: the scalar kernels. */
 const lnn_kernels LNN_SKT(LNN_SIMD_ISA) = {
     .isa = LNN_SSTR(LNN_SIMD_ISA),
-    .linear = LNN_SK(linear),
+    .linear = LNN_SIMD_LINEAR,
     .linear_t = LNN_SK(linear_t),
     .linear_q8 = LNN_SK(linear_q8),
     .linear_tq8 = LNN_SK(linear_tq8),
@@ -1082,3 +1133,4 @@ const lnn_kernels LNN_SKT(LNN_SIMD_ISA) = {
 #undef LNN_SKT
 #undef LNN_SSTR2
 #undef LNN_SSTR
+#undef LNN_SIMD_LINEAR

@@ -5,9 +5,11 @@
  *   LNN_HAVE_NEON   kernel set "neon" compiled in (ARM Advanced SIMD)
  *   LNN_HAVE_SSE3   kernel set "sse3" compiled in (x86 SSE3)
  *   LNN_HAVE_AVX2   kernel set "avx2" compiled in (x86 AVX2 + FMA)
+ *   LNN_HAVE_AVX512 kernel set "avx512" compiled in (x86 AVX-512 F/BW/VL/DQ
+ *                   + FMA)
  *   LNN_ISA_STRICT  1: the best compiled-in set is required, and lnn_init
  *                   fails with LNN_E_CPU on a processor without it (the
- *                   Makefile's ISA=sse3 / avx2 / neon); 0: the best set the
+ *                   Makefile's ISA=sse3 / avx2 / avx512 / neon); 0: the best set the
  *                   processor supports is taken (ISA=auto)
  *   LNN_ARCH_NAME   short name of the target architecture, for diagnostics
  *   LNN_ARCH_X86    1 on x86 / x86-64
@@ -15,10 +17,11 @@
  *   LNN_NEON_A64    1 for AArch64 NEON (vdivq_f32, vfmaq_f32, vpaddq_f32)
  *   LNN_NEON_FTZ    1 where NEON float arithmetic flushes denormals to zero
  *                   (AArch32 NEON always does)
- *   LNN_TARGET_SSE3, LNN_TARGET_AVX2
+ *   LNN_TARGET_SSE3, LNN_TARGET_AVX2, LNN_TARGET_AVX512
  *                   1 when the current file is compiled for that ISA (per
  *                   file flags: kernels_sse3.c with -msse3, kernels_avx2.c
- *                   with -mavx2 -mfma)
+ *                   with -mavx2 -mfma, kernels_avx512.c with -mavx512f
+ *                   -mavx512bw -mavx512vl -mavx512dq -mfma)
  *
  * Each LNN_HAVE_* is 0 or 1. The Makefile and CMakeLists.txt set them on the
  * command line for every file (an x86 ISA=auto build compiles the AVX2 set
@@ -64,6 +67,13 @@
 #define LNN_TARGET_AVX2 0
 #endif
 
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && \
+    defined(__AVX512DQ__) && defined(__FMA__)
+#define LNN_TARGET_AVX512 1
+#else
+#define LNN_TARGET_AVX512 0
+#endif
+
 #if defined(__ARM_NEON) || defined(__ARM_NEON__)
 #define LNN_TARGET_NEON 1
 #else
@@ -94,6 +104,10 @@
 #define LNN_HAVE_AVX2 LNN_TARGET_AVX2
 #endif
 
+#ifndef LNN_HAVE_AVX512
+#define LNN_HAVE_AVX512 LNN_TARGET_AVX512
+#endif
+
 #ifndef LNN_ISA_STRICT
 #define LNN_ISA_STRICT 0
 #endif
@@ -101,8 +115,8 @@
 #if LNN_HAVE_NEON && !LNN_TARGET_NEON
 #error "the neon kernel set needs a compiler targeting NEON (armv7: -mfpu=neon -mfloat-abi=hard or softfp)"
 #endif
-#if (LNN_HAVE_SSE3 || LNN_HAVE_AVX2) && !LNN_ARCH_X86
-#error "the sse3 and avx2 kernel sets exist only on x86"
+#if (LNN_HAVE_SSE3 || LNN_HAVE_AVX2 || LNN_HAVE_AVX512) && !LNN_ARCH_X86
+#error "the sse3, avx2 and avx512 kernel sets exist only on x86"
 #endif
 
 /* The file format and the constants are little-endian IEEE-754 floats,

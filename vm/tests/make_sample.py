@@ -65,7 +65,7 @@ def parse_defs():
 
 OPS, FMTS, STATUS = parse_defs()
 OPNAME = {v: k for k, v in OPS.items()}
-ISAS = ("scalar", "neon", "sse3", "avx2")
+ISAS = ("scalar", "neon", "sse3", "avx2", "avx512")
 EXPECT_ISA = None     # --isa: the kernel set lnn_init must pick
 FORCE_KERNELS = None  # --kernels: the set the runner is forced to
 
