@@ -1,0 +1,51 @@
+"""A stateful model on the bare-metal firmware (QEMU mps2-an386): the state carries across the chunks of a RUN
+and from one RUN to the next, a chunk of another row count starts from zero, and RESET_STATE calls lnn_reset."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from lnnedge.paths import BUILD_DIR, VM_DIR
+from lnnedge.testing.qemu_m4 import QemuM4
+from lnnedge.transports.serial_link import SerialTransport
+from test_loader import stateful
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
+    reason="needs qemu-system-arm and arm-none-eabi-gcc")
+
+OUT = BUILD_DIR / "firmware" / "cortex-m4"
+
+
+@pytest.fixture(scope="module")
+def link(tmp_path_factory):
+    proc = subprocess.run(["make", "-C", str(VM_DIR / "firmware"), f"O={OUT}", "-j2"], capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    with QemuM4(OUT / "lnnedge-m4.elf") as emu:
+        transport = SerialTransport(emu.url, timeout=2.0)
+        yield transport
+        transport.close()
+
+
+def test_state_carries_across_chunks_and_runs_until_reset_state(link, tmp_path):
+    """The running-sum model of test_loader (y = s += x): RUN takes its chunks as time steps."""
+    path = tmp_path / "sum.lnnb"
+    path.write_bytes(stateful())
+    x = np.random.default_rng(1).uniform(-2, 2, (4, 2, 2)).astype(np.float32)  # 4 steps of 2 streams
+    got = link.run(path, [x[:2].reshape(4, 2)], batch=2).outputs[0].reshape(2, 2, 2)
+    np.testing.assert_array_equal(got, np.cumsum(x[:2], axis=0, dtype=np.float32))
+    # the next RUN continues the same streams
+    got = link.run(path, [x[2:].reshape(4, 2)], batch=2).outputs[0].reshape(2, 2, 2)
+    np.testing.assert_array_equal(got, np.cumsum(x, axis=0, dtype=np.float32)[2:])
+    link.reset_state()
+    got = link.run(path, [x[0]], batch=2)
+    assert got.timing["uploaded"] is False  # the model stayed, its state did not
+    np.testing.assert_array_equal(got.outputs[0], x[0])
+    # 3 rows at batch 2: the last chunk of 1 row is another batch, its stream starts from zero
+    rows = np.concatenate([x[1], x[2, :1]])
+    got = link.run(path, [rows], batch=2).outputs[0]
+    np.testing.assert_array_equal(got, np.concatenate([x[0] + x[1], x[2, :1]]))
