@@ -581,7 +581,7 @@ def test_state_persists_between_runs_until_a_reset_or_a_new_batch(host_build, pl
     x = np.random.default_rng(4).uniform(-1, 1, (5, 3, 2)).astype(np.float32)
     vm = CVM(stateful(), max_batch=3, library=host_build.library)
     assert vm.use_plan(plan) == plan
-    for isa_name in ("scalar", "sse3", "avx2"):
+    for isa_name in ("scalar", "sse3", "avx2", "avx512"):
         try:
             vm.use_kernels(isa_name)
         except VMError:
@@ -766,7 +766,7 @@ def test_split_runs_on_every_kernel_set(host_build, code, plan):
     x = np.random.default_rng(6).uniform(-3, 3, (9, 5)).astype(np.float32)
     vm = CVM(split_model(*code), max_batch=9, library=host_build.library)
     assert vm.use_plan(plan) == plan
-    for isa_name in ("scalar", "sse3", "avx2"):
+    for isa_name in ("scalar", "sse3", "avx2", "avx512"):
         try:
             vm.use_kernels(isa_name)
         except VMError:
