@@ -858,7 +858,7 @@ enum { LINE_ROW, LINE_RESET };
 /* One line of stream input: the word reset (LINE_RESET), or exactly n floats
  * (LINE_ROW, into x). A malformed line ends the process, naming it; x may
  * then be partly written, but nothing has run. */
-static int parse_line(const char *line, size_t len, float *x, uint32_t n, size_t lno)
+static int parse_line(const char *line, size_t len, float *x, size_t n, size_t lno)
 {
     if (strlen(line) != len)
         fail(EXIT_USAGE, "standard input line %zu: contains a NUL byte", lno);
@@ -866,7 +866,7 @@ static int parse_line(const char *line, size_t len, float *x, uint32_t n, size_t
     const size_t word = strcspn(s, WHITESPACE);
     if (word == 5 && !strncmp(s, "reset", 5) && s[word + strspn(s + word, WHITESPACE)] == '\0')
         return LINE_RESET;
-    uint32_t got = 0;
+    size_t got = 0;
     while (*(s += strspn(s, WHITESPACE))) {
         char *end;
         const float v = strtof(s, &end); /* nan, inf; out of range: +-inf or 0 */
@@ -881,8 +881,8 @@ static int parse_line(const char *line, size_t len, float *x, uint32_t n, size_t
     }
     if (got != n)
         fail(EXIT_USAGE,
-             "standard input line %zu: expected %u values (one row of every input, in order) "
-             "or 'reset', got %u", lno, n, got);
+             "standard input line %zu: expected %zu values (one row of every input, in order) "
+             "or 'reset', got %zu", lno, n, got);
     return LINE_ROW;
 }
 
@@ -916,8 +916,6 @@ static int cmd_stream(int argc, char **argv)
         n_in += lnn_input_row_elems(&md.m, i);
     for (uint32_t i = 0; i < no; i++)
         n_out += lnn_output_row_elems(&md.m, i);
-    if (n_in > UINT32_MAX)
-        fail(EXIT_USAGE, "%s: an input row of %zu floats is too long for a line", path, n_in);
     float *x = alloc64(n_in * sizeof(float), "an input row");
     float *y = alloc64(n_out * sizeof(float), "an output row");
     const float *ip[LNN_MAX_IO];
@@ -932,7 +930,7 @@ static int cmd_stream(int argc, char **argv)
     ssize_t len;
     while ((len = getline(&line, &cap, stdin)) != -1) {
         lno++;
-        if (parse_line(line, (size_t)len, x, (uint32_t)n_in, lno) == LINE_RESET) {
+        if (parse_line(line, (size_t)len, x, n_in, lno) == LINE_RESET) {
             lnn_reset(&md.m);
             puts("reset");
         } else {
