@@ -653,6 +653,15 @@ def test_arena_size_and_max_batch_follow_the_state_layout(host_build, fixed, row
             assert lib.lnn_max_batch(ctypes.addressof(model)) == 0xFFFFFFFF
 
 
+def test_state_row_without_state_tensors_is_accepted(host_build):
+    """Pointless but valid: the arena only grows by the unused state part."""
+    data = lnnb.write(program(state_row=64))
+    x = np.array([[1, -1], [0.5, 2]], np.float32)
+    vm = CVM(data, max_batch=2, library=host_build.library)
+    np.testing.assert_allclose(vm.run([x])[0], expected_output(x), rtol=1e-6)
+    assert len(vm._arena) == lnnb.read(data).arena_size(2) == 64 + 2 * 64
+
+
 def test_an_arena_with_room_for_the_rows_but_not_their_state_names_state_row(host_build):
     import ctypes
 
