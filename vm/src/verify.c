@@ -17,12 +17,12 @@
  * The same pass tracks which ARENA and OUTPUT bytes have been written, and
  * rejects an instruction that reads a byte nothing wrote before it
  * (E_UNINIT). STATE tensors count as written from the start: they hold the
- * previous run's values (zero after a reset). There are no branches and every trip count is >= 1, so the
- * first iteration of every loop runs the body in program order: "written by
- * an earlier instruction in program order" is exactly "written before the
- * first read at run time". The pass also bounds the run time: trip-count
- * product and executed instructions (E_LIMIT). Every property is listed in
- * vm/VERIFIER.md.
+ * previous run's values (zero after a reset). There are no branches and
+ * every trip count is >= 1, so the first iteration of every loop runs the
+ * body in program order: "written by an earlier instruction in program
+ * order" is exactly "written before the first read at run time". The pass
+ * also bounds the run time: trip-count product and executed instructions
+ * (E_LIMIT). Every property is listed in vm/VERIFIER.md.
  */
 #include "internal.h"
 #include "graph.h"
