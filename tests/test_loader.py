@@ -965,10 +965,9 @@ def test_sanitized_runner_on_stateful_and_split_models(sanitize_build, tmp_path)
     """ASan + UBSan: run (batches, repeats, both execution paths), stream and test on the crafted stateful model,
     a compiled recurrent step, and SPLIT into the state."""
     import torch
+    from lnnedge.compiler import compile_module
     from test_sanitizers import _clean
     from test_sequence import GRUish, _reference
-
-    from lnnedge.compiler import compile_module
 
     x = _time_major(4, 5)
     x.tofile(tmp_path / "x.f32")

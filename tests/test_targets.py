@@ -10,9 +10,9 @@ import subprocess
 
 import numpy as np
 import pytest
+from conftest import HOST_AVX512, NO_AVX512, lnnvm
 from lnnedge import config, isa, lnnb
 from lnnedge.build import build, kernel_test, output_dir
-from conftest import HOST_AVX512, NO_AVX512, lnnvm
 from lnnedge.paths import BUILD_DIR, ROOT
 from test_pipeline import invoke, ok
 

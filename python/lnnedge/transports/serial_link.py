@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import lnnb
 from ..paths import VM_DIR
 from .base import RunResult, TransportError
 
@@ -623,10 +624,14 @@ class SerialTransport:
         before = dict(self.stats)
         state = {}
 
+        stateful = lnnb.read(data).state_row > 0
+
         def op():
             t0 = time.perf_counter()
             state["uploaded"] = self._ensure_model(data, model.name)
             state["upload_seconds"] = time.perf_counter() - t0
+            if stateful:  # a run starts from zero state, as the runner's does (the device keeps it across RUNs)
+                self._request(self.P.RESET_STATE, struct.pack("<I", 0))
             return self._run(inputs, batch)
 
         outputs, timing = self._call(op)
