@@ -26,7 +26,8 @@ def results_table(build_dir: Path = BUILD_DIR) -> str:
         if r["board"] not in known:
             continue
         latency = f"{r['latency_us']:.1f}" + (" (emulated)" if r.get("emulated") else "")
-        rows.append(f"| {r['model']} | {r['board']} | {r['isa']} | {r['n']} | {r['max_abs_err']:.2e} | "
+        model = f"{r['model']} ({r['weights']} weights)" if r.get("weights") else r["model"]
+        rows.append(f"| {model} | {r['board']} | {r['isa']} | {r['n']} | {r['max_abs_err']:.2e} | "
                     f"{r['tolerance']:.0e} | {latency} | {_task_metric(r)} | "
                     f"{'yes' if r['passed'] else 'NO'} |")
     return "\n".join(rows)
