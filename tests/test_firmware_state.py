@@ -38,14 +38,18 @@ def test_state_carries_across_chunks_and_runs_until_reset_state(link, tmp_path):
     x = np.random.default_rng(1).uniform(-2, 2, (4, 2, 2)).astype(np.float32)  # 4 steps of 2 streams
     got = link.run(path, [x[:2].reshape(4, 2)], batch=2).outputs[0].reshape(2, 2, 2)
     np.testing.assert_array_equal(got, np.cumsum(x[:2], axis=0, dtype=np.float32))
-    # the next RUN continues the same streams
-    got = link.run(path, [x[2:].reshape(4, 2)], batch=2).outputs[0].reshape(2, 2, 2)
+    # the next RUN continues the same streams (the transport resets first unless asked to keep the state)
+    got = link.run(path, [x[2:].reshape(4, 2)], batch=2, keep_state=True).outputs[0].reshape(2, 2, 2)
     np.testing.assert_array_equal(got, np.cumsum(x, axis=0, dtype=np.float32)[2:])
     link.reset_state()
-    got = link.run(path, [x[0]], batch=2)
+    got = link.run(path, [x[0]], batch=2, keep_state=True)
     assert got.timing["uploaded"] is False  # the model stayed, its state did not
     np.testing.assert_array_equal(got.outputs[0], x[0])
     # 3 rows at batch 2: the last chunk of 1 row is another batch, its stream starts from zero
     rows = np.concatenate([x[1], x[2, :1]])
-    got = link.run(path, [rows], batch=2).outputs[0]
+    got = link.run(path, [rows], batch=2, keep_state=True).outputs[0]
     np.testing.assert_array_equal(got, np.concatenate([x[0] + x[1], x[2, :1]]))
+    # without keep_state a run starts from zero whatever the device held (here x[0], kept it would give x0 + x1)
+    link.run(path, [x[0]], batch=2, keep_state=True)
+    got = link.run(path, [x[1]], batch=2).outputs[0]
+    np.testing.assert_array_equal(got, x[1])

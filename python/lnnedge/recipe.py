@@ -183,15 +183,7 @@ def parse(raw: Any, path: Path) -> Recipe:
             test_points=reader.integer(data, "data", "test_points", minimum=2),
             seed=reader.integer(data, "data", "seed", minimum=0, default=1234),
         ),
-        training=TrainSpec(
-            seed=reader.integer(training, "training", "seed", minimum=0, default=0),
-            epochs=reader.integer(training, "training", "epochs", minimum=1),
-            batch_size=reader.integer(training, "training", "batch_size", minimum=1),
-            lr=reader.real(training, "training", "lr", positive=True),
-            lr_final=reader.real(training, "training", "lr_final", default=0.0),
-            grad_clip=reader.real(training, "training", "grad_clip", positive=True, default=1.0),
-            weight_decay=reader.real(training, "training", "weight_decay", default=0.0),
-        ),
+        training=_training(reader, training),
         tolerances=Tolerances(
             float32_max_abs_err=reader.real(tol, "tolerances", "float32_max_abs_err", positive=True),
             target_rmse=reader.real(tol, "tolerances", "target_rmse", positive=True),
@@ -304,15 +296,7 @@ def _parse_classifier(reader: _Reader, top: dict, model: dict, path: Path) -> Re
         data=DataSpec(function="", ranges=(), train_points=0, test_points=0,
                       seed=reader.integer(data, "data", "seed", minimum=0, default=1234),
                       source=source, test_fraction=fraction),
-        training=TrainSpec(
-            seed=reader.integer(training, "training", "seed", minimum=0, default=0),
-            epochs=reader.integer(training, "training", "epochs", minimum=1),
-            batch_size=reader.integer(training, "training", "batch_size", minimum=1),
-            lr=reader.real(training, "training", "lr", positive=True),
-            lr_final=reader.real(training, "training", "lr_final", default=0.0),
-            grad_clip=reader.real(training, "training", "grad_clip", positive=True, default=1.0),
-            weight_decay=reader.real(training, "training", "weight_decay", default=0.0),
-        ),
+        training=_training(reader, training),
         tolerances=Tolerances(
             float32_max_abs_err=reader.real(tol, "tolerances", "float32_max_abs_err", positive=True),
             target_rmse=None,

@@ -55,38 +55,13 @@ def train(recipe: Recipe, seed: int | None = None, epochs: int | None = None, pr
     xt = torch.tensor(x_train, dtype=torch.float32)
     yt = torch.tensor(y_train, dtype=torch.float32)
 
-    optimiser = torch.optim.Adam(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
-    batches = math.ceil(len(xt) / spec.batch_size)
-    total_steps = epochs * batches
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, lambda step: _cosine(step, total_steps, spec.lr_final / spec.lr)
-    )
-    generator = torch.Generator().manual_seed(seed)
-    losses: list[float] = []
-    started = time.perf_counter()
-    # Off a terminal (CI logs) the bar redraws rarely instead of on every epoch.
-    bar = tqdm(range(epochs), desc=f"train {recipe.name} seed {seed}", unit="epoch", disable=not progress,
-               mininterval=0.2 if sys.stderr.isatty() else 10.0)
-    for _epoch in bar:
-        order = torch.randperm(len(xt), generator=generator)
-        epoch_loss = 0.0
-        for i in range(batches):
-            idx = order[i * spec.batch_size:(i + 1) * spec.batch_size]
-            # The loss is computed on the normalised target so its scale is the same for every recipe.
-            pred = (model(xt[idx]) - model.out_mean) / model.out_std
-            target = (yt[idx] - model.out_mean) / model.out_std
-            loss = torch.mean((pred - target) ** 2)
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(f"loss became {loss.item()} at epoch {_epoch} (seed {seed})")
-            optimiser.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
-            optimiser.step()
-            schedule.step()
-            epoch_loss += loss.item() * len(idx)
-        losses.append(epoch_loss / len(xt))
-        bar.set_postfix(loss=f"{losses[-1]:.2e}")
-    seconds = time.perf_counter() - started
+    # The loss is computed on the normalised target so its scale is the same for every recipe.
+    def loss_fn(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        pred = (model(x) - model.out_mean) / model.out_std
+        target = (y - model.out_mean) / model.out_std
+        return torch.mean((pred - target) ** 2)
+
+    losses, seconds = _fit(recipe, model, xt, yt, loss_fn, seed, epochs, progress)
 
     rmse = test_rmse(model, x_test, y_test)
     metrics = {
@@ -106,37 +81,12 @@ def train(recipe: Recipe, seed: int | None = None, epochs: int | None = None, pr
 
 def _train_classifier(recipe: Recipe, seed: int, epochs: int, progress: bool) -> TrainResult:
     """Cross-entropy on the logits, Adam with the cosine schedule; metric: held-out accuracy."""
-    spec = recipe.training
     x_train, y_train, x_test, y_test = data.classification(recipe.data)
     model = build_model(recipe.model)
     xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train)
-    optimiser = torch.optim.Adam(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
-    batches = math.ceil(len(xt) / spec.batch_size)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, lambda step: _cosine(step, epochs * batches, spec.lr_final / spec.lr))
-    generator = torch.Generator().manual_seed(seed)
-    losses: list[float] = []
-    started = time.perf_counter()
-    bar = tqdm(range(epochs), desc=f"train {recipe.name} seed {seed}", unit="epoch", disable=not progress,
-               mininterval=0.2 if sys.stderr.isatty() else 10.0)
     model.train()
-    for epoch in bar:
-        order = torch.randperm(len(xt), generator=generator)
-        epoch_loss = 0.0
-        for i in range(batches):
-            idx = order[i * spec.batch_size:(i + 1) * spec.batch_size]
-            loss = torch.nn.functional.cross_entropy(model(xt[idx]), yt[idx])
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(f"loss became {loss.item()} at epoch {epoch} (seed {seed})")
-            optimiser.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
-            optimiser.step()
-            schedule.step()
-            epoch_loss += loss.item() * len(idx)
-        losses.append(epoch_loss / len(xt))
-        bar.set_postfix(loss=f"{losses[-1]:.2e}")
-    seconds = time.perf_counter() - started
+    losses, seconds = _fit(recipe, model, xt, yt, lambda x, y: torch.nn.functional.cross_entropy(model(x), y),
+                           seed, epochs, progress)
     model.eval()
     accuracy = test_accuracy(model, x_test, y_test)
     target = recipe.tolerances.target_accuracy
@@ -162,7 +112,6 @@ def _train_sequence(recipe: Recipe, seed: int, epochs: int, progress: bool) -> T
     every step."""
     from . import sequences
 
-    spec = recipe.training
     x_train, y_train, x_test, y_test = sequences.train_test(recipe.data)
     model = build_model(recipe.model)
     _set_normalisation(model, x_train.reshape(-1, x_train.shape[-1]), y_train.reshape(-1, y_train.shape[-1]))
@@ -170,32 +119,8 @@ def _train_sequence(recipe: Recipe, seed: int, epochs: int, progress: bool) -> T
         with torch.no_grad():
             model.out_std.copy_(torch.from_numpy(np.abs(y_train - model.out_mean.numpy()).max(axis=(0, 1))))
     xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train)
-    optimiser = torch.optim.Adam(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
-    batches = math.ceil(len(xt) / spec.batch_size)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, lambda step: _cosine(step, epochs * batches, spec.lr_final / spec.lr))
-    generator = torch.Generator().manual_seed(seed)
-    losses: list[float] = []
-    started = time.perf_counter()
-    bar = tqdm(range(epochs), desc=f"train {recipe.name} seed {seed}", unit="epoch", disable=not progress,
-               mininterval=0.2 if sys.stderr.isatty() else 10.0)
-    for epoch in bar:
-        order = torch.randperm(len(xt), generator=generator)
-        epoch_loss = 0.0
-        for i in range(batches):
-            idx = order[i * spec.batch_size:(i + 1) * spec.batch_size]
-            loss = torch.mean(((model(xt[idx]) - yt[idx]) / model.out_std) ** 2)
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(f"loss became {loss.item()} at epoch {epoch} (seed {seed})")
-            optimiser.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
-            optimiser.step()
-            schedule.step()
-            epoch_loss += loss.item() * len(idx)
-        losses.append(epoch_loss / len(xt))
-        bar.set_postfix(loss=f"{losses[-1]:.2e}")
-    seconds = time.perf_counter() - started
+    losses, seconds = _fit(recipe, model, xt, yt, lambda x, y: torch.mean(((model(x) - y) / model.out_std) ** 2),
+                           seed, epochs, progress)
     model.eval()
     rmse = test_rmse(model, x_test, y_test)
     target = recipe.tolerances.target_rmse
@@ -215,6 +140,41 @@ def _train_sequence(recipe: Recipe, seed: int, epochs: int, progress: bool) -> T
         "torch_threads": torch.get_num_threads(),
     }
     return TrainResult(model, metrics, losses)
+
+
+def _fit(recipe: Recipe, model: torch.nn.Module, xt: torch.Tensor, yt: torch.Tensor, loss_fn, seed: int,
+         epochs: int, progress: bool) -> tuple[list[float], float]:
+    """The training loop every recipe shares: Adam with a cosine learning-rate schedule, seeded shuffled
+    mini-batches, gradient clipping, a progress bar; stops on a non-finite loss. Returns (losses per epoch,
+    seconds)."""
+    spec = recipe.training
+    optimiser = torch.optim.Adam(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
+    batches = math.ceil(len(xt) / spec.batch_size)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimiser, lambda step: _cosine(step, epochs * batches, spec.lr_final / spec.lr))
+    generator = torch.Generator().manual_seed(seed)
+    losses: list[float] = []
+    started = time.perf_counter()
+    # Off a terminal (CI logs) the bar redraws rarely instead of on every epoch.
+    bar = tqdm(range(epochs), desc=f"train {recipe.name} seed {seed}", unit="epoch", disable=not progress,
+               mininterval=0.2 if sys.stderr.isatty() else 10.0)
+    for epoch in bar:
+        order = torch.randperm(len(xt), generator=generator)
+        epoch_loss = 0.0
+        for i in range(batches):
+            idx = order[i * spec.batch_size:(i + 1) * spec.batch_size]
+            loss = loss_fn(xt[idx], yt[idx])
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(f"loss became {loss.item()} at epoch {epoch} (seed {seed})")
+            optimiser.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
+            optimiser.step()
+            schedule.step()
+            epoch_loss += loss.item() * len(idx)
+        losses.append(epoch_loss / len(xt))
+        bar.set_postfix(loss=f"{losses[-1]:.2e}")
+    return losses, time.perf_counter() - started
 
 
 def predict(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:

@@ -13,19 +13,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .ltc import LTCDynamics, ODEBlock
+from .ltc import LTCRegressor
 
 
-class LTCSequence(nn.Module):
-    def __init__(self, inputs: int, hidden: int, outputs: int, t: torch.Tensor, method: str, tau_min: float):
-        super().__init__()
-        self.hidden = hidden
-        self.ode = ODEBlock(LTCDynamics(inputs, hidden, tau_min), t, method)
-        self.readout = nn.Linear(hidden, outputs)
-        self.register_buffer("in_mean", torch.zeros(inputs))
-        self.register_buffer("in_std", torch.ones(inputs))
-        self.register_buffer("out_mean", torch.zeros(outputs))
-        self.register_buffer("out_std", torch.ones(outputs))
+class LTCSequence(LTCRegressor):
+    """The regressor's parts (ODE block, read-out, normalisation), applied once per time step."""
 
     def step(self, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.ode(h, (x - self.in_mean) / self.in_std)

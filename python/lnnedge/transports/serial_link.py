@@ -612,7 +612,10 @@ class SerialTransport:
         info.pop("model_loaded", None)
         return info
 
-    def run(self, model: Path, inputs: list[np.ndarray], batch: int = 1, extra: list[str] | None = None) -> RunResult:
+    def run(self, model: Path, inputs: list[np.ndarray], batch: int = 1, extra: list[str] | None = None,
+            keep_state: bool = False) -> RunResult:
+        """Run inputs on the device; a stateful model starts from zero state, as the runner's runs do, unless
+        keep_state (the device keeps its state from one RUN to the next)."""
         if extra:
             raise TransportError(f"{self.name}: runner options {extra} are not available over the serial "
                                  "transport (no --trace on the device)")
@@ -624,13 +627,13 @@ class SerialTransport:
         before = dict(self.stats)
         state = {}
 
-        stateful = lnnb.read(data).state_row > 0
+        reset = not keep_state and lnnb.read(data).state_row > 0
 
         def op():
             t0 = time.perf_counter()
             state["uploaded"] = self._ensure_model(data, model.name)
             state["upload_seconds"] = time.perf_counter() - t0
-            if stateful:  # a run starts from zero state, as the runner's does (the device keeps it across RUNs)
+            if reset:
                 self._request(self.P.RESET_STATE, struct.pack("<I", 0))
             return self._run(inputs, batch)
 
