@@ -185,6 +185,11 @@ def read(data: bytes) -> Program:
     )
 
 
+def state_row(data: bytes) -> int:
+    """The header's state_row without checking the rest of the file (0 for a file too short to have one)."""
+    return _HEADER.unpack_from(data)[-1] if len(data) >= _HEADER.size else 0
+
+
 def section_offsets(data: bytes) -> dict[int, tuple[int, int]]:
     """Section kind -> (offset, size), for tests that craft broken files."""
     nsec = struct.unpack_from("<I", data, 16)[0]
