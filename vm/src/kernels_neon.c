@@ -137,6 +137,21 @@ static inline lnn_vf lnn_v_load_i8(const int8_t *p)
     memcpy(&u, p, sizeof u);
     return lnn_v_i8x4(u);
 }
+/* Eight / sixteen int8 as two / four vectors, from one load: vld1(q)_s8,
+ * vmovl_s8 of each half, vmovl_s16 of each quarter, converted. */
+static inline void lnn_v_i8h8(int8x8_t b, lnn_vf *v)
+{
+    const int16x8_t h = vmovl_s8(b);
+    v[0] = vcvtq_f32_s32(vmovl_s16(vget_low_s16(h)));
+    v[1] = vcvtq_f32_s32(vmovl_s16(vget_high_s16(h)));
+}
+static inline void lnn_v_load_i8x2(const int8_t *p, lnn_vf *v) { lnn_v_i8h8(vld1_s8(p), v); }
+static inline void lnn_v_load_i8x4(const int8_t *p, lnn_vf *v)
+{
+    const int8x16_t b = vld1q_s8(p);
+    lnn_v_i8h8(vget_low_s8(b), v);
+    lnn_v_i8h8(vget_high_s8(b), v + 2);
+}
 /* p[0], p[2], p[4], p[6] (reads p[0..8)): the stride-2 taps of a pool */
 static inline lnn_vf lnn_v_load_even(const float *p) { return vld2q_f32(p).val[0]; }
 

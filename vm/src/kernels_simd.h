@@ -32,6 +32,9 @@
  *                                     partial vectors, 0 < n < LNN_W; the
  *                                     lanes from n on load as 0
  *   lnn_v_load_i8(p)                  LNN_W int8 at p (unaligned) as floats
+ *   lnn_v_load_i8x2(p, v) lnn_v_load_i8x4(p, v)
+ *                                     2 or 4 LNN_W int8 at p (unaligned) as
+ *                                     floats into v[0..2) or v[0..4), in order
  *
  * and may define the tuning knobs LNN_LT_ROWS, LNN_LT_COLS (LINEAR_T),
  * LNN_MM_KC (MATMUL), and LNN_SIMD_LINEAR (another set's LINEAR for its
@@ -610,13 +613,14 @@ void LNN_SK(linear_t)(const lnn_linear_t_params *p)
 /* ---- LINEAR_Q8 / MATMUL_NTQ8, LINEAR_TQ8 / MATMUL_TQ8 ------------------------------ */
 
 /* The products with an int8 weight, register-blocked as the float ones
- * above: each weight vector is widened to floats as it is loaded (int8 ->
- * int32 -> float, exact: lnn_v_load_i8) and fed to the same float
- * multiply-adds; each column's sum is multiplied by its scale once at the
- * end, then the bias is added. The activations stay float32 on purpose: the
- * compiler checks the device against PyTorch run with the fake-quantized
- * weights to 1e-5, which quantized activations would miss, so the integer
- * dot-product instructions (SDOT, VPDPBUSD) do not apply.
+ * above: the weight is widened to floats as it is loaded (int8 -> int32 ->
+ * float, exact), 2 or 4 vectors from one load where the set can
+ * (lnn_v_load_i8x2 / x4: 16 bytes per load, not 4 or 8), and fed to the
+ * same float multiply-adds; each column's sum is multiplied by its scale
+ * once at the end, then the bias is added. The activations stay float32 on
+ * purpose: the compiler checks the device against PyTorch run with the
+ * fake-quantized weights to 1e-5, which quantized activations would miss,
+ * so the integer dot-product instructions (SDOT, VPDPBUSD) do not apply.
  *
  * No partial int8 vector is ever loaded (the weight's last bytes may be the
  * last bytes of the model buffer): a tail is a whole vector ending at the
@@ -628,11 +632,37 @@ void LNN_SK(linear_t)(const lnn_linear_t_params *p)
  * LNN_W: tiny products) run the scalar kernel. */
 
 #define LNN_REP4(M) M(0) M(1) M(2) M(3)
-/* one row: accumulator c for Q row q0 + c * k */
-#define LNN_Q1_DECL(c) lnn_vf acc##c = lnn_v_zero();
+/* one row: accumulators acc<c> and acd<c> (the odd pairs of vectors) for Q
+ * row q0 + c * k */
+#define LNN_Q1_DECL(c) lnn_vf acc##c = lnn_v_zero(), acd##c = lnn_v_zero();
+#define LNN_Q1_FMA2(c)                                             \
+    {                                                              \
+        lnn_vf wv[2];                                              \
+        lnn_v_load_i8x2(q0 + (c) * k + i, wv);                     \
+        acc##c = lnn_v_fma(xv, wv[0], acc##c);                     \
+        acd##c = lnn_v_fma(xw, wv[1], acd##c);                     \
+    }
 #define LNN_Q1_FMA(c, xv, i) acc##c = lnn_v_fma(xv, lnn_v_load_i8(q0 + (c) * k + (i)), acc##c);
 #define LNN_Q1_BODY(c) LNN_Q1_FMA(c, xv, i)
 #define LNN_Q1_TAIL(c) LNN_Q1_FMA(c, xt, k - LNN_W)
+#define LNN_Q1_JOIN(c) acc##c = lnn_v_add(acc##c, acd##c);
+#define LNN_Q1_ONE(M) M(0)
+/* the columns' loop over x: pairs of vectors (one weight load each), then a
+ * vector, then the tail */
+#define LNN_Q1_LOOP(REP)                                           \
+    size_t i = 0;                                                  \
+    for (; i + 2 * LNN_W <= kv; i += 2 * LNN_W) {                  \
+        const lnn_vf xv = lnn_v_load(x + i), xw = lnn_v_load(x + i + LNN_W); \
+        REP(LNN_Q1_FMA2)                                           \
+    }                                                              \
+    if (i < kv) {                                                  \
+        const lnn_vf xv = lnn_v_load(x + i);                       \
+        REP(LNN_Q1_BODY)                                           \
+    }                                                              \
+    if (kt) {                                                      \
+        REP(LNN_Q1_TAIL)                                           \
+    }                                                              \
+    REP(LNN_Q1_JOIN)
 /* two rows: accumulators a<c> (row 0) and b<c> (row 1) share the weight */
 #define LNN_Q2_DECL(c) lnn_vf a##c = lnn_v_zero(), b##c = lnn_v_zero();
 #define LNN_Q2_FMA(c, xv0, xv1, i)                                 \
@@ -667,7 +697,8 @@ static inline float lnn_q8_finish1(float s, const float *scale, const float *bia
     return bias ? s + bias[j] : s;
 }
 
-/* One row of x into y[0, m); k >= LNN_W. Tiles of 4 outputs, then 1. */
+/* One row of x into y[0, m); k >= LNN_W. Tiles of 4 outputs, then 1; two
+ * accumulators per output (even and odd vectors of x). */
 static void lnn_q8_row1(const lnn_linear_q8_params *p, const float *x, float *y)
 {
     const size_t k = p->k, m = p->m, kv = k - k % LNN_W, kt = k - kv;
@@ -676,26 +707,14 @@ static void lnn_q8_row1(const lnn_linear_q8_params *p, const float *x, float *y)
     for (; j + 4 <= m; j += 4) {
         const int8_t *q0 = p->q + j * k;
         LNN_REP4(LNN_Q1_DECL)
-        for (size_t i = 0; i < kv; i += LNN_W) {
-            const lnn_vf xv = lnn_v_load(x + i);
-            LNN_REP4(LNN_Q1_BODY)
-        }
-        if (kt) {
-            LNN_REP4(LNN_Q1_TAIL)
-        }
+        LNN_Q1_LOOP(LNN_REP4)
         lnn_q_store(y + j, lnn_q8_finish4(lnn_v_reduce4(acc0, acc1, acc2, acc3), p->scale,
                                           p->bias, j));
     }
     for (; j < m; j++) {
         const int8_t *q0 = p->q + j * k;
         LNN_Q1_DECL(0)
-        for (size_t i = 0; i < kv; i += LNN_W) {
-            const lnn_vf xv = lnn_v_load(x + i);
-            LNN_Q1_BODY(0)
-        }
-        if (kt) {
-            LNN_Q1_TAIL(0)
-        }
+        LNN_Q1_LOOP(LNN_Q1_ONE)
         y[j] = lnn_q8_finish1(lnn_v_reduce1(acc0), p->scale, p->bias, j);
     }
 }
@@ -752,9 +771,13 @@ void LNN_SK(linear_q8)(const lnn_linear_q8_params *p)
 }
 
 #undef LNN_Q1_DECL
+#undef LNN_Q1_FMA2
 #undef LNN_Q1_FMA
 #undef LNN_Q1_BODY
 #undef LNN_Q1_TAIL
+#undef LNN_Q1_JOIN
+#undef LNN_Q1_LOOP
+#undef LNN_Q1_ONE
 #undef LNN_Q2_DECL
 #undef LNN_Q2_FMA
 #undef LNN_Q2_BODY
@@ -762,17 +785,25 @@ void LNN_SK(linear_q8)(const lnn_linear_q8_params *p)
 
 /* The outer products (Qt (K, M)), as LINEAR_T: for each i, x[r][i]
  * broadcast times the widened row i of Qt, into vector accumulators of y's
- * columns, each column summed in i order (or reversed); m >= LNN_W.
- *   one row: 4 vectors of columns at a time, then 1;
- *   LNN_LT_ROWS rows: LNN_LT_ROWS rows x 1 vector (each widened weight
+ * columns, each column summed in i order (or reversed), so every tiling
+ * gives the same bits; m >= LNN_W.
+ *   one row: 8 vectors of columns at a time (two 4-vector weight loads),
+ *            then 4 (one), then 1;
+ *   LNN_LT_ROWS rows: LNN_LT_ROWS rows x 4 vectors where LNN_LT_COLS is 4,
+ *            x 2 (one 2-vector weight load), then x 1 (each widened weight
  *            vector used LNN_LT_ROWS times). */
 #define LNN_QT_DECL(c) lnn_vf acc##c = lnn_v_zero();
 #define LNN_QT_BODY(c) acc##c = lnn_v_fma(xv, lnn_v_load_i8(qi + (c) * LNN_W), acc##c);
-#define LNN_QT_STORE(c)                                                         \
-    acc##c = lnn_v_mul(acc##c, lnn_v_load(p->scale + j + (c) * LNN_W));         \
+#define LNN_QT_FMA4(c) acc##c = lnn_v_fma(xv, wv[c], acc##c);
+#define LNN_QT_FMA4H(c) acc##c##h = lnn_v_fma(xv, wv[c], acc##c##h);
+#define LNN_QT_DECLH(c) lnn_vf acc##c##h = lnn_v_zero();
+#define LNN_QT_SCALE(acc, jc)                                                   \
+    acc = lnn_v_mul(acc, lnn_v_load(p->scale + (jc)));                          \
     if (p->bias)                                                                \
-        acc##c = lnn_v_add(acc##c, lnn_v_load(p->bias + j + (c) * LNN_W));      \
-    lnn_v_store(y + j + (c) * LNN_W, acc##c);
+        acc = lnn_v_add(acc, lnn_v_load(p->bias + (jc)));                       \
+    lnn_v_store(y + (jc), acc);
+#define LNN_QT_STORE(c) LNN_QT_SCALE(acc##c, j + (c) * LNN_W)
+#define LNN_QT_STOREH(c) LNN_QT_SCALE(acc##c##h, j + (4 + (c)) * LNN_W)
 
 /* One row of x into y; x and q at the first row of the sum, dx and dq the
  * steps to the next (negative when reversed). */
@@ -781,13 +812,31 @@ static void lnn_qt_row1(const lnn_linear_q8_params *p, const float *x, const int
 {
     const size_t k = p->k, m = p->m;
     size_t j = 0;
+    for (; j + 8 * LNN_W <= m; j += 8 * LNN_W) {
+        LNN_REP4(LNN_QT_DECL)
+        LNN_REP4(LNN_QT_DECLH)
+        const int8_t *qi = q + j;
+        const float *xi = x;
+        for (size_t n = 0; n < k; n++, qi += dq, xi += dx) {
+            const lnn_vf xv = lnn_v_set1(*xi);
+            lnn_vf wv[4];
+            lnn_v_load_i8x4(qi, wv);
+            LNN_REP4(LNN_QT_FMA4)
+            lnn_v_load_i8x4(qi + 4 * LNN_W, wv);
+            LNN_REP4(LNN_QT_FMA4H)
+        }
+        LNN_REP4(LNN_QT_STORE)
+        LNN_REP4(LNN_QT_STOREH)
+    }
     for (; j + 4 * LNN_W <= m; j += 4 * LNN_W) {
         LNN_REP4(LNN_QT_DECL)
         const int8_t *qi = q + j;
         const float *xi = x;
         for (size_t n = 0; n < k; n++, qi += dq, xi += dx) {
             const lnn_vf xv = lnn_v_set1(*xi);
-            LNN_REP4(LNN_QT_BODY)
+            lnn_vf wv[4];
+            lnn_v_load_i8x4(qi, wv);
+            LNN_REP4(LNN_QT_FMA4)
         }
         LNN_REP4(LNN_QT_STORE)
     }
@@ -805,19 +854,47 @@ static void lnn_qt_row1(const lnn_linear_q8_params *p, const float *x, const int
     }
 }
 
-/* LNN_LT_ROWS rows: accumulator a<r> for row r */
+/* LNN_LT_ROWS rows: accumulator a<r>_<c> for row r, column vector c */
 #if LNN_LT_ROWS == 6
-#define LNN_QR_REP(M) M(0) M(1) M(2) M(3) M(4) M(5)
+#define LNN_QR_REP(M, c) M(0, c) M(1, c) M(2, c) M(3, c) M(4, c) M(5, c)
 #else
-#define LNN_QR_REP(M) M(0) M(1) M(2) M(3)
+#define LNN_QR_REP(M, c) M(0, c) M(1, c) M(2, c) M(3, c)
 #endif
-#define LNN_QR_DECL(r) lnn_vf a##r = lnn_v_zero();
-#define LNN_QR_FMA(r) a##r = lnn_v_fma(lnn_v_set1(xi[(r) * k]), wv, a##r);
-#define LNN_QR_STORE(r)                                     \
-    a##r = lnn_v_mul(a##r, sv);                             \
-    if (p->bias)                                            \
-        a##r = lnn_v_add(a##r, bv);                         \
-    lnn_v_store(y + (r) * p->ldy + j, a##r);
+#define LNN_QR_DECL(r, c) lnn_vf a##r##_##c = lnn_v_zero();
+#define LNN_QR_FMA1(r, c) a##r##_0 = lnn_v_fma(lnn_v_set1(xi[(r) * k]), wv[0], a##r##_0);
+#define LNN_QR_FMA2(r, c)                                   \
+    {                                                       \
+        const lnn_vf xv = lnn_v_set1(xi[(r) * k]);          \
+        a##r##_0 = lnn_v_fma(xv, wv[0], a##r##_0);          \
+        a##r##_1 = lnn_v_fma(xv, wv[1], a##r##_1);          \
+    }
+#define LNN_QR_FMA4(r, c)                                   \
+    {                                                       \
+        const lnn_vf xv = lnn_v_set1(xi[(r) * k]);          \
+        a##r##_0 = lnn_v_fma(xv, wv[0], a##r##_0);          \
+        a##r##_1 = lnn_v_fma(xv, wv[1], a##r##_1);          \
+        a##r##_2 = lnn_v_fma(xv, wv[2], a##r##_2);          \
+        a##r##_3 = lnn_v_fma(xv, wv[3], a##r##_3);          \
+    }
+#define LNN_QR_STORE(r, c)                                                 \
+    a##r##_##c = lnn_v_mul(a##r##_##c, s##c);                              \
+    if (p->bias)                                                           \
+        a##r##_##c = lnn_v_add(a##r##_##c, b##c);                          \
+    lnn_v_store(y + (r) * p->ldy + j + (c) * LNN_W, a##r##_##c);
+#define LNN_QR_SB(c)                                                       \
+    const lnn_vf s##c = lnn_v_load(p->scale + j + (c) * LNN_W);            \
+    const lnn_vf b##c = p->bias ? lnn_v_load(p->bias + j + (c) * LNN_W) : s##c;
+/* a tile of NV vectors of columns: LOAD the weights into wv, FMA them */
+#define LNN_QR_TILE(NV, LOAD, FMA)                                         \
+    {                                                                      \
+        const int8_t *qi = q + j;                                          \
+        const float *xi = x;                                               \
+        for (size_t n = 0; n < k; n++, qi += dq, xi += dx) {               \
+            lnn_vf wv[NV];                                                 \
+            LOAD;                                                          \
+            LNN_QR_REP(FMA, 0)                                             \
+        }                                                                  \
+    }
 
 /* LNN_LT_ROWS rows of x (k apart) into rows of y (ldy apart), as
  * lnn_qt_row1. */
@@ -825,19 +902,40 @@ static void lnn_qt_rows(const lnn_linear_q8_params *p, const float *x, const int
                         float *y, ptrdiff_t dq, ptrdiff_t dx)
 {
     const size_t k = p->k, m = p->m;
-    for (size_t j = 0; j < m; j += LNN_W) {
+    size_t j = 0;
+#if LNN_LT_COLS == 4
+    for (; j + 4 * LNN_W <= m; j += 4 * LNN_W) {
+        LNN_QR_REP(LNN_QR_DECL, 0)
+        LNN_QR_REP(LNN_QR_DECL, 1)
+        LNN_QR_REP(LNN_QR_DECL, 2)
+        LNN_QR_REP(LNN_QR_DECL, 3)
+        LNN_QR_TILE(4, lnn_v_load_i8x4(qi, wv), LNN_QR_FMA4)
+        LNN_QR_SB(0)
+        LNN_QR_SB(1)
+        LNN_QR_SB(2)
+        LNN_QR_SB(3)
+        LNN_QR_REP(LNN_QR_STORE, 0)
+        LNN_QR_REP(LNN_QR_STORE, 1)
+        LNN_QR_REP(LNN_QR_STORE, 2)
+        LNN_QR_REP(LNN_QR_STORE, 3)
+    }
+#endif
+    for (; j + 2 * LNN_W <= m; j += 2 * LNN_W) {
+        LNN_QR_REP(LNN_QR_DECL, 0)
+        LNN_QR_REP(LNN_QR_DECL, 1)
+        LNN_QR_TILE(2, lnn_v_load_i8x2(qi, wv), LNN_QR_FMA2)
+        LNN_QR_SB(0)
+        LNN_QR_SB(1)
+        LNN_QR_REP(LNN_QR_STORE, 0)
+        LNN_QR_REP(LNN_QR_STORE, 1)
+    }
+    for (; j < m; j += LNN_W) {
         if (j + LNN_W > m)
             j = m - LNN_W; /* the last vector ends at m (see the tails above) */
-        LNN_QR_REP(LNN_QR_DECL)
-        const int8_t *qi = q + j;
-        const float *xi = x;
-        for (size_t n = 0; n < k; n++, qi += dq, xi += dx) {
-            const lnn_vf wv = lnn_v_load_i8(qi);
-            LNN_QR_REP(LNN_QR_FMA)
-        }
-        const lnn_vf sv = lnn_v_load(p->scale + j);
-        const lnn_vf bv = p->bias ? lnn_v_load(p->bias + j) : sv;
-        LNN_QR_REP(LNN_QR_STORE)
+        LNN_QR_REP(LNN_QR_DECL, 0)
+        LNN_QR_TILE(1, wv[0] = lnn_v_load_i8(qi), LNN_QR_FMA1)
+        LNN_QR_SB(0)
+        LNN_QR_REP(LNN_QR_STORE, 0)
     }
 }
 
@@ -863,11 +961,20 @@ void LNN_SK(linear_tq8)(const lnn_linear_q8_params *p)
 #undef LNN_REP4
 #undef LNN_QT_DECL
 #undef LNN_QT_BODY
+#undef LNN_QT_FMA4
+#undef LNN_QT_FMA4H
+#undef LNN_QT_DECLH
+#undef LNN_QT_SCALE
 #undef LNN_QT_STORE
+#undef LNN_QT_STOREH
 #undef LNN_QR_REP
 #undef LNN_QR_DECL
-#undef LNN_QR_FMA
+#undef LNN_QR_FMA1
+#undef LNN_QR_FMA2
+#undef LNN_QR_FMA4
 #undef LNN_QR_STORE
+#undef LNN_QR_SB
+#undef LNN_QR_TILE
 
 /* ---- EWISE ------------------------------------------------------------------------ */
 

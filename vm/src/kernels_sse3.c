@@ -105,6 +105,29 @@ static inline lnn_vf lnn_v_load_i8(const int8_t *p)
     memcpy(&u, p, sizeof u);
     return lnn_v_i8x4(u);
 }
+/* Eight / sixteen int8 as two / four vectors, from one load: bytes
+ * doubled into words (unpack with themselves), words doubled into dwords,
+ * so each byte fills its 32-bit lane; shifted down arithmetically. */
+static inline lnn_vf lnn_v_i8w4(__m128i w) /* dwords from 4 doubled bytes */
+{
+    return _mm_cvtepi32_ps(_mm_srai_epi32(w, 24));
+}
+static inline void lnn_v_load_i8x2(const int8_t *p, lnn_vf *v)
+{
+    const __m128i b = _mm_loadl_epi64((const __m128i *)(const void *)p);
+    const __m128i w = _mm_unpacklo_epi8(b, b);
+    v[0] = lnn_v_i8w4(_mm_unpacklo_epi16(w, w));
+    v[1] = lnn_v_i8w4(_mm_unpackhi_epi16(w, w));
+}
+static inline void lnn_v_load_i8x4(const int8_t *p, lnn_vf *v)
+{
+    const __m128i b = _mm_loadu_si128((const __m128i *)(const void *)p);
+    const __m128i lo = _mm_unpacklo_epi8(b, b), hi = _mm_unpackhi_epi8(b, b);
+    v[0] = lnn_v_i8w4(_mm_unpacklo_epi16(lo, lo));
+    v[1] = lnn_v_i8w4(_mm_unpackhi_epi16(lo, lo));
+    v[2] = lnn_v_i8w4(_mm_unpacklo_epi16(hi, hi));
+    v[3] = lnn_v_i8w4(_mm_unpackhi_epi16(hi, hi));
+}
 
 /* p[0], p[2], ..., p[6] (reads p[0..8)): the stride-2 taps of a pool */
 static inline lnn_vf lnn_v_load_even(const float *p)
