@@ -30,10 +30,11 @@ def model_file(name: str, quant: str | None = None) -> Path:
     return model_dir(name) / (f"model-{quant}.lnnb" if quant else "model.lnnb")
 
 
-def reference_model(recipe: recipes.Recipe, quant: str | None = None) -> torch.nn.Module:
-    """What the device must reproduce: the trained model, or for a quantized compile the model with
-    fake-quantized weights (the same int8 arithmetic in PyTorch)."""
-    net = load_checkpoint(recipe, model_dir(recipe.name))
+def reference_model(recipe: recipes.Recipe, quant: str | None = None,
+                    net: torch.nn.Module | None = None) -> torch.nn.Module:
+    """What the device must reproduce: the trained model (`net`, else loaded), or for a quantized compile the
+    model with fake-quantized weights (the same int8 arithmetic in PyTorch)."""
+    net = net if net is not None else load_checkpoint(recipe, model_dir(recipe.name))
     if quant is None:
         return net
     from . import quantize
@@ -83,9 +84,9 @@ def compile_step(model: str, quant: str | None = None) -> dict:
 
     recipe = recipes.load(model)
     path = model_file(recipe.name, quant)
-    net = reference_model(recipe, quant)
-    scales = quantize.int8_scales(load_checkpoint(recipe, model_dir(recipe.name)),
-                                  _quant_spec(recipe).keep_float) if quant else None
+    trained = load_checkpoint(recipe, model_dir(recipe.name))
+    net = reference_model(recipe, quant, trained)
+    scales = quantize.int8_scales(trained, _quant_spec(recipe).keep_float) if quant else None
     example = torch.zeros(1, recipe.model.inputs)
     started = time.perf_counter()
     meta = {"recipe": recipe.name, "kind": recipe.model.kind}
@@ -214,8 +215,9 @@ def verify_step(model: str, board_name: str | None, quant: str | None = None) ->
     boards = config.resolve(board_name)
     out = model_dir(recipe.name)
     path = _compiled(recipe, quant)
-    net = reference_model(recipe, quant)
-    float_net = load_checkpoint(recipe, out) if quant else None
+    trained = load_checkpoint(recipe, out)
+    net = reference_model(recipe, quant, trained)
+    float_net = trained if quant else None
 
     def one(board: config.Board) -> dict:
         transport = _transport(board)

@@ -65,16 +65,11 @@ def train(recipe: Recipe, seed: int | None = None, epochs: int | None = None, pr
 
     rmse = test_rmse(model, x_test, y_test)
     metrics = {
-        "model": recipe.name,
-        "seed": seed,
-        "epochs": epochs,
-        "train_seconds": round(seconds, 2),
-        "final_train_loss": losses[-1],
+        **_run_facts(recipe, seed, epochs, seconds, losses),
         "test_rmse": rmse,
         "target_rmse": recipe.tolerances.target_rmse,
         "passed": bool(rmse <= recipe.tolerances.target_rmse),
         "test_points": len(x_test),
-        "torch_threads": torch.get_num_threads(),
     }
     return TrainResult(model, metrics, losses)
 
@@ -91,18 +86,13 @@ def _train_classifier(recipe: Recipe, seed: int, epochs: int, progress: bool) ->
     accuracy = test_accuracy(model, x_test, y_test)
     target = recipe.tolerances.target_accuracy
     metrics = {
-        "model": recipe.name,
-        "seed": seed,
-        "epochs": epochs,
-        "train_seconds": round(seconds, 2),
-        "final_train_loss": losses[-1],
+        **_run_facts(recipe, seed, epochs, seconds, losses),
         "train_accuracy": test_accuracy(model, x_train, y_train),
         "test_accuracy": accuracy,
         "target_accuracy": target,
         "passed": bool(accuracy >= target),
         "train_points": len(x_train),
         "test_points": len(x_test),
-        "torch_threads": torch.get_num_threads(),
     }
     return TrainResult(model, metrics, losses)
 
@@ -125,11 +115,7 @@ def _train_sequence(recipe: Recipe, seed: int, epochs: int, progress: bool) -> T
     rmse = test_rmse(model, x_test, y_test)
     target = recipe.tolerances.target_rmse
     metrics = {
-        "model": recipe.name,
-        "seed": seed,
-        "epochs": epochs,
-        "train_seconds": round(seconds, 2),
-        "final_train_loss": losses[-1],
+        **_run_facts(recipe, seed, epochs, seconds, losses),
         "test_rmse": rmse,
         "target_rmse": target,
         # what predicting "the next sample equals this one" scores: the bar the model has to clear
@@ -137,9 +123,14 @@ def _train_sequence(recipe: Recipe, seed: int, epochs: int, progress: bool) -> T
         "passed": bool(rmse <= target),
         "train_sequences": len(x_train),
         "test_sequences": len(x_test),
-        "torch_threads": torch.get_num_threads(),
     }
     return TrainResult(model, metrics, losses)
+
+
+def _run_facts(recipe: Recipe, seed: int, epochs: int, seconds: float, losses: list[float]) -> dict:
+    """The metrics every recipe kind reports about the training run itself."""
+    return {"model": recipe.name, "seed": seed, "epochs": epochs, "train_seconds": round(seconds, 2),
+            "final_train_loss": losses[-1], "torch_threads": torch.get_num_threads()}
 
 
 def _fit(recipe: Recipe, model: torch.nn.Module, xt: torch.Tensor, yt: torch.Tensor, loss_fn, seed: int,

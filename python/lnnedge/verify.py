@@ -105,6 +105,24 @@ def verify_classifier(recipe: Recipe, model: torch.nn.Module, model_file: Path, 
     return report
 
 
+def _against(reference: np.ndarray, device: np.ndarray, ref_out: np.ndarray, truth: np.ndarray, tol: float,
+             stem: str) -> dict:
+    """A regression report's verdict: device and reference VM against PyTorch, both against the truth, the
+    report's file names."""
+    dev, ref = Comparison.of(device, reference), Comparison.of(ref_out, reference)
+    return {
+        "max_abs_err": dev.max_abs_err,
+        "rmse": dev.rmse,
+        "tolerance": tol,
+        "passed": bool(dev.max_abs_err <= tol and ref.max_abs_err <= tol),
+        "reference_vm": {"max_abs_err": ref.max_abs_err, "rmse": ref.rmse},
+        "pytorch_vs_true_rmse": float(np.sqrt(np.mean((reference.astype(np.float64) - truth) ** 2))),
+        "device_vs_true_rmse": float(np.sqrt(np.mean((device.astype(np.float64) - truth) ** 2))),
+        "plot": f"{stem}.png",
+        "json": f"{stem}.json",
+    }
+
+
 def run_sequences(transport: Transport, model_file: Path, x: np.ndarray):
     """Whole sequences x (n, T, features) through a stateful model on a device: the runner takes the rows
     time-major in chunks of n (one chunk per time step, the n streams' states kept in the VM between chunks).
@@ -130,7 +148,6 @@ def verify_sequence(recipe: Recipe, model: torch.nn.Module, model_file: Path, bo
     device, result = run_sequences(transport, model_file, x)
     wall = time.perf_counter() - started
     tol = recipe.tolerances.float32_max_abs_err
-    dev, ref = Comparison.of(device, reference), Comparison.of(ref_out, reference)
     report = {
         "model": recipe.name,
         "board": board.name,
@@ -138,19 +155,11 @@ def verify_sequence(recipe: Recipe, model: torch.nn.Module, model_file: Path, bo
         **_device_fields(board, result, blob, wall),
         "n": int(x.shape[0]),
         "steps": int(x.shape[1]),
-        "max_abs_err": dev.max_abs_err,
-        "rmse": dev.rmse,
-        "tolerance": tol,
-        "passed": bool(dev.max_abs_err <= tol and ref.max_abs_err <= tol),
-        "reference_vm": {"max_abs_err": ref.max_abs_err, "rmse": ref.rmse},
-        "pytorch_vs_true_rmse": float(np.sqrt(np.mean((reference.astype(np.float64) - target) ** 2))),
-        "device_vs_true_rmse": float(np.sqrt(np.mean((device.astype(np.float64) - target) ** 2))),
-        "plot": f"verify-{board.name}.png",
-        "json": f"verify-{board.name}.json",
+        **_against(reference, device, ref_out, target, tol, f"verify-{board.name}"),
     }
     atomic_write_text(out_dir / report["json"], json.dumps(report, indent=2) + "\n")
     sequence_plot(x, target, reference, device, f"{recipe.name} on {board.name} ({report['isa']}): {x.shape[0]} "
-                  f"sequences × {x.shape[1]} steps, max |device − PyTorch| = {dev.max_abs_err:.2e}",
+                  f"sequences × {x.shape[1]} steps, max |device − PyTorch| = {report['max_abs_err']:.2e}",
                   out_dir / report["plot"])
     return report
 
@@ -176,23 +185,13 @@ def verify(recipe: Recipe, model: torch.nn.Module, model_file: Path, board: Boar
     truth = data.target(recipe.data, x)
 
     tol = recipe.tolerances.float32_max_abs_err
-    dev = Comparison.of(device, reference)
     stem = f"verify-{board.name}" + (f"-{label}" if label else "")
-    ref = Comparison.of(ref_out, reference)
     report = {
         "model": recipe.name,
         "board": board.name,
         **_device_fields(board, result, blob, wall),
         "n": int(len(x)),
-        "max_abs_err": dev.max_abs_err,
-        "rmse": dev.rmse,
-        "tolerance": tol,
-        "passed": bool(dev.max_abs_err <= tol and ref.max_abs_err <= tol),
-        "reference_vm": {"max_abs_err": ref.max_abs_err, "rmse": ref.rmse},
-        "pytorch_vs_true_rmse": float(np.sqrt(np.mean((reference.astype(np.float64) - truth) ** 2))),
-        "device_vs_true_rmse": float(np.sqrt(np.mean((device.astype(np.float64) - truth) ** 2))),
-        "plot": f"{stem}.png",
-        "json": f"{stem}.json",
+        **_against(reference, device, ref_out, truth, tol, stem),
     }
     if label:
         report["weights"] = label
@@ -202,9 +201,8 @@ def verify(recipe: Recipe, model: torch.nn.Module, model_file: Path, board: Boar
         vs_float = Comparison.of(device, float_out)
         report["vs_float_model"] = {"max_abs_err": vs_float.max_abs_err, "rmse": vs_float.rmse}
     atomic_write_text(out_dir / report["json"], json.dumps(report, indent=2) + "\n")
-    verify_plot(x, truth, reference, device,
-                f"{recipe.name} on {board.name} ({report['isa']}): max |device − PyTorch| = {dev.max_abs_err:.2e}",
-                out_dir / report["plot"])
+    title = f"{recipe.name} on {board.name} ({report['isa']}): max |device − PyTorch| = {report['max_abs_err']:.2e}"
+    verify_plot(x, truth, reference, device, title, out_dir / report["plot"])
     return report
 
 

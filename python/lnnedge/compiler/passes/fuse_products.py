@@ -21,7 +21,7 @@ from dataclasses import replace
 import numpy as np
 
 from ..ir import Graph, Node
-from .base import Pass, PassResult
+from .base import Pass, run_scoped
 
 _FUSED = {"linear": "linear_t", "matmul_nt": "matmul_t"}
 
@@ -81,16 +81,6 @@ def _fuse_scope(graph: Graph, outer: dict[str, np.ndarray], new_constants: dict[
     return replace(graph, nodes=tuple(nodes)), modified
 
 
-def fuse(graph: Graph) -> tuple[Graph, bool]:
-    new_constants: dict[str, np.ndarray] = {}
-    out, modified = _fuse_scope(graph, {}, new_constants)
-    return replace(out, constants={**out.constants, **new_constants}), modified
-
-
-def _run(graph: Graph) -> PassResult:
-    out, modified = fuse(graph)
-    return PassResult(out, modified)
-
-
 PASS = Pass("fuse_products", requires="typed graph",
-            ensures="no two products of constant weights in one scope share their input", run=_run)
+            ensures="no two products of constant weights in one scope share their input",
+            run=lambda graph: run_scoped(_fuse_scope, graph))

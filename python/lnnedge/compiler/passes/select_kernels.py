@@ -19,7 +19,7 @@ from dataclasses import replace
 import numpy as np
 
 from ..ir import Graph, Node
-from .base import Pass, PassResult
+from .base import Pass, run_scoped
 from .fuse_products import part_info
 
 MIN_M = 32  # outputs per row from which the outer-product kernels win (8 AVX2 vectors run 8 independent sums)
@@ -52,16 +52,6 @@ def _select_scope(graph: Graph, outer: dict[str, np.ndarray], new_constants: dic
     return replace(graph, nodes=tuple(nodes)), modified
 
 
-def select(graph: Graph) -> tuple[Graph, bool]:
-    new_constants: dict[str, np.ndarray] = {}
-    out, modified = _select_scope(graph, {}, new_constants)
-    return replace(out, constants={**out.constants, **new_constants}), modified
-
-
-def _run(graph: Graph) -> PassResult:
-    out, modified = select(graph)
-    return PassResult(out, modified)
-
-
 PASS = Pass("select_kernels", requires="typed graph",
-            ensures=f"products with M >= {MIN_M} or K < {MIN_K} use the transposed-weight kernels", run=_run)
+            ensures=f"products with M >= {MIN_M} or K < {MIN_K} use the transposed-weight kernels",
+            run=lambda graph: run_scoped(_select_scope, graph))

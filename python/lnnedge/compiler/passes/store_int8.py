@@ -23,7 +23,7 @@ from dataclasses import replace
 import numpy as np
 
 from ..ir import CompileError, Graph, Node
-from .base import Pass, PassResult
+from .base import Pass, run_scoped
 
 Q8_OP = {"linear": "linear_q8", "matmul_nt": "matmul_ntq8", "linear_t": "linear_tq8", "matmul_t": "matmul_tq8"}
 TRANSPOSED = ("linear_t", "matmul_t")
@@ -87,10 +87,10 @@ def _store_scope(graph: Graph, known: dict[str, np.ndarray], scales: Mapping[str
 def make(scales: Mapping[str, np.ndarray]) -> Pass:
     """The pass for layers `scales` names (layer -> float32 scale per output row)."""
 
-    def run(graph: Graph) -> PassResult:
-        new_constants: dict[str, np.ndarray] = {}
-        out, modified = _store_scope(graph, {}, scales, new_constants)
-        return PassResult(replace(out, constants={**out.constants, **new_constants}), modified)
+    def scope(graph: Graph, known: dict[str, np.ndarray], new_constants: dict[str, np.ndarray]
+              ) -> tuple[Graph, bool]:
+        return _store_scope(graph, known, scales, new_constants)
 
     return Pass("store_int8", requires="products tagged with their layers",
-                ensures=f"int8 weights for {', '.join(sorted(scales)) or 'no layer'} where smaller", run=run)
+                ensures=f"int8 weights for {', '.join(sorted(scales)) or 'no layer'} where smaller",
+                run=lambda graph: run_scoped(scope, graph))
