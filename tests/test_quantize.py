@@ -43,16 +43,20 @@ def int8_sine():
     return model, fake, compiled
 
 
-def test_int8_compile_stores_the_large_products_as_int8_and_keeps_k1_in_float(int8_sine):
+def test_int8_compile_stores_every_product_of_a_quantized_layer_as_int8(int8_sine):
     model, _, compiled = int8_sine
     program = compiled.program
     int8 = [t for t in program.tensors if t.dtype == isa.const("DT_I8")]
     ops = {isa.opcode_by_code()[isa.decode(w)[0]].name for w in program.code}
-    # the recurrent (64 -> 128, gate + candidate fused) product and the (64 -> 1) read-out
-    assert sorted(t.dims for t in int8) == [(1, 64), (64, 128)]
-    assert {"MATMUL_TQ8", "LINEAR_Q8"} <= ops
-    # the 1-input projection (K = 1) would grow as int8 + scales: it stays a float LINEAR_T
-    assert "LINEAR_T" in ops
+    # gate + candidate, split by split_linear into the hoisted 1-input projection (K = 1) and the
+    # recurrent part (K = 64), fused; and the (64 -> 1) read-out
+    assert sorted(t.dims for t in int8) == [(1, 64), (1, 128), (64, 128)]
+    assert {"LINEAR_TQ8", "MATMUL_TQ8", "LINEAR_Q8"} <= ops
+    assert not {"LINEAR", "LINEAR_T", "MATMUL_T"} & ops
+    # the two parts of gate + candidate share one scale per output row, as the layers do
+    scales = [t for t in program.tensors if t.dtype == isa.const("DT_F32") and t.dims == (128,)
+              and "scale" in program.names[program.tensors.index(t)]]
+    assert len(scales) == 1
     float_file = compile_module(model, (torch.zeros(1, 1),), name="ltc-sine").data
     assert len(compiled.data) < 0.4 * len(float_file)
 
@@ -80,7 +84,7 @@ def test_keep_float_leaves_a_layer_in_float32(int8_sine):
     compiled = compile_module(quantize.fake_quantize(model, keep), (torch.zeros(1, 1),),
                               int8_scales=quantize.int8_scales(model, keep))
     int8 = [t.dims for t in compiled.program.tensors if t.dtype == isa.const("DT_I8")]
-    assert int8 == [(64, 128)]
+    assert int8 == [(1, 128), (64, 128)]
 
 
 @pytest.mark.parametrize("batch", [1, 3, 64])
