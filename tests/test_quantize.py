@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 from conftest import HOST_ISAS, inputs_for, untrained
-from lnnedge import isa, lnnb, quantize
+from lnnedge import filesize, isa, lnnb, quantize
 from lnnedge.compiler import CompileError, compile_module
 from lnnedge.paths import BUILD_DIR, ROOT
 from lnnedge.refvm import RefVM
@@ -53,6 +53,9 @@ def test_int8_compile_stores_every_product_of_a_quantized_layer_as_int8(int8_sin
     assert sorted(t.dims for t in int8) == [(1, 64), (1, 128), (64, 128)]
     assert {"LINEAR_TQ8", "MATMUL_TQ8", "LINEAR_Q8"} <= ops
     assert not {"LINEAR", "LINEAR_T", "MATMUL_T"} & ops
+    parts = filesize.breakdown(compiled.data)
+    assert sum(parts.values()) == len(compiled.data)
+    assert parts["int8 matrices"] == 64 * 128 + 128 + 64 and parts["float32 matrices"] == 0
     # the two parts of gate + candidate share one scale per output row, as the layers do
     scales = [t for t in program.tensors if t.dtype == isa.const("DT_F32") and t.dims == (128,)
               and "scale" in program.names[program.tensors.index(t)]]
@@ -139,6 +142,13 @@ def test_quantize_check_gates_deploy(trained_sine, tmp_path):
     assert report["task_rmse_quant"] <= 0.03 and report["max_abs_err"] <= 0.02
     assert report["quantized_tensors"] and "readout.weight (1, 64)" in report["quantized_tensors"]
     assert report["quant_file_bytes"] < report["float_file_bytes"]
+    sizes = report["size_breakdown"]
+    assert sum(sizes["float32"].values()) == report["float_file_bytes"]
+    assert sum(sizes["int8"].values()) == report["quant_file_bytes"]
+    # every weight of the float file is int8 in the quantized one (nothing kept float in ltc-sine)
+    assert sizes["int8"]["float32 matrices"] == 0
+    assert sizes["float32"]["float32 matrices"] == 4 * sizes["int8"]["int8 matrices"]
+    assert "int8 matrices" in passed.stdout
     ok("deploy", "--model", "ltc-sine", "--quant", "int8", "--board", "qemu-rpi4")
     # a check made for other bytes does not count: recompiling with another keep_float changes the file
     (out / "model-int8.lnnb").write_bytes((out / "model-int8.lnnb").read_bytes()[:-4] + b"\0\0\0\0")

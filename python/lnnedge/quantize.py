@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import data
+from . import data, filesize
 from .artifacts import atomic_write_text
 from .recipe import Recipe
 
@@ -101,6 +101,8 @@ def check(recipe: Recipe, model: torch.nn.Module, float_file: Path | None, quant
     if report["float_file_bytes"] and report["quant_file_bytes"]:
         report["size_ratio"] = report["quant_file_bytes"] / report["float_file_bytes"]
         report["quant_file_sha256"] = hashlib.sha256(quant_file.read_bytes()).hexdigest()
+        report["size_breakdown"] = {"float32": filesize.breakdown(float_file.read_bytes()),
+                                    spec.scheme: filesize.breakdown(quant_file.read_bytes())}
     report["passed"] = bool(report["max_abs_err"] <= spec.max_abs_err and report["task_rmse_quant"] <= spec.task_rmse)
     atomic_write_text(out_dir / "quantize-check.json", json.dumps(report, indent=2) + "\n")
     return report
@@ -120,6 +122,7 @@ def table(report: dict) -> str:
     if report.get("size_ratio"):
         lines.append(f"  model file           {report['float_file_bytes']} B float -> {report['quant_file_bytes']} B "
                      f"int8 ({report['size_ratio']:.2f}×)")
+        lines.append(filesize.table(report["size_breakdown"]))
     lines.append(f"  {'PASSED' if report['passed'] else 'FAILED'}")
     return "\n".join(lines)
 
