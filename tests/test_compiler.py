@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import inputs_for, untrained
 from lnnedge import isa, lnnb
-from lnnedge.compiler import CompileError, compile_module
+from lnnedge.compiler import CompileError, compile_module, debuginfo
 from lnnedge.compiler.capture import capture
 from lnnedge.compiler.ir import Graph
 from lnnedge.compiler.passes import shape_inference
@@ -146,6 +146,27 @@ def test_file_has_header_sections_and_crc(sine_compiled):
     assert back.meta["model"] == "ltc-sine"
     consts_offset = lnnb.section_offsets(data)[isa.const("SEC_CONSTS")][0]
     assert consts_offset % 64 == 0
+
+
+def test_debug_info_lives_beside_the_file_and_follows_its_structure(sine_compiled, tmp_path):
+    data = sine_compiled.data
+    assert b"ltc.py" not in data and "debug" not in lnnb.read(data).meta  # no source lines on the device
+    path = sine_compiled.save(tmp_path / "model.lnnb")
+    source_map = debuginfo.load(path, data)
+    assert source_map == list(sine_compiled.debug) and any("ltc.py:" in d["source"] for d in source_map)
+    # other constant values: the same program, still traced by name
+    consts_at, _ = lnnb.section_offsets(data)[isa.const("SEC_CONSTS")]
+    nudged = bytearray(data)
+    nudged[consts_at] ^= 1
+    assert debuginfo.load(path, bytes(nudged)) == source_map
+    # another program: refused rather than mislabelled
+    code_at, _ = lnnb.section_offsets(data)[isa.const("SEC_CODE")]
+    other = bytearray(data)
+    other[code_at + 4] ^= 1
+    with pytest.raises(ValueError, match="describes another program"):
+        debuginfo.load(path, bytes(other))
+    debuginfo.path_for(path).unlink()
+    assert debuginfo.load(path, data) == []
 
 
 def test_listing_shows_plan_and_loop(sine_compiled):

@@ -359,7 +359,7 @@ def test_trace_records_one_entry_per_destination(sine_compiled):
     records = []
     x = inputs_for(1, 1)
     RefVM(sine_compiled.data).run([x], trace=lambda pc, name, tensor, arr: records.append((pc, name, tensor)))
-    debug = {d["pc"]: d for d in sine_compiled.program.meta["debug"]}
+    debug = {d["pc"]: d for d in sine_compiled.debug}
     split = [r for r in records if r[1] == "MATMUL_T"]
     assert len(split) == 2 * 8 and split[0][2] + 1 == split[1][2]  # 9 steps, the first peeled
     assert debug[split[0][0]]["outputs"] and len(debug[split[0][0]]["outputs"]) == 2

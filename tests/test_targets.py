@@ -13,6 +13,7 @@ import pytest
 from conftest import HOST_AVX512, NO_AVX512, lnnvm
 from lnnedge import config, isa, lnnb
 from lnnedge.build import build, kernel_test, output_dir
+from lnnedge.compiler import debuginfo
 from lnnedge.paths import BUILD_DIR, ROOT
 from test_pipeline import invoke, ok
 
@@ -157,7 +158,7 @@ def test_trace_names_the_first_op_that_differs(trained):
     the gate and the candidate at once), compared with PyTorch's partial sum of the gate layer."""
     original = trained.read_bytes()
     program = lnnb.read(original)
-    debug = program.meta["debug"]
+    debug = debuginfo.load(trained, original)
     entry = next(d for d in debug if any(p and p["module"] == "ode.func.gate" and p["bias"]
                                          for p in d.get("parts") or []))
     gate_pc = entry["pc"]

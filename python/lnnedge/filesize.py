@@ -17,7 +17,7 @@ PARTS = (
     ("tensor table", f"{const('TENSOR_ENTRY_SIZE')} bytes per tensor"),
     ("code", "instruction words"),
     ("names", "tensor names"),
-    ("metadata", "JSON: requirements, debug map, pass list"),
+    ("metadata", "JSON: model, recipe, requirements"),
     ("test set", "the bundled smoke test"),
     ("header", "header, section table, section alignment"),
 )

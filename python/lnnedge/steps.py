@@ -176,6 +176,7 @@ def run_step(model: str, board_name: str | None, inputs: list[float] | None, qua
 def trace_step(model: str, board_name: str | None, row: int = 0, quant: str | None = None) -> bool:
     """verify --trace: one input, every intermediate compared; True when nothing differs beyond tolerance."""
     from . import data, trace
+    from .compiler import debuginfo
 
     recipe = recipes.load(model)
     board = config.board(board_name)
@@ -193,7 +194,8 @@ def trace_step(model: str, board_name: str | None, row: int = 0, quant: str | No
         records = transport.trace(path, [x])
     finally:
         getattr(transport, "close", lambda: None)()
-    steps = trace.compare(net, path.read_bytes(), x, records)
+    model_bytes = path.read_bytes()
+    steps = trace.compare(net, model_bytes, x, records, debuginfo.load(path, model_bytes))
     tolerance = recipe.tolerances.float32_max_abs_err
     print(f"trace of input row {row} ({', '.join(f'{v:g}' for v in x[0])}) on {board.name}")
     print(trace.render(steps, tolerance))

@@ -3,7 +3,7 @@
 One input row runs on the device with every intermediate tensor dumped (the
 runner's --trace: one record per destination), on the reference VM with the
 same dump, and through PyTorch with forward hooks on every nn.Linear. The
-compiler's debug table (META section) maps each instruction to its IR value,
+compiler's debug info (model.lnnb.debug.json) maps each instruction to its IR value,
 op, source line and, for linear layers, the module; the k-th execution of a
 module's instruction is paired with the module's k-th call in PyTorch (inside
 an ODE solve the module is called once per stage, in the same order as the
@@ -96,9 +96,11 @@ def _partial(model: torch.nn.Module, part: dict, layer_input: np.ndarray) -> np.
 
 
 def compare(model: torch.nn.Module, model_bytes: bytes, x: np.ndarray,
-            device_records: list[tuple[int, int, np.ndarray]]) -> list[Step]:
+            device_records: list[tuple[int, int, np.ndarray]], source_map: list[dict]) -> list[Step]:
+    """The device's and the reference VM's intermediates side by side, labelled by `source_map`
+    (compiler/debuginfo.py; without it, by tensor number and not compared with PyTorch)."""
     program = lnnb.read(model_bytes)
-    debug = {d["pc"]: d for d in program.meta.get("debug", [])}
+    debug = {d["pc"]: d for d in source_map}
     ops = isa.opcode_by_code()
     ref_records: list[tuple[int, int, np.ndarray]] = []
     RefVM(model_bytes).run([x], trace=lambda pc, _name, tensor, arr: ref_records.append((pc, tensor, arr.ravel())))

@@ -4,7 +4,7 @@
     from lnnedge.compiler import compile_module
 
     compiled = compile_module(model, (torch.zeros(1, 1),), name="ltc-sine")
-    compiled.save("build/ltc-sine/model.lnnb")   # also writes model.lnnb.txt, the listing
+    compiled.save("build/ltc-sine/model.lnnb")   # also writes the listing (.txt) and debug info (.debug.json)
     y = compiled.run(x)                           # the reference VM (numpy) on the same bytes
     print(compiled.arena_bytes(batch=1), compiled.plan_summary())
 
@@ -16,7 +16,7 @@ pipeline.py and emitted by emit.py. See DESIGN.md for the big picture.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +24,7 @@ import torch
 
 from .. import lnnb
 from ..artifacts import atomic_write_bytes, atomic_write_text
+from . import debuginfo
 from .capture import capture
 from .emit import Emitted, emit
 from .ir import CompileError, Graph
@@ -52,7 +53,12 @@ class CompiledModel:
         path = Path(path)
         atomic_write_bytes(path, self.data)
         atomic_write_text(path.with_name(path.name + ".txt"), self.listing())
+        debuginfo.save(path, self.data, self.debug, [p.name for p in self.log])
         return path
+
+    @property
+    def debug(self) -> tuple[dict, ...]:
+        return self.emitted.debug
 
     def arena_bytes(self, batch: int = 1) -> int:
         return self.program.arena_size(batch)
@@ -132,8 +138,7 @@ def compile_module(module: torch.nn.Module, example_inputs: Sequence[torch.Tenso
     graph = capture(module, example_inputs)
     graph, log = run(graph, int8_scales=int8_scales)
     emitted = emit(graph, tuple(state))
-    info = {**emitted.program.meta, "model": name, "passes": [p.name for p in log],
-            "requires": requirements(emitted.program), **(meta or {})}
+    info = {"model": name, "requires": requirements(emitted.program), **(meta or {})}
     program = lnnb.Program(**{**emitted.program.__dict__, "meta": info, "tests": tests})
-    emitted = Emitted(program, emitted.tensor_names, emitted.fixed_plan, emitted.batched_plan, emitted.schedule)
+    emitted = replace(emitted, program=program)
     return CompiledModel(name, lnnb.write(program), emitted, graph, tuple(log))

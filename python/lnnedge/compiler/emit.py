@@ -65,6 +65,7 @@ class Emitted:
     fixed_plan: Plan
     batched_plan: Plan
     schedule: tuple[Item, ...]
+    debug: tuple[dict, ...] = ()  # per compute instruction: pc, op, value, source line, module (debuginfo.py)
 
 
 class _UnionFind:
@@ -403,10 +404,9 @@ class _Emitter:
             num_inputs=len(self.inputs),
             num_outputs=num_outputs,
             names=tuple(names),
-            meta={"debug": debug},
             state_row=sum(self.types[n].nbytes for n in self.state_inputs),
         )
-        return Emitted(program, tuple(names), fixed_plan, batched_plan, tuple(self.items))
+        return Emitted(program, tuple(names), fixed_plan, batched_plan, tuple(self.items), tuple(debug))
 
 
 def program_words(program: tuple[tuple[str, int, int, int], ...], operands: int, regs: int) -> np.ndarray:
