@@ -23,20 +23,16 @@ PARTS = (
 )
 
 
-def _const_bytes(t: lnnb.TensorEntry) -> int:
-    return t.elems * (1 if t.dtype == const("DT_I8") else 4)
-
-
 def breakdown(data: bytes) -> dict[str, int]:
     """Bytes of `data` per part of PARTS (they sum to the file size)."""
     program = lnnb.read(data)
     sections = lnnb.section_offsets(data)
     consts = [t for t in program.tensors if t.region == const("REG_CONST") and not t.stride]
     parts = {
-        "int8 matrices": sum(_const_bytes(t) for t in consts if t.dtype == const("DT_I8")),
-        "float32 matrices": sum(_const_bytes(t) for t in consts
+        "int8 matrices": sum(t.nbytes for t in consts if t.dtype == const("DT_I8")),
+        "float32 matrices": sum(t.nbytes for t in consts
                                 if t.dtype == const("DT_F32") and len(t.dims) >= 2),
-        "float32 vectors": sum(_const_bytes(t) for t in consts if t.dtype == const("DT_F32") and len(t.dims) < 2),
+        "float32 vectors": sum(t.nbytes for t in consts if t.dtype == const("DT_F32") and len(t.dims) < 2),
     }
     parts["other constants"] = len(program.consts) - sum(parts.values())
     for part, kind in (("tensor table", "SEC_TENSORS"), ("code", "SEC_CODE"), ("names", "SEC_NAMES"),

@@ -36,6 +36,7 @@ class TensorEntry:
     batched: bool = False
     stride: int = 0
     dtype: int = 1
+    widened: int = 0  # DT_F16: arena fixed-part offset of its float32 copy
 
     @property
     def elems(self) -> int:
@@ -43,7 +44,8 @@ class TensorEntry:
 
     @property
     def nbytes(self) -> int:
-        return (1 if self.dtype == const("DT_I8") else 4) * self.elems
+        """Bytes of its values in the file (a DT_F16 constant's float32 copy in the arena is twice that)."""
+        return {const("DT_I8"): 1, const("DT_F16"): 2}.get(self.dtype, 4) * self.elems
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,7 @@ def write(program: Program) -> bytes:
             *(tuple(t.dims) + (0,) * (4 - len(t.dims))),
             t.offset,
             t.stride,
-            0,
+            t.widened,
         )
         for t in program.tensors
     )
@@ -164,8 +166,8 @@ def read(data: bytes) -> Program:
     blob = sections.get(const("SEC_TENSORS"), b"")
     for i in range(ntensors):
         dtype, rank, region, flags, *rest = _TENSOR.unpack_from(blob, i * const("TENSOR_ENTRY_SIZE"))
-        dims, offset, stride = tuple(rest[:rank]), rest[4], rest[5]
-        tensors.append(TensorEntry(dims, region, offset, bool(flags & const("TF_BATCH")), stride, dtype))
+        dims, offset, stride, widened = tuple(rest[:rank]), rest[4], rest[5], rest[6]
+        tensors.append(TensorEntry(dims, region, offset, bool(flags & const("TF_BATCH")), stride, dtype, widened))
     code_blob = sections.get(const("SEC_CODE"), b"")
     names_blob = sections.get(const("SEC_NAMES"))
     meta_blob = sections.get(const("SEC_META"))

@@ -43,9 +43,12 @@
  * Tensor entry (32 bytes)
  * -----------------------
  *   0  u8   dtype    LNN_DT_F32 (float32), LNN_DT_U32 (uint32, CONST only:
- *                    instruction data such as element-wise programs), or
+ *                    instruction data such as element-wise programs),
  *                    LNN_DT_I8 (int8, CONST only: quantized weights of the
- *                    _Q8 products; offset 4-aligned like every constant)
+ *                    _Q8 products; offset 4-aligned like every constant), or
+ *                    LNN_DT_F16 (IEEE 754 binary16, CONST only, not loop-
+ *                    strided, every value finite: a float constant stored
+ *                    in half the bytes; see "Float16 constants" below)
  *   1  u8   rank     0..LNN_MAX_RANK
  *   2  u8   region   LNN_REG_*
  *   3  u8   flags    LNN_TF_BATCH: dim 0 is the batch dimension; it is stored
@@ -63,7 +66,8 @@
  *   24 u32  stride   CONST only: bytes added to the address per iteration of
  *                    the innermost enclosing loop (a per-step table, e.g. dt);
  *                    zero for other regions
- *   28 u32  reserved zero
+ *   28 u32  widened  LNN_DT_F16: the byte offset in the arena's fixed part
+ *                    of the constant's float32 copy (below); zero otherwise
  *
  * Arena
  * -----
@@ -74,6 +78,18 @@
  *   lnn_arena_size(batch) = state_base(batch) + state_row * batch
  *                           (= align64(arena_fixed) + arena_row * batch when
  *                           state_row is 0)
+ *
+ * Float16 constants
+ * -----------------
+ *   A DT_F16 tensor's values (2 bytes each) are in the constants section at
+ *   its offset; lnn_init, after verifying the file, converts them exactly to
+ *   float32 at [widened, widened + 4 * elements) in the arena's fixed part:
+ *   4-aligned, inside [0, arena_fixed), overlapping no unbatched ARENA tensor
+ *   and no other DT_F16 tensor's copy. Every instruction reads the tensor as
+ *   that float32 copy: it is accepted wherever a float32 CONST operand is
+ *   (not as an element-wise program or an int8 weight) and is never written.
+ *   The file holds half the bytes, the RAM the float32 values (the weights
+ *   are widened once, as TensorFlow Lite runs float16 models on CPUs).
  *
  * State
  * -----
@@ -128,7 +144,7 @@
 
 #define LNN_MAGIC "LNNB"
 #define LNN_VERSION_MAJOR 1
-#define LNN_VERSION_MINOR 1
+#define LNN_VERSION_MINOR 2
 
 #define LNN_HEADER_SIZE 64u
 #define LNN_SECTION_ENTRY_SIZE 16u
@@ -162,7 +178,7 @@ enum {
     LNN_SEC_TESTS = 6
 };
 
-enum { LNN_DT_F32 = 1, LNN_DT_U32 = 2, LNN_DT_I8 = 3 };
+enum { LNN_DT_F32 = 1, LNN_DT_U32 = 2, LNN_DT_I8 = 3, LNN_DT_F16 = 4 };
 
 enum {
     LNN_REG_CONST = 0,
