@@ -81,13 +81,14 @@ def train_seeds(c, model=DEFAULT_MODEL, seeds="0,1,2,3,4", epochs=None):
         raise Exit(f"error: seeds {failed} did not reach the target RMSE", code=1)
 
 
-QUANT_HELP = "int8: the model with int8 weights (build/<model>/model-int8.lnnb)"
+QUANT_HELP = "int8 or f16: the model with int8 or float16 weights (build/<model>/model-<scheme>.lnnb)"
 
 
 @task(name="compile", help={"model": "recipe name", "quant": QUANT_HELP})
 @step
 def compile_(c, model=DEFAULT_MODEL, quant=None):
-    """Compile the trained model to build/<model>/model.lnnb (+ .txt listing), or model-int8.lnnb with --quant."""
+    """Compile the trained model to build/<model>/model.lnnb (+ listing, debug info), or
+    model-<scheme>.lnnb with --quant."""
     from lnnedge.steps import compile_step
 
     compile_step(model, quant)
@@ -149,7 +150,7 @@ def verify(c, model=DEFAULT_MODEL, board=None, trace=False, row=0, quant=None):
 @step
 def deploy(c, model=DEFAULT_MODEL, board=None, quant=None, force=False):
     """Upload the target's VM and the compiled model; activate only after a smoke test passes on the device.
-    A quantized model (--quant int8) needs a passed `invoke quantize-check` unless --force."""
+    A quantized model (--quant int8|f16) needs a passed `invoke quantize-check --quant` of it unless --force."""
     from lnnedge.steps import deploy_step
 
     outcomes = deploy_step(model, board, quant, force)
@@ -170,16 +171,17 @@ def fuzz(c, seconds=60, target="all", jobs=1):
         raise Exit("error: the fuzzer found crashes or sanitizer reports (saved under vm/fuzz/regressions/)", code=1)
 
 
-@task(name="quantize-check", help={"model": "recipe name"})
+@task(name="quantize-check", help={"model": "recipe name",
+                                   "quant": "int8 or f16 (default: the recipe's quantization scheme)"})
 @step
-def quantize_check(c, model=DEFAULT_MODEL):
-    """int8 weights vs float on the held-out set; exit 1 when worse than the recipe's quantization tolerance."""
+def quantize_check(c, model=DEFAULT_MODEL, quant=None):
+    """Quantized weights vs float on the held-out set; exit 1 when worse than the recipe's quantization tolerance."""
     from lnnedge.steps import quantize_check_step
 
-    report = quantize_check_step(model)
+    report = quantize_check_step(model, quant)
     if not report["passed"]:
-        raise Exit(f"error: quantize-check failed for {model}: the int8 model degrades beyond the recipe's "
-                   "tolerance; it will not be deployed", code=1)
+        raise Exit(f"error: quantize-check failed for {model}: the {report['quant']} model degrades beyond the "
+                   "recipe's tolerance; it will not be deployed", code=1)
 
 
 @task(help={"model": "recipe name", "quick": "fewer repetitions (a smoke run, not for figures)"})

@@ -105,6 +105,67 @@ def test_c_vm_runs_the_int8_file_like_the_reference_vm(int8_sine, host_build, ba
     assert np.abs(got - expected).max() <= 1e-5
 
 
+# -- float16 weights -----------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def f16_sine():
+    """An untrained ltc-sine, its float16-weight twin and the f16 compile of it."""
+    model = untrained("ltc-sine", seed=3)
+    fake = quantize.fake_quantize(model, KEEP_FLOAT, "f16")
+    compiled = compile_module(fake, (torch.zeros(1, 1),), name="ltc-sine",
+                              **quantize.compile_options(model, KEEP_FLOAT, "f16"))
+    return model, fake, compiled
+
+
+def test_f16_compile_stores_every_weight_as_float16_with_its_copy_in_the_fixed_arena(f16_sine):
+    model, _, compiled = f16_sine
+    program = compiled.program
+    half = [t for t in program.tensors if t.dtype == isa.const("DT_F16")]
+    assert sorted(t.dims for t in half) == [(1, 64), (1, 128), (64, 128)]
+    parts = filesize.breakdown(compiled.data)
+    assert parts["float32 matrices"] == 0 and parts["float16 matrices"] == 2 * (64 * 128 + 128 + 64)
+    # each float32 copy: 4-aligned, inside the fixed part, apart from the others and from every fixed tensor
+    spans = sorted((t.widened, t.widened + 4 * t.elems) for t in half)
+    arena = [(t.offset, t.offset + t.nbytes) for t in program.tensors
+             if t.region == isa.const("REG_ARENA") and not t.batched]
+    assert all(lo % 4 == 0 and hi <= program.arena_fixed for lo, hi in spans)
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))
+    assert not any(lo < b_hi and b_lo < hi for lo, hi in spans for b_lo, b_hi in arena)
+    float_file = compile_module(model, (torch.zeros(1, 1),), name="ltc-sine").data
+    assert len(compiled.data) < 0.6 * len(float_file)
+
+
+def test_reference_vm_runs_the_f16_file_as_the_float16_model(f16_sine):
+    model, fake, compiled = f16_sine
+    x = inputs_for(1, 256, seed=1)
+    with torch.no_grad():
+        expected = fake(torch.from_numpy(x)).numpy()
+        float_out = model(torch.from_numpy(x)).numpy()
+    got = RefVM(compiled.data).run([x])[0]
+    assert np.abs(got - expected).max() <= 1e-5
+    assert np.abs(got - float_out).max() > 1e-6  # it is really the float16 weights
+
+
+def test_f16_compile_refuses_weights_float16_cannot_hold(f16_sine):
+    model = f16_sine[0]
+    with pytest.raises(CompileError, match="not float16-exact"):
+        compile_module(model, (torch.zeros(1, 1),), **quantize.compile_options(model, KEEP_FLOAT, "f16"))
+
+
+@pytest.mark.parametrize("batch", [1, 5])
+@pytest.mark.parametrize("isa_name", HOST_ISAS)
+def test_c_vm_runs_the_f16_file_like_the_reference_vm(f16_sine, host_build, batch, isa_name):
+    _, fake, compiled = f16_sine
+    x = inputs_for(1, batch, seed=batch)
+    vm = CVM(compiled.data, max_batch=batch, library=host_build.library)
+    vm.use_kernels(isa_name)
+    got = vm.run([x])[0]
+    with torch.no_grad():
+        expected = fake(torch.from_numpy(x)).numpy()
+    assert np.abs(got - RefVM(compiled.data).run([x])[0]).max() <= 1e-5
+    assert np.abs(got - expected).max() <= 1e-5
+
+
 # -- the pipeline: quantize-check, compile --quant, verify, and the deploy gate (trained ltc-sine) -------------
 
 def _tight_recipe(tmp_path: Path) -> Path:
@@ -130,14 +191,14 @@ def test_quantize_check_gates_deploy(trained_sine, tmp_path):
     failed = invoke("quantize-check", "--model", str(tight))
     assert failed.returncode != 0
     assert "quantize-check failed" in failed.stderr and "FAILED" in failed.stdout
-    assert json.loads((out / "quantize-check.json").read_text())["passed"] is False
+    assert json.loads((out / "quantize-check-int8.json").read_text())["passed"] is False
     refused = invoke("deploy", "--model", "ltc-sine", "--quant", "int8", "--board", "qemu-rpi4")
     assert refused.returncode != 0 and "quantize-check failed" in refused.stderr
     forced = ok("deploy", "--model", "ltc-sine", "--quant", "int8", "--board", "qemu-rpi4", "--force")
     assert "1 of 1 boards ok" in forced.stdout
 
     passed = ok("quantize-check", "--model", "ltc-sine")
-    report = json.loads((out / "quantize-check.json").read_text())
+    report = json.loads((out / "quantize-check-int8.json").read_text())
     assert report["passed"] is True and "PASSED" in passed.stdout
     assert report["task_rmse_quant"] <= 0.03 and report["max_abs_err"] <= 0.02
     assert report["quantized_tensors"] and "readout.weight (1, 64)" in report["quantized_tensors"]
@@ -166,6 +227,20 @@ def test_verify_int8_against_fake_quantized_pytorch(trained_sine, board):
     assert report["max_abs_err"] <= 1e-5 and report["tolerance"] == 1e-5
     assert 1e-4 < report["vs_float_model"]["max_abs_err"] <= 0.02
     assert "held to PyTorch with the same quantized weights" in proc.stdout
+
+
+@pytest.mark.parametrize("board", ["host", "qemu-rpi4"])
+def test_f16_quantize_check_verify_and_deploy(trained_sine, board):
+    proc = ok("quantize-check", "--model", "ltc-sine", "--quant", "f16")
+    check = json.loads((trained_sine / "quantize-check-f16.json").read_text())
+    assert check["passed"] is True and check["quant"] == "f16" and "float16 matrices" in proc.stdout
+    assert check["max_abs_err"] < 1e-3 and check["size_ratio"] < 0.6
+    proc = ok("verify", "--model", "ltc-sine", "--quant", "f16", "--board", board)
+    report = json.loads((trained_sine / f"verify-{board}-f16.json").read_text())
+    assert report["passed"] is True and report["weights"] == "f16"
+    assert report["max_abs_err"] <= 1e-5
+    assert 0 < report["vs_float_model"]["max_abs_err"] <= check["tolerance"]["max_abs_err"]
+    ok("deploy", "--model", "ltc-sine", "--quant", "f16", "--board", board)
 
 
 def test_int8_file_bundles_its_test_set(trained_sine):

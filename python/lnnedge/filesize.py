@@ -11,8 +11,9 @@ from .isa import const
 
 PARTS = (
     ("int8 matrices", "weights stored as int8"),
+    ("float16 matrices", "weights stored as float16"),
     ("float32 matrices", "weights stored as float32"),
-    ("float32 vectors", "biases, scales, time constants, normalisation"),
+    ("vectors", "biases, scales, time constants, normalisation"),
     ("other constants", "element-wise programs, per-step tables, alignment"),
     ("tensor table", f"{const('TENSOR_ENTRY_SIZE')} bytes per tensor"),
     ("code", "instruction words"),
@@ -28,11 +29,12 @@ def breakdown(data: bytes) -> dict[str, int]:
     program = lnnb.read(data)
     sections = lnnb.section_offsets(data)
     consts = [t for t in program.tensors if t.region == const("REG_CONST") and not t.stride]
+    floats = (const("DT_F32"), const("DT_F16"))
     parts = {
         "int8 matrices": sum(t.nbytes for t in consts if t.dtype == const("DT_I8")),
-        "float32 matrices": sum(t.nbytes for t in consts
-                                if t.dtype == const("DT_F32") and len(t.dims) >= 2),
-        "float32 vectors": sum(t.nbytes for t in consts if t.dtype == const("DT_F32") and len(t.dims) < 2),
+        "float16 matrices": sum(t.nbytes for t in consts if t.dtype == const("DT_F16") and len(t.dims) >= 2),
+        "float32 matrices": sum(t.nbytes for t in consts if t.dtype == const("DT_F32") and len(t.dims) >= 2),
+        "vectors": sum(t.nbytes for t in consts if t.dtype in floats and len(t.dims) < 2),
     }
     parts["other constants"] = len(program.consts) - sum(parts.values())
     for part, kind in (("tensor table", "SEC_TENSORS"), ("code", "SEC_CODE"), ("names", "SEC_NAMES"),

@@ -1,12 +1,15 @@
-"""Post-training quantization of weights: int8, symmetric, one scale per output channel.
+"""Post-training quantization of the Linear layers' weights, two schemes.
 
+int8: symmetric, one scale per output channel
     scale[m] = max_k |W[m, k]| / 127          (1 where the row is all zeros)
     q[m, k]  = clamp(round(W[m, k] / scale[m]), -127, 127)
     y        = (x @ q^T) * scale + b           activations and accumulation stay float32
+f16: each weight rounded to IEEE half (round to nearest even), widened to float32 by the VM at load.
 
 `fake_quantize` gives the PyTorch model that computes exactly this (weights
-replaced by q * scale): what the quantized device is verified against.
-`check` is the quantize-check gate: quantized vs float on the held-out set.
+replaced by q * scale, or by their float16 values): what the quantized device
+is verified against. `check` is the quantize-check gate: quantized vs float
+on the held-out set.
 """
 
 from __future__ import annotations
@@ -24,7 +27,11 @@ from . import data, filesize
 from .artifacts import atomic_write_text
 from .recipe import Recipe
 
-SCHEMES = ("int8",)
+SCHEMES = ("int8", "f16")
+DESCRIPTIONS = {
+    "int8": "int8 weights, symmetric, per output channel; float32 activations and accumulation",
+    "f16": "float16 weights (IEEE half, widened to float32 at load); float32 activations and accumulation",
+}
 
 
 @dataclass(frozen=True)
@@ -57,25 +64,40 @@ def int8_scales(model: torch.nn.Module, keep_float: tuple[str, ...]) -> dict[str
             for name in quantizable(model, keep_float)}
 
 
-def fake_quantize(model: torch.nn.Module, keep_float: tuple[str, ...]) -> torch.nn.Module:
-    """A copy of `model` whose quantized Linear weights are replaced by q * scale."""
+def fake_quantize(model: torch.nn.Module, keep_float: tuple[str, ...], scheme: str = "int8") -> torch.nn.Module:
+    """A copy of `model` whose quantized Linear weights are replaced by q * scale (int8) or rounded to
+    float16 (f16)."""
     fake = copy.deepcopy(model)
     modules = dict(fake.named_modules())
     with torch.no_grad():
         for name in quantizable(fake, keep_float):
             weight = modules[name].weight
-            weight.copy_(torch.from_numpy(dequantize(quantize_weight(weight.detach().numpy()))))
+            if scheme == "f16":
+                weight.copy_(weight.half().float())
+            else:
+                weight.copy_(torch.from_numpy(dequantize(quantize_weight(weight.detach().numpy()))))
     return fake.eval()
 
 
+def compile_options(model: torch.nn.Module, keep_float: tuple[str, ...], scheme: str) -> dict:
+    """compile_module's arguments that store the quantized layers of `model` in `scheme`."""
+    if scheme == "f16":
+        return {"float16_layers": tuple(quantizable(model, keep_float))}
+    return {"int8_scales": int8_scales(model, keep_float)}
+
+
+def report_path(out_dir: Path, scheme: str) -> Path:
+    return out_dir / f"quantize-check-{scheme}.json"
+
+
 def check(recipe: Recipe, model: torch.nn.Module, float_file: Path | None, quant_file: Path | None,
-          out_dir: Path) -> dict:
+          out_dir: Path, scheme: str) -> dict:
     """Quantized vs float PyTorch on the held-out set, the task metric of both, sizes; writes the JSON."""
     spec = recipe.quantization
     if spec is None:
         raise ValueError(f"{recipe.path}: the recipe has no quantization section")
     _, _, x_test, y_test = data.train_test(recipe.data)
-    fake = fake_quantize(model, spec.keep_float)
+    fake = fake_quantize(model, spec.keep_float, scheme)
     with torch.no_grad():
         xt = torch.tensor(x_test, dtype=torch.float32)
         y_float = model(xt).double().numpy()
@@ -85,7 +107,8 @@ def check(recipe: Recipe, model: torch.nn.Module, float_file: Path | None, quant
     modules = dict(model.named_modules())
     report = {
         "model": recipe.name,
-        "scheme": f"{spec.scheme} weights, symmetric, per output channel; float32 activations and accumulation",
+        "quant": scheme,
+        "scheme": DESCRIPTIONS[scheme],
         "quantized_tensors": [f"{name}.weight {tuple(modules[name].weight.shape)}" for name in quantized],
         "float_tensors": sorted(n for n, _ in model.named_parameters()
                                 if not (n.endswith(".weight") and n[:-7] in quantized)),
@@ -102,9 +125,9 @@ def check(recipe: Recipe, model: torch.nn.Module, float_file: Path | None, quant
         report["size_ratio"] = report["quant_file_bytes"] / report["float_file_bytes"]
         report["quant_file_sha256"] = hashlib.sha256(quant_file.read_bytes()).hexdigest()
         report["size_breakdown"] = {"float32": filesize.breakdown(float_file.read_bytes()),
-                                    spec.scheme: filesize.breakdown(quant_file.read_bytes())}
+                                    scheme: filesize.breakdown(quant_file.read_bytes())}
     report["passed"] = bool(report["max_abs_err"] <= spec.max_abs_err and report["task_rmse_quant"] <= spec.task_rmse)
-    atomic_write_text(out_dir / "quantize-check.json", json.dumps(report, indent=2) + "\n")
+    atomic_write_text(report_path(out_dir, scheme), json.dumps(report, indent=2) + "\n")
     return report
 
 
@@ -121,18 +144,19 @@ def table(report: dict) -> str:
     ]
     if report.get("size_ratio"):
         lines.append(f"  model file           {report['float_file_bytes']} B float -> {report['quant_file_bytes']} B "
-                     f"int8 ({report['size_ratio']:.2f}×)")
+                     f"{report['quant']} ({report['size_ratio']:.2f}×)")
         lines.append(filesize.table(report["size_breakdown"]))
     lines.append(f"  {'PASSED' if report['passed'] else 'FAILED'}")
     return "\n".join(lines)
 
 
-def gate(out_dir: Path, recipe: Recipe, quant_file: Path) -> dict:
+def gate(out_dir: Path, recipe: Recipe, quant_file: Path, scheme: str) -> dict:
     """The quantize-check result a deploy of `quant_file` relies on; raise if missing, failed or stale."""
-    path = out_dir / "quantize-check.json"
+    path = report_path(out_dir, scheme)
     force = "(or pass --force)"
+    command = f"invoke quantize-check --model {recipe.name} --quant {scheme}"
     if not path.is_file():
-        raise ValueError(f"no quantize-check for {recipe.name}: run `invoke quantize-check --model {recipe.name}` "
+        raise ValueError(f"no {scheme} quantize-check for {recipe.name}: run `{command}` "
                          f"before deploying a quantized model {force}")
     report = json.loads(path.read_text())
     if not report.get("passed"):
@@ -143,5 +167,5 @@ def gate(out_dir: Path, recipe: Recipe, quant_file: Path) -> dict:
     if (report.get("quant_file_sha256") != hashlib.sha256(quant_file.read_bytes()).hexdigest()
             or report.get("tolerance") != current):
         raise ValueError(f"the quantize-check in {path} is for another {quant_file.name} or tolerance: run "
-                         f"`invoke quantize-check --model {recipe.name}` again {force}")
+                         f"`{command}` again {force}")
     return report

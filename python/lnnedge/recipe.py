@@ -316,7 +316,7 @@ def _quant(reader: _Reader, raw: Any) -> QuantSpec | None:
         reader.fail("quantization.keep_float", f"must be a list of module names, got {keep!r}")
     tol = reader.mapping(q.get("tolerance"), "quantization.tolerance")
     return QuantSpec(
-        scheme=reader.choice(q, "quantization", "scheme", ("int8",)),
+        scheme=reader.choice(q, "quantization", "scheme", ("int8", "f16")),
         keep_float=tuple(keep),
         max_abs_err=reader.real(tol, "quantization.tolerance", "max_abs_err", positive=True),
         task_rmse=reader.real(tol, "quantization.tolerance", "task_rmse", positive=True),

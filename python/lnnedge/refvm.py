@@ -29,9 +29,10 @@ class RefVM:
     def __init__(self, data: bytes):
         self.program = lnnb.read(data)
         p = self.program
-        self.consts = np.frombuffer(p.consts, dtype="<f4") if p.consts else np.zeros(0, np.float32)
+        whole_words = p.consts[:len(p.consts) // 4 * 4]
+        self.consts = np.frombuffer(whole_words, dtype="<f4")
         # u32 constants (element-wise programs) are read as integers
-        self.words = np.frombuffer(p.consts[:len(p.consts) // 4 * 4], dtype="<u4")
+        self.words = np.frombuffer(whole_words, dtype="<u4")
         self.bytes = np.frombuffer(p.consts, dtype="<i1")  # int8 weights: element offsets are byte offsets
         ops = isa.opcode_by_code()
         self.decoded = []
@@ -45,6 +46,13 @@ class RefVM:
         self.state_batch = 0
         self.outputs = sorted((t.offset, t) for t in p.tensors if t.region == isa.const("REG_OUTPUT"))
 
+    def _widen_float16(self, arena: np.ndarray) -> None:
+        """DT_F16 constants are read as their float32 copies in the arena's fixed part, as lnn_init makes them."""
+        for t in self.program.tensors:
+            if t.dtype == isa.const("DT_F16"):
+                half = np.frombuffer(self.program.consts, dtype="<f2", count=t.elems, offset=t.offset)
+                arena[t.widened // 4:t.widened // 4 + t.elems] = half.astype(np.float32)
+
     def run(self, inputs: Sequence[np.ndarray], trace: Trace | None = None) -> list[np.ndarray]:
         p = self.program
         arrays = [np.ascontiguousarray(x, dtype=np.float32) for x in inputs]
@@ -57,6 +65,7 @@ class RefVM:
             if x.shape != self._shape(t, x.shape[0] if t.batched else 1):
                 raise RefVMError(f"input {t.offset} has shape {x.shape}, model expects {self._shape(t, batch)}")
         arena = np.zeros((p.arena_size(batch) + 3) // 4, dtype=np.float32)
+        self._widen_float16(arena)
         if self.state is None or batch != self.state_batch:  # a new batch size starts from zero state
             self.reset()
             self.state = np.zeros(p.state_row * batch // 4, dtype=np.float32)
@@ -69,6 +78,8 @@ class RefVM:
             t = p.tensors[index]
             shape = self._shape(t, batch)
             n = int(np.prod(shape, dtype=np.int64))
+            if t.dtype == isa.const("DT_F16"):
+                return arena[t.widened // 4:t.widened // 4 + n].reshape(shape)
             if t.region == isa.const("REG_CONST"):
                 start = t.offset + t.stride * loop_index
                 if t.dtype == isa.const("DT_I8"):

@@ -20,26 +20,26 @@ from .train import load_checkpoint, save, train
 from .transports import for_board
 from .verify import table, verify
 
-QUANT_SCHEMES = ("int8",)
-
 
 def model_file(name: str, quant: str | None = None) -> Path:
     """build/<model>/model.lnnb, or model-<scheme>.lnnb for a quantized compile."""
-    if quant is not None and quant not in QUANT_SCHEMES:
-        raise ValueError(f"--quant {quant}: supported schemes are {', '.join(QUANT_SCHEMES)}")
+    from .quantize import SCHEMES
+
+    if quant is not None and quant not in SCHEMES:
+        raise ValueError(f"--quant {quant}: supported schemes are {', '.join(SCHEMES)}")
     return model_dir(name) / (f"model-{quant}.lnnb" if quant else "model.lnnb")
 
 
 def reference_model(recipe: recipes.Recipe, quant: str | None = None,
                     net: torch.nn.Module | None = None) -> torch.nn.Module:
     """What the device must reproduce: the trained model (`net`, else loaded), or for a quantized compile the
-    model with fake-quantized weights (the same int8 arithmetic in PyTorch)."""
+    model with fake-quantized weights (the same int8 or float16 arithmetic in PyTorch)."""
     net = net if net is not None else load_checkpoint(recipe, model_dir(recipe.name))
     if quant is None:
         return net
     from . import quantize
 
-    return quantize.fake_quantize(net, _quant_spec(recipe).keep_float)
+    return quantize.fake_quantize(net, _quant_spec(recipe).keep_float, quant)
 
 
 def _quant_spec(recipe: recipes.Recipe) -> recipes.QuantSpec:
@@ -86,29 +86,32 @@ def compile_step(model: str, quant: str | None = None) -> dict:
     path = model_file(recipe.name, quant)
     trained = load_checkpoint(recipe, model_dir(recipe.name))
     net = reference_model(recipe, quant, trained)
-    scales = quantize.int8_scales(trained, _quant_spec(recipe).keep_float) if quant else None
+    stored = quantize.compile_options(trained, _quant_spec(recipe).keep_float, quant) if quant else {}
     example = torch.zeros(1, recipe.model.inputs)
     started = time.perf_counter()
     meta = {"recipe": recipe.name, "kind": recipe.model.kind}
     if not recipe.classifier:
         meta.update(method=recipe.model.method, steps=recipe.model.steps - 1)
     if quant:
-        meta["quantization"] = {"scheme": quant, "layers": sorted(scales or {})}
+        meta["quantization"] = {"scheme": quant,
+                                "layers": sorted(stored.get("int8_scales") or stored.get("float16_layers"))}
     module, examples, state = net, (example,), ()
     if recipe.sequence:  # one time step, the hidden state kept in the VM between runs
         from .models.sequence import Step
 
         module, examples, state = Step(net), (example, torch.zeros(1, recipe.model.hidden)), ((1, 1),)
         meta["sequence"] = {"state": "hidden", "hidden": recipe.model.hidden}
-    compiled = compile_module(module, examples, name=recipe.name, meta=meta, int8_scales=scales,
-                              tests=test_set(recipe, net), state=state)
+    compiled = compile_module(module, examples, name=recipe.name, meta=meta, tests=test_set(recipe, net),
+                              state=state, **stored)
     compiled.save(path)
     plan = compiled.plan_summary()
     print(f"compiled {recipe.name}{f' ({quant} weights)' if quant else ''} in {time.perf_counter() - started:.1f} s "
           f"-> {path} ({plan['file_bytes']} bytes; code {plan['code_bytes']} B, constants {plan['const_bytes']} B)")
     if quant:
-        int8 = [f"{name} {tuple(v.shape)}" for name, v in _all_constants(compiled.graph).items() if v.dtype == np.int8]
-        print(f"int8 weights: {', '.join(int8) or 'none'}")
+        dtype = np.int8 if quant == "int8" else np.float16
+        stored_as = [f"{name} {tuple(v.shape)}" for name, v in _all_constants(compiled.graph).items()
+                     if v.dtype == dtype]
+        print(f"{quant} weights: {', '.join(stored_as) or 'none'}")
         plain = model_file(recipe.name)
         if plain.is_file():
             plan["float_file_bytes"] = plain.stat().st_size
@@ -248,7 +251,7 @@ def deploy_step(model: str, board_name: str | None, quant: str | None = None, fo
     boards = config.resolve(board_name)
     path = _compiled(recipe, quant)
     if quant and not force:
-        quantize.gate(model_dir(recipe.name), recipe, path)
+        quantize.gate(model_dir(recipe.name), recipe, path, quant)
     outcomes = deploy.across(boards, lambda b: deploy.deploy(recipe, path, b))
     print(deploy.summary(outcomes, ("release", "target", "smoke_max_abs_err")))
     return outcomes
@@ -296,20 +299,22 @@ def bench_step(model: str, quick: bool = False) -> dict:
     return report
 
 
-def quantize_check_step(model: str) -> dict:
+def quantize_check_step(model: str, quant: str | None = None) -> dict:
     """The gate: quantized vs float PyTorch on the held-out set, and the two files' sizes (compiling the
-    int8 file, and the float one if missing, so the sizes are of this checkpoint)."""
+    quantized file, and the float one if missing, so the sizes are of this checkpoint). `quant`: the scheme,
+    by default the recipe's."""
     from . import quantize
 
     recipe = recipes.load(model)
+    scheme = quant or _quant_spec(recipe).scheme
     out = model_dir(recipe.name)
     net = load_checkpoint(recipe, out)
     if not model_file(recipe.name).is_file():
         compile_step(model)
-    compile_step(model, "int8")
-    report = quantize.check(recipe, net, model_file(recipe.name), model_file(recipe.name, "int8"), out)
+    compile_step(model, scheme)
+    report = quantize.check(recipe, net, model_file(recipe.name), model_file(recipe.name, scheme), out, scheme)
     print(quantize.table(report))
-    print(f"wrote {out / 'quantize-check.json'}")
+    print(f"wrote {quantize.report_path(out, scheme)}")
     return report
 
 

@@ -15,7 +15,7 @@ pipeline.py and emitted by emit.py. See DESIGN.md for the big picture.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -127,16 +127,19 @@ def requirements(program: lnnb.Program) -> dict:
 
 def compile_module(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], name: str = "model",
                    meta: dict | None = None, int8_scales: Mapping[str, np.ndarray] | None = None,
+                   float16_layers: Collection[str] = (),
                    tests: lnnb.TestSet | None = None, state: Sequence[tuple[int, int]] = ()) -> CompiledModel:
     """Capture, optimise and emit `module`; dim 0 of every input is the batch dimension.
 
     int8_scales (layer -> scale per output row) stores those layers' weights as int8: `module` must then be
-    the fake-quantized model (lnnedge.quantize). `tests` is bundled in the file for the smoke test.
+    the fake-quantized model (lnnedge.quantize); float16_layers (layer names) stores those layers' weights as
+    float16, `module` then having them rounded to float16 (the f16 scheme of lnnedge.quantize).
+    `tests` is bundled in the file for the smoke test.
     `state` pairs (input i, output j) make input i persistent state, updated from output j after every run
     and zero after a reset: a step module (x_t, h) -> (y_t, h_next) with state ((1, 1),) runs a sequence
     one call per time step."""
     graph = capture(module, example_inputs)
-    graph, log = run(graph, int8_scales=int8_scales)
+    graph, log = run(graph, int8_scales=int8_scales, float16_layers=float16_layers)
     emitted = emit(graph, tuple(state))
     info = {"model": name, "requires": requirements(emitted.program), **(meta or {})}
     program = lnnb.Program(**{**emitted.program.__dict__, "meta": info, "tests": tests})

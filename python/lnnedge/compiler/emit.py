@@ -25,7 +25,7 @@ from .ir import CompileError, Graph, Node, TensorType, free_values
 from .planner import Plan, Request, plan
 
 _CONST_DTYPES = {np.dtype(np.float32): ("<f4", "DT_F32"), np.dtype(np.uint32): ("<u4", "DT_U32"),
-                 np.dtype(np.int8): ("<i1", "DT_I8")}
+                 np.dtype(np.int8): ("<i1", "DT_I8"), np.dtype(np.float16): ("<f2", "DT_F16")}
 _DSTN_OPS = ("linear_t", "matmul_t", "linear_tq8", "matmul_tq8", "split")  # columns over destinations
 _ELEMENTWISE = {"add", "sub", "mul", "div", "neg", "exp", "sigmoid", "tanh", "relu", "ewise"}
 _IN_PLACE = _ELEMENTWISE | {"reshape"}  # may write over an operand of exactly their output's bytes
@@ -244,6 +244,12 @@ class _Emitter:
                     break
         return merged
 
+    def float16_copies(self) -> list[Request]:
+        """The float32 copy of every float16 constant (lnn_init writes it into the fixed part; every run reads it)."""
+        used = {name for item in self.items if item.kind == "node" for name in item.node.inputs
+                if name in self.constants and self.constants[name].dtype == np.float16}
+        return [Request(name, 4 * self.constants[name].size, 0, len(self.items)) for name in sorted(used)]
+
     def naive_sum(self, batched: bool) -> int:
         """Bytes of every intermediate value in a buffer of its own (the values written to outputs aside)."""
         names = {name for item in self.items if item.kind == "node" for name in (*item.node.inputs, *item.node.outputs)
@@ -271,9 +277,11 @@ class _Emitter:
                 continue
             lo, hi = ranges[root]
             (batched_reqs if ttype.batched else fixed_reqs).append(Request(root, ttype.nbytes, lo, hi))
+        widened = self.float16_copies()
+        fixed_reqs += widened
         fixed_plan, batched_plan = plan(fixed_reqs), plan(batched_reqs)
         # the naive sum counts every intermediate, also those now sharing a buffer with their operand
-        fixed_plan = replace(fixed_plan, naive=self.naive_sum(batched=False))
+        fixed_plan = replace(fixed_plan, naive=self.naive_sum(batched=False) + sum(r.size for r in widened))
         batched_plan = replace(batched_plan, naive=self.naive_sum(batched=True))
         return self._encode(fixed_plan, batched_plan)
 
@@ -309,7 +317,9 @@ class _Emitter:
             if name in self.constants:
                 array = self.constants[name]
                 dtype = isa.const(_CONST_DTYPES[array.dtype][1])
-                return TensorEntry(tuple(array.shape), isa.const("REG_CONST"), add_const(name, array), dtype=dtype)
+                widened = fixed_plan.offsets[name] if array.dtype == np.float16 else 0
+                return TensorEntry(tuple(array.shape), isa.const("REG_CONST"), add_const(name, array), dtype=dtype,
+                                   widened=widened)
             t = self.types[name]
             root = self.uf.find(name)
             if root in self.output_of:

@@ -1,11 +1,11 @@
 """The pass pipeline: one flat, ordered list. Each pass is Graph -> Graph.
 
-A quantized compile adds store_int8 after the weight layout is final (see passes/store_int8.py).
+A quantized compile adds store_int8 or store_f16 after the weight layout is final (see passes/store_*.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +23,7 @@ from .passes import (
     shape_inference,
     split_concat,
     split_linear,
+    store_f16,
     store_int8,
 )
 from .passes.base import Pass
@@ -69,19 +70,21 @@ def count_nodes(graph: Graph) -> int:
     return total
 
 
-def passes(int8_scales: Mapping[str, np.ndarray] | None = None) -> tuple[Pass, ...]:
-    """The pipeline; with `int8_scales` (layer -> scale per output row) quantized layers are stored as int8."""
-    if not int8_scales:
-        return PIPELINE
+def passes(int8_scales: Mapping[str, np.ndarray] | None = None, float16_layers: Collection[str] = ()
+           ) -> tuple[Pass, ...]:
+    """The pipeline; with `int8_scales` (layer -> scale per output row) those layers' weights are stored as
+    int8, with `float16_layers` as float16 (after the layout passes, which move weights but not values)."""
+    stores = (((store_int8.make(int8_scales),) if int8_scales else ())
+              + ((store_f16.make(float16_layers),) if float16_layers else ()))
     at = PIPELINE.index(select_kernels.PASS) + 1
-    return (*PIPELINE[:at], store_int8.make(int8_scales), *PIPELINE[at:])
+    return (*PIPELINE[:at], *stores, *PIPELINE[at:])
 
 
-def run(graph: Graph, verifier=None, int8_scales: Mapping[str, np.ndarray] | None = None
-        ) -> tuple[Graph, list[PassLog]]:
+def run(graph: Graph, verifier=None, int8_scales: Mapping[str, np.ndarray] | None = None,
+        float16_layers: Collection[str] = ()) -> tuple[Graph, list[PassLog]]:
     """Run every pass in order; `verifier(graph)` (tests) runs between passes."""
     log = []
-    for p in passes(int8_scales):
+    for p in passes(int8_scales, float16_layers):
         result = p.run(graph)
         graph = result.graph
         log.append(PassLog(p.name, result.modified, count_nodes(graph)))
