@@ -605,10 +605,12 @@ static void cmd_reset_state(uint16_t seq, const uint8_t *p, size_t len)
     if (flags & 1u) {
         ld.loaded = 0;
         ld.active = 0;
+        memset(arena, 0, sizeof arena); /* nothing of the unloaded model stays */
     } else if (ld.loaded) {
-        lnn_reset(&ld.m); /* a stateful model's streams start from zero state */
+        /* a stateful model's streams start from zero state; the rest of the
+         * arena is the model's (float16 constants widened by lnn_init) */
+        lnn_reset(&ld.m);
     }
-    memset(arena, 0, sizeof arena);
     answer(LNN_F_RESET_STATE | LNN_P_OK_BIT, seq, 0);
 }
 
