@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from conftest import HOST_AVX512, lnnvm
+from conftest import HOST_AVX512, HOST_ISAS, lnnvm
 from lnnedge import isa, lnnb
 from lnnedge.lnnb import Program, TensorEntry
 from lnnedge.runtime import CVM, VMError
@@ -1020,3 +1020,213 @@ def test_sanitized_runner_on_stateful_and_split_models(sanitize_build, tmp_path)
         _clean(proc)
         np.testing.assert_array_equal(np.fromfile(tmp_path / "a.f32", "<f4").reshape(7, 2), xsplit[:, :2])
         np.testing.assert_array_equal(np.fromfile(tmp_path / "b.f32", "<f4").reshape(7, 3), xsplit[:, 2:])
+
+
+# ---- format 1.2: float16 constants, widened once by lnn_init into the fixed arena (tensor word 28) ----
+
+F16, F32 = isa.const("DT_F16"), isa.const("DT_F32")
+# values float16 holds exactly: 65504 (the largest), -0, 2^-24 (the smallest subnormal), 2^-14 (the smallest normal)
+HALF_VALUES = {
+    "W": np.array([[1, -2], [0.5, 65504], [-0.0, 2 ** -24]]),
+    "b": np.array([0.25, -1, 2 ** -14]),
+    "r": np.array([3, 1.5, -0.75]),
+    "s": np.array(2 ** -20),  # a subnormal half
+    "scale": np.array([0.5, 2 ** -10, -3]),
+    "bias": np.array([1, -65504, 3]),
+}
+HALF_PROG = ew_program(3, 1, ("MUL", 0, 0, 1), ("ADD", 0, 3, 2))  # y = h * r + s
+HALF_Q = np.array([[1, -2], [127, -128], [0, 5]], np.int8)
+# the float32 copies in the fixed arena (t8, a fixed arena tensor, holds [0, 12))
+HALF_WIDENED = {"W": 16, "b": 40, "r": 52, "s": 64, "scale": 68, "bias": 80}
+HALF_ARENA_FIXED = 96
+
+
+def half_consts(dtype: int) -> tuple[bytes, dict[str, int]]:
+    """The constants blob (each tensor 4-aligned) and each tensor's offset: HALF_VALUES as float16 or float32."""
+    blob, where = b"", {}
+    for name, value in HALF_VALUES.items():
+        where[name] = len(blob)
+        blob += value.astype("<f2" if dtype == F16 else "<f4").tobytes()
+        blob += bytes(-len(blob) % 4)
+    for name, raw in (("prog", HALF_PROG), ("Q", HALF_Q.tobytes())):
+        where[name] = len(blob)
+        blob += raw + bytes(-len(raw) % 4)
+    return blob, where
+
+
+def half_tensors(dtype: int) -> tuple[TensorEntry, ...]:
+    _, at = half_consts(dtype)
+
+    def c(name: str) -> TensorEntry:
+        return TensorEntry(HALF_VALUES[name].shape, CONST, at[name], dtype=dtype,
+                           widened=HALF_WIDENED[name] if dtype == F16 else 0)
+
+    return (
+        TensorEntry((1, 2), INPUT, 0, batched=True),         # t0 x
+        c("W"),                                              # t1
+        c("b"),                                              # t2
+        TensorEntry((1, 3), ARENA, 0, batched=True),         # t3 h
+        c("r"),                                              # t4 a row
+        c("s"),                                              # t5 a single value
+        TensorEntry((len(HALF_PROG) // 4,), CONST, at["prog"], dtype=U32),  # t6 the program
+        TensorEntry((1, 3), OUTPUT, 0, batched=True),        # t7 y
+        TensorEntry((3,), ARENA, 0),                         # t8 -b, below the copies
+        c("scale"),                                          # t9
+        c("bias"),                                           # t10
+        TensorEntry((3, 2), CONST, at["Q"], dtype=I8),       # t11 Q
+        TensorEntry((1, 3), OUTPUT, 1, batched=True),        # t12 y2
+    )
+
+
+# y = EWISE3(LINEAR(x, W, b), r, s); y2 = LINEAR_Q8(x, Q, scale, bias); t8 = -b
+HALF_CODE = (E("PUSH", 0, 0), E("PUSH", 0, 1), E("PUSH", 0, 2), E("LINEAR", 0, 3), E("PUSH", 0, 4),
+             E("PUSH", 0, 5), E("PUSH", 0, 6), E("EWISE3", 0, 7), E("DROP"),
+             E("PUSH", 0, 0), E("PUSH", 0, 11), E("PUSH", 0, 9), E("PUSH", 0, 10), E("LINEAR_Q8", 0, 12), E("DROP"),
+             E("PUSH", 0, 2), E("NEG", 0, 8), E("DROP"))
+
+
+def half_model(*code: int, dtype: int = F16, tensors: tuple[TensorEntry, ...] | None = None,
+               consts: bytes | None = None, arena_fixed: int = HALF_ARENA_FIXED) -> bytes:
+    return lnnb.write(Program(tensors=tensors or half_tensors(dtype), consts=consts or half_consts(dtype)[0],
+                              code=code or HALF_CODE, arena_fixed=arena_fixed, arena_row=16, num_inputs=1,
+                              num_outputs=2))
+
+
+def half_with_tensor(index: int, model_dtype: int = F16, **changes) -> bytes:
+    tensors = list(half_tensors(model_dtype))
+    tensors[index] = replace(tensors[index], **changes)
+    return half_model(dtype=model_dtype, tensors=tuple(tensors))
+
+
+def half_field(index: int, field: int, dtype: int = F16) -> int:
+    """File offset of a field of tensor entry index (dtype 0, flags 3, offset 20, stride 24, widened 28)."""
+    return lnnb.section_offsets(half_model(dtype=dtype))[isa.const("SEC_TENSORS")][0] + 32 * index + field
+
+
+def half_with_value(name: str, index: int, bits: int) -> tuple[bytes, int]:
+    """The float16 model with value index of tensor name replaced by the half bits; and that value's offset."""
+    consts_at = lnnb.section_offsets(half_model())[isa.const("SEC_CONSTS")][0]
+    at = consts_at + half_consts(F16)[1][name] + 2 * index
+    return patched(half_model(), at, "<H", bits), at
+
+
+_NAN_AT = half_with_value("W", 3, 0x7E00)
+_INF_AT = half_with_value("b", 2, 0xFC00)
+HALF_BROKEN = {
+    "f16_in_the_arena": (half_with_tensor(8, dtype=F16), "E_TENSOR", half_field(8, 0)),
+    "f16_as_an_output": (half_with_tensor(7, dtype=F16), "E_TENSOR", half_field(7, 0)),
+    "f16_batched": (half_with_tensor(2, dims=(1, 3), batched=True), "E_TENSOR", half_field(2, 3)),
+    "f16_strided": (half_with_tensor(2, stride=8), "E_TENSOR", half_field(2, 24)),
+    "f16_misaligned": (half_with_tensor(2, offset=14), "E_TENSOR_BOUNDS", half_field(2, 20)),
+    "f16_past_the_constants": (half_with_tensor(1, offset=len(half_consts(F16)[0]) - 8), "E_TENSOR_BOUNDS",
+                               half_field(1, 20)),
+    "f16_nan": (_NAN_AT[0], "E_TENSOR", _NAN_AT[1]),
+    "f16_negative_infinity": (_INF_AT[0], "E_TENSOR", _INF_AT[1]),
+    "widened_misaligned": (half_with_tensor(1, widened=18), "E_TENSOR_BOUNDS", half_field(1, 28)),
+    "widened_past_arena_fixed": (half_with_tensor(10, widened=HALF_ARENA_FIXED - 8), "E_TENSOR_BOUNDS",
+                                 half_field(10, 28)),
+    "widened_wraps_32_bits": (half_with_tensor(1, widened=0xFFFFFFF0), "E_TENSOR_BOUNDS", half_field(1, 28)),
+    "widened_overlaps_an_arena_tensor": (half_with_tensor(5, widened=8), "E_TENSOR_BOUNDS", half_field(5, 28)),
+    "arena_tensor_overlaps_a_copy": (half_with_tensor(8, offset=HALF_WIDENED["bias"] - 4), "E_TENSOR_BOUNDS",
+                                     half_field(9, 28)),  # the first copy it overlaps
+    "copies_overlap": (half_with_tensor(9, widened=HALF_WIDENED["r"] + 8), "E_TENSOR_BOUNDS", half_field(9, 28)),
+    "f16_as_an_ewise_program": (half_model(E("PUSH", 0, 0), E("PUSH", 0, 1), E("PUSH", 0, 2), E("LINEAR", 0, 3),
+                                           E("PUSH", 0, 4), E("PUSH", 0, 5), E("PUSH", 0, 4), E("EWISE3", 0, 7),
+                                           E("DROP")), "E_DTYPE", None),
+    "f16_as_a_q8_weight": (half_model(E("PUSH", 0, 0), E("PUSH", 0, 1), E("PUSH", 0, 9), E("PUSH", 0, 10),
+                                      E("LINEAR_Q8", 0, 12), E("DROP")), "E_DTYPE", None),
+    "f16_destination": (half_model(E("PUSH", 0, 4), E("NEG", 0, 2), E("DROP")), "E_DTYPE", None),
+    "widened_on_a_float32_constant": (half_with_tensor(1, model_dtype=F32, widened=16), "E_TENSOR",
+                                      half_field(1, 28, dtype=F32)),
+    "widened_on_a_program": (half_with_tensor(6, widened=16), "E_TENSOR", half_field(6, 28)),
+    "widened_on_an_arena_tensor": (half_with_tensor(8, widened=16), "E_TENSOR", half_field(8, 28)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HALF_BROKEN))
+def test_loader_checks_float16_constants(tmp_path, host_build, name):
+    data, status, offset = HALF_BROKEN[name]
+    path = tmp_path / f"{name}.lnnb"
+    path.write_bytes(data)
+    proc = lnnvm(host_build.runner, "verify", path)
+    assert proc.returncode == 3, proc.stderr
+    assert f": {status} at byte " in proc.stderr
+    with pytest.raises(VMError) as err:
+        CVM(data, library=host_build.library)
+    assert err.value.name == status
+    if offset is not None:
+        assert err.value.offset == offset
+
+
+@pytest.mark.parametrize("isa_name", HOST_ISAS)
+@pytest.mark.parametrize("plan", [True, False])
+def test_float16_constants_compute_as_their_float32_values(host_build, isa_name, plan):
+    """A LINEAR's weight and bias, an EWISE row and single value, a LINEAR_Q8's scale and bias as float16
+    constants: the bits of the same file with the same values as float32, on the plan and the interpreter."""
+    x = np.random.default_rng(16).uniform(-2, 2, (5, 2)).astype(np.float32)
+    half = CVM(half_model(), max_batch=5, library=host_build.library)
+    single = CVM(half_model(dtype=F32), max_batch=5, library=host_build.library)
+    for vm in (half, single):
+        assert vm.use_plan(plan) == plan
+        vm.use_kernels(isa_name)
+    for rows in (1, 2, 5):
+        got, want = half.run([x[:rows]]), single.run([x[:rows]])
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_array_equal(g.view(np.uint32), w.view(np.uint32))
+    w = HALF_VALUES["W"].astype(np.float32)
+    y = (x @ w.T + HALF_VALUES["b"].astype(np.float32)) * HALF_VALUES["r"].astype(np.float32)
+    np.testing.assert_allclose(half.run([x])[0], y + np.float32(2 ** -20), rtol=1e-6)
+
+
+def test_every_finite_float16_value_widens_exactly(host_build):
+    """All 63488 finite half bit patterns as one constant, COPY'd to the output: numpy's float16 -> float32."""
+    bits = np.arange(1 << 16, dtype=np.uint16)
+    bits = bits[(bits & 0x7C00) != 0x7C00]
+    n = len(bits)
+    data = lnnb.write(Program(
+        tensors=(TensorEntry((1,), INPUT, 0), TensorEntry((n,), CONST, 0, dtype=F16, widened=0),
+                 TensorEntry((n,), OUTPUT, 0)),
+        consts=bits.astype("<u2").tobytes(), code=(E("PUSH", 0, 1), E("COPY", 0, 2), E("DROP")),
+        arena_fixed=4 * n, arena_row=0, num_inputs=1, num_outputs=1))
+    got = CVM(data, library=host_build.library).run([np.zeros(1, np.float32)])[0]
+    np.testing.assert_array_equal(got.view(np.uint32), bits.view(np.float16).astype(np.float32).view(np.uint32))
+
+
+def _many_copies(count: int, same: tuple[int, int] | None = None, arena_at: int | None = None) -> bytes:
+    """count float16 constants of 3 values (one blob) with disjoint copies, past one block (64) of the loader's
+    overlap check; same (i, j): copy j placed where copy i is; arena_at: a fixed arena tensor of 2 floats there."""
+    widened = [12 * i for i in range(count)]
+    if same:
+        widened[same[1]] = widened[same[0]]
+    tensors = [TensorEntry((1, 3), INPUT, 0, batched=True), TensorEntry((1, 3), OUTPUT, 0, batched=True)]
+    tensors += [TensorEntry((3,), CONST, 0, dtype=F16, widened=w) for w in widened]
+    if arena_at is not None:
+        tensors.append(TensorEntry((2,), ARENA, arena_at))
+    code = (E("PUSH", 0, 0), E("PUSH", 0, 2 + count - 1), E("ADD", 0, 1), E("DROP"))
+    return lnnb.write(Program(tensors=tuple(tensors), consts=np.array([1, -2, 0.5], "<f2").tobytes(), code=code,
+                              arena_fixed=12 * count, arena_row=0, num_inputs=1, num_outputs=1))
+
+
+@pytest.mark.parametrize("count", [1, 64, 65, 200])
+def test_overlapping_copies_are_found_across_blocks(host_build, count):
+    """The first and the last copy in one place (in one block or across blocks), an arena tensor on the last
+    copy: each refused at the last copy's widened field (the later of two copies is blamed)."""
+    x = np.array([[1, 2, 3]], np.float32)
+    got = CVM(_many_copies(count), library=host_build.library).run([x])[0]
+    np.testing.assert_array_equal(got, x + np.array([1, -2, 0.5], np.float32))
+    last = lnnb.section_offsets(_many_copies(count))[isa.const("SEC_TENSORS")][0] + 32 * (2 + count - 1) + 28
+    broken = [_many_copies(count, arena_at=12 * (count - 1) + 4)]
+    if count > 1:
+        broken += [_many_copies(count, same=(count - 1, 0)), _many_copies(count, same=(0, count - 1))]
+    for data in broken:
+        with pytest.raises(VMError) as err:
+            CVM(data, library=host_build.library)
+        assert (err.value.name, err.value.offset) == ("E_TENSOR_BOUNDS", last)
+
+
+def test_disassembler_shows_float16_constants(tmp_path, host_build):
+    path = tmp_path / "f16.lnnb"
+    path.write_bytes(half_model())
+    listing = lnnvm(host_build.runner, "disasm", path).stdout
+    assert re.search(r"PUSH\s+t1\s+const\+0 \[3,2\] f16", listing)
+    assert re.search(r"PUSH\s+t5\s+const\+\d+ \[\] f16", listing)

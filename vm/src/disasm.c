@@ -79,6 +79,7 @@ static void lnn_sb_shape(lnn_sb *s, const lnn_model *m, uint32_t t)
     lnn_sb_str(s, x.dtype == LNN_DT_F32   ? "] f32"
                   : x.dtype == LNN_DT_U32 ? "] u32"
                   : x.dtype == LNN_DT_I8  ? "] i8"
+                  : x.dtype == LNN_DT_F16 ? "] f16"
                                           : "] ?");
 }
 

@@ -87,7 +87,7 @@ enum {
     LNN_T_DIMS = 4,
     LNN_T_OFFSET = 20,
     LNN_T_STRIDE = 24,
-    LNN_T_RESERVED = 28
+    LNN_T_WIDENED = 28
 };
 
 /* Test-set section field offsets (section TESTS); the cases start at
@@ -106,7 +106,7 @@ enum {
 typedef struct {
     uint32_t dtype, rank, region, flags;
     uint32_t dims[LNN_MAX_RANK];
-    uint32_t offset, stride, reserved;
+    uint32_t offset, stride, widened; /* widened: DT_F16 only */
 } lnn_tensor;
 
 static inline const uint8_t *lnn_tensor_entry(const lnn_model *m, uint32_t t)
@@ -126,7 +126,7 @@ static inline void lnn_tensor_read(const lnn_model *m, uint32_t t,
         o->dims[i] = lnn_rd32(e + LNN_T_DIMS + 4 * i);
     o->offset = lnn_rd32(e + LNN_T_OFFSET);
     o->stride = lnn_rd32(e + LNN_T_STRIDE);
-    o->reserved = lnn_rd32(e + LNN_T_RESERVED);
+    o->widened = lnn_rd32(e + LNN_T_WIDENED);
 }
 
 /* Regions an instruction may write. */
@@ -135,11 +135,15 @@ static inline int lnn_region_writable(uint32_t region)
     return region == LNN_REG_ARENA || region == LNN_REG_OUTPUT || region == LNN_REG_STATE;
 }
 
-/* Bytes per element of a dtype the loader accepts. */
+/* Bytes per element of a dtype the loader accepts, in the file (a DT_F16
+ * tensor's float32 copy in the arena takes 4). */
 static inline uint32_t lnn_dtype_size(uint32_t dtype)
 {
-    return dtype == LNN_DT_I8 ? 1u : 4u;
+    return dtype == LNN_DT_I8 ? 1u : dtype == LNN_DT_F16 ? 2u : 4u;
 }
+
+/* The float32 bits of a finite binary16 value (loader.c); exact. */
+uint32_t lnn_f16_to_f32_bits(uint32_t h);
 
 /* Elements of a verified tensor (per batch row if batched). */
 static inline uint32_t lnn_tensor_elems(const lnn_tensor *t)

@@ -119,6 +119,10 @@ static void lnn_ref_of(const lnn_model *m, uint32_t t, uint32_t depth, lnn_plan_
     switch (x.region) {
     case LNN_REG_CONST:
         r->kind = LNN_REF_CONST;
+        if (x.dtype == LNN_DT_F16) { /* read as its float32 copy (lnn_init) */
+            r->kind = LNN_REF_FIXED;
+            r->offset = x.widened;
+        }
         break;
     case LNN_REG_ARENA:
         r->kind = batched ? LNN_REF_BATCHED : LNN_REF_FIXED;

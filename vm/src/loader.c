@@ -2,7 +2,9 @@
  * loader.c - lnn_init: the loader is the verifier.
  *
  * Order: arguments, alignment, header, CRC, header fields, section table,
- * tensor table, test set, code (verify.c), arena, kernel set (E_CPU). Every
+ * tensor table (entries, then the float16 constants: their copies'
+ * overlaps, their values), test set, code (verify.c), arena, kernel set
+ * (E_CPU); then the float16 constants are widened into the arena. Every
  * failure records the file offset of the offending field, entry or
  * instruction. Nothing in the file is trusted before it has been checked,
  * and all arithmetic on file values is done in 64 bits so it cannot wrap.
@@ -182,7 +184,8 @@ static lnn_status lnn_load_tensor(lnn_model *m, uint32_t t, uint8_t *in_seen,
     lnn_tensor x;
     lnn_tensor_read(m, t, &x);
 
-    if (x.dtype != LNN_DT_F32 && x.dtype != LNN_DT_U32 && x.dtype != LNN_DT_I8)
+    if (x.dtype != LNN_DT_F32 && x.dtype != LNN_DT_U32 && x.dtype != LNN_DT_I8 &&
+        x.dtype != LNN_DT_F16)
         LNN_FAIL(E_TENSOR, e + LNN_T_DTYPE);
     if (x.rank > LNN_MAX_RANK)
         LNN_FAIL(E_TENSOR, e + LNN_T_RANK);
@@ -191,7 +194,8 @@ static lnn_status lnn_load_tensor(lnn_model *m, uint32_t t, uint8_t *in_seen,
     /* state belongs to a stream: one row per batch row */
     if (x.region == LNN_REG_STATE && !(x.flags & LNN_TF_BATCH))
         LNN_FAIL(E_TENSOR, e + LNN_T_REGION);
-    /* u32: instruction data; i8: quantized weights */
+    /* u32: instruction data; i8: quantized weights; f16: weights widened
+     * once by lnn_init */
     if (x.dtype != LNN_DT_F32 && x.region != LNN_REG_CONST)
         LNN_FAIL(E_TENSOR, e + LNN_T_DTYPE);
     if (x.flags & ~(uint32_t)LNN_TF_BATCH)
@@ -216,10 +220,11 @@ static lnn_status lnn_load_tensor(lnn_model *m, uint32_t t, uint8_t *in_seen,
         if (x.dims[0] != 1)
             LNN_FAIL(E_TENSOR, e + LNN_T_DIMS);
     }
-    if (x.stride != 0 && x.region != LNN_REG_CONST)
+    /* an f16 constant is read as its one float32 copy: no per-step table */
+    if (x.stride != 0 && (x.region != LNN_REG_CONST || x.dtype == LNN_DT_F16))
         LNN_FAIL(E_TENSOR, e + LNN_T_STRIDE);
-    if (x.reserved != 0)
-        LNN_FAIL(E_TENSOR, e + LNN_T_RESERVED);
+    if (x.widened != 0 && x.dtype != LNN_DT_F16)
+        LNN_FAIL(E_TENSOR, e + LNN_T_WIDENED);
 
     const uint64_t bytes = elems * lnn_dtype_size(x.dtype);
     switch (x.region) {
@@ -230,6 +235,10 @@ static lnn_status lnn_load_tensor(lnn_model *m, uint32_t t, uint8_t *in_seen,
             LNN_FAIL(E_TENSOR_BOUNDS, e + LNN_T_STRIDE);
         if (x.offset + bytes > m->consts_size)
             LNN_FAIL(E_TENSOR_BOUNDS, e + LNN_T_OFFSET);
+        /* the float32 copy: in the fixed arena (overlaps: lnn_check_copies) */
+        if (x.dtype == LNN_DT_F16 &&
+            (x.widened % 4 != 0 || x.widened + 4 * elems > m->arena_fixed))
+            LNN_FAIL(E_TENSOR_BOUNDS, e + LNN_T_WIDENED);
         break;
     case LNN_REG_ARENA:
         if (x.offset % 4 != 0)
@@ -259,6 +268,145 @@ static lnn_status lnn_load_tensor(lnn_model *m, uint32_t t, uint8_t *in_seen,
     return LNN_OK;
 }
 
+/* ---- float16 constants ------------------------------------------------------ */
+
+/* Copies checked per pass over the tensor table (12 bytes each on the stack). */
+#define LNN_COPY_BLOCK 64u
+
+/* Bytes [lo, hi) of the arena's fixed part, used by tensor t. */
+typedef struct {
+    uint32_t lo, hi, t;
+} lnn_span;
+
+enum { LNN_SPAN_NONE, LNN_SPAN_ARENA, LNN_SPAN_COPY };
+
+/* The fixed-arena bytes of tensor t: an unbatched ARENA tensor's (ARENA) or
+ * a DT_F16 constant's float32 copy (COPY); NONE for every other tensor. */
+static int lnn_fixed_span(const lnn_model *m, uint32_t t, lnn_span *s)
+{
+    const uint8_t *e = lnn_tensor_entry(m, t);
+    const int copy = e[LNN_T_DTYPE] == LNN_DT_F16;
+    if (!copy && (e[LNN_T_REGION] != LNN_REG_ARENA || (e[LNN_T_FLAGS] & LNN_TF_BATCH)))
+        return LNN_SPAN_NONE;
+    lnn_tensor x;
+    lnn_tensor_read(m, t, &x);
+    /* both end inside arena_fixed (lnn_load_tensor): no wrap */
+    s->lo = copy ? x.widened : x.offset;
+    s->hi = s->lo + 4 * lnn_tensor_elems(&x);
+    s->t = t;
+    return copy ? LNN_SPAN_COPY : LNN_SPAN_ARENA;
+}
+
+/* The first of the sorted, disjoint spans b[0..n) that ends after lo (n if
+ * none): the only one that can overlap a span starting at lo, if any does. */
+static uint32_t lnn_span_find(const lnn_span *b, uint32_t n, uint32_t lo)
+{
+    uint32_t i = 0;
+    while (i < n) {
+        const uint32_t mid = i + (n - i) / 2;
+        if (b[mid].hi > lo)
+            n = mid;
+        else
+            i = mid + 1;
+    }
+    return i;
+}
+
+static int lnn_span_hits(const lnn_span *b, uint32_t n, const lnn_span *s, uint32_t *i)
+{
+    *i = lnn_span_find(b, n, s->lo);
+    return *i < n && b[*i].lo < s->hi;
+}
+
+/* No DT_F16 copy overlaps another or an unbatched ARENA tensor. Without
+ * memory to sort them in, a block of LNN_COPY_BLOCK copies (sorted, checked
+ * among themselves) is checked against every later copy and every ARENA
+ * tensor in one pass over the table: ceil(copies / 64) passes. The error is
+ * at the widened field of the later copy, or of the copy an ARENA tensor
+ * overlaps. */
+static lnn_status lnn_check_copies(lnn_model *m)
+{
+    lnn_span b[LNN_COPY_BLOCK], s;
+    uint32_t t = 0, i;
+    while (t < m->num_tensors) {
+        uint32_t n = 0;
+        for (; t < m->num_tensors && n < LNN_COPY_BLOCK; t++) {
+            if (lnn_fixed_span(m, t, &s) != LNN_SPAN_COPY)
+                continue;
+            if (lnn_span_hits(b, n, &s, &i))
+                LNN_FAIL(E_TENSOR_BOUNDS, lnn_file_offset(m, lnn_tensor_entry(m, t)) + LNN_T_WIDENED);
+            memmove(b + i + 1, b + i, (n - i) * sizeof *b);
+            b[i] = s;
+            n++;
+        }
+        /* t: past the block's last copy; earlier copies are checked */
+        for (uint32_t u = 0; n > 0 && u < m->num_tensors; u++) {
+            const int kind = lnn_fixed_span(m, u, &s);
+            if (kind == LNN_SPAN_NONE || (kind == LNN_SPAN_COPY && u < t))
+                continue;
+            if (lnn_span_hits(b, n, &s, &i)) {
+                const uint32_t at = kind == LNN_SPAN_COPY ? u : b[i].t;
+                LNN_FAIL(E_TENSOR_BOUNDS, lnn_file_offset(m, lnn_tensor_entry(m, at)) + LNN_T_WIDENED);
+            }
+        }
+    }
+    return LNN_OK;
+}
+
+/* Every DT_F16 value is finite (exponent bits not all ones). The copies are
+ * disjoint inside arena_fixed, so this reads at most arena_fixed / 4 values,
+ * as many as lnn_init converts. */
+static lnn_status lnn_check_f16_values(lnn_model *m)
+{
+    for (uint32_t t = 0; t < m->num_tensors; t++) {
+        lnn_tensor x;
+        lnn_tensor_read(m, t, &x);
+        if (x.dtype != LNN_DT_F16)
+            continue;
+        const uint8_t *v = m->consts + x.offset;
+        const uint32_t n = lnn_tensor_elems(&x);
+        for (uint32_t k = 0; k < n; k++)
+            if ((lnn_rd16(v + 2 * (size_t)k) & 0x7C00u) == 0x7C00u)
+                LNN_FAIL(E_TENSOR, lnn_file_offset(m, v + 2 * (size_t)k));
+    }
+    return LNN_OK;
+}
+
+uint32_t lnn_f16_to_f32_bits(uint32_t h)
+{
+    const uint32_t sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1Fu;
+    uint32_t man = h & 0x3FFu, exp32 = exp + 112u; /* exponent bias 15 -> 127 */
+    if (exp == 0 && man == 0)
+        return sign;
+    if (exp == 0) { /* subnormal, man * 2^-24: as 1.f * 2^(-14 - shifts) */
+        exp32 = 113u;
+        while (!(man & 0x400u)) {
+            man <<= 1;
+            exp32--;
+        }
+        man &= 0x3FFu;
+    }
+    return sign | (exp32 << 23) | (man << 13);
+}
+
+/* Writes every DT_F16 constant's float32 copy into the bound arena. */
+static void lnn_widen_f16(lnn_model *m)
+{
+    for (uint32_t t = 0; t < m->num_tensors; t++) {
+        lnn_tensor x;
+        lnn_tensor_read(m, t, &x);
+        if (x.dtype != LNN_DT_F16)
+            continue;
+        const uint8_t *v = m->consts + x.offset;
+        uint8_t *f = m->arena + x.widened;
+        const uint32_t n = lnn_tensor_elems(&x);
+        for (uint32_t k = 0; k < n; k++) {
+            const uint32_t bits = lnn_f16_to_f32_bits(lnn_rd16(v + 2 * (size_t)k));
+            memcpy(f + 4 * (size_t)k, &bits, 4);
+        }
+    }
+}
+
 static lnn_status lnn_load_tensors(lnn_model *m)
 {
     uint8_t in_seen[LNN_MAX_IO] = {0}, out_seen[LNN_MAX_IO] = {0};
@@ -273,7 +421,8 @@ static lnn_status lnn_load_tensors(lnn_model *m)
     for (uint32_t i = 0; i < m->num_outputs; i++)
         if (!out_seen[i])
             LNN_FAIL(E_IO, LNN_H_NUM_OUTPUTS);
-    return LNN_OK;
+    const lnn_status s = lnn_check_copies(m);
+    return s != LNN_OK ? s : lnn_check_f16_values(m);
 }
 
 static uint32_t lnn_io_elems(const lnn_model *m, uint32_t t)
@@ -408,6 +557,7 @@ lnn_status lnn_init(lnn_model *m, const void *buf, size_t len, void *arena,
     m->kernels = lnn_kernels_select();
     if (!m->kernels)
         LNN_FAIL(E_CPU, 0);
+    lnn_widen_f16(m);
     lnn_plan_build(m);
     m->stage = LNN_STAGE_READY;
     m->status = LNN_OK;

@@ -455,7 +455,7 @@ static lnn_status lnn_check_split(lnn_model *m, lnn_written *w, lnn_opcode op, u
 
 /* The dtype of operand i (of n, in push order): u32 for the program of
  * EWISEn, i8 for the weight of the _Q8 products, f32 for every other operand
- * of every op (so no other op takes an i8 tensor). */
+ * of every op (so no other op takes an i8 tensor; lnn_dtype_fits). */
 static uint32_t lnn_operand_dtype(lnn_opcode op, uint32_t i, uint32_t n)
 {
     switch (op) {
@@ -478,6 +478,14 @@ static uint32_t lnn_operand_dtype(lnn_opcode op, uint32_t i, uint32_t n)
     }
 }
 
+/* An operand of dtype got where the op takes want: a DT_F16 constant
+ * stands for its float32 copy, so wherever an f32 operand may be (the
+ * destination is never a constant). */
+static int lnn_dtype_fits(uint32_t want, uint32_t got)
+{
+    return got == want || (want == LNN_DT_F32 && got == LNN_DT_F16);
+}
+
 /* ops[0..n) are the operands in push order; dst is tensor index B. Checks
  * in order: dtypes, writable destination, shapes, aliasing, operands written
  * before (so a file broken in two ways reports the earlier class), then
@@ -493,7 +501,7 @@ static lnn_status lnn_check_compute(lnn_model *m, lnn_written *w, lnn_opcode op,
     if (d.e.dtype != LNN_DT_F32)
         return LNN_E_DTYPE;
     for (uint32_t i = 0; i < n; i++)
-        if (v[i].e.dtype != lnn_operand_dtype(op, i, n))
+        if (!lnn_dtype_fits(lnn_operand_dtype(op, i, n), v[i].e.dtype))
             return LNN_E_DTYPE;
     if (!lnn_region_writable(d.e.region))
         return LNN_E_READONLY;

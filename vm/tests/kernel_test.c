@@ -44,6 +44,10 @@
  *            same for the LTC step's fused form (lnn_ew_form, random operand
  *            numbering, registers and modes), which lnn_ew_form finds and
  *            does not find in a program one change away
+ *   f16 widening (lnn_init's float16 constants)
+ *            every finite binary16 bit pattern gives the float32 bits of its
+ *            value by definition (normals, subnormals, +-0), computed in
+ *            double
  *   scalar exp sigmoid tanh vs libm (double) <= 3 ulp (sigmoid reaches
  *            2.4: exp is good to ~1 ulp, and e / (1 + e) can turn its
  *            relative error into 2+ ulps of a result at the top of a binade)
@@ -62,6 +66,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "internal.h" /* lnn_f16_to_f32_bits */
 #include "kernels.h"
 
 static int n_passed, n_failed;
@@ -315,6 +320,24 @@ static void test_scalar_accuracy(void)
                (double)sweep[at], (double)y[at], d->ref((double)sweep[at]));
     }
     free(y);
+}
+
+/* lnn_init's float16 -> float32 conversion: every finite half against
+ * (-1)^s * (e ? 1024 + m : m) * 2^(max(e, 1) - 25), exact in double. */
+static void test_f16_widening(void)
+{
+    uint32_t n = 0, wrong = 0, first = 0;
+    for (uint32_t h = 0; h < 0x10000u; h++) {
+        const uint32_t e = (h >> 10) & 0x1Fu, man = h & 0x3FFu;
+        if (e == 0x1Fu)
+            continue; /* inf, NaN: refused by the loader */
+        const double mag = ldexp((double)(e ? 1024u + man : man), (int)(e ? e : 1u) - 25);
+        const float want = (float)((h & 0x8000u) ? -mag : mag);
+        n++;
+        if (lnn_f16_to_f32_bits(h) != to_bits(want) && wrong++ == 0)
+            first = h;
+    }
+    report(wrong == 0, "f16 widening: %u finite halves, %u wrong (first 0x%04x)", n, wrong, first);
 }
 
 static void test_unary(const lnn_kernels *k)
@@ -1393,6 +1416,7 @@ int main(void)
     const lnn_kernels *sel = lnn_kernels_select();
     printf("; lnn_init picks %s\n", sel ? sel->isa : "none (E_CPU)");
     make_sweep();
+    test_f16_widening();
     test_scalar_accuracy();
     test_scalar_linear_t();
     test_scalar_q8();
