@@ -41,7 +41,7 @@ def _assert_clean(proc, files) -> None:
 def test_seed_corpus_is_small_and_complete():
     files = _corpus_files()
     names = {p.name.split(".")[0] for p in files}
-    assert {"ltc-sine", "ltc-3in-rk4", "sample", "ops"} <= names
+    assert {"ltc-sine", "ltc-3in-rk4", "sample", "ops", "q8", "f16"} <= names
     assert all(p.stat().st_size <= 8192 for p in files), [(p.name, p.stat().st_size) for p in files]
 
 

@@ -18,6 +18,9 @@
  *     byte would carry the garbage into the result: what E_UNINIT forbids.)
  *     Every run follows lnn_reset, so a stateful model starts each from
  *     zero state: the garbage in the state part must never show either.
+ *     The float32 copies of the float16 constants, written by lnn_init, are
+ *     not garbage: they are restored after the fill, and must be intact
+ *     after every run (no instruction writes over them).
  *   - the run plan built by lnn_init and the plain interpreter
  *     (lnn_use_plan 1 / 0) give bit-identical outputs on each kernel set.
  * A run is cut short (longjmp out of the trace hook) after a work budget
@@ -89,14 +92,36 @@ static float tail_float(const uint8_t *tail, size_t tlen, size_t i)
     return f;
 }
 
-/* Runs once with the arena and outputs filled with `garbage`. Returns 0 when
- * cut short by the work budget. */
-static int run_once(lnn_model *m, uint8_t *arena, size_t arena_len, float **in,
-                    float **out, const size_t *out_n, uint32_t nout, uint32_t batch,
-                    uint8_t garbage, trace_state *ts, const char *isa)
+/* Copies (restore) or compares the float32 copies of the DT_F16 constants
+ * between the arena and `kept`, the arena as lnn_init left it; 0 if they
+ * differ. */
+static int f16_copies(const lnn_model *m, uint8_t *arena, const uint8_t *kept, int restore)
 {
-    if (arena_len)
+    for (uint32_t t = 0; t < m->num_tensors; t++) {
+        lnn_tensor x;
+        lnn_tensor_read(m, t, &x);
+        if (x.dtype != LNN_DT_F16)
+            continue;
+        const size_t bytes = 4 * (size_t)lnn_tensor_elems(&x);
+        if (restore)
+            memcpy(arena + x.widened, kept + x.widened, bytes);
+        else if (memcmp(arena + x.widened, kept + x.widened, bytes) != 0)
+            return 0;
+    }
+    return 1;
+}
+
+/* Runs once with the arena (but for the float16 constants' copies) and
+ * outputs filled with `garbage`. Returns 0 when cut short by the work
+ * budget. */
+static int run_once(lnn_model *m, uint8_t *arena, const uint8_t *kept, size_t arena_len,
+                    float **in, float **out, const size_t *out_n, uint32_t nout,
+                    uint32_t batch, uint8_t garbage, trace_state *ts, const char *isa)
+{
+    if (arena_len) {
         memset(arena, garbage, arena_len);
+        f16_copies(m, arena, kept, 1);
+    }
     for (uint32_t i = 0; i < nout; i++)
         memset(out[i], garbage ^ 0x5A, out_n[i] * sizeof(float));
     ts->written = 0;
@@ -112,6 +137,8 @@ static int run_once(lnn_model *m, uint8_t *arena, size_t arena_len, float **in,
     lnn_set_trace(m, NULL, NULL);
     if (s != LNN_OK)
         fail("lnn_run failed on an accepted model", isa, batch, s);
+    if (arena_len && !f16_copies(m, arena, kept, 0))
+        fail("a run wrote over a float16 constant's float32 copy", isa, batch, 0);
     return 1;
 }
 
@@ -141,6 +168,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (lnn_max_batch(&m) < batch)
         fail("arena of lnn_arena_size(batch) does not hold batch rows", lnn_isa(&m), batch, 0);
+    uint8_t *kept = need ? (uint8_t *)malloc(need) : NULL;
+    if (kept)
+        memcpy(kept, arena, need);
 
     const uint32_t nin = lnn_num_inputs(&m), nout = lnn_num_outputs(&m);
     float *in[LNN_MAX_IO] = {0}, *out[LNN_MAX_IO] = {0}, *ref[LNN_MAX_IO] = {0};
@@ -153,7 +183,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         out_n[i] = (size_t)lnn_output_row_elems(&m, i) * (lnn_output_batched(&m, i) ? batch : 1);
         total += out_n[i];
     }
-    int ok = total <= IO_CAP;
+    int ok = total <= IO_CAP && (kept || !need);
     for (uint32_t i = 0; ok && i < nin; i++) {
         in[i] = (float *)malloc(in_n[i] * sizeof(float));
         ok = in[i] != NULL;
@@ -184,7 +214,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (lnn_use_kernels(&m, isa) != LNN_OK)
                 continue; /* not supported by this processor */
             const int has_plan = lnn_use_plan(&m, 1);
-            if (!run_once(&m, arena, need, in, out, out_n, nout, batch, 0xA5, &ts, isa))
+            if (!run_once(&m, arena, kept, need, in, out, out_n, nout, batch, 0xA5, &ts, isa))
                 break; /* over the work budget: the other sets would be too */
             const uint32_t written = ts.written;
             for (uint32_t i = 0; i < nout; i++)
@@ -195,7 +225,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 if (pass == 1)
                     lnn_use_plan(&m, 0);
                 const uint8_t garbage = pass == 0 ? 0x3C : 0xA5;
-                if (!run_once(&m, arena, need, in, out, out_n, nout, batch, garbage, &ts, isa))
+                if (!run_once(&m, arena, kept, need, in, out, out_n, nout, batch, garbage, &ts, isa))
                     break;
                 if (ts.written != written)
                     fail(pass ? "plan and interpreter write different outputs"
@@ -215,6 +245,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(out[i]);
         free(ref[i]);
     }
+    free(kept);
     free(arena);
     free(buf);
     return 0;

@@ -13,6 +13,9 @@ corpus/load/  model files for fuzz_load:
   sample.lnnb, ops.lnnb, q8.lnnb    vm/tests/make_sample.py's models (every
                                     opcode and broadcast path, nested loops;
                                     int8 weights and a bundled test set)
+  f16.lnnb                          float16 constants (a LINEAR's weight and
+                                    bias, an EWISE operand) widened into the
+                                    fixed arena next to an arena tensor
   bad_*.lnnb                        a few of make_sample.py's broken variants
                                     whose error lies deep in the verifier
 corpus/run/   the valid models again, each followed by a tail for fuzz_run:
@@ -76,6 +79,33 @@ def sample_models() -> tuple[dict[str, bytes], dict[str, bytes]]:
     return valid, broken
 
 
+def f16_model() -> bytes:
+    """y = (x @ W.T + b) * r with W, b, r float16 constants (a subnormal, -0, 65504 among them), and the
+    fixed-arena tensor t = -b just below their float32 copies."""
+    import numpy as np
+    from lnnedge import isa, lnnb
+    from lnnedge.lnnb import TensorEntry
+
+    const, arena, inp, out = (isa.const(k) for k in ("REG_CONST", "REG_ARENA", "REG_INPUT", "REG_OUTPUT"))
+    f16, u32, e = isa.const("DT_F16"), isa.const("DT_U32"), isa.encode
+    halves = np.array([1, -2, 0.5, 65504, -0.0, 2 ** -24, 0.25, -1, 3, 1.5, -0.75, 2], "<f2").tobytes()
+    program = np.array([2 | 1 << 8, isa.opcodes()["MUL"].code | 1 << 24], "<u4").tobytes()
+    tensors = (
+        TensorEntry((1, 2), inp, 0, batched=True),                  # t0 x
+        TensorEntry((3, 2), const, 0, dtype=f16, widened=16),       # t1 W
+        TensorEntry((3,), const, 12, dtype=f16, widened=40),        # t2 b
+        TensorEntry((1, 3), arena, 0, batched=True),                # t3 h
+        TensorEntry((3,), const, 16, dtype=f16, widened=52),        # t4 r (b's last value, then r's)
+        TensorEntry((2,), const, 24, dtype=u32),                    # t5 the program h * r
+        TensorEntry((1, 3), out, 0, batched=True),                  # t6 y
+        TensorEntry((3,), arena, 0),                                # t7 t
+    )
+    code = (e("PUSH", 0, 0), e("PUSH", 0, 1), e("PUSH", 0, 2), e("LINEAR", 0, 3), e("PUSH", 0, 4),
+            e("PUSH", 0, 5), e("EWISE2", 0, 6), e("DROP"), e("PUSH", 0, 2), e("NEG", 0, 7), e("DROP"))
+    return lnnb.write(lnnb.Program(tensors=tensors, consts=halves + program, code=code, arena_fixed=64,
+                                   arena_row=16, num_inputs=1, num_outputs=1))
+
+
 def tail(batch_byte: int, values) -> bytes:
     return bytes([batch_byte]) + struct.pack(f"<{len(values)}f", *values)
 
@@ -96,6 +126,7 @@ def main() -> int:
     valid = compiled_models()
     samples, broken = sample_models()
     valid.update(samples)
+    valid["f16"] = f16_model()
     files: dict[Path, bytes] = {}
     for name, data in valid.items():
         files[load_dir / f"{name}.lnnb"] = data

@@ -9,7 +9,8 @@
  *
  *   tensor entries   one field (dtype, rank with dims kept consistent,
  *                    region with a fitting offset, batch flag, a dim, the
- *                    offset, stride, reserved), a copy of another entry,
+ *                    offset, stride, widened: an f16 copy placed in the
+ *                    fixed arena), a copy of another entry,
  *                    appended or removed entries
  *   instructions     a new valid instruction, only its opcode / A / B,
  *                    insertion, deletion, duplication of a run, swaps,
@@ -217,6 +218,13 @@ static uint32_t tensor_bytes(const uint8_t *e)
     return n > 0xFFFFFFFFu ? 0xFFFFFFFFu : (uint32_t)n;
 }
 
+/* Bytes of an f16 tensor's float32 copy in the arena (saturating). */
+static uint32_t copy_bytes(const uint8_t *e)
+{
+    const uint32_t b = tensor_bytes(e);
+    return b > 0x7FFFFFFFu ? 0xFFFFFFFFu : 2 * b;
+}
+
 /* A 4-aligned offset that places a tensor of `bytes` inside [0, limit). */
 static uint32_t fitting_offset(uint32_t limit, uint32_t bytes)
 {
@@ -237,7 +245,7 @@ static void mutate_tensor(int ts)
     const uint32_t consts = cs < 0 ? 0 : pm.len[cs];
     switch (below(12)) {
     case 0:
-        e[LNN_T_DTYPE] = (uint8_t)(chance(2) ? LNN_DT_F32 + below(3) : rnd());
+        e[LNN_T_DTYPE] = (uint8_t)(chance(2) ? LNN_DT_F32 + below(4) : rnd());
         break;
     case 1: { /* rank, dims kept consistent most of the time */
         const uint32_t r = chance(8) ? (uint32_t)(uint8_t)rnd() : below(LNN_MAX_RANK + 2);
@@ -335,8 +343,8 @@ static void mutate_tensor(int ts)
         wr32(e + LNN_T_STRIDE, chance(2) ? tensor_bytes(e) : chance(2) ? 4u * below(8)
                                                                        : interesting());
         break;
-    case 9:
-        wr32(e + LNN_T_RESERVED, interesting());
+    case 9: /* where an f16 constant's float32 copy goes: in the fixed arena, or anywhere */
+        wr32(e + LNN_T_WIDENED, chance(2) ? fitting_offset(fixed, copy_bytes(e)) : interesting());
         break;
     case 10: { /* a copy of another entry, maybe with another offset */
         const uint8_t *src = pm.buf[ts] + LNN_TENSOR_ENTRY_SIZE * below(n);
