@@ -1,5 +1,6 @@
 """A stateful model on the bare-metal firmware (QEMU mps2-an386): the state carries across the chunks of a RUN
-and from one RUN to the next, a chunk of another row count starts from zero, and RESET_STATE calls lnn_reset."""
+and from one RUN to the next, a chunk of another row count starts from zero, and RESET_STATE calls lnn_reset
+and leaves the rest of the arena (the float32 copies of float16 constants) to the loaded model."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from lnnedge.paths import BUILD_DIR, VM_DIR
 from lnnedge.testing.qemu_m4 import QemuM4
 from lnnedge.transports.serial_link import SerialTransport
-from test_loader import stateful
+from test_loader import F32, half_model, stateful
 
 pytestmark = pytest.mark.skipif(
     shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
@@ -53,3 +54,20 @@ def test_state_carries_across_chunks_and_runs_until_reset_state(link, tmp_path):
     link.run(path, [x[0]], batch=2, keep_state=True)
     got = link.run(path, [x[1]], batch=2).outputs[0]
     np.testing.assert_array_equal(got, x[1])
+
+
+def test_reset_state_keeps_the_float16_constants_widened_at_load(link, tmp_path):
+    """The float16 model of test_loader computes what its float32 twin does, before and after RESET_STATE."""
+    x = np.random.default_rng(2).uniform(-2, 2, (3, 2)).astype(np.float32)
+    twin = tmp_path / "f32.lnnb"
+    twin.write_bytes(half_model(dtype=F32))
+    expected = link.run(twin, [x], batch=3).outputs
+    path = tmp_path / "f16.lnnb"
+    path.write_bytes(half_model())
+    before = link.run(path, [x], batch=3).outputs
+    link.reset_state()
+    after = link.run(path, [x], batch=3, keep_state=True)
+    assert after.timing["uploaded"] is False
+    for got in (before, after.outputs):
+        for y, want in zip(got, expected):
+            np.testing.assert_array_equal(y, want)

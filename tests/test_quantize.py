@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 from conftest import HOST_ISAS, inputs_for, untrained
-from lnnedge import filesize, isa, lnnb, quantize
+from lnnedge import config, filesize, isa, lnnb, quantize
 from lnnedge.compiler import CompileError, compile_module
 from lnnedge.paths import BUILD_DIR, ROOT
 from lnnedge.refvm import RefVM
@@ -227,7 +227,8 @@ def test_f16_quantize_check_passes_and_deploys(trained_sine, f16_checked):
 
 @pytest.mark.parametrize("board", ["host", "qemu-rpi4", "qemu-m4"])
 def test_verify_f16_against_float16_pytorch(trained_sine, f16_checked, board):
-    """qemu-m4: the bare-metal firmware keeps the widened constants across the RESET_STATE before each run."""
+    """On every kind of device: a Linux runner natively and under QEMU, and the bare-metal firmware."""
+    ok("build", "--target", config.board(board).target.name)
     proc = ok("verify", "--model", "ltc-sine", "--quant", "f16", "--board", board)
     report = json.loads((trained_sine / f"verify-{board}-f16.json").read_text())
     assert report["passed"] is True and report["weights"] == "f16"
