@@ -145,6 +145,9 @@ size_t lnn_model_size(void);
 
 /* Verifies the whole model (header, CRC, sections, tensors, code) and binds
  * it to the arena. buf and arena must be 4-byte aligned (64 recommended).
+ * From here on the arena belongs to the model: lnn_init writes the float32
+ * copies of its float16 constants there and the state lives there, so the
+ * caller leaves it alone while the model is in use (the buffer too).
  * On failure returns the status and records the byte offset in the file of
  * the offending field or instruction (lnn_error_offset). */
 lnn_status lnn_init(lnn_model *m, const void *buf, size_t len, void *arena,
