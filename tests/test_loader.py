@@ -223,29 +223,28 @@ def test_fused_ops_run_on_both_vms(host_build, plan):
             np.testing.assert_allclose(vm.run([x[:rows]])[0], fused_expected(x[:rows]), rtol=1e-6)
 
 
-@pytest.mark.parametrize("name", sorted(FUSED_BROKEN))
-def test_loader_checks_the_fused_ops(tmp_path, host_build, name):
-    data, status = FUSED_BROKEN[name]
+def assert_refused(tmp_path, host_build, name: str, data: bytes, status: str, offset: int | None = None) -> None:
+    """The runner's verify and the binding both refuse `data` with `status` (at byte `offset` when given)."""
     path = tmp_path / f"{name}.lnnb"
     path.write_bytes(data)
     proc = lnnvm(host_build.runner, "verify", path)
     assert proc.returncode == 3, proc.stderr
-    assert f": {status} at byte " in proc.stderr
+    assert f": {status} at byte {'' if offset is None else f'{offset}:'}" in proc.stderr
     with pytest.raises(VMError) as err:
         CVM(data, library=host_build.library)
     assert err.value.name == status
+    if offset is not None:
+        assert err.value.offset == offset
+
+
+@pytest.mark.parametrize("name", sorted(FUSED_BROKEN))
+def test_loader_checks_the_fused_ops(tmp_path, host_build, name):
+    assert_refused(tmp_path, host_build, name, *FUSED_BROKEN[name])
 
 
 @pytest.mark.parametrize("name", sorted(BROKEN))
 def test_loader_rejects_crafted_file(tmp_path, host_build, name):
-    path = tmp_path / f"{name}.lnnb"
-    path.write_bytes(BROKEN[name])
-    proc = lnnvm(host_build.runner, "verify", path)
-    assert proc.returncode == 3, proc.stderr
-    assert f": {name} at byte " in proc.stderr
-    with pytest.raises(VMError) as err:
-        CVM(BROKEN[name], library=host_build.library)
-    assert err.value.name == name
+    assert_refused(tmp_path, host_build, name, BROKEN[name], name)
 
 
 def test_every_status_code_has_a_crafted_file_or_a_runtime_test():
@@ -406,15 +405,7 @@ BROKEN["E_TESTS"] = with_tests_field(0, "<4s", b"LNNX")
 
 @pytest.mark.parametrize("name", sorted(Q8_BROKEN))
 def test_loader_checks_int8_weights_and_the_test_set(tmp_path, host_build, name):
-    data, status = Q8_BROKEN[name]
-    path = tmp_path / f"{name}.lnnb"
-    path.write_bytes(data)
-    proc = lnnvm(host_build.runner, "verify", path)
-    assert proc.returncode == 3, proc.stderr
-    assert f": {status} at byte " in proc.stderr
-    with pytest.raises(VMError) as err:
-        CVM(data, library=host_build.library)
-    assert err.value.name == status
+    assert_refused(tmp_path, host_build, name, *Q8_BROKEN[name])
 
 
 def test_test_set_errors_name_the_field(host_build):
@@ -551,15 +542,7 @@ assert lnnb.section_offsets(stateful())[isa.const("SEC_TENSORS")][0] == TENSORS_
 
 @pytest.mark.parametrize("name", sorted(STATE_BROKEN))
 def test_loader_checks_state(tmp_path, host_build, name):
-    data, status, offset = STATE_BROKEN[name]
-    path = tmp_path / f"{name}.lnnb"
-    path.write_bytes(data)
-    proc = lnnvm(host_build.runner, "verify", path)
-    assert proc.returncode == 3, proc.stderr
-    assert f": {status} at byte {offset}:" in proc.stderr
-    with pytest.raises(VMError) as err:
-        CVM(data, library=host_build.library)
-    assert (err.value.name, err.value.offset) == (status, offset)
+    assert_refused(tmp_path, host_build, name, *STATE_BROKEN[name])
 
 
 def test_state_rules_accept_what_the_arena_rules_accept(host_build):
@@ -744,17 +727,10 @@ SPLIT_BROKEN = {
 @pytest.mark.parametrize("name", sorted(SPLIT_BROKEN))
 def test_loader_checks_split(tmp_path, host_build, name):
     data, status = SPLIT_BROKEN[name]
-    path = tmp_path / f"{name}.lnnb"
-    path.write_bytes(data)
-    proc = lnnvm(host_build.runner, "verify", path)
-    assert proc.returncode == 3, proc.stderr
-    assert f": {status} at byte " in proc.stderr
-    with pytest.raises(VMError) as err:
-        CVM(data, library=host_build.library)
-    assert err.value.name == status
-    if name.startswith("split_of") or name in ("split_parts_do_not_add_up", "split_part_unbatched",
-                                                "split_parts_overlap_each_other", "split_writes_a_constant"):
-        assert err.value.offset == SPLIT_AT
+    at_the_split = name.startswith("split_of") or name in (
+        "split_parts_do_not_add_up", "split_part_unbatched", "split_parts_overlap_each_other",
+        "split_writes_a_constant")
+    assert_refused(tmp_path, host_build, name, data, status, SPLIT_AT if at_the_split else None)
 
 
 def _split_expected(x: np.ndarray) -> list[np.ndarray]:
@@ -1145,17 +1121,7 @@ HALF_BROKEN = {
 
 @pytest.mark.parametrize("name", sorted(HALF_BROKEN))
 def test_loader_checks_float16_constants(tmp_path, host_build, name):
-    data, status, offset = HALF_BROKEN[name]
-    path = tmp_path / f"{name}.lnnb"
-    path.write_bytes(data)
-    proc = lnnvm(host_build.runner, "verify", path)
-    assert proc.returncode == 3, proc.stderr
-    assert f": {status} at byte " in proc.stderr
-    with pytest.raises(VMError) as err:
-        CVM(data, library=host_build.library)
-    assert err.value.name == status
-    if offset is not None:
-        assert err.value.offset == offset
+    assert_refused(tmp_path, host_build, name, *HALF_BROKEN[name])
 
 
 @pytest.mark.parametrize("isa_name", HOST_ISAS)

@@ -353,16 +353,25 @@ static lnn_status lnn_check_copies(lnn_model *m)
     return LNN_OK;
 }
 
+/* Reads the first DT_F16 tensor at index *t or later into x and sets *t to
+ * its index; 0 when there is none. */
+static int lnn_next_f16(const lnn_model *m, uint32_t *t, lnn_tensor *x)
+{
+    for (; *t < m->num_tensors; (*t)++) {
+        lnn_tensor_read(m, *t, x);
+        if (x->dtype == LNN_DT_F16)
+            return 1;
+    }
+    return 0;
+}
+
 /* Every DT_F16 value is finite (exponent bits not all ones). The copies are
  * disjoint inside arena_fixed, so this reads at most arena_fixed / 4 values,
  * as many as lnn_init converts. */
 static lnn_status lnn_check_f16_values(lnn_model *m)
 {
-    for (uint32_t t = 0; t < m->num_tensors; t++) {
-        lnn_tensor x;
-        lnn_tensor_read(m, t, &x);
-        if (x.dtype != LNN_DT_F16)
-            continue;
+    lnn_tensor x;
+    for (uint32_t t = 0; lnn_next_f16(m, &t, &x); t++) {
         const uint8_t *v = m->consts + x.offset;
         const uint32_t n = lnn_tensor_elems(&x);
         for (uint32_t k = 0; k < n; k++)
@@ -392,11 +401,8 @@ uint32_t lnn_f16_to_f32_bits(uint32_t h)
 /* Writes every DT_F16 constant's float32 copy into the bound arena. */
 static void lnn_widen_f16(lnn_model *m)
 {
-    for (uint32_t t = 0; t < m->num_tensors; t++) {
-        lnn_tensor x;
-        lnn_tensor_read(m, t, &x);
-        if (x.dtype != LNN_DT_F16)
-            continue;
+    lnn_tensor x;
+    for (uint32_t t = 0; lnn_next_f16(m, &t, &x); t++) {
         const uint8_t *v = m->consts + x.offset;
         uint8_t *f = m->arena + x.widened;
         const uint32_t n = lnn_tensor_elems(&x);
