@@ -321,6 +321,26 @@ static void use_kernels_or_die(lnn_model *m, const char *kernels)
     }
 }
 
+/* Before the first lnn_run of run and test: the arena for chunk rows (the
+ * file re-verified with it when chunk > 1), the kernel set and the plan. */
+static void prepare_or_die(model *md, uint32_t chunk, const char *path, const char *kernels,
+                           int no_plan)
+{
+    if (chunk > 1) {
+        model_init(md, chunk);
+        if (md->st != LNN_OK) {
+            model_error(md);
+            fflush(stderr);
+            _Exit(EXIT_MODEL);
+        }
+    }
+    if (lnn_max_batch(&md->m) < chunk)
+        fail(EXIT_USAGE, "%s: the arena cannot hold %u rows", path, chunk);
+    use_kernels_or_die(&md->m, kernels);
+    if (no_plan)
+        lnn_use_plan(&md->m, 0);
+}
+
 static unsigned long parse_count(const char *opt, const char *s, unsigned long max)
 {
     char *end;
@@ -513,19 +533,7 @@ static int cmd_run(int argc, char **argv)
         fail(EXIT_USAGE,
              "%s: a stateful model takes the rows as time steps of --batch %u streams: "
              "%zu rows is not a multiple of %u", model_path, chunk, n, chunk);
-    if (chunk > 1) {
-        model_init(&md, chunk);
-        if (md.st != LNN_OK) {
-            model_error(&md);
-            fflush(stderr);
-            _Exit(EXIT_MODEL);
-        }
-    }
-    if (lnn_max_batch(&md.m) < chunk)
-        fail(EXIT_USAGE, "%s: the arena cannot hold %u rows", model_path, chunk);
-    use_kernels_or_die(&md.m, kernels);
-    if (no_plan)
-        lnn_use_plan(&md.m, 0);
+    prepare_or_die(&md, chunk, model_path, kernels, no_plan);
     trace_file trace = {NULL, 0};
     char *trace_buf = NULL;
     if (trace_path) {
@@ -826,19 +834,8 @@ static int cmd_test(int argc, char **argv)
     for (uint32_t i = 0; i < lnn_num_outputs(&md.m); i++)
         all_batched &= lnn_output_batched(&md.m, i);
     const uint32_t chunk = all_batched ? ts.count : 1;
-    if (chunk > 1) {
-        model_init(&md, chunk); /* the same bytes: ts still points into them */
-        if (md.st != LNN_OK) {
-            model_error(&md);
-            fflush(stderr);
-            _Exit(EXIT_MODEL);
-        }
-    }
-    if (lnn_max_batch(&md.m) < chunk)
-        fail(EXIT_USAGE, "%s: the arena cannot hold %u rows", path, chunk);
-    use_kernels_or_die(&md.m, kernels);
-    if (no_plan)
-        lnn_use_plan(&md.m, 0);
+    /* the same bytes: ts still points into them */
+    prepare_or_die(&md, chunk, path, kernels, no_plan);
 
     test_io io;
     test_io_alloc(&io, &md.m, &ts);

@@ -20,6 +20,27 @@ typedef enum {
 #undef OP
 } lnn_opcode;
 
+/* Case labels of the op families that every dispatch treats as one, each
+ * spelled once: EWISE1..8 and the graph ops (graph.c). */
+#define LNN_CASE_EWISE                                                         \
+    case LNN_OP_EWISE1:                                                        \
+    case LNN_OP_EWISE2:                                                        \
+    case LNN_OP_EWISE3:                                                        \
+    case LNN_OP_EWISE4:                                                        \
+    case LNN_OP_EWISE5:                                                        \
+    case LNN_OP_EWISE6:                                                        \
+    case LNN_OP_EWISE7:                                                        \
+    case LNN_OP_EWISE8
+#define LNN_CASE_GRAPH                                                         \
+    case LNN_OP_CONV2D:                                                        \
+    case LNN_OP_MAXPOOL2D:                                                     \
+    case LNN_OP_AVGPOOL2D:                                                     \
+    case LNN_OP_SOFTMAX:                                                       \
+    case LNN_OP_LOG_SOFTMAX:                                                   \
+    case LNN_OP_REDUCE_SUM:                                                    \
+    case LNN_OP_REDUCE_MEAN:                                                   \
+    case LNN_OP_MATMUL
+
 /* Operand formats named in the .def (LNN_FMT_##format). */
 typedef enum {
     LNN_FMT_NONE,

@@ -264,14 +264,7 @@ static void lnn_plan_compute(const lnn_model *m, uint32_t pc, uint32_t w, const 
         s->p[2] = o[1].elems / outer;
         break;
     }
-    case LNN_OP_EWISE1:
-    case LNN_OP_EWISE2:
-    case LNN_OP_EWISE3:
-    case LNN_OP_EWISE4:
-    case LNN_OP_EWISE5:
-    case LNN_OP_EWISE6:
-    case LNN_OP_EWISE7:
-    case LNN_OP_EWISE8: {
+    LNN_CASE_EWISE: {
         const uint32_t n = info->pops - 1u;
         const uint8_t *prog = m->consts + o[n].offset;
         s->p[0] = (lnn_rd32(prog) >> 8) & 0xFFu;
@@ -301,14 +294,7 @@ static void lnn_plan_compute(const lnn_model *m, uint32_t pc, uint32_t w, const 
     case LNN_OP_SIGMOID:
     case LNN_OP_TANH:
     case LNN_OP_RELU:
-    case LNN_OP_CONV2D: /* the graph ops: planned when they run (graph.c) */
-    case LNN_OP_MAXPOOL2D:
-    case LNN_OP_AVGPOOL2D:
-    case LNN_OP_SOFTMAX:
-    case LNN_OP_LOG_SOFTMAX:
-    case LNN_OP_REDUCE_SUM:
-    case LNN_OP_REDUCE_MEAN:
-    case LNN_OP_MATMUL:
+    LNN_CASE_GRAPH: /* the graph ops: planned when they run (graph.c) */
     case LNN_OP_PUSH:
     case LNN_OP_DROP:
     case LNN_OP_LOOP:
@@ -549,24 +535,10 @@ static void lnn_exec(const lnn_ctx *c, const lnn_plan_step *s, const lnn_plan_re
         k->concat(&p);
         break;
     }
-    case LNN_OP_EWISE1:
-    case LNN_OP_EWISE2:
-    case LNN_OP_EWISE3:
-    case LNN_OP_EWISE4:
-    case LNN_OP_EWISE5:
-    case LNN_OP_EWISE6:
-    case LNN_OP_EWISE7:
-    case LNN_OP_EWISE8:
+    LNN_CASE_EWISE:
         lnn_exec_ewise(c, s, r, y[0], x);
         break;
-    case LNN_OP_CONV2D: /* the graph ops: graph.c */
-    case LNN_OP_MAXPOOL2D:
-    case LNN_OP_AVGPOOL2D:
-    case LNN_OP_SOFTMAX:
-    case LNN_OP_LOG_SOFTMAX:
-    case LNN_OP_REDUCE_SUM:
-    case LNN_OP_REDUCE_MEAN:
-    case LNN_OP_MATMUL:
+    LNN_CASE_GRAPH: /* the graph ops: graph.c */
     {
         uint16_t src[LNN_MAX_POPS];
         for (uint32_t i = 0; i < s->nsrc; i++)

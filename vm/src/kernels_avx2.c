@@ -107,17 +107,9 @@ static inline lnn_vf lnn_v_load_i8(const int8_t *p)
     const __m128i b = _mm_loadl_epi64((const __m128i *)(const void *)p);
     return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b));
 }
-/* vpmovsxbd from memory is already one load and one shuffle per vector */
-static inline void lnn_v_load_i8x2(const int8_t *p, lnn_vf *v)
-{
-    v[0] = lnn_v_load_i8(p);
-    v[1] = lnn_v_load_i8(p + LNN_W);
-}
-static inline void lnn_v_load_i8x4(const int8_t *p, lnn_vf *v)
-{
-    lnn_v_load_i8x2(p, v);
-    lnn_v_load_i8x2(p + 2 * LNN_W, v + 2);
-}
+/* vpmovsxbd from memory is already one load and one shuffle per vector:
+ * lnn_v_load_i8x2 / x4 are kernels_simd.h's, one lnn_v_load_i8 each */
+#define LNN_V_LOAD_I8_EACH 1
 
 /* p[0], p[2], ..., p[14] (reads p[0..16)): the stride-2 taps of a pool */
 static inline lnn_vf lnn_v_load_even(const float *p)

@@ -35,6 +35,8 @@
  *   lnn_v_load_i8x2(p, v) lnn_v_load_i8x4(p, v)
  *                                     2 or 4 LNN_W int8 at p (unaligned) as
  *                                     floats into v[0..2) or v[0..4), in order
+ *                                     (or LNN_V_LOAD_I8_EACH: made here from
+ *                                     one lnn_v_load_i8 per vector)
  *
  * and may define the tuning knobs LNN_LT_ROWS, LNN_LT_COLS (LINEAR_T),
  * LNN_MM_KC (MATMUL), and LNN_SIMD_LINEAR (another set's LINEAR for its
@@ -57,6 +59,19 @@
 #define LNN_SKT(isa) LNN_SKT2(isa)
 #define LNN_SSTR2(isa) #isa
 #define LNN_SSTR(isa) LNN_SSTR2(isa)
+
+#ifdef LNN_V_LOAD_I8_EACH
+static inline void lnn_v_load_i8x2(const int8_t *p, lnn_vf *v)
+{
+    v[0] = lnn_v_load_i8(p);
+    v[1] = lnn_v_load_i8(p + LNN_W);
+}
+static inline void lnn_v_load_i8x4(const int8_t *p, lnn_vf *v)
+{
+    lnn_v_load_i8x2(p, v);
+    lnn_v_load_i8x2(p + 2 * LNN_W, v + 2);
+}
+#endif
 
 /* ---- exp, sigmoid, tanh (vmath.h) ----------------------------------------- */
 

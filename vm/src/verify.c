@@ -115,26 +115,33 @@ static int lnn_broadcast_ok(const lnn_vtensor *a, const lnn_vtensor *b,
     return 1;
 }
 
+/* d has a's shape with any last dim; a's last dim is concrete (not the
+ * batch dim): the rows of a product or of a split. */
+static int lnn_same_rows(const lnn_vtensor *a, const lnn_vtensor *d)
+{
+    const uint32_t r = a->e.rank;
+    if (r == 0 || (a->batched && r == 1))
+        return 0;
+    if (d->e.rank != r || d->batched != a->batched)
+        return 0;
+    for (uint32_t i = 0; i + 1 < r; i++)
+        if (d->e.dims[i] != a->e.dims[i])
+            return 0;
+    return 1;
+}
+
 /* x (..., K), W (M, K), bias (M) or none -> d = x's shape with last dim M. */
 static int lnn_linear_ok(const lnn_vtensor *x, const lnn_vtensor *w,
                          const lnn_vtensor *bias, const lnn_vtensor *d)
 {
-    const uint32_t r = x->e.rank;
-    if (r == 0 || (x->batched && r == 1)) /* K must be concrete */
-        return 0;
-    if (w->e.rank != 2 || w->batched)
+    if (!lnn_same_rows(x, d) || w->e.rank != 2 || w->batched)
         return 0;
     const uint32_t mm = w->e.dims[0], k = w->e.dims[1];
-    if (x->e.dims[r - 1] != k)
+    if (x->e.dims[x->e.rank - 1] != k)
         return 0;
     if (bias && (bias->e.rank != 1 || bias->batched || bias->e.dims[0] != mm))
         return 0;
-    if (d->e.rank != r || d->batched != x->batched)
-        return 0;
-    for (uint32_t i = 0; i + 1 < r; i++)
-        if (d->e.dims[i] != x->e.dims[i])
-            return 0;
-    return d->e.dims[r - 1] == mm;
+    return d->e.dims[d->e.rank - 1] == mm;
 }
 
 static int lnn_concat_ok(uint32_t axis, const lnn_vtensor *a,
@@ -163,19 +170,11 @@ static int lnn_concat_ok(uint32_t axis, const lnn_vtensor *a,
 static int lnn_linear_t_ok(const lnn_vtensor *x, const lnn_vtensor *wt,
                            const lnn_vtensor *bias, const lnn_vtensor *d)
 {
-    const uint32_t r = x->e.rank;
-    if (r == 0 || (x->batched && r == 1)) /* K must be concrete */
+    if (!lnn_same_rows(x, d))
         return 0;
-    if (wt->e.rank != 2 || wt->batched || x->e.dims[r - 1] != wt->e.dims[0])
+    if (wt->e.rank != 2 || wt->batched || x->e.dims[x->e.rank - 1] != wt->e.dims[0])
         return 0;
-    if (bias && (bias->e.rank != 1 || bias->batched || bias->e.dims[0] != wt->e.dims[1]))
-        return 0;
-    if (d->e.rank != r || d->batched != x->batched)
-        return 0;
-    for (uint32_t i = 0; i + 1 < r; i++)
-        if (d->e.dims[i] != x->e.dims[i])
-            return 0;
-    return 1;
+    return !bias || (bias->e.rank == 1 && !bias->batched && bias->e.dims[0] == wt->e.dims[1]);
 }
 
 /* The scale or bias operand of a product with m outputs: a vector (M). */
@@ -399,22 +398,6 @@ static int lnn_mark_written(lnn_written *w, const lnn_vtensor *v)
 
 /* ---- one compute instruction ------------------------------------------------ */
 
-/* SPLIT, one destination d: a's shape with any last dim (the caller checks
- * that the destinations' last dims add up to a's); the last axis is not the
- * batch axis. */
-static int lnn_split_part_ok(const lnn_vtensor *a, const lnn_vtensor *d)
-{
-    const uint32_t r = a->e.rank;
-    if (r == 0 || (a->batched && r == 1))
-        return 0;
-    if (d->e.rank != r || d->batched != a->batched)
-        return 0;
-    for (uint32_t i = 0; i + 1 < r; i++)
-        if (d->e.dims[i] != a->e.dims[i])
-            return 0;
-    return 1;
-}
-
 /* The DSTN ops with ndst destinations B = dst .. dst+ndst-1 (B itself
  * checked by lnn_check_compute): each one as B, none overlapping an operand
  * or another destination, and their last dims adding up to the columns
@@ -434,7 +417,7 @@ static lnn_status lnn_check_split(lnn_model *m, lnn_written *w, lnn_opcode op, u
             return LNN_E_DTYPE;
         if (!lnn_region_writable(d.e.region))
             return LNN_E_READONLY;
-        if (split ? !lnn_split_part_ok(&v[0], &d) : !lnn_linear_t_ok(&v[0], &v[1], bias, &d))
+        if (split ? !lnn_same_rows(&v[0], &d) : !lnn_linear_t_ok(&v[0], &v[1], bias, &d))
             return LNN_E_SHAPE;
         cols += d.e.dims[d.e.rank - 1];
         const lnn_range rd = lnn_range_of(&d);
@@ -459,14 +442,7 @@ static lnn_status lnn_check_split(lnn_model *m, lnn_written *w, lnn_opcode op, u
 static uint32_t lnn_operand_dtype(lnn_opcode op, uint32_t i, uint32_t n)
 {
     switch (op) {
-    case LNN_OP_EWISE1:
-    case LNN_OP_EWISE2:
-    case LNN_OP_EWISE3:
-    case LNN_OP_EWISE4:
-    case LNN_OP_EWISE5:
-    case LNN_OP_EWISE6:
-    case LNN_OP_EWISE7:
-    case LNN_OP_EWISE8:
+    LNN_CASE_EWISE:
         return i + 1 == n ? LNN_DT_U32 : LNN_DT_F32;
     case LNN_OP_LINEAR_Q8:
     case LNN_OP_MATMUL_NTQ8:
@@ -540,7 +516,7 @@ static lnn_status lnn_check_compute(lnn_model *m, lnn_written *w, lnn_opcode op,
         may_alias = 0;
         break;
     case LNN_OP_SPLIT: /* destination B here, B+1.. below */
-        shape_ok = lnn_split_part_ok(&v[0], &d);
+        shape_ok = lnn_same_rows(&v[0], &d);
         may_alias = 0;
         break;
     case LNN_OP_LINEAR_T:
@@ -562,14 +538,7 @@ static lnn_status lnn_check_compute(lnn_model *m, lnn_written *w, lnn_opcode op,
                    lnn_vector_ok(&v[2], v[1].e.dims[1]);
         may_alias = 0;
         break;
-    case LNN_OP_EWISE1:
-    case LNN_OP_EWISE2:
-    case LNN_OP_EWISE3:
-    case LNN_OP_EWISE4:
-    case LNN_OP_EWISE5:
-    case LNN_OP_EWISE6:
-    case LNN_OP_EWISE7:
-    case LNN_OP_EWISE8: {
+    LNN_CASE_EWISE: {
         const lnn_status ps = lnn_ew_program_ok(m, &v[n - 1], n - 1);
         if (ps != LNN_OK)
             return ps;
@@ -577,14 +546,7 @@ static lnn_status lnn_check_compute(lnn_model *m, lnn_written *w, lnn_opcode op,
             shape_ok &= lnn_ew_operand_ok(&v[i], &d);
         break;
     }
-    case LNN_OP_CONV2D: /* the graph ops: graph.c, E_SHAPE or E_OPERAND */
-    case LNN_OP_MAXPOOL2D:
-    case LNN_OP_AVGPOOL2D:
-    case LNN_OP_SOFTMAX:
-    case LNN_OP_LOG_SOFTMAX:
-    case LNN_OP_REDUCE_SUM:
-    case LNN_OP_REDUCE_MEAN:
-    case LNN_OP_MATMUL:
+    LNN_CASE_GRAPH: /* the graph ops: graph.c, E_SHAPE or E_OPERAND */
     {
         const lnn_status gs = lnn_graph_check(op, axis, &d.e, &v[0].e, n > 1 ? &v[1].e : NULL,
                                               n > 2 ? &v[2].e : NULL);
@@ -765,22 +727,8 @@ lnn_status lnn_verify_code(lnn_model *m)
         case LNN_OP_MATMUL_NTQ8:
         case LNN_OP_LINEAR_TQ8:
         case LNN_OP_MATMUL_TQ8:
-        case LNN_OP_EWISE1:
-        case LNN_OP_EWISE2:
-        case LNN_OP_EWISE3:
-        case LNN_OP_EWISE4:
-        case LNN_OP_EWISE5:
-        case LNN_OP_EWISE6:
-        case LNN_OP_EWISE7:
-        case LNN_OP_CONV2D: /* the graph ops: graph.c */
-        case LNN_OP_MAXPOOL2D:
-        case LNN_OP_AVGPOOL2D:
-        case LNN_OP_SOFTMAX:
-        case LNN_OP_LOG_SOFTMAX:
-        case LNN_OP_REDUCE_SUM:
-        case LNN_OP_REDUCE_MEAN:
-        case LNN_OP_MATMUL:
-        case LNN_OP_EWISE8: {
+        LNN_CASE_EWISE:
+        LNN_CASE_GRAPH: { /* the graph ops: graph.c */
             sp -= info->pops;
             const lnn_status s = lnn_check_compute(m, &written, (lnn_opcode)opc, a,
                                                    b, stack + sp, info->pops);

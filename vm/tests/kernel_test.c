@@ -595,6 +595,19 @@ typedef struct {
     char where[128];
 } linear_stats;
 
+/* 1 when the kernel's g is not the scalar kernel's e to 1e-5 of mag (the
+ * sum of the |terms|): a NaN must meet a NaN, an infinity the same infinity.
+ * Keeps the worst |g - e| / bound in st. */
+static size_t off_bound(float g, float e, double mag, linear_stats *st)
+{
+    if (e != e || g != g || isinf(e) || isinf(g))
+        return !((e != e && g != g) || g == e);
+    const double bound = 1e-5 * mag + 1e-30, d = fabs((double)g - (double)e);
+    if (d / bound > st->worst)
+        st->worst = d / bound;
+    return d > bound;
+}
+
 static void linear_case(const lnn_kernels *k, size_t rows, size_t kk, size_t m, int bias,
                         int special, linear_stats *st)
 {
@@ -630,16 +643,7 @@ static void linear_case(const lnn_kernels *k, size_t rows, size_t kk, size_t m, 
             double mag = bias ? fabs((double)b[off + j]) : 0.0;
             for (size_t i = 0; i < kk; i++)
                 mag += fabs((double)x[off + r * kk + i] * (double)w[off + j * kk + i]);
-            if (e != e || g != g || isinf(e) || isinf(g)) {
-                if (!((e != e && g != g) || g == e))
-                    bad++;
-                continue;
-            }
-            const double bound = 1e-5 * mag + 1e-30, d = fabs((double)g - (double)e);
-            if (d / bound > st->worst)
-                st->worst = d / bound;
-            if (d > bound)
-                bad++;
+            bad += off_bound(g, e, mag, st);
         }
     }
     for (size_t i = ny; i < ny + 8; i++)
@@ -732,16 +736,7 @@ static void linear_t_case(const lnn_kernels *k, size_t rows, size_t kk, size_t m
             double mag = bias ? fabs((double)b[off + j]) : 0.0;
             for (size_t i = 0; i < kk; i++)
                 mag += fabs((double)x[off + r * kk + i] * (double)w[off + i * ldw + j]);
-            if (e != e || g != g || isinf(e) || isinf(g)) {
-                if (!((e != e && g != g) || g == e))
-                    bad++;
-                continue;
-            }
-            const double bound = 1e-5 * mag + 1e-30, d = fabs((double)g - (double)e);
-            if (d / bound > st->worst)
-                st->worst = d / bound;
-            if (d > bound)
-                bad++;
+            bad += off_bound(g, e, mag, st);
         }
     }
     for (size_t i = ny; i < ny + 8; i++)
@@ -892,16 +887,7 @@ static void q8_case(const lnn_kernels *k, const q8_shape *sh, linear_stats *st)
                 for (size_t i = 0; i < kk; i++)
                     mag += fabs((double)x[xoff + r * kk + i] * (double)Q8_AT(col + j, i));
                 mag = mag * fabs((double)sc[col + j]) + (sh->bias ? fabs((double)b[col + j]) : 0.0);
-                if (e != e || g != g || isinf(e) || isinf(g)) {
-                    if (!((e != e && g != g) || g == e))
-                        bad++;
-                    continue;
-                }
-                const double bound = 1e-5 * mag + 1e-30, d = fabs((double)g - (double)e);
-                if (d / bound > st->worst)
-                    st->worst = d / bound;
-                if (d > bound)
-                    bad++;
+                bad += off_bound(g, e, mag, st);
             }
         }
         for (size_t i = ny; i < ny + 8; i++)

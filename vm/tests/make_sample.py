@@ -304,6 +304,14 @@ class RefModel:
             if push:
                 stack.append((space, base, t))
 
+        def write_columns(first, n, rows):
+            """The columns of `rows` in order over the n destinations first, first+1, ... (DSTN ops)."""
+            col = 0
+            for t in range(first, first + n):
+                m_t = self.tensors[t]["dims"][-1]
+                write(t, [v for row in rows for v in row[col:col + m_t]], push=t == first)
+                col += m_t
+
         stack, loops, pc = [], [], 0
         while pc < len(self.code):
             w = self.code[pc]
@@ -378,23 +386,12 @@ class RefModel:
                             acc = f32(acc + vals[2][j])
                         row.append(acc)
                     rows.append(row)
-                col = 0
-                for d in range(a):
-                    t = b + d
-                    m_d = self.tensors[t]["dims"][-1]
-                    write(t, [v for row in rows for v in row[col:col + m_d]], push=d == 0)
-                    col += m_d
+                write_columns(b, a, rows)
                 continue
             elif op == "SPLIT":
                 # a's last axis cut in order into A destinations b, b+1, ...
                 n = shapes[0][-1]
-                col = 0
-                for d in range(a):
-                    t = b + d
-                    m_d = self.tensors[t]["dims"][-1]
-                    write(t, [v for r in range(len(vals[0]) // n)
-                              for v in vals[0][r * n + col:r * n + col + m_d]], push=d == 0)
-                    col += m_d
+                write_columns(b, a, [vals[0][r * n:(r + 1) * n] for r in range(len(vals[0]) // n)])
                 continue
             elif op in ("LINEAR_Q8", "MATMUL_NTQ8", "LINEAR_TQ8", "MATMUL_TQ8"):
                 # int8 weight Q (M, K) or Qt (K, M): the sum in float32, times the
@@ -415,13 +412,7 @@ class RefModel:
                             acc = f32(acc + vals[3][j])
                         row.append(acc)
                     rows.append(row)
-                ndst = a if t_form else 1
-                col = 0
-                for d in range(ndst):
-                    t = b + d
-                    m_d = self.tensors[t]["dims"][-1]
-                    write(t, [v for row in rows for v in row[col:col + m_d]], push=d == 0)
-                    col += m_d
+                write_columns(b, a if t_form else 1, rows)
                 continue
             elif op.startswith("EWISE"):
                 out = ewise(vals[:-1], [len(v) for v in vals[:-1]], args[-1], self, self.n(D))
