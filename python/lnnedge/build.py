@@ -132,25 +132,23 @@ def vm_size(target: Target, archive: Path) -> int | None:
     return int(text) + int(data)
 
 
-def kernel_test(target: Target, echo=print) -> Path:
-    """Build the kernel test program (every SIMD kernel against the scalar one) for a target."""
+def _make_program(target: Target, goal: str, what: str, echo=print) -> None:
+    """`make <goal>` of vm/Makefile for a target; BuildError naming `what` if it fails."""
     _check_tool(target, tool_command(target.toolchain.cc))
-    out = output_dir(target)
-    args = make_command(target, out, "kerneltest")
+    args = make_command(target, output_dir(target), goal)
     echo(f"$ {shlex.join(args)}")
     proc = subprocess.run(args, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise BuildError(f"building the kernel test for {target.name} failed:\n{proc.stdout}{proc.stderr}")
-    return out / "lnn_kernel_test"
+        raise BuildError(f"building {what} for {target.name} failed:\n{proc.stdout}{proc.stderr}")
+
+
+def kernel_test(target: Target, echo=print) -> Path:
+    """Build the kernel test program (every SIMD kernel against the scalar one) for a target."""
+    _make_program(target, "kerneltest", "the kernel test", echo)
+    return output_dir(target) / "lnn_kernel_test"
 
 
 def matmul_bench_program(target: Target, echo=print) -> Path:
     """Build the matmul benchmark (the MATMUL kernel vs a naive loop, vm/tests/matmul_bench.c) for a target."""
-    _check_tool(target, tool_command(target.toolchain.cc))
-    out = output_dir(target)
-    args = make_command(target, out, "matmulbench")
-    echo(f"$ {shlex.join(args)}")
-    proc = subprocess.run(args, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise BuildError(f"building the matmul benchmark for {target.name} failed:\n{proc.stdout}{proc.stderr}")
-    return out / "lnn_matmul_bench"
+    _make_program(target, "matmulbench", "the matmul benchmark", echo)
+    return output_dir(target) / "lnn_matmul_bench"
