@@ -13,6 +13,12 @@ kernel against a naive triple loop in C at 256 x 256 x 256, both in one binary
 built with the VM's flags (vm/tests/matmul_bench.c): every run's time, the
 medians and their ratio. A benchmark, never asserted by a test.
 
+`weights`: the in-process C VM on the same model stored with float32, int8 and
+float16 weights (the files of `invoke compile --quant`): the file's bytes, the
+arena the caller provides, and the median time per inference at batch 1 and
+the large batch, each scheme's runs interleaved with the others' so the ratios
+to float32 share the machine's state.
+
 Besides, for the large batch, the C VM on every core (`lnnvm run --threads N`,
 one model and arena per thread): its wall time per inference and speed-up
 over one thread ("multicore"); and every goal of the performance issue with
@@ -39,6 +45,7 @@ from tqdm import tqdm
 
 from . import data
 from .artifacts import atomic_write_text
+from .lnnb import read
 from .paths import BUILD_DIR
 from .recipe import Recipe
 from .refvm import RefVM
@@ -121,6 +128,46 @@ def multicore(runner: Path, model_file: Path, x: np.ndarray, repeat: int) -> dic
             "speedup": one["wall_us_per_row_median"] / many["wall_us_per_row_median"]}
 
 
+def weights(runner: Path, files: dict[str, Path], x: np.ndarray, rounds: int) -> dict:
+    """Each weight scheme's file (scheme -> .lnnb, float32 first) timed by the runner at batch 1 and at len(x):
+    `rounds` rounds, every scheme once per round; a scheme's figure is the median of its rounds' medians."""
+    batches = (1, len(x))
+    medians: dict[tuple[str, int], list[float]] = {(s, b): [] for s in files for b in batches}
+    with tqdm(total=rounds * len(files) * len(batches), desc="bench weights", unit="run") as bar:
+        for _ in range(rounds):
+            for scheme, path in files.items():
+                for batch in batches:
+                    timing = _runner(runner, path, x, batch, repeat=1 if batch == 1 else 5)
+                    medians[(scheme, batch)].append(timing["latency_us_median"])
+                    bar.update()
+    base = next(iter(files))
+    out: dict = {"rounds": rounds, "baseline": base, "schemes": {}}
+    for scheme, path in files.items():
+        data = path.read_bytes()
+        program = read(data)
+        entry = {"file_bytes": len(data), "arena_bytes": {f"batch{b}": program.arena_size(b) for b in batches}}
+        for batch in batches:
+            median = float(np.median(medians[(scheme, batch)]))
+            entry[f"batch{batch}"] = {
+                "median_us": median,
+                "ratio_to_baseline": median / float(np.median(medians[(base, batch)]))}
+        out["schemes"][scheme] = entry
+    return out
+
+
+def weights_table(w: dict, large_batch: int) -> str:
+    base = w["baseline"]
+    lines = [f"weights: the C VM per weight scheme, median of {w['rounds']} interleaved rounds (× {base})",
+             f"  {'scheme':<9} {'file bytes':>11} {'arena (batch 1)':>16} {'batch 1 µs':>16} "
+             f"{f'batch {large_batch} µs':>18}"]
+    for scheme, e in w["schemes"].items():
+        cells = [f"{e[k]['median_us']:.2f} (×{e[k]['ratio_to_baseline']:.2f})"
+                 for k in ("batch1", f"batch{large_batch}")]
+        lines.append(f"  {scheme:<9} {e['file_bytes']:>11,} {e['arena_bytes']['batch1']:>16,} {cells[0]:>16} "
+                     f"{cells[1]:>18}")
+    return "\n".join(lines)
+
+
 GOALS = {  # the performance issue's targets: figure -> (comparison, bound)
     "batch1_c_vm_us": ("<=", 3.0),
     "batch1_c_vm_speedup_vs_onnxruntime": (">=", 10.0),
@@ -150,12 +197,14 @@ def goals(results: dict, large_batch: int, binding_overhead: float) -> dict:
     return out
 
 
-def bench(recipe: Recipe, model: torch.nn.Module, model_file: Path, runner: Path, library: Path,
+def bench(recipe: Recipe, model: torch.nn.Module, model_files: dict[str, Path], runner: Path, library: Path,
           large_batch: int = 1024, quick: bool = False) -> dict:
+    """model_files: weight scheme -> .lnnb, float32 first (the engines table runs that one)."""
     torch.set_num_threads(1)
     import onnxruntime as ort
 
     x_all = data.grid_points(recipe.data, large_batch, seed=recipe.data.seed + 4).astype(np.float32)
+    model_file = next(iter(model_files.values()))
     blob = model_file.read_bytes()
     vm = CVM(blob, max_batch=large_batch, library=library)
     ref = RefVM(blob)
@@ -201,6 +250,7 @@ def bench(recipe: Recipe, model: torch.nn.Module, model_file: Path, runner: Path
               "large_batch": large_batch, "results": results, "binding_overhead_us": overhead,
               "multicore": multicore(runner, model_file, x_all, runs(50)),
               "goals": goals(results, large_batch, overhead),
+              "weights": weights(runner, model_files, x_all, 2 if quick else 7),
               "matmul": matmul_bench(runs=3 if quick else 9)}
     atomic_write_text(BUILD_DIR / "bench.json", json.dumps(report, indent=2) + "\n")
     return report
@@ -259,6 +309,8 @@ def table(report: dict) -> str:
     lines.append("goals:")
     for name, g in report.get("goals", {}).items():
         lines.append(f"  {name:<40} {g['value']:>9.2f}  goal {g['goal']:<7} {'met' if g['met'] else 'NOT met'}")
+    if report.get("weights"):
+        lines += ["", weights_table(report["weights"], report["large_batch"])]
     if report.get("matmul"):
         lines += ["", matmul_table(report["matmul"])]
     return "\n".join(lines)

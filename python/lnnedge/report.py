@@ -48,6 +48,20 @@ def bench_table(bench: dict) -> str:
     rows += ["", "| goal | measured | target | met |", "|---|---|---|---|"]
     for name, g in bench["goals"].items():
         rows.append(f"| {name} | {g['value']:.3g} | {g['goal']} | {'yes' if g['met'] else 'NO'} |")
+    if "weights" in bench:
+        rows += ["", _weights_table(bench["weights"], large)]
+    return "\n".join(rows)
+
+
+def _weights_table(w: dict, large: int) -> str:
+    base = w["baseline"]
+    rows = [f"The C VM with each weight scheme (`invoke compile --quant`), median of {w['rounds']} interleaved "
+            f"rounds (ratio to {base}):", "",
+            f"| weights | file (bytes) | arena, batch 1 (bytes) | batch 1 (µs) | batch {large} (µs) |",
+            "|---|---|---|---|---|"]
+    for scheme, e in w["schemes"].items():
+        cells = [f"{e[k]['median_us']:.2f} (×{e[k]['ratio_to_baseline']:.2f})" for k in ("batch1", f"batch{large}")]
+        rows.append(f"| {scheme} | {e['file_bytes']:,} | {e['arena_bytes']['batch1']:,} | {cells[0]} | {cells[1]} |")
     return "\n".join(rows)
 
 

@@ -287,13 +287,20 @@ def stream_step(model: str, board_name: str | None, steps: int = 32) -> float:
 
 
 def bench_step(model: str, quick: bool = False) -> dict:
-    from . import bench
+    """The engines on the float32 file, and the C VM on it and on the int8 and float16 files (compiled when
+    missing)."""
+    from . import bench, quantize
 
     recipe = recipes.load(model)
     host = config.load_target("host")
     result = build(host, echo=lambda _m: None)
     net = load_checkpoint(recipe, model_dir(recipe.name))
-    report = bench.bench(recipe, net, _compiled(recipe), result.runner, result.library, quick=quick)
+    files = {"float32": _compiled(recipe)}
+    for scheme in quantize.SCHEMES:
+        if not model_file(recipe.name, scheme).is_file():
+            compile_step(model, scheme)
+        files[scheme] = model_file(recipe.name, scheme)
+    report = bench.bench(recipe, net, files, result.runner, result.library, quick=quick)
     print(bench.table(report))
     print(f"wrote {model_dir(recipe.name).parent / 'bench.json'}")
     return report
