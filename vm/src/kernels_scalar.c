@@ -33,28 +33,52 @@ void lnn_linear__scalar(const lnn_linear_params *p)
     }
 }
 
-/* Row by row, each y row is the accumulator of its m sums: every sum still
- * runs in i order (y[j] = ((0 + x0 w0j) + x1 w1j) + ...), with contiguous
- * loads of w. */
+/* The transposed products (LINEAR_T, MATMUL_T and their _TQ8 forms), a y
+ * row at a time. Eight columns at a time, their sums in eight variables
+ * over the whole i loop (registers: a Cortex-M4 has 32 FPU ones), so each
+ * weight costs a load, a multiply and an add, not also a load and a store
+ * of y; the last m % 8 columns sum in y itself. Each sum runs in i order
+ * (y[j] = ((0 + x0 w0j) + x1 w1j) + ...), from i = k - 1 down with reverse,
+ * so the blocking does not change a bit. WEIGHT(i, j) is the weight of input
+ * i and column j as a float; FINISH() the row's epilogue (bias, scales). */
+#define LNN_T_REP8(M, W) M(0, W) M(1, W) M(2, W) M(3, W) M(4, W) M(5, W) M(6, W) M(7, W)
+#define LNN_T_ZERO(c, W) float acc##c = 0.0f;
+#define LNN_T_SUM(c, W) acc##c += xi * (W(i, j + (c)));
+#define LNN_T_STORE(c, W) y[j + (c)] = acc##c;
+#define LNN_T_ROWS(WEIGHT, FINISH)                                      \
+    const size_t k = p->k, m = p->m;                                    \
+    for (size_t r = 0; r < p->rows; r++) {                              \
+        const float *x = p->x + r * k;                                  \
+        float *y = p->y + r * p->ldy;                                   \
+        size_t j = 0;                                                   \
+        for (; j + 8 <= m; j += 8) {                                    \
+            LNN_T_REP8(LNN_T_ZERO, _)                                   \
+            for (size_t n = 0; n < k; n++) {                            \
+                const size_t i = p->reverse ? k - 1 - n : n;            \
+                const float xi = x[i];                                  \
+                LNN_T_REP8(LNN_T_SUM, WEIGHT)                           \
+            }                                                           \
+            LNN_T_REP8(LNN_T_STORE, _)                                  \
+        }                                                               \
+        for (size_t c = j; c < m; c++)                                  \
+            y[c] = 0.0f;                                                \
+        for (size_t n = 0; n < k && j < m; n++) {                       \
+            const size_t i = p->reverse ? k - 1 - n : n;                \
+            const float xi = x[i];                                      \
+            for (size_t c = j; c < m; c++)                              \
+                y[c] += xi * (WEIGHT(i, c));                            \
+        }                                                               \
+        FINISH()                                                        \
+    }
+
+#define LNN_T_W(i, j) p->w[(i) * p->ldw + (j)]
+#define LNN_T_BIAS()                                                    \
+    if (p->bias)                                                        \
+        for (size_t c = 0; c < m; c++)                                  \
+            y[c] += p->bias[c];
 void lnn_linear_t__scalar(const lnn_linear_t_params *p)
 {
-    const size_t k = p->k, m = p->m;
-    for (size_t r = 0; r < p->rows; r++) {
-        const float *x = p->x + r * k;
-        float *y = p->y + r * p->ldy;
-        for (size_t j = 0; j < m; j++)
-            y[j] = 0.0f;
-        for (size_t n = 0; n < k; n++) {
-            const size_t i = p->reverse ? k - 1 - n : n;
-            const float xi = x[i];
-            const float *w = p->w + i * p->ldw;
-            for (size_t j = 0; j < m; j++)
-                y[j] += xi * w[j];
-        }
-        if (p->bias)
-            for (size_t j = 0; j < m; j++)
-                y[j] += p->bias[j];
-    }
+    LNN_T_ROWS(LNN_T_W, LNN_T_BIAS)
 }
 
 /* The int8 values convert to float exactly; each sum is multiplied by its
@@ -78,81 +102,70 @@ void lnn_linear_q8__scalar(const lnn_linear_q8_params *p)
     }
 }
 
-/* As lnn_linear_t__scalar: each y row accumulates its m sums in i order. */
+/* As lnn_linear_t__scalar, then each column's sum times its scale. */
+#define LNN_TQ8_W(i, j) (float)p->q[(i) * p->ldq + (j)]
+#define LNN_TQ8_SCALE_BIAS()                                            \
+    for (size_t c = 0; c < m; c++) {                                    \
+        y[c] *= p->scale[c];                                            \
+        if (p->bias)                                                    \
+            y[c] += p->bias[c];                                         \
+    }
 void lnn_linear_tq8__scalar(const lnn_linear_q8_params *p)
 {
-    const size_t k = p->k, m = p->m;
-    for (size_t r = 0; r < p->rows; r++) {
-        const float *x = p->x + r * k;
-        float *y = p->y + r * p->ldy;
-        for (size_t j = 0; j < m; j++)
-            y[j] = 0.0f;
-        for (size_t n = 0; n < k; n++) {
-            const size_t i = p->reverse ? k - 1 - n : n;
-            const float xi = x[i];
-            const int8_t *q = p->q + i * p->ldq;
-            for (size_t j = 0; j < m; j++)
-                y[j] += xi * (float)q[j];
-        }
-        for (size_t j = 0; j < m; j++) {
-            y[j] *= p->scale[j];
-            if (p->bias)
-                y[j] += p->bias[j];
-        }
-    }
+    LNN_T_ROWS(LNN_TQ8_W, LNN_TQ8_SCALE_BIAS)
 }
 
 /* One binary kernel per op; OPX(u, v) is the element operation. y may be
  * exactly a or b, so the loops read an element before writing its slot. */
 #define LNN_BINARY_KERNEL(name, OPX)                                         \
-    void lnn_##name##__scalar(const lnn_binary_params *p)                    \
-    {                                                                        \
-        float *y = p->y;                                                     \
-        const float *a = p->a, *b = p->b;                                    \
-        const size_t n = p->n;                                               \
-        switch (p->mode) {                                                   \
-        case LNN_BC_SAME:                                                    \
-            for (size_t i = 0; i < n; i++)                                   \
-                y[i] = OPX(a[i], b[i]);                                      \
-            break;                                                           \
-        case LNN_BC_SCALAR_A: {                                              \
-            const float s = a[0];                                            \
-            for (size_t i = 0; i < n; i++)                                   \
-                y[i] = OPX(s, b[i]);                                         \
-            break;                                                           \
-        }                                                                    \
-        case LNN_BC_SCALAR_B: {                                              \
-            const float s = b[0];                                            \
-            for (size_t i = 0; i < n; i++)                                   \
-                y[i] = OPX(a[i], s);                                         \
-            break;                                                           \
-        }                                                                    \
-        case LNN_BC_ROW_A:                                                   \
-            for (size_t o = 0; o < n; o += p->inner)                         \
-                for (size_t i = 0; i < p->inner; i++)                        \
-                    y[o + i] = OPX(a[i], b[o + i]);                          \
-            break;                                                           \
-        case LNN_BC_ROW_B:                                                   \
-            for (size_t o = 0; o < n; o += p->inner)                         \
-                for (size_t i = 0; i < p->inner; i++)                        \
-                    y[o + i] = OPX(a[o + i], b[i]);                          \
-            break;                                                           \
-        case LNN_BC_GENERAL: {                                               \
-            const size_t *d = p->dims, *sa = p->sa, *sb = p->sb;             \
-            size_t o = 0;                                                    \
-            for (size_t i0 = 0; i0 < d[0]; i0++)                             \
-                for (size_t i1 = 0; i1 < d[1]; i1++)                         \
-                    for (size_t i2 = 0; i2 < d[2]; i2++) {                   \
-                        const float *pa =                                    \
-                            a + i0 * sa[0] + i1 * sa[1] + i2 * sa[2];        \
-                        const float *pb =                                    \
-                            b + i0 * sb[0] + i1 * sb[1] + i2 * sb[2];        \
-                        for (size_t i3 = 0; i3 < d[3]; i3++)                 \
+    void lnn_##name##__scalar(const lnn_binary_params *p)               \
+    {                                                                   \
+        float *y = p->y;                                                \
+        const float *a = p->a, *b = p->b;                               \
+        const size_t n = p->n;                                          \
+        switch (p->mode) {                                              \
+        case LNN_BC_SAME:                                               \
+            for (size_t i = 0; i < n; i++)                              \
+                y[i] = OPX(a[i], b[i]);                                 \
+            break;                                                      \
+        case LNN_BC_SCALAR_A: {                                         \
+            const float s = a[0];                                       \
+            for (size_t i = 0; i < n; i++)                              \
+                y[i] = OPX(s, b[i]);                                    \
+            break;                                                      \
+        }                                                               \
+        case LNN_BC_SCALAR_B: {                                         \
+            const float s = b[0];                                       \
+            for (size_t i = 0; i < n; i++)                              \
+                y[i] = OPX(a[i], s);                                    \
+            break;                                                      \
+        }                                                               \
+        case LNN_BC_ROW_A:                                              \
+            for (size_t o = 0; o < n; o += p->inner)                    \
+                for (size_t i = 0; i < p->inner; i++)                   \
+                    y[o + i] = OPX(a[i], b[o + i]);                     \
+            break;                                                      \
+        case LNN_BC_ROW_B:                                              \
+            for (size_t o = 0; o < n; o += p->inner)                    \
+                for (size_t i = 0; i < p->inner; i++)                   \
+                    y[o + i] = OPX(a[o + i], b[i]);                     \
+            break;                                                      \
+        case LNN_BC_GENERAL: {                                          \
+            const size_t *d = p->dims, *sa = p->sa, *sb = p->sb;        \
+            size_t o = 0;                                               \
+            for (size_t i0 = 0; i0 < d[0]; i0++)                        \
+                for (size_t i1 = 0; i1 < d[1]; i1++)                    \
+                    for (size_t i2 = 0; i2 < d[2]; i2++) {              \
+                        const float *pa =                               \
+                            a + i0 * sa[0] + i1 * sa[1] + i2 * sa[2];   \
+                        const float *pb =                               \
+                            b + i0 * sb[0] + i1 * sb[1] + i2 * sb[2];   \
+                        for (size_t i3 = 0; i3 < d[3]; i3++)            \
                             y[o++] = OPX(pa[i3 * sa[3]], pb[i3 * sb[3]]);    \
-                    }                                                        \
-            break;                                                           \
-        }                                                                    \
-        }                                                                    \
+                    }                                                   \
+            break;                                                      \
+        }                                                               \
+        }                                                               \
     }
 
 #define LNN_OPX_ADD(u, v) ((u) + (v))
@@ -238,15 +251,15 @@ static float lnn_tanhf(float x)
     return copysignf(t, x);
 }
 
-#define LNN_UNARY_KERNEL(name, FX)                          \
-    void lnn_##name##__scalar(const lnn_unary_params *p)    \
-    {                                                       \
-        float *y = p->y;                                    \
-        const float *x = p->x;                              \
-        for (size_t i = 0; i < p->n; i++) {                 \
-            const float v = x[i];                           \
-            y[i] = FX(v);                                   \
-        }                                                   \
+#define LNN_UNARY_KERNEL(name, FX)                                      \
+    void lnn_##name##__scalar(const lnn_unary_params *p)                \
+    {                                                                   \
+        float *y = p->y;                                                \
+        const float *x = p->x;                                          \
+        for (size_t i = 0; i < p->n; i++) {                             \
+            const float v = x[i];                                       \
+            y[i] = FX(v);                                               \
+        }                                                               \
     }
 
 #define LNN_FX_NEG(v) (-(v))
@@ -271,17 +284,17 @@ LNN_UNARY_KERNEL(relu, LNN_FX_RELU)
 static void lnn_ew_block__scalar(uint32_t code, float *y, const float *a, int sa,
                                  const float *b, int sb, size_t len)
 {
-#define LNN_EW2(EXPR)                                       \
-    for (size_t i = 0; i < len; i++) {                      \
-        const float u = a[sa ? 0 : i], v = b[sb ? 0 : i];   \
-        y[i] = EXPR;                                        \
-    }                                                       \
+#define LNN_EW2(EXPR)                                                   \
+    for (size_t i = 0; i < len; i++) {                                  \
+        const float u = a[sa ? 0 : i], v = b[sb ? 0 : i];               \
+        y[i] = EXPR;                                                    \
+    }                                                                   \
     break
-#define LNN_EW1(EXPR)                                       \
-    for (size_t i = 0; i < len; i++) {                      \
-        const float u = a[sa ? 0 : i];                      \
-        y[i] = EXPR;                                        \
-    }                                                       \
+#define LNN_EW1(EXPR)                                                   \
+    for (size_t i = 0; i < len; i++) {                                  \
+        const float u = a[sa ? 0 : i];                                  \
+        y[i] = EXPR;                                                    \
+    }                                                                   \
     break
     switch ((lnn_opcode)code) {
     case LNN_OP_ADD:
