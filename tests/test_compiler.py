@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -143,7 +145,8 @@ def test_file_has_header_sections_and_crc(sine_compiled):
     assert data[:4] == b"LNNB"
     back = lnnb.read(data)
     assert back.code == sine_compiled.program.code
-    assert back.meta["model"] == "ltc-sine"
+    assert back.meta == {"requires": sine_compiled.program.meta["requires"]}  # what a deploy checks, no more
+    assert back.names == () and sine_compiled.program.names  # the names stay with the compiler
     consts_offset = lnnb.section_offsets(data)[isa.const("SEC_CONSTS")][0]
     assert consts_offset % 64 == 0
 
@@ -154,6 +157,9 @@ def test_debug_info_lives_beside_the_file_and_follows_its_structure(sine_compile
     path = sine_compiled.save(tmp_path / "model.lnnb")
     source_map = debuginfo.load(path, data)
     assert source_map == list(sine_compiled.debug) and any("ltc.py:" in d["source"] for d in source_map)
+    info = json.loads(debuginfo.path_for(path).read_text())
+    assert info["names"] == list(sine_compiled.program.names) and info["meta"]["model"] == "ltc-sine"
+    assert info["meta"]["requires"] == lnnb.read(data).meta["requires"]
     # other constant values: the same program, still traced by name
     consts_at, _ = lnnb.section_offsets(data)[isa.const("SEC_CONSTS")]
     nudged = bytearray(data)

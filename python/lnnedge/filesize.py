@@ -17,8 +17,8 @@ PARTS = (
     ("other constants", "element-wise programs, per-step tables, alignment"),
     ("tensor table", f"{const('TENSOR_ENTRY_SIZE')} bytes per tensor"),
     ("code", "instruction words"),
-    ("names", "tensor names"),
-    ("metadata", "JSON: model, recipe, requirements"),
+    ("names", "tensor names (the compiler writes them to the .debug.json)"),
+    ("metadata", "JSON: what the model needs to run"),
     ("test set", "the bundled smoke test"),
     ("header", "header, section table, section alignment"),
 )
@@ -45,10 +45,13 @@ def breakdown(data: bytes) -> dict[str, int]:
 
 
 def table(sizes: dict[str, dict[str, int]]) -> str:
-    """Breakdowns side by side (column title -> breakdown), with each column's total."""
+    """Breakdowns side by side (column title -> breakdown), with each column's total; a part no file has
+    (e.g. float16 matrices beside int8, names in a compiler-written file) is left out."""
     width = max(9, *(len(title) + 2 for title in sizes))
     lines = [f"  {'file bytes':<18}" + "".join(f"{title:>{width}}" for title in sizes)]
     for part, what in PARTS:
+        if not any(parts[part] for parts in sizes.values()):
+            continue
         lines.append(f"  {part:<18}" + "".join(f"{parts[part]:>{width},}" for parts in sizes.values())
                      + f"   {what}")
     lines.append(f"  {'total':<18}" + "".join(f"{sum(parts.values()):>{width},}" for parts in sizes.values()))

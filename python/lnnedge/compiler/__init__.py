@@ -4,7 +4,8 @@
     from lnnedge.compiler import compile_module
 
     compiled = compile_module(model, (torch.zeros(1, 1),), name="ltc-sine")
-    compiled.save("build/ltc-sine/model.lnnb")   # also writes the listing (.txt) and debug info (.debug.json)
+    compiled.save("build/ltc-sine/model.lnnb")   # also writes the listing (.txt) and debug info (.debug.json:
+                                                  # tensor names, metadata, source map)
     y = compiled.run(x)                           # the reference VM (numpy) on the same bytes
     print(compiled.arena_bytes(batch=1), compiled.plan_summary())
 
@@ -53,7 +54,7 @@ class CompiledModel:
         path = Path(path)
         atomic_write_bytes(path, self.data)
         atomic_write_text(path.with_name(path.name + ".txt"), self.listing())
-        debuginfo.save(path, self.data, self.debug, [p.name for p in self.log])
+        debuginfo.save(path, self.data, self.program, self.debug, [p.name for p in self.log])
         return path
 
     @property
@@ -141,7 +142,11 @@ def compile_module(module: torch.nn.Module, example_inputs: Sequence[torch.Tenso
     graph = capture(module, example_inputs)
     graph, log = run(graph, int8_scales=int8_scales, float16_layers=float16_layers)
     emitted = emit(graph, tuple(state))
-    info = {"model": name, "requires": requirements(emitted.program), **(meta or {})}
-    program = lnnb.Program(**{**emitted.program.__dict__, "meta": info, "tests": tests})
+    requires = requirements(emitted.program)
+    program = lnnb.Program(**{**emitted.program.__dict__, "tests": tests,
+                              "meta": {"model": name, "requires": requires, **(meta or {})}})
     emitted = replace(emitted, program=program)
-    return CompiledModel(name, lnnb.write(program), emitted, graph, tuple(log))
+    # The device file records what it needs (a deploy checks it) and nothing the VM does not read: the
+    # tensor names and the rest of the metadata go to the debug info beside it (CompiledModel.save).
+    device = replace(program, names=(), meta={"requires": requires})
+    return CompiledModel(name, lnnb.write(device), emitted, graph, tuple(log))

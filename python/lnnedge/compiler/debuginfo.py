@@ -1,8 +1,10 @@
 """Debug info beside the model, not in it: model.lnnb.debug.json.
 
-The VM never reads the source map (which PyTorch line and module each instruction computes) or the
-pass list, so the deployed .lnnb does not carry them: no source lines on the device, and 1-2 KB less
-to flash or download. `verify --trace` reads them here. The map describes the program's structure
+The VM never reads the tensor names, the model's description (recipe, solver, quantization), the
+source map (which PyTorch line and module each instruction computes) or the pass list, so the deployed
+.lnnb does not carry them: no source lines on the device, and 2-3 KB less to flash, download and hold
+in a microcontroller's RAM (the file keeps the requirements a deploy checks). `verify --trace` reads
+the source map here. The map describes the program's structure
 (the tensor table and the code), so it is keyed by a digest of those two sections: it stays valid
 when only constant values change (a nudged weight is still traced by name) and is refused for
 another program.
@@ -35,9 +37,11 @@ def structure_digest(data: bytes) -> str:
     return digest.hexdigest()
 
 
-def save(model_path: Path, data: bytes, debug: tuple[dict, ...], passes: list[str]) -> Path:
+def save(model_path: Path, data: bytes, program: lnnb.Program, debug: tuple[dict, ...], passes: list[str]) -> Path:
+    """`program`: the compiled program with its tensor names and metadata (`data` is the device file)."""
     path = path_for(model_path)
-    info = {"structure_sha256": structure_digest(data), "passes": passes, "debug": list(debug)}
+    info = {"structure_sha256": structure_digest(data), "meta": program.meta, "names": list(program.names),
+            "passes": passes, "debug": list(debug)}
     atomic_write_text(path, json.dumps(info, indent=1, sort_keys=True) + "\n")
     return path
 
