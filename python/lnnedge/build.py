@@ -15,9 +15,10 @@ from pathlib import Path
 
 from .config import Target
 from .paths import BUILD_DIR, ROOT, VM_DIR
+from .errors import LnnedgeError
 
 
-class BuildError(RuntimeError):
+class BuildError(LnnedgeError, RuntimeError):
     pass
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from .paths import ROOT
+from .errors import LnnedgeError
 
 TARGETS_DIR = ROOT / "targets"
 TOOLCHAINS_DIR = ROOT / "toolchains"
@@ -47,7 +48,7 @@ def boards_file() -> Path:
 SIMD_LEVELS = ("auto", "scalar", "neon", "sse3", "avx2", "avx512")
 
 
-class ConfigError(ValueError):
+class ConfigError(LnnedgeError, ValueError):
     pass
 
 

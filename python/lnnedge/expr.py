@@ -10,13 +10,14 @@ import ast
 from collections.abc import Mapping
 
 import numpy as np
+from .errors import LnnedgeError
 
 FUNCTIONS = {name: getattr(np, name) for name in ("sin", "cos", "tan", "exp", "log", "sqrt", "tanh", "abs")}
 _BINARY = {ast.Add: np.add, ast.Sub: np.subtract, ast.Mult: np.multiply, ast.Div: np.divide, ast.Pow: np.power}
 _UNARY = {ast.USub: np.negative, ast.UAdd: np.positive}
 
 
-class ExprError(ValueError):
+class ExprError(LnnedgeError, ValueError):
     pass
 
 

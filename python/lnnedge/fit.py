@@ -10,9 +10,10 @@ from pathlib import Path
 
 from . import lnnb
 from .config import Board
+from .errors import LnnedgeError
 
 
-class FitError(ValueError):
+class FitError(LnnedgeError, ValueError):
     pass
 
 

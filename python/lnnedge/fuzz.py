@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from .paths import BUILD_DIR, VM_DIR
+from .errors import LnnedgeError
 
 TARGETS = ("load", "run")
 # the same harnesses with unsigned wrap-around reported in the loader and verifier
@@ -47,7 +48,7 @@ SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime e
 _ARTIFACT_KINDS = ("crash", "leak", "timeout", "oom", "slow-unit")
 
 
-class FuzzError(RuntimeError):
+class FuzzError(LnnedgeError, RuntimeError):
     pass
 
 

@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .isa import const
+from .errors import LnnedgeError
 
 _HEADER = struct.Struct("<4sHHIIIIIIHHI24x")
 _SECTION = struct.Struct("<IIII")
 _TENSOR = struct.Struct("<BBBB4IIII")
 
 
-class FormatError(ValueError):
+class FormatError(LnnedgeError, ValueError):
     """A file that is not a well-formed .lnnb container."""
 
 

@@ -14,9 +14,10 @@ import yaml
 
 from .expr import ExprError, number
 from .paths import RECIPES_DIR
+from .errors import LnnedgeError
 
 
-class RecipeError(ValueError):
+class RecipeError(LnnedgeError, ValueError):
     pass
 
 

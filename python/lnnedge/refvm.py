@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from . import isa, kernels_np, lnnb
+from .errors import LnnedgeError
 
 _BINARY = {"ADD": "add", "SUB": "sub", "MUL": "mul", "DIV": "div"}
 _UNARY = {"NEG": "neg", "EXP": "exp", "SIGMOID": "sigmoid", "TANH": "tanh", "RELU": "relu"}
@@ -21,7 +22,7 @@ _UNARY = {"NEG": "neg", "EXP": "exp", "SIGMOID": "sigmoid", "TANH": "tanh", "REL
 Trace = Callable[[int, str, int, np.ndarray], None]
 
 
-class RefVMError(RuntimeError):
+class RefVMError(LnnedgeError, RuntimeError):
     pass
 
 

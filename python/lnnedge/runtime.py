@@ -35,6 +35,7 @@ import numpy as np
 
 from . import isa
 from .paths import BUILD_DIR
+from .errors import LnnedgeError
 
 _U32 = ctypes.c_uint32
 _P = ctypes.c_void_p
@@ -47,7 +48,7 @@ class _Tests(ctypes.Structure):
                 ("inputs", ctypes.POINTER(ctypes.c_float)), ("expected", ctypes.POINTER(ctypes.c_float))]
 
 
-class VMError(RuntimeError):
+class VMError(LnnedgeError, RuntimeError):
     """A status other than OK from the C VM; `name` is its code name, e.g. E_CRC."""
 
     def __init__(self, name: str, message: str, offset: int | None = None):

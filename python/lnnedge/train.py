@@ -20,9 +20,10 @@ from . import data
 from .artifacts import atomic_write_bytes, atomic_write_text
 from .models import build_model
 from .recipe import Recipe
+from .errors import LnnedgeError
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(LnnedgeError, RuntimeError):
     pass
 
 

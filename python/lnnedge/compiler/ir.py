@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+from ..errors import LnnedgeError
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ def free_values(node: Node) -> set[str]:
     return used - defined
 
 
-class CompileError(ValueError):
+class CompileError(LnnedgeError, ValueError):
     """A model the compiler cannot handle; the message names the op and its source line."""
 
     def __init__(self, message: str, node: Node | None = None):

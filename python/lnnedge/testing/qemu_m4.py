@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 
 from ..transports.serial_link import SerialTransport
+from ..errors import LnnedgeError
 
 QEMU = "qemu-system-arm"
 MACHINE = "mps2-an386"
@@ -54,7 +55,7 @@ def default_elf() -> Path:
     return BUILD_DIR / "firmware" / "cortex-m4" / "lnnedge-m4.elf"
 
 
-class QemuError(RuntimeError):
+class QemuError(LnnedgeError, RuntimeError):
     pass
 
 

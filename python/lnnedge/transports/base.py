@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+from ..errors import LnnedgeError
 
 
-class TransportError(RuntimeError):
+class TransportError(LnnedgeError, RuntimeError):
     pass
 
 
