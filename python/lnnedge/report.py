@@ -10,6 +10,7 @@ from .paths import BUILD_DIR, ROOT
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 BENCH_BEGIN, BENCH_END = "<!-- bench:begin -->", "<!-- bench:end -->"
+RELIABILITY_BEGIN, RELIABILITY_END = "<!-- reliability:begin -->", "<!-- reliability:end -->"
 _ENGINES = (("c_vm", "C VM, in-process (runner's timing loop)"), ("c_vm_python", "C VM through the Python binding"),
             ("onnxruntime", "ONNX Runtime"), ("pytorch", "PyTorch eager"), ("reference_vm", "reference VM (numpy)"))
 
@@ -65,6 +66,18 @@ def _weights_table(w: dict, large: int) -> str:
     return "\n".join(rows)
 
 
+def reliability_table(build_dir: Path = BUILD_DIR) -> str:
+    """One row per campaign saved under build/reliability/ by `invoke reliability`."""
+    from .reliability import load_all
+
+    rows = ["| inputs | tried | rejected cleanly | accepted correctly | crashed | hung | wrongly accepted | how |",
+            "|---|---|---|---|---|---|---|---|"]
+    for r in load_all(build_dir / "reliability"):
+        rows.append(f"| {r.area} | {r.tried:,} | {r.rejected_cleanly:,} | {r.accepted_correctly:,} | {r.crashed} | "
+                    f"{r.hung} | {r.wrongly_accepted} | {r.how} |")
+    return "\n".join(rows)
+
+
 def _replace_block(text: str, begin: str, end: str, body: str) -> str:
     new, count = re.subn(re.escape(begin) + ".*?" + re.escape(end), lambda _m: f"{begin}\n{body}\n{end}", text,
                          flags=re.S)
@@ -74,7 +87,7 @@ def _replace_block(text: str, begin: str, end: str, body: str) -> str:
 
 
 def update_readme(readme: Path = ROOT / "README.md", build_dir: Path = BUILD_DIR) -> str:
-    """Both generated tables; the performance one only when build/bench.json exists."""
+    """The generated tables; performance and reliability only when their reports exist."""
     text = readme.read_text()
     tables = results_table(build_dir)
     text = _replace_block(text, BEGIN, END, tables)
@@ -83,6 +96,10 @@ def update_readme(readme: Path = ROOT / "README.md", build_dir: Path = BUILD_DIR
         bench = bench_table(json.loads(bench_path.read_text()))
         text = _replace_block(text, BENCH_BEGIN, BENCH_END, bench)
         tables += "\n\n" + bench
+    if (build_dir / "reliability").is_dir():
+        reliability = reliability_table(build_dir)
+        text = _replace_block(text, RELIABILITY_BEGIN, RELIABILITY_END, reliability)
+        tables += "\n\n" + reliability
     readme.write_text(text)
     return tables
 
