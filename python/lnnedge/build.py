@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Target
-from .paths import BUILD_DIR, ROOT, VM_DIR
 from .errors import LnnedgeError
+from .paths import BUILD_DIR, ROOT, VM_DIR
 
 
 class BuildError(LnnedgeError, RuntimeError):

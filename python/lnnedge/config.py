@@ -12,8 +12,8 @@ from pathlib import Path
 
 import yaml
 
-from .paths import ROOT
 from .errors import LnnedgeError
+from .paths import ROOT
 
 TARGETS_DIR = ROOT / "targets"
 TOOLCHAINS_DIR = ROOT / "toolchains"

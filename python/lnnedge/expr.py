@@ -10,6 +10,7 @@ import ast
 from collections.abc import Mapping
 
 import numpy as np
+
 from .errors import LnnedgeError
 
 FUNCTIONS = {name: getattr(np, name) for name in ("sin", "cos", "tan", "exp", "log", "sqrt", "tanh", "abs")}

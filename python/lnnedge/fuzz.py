@@ -29,8 +29,8 @@ import sys
 import time
 from pathlib import Path
 
-from .paths import BUILD_DIR, VM_DIR
 from .errors import LnnedgeError
+from .paths import BUILD_DIR, VM_DIR
 
 TARGETS = ("load", "run")
 # the same harnesses with unsigned wrap-around reported in the loader and verifier

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .isa import const
 from .errors import LnnedgeError
+from .isa import const
 
 _HEADER = struct.Struct("<4sHHIIIIIIHHI24x")
 _SECTION = struct.Struct("<IIII")

@@ -12,9 +12,9 @@ from typing import Any
 
 import yaml
 
+from .errors import LnnedgeError
 from .expr import ExprError, number
 from .paths import RECIPES_DIR
-from .errors import LnnedgeError
 
 
 class RecipeError(LnnedgeError, ValueError):

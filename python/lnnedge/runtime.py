@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from . import isa
-from .paths import BUILD_DIR
 from .errors import LnnedgeError
+from .paths import BUILD_DIR
 
 _U32 = ctypes.c_uint32
 _P = ctypes.c_void_p

@@ -18,9 +18,9 @@ from tqdm import tqdm
 
 from . import data
 from .artifacts import atomic_write_bytes, atomic_write_text
+from .errors import LnnedgeError
 from .models import build_model
 from .recipe import Recipe
-from .errors import LnnedgeError
 
 
 class TrainingDiverged(LnnedgeError, RuntimeError):

@@ -37,8 +37,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..transports.serial_link import SerialTransport
 from ..errors import LnnedgeError
+from ..transports.serial_link import SerialTransport
 
 QEMU = "qemu-system-arm"
 MACHINE = "mps2-an386"
