@@ -215,3 +215,12 @@ def test_a_build_over_budget_fails_with_the_numbers():
     tight = replace(config.load_target("rpi4"), vm_size_budget=1000)
     with pytest.raises(BuildError, match=r"over its budget of 1000 bytes"):
         build(tight, echo=quiet)
+
+
+def test_kit_installs_every_toolchains_debian_packages():
+    """kit reads the toolchains' package lists from toolchains/*.yaml instead of repeating them."""
+    listed = set(subprocess.run(["bash", str(ROOT / "kit"), "--apt-packages"], check=True, capture_output=True,
+                                text=True).stdout.split())
+    for path in sorted((ROOT / "toolchains").glob("*.yaml")):
+        wanted = set(config.load_toolchain(path.stem).debian_packages)
+        assert wanted <= listed, f"{path.name}: kit does not install {sorted(wanted - listed)}"
