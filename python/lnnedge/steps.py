@@ -109,8 +109,8 @@ def compile_step(model: str, quant: str | None = None) -> dict:
           f"-> {path} ({plan['file_bytes']} bytes; code {plan['code_bytes']} B, constants {plan['const_bytes']} B)")
     if quant:
         dtype = np.int8 if quant == "int8" else np.float16
-        stored_as = [f"{name} {tuple(v.shape)}" for name, v in _all_constants(compiled.graph).items()
-                     if v.dtype == dtype]
+        constants = {k: v for scope in compiled.graph.scopes() for k, v in scope.constants.items()}
+        stored_as = [f"{name} {tuple(v.shape)}" for name, v in constants.items() if v.dtype == dtype]
         print(f"{quant} weights: {', '.join(stored_as) or 'none'}")
         plain = model_file(recipe.name)
         if plain.is_file():
@@ -126,14 +126,6 @@ def compile_step(model: str, quant: str | None = None) -> dict:
               f"{plan['in_place']} op(s) write over their operand")
     print(f"listing: {path.with_name(path.name + '.txt')}")
     return plan
-
-
-def _all_constants(graph) -> dict[str, np.ndarray]:
-    constants = dict(graph.constants)
-    for node in graph.nodes:
-        if node.op == "loop":
-            constants.update(_all_constants(node.attr("body")))
-    return constants
 
 
 def build_step(target_name: str, sanitize: bool = False) -> dict:

@@ -83,14 +83,6 @@ class _UnionFind:
         self.parent[self.find(b)] = self.find(a)
 
 
-def _all_types(graph: Graph) -> dict[str, TensorType]:
-    types = dict(graph.types)
-    for node in graph.nodes:
-        if node.op == "loop":
-            types.update(_all_types(node.attr("body")))
-    return types
-
-
 def _readers(nodes: tuple[Node, ...], name: str) -> list[int]:
     return [i for i, n in enumerate(nodes) if name in n.inputs]
 
@@ -98,7 +90,7 @@ def _readers(nodes: tuple[Node, ...], name: str) -> list[int]:
 class _Emitter:
     def __init__(self, graph: Graph, state: tuple[tuple[int, int], ...] = ()):
         self.graph = graph
-        self.types = _all_types(graph)
+        self.types = {k: v for scope in graph.scopes() for k, v in scope.types.items()}
         self.uf = _UnionFind()
         # state: (input, output) pairs; the input is a STATE tensor that the output is copied into at the end
         self.state_inputs = {graph.inputs[i]: graph.outputs[j] for i, j in state}

@@ -18,6 +18,7 @@ Two nodes carry subgraphs:
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -69,6 +70,11 @@ class Node:
     def output(self) -> str:
         return self.outputs[0]
 
+    @property
+    def subgraph(self) -> Graph | None:
+        """The graph this node carries (a loop's body, an ode's dynamics), else None."""
+        return self.attr("body") or self.attr("dynamics")
+
 
 @dataclass(frozen=True)
 class Graph:
@@ -88,10 +94,23 @@ class Graph:
     def type_of(self, name: str) -> TensorType:
         return self.types[name]
 
+    def scopes(self) -> Iterator[Graph]:
+        """This graph and every graph its nodes carry (loop bodies, ode dynamics), nested ones too, each before
+        the graphs inside it."""
+        yield self
+        for node in self.nodes:
+            if node.subgraph is not None:
+                yield from node.subgraph.scopes()
+
+    def walk(self) -> Iterator[Node]:
+        """Every node of this graph and of the graphs it carries, scope by scope (see scopes)."""
+        for scope in self.scopes():
+            yield from scope.nodes
+
 
 def free_values(node: Node) -> set[str]:
     """Values of the enclosing scope that a loop body reads (empty for plain nodes)."""
-    body: Graph | None = node.attr("body") or node.attr("dynamics")
+    body = node.subgraph
     if body is None:
         return set()
     defined = set(body.inputs) | set(body.constants) | set(body.step_tables)

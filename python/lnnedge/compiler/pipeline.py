@@ -59,17 +59,6 @@ class PassLog:
     nodes: int
 
 
-def count_nodes(graph: Graph) -> int:
-    total = 0
-    for node in graph.nodes:
-        total += 1
-        if node.op == "loop":
-            total += count_nodes(node.attr("body"))
-        elif node.op == "ode":
-            total += count_nodes(node.attr("dynamics"))
-    return total
-
-
 def passes(int8_scales: Mapping[str, np.ndarray] | None = None, float16_layers: Collection[str] = ()
            ) -> tuple[Pass, ...]:
     """The pipeline; with `int8_scales` (layer -> scale per output row) those layers' weights are stored as
@@ -87,7 +76,7 @@ def run(graph: Graph, verifier=None, int8_scales: Mapping[str, np.ndarray] | Non
     for p in passes(int8_scales, float16_layers):
         result = p.run(graph)
         graph = result.graph
-        log.append(PassLog(p.name, result.modified, count_nodes(graph)))
+        log.append(PassLog(p.name, result.modified, sum(1 for _ in graph.walk())))
         if verifier is not None:
             verifier(graph, p.name)
     return graph, log
