@@ -12,27 +12,20 @@ from dataclasses import replace
 
 import numpy as np
 
-from ... import kernels_np
+from .. import optable
 from ..ir import Graph, Node
 from .base import Pass, PassResult
 
-_FOLDABLE = {"linear", "matmul_nt", "add", "sub", "mul", "div", "neg", "exp", "sigmoid", "tanh", "relu", "concat"}
-
 
 def evaluate(node: Node, args: list[np.ndarray]) -> np.ndarray:
-    if node.op in ("linear", "matmul_nt"):
-        return kernels_np.linear(*args)
-    if node.op in kernels_np.BINARY:
-        return kernels_np.binary(node.op, args[0], args[1])
-    if node.op in kernels_np.UNARY:
-        return kernels_np.unary(node.op, args[0])
-    out = args[0]
-    for arg in args[1:]:
-        out = kernels_np.concat(out, arg, node.attr("axis"))
-    return out
+    """The op's fold rule (its row in the op table): the kernels_np arithmetic."""
+    fold = optable.get(node.op).fold
+    assert fold is not None
+    return fold(node, args)
 
 
 def fold(graph: Graph, outer_constants: dict[str, np.ndarray] | None = None) -> tuple[Graph, bool]:
+    foldable = optable.names(lambda op: op.fold is not None)
     known = dict(outer_constants or {})
     known.update(graph.constants)
     constants = dict(graph.constants)
@@ -45,7 +38,7 @@ def fold(graph: Graph, outer_constants: dict[str, np.ndarray] | None = None) -> 
             if changed:
                 node = node.with_attrs(**{sub: inner})
                 modified = True
-        if node.op in _FOLDABLE and node.inputs and all(name in known for name in node.inputs):
+        if node.op in foldable and node.inputs and all(name in known for name in node.inputs):
             value = evaluate(node, [known[name] for name in node.inputs])
             known[node.output] = constants[node.output] = value
             modified = True

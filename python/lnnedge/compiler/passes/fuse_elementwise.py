@@ -26,14 +26,16 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import replace
 
+from ... import isa
+from .. import optable
 from ..ir import Graph, Node, TensorType, free_values
 from .base import Pass, PassResult
 
-ELEMENTWISE = ("add", "sub", "mul", "div", "neg", "exp", "sigmoid", "tanh", "relu")
-BINARY = ("add", "sub", "mul", "div")
-MAX_OPERANDS = 8      # EWISE1 .. EWISE8
-MAX_INSNS = 32        # LNN_EW_MAX_INSNS
-MAX_REGS = 8          # LNN_EW_MAX_REGS
+ELEMENTWISE = optable.names(lambda op: op.program)  # the ops a program may contain
+_EWISE = optable.get("ewise")
+MAX_OPERANDS = max(n for n in range(1, 256) if _EWISE.opcode_for(n) in isa.opcodes())  # EWISE1 .. EWISEn
+MAX_INSNS = isa.const("EW_MAX_INSNS")
+MAX_REGS = isa.const("EW_MAX_REGS")
 
 
 def operand_mode(t: TensorType, out: TensorType) -> str | None:
@@ -77,7 +79,7 @@ def program_of(members: list[Node]) -> tuple[tuple[str, ...], tuple[tuple[str, i
             d = free.pop() if free else nregs
             nregs = max(nregs, d + 1)
             reg_of[n.output] = d
-        program.append((n.op, d, srcs[0], srcs[1] if n.op in BINARY else 0))
+        program.append((n.op, d, srcs[0], srcs[1] if optable.get(n.op).operands == 2 else 0))
     return tuple(operands), tuple(program), nregs
 
 
@@ -147,7 +149,7 @@ def _fuse_scope(graph: Graph, outer_types: dict[str, TensorType]) -> tuple[Graph
         if len(members) < 2 or not _fits(members, types, out):
             continue
         operands, program, nregs = program_of(members)
-        fused[root_index] = Node("ewise", operands, (root.output,), (("program", program), ("regs", nregs)),
+        fused[root_index] = Node(_EWISE.name, operands, (root.output,), (("program", program), ("regs", nregs)),
                                  root.source)
         taken |= group
         modified = True

@@ -20,10 +20,9 @@ from dataclasses import replace
 
 import numpy as np
 
+from .. import optable
 from ..ir import Graph, Node
 from .base import Pass, run_scoped
-
-_FUSED = {"linear": "linear_t", "matmul_nt": "matmul_t"}
 
 
 def part_info(node: Node) -> tuple | None:
@@ -34,11 +33,12 @@ def part_info(node: Node) -> tuple | None:
 
 
 def _fusable(node: Node, known: dict[str, np.ndarray]) -> bool:
-    if node.op not in _FUSED or node.inputs[1] not in known or known[node.inputs[1]].ndim != 2:
+    op = optable.get(node.op)
+    if not op.transposed or node.inputs[1] not in known or known[node.inputs[1]].ndim != 2:
         return False
     if known[node.inputs[1]].dtype != np.float32:
         return False
-    return node.op == "matmul_nt" or node.inputs[2] in known
+    return not op.bias or node.inputs[2] in known
 
 
 def _fuse_scope(graph: Graph, outer: dict[str, np.ndarray], new_constants: dict[str, np.ndarray]
@@ -59,13 +59,13 @@ def _fuse_scope(graph: Graph, outer: dict[str, np.ndarray], new_constants: dict[
         wt = np.concatenate([known[n.inputs[1]].T for n in members], axis=1)
         new_constants[f"{base}/wt"] = np.ascontiguousarray(wt, dtype=np.float32)
         inputs = [x, f"{base}/wt"]
-        if op == "linear":
+        if optable.get(op).bias:
             new_constants[f"{base}/bias"] = np.concatenate([known[n.inputs[2]] for n in members]).astype(np.float32)
             inputs.append(f"{base}/bias")
         splits = tuple(int(known[n.inputs[1]].shape[0]) for n in members)
         modules = tuple(n.attr("module") or "" for n in members)  # whole layers (verify --trace)
         parts = tuple(part_info(n) for n in members)                # parts of layers (split_linear)
-        fused_at[id(first)] = Node(_FUSED[op], tuple(inputs), tuple(n.output for n in members),
+        fused_at[id(first)] = Node(optable.get(op).transposed, tuple(inputs), tuple(n.output for n in members),
                                    (("splits", splits), ("modules", modules), ("parts", parts)), first.source)
         dropped |= {id(n) for n in members[1:]}
         modified = True

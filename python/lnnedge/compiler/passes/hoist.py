@@ -12,16 +12,22 @@ from ..ir import Graph, Node
 from .base import Pass, PassResult
 
 
+def variant(body: Graph) -> set[str]:
+    """Values of a loop body that change between iterations: the state, the step tables, what is computed
+    from them, and what nested loops and zeros write (a zeros buffer is written again each iteration)."""
+    values = set(body.inputs) | set(body.step_tables)
+    for node in body.nodes:
+        if any(name in values for name in node.inputs) or node.op in ("loop", "zeros"):
+            values |= set(node.outputs)
+    return values
+
+
 def hoist_loop(loop: Node) -> tuple[list[Node], Node]:
     body: Graph = loop.attr("body")
-    variant = set(body.inputs) | set(body.step_tables)
+    changing = variant(body)
     hoisted, kept = [], []
     for node in body.nodes:
-        if any(name in variant for name in node.inputs) or node.op in ("loop", "zeros"):
-            variant |= set(node.outputs)
-            kept.append(node)
-        else:
-            hoisted.append(node)
+        (kept if any(out in changing for out in node.outputs) else hoisted).append(node)
     if not hoisted:
         return [], loop
     moved_types = {o: body.types[o] for n in hoisted for o in n.outputs if o in body.types}

@@ -23,10 +23,11 @@ from dataclasses import replace
 
 import numpy as np
 
+from .. import optable
 from ..ir import Graph, Node, TensorType
 from .base import Pass, PassResult
 
-_ZERO_PRODUCTS = ("matmul_nt", "matmul_t")
+_ZERO_PRODUCTS = optable.names(lambda op: bool(op.weight) and not op.int8 and not op.bias)  # x . W, no bias
 
 
 def _peel(graph: Graph, loop: Node, zeros: set[str]) -> tuple[list[Node], Node, dict[str, np.ndarray],

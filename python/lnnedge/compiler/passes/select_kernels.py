@@ -18,14 +18,13 @@ from dataclasses import replace
 
 import numpy as np
 
+from .. import optable
 from ..ir import Graph, Node
 from .base import Pass, run_scoped
 from .fuse_products import part_info
 
 MIN_M = 32  # outputs per row from which the outer-product kernels win (8 AVX2 vectors run 8 independent sums)
 MIN_K = 8   # a dot product shorter than one AVX2 vector wastes most of its lanes
-
-_TRANSPOSED = {"linear": "linear_t", "matmul_nt": "matmul_t"}
 
 
 def _select_scope(graph: Graph, outer: dict[str, np.ndarray], new_constants: dict[str, np.ndarray]
@@ -38,14 +37,15 @@ def _select_scope(graph: Graph, outer: dict[str, np.ndarray], new_constants: dic
             body, changed = _select_scope(node.attr("body"), known, new_constants)
             if changed:
                 node, modified = node.with_attrs(body=body), True
-        w = known.get(node.inputs[1]) if node.op in _TRANSPOSED else None
+        transposed = optable.get(node.op).transposed
+        w = known.get(node.inputs[1]) if transposed else None
         if w is not None and w.ndim == 2 and w.dtype == np.float32 and (w.shape[0] >= MIN_M or w.shape[1] < MIN_K):
             name = f"{node.inputs[1]}/t"
             new_constants[name] = np.ascontiguousarray(w.T)
             module = node.attr("module") or ""
             attrs = {**dict(node.attrs), "splits": (int(w.shape[0]),), "modules": (module,),
                      "parts": (part_info(node),)}
-            node = replace(node, op=_TRANSPOSED[node.op], inputs=(node.inputs[0], name, *node.inputs[2:]),
+            node = replace(node, op=transposed, inputs=(node.inputs[0], name, *node.inputs[2:]),
                            attrs=tuple(attrs.items()))
             modified = True
         nodes.append(node)

@@ -20,19 +20,12 @@ from dataclasses import replace
 
 import numpy as np
 
+from .. import optable
 from ..ir import Graph, Node, TensorType
 from .base import Pass, PassResult
+from .hoist import variant as _variant
 
-PRODUCTS = ("linear", "matmul_nt")
-
-
-def _variant(body: Graph) -> set[str]:
-    """Values of a loop body that change between iterations (hoist's rule)."""
-    variant = set(body.inputs) | set(body.step_tables)
-    for node in body.nodes:
-        if any(name in variant for name in node.inputs) or node.op in ("loop", "zeros"):
-            variant |= set(node.outputs)
-    return variant
+PRODUCTS = optable.names(lambda op: op.weight == "W" and not op.int8)  # float products of W (M, K)
 
 
 def _split_scope(graph: Graph, constants: dict[str, np.ndarray], new_constants: dict[str, np.ndarray],

@@ -18,11 +18,12 @@ from dataclasses import replace
 
 import numpy as np
 
+from .. import optable
 from ..ir import CompileError, Graph, Node
 from .base import Pass, run_scoped
 from .store_int8 import layers_of
 
-PRODUCTS = ("linear", "matmul_nt", "linear_t", "matmul_t")
+PRODUCTS = optable.names(lambda op: bool(op.weight) and not op.int8)  # the float products
 
 
 def _half(w: np.ndarray, node: Node) -> np.ndarray:

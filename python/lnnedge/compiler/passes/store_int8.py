@@ -25,11 +25,12 @@ from dataclasses import replace
 
 import numpy as np
 
+from .. import optable
 from ..ir import CompileError, Graph, Node
 from .base import Pass, PassResult, run_scoped
 
-Q8_OP = {"linear": "linear_q8", "matmul_nt": "matmul_ntq8", "linear_t": "linear_tq8", "matmul_t": "matmul_tq8"}
-TRANSPOSED = ("linear_t", "matmul_t")
+Q8_OP = {op: optable.get(op).quantized for op in optable.names(lambda op: bool(op.quantized))}
+TRANSPOSED = optable.names(lambda op: op.weight == "Wt")
 
 
 def layers_of(node: Node) -> tuple[str, ...]:
