@@ -30,9 +30,10 @@ from .capture import capture
 from .emit import Emitted, emit
 from .ir import CompileError, Graph
 from .listing import render
+from .optable import ops
 from .pipeline import PassLog, run
 
-__all__ = ["CompileError", "CompiledModel", "compile_module"]
+__all__ = ["CompileError", "CompiledModel", "compile_module", "ops"]
 
 
 @dataclass(frozen=True)
