@@ -1,4 +1,4 @@
-"""Fuzzing the C VM with libFuzzer (clang, ASan + UBSan): build, run, report.
+"""Fuzzing the C VM with libFuzzer (clang, ASan + UBSan) and with generated programs: build, run, report.
 
     from lnnedge.fuzz import fuzz
     report = fuzz(seconds=900, target="all", jobs=1)
@@ -12,6 +12,13 @@ only) into a working corpus that persists between runs
 (build/fuzz/work/<target>/). A crash, leak, timeout or sanitizer report is
 copied into vm/fuzz/regressions/ (tests/test_fuzz.py replays every file
 there), and fuzzing goes on with the time that is left.
+
+The target `gen` is the generative fuzzer (lnnedge.fuzzgen): valid programs from seeds, each run by the
+C VM's run plan, its interpreter and the reference VM, compared. It tests the checked build of the VM
+(build/fuzz/checked, `make CHECKED=1`) where vm/Makefile has one, else the host build, and continues
+from the seed the previous campaign stopped at (build/fuzz/gen/next-seed). A finding (a difference,
+a crash, a hang, an edge probe accepted) is kept under build/fuzz/gen/findings/ and counts as a crash
+of the report. "all" runs load, run and gen, `seconds` each, one after the other.
 
 Also a command line: python -m lnnedge.fuzz --seconds 60 --target all --jobs 1
 """
@@ -33,6 +40,7 @@ from .errors import LnnedgeError
 from .paths import BUILD_DIR, VM_DIR
 
 TARGETS = ("load", "run")
+GEN = "gen"  # the generative fuzzer (lnnedge.fuzzgen)
 # the same harnesses with unsigned wrap-around reported in the loader and verifier
 UINT_TARGETS = ("load_uint", "run_uint")
 FUZZ_DIR = VM_DIR / "fuzz"
@@ -54,9 +62,9 @@ class FuzzError(LnnedgeError, RuntimeError):
 
 def _target_name(target: str) -> str:
     name = target.removeprefix("fuzz_")
-    if name not in TARGETS + UINT_TARGETS:
+    if name not in TARGETS + UINT_TARGETS + (GEN,):
         raise FuzzError(f"unknown fuzz target {target!r}: expected one of "
-                        f"{', '.join(TARGETS + UINT_TARGETS)} or all")
+                        f"{', '.join(TARGETS + UINT_TARGETS + (GEN,))} or all")
     return name
 
 
@@ -79,6 +87,44 @@ def build_harnesses(echo=print) -> Path:
     if proc.returncode != 0:
         raise FuzzError(f"building the fuzz harnesses failed:\n{proc.stdout[-4000:]}{proc.stderr[-4000:]}")
     return OUT_DIR
+
+
+def build_gen_library(echo=print) -> Path:
+    """The VM library the generative fuzzer loads: the checked build (every kernel call's operand ranges
+    asserted) when vm/Makefile offers one, else the host release build."""
+    from .fuzzgen import CHECKED_LIBRARY
+
+    checked = "CHECKED" in (VM_DIR / "Makefile").read_text()
+    out = CHECKED_LIBRARY.parent if checked else BUILD_DIR / "vm" / "host"
+    args = ["make", "-C", str(VM_DIR), "-j2", f"O={out}", *(["CHECKED=1"] if checked else []), str(out / "liblnnvm.so")]
+    echo(f"$ {' '.join(args)}")
+    proc = subprocess.run(args, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise FuzzError(f"building the VM library for the generative fuzzer failed:\n{proc.stdout[-4000:]}"
+                        f"{proc.stderr[-4000:]}")
+    return out / "liblnnvm.so"
+
+
+def _run_gen(seconds: int, echo, library: Path | None) -> dict:
+    """The generative fuzzer for `seconds`, from the seed the last campaign stopped at."""
+    from .fuzzgen import OUT_DIR as GEN_DIR
+    from .fuzzgen import run_campaign
+
+    seed_file = GEN_DIR / "next-seed"
+    seed = int(seed_file.read_text()) if seed_file.is_file() else 0
+    stats = run_campaign(seconds=seconds, seed=seed, library=library, echo=echo)
+    GEN_DIR.mkdir(parents=True, exist_ok=True)
+    seed_file.write_text(f"{seed + stats.generated}\n")
+    kept = [f["file"] or f"generated program seed {f['seed']} ({f['kind']})" for f in stats.findings]
+    return {
+        "target": "fuzz_gen", "seconds": stats.seconds, "jobs": 1, "executions": stats.generated,
+        "exec_per_sec": int(stats.generated / max(stats.seconds, 1e-9)), "first_seed": seed,
+        "library": stats.library, "accepted": stats.accepted, "planned": stats.planned,
+        "refused": stats.refused, "refused_valid": stats.refused_valid, "checks": stats.checks,
+        "mismatches": stats.mismatches, "wrongly_accepted": stats.wrongly_accepted, "features": stats.features,
+        "crashes": kept, "crash_count": len(kept), "leaks": 0, "timeouts": stats.hangs, "ooms": 0,
+        "slow_units": 0, "sanitizer_reports": 0, "summary": stats.line(),
+    }
 
 
 def _env() -> dict[str, str]:
@@ -189,20 +235,25 @@ def _run_target(target: str, seconds: int, jobs: int, echo, work_root: Path | No
 
 def fuzz(seconds: int = 60, target: str = "all", jobs: int = 1, echo=print, build: bool = True,
          work: Path | None = None) -> dict:
-    """Builds the harnesses and fuzzes `target` ("load", "run", "load_uint", "run_uint", or "all":
-    load and run in turn) for `seconds` each with `jobs` processes. Returns and prints executions,
-    exec/s, corpus size and crashes per target and in total; crashes are copied into
-    vm/fuzz/regressions/.
-    build=False skips the make step (the caller built the harnesses); `work` replaces the
-    persistent working corpus folder build/fuzz/work/ (e.g. a fresh one for a smoke test)."""
+    """Builds the harnesses and fuzzes `target` ("load", "run", "load_uint", "run_uint", "gen", or "all":
+    load, run and gen in turn) for `seconds` each with `jobs` processes (gen: one). Returns and prints
+    executions, exec/s, corpus size and crashes per target and in total; libFuzzer's crashes are copied
+    into vm/fuzz/regressions/, the generative fuzzer's findings kept under build/fuzz/gen/findings/.
+    build=False skips the make step (the caller built the harnesses and the VM library); `work` replaces
+    the persistent working corpus folder build/fuzz/work/ (e.g. a fresh one for a smoke test)."""
     if seconds < 1:
         raise FuzzError("seconds must be >= 1")
     if jobs < 1:
         raise FuzzError("jobs must be >= 1")
-    names = TARGETS if target in ("all", "both") else (_target_name(target),)
+    names = TARGETS + (GEN,) if target in ("all", "both") else (_target_name(target),)
+    library = None
     if build:
-        build_harnesses(echo)
-    results = {name: _run_target(name, seconds, jobs, echo, work) for name in names}
+        if set(names) - {GEN}:
+            build_harnesses(echo)
+        if GEN in names:
+            library = build_gen_library(echo)
+    results = {name: _run_gen(seconds, echo, library) if name == GEN else _run_target(name, seconds, jobs, echo, work)
+               for name in names}
     report = {
         "seconds": seconds, "jobs": jobs, "targets": results,
         "executions": sum(r["executions"] for r in results.values()),
@@ -210,12 +261,22 @@ def fuzz(seconds: int = 60, target: str = "all", jobs: int = 1, echo=print, buil
         "sanitizer_reports": sum(r["sanitizer_reports"] for r in results.values()),
     }
     for r in results.values():
+        if r["target"] == "fuzz_gen":
+            echo(r["summary"])
+            continue
         echo(f"{r['target']}: {r['executions']} executions in {r['seconds']} s "
              f"({r['exec_per_sec']} exec/s), corpus {r['corpus_size']}, "
              f"crashes {r['crash_count']} (leaks {r['leaks']}, timeouts {r['timeouts']}, "
              f"ooms {r['ooms']}), slow units {r['slow_units']}, sanitizer reports {r['sanitizer_reports']}")
-    for c in report["crashes"]:
-        echo(f"  crash kept as {c}: add it to the regression test (tests/test_fuzz.py replays the folder)")
+    for c in report["crashes"][:20]:
+        if c.endswith(".lnnb"):
+            echo(f"  generated program kept as {c} (its .txt says how to replay it)")
+        elif c.startswith("generated"):
+            echo(f"  {c}: replay it with python -m lnnedge.fuzzgen --seed N --count 1")
+        else:
+            echo(f"  crash kept as {c}: add it to the regression test (tests/test_fuzz.py replays the folder)")
+    if len(report["crashes"]) > 20:
+        echo(f"  ... and {len(report['crashes']) - 20} more")
     return report
 
 
@@ -226,9 +287,9 @@ def replay(files: list[Path], target: str) -> subprocess.CompletedProcess:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="fuzz the C VM with libFuzzer")
+    ap = argparse.ArgumentParser(description="fuzz the C VM with libFuzzer and with generated programs")
     ap.add_argument("--seconds", type=int, default=60, help="per target")
-    ap.add_argument("--target", default="all", help="load, run, load_uint, run_uint or all (load and run)")
+    ap.add_argument("--target", default="all", help="load, run, load_uint, run_uint, gen or all (load, run, gen)")
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--json", help="also write the report here")
     ap.add_argument("--no-build", action="store_true", help="use the harnesses already in build/fuzz")
