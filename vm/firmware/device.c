@@ -12,6 +12,15 @@
  * buffers hold one frame of LNN_MAX_PAYLOAD bytes each. Nothing is
  * allocated; a block longer than the receive buffer is dropped up to the
  * next 0x00.
+ *
+ * Loading is atomic: a new model is written into the model buffer beside
+ * the loaded one (at the other end of it) and verified there by lnn_init
+ * into a second lnn_model; only then does it replace the loaded model. A
+ * load cut at any frame, a transfer with a bad CRC-32 or a file lnn_init
+ * refuses leaves the loaded model running. The price is that both files
+ * must fit in the buffer at once (else E_NO_ROOM: the host unloads first);
+ * two separate buffers would halve the largest model instead, for every
+ * model.
  */
 #include "device.h"
 
@@ -64,18 +73,30 @@ static struct {
     uint32_t session;  /* 0 until the first HELLO */
     uint32_t pool;     /* entropy gathered until then */
     int have_last;     /* tx_wire answers (last_seq, last_crc) */
+    int have_seq;      /* a request was executed: last_seq orders the next ones */
     uint16_t last_seq;
     uint32_t last_crc;
-    uint32_t rx_frames, rx_bad, rx_dup;
+    int have_hello;    /* hello_crc: the CRC of the last HELLO executed */
+    uint32_t hello_crc;
+    uint32_t rx_frames, rx_bad, rx_dup, rx_stale;
 } link;
 
+/* The model buffer holds the loaded model at one end and the one being
+ * uploaded at the other: model[cur] runs, model[!cur] is where a commit
+ * verifies the new file before it replaces the loaded one. */
 static struct {
     int active; /* between LOAD_BEGIN and LOAD_COMMIT */
     uint32_t size, crc, received;
-    int loaded; /* lnn_init accepted model_buf[0, size) */
-    uint32_t loaded_size, loaded_crc;
-    lnn_model m;
+    uint32_t at; /* where the upload goes in model_buf */
+    int loaded;  /* lnn_init accepted model_buf[loaded_at, + loaded_size) */
+    uint32_t loaded_at, loaded_size, loaded_crc;
+    int cur;
+    lnn_model model[2];
 } ld;
+
+#define LOADED (&ld.model[ld.cur])
+
+void (*lnn_dev_on_request)(const uint8_t *frame, size_t n);
 
 /* ---- little helpers -------------------------------------------------------- */
 
@@ -269,7 +290,7 @@ static void device_info(text *t)
     kv_str(t, "target", LNN_TARGET_NAME);
     kv_str(t, "arch", LNN_ARCH_NAME);
     kv_str(t, "vm_version", lnn_version());
-    kv_str(t, "isa", ld.loaded ? lnn_isa(&ld.m) : lnn_kernel_set_name(0));
+    kv_str(t, "isa", ld.loaded ? lnn_isa(LOADED) : lnn_kernel_set_name(0));
     t_str(t, "kernels: ");
     const char *k;
     for (uint32_t i = 0; (k = lnn_kernel_set_name(i)) != NULL; i++) {
@@ -298,13 +319,14 @@ static void device_info(text *t)
     kv_u32(t, "rx_frames", link.rx_frames);
     kv_u32(t, "rx_bad", link.rx_bad);
     kv_u32(t, "rx_dup", link.rx_dup);
+    kv_u32(t, "rx_stale", link.rx_stale);
     kv_u32(t, "rx_dropped", board_rx_dropped());
 }
 
 static void io_line(text *t, const char *kind, uint32_t i, uint32_t tensor)
 {
     char shape[64];
-    lnn_describe_shape(&ld.m, tensor, shape, sizeof shape);
+    lnn_describe_shape(LOADED, tensor, shape, sizeof shape);
     t_str(t, kind);
     t_u32(t, i);
     t_str(t, ": ");
@@ -317,7 +339,7 @@ static void model_info(text *t)
     kv_u32(t, "model_loaded", (uint32_t)ld.loaded);
     if (!ld.loaded)
         return;
-    const lnn_model *m = &ld.m;
+    const lnn_model *m = LOADED;
     kv_hex(t, "model_crc", ld.loaded_crc);
     t_str(t, "version: ");
     t_u32(t, lnn_rd16(m->buf + LNN_H_VERSION_MAJOR));
@@ -404,11 +426,31 @@ static void cmd_load_begin(uint16_t seq, const uint8_t *p, size_t len)
         error_end(seq, &t);
         return;
     }
-    ld.loaded = 0; /* the buffer is about to be overwritten */
+    /* beside the loaded model: at the start if it sits at the end, else at
+     * the 64-aligned end (the VM wants the file 4-aligned) */
+    uint32_t at = 0;
+    if (ld.loaded) {
+        const int at_start = ld.loaded_at == 0;
+        at = at_start ? (LNN_MODEL_MAX - size) & ~63u : 0;
+        const int fits = at_start ? at >= ld.loaded_size : size <= ld.loaded_at;
+        if (!fits) {
+            text t = proto_error(LNN_PE_E_NO_ROOM);
+            t_str(&t, ": ");
+            t_u32(&t, size);
+            t_str(&t, " + ");
+            t_u32(&t, ld.loaded_size);
+            t_str(&t, " > ");
+            t_u32(&t, LNN_MODEL_MAX);
+            t_str(&t, " bytes");
+            error_end(seq, &t);
+            return;
+        }
+    }
     ld.active = 1;
     ld.size = size;
     ld.crc = crc;
     ld.received = 0;
+    ld.at = at;
     answer(LNN_F_LOAD_BEGIN | LNN_P_OK_BIT, seq, 0);
 }
 
@@ -438,7 +480,7 @@ static void cmd_load_chunk(uint16_t seq, const uint8_t *p, size_t len)
         fail(seq, LNN_PE_E_PAYLOAD);
         return;
     }
-    memcpy(model_buf + offset, p + 4, n);
+    memcpy(model_buf + ld.at + offset, p + 4, n);
     if (offset + n > ld.received)
         ld.received = offset + n;
     wr32(TX_PAYLOAD, ld.received);
@@ -460,7 +502,8 @@ static void cmd_load_commit(uint16_t seq, size_t len)
         fail(seq, LNN_PE_E_INCOMPLETE);
         return;
     }
-    const uint32_t crc = lnn_crc32(0, model_buf, ld.size);
+    const uint8_t *file = model_buf + ld.at;
+    const uint32_t crc = lnn_crc32(0, file, ld.size);
     if (crc != ld.crc) {
         text t = proto_error(LNN_PE_E_TRANSFER_CRC);
         t_str(&t, ": got ");
@@ -470,13 +513,28 @@ static void cmd_load_commit(uint16_t seq, size_t len)
         error_end(seq, &t);
         return;
     }
-    memset(arena, 0, sizeof arena);
-    const lnn_status s = lnn_init(&ld.m, model_buf, ld.size, arena, sizeof arena);
+    /* Verified into the other lnn_model first: lnn_init writes to the arena
+     * only once every check has passed, so a refused file leaves the loaded
+     * model, its arena and its state as they were. Accepted, it is bound
+     * again to the zeroed arena: nothing of the old model stays. */
+    lnn_model *next = &ld.model[!ld.cur];
+    const lnn_status s = lnn_init(next, file, ld.size, arena, sizeof arena);
     if (s != LNN_OK) {
-        vm_fail(seq, s, lnn_error_offset(&ld.m));
+        vm_fail(seq, s, lnn_error_offset(next));
         return;
     }
+    memset(arena, 0, sizeof arena);
+    const lnn_status again = lnn_init(next, file, ld.size, arena, sizeof arena);
+    if (again != LNN_OK) {
+        /* the same bytes and arena passed a moment ago; should that ever
+         * change, no model is loaded rather than one half bound */
+        ld.loaded = 0;
+        vm_fail(seq, again, lnn_error_offset(next));
+        return;
+    }
+    ld.cur = !ld.cur;
     ld.loaded = 1;
+    ld.loaded_at = ld.at;
     ld.loaded_size = ld.size;
     ld.loaded_crc = crc;
     text t = payload_text();
@@ -495,7 +553,7 @@ static void cmd_run(uint16_t seq, const uint8_t *p, size_t len)
         fail(seq, LNN_PE_E_PAYLOAD);
         return;
     }
-    lnn_model *m = &ld.m;
+    lnn_model *m = LOADED;
     const uint32_t rows = lnn_rd16(p), batch = lnn_rd16(p + 2);
     if (rows == 0 || batch == 0) {
         fail(seq, LNN_PE_E_ROWS);
@@ -609,7 +667,7 @@ static void cmd_reset_state(uint16_t seq, const uint8_t *p, size_t len)
     } else if (ld.loaded) {
         /* a stateful model's streams start from zero state; the rest of the
          * arena is the model's (float16 constants widened by lnn_init) */
-        lnn_reset(&ld.m);
+        lnn_reset(LOADED);
     }
     answer(LNN_F_RESET_STATE | LNN_P_OK_BIT, seq, 0);
 }
@@ -652,7 +710,27 @@ static void on_frame(void)
         board_write(tx_wire, tx_wire_len);
         return;
     }
+    /* The host sends each request once with the next seq and repeats only
+     * the last one, so an intact request that is not newer than the last
+     * (serial-number order, RFC 1982) is an earlier frame again: a line or
+     * relay that duplicates or reorders. It is dropped, not executed twice.
+     * HELLO opens a host session at any seq; its random salt makes a HELLO
+     * identical to the last one a replay too. */
+    const int stale = type == LNN_F_HELLO
+                          ? link.have_hello && crc == link.hello_crc
+                          : link.have_seq && (uint16_t)(seq - link.last_seq - 1u) >= 0x7FFFu;
+    if (stale) {
+        link.rx_stale++;
+        return;
+    }
+    if (type == LNN_F_HELLO) {
+        link.have_hello = 1;
+        link.hello_crc = crc;
+    }
+    if (lnn_dev_on_request)
+        lnn_dev_on_request(rx_raw, n);
     link.have_last = 0;
+    link.have_seq = 1;
     link.last_seq = seq;
     link.last_crc = crc;
     const uint8_t *p = rx_raw + LNN_P_HEADER_SIZE;
