@@ -208,3 +208,31 @@ def test_time_dependent_dynamics_are_refused():
 
     with pytest.raises(CompileError, match="uses t"):
         compile_module(Model(), (torch.zeros(2, 3),))
+
+
+_DIGEST = """
+import hashlib, torch
+from lnnedge.compiler import compile_module
+from lnnedge.models.ncps import NcpsSequence, NcpsStep
+torch.manual_seed(0)
+model = NcpsSequence("ncps-cfc", 1, 16, 1, "autoncp").eval()
+step = NcpsStep(model.rnn)
+compiled = compile_module(step, (torch.zeros(1, 1), torch.zeros(1, model.hidden)), state=((1, 1),))
+print(hashlib.sha256(compiled.data).hexdigest())
+"""
+
+
+def test_compiled_bytes_do_not_depend_on_the_string_hash_seed():
+    """Python randomises the order of a set of strings per process (PYTHONHASHSEED); the compiler's output
+    must not follow it (fuse_elementwise grew its groups in set order: the same model gave other files)."""
+    import os
+    import subprocess
+    import sys
+
+    digests = set()
+    for seed in ("0", "1", "2"):
+        proc = subprocess.run([sys.executable, "-c", _DIGEST], capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "PYTHONHASHSEED": seed})
+        assert proc.returncode == 0, proc.stderr
+        digests.add(proc.stdout.strip())
+    assert len(digests) == 1

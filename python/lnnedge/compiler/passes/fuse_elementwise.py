@@ -136,7 +136,8 @@ def _fuse_scope(graph: Graph, outer_types: dict[str, TensorType]) -> tuple[Graph
         grown = True
         while grown:
             grown = False
-            for v in {v for m in group for v in nodes[m].inputs}:
+            # in the group's order, not a set's: the file must not depend on PYTHONHASHSEED
+            for v in dict.fromkeys(v for m in sorted(group) for v in nodes[m].inputs):
                 p = producer.get(v)
                 if p is None or p in group or p in taken or nodes[p].op not in ELEMENTWISE or types.get(v) != out:
                     continue
