@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import inputs_for, untrained
 from lnnedge import isa, lnnb
-from lnnedge.compiler import CompileError, compile_module, debuginfo
+from lnnedge.compiler import CompileError, compile_module, debuginfo, ops, optable
 from lnnedge.compiler.capture import capture
 from lnnedge.compiler.ir import Graph
 from lnnedge.compiler.passes import shape_inference
@@ -189,6 +189,79 @@ def test_unsupported_op_names_the_op_and_line():
 
     with pytest.raises(CompileError, match=r"aten\.sin.*test_compiler\.py:\d+: return torch\.sin\(x\)"):
         compile_module(UsesSin(), (torch.zeros(1, 2),))
+
+
+def test_unsupported_op_message_lists_what_the_op_table_captures():
+    class UsesSin(torch.nn.Module):
+        def forward(self, x):
+            return torch.sin(x)
+
+    with pytest.raises(CompileError) as caught:
+        compile_module(UsesSin(), (torch.zeros(1, 2),))
+    message = str(caught.value)
+    assert message.startswith("unsupported op aten.sin.default in UsesSin.forward at test_compiler.py:")
+    listed = [op.listing() for op in ops() if op.listing()]
+    assert len(listed) >= 20 and all(line in message for line in listed)
+    assert "linear (nn.Linear)" in message and "sub / rsub" in message and "ode_block (ODEBlock" in message
+
+
+def test_op_table_matches_the_vm_opcode_table():
+    """Every instruction a row names is in lnn_opcodes.def, and every compute instruction there has a row."""
+    opcodes = isa.opcodes()
+    named = set()
+    for op in ops():
+        if op.variadic:
+            arities = [n for n in range(1, 256) if op.opcode_for(n) in opcodes]
+            assert arities == list(range(1, len(arities) + 1)) and arities, op.name
+            named |= {op.opcode_for(n) for n in arities}
+        elif op.opcode:
+            assert op.opcode in opcodes, op.name
+            named.add(op.opcode)
+    structural = {"PUSH", "DROP", "LOOP", "END"}  # written by the encoder itself
+    assert set(opcodes) - structural == named
+
+
+def test_op_table_rows_are_unique_and_complete():
+    rows = ops()
+    assert len({op.name for op in rows}) == len(rows)
+    targets = [t for op in rows for t in op.targets]
+    assert len(set(targets)) == len(targets)  # a target in two rows would be captured by one silently
+    for op in rows:
+        assert (op.capture is not None) == bool(op.targets), op.name
+        assert op.ir or (op.shape is None and not op.opcode), op.name
+        assert not op.transposed or optable.get(op.transposed).weight == "Wt", op.name
+        assert not op.quantized or optable.get(op.quantized).int8, op.name
+        if op.opcode and op.param is not None:
+            assert op.format in ("DSTAX", "DSTP"), op.name
+
+
+def test_no_op_or_opcode_list_is_written_outside_the_op_table():
+    """Module-level tables of IR op names or VM opcode names in the compiler: only optable.py has them."""
+    import ast
+    from pathlib import Path
+
+    import lnnedge.compiler
+
+    names, opcodes = {op.name for op in ops()}, set(isa.opcodes())
+    found = []
+    for path in Path(lnnedge.compiler.__file__).parent.rglob("*.py"):
+        if path.name == "optable.py":
+            continue
+        for statement in ast.parse(path.read_text()).body:
+            if isinstance(statement, (ast.Assign, ast.AnnAssign)) and statement.value is not None:
+                words = [n.value for n in ast.walk(statement.value)
+                         if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+                if sum(w in names for w in words) >= 2 or sum(w in opcodes for w in words) >= 2:
+                    found.append(f"{path.name}:{statement.lineno}")
+    assert found == []
+
+
+def test_walk_visits_loop_bodies(sine_compiled):
+    graph = sine_compiled.graph
+    loops = [n for n in graph.nodes if n.op == "loop"]
+    assert loops and list(graph.scopes()) == [graph, *(n.attr("body") for n in loops)]
+    assert list(graph.walk()) == [*graph.nodes, *(n for loop in loops for n in loop.attr("body").nodes)]
+    assert sine_compiled.log[-1].nodes == len(list(graph.walk()))
 
 
 def test_time_dependent_dynamics_are_refused():
