@@ -82,7 +82,7 @@ def test_libfuzzer_output_is_parsed():
            "stat::number_of_executed_units: 5000\nstat::average_exec_per_sec:     2500\n"
            "stat::new_units_added:          37\nstat::peak_rss_mb:              41\n")
     assert lf._parse(log) == {"executions": 5000, "exec_per_sec": 2500, "new_units": 37, "peak_rss_mb": 41,
-                              "corpus": 40}
+                              "corpus": 40, "cov": 90, "ft": 200}
     fork = "#123456: cov: 300 ft: 900 corp: 512 exec/s 4000 oom/timeout/crash: 0/1/2 time: 30s job: 4 dft_time: 0\n"
     assert lf._parse(fork)["executions"] == 123456 and lf._parse(fork)["exec_per_sec"] == 4000
 
@@ -120,6 +120,7 @@ def test_generator_reaches_the_strided_operand_read_after_its_inner_loop():
     """The shape of defect 1, found in the generated code itself (lnnedge.fuzzgen.features walks the stack of
     the bytes): a loop-strided constant pushed inside an inner loop and consumed after that loop ends. And
     the other shapes the generator is meant to reach."""
+    from lnnedge import isa
     from lnnedge.fuzzgen import features, generate
 
     seen: dict[str, int] = {}
@@ -128,6 +129,7 @@ def test_generator_reaches_the_strided_operand_read_after_its_inner_loop():
             seen[f] = seen.get(f, 0) + 1
     assert seen.get("strided_after_loop", 0) >= 10, seen
     assert {"nested", "max_depth", "reentered"} <= seen.keys(), seen
+    assert {f"op:{name}" for name in isa.opcodes()} <= seen.keys(), "opcodes never generated"
 
 
 def test_features_finds_the_defect_1_shape_only_where_it_is():

@@ -136,17 +136,22 @@ def _env() -> dict[str, str]:
 
 _STAT = re.compile(r"^stat::(\w+):\s*(\d+)", re.M)
 _STATUS = re.compile(r"^#(\d+)\s+\w+\s+.*?corp: (\d+)/.*?exec/s: (\d+)", re.M)
+_COV = re.compile(r"\bcov: (\d+) ft: (\d+)")
 _FORK_STATUS = re.compile(r"^#(\d+): cov: \d+ ft: \d+ corp: (\d+) exec/s:? (\d+) "
                           r"oom/timeout/crash: (\d+)/(\d+)/(\d+)", re.M)
 
 
 def _parse(log: str) -> dict:
-    """Executions, exec/s, corpus size and new units from one libFuzzer log."""
+    """Executions, exec/s, corpus size, new units and coverage (edges `cov`, features `ft`, from the last
+    status line) from one libFuzzer log."""
     stats = {k: int(v) for k, v in _STAT.findall(log)}
     out = {"executions": stats.get("number_of_executed_units", 0),
            "exec_per_sec": stats.get("average_exec_per_sec", 0),
            "new_units": stats.get("new_units_added", 0),
-           "peak_rss_mb": stats.get("peak_rss_mb", 0), "corpus": None}
+           "peak_rss_mb": stats.get("peak_rss_mb", 0), "corpus": None, "cov": 0, "ft": 0}
+    cov = _COV.findall(log)
+    if cov:
+        out["cov"], out["ft"] = map(int, cov[-1])
     status = _STATUS.findall(log)
     if status:
         execs, corp, eps = map(int, status[-1])
@@ -186,7 +191,7 @@ def _run_target(target: str, seconds: int, jobs: int, echo, work_root: Path | No
         d.mkdir(parents=True, exist_ok=True)
     seeds = CORPUS_DIR / _input_kind(target)
     before = _artifacts(artifacts)
-    totals = {"executions": 0, "exec_per_sec": 0, "new_units": 0, "peak_rss_mb": 0, "corpus": 0}
+    totals = {"executions": 0, "exec_per_sec": 0, "new_units": 0, "peak_rss_mb": 0, "corpus": 0, "cov": 0, "ft": 0}
     reports = 0
     stamp = time.strftime("%Y%m%d-%H%M%S")
     log_path = logs / f"{target}-{stamp}.log"
@@ -210,6 +215,7 @@ def _run_target(target: str, seconds: int, jobs: int, echo, work_root: Path | No
             totals["executions"] += part["executions"]
             totals["new_units"] += part["new_units"]
             totals["peak_rss_mb"] = max(totals["peak_rss_mb"], part["peak_rss_mb"])
+            totals["cov"], totals["ft"] = max(totals["cov"], part["cov"]), max(totals["ft"], part["ft"])
             reports += sum(log.count(mark) for mark in SANITIZER_MARKS)
             if proc.returncode == 0 or jobs > 1:
                 break
@@ -226,7 +232,8 @@ def _run_target(target: str, seconds: int, jobs: int, echo, work_root: Path | No
         "target": f"fuzz_{target}", "seconds": round(elapsed, 1), "jobs": jobs,
         "executions": totals["executions"], "exec_per_sec": totals["exec_per_sec"],
         "corpus_size": totals["corpus"], "new_units": totals["new_units"],
-        "peak_rss_mb": totals["peak_rss_mb"], "crashes": [str(p) for p in kept],
+        "peak_rss_mb": totals["peak_rss_mb"], "cov": totals["cov"], "ft": totals["ft"],
+        "crashes": [str(p) for p in kept],
         "crash_count": len(kept), "leaks": kinds["leak"], "timeouts": kinds["timeout"],
         "ooms": kinds["oom"], "slow_units": kinds["slow-unit"], "sanitizer_reports": reports,
         "log": str(log_path),
@@ -265,7 +272,7 @@ def fuzz(seconds: int = 60, target: str = "all", jobs: int = 1, echo=print, buil
             echo(r["summary"])
             continue
         echo(f"{r['target']}: {r['executions']} executions in {r['seconds']} s "
-             f"({r['exec_per_sec']} exec/s), corpus {r['corpus_size']}, "
+             f"({r['exec_per_sec']} exec/s), corpus {r['corpus_size']}, cov {r['cov']} ft {r['ft']}, "
              f"crashes {r['crash_count']} (leaks {r['leaks']}, timeouts {r['timeouts']}, "
              f"ooms {r['ooms']}), slow units {r['slow_units']}, sanitizer reports {r['sanitizer_reports']}")
     for c in report["crashes"][:20]:

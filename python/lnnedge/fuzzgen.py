@@ -42,6 +42,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -330,7 +331,8 @@ class _Gen:
         a STATE tensor (the program then ends in TANH or SIGMOID, so the state stays within 1)."""
         r = self.rng
         dshape = _Val(0, x.dims, x.batched, 0.0) if not x.rows else _Val(0, x.dims, False, 0.0)
-        operands = [x] + [self.like(dshape) for _ in range(r.randint(0, 4))]
+        more = r.randint(0, 3) if r.random() < 0.7 else r.randint(4, 7)  # EWISE1..8
+        operands = [x] + [self.like(dshape) for _ in range(min(more, MAX_STACK - 1 - len(self.stack)))]
         n = len(operands)
         vals = [(v.mag, v.floor) for v in operands]  # (mag, floor) of operands, then registers
         regs: list[tuple[float, float]] = []
@@ -430,7 +432,7 @@ class _Gen:
         axes = [i for i in range(len(x.dims)) if not (i == 0 and x.batched)]
         if not axes:
             return None
-        kind = r.choice(("SOFTMAX", "LOG_SOFTMAX", "REDUCE_SUM", "REDUCE_MEAN", "MATMUL", "IMAGE"))
+        kind = r.choice(("SOFTMAX", "LOG_SOFTMAX", "REDUCE_SUM", "REDUCE_MEAN", "MATMUL", "IMAGE", "IMAGE"))
         self.features.add("graph")
         if kind in ("SOFTMAX", "LOG_SOFTMAX"):
             axis = r.choice(axes)
@@ -571,8 +573,11 @@ class _Gen:
             else:
                 carried = self.pick() or self.inputs[0]
             self.push(carried)
+        acc = self.zeroed() if carried is None and r.random() < 0.3 else None
         self.emit("LOOP", b=count)
         self.loops.append(count)
+        if acc is not None:
+            self.accumulate(acc)
         if carried is not None and r.random() < 0.6:  # the body pushes the carried operand again
             self.drop()
             self.push(carried)
@@ -583,6 +588,28 @@ class _Gen:
         if carried is not None:
             self.step(carried, 1)
             self.drop()
+
+    def zeroed(self) -> _Val:
+        """ZERO into a fresh tensor of an existing value's shape (the accumulator of the loop that follows)."""
+        like = self.pick(lambda v: not (v.batched and len(v.dims) < 2)) or self.inputs[0]
+        acc = self.arena(like.dims, like.batched)
+        self.op("ZERO", [], acc)
+        self.drop()
+        self.vals.append(acc)
+        return acc
+
+    def accumulate(self, acc: _Val) -> None:
+        """acc += y in place (y of acc's shape, a row or a single value), growing by |y| per iteration; a
+        TANH in place when that would pass MAG_CAP."""
+        y = self.like(acc)
+        if acc.mag + self.trips() * y.mag <= MAG_CAP:
+            acc.mag += self.trips() * y.mag
+            self.op(self.rng.choice(("ADD", "SUB")), [acc, y], acc)
+        else:
+            acc.mag = max(acc.mag, 1.0)
+            self.op("TANH", [acc], acc)
+        self.features.add("in_place")
+        self.drop()
 
     def edge_loop_depth(self) -> None:
         """Loops nested to LNN_MAX_LOOP_DEPTH, or one deeper (E_LOOP)."""
@@ -716,7 +743,7 @@ def features(data: bytes) -> set[str]:
     """Shapes of the code worth counting, found by walking the stack like the verifier: `strided_after_loop`
     when an op consumes a loop-strided constant pushed inside a loop that has ended since (issue 15's
     defect 1), `nested` (depth >= 2), `max_depth` (LNN_MAX_LOOP_DEPTH), `reentered` (an inner loop inside
-    an outer loop that runs more than once)."""
+    an outer loop that runs more than once); and `op:NAME` for every opcode the code uses."""
     p = lnnb.read(data)
     ops = isa.opcode_by_code()
     found: set[str] = set()
@@ -729,6 +756,7 @@ def features(data: bytes) -> set[str]:
         info = ops.get(code)
         if info is None:
             break
+        found.add(f"op:{info.name}")
         if info.name == "LOOP":
             if open_loops and any(c > 1 for _, c in open_loops):
                 found.add("reentered")
@@ -927,9 +955,10 @@ def run_campaign(programs: int | None = None, seconds: float | None = None, seed
             return True
         return stop_at_first and bool(stats.findings)
 
-    def finding(s: int, kind: str, detail: str) -> None:
+    def finding(s: int, kind: str, detail: str, shapes: Sequence[str] = ()) -> None:
         kept = _keep(s, kind, detail, out_dir) if len(stats.findings) < KEEP_FINDINGS else ""
-        stats.findings.append({"seed": s, "kind": kind, "detail": detail, "file": kept})
+        stats.findings.append({"seed": s, "kind": kind, "detail": detail, "file": kept,
+                               "shapes": [f for f in shapes if not f.startswith("op:")]})
         if stats.first_finding_after is None:
             stats.first_finding_after = {"programs": stats.generated, "seconds": round(time.monotonic() - start, 2)}
         if kept:
@@ -977,10 +1006,10 @@ def run_campaign(programs: int | None = None, seconds: float | None = None, seed
                         stats.probes_refused += 1
                 elif o.kind == "mismatch":
                     stats.mismatches += 1
-                    finding(o.seed, "mismatch", o.detail)
+                    finding(o.seed, "mismatch", o.detail, o.features)
                 else:
                     stats.wrongly_accepted += 1
-                    finding(o.seed, "wrongly_accepted", o.detail)
+                    finding(o.seed, "wrongly_accepted", o.detail, o.features)
                 now = time.monotonic()
                 if now - last_echo >= progress_every:
                     last_echo = now
