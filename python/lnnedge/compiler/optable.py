@@ -95,6 +95,8 @@ def _fold_concat(node: Node, args: list[np.ndarray]) -> np.ndarray:
     return out
 
 
+# field A of the instructions that take a parameter (lnn_opcodes.def): an axis, or stride / padding / window
+
 def _input_axis(node: Node, types: dict[str, TensorType]) -> int:
     return node.attr("axis") % len(types[node.inputs[0]].shape)
 
@@ -111,7 +113,7 @@ def _pool_param(node: Node, types: dict[str, TensorType]) -> int:
     return (node.attr("kernel") - 1) | (node.attr("stride") - 1) << 4
 
 
-A = torch.ops.aten
+A = torch.ops.aten  # the targets below are mostly its overloads
 _ELEMENTWISE = {"shape": shapes.elementwise, "capture": rules.operands, "program": True, "in_place": "type"}
 _BINARY = {**_ELEMENTWISE, "fold": _fold_binary}
 _UNARY = {**_ELEMENTWISE, "fold": _fold_unary}
