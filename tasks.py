@@ -159,16 +159,18 @@ def deploy(c, model=DEFAULT_MODEL, board=None, quant=None, force=False):
         raise Exit(f"error: deploy failed on {', '.join(failed)}; their previous deployments stay active", code=1)
 
 
-@task(help={"seconds": "seconds per fuzz target", "target": "load, run, load_uint, run_uint or all",
-            "jobs": "parallel fuzzing processes"})
+@task(help={"seconds": "seconds per fuzz target",
+            "target": "load, run, load_uint, run_uint, gen (generated programs) or all (load, run, gen)",
+            "jobs": "parallel fuzzing processes (libFuzzer targets)"})
 @step
 def fuzz(c, seconds=60, target="all", jobs=1):
-    """Fuzz the VM's loader and interpreter with libFuzzer (ASan + UBSan); crashes become regression files."""
+    """Fuzz the VM: libFuzzer (ASan + UBSan) on its loader and interpreter, generated programs on three executors."""
     from lnnedge.fuzz import fuzz as run_fuzz
 
     report = run_fuzz(int(seconds), target, int(jobs))
     if report["crashes"] or report["sanitizer_reports"]:
-        raise Exit("error: the fuzzer found crashes or sanitizer reports (saved under vm/fuzz/regressions/)", code=1)
+        raise Exit("error: the fuzzers found crashes, sanitizer reports or differences (saved under "
+                   "vm/fuzz/regressions/ and build/fuzz/gen/findings/)", code=1)
 
 
 @task(name="quantize-check", help={"model": "recipe name",
