@@ -33,9 +33,9 @@ def campaign_of(stats: Stats) -> Campaign:
     )
 
 
-def generated_model_files(programs: int = 100_000, seed: int = 0, library: Path | None = None,
+def generated_model_files(programs: int = 20_000, seed: int = 0, library: Path | None = None,
                           save: bool = True) -> Campaign:
-    """`programs` generated programs from `seed` on (about 200 a second on one core); saved as
+    """`programs` generated programs from `seed` on (about 170 a second on one core: 2 minutes); saved as
     build/reliability/model-files-generated.json unless save is False."""
     campaign = campaign_of(run_campaign(programs=programs, seed=seed, library=library, echo=lambda _m: None))
     if save:
