@@ -24,6 +24,7 @@ import torch
 from conftest import inputs_for, untrained
 from lnnedge.compiler import compile_module
 from lnnedge.paths import BUILD_DIR, VM_DIR
+from lnnedge.reliability.serial_frames import load_cut
 from lnnedge.testing.qemu_m4 import QemuM4
 from lnnedge.transports.base import TransportError
 from lnnedge.transports.serial_link import (
@@ -33,6 +34,7 @@ from lnnedge.transports.serial_link import (
     cobs_encode,
     decode_frame,
     encode_frame,
+    open_port,
     protocol,
 )
 from test_loader import BROKEN
@@ -347,6 +349,17 @@ def test_garbage_and_bit_flips_on_the_line_are_detected_and_resent(firmware, mod
     assert link.stats["uploads"] == 2
     assert int(device["rx_bad"]) > 0  # the device NAKed what it could not decode
     print(f"relay: {relay.counts}; host: {link.stats}; device: rx_bad {device['rx_bad']}, rx_dup {device['rx_dup']}")
+
+
+def test_an_upload_cut_on_the_board_leaves_the_loaded_model_running(firmware):
+    """The LOAD cut campaign (every frame on the host build, test_serial_reliability) at a sample of frames on
+    the board: LOAD_BEGIN, a chunk in the middle and LOAD_COMMIT, each cut after the whole frame and in its
+    middle; the connection is dropped there, a new one finds the model that should be there."""
+    problems: list[str] = []
+    with QemuM4(firmware["elf"]) as emu:
+        c = load_cut(lambda: open_port(emu.url), url=emu.url, at=(1, 4, 8), problems=problems)
+    assert c.tried == 6 and c.accepted_correctly == c.tried, problems
+    assert "8 frames" in c.how  # LOAD_BEGIN, 6 chunks, LOAD_COMMIT: frame 8 is the commit
 
 
 # ---- a board that hangs, dies and comes back --------------------------------------------------------------
