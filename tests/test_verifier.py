@@ -507,6 +507,44 @@ def test_strided_constant_is_checked_against_the_innermost_loop(vm):
     vm.expect(data, "E_STRIDE", code_at(data, 2))
 
 
+# Issue 15, defect 1: dt pushed again in an inner loop and read after that loop ended. The interpreter read
+# the row of the PUSH (1), the run plan the row of the loop's counter when read (2: past the constants, which
+# end with dt's 2 rows; with a third row in bounds, a different value). The verifier had checked row 1 only.
+# dt is on the stack at the inner LOOP (pc 7), and must be: the stack at END holds what it held at LOOP.
+STRIDED_AFTER_END = (*LINEAR_H, E("DROP"),
+                     E("LOOP", 0, 2), E("PUSH", 0, DT),
+                     E("LOOP", 0, 2), E("DROP"), E("PUSH", 0, DT), E("END"),
+                     E("PUSH", 0, H), E("MUL", 0, Y), E("DROP"), E("END"))
+
+
+@pytest.mark.parametrize("rows", [2, 3])
+def test_strided_operand_on_the_stack_at_a_loop_is_refused(vm, rows):
+    """Fails on 31302ac: accepted, then `lnnvm run` read past the constants (rows 2) or the plan and
+    --no-plan gave different outputs (rows 3)."""
+    consts = CONSTS + np.float32(9).tobytes() * (rows - 2)
+    data = build(code=STRIDED_AFTER_END, consts=consts)
+    vm.expect(data, "E_STRIDE", code_at(data, 7))
+
+
+def test_strided_operand_read_in_its_iteration_agrees_in_plan_and_interpreter(vm):
+    """The accepted form of the program above: dt read in the iteration it was pushed in, inside the inner
+    loop, at the inner loop's row; the run plan and the interpreter give the expected values."""
+    code = (*LINEAR_H, E("DROP"),
+            E("LOOP", 0, 2), E("LOOP", 0, 2), E("PUSH", 0, DT), E("PUSH", 0, H), E("MUL", 0, Y),
+            E("PUSH", 0, H), E("ADD", 0, H), E("DROP"), E("END"), E("END"))
+    x = np.array([[1, -1], [0.5, 2]], np.float32)
+    h = x @ np.array([[1, 2], [3, 4], [5, 6]], np.float32).T + np.array([0.5, -1, 2], np.float32)
+    for dt in (0.25, 0.75) * 2:  # the inner loop's rows, in each outer iteration
+        y = np.float32(dt) * h
+        h = y + h
+    cvm = vm.accept(build(code=code), max_batch=2)
+    assert cvm.use_plan(True)
+    planned = cvm.run([x])[0]
+    cvm.use_plan(False)
+    np.testing.assert_array_equal(cvm.run([x])[0], planned)
+    np.testing.assert_allclose(planned, y, rtol=1e-6)
+
+
 # ---- code: shapes, regions, aliasing ------------------------------------------------------------------------
 
 

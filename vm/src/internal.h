@@ -150,6 +150,19 @@ static inline void lnn_tensor_read(const lnn_model *m, uint32_t t,
     o->widened = lnn_rd32(e + LNN_T_WIDENED);
 }
 
+/* Bytes past its offset at which a loop-strided constant (stride > 0) is
+ * read in iteration i of the loop it was pushed in: the one definition of
+ * a strided operand's address, used by the verifier (i = count - 1, the
+ * last), the run plan and the interpreter. The verifier refuses a strided
+ * operand on the stack at a LOOP (E_STRIDE), hence at an END, so it is read
+ * in the iteration it was pushed in: the plan, which forms the address when
+ * the operand is read, and the interpreter, which forms it at the PUSH,
+ * see the same i. */
+static inline uint64_t lnn_stride_bytes(uint32_t stride, uint32_t i)
+{
+    return (uint64_t)stride * i;
+}
+
 /* Regions an instruction may write. */
 static inline int lnn_region_writable(uint32_t region)
 {

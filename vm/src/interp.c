@@ -670,14 +670,15 @@ static void lnn_run_plan(lnn_ctx *c, lnn_model *m)
             continue;
         }
         /* destinations: their base addresses as they are; operands: a
-         * loop-strided constant at this iteration's row (stride in bytes, a
-         * multiple of 4) */
+         * loop-strided constant at the row of the iteration it was pushed in,
+         * which is this one (verify.c) */
         const float *x[LNN_MAX_POPS];
         const lnn_plan_ref *r = &m->ref[s->ref];
         float *const *base = &m->ptr[s->ref];
         for (uint32_t i = 0, j = s->ndst; i < s->nsrc; i++, j++)
-            x[i] = r[j].stride ? base[j] + (size_t)(r[j].stride / 4u) * c->index[r[j].depth]
-                               : base[j];
+            x[i] = (const float *)(const void *)((const uint8_t *)base[j] +
+                                                 (size_t)lnn_stride_bytes(
+                                                     r[j].stride, c->index[r[j].depth]));
         lnn_exec(c, s, r, base, x);
         si++;
     }
@@ -707,7 +708,8 @@ static void lnn_run_code(lnn_ctx *c, const lnn_model *m)
             lnn_plan_ref r;
             lnn_ref_of(m, b, nl, &r);
             stack[sp].p = (const float *)(const void *)(lnn_ref_base(c, &r) +
-                                                        (size_t)r.stride * c->index[nl]);
+                                                        (size_t)lnn_stride_bytes(r.stride,
+                                                                                 c->index[nl]));
             stack[sp].t = (uint16_t)b;
             stack[sp].depth = (uint8_t)nl;
             sp++;

@@ -582,6 +582,19 @@ static lnn_status lnn_check_compute(lnn_model *m, lnn_written *w, lnn_opcode op,
 
 /* ---- the program ------------------------------------------------------------ */
 
+/* 1 if a loop-strided constant is among the sp tensors on the stack. At a
+ * LOOP that is refused (E_STRIDE). The stack at an END holds the tensors it
+ * held at its LOOP, so no strided operand is on the stack at an END either:
+ * one pushed in a loop body is read in the iteration it was pushed in,
+ * never after its loop ended nor in a later iteration (lnn_stride_bytes). */
+static int lnn_strided_on(const lnn_model *m, const uint16_t *stack, uint32_t sp)
+{
+    for (uint32_t i = 0; i < sp; i++)
+        if (lnn_rd32(lnn_tensor_entry(m, stack[i]) + LNN_T_STRIDE) != 0)
+            return 1;
+    return 0;
+}
+
 lnn_status lnn_verify_code(lnn_model *m)
 {
     const uint32_t code_off = lnn_file_offset(m, m->code);
@@ -662,8 +675,8 @@ lnn_status lnn_verify_code(lnn_model *m)
             if (v.e.stride != 0) {
                 if (nl == 0)
                     LNN_VFAIL(E_STRIDE);
-                const uint64_t last = (uint64_t)v.e.offset +
-                                      (uint64_t)v.e.stride * (loops[nl - 1].count - 1) +
+                const uint64_t last = v.e.offset +
+                                      lnn_stride_bytes(v.e.stride, loops[nl - 1].count - 1) +
                                       v.bytes;
                 if (last > m->consts_size)
                     LNN_VFAIL(E_STRIDE);
@@ -677,6 +690,8 @@ lnn_status lnn_verify_code(lnn_model *m)
         case LNN_OP_LOOP: {
             if (nl == LNN_MAX_LOOP_DEPTH)
                 LNN_VFAIL(E_LOOP);
+            if (lnn_strided_on(m, stack, sp))
+                LNN_VFAIL(E_STRIDE);
             /* runs <= 2^20 and b < 2^16: the product fits in 64 bits */
             const uint64_t trips = (uint64_t)runs * b;
             if (trips > LNN_MAX_TRIP_PRODUCT)
