@@ -16,37 +16,28 @@ from pathlib import Path
 
 from invoke import Collection, Exit, task
 
+# Numeric options have string defaults: Invoke would otherwise convert them with int() itself and print a
+# traceback for `--row abc`; lnnedge.args checks them and names the flag.
+
 sys.path.insert(0, str(Path(__file__).resolve().parent / "python"))
 
 DEFAULT_MODEL = "ltc-sine"
 
 
-def _user_errors():
-    from lnnedge.build import BuildError
-    from lnnedge.compiler import CompileError
-    from lnnedge.config import ConfigError
-    from lnnedge.expr import ExprError
-    from lnnedge.recipe import RecipeError
-    from lnnedge.refvm import RefVMError
-    from lnnedge.runtime import VMError
-    from lnnedge.train import TrainingDiverged
-    from lnnedge.transports import TransportError
-
-    return (BuildError, CompileError, ConfigError, ExprError, RecipeError, RefVMError, VMError, TrainingDiverged,
-            TransportError, FileNotFoundError, ValueError)
-
-
 def step(func):
-    """Run a task body; turn user errors into `Exit` with a one-line message (unless --debug)."""
+    """Run a task body; turn a user error (any LnnedgeError) into `Exit` with a one-line message (unless --debug).
+    Anything else is a bug in the kit and keeps its traceback."""
 
     @functools.wraps(func)
     def wrapper(c, *args, **kwargs):
+        from lnnedge.errors import LnnedgeError
+
         try:
             return func(c, *args, **kwargs)
-        except _user_errors() as exc:
+        except LnnedgeError as exc:
             if c.config.get("debug", False) or "--debug" in sys.argv:
                 raise
-            raise Exit(f"error: {exc}", code=1) from None
+            raise Exit(f"error: {' '.join(str(exc).split())}", code=1) from None
 
     return wrapper
 
@@ -56,10 +47,10 @@ def step(func):
 @step
 def train(c, model=DEFAULT_MODEL, seed=None, epochs=None):
     """Train a recipe's model; writes build/<model>/checkpoint.pt, train-metrics.json, loss.png."""
+    from lnnedge.args import optional_count
     from lnnedge.steps import train_step
 
-    metrics = train_step(model, seed=None if seed is None else int(seed),
-                         epochs=None if epochs is None else int(epochs))
+    metrics = train_step(model, seed=optional_count(seed, "--seed", 0), epochs=optional_count(epochs, "--epochs"))
     if not metrics["passed"] and "test_accuracy" in metrics:
         raise Exit(f"error: test accuracy {metrics['test_accuracy']:.4f} is below the recipe's target "
                    f"{metrics['target_accuracy']}", code=1)
@@ -73,9 +64,10 @@ def train(c, model=DEFAULT_MODEL, seed=None, epochs=None):
 @step
 def train_seeds(c, model=DEFAULT_MODEL, seeds="0,1,2,3,4", epochs=None):
     """Train on several seeds and check every one converges to the recipe's target RMSE."""
+    from lnnedge.args import counts, optional_count
     from lnnedge.steps import seeds_step
 
-    rows = seeds_step(model, [int(s) for s in seeds.split(",")], None if epochs is None else int(epochs))
+    rows = seeds_step(model, counts(seeds, "--seeds"), optional_count(epochs, "--epochs"))
     failed = [m["seed"] for m in rows if not m["passed"]]
     if failed:
         raise Exit(f"error: seeds {failed} did not reach the target RMSE", code=1)
@@ -108,27 +100,23 @@ def build(c, target="host", sanitize=False):
 @step
 def run(c, model=DEFAULT_MODEL, board=None, inputs="", quant=None):
     """Run the compiled model on a board and print its outputs."""
+    from lnnedge.args import numbers
     from lnnedge.steps import run_step
 
-    values = None
-    if inputs:
-        try:
-            values = [float(v) for v in inputs.split(",") if v.strip()]
-        except ValueError:
-            raise Exit(f"error: --inputs must be comma-separated numbers, got {inputs!r}", code=1) from None
-    run_step(model, board, values, quant)
+    run_step(model, board, numbers(inputs, "--inputs") if inputs else None, quant)
 
 
 @task(help={"model": "recipe name", "board": "a board in boards.yaml (default: its default_board)",
             "trace": "run one input with every intermediate tensor compared, and name the first op that differs",
             "row": "with --trace: which verify input to trace (default 0)", "quant": QUANT_HELP})
 @step
-def verify(c, model=DEFAULT_MODEL, board=None, trace=False, row=0, quant=None):
+def verify(c, model=DEFAULT_MODEL, board=None, trace=False, row="0", quant=None):
     """Compare the device with PyTorch on the recipe's verify points; exit 1 unless within tolerance."""
+    from lnnedge.args import count
     from lnnedge.steps import trace_step, verify_step
 
     if trace:
-        if not trace_step(model, board, int(row), quant):
+        if not trace_step(model, board, count(row, "--row", 0), quant):
             raise Exit("error: the device and the references part ways (see the first mismatch above)", code=1)
         return
     reports = verify_step(model, board, quant)
@@ -163,11 +151,12 @@ def deploy(c, model=DEFAULT_MODEL, board=None, quant=None, force=False):
             "target": "load, run, load_uint, run_uint, gen (generated programs) or all (load, run, gen)",
             "jobs": "parallel fuzzing processes (libFuzzer targets)"})
 @step
-def fuzz(c, seconds=60, target="all", jobs=1):
+def fuzz(c, seconds="60", target="all", jobs="1"):
     """Fuzz the VM: libFuzzer (ASan + UBSan) on its loader and interpreter, generated programs on three executors."""
+    from lnnedge.args import count
     from lnnedge.fuzz import fuzz as run_fuzz
 
-    report = run_fuzz(int(seconds), target, int(jobs))
+    report = run_fuzz(count(seconds, "--seconds"), target, count(jobs, "--jobs"))
     if report["crashes"] or report["sanitizer_reports"]:
         raise Exit("error: the fuzzers found crashes, sanitizer reports or differences (saved under "
                    "vm/fuzz/regressions/ and build/fuzz/gen/findings/)", code=1)
@@ -197,11 +186,12 @@ def bench(c, model=DEFAULT_MODEL, quick=False):
 
 @task(name="bench-matmul", help={"size": "matrix size n (n x n times n x n)", "runs": "timed runs of each"})
 @step
-def bench_matmul(c, size=256, runs=9):
+def bench_matmul(c, size="256", runs="9"):
     """The VM's blocked MATMUL kernel vs a naive triple loop in C; the table and build/bench.json's "matmul"."""
+    from lnnedge.args import count
     from lnnedge.bench import matmul_bench, matmul_table, save_matmul
 
-    result = matmul_bench(int(size), int(runs))
+    result = matmul_bench(count(size, "--size"), count(runs, "--runs"))
     print(matmul_table(result))
     print(f"wrote {save_matmul(result)}")
 
@@ -220,12 +210,13 @@ def status(c, board=None):
 @task(help={"model": "a sequence recipe (e.g. ltc-sequence)", "board": "a local or QEMU board",
             "steps": "samples to feed"})
 @step
-def stream(c, model="ltc-sequence", board=None, steps=32):
+def stream(c, model="ltc-sequence", board=None, steps="32"):
     """Feed a sequence to the device one sample at a time (`lnnvm stream`: stdin -> stdout, state in the VM) and
     show it gives the whole-sequence call's outputs."""
+    from lnnedge.args import count
     from lnnedge.steps import stream_step
 
-    if stream_step(model, board, int(steps)) > 0:
+    if stream_step(model, board, count(steps, "--steps")) > 0:
         raise Exit("error: streaming gave other outputs than the whole-sequence call", code=1)
 
 

@@ -39,7 +39,7 @@ def test_malformed_recipe(tmp_path, task, edit, message):
     ("boards: {pi: {target: rpi4, transport: ssh, host: h, user: u, remote_dir: /x}}",
      "give a 'key' file or 'agent: true'"),
     ("boards: {pi: {target: rpi4, transport: ssh, host: h, user: u, key: k, remote_dir: /x, port: 70000}}",
-     "port must be 1..65535"),
+     "boards.pi.port: must be <= 65535, got 70000"),
     ("boards: {pi: {target: host, transport: qemu}}", "transport qemu needs a target with qemu settings"),
     ("boards: {a: {target: host, transport: local}}\ngroups: {g: [a, ghost]}", "unknown board(s) ghost"),
 ])

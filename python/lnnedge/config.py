@@ -1,51 +1,37 @@
 """Targets (targets/*.yaml), toolchains (toolchains/*.yaml) and boards (boards.yaml), validated.
 
-Each mistake is a ConfigError naming the file, the entry and what is wrong.
+Each file is checked against a typed schema (schema.py: types, ranges, unknown keys refused with a
+did-you-mean); a mistake is a ConfigError naming the file, the key and the value. The schemas below
+describe the files as written; the frozen dataclasses are what the rest of the kit reads. (Over 400 lines:
+the schemas and the dataclasses of these files are read best side by side.)
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shlex
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import AfterValidator, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from .errors import LnnedgeError
 from .paths import ROOT
+from .schema import FileModel, Flag, Int, Name, Seconds, Size, Text, check, rule
 
 TARGETS_DIR = ROOT / "targets"
 TOOLCHAINS_DIR = ROOT / "toolchains"
 BOARDS_FILE = ROOT / "boards.yaml"
-TRANSPORTS = ("local", "qemu", "ssh", "serial", "qemu-system")
-_BOARD_FIELDS = {"target", "transport", "description", "qemu_cpu", "memory"}
-_UNITS = {"": 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "KB": 1000, "MB": 1000**2, "GB": 1000**3}
-
-
-def _bytes(value, path: Path, where: str) -> int:
-    """A size as an integer or a string like '256KiB' / '1GiB'."""
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMG]i?B|B)?\s*", str(value))
-    if not match:
-        raise ConfigError(f"{path}: {where}: {value!r} is not a size (e.g. 262144, '256KiB', '1GiB')")
-    return int(float(match.group(1)) * _UNITS[match.group(2) or ""])
-
-
-def _memory(entry: dict, path: Path, name: str) -> dict:
-    raw = entry.get("memory", {})
-    if not isinstance(raw, dict) or set(raw) - {"ram", "flash"}:
-        raise ConfigError(f"{path}: board '{name}': memory must be a mapping with ram and/or flash")
-    return {k: _bytes(v, path, f"board '{name}': memory.{k}") for k, v in raw.items()}
-_SSH_FIELDS = {"host", "port", "user", "key", "agent", "known_hosts", "remote_dir", "command_prefix", "timeouts"}
-_SERIAL_FIELDS = {"port", "baudrate", "timeouts", "retries"}
+SIMD_LEVELS = ("auto", "scalar", "neon", "sse3", "avx2", "avx512")
 
 
 def boards_file() -> Path:
     """boards.yaml at the repository root, or the file named by $LNNEDGE_BOARDS."""
     return Path(os.environ.get("LNNEDGE_BOARDS", BOARDS_FILE))
-SIMD_LEVELS = ("auto", "scalar", "neon", "sse3", "avx2", "avx512")
 
 
 class ConfigError(LnnedgeError, ValueError):
@@ -141,31 +127,194 @@ class Board:
         return (self.target.qemu.program, "-cpu", self.qemu_cpu or self.target.qemu.cpu)
 
 
-def _load_yaml(path: Path) -> dict:
+# ---- the files as written -------------------------------------------------------------------------------
+
+
+class ToolchainFile(FileModel):
+    name: Name | None = None  # when given, the file's name (toolchains/<name>.yaml)
+    cc: Text
+    ar: Text = "ar"
+    objdump: Text = "objdump"
+    size: str = ""
+    debian_packages: tuple[Text, ...] = ()
+    pip_packages: tuple[Text, ...] = ()
+    cmake: str = ""
+
+
+class QemuFile(FileModel):
+    program: Text
+    cpu: Text
+    machine: str = ""  # system emulation (bare-metal firmware) when set
+    icount: Int(ge=0, le=10) | None = None  # qemu's -icount shift: one instruction = 2^icount ns
+
+
+def _make_value(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise PydanticCustomError("rule", "must be a number or a string (a make variable), got {value}",
+                                  {"value": repr(value)})
+    return value
+
+
+def _make_name(value: str) -> str:
+    if not (value.isidentifier() and value.isascii()):
+        raise PydanticCustomError("rule", "{value} is not a make variable name", {"value": repr(value)})
+    return value
+
+
+class FirmwareFile(FileModel):
+    make_dir: Text
+    elf: Text
+    bin: Text
+    variables: dict[Annotated[str, AfterValidator(_make_name)],
+                    Annotated[int | str, Field(union_mode="left_to_right"), AfterValidator(_make_value)]] = {}
+
+
+class TargetFile(FileModel):
+    name: Name | None = None  # when given, the file's name (targets/<name>.yaml)
+    description: str = ""
+    arch: Text
+    os: Text
+    toolchain: Name
+    simd: Literal[SIMD_LEVELS]
+    cflags: tuple[Text, ...] = ()
+    static: Flag = False
+    cpu: Text = "native"
+    features: tuple[Text, ...] = ()
+    elf_machine: str = ""
+    qemu: QemuFile | None = None
+    vm_size_budget: Int(ge=0) = 0  # bytes; 0: no size gate
+    clock_hz: Int(ge=0) = 0
+    firmware: FirmwareFile | None = None
+
+
+class Memory(FileModel):
+    ram: Size | None = None
+    flash: Size | None = None
+
+
+class _Board(FileModel):
+    target: Name
+    description: str = ""
+    memory: Memory = Memory()
+
+
+class LocalBoard(_Board):
+    transport: Literal["local"]
+
+
+class QemuBoard(_Board):
+    transport: Literal["qemu"]
+    qemu_cpu: str = ""  # overrides the target's qemu.cpu
+
+
+class QemuSystemBoard(_Board):
+    transport: Literal["qemu-system"]
+
+
+def _remote_dir(value: str) -> str:
+    """The deploy tree on the board: absolute, never / itself, no '..' that would step out of it."""
+    path = PurePosixPath(value)
+    if not path.is_absolute() or ".." in path.parts or len(path.parts) < 2 or not value.isprintable():
+        raise PydanticCustomError("rule", "must be an absolute directory other than / without '..' or control "
+                                  "characters, got {value}", {"value": repr(value)})
+    return value
+
+
+def _command_prefix(value: str) -> str:
+    try:
+        shlex.split(value)
+    except ValueError as exc:
+        raise PydanticCustomError("rule", "{value} is not a shell word list ({why})",
+                                  {"value": repr(value), "why": str(exc)}) from None
+    return value
+
+
+def _host(value: str) -> str:
+    """A host name or address; never one that an ssh command line would read as an option."""
+    if not re.fullmatch(r"[A-Za-z0-9_.:%\[\]][A-Za-z0-9_.:%\[\]-]*", value):
+        raise PydanticCustomError("rule", "must be a host name or address, got {value}", {"value": repr(value)})
+    return value
+
+
+class SSHTimeouts(FileModel):
+    connect: Seconds() = 10.0
+    banner: Seconds() = 10.0
+    command: Seconds() = 120.0
+
+
+class SSHBoard(_Board):
+    transport: Literal["ssh"]
+    host: Annotated[str, Field(strict=True), AfterValidator(_host)]
+    port: Int(ge=1, le=65535) = 22
+    user: Text
+    key: str = ""  # a private key file (relative to boards.yaml), or use the agent
+    agent: Flag = False
+    known_hosts: Text = "~/.ssh/known_hosts"
+    remote_dir: Annotated[str, Field(strict=True), AfterValidator(_remote_dir)]
+    command_prefix: Annotated[str, Field(strict=True), AfterValidator(_command_prefix)] = ""
+    timeouts: SSHTimeouts = SSHTimeouts()
+
+    @model_validator(mode="after")
+    def _authentication(self) -> SSHBoard:
+        if not self.key and not self.agent:
+            raise rule("give a 'key' file or 'agent: true' for SSH authentication")
+        return self
+
+
+class SerialTimeouts(FileModel):
+    frame: Seconds() = 1.0
+    run: Seconds() = 60.0
+
+
+class SerialBoard(_Board):
+    transport: Literal["serial"]
+    port: Text  # any pyserial URL: /dev/ttyACM0, a pty, socket://host:port
+    baudrate: Int(ge=50, le=20_000_000) = 115200  # termios' slowest rate .. the fastest USB UARTs
+    timeouts: SerialTimeouts = SerialTimeouts()
+    retries: Int(ge=1, le=100) = 6
+
+
+BOARD_FILES: dict[str, type[_Board]] = {"local": LocalBoard, "qemu": QemuBoard, "ssh": SSHBoard,
+                                        "serial": SerialBoard, "qemu-system": QemuSystemBoard}
+TRANSPORTS = tuple(BOARD_FILES)
+
+
+class BoardsFile(FileModel):
+    default_board: Name | None = None  # the first board when not given
+    # each entry is checked against its transport's schema in load_boards (so a message names the key, not
+    # pydantic's union branch); BoardsSchema below shows editors the union
+    boards: Annotated[dict[Name, dict[str, Any]], Field(min_length=1)]
+    groups: dict[Name, Annotated[list[Name], Field(min_length=1)]] = {}
+
+
+class BoardsSchema(BoardsFile):
+    """boards.yaml for editors (JSON Schema): each board one of the transports' entries."""
+
+    boards: Annotated[dict[Name, Annotated[LocalBoard | QemuBoard | SSHBoard | SerialBoard | QemuSystemBoard,
+                                           Field(discriminator="transport")]], Field(min_length=1)]
+
+
+def json_schemas() -> dict[str, dict]:
+    """The JSON Schemas of boards.yaml, targets/*.yaml and toolchains/*.yaml."""
+    return {"boards": BoardsSchema.model_json_schema(), "target": TargetFile.model_json_schema(),
+            "toolchain": ToolchainFile.model_json_schema()}
+
+
+# ---- loading -----------------------------------------------------------------------------------------------
+
+
+def _load_yaml(path: Path) -> Any:
     if not path.is_file():
         raise ConfigError(f"{path}: file not found")
     try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: must be a mapping of fields")
-    return raw
+        return yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
 
 
-def _field(raw: dict, path: Path, entry: str, key: str, kind: type, default=None):
-    if key not in raw:
-        if default is None:
-            raise ConfigError(f"{path}: {entry}: field '{key}' is missing")
-        return default
-    value = raw[key]
-    if kind is tuple:
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{path}: {entry}: field '{key}' must be a list of strings, got {value!r}")
-        return tuple(value)
-    if not isinstance(value, kind) or (kind is str and not value):
-        raise ConfigError(f"{path}: {entry}: field '{key}' must be a {kind.__name__}, got {value!r}")
-    return value
+def _same_name(given: str | None, name: str, path: Path) -> None:
+    if given is not None and given != name:
+        raise ConfigError(f"{path}: name: {given!r} differs from the file's name {name!r}")
 
 
 def target_names() -> list[str]:
@@ -174,187 +323,101 @@ def target_names() -> list[str]:
 
 def load_toolchain(name: str) -> Toolchain:
     path = TOOLCHAINS_DIR / f"{name}.yaml"
-    raw = _load_yaml(path)
-    return Toolchain(
-        name=name,
-        cc=_field(raw, path, name, "cc", str),
-        ar=_field(raw, path, name, "ar", str, "ar"),
-        objdump=_field(raw, path, name, "objdump", str, "objdump"),
-        size=_field(raw, path, name, "size", str, ""),
-        debian_packages=_field(raw, path, name, "debian_packages", tuple, ()),
-        pip_packages=_field(raw, path, name, "pip_packages", tuple, ()),
-        cmake=_field(raw, path, name, "cmake", str, ""),
-    )
+    tc = check(ToolchainFile, _load_yaml(path), path, ConfigError)
+    _same_name(tc.name, name, path)
+    return Toolchain(name=name, cc=tc.cc, ar=tc.ar, objdump=tc.objdump, size=tc.size,
+                     debian_packages=tc.debian_packages, pip_packages=tc.pip_packages, cmake=tc.cmake)
 
 
 def load_target(name: str) -> Target:
+    if name not in target_names():  # also keeps a name like '../boards' from reaching the file system
+        raise ConfigError(f"unknown target {name!r}: no {TARGETS_DIR / f'{name}.yaml'} "
+                          f"(targets: {', '.join(target_names())})")
     path = TARGETS_DIR / f"{name}.yaml"
-    if not path.is_file():
-        raise ConfigError(f"unknown target {name!r}: no {path} (targets: {', '.join(target_names())})")
-    raw = _load_yaml(path)
-    toolchain = _field(raw, path, name, "toolchain", str)
-    if not (TOOLCHAINS_DIR / f"{toolchain}.yaml").is_file():
-        raise ConfigError(f"{path}: {name}: toolchain {toolchain!r} does not exist in {TOOLCHAINS_DIR}")
-    simd = _field(raw, path, name, "simd", str)
-    if simd not in SIMD_LEVELS:
-        raise ConfigError(f"{path}: {name}: simd {simd!r} is not one of {', '.join(SIMD_LEVELS)}")
-    qemu = None
-    if "qemu" in raw:
-        q = raw["qemu"]
-        if not isinstance(q, dict):
-            raise ConfigError(f"{path}: {name}: field 'qemu' must be a mapping with program and cpu")
-        qemu = Qemu(_field(q, path, f"{name}.qemu", "program", str), _field(q, path, f"{name}.qemu", "cpu", str),
-                    q.get("machine", ""), q.get("icount"))
-    firmware = None
-    if "firmware" in raw:
-        fw = raw["firmware"]
-        if not isinstance(fw, dict):
-            raise ConfigError(f"{path}: {name}: field 'firmware' must be a mapping (make_dir, elf, bin, variables)")
-        variables = fw.get("variables", {})
-        if not isinstance(variables, dict):
-            raise ConfigError(f"{path}: {name}: firmware.variables must be a mapping of make variables")
-        firmware = Firmware(_field(fw, path, f"{name}.firmware", "make_dir", str),
-                            _field(fw, path, f"{name}.firmware", "elf", str),
-                            _field(fw, path, f"{name}.firmware", "bin", str), variables)
+    t = check(TargetFile, _load_yaml(path), path, ConfigError)
+    _same_name(t.name, name, path)
+    if not (TOOLCHAINS_DIR / f"{t.toolchain}.yaml").is_file():
+        raise ConfigError(f"{path}: toolchain: {t.toolchain!r} is not a toolchain in {TOOLCHAINS_DIR}")
     return Target(
-        name=name,
-        description=_field(raw, path, name, "description", str, ""),
-        arch=_field(raw, path, name, "arch", str),
-        os=_field(raw, path, name, "os", str),
-        toolchain=load_toolchain(toolchain),
-        simd=simd,
-        cflags=_field(raw, path, name, "cflags", tuple, ()),
-        static=_field(raw, path, name, "static", bool, False),
-        cpu=_field(raw, path, name, "cpu", str, "native"),
-        features=_field(raw, path, name, "features", tuple, ()),
-        elf_machine=_field(raw, path, name, "elf_machine", str, ""),
-        qemu=qemu,
-        vm_size_budget=_field(raw, path, name, "vm_size_budget", int, 0),
-        clock_hz=_field(raw, path, name, "clock_hz", int, 0),
-        firmware=firmware,
-    )
+        name=name, description=t.description, arch=t.arch, os=t.os, toolchain=load_toolchain(t.toolchain),
+        simd=t.simd, cflags=t.cflags, static=t.static, cpu=t.cpu, features=t.features, elf_machine=t.elf_machine,
+        qemu=Qemu(**t.qemu.model_dump()) if t.qemu else None, vm_size_budget=t.vm_size_budget,
+        clock_hz=t.clock_hz, firmware=Firmware(**t.firmware.model_dump()) if t.firmware else None)
 
 
-def _ssh_settings(entry: dict, path: Path, name: str) -> SSHSettings:
-    where = f"board '{name}'"
+def _board(name: str, raw: Any, path: Path) -> Board:
+    where = ("boards", name)
+    transport = raw.get("transport") if isinstance(raw, dict) else None
+    if isinstance(raw, dict) and transport not in BOARD_FILES:
+        problem = "is missing" if transport is None else f"must be one of {', '.join(TRANSPORTS)}, got {transport!r}"
+        raise ConfigError(f"{path}: boards.{name}.transport: {problem}")
+    entry = check(BOARD_FILES[transport] if transport else LocalBoard, raw, path, ConfigError, within=where)
+    try:
+        target = load_target(entry.target)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: boards.{name}.target: {exc}") from None
+    needs = {"qemu": target.qemu is not None,
+             "qemu-system": target.qemu is not None and bool(target.qemu.machine) and target.firmware is not None,
+             "serial": target.firmware is not None}
+    if not needs.get(transport, True):
+        what = {"qemu": "a target with qemu settings", "qemu-system": "a firmware target with qemu.machine",
+                "serial": "a firmware target (e.g. cortex-m4)"}[transport]
+        raise ConfigError(f"{path}: boards.{name}: transport {transport} needs {what}; {target.name} is not one")
+    return Board(name, target, transport, entry.description, getattr(entry, "qemu_cpu", ""),
+                 _ssh_settings(entry, path) if isinstance(entry, SSHBoard) else None,
+                 {k: v for k, v in entry.memory.model_dump().items() if v is not None},
+                 _serial_settings(entry) if isinstance(entry, SerialBoard) else None)
 
+
+def _ssh_settings(entry: SSHBoard, path: Path) -> SSHSettings:
     def local_path(value: str) -> Path:
         p = Path(os.path.expanduser(value))
         return p if p.is_absolute() else (path.parent / p)
 
-    key = _field(entry, path, where, "key", str, "")
-    timeouts = entry.get("timeouts", {})
-    if not isinstance(timeouts, dict) or set(timeouts) - {"connect", "banner", "command"}:
-        raise ConfigError(f"{path}: {where}: 'timeouts' may hold connect, banner and command (seconds)")
-    for k, v in timeouts.items():
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
-            raise ConfigError(f"{path}: {where}: timeouts.{k} must be a positive number of seconds, got {v!r}")
-    port = _field(entry, path, where, "port", int, 22)
-    if not 0 < port < 65536:
-        raise ConfigError(f"{path}: {where}: port must be 1..65535, got {port}")
-    agent = _field(entry, path, where, "agent", bool, False)
-    if not key and not agent:
-        raise ConfigError(f"{path}: {where}: give a 'key' file or 'agent: true' for SSH authentication")
-    prefix = entry.get("command_prefix", "")
-    if not isinstance(prefix, str):
-        raise ConfigError(f"{path}: {where}: command_prefix must be a string, got {prefix!r}")
-    import shlex
-
-    return SSHSettings(
-        host=_field(entry, path, where, "host", str),
-        port=port,
-        user=_field(entry, path, where, "user", str),
-        key=local_path(key) if key else None,
-        agent=agent,
-        known_hosts=local_path(_field(entry, path, where, "known_hosts", str, "~/.ssh/known_hosts")),
-        remote_dir=_field(entry, path, where, "remote_dir", str),
-        command_prefix=tuple(shlex.split(prefix)),
-        connect_timeout=float(timeouts.get("connect", 10)),
-        banner_timeout=float(timeouts.get("banner", 10)),
-        command_timeout=float(timeouts.get("command", 120)),
-    )
+    return SSHSettings(host=entry.host, port=entry.port, user=entry.user,
+                       key=local_path(entry.key) if entry.key else None, agent=entry.agent,
+                       known_hosts=local_path(entry.known_hosts), remote_dir=entry.remote_dir,
+                       command_prefix=tuple(shlex.split(entry.command_prefix)),
+                       connect_timeout=entry.timeouts.connect, banner_timeout=entry.timeouts.banner,
+                       command_timeout=entry.timeouts.command)
 
 
-def _serial_settings(entry: dict, path: Path, name: str) -> SerialSettings:
-    where = f"board '{name}'"
-    timeouts = entry.get("timeouts", {})
-    if not isinstance(timeouts, dict) or set(timeouts) - {"frame", "run"}:
-        raise ConfigError(f"{path}: {where}: 'timeouts' may hold frame and run (seconds)")
-    for k, v in timeouts.items():
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
-            raise ConfigError(f"{path}: {where}: timeouts.{k} must be a positive number of seconds, got {v!r}")
-    retries = _field(entry, path, where, "retries", int, 6)
-    if retries < 1:
-        raise ConfigError(f"{path}: {where}: retries must be >= 1")
-    return SerialSettings(port=_field(entry, path, where, "port", str),
-                          baudrate=_field(entry, path, where, "baudrate", int, 115200),
-                          frame_timeout=float(timeouts.get("frame", 1.0)), run_timeout=float(timeouts.get("run", 60)),
-                          retries=retries)
+def _serial_settings(entry: SerialBoard) -> SerialSettings:
+    return SerialSettings(port=entry.port, baudrate=entry.baudrate, frame_timeout=entry.timeouts.frame,
+                          run_timeout=entry.timeouts.run, retries=entry.retries)
+
+
+def _load(path: Path) -> tuple[dict[str, Board], str, dict[str, list[str]]]:
+    """Boards, the default board's name and the groups of one boards file."""
+    f = check(BoardsFile, _load_yaml(path), path, ConfigError)
+    boards = {name: _board(name, raw, path) for name, raw in f.boards.items()}
+    default = f.default_board or next(iter(boards))
+    if default not in boards:
+        raise ConfigError(f"{path}: default_board: {default!r} is not a board in the file")
+    for group, members in f.groups.items():
+        unknown = [m for m in members if m not in boards]
+        if unknown:
+            raise ConfigError(f"{path}: groups.{group}: unknown board(s) {', '.join(unknown)}")
+        if group in boards:
+            raise ConfigError(f"{path}: groups.{group}: a board has this name too")
+    return boards, default, f.groups
 
 
 def load_boards(path: Path | None = None) -> tuple[dict[str, Board], str]:
     """All boards and the default board's name."""
-    path = path or boards_file()
-    raw = _load_yaml(path)
-    boards_raw = raw.get("boards")
-    if not isinstance(boards_raw, dict) or not boards_raw:
-        raise ConfigError(f"{path}: 'boards' must be a mapping of board name -> entry")
-    boards = {}
-    for name, entry in boards_raw.items():
-        if not isinstance(entry, dict):
-            raise ConfigError(f"{path}: board '{name}': entry must be a mapping, got {entry!r}")
-        transport = entry.get("transport")
-        extra = _SSH_FIELDS if transport == "ssh" else _SERIAL_FIELDS if transport == "serial" else set()
-        unknown = set(entry) - _BOARD_FIELDS - extra
-        if unknown:
-            raise ConfigError(f"{path}: board '{name}': unknown field(s) {', '.join(sorted(unknown))}")
-        transport = _field(entry, path, f"board '{name}'", "transport", str)
-        if transport not in TRANSPORTS:
-            raise ConfigError(f"{path}: board '{name}': transport {transport!r} is not one of {', '.join(TRANSPORTS)}")
-        target_name = _field(entry, path, f"board '{name}'", "target", str)
-        try:
-            target = load_target(target_name)
-        except ConfigError as exc:
-            raise ConfigError(f"{path}: board '{name}': {exc}") from None
-        if transport == "qemu" and target.qemu is None:
-            raise ConfigError(f"{path}: board '{name}': transport qemu needs a target with qemu settings; "
-                              f"{target.name} has none")
-        if transport == "qemu-system" and (target.qemu is None or not target.qemu.machine or target.firmware is None):
-            raise ConfigError(f"{path}: board '{name}': transport qemu-system needs a firmware target with "
-                              f"qemu.machine; {target.name} is not one")
-        if transport in ("serial", "qemu-system") and target.firmware is None:
-            raise ConfigError(f"{path}: board '{name}': transport {transport} needs a firmware target "
-                              f"(e.g. cortex-m4); {target.name} is not one")
-        boards[name] = Board(name, target, transport,
-                             _field(entry, path, f"board '{name}'", "description", str, ""),
-                             _field(entry, path, f"board '{name}'", "qemu_cpu", str, ""),
-                             _ssh_settings(entry, path, name) if transport == "ssh" else None,
-                             _memory(entry, path, name),
-                             _serial_settings(entry, path, name) if transport == "serial" else None)
-    default = raw.get("default_board", next(iter(boards)))
-    if default not in boards:
-        raise ConfigError(f"{path}: default_board {default!r} is not a board in the file")
+    boards, default, _groups = _load(path or boards_file())
     return boards, default
 
 
 def resolve(name: str | None, path: Path | None = None) -> list[Board]:
     """A board name, or a group name from boards.yaml's `groups:`, as a list of boards."""
     path = path or boards_file()
-    boards, default = load_boards(path)
-    groups = _load_yaml(path).get("groups", {}) or {}
-    if not isinstance(groups, dict):
-        raise ConfigError(f"{path}: 'groups' must map a group name to a list of boards")
+    boards, default, groups = _load(path)
     name = name or default
     if name in boards:
         return [boards[name]]
     if name in groups:
-        members = groups[name]
-        if not isinstance(members, list) or not members:
-            raise ConfigError(f"{path}: group '{name}' must be a non-empty list of board names")
-        unknown = [m for m in members if m not in boards]
-        if unknown:
-            raise ConfigError(f"{path}: group '{name}' names unknown board(s) {', '.join(map(str, unknown))}")
-        return [boards[m] for m in members]
+        return [boards[m] for m in groups[name]]
     raise ConfigError(f"{path}: unknown board or group {name!r} (boards: {', '.join(boards)}; "
                       f"groups: {', '.join(groups) or 'none'})")
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from . import config, fit, isa, lnnb
+from .artifacts import ArtifactError, MissingArtifact
 from .build import runner_path
 from .paths import VM_DIR
 from .recipe import Recipe
@@ -38,7 +39,7 @@ def bundled_tests(model_file: Path) -> tuple[list[np.ndarray], lnnb.TestSet]:
     """The model's bundled test set, with its inputs split and shaped as the model's inputs."""
     program = lnnb.read(model_file.read_bytes())
     if program.tests is None:
-        raise ValueError(f"{model_file} carries no test set for the smoke test: recompile it with "
+        raise ArtifactError(f"{model_file} carries no test set for the smoke test: recompile it with "
                          "`invoke compile` (which bundles one)")
     count = program.tests.inputs.shape[0]
     entries = sorted((t.offset, t) for t in program.tensors if t.region == isa.const("REG_INPUT"))
@@ -54,7 +55,7 @@ def bundled_tests(model_file: Path) -> tuple[list[np.ndarray], lnnb.TestSet]:
 def deploy(recipe: Recipe, model_file: Path, board: config.Board) -> dict:
     runner = runner_path(board.target)
     if not runner.is_file():
-        raise FileNotFoundError(f"{runner} does not exist: run `invoke build --target {board.target.name}` first")
+        raise MissingArtifact(f"{runner} does not exist: run `invoke build --target {board.target.name}` first")
     fit.check(board, model_file, runner)
     inputs, tests = bundled_tests(model_file)
     version = {"model": recipe.name, "model_file": model_file.name,

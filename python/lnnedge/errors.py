@@ -11,3 +11,7 @@ from __future__ import annotations
 
 class LnnedgeError(Exception):
     """A problem the user can act on; its message names the file, key, value or device involved."""
+
+
+class UsageError(LnnedgeError, ValueError):
+    """A command-line value out of its range or of the wrong kind (--epochs 0, --row abc, --inputs nan)."""

@@ -2,6 +2,7 @@
 
 Only numbers, the names x / x0..x9 / pi / e, + - * / ** and a fixed set of
 numpy functions are allowed; anything else is an ExprError naming the culprit.
+Numbers are float64 (never int64, which wraps: 2**64 would be 0).
 """
 
 from __future__ import annotations
@@ -33,8 +34,11 @@ def evaluate(text: str, names: Mapping[str, object]):
     def walk(node: ast.AST):
         if isinstance(node, ast.Expression):
             return walk(node.body)
-        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
-            return node.value
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+            try:
+                return np.float64(node.value)
+            except OverflowError:
+                raise ExprError(f"number {ast.unparse(node)[:20]}... is too large in {text!r}") from None
         if isinstance(node, ast.Name):
             if node.id not in scope:
                 raise ExprError(f"unknown name {node.id!r} in {text!r} (known: {', '.join(sorted(scope))})")
@@ -53,7 +57,9 @@ def evaluate(text: str, names: Mapping[str, object]):
 
 
 def number(text: object) -> float:
-    """A recipe number that may be written as an expression ("2*pi")."""
+    """A recipe number that may be written as an expression ("2*pi"); an overflow gives inf, for the caller to
+    refuse."""
     if isinstance(text, (int, float)) and not isinstance(text, bool):
         return float(text)
-    return float(evaluate(str(text), {}))
+    with np.errstate(all="ignore"):
+        return float(evaluate(str(text), {}))

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from . import data, filesize
-from .artifacts import atomic_write_text
-from .recipe import Recipe
+from .artifacts import ArtifactError, MissingArtifact, atomic_write_text
+from .recipe import Recipe, RecipeError
 
 SCHEMES = ("int8", "f16")
 DESCRIPTIONS = {
@@ -95,7 +95,7 @@ def check(recipe: Recipe, model: torch.nn.Module, float_file: Path | None, quant
     """Quantized vs float PyTorch on the held-out set, the task metric of both, sizes; writes the JSON."""
     spec = recipe.quantization
     if spec is None:
-        raise ValueError(f"{recipe.path}: the recipe has no quantization section")
+        raise RecipeError(f"{recipe.path}: the recipe has no quantization section")
     _, _, x_test, y_test = data.train_test(recipe.data)
     fake = fake_quantize(model, spec.keep_float, scheme)
     with torch.no_grad():
@@ -156,16 +156,16 @@ def gate(out_dir: Path, recipe: Recipe, quant_file: Path, scheme: str) -> dict:
     force = "(or pass --force)"
     command = f"invoke quantize-check --model {recipe.name} --quant {scheme}"
     if not path.is_file():
-        raise ValueError(f"no {scheme} quantize-check for {recipe.name}: run `{command}` "
+        raise MissingArtifact(f"no {scheme} quantize-check for {recipe.name}: run `{command}` "
                          f"before deploying a quantized model {force}")
     report = json.loads(path.read_text())
     if not report.get("passed"):
-        raise ValueError(f"quantize-check failed for {recipe.name} (see {path}); refusing to deploy the quantized "
+        raise ArtifactError(f"quantize-check failed for {recipe.name} (see {path}); refusing to deploy the quantized "
                          f"model {force}")
     spec = recipe.quantization
     current = {"max_abs_err": spec.max_abs_err, "task_rmse": spec.task_rmse} if spec else None
     if (report.get("quant_file_sha256") != hashlib.sha256(quant_file.read_bytes()).hexdigest()
             or report.get("tolerance") != current):
-        raise ValueError(f"the quantize-check in {path} is for another {quant_file.name} or tolerance: run "
+        raise ArtifactError(f"the quantize-check in {path} is for another {quant_file.name} or tolerance: run "
                          f"`{command}` again {force}")
     return report

@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+from .errors import LnnedgeError
 from .paths import BUILD_DIR, ROOT
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
@@ -13,6 +14,10 @@ BENCH_BEGIN, BENCH_END = "<!-- bench:begin -->", "<!-- bench:end -->"
 RELIABILITY_BEGIN, RELIABILITY_END = "<!-- reliability:begin -->", "<!-- reliability:end -->"
 _ENGINES = (("c_vm", "C VM, in-process (runner's timing loop)"), ("c_vm_python", "C VM through the Python binding"),
             ("onnxruntime", "ONNX Runtime"), ("pytorch", "PyTorch eager"), ("reference_vm", "reference VM (numpy)"))
+
+
+class ReportError(LnnedgeError, ValueError):
+    """README.md lacks a block the tables are written into."""
 
 
 def results_table(build_dir: Path = BUILD_DIR) -> str:
@@ -82,7 +87,7 @@ def _replace_block(text: str, begin: str, end: str, body: str) -> str:
     new, count = re.subn(re.escape(begin) + ".*?" + re.escape(end), lambda _m: f"{begin}\n{body}\n{end}", text,
                          flags=re.S)
     if count != 1:
-        raise ValueError(f"README.md has no {begin} ... {end} block")
+        raise ReportError(f"README.md has no {begin} ... {end} block")
     return new
 
 

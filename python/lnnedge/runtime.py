@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from . import isa
+from .artifacts import MissingArtifact
 from .errors import LnnedgeError
 from .paths import BUILD_DIR
 
@@ -65,7 +66,7 @@ def default_library() -> Path:
 @cache
 def load_library(path: str) -> ctypes.CDLL:
     if not Path(path).is_file():
-        raise FileNotFoundError(f"{path} does not exist: run `invoke build --target host` first")
+        raise MissingArtifact(f"{path} does not exist: run `invoke build --target host` first")
     lib = ctypes.CDLL(path)
     lib.lnn_model_size.restype = ctypes.c_size_t
     lib.lnn_init.argtypes = [_P, _P, ctypes.c_size_t, _P, ctypes.c_size_t]

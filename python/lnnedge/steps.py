@@ -13,8 +13,10 @@ import torch
 
 from . import config, deploy
 from . import recipe as recipes
+from .artifacts import MissingArtifact
 from .build import build, runner_path
 from .compiler import compile_module
+from .errors import UsageError
 from .paths import model_dir
 from .train import load_checkpoint, save, train
 from .transports import for_board
@@ -26,7 +28,7 @@ def model_file(name: str, quant: str | None = None) -> Path:
     from .quantize import SCHEMES
 
     if quant is not None and quant not in SCHEMES:
-        raise ValueError(f"--quant {quant}: supported schemes are {', '.join(SCHEMES)}")
+        raise UsageError(f"--quant {quant}: supported schemes are {', '.join(SCHEMES)}")
     return model_dir(name) / (f"model-{quant}.lnnb" if quant else "model.lnnb")
 
 
@@ -44,7 +46,8 @@ def reference_model(recipe: recipes.Recipe, quant: str | None = None,
 
 def _quant_spec(recipe: recipes.Recipe) -> recipes.QuantSpec:
     if recipe.quantization is None:
-        raise ValueError(f"{recipe.path}: the recipe has no quantization section; add one to compile with --quant")
+        raise recipes.RecipeError(f"{recipe.path}: the recipe has no quantization section; add one to compile with "
+                                  "--quant")
     return recipe.quantization
 
 
@@ -154,7 +157,8 @@ def run_step(model: str, board_name: str | None, inputs: list[float] | None, qua
     path = _compiled(recipe, quant)
     values = np.array(inputs if inputs else [0.5] * recipe.model.inputs, dtype=np.float32)
     if values.size % recipe.model.inputs:
-        raise ValueError(f"{recipe.name} takes {recipe.model.inputs} value(s) per input row, got {values.size}")
+        raise UsageError(f"--inputs: {recipe.name} takes {recipe.model.inputs} value(s) per input row, "
+                         f"got {values.size}")
     x = values.reshape(-1, recipe.model.inputs)
     transport = _transport(board)
     try:
@@ -179,11 +183,11 @@ def trace_step(model: str, board_name: str | None, row: int = 0, quant: str | No
     net = reference_model(recipe, quant)
     points = data.grid_points(recipe.data, recipe.verify_points, seed=recipe.data.seed + 2).astype(np.float32)
     if not 0 <= row < len(points):
-        raise ValueError(f"--row must be between 0 and {len(points) - 1}")
+        raise UsageError(f"--row must be between 0 and {len(points) - 1}, got {row}")
     x = points[row:row + 1]
     transport = _transport(board)
     if not hasattr(transport, "trace"):
-        raise ValueError(f"board {board.name}: its transport ({board.transport}) has no trace support; "
+        raise UsageError(f"board {board.name}: its transport ({board.transport}) has no trace support; "
                          "trace on a Linux or QEMU board of a compatible target")
     try:
         records = transport.trace(path, [x])
@@ -201,7 +205,7 @@ def _compiled(recipe: recipes.Recipe, quant: str | None = None) -> Path:
     path = model_file(recipe.name, quant)
     if not path.is_file():
         flag = f" --quant {quant}" if quant else ""
-        raise FileNotFoundError(f"{path} does not exist: run `invoke compile --model {recipe.name}{flag}` first")
+        raise MissingArtifact(f"{path} does not exist: run `invoke compile --model {recipe.name}{flag}` first")
     return path
 
 
@@ -253,11 +257,14 @@ def stream_step(model: str, board_name: str | None, steps: int = 32) -> float:
     """A held-out sequence fed to the device one sample per line; the same outputs as the whole-sequence call and
     as PyTorch. Returns the largest difference between the streamed and the whole-sequence outputs."""
     from . import sequences
-    from .stream import stream_sequence
+    from .stream import StreamError, stream_sequence
 
     recipe = recipes.load(model)
     if not recipe.sequence:
-        raise ValueError(f"{recipe.name} is not a sequence model: streaming needs a model that keeps state")
+        raise UsageError(f"{recipe.name} is not a sequence model: streaming needs a model that keeps state")
+    if not 1 <= steps <= recipe.data.sequence_length:
+        raise UsageError(f"--steps must be between 1 and {recipe.data.sequence_length} (the recipe's data.length), "
+                         f"got {steps}")
     board = config.board(board_name)
     path = _compiled(recipe)
     x = sequences.damped_oscillations(recipe.data, 1, recipe.data.seed + 5)[0][0, :steps]
@@ -274,7 +281,7 @@ def stream_step(model: str, board_name: str | None, steps: int = 32) -> float:
     print(f"streamed vs whole-sequence call: max |diff| {gap:.3e}; vs PyTorch: max |err| {err:.3e} "
           f"(tolerance {recipe.tolerances.float32_max_abs_err:.0e})")
     if err > recipe.tolerances.float32_max_abs_err:
-        raise ValueError(f"the streamed outputs differ from PyTorch by {err:.3e}")
+        raise StreamError(f"the streamed outputs differ from PyTorch by {err:.3e}")
     return gap
 
 

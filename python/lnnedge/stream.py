@@ -10,8 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import LnnedgeError
 from .transports import TransportError
 from .transports.local import LocalTransport
+
+
+class StreamError(LnnedgeError, RuntimeError):
+    """The streamed outputs are not the model's."""
 
 
 class Streamer:
@@ -19,9 +24,12 @@ class Streamer:
 
     def __init__(self, transport: LocalTransport, model: Path, timeout: float = 60):
         self.timeout = timeout
-        self.proc = subprocess.Popen([*transport.prefix, str(transport.runner), "stream", str(model)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, bufsize=1)
+        argv = [*transport.prefix, str(transport.runner), "stream", str(model)]
+        try:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                         text=True, bufsize=1)
+        except OSError as exc:
+            raise TransportError(f"cannot start {argv[0]}: {exc.strerror}") from None
 
     def _line(self, text: str) -> str:
         assert self.proc.stdin is not None and self.proc.stdout is not None

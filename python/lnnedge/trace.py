@@ -28,7 +28,12 @@ import numpy as np
 import torch
 
 from . import isa, lnnb
+from .errors import LnnedgeError
 from .refvm import RefVM
+
+
+class TraceError(LnnedgeError, ValueError):
+    """A trace that cannot be compared: truncated, or the device ran other instructions than the reference VM."""
 
 
 @dataclass(frozen=True)
@@ -50,7 +55,7 @@ def read_trace(path: Path) -> list[tuple[int, int, np.ndarray]]:
     records, pos = [], 0
     while pos < len(data):
         if pos + 12 > len(data):
-            raise ValueError(f"{path}: truncated trace record at byte {pos}")
+            raise TraceError(f"{path}: truncated trace record at byte {pos}")
         pc, tensor, count = np.frombuffer(data, dtype="<u4", count=3, offset=pos)
         pos += 12
         values = np.frombuffer(data, dtype="<f4", count=int(count), offset=pos).copy()
@@ -105,7 +110,7 @@ def compare(model: torch.nn.Module, model_bytes: bytes, x: np.ndarray,
     ref_records: list[tuple[int, int, np.ndarray]] = []
     RefVM(model_bytes).run([x], trace=lambda pc, _name, tensor, arr: ref_records.append((pc, tensor, arr.ravel())))
     if len(ref_records) != len(device_records):
-        raise ValueError(f"the device ran {len(device_records)} instructions, the reference VM {len(ref_records)}")
+        raise TraceError(f"the device ran {len(device_records)} instructions, the reference VM {len(ref_records)}")
     module_inputs: dict[str, list[np.ndarray]] = {}
     module_outputs = torch_linear_outputs(model, x, module_inputs)
     seen: dict[tuple[int, int], int] = defaultdict(int)
@@ -113,7 +118,7 @@ def compare(model: torch.nn.Module, model_bytes: bytes, x: np.ndarray,
     steps = []
     for i, ((pc, tensor, dev), (ref_pc, _, ref)) in enumerate(zip(device_records, ref_records)):
         if pc != ref_pc:
-            raise ValueError(f"instruction {i}: device ran pc {pc}, reference VM pc {ref_pc}")
+            raise TraceError(f"instruction {i}: device ran pc {pc}, reference VM pc {ref_pc}")
         info = debug.get(pc, {})
         j = tensor - isa.decode(program.code[pc])[2]  # which destination of the instruction
         value, module, part = info.get("value", f"t{tensor}"), info.get("module"), None

@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from . import data
-from .artifacts import atomic_write_bytes, atomic_write_text
+from .artifacts import ArtifactError, MissingArtifact, atomic_write_bytes, atomic_write_text
 from .errors import LnnedgeError
 from .models import build_model
 from .recipe import Recipe
@@ -216,12 +216,21 @@ def save(result: TrainResult, recipe: Recipe, out_dir: Path) -> None:
 def load_checkpoint(recipe: Recipe, out_dir: Path) -> torch.nn.Module:
     path = out_dir / "checkpoint.pt"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: run `invoke train --model {recipe.name}` first")
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+        raise MissingArtifact(f"{path} does not exist: run `invoke train --model {recipe.name}` first")
+    again = f"run `invoke train --model {recipe.name}` again"
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a damaged file fails in pickle, zipfile or torch, each in its own way
+        raise ArtifactError(f"{path} is not a checkpoint written by `invoke train` "
+                            f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]}): {again}") from None
+    state = blob.get("state_dict") if isinstance(blob, dict) else None
+    if not isinstance(state, dict):
+        raise ArtifactError(f"{path} holds no model weights (no state_dict): {again}")
     model = build_model(recipe.model)
     try:
-        model.load_state_dict(blob["state_dict"])
-    except (RuntimeError, KeyError) as exc:
-        raise ValueError(f"{path} does not match recipe {recipe.name}: {exc}") from None
+        model.load_state_dict(state)
+    except (RuntimeError, KeyError, TypeError) as exc:
+        raise ArtifactError(f"{path} does not match recipe {recipe.name}: {' '.join(str(exc).split())[:300]}; "
+                            f"{again}") from None
     model.eval()
     return model

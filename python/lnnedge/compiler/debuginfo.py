@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 
 from .. import lnnb
-from ..artifacts import atomic_write_text
+from ..artifacts import ArtifactError, atomic_write_text
 from ..isa import const
 
 SUFFIX = ".debug.json"
@@ -54,7 +54,7 @@ def load(model_path: Path, data: bytes) -> list[dict]:
     try:
         info = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: unreadable debug info ({exc}); recompile the model") from exc
+        raise ArtifactError(f"{path}: unreadable debug info ({exc}); recompile the model") from exc
     if not isinstance(info, dict) or info.get("structure_sha256") != structure_digest(data):
-        raise ValueError(f"{path} describes another program than {model_path.name}: recompile the model")
+        raise ArtifactError(f"{path} describes another program than {model_path.name}: recompile the model")
     return list(info.get("debug", []))

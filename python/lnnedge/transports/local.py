@@ -65,6 +65,8 @@ class LocalTransport:
             proc = subprocess.run(argv, capture_output=True, text=True, timeout=self.timeout)
         except subprocess.TimeoutExpired:
             raise TransportError(f"{self.runner.name} test did not finish within {self.timeout} s") from None
+        except FileNotFoundError:
+            raise TransportError(f"{argv[0]} not found (for QEMU boards: apt-get install qemu-user)") from None
         return parse_test_summary(proc.stdout, proc.returncode, self.runner.name)
 
     def trace(self, model: Path, inputs: list[np.ndarray]) -> list[tuple[int, int, np.ndarray]]:
