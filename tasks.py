@@ -260,6 +260,22 @@ def boards(c):
         print(f"{mark} {name:<14} target={b.target.name:<12} transport={b.transport:<7} {b.description}")
 
 
+@task
+@step
+def schema(c):
+    """Write the JSON Schemas of recipes, boards.yaml, targets and toolchains to build/schema/ (for editors)."""
+    import json
+
+    from lnnedge import config, recipe
+    from lnnedge.artifacts import atomic_write_text
+    from lnnedge.paths import BUILD_DIR
+
+    for name, body in {**config.json_schemas(), "recipe": recipe.json_schema()}.items():
+        path = BUILD_DIR / "schema" / f"{name}.schema.json"
+        atomic_write_text(path, json.dumps(body, indent=2) + "\n")
+        print(f"wrote {path}")
+
+
 @task(name="readme-table")
 @step
 def readme_table(c):
@@ -271,5 +287,5 @@ def readme_table(c):
 
 ns = Collection(train, train_seeds, fuzz, quantize_check, compile_, build, run, verify, deploy, status, bench,
                bench_matmul, stream, demo,
-               targets, boards, readme_table)
+               targets, boards, schema, readme_table)
 ns.configure({"debug": False})

@@ -9,7 +9,6 @@ import stat
 
 import pytest
 from lnnedge.artifacts import atomic_write_bytes
-from lnnedge.errors import LnnedgeError
 from test_pipeline import invoke
 
 
@@ -62,7 +61,7 @@ def test_tasks_catch_exactly_the_base_class():
     text = (Path(__file__).resolve().parents[1] / "tasks.py").read_text()
     assert set(re.findall(r"except\s+([^:]+?)(?:\s+as\s+\w+)?:", text)) == {"LnnedgeError"}
     from lnnedge.artifacts import MissingArtifact
-    from lnnedge.errors import UsageError
+    from lnnedge.errors import LnnedgeError, UsageError
     from lnnedge.fuzz import FuzzError
     from lnnedge.testing.qemu_m4 import QemuError
 

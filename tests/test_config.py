@@ -113,6 +113,7 @@ def test_unknown_recipe_lists_the_available_ones():
     (f"boards: {{p: {{{SSH}, timeouts: {{comand: 5}}}}}}",
      "boards.p.timeouts.comand: unknown key (did you mean 'command'?)"),
     (f"boards: {{p: {{{SSH}, port: 22.5}}}}", "boards.p.port: must be an integer, got 22.5"),
+    (f"boards: {{p: {{{SSH}, port: true}}}}", "boards.p.port: must be an integer, got True"),
     (f"boards: {{p: {{{SSH}, agent: 'yes'}}}}", "boards.p.agent: must be true or false, got 'yes'"),
     ("boards: {s: {target: cortex-m4, transport: serial, port: /dev/x, retries: 0}}", "boards.s.retries: must be >= 1"),
     ("boards: {s: {target: cortex-m4, transport: serial, port: /dev/x, timeouts: {run: -1}}}",

@@ -183,6 +183,7 @@ def cases() -> list[Case]:
                    "boards.b.timeouts.command: must be a finite number"),
         board_case("misspelt timeout", f"{SSH}, timeouts: {{comand: 5}}", "did you mean 'command'?"),
         board_case("port out of range", f"{SSH}, port: 70000", "boards.b.port: must be <= 65535"),
+        board_case("SSH port a bool", f"{SSH}, port: true", "boards.b.port: must be an integer, got True"),
         board_case("relative remote_dir", SSH.replace("/srv/lnnedge", "lnnedge"), "boards.b.remote_dir: must be"),
         board_case("remote_dir with ..", SSH.replace("/srv/lnnedge", "/srv/../etc"), "boards.b.remote_dir: must be"),
         board_case("remote_dir /", SSH.replace("/srv/lnnedge", "/"), "boards.b.remote_dir: must be"),
