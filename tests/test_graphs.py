@@ -241,8 +241,8 @@ def test_classifier_training_is_deterministic_by_seed():
 
 @pytest.mark.parametrize("change, message", [
     (lambda raw: raw["model"].update(inputs=32), "data source digits has 64 inputs and 10 classes"),
-    (lambda raw: raw["model"].update(layers=[64, 0]), "model.layers: must be a non-empty list"),
-    (lambda raw: raw["tolerances"].update(target_accuracy=95), "is a fraction"),
+    (lambda raw: raw["model"].update(layers=[64, 0]), r"model.layers\[1\]: must be >= 1, got 0"),
+    (lambda raw: raw["tolerances"].update(target_accuracy=95), "tolerances.target_accuracy: must be <= 1, got 95"),
     (lambda raw: raw["model"].update(image=[1, 8, 7]), "does not hold the 64 inputs"),
 ])
 def test_classifier_recipe_mistakes_name_the_field(change, message, tmp_path):
