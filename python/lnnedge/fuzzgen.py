@@ -1022,6 +1022,7 @@ def run_campaign(programs: int | None = None, seconds: float | None = None, seed
                 if now - last_echo >= progress_every:
                     last_echo = now
                     stats.seconds = now - start
+                    stats.refused = dict(sorted(refused.items()))
                     echo(stats.line())
         finally:
             if proc.poll() is None:
