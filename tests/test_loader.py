@@ -94,7 +94,26 @@ BROKEN = {
     "E_STACK_END": with_code(E("PUSH", 0, 0)),
     "E_UNINIT": with_code(E("PUSH", 0, 4), E("NEG", 0, 3), E("DROP")),
     "E_LIMIT": with_code(E("LOOP", 0, 0xFFFF), E("LOOP", 0, 0xFFFF), E("END"), E("END")),
+    # issue 15, defect 6: 4 GiB of arena declared by a file of a few hundred bytes (at arena_fixed)
+    "E_ARENA_LIMIT": patched(VALID, 24, "<I", 0xFFFFFFC0),
 }
+
+
+def work_bomb(trips: int = 256) -> bytes:
+    """Issue 15, defect 5: a file of about 300 bytes that verified and did 2^44 multiply-adds per run: a 4096 x 4096
+    product of two zeroed arena matrices (2^36), `trips` times."""
+    n = 4096
+    tensors = (TensorEntry((1, 2), INPUT, 0, batched=True), TensorEntry((1, 2), OUTPUT, 0, batched=True),
+               TensorEntry((n, n), ARENA, 0), TensorEntry((n, n), ARENA, 4 * n * n),
+               TensorEntry((n, n), ARENA, 8 * n * n))
+    code = (E("ZERO", 0, 2), E("DROP"), E("ZERO", 0, 3), E("DROP"),
+            E("LOOP", 0, trips), E("PUSH", 0, 2), E("PUSH", 0, 3), E("MATMUL_NT", 0, 4), E("DROP"), E("END"),
+            E("PUSH", 0, 0), E("COPY", 0, 1), E("DROP"))
+    return lnnb.write(Program(tensors=tensors, consts=b"", code=code, arena_fixed=12 * n * n, arena_row=0,
+                              num_inputs=1, num_outputs=1))
+
+
+BROKEN["E_WORK"] = work_bomb()
 
 
 # ---- the fused ops: LINEAR_T / MATMUL_T (columns split over destinations), EWISEn (element-wise programs) ----

@@ -822,6 +822,97 @@ def test_split_destination_must_be_writable(vm):
     vm.expect(data, "E_READONLY", code_at(data, 3))
 
 
+# ---- the work of a run, the arena (issue 15, defects 5 and 6) ------------------------------------------------
+
+
+class Limits(ctypes.Structure):
+    _fields_ = [("max_work", ctypes.c_uint64), ("max_arena", ctypes.c_uint64)]
+
+
+def init_limits(library, data: bytes, max_work: int = 0, max_arena: int = 0) -> str:
+    """lnn_init_limits with no arena: the status name (E_ARENA: everything else is valid)."""
+    lib = load_library(str(library))
+    lib.lnn_init_limits.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p,
+                                    ctypes.c_size_t, ctypes.POINTER(Limits)]
+    buf = ctypes.create_string_buffer(data, len(data))
+    model = ctypes.create_string_buffer(lib.lnn_model_size())
+    status = lib.lnn_init_limits(ctypes.addressof(model), ctypes.addressof(buf), len(data), None, 0,
+                                 ctypes.byref(Limits(max_work, max_arena)))
+    return lib.lnn_status_name(status).decode()
+
+
+# the base program's work per batch row: LINEAR 6 elements (W) + 1 row x 6 weights; twice MUL 3 and ADD 3; NEG 3
+BASE_WORK = 6 + 6 + 2 * (3 + 3) + 3
+
+
+def test_work_of_a_run_is_computed_and_bounded(vm, host_build, tmp_path):
+    data = build()
+    path = tmp_path / "base.lnnb"
+    path.write_bytes(data)
+    info = lnnvm(host_build.runner, "info", path)
+    assert f"work: {BASE_WORK}\n" in info.stdout, info.stdout
+    assert lnnvm(host_build.runner, "verify", path, "--max-work", str(BASE_WORK)).returncode == 0
+    proc = lnnvm(host_build.runner, "--max-work", str(BASE_WORK - 1), "verify", path)
+    assert proc.returncode == 3 and f": E_WORK at byte {code_at(data, 14)}:" in proc.stderr, proc.stderr  # NEG
+    assert init_limits(vm.library, data, max_work=BASE_WORK) == "E_ARENA"
+    assert init_limits(vm.library, data, max_work=BASE_WORK - 1) == "E_WORK"
+
+
+def test_work_bomb_is_refused_by_default_and_accepted_only_with_its_budget(vm, host_build, tmp_path):
+    """Issue 15, defect 5: the 372-byte file of 2^44 multiply-adds (tests/test_loader.py) is refused with the
+    default limit, at its product; with a budget of 2^44 (and 2^32 + 2^25 + 2 for the rest) it verifies."""
+    from test_loader import work_bomb
+
+    data = work_bomb()
+    assert len(data) < 400
+    vm.expect(data, "E_WORK", code_at(data, 7))
+    assert init_limits(vm.library, data, max_work=2 ** 44) == "E_WORK"
+    assert init_limits(vm.library, data, max_work=2 ** 44 + 2 ** 32 + 2 ** 25 + 2) == "E_ARENA"
+
+
+def test_compiled_model_work_is_far_below_the_default(host_build, sine_file):
+    info = lnnvm(host_build.runner, "info", sine_file).stdout
+    work = int(re.search(r"^work: (\d+)$", info, re.M).group(1))
+    assert 0 < work < 2 ** 20
+
+
+def test_arena_above_the_limit_is_refused_before_anything_is_allocated(host_build, tmp_path):
+    """Issue 15, defect 6: a header declaring 4 GiB made `lnnvm verify` allocate (and zero) it. Now E_ARENA_LIMIT
+    at the field, and the runner's peak memory stays small."""
+    import subprocess
+    import sys
+
+    data = patched(build(), 24, "<I", 0xFFFFFFC0)
+    path = tmp_path / "huge.lnnb"
+    path.write_bytes(data)
+    probe = ("import resource, subprocess, sys; p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+             "print(p.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); print(p.stderr)")
+    out = subprocess.run([sys.executable, "-c", probe, str(host_build.runner), "verify", str(path)],
+                         capture_output=True, text=True, timeout=120).stdout
+    code, peak_kib = (int(v) for v in out.split("\n")[0].split())
+    assert code == 3 and ": E_ARENA_LIMIT at byte 24:" in out, out
+    assert peak_kib < 64 * 1024, out
+
+
+def test_arena_limit_option_and_batch(vm, host_build, tmp_path):
+    """--max-arena: one row's arena (lnn_arena_size(.., 1)) within it verifies; a --batch whose arena passes it
+    is refused before the allocation. The header's parts: fixed at 24, row at 28."""
+    data = build()
+    path = tmp_path / "base.lnnb"
+    path.write_bytes(data)
+    one_row = 64 + 48  # align64(16) + 48
+    assert lnnvm(host_build.runner, "verify", "--max-arena", str(one_row), path).returncode == 0
+    proc = lnnvm(host_build.runner, "verify", "--max-arena", str(one_row - 1), path)
+    assert proc.returncode == 3 and ": E_ARENA_LIMIT at byte 28:" in proc.stderr, proc.stderr
+    assert init_limits(vm.library, data, max_arena=63) == "E_ARENA_LIMIT"
+    x = tmp_path / "x.f32"
+    np.zeros((4, 2), np.float32).tofile(x)
+    run = ("run", path, "--in", x, "--out", tmp_path / "y.f32", "--batch", "4", "--max-arena")
+    proc = lnnvm(host_build.runner, *run, str(64 + 4 * 48 - 1))
+    assert proc.returncode == 2 and "E_ARENA_LIMIT: the arena for 4 rows is 256 bytes" in proc.stderr, proc.stderr
+    assert lnnvm(host_build.runner, *run, str(64 + 4 * 48)).returncode == 0
+
+
 # ---- end of the program, arena ------------------------------------------------------------------------------
 
 
@@ -836,7 +927,8 @@ def test_arena_sizes_never_wrap(host_build):
     model = ctypes.create_string_buffer(lib.lnn_model_size())
     arena = ctypes.create_string_buffer(128)
     status = lib.lnn_init(ctypes.addressof(model), ctypes.addressof(buf), len(data), ctypes.addressof(arena), 64)
-    assert lib.lnn_status_name(status).decode() == "E_ARENA"  # the file is valid; the arena too small
+    assert lib.lnn_status_name(status).decode() == "E_ARENA_LIMIT"  # 4 GiB + 4 GiB per row: above the default
+    assert init_limits(host_build.library, data, max_arena=2 ** 64 - 1) == "E_ARENA"  # valid; no arena given
 
 
 # ---- the real models, determinism, verify time ---------------------------------------------------------------

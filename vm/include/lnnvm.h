@@ -135,6 +135,8 @@ typedef struct lnn_model {
     uint32_t plan_steps; /* 0: no plan, lnn_run interprets the code */
     uint32_t plan_refs;
     uint32_t use_plan;   /* lnn_use_plan */
+    uint64_t max_work;   /* the limit lnn_init verified against (lnn_limits) */
+    uint64_t work;       /* work of one run per batch row (lnn_limits) */
     lnn_plan_step step[LNN_PLAN_STEPS];
     lnn_plan_ref ref[LNN_PLAN_REFS];
     float *ptr[LNN_PLAN_REFS]; /* each reference's base address in this run */
@@ -152,6 +154,46 @@ size_t lnn_model_size(void);
  * the offending field or instruction (lnn_error_offset). */
 lnn_status lnn_init(lnn_model *m, const void *buf, size_t len, void *arena,
                     size_t arena_len);
+
+/* Resource limits a model is verified against (lnn_init_limits); a field of
+ * 0 takes its default. lnn_init uses the defaults.
+ *
+ * max_work: the work of one run per batch row, which the verifier computes
+ * from the code: per compute instruction the multiply-adds of a product
+ * (LINEAR.., CONV2D, MATMUL: rows x weight elements), element operations
+ * otherwise (the largest operand or destination; EWISEn: times its
+ * instructions), times the trip counts of the loops around it; a batched
+ * tensor counts one row. Above it: LNN_E_WORK at the instruction where the
+ * sum passes it (a run of B rows does at most B times the work). Like a
+ * WebAssembly runtime's fuel, it bounds the time of a run before it starts.
+ *
+ * max_arena: bytes of arena one batch row needs (lnn_arena_size(buf, len,
+ * 1)), checked right after the header: LNN_E_ARENA_LIMIT at the header
+ * field that passes it, before the caller need allocate anything (call
+ * lnn_init_limits with no arena first, as the hosted runner does: it then
+ * fails with LNN_E_ARENA_LIMIT, or LNN_E_ARENA for a valid file). */
+typedef struct {
+    uint64_t max_work;
+    uint64_t max_arena;
+} lnn_limits;
+
+/* The defaults, generous for a hosted machine: 2^34 operations per row (a
+ * few seconds at most) and 1 GiB; a board build passes its own budget with
+ * -DLNN_DEFAULT_MAX_WORK=... (vm/firmware/Makefile, MAX_WORK). */
+#ifndef LNN_DEFAULT_MAX_WORK
+#define LNN_DEFAULT_MAX_WORK ((uint64_t)1 << 34)
+#endif
+#ifndef LNN_DEFAULT_MAX_ARENA
+#define LNN_DEFAULT_MAX_ARENA ((uint64_t)1 << 30)
+#endif
+
+/* lnn_init against the limits (NULL: the defaults). */
+lnn_status lnn_init_limits(lnn_model *m, const void *buf, size_t len, void *arena,
+                           size_t arena_len, const lnn_limits *limits);
+
+/* Work of one run per batch row of a model lnn_init accepted (lnn_limits),
+ * 0 if it is not ready. */
+uint64_t lnn_work(const lnn_model *m);
 
 /* Arena bytes needed to run batch rows, read from the header (which is
  * checked, but not the CRC nor the rest of the file): align64(arena_fixed)

@@ -10,6 +10,12 @@
  *   lnnvm test MODEL [--kernels ISA] [--no-plan]
  *   lnnvm stream MODEL [--kernels ISA]
  *
+ * Every command takes --max-work N and --max-arena BYTES (lnn_limits, 0 or
+ * absent: the VM's defaults, LNN_DEFAULT_MAX_WORK operations per run per
+ * batch row and LNN_DEFAULT_MAX_ARENA bytes): a model above either is
+ * refused (E_WORK, E_ARENA_LIMIT) before any arena is allocated, and run /
+ * test refuse a --batch whose arena would pass --max-arena.
+ *
  * --kernels ISA (or the environment variable LNNVM_KERNELS) runs on that
  * compiled-in kernel set instead of the one lnn_init chose. --trace FILE
  * writes one record per compute instruction executed (one per destination):
@@ -78,7 +84,8 @@ static void fail(int code, const char *fmt, ...)
 
 static void usage(void)
 {
-    fputs("usage: lnnvm info MODEL\n"
+    fputs("usage: lnnvm [--max-work N] [--max-arena BYTES] COMMAND ... (also after COMMAND)\n"
+          "       lnnvm info MODEL\n"
           "       lnnvm verify MODEL\n"
           "       lnnvm disasm MODEL\n"
           "       lnnvm run MODEL --in IN.f32 [--in ...] --out OUT.f32 [--out ...]\n"
@@ -156,6 +163,9 @@ static void load_file(const char *path, blob *b)
     free(tmp);
 }
 
+/* --max-work, --max-arena (0: the VM's defaults) */
+static lnn_limits limits;
+
 typedef struct {
     blob file;
     void *arena;
@@ -165,21 +175,27 @@ typedef struct {
 } model;
 
 /* Verifies the file first with no arena (lnn_init checks the arena last,
- * so LNN_E_ARENA means everything else is valid), then allocates the arena
- * for batch rows and binds it: a corrupt header never makes the runner
- * allocate what it declares. */
+ * so LNN_E_ARENA means everything else is valid, including one row's arena
+ * within --max-arena), then allocates the arena for batch rows, if that is
+ * within --max-arena too, and binds it: a header never makes the runner
+ * allocate more than the limit. */
 static void model_init(model *md, uint32_t batch)
 {
     free(md->arena);
     md->arena = NULL;
     md->arena_len = 0;
-    md->st = lnn_init(&md->m, md->file.data, md->file.len, NULL, 0);
+    md->st = lnn_init_limits(&md->m, md->file.data, md->file.len, NULL, 0, &limits);
     if (md->st != LNN_E_ARENA)
         return;
     md->arena_len = lnn_arena_size(md->file.data, md->file.len, batch);
+    const uint64_t max_arena = limits.max_arena ? limits.max_arena : LNN_DEFAULT_MAX_ARENA;
+    if (md->arena_len > max_arena)
+        fail(EXIT_USAGE, "%s: E_ARENA_LIMIT: the arena for %u rows is %zu bytes, above the limit %llu "
+             "(--max-arena; fewer rows with --batch)", md->file.path, batch, md->arena_len,
+             (unsigned long long)max_arena);
     md->arena = alloc64(md->arena_len, "the arena");
-    md->st = lnn_init(&md->m, md->file.data, md->file.len, md->arena,
-                      md->arena_len);
+    md->st = lnn_init_limits(&md->m, md->file.data, md->file.len, md->arena, md->arena_len,
+                             &limits);
 }
 static void model_close(model *md)
 {
@@ -256,6 +272,7 @@ static int cmd_info(const char *path)
     printf("arena_fixed: %u\n", m->arena_fixed);
     printf("arena_row: %u\n", m->arena_row);
     printf("state_row: %u\n", m->state_row);
+    printf("work: %llu\n", (unsigned long long)lnn_work(m)); /* per run per batch row */
     printf("isa: %s\n", lnn_isa(m));
     kernel_sets(line, sizeof line);
     printf("kernels: %s\n", line);
@@ -950,8 +967,37 @@ static int cmd_stream(int argc, char **argv)
     return 0;
 }
 
+/* Takes --max-work N and --max-arena BYTES out of argv (anywhere after the
+ * program name) into limits; returns the new argc. */
+static int take_limits(int argc, char **argv)
+{
+    int out = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--max-work") != 0 && strcmp(a, "--max-arena") != 0) {
+            argv[out++] = argv[i];
+            continue;
+        }
+        if (i + 1 >= argc)
+            fail(EXIT_USAGE, "%s needs a value", a);
+        const char *v = argv[++i];
+        char *end;
+        errno = 0;
+        const unsigned long long n = strtoull(v, &end, 10);
+        if (errno || end == v || *end || n == 0 || v[0] == '-')
+            fail(EXIT_USAGE, "%s: expected a positive integer, got '%s'", a, v);
+        if (!strcmp(a, "--max-work"))
+            limits.max_work = n;
+        else
+            limits.max_arena = n;
+    }
+    argv[out] = NULL;
+    return out;
+}
+
 int main(int argc, char **argv)
 {
+    argc = take_limits(argc, argv);
     if (argc >= 2 && !strcmp(argv[1], "--version")) {
         printf("lnnvm %s (format %u.%u)\n", lnn_version(), LNN_VERSION_MAJOR,
                LNN_VERSION_MINOR);

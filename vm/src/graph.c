@@ -144,6 +144,29 @@ lnn_status lnn_graph_check(uint32_t op, uint32_t a, const lnn_tensor *d, const l
     }
 }
 
+static uint64_t lnn_g_elems(const lnn_tensor *t)
+{
+    return lnn_tensor_elems(t);
+}
+
+uint64_t lnn_graph_macs(uint32_t op, uint32_t a, const lnn_tensor *d, const lnn_tensor *x0,
+                        const lnn_tensor *x1)
+{
+    switch (op) {
+    case LNN_OP_CONV2D: /* every output: C x kh x kw, the weight of its channel */
+        return lnn_g_elems(d) / x1->dims[0] * lnn_g_elems(x1);
+    case LNN_OP_MAXPOOL2D:
+    case LNN_OP_AVGPOOL2D: { /* every output: its k x k window */
+        const uint64_t k = (a & 0xFu) + 1u;
+        return lnn_g_elems(d) * k * k;
+    }
+    case LNN_OP_MATMUL: /* every output: K */
+        return lnn_g_elems(d) * x0->dims[x0->rank - 1];
+    default: /* SOFTMAX .. REDUCE_MEAN: a few passes over the elements */
+        return 0;
+    }
+}
+
 /* ---- execution ------------------------------------------------------------------- */
 
 /* dim i of t in this run: the batch for a batched dim 0 */

@@ -20,6 +20,12 @@ static inline int lnn_is_graph_op(uint32_t op)
 lnn_status lnn_graph_check(uint32_t op, uint32_t a, const lnn_tensor *d, const lnn_tensor *x0,
                            const lnn_tensor *x1, const lnn_tensor *x2);
 
+/* Multiply-adds (or window reads) of one execution of verified graph op
+ * `op` for one batch row (a batched dim 0 counts 1), beyond the elements
+ * of its operands and destination; <= 2^52. */
+uint64_t lnn_graph_macs(uint32_t op, uint32_t a, const lnn_tensor *d, const lnn_tensor *x0,
+                        const lnn_tensor *x1);
+
 /* Runs verified graph op `op` (field A = a) writing tensor dst at y from the
  * operand tensors src at x, for `batch` rows. */
 void lnn_graph_exec(const lnn_model *m, uint32_t op, uint32_t a, uint32_t dst, const uint16_t *src,

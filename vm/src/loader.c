@@ -520,8 +520,28 @@ static lnn_status lnn_bind_arena(lnn_model *m)
     return LNN_OK;
 }
 
+/* The arena one batch row needs against the limit: the error at the header
+ * field whose part passes it. */
+static lnn_status lnn_check_arena_limit(lnn_model *m, uint64_t max_arena)
+{
+    const uint64_t base = lnn_align64(m->arena_fixed);
+    if (base > max_arena)
+        LNN_FAIL(E_ARENA_LIMIT, LNN_H_ARENA_FIXED);
+    if (base + m->arena_row > max_arena)
+        LNN_FAIL(E_ARENA_LIMIT, LNN_H_ARENA_ROW);
+    if (lnn_arena_need(m->arena_fixed, m->arena_row, m->state_row, 1) > max_arena)
+        LNN_FAIL(E_ARENA_LIMIT, LNN_H_STATE_ROW);
+    return LNN_OK;
+}
+
 lnn_status lnn_init(lnn_model *m, const void *buf, size_t len, void *arena,
                     size_t arena_len)
+{
+    return lnn_init_limits(m, buf, len, arena, arena_len, NULL);
+}
+
+lnn_status lnn_init_limits(lnn_model *m, const void *buf, size_t len, void *arena,
+                           size_t arena_len, const lnn_limits *limits)
 {
     if (!m)
         return LNN_E_ARG;
@@ -545,6 +565,11 @@ lnn_status lnn_init(lnn_model *m, const void *buf, size_t len, void *arena,
     m->state_row = h.state_row;
     m->num_inputs = h.num_inputs;
     m->num_outputs = h.num_outputs;
+    m->max_work = limits && limits->max_work ? limits->max_work : LNN_DEFAULT_MAX_WORK;
+    if ((s = lnn_check_arena_limit(m, limits && limits->max_arena ? limits->max_arena
+                                                                  : LNN_DEFAULT_MAX_ARENA)) !=
+        LNN_OK)
+        return s;
     m->stage = LNN_STAGE_HEADER;
 
     if ((s = lnn_load_sections(m, &h)) != LNN_OK)
@@ -580,6 +605,11 @@ static int lnn_is_ready(const lnn_model *m)
 }
 
 uint32_t lnn_error_offset(const lnn_model *m) { return m ? m->error_offset : 0; }
+
+uint64_t lnn_work(const lnn_model *m)
+{
+    return lnn_is_ready(m) ? m->work : 0;
+}
 
 uint32_t lnn_max_batch(const lnn_model *m)
 {

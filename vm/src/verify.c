@@ -22,7 +22,8 @@
  * body in program order: "written by an earlier instruction in program
  * order" is exactly "written before the first read at run time". The pass
  * also bounds the run time: trip-count product and executed instructions
- * (E_LIMIT). Every property is listed in vm/VERIFIER.md.
+ * (E_LIMIT), and the work of a run (E_WORK, lnn_limits). Every property is
+ * listed in vm/VERIFIER.md.
  */
 #include "internal.h"
 #include "graph.h"
@@ -462,13 +463,61 @@ static int lnn_dtype_fits(uint32_t want, uint32_t got)
     return got == want || (want == LNN_DT_F32 && got == LNN_DT_F16);
 }
 
+/* The work of one execution of a verified compute instruction for one
+ * batch row (lnn_limits): the elements of its largest operand or
+ * destination (EWISEn: times its instructions), plus the multiply-adds of
+ * a product (rows of x times the weight's elements; graph ops: graph.c).
+ * Each term <= 2^26 * 2^26: no wrap. */
+static uint64_t lnn_op_work(const lnn_model *m, lnn_opcode op, uint32_t axis,
+                            const lnn_vtensor *d, const lnn_vtensor *v, uint32_t n)
+{
+    uint64_t elems = d->elems;
+    for (uint32_t i = 0; i < n; i++)
+        if (v[i].elems > elems)
+            elems = v[i].elems;
+    switch (op) {
+    case LNN_OP_LINEAR:
+    case LNN_OP_MATMUL_NT:
+    case LNN_OP_LINEAR_Q8:
+    case LNN_OP_MATMUL_NTQ8:
+    case LNN_OP_LINEAR_T:
+    case LNN_OP_MATMUL_T:
+    case LNN_OP_LINEAR_TQ8:
+    case LNN_OP_MATMUL_TQ8: /* x (..., K): rows of K, each against all of W */
+        return elems + (uint64_t)(v[0].elems / v[0].e.dims[v[0].e.rank - 1]) * v[1].elems;
+    LNN_CASE_EWISE: /* the program's instructions per element */
+        return (uint64_t)d->elems * ((lnn_rd32(m->consts + v[n - 1].e.offset) >> 8) & 0xFFu);
+    LNN_CASE_GRAPH:
+        return elems + lnn_graph_macs(op, axis, &d->e, &v[0].e, n > 1 ? &v[1].e : NULL);
+    case LNN_OP_ZERO:
+    case LNN_OP_COPY:
+    case LNN_OP_ADD:
+    case LNN_OP_SUB:
+    case LNN_OP_MUL:
+    case LNN_OP_DIV:
+    case LNN_OP_NEG:
+    case LNN_OP_EXP:
+    case LNN_OP_SIGMOID:
+    case LNN_OP_TANH:
+    case LNN_OP_RELU:
+    case LNN_OP_CONCAT:
+    case LNN_OP_SPLIT:
+    case LNN_OP_PUSH:
+    case LNN_OP_DROP:
+    case LNN_OP_LOOP:
+    case LNN_OP_END:
+        break;
+    }
+    return elems;
+}
+
 /* ops[0..n) are the operands in push order; dst is tensor index B. Checks
  * in order: dtypes, writable destination, shapes, aliasing, operands written
  * before (so a file broken in two ways reports the earlier class), then
  * records the destination as written. */
 static lnn_status lnn_check_compute(lnn_model *m, lnn_written *w, lnn_opcode op,
                                     uint32_t axis, uint32_t dst,
-                                    const uint16_t *ops, uint32_t n)
+                                    const uint16_t *ops, uint32_t n, uint64_t *work)
 {
     lnn_vtensor d, v[LNN_MAX_POPS];
     lnn_vtensor_read(m, dst, &d);
@@ -575,6 +624,7 @@ static lnn_status lnn_check_compute(lnn_model *m, lnn_written *w, lnn_opcode op,
             return LNN_E_UNINIT;
     if (!lnn_mark_written(w, &d))
         return LNN_E_LIMIT;
+    *work = lnn_op_work(m, op, axis, &d, v, n);
     if (lnn_opinfo_table[op].format == LNN_FMT_DSTN)
         return lnn_check_split(m, w, op, dst, axis, v, n, bias);
     return LNN_OK;
@@ -614,6 +664,7 @@ lnn_status lnn_verify_code(lnn_model *m)
      * (<= LNN_MAX_STEPS + LNN_MAX_TRIP_PRODUCT: no wrap in 64 bits) */
     uint32_t runs = 1;
     uint64_t steps = 0;
+    uint64_t work = 0; /* of one run per batch row so far (lnn_limits) */
     lnn_written written;
     written.n = 0;
     written.outputs = 0;
@@ -745,10 +796,15 @@ lnn_status lnn_verify_code(lnn_model *m)
         LNN_CASE_EWISE:
         LNN_CASE_GRAPH: { /* the graph ops: graph.c */
             sp -= info->pops;
+            uint64_t w1 = 0;
             const lnn_status s = lnn_check_compute(m, &written, (lnn_opcode)opc, a,
-                                                   b, stack + sp, info->pops);
+                                                   b, stack + sp, info->pops, &w1);
             if (s != LNN_OK)
                 return lnn_fail(m, s, off);
+            /* work <= max_work throughout: no wrap */
+            if (w1 != 0 && runs > (m->max_work - work) / w1)
+                LNN_VFAIL(E_WORK);
+            work += w1 * runs;
             stack[sp++] = (uint16_t)b;
             break;
         }
@@ -763,5 +819,6 @@ lnn_status lnn_verify_code(lnn_model *m)
     }
     if (sp != 0)
         LNN_VFAIL(E_STACK_END); /* off: the last instruction */
+    m->work = work;
     return LNN_OK;
 }
