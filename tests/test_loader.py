@@ -114,6 +114,8 @@ def work_bomb(trips: int = 256) -> bytes:
 
 
 BROKEN["E_WORK"] = work_bomb()
+# issue 15, defect 8: a NaN in W (float32 value 3)
+BROKEN["E_NONFINITE"] = patched(VALID, SECTIONS[isa.const("SEC_CONSTS")][0] + 12, "<I", 0x7FC00000)
 
 
 # ---- the fused ops: LINEAR_T / MATMUL_T (columns split over destinations), EWISEn (element-wise programs) ----
@@ -1115,8 +1117,8 @@ HALF_BROKEN = {
     "f16_misaligned": (half_with_tensor(2, offset=14), "E_TENSOR_BOUNDS", half_field(2, 20)),
     "f16_past_the_constants": (half_with_tensor(1, offset=len(half_consts(F16)[0]) - 8), "E_TENSOR_BOUNDS",
                                half_field(1, 20)),
-    "f16_nan": (_NAN_AT[0], "E_TENSOR", _NAN_AT[1]),
-    "f16_negative_infinity": (_INF_AT[0], "E_TENSOR", _INF_AT[1]),
+    "f16_nan": (_NAN_AT[0], "E_NONFINITE", _NAN_AT[1]),
+    "f16_negative_infinity": (_INF_AT[0], "E_NONFINITE", _INF_AT[1]),
     "widened_misaligned": (half_with_tensor(1, widened=18), "E_TENSOR_BOUNDS", half_field(1, 28)),
     "widened_past_arena_fixed": (half_with_tensor(10, widened=HALF_ARENA_FIXED - 8), "E_TENSOR_BOUNDS",
                                  half_field(10, 28)),

@@ -913,6 +913,125 @@ def test_arena_limit_option_and_batch(vm, host_build, tmp_path):
     assert lnnvm(host_build.runner, *run, str(64 + 4 * 48)).returncode == 0
 
 
+# ---- non-finite values (issue 15, defect 8) -----------------------------------------------------------------
+
+NAN, INF, NEG_INF = 0x7FC00000, 0x7F800000, 0xFF800000
+
+
+def consts_at(data: bytes, offset: int = 0) -> int:
+    return lnnb.section_offsets(data)[SEC_CONSTS][0] + offset
+
+
+@pytest.mark.parametrize("bits", [NAN, INF, NEG_INF])
+def test_non_finite_float32_constant_is_refused_at_its_byte(vm, bits):
+    """Fails on 31302ac (accepted). W's value 5, b's value 1, and a constant no instruction reads."""
+    for offset in (20, 36):
+        data = patched(build(), consts_at(build(), offset), "<I", bits)
+        vm.expect(data, "E_NONFINITE", consts_at(data, offset))
+    unused = build(tensors=(*TENSORS, TensorEntry((2,), CONST, 48)))  # over dt's rows
+    data = patched(unused, consts_at(unused, 52), "<I", bits)
+    vm.expect(data, "E_NONFINITE", consts_at(data, 52))
+
+
+def test_non_finite_row_of_a_strided_table_is_refused_where_a_loop_reads_it(vm):
+    """dt's second row (read by LOOP 2); a third row past every loop's reach is not a value of the program."""
+    data = patched(build(), consts_at(build(), 52), "<I", NAN)
+    vm.expect(data, "E_NONFINITE", consts_at(data, 52))
+    longer = build(consts=CONSTS + struct.pack("<I", NAN))
+    vm.accept(longer)
+
+
+def test_integer_constants_may_hold_any_bits(vm):
+    """u32 (element-wise programs) and int8 (quantized weights) constants are not floats: NaN bit patterns in them
+    are values."""
+    u32, i8 = isa.const("DT_U32"), isa.const("DT_I8")
+    tensors = (*TENSORS, TensorEntry((1,), CONST, 56, dtype=u32), TensorEntry((4,), CONST, 60, dtype=i8))
+    vm.accept(build(tensors=tensors, consts=CONSTS + struct.pack("<II", NAN, INF)))
+
+
+def with_tests(expected: float = 0.0, x: float = 1.0) -> bytes:
+    cases = lnnb.TestSet(np.array([[x, 1]], np.float32), np.array([[expected, 0, 0]], np.float32), 1e-6)
+    code = (E("ZERO", 0, H), E("DROP"), E("PUSH", 0, H), E("PUSH", 0, H), E("DIV", 0, Y), E("DROP"))  # y = 0 / 0
+    return build(code=code, tests=cases)
+
+
+def cases_at(data: bytes, offset: int) -> int:
+    return lnnb.section_offsets(data)[isa.const("SEC_TESTS")][0] + offset
+
+
+def test_non_finite_test_set_values_are_refused(vm):
+    """Fails on 31302ac: a NaN expected value was accepted, and `lnnvm test` scored NaN against NaN as no error."""
+    data = patched(with_tests(), cases_at(with_tests(), 20 + 8), "<I", NAN)  # expected y[0]
+    vm.expect(data, "E_NONFINITE", cases_at(data, 28))
+    data = patched(with_tests(), cases_at(with_tests(), 20), "<I", NEG_INF)  # input x[0]
+    vm.expect(data, "E_NONFINITE", cases_at(data, 20))
+
+
+def test_writer_and_reference_vm_refuse_non_finite_values():
+    """lnnb.write refuses what the C VM refuses (a NaN in W, an infinite row of dt that LOOP 2 reads, a NaN expected
+    value); the reference VM refuses a file that has one."""
+    from lnnedge.refvm import RefVM, RefVMError
+
+    nan_w = CONSTS[:20] + struct.pack("<I", NAN) + CONSTS[24:]
+    inf_row = CONSTS[:52] + struct.pack("<I", INF)
+    for consts in (nan_w, inf_row):
+        with pytest.raises(lnnb.FormatError, match="NaN or infinite constant"):
+            build(consts=consts)
+    build(consts=CONSTS + struct.pack("<I", NAN))  # a third row of dt: no loop reads it
+    with pytest.raises(lnnb.FormatError, match="test set"):
+        build(tests=lnnb.TestSet(np.zeros((1, 2), np.float32), np.full((1, 3), np.nan, np.float32), 1e-6))
+    with pytest.raises(RefVMError, match="NaN or infinite"):
+        RefVM(patched(build(), consts_at(build(), 20), "<I", NAN))
+
+
+def test_a_nan_output_never_passes_the_smoke_test(vm, host_build, tmp_path):
+    path = tmp_path / "nan.lnnb"
+    path.write_bytes(with_tests())
+    proc = lnnvm(host_build.runner, "test", path)
+    assert proc.returncode == 4 and "nan, expected 0" in proc.stdout and "FAILED" in proc.stdout, proc.stdout
+
+
+# ---- float16 copies: the overlap check (issue 15, defect 7) ---------------------------------------------------
+
+F16_COUNT = 65533  # with the input and the output: every tensor index but 0xFFFF
+
+
+def many_halves(overlap: tuple[int, int] | None = None) -> bytes:
+    """F16_COUNT one-value float16 constants, their float32 copies side by side in the fixed arena (copy i at
+    4 * i); overlap (i, j): copy j placed on copy i."""
+    f16 = isa.const("DT_F16")
+    widened = [4 * i for i in range(F16_COUNT)]
+    if overlap:
+        widened[overlap[1]] = widened[overlap[0]]
+    tensors = [TensorEntry((1, 2), INPUT, 0, batched=True), TensorEntry((1, 2), OUTPUT, 0, batched=True)]
+    tensors += [TensorEntry((1,), CONST, 4 * i, dtype=f16, widened=w) for i, w in enumerate(widened)]
+    consts = np.repeat(np.float16(0.5), 2 * F16_COUNT).tobytes()
+    return lnnb.write(Program(tensors=tuple(tensors), consts=consts, code=(E("PUSH", 0, 0), E("COPY", 0, 1),
+                                                                          E("DROP")),
+                              arena_fixed=4 * F16_COUNT, arena_row=0, num_inputs=1, num_outputs=1))
+
+
+@pytest.mark.parametrize("overlap", [None, (0, F16_COUNT - 1), (F16_COUNT - 1, 0), (40000, 40001)])
+def test_many_float16_copies_are_checked(vm, overlap):
+    """Accepted when the copies are disjoint; else E_TENSOR_BOUNDS at the widened field of the later copy (in the
+    table) of the pair, through the runner (O(n log n) in its scratch) and the binding (lnn_init: in blocks)."""
+    data = many_halves(overlap)
+    if overlap is None:
+        vm.accept(data)
+    else:
+        vm.expect(data, "E_TENSOR_BOUNDS", tensor_at(data, 2 + max(overlap), 28))
+
+
+def test_many_float16_copies_against_an_arena_tensor(vm):
+    """An unbatched ARENA tensor over copies 50000 and 50001 (in place of constant 60000): the error at the first
+    copy it overlaps."""
+    program = lnnb.read(many_halves())
+    tensors = list(program.tensors)
+    tensors[2 + 60000] = TensorEntry((2,), ARENA, 4 * 50000)
+    data = lnnb.write(replace(program, tensors=tuple(tensors)))
+    vm.expect(data, "E_TENSOR_BOUNDS", tensor_at(data, 2 + 50000, 28))
+
+
 # ---- end of the program, arena ------------------------------------------------------------------------------
 
 

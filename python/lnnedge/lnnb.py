@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import LnnedgeError
-from .isa import const
+from .isa import const, decode, opcodes
 
 _HEADER = struct.Struct("<4sHHIIIIIIHHI24x")
 _SECTION = struct.Struct("<IIII")
@@ -103,8 +103,46 @@ def align(n: int, to: int) -> int:
     return (n + to - 1) // to * to
 
 
+def _strided_rows(program: Program) -> dict[int, int]:
+    """Tensor -> the most rows of it a loop reads (its PUSHes' innermost trip counts), for the strided ones."""
+    push, loop, end = (opcodes()[name].code for name in ("PUSH", "LOOP", "END"))
+    rows: dict[int, int] = {}
+    counts: list[int] = []
+    for word in program.code:
+        op, _a, b = decode(word)
+        if op == loop:
+            counts.append(b)
+        elif op == end and counts:
+            counts.pop()
+        elif op == push and counts and b < len(program.tensors) and program.tensors[b].stride:
+            rows[b] = max(rows.get(b, 0), counts[-1])
+    return rows
+
+
+def check_finite(program: Program) -> None:
+    """FormatError for a NaN or infinity the VM would refuse (E_NONFINITE, vm/VERIFIER.md): in a float32 or float16
+    constant (a loop-strided table: the rows its loops read) or in the test set."""
+    rows = _strided_rows(program)
+    for i, t in enumerate(program.tensors):
+        if t.region != const("REG_CONST") or t.dtype not in (const("DT_F32"), const("DT_F16")):
+            continue
+        dtype = "<f2" if t.dtype == const("DT_F16") else "<f4"
+        for r in range(rows.get(i, 0) if t.stride else 1):
+            start = t.offset + t.stride * r
+            if start + t.nbytes > len(program.consts):  # out of bounds: the VM says so (E_TENSOR_BOUNDS, E_STRIDE)
+                break
+            values = np.frombuffer(program.consts, dtype=dtype, count=t.elems, offset=start)
+            if not np.isfinite(values).all():
+                raise FormatError(f"tensor {i}: a NaN or infinite constant (row {r}), which the VM refuses")
+    if program.tests is not None:
+        for what, values in (("inputs", program.tests.inputs), ("expected outputs", program.tests.outputs)):
+            if not np.isfinite(values).all():
+                raise FormatError(f"test set: a NaN or infinite value in the {what}, which the VM refuses")
+
+
 def write(program: Program) -> bytes:
-    """Serialise a Program: header, section table, sections, CRC-32."""
+    """Serialise a Program: header, section table, sections, CRC-32. Refuses non-finite values (check_finite)."""
+    check_finite(program)
     tensors = b"".join(
         _TENSOR.pack(
             t.dtype,

@@ -30,6 +30,10 @@ class RefVM:
     def __init__(self, data: bytes):
         self.program = lnnb.read(data)
         p = self.program
+        try:  # as the C VM does (E_NONFINITE): a NaN constant would make NaN results look right
+            lnnb.check_finite(p)
+        except lnnb.FormatError as e:
+            raise RefVMError(str(e)) from e
         whole_words = p.consts[:len(p.consts) // 4 * 4]
         self.consts = np.frombuffer(whole_words, dtype="<f4")
         # u32 constants (element-wise programs) are read as integers

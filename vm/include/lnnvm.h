@@ -137,8 +137,14 @@ typedef struct lnn_model {
     uint32_t use_plan;   /* lnn_use_plan */
     uint64_t max_work;   /* the limit lnn_init verified against (lnn_limits) */
     uint64_t work;       /* work of one run per batch row (lnn_limits) */
-    lnn_plan_step step[LNN_PLAN_STEPS];
-    lnn_plan_ref ref[LNN_PLAN_REFS];
+    union { /* the plan is built after verification: its room is scratch before */
+        struct {
+            lnn_plan_step step[LNN_PLAN_STEPS];
+            lnn_plan_ref ref[LNN_PLAN_REFS];
+        };
+        uint16_t plan_scratch[(sizeof(lnn_plan_step) * LNN_PLAN_STEPS +
+                               sizeof(lnn_plan_ref) * LNN_PLAN_REFS) / 2];
+    };
     float *ptr[LNN_PLAN_REFS]; /* each reference's base address in this run */
 } lnn_model;
 
@@ -171,11 +177,24 @@ lnn_status lnn_init(lnn_model *m, const void *buf, size_t len, void *arena,
  * 1)), checked right after the header: LNN_E_ARENA_LIMIT at the header
  * field that passes it, before the caller need allocate anything (call
  * lnn_init_limits with no arena first, as the hosted runner does: it then
- * fails with LNN_E_ARENA_LIMIT, or LNN_E_ARENA for a valid file). */
+ * fails with LNN_E_ARENA_LIMIT, or LNN_E_ARENA for a valid file).
+ *
+ * scratch: memory lnn_init may use while it verifies (4-byte aligned; it
+ * holds 2 bytes per tensor: the sorts of the float16 constants' copies and
+ * of the float32 constants); the caller's again when lnn_init returns.
+ * With LNN_SCRATCH_SIZE bytes those checks take O(n log n) for n tensors;
+ * with less, or none, lnn_init uses what it has (at least the lnn_model's
+ * own plan area: about 1,400 tensors) in blocks: O(n^2 / block). It never
+ * writes the arena before the model is accepted. */
 typedef struct {
     uint64_t max_work;
     uint64_t max_arena;
+    void *scratch;
+    size_t scratch_len;
 } lnn_limits;
+
+/* Scratch bytes for the O(n log n) checks of any model (lnn_limits). */
+#define LNN_SCRATCH_SIZE (2u * LNN_MAX_TENSORS)
 
 /* The defaults, generous for a hosted machine: 2^34 operations per row (a
  * few seconds at most) and 1 GiB; a board build passes its own budget with

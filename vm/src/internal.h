@@ -218,6 +218,10 @@ static inline lnn_status lnn_fail(lnn_model *m, lnn_status s, uint32_t off)
     return s;
 }
 
+/* E_NONFINITE at the first NaN or infinite float32 in constants bytes
+ * [lo, hi) (4-aligned, inside the section), else LNN_OK (loader.c). */
+lnn_status lnn_check_finite(lnn_model *m, uint32_t lo, uint32_t hi);
+
 /* The abstract interpretation of the code (verify.c). */
 lnn_status lnn_verify_code(lnn_model *m);
 

@@ -270,8 +270,12 @@ static lnn_status lnn_load_tensor(lnn_model *m, uint32_t t, uint8_t *in_seen,
 
 /* ---- float16 constants ------------------------------------------------------ */
 
-/* Copies checked per pass over the tensor table (12 bytes each on the stack). */
-#define LNN_COPY_BLOCK 64u
+/* Tensor indices lnn_init sorts (lnn_limits.scratch, or the model's plan
+ * area): cap of them at a time. */
+typedef struct {
+    uint16_t *idx;
+    uint32_t cap;
+} lnn_scratch;
 
 /* Bytes [lo, hi) of the arena's fixed part, used by tensor t. */
 typedef struct {
@@ -297,57 +301,146 @@ static int lnn_fixed_span(const lnn_model *m, uint32_t t, lnn_span *s)
     return copy ? LNN_SPAN_COPY : LNN_SPAN_ARENA;
 }
 
-/* The first of the sorted, disjoint spans b[0..n) that ends after lo (n if
- * none): the only one that can overlap a span starting at lo, if any does. */
-static uint32_t lnn_span_find(const lnn_span *b, uint32_t n, uint32_t lo)
+static uint32_t lnn_key(const lnn_model *m, uint32_t t, uint32_t field)
 {
-    uint32_t i = 0;
-    while (i < n) {
-        const uint32_t mid = i + (n - i) / 2;
-        if (b[mid].hi > lo)
-            n = mid;
-        else
-            i = mid + 1;
+    return lnn_rd32(lnn_tensor_entry(m, t) + field);
+}
+
+static void lnn_sift(const lnn_model *m, uint16_t *a, uint32_t i, uint32_t n, uint32_t field)
+{
+    for (;;) {
+        uint32_t c = 2 * i + 1; /* n <= 65535: no wrap */
+        if (c >= n)
+            return;
+        if (c + 1 < n && lnn_key(m, a[c + 1], field) > lnn_key(m, a[c], field))
+            c++;
+        if (lnn_key(m, a[i], field) >= lnn_key(m, a[c], field))
+            return;
+        const uint16_t t = a[i];
+        a[i] = a[c];
+        a[c] = t;
+        i = c;
     }
-    return i;
 }
 
-static int lnn_span_hits(const lnn_span *b, uint32_t n, const lnn_span *s, uint32_t *i)
+/* Heapsort (in place, no recursion) of the tensors a[0..n) by the u32 field
+ * at byte `field` of their entries. */
+static void lnn_sort_tensors(const lnn_model *m, uint16_t *a, uint32_t n, uint32_t field)
 {
-    *i = lnn_span_find(b, n, s->lo);
-    return *i < n && b[*i].lo < s->hi;
+    for (uint32_t i = n / 2; i-- > 0;)
+        lnn_sift(m, a, i, n, field);
+    for (uint32_t k = n; k-- > 1;) {
+        const uint16_t t = a[0];
+        a[0] = a[k];
+        a[k] = t;
+        lnn_sift(m, a, 0, k, field);
+    }
 }
 
-/* No DT_F16 copy overlaps another or an unbatched ARENA tensor. Without
- * memory to sort them in, a block of LNN_COPY_BLOCK copies (sorted, checked
- * among themselves) is checked against every later copy and every ARENA
- * tensor in one pass over the table: ceil(copies / 64) passes. The error is
- * at the widened field of the later copy, or of the copy an ARENA tensor
- * overlaps. */
-static lnn_status lnn_check_copies(lnn_model *m)
+/* The next block of tensors from *t on that keep(m, t) selects, at most
+ * sc->cap, into sc->idx; *t ends past the last one taken. */
+static uint32_t lnn_take_block(const lnn_model *m, const lnn_scratch *sc, uint32_t *t,
+                               int (*keep)(const lnn_model *, uint32_t))
 {
-    lnn_span b[LNN_COPY_BLOCK], s;
-    uint32_t t = 0, i;
-    while (t < m->num_tensors) {
-        uint32_t n = 0;
-        for (; t < m->num_tensors && n < LNN_COPY_BLOCK; t++) {
-            if (lnn_fixed_span(m, t, &s) != LNN_SPAN_COPY)
-                continue;
-            if (lnn_span_hits(b, n, &s, &i))
-                LNN_FAIL(E_TENSOR_BOUNDS, lnn_file_offset(m, lnn_tensor_entry(m, t)) + LNN_T_WIDENED);
-            memmove(b + i + 1, b + i, (n - i) * sizeof *b);
-            b[i] = s;
-            n++;
+    uint32_t n = 0;
+    for (; *t < m->num_tensors && n < sc->cap; (*t)++)
+        if (keep(m, *t))
+            sc->idx[n++] = (uint16_t)*t;
+    return n;
+}
+
+static int lnn_is_copy(const lnn_model *m, uint32_t t)
+{
+    return lnn_tensor_entry(m, t)[LNN_T_DTYPE] == LNN_DT_F16;
+}
+
+static uint32_t lnn_copy_error(const lnn_model *m, uint32_t t)
+{
+    return lnn_file_offset(m, lnn_tensor_entry(m, t)) + LNN_T_WIDENED;
+}
+
+/* No DT_F16 copy overlaps another or an unbatched ARENA tensor. A block of
+ * copies (all of them with enough scratch) is sorted by address, its
+ * neighbours compared, and every later copy and every ARENA tensor looked
+ * up in it by binary search: O(n log n) per block. The error is at the
+ * widened field of the later (in the table) of two copies that overlap, or
+ * of the copy an ARENA tensor overlaps. */
+static lnn_status lnn_check_copies(lnn_model *m, const lnn_scratch *sc)
+{
+    uint32_t t = 0, n;
+    while ((n = lnn_take_block(m, sc, &t, lnn_is_copy)) > 0) {
+        const uint16_t *b = sc->idx;
+        lnn_sort_tensors(m, sc->idx, n, LNN_T_WIDENED);
+        lnn_span s, r;
+        for (uint32_t i = 0; i + 1 < n; i++) {
+            lnn_fixed_span(m, b[i], &s);
+            lnn_fixed_span(m, b[i + 1], &r);
+            if (s.hi > r.lo)
+                LNN_FAIL(E_TENSOR_BOUNDS, lnn_copy_error(m, b[i] > b[i + 1] ? b[i] : b[i + 1]));
         }
-        /* t: past the block's last copy; earlier copies are checked */
-        for (uint32_t u = 0; n > 0 && u < m->num_tensors; u++) {
+        /* disjoint and sorted by start, so sorted by end too; t: past the
+         * block's last copy, earlier copies are checked */
+        for (uint32_t u = 0; u < m->num_tensors; u++) {
             const int kind = lnn_fixed_span(m, u, &s);
             if (kind == LNN_SPAN_NONE || (kind == LNN_SPAN_COPY && u < t))
                 continue;
-            if (lnn_span_hits(b, n, &s, &i)) {
-                const uint32_t at = kind == LNN_SPAN_COPY ? u : b[i].t;
-                LNN_FAIL(E_TENSOR_BOUNDS, lnn_file_offset(m, lnn_tensor_entry(m, at)) + LNN_T_WIDENED);
+            uint32_t lo = 0, hi = n; /* the first copy of the block ending after s.lo */
+            while (lo < hi) {
+                const uint32_t mid = lo + (hi - lo) / 2;
+                lnn_fixed_span(m, b[mid], &r);
+                if (r.hi > s.lo)
+                    hi = mid;
+                else
+                    lo = mid + 1;
             }
+            if (lo < n && (lnn_fixed_span(m, b[lo], &r), r.lo < s.hi))
+                LNN_FAIL(E_TENSOR_BOUNDS, lnn_copy_error(m, kind == LNN_SPAN_COPY ? u : b[lo]));
+        }
+    }
+    return LNN_OK;
+}
+
+/* A float32 bit pattern that is NaN or infinite. */
+static int lnn_nonfinite32(uint32_t bits)
+{
+    return (bits & 0x7F800000u) == 0x7F800000u;
+}
+
+static int lnn_is_plain_f32_const(const lnn_model *m, uint32_t t)
+{
+    const uint8_t *e = lnn_tensor_entry(m, t);
+    return e[LNN_T_DTYPE] == LNN_DT_F32 && e[LNN_T_REGION] == LNN_REG_CONST &&
+           lnn_rd32(e + LNN_T_STRIDE) == 0;
+}
+
+lnn_status lnn_check_finite(lnn_model *m, uint32_t lo, uint32_t hi)
+{
+    for (uint32_t w = lo; w < hi; w += 4)
+        if (lnn_nonfinite32(lnn_rd32(m->consts + w)))
+            LNN_FAIL(E_NONFINITE, lnn_file_offset(m, m->consts + w));
+    return LNN_OK;
+}
+
+/* Every value of an unstrided float32 constant is finite (the strided ones:
+ * their rows at each PUSH, verify.c). A block of them (all with enough
+ * scratch) is sorted by offset and the union of their ranges read once:
+ * O(n log n + constants) per block, however they overlap. The error is at
+ * the first non-finite value (in the constants' order). */
+static lnn_status lnn_check_f32_values(lnn_model *m, const lnn_scratch *sc)
+{
+    uint32_t t = 0, n;
+    while ((n = lnn_take_block(m, sc, &t, lnn_is_plain_f32_const)) > 0) {
+        lnn_sort_tensors(m, sc->idx, n, LNN_T_OFFSET);
+        uint32_t done = 0; /* the constants before it are checked */
+        for (uint32_t i = 0; i < n; i++) {
+            lnn_tensor x;
+            lnn_tensor_read(m, sc->idx[i], &x);
+            const uint32_t end = x.offset + 4 * lnn_tensor_elems(&x); /* <= consts_size */
+            const lnn_status s = lnn_check_finite(m, x.offset > done ? x.offset : done, end);
+            if (s != LNN_OK)
+                return s;
+            if (end > done)
+                done = end;
         }
     }
     return LNN_OK;
@@ -376,7 +469,7 @@ static lnn_status lnn_check_f16_values(lnn_model *m)
         const uint32_t n = lnn_tensor_elems(&x);
         for (uint32_t k = 0; k < n; k++)
             if ((lnn_rd16(v + 2 * (size_t)k) & 0x7C00u) == 0x7C00u)
-                LNN_FAIL(E_TENSOR, lnn_file_offset(m, v + 2 * (size_t)k));
+                LNN_FAIL(E_NONFINITE, lnn_file_offset(m, v + 2 * (size_t)k));
     }
     return LNN_OK;
 }
@@ -413,7 +506,7 @@ static void lnn_widen_f16(lnn_model *m)
     }
 }
 
-static lnn_status lnn_load_tensors(lnn_model *m)
+static lnn_status lnn_load_tensors(lnn_model *m, const lnn_scratch *sc)
 {
     uint8_t in_seen[LNN_MAX_IO] = {0}, out_seen[LNN_MAX_IO] = {0};
     for (uint32_t t = 0; t < m->num_tensors; t++) {
@@ -427,8 +520,10 @@ static lnn_status lnn_load_tensors(lnn_model *m)
     for (uint32_t i = 0; i < m->num_outputs; i++)
         if (!out_seen[i])
             LNN_FAIL(E_IO, LNN_H_NUM_OUTPUTS);
-    const lnn_status s = lnn_check_copies(m);
-    return s != LNN_OK ? s : lnn_check_f16_values(m);
+    lnn_status s = lnn_check_copies(m, sc);
+    if (s == LNN_OK)
+        s = lnn_check_f16_values(m);
+    return s != LNN_OK ? s : lnn_check_f32_values(m, sc);
 }
 
 static uint32_t lnn_io_elems(const lnn_model *m, uint32_t t)
@@ -477,6 +572,11 @@ static lnn_status lnn_load_tests(lnn_model *m)
     memcpy(&tol, t + LNN_TS_MAX_ABS_ERR, sizeof tol);
     if (!(tol >= 0.0f && tol <= FLT_MAX)) /* NaN, negative or infinite */
         LNN_FAIL(E_TESTS, at + LNN_TS_MAX_ABS_ERR);
+    /* every input and expected value finite: a NaN expected would make a
+     * NaN output look right */
+    for (uint32_t w = LNN_TS_DATA; w < m->tests_size; w += 4)
+        if (lnn_nonfinite32(lnn_rd32(t + w)))
+            LNN_FAIL(E_NONFINITE, at + w);
     return LNN_OK;
 }
 
@@ -575,7 +675,17 @@ lnn_status lnn_init_limits(lnn_model *m, const void *buf, size_t len, void *aren
     if ((s = lnn_load_sections(m, &h)) != LNN_OK)
         return s;
     m->stage = LNN_STAGE_SECTIONS;
-    if ((s = lnn_load_tensors(m)) != LNN_OK)
+    /* the sorts' scratch: the caller's, else the plan's room (the plan is
+     * built last) */
+    lnn_scratch sc = {m->plan_scratch, sizeof m->plan_scratch / sizeof m->plan_scratch[0]};
+    if (limits && limits->scratch && limits->scratch_len / 2 > sc.cap) {
+        if ((uintptr_t)limits->scratch % 4 != 0)
+            LNN_FAIL(E_ALIGN, 0);
+        sc.idx = (uint16_t *)limits->scratch;
+        sc.cap = limits->scratch_len / 2 < LNN_MAX_TENSORS ? (uint32_t)(limits->scratch_len / 2)
+                                                           : LNN_MAX_TENSORS;
+    }
+    if ((s = lnn_load_tensors(m, &sc)) != LNN_OK)
         return s;
     m->stage = LNN_STAGE_TENSORS;
     if ((s = lnn_load_tests(m)) != LNN_OK)

@@ -731,6 +731,19 @@ lnn_status lnn_verify_code(lnn_model *m)
                                       v.bytes;
                 if (last > m->consts_size)
                     LNN_VFAIL(E_STRIDE);
+                /* the rows this loop reads are finite (the unstrided float32
+                 * constants: loader.c); rows that overlap as one range */
+                if (v.e.dtype == LNN_DT_F32) {
+                    const uint32_t count = loops[nl - 1].count;
+                    const uint32_t rows = v.e.stride >= v.bytes ? count : 1;
+                    const uint32_t span = rows == 1 ? (uint32_t)(last - v.e.offset) : v.bytes;
+                    for (uint32_t r = 0; r < rows; r++) {
+                        const uint32_t lo = v.e.offset + (uint32_t)lnn_stride_bytes(v.e.stride, r);
+                        const lnn_status fs = lnn_check_finite(m, lo, lo + span);
+                        if (fs != LNN_OK)
+                            return fs;
+                    }
+                }
             }
             stack[sp++] = (uint16_t)b;
             break;
