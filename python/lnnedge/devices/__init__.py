@@ -1,0 +1,54 @@
+"""Devices: one board of boards.yaml opened for use, every kind behind the one `Device` protocol.
+
+    with open_device(config.board("qemu-rpi4")) as device:
+        result = device.run(Path("build/ltc-sine/model.lnnb"), [x])
+
+Kinds (board.transport -> kind): local -> local (the runner as a process here), qemu -> qemu-user (behind
+qemu-aarch64/-arm/-x86_64 with the target's CPU model), ssh -> ssh (a Linux board: atomic deploy, then runs),
+serial -> serial (the firmware over a UART), qemu-system -> emulator (the firmware on a board emulated from
+the target's qemu facts, over its emulated UART). A verb a kind cannot do raises CapabilityError.
+fleet.py runs an action over a group of boards in parallel.
+"""
+
+from __future__ import annotations
+
+from ..build import runner_path
+from ..config import Board
+from .base import (
+    CapabilityError,
+    Device,
+    DeviceError,
+    RunResult,
+    SmokeResult,
+    Stream,
+    bundled_tests,
+    compare_with_tests,
+)
+
+__all__ = ["CapabilityError", "Device", "DeviceError", "RunResult", "SmokeResult", "Stream", "bundled_tests",
+           "compare_with_tests", "open_device"]
+
+
+def open_device(board: Board) -> Device:
+    """The board as a Device; nothing is connected or started until a verb needs it."""
+    program = runner_path(board.target)
+    if board.transport == "local":
+        from .local import LocalDevice
+
+        return LocalDevice(board, program)
+    if board.transport == "qemu":
+        from .qemu_user import QemuUserDevice
+
+        return QemuUserDevice(board, program)
+    from ..transports import for_board
+    from ._transitional import TransportDevice
+
+    if board.transport == "ssh":
+        prefix = board.ssh.command_prefix if board.ssh else ()
+        return TransportDevice(board, program, "ssh", bool(prefix) and prefix[0].startswith("qemu"),
+                               lambda: for_board(board, program))
+    if board.transport == "serial":
+        return TransportDevice(board, program, "serial", False, lambda: for_board(board, program))
+    if board.transport == "qemu-system":
+        return TransportDevice(board, program, "emulator", True, lambda: for_board(board, program))
+    raise DeviceError(f"board {board.name}: transport {board.transport!r} is not available")

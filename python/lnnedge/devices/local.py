@@ -1,0 +1,125 @@
+"""The local device: the lnnvm runner as a process on this machine (qemu_user.py puts QEMU in front of it)."""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..artifacts import MissingArtifact
+from ..config import Board
+from . import runner
+from .base import DeviceBase, DeviceError, RunResult, SmokeResult
+
+
+class LocalDevice(DeviceBase):
+    kind = "local"
+    prefix: tuple[str, ...] = ()  # an emulator command the runner is started behind
+    missing_tool = ""  # what to install when prefix[0] is not found
+
+    def __init__(self, board: Board, program: Path, timeout: float = 600):
+        super().__init__(board, program)
+        self.timeout = timeout
+
+    def _argv(self, *args: str) -> list[str]:
+        if not self.program.is_file():
+            raise MissingArtifact(f"{self.program} does not exist: run `invoke build --target "
+                                  f"{self.board.target.name}` first")
+        return [*self.prefix, str(self.program), *args]
+
+    def _process(self, *args: str) -> subprocess.CompletedProcess:
+        """The runner run to its end; its exit code is the caller's to judge."""
+        argv = self._argv(*args)
+        try:
+            return subprocess.run(argv, capture_output=True, text=True, timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            raise DeviceError(f"{self.program.name} {args[0]} did not finish within {self.timeout} s") from None
+        except FileNotFoundError:
+            raise DeviceError(f"{argv[0]} not found{self.missing_tool}") from None
+
+    def _call(self, *args: str) -> subprocess.CompletedProcess:
+        proc = self._process(*args)
+        if proc.returncode != 0:
+            raise DeviceError(proc.stderr.strip() or f"{self.program.name} exited with {proc.returncode}")
+        return proc
+
+    def info(self, model: Path) -> dict:
+        return runner.parse_info(self._call("info", str(model)).stdout)
+
+    def test(self, model: Path) -> SmokeResult:
+        """`lnnvm test`: the model's bundled test set run here (behind QEMU for emulated boards)."""
+        proc = self._process("test", str(model))
+        return runner.parse_test_summary(proc.stdout, proc.returncode, self.program.name)
+
+    def run(self, model: Path, inputs: list[np.ndarray], batch: int = 1) -> RunResult:
+        return self._run(model, inputs, batch)
+
+    def _run(self, model: Path, inputs: list[np.ndarray], batch: int = 1, extra: list[str] = ()) -> RunResult:
+        info = self.info(model)
+        n_out = runner.output_count(info, self.program.name)
+        with tempfile.TemporaryDirectory(prefix="lnnedge-") as tmp:
+            ins = runner.write_inputs(Path(tmp), inputs)
+            outs = [Path(tmp) / name for name in runner.output_names(n_out)]
+            proc = self._call("run", str(model), *runner.run_args([str(p) for p in ins], [str(p) for p in outs],
+                                                                   batch, extra))
+            timing = runner.parse_timing(proc.stdout, self.program.name)
+            outputs = runner.read_outputs(outs, len(inputs[0]))
+        return RunResult(outputs, timing, info)
+
+    def trace(self, model: Path, inputs: list[np.ndarray]) -> list[tuple[int, int, np.ndarray]]:
+        """Run once with every instruction's result dumped (the runner's --trace)."""
+        from ..trace import read_trace
+
+        with tempfile.TemporaryDirectory(prefix="lnnedge-trace-") as tmp:
+            trace_file = Path(tmp) / "trace.bin"
+            self._run(model, inputs, extra=["--trace", str(trace_file)])
+            return read_trace(trace_file)
+
+    def stream(self, model: Path) -> RunnerStream:
+        return RunnerStream(self._argv("stream", str(model)))
+
+
+class RunnerStream:
+    """`lnnvm stream MODEL` as a child process: one line of inputs in, one line of outputs out, per time step,
+    the hidden state kept in the VM between lines."""
+
+    def __init__(self, argv: list[str], timeout: float = 60):
+        self.timeout = timeout
+        try:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                         text=True, bufsize=1)
+        except OSError as exc:
+            raise DeviceError(f"cannot start {argv[0]}: {exc.strerror}") from None
+
+    def _line(self, text: str) -> str:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(text + "\n")
+        self.proc.stdin.flush()
+        answer = self.proc.stdout.readline()
+        if not answer:
+            raise DeviceError(f"lnnvm stream stopped: {self.proc.stderr.read().strip() if self.proc.stderr else ''}")
+        return answer.strip()
+
+    def step(self, row: np.ndarray) -> np.ndarray:
+        return np.array(self._line(" ".join(f"{v:.9g}" for v in row.ravel())).split(), dtype=np.float32)
+
+    def reset(self) -> None:
+        if self._line("reset") != "reset":
+            raise DeviceError("lnnvm stream did not confirm the reset")
+
+    def close(self) -> None:
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def __enter__(self) -> RunnerStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
