@@ -5,29 +5,22 @@ and leaves the rest of the arena (the float32 copies of float16 constants) to th
 from __future__ import annotations
 
 import shutil
-import subprocess
 
 import numpy as np
 import pytest
-from lnnedge.paths import BUILD_DIR, VM_DIR
-from lnnedge.testing.qemu_m4 import QemuM4
-from lnnedge.transports.serial_link import SerialTransport
+from lnnedge.devices.serial import SerialLink
+from support.emulator import build_firmware, m4_board
 from test_loader import F32, half_model, stateful
 
 pytestmark = pytest.mark.skipif(
     shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
     reason="needs qemu-system-arm and arm-none-eabi-gcc")
 
-OUT = BUILD_DIR / "firmware" / "cortex-m4"
-
 
 @pytest.fixture(scope="module")
 def link(tmp_path_factory):
-    proc = subprocess.run(["make", "-C", str(VM_DIR / "firmware"), f"O={OUT}", "-j2"], capture_output=True,
-                          text=True)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    with QemuM4(OUT / "lnnedge-m4.elf") as emu:
-        transport = SerialTransport(emu.url, timeout=2.0)
+    with m4_board(build_firmware()["elf"]) as emu:
+        transport = SerialLink(emu.url, timeout=2.0)
         yield transport
         transport.close()
 

@@ -23,20 +23,12 @@ import pytest
 import torch
 from conftest import inputs_for, untrained
 from lnnedge.compiler import compile_module
-from lnnedge.paths import BUILD_DIR, VM_DIR
+from lnnedge.devices import DeviceError
+from lnnedge.devices.serial import FirmwareError, SerialLink, open_port
+from lnnedge.devices.serial.protocol import cobs_decode, cobs_encode, decode_frame, encode_frame, protocol
+from lnnedge.paths import VM_DIR
 from lnnedge.reliability.serial_frames import load_cut
-from lnnedge.testing.qemu_m4 import QemuM4
-from lnnedge.transports.base import TransportError
-from lnnedge.transports.serial_link import (
-    DeviceError,
-    SerialTransport,
-    cobs_decode,
-    cobs_encode,
-    decode_frame,
-    encode_frame,
-    open_port,
-    protocol,
-)
+from support.emulator import OUT, TARGET, build_firmware, freeze, m4_board, power_cut, thaw
 from test_loader import BROKEN
 
 pytestmark = pytest.mark.skipif(
@@ -45,8 +37,7 @@ pytestmark = pytest.mark.skipif(
            "libnewlib-arm-none-eabi)")
 
 FIRMWARE_DIR = VM_DIR / "firmware"
-OUT = BUILD_DIR / "firmware" / "cortex-m4"
-CLOCK_HZ = 25_000_000
+CLOCK_HZ = TARGET.clock_hz
 TOL = 1e-5
 
 
@@ -57,12 +48,7 @@ def vm_version() -> str:
 
 @pytest.fixture(scope="session")
 def firmware():
-    proc = subprocess.run(["make", "-C", str(FIRMWARE_DIR), f"O={OUT}", "-j2"], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    size = subprocess.run(["make", "-s", "-C", str(FIRMWARE_DIR), f"O={OUT}", "size"], capture_output=True,
-                          text=True, check=True).stdout
-    sizes = {k: int(v) for k, v in (line.split("=") for line in size.split())}
-    return {"elf": OUT / "lnnedge-m4.elf", "sizes": sizes, "log": proc.stdout}
+    return build_firmware()
 
 
 @pytest.fixture(scope="session")
@@ -78,13 +64,13 @@ def models(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def board(firmware):
-    with QemuM4(firmware["elf"]) as emu:
+    with m4_board(firmware["elf"]) as emu:
         yield emu
 
 
 @pytest.fixture
 def link(board):
-    transport = SerialTransport(board.url, clock_hz=CLOCK_HZ, timeout=2.0)
+    transport = SerialLink(board.url, clock_hz=CLOCK_HZ, timeout=2.0)
     yield transport
     transport.close()
 
@@ -187,14 +173,14 @@ def test_a_corrupted_model_is_refused_with_its_vm_status(link, models, tmp_path)
     bad = tmp_path / "corrupted.lnnb"
     bad.write_bytes(bytes(data))
     x = inputs_for(3, 4)
-    with pytest.raises(DeviceError) as err:
+    with pytest.raises(FirmwareError) as err:
         link.run(bad, [x])
     assert err.value.domain == "vm" and err.value.name == "E_CRC" and err.value.offset == 12
     assert "refused corrupted.lnnb: E_CRC at byte 12: CRC-32 mismatch" in str(err.value)
     for name, blob in BROKEN.items():  # every error class of the loader, as the host runner reports it
         broken = tmp_path / f"{name}.lnnb"
         broken.write_bytes(blob)
-        with pytest.raises(DeviceError) as err:
+        with pytest.raises(FirmwareError) as err:
             link.info(broken)
         assert err.value.name == name, (name, str(err.value))
     result = link.run(path, [x])  # and the device still works
@@ -204,8 +190,8 @@ def test_a_corrupted_model_is_refused_with_its_vm_status(link, models, tmp_path)
 
 def test_the_port_is_locked_while_a_transport_holds_it(link, models):
     link.info(models["ltc-3in-rk4"][1])
-    with pytest.raises(TransportError, match="in use by another process"):
-        SerialTransport(link.url).info(models["ltc-3in-rk4"][1])
+    with pytest.raises(DeviceError, match="in use by another process"):
+        SerialLink(link.url).info(models["ltc-3in-rk4"][1])
 
 
 def _frames(sock: socket.socket, seq: int, timeout: float) -> list:
@@ -329,9 +315,9 @@ class Relay:
 
 
 def test_garbage_and_bit_flips_on_the_line_are_detected_and_resent(firmware, models):
-    with QemuM4(firmware["elf"]) as emu:
+    with m4_board(firmware["elf"]) as emu:
         relay = Relay(int(emu.url.rsplit(":", 1)[1]), seed=2024)
-        link = SerialTransport(relay.url, clock_hz=CLOCK_HZ, timeout=1.0, retries=12)  # the default frame timeout
+        link = SerialLink(relay.url, clock_hz=CLOCK_HZ, timeout=1.0, retries=12)  # the default frame timeout
         try:
             for name in ("ltc-sine", "ltc-3in-rk4"):
                 net, path, inputs = models[name]
@@ -356,7 +342,7 @@ def test_an_upload_cut_on_the_board_leaves_the_loaded_model_running(firmware):
     the board: LOAD_BEGIN, a chunk in the middle and LOAD_COMMIT, each cut after the whole frame and in its
     middle; the connection is dropped there, a new one finds the model that should be there."""
     problems: list[str] = []
-    with QemuM4(firmware["elf"]) as emu:
+    with m4_board(firmware["elf"]) as emu:
         c = load_cut(lambda: open_port(emu.url), url=emu.url, at=(1, 4, 8), problems=problems)
     assert c.tried == 6 and c.accepted_correctly == c.tried, problems
     assert "8 frames" in c.how  # LOAD_BEGIN, 6 chunks, LOAD_COMMIT: frame 8 is the commit
@@ -383,8 +369,8 @@ def test_a_hung_or_killed_board_is_reported_in_seconds_and_a_restart_is_noticed(
     net, path, _ = models["ltc-sine"]
     x = inputs_for(1, 8)
     big = inputs_for(1, 30000, seed=1)  # long enough to still be running when the board freezes
-    with QemuM4(firmware["elf"]) as emu:
-        link = SerialTransport(emu.url, clock_hz=CLOCK_HZ, timeout=1.0, retries=3)
+    with m4_board(firmware["elf"]) as emu:
+        link = SerialLink(emu.url, clock_hz=CLOCK_HZ, timeout=1.0, retries=3)
         try:
             first = link.run(path, [x])
             assert first.timing["uploaded"] is True
@@ -393,14 +379,14 @@ def test_a_hung_or_killed_board_is_reported_in_seconds_and_a_restart_is_noticed(
             # frozen mid-run (SIGSTOP): every frame times out, the host gives up after its retries
             thread, box = _run_in_background(link, path, big)
             time.sleep(0.5)
-            emu.pause()
+            freeze(emu)
             frozen = time.monotonic()
             thread.join(20)
             assert "error" in box, "the run finished before the board froze"
-            assert isinstance(box["error"], TransportError) and "no valid answer" in str(box["error"])
+            assert isinstance(box["error"], DeviceError) and "no valid answer" in str(box["error"])
             assert box["done"] - frozen < 15
             print(f"frozen board reported after {box['done'] - frozen:.2f} s: {box['error']}")
-            emu.resume()
+            thaw(emu)
             resumed = link.run(path, [x])  # same boot: same session, the model is still there
             assert resumed.timing["uploaded"] is False and link.device["session"] == session
             assert link.stats["resets_detected"] == 0
@@ -408,13 +394,13 @@ def test_a_hung_or_killed_board_is_reported_in_seconds_and_a_restart_is_noticed(
             # killed mid-run (SIGKILL): the connection closes, the host says so at once
             thread, box = _run_in_background(link, path, big)
             time.sleep(0.5)
-            emu.kill()
+            power_cut(emu)
             killed = time.monotonic()
             thread.join(20)
-            assert isinstance(box.get("error"), TransportError), box
+            assert isinstance(box.get("error"), DeviceError), box
             assert box["done"] - killed < 15
             print(f"killed board reported after {box['done'] - killed:.2f} s: {box['error']}")
-            with pytest.raises(TransportError, match="cannot open"):
+            with pytest.raises(DeviceError, match="cannot open"):
                 link.run(path, [x])  # nothing listens any more
 
             emu.restart()  # a new boot on the same port: new session nonce, empty model buffer
@@ -451,14 +437,14 @@ def test_protocol_engine_survives_fuzzed_requests_under_sanitizers(engine, model
     path = os.ttyname(slave)
     P = protocol()
     rng = random.Random(5)
-    link = SerialTransport(path, timeout=2.0, retries=4)
+    link = SerialLink(path, timeout=2.0, retries=4)
     try:
         for name in ("ltc-sine", "ltc-3in-rk4"):
             net, model, inputs = models[name]
             x = inputs_for(inputs, 20, seed=2)
             assert np.max(np.abs(link.run(model, [x], batch=3).outputs[0] - expected(net, x))) <= TOL
-        with pytest.raises(TransportError, match="in use"):
-            SerialTransport(path).device_info()
+        with pytest.raises(DeviceError, match="in use"):
+            SerialLink(path).device_info()
         requests = [P.HELLO, P.INFO, P.LOAD_BEGIN, P.LOAD_CHUNK, P.LOAD_COMMIT, P.RUN, P.RESET_STATE, 0x05, 0x7F]
         answered, ran = 0, 0
         blobs = [models[name][1].read_bytes() for name in ("ltc-3in-rk4", "ltc-sine")]
@@ -485,7 +471,7 @@ def test_protocol_engine_survives_fuzzed_requests_under_sanitizers(engine, model
             try:
                 got = link._request(kind, body, hello=kind == P.HELLO)
                 ran += got.type == P.RUN | P.OK_BIT
-            except DeviceError:
+            except FirmwareError:
                 pass
             answered += 1
         assert answered == 1500 and ran > 20, ran

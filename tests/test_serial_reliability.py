@@ -1,7 +1,7 @@
 """The serial protocol against a bad line and a cut upload, through the firmware's real protocol engine.
 
 The engine (device.c and the VM) runs in this process as `make hostlib`'s library (serial_frames.Engine),
-the host side is SerialTransport itself; the replay test drives the ASan + UBSan build (`make host`) over
+the host side is SerialLink itself; the replay test drives the ASan + UBSan build (`make host`) over
 pipes. The campaigns are those `invoke reliability` runs at full size (lnnedge.reliability.serial_frames).
 """
 
@@ -13,9 +13,10 @@ import time
 
 import numpy as np
 import pytest
+from lnnedge.devices.serial import FirmwareError, SerialLink
+from lnnedge.devices.serial.protocol import decode_frame, encode_frame, protocol
 from lnnedge.paths import BUILD_DIR, VM_DIR
 from lnnedge.reliability import serial_frames as sf
-from lnnedge.transports.serial_link import DeviceError, SerialTransport, decode_frame, encode_frame, protocol
 from test_loader import BROKEN, half_model, stateful
 
 FRAMES = 100_000  # each way: the figure vm/PROTOCOL.md section 12 quotes
@@ -26,8 +27,8 @@ def engine() -> sf.Engine:
     return sf.engine()
 
 
-def link_to(engine: sf.Engine) -> SerialTransport:
-    return SerialTransport("engine:", line=sf.EngineLine(engine), timeout=2.0)
+def link_to(engine: sf.Engine) -> SerialLink:
+    return SerialLink("engine:", line=sf.EngineLine(engine), timeout=2.0)
 
 
 def test_damaged_requests_are_never_executed(engine):
@@ -67,13 +68,13 @@ def test_a_refused_model_leaves_the_loaded_model_its_arena_and_its_state(engine,
         for name, blob in BROKEN.items():
             broken = tmp_path / f"{name}.lnnb"
             broken.write_bytes(blob)
-            with pytest.raises(DeviceError) as err:
+            with pytest.raises(FirmwareError) as err:
                 link.info(broken)
             assert err.value.name == name and "\n" not in str(err.value), str(err.value)
         P = protocol()
         link._request(P.LOAD_BEGIN, struct.pack("<II", 16, 0))
         link._request(P.LOAD_CHUNK, struct.pack("<I", 0) + bytes(16))
-        with pytest.raises(DeviceError, match="E_TRANSFER_CRC"):
+        with pytest.raises(FirmwareError, match="E_TRANSFER_CRC"):
             link._request(P.LOAD_COMMIT)
         got = link.run(summed, [x[1]], batch=2, keep_state=True)
         assert got.timing["uploaded"] is False
@@ -83,7 +84,7 @@ def test_a_refused_model_leaves_the_loaded_model_its_arena_and_its_state(engine,
         half.write_bytes(half_model())
         y = x.reshape(4, 2)[:3]
         before = link.run(half, [y], batch=3).outputs
-        with pytest.raises(DeviceError):
+        with pytest.raises(FirmwareError):
             link.info(tmp_path / "E_CRC.lnnb")
         after = link.run(half, [y], batch=3)
         assert after.timing["uploaded"] is False
@@ -100,11 +101,11 @@ def test_a_model_too_big_to_sit_beside_the_loaded_one_is_loaded_after_an_unload(
         link.run(small, [np.ones((1, 2), np.float32)])
         max_model = int(link.device["max_model"])
         P = protocol()
-        with pytest.raises(DeviceError, match=f"E_NO_ROOM: .*: {max_model - 64} \\+ {small.stat().st_size} > "):
+        with pytest.raises(FirmwareError, match=f"E_NO_ROOM: .*: {max_model - 64} \\+ {small.stat().st_size} > "):
             link._request(P.LOAD_BEGIN, struct.pack("<II", max_model - 64, 0))
         big = tmp_path / "big.lnnb"
         big.write_bytes(BROKEN["E_CRC"] + bytes(max_model - 64 - len(BROKEN["E_CRC"])))  # refused at the commit
-        with pytest.raises(DeviceError, match="the device refused big.lnnb: E_") as err:
+        with pytest.raises(FirmwareError, match="the device refused big.lnnb: E_") as err:
             link.info(big)
         assert "\n" not in str(err.value)
         link.device_info()

@@ -40,15 +40,19 @@ def open_device(board: Board) -> Device:
         from .qemu_user import QemuUserDevice
 
         return QemuUserDevice(board, program)
-    from ..transports import for_board
-    from ._transitional import TransportDevice
+    if board.transport == "serial":
+        from .serial import SerialDevice
 
+        return SerialDevice(board, program)
+    if board.transport == "qemu-system":
+        from .emulator import EmulatorDevice
+
+        return EmulatorDevice(board, program)
     if board.transport == "ssh":
+        from ..transports import for_board
+        from ._transitional import TransportDevice
+
         prefix = board.ssh.command_prefix if board.ssh else ()
         return TransportDevice(board, program, "ssh", bool(prefix) and prefix[0].startswith("qemu"),
                                lambda: for_board(board, program))
-    if board.transport == "serial":
-        return TransportDevice(board, program, "serial", False, lambda: for_board(board, program))
-    if board.transport == "qemu-system":
-        return TransportDevice(board, program, "emulator", True, lambda: for_board(board, program))
     raise DeviceError(f"board {board.name}: transport {board.transport!r} is not available")

@@ -1,5 +1,5 @@
-"""Transitional (removed once their code has moved into this package): the ssh, serial and emulator kinds
-wrapped around the old transports, so that open_device serves every board from the start."""
+"""Transitional (removed once its code has moved into this package): the ssh kind wrapped around the old
+transport, so that open_device serves every board from the start."""
 
 from __future__ import annotations
 

@@ -145,7 +145,7 @@ class DeviceBase:
         """Nothing to release (kinds with a connection or a process override this)."""
 
     def _cannot(self, verb: str, instead: str) -> CapabilityError:
-        return CapabilityError(f"board {self.name}: {verb} is not available on a {self.kind} board; {instead}")
+        return CapabilityError(f"board {self.name} ({self.kind}): {verb} is not available; {instead}")
 
     def stream(self, model: Path) -> Stream:
         raise self._cannot("streaming (lnnvm stream)", "stream on a local or QEMU user-mode board")

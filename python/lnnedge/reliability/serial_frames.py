@@ -9,7 +9,7 @@ Three campaigns, all through the real code (no model of either side):
   The engine reports every request it executes (`lnn_dev_on_request`); a damaged frame is wrongly accepted
   when anything but the intact request runs, or that one runs twice. Every answer is checked too: RUN
   outputs are the model's, bit for bit, so a corrupted chunk that slipped into a model would show.
-- `device_to_host`: the same damage on the engine's answers on their way to `SerialTransport`, whose
+- `device_to_host`: the same damage on the engine's answers on their way to `SerialLink`, whose
   request loop (decode_frame and the seq / nonce / type checks) must return exactly the intact answer,
   getting it by sending the request again when it cannot use what arrived.
 - `load_cut`: model A loaded, model B's upload cut at every frame (after the frame, or in its middle), then a
@@ -32,22 +32,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..devices import DeviceError
+from ..devices.serial import FirmwareError, Line, NoAnswer, SerialLink
+from ..devices.serial.protocol import Frame, FrameError, cobs_encode, decode_frame, parse_text, protocol, seal_frame
 from ..errors import LnnedgeError
 from ..paths import BUILD_DIR, VM_DIR
-from ..transports.base import TransportError
-from ..transports.serial_link import (
-    DeviceError,
-    Frame,
-    FrameError,
-    Line,
-    SerialTransport,
-    _NoAnswer,
-    cobs_encode,
-    decode_frame,
-    parse_text,
-    protocol,
-    seal_frame,
-)
 from . import Campaign
 
 FIRMWARE_DIR = VM_DIR / "firmware"
@@ -103,7 +92,7 @@ def engine() -> Engine:
 
 
 class EngineLine:
-    """A serial line to the engine, for SerialTransport(line=...): what the host writes reaches the engine at
+    """A serial line to the engine, for SerialLink(line=...): what the host writes reaches the engine at
     once, what the engine sends back passes through `answers` (the damage of a campaign) when the host writes
     a new frame and arrives intact when it sends the same frame again. A read with nothing there is a
     timeout at once: the host's retries cost no waiting."""
@@ -397,7 +386,7 @@ def host_to_device(frames: int = 100_000, seed: int = 1, problems: list[str] | N
 
 
 def device_to_host(frames: int = 100_000, seed: int = 2, problems: list[str] | None = None) -> Campaign:
-    """The engine's answers damaged on their way to SerialTransport's request loop."""
+    """The engine's answers damaged on their way to SerialLink's request loop."""
     P = protocol()
     eng = engine()
     models = campaign_models()
@@ -413,7 +402,7 @@ def device_to_host(frames: int = 100_000, seed: int = 2, problems: list[str] | N
         return bad
 
     line = EngineLine(eng, answers=on_the_line)
-    link = SerialTransport("engine:", line=line)
+    link = SerialLink("engine:", line=line)
     link.device_info()  # opens the session (through the damaged line already)
     rejected = correct = crashed = hung = wrong = 0
     for _ in range(frames):
@@ -422,7 +411,7 @@ def device_to_host(frames: int = 100_000, seed: int = 2, problems: list[str] | N
         got: Frame | Exception
         try:
             got = link._request(req.type, req.payload, hello=req.type == P.HELLO)
-        except TransportError as exc:
+        except DeviceError as exc:
             got = exc
         except Exception as exc:  # counted, not raised: the campaign reports how the host failed
             got = exc
@@ -431,7 +420,7 @@ def device_to_host(frames: int = 100_000, seed: int = 2, problems: list[str] | N
             right = got == intact and got.type == req.answer
             if req.type == P.HELLO:
                 link._nonce = got.nonce
-        elif isinstance(got, DeviceError):
+        elif isinstance(got, FirmwareError):
             right = intact.type == P.ERROR == req.answer and got.code == struct.unpack_from("<H", intact.payload, 2)[0]
         else:
             right = False
@@ -442,15 +431,15 @@ def device_to_host(frames: int = 100_000, seed: int = 2, problems: list[str] | N
                 rejected += 1
             continue
         problems.append(f"{P.frame_name(req.type)}: {got!r}")
-        if isinstance(got, _NoAnswer):
+        if isinstance(got, NoAnswer):
             hung += 1
-        elif isinstance(got, (Frame, TransportError)):
+        elif isinstance(got, (Frame, DeviceError)):
             wrong += 1
         else:
             crashed += 1
     link.close()
     return Campaign("serial frames, device → host",
-                    _how("answer", frames, "the engine's answers damaged on their way to SerialTransport's "
+                    _how("answer", frames, "the engine's answers damaged on their way to SerialLink's "
                          "request loop (an in-process line); wrongly accepted: the host returned anything but the "
                          "intact answer (or its ERROR)"),
                     frames, rejected, correct, crashed, hung, wrong)
@@ -477,8 +466,8 @@ def load_cut(open_line: Callable[[], Line] | None = None, url: str = "engine:", 
         for m in (a, b):
             paths[m.name].write_bytes(m.data)
 
-        def session() -> SerialTransport:
-            return SerialTransport(url, line=open_line(), timeout=2.0)
+        def session() -> SerialLink:
+            return SerialLink(url, line=open_line(), timeout=2.0)
 
         outputs = {}
         with session() as link:  # what each model gives on this device, intact
@@ -491,11 +480,11 @@ def load_cut(open_line: Callable[[], Line] | None = None, url: str = "engine:", 
         for k, keep in points:
             with session() as link:
                 link.run(paths[a.name], [a.inputs[:1]])  # A loaded (again)
-            cut = SerialTransport(url, line=CutLine(open_line(), 1 + k, keep), timeout=2.0, retries=1)
+            cut = SerialLink(url, line=CutLine(open_line(), 1 + k, keep), timeout=2.0, retries=1)
             try:  # frame 1 is the HELLO, then the upload
                 cut.info(paths[b.name])
                 problems.append(f"cut at frame {k} ({keep:.0%} of it): the upload went through")
-            except TransportError:
+            except DeviceError:
                 pass
             finally:
                 cut.close()
@@ -517,7 +506,7 @@ def load_cut(open_line: Callable[[], Line] | None = None, url: str = "engine:", 
             except AssertionError as exc:
                 wrong += 1
                 problems.append(f"{what}: {exc}")
-            except TransportError as exc:
+            except DeviceError as exc:
                 hung += 1
                 problems.append(f"{what}: {exc}")
     return Campaign("firmware LOAD cut at every frame",

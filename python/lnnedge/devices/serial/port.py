@@ -1,0 +1,146 @@
+"""A serial port opened for the link: any pyserial URL (a device node, a pty, socket://host:port), read
+non-blocking with select() where it has a descriptor, and locked for as long as it is open (flock on a device
+node through pyserial's exclusive=True; a lock file under /tmp for URLs). `Line` is what the link needs of a
+port, so a test or campaign can put its own line in its place."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import select
+import tempfile
+import time
+import typing
+from pathlib import Path
+
+from ..base import DeviceError
+
+
+class LinkLost(DeviceError):
+    """The port itself failed (closed socket, unplugged device)."""
+
+
+def _is_url(url: str) -> bool:
+    return "://" in url
+
+
+def lock_path(url: str) -> Path:
+    digest = hashlib.sha256(url.encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"lnnedge-serial-{digest}.lock"
+
+
+class _Port:
+    """A pyserial port opened non-blocking, with select() on its descriptor where it has one."""
+
+    def __init__(self, url: str, baudrate: int, write_timeout: float):
+        import serial
+
+        self.url = url
+        self._lock_fd = None
+        self._lock_path = lock_path(url)
+        if _is_url(url):
+            self._lock_fd = self._lock(self._lock_path)
+        try:
+            kwargs = {} if _is_url(url) else {"exclusive": True}
+            self.serial = serial.serial_for_url(url, baudrate=baudrate, timeout=0, write_timeout=write_timeout,
+                                                **kwargs)
+        except serial.SerialException as exc:
+            self._unlock()
+            text = str(exc)
+            if "lock" in text.lower():
+                raise DeviceError(f"{url} is in use by another process: {text}") from None
+            raise DeviceError(f"cannot open {url}: {text}") from None
+        except ValueError as exc:
+            self._unlock()
+            raise DeviceError(f"cannot open {url}: {exc}") from None
+        try:
+            self.fd = self.serial.fileno()
+        except Exception:  # URL handlers without a descriptor (loop://, rfc2217://)
+            self.fd = None
+
+    def _lock(self, path: Path) -> int:
+        """flock on a lock file, removed again on close. The file we locked must still be the one at the
+        path (a closing holder unlinks it first), else we locked an orphan and try again."""
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                raise DeviceError(f"{self.url} is in use by another process (lock file {path})") from None
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()} {self.url}\n".encode())
+                return fd
+            os.close(fd)
+
+    def _unlock(self):
+        if self._lock_fd is not None:
+            try:
+                os.unlink(self._lock_path)
+            except OSError:
+                pass
+            os.close(self._lock_fd)  # closing drops the flock
+            self._lock_fd = None
+
+    def write(self, data: bytes) -> None:
+        import serial
+
+        try:
+            self.serial.write(data)
+            self.serial.flush()
+        except (serial.SerialException, OSError) as exc:
+            raise LinkLost(f"writing to {self.url} failed: {exc}") from None
+
+    def read(self, deadline: float) -> bytes:
+        """What has arrived, waiting until the deadline for at least one byte (b"" on timeout)."""
+        import serial
+
+        remaining = max(deadline - time.monotonic(), 0.0)
+        try:
+            if self.fd is not None:
+                ready, _, _ = select.select([self.fd], [], [], remaining)
+                if not ready:
+                    return b""
+                data = self.serial.read(65536)  # non-blocking: what is there
+                if not data:
+                    raise LinkLost(f"{self.url} closed (the device or emulator went away)")
+                return data
+            self.serial.timeout = min(remaining, 0.02) or 0
+            first = self.serial.read(1)
+            if not first:
+                return b""
+            self.serial.timeout = 0
+            return first + self.serial.read(65536)
+        except serial.SerialException as exc:
+            raise LinkLost(f"connection to {self.url} lost (the device or emulator went away): {exc}") from None
+        except OSError as exc:
+            raise LinkLost(f"reading from {self.url} failed: {exc}") from None
+
+    def close(self) -> None:
+        try:
+            self.serial.close()
+        except Exception:
+            pass
+        self._unlock()
+
+
+class Line(typing.Protocol):
+    """What the link needs of a port: _Port, or a line a test or campaign puts in its place."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def read(self, deadline: float) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+def open_port(url: str, baudrate: int = 115200, write_timeout: float = 1.0) -> Line:
+    """The port at `url`, opened and locked as SerialLink opens it."""
+    return _Port(url, baudrate, write_timeout)
+
