@@ -169,10 +169,14 @@ uint64_t lnn_graph_macs(uint32_t op, uint32_t a, const lnn_tensor *d, const lnn_
 
 /* ---- execution ------------------------------------------------------------------- */
 
+_Static_assert((LNN_MAX_RANK & (LNN_MAX_RANK - 1)) == 0, "lnn_g_dim masks i with LNN_MAX_RANK - 1");
+
 /* dim i of t in this run: the batch for a batched dim 0 */
 static size_t lnn_g_dim(const lnn_tensor *t, uint32_t i, size_t batch)
 {
-    return i == 0 && lnn_g_batched(t) ? batch : t->dims[i];
+    /* i < rank <= LNN_MAX_RANK (verified); the mask tells gcc -O3, which
+     * otherwise warns of a read past dims */
+    return i == 0 && lnn_g_batched(t) ? batch : t->dims[i & (LNN_MAX_RANK - 1)];
 }
 
 /* (outer, n, inner) of t around axis */
