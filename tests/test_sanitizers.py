@@ -65,3 +65,22 @@ def test_sanitized_loader_survives_random_corruption(sanitize_build, sine_compil
         assert proc.returncode in (0, 2, 3), proc.stderr
         outcomes.add(proc.returncode)
     assert 3 in outcomes
+
+
+def test_checked_build_stops_a_run_that_would_leave_its_regions(tmp_path, sine_file):
+    """The checked VM (make CHECKED=1; the sanitizer build is checked): a run plan and a tensor table spoiled after
+    lnn_init (a verifier gap, simulated) end the run with E_CHECKED before a kernel reads past the constants, in
+    the plan and in the interpreter, with ASan and UBSan quiet (vm/tests/checked_test.c)."""
+    import subprocess
+
+    from lnnedge.paths import VM_DIR
+
+    out = tmp_path / "checked"
+    build = subprocess.run(["make", "-j2", "--no-print-directory", "-C", str(VM_DIR), f"O={out}", "SANITIZE=1",
+                            "checkedtest"], capture_output=True, text=True, timeout=600)
+    assert build.returncode == 0, build.stderr
+    proc = subprocess.run([str(out / "lnn_checked_test"), str(sine_file)], capture_output=True, text=True,
+                          timeout=120)
+    _clean(proc)
+    assert proc.returncode == 0 and "plan: E_CHECKED, interpreter: E_CHECKED" in proc.stdout, proc.stdout + proc.stderr
+

@@ -227,7 +227,9 @@ size_t lnn_arena_size(const void *buf, size_t len, uint32_t batch);
  * A stateful model reads the state the previous run left and leaves its
  * own; a batch other than the previous run's starts from zero state.
  * Fails only with LNN_E_ARG, LNN_E_BATCH or LNN_E_NOT_READY (and then
- * leaves the state as it was). */
+ * leaves the state as it was); a checked build (LNN_CHECKED, interp.c)
+ * also with LNN_E_CHECKED, the run stopped before a kernel call whose
+ * ranges were outside their regions. */
 lnn_status lnn_run(lnn_model *m, const float *const *inputs,
                    float *const *outputs, uint32_t batch);
 

@@ -47,6 +47,9 @@ typedef struct {
     size_t batch;
     size_t state_base; /* where the state part starts in the arena */
     uint32_t index[LNN_MAX_LOOP_DEPTH + 1]; /* [d]: iteration of the loop at depth d; [0] = 0 */
+#ifdef LNN_CHECKED
+    lnn_status status; /* LNN_E_CHECKED once a range check failed */
+#endif
 } lnn_ctx;
 
 static size_t lnn_ref_count(const lnn_ctx *c, const lnn_plan_ref *r)
@@ -418,13 +421,89 @@ static void lnn_exec_q8(const lnn_ctx *c, const lnn_plan_step *s, const lnn_plan
     }
 }
 
+#ifdef LNN_CHECKED
+/* The checked build (-DLNN_CHECKED, make CHECKED=1; the sanitizer and fuzz
+ * builds): before every kernel call, each destination and operand range
+ * [p, p + count * size) must lie inside its region in this run: the
+ * constants, the fixed, batched or state part of the arena, or its input
+ * or output buffer. The verifier proves it; this catches a gap in the proof
+ * as LNN_E_CHECKED instead of a stray read or write. */
+static int lnn_ref_inside(const lnn_ctx *c, const lnn_plan_ref *r, const void *p)
+{
+    const lnn_model *m = c->m;
+    uintptr_t lo, hi;
+    size_t size = 4;
+    lnn_tensor t;
+    switch (r->kind & LNN_REF_REGION) {
+    case LNN_REF_CONST:
+        lo = (uintptr_t)m->consts;
+        hi = lo + m->consts_size;
+        size = lnn_dtype_size(lnn_tensor_entry(m, r->tensor)[LNN_T_DTYPE]);
+        break;
+    case LNN_REF_FIXED:
+        lo = (uintptr_t)m->arena;
+        hi = lo + m->arena_fixed;
+        break;
+    case LNN_REF_BATCHED:
+        lo = (uintptr_t)(m->arena + m->batch_base);
+        hi = lo + (size_t)m->arena_row * c->batch;
+        break;
+    case LNN_REF_STATE:
+        lo = (uintptr_t)(m->arena + c->state_base);
+        hi = lo + (size_t)m->state_row * c->batch;
+        break;
+    case LNN_REF_INPUT:
+    case LNN_REF_OUTPUT: {
+        const int in = (r->kind & LNN_REF_REGION) == LNN_REF_INPUT;
+        if (r->offset >= (in ? m->num_inputs : m->num_outputs))
+            return 0;
+        lnn_tensor_read(m, in ? m->input_tensor[r->offset] : m->output_tensor[r->offset], &t);
+        lo = in ? (uintptr_t)c->in[r->offset] : (uintptr_t)c->out[r->offset];
+        hi = lo + 4 * (size_t)lnn_tensor_elems(&t) * ((t.flags & LNN_TF_BATCH) ? c->batch : 1);
+        break;
+    }
+    default:
+        return 0;
+    }
+    const uintptr_t a = (uintptr_t)p;
+    return a >= lo && a <= hi && lnn_ref_count(c, r) * size <= hi - a;
+}
+
+static int lnn_step_inside(lnn_ctx *c, const lnn_plan_step *s, const lnn_plan_ref *r,
+                           float *const *y, const float *const *x)
+{
+    for (uint32_t j = 0; j < s->ndst; j++)
+        if (!lnn_ref_inside(c, &r[j], y[j]))
+            return 0;
+    for (uint32_t i = 0; i < s->nsrc; i++)
+        if (!lnn_ref_inside(c, &r[s->ndst + i], x[i]))
+            return 0;
+    return 1;
+}
+
+/* After a step: stop the run if the checked build refused one. */
+#define LNN_CHECKED_STOP(c)                                                    \
+    do {                                                                       \
+        if ((c)->status != LNN_OK)                                             \
+            return;                                                            \
+    } while (0)
+#else
+#define LNN_CHECKED_STOP(c) ((void)0)
+#endif
+
 /* Runs one compute step: r its references (destinations first), y the
  * destinations' addresses, x the operands'. */
-static void lnn_exec(const lnn_ctx *c, const lnn_plan_step *s, const lnn_plan_ref *r,
+static void lnn_exec(lnn_ctx *c, const lnn_plan_step *s, const lnn_plan_ref *r,
                      float *const *y, const float *const *x)
 {
     const lnn_kernels *k = c->m->kernels;
     const lnn_plan_ref *o = r + s->ndst;
+#ifdef LNN_CHECKED
+    if (!lnn_step_inside(c, s, r, y, x)) {
+        c->status = LNN_E_CHECKED;
+        return;
+    }
+#endif
     switch ((lnn_opcode)s->op) {
     case LNN_OP_ZERO:
     case LNN_OP_COPY:
@@ -680,6 +759,7 @@ static void lnn_run_plan(lnn_ctx *c, lnn_model *m)
                                                  (size_t)lnn_stride_bytes(
                                                      r[j].stride, c->index[r[j].depth]));
         lnn_exec(c, s, r, base, x);
+        LNN_CHECKED_STOP(c);
         si++;
     }
 }
@@ -754,6 +834,7 @@ static void lnn_run_code(lnn_ctx *c, const lnn_model *m)
         for (uint32_t j = 0; j < s.ndst; j++)
             y[j] = (float *)(void *)lnn_ref_base(c, &r[j]);
         lnn_exec(c, &s, r, y, x);
+        LNN_CHECKED_STOP(c);
         stack[sp].p = y[0];
         stack[sp].t = (uint16_t)b;
         stack[sp].depth = (uint8_t)nl;
@@ -799,10 +880,17 @@ lnn_status lnn_run(lnn_model *m, const float *const *inputs,
     ctx.batch = batch;
     ctx.state_base = (size_t)lnn_state_base(m->batch_base, m->arena_row, batch);
     ctx.index[0] = 0;
+#ifdef LNN_CHECKED
+    ctx.status = LNN_OK;
+#endif
     lnn_state_prepare(m, &ctx);
     if (m->use_plan)
         lnn_run_plan(&ctx, m);
     else
         lnn_run_code(&ctx, m);
+#ifdef LNN_CHECKED
+    return ctx.status;
+#else
     return LNN_OK;
+#endif
 }
