@@ -1,10 +1,11 @@
 /*
  * loader.c - lnn_init: the loader is the verifier.
  *
- * Order: arguments, alignment, header, CRC, header fields, section table,
- * tensor table (entries, then the float16 constants: their copies'
- * overlaps, their values), test set, code (verify.c), arena, kernel set
- * (E_CPU); then the float16 constants are widened into the arena. Every
+ * Order: arguments, alignment, header, CRC, header fields, the arena limit
+ * (lnn_limits), section table, tensor table (entries, then the float16
+ * constants: their copies' overlaps, their values; then the float32
+ * constants' values), test set, code (verify.c), arena, kernel set (E_CPU);
+ * then the float16 constants are widened into the arena. Every
  * failure records the file offset of the offending field, entry or
  * instruction. Nothing in the file is trusted before it has been checked,
  * and all arithmetic on file values is done in 64 bits so it cannot wrap.
