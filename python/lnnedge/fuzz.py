@@ -266,7 +266,11 @@ def fuzz(seconds: int = 60, target: str = "all", jobs: int = 1, echo=print, buil
         "executions": sum(r["executions"] for r in results.values()),
         "crashes": [c for r in results.values() for c in r["crashes"]],
         "sanitizer_reports": sum(r["sanitizer_reports"] for r in results.values()),
+        "finished_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
+    # what `invoke readme-table` renders into vm/fuzz/README.md (the campaign of `target`)
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    (OUT_DIR / f"report-{target}.json").write_text(json.dumps(report, indent=1) + "\n")
     for r in results.values():
         if r["target"] == "fuzz_gen":
             echo(r["summary"])

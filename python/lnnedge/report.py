@@ -12,6 +12,7 @@ from .paths import BUILD_DIR, ROOT
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 BENCH_BEGIN, BENCH_END = "<!-- bench:begin -->", "<!-- bench:end -->"
 RELIABILITY_BEGIN, RELIABILITY_END = "<!-- reliability:begin -->", "<!-- reliability:end -->"
+FUZZ_BEGIN, FUZZ_END = "<!-- fuzz:begin -->", "<!-- fuzz:end -->"
 _ENGINES = (("c_vm", "C VM, in-process (runner's timing loop)"), ("c_vm_python", "C VM through the Python binding"),
             ("onnxruntime", "ONNX Runtime"), ("pytorch", "PyTorch eager"), ("reference_vm", "reference VM (numpy)"))
 
@@ -83,6 +84,25 @@ def reliability_table(build_dir: Path = BUILD_DIR) -> str:
     return "\n".join(rows)
 
 
+def fuzz_table(report: dict) -> str:
+    """The last `invoke fuzz --target all` campaign (build/fuzz/report-all.json), one row per fuzzer."""
+    rows = [f"`invoke fuzz --seconds {report['seconds']} --jobs {report['jobs']}`, finished "
+            f"{report.get('finished_at', '?')}:", "",
+            "| fuzzer | seconds | executions | exec/s | coverage | checks | findings |",
+            "|---|---|---|---|---|---|---|"]
+    for r in report["targets"].values():
+        if r["target"] == "fuzz_gen":
+            coverage = f"{r['accepted']:,} accepted ({r['planned']:,} with a run plan), {r['refused']:,} refused"
+            checks = f"{r['checks']:,} differential, {r['mismatches']} mismatches"
+        else:
+            coverage = f"cov {r['cov']:,}, ft {r['ft']:,}, corpus {r['corpus_size']:,}"
+            checks = f"{r['sanitizer_reports']} sanitizer reports"
+        findings = f"{r['crash_count']} crashes, {r['timeouts']} hangs/timeouts, {r['ooms']} OOMs"
+        rows.append(f"| {r['target']} | {r['seconds']} | {r['executions']:,} | {r['exec_per_sec']:,} | {coverage} | "
+                    f"{checks} | {findings} |")
+    return "\n".join(rows)
+
+
 def _replace_block(text: str, begin: str, end: str, body: str) -> str:
     new, count = re.subn(re.escape(begin) + ".*?" + re.escape(end), lambda _m: f"{begin}\n{body}\n{end}", text,
                          flags=re.S)
@@ -106,6 +126,12 @@ def update_readme(readme: Path = ROOT / "README.md", build_dir: Path = BUILD_DIR
         text = _replace_block(text, RELIABILITY_BEGIN, RELIABILITY_END, reliability)
         tables += "\n\n" + reliability
     readme.write_text(text)
+    fuzz_path = build_dir / "fuzz" / "report-all.json"
+    if fuzz_path.is_file():
+        fuzz_readme = readme.parent / "vm" / "fuzz" / "README.md"
+        fuzz = fuzz_table(json.loads(fuzz_path.read_text()))
+        fuzz_readme.write_text(_replace_block(fuzz_readme.read_text(), FUZZ_BEGIN, FUZZ_END, fuzz))
+        tables += "\n\n" + fuzz
     return tables
 
 
