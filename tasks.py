@@ -3,7 +3,9 @@
     invoke demo                     the whole pipeline on the default board
     invoke train --model ltc-sine   then compile, build --target host, verify --board host
 
-Every task is thin: the work happens in python/lnnedge/steps.py. A user mistake
+Every task is thin: it checks its arguments, calls one function of python/lnnedge/pipeline/ and shows the
+report it returns with lnnedge.console. The default model is the `model` setting (ltc-sine; change it in
+invoke.yaml). A user mistake
 (bad recipe, unknown board, missing artefact, verification failure) ends with
 one line on stderr and a non-zero exit; add --debug for the traceback.
 """
@@ -21,17 +23,19 @@ from invoke import Collection, Exit, task
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "python"))
 
-DEFAULT_MODEL = "ltc-sine"
+MODEL_HELP = "recipe name (recipes/<model>.yaml; default: the `model` setting)"
 
 
 def step(func):
     """Run a task body; turn a user error (any LnnedgeError) into `Exit` with a one-line message (unless --debug).
-    Anything else is a bug in the kit and keeps its traceback."""
+    Anything else is a bug in the kit and keeps its traceback. A `model` left unset is the `model` setting."""
 
     @functools.wraps(func)
     def wrapper(c, *args, **kwargs):
         from lnnedge.errors import LnnedgeError
 
+        if "model" in kwargs and kwargs["model"] is None:
+            kwargs["model"] = c.config.model
         try:
             return func(c, *args, **kwargs)
         except LnnedgeError as exc:
@@ -42,15 +46,19 @@ def step(func):
     return wrapper
 
 
-@task(help={"model": "recipe name (recipes/<model>.yaml)", "seed": "override the recipe's seed",
+@task(help={"model": MODEL_HELP, "seed": "override the recipe's seed",
             "epochs": "override the recipe's number of epochs"})
 @step
-def train(c, model=DEFAULT_MODEL, seed=None, epochs=None):
+def train(c, model=None, seed=None, epochs=None):
     """Train a recipe's model; writes build/<model>/checkpoint.pt, train-metrics.json, loss.png."""
+    from lnnedge import console
     from lnnedge.args import optional_count
-    from lnnedge.steps import train_step
+    from lnnedge.pipeline.train import train_model
 
-    metrics = train_step(model, seed=optional_count(seed, "--seed", 0), epochs=optional_count(epochs, "--epochs"))
+    report = train_model(model, seed=optional_count(seed, "--seed", 0), epochs=optional_count(epochs, "--epochs"),
+                         progress=console.progress)
+    console.show(report)
+    metrics = report.metrics
     if not metrics["passed"] and "test_accuracy" in metrics:
         raise Exit(f"error: test accuracy {metrics['test_accuracy']:.4f} is below the recipe's target "
                    f"{metrics['target_accuracy']}", code=1)
@@ -59,92 +67,104 @@ def train(c, model=DEFAULT_MODEL, seed=None, epochs=None):
                    f"{metrics['target_rmse']}", code=1)
 
 
-@task(name="train-seeds", help={"model": "recipe name", "seeds": "comma-separated seeds",
+@task(name="train-seeds", help={"model": MODEL_HELP, "seeds": "comma-separated seeds",
                                 "epochs": "override the recipe's epochs"})
 @step
-def train_seeds(c, model=DEFAULT_MODEL, seeds="0,1,2,3,4", epochs=None):
+def train_seeds(c, model=None, seeds="0,1,2,3,4", epochs=None):
     """Train on several seeds and check every one converges to the recipe's target RMSE."""
+    from lnnedge import console
     from lnnedge.args import counts, optional_count
-    from lnnedge.steps import seeds_step
+    from lnnedge.pipeline.train import train_seeds as run_seeds
 
-    rows = seeds_step(model, counts(seeds, "--seeds"), optional_count(epochs, "--epochs"))
-    failed = [m["seed"] for m in rows if not m["passed"]]
-    if failed:
-        raise Exit(f"error: seeds {failed} did not reach the target RMSE", code=1)
+    report = run_seeds(model, counts(seeds, "--seeds"), optional_count(epochs, "--epochs"), console.progress)
+    console.show(report)
+    if report.failed:
+        raise Exit(f"error: seeds {report.failed} did not reach the target RMSE", code=1)
 
 
 QUANT_HELP = "int8 or f16: the model with int8 or float16 weights (build/<model>/model-<scheme>.lnnb)"
 
 
-@task(name="compile", help={"model": "recipe name", "quant": QUANT_HELP})
+@task(name="compile", help={"model": MODEL_HELP, "quant": QUANT_HELP})
 @step
-def compile_(c, model=DEFAULT_MODEL, quant=None):
+def compile_(c, model=None, quant=None):
     """Compile the trained model to build/<model>/model.lnnb (+ listing, debug info), or
     model-<scheme>.lnnb with --quant."""
-    from lnnedge.steps import compile_step
+    from lnnedge import console
+    from lnnedge.pipeline.compile import compile_model
 
-    compile_step(model, quant)
+    console.show(compile_model(model, quant))
 
 
 @task(help={"target": "a target in targets/ (see `invoke targets`)", "sanitize": "ASan + UBSan runner"})
 @step
 def build(c, target="host", sanitize=False):
     """Build the C VM (runner + library) for a target into build/vm/<target>/."""
-    from lnnedge.steps import build_step
+    from lnnedge import console
+    from lnnedge.pipeline.build import build_target
 
-    build_step(target, sanitize=sanitize)
+    console.show(build_target(target, sanitize=sanitize))
 
 
-@task(help={"model": "recipe name", "board": "a board in boards.yaml (default: its default_board)",
+@task(help={"model": MODEL_HELP, "board": "a board in boards.yaml (default: its default_board)",
             "inputs": "comma-separated input values (one row per model input width)", "quant": QUANT_HELP})
 @step
-def run(c, model=DEFAULT_MODEL, board=None, inputs="", quant=None):
+def run(c, model=None, board=None, inputs="", quant=None):
     """Run the compiled model on a board and print its outputs."""
+    from lnnedge import console
     from lnnedge.args import numbers
-    from lnnedge.steps import run_step
+    from lnnedge.pipeline.run import run as run_model
 
-    run_step(model, board, numbers(inputs, "--inputs") if inputs else None, quant)
+    console.show(run_model(model, board, numbers(inputs, "--inputs") if inputs else None, quant))
 
 
-@task(help={"model": "recipe name", "board": "a board in boards.yaml (default: its default_board)",
+@task(help={"model": MODEL_HELP, "board": "a board in boards.yaml (default: its default_board)",
             "trace": "run one input with every intermediate tensor compared, and name the first op that differs",
             "row": "with --trace: which verify input to trace (default 0)", "quant": QUANT_HELP})
 @step
-def verify(c, model=DEFAULT_MODEL, board=None, trace=False, row="0", quant=None):
+def verify(c, model=None, board=None, trace=False, row="0", quant=None):
     """Compare the device with PyTorch on the recipe's verify points; exit 1 unless within tolerance."""
+    from lnnedge import console
     from lnnedge.args import count
-    from lnnedge.steps import trace_step, verify_step
+    from lnnedge.pipeline.reports import FleetReport
+    from lnnedge.pipeline.run import trace_row
+    from lnnedge.pipeline.verify import verify as run_verify
 
     if trace:
-        if not trace_step(model, board, count(row, "--row", 0), quant):
+        traced = trace_row(model, board, count(row, "--row", 0), quant)
+        console.show(traced)
+        if not traced.passed:
             raise Exit("error: the device and the references part ways (see the first mismatch above)", code=1)
         return
-    reports = verify_step(model, board, quant)
-    failed = [r for r in reports if not r.get("passed")]
-    if len(reports) == 1 and failed:
-        r = failed[0]
+    report = run_verify(model, board, quant)
+    console.show(report)
+    if isinstance(report, FleetReport):
+        if report.failed:
+            raise Exit(f"error: verification failed on {', '.join(report.failed)}", code=1)
+    elif not report.passed:
+        r = report.data
         if r.get("kind") == "classifier":
             raise Exit(f"error: verification failed on {r['board']}: max_abs_err {r['max_abs_err']:.3e} "
                        f"(tolerance {r['tolerance']:.0e}), same class {100 * r['same_class_share']:.2f} %, "
                        f"accuracy {r['accuracy_device']:.4f} vs PyTorch {r['accuracy_pytorch']:.4f}", code=1)
         raise Exit(f"error: verification failed on {r['board']}: max_abs_err {r['max_abs_err']:.3e} "
                    f"> tolerance {r['tolerance']:.0e}", code=1)
-    if failed:
-        raise Exit(f"error: verification failed on {', '.join(r['board'] for r in failed)}", code=1)
 
 
-@task(help={"model": "recipe name", "board": "a board or a group of boards in boards.yaml", "quant": QUANT_HELP,
+@task(help={"model": MODEL_HELP, "board": "a board or a group of boards in boards.yaml", "quant": QUANT_HELP,
             "force": "deploy a quantized model even without a passed quantize-check"})
 @step
-def deploy(c, model=DEFAULT_MODEL, board=None, quant=None, force=False):
+def deploy(c, model=None, board=None, quant=None, force=False):
     """Upload the target's VM and the compiled model; activate only after a smoke test passes on the device.
     A quantized model (--quant int8|f16) needs a passed `invoke quantize-check --quant` of it unless --force."""
-    from lnnedge.steps import deploy_step
+    from lnnedge import console
+    from lnnedge.pipeline.deploy import deploy as deploy_model
 
-    outcomes = deploy_step(model, board, quant, force)
-    failed = [o.board for o in outcomes if not o.ok]
-    if failed:
-        raise Exit(f"error: deploy failed on {', '.join(failed)}; their previous deployments stay active", code=1)
+    report = deploy_model(model, board, quant, force)
+    console.show(report)
+    if report.failed:
+        raise Exit(f"error: deploy failed on {', '.join(report.failed)}; the summary above says what is live on each",
+                   code=1)
 
 
 @task(help={"seconds": "seconds per fuzz target",
@@ -162,48 +182,52 @@ def fuzz(c, seconds="60", target="all", jobs="1"):
                    "vm/fuzz/regressions/ and build/fuzz/gen/findings/)", code=1)
 
 
-@task(name="quantize-check", help={"model": "recipe name",
+@task(name="quantize-check", help={"model": MODEL_HELP,
                                    "quant": "int8 or f16 (default: the recipe's quantization scheme)"})
 @step
-def quantize_check(c, model=DEFAULT_MODEL, quant=None):
+def quantize_check(c, model=None, quant=None):
     """Quantized weights vs float on the held-out set; exit 1 when worse than the recipe's quantization tolerance."""
-    from lnnedge.steps import quantize_check_step
+    from lnnedge import console
+    from lnnedge.pipeline.quantize import quantize_check as check
 
-    report = quantize_check_step(model, quant)
-    if not report["passed"]:
-        raise Exit(f"error: quantize-check failed for {model}: the {report['quant']} model degrades beyond the "
+    report = check(model, quant)
+    console.show(report)
+    if not report.passed:
+        raise Exit(f"error: quantize-check failed for {model}: the {report.data['quant']} model degrades beyond the "
                    "recipe's tolerance; it will not be deployed", code=1)
 
 
-@task(help={"model": "recipe name", "quick": "fewer repetitions (a smoke run, not for figures)"})
+@task(help={"model": MODEL_HELP, "quick": "fewer repetitions (a smoke run, not for figures)"})
 @step
-def bench(c, model=DEFAULT_MODEL, quick=False):
+def bench(c, model=None, quick=False):
     """Time the C VM, its Python binding, the reference VM, PyTorch and ONNX Runtime; writes build/bench.json."""
-    from lnnedge.steps import bench_step
+    from lnnedge import console
+    from lnnedge.pipeline.bench import bench as run_bench
 
-    bench_step(model, quick=quick)
+    console.show(run_bench(model, quick=quick, progress=console.progress))
 
 
 @task(name="bench-matmul", help={"size": "matrix size n (n x n times n x n)", "runs": "timed runs of each"})
 @step
 def bench_matmul(c, size="256", runs="9"):
     """The VM's blocked MATMUL kernel vs a naive triple loop in C; the table and build/bench.json's "matmul"."""
+    from lnnedge import console
     from lnnedge.args import count
-    from lnnedge.bench import matmul_bench, matmul_table, save_matmul
+    from lnnedge.pipeline.bench import bench_matmul as run_matmul
 
-    result = matmul_bench(count(size, "--size"), count(runs, "--runs"))
-    print(matmul_table(result))
-    print(f"wrote {save_matmul(result)}")
+    console.show(run_matmul(count(size, "--size"), count(runs, "--runs")))
 
 
 @task(help={"board": "a board or a group of boards in boards.yaml"})
 @step
 def status(c, board=None):
     """Show what is deployed on a board: model hash, VM version, target, when."""
-    from lnnedge.steps import status_step
+    from lnnedge import console
+    from lnnedge.pipeline.deploy import status as board_status
 
-    outcomes = status_step(board)
-    if not all(o.ok for o in outcomes):
+    report = board_status(board)
+    console.show(report)
+    if report.failed:
         raise Exit("error: could not read the status of every board", code=1)
 
 
@@ -213,27 +237,32 @@ def status(c, board=None):
 def stream(c, model="ltc-sequence", board=None, steps="32"):
     """Feed a sequence to the device one sample at a time (`lnnvm stream`: stdin -> stdout, state in the VM) and
     show it gives the whole-sequence call's outputs."""
+    from lnnedge import console
     from lnnedge.args import count
-    from lnnedge.steps import stream_step
+    from lnnedge.pipeline.stream import stream as run_stream
 
-    if stream_step(model, board, count(steps, "--steps")) > 0:
+    report = run_stream(model, board, count(steps, "--steps"))
+    console.show(report)
+    if report.err > report.tolerance:
+        raise Exit(f"error: the streamed outputs differ from PyTorch by {report.err:.3e}", code=1)
+    if report.gap > 0:
         raise Exit("error: streaming gave other outputs than the whole-sequence call", code=1)
 
 
-@task(help={"model": "recipe name", "board": "board to verify on (default: boards.yaml's default_board)"})
+@task(help={"model": MODEL_HELP, "board": "board to verify on (default: boards.yaml's default_board)"})
 @step
-def demo(c, model=DEFAULT_MODEL, board=None):
+def demo(c, model=None, board=None):
     """The whole pipeline: train -> compile -> build -> verify on the default board."""
-    from lnnedge import config
+    from lnnedge import config, console
 
     chosen = config.board(board)
-    print(f"== train {model}")
+    console.show(console.Heading(f"train {model}"))
     train(c, model=model)
-    print(f"== compile {model}")
+    console.show(console.Heading(f"compile {model}"))
     compile_(c, model=model)
-    print(f"== build --target {chosen.target.name}")
+    console.show(console.Heading(f"build --target {chosen.target.name}"))
     build(c, target=chosen.target.name)
-    print(f"== verify --board {chosen.name}")
+    console.show(console.Heading(f"verify --board {chosen.name}"))
     verify(c, model=model, board=chosen.name)
 
 
@@ -241,23 +270,23 @@ def demo(c, model=DEFAULT_MODEL, board=None):
 @step
 def targets(c):
     """List the compile targets in targets/."""
-    from lnnedge import config
+    from lnnedge import config, console
 
-    for name in config.target_names():
-        t = config.load_target(name)
-        print(f"{name:<14} {t.arch:<8} {t.os:<8} simd={t.simd:<6} toolchain={t.toolchain.name}  {t.description}")
+    targets = [config.load_target(name) for name in config.target_names()]
+    console.show(console.Listing(("target", "arch", "os", "simd", "toolchain", "description"),
+                                 [(t.name, t.arch, t.os, t.simd, t.toolchain.name, t.description) for t in targets]))
 
 
 @task
 @step
 def boards(c):
     """List the boards in boards.yaml."""
-    from lnnedge import config
+    from lnnedge import config, console
 
     all_boards, default = config.load_boards()
-    for name, b in all_boards.items():
-        mark = "*" if name == default else " "
-        print(f"{mark} {name:<14} target={b.target.name:<12} transport={b.transport:<7} {b.description}")
+    console.show(console.Listing(("", "board", "target", "transport", "description"),
+                                 [("*" if name == default else "", name, b.target.name, b.transport, b.description)
+                                  for name, b in all_boards.items()]))
 
 
 @task
@@ -276,6 +305,18 @@ def schema(c):
         print(f"wrote {path}")
 
 
+@task(help={"only": "comma-separated areas: files, serial, deploy, host (default: all)"})
+@step
+def reliability(c, only=""):
+    """Throw bad input at every boundary (files, serial frames, deploy kills, CLI); writes build/reliability/."""
+    from lnnedge.reliability.suite import run
+
+    campaigns = run([a for a in only.split(",") if a])
+    dirty = [x.area for x in campaigns if not x.clean]
+    if dirty:
+        raise Exit(f"error: crashed, hung or wrongly accepted input in: {', '.join(dirty)}", code=1)
+
+
 @task(name="readme-table")
 @step
 def readme_table(c):
@@ -287,5 +328,5 @@ def readme_table(c):
 
 ns = Collection(train, train_seeds, fuzz, quantize_check, compile_, build, run, verify, deploy, status, bench,
                bench_matmul, stream, demo,
-               targets, boards, schema, readme_table)
-ns.configure({"debug": False})
+               targets, boards, schema, reliability, readme_table)
+ns.configure({"debug": False, "model": "ltc-sine"})

@@ -7,7 +7,7 @@ import json
 
 import pytest
 from lnnedge.bench import ENGINES
-from lnnedge.bench import table as bench_table
+from lnnedge.console import bench_view, render
 from lnnedge.paths import BUILD_DIR
 from lnnedge.quantize import SCHEMES
 from lnnedge.report import bench_table as readme_table
@@ -50,6 +50,7 @@ def test_bench_times_every_weight_scheme_against_float32(bench_run):
     assert base["batch1"]["ratio_to_baseline"] == base[large]["ratio_to_baseline"] == 1.0
     assert w["schemes"]["int8"]["file_bytes"] < base["file_bytes"] / 2.5
     assert w["schemes"]["f16"]["arena_bytes"]["batch1"] > base["arena_bytes"]["batch1"]
-    assert "weights: the C VM per weight scheme" in bench_table(report)
-    assert bench_table(report) in proc.stdout
+    tables = render(bench_view(report))
+    assert "weights: the C VM per weight scheme" in tables
+    assert tables in proc.stdout
     assert "| int8 |" in readme_table(report)

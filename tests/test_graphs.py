@@ -231,11 +231,11 @@ def test_classifier_training_is_deterministic_by_seed():
     from lnnedge.train import train
 
     r = recipe.load("mlp-digits")
-    a, b = (train(r, epochs=2, progress=False) for _ in range(2))
+    a, b = (train(r, epochs=2) for _ in range(2))
     for (name, pa), pb in zip(a.model.state_dict().items(), b.model.state_dict().values()):
         assert torch.equal(pa, pb), name
     assert a.metrics["test_accuracy"] == b.metrics["test_accuracy"]
-    c = train(r, epochs=2, seed=1, progress=False)
+    c = train(r, epochs=2, seed=1)
     assert not torch.equal(c.model.state_dict()["0.weight"], a.model.state_dict()["0.weight"])
 
 

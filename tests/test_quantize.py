@@ -209,6 +209,35 @@ def test_verify_int8_against_fake_quantized_pytorch(trained_sine, board):
     assert "held to PyTorch with the same quantized weights" in proc.stdout
 
 
+def test_verify_quant_on_a_classifier_writes_its_own_report(tmp_path):
+    """Regression (issue 17): the classifier path of verify ignored --quant's label and the float model, so
+    `verify --quant int8` on a classifier overwrote verify-<board>.json with an unlabelled report. Now every kind
+    writes verify-<board>-int8.json (weights, error vs the float model) and leaves the float report alone."""
+    spec = yaml.safe_load((ROOT / "recipes" / "mlp-digits.yaml").read_text())
+    spec["name"] = "mlp-digits-quant"  # its own build directory: the real recipe's reports stay untouched
+    spec["training"]["epochs"] = 3
+    spec["tolerances"]["target_accuracy"] = 0.5
+    spec["quantization"] = {"scheme": "int8", "keep_float": [], "tolerance": {"max_abs_err": 1.0, "task_rmse": 1.0}}
+    recipe = tmp_path / "mlp-digits-quant.yaml"
+    recipe.write_text(yaml.safe_dump(spec))
+    out = BUILD_DIR / "mlp-digits-quant"
+    for name in ("verify-host.json", "verify-host-int8.json"):
+        (out / name).unlink(missing_ok=True)
+    ok("train", "--model", str(recipe))
+    ok("compile", "--model", str(recipe))
+    ok("compile", "--model", str(recipe), "--quant", "int8")
+    ok("build", "--target", "host")
+    ok("verify", "--model", str(recipe), "--board", "host")
+    float_report = (out / "verify-host.json").read_text()
+    ok("verify", "--model", str(recipe), "--board", "host", "--quant", "int8")
+    assert (out / "verify-host.json").read_text() == float_report
+    assert (out / "verify-host-int8.png").is_file()
+    report = json.loads((out / "verify-host-int8.json").read_text())
+    assert report["kind"] == "classifier" and report["weights"] == "int8" and report["passed"] is True
+    assert report["same_class_share"] == 1.0
+    assert 0 < report["vs_float_model"]["max_abs_err"] < 1.0
+
+
 @pytest.fixture(scope="module")
 def f16_checked(trained_sine):
     proc = ok("quantize-check", "--model", "ltc-sine", "--quant", "f16")

@@ -17,15 +17,15 @@ SINE = recipe.load("ltc-sine")
 @pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
 def test_default_recipe_converges_on_every_seed(seed):
     """The full bound: held-out RMSE vs the true function <= the recipe's 0.02, on five seeds."""
-    result = train(SINE, seed=seed, progress=False)
+    result = train(SINE, seed=seed)
     assert np.isfinite(result.losses).all()
     assert result.metrics["test_rmse"] <= SINE.tolerances.target_rmse
     assert result.metrics["passed"]
 
 
 def test_training_is_reproducible():
-    a = train(SINE, seed=3, epochs=3, progress=False)
-    b = train(SINE, seed=3, epochs=3, progress=False)
+    a = train(SINE, seed=3, epochs=3)
+    b = train(SINE, seed=3, epochs=3)
     assert a.losses == b.losses
     for (name, pa), pb in zip(a.model.state_dict().items(), b.model.state_dict().values()):
         assert torch.equal(pa, pb), name
@@ -41,7 +41,7 @@ def test_tau_never_drops_below_the_largest_step():
 
 
 def test_save_writes_checkpoint_metrics_and_plot(tmp_path):
-    result = train(SINE, seed=0, epochs=2, progress=False)
+    result = train(SINE, seed=0, epochs=2)
     save(result, SINE, tmp_path)
     metrics = json.loads((tmp_path / "train-metrics.json").read_text())
     assert metrics["epochs"] == 2 and metrics["model"] == "ltc-sine"

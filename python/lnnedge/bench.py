@@ -4,8 +4,8 @@ Engines: the C VM timed by its own runner loop (in-process C), the C VM through
 the Python binding, the reference VM, PyTorch eager and ONNX Runtime (the
 model exported with torch.onnx; onnxruntime is a benchmark-only dependency).
 For batch 1 and a large batch it reports the median, min and max time per
-inference and each engine's ratio to the in-process C VM, writes
-build/bench.json and prints a table. This machine is noisy: ratios measured
+inference and each engine's ratio to the in-process C VM and writes
+build/bench.json (lnnedge.console shows it as tables). This machine is noisy: ratios measured
 in the same run are the figures to trust.
 
 `matmul` (also alone: invoke bench-matmul): the VM's blocked, vectorized MATMUL
@@ -41,12 +41,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from . import data
 from .artifacts import atomic_write_text
+from .data import Draw, seed_for
 from .lnnb import read
 from .paths import BUILD_DIR
+from .progress import Progress, silent
 from .recipe import Recipe
 from .refvm import RefVM
 from .runtime import CVM
@@ -128,18 +129,21 @@ def multicore(runner: Path, model_file: Path, x: np.ndarray, repeat: int) -> dic
             "speedup": one["wall_us_per_row_median"] / many["wall_us_per_row_median"]}
 
 
-def weights(runner: Path, files: dict[str, Path], x: np.ndarray, rounds: int) -> dict:
+def weights(runner: Path, files: dict[str, Path], x: np.ndarray, rounds: int, progress: Progress = silent) -> dict:
     """Each weight scheme's file (scheme -> .lnnb, float32 first) timed by the runner at batch 1 and at len(x):
     `rounds` rounds, every scheme once per round; a scheme's figure is the median of its rounds' medians."""
     batches = (1, len(x))
     medians: dict[tuple[str, int], list[float]] = {(s, b): [] for s in files for b in batches}
-    with tqdm(total=rounds * len(files) * len(batches), desc="bench weights", unit="run") as bar:
+    bar = progress("bench weights", rounds * len(files) * len(batches), "run")
+    try:
         for _ in range(rounds):
             for scheme, path in files.items():
                 for batch in batches:
                     timing = _runner(runner, path, x, batch, repeat=1 if batch == 1 else 5)
                     medians[(scheme, batch)].append(timing["latency_us_median"])
-                    bar.update()
+                    bar.advance()
+    finally:
+        bar.close()
     base = next(iter(files))
     out: dict = {"rounds": rounds, "baseline": base, "schemes": {}}
     for scheme, path in files.items():
@@ -153,19 +157,6 @@ def weights(runner: Path, files: dict[str, Path], x: np.ndarray, rounds: int) ->
                 "ratio_to_baseline": median / float(np.median(medians[(base, batch)]))}
         out["schemes"][scheme] = entry
     return out
-
-
-def weights_table(w: dict, large_batch: int) -> str:
-    base = w["baseline"]
-    lines = [f"weights: the C VM per weight scheme, median of {w['rounds']} interleaved rounds (× {base})",
-             f"  {'scheme':<9} {'file bytes':>11} {'arena (batch 1)':>16} {'batch 1 µs':>16} "
-             f"{f'batch {large_batch} µs':>18}"]
-    for scheme, e in w["schemes"].items():
-        cells = [f"{e[k]['median_us']:.2f} (×{e[k]['ratio_to_baseline']:.2f})"
-                 for k in ("batch1", f"batch{large_batch}")]
-        lines.append(f"  {scheme:<9} {e['file_bytes']:>11,} {e['arena_bytes']['batch1']:>16,} {cells[0]:>16} "
-                     f"{cells[1]:>18}")
-    return "\n".join(lines)
 
 
 GOALS = {  # the performance issue's targets: figure -> (comparison, bound)
@@ -198,12 +189,12 @@ def goals(results: dict, large_batch: int, binding_overhead: float) -> dict:
 
 
 def bench(recipe: Recipe, model: torch.nn.Module, model_files: dict[str, Path], runner: Path, library: Path,
-          large_batch: int = 1024, quick: bool = False) -> dict:
+          large_batch: int = 1024, quick: bool = False, progress: Progress = silent) -> dict:
     """model_files: weight scheme -> .lnnb, float32 first (the engines table runs that one)."""
     torch.set_num_threads(1)
     import onnxruntime as ort
 
-    x_all = data.grid_points(recipe.data, large_batch, seed=recipe.data.seed + 4).astype(np.float32)
+    x_all = data.grid_points(recipe.data, large_batch, seed=seed_for(recipe.data, Draw.BENCH)).astype(np.float32)
     model_file = next(iter(model_files.values()))
     blob = model_file.read_bytes()
     vm = CVM(blob, max_batch=large_batch, library=library)
@@ -221,36 +212,38 @@ def bench(recipe: Recipe, model: torch.nn.Module, model_files: dict[str, Path], 
 
     results: dict[str, dict] = {}
     plan = [(1, x_all[:1]), (large_batch, x_all)]
-    bar = tqdm(total=len(plan) * len(ENGINES), desc="bench", unit="engine")
-    for batch, x in plan:
-        key = f"batch{batch}"
-        row: dict[str, dict] = {}
-        tx = torch.from_numpy(x)
-        with torch.no_grad():
-            row["c_vm"] = _runner_timing(runner, model_file, x_all if batch == 1 else x, batch,
-                                         repeat=runs(5) if batch == 1 else runs(50))
-            bar.update()
-            row["c_vm_python"] = _time_calls(lambda x=x: vm.run([x]), runs(5000 if batch == 1 else 100), batch, 50)
-            bar.update()
-            row["onnxruntime"] = _time_calls(lambda x=x: session.run(None, {"x": x}),
-                                             runs(3000 if batch == 1 else 50), batch, 20)
-            bar.update()
-            row["pytorch"] = _time_calls(lambda tx=tx: model(tx), runs(300 if batch == 1 else 20), batch, 5)
-            bar.update()
-            row["reference_vm"] = _time_calls(lambda x=x: ref.run([x]), runs(100 if batch == 1 else 5), batch, 2)
-            bar.update()
-        base = row["c_vm"]["median_us"]
-        for stats in row.values():
-            stats["ratio_to_c_vm"] = stats["median_us"] / base
-        results[key] = row
-    bar.close()
+    bar = progress("bench", len(plan) * len(ENGINES), "engine")
+    try:
+        for batch, x in plan:
+            key = f"batch{batch}"
+            row: dict[str, dict] = {}
+            tx = torch.from_numpy(x)
+            with torch.no_grad():
+                row["c_vm"] = _runner_timing(runner, model_file, x_all if batch == 1 else x, batch,
+                                             repeat=runs(5) if batch == 1 else runs(50))
+                bar.advance()
+                row["c_vm_python"] = _time_calls(lambda x=x: vm.run([x]), runs(5000 if batch == 1 else 100), batch, 50)
+                bar.advance()
+                row["onnxruntime"] = _time_calls(lambda x=x: session.run(None, {"x": x}),
+                                                 runs(3000 if batch == 1 else 50), batch, 20)
+                bar.advance()
+                row["pytorch"] = _time_calls(lambda tx=tx: model(tx), runs(300 if batch == 1 else 20), batch, 5)
+                bar.advance()
+                row["reference_vm"] = _time_calls(lambda x=x: ref.run([x]), runs(100 if batch == 1 else 5), batch, 2)
+                bar.advance()
+            base = row["c_vm"]["median_us"]
+            for stats in row.values():
+                stats["ratio_to_c_vm"] = stats["median_us"] / base
+            results[key] = row
+    finally:
+        bar.close()
     batch1 = results["batch1"]
     overhead = batch1["c_vm_python"]["median_us"] - batch1["c_vm"]["median_us"]
     report = {"model": recipe.name, "cpu": cpu_model(), "threads": 1, "isa": results["batch1"]["c_vm"]["isa"],
               "large_batch": large_batch, "results": results, "binding_overhead_us": overhead,
               "multicore": multicore(runner, model_file, x_all, runs(50)),
               "goals": goals(results, large_batch, overhead),
-              "weights": weights(runner, model_files, x_all, 2 if quick else 7),
+              "weights": weights(runner, model_files, x_all, 2 if quick else 7, progress),
               "matmul": matmul_bench(runs=3 if quick else 9)}
     atomic_write_text(BUILD_DIR / "bench.json", json.dumps(report, indent=2) + "\n")
     return report
@@ -275,42 +268,3 @@ def save_matmul(result: dict) -> Path:
     report["matmul"] = result
     atomic_write_text(path, json.dumps(report, indent=2) + "\n")
     return path
-
-
-def matmul_table(m: dict) -> str:
-    return "\n".join([
-        f"matmul {m['n']}x{m['n']}x{m['n']} float32 on {m['cpu']}, 1 thread, {m['runs']} runs each (interleaved)",
-        f"  {'':<34} {'median ms':>10} {'min ms':>9} {'GFLOP/s':>8}",
-        f"  {'VM MATMUL kernel (' + m['isa'] + ', blocked)':<34} {m['vm_ns_median'] / 1e6:>10.3f} "
-        f"{min(m['vm_ns']) / 1e6:>9.3f} {m['vm_gflops']:>8.2f}",
-        f"  {'naive triple loop (C, same flags)':<34} {m['naive_ns_median'] / 1e6:>10.3f} "
-        f"{min(m['naive_ns']) / 1e6:>9.3f} {m['naive_gflops']:>8.2f}",
-        f"  speed-up (ratio of the medians): x{m['speedup']:.1f} (goal >= 10: "
-        f"{'met' if m['speedup'] >= 10 else 'NOT met'}); results differ by at most {m['max_abs_diff']:.2g}",
-    ])
-
-
-def table(report: dict) -> str:
-    lines = [f"{report['model']} on {report['cpu']}, 1 thread, C VM kernels: {report['isa']}"]
-    for key, row in report["results"].items():
-        lines.append("")
-        lines.append(f"{key}: time per inference (µs)    median        min        max   × C VM")
-        for name in ENGINES:
-            s = row[name]
-            lines.append(f"  {LABELS[name]:<28} {s['median_us']:>10.2f} {s['min_us']:>10.2f} {s['max_us']:>10.2f} "
-                         f"{s['ratio_to_c_vm']:>8.1f}")
-    lines.append("")
-    lines.append(f"binding overhead at batch 1: {report['binding_overhead_us']:.2f} µs")
-    mc = report.get("multicore")
-    if mc:
-        lines.append(f"C VM on {mc['threads']} threads, batch {mc['rows']}: {mc['wall_us_median']:.2f} µs per "
-                     f"inference (1 thread: {mc['one_thread_wall_us_median']:.2f}), speed-up x{mc['speedup']:.2f}")
-    lines.append("")
-    lines.append("goals:")
-    for name, g in report.get("goals", {}).items():
-        lines.append(f"  {name:<40} {g['value']:>9.2f}  goal {g['goal']:<7} {'met' if g['met'] else 'NOT met'}")
-    if report.get("weights"):
-        lines += ["", weights_table(report["weights"], report["large_batch"])]
-    if report.get("matmul"):
-        lines += ["", matmul_table(report["matmul"])]
-    return "\n".join(lines)

@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+from enum import IntEnum
 from functools import cache
 
 import numpy as np
 
 from .expr import evaluate
 from .recipe import DataSpec
+
+
+class Draw(IntEnum):
+    """What a set of points is for. Each is drawn with the recipe's data.seed plus its own offset, so no two
+    overlap (a smoke-test or verify point is never a training point); this is the one place the offsets live."""
+
+    TRAIN = 0
+    TEST = 1  # the held-out set training reports and quantize-check score on
+    VERIFY = 2  # verify's points (and verify --trace's rows)
+    SMOKE = 3  # the test set bundled in a .lnnb (smoke.py)
+    BENCH = 4  # the benchmark's inputs
+    STREAM = 5  # the sequence `invoke stream` feeds
+
+
+def seed_for(spec: DataSpec, draw: Draw) -> int:
+    return spec.seed + int(draw)
 
 
 def target(spec: DataSpec, x: np.ndarray) -> np.ndarray:
@@ -41,8 +58,8 @@ def grid_points(spec: DataSpec, n: int, seed: int = 0) -> np.ndarray:
 
 def train_test(spec: DataSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(x_train, y_train, x_test, y_test); test points are drawn independently (held out)."""
-    x_train = uniform_points(spec, spec.train_points, spec.seed)
-    x_test = uniform_points(spec, spec.test_points, spec.seed + 1)
+    x_train = uniform_points(spec, spec.train_points, seed_for(spec, Draw.TRAIN))
+    x_test = uniform_points(spec, spec.test_points, seed_for(spec, Draw.TEST))
     return x_train, target(spec, x_train), x_test, target(spec, x_test)
 
 

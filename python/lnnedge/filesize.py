@@ -42,17 +42,3 @@ def breakdown(data: bytes) -> dict[str, int]:
         parts[part] = sections.get(const(kind), (0, 0))[1]
     parts["header"] = len(data) - sum(parts.values())
     return parts
-
-
-def table(sizes: dict[str, dict[str, int]]) -> str:
-    """Breakdowns side by side (column title -> breakdown), with each column's total; a part no file has
-    (e.g. float16 matrices beside int8, names in a compiler-written file) is left out."""
-    width = max(9, *(len(title) + 2 for title in sizes))
-    lines = [f"  {'file bytes':<18}" + "".join(f"{title:>{width}}" for title in sizes)]
-    for part, what in PARTS:
-        if not any(parts[part] for parts in sizes.values()):
-            continue
-        lines.append(f"  {part:<18}" + "".join(f"{parts[part]:>{width},}" for parts in sizes.values())
-                     + f"   {what}")
-    lines.append(f"  {'total':<18}" + "".join(f"{sum(parts.values()):>{width},}" for parts in sizes.values()))
-    return "\n".join(lines)

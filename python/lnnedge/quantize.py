@@ -131,25 +131,6 @@ def check(recipe: Recipe, model: torch.nn.Module, float_file: Path | None, quant
     return report
 
 
-def table(report: dict) -> str:
-    tol = report["tolerance"]
-    lines = [
-        f"{report['model']}: {report['scheme']}",
-        f"  quantized: {', '.join(report['quantized_tensors'])}",
-        f"  kept float: {', '.join(report['float_tensors'])}",
-        f"  quantized vs float   max |err| {report['max_abs_err']:.3e} (≤ {tol['max_abs_err']})   "
-        f"RMSE {report['rmse']:.3e}",
-        f"  vs true function     float RMSE {report['task_rmse_float']:.4f}   "
-        f"quantized RMSE {report['task_rmse_quant']:.4f} (≤ {tol['task_rmse']})",
-    ]
-    if report.get("size_ratio"):
-        lines.append(f"  model file           {report['float_file_bytes']} B float -> {report['quant_file_bytes']} B "
-                     f"{report['quant']} ({report['size_ratio']:.2f}×)")
-        lines.append(filesize.table(report["size_breakdown"]))
-    lines.append(f"  {'PASSED' if report['passed'] else 'FAILED'}")
-    return "\n".join(lines)
-
-
 def gate(out_dir: Path, recipe: Recipe, quant_file: Path, scheme: str) -> dict:
     """The quantize-check result a deploy of `quant_file` relies on; raise if missing, failed or stale."""
     path = report_path(out_dir, scheme)

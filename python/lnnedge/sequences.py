@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .data import Draw, seed_for
 from .recipe import DataSpec
 
 
@@ -26,6 +27,6 @@ def damped_oscillations(spec: DataSpec, count: int, seed: int) -> tuple[np.ndarr
 
 
 def train_test(spec: DataSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    x_train, y_train = damped_oscillations(spec, spec.train_points, spec.seed)
-    x_test, y_test = damped_oscillations(spec, spec.test_points, spec.seed + 1)
+    x_train, y_train = damped_oscillations(spec, spec.train_points, seed_for(spec, Draw.TRAIN))
+    x_test, y_test = damped_oscillations(spec, spec.test_points, seed_for(spec, Draw.TEST))
     return x_train, y_train, x_test, y_test

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from . import data
+from .data import Draw, seed_for
 from .lnnb import TestSet
 from .recipe import Recipe
 
@@ -22,11 +23,11 @@ def test_set(recipe: Recipe, model: torch.nn.Module) -> TestSet:
     if recipe.sequence:  # the first step of sequences, from the zero state a fresh deployment starts in
         from .sequences import damped_oscillations
 
-        x = damped_oscillations(recipe.data, ROWS, recipe.data.seed + 3)[0][:, 0]
+        x = damped_oscillations(recipe.data, ROWS, seed_for(recipe.data, Draw.SMOKE))[0][:, 0]
         with torch.no_grad():
-            expected = model.step(torch.from_numpy(x), torch.zeros(ROWS, recipe.model.hidden))[0].numpy()
+            expected = model.step(torch.from_numpy(x), torch.zeros(ROWS, model.hidden))[0].numpy()
         return TestSet(x, expected.astype(np.float32), recipe.tolerances.float32_max_abs_err)
-    x = data.grid_points(recipe.data, ROWS, seed=recipe.data.seed + 3).astype(np.float32)
+    x = data.grid_points(recipe.data, ROWS, seed=seed_for(recipe.data, Draw.SMOKE)).astype(np.float32)
     with torch.no_grad():
         expected = model(torch.from_numpy(x)).numpy().astype(np.float32)
     return TestSet(x.reshape(ROWS, -1), expected.reshape(ROWS, -1), recipe.tolerances.float32_max_abs_err)

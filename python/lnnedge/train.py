@@ -1,4 +1,4 @@
-"""Training a recipe's model: seeded, reproducible, with a progress bar and a loss curve.
+"""Training a recipe's model: seeded, reproducible, reporting each epoch as progress, with a loss curve.
 
 Writes build/<model>/checkpoint.pt, train-metrics.json and loss.png.
 """
@@ -7,24 +7,24 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from . import data
 from .artifacts import ArtifactError, MissingArtifact, atomic_write_bytes, atomic_write_text
 from .errors import LnnedgeError
 from .models import build_model
+from .progress import Progress, silent
 from .recipe import Recipe
 
 
 class TrainingDiverged(LnnedgeError, RuntimeError):
     pass
+
 
 
 @dataclass(frozen=True)
@@ -39,8 +39,9 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed)
 
 
-def train(recipe: Recipe, seed: int | None = None, epochs: int | None = None, progress: bool = True) -> TrainResult:
-    """Train the recipe's model; `seed` and `epochs` override the recipe's."""
+def train(recipe: Recipe, seed: int | None = None, epochs: int | None = None,
+          progress: Progress = silent) -> TrainResult:
+    """Train the recipe's model; `seed` and `epochs` override the recipe's; each epoch advances `progress`."""
     spec = recipe.training
     seed = spec.seed if seed is None else seed
     epochs = spec.epochs if epochs is None else epochs
@@ -75,7 +76,7 @@ def train(recipe: Recipe, seed: int | None = None, epochs: int | None = None, pr
     return TrainResult(model, metrics, losses)
 
 
-def _train_classifier(recipe: Recipe, seed: int, epochs: int, progress: bool) -> TrainResult:
+def _train_classifier(recipe: Recipe, seed: int, epochs: int, progress: Progress) -> TrainResult:
     """Cross-entropy on the logits, Adam with the cosine schedule; metric: held-out accuracy."""
     x_train, y_train, x_test, y_test = data.classification(recipe.data)
     model = build_model(recipe.model)
@@ -98,7 +99,7 @@ def _train_classifier(recipe: Recipe, seed: int, epochs: int, progress: bool) ->
     return TrainResult(model, metrics, losses)
 
 
-def _train_sequence(recipe: Recipe, seed: int, epochs: int, progress: bool) -> TrainResult:
+def _train_sequence(recipe: Recipe, seed: int, epochs: int, progress: Progress) -> TrainResult:
     """Next-sample prediction over whole sequences (backpropagation through time); metric: held-out RMSE over
     every step."""
     from . import sequences
@@ -135,10 +136,10 @@ def _run_facts(recipe: Recipe, seed: int, epochs: int, seconds: float, losses: l
 
 
 def _fit(recipe: Recipe, model: torch.nn.Module, xt: torch.Tensor, yt: torch.Tensor, loss_fn, seed: int,
-         epochs: int, progress: bool) -> tuple[list[float], float]:
+         epochs: int, progress: Progress) -> tuple[list[float], float]:
     """The training loop every recipe shares: Adam with a cosine learning-rate schedule, seeded shuffled
-    mini-batches, gradient clipping, a progress bar; stops on a non-finite loss. Returns (losses per epoch,
-    seconds)."""
+    mini-batches, gradient clipping, progress per epoch; stops on a non-finite loss. Returns (losses per
+    epoch, seconds)."""
     spec = recipe.training
     optimiser = torch.optim.Adam(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
     batches = math.ceil(len(xt) / spec.batch_size)
@@ -147,25 +148,26 @@ def _fit(recipe: Recipe, model: torch.nn.Module, xt: torch.Tensor, yt: torch.Ten
     generator = torch.Generator().manual_seed(seed)
     losses: list[float] = []
     started = time.perf_counter()
-    # Off a terminal (CI logs) the bar redraws rarely instead of on every epoch.
-    bar = tqdm(range(epochs), desc=f"train {recipe.name} seed {seed}", unit="epoch", disable=not progress,
-               mininterval=0.2 if sys.stderr.isatty() else 10.0)
-    for epoch in bar:
-        order = torch.randperm(len(xt), generator=generator)
-        epoch_loss = 0.0
-        for i in range(batches):
-            idx = order[i * spec.batch_size:(i + 1) * spec.batch_size]
-            loss = loss_fn(xt[idx], yt[idx])
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(f"loss became {loss.item()} at epoch {epoch} (seed {seed})")
-            optimiser.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
-            optimiser.step()
-            schedule.step()
-            epoch_loss += loss.item() * len(idx)
-        losses.append(epoch_loss / len(xt))
-        bar.set_postfix(loss=f"{losses[-1]:.2e}")
+    bar = progress(f"train {recipe.name} seed {seed}", epochs, "epoch")
+    try:
+        for epoch in range(epochs):
+            order = torch.randperm(len(xt), generator=generator)
+            epoch_loss = 0.0
+            for i in range(batches):
+                idx = order[i * spec.batch_size:(i + 1) * spec.batch_size]
+                loss = loss_fn(xt[idx], yt[idx])
+                if not torch.isfinite(loss):
+                    raise TrainingDiverged(f"loss became {loss.item()} at epoch {epoch} (seed {seed})")
+                optimiser.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
+                optimiser.step()
+                schedule.step()
+                epoch_loss += loss.item() * len(idx)
+            losses.append(epoch_loss / len(xt))
+            bar.advance(loss=f"{losses[-1]:.2e}")
+    finally:
+        bar.close()
     return losses, time.perf_counter() - started
 
 

@@ -1,0 +1,35 @@
+"""bench: the engines on one trained model (lnnedge.bench measures; this picks the files and builds what is
+missing), and the MATMUL kernel alone."""
+
+from __future__ import annotations
+
+from .. import bench as measure
+from .. import config, quantize
+from .. import recipe as recipes
+from ..build import build
+from ..paths import BUILD_DIR
+from ..progress import Progress, silent
+from .compile import compile_model, compiled_file, model_file
+from .reports import BenchReport, MatmulReport
+from .train import load_trained
+
+
+def bench(model: str, quick: bool = False, progress: Progress = silent) -> BenchReport:
+    """The engines on the float32 file, and the C VM on it and on the int8 and float16 files (compiled when
+    missing)."""
+    recipe = recipes.load(model)
+    result = build(config.load_target("host"), echo=lambda _m: None)
+    net = load_trained(recipe)
+    files = {"float32": compiled_file(recipe)}
+    compiled = []
+    for scheme in quantize.SCHEMES:
+        if not model_file(recipe.name, scheme).is_file():
+            compiled.append(compile_model(model, scheme))
+        files[scheme] = model_file(recipe.name, scheme)
+    data = measure.bench(recipe, net, files, result.runner, result.library, quick=quick, progress=progress)
+    return BenchReport(data, BUILD_DIR / "bench.json", tuple(compiled))
+
+
+def bench_matmul(size: int, runs: int) -> MatmulReport:
+    data = measure.matmul_bench(size, runs)
+    return MatmulReport(data, measure.save_matmul(data))
