@@ -21,15 +21,4 @@ def for_board(board: Board, runner: Path) -> Transport:
         from .ssh import SSHTransport
 
         return SSHTransport(board.name, board.ssh)
-    if board.transport == "qemu-system":
-        # The firmware image on an emulated board; closing the transport stops the emulator.
-        from ..testing.qemu_m4 import open_emulated
-
-        return open_emulated(runner, clock_hz=board.target.clock_hz, icount=board.target.qemu.icount)
-    if board.transport == "serial" and board.serial is not None:
-        from .serial_link import SerialTransport
-
-        s = board.serial
-        return SerialTransport(s.port, clock_hz=board.target.clock_hz, timeout=s.frame_timeout,
-                               run_timeout=s.run_timeout, retries=s.retries, baudrate=s.baudrate, name=board.name)
     raise TransportError(f"board {board.name}: transport {board.transport!r} is not available")

@@ -1,16 +1,21 @@
 """The SSH transport: a Linux board on the network (a Raspberry Pi), driven with Fabric.
 
-Remote layout under the board's remote_dir:
+Remote layout under the board's remote_dir (absolute, never / and without '..': config.py refuses others):
 
-    incoming/<id>/        an upload in progress (never run from)
-    releases/<hash>/      lnnvm, model.lnnb, smoke inputs/expected outputs, VERSION.json
-    current -> releases/<hash>   the active deployment, switched by an atomic rename
+    incoming/<name>/      an upload in progress (never run from); removed by the next deploy
+    releases/<name>/      lnnvm, model.lnnb, VERSION.json, SHA256SUMS; <name> is the model and runner
+                          hashes and a fresh random part, so a deploy never rewrites a release in place
+    current -> releases/<name>   the active deployment, switched by an atomic rename of a new link
 
 A deployment becomes `current` only after its files' SHA-256 match on the
 device and a smoke inference on the device matches the expected outputs
-shipped with it (test, then confirm, as MCUboot does for firmware). An upload
-that dies half-way leaves an orphan under incoming/ and the previous
-deployment active.
+shipped with it (test, then confirm, as MCUboot does for firmware); then the
+releases that are not live are removed. Files are created, renamed, linked and
+removed over SFTP, so no shell ever splits or globs a path; the few commands
+(mkdir -p, sha256sum, sync, lnnvm) get every path quoted. A deploy stopped at
+any step leaves `current` on a complete release (the previous one, or the new
+one once the switch is done), and a failed deploy reads `current` back to say
+which (tested by killing it at every step: lnnedge.reliability.deploy_kills).
 
 Host keys are checked against the board's known_hosts with paramiko's
 RejectPolicy: an unknown or changed key fails closed (Fabric alone would
@@ -24,16 +29,21 @@ import json
 import logging
 import shlex
 import socket
+import stat
 import tempfile
 import time
 import uuid
-from pathlib import Path
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
+from typing import Any, TypeVar
 
 import numpy as np
 
 from ..config import SSHSettings
 from .base import RunResult, TransportError
 from .local import parse_info, parse_test_summary
+
+T = TypeVar("T")
 
 
 def sha256(path: Path) -> str:
@@ -53,6 +63,10 @@ class SSHTransport:
     # -- connection -------------------------------------------------------------------------
     def _connection(self):
         if self._conn is not None:
+            if not self._conn.is_connected:  # dropped since the last operation: say so (Fabric would reconnect
+                self.close()                 # silently, in the middle of a deploy)
+                raise TransportError(f"connection to {self.s.user}@{self.s.host}:{self.s.port} (board {self.board}) "
+                                     "was dropped")
             return self._conn
         import paramiko
         from fabric import Connection
@@ -147,21 +161,60 @@ class SSHTransport:
                                  f"{result.stderr.strip() or result.stdout.strip()}")
         return result
 
-    def _put(self, local: Path, remote: str) -> None:
+    def _fs(self, what: str, op: Callable[[Any], T]) -> T:
+        """One file operation over SFTP (paths travel as strings: no shell splits or globs them). An error
+        with an errno is the device's answer (no such file, permission denied) and keeps the connection;
+        any other closes it (paramiko tells a generic SFTP failure from a socket closed under it by text
+        alone), so that the next operation starts on a fresh one."""
         try:
-            self._connection().put(str(local), remote)
+            return op(self._connection().sftp())
         except TransportError:
             raise
         except Exception as exc:
+            if isinstance(exc, OSError) and exc.errno is not None:
+                raise TransportError(f"board {self.board}: {what} failed: {exc.strerror or exc}") from None
+            link = self._conn.transport if self._conn is not None else None
+            alive = link is not None and link.is_active()
             self.close()
+            if alive and isinstance(exc, OSError):
+                raise TransportError(f"board {self.board}: {what} failed: {exc}") from None
             raise self._explain(exc) from None
 
+    def _put(self, local: Path, remote: str) -> None:
+        self._fs(f"upload of {remote}", lambda sftp: sftp.put(str(local), remote))
+
     def _get(self, remote: str, local: Path) -> None:
-        try:
-            self._connection().get(remote, str(local))
-        except Exception as exc:
-            self.close()
-            raise self._explain(exc) from None
+        self._fs(f"download of {remote}", lambda sftp: sftp.get(remote, str(local)))
+
+    def _lstat(self, path: str):
+        """The attributes of `path` itself (a link is not followed), or None when it does not exist."""
+
+        def op(sftp):
+            try:
+                return sftp.lstat(path)
+            except FileNotFoundError:
+                return None
+
+        return self._fs(f"stat of {path}", op)
+
+    def _remove_tree(self, path: str) -> None:
+        """Remove `path` and, for a directory, everything under it, over SFTP. A symbolic link is removed
+        itself, never followed, so nothing outside `path` can be reached."""
+
+        def remove(sftp, where: str, mode: int) -> None:
+            if stat.S_ISDIR(mode):
+                for entry in sftp.listdir_attr(where):  # lstat attributes (OpenSSH's sftp-server)
+                    remove(sftp, f"{where}/{entry.filename}", entry.st_mode)
+                sftp.rmdir(where)
+            else:
+                sftp.remove(where)
+
+        attrs = self._lstat(path)
+        if attrs is not None:
+            self._fs(f"removal of {path}", lambda sftp: remove(sftp, path, attrs.st_mode))
+
+    def _entries(self, directory: str) -> list[str]:
+        return sorted(self._fs(f"listing of {directory}", lambda sftp: sftp.listdir(directory)))
 
     @property
     def _prefix(self) -> str:
@@ -171,50 +224,134 @@ class SSHTransport:
         return f"{self.s.remote_dir}/current"
 
     # -- deployment ---------------------------------------------------------------------------
-    def deploy(self, runner: Path, model: Path, version: dict) -> dict:
-        """Upload, check, smoke-test and activate; raise TransportError leaving the previous one active. The smoke
-        test is `lnnvm test` on the device: the test set bundled in the model file, its outputs and tolerance."""
-        digest = sha256(model)[:16] + "-" + sha256(runner)[:8]
-        root = self.s.remote_dir
-        incoming = f"{root}/incoming/{digest}-{uuid.uuid4().hex[:8]}"
-        release = f"{root}/releases/{digest}"
-        with tempfile.TemporaryDirectory(prefix="lnnedge-deploy-") as tmp:
-            files = {"lnnvm": Path(runner), "model.lnnb": Path(model)}
-            (Path(tmp) / "VERSION.json").write_text(json.dumps({**version, "release": digest}, indent=2) + "\n")
-            files["VERSION.json"] = Path(tmp) / "VERSION.json"
-            manifest = "".join(f"{sha256(path)}  {name}\n" for name, path in files.items())
-            (Path(tmp) / "SHA256SUMS").write_text(manifest)
-            files["SHA256SUMS"] = Path(tmp) / "SHA256SUMS"
+    def deploy(self, runner: Path, model: Path, version: dict, before_step: Callable[[str], None] | None = None
+               ) -> dict:
+        """Upload, check, smoke-test and activate. On a failure raise TransportError saying what is live on
+        the device then (read back from `current`). The smoke test is `lnnvm test` on the device: the test
+        set bundled in the model file, its outputs and tolerance.
 
-            self._sh(f"mkdir -p {_q(incoming)} {_q(root + '/releases')} && rm -rf "
-                     f"$(find {_q(root + '/incoming')} -mindepth 1 -maxdepth 1 ! -name {_q(Path(incoming).name)})")
-            for name, path in files.items():
-                self._put(path, f"{incoming}/{name}")
-            # Checksums on the device, then fsync the files and the directory before the rename makes
-            # the release visible, and again after it.
-            self._sh(f"cd {_q(incoming)} && sha256sum -c --quiet SHA256SUMS && chmod 755 lnnvm && "
-                     f"sync {_q(*files)} . && rm -rf {_q(release)} && mv {_q(incoming)} {_q(release)} && "
-                     f"sync {_q(root + '/releases')}")
-        smoke = self._smoke(release)
-        if not smoke["passed"]:
-            raise TransportError(f"board {self.board}: smoke test of the new deployment failed ({smoke['summary']}); "
-                                 "the previous deployment stays active")
-        self._sh(f"cd {_q(root)} && ln -sfn {_q('releases/' + digest)} current.new && mv -T current.new current "
-                 f"&& sync .")
-        return {"release": digest, "smoke_max_abs_err": smoke["max_abs_err"], **version}
+        `before_step`, when given, is called with a short description before each remote step (every
+        command and every transfer), in order: the deploy kill-point campaign
+        (lnnedge.reliability.deploy_kills) stops the deploy there. It does nothing else."""
+        step = before_step or (lambda _what: None)
+        # A fresh directory per deploy, even of the release that is live: nothing live is ever removed
+        # or rewritten, and `current` moves from one complete release to another in one rename.
+        name = f"{sha256(model)[:16]}-{sha256(runner)[:8]}-{uuid.uuid4().hex[:8]}"
+        root = self.s.remote_dir
+        incoming, release = f"{root}/incoming/{name}", f"{root}/releases/{name}"
+        previous: str | None = None
+        connected = switching = False
+        try:
+            with tempfile.TemporaryDirectory(prefix="lnnedge-deploy-") as tmp:
+                files = {"lnnvm": Path(runner), "model.lnnb": Path(model)}
+                (Path(tmp) / "VERSION.json").write_text(json.dumps({**version, "release": name}, indent=2) + "\n")
+                files["VERSION.json"] = Path(tmp) / "VERSION.json"
+                manifest = "".join(f"{sha256(path)}  {file}\n" for file, path in files.items())
+                (Path(tmp) / "SHA256SUMS").write_text(manifest)
+                files["SHA256SUMS"] = Path(tmp) / "SHA256SUMS"
+
+                step("read current")
+                previous = self._live_release()
+                connected = True
+                step("mkdir -p incoming/ releases/")
+                self._sh(f"mkdir -p -- {_q(root + '/incoming', root + '/releases')}")
+                for leftover in self._entries(f"{root}/incoming"):  # interrupted uploads; never run from
+                    step(f"remove incoming/{leftover}")
+                    self._remove_tree(f"{root}/incoming/{leftover}")
+                step(f"mkdir incoming/{name}")
+                self._fs(f"mkdir {incoming}", lambda sftp: sftp.mkdir(incoming))
+                for file, path in files.items():
+                    step(f"upload {file}")
+                    self._put(path, f"{incoming}/{file}")
+                step("chmod 755 lnnvm")
+                self._fs(f"chmod of {incoming}/lnnvm", lambda sftp: sftp.chmod(f"{incoming}/lnnvm", 0o755))
+                # Checksums on the device, then the files and their directory to disk before the rename
+                # makes the release visible, and releases/ after it.
+                step("sha256sum -c and sync in incoming/")
+                self._sh(f"cd -- {_q(incoming)} && sha256sum -c --quiet SHA256SUMS && sync -- {_q(*files)} .")
+            step(f"rename incoming/{name} to releases/{name}")
+            self._fs(f"rename of {incoming}", lambda sftp: sftp.posix_rename(incoming, release))
+            step("sync releases/")
+            self._sh(f"sync -- {_q(root + '/releases')}")
+            step(f"smoke test (lnnvm test) in releases/{name}")
+            smoke = self._smoke(release)
+            if not smoke["passed"]:
+                raise TransportError(f"board {self.board}: smoke test of the new deployment failed "
+                                     f"({smoke['summary']})")
+            if self._lstat(f"{root}/current.new") is not None:  # left by a deploy stopped at the next step
+                step("remove current.new")
+                self._fs("removal of current.new", lambda sftp: sftp.remove(f"{root}/current.new"))
+            step(f"symlink current.new -> releases/{name}")
+            self._fs("symlink current.new", lambda sftp: sftp.symlink(f"releases/{name}", f"{root}/current.new"))
+            step("rename current.new to current (the switch)")
+            switching = True
+            self._fs("switch of current", lambda sftp: sftp.posix_rename(f"{root}/current.new", self._current()))
+            step("sync remote_dir")
+            self._sh(f"sync -- {_q(root)}")
+            for old in self._entries(f"{root}/releases"):
+                if old != name:
+                    step(f"remove releases/{old}")
+                    self._remove_tree(f"{root}/releases/{old}")
+        except TransportError as exc:
+            raise TransportError(f"{exc}; {self._after_failure(name, previous, connected, switching)}") from None
+        return {"release": name, "smoke_max_abs_err": smoke["max_abs_err"], **version}
+
+    def _after_failure(self, name: str, previous: str | None, connected: bool, switching: bool) -> str:
+        """What is live after a failed deploy, read back from the device when it can be."""
+        before = f"the previous release {previous}" if previous else "nothing (no deployment before)"
+        if not connected:
+            return "nothing on the device was changed"
+        self.close()  # read back on a fresh connection: the failure may have left this one dead
+        try:
+            live = self._live_release()
+        except TransportError as exc:
+            if switching:
+                return f"live now: either {before} or the new release {name} (reading current back failed: {exc})"
+            return f"{before} stays live (current was not touched; reading it back failed: {exc})"
+        if live == name:
+            return f"yet the new release {name} IS live: the switch to it completed"
+        if live == previous:
+            return f"{before} stays live" if previous else "nothing is deployed"
+        return f"live now: release {live}" if live else "nothing is deployed"
+
+    def _live_release(self) -> str | None:
+        """The release `current` points to (the name under releases/), or None when nothing is deployed."""
+        attrs = self._lstat(self._current())
+        if attrs is None:
+            return None
+        if not stat.S_ISLNK(attrs.st_mode):
+            raise TransportError(f"board {self.board}: {self._current()} is not a symbolic link; remove it and "
+                                 f"deploy again")
+        target = self._fs("readlink of current", lambda sftp: sftp.readlink(self._current()))
+        return PurePosixPath(target).name
 
     def _smoke(self, release: str) -> dict:
-        result = self._sh(f"cd {_q(release)} && {self._prefix}./lnnvm test model.lnnb", check=False)
+        result = self._sh(f"cd -- {_q(release)} && {self._prefix}./lnnvm test model.lnnb", check=False)
         return parse_test_summary(result.stdout, result.exited, self.board)
 
     def status(self) -> dict:
-        result = self._sh(f"cat {_q(self._current() + '/VERSION.json')}", check=False)
-        if result.exited != 0:
-            return {"deployed": False}
+        """What `current` is: the release it points to (read from the link) and that release's VERSION.json."""
+        release = self._live_release()
+        if release is None:
+            return {"deployed": False, "note": "nothing is deployed (no current on the device)"}
+        where = f"{self._current()}/VERSION.json"
+
+        def read(sftp) -> bytes | None:
+            try:
+                with sftp.open(where) as f:
+                    return f.read()
+            except FileNotFoundError:
+                return None
+
+        text = self._fs(f"read of {where}", read)
+        if text is None:
+            raise TransportError(f"board {self.board}: current points to releases/{release}, which has no "
+                                 "VERSION.json (a broken deployment): deploy again")
         try:
-            return {"deployed": True, **json.loads(result.stdout)}
+            version = json.loads(text)
         except json.JSONDecodeError:
-            return {"deployed": False, "error": "VERSION.json on the device is not valid JSON"}
+            raise TransportError(f"board {self.board}: {where} is not valid JSON: deploy again") from None
+        return {"deployed": True, **version, "release": release}
 
     # -- the Transport shape -----------------------------------------------------------------------
     def _check_model(self, model: Path) -> None:
