@@ -1,14 +1,17 @@
 """A stateful model on the bare-metal firmware (QEMU mps2-an386): the state carries across the chunks of a RUN
-and from one RUN to the next, a chunk of another row count starts from zero, and RESET_STATE calls lnn_reset
+and from one RUN to the next, rows that are not whole time steps are refused (E_BATCH), and RESET_STATE calls lnn_reset
 and leaves the rest of the arena (the float32 copies of float16 constants) to the loaded model."""
 
 from __future__ import annotations
 
 import shutil
+import struct
 
 import numpy as np
 import pytest
+from lnnedge.devices.base import DeviceError
 from lnnedge.devices.serial import SerialLink
+from lnnedge.devices.serial.link import FirmwareError
 from support.emulator import build_firmware, m4_board
 from test_loader import F32, half_model, stateful
 
@@ -39,10 +42,16 @@ def test_state_carries_across_chunks_and_runs_until_reset_state(link, tmp_path):
     got = link.run(path, [x[0]], batch=2, keep_state=True)
     assert got.timing["uploaded"] is False  # the model stayed, its state did not
     np.testing.assert_array_equal(got.outputs[0], x[0])
-    # 3 rows at batch 2: the last chunk of 1 row is another batch, its stream starts from zero
+    # 3 rows at batch 2: a last chunk of 1 row would be another batch and lose the state (lnn_run_rows's rule:
+    # whole time steps only): the host refuses it before sending, the device itself answers E_BATCH
     rows = np.concatenate([x[1], x[2, :1]])
-    got = link.run(path, [rows], batch=2, keep_state=True).outputs[0]
-    np.testing.assert_array_equal(got, np.concatenate([x[0] + x[1], x[2, :1]]))
+    with pytest.raises(DeviceError, match="3 rows is not a multiple of 2"):
+        link.run(path, [rows], batch=2, keep_state=True)
+    with pytest.raises(FirmwareError) as refused:
+        link._request(link.P.RUN, struct.pack("<HH", 3, 2) + rows.tobytes())
+    assert refused.value.domain == "vm" and refused.value.name == "E_BATCH"
+    got = link.run(path, [x[1]], batch=2, keep_state=True).outputs[0]  # the refused runs left the state alone
+    np.testing.assert_array_equal(got, x[0] + x[1])
     # without keep_state a run starts from zero whatever the device held (here x[0], kept it would give x0 + x1)
     link.run(path, [x[0]], batch=2, keep_state=True)
     got = link.run(path, [x[1]], batch=2).outputs[0]

@@ -1055,20 +1055,20 @@ def test_arena_sizes_never_wrap(host_build):
 
 def test_one_loader_and_verifier_for_every_build():
     """vm/Makefile (host, cross, sanitizer builds), the CMake build, the firmware and the fuzz harnesses all
-    compile vm/src/loader.c and vm/src/verify.c; no other C file defines lnn_init or lnn_verify_code."""
+    compile vm/src/loader.c and vm/src/verify.c (from vm/sources.mk); no other C file defines lnn_init or
+    lnn_verify_code."""
     from lnnedge.paths import VM_DIR
 
     defining = sorted(str(p.relative_to(VM_DIR)) for p in VM_DIR.rglob("*.c")
                       if re.search(r"^lnn_status lnn_(init|verify_code)\s*\(", p.read_text(errors="replace"), re.M))
     assert defining == ["src/loader.c", "src/verify.c"]
-    assert "src/loader.c src/verify.c" in (VM_DIR / "Makefile").read_text()
-    assert "src/loader.c src/verify.c" in (VM_DIR / "CMakeLists.txt").read_text()
+    # one source list, vm/sources.mk, read by every build (tests/test_run_rows.py checks nothing else names them)
+    assert re.search(r"^LNN_LIB_SRCS := loader\.c verify\.c ", (VM_DIR / "sources.mk").read_text(), re.M)
+    assert "include sources.mk" in (VM_DIR / "Makefile").read_text()
+    assert "sources.mk" in (VM_DIR / "CMakeLists.txt").read_text()
     fuzz_make = (VM_DIR / "fuzz" / "Makefile").read_text()
     assert "$(MAKE) --no-print-directory -C .. " in fuzz_make and "loader.c" not in fuzz_make
-    firmware = VM_DIR / "firmware" / "Makefile"
-    if firmware.is_file():
-        text = firmware.read_text()
-        assert "loader.c" in text and "verify.c" in text
+    assert "include $(VM)/sources.mk" in (VM_DIR / "firmware" / "Makefile").read_text()
 
 
 def test_compiled_models_pass_every_check(vm, sine_compiled):

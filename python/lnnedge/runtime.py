@@ -75,6 +75,8 @@ def load_library(path: str) -> ctypes.CDLL:
     lib.lnn_arena_size.restype = ctypes.c_size_t
     lib.lnn_run.argtypes = [_P, ctypes.POINTER(_P), ctypes.POINTER(_P), _U32]
     lib.lnn_run.restype = ctypes.c_int
+    lib.lnn_run_rows.argtypes = [_P, ctypes.POINTER(_P), ctypes.POINTER(_P), ctypes.c_size_t, _U32, _P, _P]
+    lib.lnn_run_rows.restype = ctypes.c_int
     for name in ("lnn_error_offset", "lnn_max_batch", "lnn_num_inputs", "lnn_num_outputs"):
         getattr(lib, name).argtypes = [_P]
         getattr(lib, name).restype = _U32
@@ -259,6 +261,31 @@ class CVM:
             self._seen = []
             raise self._error(status)
         return outputs
+
+    def run_rows(self, inputs: Sequence[np.ndarray], batch: int) -> list[np.ndarray]:
+        """All rows of the inputs in lnn_run calls of at most `batch` rows each (lnn_run_rows, lnnvm.h), as
+        `lnnvm run --batch` does: more rows than the arena holds at once. A stateful model takes the rows as
+        time steps of `batch` streams, continuing from its state (VMError E_BATCH unless the rows are a
+        multiple of the batch). Outputs: every row of a batched output, the last chunk's of an unbatched one."""
+        if len(inputs) != self.num_inputs:
+            raise ValueError(f"model takes {self.num_inputs} inputs, got {len(inputs)}")
+        if not 1 <= batch <= 0xFFFFFFFF:
+            raise ValueError(f"batch must be in 1..2^32-1, got {batch}")
+        arrays, rows = [], None
+        for i, x in enumerate(inputs):
+            arr, n = self._check_input(i, x)
+            if n and rows is not None and n != rows:
+                raise ValueError(f"input {i} has {n} rows but an earlier input has {rows}")
+            rows = n or rows
+            arrays.append(arr)
+        rows = rows or 1
+        outputs = [np.zeros((rows if slab.batched else 1, slab.row), dtype=np.float32) for slab in self._slabs]
+        ins = (_P * max(self.num_inputs, 1))(*[_address(x) for x in arrays])
+        outs = (_P * max(self.num_outputs, 1))(*[_address(y) for y in outputs])
+        status = self.lib.lnn_run_rows(self._m, ins, outs, rows, batch, None, None)
+        if status != 0:
+            raise self._error(status)
+        return [y if slab.batched else y[0] for y, slab in zip(outputs, self._slabs)]
 
     def prepare(self, inputs: Sequence[np.ndarray], outputs: Sequence[np.ndarray]):
         """A function running the model on these buffers with no argument checks or allocation per call:

@@ -359,6 +359,7 @@ static void model_info(text *t)
     kv_u32(t, "arena_fixed", m->arena_fixed);
     kv_u32(t, "arena_row", m->arena_row);
     kv_u32(t, "max_batch", lnn_max_batch(m));
+    kv_u32(t, "state_row", m->state_row);
 }
 
 static text payload_text(void)
@@ -542,6 +543,32 @@ static void cmd_load_commit(uint16_t seq, size_t len)
     answer(LNN_F_LOAD_COMMIT | LNN_P_OK_BIT, seq, t.len);
 }
 
+/* The cycles of each chunk of a RUN (lnn_run_rows calls run_chunk_done
+ * after each), and a PROGRESS frame every progress_every cycles between
+ * chunks; the time of sending it is not counted in the next chunk. */
+typedef struct {
+    uint8_t *cycles; /* u32 per chunk, in the answer */
+    uint16_t seq;
+    uint32_t nchunks, t0, last_sign, progress_every;
+} run_clock;
+
+static void run_chunk_done(void *ctx, size_t chunk, uint32_t rows)
+{
+    (void)rows;
+    run_clock *rc = ctx;
+    const uint32_t t1 = board_cycles();
+    const uint32_t c = (uint32_t)chunk;
+    wr32(rc->cycles + 4u * c, t1 - rc->t0);
+    if (c + 1u < rc->nchunks && t1 - rc->last_sign >= rc->progress_every) {
+        uint8_t pr[4];
+        wr16(pr, c + 1u);
+        wr16(pr + 2, rc->nchunks);
+        send_small(LNN_F_PROGRESS, rc->seq, pr, sizeof pr);
+        rc->last_sign = t1;
+    }
+    rc->t0 = board_cycles();
+}
+
 static void cmd_run(uint16_t seq, const uint8_t *p, size_t len)
 {
     const uint32_t started = board_cycles();
@@ -614,35 +641,13 @@ static void cmd_run(uint16_t seq, const uint8_t *p, size_t len)
         in[i] = (const float *)(const void *)(p + in_at[i]);
     for (uint32_t i = 0; i < no; i++)
         out[i] = (float *)(void *)(TX_PAYLOAD + out_at[i]);
-    uint8_t *cycles = TX_PAYLOAD + 4;
-    memset(cycles, 0, (size_t)(out_len - 4u));
-
-    uint32_t last_sign = started;
-    const uint32_t progress_every = board_clock_hz() / 4u;
-    for (uint32_t c = 0; c < nchunks; c++) {
-        const uint32_t start = c * chunk;
-        const uint32_t r = rows - start < chunk ? rows - start : chunk;
-        const float *ip[LNN_MAX_IO];
-        float *op[LNN_MAX_IO];
-        for (uint32_t i = 0; i < ni; i++)
-            ip[i] = in[i] + (lnn_input_batched(m, i) ? (size_t)start * lnn_input_row_elems(m, i) : 0u);
-        for (uint32_t i = 0; i < no; i++)
-            op[i] = out[i] + (lnn_output_batched(m, i) ? (size_t)start * lnn_output_row_elems(m, i) : 0u);
-        const uint32_t t0 = board_cycles();
-        const lnn_status s = lnn_run(m, ip, op, r);
-        const uint32_t t1 = board_cycles();
-        if (s != LNN_OK) {
-            vm_fail(seq, s, 0xFFFFFFFFu);
-            return;
-        }
-        wr32(cycles + 4u * c, t1 - t0);
-        if (c + 1u < nchunks && t1 - last_sign >= progress_every) {
-            uint8_t pr[4];
-            wr16(pr, c + 1u);
-            wr16(pr + 2, nchunks);
-            send_small(LNN_F_PROGRESS, seq, pr, sizeof pr);
-            last_sign = t1;
-        }
+    run_clock rc = {TX_PAYLOAD + 4, seq, nchunks, started, started, board_clock_hz() / 4u};
+    memset(rc.cycles, 0, (size_t)(out_len - 4u));
+    rc.t0 = board_cycles();
+    const lnn_status s = lnn_run_rows(m, in, out, rows, chunk, run_chunk_done, &rc);
+    if (s != LNN_OK) {
+        vm_fail(seq, s, 0xFFFFFFFFu);
+        return;
     }
     wr16(TX_PAYLOAD, rows);
     wr16(TX_PAYLOAD + 2, nchunks);

@@ -233,6 +233,30 @@ size_t lnn_arena_size(const void *buf, size_t len, uint32_t batch);
 lnn_status lnn_run(lnn_model *m, const float *const *inputs,
                    float *const *outputs, uint32_t batch);
 
+/* Called by lnn_run_rows after each chunk it ran: the chunk's index (0
+ * first) and its rows. */
+typedef void (*lnn_chunk_fn)(void *ctx, size_t chunk, uint32_t rows);
+
+/* Runs rows rows as consecutive lnn_run calls of chunk = min(batch, rows)
+ * rows each (the last one may hold fewer), in order; no allocation.
+ * inputs[i] / outputs[i] as for lnn_run but holding all rows: chunk c runs
+ * rows [c * chunk, ...) of every batched input and output; an unbatched
+ * input is passed whole to every chunk, and an unbatched output is written
+ * by every chunk (the last one's values stay).
+ * A stateful model takes the rows as time steps: every chunk has chunk
+ * rows, so each lnn_run continues the chunk streams from the state the
+ * previous chunk left (row t * chunk + s is stream s at step t), and rows
+ * must be a multiple of chunk. The first chunk continues from the state the
+ * model holds (call lnn_reset first for a pass from zero state).
+ * on_chunk (NULL: none) is called with ctx after every chunk's lnn_run
+ * succeeded (for timing or progress; it must not touch the model).
+ * Fails before any run with LNN_E_ARG (NULL m, inputs or outputs, rows 0),
+ * LNN_E_NOT_READY, LNN_E_BATCH (batch 0, chunk above lnn_max_batch, or a
+ * stateful model and rows not a multiple of chunk); otherwise returns the
+ * status of the first lnn_run that failed (the chunks before it are done). */
+lnn_status lnn_run_rows(lnn_model *m, const float *const *inputs, float *const *outputs,
+                        size_t rows, uint32_t batch, lnn_chunk_fn on_chunk, void *ctx);
+
 /* Zeroes the persistent state of a stateful model: the next lnn_run starts
  * every stream from zero state (the zeroing is done by that run, for its
  * batch, so lnn_reset itself costs nothing). A no-op for a stateless model.

@@ -399,306 +399,392 @@ static void trace_write(void *ctx, uint32_t pc, uint32_t tensor,
         t->failed = 1;
 }
 
-/* One thread's share of a run: rows [start, end) in chunks of chunk rows,
- * on its own model (lnn_run is one call at a time per model). */
+/* One thread's share of a run: rows [start, end) of every batched input and
+ * output, run by lnn_run_rows in chunks of chunk rows on its own model
+ * (lnn_run is one call at a time per model). */
 typedef struct {
     lnn_model *m;
-    uint32_t ni, no, chunk;
-    size_t start, end;
-    const float *in_base[LNN_MAX_IO];
-    float *out_base[LNN_MAX_IO];
-    size_t in_row[LNN_MAX_IO], out_row[LNN_MAX_IO];
-    int in_b[LNN_MAX_IO], out_b[LNN_MAX_IO];
+    uint32_t chunk;
+    size_t rows;
+    const float *in[LNN_MAX_IO]; /* the slice's first row (unbatched: the tensor) */
+    float *out[LNN_MAX_IO];
     double *lat; /* one per chunk */
     size_t nlat;
+    double t0; /* when the current chunk started */
     lnn_status st;
 } slice;
+
+/* lnn_run_rows's hook: the chunk's time per row */
+static void slice_chunk_done(void *ctx, size_t chunk, uint32_t rows)
+{
+    (void)chunk;
+    slice *w = ctx;
+    const double t1 = now_us();
+    w->lat[w->nlat++] = (t1 - w->t0) / rows;
+    w->t0 = now_us();
+}
 
 static void *run_slice(void *arg)
 {
     slice *w = arg;
-    const float *ip[LNN_MAX_IO];
-    float *op[LNN_MAX_IO];
     w->nlat = 0;
     w->st = LNN_OK;
-    for (size_t start = w->start; start < w->end; start += w->chunk) {
-        const uint32_t rows = (uint32_t)(w->end - start < w->chunk ? w->end - start : w->chunk);
-        for (uint32_t i = 0; i < w->ni; i++)
-            ip[i] = w->in_base[i] + (w->in_b[i] ? start * w->in_row[i] : 0);
-        for (uint32_t i = 0; i < w->no; i++)
-            op[i] = w->out_base[i] + (w->out_b[i] ? start * w->out_row[i] : 0);
-        const double t0 = now_us();
-        const lnn_status st = lnn_run(w->m, ip, op, rows);
-        const double t1 = now_us();
-        if (st != LNN_OK) {
-            w->st = st;
-            break;
-        }
-        w->lat[w->nlat++] = (t1 - t0) / rows;
-    }
+    if (w->rows == 0) /* more threads than whole slices */
+        return NULL;
+    w->t0 = now_us();
+    w->st = lnn_run_rows(w->m, w->in, w->out, w->rows, w->chunk, slice_chunk_done, w);
     return NULL;
 }
 
-static int cmd_run(int argc, char **argv)
+/* The options of run. */
+typedef struct {
+    const char *model_path, *in_path[LNN_MAX_IO], *out_path[LNN_MAX_IO];
+    const char *kernels, *trace_path;
+    uint32_t nin, nout;
+    unsigned long batch, repeat, threads;
+    int no_plan;
+} run_args;
+
+static void run_parse(int argc, char **argv, run_args *a)
 {
-    const char *model_path = NULL, *in_path[LNN_MAX_IO], *out_path[LNN_MAX_IO];
-    const char *kernels = getenv("LNNVM_KERNELS"), *trace_path = NULL;
-    uint32_t nin = 0, nout = 0;
-    unsigned long batch = 1, repeat = 1, threads = 1;
-    int no_plan = 0;
+    memset(a, 0, sizeof *a);
+    a->kernels = getenv("LNNVM_KERNELS");
+    a->batch = a->repeat = a->threads = 1;
     for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--no-plan")) {
-            no_plan = 1;
+        const char *o = argv[i];
+        if (!strcmp(o, "--no-plan")) {
+            a->no_plan = 1;
             continue;
         }
-        if (!strcmp(a, "--in") || !strcmp(a, "--out") || !strcmp(a, "--batch") ||
-            !strcmp(a, "--repeat") || !strcmp(a, "--kernels") || !strcmp(a, "--trace") ||
-            !strcmp(a, "--threads")) {
+        if (!strcmp(o, "--in") || !strcmp(o, "--out") || !strcmp(o, "--batch") ||
+            !strcmp(o, "--repeat") || !strcmp(o, "--kernels") || !strcmp(o, "--trace") ||
+            !strcmp(o, "--threads")) {
             if (i + 1 >= argc)
-                fail(EXIT_USAGE, "%s needs a value", a);
+                fail(EXIT_USAGE, "%s needs a value", o);
             const char *v = argv[++i];
-            if (!strcmp(a, "--in")) {
-                if (nin == LNN_MAX_IO)
+            if (!strcmp(o, "--in")) {
+                if (a->nin == LNN_MAX_IO)
                     fail(EXIT_USAGE, "too many --in (at most %u)", LNN_MAX_IO);
-                in_path[nin++] = v;
-            } else if (!strcmp(a, "--out")) {
-                if (nout == LNN_MAX_IO)
+                a->in_path[a->nin++] = v;
+            } else if (!strcmp(o, "--out")) {
+                if (a->nout == LNN_MAX_IO)
                     fail(EXIT_USAGE, "too many --out (at most %u)", LNN_MAX_IO);
                 if (!strcmp(v, "-"))
                     fail(EXIT_USAGE, "--out -: standard output carries the JSON line");
-                out_path[nout++] = v;
-            } else if (!strcmp(a, "--kernels")) {
-                kernels = v;
-            } else if (!strcmp(a, "--trace")) {
-                trace_path = v;
-            } else if (!strcmp(a, "--batch")) {
-                batch = parse_count(a, v, UINT32_MAX);
-            } else if (!strcmp(a, "--threads")) {
-                threads = parse_count(a, v, 256);
+                a->out_path[a->nout++] = v;
+            } else if (!strcmp(o, "--kernels")) {
+                a->kernels = v;
+            } else if (!strcmp(o, "--trace")) {
+                a->trace_path = v;
+            } else if (!strcmp(o, "--batch")) {
+                a->batch = parse_count(o, v, UINT32_MAX);
+            } else if (!strcmp(o, "--threads")) {
+                a->threads = parse_count(o, v, 256);
             } else {
-                repeat = parse_count(a, v, 1000000000ul);
+                a->repeat = parse_count(o, v, 1000000000ul);
             }
-        } else if (a[0] == '-' && a[1] != '\0') {
-            fail(EXIT_USAGE, "unknown option '%s'", a);
-        } else if (!model_path) {
-            model_path = a;
+        } else if (o[0] == '-' && o[1] != '\0') {
+            fail(EXIT_USAGE, "unknown option '%s'", o);
+        } else if (!a->model_path) {
+            a->model_path = o;
         } else {
-            fail(EXIT_USAGE, "unexpected argument '%s'", a);
+            fail(EXIT_USAGE, "unexpected argument '%s'", o);
         }
     }
-    if (!model_path)
+    if (!a->model_path)
         usage();
+}
 
-    model md;
-    open_or_die(&md, model_path);
-    const uint32_t ni = lnn_num_inputs(&md.m), no = lnn_num_outputs(&md.m);
-    if (nin != ni)
-        fail(EXIT_USAGE, "%s: the model has %u input%s, got %u --in", model_path,
-             ni, ni == 1 ? "" : "s", nin);
-    if (nout != no)
-        fail(EXIT_USAGE, "%s: the model has %u output%s, got %u --out", model_path,
-             no, no == 1 ? "" : "s", nout);
-
-    /* inputs: batched ones give the row count N, unbatched ones hold one
-     * tensor shared by every chunk */
+/* The buffers of a run: the inputs as read, the outputs for all n rows. */
+typedef struct {
+    uint32_t ni, no;
     blob in[LNN_MAX_IO];
-    size_t in_row[LNN_MAX_IO], out_row[LNN_MAX_IO];
-    int in_b[LNN_MAX_IO], out_b[LNN_MAX_IO];
-    size_t n = 0;
-    const char *n_from = NULL;
-    for (uint32_t i = 0; i < ni; i++) {
-        load_file(in_path[i], &in[i]);
-        in_row[i] = lnn_input_row_elems(&md.m, i);
-        in_b[i] = lnn_input_batched(&md.m, i);
-        const size_t row_bytes = in_row[i] * sizeof(float);
-        if (!in_b[i]) {
-            if (in[i].len != row_bytes)
-                fail(EXIT_USAGE,
-                     "%s: input %u is not batched: expected %zu bytes (%zu float32), "
-                     "got file size %zu", in_path[i], i, row_bytes, in_row[i],
-                     in[i].len);
-            continue;
-        }
-        if (in[i].len == 0 || in[i].len % row_bytes != 0)
-            fail(EXIT_USAGE,
-                 "%s: input %u: expected a non-zero multiple of the row size %zu "
-                 "bytes (%zu float32), got file size %zu", in_path[i], i, row_bytes,
-                 in_row[i], in[i].len);
-        const size_t rows = in[i].len / row_bytes;
-        if (n_from && rows != n)
-            fail(EXIT_USAGE, "%s: input %u has %zu rows but %s has %zu", in_path[i], i,
-                 rows, n_from, n);
-        n = rows;
-        n_from = in_path[i];
-    }
-    if (!n_from)
-        n = 1;
-
-    if (threads > n)
-        threads = n; /* at least one row per thread */
-    if (threads > 1 && trace_path)
-        fail(EXIT_USAGE, "--trace runs on one thread (drop --threads)");
-    /* a stateful model's chunks are time steps: in order, all of one size */
-    const int stateful = md.m.state_row > 0;
-    if (stateful && threads > 1)
-        fail(EXIT_USAGE, "%s: a stateful model runs its chunks (time steps) in order: drop --threads",
-             model_path);
-    /* the arena for the largest chunk */
-    const size_t per_thread = (n + threads - 1) / threads;
-    const uint32_t chunk = (uint32_t)(batch < per_thread ? batch : per_thread);
-    if (stateful && n % chunk != 0)
-        fail(EXIT_USAGE,
-             "%s: a stateful model takes the rows as time steps of --batch %u streams: "
-             "%zu rows is not a multiple of %u", model_path, chunk, n, chunk);
-    prepare_or_die(&md, chunk, model_path, kernels, no_plan);
-    trace_file trace = {NULL, 0};
-    char *trace_buf = NULL;
-    if (trace_path) {
-        if (!(trace.f = fopen(trace_path, "wb")))
-            fail(EXIT_USAGE, "%s: cannot open for writing: %s", trace_path,
-                 strerror(errno));
-        trace_buf = alloc64(1 << 16, "the trace buffer");
-        setvbuf(trace.f, trace_buf, _IOFBF, 1 << 16);
-        lnn_set_trace(&md.m, trace_write, &trace);
-    }
-
     float *out[LNN_MAX_IO];
     size_t out_len[LNN_MAX_IO];
-    for (uint32_t i = 0; i < no; i++) {
-        out_row[i] = lnn_output_row_elems(&md.m, i);
-        out_b[i] = lnn_output_batched(&md.m, i);
-        const size_t rows = out_b[i] ? n : 1;
-        if (rows > SIZE_MAX / sizeof(float) / out_row[i])
-            fail(EXIT_USAGE, "%s: output %u too large", out_path[i], i);
-        out_len[i] = rows * out_row[i] * sizeof(float);
-        out[i] = alloc64(out_len[i], out_path[i]);
+    size_t n; /* rows: those of the batched inputs, 1 if none is */
+} run_io;
+
+/* Reads the inputs and checks them against the model: batched ones give the
+ * row count n, unbatched ones hold one tensor shared by every chunk. */
+static void run_load_inputs(const run_args *a, const lnn_model *m, run_io *io)
+{
+    io->ni = lnn_num_inputs(m);
+    io->no = lnn_num_outputs(m);
+    if (a->nin != io->ni)
+        fail(EXIT_USAGE, "%s: the model has %u input%s, got %u --in", a->model_path,
+             io->ni, io->ni == 1 ? "" : "s", a->nin);
+    if (a->nout != io->no)
+        fail(EXIT_USAGE, "%s: the model has %u output%s, got %u --out", a->model_path,
+             io->no, io->no == 1 ? "" : "s", a->nout);
+    const char *n_from = NULL;
+    io->n = 1;
+    for (uint32_t i = 0; i < io->ni; i++) {
+        blob *b = &io->in[i];
+        load_file(a->in_path[i], b);
+        const size_t row = lnn_input_row_elems(m, i), row_bytes = row * sizeof(float);
+        if (!lnn_input_batched(m, i)) {
+            if (b->len != row_bytes)
+                fail(EXIT_USAGE,
+                     "%s: input %u is not batched: expected %zu bytes (%zu float32), "
+                     "got file size %zu", b->path, i, row_bytes, row, b->len);
+            continue;
+        }
+        if (b->len == 0 || b->len % row_bytes != 0)
+            fail(EXIT_USAGE,
+                 "%s: input %u: expected a non-zero multiple of the row size %zu "
+                 "bytes (%zu float32), got file size %zu", b->path, i, row_bytes, row, b->len);
+        const size_t rows = b->len / row_bytes;
+        if (n_from && rows != io->n)
+            fail(EXIT_USAGE, "%s: input %u has %zu rows but %s has %zu", b->path, i, rows,
+                 n_from, io->n);
+        io->n = rows;
+        n_from = b->path;
     }
-    /* threads: each its own model (initialised like md.m) and arena; md.m
-     * is thread 0's */
-    const size_t chunks_per = (per_thread + chunk - 1) / chunk;
-    const size_t chunks = chunks_per * threads;
-    if (chunks > SIZE_MAX / sizeof(double) / repeat)
+}
+
+/* Zeroed outputs for the n rows (a batched output) or one tensor. */
+static void run_alloc_outputs(const run_args *a, const lnn_model *m, run_io *io)
+{
+    for (uint32_t i = 0; i < io->no; i++) {
+        const size_t row = lnn_output_row_elems(m, i);
+        const size_t rows = lnn_output_batched(m, i) ? io->n : 1;
+        if (rows > SIZE_MAX / sizeof(float) / row)
+            fail(EXIT_USAGE, "%s: output %u too large", a->out_path[i], i);
+        io->out_len[i] = rows * row * sizeof(float);
+        io->out[i] = alloc64(io->out_len[i], a->out_path[i]);
+    }
+}
+
+/* How the n rows are shared: threads slices of per_thread rows (the last
+ * ones may be short or empty), each run in chunks of chunk rows. */
+typedef struct {
+    unsigned long threads;
+    size_t per_thread, chunks_per, chunks;
+    uint32_t chunk;
+} run_split;
+
+static run_split run_plan_split(const run_args *a, const lnn_model *m, size_t n)
+{
+    run_split s;
+    s.threads = a->threads > n ? n : a->threads; /* at least one row per thread */
+    if (s.threads > 1 && a->trace_path)
+        fail(EXIT_USAGE, "--trace runs on one thread (drop --threads)");
+    /* a stateful model's chunks are time steps: in order, all of one size
+     * (lnn_run_rows refuses anything else with E_BATCH; said here in words) */
+    const int stateful = m->state_row > 0;
+    if (stateful && s.threads > 1)
+        fail(EXIT_USAGE, "%s: a stateful model runs its chunks (time steps) in order: drop --threads",
+             a->model_path);
+    s.per_thread = (n + s.threads - 1) / s.threads;
+    s.chunk = (uint32_t)(a->batch < s.per_thread ? a->batch : s.per_thread);
+    if (stateful && n % s.chunk != 0)
+        fail(EXIT_USAGE,
+             "%s: a stateful model takes the rows as time steps of --batch %u streams: "
+             "%zu rows is not a multiple of %u", a->model_path, s.chunk, n, s.chunk);
+    s.chunks_per = (s.per_thread + s.chunk - 1) / s.chunk;
+    s.chunks = s.chunks_per * s.threads;
+    if (s.chunks > SIZE_MAX / sizeof(double) / a->repeat)
         fail(EXIT_USAGE, "too many chunks x repeats");
-    double *lat = malloc(chunks * repeat * sizeof(double));
-    slice *work = calloc(threads, sizeof *work);
-    model *extra = threads > 1 ? calloc(threads - 1, sizeof *extra) : NULL;
-    float *scratch_out[LNN_MAX_IO] = {NULL}; /* unbatched outputs of threads > 0 */
-    if (!lat || !work || (threads > 1 && !extra))
-        fail(EXIT_USAGE, "out of memory for %lu threads", threads);
-    for (unsigned long t = 0; t < threads; t++) {
-        slice *w = &work[t];
+    return s;
+}
+
+/* The threads' slices: thread 0 runs md's model, every other thread a model
+ * of its own (initialised like md's, on the same model bytes, read only)
+ * with its own arena; unbatched outputs of threads > 0 go to scratch. */
+typedef struct {
+    slice *work;
+    model *extra;                  /* threads - 1 */
+    float *scratch_out[LNN_MAX_IO]; /* unbatched outputs of threads > 0 */
+} run_threads;
+
+static void run_slices(const run_args *a, model *md, const run_io *io, const run_split *s,
+                       run_threads *rt)
+{
+    memset(rt, 0, sizeof *rt);
+    rt->work = calloc(s->threads, sizeof *rt->work);
+    rt->extra = s->threads > 1 ? calloc(s->threads - 1, sizeof *rt->extra) : NULL;
+    if (!rt->work || (s->threads > 1 && !rt->extra))
+        fail(EXIT_USAGE, "out of memory for %lu threads", s->threads);
+    for (unsigned long t = 0; t < s->threads; t++) {
+        slice *w = &rt->work[t];
         if (t == 0) {
-            w->m = &md.m;
+            w->m = &md->m;
         } else {
-            extra[t - 1].file = md.file; /* the same model bytes, read only */
-            model_init(&extra[t - 1], chunk);
-            if (extra[t - 1].st != LNN_OK)
-                fail(EXIT_RUN, "%s: lnn_init for thread %lu: %s", model_path, t,
-                     lnn_status_name(extra[t - 1].st));
-            w->m = &extra[t - 1].m;
-            if (kernels && *kernels)
-                lnn_use_kernels(w->m, kernels);
-            if (no_plan)
+            model *x = &rt->extra[t - 1];
+            x->file = md->file;
+            model_init(x, s->chunk);
+            if (x->st != LNN_OK)
+                fail(EXIT_RUN, "%s: lnn_init for thread %lu: %s", a->model_path, t,
+                     lnn_status_name(x->st));
+            w->m = &x->m;
+            if (a->kernels && *a->kernels)
+                lnn_use_kernels(w->m, a->kernels);
+            if (a->no_plan)
                 lnn_use_plan(w->m, 0);
         }
-        w->ni = ni;
-        w->no = no;
-        w->chunk = chunk;
-        w->start = t * per_thread < n ? t * per_thread : n;
-        w->end = (t + 1) * per_thread < n ? (t + 1) * per_thread : n;
-        w->lat = malloc((chunks_per ? chunks_per : 1) * sizeof(double));
+        const size_t start = t * s->per_thread < io->n ? t * s->per_thread : io->n;
+        const size_t end = (t + 1) * s->per_thread < io->n ? (t + 1) * s->per_thread : io->n;
+        w->chunk = s->chunk;
+        w->rows = end - start;
+        w->lat = malloc((s->chunks_per ? s->chunks_per : 1) * sizeof(double));
         if (!w->lat)
             fail(EXIT_USAGE, "out of memory for timings");
-        for (uint32_t i = 0; i < ni; i++) {
-            w->in_base[i] = (const float *)(const void *)in[i].data;
-            w->in_row[i] = in_row[i];
-            w->in_b[i] = in_b[i];
+        for (uint32_t i = 0; i < io->ni; i++) {
+            const float *base = (const float *)(const void *)io->in[i].data;
+            w->in[i] = base + (lnn_input_batched(&md->m, i) ? start * lnn_input_row_elems(&md->m, i) : 0);
         }
-        for (uint32_t i = 0; i < no; i++) {
-            if (t > 0 && !out_b[i] && !scratch_out[i])
-                scratch_out[i] = alloc64(out_row[i] * sizeof(float), "an output");
-            w->out_base[i] = t > 0 && !out_b[i] ? scratch_out[i] : out[i];
-            w->out_row[i] = out_row[i];
-            w->out_b[i] = out_b[i];
+        for (uint32_t i = 0; i < io->no; i++) {
+            if (!lnn_output_batched(&md->m, i)) {
+                if (t > 0 && !rt->scratch_out[i])
+                    rt->scratch_out[i] = alloc64(lnn_output_row_elems(&md->m, i) * sizeof(float),
+                                                 "an output");
+                w->out[i] = t > 0 ? rt->scratch_out[i] : io->out[i];
+            } else {
+                w->out[i] = io->out[i] + start * lnn_output_row_elems(&md->m, i);
+            }
         }
     }
-    pthread_t *tid = threads > 1 ? malloc(threads * sizeof *tid) : NULL;
-    if (threads > 1 && !tid)
-        fail(EXIT_USAGE, "out of memory for threads");
+}
 
-    size_t nlat = 0;
-    double *wall = malloc(repeat * sizeof(double));
-    if (!wall)
+static void run_threads_free(run_threads *rt, unsigned long threads, uint32_t no)
+{
+    for (unsigned long t = 0; t < threads; t++)
+        free(rt->work[t].lat);
+    for (unsigned long t = 1; t < threads; t++)
+        free(rt->extra[t - 1].arena);
+    for (uint32_t i = 0; i < no; i++)
+        free(rt->scratch_out[i]);
+    free(rt->extra);
+    free(rt->work);
+}
+
+/* The timings of repeat passes over the n rows: lat, per chunk and row
+ * (every thread's chunks, nlat of them); wall, per pass and row. */
+typedef struct {
+    double *lat, *wall;
+    size_t nlat;
+} run_times;
+
+static void run_timed(const run_args *a, const run_split *s, run_threads *rt, size_t n,
+                      run_times *tm)
+{
+    pthread_t *tid = s->threads > 1 ? malloc(s->threads * sizeof *tid) : NULL;
+    tm->lat = malloc(s->chunks * a->repeat * sizeof(double));
+    tm->wall = malloc(a->repeat * sizeof(double));
+    tm->nlat = 0;
+    if ((s->threads > 1 && !tid) || !tm->lat || !tm->wall)
         fail(EXIT_USAGE, "out of memory for timings");
-    for (unsigned long r = 0; r < repeat; r++) {
+    for (unsigned long r = 0; r < a->repeat; r++) {
         /* every repeat is the same pass from zero state (stateless: a no-op) */
-        for (unsigned long t = 0; t < threads; t++)
-            lnn_reset(work[t].m);
+        for (unsigned long t = 0; t < s->threads; t++)
+            lnn_reset(rt->work[t].m);
         const double t0 = now_us();
-        if (threads == 1) {
-            run_slice(&work[0]);
+        if (s->threads == 1) {
+            run_slice(&rt->work[0]);
         } else {
-            for (unsigned long t = 0; t < threads; t++)
-                if (pthread_create(&tid[t], NULL, run_slice, &work[t]) != 0)
+            for (unsigned long t = 0; t < s->threads; t++)
+                if (pthread_create(&tid[t], NULL, run_slice, &rt->work[t]) != 0)
                     fail(EXIT_RUN, "cannot start thread %lu", t);
-            for (unsigned long t = 0; t < threads; t++)
+            for (unsigned long t = 0; t < s->threads; t++)
                 pthread_join(tid[t], NULL);
         }
-        wall[r] = (now_us() - t0) / (double)n;
-        for (unsigned long t = 0; t < threads; t++) {
-            if (work[t].st != LNN_OK)
-                fail(EXIT_RUN, "%s: run failed: %s: %s", model_path,
-                     lnn_status_name(work[t].st), lnn_status_str(work[t].st));
-            memcpy(lat + nlat, work[t].lat, work[t].nlat * sizeof(double));
-            nlat += work[t].nlat;
+        tm->wall[r] = (now_us() - t0) / (double)n;
+        for (unsigned long t = 0; t < s->threads; t++) {
+            const slice *w = &rt->work[t];
+            if (w->st != LNN_OK)
+                fail(EXIT_RUN, "%s: run failed: %s: %s", a->model_path, lnn_status_name(w->st),
+                     lnn_status_str(w->st));
+            memcpy(tm->lat + tm->nlat, w->lat, w->nlat * sizeof(double));
+            tm->nlat += w->nlat;
         }
     }
-    for (unsigned long t = 0; t < threads; t++)
-        free(work[t].lat);
-    for (unsigned long t = 1; t < threads; t++)
-        free(extra[t - 1].arena);
-    for (uint32_t i = 0; i < no; i++)
-        free(scratch_out[i]);
-    free(extra);
-    free(work);
     free(tid);
+}
 
-    if (trace.f) {
-        if (fclose(trace.f) != 0 || trace.failed)
-            fail(EXIT_USAGE, "%s: write error: %s", trace_path, strerror(errno));
+/* The trace file (--trace), its stdio buffer allocated here, at setup. */
+static void trace_open(const run_args *a, lnn_model *m, trace_file *trace, char **buf)
+{
+    *buf = NULL;
+    if (!a->trace_path)
+        return;
+    if (!(trace->f = fopen(a->trace_path, "wb")))
+        fail(EXIT_USAGE, "%s: cannot open for writing: %s", a->trace_path, strerror(errno));
+    *buf = alloc64(1 << 16, "the trace buffer");
+    setvbuf(trace->f, *buf, _IOFBF, 1 << 16);
+    lnn_set_trace(m, trace_write, trace);
+}
+
+/* Closes the trace file and writes every output file. */
+static void run_write(const run_args *a, const run_io *io, trace_file *trace, char *trace_buf)
+{
+    if (trace->f) {
+        if (fclose(trace->f) != 0 || trace->failed)
+            fail(EXIT_USAGE, "%s: write error: %s", a->trace_path, strerror(errno));
         free(trace_buf);
     }
-    for (uint32_t i = 0; i < no; i++) {
-        FILE *f = fopen(out_path[i], "wb");
+    for (uint32_t i = 0; i < io->no; i++) {
+        FILE *f = fopen(a->out_path[i], "wb");
         if (!f)
-            fail(EXIT_USAGE, "%s: cannot open for writing: %s", out_path[i],
-                 strerror(errno));
-        if (fwrite(out[i], 1, out_len[i], f) != out_len[i] || fclose(f) != 0)
-            fail(EXIT_USAGE, "%s: write error: %s", out_path[i], strerror(errno));
+            fail(EXIT_USAGE, "%s: cannot open for writing: %s", a->out_path[i], strerror(errno));
+        if (fwrite(io->out[i], 1, io->out_len[i], f) != io->out_len[i] || fclose(f) != 0)
+            fail(EXIT_USAGE, "%s: write error: %s", a->out_path[i], strerror(errno));
     }
+}
 
-    qsort(lat, nlat, sizeof *lat, cmp_double);
-    const double median = nlat % 2 ? lat[nlat / 2]
-                                   : (lat[nlat / 2 - 1] + lat[nlat / 2]) / 2;
-    qsort(wall, repeat, sizeof *wall, cmp_double);
-    const double wall_median = repeat % 2 ? wall[repeat / 2]
-                                          : (wall[repeat / 2 - 1] + wall[repeat / 2]) / 2;
-    /* latency: per chunk, divided by its rows (every thread's chunks);
-     * wall: the whole run of the N rows (all threads), divided by N */
+/* The median of n sorted values. */
+static double median(const double *v, size_t n)
+{
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* The JSON line on standard output. latency: per chunk, divided by its rows
+ * (every thread's chunks); wall: the whole run of the N rows (all threads),
+ * divided by N. */
+static void run_report(const run_args *a, const run_split *s, lnn_model *m, size_t n,
+                       run_times *tm)
+{
+    qsort(tm->lat, tm->nlat, sizeof *tm->lat, cmp_double);
+    qsort(tm->wall, a->repeat, sizeof *tm->wall, cmp_double);
     printf("{\"n\":%zu,\"batch\":%lu,\"chunks\":%zu,\"repeat\":%lu,\"threads\":%lu,"
            "\"latency_us_median\":%.3f,\"latency_us_min\":%.3f,"
            "\"latency_us_max\":%.3f,\"wall_us_per_row_median\":%.3f,"
            "\"wall_us_per_row_min\":%.3f,\"plan\":%s,\"isa\":\"%s\",\"vm_version\":\"%s\"}\n",
-           n, batch, chunks, repeat, threads, median, lat[0], lat[nlat - 1], wall_median,
-           wall[0], lnn_use_plan(&md.m, !no_plan) ? "true" : "false", lnn_isa(&md.m),
-           lnn_version());
-    free(lat);
-    free(wall);
-    for (uint32_t i = 0; i < no; i++)
-        free(out[i]);
-    for (uint32_t i = 0; i < ni; i++)
-        free(in[i].data);
+           n, a->batch, s->chunks, a->repeat, s->threads, median(tm->lat, tm->nlat), tm->lat[0],
+           tm->lat[tm->nlat - 1], median(tm->wall, a->repeat), tm->wall[0],
+           lnn_use_plan(m, !a->no_plan) ? "true" : "false", lnn_isa(m), lnn_version());
+}
+
+/* run: parse, load and check, split the rows over the threads, time the
+ * repeats, write the outputs and the JSON line. */
+static int cmd_run(int argc, char **argv)
+{
+    run_args a;
+    run_parse(argc, argv, &a);
+    model md;
+    open_or_die(&md, a.model_path);
+    run_io io;
+    memset(&io, 0, sizeof io);
+    run_load_inputs(&a, &md.m, &io);
+    const run_split s = run_plan_split(&a, &md.m, io.n);
+    /* the arena for the largest chunk */
+    prepare_or_die(&md, s.chunk, a.model_path, a.kernels, a.no_plan);
+    trace_file trace = {NULL, 0};
+    char *trace_buf;
+    trace_open(&a, &md.m, &trace, &trace_buf);
+    run_alloc_outputs(&a, &md.m, &io);
+    run_threads rt;
+    run_slices(&a, &md, &io, &s, &rt);
+    run_times tm;
+    run_timed(&a, &s, &rt, io.n, &tm);
+    run_threads_free(&rt, s.threads, io.no);
+    run_write(&a, &io, &trace, trace_buf);
+    run_report(&a, &s, &md.m, io.n, &tm);
+    free(tm.lat);
+    free(tm.wall);
+    for (uint32_t i = 0; i < io.no; i++)
+        free(io.out[i]);
+    for (uint32_t i = 0; i < io.ni; i++)
+        free(io.in[i].data);
     model_close(&md);
     return 0;
 }

@@ -117,6 +117,11 @@ def layout(model_info: dict, device: dict, inputs: list[np.ndarray], batch: int,
         n = x.size // row
     n = n or 1
     chunk = min(batch, n)
+    # lnn_run_rows's rule (vm/include/lnnvm.h), which the device applies: a stateful model's chunks are time
+    # steps of `chunk` streams, so the rows come in whole chunks
+    if int(model_info.get("state_row", 0)) and n % chunk:
+        raise DeviceError(f"a stateful model takes the rows as time steps of batch {chunk} streams: "
+                          f"{n} rows is not a multiple of {chunk}")
     max_batch = int(model_info.get("max_batch", chunk))
     if chunk > max_batch:
         raise DeviceError(f"batch {chunk}: the device's arena holds at most {max_batch} rows of this model")
