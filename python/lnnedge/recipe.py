@@ -40,6 +40,7 @@ class ModelSpec:
     t_end: float
     steps: int
     tau_min: float | None
+    step_size: float | None = None  # torchdiffeq's options={"step_size": ...}: its own grid of equal steps
     # feed-forward classifiers (kind mlp / cnn): hidden widths of an MLP, or the channels of a CNN's 3x3
     # convolutions over the input viewed as `image` (channels, height, width)
     layers: tuple[int, ...] = ()
@@ -135,7 +136,7 @@ CLASSIFIER_KINDS = ("mlp", "cnn")
 SEQUENCE_KINDS = ("ltc-sequence", "ncps-cfc", "ncps-ltc")
 NCPS_WIRINGS = ("autoncp", "fully-connected")
 DATA_SOURCES = {"digits": (64, 10)}  # source -> (input features, classes)
-METHODS = ("euler", "midpoint", "rk4")
+METHODS = ("euler", "midpoint", "rk4", "explicit_adams", "implicit_adams")  # models.ltc.SOLVERS
 Seed = Int(ge=0, le=2**32 - 1)  # numpy's seeds are 32-bit
 
 
@@ -147,11 +148,15 @@ class Solver(FileModel):
     t_start: Real() = 0.0
     t_end: Real() = 5.0
     steps: Int(ge=2) = 10  # time points of the solve (steps - 1 solver steps)
+    step_size: Real(gt=0) | None = None  # torchdiffeq steps of this size instead (the last one partial)
 
     @model_validator(mode="after")
     def _forward(self) -> Solver:
         if not self.t_end > self.t_start:
             raise rule(f"t_end ({self.t_end:g}) must be greater than t_start ({self.t_start:g})")
+        if self.step_size is not None and (self.t_end - self.t_start) / self.step_size > 0xFFFF:
+            raise rule(f"step_size ({self.step_size:g}) takes more than 65535 steps over [{self.t_start:g}, "
+                       f"{self.t_end:g}], the VM's loop limit")
         return self
 
 
@@ -375,7 +380,7 @@ def _fit(f: FitRecipe, path: Path, common: dict) -> Recipe:
     s = m.solver
     return Recipe(
         model=ModelSpec(kind=m.kind, inputs=m.inputs, hidden=m.hidden, outputs=m.outputs, method=s.method,
-                        t_start=s.t_start, t_end=s.t_end, steps=s.steps, tau_min=m.tau_min),
+                        t_start=s.t_start, t_end=s.t_end, steps=s.steps, tau_min=m.tau_min, step_size=s.step_size),
         data=DataSpec(function=d.function, ranges=ranges, train_points=d.train_points, test_points=d.test_points,
                       seed=d.seed),
         tolerances=Tolerances(float32_max_abs_err=f.tolerances.float32_max_abs_err,
@@ -395,7 +400,8 @@ def _sequence(f: LTCSequenceRecipe, path: Path, common: dict) -> Recipe:
         _fail(path, "model", "a damped-oscillation sequence has 1 input and 1 output per step")
     return Recipe(
         model=ModelSpec(kind=m.kind, inputs=m.inputs, hidden=hidden, outputs=m.outputs, method=s.method,
-                        t_start=s.t_start, t_end=s.t_end, steps=s.steps, tau_min=tau_min, wiring=wiring),
+                        t_start=s.t_start, t_end=s.t_end, steps=s.steps, tau_min=tau_min, wiring=wiring,
+                        step_size=s.step_size),
         data=DataSpec(function="", ranges=(), train_points=d.train_sequences, test_points=d.test_sequences,
                       seed=d.seed, source=d.source, sequence_length=d.length, noise=d.noise),
         tolerances=Tolerances(float32_max_abs_err=f.tolerances.float32_max_abs_err,

@@ -301,7 +301,7 @@ def _reduce_step(t: Translator, op: str, fx_node, source: str, axis: int, keepdi
 
 
 def split(t: Translator, fx_node, op: Op) -> None:
-    """split / split_with_sizes along the last axis: one output per piece; a slice x[..., a:b] of the last axis:
+    """split / split_with_sizes / chunk along the last axis: one output per piece; a slice x[..., a:b] of the last axis:
     the middle piece of a split; a slice that keeps a whole axis: x itself."""
     if fx_node.target == torch.ops.aten.slice.Tensor:
         _slice(t, fx_node)
@@ -309,9 +309,10 @@ def split(t: Translator, fx_node, op: Op) -> None:
     args, src = fx_node.args, source_line(fx_node)
     x = args[0]
     sizes = args[1]
-    if fx_node.target == torch.ops.aten.split.Tensor:  # equal pieces of args[1], the last one shorter
-        n = int(x.meta["val"].shape[-1])
-        sizes = [min(args[1], n - i) for i in range(0, n, args[1])]
+    if fx_node.target in (torch.ops.aten.split.Tensor, torch.ops.aten.chunk.default):
+        n = int(x.meta["val"].shape[-1])  # equal pieces of args[1] (chunk: of n / args[1] rounded up), the last shorter
+        piece = args[1] if fx_node.target == torch.ops.aten.split.Tensor else -(-n // args[1])
+        sizes = [min(piece, n - i) for i in range(0, n, piece)]
     rank = len(x.meta["val"].shape)
     dim = args[2] if len(args) > 2 else fx_node.kwargs.get("dim", 0)
     if dim % rank != rank - 1:
@@ -345,6 +346,25 @@ def _slice(t: Translator, fx_node) -> None:
     t.values[fx_node.name] = pieces[1 if start else 0]
 
 
+def select(t: Translator, fx_node, op: Op) -> None:
+    """x[:, i] of an axis of size 1 (e.g. the time axis of a one-step sequence): the same elements, reshaped; of
+    any other axis: refused."""
+    x, dim = fx_node.args[0], fx_node.args[1]
+    xt = type_of(x)
+    axis = dim % len(xt.shape)
+    if (axis == 0 and xt.batched) or xt.shape[axis] != 1:
+        raise t.refuse(f"indexing dim {dim} of {xt} (only an axis of size 1)", source_line(fx_node))
+    t.emit("reshape", fx_node, [t.value(x)])
+
+
+def stack(t: Translator, fx_node, op: Op) -> None:
+    """torch.stack of one tensor (e.g. a one-step sequence's outputs): an unsqueeze; of several: refused."""
+    tensors = fx_node.args[0]
+    if len(tensors) != 1:
+        raise t.refuse(f"stack of {len(tensors)} tensors (only of one; cat joins several)", source_line(fx_node))
+    t.emit("reshape", fx_node, [t.value(tensors[0])])
+
+
 def getitem(t: Translator, fx_node, op: Op) -> None:
     """A piece of a split; any other indexing is refused."""
     parent = fx_node.args[0]
@@ -360,4 +380,4 @@ def ode(t: Translator, fx_node, op: Op) -> None:
     prefix = f"{t.block_paths[index]}." if t.block_paths.get(index) else ""
     t.emit(op.name, fx_node, [t.value(h0)] + [t.value(a) for a in extra],
            dynamics=t.dynamics(block, fx_node, extra, prefix), method=block.method,
-           grid=block.t.detach().cpu().numpy().astype(np.float32))
+           options=tuple(sorted(block.options.items())), grid=block.t.detach().cpu().numpy().astype(np.float32))

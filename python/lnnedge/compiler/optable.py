@@ -168,7 +168,7 @@ _TABLE: tuple[Op, ...] = (
     Op("reduce_mean", "REDUCE_MEAN", shapes.reduce, (A.mean.dim,), rules.reduce, "over dims", param=_input_axis),
     # graph-carrying ops
     Op("ode", targets=(torch.ops.lnnedge.ode_block.default,), capture=rules.ode,
-       note="ODEBlock: euler, midpoint, rk4"),
+       note="ODEBlock: euler, midpoint, rk4, explicit_adams, implicit_adams; step_size"),
     Op("loop"),
     # captured into no IR node of their own
     Op("alias", targets=(A.alias.default, A.detach.default, A.clone.default, A.contiguous.default),

@@ -116,9 +116,10 @@ class _Scheduler:
             s.items.append(Item("end"))
 
     def _can_update_in_place(self, body: Graph, state: str, update: str) -> bool:
-        """The state buffer may receive `update` directly if nothing reads the old state afterwards."""
+        """The state buffer may receive `update` directly if nothing reads the old state afterwards (the end of
+        the iteration does when the old state is another state's update, e.g. a solver's history shifting)."""
         index = next((i for i, n in enumerate(body.nodes) if update in n.outputs), None)
-        if index is None or body.nodes[index].op not in self.in_place:
+        if index is None or body.nodes[index].op not in self.in_place or state in body.outputs:
             return False
         later_reads = [i for i in _readers(body.nodes, state) if i > index]
         return not later_reads and body.outputs.count(update) == 1

@@ -12,14 +12,14 @@ from .sequence import LTCSequence
 
 
 def build_model(spec: ModelSpec) -> nn.Module:
-    if spec.kind == "ltc":
+    if spec.kind in ("ltc", "ltc-sequence"):
         t = torch.linspace(spec.t_start, spec.t_end, spec.steps)
-        tau_min = spec.tau_min if spec.tau_min is not None else float((t[1:] - t[:-1]).max())
-        return LTCRegressor(spec.inputs, spec.hidden, spec.outputs, t, spec.method, tau_min)
-    if spec.kind == "ltc-sequence":
-        t = torch.linspace(spec.t_start, spec.t_end, spec.steps)
-        tau_min = spec.tau_min if spec.tau_min is not None else float((t[1:] - t[:-1]).max())
-        return LTCSequence(spec.inputs, spec.hidden, spec.outputs, t, spec.method, tau_min)
+        # tau_min: at least the largest step the solver takes (see models/ltc.py)
+        largest = spec.step_size if spec.step_size is not None else float((t[1:] - t[:-1]).max())
+        tau_min = spec.tau_min if spec.tau_min is not None else largest
+        options = {"step_size": spec.step_size} if spec.step_size is not None else None
+        kind = LTCRegressor if spec.kind == "ltc" else LTCSequence
+        return kind(spec.inputs, spec.hidden, spec.outputs, t, spec.method, tau_min, options)
     if spec.kind in ("ncps-cfc", "ncps-ltc"):
         from .ncps import NcpsSequence
 

@@ -15,9 +15,28 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torchdiffeq import odeint
+from torchdiffeq import odeint, odeint_adjoint
 
-SOLVERS = ("euler", "midpoint", "rk4")
+# torchdiffeq's fixed-grid methods the compiler emits, each with the `options` it accepts (torchdiffeq's names):
+# step_size (its grid of equal steps, the last one partial), max_order (the Adams history), max_iters (the
+# implicit corrector's iterations)
+SOLVERS: dict[str, frozenset[str]] = {
+    "euler": frozenset({"step_size"}),
+    "midpoint": frozenset({"step_size"}),
+    "rk4": frozenset({"step_size"}),
+    "explicit_adams": frozenset({"step_size", "max_order"}),
+    "implicit_adams": frozenset({"step_size", "max_order", "max_iters"}),
+}
+
+
+def check_solver(method: str, options: dict) -> None:
+    """ValueError naming the method or option torchdiffeq would take but the compiler does not."""
+    if method not in SOLVERS:
+        raise ValueError(f"solver method {method!r} is not supported; use one of {', '.join(SOLVERS)}")
+    unknown = sorted(set(options) - SOLVERS[method])
+    if unknown:
+        raise ValueError(f"solver {method}: option(s) {', '.join(unknown)} not supported; "
+                         f"{method} accepts {', '.join(sorted(SOLVERS[method])) or 'none'}")
 
 
 class LTCDynamics(nn.Module):
@@ -40,31 +59,53 @@ class LTCDynamics(nn.Module):
 
 
 class ODEBlock(nn.Module):
-    """h(t_end) of dh/dt = func(t, h, *args) from h0, on the fixed grid `t` with `method`.
+    """h(t[-1]) of dh/dt = func(t, h, *args) from h0, torchdiffeq's fixed-grid `method` over `t`, with its
+    `options` (e.g. {"step_size": 0.3}).
 
     The compiler recognises this module: it captures `func` once and emits the
-    solver as a bounded loop in bytecode.
+    solver as a bounded loop in bytecode. With `adjoint`, training back-propagates
+    through torchdiffeq's odeint_adjoint; the forward pass, and so the compiled
+    program, is the same as without.
     """
 
-    def __init__(self, func: nn.Module, t: torch.Tensor, method: str = "euler"):
+    def __init__(self, func: nn.Module, t: torch.Tensor, method: str = "euler", options: dict | None = None,
+                 adjoint: bool = False):
         super().__init__()
-        if method not in SOLVERS:
-            raise ValueError(f"solver method {method!r} is not supported; use one of {', '.join(SOLVERS)}")
+        self.options = dict(options or {})
+        check_solver(method, self.options)
         self.func = func
         self.method = method
+        self.adjoint = adjoint
         self.register_buffer("t", t.detach().clone().to(torch.float32))
 
     def forward(self, h0: torch.Tensor, *args: torch.Tensor) -> torch.Tensor:
-        return odeint(lambda t, h: self.func(t, h, *args), h0, self.t, method=self.method)[-1]
+        if self.adjoint:  # odeint_adjoint needs a module: the args ride along as adjoint parameters
+            return odeint_adjoint(_Bound(self.func, args), h0, self.t, method=self.method, options=self.options,
+                                  adjoint_params=(*self.func.parameters(), *args))[-1]
+        return odeint(lambda t, h: self.func(t, h, *args), h0, self.t, method=self.method,
+                      options=self.options)[-1]
+
+
+class _Bound(nn.Module):
+    """func(t, h, *args) as the module f(t, h) that odeint_adjoint integrates."""
+
+    def __init__(self, func: nn.Module, args: tuple[torch.Tensor, ...]):
+        super().__init__()
+        self.func = func
+        self.args = args
+
+    def forward(self, t: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        return self.func(t, h, *self.args)
 
 
 class LTCRegressor(nn.Module):
     """Normalise the input, run the LTC from h = 0, read out, de-normalise."""
 
-    def __init__(self, inputs: int, hidden: int, outputs: int, t: torch.Tensor, method: str, tau_min: float):
+    def __init__(self, inputs: int, hidden: int, outputs: int, t: torch.Tensor, method: str, tau_min: float,
+                 options: dict | None = None, adjoint: bool = False):
         super().__init__()
         self.hidden = hidden
-        self.ode = ODEBlock(LTCDynamics(inputs, hidden, tau_min), t, method)
+        self.ode = ODEBlock(LTCDynamics(inputs, hidden, tau_min), t, method, options, adjoint)
         self.readout = nn.Linear(hidden, outputs)
         self.register_buffer("in_mean", torch.zeros(inputs))
         self.register_buffer("in_std", torch.ones(inputs))

@@ -11,7 +11,8 @@ Each output column is the same sum as before (same terms, same order), so the re
 beyond the summation order the kernels choose.
 
 Requires: typed graph. Ensures: no two linear / matmul_nt nodes of one scope with constant weights share
-their input. `modified` is true iff a group was fused.
+their input, except in groups of the VM's maximum number of destinations (LNN_MAX_DSTS, e.g. the hoisted
+input projections of the five dynamics inlined by an Adams solver). `modified` is true iff a group was fused.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from ... import isa
 from .. import optable
 from ..ir import Graph, Node
 from .base import Pass, run_scoped
@@ -45,13 +47,17 @@ def _fuse_scope(graph: Graph, outer: dict[str, np.ndarray], new_constants: dict[
                 ) -> tuple[Graph, bool]:
     known = {**outer, **graph.constants}
     modified = False
-    groups: dict[tuple[str, str], list[Node]] = {}
+    groups: dict[tuple[str, str, int], list[Node]] = {}
+    most = isa.const("MAX_DSTS")  # one instruction writes at most this many destinations
     for node in graph.nodes:
         if _fusable(node, known):
-            groups.setdefault((node.op, node.inputs[0]), []).append(node)
+            key = (node.op, node.inputs[0], 0)
+            while len(groups.get(key, ())) == most:  # a full group: the next products start another
+                key = (key[0], key[1], key[2] + 1)
+            groups.setdefault(key, []).append(node)
     fused_at: dict[int, Node] = {}  # id of the group's first node -> the fused node
     dropped: set[int] = set()
-    for (op, x), members in groups.items():
+    for (op, x, _), members in groups.items():
         if len(members) < 2:
             continue
         first = members[0]

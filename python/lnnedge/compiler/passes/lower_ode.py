@@ -1,52 +1,87 @@
-"""Lower each `ode` node to a `loop` that runs one solver step per iteration.
+"""Lower each `ode` node to bounded loops that run one solver step per iteration.
 
-The dynamics graph is inlined once per solver stage (1 for euler, 2 for
-midpoint, 4 for rk4) into the loop body, so the code does not grow with the
-number of time steps. Each step's dt comes from a step table (row i of a
-(steps,) constant), computed in float32 exactly as torchdiffeq does
-(dt = t[i+1] - t[i]), so non-uniform grids work too.
+The dynamics graph is inlined once per evaluation of f in a step (1 for euler, 2 for midpoint, 4 for rk4, 1 + the
+corrector iterations for implicit_adams) into a loop body, so the code does not grow with the number of time
+steps. A step's coefficients (dt, and what is computed from it) are rows of step tables computed here in float32
+exactly as torchdiffeq does (dt = t[i+1] - t[i]), so non-uniform grids work too.
 
-The arithmetic follows torchdiffeq 0.2's fixed-grid solvers operation by
-operation (its "rk4" is the 3/8 rule, rk4_alt_step_func), so the device
-rounds like PyTorch:
+The grid is the ODEBlock's t, or with options={"step_size": s} the grid torchdiffeq's own constructor builds
+(t[0], t[0] + s, ..., its last point replaced by t[-1]: a partial last step). The block returns solution[-1],
+which torchdiffeq assigns in the first step that reaches t[-1] (t1 >= t[-1]); the grid stops there, and when that
+step ends past t[-1] (the float multiples of s can overshoot) the output is torchdiffeq's linear interpolation
+y0 + slope * (y1 - y0) over that step, with slope = (t[-1] - t0) / (t1 - t0) computed here in float32.
+
+The arithmetic follows torchdiffeq 0.2's fixed-grid solvers operation by operation, so the device rounds like
+PyTorch (its "rk4" is the 3/8 rule, rk4_alt_step_func):
   euler     y1 = y0 + dt * f(y0)
   midpoint  y1 = y0 + dt * f(y0 + f(y0) * (0.5 * dt))
   rk4       k2 = f(y0 + dt * k1 * 1/3); k3 = f(y0 + dt * (k2 - k1 * 1/3));
             k4 = f(y0 + dt * (k1 - k2 + k3)); y1 = y0 + (k1 + 3 * (k2 + k3) + k4) * dt * 0.125
+  explicit_adams (torchdiffeq's AdamsBashforth): it keeps f at every grid point reached, newest first, at most
+            max_order - 1 (default 11) of them; step n uses the k = min(n + 1, max_order - 1) it has, as rk4
+            while k < 3, else  y1 = y0 + sum_i float32(dt * b[k][i]) * f_i  summed newest first in float32
+            (the coefficients are float64 in torchdiffeq; each product rounds the coefficient to float32 first).
+            The loop state carries the history; each step's coefficients are step-table rows, zero beyond its
+            order, so one body serves every order (a zero term adds exactly nothing).
+  implicit_adams (AdamsBashforthMoulton): the same predictor, then max_iters (default 4) corrector iterations
+            dy = float32(dt * m[k+1][0]) * f(y0 + dy) + dt * sum_i float32(m[k+1][i+1]) * f_i.
+            torchdiffeq stops iterating once an iterate changes by less than atol + rtol |dy| (1e-9, 1e-7 by
+            default) everywhere in the batch, and if none did it drops its oldest f, so the order stays 3. The
+            program runs every iteration and drops the oldest f every step: exactly torchdiffeq's computation
+            whenever no step converges early. On the kit's grids none does (tests/test_solvers.py measures it);
+            on fine grids some do, torchdiffeq then switches to higher orders, and the device keeps order 3 (the
+            difference is a discretisation error, measured in tests/test_solvers.py). The early stop cannot be
+            reproduced per sample: its test is a max over the whole batch, so a row's result depends on the rows
+            beside it.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+import math
+from dataclasses import dataclass, replace
 
 import numpy as np
+import torch
+from torchdiffeq._impl.fixed_adams import _BASHFORTH_DIVISOR, _MAX_ITERS, _MAX_ORDER, _MOULTON_DIVISOR
+from torchdiffeq._impl.solvers import FixedGridODESolver
 
+from ...models.ltc import check_solver
 from ..ir import CompileError, Graph, Node, TensorType
 from .base import Pass, PassResult
 
+_LOOP_LIMIT = 0xFFFF  # LOOP n: n is 16 bits
+_ADAMS_FIRST = 3      # torchdiffeq's Adams steps need this many f values; with fewer, the step is rk4
+
 
 class _BodyBuilder:
-    """Appends nodes to a loop body with fresh names under one prefix."""
+    """Appends nodes to one loop body with fresh names under `prefix`; the dynamics' constants are shared by
+    every loop of one ode node (under `shared`)."""
 
-    def __init__(self, prefix: str, dynamics: Graph, args: tuple[str, ...], source: str):
+    def __init__(self, prefix: str, shared: str, dynamics: Graph, args: tuple[str, ...], source: str):
         self.prefix = prefix
+        self.shared = shared
         self.dynamics = dynamics
         self.args = args
         self.source = source
         self.nodes: list[Node] = []
         self.types: dict[str, TensorType] = {}
         self.constants: dict[str, np.ndarray] = {}
+        self.tables: dict[str, np.ndarray] = {}
         self.counter = 0
-        for name, value in dynamics.constants.items():
-            self.constants[f"{prefix}/{name}"] = value
+        self.stages = 0
 
     def fresh(self, hint: str) -> str:
         self.counter += 1
         return f"{self.prefix}/{hint}{self.counter}"
 
     def scalar(self, name: str, value: float) -> str:
-        full = f"{self.prefix}/{name}"
+        full = f"{self.shared}/{name}"
         self.constants[full] = np.array(value, dtype=np.float32)
+        return full
+
+    def table(self, name: str, rows: np.ndarray) -> str:
+        full = f"{self.prefix}/{name}"
+        self.tables[full] = np.asarray(rows, dtype=np.float32)
         return full
 
     def op(self, op: str, *inputs: str) -> str:
@@ -54,13 +89,16 @@ class _BodyBuilder:
         self.nodes.append(Node(op, tuple(inputs), (out,), (), self.source))
         return out
 
-    def f(self, h: str, stage: str) -> str:
+    def f(self, h: str) -> str:
         """Inline the dynamics with state h; returns the name of f(h)."""
+        self.stages += 1
+        stage = f"k{self.stages}"
         d = self.dynamics
         mapping = {d.inputs[1]: h}
         mapping.update(dict(zip(d.inputs[2:], self.args)))
-        for name in d.constants:
-            mapping[name] = f"{self.prefix}/{name}"
+        for name, value in d.constants.items():
+            mapping[name] = f"{self.shared}/{name}"
+            self.constants[mapping[name]] = value
 
         def rename(name: str) -> str:
             return mapping.get(name, f"{self.prefix}/{stage}/{name}")
@@ -74,56 +112,202 @@ class _BodyBuilder:
             self.nodes.append(replace(node, inputs=tuple(rename(i) for i in node.inputs), outputs=outs))
         return rename(d.outputs[0])
 
+    def dot(self, coefficients: list[str], values: list[str]) -> str:
+        """sum_i c_i * v_i, left to right in float32 (torchdiffeq's _dot_product)."""
+        total = self.op("mul", coefficients[0], values[0])
+        for c, v in zip(coefficients[1:], values[1:]):
+            total = self.op("add", total, self.op("mul", c, v))
+        return total
 
-def lower(node: Node) -> tuple[Node, dict[str, np.ndarray]]:
-    """The loop node replacing one ode node, and the constants it needs in the enclosing graph."""
-    grid = np.asarray(node.attr("grid"), dtype=np.float32)
-    if grid.ndim != 1 or len(grid) < 2 or not np.all(np.diff(grid) > 0):
-        raise CompileError(f"ode: the time grid must be increasing with at least 2 points, got {grid}", node)
-    steps = len(grid) - 1
-    if steps > 0xFFFF:
-        raise CompileError(f"ode: {steps} steps exceed the VM's loop limit of 65535", node)
-    h0, args = node.inputs[0], node.inputs[1:]
-    b = _BodyBuilder(node.output, node.attr("dynamics"), args, node.source)
-    dt_values = (grid[1:] - grid[:-1]).astype(np.float32)
-    tables = {f"{node.output}/dt": dt_values}
-    dt = f"{node.output}/dt"
-    y0 = f"{node.output}/h"
-    method = node.attr("method")
-    if method == "euler":
-        y1 = b.op("add", y0, b.op("mul", dt, b.f(y0, "k1")))
-    elif method == "midpoint":
-        half_dt = f"{node.output}/half_dt"
-        tables[half_dt] = (np.float32(0.5) * dt_values).astype(np.float32)
-        k1 = b.f(y0, "k1")
-        y_mid = b.op("add", y0, b.op("mul", k1, half_dt))
-        y1 = b.op("add", y0, b.op("mul", dt, b.f(y_mid, "k2")))
-    elif method == "rk4":
+
+@dataclass(frozen=True)
+class _Segment:
+    """Consecutive steps [first, first + count) emitted as one loop with one body."""
+
+    kind: str   # euler | midpoint | rk4 | bashforth | moulton
+    first: int
+    count: int
+
+
+def _time_grid(node: Node, step_size: object) -> tuple[np.ndarray, np.float32 | None]:
+    """The grid torchdiffeq steps over up to the step that reaches t[-1], and the interpolation slope of that
+    step when it ends past t[-1] (else None)."""
+    t = np.asarray(node.attr("grid"), dtype=np.float32)
+    if t.ndim != 1 or len(t) < 2 or not np.all(np.diff(t) > 0):
+        raise CompileError(f"ode: the time grid must be increasing with at least 2 points, got {t}", node)
+    tt = torch.from_numpy(t)
+    if step_size is None:
+        grid = tt
+    else:
+        if isinstance(step_size, bool) or not isinstance(step_size, (int, float)) or not (
+                math.isfinite(step_size) and step_size > 0):
+            raise CompileError(f"ode: option step_size must be a positive number, got {step_size!r}", node)
+        if (float(t[-1]) - float(t[0])) / step_size > _LOOP_LIMIT:
+            raise CompileError(f"ode: step_size {step_size:g} over [{t[0]:g}, {t[-1]:g}] takes more than "
+                               f"{_LOOP_LIMIT} steps, the VM's loop limit", node)
+        grid = FixedGridODESolver._grid_constructor_from_step_size(step_size)(None, None, tt)
+    reached = int(torch.nonzero(grid[1:] >= tt[-1])[0]) + 1  # torchdiffeq's `while t1 >= t[j]`, j = last
+    grid = grid[:reached + 1]
+    if not bool(torch.all(grid[1:] > grid[:-1])):
+        raise CompileError(f"ode: step_size {step_size!r} gives the grid {grid.tolist()}, with a step of zero "
+                           "or negative length", node)
+    if grid[-1] == tt[-1]:
+        return grid.numpy(), None
+    slope = (tt[-1] - grid[-2]) / (grid[-1] - grid[-2])  # float32, as torchdiffeq's _linear_interp
+    return grid.numpy(), np.float32(slope.item())
+
+
+def _int_option(node: Node, options: dict, name: str, default: int, low: int, high: int) -> int:
+    value = options.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise CompileError(f"ode: option {name} must be an integer in [{low}, {high}], got {value!r}", node)
+    return value
+
+
+def _steps(node: Node, method: str, options: dict, steps: int) -> tuple[list[str], list[int]]:
+    """Each step's kind and (Adams steps) order, as torchdiffeq's solver takes them."""
+    if method not in ("explicit_adams", "implicit_adams"):
+        return [method] * steps, [0] * steps
+    # torchdiffeq keeps at most max_order - 1 values of f (its deque's maxlen); max_order 1 would keep none and
+    # fail on its first step, above 12 it asserts
+    kept = _int_option(node, options, "max_order", _MAX_ORDER, 2, _MAX_ORDER) - 1
+    kinds, orders = [], []
+    for n in range(steps):
+        # f values held at step n: one per grid point reached, capped; the implicit solver (never converging
+        # early, see the module docstring) drops its oldest after each Adams step, so it holds at most 3
+        held = min(n + 1, kept, _ADAMS_FIRST if method == "implicit_adams" else kept)
+        kinds.append("rk4" if held < _ADAMS_FIRST else "bashforth" if method == "explicit_adams" else "moulton")
+        orders.append(held)
+    return kinds, orders
+
+
+def _segments(kinds: list[str], last_alone: bool) -> list[_Segment]:
+    """Runs of equal kinds; the last step on its own when the output interpolates over it."""
+    segments: list[_Segment] = []
+    for n, kind in enumerate(kinds):
+        alone = last_alone and n == len(kinds) - 1
+        if segments and segments[-1].kind == kind and not alone:
+            segments[-1] = replace(segments[-1], count=segments[-1].count + 1)
+        else:
+            segments.append(_Segment(kind, n, 1))
+    return segments
+
+
+def _coefficients(dt: np.ndarray, order: int, divisor: list[torch.Tensor], slot: int) -> np.float32:
+    """float32(dt * c[order][slot]) as torchdiffeq computes it (dt float32 promoted to the float64 coefficients),
+    0 for a slot the order does not use."""
+    if slot >= order:
+        return np.float32(0.0)
+    return np.float32((torch.tensor(dt, dtype=torch.float32) * divisor[order][slot]).to(torch.float32).item())
+
+
+def _body(b: _BodyBuilder, seg: _Segment, y: str, history: list[str], dts: np.ndarray, orders: list[int],
+          max_iters: int) -> tuple[str, str]:
+    """One step of `seg.kind` from y (history: f at the previous grid points, newest first); (y1, f(y))."""
+    rows = slice(seg.first, seg.first + seg.count)
+    dt = b.table("dt", dts[rows])
+    if seg.kind == "euler":
+        k1 = b.f(y)
+        return b.op("add", y, b.op("mul", dt, k1)), k1
+    if seg.kind == "midpoint":
+        half_dt = b.table("half_dt", (np.float32(0.5) * dts[rows]).astype(np.float32))
+        k1 = b.f(y)
+        y_mid = b.op("add", y, b.op("mul", k1, half_dt))
+        return b.op("add", y, b.op("mul", dt, b.f(y_mid))), k1
+    if seg.kind == "rk4":
         third = b.scalar("one_third", 1.0 / 3.0)
         three = b.scalar("three", 3.0)
         eighth = b.scalar("eighth", 0.125)
-        k1 = b.f(y0, "k1")
-        k2 = b.f(b.op("add", y0, b.op("mul", b.op("mul", dt, k1), third)), "k2")
-        k3 = b.f(b.op("add", y0, b.op("mul", dt, b.op("sub", k2, b.op("mul", k1, third)))), "k3")
-        k4 = b.f(b.op("add", y0, b.op("mul", dt, b.op("add", b.op("sub", k1, k2), k3))), "k4")
+        k1 = b.f(y)
+        k2 = b.f(b.op("add", y, b.op("mul", b.op("mul", dt, k1), third)))
+        k3 = b.f(b.op("add", y, b.op("mul", dt, b.op("sub", k2, b.op("mul", k1, third)))))
+        k4 = b.f(b.op("add", y, b.op("mul", dt, b.op("add", b.op("sub", k1, k2), k3))))
         total = b.op("add", b.op("add", k1, b.op("mul", three, b.op("add", k2, k3))), k4)
-        y1 = b.op("add", y0, b.op("mul", b.op("mul", total, dt), eighth))
-    else:
-        raise CompileError(f"ode: solver method {method!r} is not supported (euler, midpoint, rk4)", node)
-    body = Graph(inputs=(y0,), outputs=(y1,), nodes=tuple(b.nodes), constants={}, types=b.types,
-                 step_tables=tables)
-    loop = Node("loop", (h0,), node.outputs, (("count", steps), ("body", body), ("method", method)), node.source)
-    return loop, b.constants
+        return b.op("add", y, b.op("mul", b.op("mul", total, dt), eighth)), k1
+    # Adams: the slots an order of this segment uses (a slot no step uses is left out: it would add 0)
+    f0 = b.f(y)
+    values = [f0, *history][:max(orders[rows])]
+    bash = [b.table(f"bashforth{i}", [_coefficients(d, k, _BASHFORTH_DIVISOR, i) for d, k in
+                                      zip(dts[rows], orders[rows])]) for i in range(len(values))]
+    dy = b.dot(bash, values)
+    if seg.kind == "moulton":
+        order = orders[seg.first]  # the implicit solver's order is the same on every Adams step (3)
+        moulton = _MOULTON_DIVISOR[order + 1]
+        # float64 coefficients times float32 values: torch rounds the coefficient to float32 first
+        weights = [b.scalar(f"moulton{order}_{i + 1}", float(np.float32(moulton[i + 1].item())))
+                   for i in range(len(values))]
+        delta = b.op("mul", dt, b.dot(weights, values))
+        lead = b.table("moulton0", [np.float32((torch.tensor(d) * moulton[0]).to(torch.float32).item())
+                                    for d in dts[rows]])
+        for _ in range(max_iters):
+            dy = b.op("add", b.op("mul", lead, b.f(b.op("add", y, dy))), delta)
+    return b.op("add", y, dy), f0
+
+
+def lower(node: Node) -> tuple[list[Node], dict[str, np.ndarray]]:
+    """The loops (and interpolation) replacing one ode node, and the constants they need in the enclosing graph."""
+    method = node.attr("method")
+    options = dict(node.attr("options") or ())
+    try:
+        check_solver(method, options)
+    except ValueError as exc:
+        raise CompileError(f"ode: {exc}", node) from None
+    grid, slope = _time_grid(node, options.get("step_size"))
+    dts = (grid[1:] - grid[:-1]).astype(np.float32)
+    if len(dts) > _LOOP_LIMIT:
+        raise CompileError(f"ode: {len(dts)} steps exceed the VM's loop limit of {_LOOP_LIMIT}", node)
+    max_iters = _int_option(node, options, "max_iters", _MAX_ITERS, 1, 64) if method == "implicit_adams" else 0
+    kinds, orders = _steps(node, method, options, len(dts))
+    # Adams: the loop state carries the f values an Adams step reads besides its own
+    slots = max(orders) - 1 if any(k in ("bashforth", "moulton") for k in kinds) else 0
+    h0, args = node.inputs[0], node.inputs[1:]
+    out = node.output
+    nodes: list[Node] = []
+    constants: dict[str, np.ndarray] = {}
+    # the history slots start as copies of h0: a slot is read only once it holds an f (its coefficient is 0
+    # before), and 0 * a finite value adds nothing
+    state = [h0] * (1 + slots)
+    before_last = h0
+    segments = _segments(kinds, slope is not None)
+    for index, seg in enumerate(segments):
+        prefix = f"{out}/{index}" if len(segments) > 1 else out
+        b = _BodyBuilder(prefix, out, node.attr("dynamics"), args, node.source)
+        # the state, oldest history slot first: the loop's end-of-iteration copies run in this order, so
+        # each slot takes the next newer one before that one is overwritten
+        y = f"{prefix}/h"
+        history = [f"{prefix}/f{i}" for i in range(1, slots + 1)]  # newest first
+        y1, f0 = _body(b, seg, y, history, dts, orders, max_iters)
+        last = index == len(segments) - 1
+        final = out if last and slope is None else f"{prefix}/y"
+        inputs = (y, *reversed(history))
+        outputs = (y1, *reversed([f0, *history][:slots]))  # each slot takes the next newer f
+        finals = (final, *(f"{prefix}/f{i}_out" for i in range(slots, 0, -1)))
+        body = Graph(inputs=inputs, outputs=outputs, nodes=tuple(b.nodes), constants={}, types=b.types,
+                     step_tables=b.tables)
+        nodes.append(Node("loop", tuple(state), finals, (("count", seg.count), ("body", body), ("method", method)),
+                          node.source))
+        constants.update(b.constants)
+        before_last, state = state[0], list(finals)
+    if slope is not None:  # torchdiffeq's _linear_interp: y0 + slope * (y1 - y0)
+        s = f"{out}/slope"
+        constants[s] = np.array(slope, dtype=np.float32)
+        diff, scaled = f"{out}/interp_diff", f"{out}/interp_scaled"
+        nodes += [Node("sub", (state[0], before_last), (diff,), (), node.source),
+                  Node("mul", (s, diff), (scaled,), (), node.source),
+                  Node("add", (before_last, scaled), (out,), (), node.source)]
+    return nodes, constants
 
 
 def _run(graph: Graph) -> PassResult:
     nodes, constants, modified = [], dict(graph.constants), False
     for node in graph.nodes:
         if node.op == "ode":
-            node, extra = lower(node)
+            lowered, extra = lower(node)
+            nodes.extend(lowered)
             constants.update(extra)
             modified = True
-        nodes.append(node)
+        else:
+            nodes.append(node)
     return PassResult(replace(graph, nodes=tuple(nodes), constants=constants), modified)
 
 
