@@ -66,11 +66,27 @@ def test_autoncp_sparsity_masks_reach_the_weights():
     assert weights and any(float(np.mean(w == 0)) > 0.2 for w in weights)
 
 
-def test_mixed_memory_is_refused_not_miscompiled():
-    from ncps.torch import CfC
+@pytest.mark.parametrize("kind", ["ncps-cfc", "ncps-ltc"])
+def test_mixed_memory_steps_like_ncps_sequence_loop(kind, host_build):
+    """mixed_memory=True: ncps's LSTM cell runs before the liquid cell; the state is [h, c] (tests/test_recurrent.py
+    runs these on qemu-rpi4)."""
+    torch.manual_seed(0)
+    model = NcpsSequence(kind, 2, 12, 1, "fully-connected", mixed_memory=True).eval()
+    assert model.hidden == 2 * model.rnn.state_size
+    compiled = compile_module(NcpsStep(model.rnn), (torch.zeros(1, 2), torch.zeros(1, model.hidden)), name=kind,
+                              state=((1, 1),))
+    x = _sequences(2)
+    expected = _ncps_outputs(model, x)
+    got = RefVM(compiled.data).run_sequence([np.ascontiguousarray(x.transpose(1, 0, 2))])[0].transpose(1, 0, 2)
+    assert np.abs(got - expected).max() <= 1e-5
+    vm = CVM(compiled.data, max_batch=len(x), library=host_build.library)
+    got = np.stack([vm.run([x[:, t]])[0] for t in range(x.shape[1])], axis=1)
+    assert np.abs(got - expected).max() <= 1e-5
 
-    with pytest.raises(CompileError, match="mixed_memory"):
-        NcpsStep(CfC(2, 8, mixed_memory=True, batch_first=True))
+
+def test_a_module_that_is_not_ncps_is_refused():
+    with pytest.raises(CompileError, match="not an ncps sequence module"):
+        NcpsStep(torch.nn.GRU(2, 8))
 
 
 @pytest.mark.parametrize("recipe", ["ncps-cfc", "ncps-ltc"])

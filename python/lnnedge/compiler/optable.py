@@ -25,7 +25,7 @@ import torch
 
 from .. import isa, kernels_np
 from . import capture_rules as rules
-from . import shapes
+from . import recurrent_rules, shapes
 from .ir import CompileError, Node, TensorType
 
 ShapeRule = Callable[[Node, "Op", list[TensorType], TensorType | None], list[TensorType]]
@@ -144,8 +144,8 @@ _TABLE: tuple[Op, ...] = (
     Op("matmul", "MATMUL", shapes.matmul, (A.matmul.default, A.mm.default, A.bmm.default), rules.operands),
     # data movement
     Op("concat", "CONCAT", shapes.concat, (A.cat.default,), rules.concat, fold=_fold_concat, param=_output_axis),
-    Op("split", "SPLIT", shapes.split, (A.split_with_sizes.default, A.split.Tensor, A.slice.Tensor), rules.split,
-       "along the last axis"),
+    Op("split", "SPLIT", shapes.split, (A.split_with_sizes.default, A.split.Tensor, A.chunk.default, A.slice.Tensor),
+       rules.split, "along the last axis"),
     Op("zeros", "ZERO", shapes.as_recorded, (A.new_zeros.default, A.zeros.default, A.zeros_like.default),
        rules.nullary),
     Op("reshape", "COPY", shapes.as_recorded, (A.view.default, A.reshape.default, A._unsafe_view.default,
@@ -170,12 +170,21 @@ _TABLE: tuple[Op, ...] = (
     Op("ode", targets=(torch.ops.lnnedge.ode_block.default,), capture=rules.ode,
        note="ODEBlock: euler, midpoint, rk4, explicit_adams, implicit_adams; step_size"),
     Op("loop"),
+    # recurrent cells: expanded into products, gates and element-wise nodes (recurrent_rules.py)
+    Op("lstm_cell", targets=(A.lstm_cell.default,), capture=recurrent_rules.lstm_cell, ir=False,
+       note="nn.LSTMCell; nn.LSTM through models.recurrent"),
+    Op("gru_cell", targets=(A.gru_cell.default,), capture=recurrent_rules.gru_cell, ir=False,
+       note="nn.GRUCell; nn.GRU through models.recurrent"),
+    Op("rnn_cell", targets=(A.rnn_tanh_cell.default, A.rnn_relu_cell.default), capture=recurrent_rules.rnn_cell,
+       ir=False, note="nn.RNNCell; nn.RNN through models.recurrent"),
     # captured into no IR node of their own
     Op("alias", targets=(A.alias.default, A.detach.default, A.clone.default, A.contiguous.default),
        capture=rules.alias, ir=False),
     Op("transpose", targets=(A.t.default, A.transpose.int, A.permute.default), capture=rules.transposed_constant,
        note="of a constant", ir=False),
     Op("getitem", targets=(operator.getitem,), capture=rules.getitem, note="of a split", ir=False),
+    Op("select", targets=(A.select.int,), capture=rules.select, note="of an axis of size 1", ir=False),
+    Op("stack", targets=(A.stack.default,), capture=rules.stack, note="of one tensor", ir=False),
 )
 
 

@@ -5,6 +5,10 @@ or with an AutoNCP wiring (sparse, with its masks).
 loop (what the model is trained with and verified against), `step` one time step through ncps's cell,
 (x_t, h) -> (y_t, h_next), which the compiler turns into a stateful program. `ncps_step` is that step for
 any ncps sequence module a user trained, refusing the configurations whose step it would not reproduce.
+
+With mixed_memory=True ncps runs its LSTM cell (ncps.torch.lstm.LSTMCell: linear maps, sigmoid, tanh) before
+the liquid cell at every step; the step's state is then [h, c], h the liquid cell's state (which the LSTM
+also updates) and c the LSTM's cell state, each rnn.state_size wide.
 """
 
 from __future__ import annotations
@@ -15,39 +19,45 @@ from torch import nn
 from ..compiler.ir import CompileError
 
 
-def _rnn(kind: str, inputs: int, units: int, outputs: int, wiring: str) -> nn.Module:
+def _rnn(kind: str, inputs: int, units: int, outputs: int, wiring: str, mixed_memory: bool = False) -> nn.Module:
     from ncps.torch import LTC, CfC
     from ncps.wirings import AutoNCP, FullyConnected
 
     if kind == "ncps-cfc":
         if wiring == "autoncp":
-            return CfC(inputs, AutoNCP(units, outputs), batch_first=True)
-        return CfC(inputs, units, proj_size=outputs, batch_first=True)
+            return CfC(inputs, AutoNCP(units, outputs), batch_first=True, mixed_memory=mixed_memory)
+        return CfC(inputs, units, proj_size=outputs, batch_first=True, mixed_memory=mixed_memory)
     layout = AutoNCP(units, outputs) if wiring == "autoncp" else FullyConnected(units, outputs)
-    return LTC(inputs, layout, batch_first=True)
+    return LTC(inputs, layout, batch_first=True, mixed_memory=mixed_memory)
 
 
 def check_supported(rnn: nn.Module) -> None:
-    """What the one-step program cannot reproduce: a mixed-memory LSTM in front of the cell."""
-    if getattr(rnn, "use_mixed", False):
-        raise CompileError(f"{type(rnn).__name__}(mixed_memory=True) runs an LSTM beside the cell, which the VM "
-                           "does not support; train the model without mixed_memory")
+    """What the one-step program cannot reproduce: anything but ncps's CfC / LTC."""
     if not hasattr(rnn, "rnn_cell"):
         raise CompileError(f"{type(rnn).__name__} is not an ncps sequence module (ncps.torch.CfC or LTC)")
 
 
+def state_width(rnn: nn.Module) -> int:
+    """The step's state: h, and with mixed_memory the LSTM's c beside it."""
+    return int(rnn.state_size) * (2 if rnn.use_mixed else 1)
+
+
 def ncps_step(rnn: nn.Module, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """One step of ncps's sequence loop without timespans (elapsed time 1.0): the cell, then CfC's projection."""
+    """One step of ncps's sequence loop without timespans (elapsed time 1.0): the mixed-memory LSTM if any, the
+    cell, then CfC's projection."""
+    if rnn.use_mixed:
+        h, c = h.split(int(rnn.state_size), dim=-1)
+        h, c = rnn.lstm(x, (h, c))
     out, h = rnn.rnn_cell(x, h, 1.0)
     fc = getattr(rnn, "fc", None)
-    return (fc(out) if fc is not None else out), h
+    return (fc(out) if fc is not None else out), (torch.cat([h, c], dim=-1) if rnn.use_mixed else h)
 
 
 class NcpsSequence(nn.Module):
-    def __init__(self, kind: str, inputs: int, units: int, outputs: int, wiring: str):
+    def __init__(self, kind: str, inputs: int, units: int, outputs: int, wiring: str, mixed_memory: bool = False):
         super().__init__()
-        self.rnn = _rnn(kind, inputs, units, outputs, wiring)
-        self.hidden = int(self.rnn.state_size)
+        self.rnn = _rnn(kind, inputs, units, outputs, wiring, mixed_memory)
+        self.hidden = state_width(self.rnn)
         # the output of a wired net is its motor neurons' state, bounded to (-1, 1) by the cells' tanh and
         # reversal potentials: training scales the targets into that range (train.py), not to unit variance
         self.bounded_output = wiring == "autoncp"
@@ -67,7 +77,7 @@ class NcpsSequence(nn.Module):
 
 class NcpsStep(nn.Module):
     """A user's own trained ncps.torch.CfC / LTC as a step module (x_t, h) -> (y_t, h_next) to compile with
-    state ((1, 1),); h has rnn.state_size features."""
+    state ((1, 1),); h has state_width(rnn) features."""
 
     def __init__(self, rnn: nn.Module):
         super().__init__()
