@@ -42,7 +42,8 @@
  * files of the wrong size, and test on a model without a test set), 3
  * invalid model, 4 test FAILED, 1 unexpected run failure. Errors are one
  * line on stderr. Memory is allocated at setup only; the timed run path
- * calls nothing but lnn_run and clock_gettime.
+ * calls nothing but lnn_run_rows (lnn_run per chunk) and, from its per-chunk
+ * hook, clock_gettime.
  */
 #define _POSIX_C_SOURCE 200809L
 
