@@ -192,7 +192,7 @@ def test_cmake_toolchain_file_cross_builds_without_invoke(tmp_path):
 
 def test_boards_and_targets_are_listed():
     boards = ok("boards").stdout
-    assert re.search(r"^\* qemu-rpi4\b", boards, re.M), "qemu-rpi4 is the default board"
+    assert re.search(r"^\*\s+qemu-rpi4\b", boards, re.M), "qemu-rpi4 is the default board"
     targets = ok("targets").stdout
     for name in ("rpi4", "rpi3", "apple-m1", "x86-64-avx2", "x86-64-sse3", "host"):
         assert name in targets
