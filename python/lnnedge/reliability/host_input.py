@@ -116,7 +116,7 @@ def cases() -> list[Case]:
                     "training.batch_size: must be an integer"),
         recipe_case("negative learning rate", lambda r: r["training"].update(lr=-1), "training.lr: must be > 0"),
         recipe_case("seed beyond 32 bits", lambda r: r["training"].update(seed=2**40), "training.seed: must be <="),
-        recipe_case("unknown model kind", lambda r: r["model"].update(kind="transformer"), "model.kind: must be one of"),
+        recipe_case("unknown model kind", lambda r: r["model"].update(kind="sparse"), "model.kind: must be one of"),
         recipe_case("solver backwards", solver(t_end=-1), "t_end (-1) must be greater than t_start"),
         recipe_case("code in the function", lambda r: r["data"].update(function="__import__('os')"),
                     "data.function"),
