@@ -4,65 +4,23 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import struct
 import subprocess
 import threading
+from pathlib import Path
 
 import pytest
 import yaml
 from lnnedge import config, isa, lnnb
 from lnnedge.build import build
 from lnnedge.paths import BUILD_DIR
-from lnnedge.testing.sshd import LocalSSHD, available, free_port
+from lnnedge.reliability.deploy_kills import deploy_kills
+from lnnedge.testing.sshd import CuttingRelay, LocalSSHD, available, free_port
 from test_pipeline import invoke, ok
 
 pytestmark = pytest.mark.skipif(not available(), reason="openssh-server is not installed (./kit installs it)")
-
-
-class CuttingRelay:
-    """A TCP relay to sshd that closes both sides after `limit` bytes from the client: a dropped link."""
-
-    def __init__(self, target_port: int, limit: int):
-        self.target_port, self.limit = target_port, limit
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
-        self.cut = threading.Event()
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._relay, args=(client,), daemon=True).start()
-
-    def _relay(self, client: socket.socket) -> None:
-        upstream = socket.create_connection(("127.0.0.1", self.target_port))
-        sent = 0
-
-        def pump(src, dst, count: bool) -> None:
-            nonlocal sent
-            try:
-                while chunk := src.recv(16384):
-                    if count:
-                        sent += len(chunk)
-                        if sent > self.limit:
-                            self.cut.set()
-                            break
-                    dst.sendall(chunk)
-            except OSError:
-                pass
-            for s in (client, upstream):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                s.close()
-
-        threading.Thread(target=pump, args=(upstream, client, False), daemon=True).start()
-        pump(client, upstream, True)
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +100,7 @@ def test_interrupted_upload_leaves_the_previous_deployment_running(artefacts, bo
     cut_env = _with_entry(boards_file, tmp_path, "via-relay", port=relay.port)
     # A new model (different bytes) so that a finished upload would change the release.
     proc = _invoke(cut_env, "deploy", "--board", "via-relay")
-    assert relay.cut.is_set(), "the relay never cut the connection"
+    assert relay.was_cut.is_set(), "the relay never cut the connection"
     assert proc.returncode == 1
     assert "dropped" in proc.stdout + proc.stderr or "failed" in proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
@@ -221,3 +179,115 @@ def test_one_dead_board_does_not_stop_the_fleet(artefacts, boards_file):
     assert proc.returncode == 1
     assert "2 of 3 boards ok" in proc.stdout
     assert "pi-down" in proc.stdout and "connection refused" in proc.stdout
+
+
+def _remote(boards_path, name: str) -> Path:
+    return Path(yaml.safe_load(Path(boards_path).read_text())["boards"][name]["remote_dir"])
+
+
+@pytest.mark.parametrize("remote_dir", ["lnnedge", "/", "/home/pi/../../etc", "//"])
+def test_a_remote_dir_that_could_leave_the_deploy_tree_is_refused(tmp_path, remote_dir):
+    path = tmp_path / "boards.yaml"
+    path.write_text(yaml.safe_dump({"boards": {"my-pi": {"target": "rpi4", "transport": "ssh", "host": "pi",
+                                                          "user": "pi", "key": "k", "remote_dir": remote_dir}}}))
+    with pytest.raises(config.ConfigError, match=r"boards\.my-pi\.remote_dir: must be an absolute directory"):
+        config.board("my-pi", path)
+
+
+def test_a_leftover_upload_under_a_remote_dir_with_a_space_is_removed_and_nothing_outside(artefacts, boards_file,
+                                                                                            tmp_path):
+    """Defect 2: the cleanup of incoming/ ran `rm -rf $(find ...)` unquoted: `.../remote dir/pi/incoming/x`
+    split at the space and `rm -rf .../remote` deleted a directory beside the deploy tree."""
+    root = tmp_path / "remote dir" / "pi"
+    beside = tmp_path / "remote"
+    beside.mkdir()
+    (beside / "keep").write_text("not the deploy's\n")
+    env = _with_entry(boards_file, tmp_path, "spaced", remote_dir=str(root))
+    _invoke_ok(env, "deploy", "--board", "spaced")
+    leftover = root / "incoming" / "f063730e2ea3f60c-da1238f9-0badc0de"  # as an interrupted upload leaves it
+    leftover.mkdir()
+    (leftover / "lnnvm").write_bytes(b"half an upload")
+    (leftover / "link out").symlink_to(beside)
+    _invoke_ok(env, "deploy", "--board", "spaced")
+    assert (beside / "keep").is_file(), "the deploy deleted a directory outside remote_dir"
+    assert not leftover.exists() and list((root / "incoming").iterdir()) == []
+
+
+def test_redeploying_the_live_release_never_removes_it(artefacts, boards_file):
+    """Defect 3: a redeploy of the release that is live removed releases/<digest> (which current named) and
+    moved the new copy in after: a kill in between left current dangling. The live directory must stay
+    whole until current names another one; a watcher checks current all along the redeploy."""
+    env = _env(boards_file)
+    root = _remote(boards_file, "ssh-test")
+    _invoke_ok(env, "deploy", "--board", "ssh-test")
+    before = os.readlink(root / "current")
+    inode = (root / before).stat().st_ino
+    gaps, done = [], threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            if not ((root / "current" / "lnnvm").is_file() and (root / "current" / "model.lnnb").is_file()):
+                gaps.append(os.readlink(root / "current") if (root / "current").is_symlink() else "no current")
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        _invoke_ok(env, "deploy", "--board", "ssh-test")
+    finally:
+        done.set()
+        watcher.join()
+    after = os.readlink(root / "current")
+    assert after != before or (root / after).stat().st_ino == inode, \
+        f"the live release {before} was removed and made again under the same name"
+    assert gaps == [], f"current named an incomplete release during the redeploy: {gaps[:3]}"
+
+
+def test_a_deploy_that_fails_after_the_switch_says_the_new_release_is_live(artefacts, boards_file, tmp_path):
+    """Defect 4: a failure after `current` was switched (here the device cannot flush remote_dir after the
+    switch) was reported as "the previous deployment stays active" while the new one was live."""
+    root = tmp_path / "fresh" / "pi"
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    root.mkdir(parents=True)
+    sync = tools / "sync"  # the device's sync: an I/O error flushing remote_dir itself, the others work
+    sync.write_text(f"""#!/bin/sh
+for a in "$@"; do
+  if [ "$(cd -- "$a" 2>/dev/null && pwd -P)" = "{root.resolve()}" ]; then echo "sync: $a: I/O error" >&2; exit 1; fi
+done
+exec /bin/sync "$@"
+""")
+    sync.chmod(0o755)
+    server = LocalSSHD(tmp_path / "sshd", free_port(), extra_config=f"SetEnv PATH={tools}:/usr/bin:/bin\n")
+    server.prepare().start()
+    try:
+        entry = server.board_entry(root)
+        env = _with_entry(boards_file, tmp_path, "bad-disk", **{k: entry[k] for k in ("port", "key", "known_hosts",
+                                                                                        "remote_dir")})
+        proc = _invoke(env, "deploy", "--board", "bad-disk")
+        assert proc.returncode == 1, proc.stdout
+        live = Path(os.readlink(root / "current")).name
+        assert f"the new release {live} IS live" in proc.stdout, proc.stdout
+        assert "stay active" not in proc.stdout + proc.stderr
+        status = _invoke_ok(env, "status", "--board", "bad-disk").stdout
+        assert live in status and "True" in status
+    finally:
+        server.stop()
+
+
+def test_status_before_any_deploy_says_nothing_is_deployed(artefacts, boards_file, tmp_path):
+    """Defect 11 (first half): `invoke status` said "deployed True" with empty columns."""
+    env = _with_entry(boards_file, tmp_path, "never-deployed", remote_dir=str(tmp_path / "empty"))
+    for board in ("never-deployed", "qemu-rpi4"):
+        out = _invoke_ok(env, "status", "--board", board).stdout
+        row = next(line for line in out.splitlines() if line.startswith(board))
+        assert "nothing is deployed" in row and "True" not in row, out
+
+
+def test_every_step_of_the_ssh_deploy_survives_a_kill(artefacts):
+    """The kill-point test: the deploy stopped before each of its steps (every command and transfer), by
+    SIGKILL for a new release and by a dropped connection for the live one again. After each, current is a
+    complete release that passes `lnnvm test`, status and the error name it, and a clean redeploy recovers."""
+    for modes, scenarios in ((("kill",), ("new",)), (("drop",), ("same",))):
+        campaign = deploy_kills(modes, scenarios)
+        assert campaign.clean, campaign
+        assert campaign.tried >= 19 and campaign.rejected_cleanly > 0 and campaign.accepted_correctly > 0, campaign

@@ -52,7 +52,10 @@ def bundled_tests(model_file: Path) -> tuple[list[np.ndarray], lnnb.TestSet]:
     return inputs, program.tests
 
 
-def deploy(recipe: Recipe, model_file: Path, board: config.Board) -> dict:
+def deploy(recipe: Recipe, model_file: Path, board: config.Board,
+           before_step: Callable[[str], None] | None = None) -> dict:
+    """`before_step` is handed to the SSH transport's deploy (called before each remote step; the deploy
+    kill-point campaign's seam); other boards have no remote steps."""
     runner = runner_path(board.target)
     if not runner.is_file():
         raise MissingArtifact(f"{runner} does not exist: run `invoke build --target {board.target.name}` first")
@@ -65,7 +68,7 @@ def deploy(recipe: Recipe, model_file: Path, board: config.Board) -> dict:
     transport = for_board(board, runner)
     try:
         if board.transport == "ssh":
-            return transport.deploy(runner, model_file, version)
+            return transport.deploy(runner, model_file, version, before_step)
         if hasattr(transport, "smoke_test"):  # the runner's own check of the bundled test set
             smoke = transport.smoke_test(model_file)
             err, passed, what = smoke["max_abs_err"], smoke["passed"], smoke["summary"]
@@ -83,9 +86,10 @@ def deploy(recipe: Recipe, model_file: Path, board: config.Board) -> dict:
 
 def status(board: config.Board) -> dict:
     if board.transport != "ssh":
-        runner = runner_path(board.target)
-        return {"deployed": runner.is_file(), "target": board.target.name,
-                "note": f"{board.transport} board: runs {runner} directly"}
+        # Nothing stays on such a board: each run is given the local build and the model file.
+        return {"deployed": False, "target": board.target.name,
+                "note": f"nothing is deployed: a {board.transport} board is given {runner_path(board.target)} "
+                        "and the model at each run"}
     transport = for_board(board, runner_path(board.target))
     try:
         return transport.status()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ SSHD = Path("/usr/sbin/sshd")
 class LocalSSHD:
     workdir: Path
     port: int
+    extra_config: str = ""  # more sshd_config lines (e.g. SetEnv for a device whose tools misbehave)
     process: subprocess.Popen | None = None
 
     @property
@@ -48,6 +50,7 @@ class LocalSSHD:
             f"AuthorizedKeysFile {self.workdir / 'authorized_keys'}\nPidFile {self.workdir / 'sshd.pid'}\n"
             "PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
             "UsePAM no\nStrictModes no\nSubsystem sftp internal-sftp\nLogLevel ERROR\nMaxStartups 50\n"
+            + self.extra_config
         )
         return self
 
@@ -84,6 +87,79 @@ class LocalSSHD:
                 "remote_dir": str(remote_dir), "command_prefix": prefix,
                 "timeouts": {"connect": 5, "banner": 5, "command": 120},
                 "description": "a local sshd standing in for a Raspberry Pi 4"}
+
+
+class CuttingRelay:
+    """A TCP relay to a port on 127.0.0.1 that drops the link as a pulled cable would: every connection
+    after `limit` bytes from the client (when given), and all connections open when `cut()` is called (with
+    none open, the next one to arrive). Later connections go through."""
+
+    def __init__(self, target_port: int, limit: int | None = None):
+        self.target_port, self.limit = target_port, limit
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.server.getsockname()[1]
+        self.was_cut = threading.Event()
+        self._open: set[socket.socket] = set()
+        self._drop_next = False
+        self._lock = threading.Lock()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:  # closed
+                return
+            threading.Thread(target=self._relay, args=(client,), daemon=True).start()
+
+    def _relay(self, client: socket.socket) -> None:
+        upstream = socket.create_connection(("127.0.0.1", self.target_port))
+        with self._lock:
+            self._open |= {client, upstream}
+            drop_now, self._drop_next = self._drop_next, False
+        if drop_now:
+            self._drop((client, upstream))
+            return
+        sent = 0
+
+        def pump(src: socket.socket, dst: socket.socket, count: bool) -> None:
+            nonlocal sent
+            try:
+                while chunk := src.recv(16384):
+                    if count:
+                        sent += len(chunk)
+                        if self.limit is not None and sent > self.limit:
+                            self.was_cut.set()
+                            break
+                    dst.sendall(chunk)
+            except OSError:
+                pass
+            self._drop((client, upstream))
+
+        threading.Thread(target=pump, args=(upstream, client, False), daemon=True).start()
+        pump(client, upstream, True)
+
+    def _drop(self, sockets) -> None:
+        for s in sockets:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+        with self._lock:
+            self._open -= set(sockets)
+
+    def cut(self) -> None:
+        """Drop every connection open now, at once (with none open, the next one)."""
+        with self._lock:
+            open_now = list(self._open)
+            self._drop_next = not open_now
+        self._drop(open_now)
+        self.was_cut.set()
+
+    def close(self) -> None:
+        self.server.close()
+        self.cut()
 
 
 def free_port() -> int:

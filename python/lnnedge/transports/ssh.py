@@ -139,9 +139,15 @@ class SSHTransport:
         return TransportError(f"SSH to {where} failed: {type(exc).__name__}: {exc}")
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        import paramiko
+
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            conn.close()
+        except (EOFError, OSError, paramiko.SSHException):  # the link is gone: closing the SFTP channel politely
+            conn.client.close()                             # fails; drop the transport itself
 
     def _sh(self, command: str, check: bool = True):
         from invoke.exceptions import CommandTimedOut
