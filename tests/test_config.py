@@ -67,7 +67,7 @@ def test_bad_recipe_names_file_and_field(tmp_path, edit, field):
     (lambda r: r["training"].update(seed=2**40), "training.seed: must be <= 4294967295"),
     (lambda r: r["training"].update(lr_final=-0.1), "training.lr_final: must be >= 0"),
     (lambda r: r["data"].update(function="log(x)"), "data.function: 'log\\(x\\)' is not finite at \\(0\\)"),
-    (lambda r: r["model"].update(kind="gru"), "model.kind: must be one of ltc, "),
+    (lambda r: r["model"].update(kind="transformer"), "model.kind: must be one of ltc, "),
     (lambda r: r["quantization"].update(schem="int8"), r"quantization.schem: unknown key \(did you mean 'scheme'\?\)"),
     (lambda r: r.update(verify={"sequences": 4}), "verify.sequences: unknown key"),
 ])

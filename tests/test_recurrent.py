@@ -4,6 +4,7 @@ sequence, on the reference VM, the host C VM and qemu-rpi4 (qemu-aarch64, NEON k
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import numpy as np
@@ -15,8 +16,10 @@ from lnnedge.compiler import CompileError, compile_module
 from lnnedge.devices import open_device
 from lnnedge.models.ncps import NcpsSequence, NcpsStep
 from lnnedge.models.recurrent import RecurrentStep, compile_recurrent
+from lnnedge.paths import BUILD_DIR
 from lnnedge.refvm import RefVM
 from lnnedge.runtime import CVM
+from test_pipeline import ok
 from torch import nn
 
 TOLERANCE = 1e-5  # per step, every step of every sequence
@@ -232,3 +235,19 @@ def test_sequences_verify_every_step_on_the_board(name, board, host_build, rpi4_
     assert err <= TOLERANCE
     if board == "qemu-rpi4":
         assert result.timing["isa"] == "neon"
+
+
+# -- the recipes end to end: train, compile, verify on host and qemu-rpi4 ----------------------------------------
+
+@pytest.mark.parametrize("recipe", ["lstm-sequence", "gru-sequence", "ncps-cfc-mixed"])
+def test_recurrent_recipes_train_compile_and_verify_on_host_and_qemu_rpi4(recipe, rpi4_build):
+    ok("train", "--model", recipe)
+    ok("compile", "--model", recipe)
+    out = BUILD_DIR / recipe
+    metrics = json.loads((out / "train-metrics.json").read_text())
+    assert metrics["passed"] and metrics["test_rmse"] < metrics["repeat_last_rmse"] / 2
+    for board in ("host", "qemu-rpi4"):
+        ok("verify", "--model", recipe, "--board", board)
+        report = json.loads((out / f"verify-{board}.json").read_text())
+        assert report["kind"] == "sequence" and report["passed"] is True and report["steps"] == 32
+        assert report["max_abs_err"] <= report["tolerance"] == 1e-5

@@ -3,7 +3,7 @@
 Every key is checked on load against a typed schema per model kind (schema.py: types, ranges, finite
 numbers, unknown keys refused with a did-you-mean); a mistake is a RecipeError that names the file,
 the key and the value, never a traceback from deep inside training. The schemas describe the file as
-written; `Recipe` and its parts are what the rest of the kit reads. (Over 400 lines: the six kinds'
+written; `Recipe` and its parts are what the rest of the kit reads. (Over 400 lines: the kinds'
 schemas and their conversion are read best side by side.)
 """
 
@@ -46,6 +46,8 @@ class ModelSpec:
     layers: tuple[int, ...] = ()
     image: tuple[int, int, int] | None = None
     wiring: str = ""  # ncps models: "autoncp" or "fully-connected"
+    mixed_memory: bool = False  # ncps models: ncps's LSTM cell beside the liquid cell
+    num_layers: int = 1  # recurrent baselines (kind lstm / gru / rnn): stacked layers
 
 
 @dataclass(frozen=True)
@@ -133,7 +135,7 @@ def load(name_or_path: str) -> Recipe:
 
 
 CLASSIFIER_KINDS = ("mlp", "cnn")
-SEQUENCE_KINDS = ("ltc-sequence", "ncps-cfc", "ncps-ltc")
+SEQUENCE_KINDS = ("ltc-sequence", "ncps-cfc", "ncps-ltc", "lstm", "gru", "rnn")
 NCPS_WIRINGS = ("autoncp", "fully-connected")
 DATA_SOURCES = {"digits": (64, 10)}  # source -> (input features, classes)
 METHODS = ("euler", "midpoint", "rk4", "explicit_adams", "implicit_adams")  # models.ltc.SOLVERS
@@ -278,6 +280,15 @@ class NcpsModel(FileModel):
     units: Int(ge=3)
     outputs: Int(ge=1)
     wiring: Literal[NCPS_WIRINGS]
+    mixed_memory: bool = False
+
+
+class RecurrentModel(FileModel):
+    kind: Literal["lstm", "gru", "rnn"]
+    inputs: Int(ge=1)
+    hidden: Int(ge=1)
+    outputs: Int(ge=1)
+    layers: Int(ge=1) = 1
 
 
 class LTCSequenceRecipe(_RecipeFile):
@@ -293,6 +304,12 @@ class NcpsRecipe(LTCSequenceRecipe):
     """A model of the ncps library over sequences (kind ncps-cfc, ncps-ltc)."""
 
     model: NcpsModel
+
+
+class RecurrentRecipe(LTCSequenceRecipe):
+    """A PyTorch nn.LSTM / GRU / RNN over sequences, one step per call (kind lstm, gru, rnn)."""
+
+    model: RecurrentModel
 
 
 class MLPModel(FileModel):
@@ -329,7 +346,7 @@ class CNNRecipe(MLPRecipe):
 
 RECIPE_FILES: dict[str, type[_RecipeFile]] = {
     "ltc": FitRecipe, "ltc-sequence": LTCSequenceRecipe, "ncps-cfc": NcpsRecipe, "ncps-ltc": NcpsRecipe,
-    "mlp": MLPRecipe, "cnn": CNNRecipe}
+    "lstm": RecurrentRecipe, "gru": RecurrentRecipe, "rnn": RecurrentRecipe, "mlp": MLPRecipe, "cnn": CNNRecipe}
 
 
 def json_schema() -> dict:
@@ -394,6 +411,8 @@ def _sequence(f: LTCSequenceRecipe, path: Path, common: dict) -> Recipe:
         s, hidden, wiring, tau_min = SequenceSolver(), m.units, m.wiring, None
         if wiring == "autoncp" and m.units < m.outputs + 3:
             _fail(path, "model.units", f"an AutoNCP wiring needs more than {m.outputs + 2} units, got {m.units}")
+    elif isinstance(m, RecurrentModel):
+        s, hidden, wiring, tau_min = SequenceSolver(), m.hidden, "", None
     else:
         s, hidden, wiring, tau_min = m.solver, m.hidden, "", m.tau_min
     if (m.inputs, m.outputs) != (1, 1):
@@ -401,7 +420,8 @@ def _sequence(f: LTCSequenceRecipe, path: Path, common: dict) -> Recipe:
     return Recipe(
         model=ModelSpec(kind=m.kind, inputs=m.inputs, hidden=hidden, outputs=m.outputs, method=s.method,
                         t_start=s.t_start, t_end=s.t_end, steps=s.steps, tau_min=tau_min, wiring=wiring,
-                        step_size=s.step_size),
+                        step_size=s.step_size, mixed_memory=getattr(m, "mixed_memory", False),
+                        num_layers=getattr(m, "layers", 1)),
         data=DataSpec(function="", ranges=(), train_points=d.train_sequences, test_points=d.test_sequences,
                       seed=d.seed, source=d.source, sequence_length=d.length, noise=d.noise),
         tolerances=Tolerances(float32_max_abs_err=f.tolerances.float32_max_abs_err,

@@ -23,7 +23,11 @@ def build_model(spec: ModelSpec) -> nn.Module:
     if spec.kind in ("ncps-cfc", "ncps-ltc"):
         from .ncps import NcpsSequence
 
-        return NcpsSequence(spec.kind, spec.inputs, spec.hidden, spec.outputs, spec.wiring)
+        return NcpsSequence(spec.kind, spec.inputs, spec.hidden, spec.outputs, spec.wiring, spec.mixed_memory)
+    if spec.kind in ("lstm", "gru", "rnn"):
+        from .recurrent import RecurrentSequence
+
+        return RecurrentSequence(spec.kind, spec.inputs, spec.hidden, spec.outputs, spec.num_layers)
     if spec.kind == "mlp":
         return mlp(spec.inputs, spec.layers, spec.outputs)
     if spec.kind == "cnn" and spec.image is not None:

@@ -96,8 +96,7 @@ class RecurrentStep(nn.Module):
     def __init__(self, model: nn.Module, time_major: bool | None = None):
         super().__init__()
         self.model = model.eval()
-        self.layers = [(name or type(model).__name__, m) for name, m in model.named_modules()
-                       if isinstance(m, LAYERS + CELLS)]
+        self.layers = recurrent_layers(model)
         if not self.layers:
             raise CompileError(f"{type(model).__name__} has no nn.LSTM, GRU, RNN or *Cell layer to step")
         for name, layer in self.layers:
@@ -112,17 +111,7 @@ class RecurrentStep(nn.Module):
         self.hidden = sum(sum(w) for w in self.widths)  # the state width (the pipeline's `hidden`)
 
     def forward(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        sizes = [w for ws in self.widths for w in ws]
-        pieces = list(state.split(sizes, dim=-1)) if len(sizes) > 1 else [state]  # no split (or cat) of one
-        per_layer = []
-        for ws in self.widths:
-            per_layer.append(pieces[:len(ws)])
-            pieces = pieces[len(ws):]
-        with _stepping(self.layers, per_layer) as new_state:
-            y = self.model(x.unsqueeze(1))
-        if isinstance(y, (tuple, list)):  # (output, hidden) as an nn.LSTM returns it: the output
-            y = y[0]
-        return (y.squeeze(1) if y.dim() == 3 else y), (torch.cat(new_state, dim=-1) if len(sizes) > 1 else new_state[0])
+        return step_once(self.model, self.layers, self.widths, x, state)
 
     def step(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self(x, state)
@@ -151,6 +140,28 @@ class RecurrentStep(nn.Module):
                                "start from a learned initial state or call a recurrent layer on a whole sequence "
                                "it built itself")
         return worst
+
+
+def recurrent_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """(name, layer) of every nn.LSTM / GRU / RNN / *Cell of `model`, in module order."""
+    return [(name or type(model).__name__, m) for name, m in model.named_modules() if isinstance(m, LAYERS + CELLS)]
+
+
+def step_once(model: nn.Module, layers: Sequence[tuple[str, nn.Module]], widths: Sequence[Sequence[int]],
+              x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """model's forward on x (batch, features) as a one-step sequence, its recurrent `layers` stepping from their
+    pieces of `state` (`widths`: each layer's piece widths): (output, new state)."""
+    sizes = [w for ws in widths for w in ws]
+    pieces = list(state.split(sizes, dim=-1)) if len(sizes) > 1 else [state]  # no split (or cat) of one
+    per_layer = []
+    for ws in widths:
+        per_layer.append(pieces[:len(ws)])
+        pieces = pieces[len(ws):]
+    with _stepping(layers, per_layer) as new_state:
+        y = model(x.unsqueeze(1))
+    if isinstance(y, (tuple, list)):  # (output, hidden) as an nn.LSTM returns it: the output
+        y = y[0]
+    return (y.squeeze(1) if y.dim() == 3 else y), (torch.cat(new_state, dim=-1) if len(sizes) > 1 else new_state[0])
 
 
 @contextlib.contextmanager
@@ -216,3 +227,28 @@ def compile_recurrent(model: nn.Module, inputs: int, name: str = "model", time_m
     meta = {"sequence": {"state": "hidden", "hidden": step.hidden}, **options.pop("meta", {})}
     return compile_module(step, (torch.zeros(1, inputs), torch.zeros(1, step.hidden)), name=name, meta=meta,
                           state=((1, 1),), **options)
+
+
+class RecurrentSequence(nn.Module):
+    """The recipes' recurrent baseline (kind lstm, gru or rnn): normalise the input, a stacked nn.LSTM / GRU / RNN
+    (batch first), a linear read-out per step, de-normalise. `forward` runs whole sequences (what training and
+    verify use), `step` one time step from the state vector, `hidden` its width (what the pipeline compiles)."""
+
+    def __init__(self, kind: str, inputs: int, hidden: int, outputs: int, layers: int = 1):
+        super().__init__()
+        layer = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[kind]
+        self.rnn = layer(inputs, hidden, num_layers=layers, batch_first=True)
+        self.readout = nn.Linear(hidden, outputs)
+        self.widths = [_widths(self.rnn)]
+        self.hidden = sum(self.widths[0])
+        self.register_buffer("in_mean", torch.zeros(inputs))
+        self.register_buffer("in_std", torch.ones(inputs))
+        self.register_buffer("out_mean", torch.zeros(outputs))
+        self.register_buffer("out_std", torch.ones(outputs))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.rnn((x - self.in_mean) / self.in_std)
+        return self.readout(out) * self.out_std + self.out_mean
+
+    def step(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return step_once(self, [("rnn", self.rnn)], self.widths, x, state)
