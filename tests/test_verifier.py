@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import re
-import statistics
 import struct
-import time
 from dataclasses import replace
 
 import numpy as np
@@ -1141,27 +1139,11 @@ def worst_case_program(kind: str) -> bytes:
     return build(tensors=tensors, code=code, consts=bytes(consts), arena_row=row + 16)
 
 
-def measure_verify_time(library, data: bytes, runs: int = 21) -> dict:
-    lib = load_library(str(library))
-    buf = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
-    need = lib.lnn_arena_size(ctypes.addressof(buf), len(data), 1)
-    arena = (ctypes.c_uint8 * max(need, 64))()
-    model = ctypes.create_string_buffer(lib.lnn_model_size())
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        status = lib.lnn_init(ctypes.addressof(model), ctypes.addressof(buf), len(data), ctypes.addressof(arena),
-                              need)
-        times.append(time.perf_counter() - start)
-        assert status == 0, lib.lnn_status_name(status)
-    return {"bytes": len(data), "runs": runs, "median_ms": 1e3 * statistics.median(times),
-            "max_ms": 1e3 * max(times), "min_ms": 1e3 * min(times)}
-
-
 @pytest.mark.parametrize("kind", ["linear", "ewise", "split"])
-def test_worst_case_verify_time_is_bounded(vm, kind):
+def test_worst_case_programs_fill_the_limits_and_are_accepted(vm, kind):
+    """The files VERIFIER.md's verify-time figures are measured on: valid, and as long as the code may be.
+    (Their time is a benchmark figure, not a test: speed is never asserted by a test.)"""
     data = worst_case_program(kind)
+    code = lnnb.read(data).code
+    assert MAX_CODE_WORDS - len(code) < 12, len(code)  # no further unit (11 words at most) would fit
     vm.accept(data)
-    result = measure_verify_time(vm.library, data)
-    print(f"\nworst-case verify ({kind}): {result}")
-    assert result["median_ms"] < 250, result
