@@ -66,8 +66,9 @@ def test_a_kind_refuses_a_verb_it_cannot_do_with_a_capability_error(boards, tmp_
     assert issubclass(CapabilityError, DeviceError)
 
 
-def test_a_missing_runner_names_the_command_that_builds_it(boards, sine_file):
+def test_a_missing_runner_names_the_command_that_builds_it(boards, sine_file, tmp_path):
     with open_device(config.board("mac", boards)) as device:
+        device.program = tmp_path / "lnnvm"  # as if build/vm/apple-m1 were not built
         with pytest.raises(MissingArtifact, match=r"lnnvm does not exist: run `invoke build --target apple-m1`"):
             device.run(sine_file, [np.zeros((1, 1), np.float32)])
 

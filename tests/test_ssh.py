@@ -17,7 +17,7 @@ from lnnedge import config, isa, lnnb
 from lnnedge.build import build
 from lnnedge.paths import BUILD_DIR
 from lnnedge.reliability.deploy_kills import deploy_kills
-from lnnedge.testing.sshd import CuttingRelay, LocalSSHD, available, free_port
+from lnnedge.reliability.harness import CuttingRelay, LocalSSHD, available, free_port
 from test_pipeline import invoke, ok
 
 pytestmark = pytest.mark.skipif(not available(), reason="openssh-server is not installed (./kit installs it)")

@@ -49,10 +49,7 @@ def open_device(board: Board) -> Device:
 
         return EmulatorDevice(board, program)
     if board.transport == "ssh":
-        from ..transports import for_board
-        from ._transitional import TransportDevice
+        from .ssh import SSHDevice
 
-        prefix = board.ssh.command_prefix if board.ssh else ()
-        return TransportDevice(board, program, "ssh", bool(prefix) and prefix[0].startswith("qemu"),
-                               lambda: for_board(board, program))
+        return SSHDevice(board, program)
     raise DeviceError(f"board {board.name}: transport {board.transport!r} is not available")

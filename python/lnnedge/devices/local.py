@@ -38,6 +38,8 @@ class LocalDevice(DeviceBase):
             raise DeviceError(f"{self.program.name} {args[0]} did not finish within {self.timeout} s") from None
         except FileNotFoundError:
             raise DeviceError(f"{argv[0]} not found{self.missing_tool}") from None
+        except OSError as exc:  # e.g. a runner built for another machine (exec format error)
+            raise DeviceError(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
 
     def _call(self, *args: str) -> subprocess.CompletedProcess:
         proc = self._process(*args)

@@ -13,7 +13,7 @@ and two scenarios: `new` deploys another model file than the live one, `same` th
 
 After each stop the device's files are read directly (the remote directory is on this machine): `current`
 must name a complete release (its SHA256SUMS match, `lnnvm test` passes under the board's command prefix),
-the previous one or the new one; `invoke status`'s answer (deploy.status) must name that release and its
+the previous one or the new one; `invoke status`'s answer (pipeline.deploy.status_of) must name that release and its
 model; the `drop` error must name it too; nothing outside the deploy tree may change. Then a clean deploy
 must succeed and leave only the live release. The steps are enumerated by the deploy itself (its
 `before_step` seam): k runs from 0 until a deploy finishes before reaching step k.
@@ -44,14 +44,16 @@ from pathlib import Path
 
 import yaml
 
-from .. import config, deploy, isa, lnnb
+from .. import config, isa, lnnb
 from .. import recipe as recipes
 from ..build import runner_path
+from ..devices import DeviceError
+from ..devices.fleet import across
 from ..errors import LnnedgeError
 from ..paths import BUILD_DIR
-from ..testing.sshd import CuttingRelay, LocalSSHD, free_port
-from ..transports.base import TransportError
+from ..pipeline.deploy import deploy_to, status_of
 from . import Campaign
+from .harness import CuttingRelay, LocalSSHD, free_port
 
 RECIPE = "ltc-sine"
 PREFIX = "qemu-aarch64 -cpu cortex-a72"  # the ssh-test board's: the rpi4 build runs as on a Pi
@@ -115,7 +117,7 @@ def rig(work: Path) -> Iterator[Rig]:
 
 
 def _deploy(r: Rig, model: Path, board: str = "direct", before_step=None) -> dict:
-    return deploy.deploy(recipes.load(RECIPE), model, r.board(board), before_step)
+    return deploy_to(recipes.load(RECIPE), model, r.board(board), before_step)
 
 
 def _seed(r: Rig) -> None:
@@ -162,8 +164,9 @@ def _outside_intact(r: Rig) -> bool:
 
 
 def _status_says(r: Rig, live: str) -> str:
-    """'' when what `invoke status` reports (deploy.status, through the same fleet runner) is the live release."""
-    outcome = deploy.across([r.board("direct")], deploy.status)[0]
+    """'' when what `invoke status` reports (pipeline.deploy.status_of, through the same fleet runner) is the live
+    release."""
+    outcome = across([r.board("direct")], status_of)[0]
     model_sha = json.loads((r.root / "releases" / live / "VERSION.json").read_text())["model_sha256"]
     if not outcome.ok or outcome.detail.get("release") != live or not outcome.detail.get("deployed") \
             or outcome.detail.get("model_sha256") != model_sha:
@@ -207,7 +210,7 @@ def _drop_here(r: Rig, model: Path, k: int) -> tuple[str, list[str], str]:
 
     try:
         _deploy(r, model, "relayed", before)
-    except TransportError as exc:
+    except DeviceError as exc:
         return ("dropped" if len(steps) > k else f"failed without a drop: {exc}"), steps, str(exc)
     except Exception:  # not a named error: a bug in the deploy, counted as a crash
         return f"traceback: {traceback.format_exc()}", steps, ""
@@ -285,7 +288,7 @@ def _child(boards: str, board: str, model: str, kill_at: int) -> None:
             os.kill(os.getpid(), signal.SIGKILL)
         count += 1
 
-    deploy.deploy(recipes.load(RECIPE), Path(model), config.board(board, Path(boards)), before)
+    deploy_to(recipes.load(RECIPE), Path(model), config.board(board, Path(boards)), before)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,6 @@
-"""A throwaway OpenSSH server on 127.0.0.1 with keys it generates, and a board entry pointing at it.
+"""The reliability harness: a throwaway OpenSSH server on 127.0.0.1 with keys it generates, a board entry
+pointing at it, and a relay that cuts the link. Used by the deploy campaign (deploy_kills) and the SSH tests;
+nothing outside reliability/ and tests/ imports it (tests/test_devices.py checks).
 
 The ssh-test board runs the aarch64 build exactly as a Pi would, behind the
 command prefix `qemu-aarch64 -cpu cortex-a72`.

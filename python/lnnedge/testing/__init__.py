@@ -1,1 +1,0 @@
-"""Real parts for tests and trials: a local OpenSSH server standing in for a Raspberry Pi."""
