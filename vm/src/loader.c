@@ -328,13 +328,15 @@ static void lnn_sift(const lnn_model *m, uint16_t *a, uint32_t i, uint32_t n, ui
  * at byte `field` of their entries. */
 static void lnn_sort_tensors(const lnn_model *m, uint16_t *a, uint32_t n, uint32_t field)
 {
-    for (uint32_t i = n / 2; i-- > 0;)
-        lnn_sift(m, a, i, n, field);
-    for (uint32_t k = n; k-- > 1;) {
+    /* counted down without wrapping below zero: the loader is checked for
+     * unsigned wrap-around (vm/fuzz/uint_ignore.txt) */
+    for (uint32_t i = n / 2; i > 0; i--)
+        lnn_sift(m, a, i - 1, n, field);
+    for (uint32_t k = n; k > 1; k--) {
         const uint16_t t = a[0];
-        a[0] = a[k];
-        a[k] = t;
-        lnn_sift(m, a, 0, k, field);
+        a[0] = a[k - 1];
+        a[k - 1] = t;
+        lnn_sift(m, a, 0, k - 1, field);
     }
 }
 
