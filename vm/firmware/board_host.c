@@ -9,8 +9,6 @@
 
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "board.h"
 
@@ -34,55 +32,15 @@ void board_write(const uint8_t *p, size_t n)
     fflush(stdout);
 }
 
-uint32_t board_cycles(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    const uint64_t ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-    return (uint32_t)(ns / 40u); /* 25 MHz */
-}
-
-const char *board_cycle_counter(void)
-{
-    return "host-clock";
-}
-
-uint32_t board_clock_hz(void)
-{
-    return 25000000u;
-}
-
-uint32_t board_entropy(void)
-{
-    return (uint32_t)getpid() * 0x9E3779B1u ^ board_cycles();
-}
-
 const char *board_name(void)
 {
     return "host";
-}
-
-uint32_t board_rx_dropped(void)
-{
-    return 0;
 }
 
 void board_record_fault(uint32_t exception, uint32_t pc)
 {
     (void)exception;
     (void)pc;
-}
-
-int board_last_fault(uint32_t *exception, uint32_t *pc)
-{
-    *exception = 0;
-    *pc = 0;
-    return 0;
-}
-
-uint32_t board_boot_count(void)
-{
-    return 1;
 }
 
 void board_reset(void)

@@ -10,8 +10,6 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "board.h"
 #include "device.h"
@@ -32,49 +30,9 @@ void board_write(const uint8_t *p, size_t n)
     sent_lost += n - k;
 }
 
-uint32_t board_cycles(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    const uint64_t ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-    return (uint32_t)(ns / 40u); /* 25 MHz */
-}
-
-const char *board_cycle_counter(void)
-{
-    return "host-clock";
-}
-
-uint32_t board_clock_hz(void)
-{
-    return 25000000u;
-}
-
-uint32_t board_entropy(void)
-{
-    return (uint32_t)getpid() * 0x9E3779B1u ^ board_cycles();
-}
-
 const char *board_name(void)
 {
     return "host-library";
-}
-
-uint32_t board_rx_dropped(void)
-{
-    return 0;
-}
-
-int board_last_fault(uint32_t *exception, uint32_t *pc)
-{
-    *exception = 0;
-    *pc = 0;
-    return 0;
-}
-
-uint32_t board_boot_count(void)
-{
-    return 1;
 }
 
 /* ---- the library's own entry points (ctypes) ------------------------------ */
