@@ -16,9 +16,6 @@ import numpy as np
 from . import isa, kernels_np, lnnb
 from .errors import LnnedgeError
 
-_BINARY = {"ADD": "add", "SUB": "sub", "MUL": "mul", "DIV": "div"}
-_UNARY = {"NEG": "neg", "EXP": "exp", "SIGMOID": "sigmoid", "TANH": "tanh", "RELU": "relu"}
-
 Trace = Callable[[int, str, int, np.ndarray], None]
 
 
@@ -169,10 +166,11 @@ class RefVM:
             return kernels_np.linear(args[0], args[1])
         if name in ("LINEAR_Q8", "MATMUL_NTQ8"):  # Q (M, K)
             return kernels_np.linear_q8(args[0], args[1].T, *args[2:])
-        if name in _BINARY:
-            return kernels_np.binary(_BINARY[name], args[0], args[1])
-        if name in _UNARY:
-            return kernels_np.unary(_UNARY[name], args[0])
+        # the element-wise opcodes are kernels_np's ops by their lower-case names (the IR's op names)
+        if name.lower() in kernels_np.BINARY:
+            return kernels_np.binary(name.lower(), args[0], args[1])
+        if name.lower() in kernels_np.UNARY:
+            return kernels_np.unary(name.lower(), args[0])
         if name == "CONCAT":
             return kernels_np.concat(args[0], args[1], axis)
         if name.startswith("EWISE"):
