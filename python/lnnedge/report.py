@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from .errors import LnnedgeError
-from .paths import BUILD_DIR, ROOT
+from .paths import BUILD_DIR, RECIPES_DIR, ROOT
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 BENCH_BEGIN, BENCH_END = "<!-- bench:begin -->", "<!-- bench:end -->"
@@ -30,8 +30,8 @@ def results_table(build_dir: Path = BUILD_DIR) -> str:
             "RMSE vs true function (or accuracy) | passed |", "|---|---|---|---|---|---|---|---|---|"]
     for path in sorted(build_dir.glob("*/verify-*.json")):
         r = json.loads(path.read_text())
-        if r["board"] not in known:
-            continue
+        if r["board"] not in known or not (RECIPES_DIR / f"{r['model']}.yaml").is_file():
+            continue  # a test-only board or a test's own recipe
         latency = f"{r['latency_us']:.1f}" + (" (emulated)" if r.get("emulated") else "")
         model = f"{r['model']} ({r['weights']} weights)" if r.get("weights") else r["model"]
         rows.append(f"| {model} | {r['board']} | {r['isa']} | {r['n']} | {r['max_abs_err']:.2e} | "
@@ -92,7 +92,9 @@ def fuzz_table(report: dict) -> str:
             "|---|---|---|---|---|---|---|"]
     for r in report["targets"].values():
         if r["target"] == "fuzz_gen":
-            coverage = f"{r['accepted']:,} accepted ({r['planned']:,} with a run plan), {r['refused']:,} refused"
+            refused = ", ".join(f"{status} {n:,}" for status, n in sorted(r["refused"].items()))
+            coverage = (f"{r['accepted']:,} accepted ({r['planned']:,} with a run plan), "
+                        f"{sum(r['refused'].values()):,} refused ({refused or 'none'})")
             checks = f"{r['checks']:,} differential, {r['mismatches']} mismatches"
         else:
             coverage = f"cov {r['cov']:,}, ft {r['ft']:,}, corpus {r['corpus_size']:,}"
