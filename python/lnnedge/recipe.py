@@ -222,12 +222,17 @@ class _RecipeFile(FileModel):
     quantization: Quantization | None = None
 
 
-class FitModel(FileModel):
-    kind: Literal["ltc"]
+class _LTCSizes(FileModel):
+    """What the kit's own LTC models (function fit and sequence) share."""
+
     inputs: Int(ge=1)
     hidden: Int(ge=1)
     outputs: Int(ge=1)
     tau_min: Real(gt=0) | None = None
+
+
+class FitModel(_LTCSizes):
+    kind: Literal["ltc"]
     solver: Solver = Solver()
 
 
@@ -265,12 +270,8 @@ class SequenceVerify(FileModel):
     sequences: Int(ge=1) = 64
 
 
-class LTCSequenceModel(FileModel):
+class LTCSequenceModel(_LTCSizes):
     kind: Literal["ltc-sequence"]
-    inputs: Int(ge=1)
-    hidden: Int(ge=1)
-    outputs: Int(ge=1)
-    tau_min: Real(gt=0) | None = None
     solver: SequenceSolver = SequenceSolver()
 
 
