@@ -24,13 +24,14 @@ from ..models.ltc import ODEBlock
 from . import optable
 from .capture_rules import Translator, opaque_ode_blocks, source_line, type_of
 from .ir import CompileError, Graph
+from .odeint_calls import odeint_as_blocks
 
 
 def capture(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor]) -> Graph:
     """Export `module` (eval mode, float32) and translate it into the IR."""
     module = module.eval()
     examples = tuple(_at_least_two_rows(x) for x in example_inputs)
-    with opaque_ode_blocks(module) as blocks:
+    with odeint_as_blocks(module, examples), opaque_ode_blocks(module) as blocks:
         batch = Dim("batch")
         program = _export(module, examples, tuple({0: batch} for _ in examples))
         paths = {i: name for name, m in module.named_modules() for i, b in blocks.items() if m is b}
@@ -111,6 +112,16 @@ def _unsupported(fx_node) -> CompileError:
     return optable.unsupported(f"op {fx_node.target}{_module_of(fx_node)}", source_line(fx_node))
 
 
+def _unsupported_message(fx_node, func_path: str = "") -> str:
+    """The op, its module and file:line; in an ODE's dynamics (exported as the attribute `func` of a wrapper) the
+    module is named by `func_path`, its path in the user's model."""
+    module = _module_of(fx_node)
+    if func_path:
+        module = module.replace(" in module 'func", f" in module '{func_path}", 1)
+    where = source_line(fx_node)
+    return f"op {fx_node.target}{module}" + (f" at {where}" if where else "")
+
+
 def _concrete(val) -> bool:
     return isinstance(val, torch.Tensor) and not any(isinstance(d, torch.SymInt) for d in val.shape)
 
@@ -136,14 +147,51 @@ def check_supported(program: torch.export.ExportedProgram, folded: set[str] = fr
     the module it belongs to, its line in the user's model and the list of what is supported (an unsupported
     layer such as nn.LSTM would otherwise fail later on a side effect, e.g. its batch-second state). Values
     computed from parameters alone (`folded`) may use any op."""
-    for node in program.graph.nodes:
-        if (node.op == "call_function" and optable.for_target(node.target) is None and node.name not in folded
-                and _computes_tensor(node)):  # symbolic sizes, asserts, tuple indexing: no tensor computed
-            raise _unsupported(node)
+    for node in _unsupported_nodes(program, folded):
+        raise _unsupported(node)
+
+
+def _unsupported_nodes(program: torch.export.ExportedProgram, folded: set[str]) -> list:
+    return [node for node in program.graph.nodes
+            if node.op == "call_function" and optable.for_target(node.target) is None and node.name not in folded
+            and _computes_tensor(node)]  # symbolic sizes, asserts, tuple indexing: no tensor computed
+
+
+def unsupported_ops(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor]) -> list[str]:
+    """Every op of `module` (its ODE dynamics included) the VM has no instruction for, each as 'op NAME in
+    module M (Class) at file.py:LINE: code'; [] when every op has one. Nothing is translated or emitted."""
+    module = module.eval()
+    examples = tuple(_at_least_two_rows(x) for x in example_inputs)
+    found: list[str] = []
+    with odeint_as_blocks(module, examples), opaque_ode_blocks(module) as blocks:
+        program = _export(module, examples, tuple({0: Dim("batch")} for _ in examples))
+        paths = {id(m): name for name, m in module.named_modules()}
+        programs = [(program, "")]
+        ode = optable.get("ode").targets
+        for node in program.graph.nodes:
+            if node.op == "call_function" and node.target in ode:
+                h0, extra, index = node.args
+                programs.append((_export_dynamics(blocks[index], node, extra), paths[id(blocks[index].func)]))
+        for p, func_path in programs:
+            lifted = {**p.graph_signature.inputs_to_parameters, **p.graph_signature.inputs_to_buffers,
+                      **p.graph_signature.inputs_to_lifted_tensor_constants}
+            found += [_unsupported_message(n, func_path)
+                      for n in _unsupported_nodes(p, compile_time_values(p, set(lifted)))]
+    return found
 
 
 def capture_dynamics(block: ODEBlock, fx_node, extra_args, module_prefix: str = "") -> Graph:
-    """Export block.func(t, h, *args) with examples shaped like the block's inputs."""
+    """Export block.func(t, h, *args) with examples shaped like the block's inputs and translate it."""
+    program = _export_dynamics(block, fx_node, extra_args)
+    graph = _translate(program, {}, module_prefix=module_prefix)
+    t_name = graph.inputs[0]
+    if any(t_name in n.inputs for n in graph.nodes) or t_name in graph.outputs:
+        raise CompileError(f"the ODE dynamics {type(block.func).__name__} uses t; only autonomous dynamics "
+                           "f(h, x) are supported by the bytecode solver", None)
+    return graph
+
+
+def _export_dynamics(block: ODEBlock, fx_node, extra_args) -> torch.export.ExportedProgram:
     examples = [torch.tensor(0.0)]
     for arg in [fx_node.args[0], *extra_args]:
         val = arg.meta["val"]
@@ -158,11 +206,6 @@ def capture_dynamics(block: ODEBlock, fx_node, extra_args, module_prefix: str = 
             return self.func(t, h, *args)
 
     batch = Dim("batch")
-    dynamic = (None, {0: batch}, tuple({0: batch} for _ in examples[2:]))
-    program = _export(Dynamics(block.func), tuple(examples), dynamic)
-    graph = _translate(program, {}, module_prefix=module_prefix)
-    t_name = graph.inputs[0]
-    if any(t_name in n.inputs for n in graph.nodes) or t_name in graph.outputs:
-        raise CompileError(f"the ODE dynamics {type(block.func).__name__} uses t; only autonomous dynamics "
-                           "f(h, x) are supported by the bytecode solver", None)
-    return graph
+    # *args is one entry of the spec, absent when the block has none (a user's odeint(func, y0, t): f(t, h))
+    dynamic = (None, {0: batch}) + ((tuple({0: batch} for _ in examples[2:]),) if examples[2:] else ())
+    return _export(Dynamics(block.func), tuple(examples), dynamic)
