@@ -28,13 +28,15 @@ def seed_for(spec: DataSpec, draw: Draw) -> int:
 
 
 def target(spec: DataSpec, x: np.ndarray) -> np.ndarray:
-    """The true function at points x of shape (n, inputs) -> (n, 1), in float64."""
+    """The true function at points x of shape (n, inputs) -> (n, outputs), one column per target expression, in
+    float64."""
     x = np.asarray(x, dtype=np.float64)
     names = {f"x{i}": x[:, i] for i in range(x.shape[1])}
     if x.shape[1] == 1:
         names["x"] = x[:, 0]
-    y = np.broadcast_to(np.asarray(evaluate(spec.function, names), dtype=np.float64), (x.shape[0],))
-    return y.reshape(-1, 1).copy()
+    # an expression that is a constant (or ignores the inputs) still gives one value per point
+    return np.stack([np.broadcast_to(np.asarray(evaluate(f, names), dtype=np.float64), (x.shape[0],))
+                     for f in spec.functions], axis=1)
 
 
 def uniform_points(spec: DataSpec, n: int, seed: int) -> np.ndarray:

@@ -34,17 +34,25 @@ def loss_curve(losses: list[float], title: str, path: Path) -> None:
 
 def verify_plot(x: np.ndarray, truth: np.ndarray, torch_out: np.ndarray, device_out: np.ndarray,
                 title: str, path: Path) -> None:
-    """True function, PyTorch and device outputs, and the device-vs-PyTorch error below."""
+    """True function, PyTorch and device outputs (a panel per output), and the device-vs-PyTorch error below."""
     order = np.argsort(x[:, 0])
     xs = x[order, 0]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
-    top.plot(xs, truth[order, 0], color="black", lw=3, alpha=0.35, label="true function")
-    top.plot(xs, torch_out[order, 0], color="tab:blue", lw=1.5, label="PyTorch")
-    top.plot(xs, device_out[order, 0], color="tab:orange", lw=1, ls="--", label="device")
-    top.set_ylabel("y")
-    top.legend()
-    top.set_title(title)
-    bottom.plot(xs, (device_out - torch_out)[order, 0], color="tab:red", lw=0.8)
+    outputs = truth.shape[1]
+    fig, axes = plt.subplots(outputs + 1, 1, figsize=(7, 2.5 + 2.5 * outputs), sharex=True,
+                             gridspec_kw={"height_ratios": [3] * outputs + [1]})
+    # over one input the outputs are curves; over several, x0 alone does not order them: points
+    line = {} if x.shape[1] == 1 else {"ls": "none", "marker": "."}
+    for j, top in enumerate(axes[:-1]):
+        top.plot(xs, truth[order, j], color="black", lw=3, alpha=0.35, label="true function",
+                 **({} if x.shape[1] == 1 else {"ls": "none", "marker": "o", "ms": 5}))
+        top.plot(xs, torch_out[order, j], color="tab:blue", lw=1.5, label="PyTorch", **line, ms=3)
+        top.plot(xs, device_out[order, j], color="tab:orange", lw=1, label="device", **{"ls": "--", **line}, ms=1.5)
+        top.set_ylabel("y" if outputs == 1 else f"y{j}")
+    axes[0].legend()
+    axes[0].set_title(title)
+    bottom = axes[-1]
+    for j in range(outputs):
+        bottom.plot(xs, (device_out - torch_out)[order, j], lw=0.8, color="tab:red" if outputs == 1 else None)
     bottom.set_ylabel("device − PyTorch")
     bottom.set_xlabel("x" if x.shape[1] == 1 else "x0")
     bottom.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))

@@ -52,7 +52,7 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class DataSpec:
-    function: str
+    functions: tuple[str, ...]  # function fits: one target expression per output
     ranges: tuple[tuple[float, float], ...]
     train_points: int
     test_points: int
@@ -236,8 +236,14 @@ class FitModel(_LTCSizes):
     solver: Solver = Solver()
 
 
+def _one_or_list(value: Any) -> Any:
+    """`function: sin(x)` is the list of one expression: a single-output fit."""
+    return [value] if isinstance(value, str) else value
+
+
 class FitData(FileModel):
-    function: Text  # of x (one input) or x0, x1, ... (recipes/README: the expression language)
+    # of x (one input) or x0, x1, ... (recipes/README: the expression language); a list: one per output
+    function: Annotated[list[Text], BeforeValidator(_one_or_list), Field(min_length=1)]
     range: Annotated[list[Interval], BeforeValidator(_pair_list), Field(min_length=1)]
     train_points: Int(ge=2)
     test_points: Int(ge=2)
@@ -392,15 +398,17 @@ def _fit(f: FitRecipe, path: Path, common: dict) -> Recipe:
     ranges = tuple(d.range) * m.inputs if len(d.range) == 1 else tuple(d.range)
     if len(ranges) != m.inputs:
         _fail(path, "data.range", f"needs one [low, high] pair per input ({m.inputs}), got {len(d.range)}")
-    if m.outputs != 1:
-        _fail(path, "model.outputs", f"must be 1: the data function gives one value per point, got {m.outputs}")
-    _check_function(path, d.function, ranges)
+    if m.outputs != len(d.function):
+        _fail(path, "model.outputs", f"must be the number of data.function expressions ({len(d.function)}: one "
+                                     f"per output), got {m.outputs}")
+    for i, function in enumerate(d.function):
+        _check_function(path, "data.function" + (f"[{i}]" if len(d.function) > 1 else ""), function, ranges)
     s = m.solver
     return Recipe(
         model=ModelSpec(kind=m.kind, inputs=m.inputs, hidden=m.hidden, outputs=m.outputs, method=s.method,
                         t_start=s.t_start, t_end=s.t_end, steps=s.steps, tau_min=m.tau_min, step_size=s.step_size),
-        data=DataSpec(function=d.function, ranges=ranges, train_points=d.train_points, test_points=d.test_points,
-                      seed=d.seed),
+        data=DataSpec(functions=tuple(d.function), ranges=ranges, train_points=d.train_points,
+                      test_points=d.test_points, seed=d.seed),
         tolerances=Tolerances(float32_max_abs_err=f.tolerances.float32_max_abs_err,
                               target_rmse=f.tolerances.target_rmse),
         verify_points=f.verify.points, **common)
@@ -423,7 +431,7 @@ def _sequence(f: LTCSequenceRecipe, path: Path, common: dict) -> Recipe:
                         t_start=s.t_start, t_end=s.t_end, steps=s.steps, tau_min=tau_min, wiring=wiring,
                         step_size=s.step_size, mixed_memory=getattr(m, "mixed_memory", False),
                         num_layers=getattr(m, "layers", 1)),
-        data=DataSpec(function="", ranges=(), train_points=d.train_sequences, test_points=d.test_sequences,
+        data=DataSpec(functions=(), ranges=(), train_points=d.train_sequences, test_points=d.test_sequences,
                       seed=d.seed, source=d.source, sequence_length=d.length, noise=d.noise),
         tolerances=Tolerances(float32_max_abs_err=f.tolerances.float32_max_abs_err,
                               target_rmse=f.tolerances.target_rmse),
@@ -442,7 +450,7 @@ def _classifier(f: MLPRecipe, path: Path, common: dict) -> Recipe:
     return Recipe(
         model=ModelSpec(kind=m.kind, inputs=m.inputs, hidden=m.layers[0], outputs=m.outputs, method="none",
                         t_start=0.0, t_end=0.0, steps=0, tau_min=None, layers=tuple(m.layers), image=image),
-        data=DataSpec(function="", ranges=(), train_points=0, test_points=0, seed=d.seed, source=d.source,
+        data=DataSpec(functions=(), ranges=(), train_points=0, test_points=0, seed=d.seed, source=d.source,
                       test_fraction=d.test_fraction),
         tolerances=Tolerances(float32_max_abs_err=f.tolerances.float32_max_abs_err, target_rmse=None,
                               target_accuracy=f.tolerances.target_accuracy),
@@ -450,7 +458,7 @@ def _classifier(f: MLPRecipe, path: Path, common: dict) -> Recipe:
         **common)
 
 
-def _check_function(path: Path, function: str, ranges: tuple[tuple[float, float], ...]) -> None:
+def _check_function(path: Path, key: str, function: str, ranges: tuple[tuple[float, float], ...]) -> None:
     """Evaluate the target function at the range's corners and middle, so a typo (or a pole, log(0)) fails at
     load."""
     import numpy as np
@@ -465,10 +473,10 @@ def _check_function(path: Path, function: str, ranges: tuple[tuple[float, float]
         with np.errstate(all="ignore"):
             values = np.asarray(evaluate(function, names), dtype=np.float64)
     except ExprError as exc:
-        _fail(path, "data.function", str(exc))
+        _fail(path, key, str(exc))
     if values.size not in (1, len(points)):
-        _fail(path, "data.function", f"must give one value per point, got shape {values.shape}")
+        _fail(path, key, f"must give one value per point, got shape {values.shape}")
     bad = np.flatnonzero(~np.isfinite(np.broadcast_to(values, (len(points),))))
     if bad.size:
         at = ", ".join(f"{v:g}" for v in points[bad[0]])
-        _fail(path, "data.function", f"{function!r} is not finite at ({at}): {values.flat[bad[0] % values.size]}")
+        _fail(path, key, f"{function!r} is not finite at ({at}): {values.flat[bad[0] % values.size]}")
