@@ -50,3 +50,11 @@ def _items(value: str, flag: str) -> list[str]:
     if not all(items):
         raise UsageError(f"{flag} has an empty item in {value!r} (write e.g. 0.5,1.2)")
     return items
+
+
+def positive_number(value: object, flag: str) -> float:
+    """One finite number above 0 (--tolerance 1e-5)."""
+    found = numbers(str(value), flag)
+    if len(found) != 1 or found[0] <= 0:
+        raise UsageError(f"{flag} must be one number above 0, got {value!r}")
+    return found[0]

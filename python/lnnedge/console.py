@@ -25,9 +25,11 @@ from . import filesize
 from .pipeline.reports import (
     BenchReport,
     BuildReport,
+    CheckReport,
     CompileReport,
     FleetReport,
     MatmulReport,
+    OpsReport,
     QuantizeReport,
     RunReport,
     SeedsReport,
@@ -156,6 +158,23 @@ def _(r: CompileReport) -> RenderableType:
 
 
 @view.register
+def _(r: CheckReport) -> RenderableType:
+    if r.passed:
+        return _line(f"{r.model}: every op has a VM instruction (nothing was emitted; `invoke compile` without "
+                     "--check compiles it)")
+    return _group(f"{r.model}: {len(r.unsupported)} op(s) will not compile:", *(f"  {u}" for u in r.unsupported),
+                  "(`invoke ops` lists what compiles)")
+
+
+@view.register
+def _(r: OpsReport) -> RenderableType:
+    table = _table("op", "torch ops", "limits")
+    for row in r.rows:
+        table.add_row(*row)
+    return table
+
+
+@view.register
 def _(r: BuildReport) -> RenderableType:
     b = r.result
     lines = [f"$ {b.command}", f"built {r.target}: {b.runner} ({b.runner_bytes} bytes)"
@@ -202,6 +221,17 @@ def _verify_table(d: dict) -> Table:
                       f"{100 * d['accuracy_device']:.2f} %",
                       _verdict(d["max_abs_err"] <= tol and d["same_class_share"] == 1.0))
         return table
+    if d.get("kind") == "file":  # a compiled file: its bundled test set, and the user's module when given
+        table = _table("", "max |err| vs PyTorch", "rows", "verdict")
+        table.add_row("reference VM (numpy), bundled test set", f"{ref['max_abs_err']:.3e}", str(d["n"]),
+                      _verdict(ref["max_abs_err"] <= tol))
+        table.add_row(f"{device}, bundled test set", f"{d['max_abs_err']:.3e}", str(d["n"]),
+                      _verdict(d["max_abs_err"] <= tol))
+        if "vs_module" in d:
+            m = d["vs_module"]
+            table.add_row(f"{device}, your inputs vs your module", f"{m['max_abs_err']:.3e}", str(m["n"]),
+                          _verdict(m["max_abs_err"] <= tol))
+        return table
     table = _table("", "max |err| vs PyTorch", "RMSE vs PyTorch", "verdict")
     table.add_row("reference VM (numpy)", f"{ref['max_abs_err']:.3e}", f"{ref['rmse']:.3e}",
                   _verdict(ref["max_abs_err"] <= tol))
@@ -232,7 +262,7 @@ def _(r: VerifyReport) -> RenderableType:
         f = d["vs_float_model"]
         lines.append(f"{d['weights']} model: held to PyTorch with the same quantized weights; vs the float "
                      f"model max |err| {f['max_abs_err']:.3e}, RMSE {f['rmse']:.3e}")
-    if r.kind != "classifier":
+    if r.kind not in ("classifier", "file"):
         truth = "the clean next sample" if r.kind == "sequence" else "true function"
         lines.append(f"PyTorch vs {truth} RMSE {d['pytorch_vs_true_rmse']:.4f}")
     lines.append(verdict)
@@ -340,12 +370,12 @@ def _(r: MatmulReport) -> RenderableType:
 
 @view.register
 def _(r: StreamReport) -> RenderableType:
-    table = _table("step", "input", "streamed", "whole call", "PyTorch", right=(0, 1, 2, 3, 4))
+    table = _table("step", "input", "streamed", "whole call", r.reference_name, right=(0, 1, 2, 3, 4))
     for t in range(len(r.x)):
         table.add_row(str(t), f"{r.x[t, 0]:.5f}", f"{r.streamed[t, 0]:.6f}", f"{r.whole[t, 0]:.6f}",
                       f"{r.reference[t, 0]:.6f}")
     return _group(f"{r.recipe} on {r.board}: one sample per line through `lnnvm stream`, state kept in the VM",
-                  table, f"streamed vs whole-sequence call: max |diff| {r.gap:.3e}; vs PyTorch: max |err| "
+                  table, f"streamed vs whole-sequence call: max |diff| {r.gap:.3e}; vs {r.reference_name}: max |err| "
                   f"{r.err:.3e} (tolerance {r.tolerance:.0e})")
 
 

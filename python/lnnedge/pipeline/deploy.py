@@ -33,15 +33,16 @@ def vm_version() -> str:
     return match.group(1) if match else "unknown"
 
 
-def deploy_to(recipe: recipes.Recipe, model_file: Path, board: config.Board,
+def deploy_to(model: str, model_file: Path, board: config.Board,
               before_step: BeforeStep | None = None) -> dict:
-    """One board: the build and the fit checked here, then the device's own deploy. `before_step` is handed to
-    it (called before each remote step: the deploy kill-point campaign's seam)."""
+    """One board: the build and the fit checked here, then the device's own deploy (`model` names what is
+    deployed: a recipe, or a compiled file's model). `before_step` is handed to it (called before each remote
+    step: the deploy kill-point campaign's seam)."""
     runner = runner_path(board.target)
     if not runner.is_file():
         raise MissingArtifact(f"{runner} does not exist: run `invoke build --target {board.target.name}` first")
     fit.check(board, model_file, runner)
-    version = {"model": recipe.name, "model_file": model_file.name,
+    version = {"model": model, "model_file": model_file.name,
                "model_sha256": hashlib.sha256(model_file.read_bytes()).hexdigest(),
                "vm_version": vm_version(), "target": board.target.name,
                "deployed_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
@@ -61,7 +62,7 @@ def deploy(model: str, board: str | None, quant: str | None = None, force: bool 
     path = compiled_file(recipe, quant)
     if quant and not force:
         quantize.gate(model_dir(recipe.name), recipe, path, quant)
-    outcomes = across(boards, lambda b: deploy_to(recipe, path, b))
+    outcomes = across(boards, lambda b: deploy_to(recipe.name, path, b))
     return FleetReport("deploy", ("release", "target", "smoke_max_abs_err"), tuple(outcomes))
 
 

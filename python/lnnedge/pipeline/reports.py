@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -52,10 +52,29 @@ class CompileReport:
     plan: dict  # CompiledModel.plan_summary(), plus float_file_bytes for a quantized compile beside a float one
     arena_batch1: int
     stored_quantized: tuple[str, ...] = ()  # "name (shape)" of the constants stored as int8 / float16
+    # a user's module compiled through the API (lnnedge.compile): what lnnedge.verify holds the device to
+    module: Any = field(default=None, repr=False, compare=False)
 
     @property
     def listing(self) -> Path:
         return self.path.with_name(self.path.name + ".txt")
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """`compile --check`: every op of a module that will not compile, each with its file:line."""
+    model: str
+    unsupported: tuple[str, ...]  # "op NAME in module M (Class) at file.py:LINE: code"
+
+    @property
+    def passed(self) -> bool:
+        return not self.unsupported
+
+
+@dataclass(frozen=True)
+class OpsReport:
+    """The torch ops the compiler takes, one row per op of its table: (IR op, torch ops, limits)."""
+    rows: tuple[tuple[str, str, str], ...]
 
 
 @dataclass(frozen=True)
@@ -142,8 +161,9 @@ class StreamReport:
     x: np.ndarray  # (T, features) the samples fed one per line
     streamed: np.ndarray  # (T, outputs) one line each
     whole: np.ndarray  # the same sequence in one call
-    reference: np.ndarray  # PyTorch
+    reference: np.ndarray  # PyTorch (or what reference_name says)
     tolerance: float
+    reference_name: str = "PyTorch"
     gap: float = field(init=False)  # max |streamed - whole|
     err: float = field(init=False)  # max |streamed - PyTorch|
 

@@ -117,7 +117,7 @@ def rig(work: Path) -> Iterator[Rig]:
 
 
 def _deploy(r: Rig, model: Path, board: str = "direct", before_step=None) -> dict:
-    return deploy_to(recipes.load(RECIPE), model, r.board(board), before_step)
+    return deploy_to(recipes.load(RECIPE).name, model, r.board(board), before_step)
 
 
 def _seed(r: Rig) -> None:
@@ -288,7 +288,7 @@ def _child(boards: str, board: str, model: str, kill_at: int) -> None:
             os.kill(os.getpid(), signal.SIGKILL)
         count += 1
 
-    deploy_to(recipes.load(RECIPE), Path(model), config.board(board, Path(boards)), before)
+    deploy_to(recipes.load(RECIPE).name, Path(model), config.board(board, Path(boards)), before)
 
 
 if __name__ == "__main__":
