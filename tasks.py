@@ -317,6 +317,20 @@ def reliability(c, only=""):
         raise Exit(f"error: crashed, hung or wrongly accepted input in: {', '.join(dirty)}", code=1)
 
 
+@task(help={"target": "a firmware target in targets/ (e.g. cortex-m4)",
+            "model": "a recipe: a selective build for its ops, and the core application with it (optional)"})
+@step
+def size(c, target="cortex-m4", model=""):
+    """Flash and RAM of a firmware by component, from the map file, against its board; build/size/<name>.json."""
+    from lnnedge.footprint import measure, table
+    from lnnedge.paths import model_dir
+
+    path = model_dir(model) / "model.lnnb" if model else None
+    if path is not None and not path.is_file():
+        raise Exit(f"error: {path} does not exist: run `invoke compile --model {model}` first", code=1)
+    print(table(measure(target, path)))
+
+
 @task(name="readme-table")
 @step
 def readme_table(c):
@@ -328,5 +342,5 @@ def readme_table(c):
 
 ns = Collection(train, train_seeds, fuzz, quantize_check, compile_, build, run, verify, deploy, status, bench,
                bench_matmul, stream, demo,
-               targets, boards, schema, reliability, readme_table)
+               targets, boards, schema, reliability, readme_table, size)
 ns.configure({"debug": False, "model": "ltc-sine"})

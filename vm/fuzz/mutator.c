@@ -387,9 +387,8 @@ static uint32_t n_valid_ops;
 static uint32_t rand_opcode(void)
 {
     if (n_valid_ops == 0)
-        for (uint32_t c = 0; c < 256; c++)
-            if (lnn_opinfo_table[c].name)
-                valid_ops[n_valid_ops++] = c;
+        for (uint32_t i = 0; i < LNN_NUM_OPS; i++)
+            valid_ops[n_valid_ops++] = lnn_opinfo_table[i].code;
     if (chance(32))
         return (uint8_t)rnd();
     return valid_ops[below(n_valid_ops)];
@@ -416,7 +415,8 @@ static uint32_t rand_b(uint32_t op, uint32_t ntens)
             return interesting() & 0xFFFFu;
         return 1 + below(6);
     }
-    if (lnn_opinfo_table[op].format == LNN_FMT_NONE && !chance(16))
+    const lnn_opinfo *info = lnn_opinfo_of(op); /* NULL: op is not an opcode */
+    if ((!info || info->format == LNN_FMT_NONE) && !chance(16))
         return 0;
     return rand_tensor_index(ntens);
 }

@@ -137,7 +137,8 @@ size_t lnn_disasm_insn(const lnn_model *m, uint32_t pc, uint32_t *depth,
     lnn_sb s = {out, cap, 0};
     const uint32_t w = lnn_rd32(m->code + 4 * (size_t)pc);
     const uint32_t opc = w & 0xFFu, a = (w >> 8) & 0xFFu, b = w >> 16;
-    const lnn_opinfo *info = &lnn_opinfo_table[opc];
+    const lnn_opinfo *info = lnn_opinfo_of(opc);
+    const char *name = lnn_op_name(opc); /* NULL in an LNN_NO_NAMES build */
 
     uint32_t digits = 1; /* pc right-aligned in 5 columns */
     for (uint32_t v = pc; v >= 10; v /= 10)
@@ -148,7 +149,7 @@ size_t lnn_disasm_insn(const lnn_model *m, uint32_t pc, uint32_t *depth,
     lnn_sb_str(&s, "  ");
     lnn_sb_hex(&s, lnn_file_offset(m, m->code) + 4 * pc, 6);
     lnn_sb_str(&s, "  ");
-    if (!info->name) {
+    if (!info) {
         lnn_sb_str(&s, ".word 0x");
         lnn_sb_hex(&s, w, 8);
         lnn_sb_str(&s, "   ; unknown opcode 0x");
@@ -160,7 +161,12 @@ size_t lnn_disasm_insn(const lnn_model *m, uint32_t pc, uint32_t *depth,
     const size_t col = s.len;
     for (uint32_t i = 0; i < *depth && i < 8; i++)
         lnn_sb_str(&s, "  ");
-    lnn_sb_str(&s, info->name);
+    if (name) {
+        lnn_sb_str(&s, name);
+    } else {
+        lnn_sb_str(&s, "op_");
+        lnn_sb_hex(&s, opc, 2);
+    }
     if (info->format != LNN_FMT_NONE || a || b)
         lnn_sb_pad(&s, col + 12);
     switch ((lnn_opformat)info->format) {

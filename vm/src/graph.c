@@ -122,9 +122,20 @@ static lnn_status lnn_g_matmul(const lnn_tensor *d, const lnn_tensor *x, const l
     return d->dims[r - 2] == mm && d->dims[r - 1] == n ? LNN_OK : LNN_E_SHAPE; /* a batch M: 1 == 1 */
 }
 
+/* 0 in a selective build without any graph op (internal.h): the functions
+ * below are then never called (the verifier refuses the ops with
+ * E_NOT_LINKED first) and reduce to nothing. */
+#define LNN_GRAPH_LINKED                                                       \
+    (LNN_OP_LINKED(CONV2D) || LNN_OP_LINKED(MAXPOOL2D) ||                      \
+     LNN_OP_LINKED(AVGPOOL2D) || LNN_OP_LINKED(SOFTMAX) ||                     \
+     LNN_OP_LINKED(LOG_SOFTMAX) || LNN_OP_LINKED(REDUCE_SUM) ||                \
+     LNN_OP_LINKED(REDUCE_MEAN) || LNN_OP_LINKED(MATMUL))
+
 lnn_status lnn_graph_check(uint32_t op, uint32_t a, const lnn_tensor *d, const lnn_tensor *x0,
                            const lnn_tensor *x1, const lnn_tensor *x2)
 {
+    if (!LNN_GRAPH_LINKED)
+        return LNN_E_NOT_LINKED;
     switch (op) {
     case LNN_OP_CONV2D:
         return lnn_g_conv(a, d, x0, x1, x2);
@@ -152,6 +163,8 @@ static uint64_t lnn_g_elems(const lnn_tensor *t)
 uint64_t lnn_graph_macs(uint32_t op, uint32_t a, const lnn_tensor *d, const lnn_tensor *x0,
                         const lnn_tensor *x1)
 {
+    if (!LNN_GRAPH_LINKED)
+        return 0;
     switch (op) {
     case LNN_OP_CONV2D: /* every output: C x kh x kw, the weight of its channel */
         return lnn_g_elems(d) / x1->dims[0] * lnn_g_elems(x1);
@@ -197,6 +210,8 @@ static void lnn_g_axis(const lnn_tensor *t, uint32_t axis, size_t batch, lnn_axi
 void lnn_graph_exec(const lnn_model *m, uint32_t op, uint32_t a, uint32_t dst, const uint16_t *src,
                     size_t batch, float *y, const float *const *x)
 {
+    if (!LNN_GRAPH_LINKED)
+        return;
     const lnn_kernels *k = m->kernels;
     lnn_tensor d, t0, t1;
     lnn_tensor_read(m, dst, &d);

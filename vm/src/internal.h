@@ -55,15 +55,48 @@ typedef enum {
 /* The most operands any op pops (EWISE8: 8 operands and its program). */
 #define LNN_MAX_POPS 9u
 
+/* The selective build (vm/firmware OPS_HEADER=, python/lnnedge/opselect.py):
+ * a generated header defines LNN_OPS_SELECTED and LNN_USE_<name> (0 or 1)
+ * for every opcode of the .def; LNN_OP_LINKED(name) is 1 for an op whose
+ * kernels and rules this image contains. Without it every op is linked. */
+#ifdef LNN_OPS_HEADER
+#include LNN_OPS_HEADER
+#endif
+#ifdef LNN_OPS_SELECTED
+#define LNN_OP_LINKED(name) LNN_USE_##name
+#else
+#define LNN_OP_LINKED(name) 1
+#endif
+
+/* LNN_NO_NAMES=1 (MCU firmware): no status or opcode names in the image. */
+#ifndef LNN_NO_NAMES
+#define LNN_NO_NAMES 0
+#endif
+
 typedef struct {
-    const char *name; /* NULL: not an opcode */
-    uint8_t format;   /* lnn_opformat */
+    uint8_t code;   /* the opcode byte */
+    uint8_t format; /* lnn_opformat */
     uint8_t pops;
     uint8_t pushes;
+    uint8_t linked; /* LNN_OP_LINKED: 0, lnn_init refuses it (E_NOT_LINKED) */
 } lnn_opinfo;
 
-/* Indexed by the opcode byte; generated from lnn_opcodes.def. */
-extern const lnn_opinfo lnn_opinfo_table[256];
+/* One entry per opcode of lnn_opcodes.def, in its order (dense: no entry
+ * for an unused byte); LNN_NUM_OPS entries. */
+enum {
+#define OP(name, code, format, pops, pushes, meaning) LNN_OPI_##name,
+#include "lnn_opcodes.def"
+#undef OP
+    LNN_NUM_OPS
+};
+extern const lnn_opinfo lnn_opinfo_table[LNN_NUM_OPS];
+
+/* The entry of an opcode byte, NULL if it is not an opcode (tables.c). */
+const lnn_opinfo *lnn_opinfo_of(uint32_t op);
+
+/* The name of an opcode in the .def, NULL if none (tables.c). A device
+ * build (LNN_NO_NAMES) links no names: the host prints them from the .def. */
+const char *lnn_op_name(uint32_t op);
 
 /* ---- little-endian reads -------------------------------------------------- */
 
@@ -236,6 +269,18 @@ static inline uint64_t lnn_align64(uint64_t v)
 static inline uint64_t lnn_state_base(uint64_t batch_base, uint32_t arena_row, uint64_t batch)
 {
     return lnn_align64(batch_base + (uint64_t)arena_row * batch);
+}
+
+/* Adds the work of w operations run `runs` times to *work unless the sum
+ * would pass max (*work <= max): 1 if added. No 64-bit division, which a
+ * 32-bit processor does in a library routine. */
+static inline int lnn_work_add(uint64_t *work, uint64_t runs, uint64_t w, uint64_t max)
+{
+    uint64_t total;
+    if (__builtin_mul_overflow(runs, w, &total) || total > max - *work)
+        return 0;
+    *work += total;
+    return 1;
 }
 
 /* Compiles verified code into m's run plan, or leaves m without one if it

@@ -187,7 +187,7 @@ static void lnn_plan_compute(const lnn_model *m, uint32_t pc, uint32_t w, const 
                              lnn_plan_ref *r)
 {
     const uint32_t op = w & 0xFFu, a = (w >> 8) & 0xFFu, b = w >> 16;
-    const lnn_opinfo *info = &lnn_opinfo_table[op];
+    const lnn_opinfo *info = lnn_opinfo_of(op);
     const uint32_t ndst = info->format == LNN_FMT_DSTN ? a : 1;
     s->pc = pc;
     s->op = (uint8_t)op;
@@ -653,7 +653,7 @@ void lnn_plan_build(lnn_model *m)
     for (uint32_t pc = 0; pc < m->code_words; pc++) {
         const uint32_t w = lnn_rd32(m->code + 4 * (size_t)pc);
         const uint32_t op = w & 0xFFu, a = (w >> 8) & 0xFFu, b = w >> 16;
-        const lnn_opinfo *info = &lnn_opinfo_table[op];
+        const lnn_opinfo *info = lnn_opinfo_of(op);
         if (op == LNN_OP_PUSH) {
             stack[sp].t = (uint16_t)b;
             stack[sp].depth = (uint8_t)depth;
@@ -817,7 +817,7 @@ static void lnn_run_code(lnn_ctx *c, const lnn_model *m)
         default:
             break;
         }
-        const lnn_opinfo *info = &lnn_opinfo_table[op];
+        const lnn_opinfo *info = lnn_opinfo_of(op);
         lnn_plan_step s;
         lnn_plan_ref r[LNN_MAX_DSTS + LNN_MAX_POPS];
         uint16_t src[LNN_MAX_POPS];

@@ -591,7 +591,11 @@ static uint64_t lnn_arena_rows(const lnn_model *m)
     const uint64_t per_row = (uint64_t)m->arena_row + m->state_row;
     if (per_row == 0)
         return UINT32_MAX;
-    uint64_t rows = ((uint64_t)m->arena_len - base) / per_row;
+    /* base <= arena_len (lnn_bind_arena): avail and, when it is not above
+     * avail, per_row fit in size_t, so the division is a native one (no
+     * 64-bit division on a 32-bit processor) */
+    const uint64_t avail = (uint64_t)m->arena_len - base;
+    uint64_t rows = per_row > avail ? 0 : (size_t)avail / (size_t)per_row;
     if (rows > UINT32_MAX)
         rows = UINT32_MAX;
     /* rows fit without the state part's alignment (< 64 bytes); each row

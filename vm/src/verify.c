@@ -625,7 +625,7 @@ static lnn_status lnn_check_compute(lnn_model *m, lnn_written *w, lnn_opcode op,
     if (!lnn_mark_written(w, &d))
         return LNN_E_LIMIT;
     *work = lnn_op_work(m, op, axis, &d, v, n);
-    if (lnn_opinfo_table[op].format == LNN_FMT_DSTN)
+    if (lnn_opinfo_of(op)->format == LNN_FMT_DSTN)
         return lnn_check_split(m, w, op, dst, axis, v, n, bias);
     return LNN_OK;
 }
@@ -676,9 +676,11 @@ lnn_status lnn_verify_code(lnn_model *m)
         off = code_off + 4 * pc;
         const uint32_t w = lnn_rd32(m->code + 4 * (size_t)pc);
         const uint32_t opc = LNN_W_OP(w), a = LNN_W_A(w), b = LNN_W_B(w);
-        const lnn_opinfo *info = &lnn_opinfo_table[opc];
-        if (!info->name)
+        const lnn_opinfo *info = lnn_opinfo_of(opc);
+        if (!info)
             LNN_VFAIL(E_OPCODE);
+        if (!info->linked)
+            LNN_VFAIL(E_NOT_LINKED);
 
         switch ((lnn_opformat)info->format) {
         case LNN_FMT_NONE:
@@ -814,10 +816,8 @@ lnn_status lnn_verify_code(lnn_model *m)
                                                    b, stack + sp, info->pops, &w1);
             if (s != LNN_OK)
                 return lnn_fail(m, s, off);
-            /* work <= max_work throughout: no wrap */
-            if (w1 != 0 && runs > (m->max_work - work) / w1)
+            if (!lnn_work_add(&work, runs, w1, m->max_work))
                 LNN_VFAIL(E_WORK);
-            work += w1 * runs;
             stack[sp++] = (uint16_t)b;
             break;
         }

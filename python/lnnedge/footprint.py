@@ -1,0 +1,318 @@
+"""Where the bytes of a firmware image go: flash and RAM by component, read from the linker's map file.
+
+`invoke size` builds the firmware of a target (optionally a selective build for a model's ops) and shows this
+breakdown against the board's flash and RAM, like `pio run`'s memory summary. Nothing here is estimated: every
+byte is an input section the GNU linker placed, attributed to the object file it came from.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import LnnedgeError
+
+# Output sections of the firmware's linker scripts and the memory they occupy. .data is in both: its initial
+# image is in flash, the variables in RAM.
+FLASH_SECTIONS = (".vectors", ".text", ".rodata", ".ARM.exidx", ".data", ".model")
+RAM_SECTIONS = (".data", ".bss", ".noinit", ".stack")
+
+# Components, in the order they are shown. "vm" is the VM an application links (loader, verifier,
+# interpreter, kernels: no protocol, no startup), the figure compared with other runtimes' cores.
+COMPONENTS = ("core", "verifier", "kernels", "protocol", "startup", "libc", "model", "stack")
+VM_COMPONENTS = ("core", "verifier", "kernels")
+
+_VM_OBJECT = re.compile(r"vm_(?P<src>\w+)\.o$")
+_ARCHIVE = re.compile(r"lib\w+\.a\(")
+
+
+class MapFileError(LnnedgeError):
+    """A map file that is missing or not the GNU linker's."""
+
+
+def component_of(obj: str, section: str) -> str:
+    """The component of an input section: its object file (or archive member) and its output section."""
+    if section == ".stack":
+        return "stack"
+    if section == ".model" or Path(obj).name.startswith(("model", "core_model")):
+        return "model"
+    if _ARCHIVE.search(obj) or obj.endswith(".a"):
+        return "libc"
+    m = _VM_OBJECT.search(Path(obj).name)
+    if m:
+        src = m["src"]
+        if src == "verify":
+            return "verifier"
+        if src.startswith("kernels_"):  # the kernel sets (kernels.c, which picks one, is core)
+            return "kernels"
+        return "core"
+    name = Path(obj).name
+    if name.startswith(("device", "cobs", "proto")):
+        return "protocol"
+    return "startup"  # startup code, board drivers, main, linker-generated fill
+
+
+@dataclass
+class Footprint:
+    """Bytes per (component, output section), from one map file."""
+
+    sections: dict[str, dict[str, int]] = field(default_factory=dict)  # component -> section -> bytes
+
+    def add(self, component: str, section: str, size: int) -> None:
+        per = self.sections.setdefault(component, {})
+        per[section] = per.get(section, 0) + size
+
+    def flash(self, component: str) -> int:
+        return sum(v for s, v in self.sections.get(component, {}).items() if s in FLASH_SECTIONS)
+
+    def ram(self, component: str) -> int:
+        return sum(v for s, v in self.sections.get(component, {}).items() if s in RAM_SECTIONS)
+
+    def code(self, component: str) -> int:
+        """.text + .rodata (with the vectors and unwind index): the code and constants of a component."""
+        return sum(v for s, v in self.sections.get(component, {}).items()
+                   if s in (".vectors", ".text", ".rodata", ".ARM.exidx"))
+
+    @property
+    def flash_total(self) -> int:
+        return sum(self.flash(c) for c in self.sections)
+
+    @property
+    def ram_total(self) -> int:
+        return sum(self.ram(c) for c in self.sections)
+
+    @property
+    def vm_code(self) -> int:
+        return sum(self.code(c) for c in VM_COMPONENTS)
+
+
+_OUTPUT = re.compile(r"^(?P<name>\.[\w.]+)\s+0x[0-9a-f]+\s+0x(?P<size>[0-9a-f]+)")
+_INPUT_ONE = re.compile(r"^ (?P<sec>[.\w*]\S*)\s+0x(?P<addr>[0-9a-f]+)\s+0x(?P<size>[0-9a-f]+)\s+(?P<obj>\S.*)$")
+_INPUT_NAME = re.compile(r"^ (?P<sec>[.\w]\S*)$")
+_INPUT_REST = re.compile(r"^\s+0x(?P<addr>[0-9a-f]+)\s+0x(?P<size>[0-9a-f]+)\s+(?P<obj>\S.*)$")
+_FILL = re.compile(r"^ \*fill\*\s+0x[0-9a-f]+\s+0x(?P<size>[0-9a-f]+)")
+
+
+def parse_map(path: Path) -> Footprint:
+    """The bytes of every input section of the loaded output sections, by component. Alignment fill is
+    counted with the section before it, the stack as the .stack section's size. Merged string sections
+    overlap (the linker lists each at its size before merging): an entry counts up to the next one's address."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise MapFileError(f"cannot read the map file {path}: {exc.strerror}") from None
+    try:
+        start = lines.index("Linker script and memory map")
+    except ValueError:
+        raise MapFileError(f"{path} is not a GNU ld map file (no 'Linker script and memory map')") from None
+    fp = Footprint()
+    entries: list[tuple[str, int, int, str | None]] = []  # (output section, address, size, component or fill)
+    current: str | None = None  # the output section being read, None outside the loaded ones
+    pending = False
+    for line in lines[start + 1:]:
+        out = _OUTPUT.match(line)
+        if out or (line and not line[0].isspace()):
+            name = out["name"] if out else line.split()[0]
+            current = name if name in FLASH_SECTIONS or name in RAM_SECTIONS else None
+            if current == ".stack" and out:
+                fp.add("stack", ".stack", int(out["size"], 16))
+                current = None  # its content is fill
+            pending = False
+            continue
+        if current is None:
+            continue
+        fill = _FILL.match(line)
+        if fill:
+            entries.append((current, int(line.split()[1], 16), int(fill["size"], 16), None))
+            continue
+        one = _INPUT_ONE.match(line)
+        rest = _INPUT_REST.match(line) if pending else None
+        if one and not one["obj"].startswith("0x"):
+            addr, size, obj = int(one["addr"], 16), int(one["size"], 16), one["obj"]
+        elif rest and "(size before relaxing)" not in rest["obj"]:
+            addr, size, obj = int(rest["addr"], 16), int(rest["size"], 16), rest["obj"]
+        else:
+            pending = bool(_INPUT_NAME.match(line)) or pending and "(size before relaxing)" in line
+            continue
+        pending = False
+        if size:
+            entries.append((current, addr, size, component_of(obj.strip(), current)))
+    last = "startup"
+    for i, (section, addr, size, comp) in enumerate(entries):
+        following = [a for s, a, _, _ in entries[i + 1:i + 8] if s == section and a >= addr]
+        if following:
+            size = min(size, following[0] - addr)
+        last = comp or last
+        if size:
+            fp.add(last, section, size)
+    if not fp.sections:
+        raise MapFileError(f"{path} places no input sections in {', '.join(FLASH_SECTIONS)}")
+    return fp
+
+
+# ---- building what is measured ------------------------------------------------------------------------------
+
+class SizeError(LnnedgeError):
+    """A build for measuring failed, or the image does not fit its board."""
+
+
+def _sources_mk(vm_dir: Path) -> dict[str, list[str]]:
+    """The variables of vm/sources.mk (one `NAME := words` per line)."""
+    out: dict[str, list[str]] = {}
+    for line in (vm_dir / "sources.mk").read_text().splitlines():
+        if ":=" in line and not line.lstrip().startswith("#"):
+            name, _, words = line.partition(":=")
+            out[name.strip()] = words.split()
+    return out
+
+
+def _run(args: list[str], what: str) -> None:
+    import subprocess
+
+    proc = subprocess.run(args, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SizeError(f"{what} failed:\n{proc.stdout}{proc.stderr}")
+
+
+def selective_flags(ops_header: Path | None) -> list[str]:
+    """The compiler flags of a device build: no names, and the op selection when given."""
+    flags = ["-DLNN_NO_NAMES=1"]
+    if ops_header is not None:
+        flags.append(f'-DLNN_OPS_HEADER="{ops_header}"')
+    return flags
+
+
+def build_core(cc: list[str], cpu_flags: list[str], model: Path, ops_header: Path, out: Path,
+               opt: str = "-Os") -> Path:
+    """Links vm/firmware/core_app.c (lnn_init + lnn_run on `model` in a const array) with the VM built for the
+    model's ops; returns the map file. The core is what an application pays for: no protocol, no startup."""
+    from . import lnnb
+    from .paths import ROOT
+
+    vm = ROOT / "vm"
+    src = _sources_mk(vm)
+    program = lnnb.read(model.read_bytes())
+    data = model.read_bytes()
+    out.mkdir(parents=True, exist_ok=True)
+    blob = out / "core_model.c"
+    body = ",".join(str(b) for b in data)
+    blob.write_text("/* generated by lnnedge.footprint: the model, in flash */\n"
+                    f"__attribute__((aligned(64))) const unsigned char lnn_core_model[] = {{{body}}};\n"
+                    f"const unsigned int lnn_core_model_len = {len(data)}u;\n")
+    arena = program.arena_fixed + program.arena_row + program.state_row + 128
+    sizes = [t for t in program.tensors]
+    n_in = max((int(_prod(t.dims)) for t in sizes if t.region == _region("INPUT")), default=1)
+    n_out = max((int(_prod(t.dims)) for t in sizes if t.region == _region("OUTPUT")), default=1)
+    defs = [f"-DLNN_CORE_ARENA={arena}", f"-DLNN_CORE_IN={max(n_in, 1)}", f"-DLNN_CORE_OUT={max(n_out, 1)}"]
+    isa_defs = [f"-D{d}" for d in src["LNN_ISA_DEFS_scalar"]]
+    flags = [*cpu_flags, "-std=c11", "-Wall", "-Wextra", "-Werror", opt, "-ffp-contract=off", "-ffunction-sections",
+             "-fdata-sections", "-fno-common", f"-I{vm / 'include'}", f"-I{vm / 'src'}", *isa_defs,
+             *selective_flags(ops_header), *defs]
+    files = [vm / "src" / f for f in src["LNN_LIB_SRCS"]] + [vm / "firmware" / "core_app.c", blob]
+    objs = []
+    for f in files:
+        obj = out / (("vm_" if f.parent.name == "src" else "") + f.stem + ".o")
+        _run([*cc, *flags, "-c", "-o", str(obj), str(f)], f"compiling {f.name}")
+        objs.append(str(obj))
+    elf, mapfile = out / "core.elf", out / "core.map"
+    _run([*cc, *cpu_flags, "-nostartfiles", "--specs=nano.specs", "-Wl,--gc-sections", "-Wl,--entry=lnn_core_main",
+          f"-Wl,-Map={mapfile}", "-o", str(elf), *objs, "-lm", "-lc", "-lgcc"], "linking the core application")
+    return mapfile
+
+
+def _prod(dims: tuple[int, ...]) -> int:
+    n = 1
+    for d in dims:
+        n *= max(d, 1)  # the batch dim (0 in the file) counts as one row
+    return n
+
+
+def _region(name: str) -> int:
+    from .isa import const
+
+    return const(f"REG_{name}")
+
+
+# ---- invoke size ------------------------------------------------------------------------------------------------
+
+def _limits(target_name: str) -> dict[str, int]:
+    """Flash and RAM of the smallest board of the target in boards.yaml (`memory`), where recorded."""
+    from . import config
+
+    boards, _ = config.load_boards()
+    limits: dict[str, int] = {}
+    for board in boards.values():
+        if board.target.name == target_name:
+            for k in ("flash", "ram"):
+                if k in board.memory:
+                    limits[k] = min(limits.get(k, board.memory[k]), board.memory[k])
+    return limits
+
+
+def _row(fp: Footprint) -> dict:
+    return {"components": {c: {"flash": fp.flash(c), "code": fp.code(c), "ram": fp.ram(c)}
+                           for c in COMPONENTS if c in fp.sections},
+            "flash": fp.flash_total, "ram": fp.ram_total, "vm_code": fp.vm_code}
+
+
+def measure(target_name: str, model: Path | None, opt: str = "-Os") -> dict:
+    """Builds and measures the firmware of `target_name` (a selective build for `model` when given) and the core
+    application of `model`; writes build/size/<target>[-<model>].json and returns the same dict. Raises SizeError
+    when the firmware is over its board's flash or RAM."""
+    import json
+    import shlex
+
+    from . import config
+    from .artifacts import atomic_write_text
+    from .opselect import write_header
+    from .paths import BUILD_DIR, ROOT
+
+    target = config.load_target(target_name)
+    if target.firmware is None:
+        raise SizeError(f"target {target_name} has no firmware (`invoke size` measures bare-metal images)")
+    name = target_name + (f"-{model.parent.name}" if model else "")
+    out = BUILD_DIR / "size" / name
+    out.mkdir(parents=True, exist_ok=True)
+    ops = write_header([model], out / "ops.h") if model else None
+    fw = target.firmware
+    cc = shlex.split(target.toolchain.cc)
+    cross = target.toolchain.cc[: -len("gcc")] if target.toolchain.cc.endswith("gcc") else target.toolchain.cc
+    variables = {**fw.variables, "OPT": opt}
+    args = ["make", "-C", str(ROOT / fw.make_dir), f"O={out / 'firmware'}", f"CROSS={cross}",
+            f"TARGET_NAME={target.name}", *(f"{k}={v}" for k, v in variables.items()),
+            f"EXTRA_CFLAGS={' '.join(selective_flags(ops)).replace(chr(34), chr(92) + chr(34))}"]
+    _run(args, f"building the {target_name} firmware")
+    maps = sorted((out / "firmware").glob("*.map"))
+    if not maps:
+        raise SizeError(f"the {target_name} firmware build wrote no map file in {out / 'firmware'}")
+    report = {"target": target_name, "model": model.parent.name if model else None, "opt": opt,
+              "limits": _limits(target_name), "firmware": _row(parse_map(maps[0]))}
+    if model:
+        report["core"] = _row(parse_map(build_core(cc, list(target.cflags), model, ops, out / "core", opt)))
+    atomic_write_text(BUILD_DIR / "size" / f"{name}.json", json.dumps(report, indent=2) + "\n")
+    over = [f"{k} {report['firmware'][k]} B > {v} B" for k, v in report["limits"].items()
+            if report["firmware"][k] > v]
+    if over:
+        raise SizeError(f"the {target_name} firmware does not fit its board: {', '.join(over)}")
+    return report
+
+
+def table(report: dict) -> str:
+    """The breakdown as text: one line per component, flash / code / RAM, then the totals against the limits."""
+    lines = []
+    for part in ("firmware", "core"):
+        if part not in report:
+            continue
+        row = report[part]
+        lines.append(f"{part} ({report['target']}, {report['opt']}"
+                     f"{', ops of ' + report['model'] if report['model'] else ''}):")
+        lines.append(f"  {'component':<10} {'flash':>9} {'.text+.rodata':>14} {'RAM':>10}")
+        for c, v in row["components"].items():
+            lines.append(f"  {c:<10} {v['flash']:>9} {v['code']:>14} {v['ram']:>10}")
+        lines.append(f"  {'total':<10} {row['flash']:>9} {'':>14} {row['ram']:>10}")
+        lines.append(f"  VM (core + verifier + kernels): {row['vm_code']} B of .text + .rodata")
+    for k, v in report["limits"].items():
+        used = report["firmware"][k]
+        lines.append(f"{k.upper()}: {used / v:6.1%} (used {used} bytes from {v} bytes)")
+    return "\n".join(lines)

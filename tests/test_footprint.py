@@ -1,0 +1,69 @@
+"""The selective build (lnnedge.opselect) and the map-file size breakdown (lnnedge.footprint): a VM built for
+some ops refuses a model with another (E_NOT_LINKED), and the breakdown adds up to what the linker placed."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+from conftest import lnnvm
+from lnnedge import lnnb
+from lnnedge.footprint import COMPONENTS, build_core, parse_map
+from lnnedge.isa import encode
+from lnnedge.opselect import header, used_ops
+from lnnedge.paths import ROOT
+from test_loader import VALID, program
+
+CORTEX_M4 = ["-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"]
+
+
+@pytest.fixture(scope="module")
+def selective_runner(tmp_path_factory):
+    """The host runner built with only the ops of VALID (scalar kernels)."""
+    out = tmp_path_factory.mktemp("selective")
+    ops = out / "ops.h"
+    ops.write_text(header([VALID]))
+    proc = subprocess.run(["make", "-C", str(ROOT / "vm"), "-j2", f"O={out}", "ISA=scalar",
+                           f'EXTRA_CFLAGS=-DLNN_OPS_HEADER=\\"{ops}\\"', "runner"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return out / "lnnvm"
+
+
+def test_the_selection_is_the_models_ops():
+    assert used_ops(VALID) == {"PUSH", "LINEAR", "DROP", "LOOP", "MUL", "ADD", "END", "NEG"}
+    text = header([VALID])
+    assert "#define LNN_USE_NEG 1" in text and "#define LNN_USE_RELU 0" in text
+
+
+def test_a_selective_build_runs_its_model_and_refuses_an_op_it_lacks(selective_runner, tmp_path):
+    good = tmp_path / "good.lnnb"
+    good.write_bytes(VALID)
+    proc = lnnvm(selective_runner, "verify", good)
+    assert proc.returncode == 0, proc.stderr
+    # the same program with RELU (same operands as NEG) where NEG was: an op this image was built without
+    code = tuple(encode("RELU", 0, 3) if w == encode("NEG", 0, 3) else w for w in program().code)
+    bad = tmp_path / "bad.lnnb"
+    bad.write_bytes(lnnb.write(program(code=code)))
+    proc = lnnvm(selective_runner, "verify", bad)
+    assert proc.returncode == 3
+    assert ": E_NOT_LINKED at byte" in proc.stderr
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="needs arm-none-eabi-gcc")
+def test_the_breakdown_adds_up_to_the_linked_image(tmp_path):
+    model = tmp_path / "m.lnnb"
+    model.write_bytes(VALID)
+    ops = tmp_path / "ops.h"
+    ops.write_text(header([VALID]))
+    mapfile = build_core(["arm-none-eabi-gcc"], CORTEX_M4, model, ops, tmp_path / "core")
+    fp = parse_map(mapfile)
+    sysv = subprocess.run(["arm-none-eabi-size", "-A", str(tmp_path / "core" / "core.elf")], capture_output=True,
+                          text=True, check=True).stdout
+    sections = {line.split()[0]: int(line.split()[1]) for line in sysv.splitlines()[2:] if len(line.split()) >= 3}
+    loaded = sum(v for k, v in sections.items() if k in (".text", ".rodata", ".ARM.exidx", ".data"))
+    assert fp.flash_total == loaded
+    assert fp.code("model") >= len(VALID)  # the model, in its const array
+    assert fp.code("protocol") == 0  # the core application has no protocol
+    assert all(c in COMPONENTS for c in fp.sections)
+    assert 0 < fp.vm_code < loaded
