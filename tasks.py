@@ -24,18 +24,25 @@ from invoke import Collection, Exit, task
 sys.path.insert(0, str(Path(__file__).resolve().parent / "python"))
 
 MODEL_HELP = "recipe name (recipes/<model>.yaml; default: the `model` setting)"
+FILE_HELP = "a compiled model file (.lnnb), instead of a recipe's (e.g. from `invoke compile --module`)"
+DEFAULT_MODEL = {"stream": "ltc-sequence"}  # a task whose default recipe is not the `model` setting
 
 
 def step(func):
     """Run a task body; turn a user error (any LnnedgeError) into `Exit` with a one-line message (unless --debug).
-    Anything else is a bug in the kit and keeps its traceback. A `model` left unset is the `model` setting."""
+    Anything else is a bug in the kit and keeps its traceback. A `model` left unset is the `model` setting,
+    unless a compiled --file or a --module is given instead (giving both is refused)."""
 
     @functools.wraps(func)
     def wrapper(c, *args, **kwargs):
         from lnnedge.errors import LnnedgeError
 
-        if "model" in kwargs and kwargs["model"] is None:
-            kwargs["model"] = c.config.model
+        instead = next((k for k in ("file", "module") if kwargs.get(k)), None)
+        if instead and kwargs.get("model"):
+            raise Exit(f"error: --model and --{instead} are mutually exclusive: give a recipe or "
+                       f"{'a compiled file' if instead == 'file' else 'your module'}, not both", code=1)
+        if "model" in kwargs and kwargs["model"] is None and not instead:
+            kwargs["model"] = DEFAULT_MODEL.get(func.__name__, c.config.model)
         try:
             return func(c, *args, **kwargs)
         except LnnedgeError as exc:
@@ -85,15 +92,48 @@ def train_seeds(c, model=None, seeds="0,1,2,3,4", epochs=None):
 QUANT_HELP = "int8 or f16: the model with int8 or float16 weights (build/<model>/model-<scheme>.lnnb)"
 
 
-@task(name="compile", help={"model": MODEL_HELP, "quant": QUANT_HELP})
-@step
-def compile_(c, model=None, quant=None):
-    """Compile the trained model to build/<model>/model.lnnb (+ listing, debug info), or
-    model-<scheme>.lnnb with --quant."""
-    from lnnedge import console
-    from lnnedge.pipeline.compile import compile_model
+MODULE_HELP = "your own model: FILE.py:FACTORY, a function returning the nn.Module (instead of --model)"
 
-    console.show(compile_model(model, quant))
+
+@task(name="compile", help={"model": MODEL_HELP, "quant": QUANT_HELP, "module": MODULE_HELP,
+                            "weights": "with --module: a state_dict saved by torch.save, loaded into the module",
+                            "example": "with --module: the input shapes, batch first, e.g. 1x3 or 1x3,1x8",
+                            "test-data": "with --module: an .npz of test inputs (`inputs`, or inputs_0, inputs_1...) "
+                                         "and optionally their `outputs` (else PyTorch's), bundled in the file",
+                            "out": "with --module: the .lnnb file or a directory (default build/<FILE>/model.lnnb)",
+                            "tolerance": "with --module: max |device - PyTorch| the bundled test set allows",
+                            "check": "with --module: list every op that will not compile, with file:line; emit "
+                                     "nothing"})
+@step
+def compile_(c, model=None, quant=None, module=None, weights=None, example=None, test_data=None, out=None,
+             tolerance="1e-5", check=False):
+    """Compile the trained model to build/<model>/model.lnnb (+ listing, debug info), or
+    model-<scheme>.lnnb with --quant; or your own module (--module FILE.py:FACTORY --example 1x3)."""
+    from lnnedge import console
+    from lnnedge.args import positive_number
+    from lnnedge.errors import UsageError
+
+    if module is None:
+        if check or any(v is not None for v in (weights, example, test_data, out)):
+            raise UsageError("--check, --weights, --example, --test-data and --out go with --module FILE.py:FACTORY")
+        from lnnedge.pipeline.compile import compile_model
+
+        console.show(compile_model(model, quant))
+        return
+    if quant:
+        raise UsageError("--quant goes with a recipe (--model); a --module is compiled with float32 weights")
+    if example is None:
+        raise UsageError("--module needs --example, the input shapes (e.g. 1x3, or 1x3,1x8 for two inputs)")
+    from lnnedge.pipeline import userfile
+
+    if check:
+        report = userfile.check_file(module, weights, example)
+        console.show(report)
+        if not report.passed:
+            raise Exit(f"error: {len(report.unsupported)} op(s) of {module} will not compile (listed above)", code=1)
+        return
+    console.show(userfile.compile_file(module, weights, example, test_data, out,
+                                       positive_number(tolerance, "--tolerance")))
 
 
 @task(help={"target": "a target in targets/ (see `invoke targets`)", "sanitize": "ASan + UBSan runner"})
@@ -107,29 +147,45 @@ def build(c, target="host", sanitize=False):
 
 
 @task(help={"model": MODEL_HELP, "board": "a board in boards.yaml (default: its default_board)",
-            "inputs": "comma-separated input values (one row per model input width)", "quant": QUANT_HELP})
+            "inputs": "comma-separated input values (one row per model input width)", "quant": QUANT_HELP,
+            "file": FILE_HELP})
 @step
-def run(c, model=None, board=None, inputs="", quant=None):
+def run(c, model=None, board=None, inputs="", quant=None, file=None):
     """Run the compiled model on a board and print its outputs."""
     from lnnedge import console
     from lnnedge.args import numbers
+
+    values = numbers(inputs, "--inputs") if inputs else None
+    if file:
+        from lnnedge.pipeline.userfile import run_file
+
+        console.show(run_file(file, board, values))
+        return
     from lnnedge.pipeline.run import run as run_model
 
-    console.show(run_model(model, board, numbers(inputs, "--inputs") if inputs else None, quant))
+    console.show(run_model(model, board, values, quant))
 
 
 @task(help={"model": MODEL_HELP, "board": "a board in boards.yaml (default: its default_board)",
             "trace": "run one input with every intermediate tensor compared, and name the first op that differs",
-            "row": "with --trace: which verify input to trace (default 0)", "quant": QUANT_HELP})
+            "row": "with --trace: which verify input to trace (default 0)", "quant": QUANT_HELP,
+            "file": FILE_HELP + ": held to the test set bundled in it", "module": "with --file: " + MODULE_HELP
+            + ", also held to on --test-data's inputs", "weights": "with --module: its state_dict (torch.save)",
+            "test-data": "with --module: an .npz of inputs (`inputs`, or inputs_0, inputs_1...) to compare on"})
 @step
-def verify(c, model=None, board=None, trace=False, row="0", quant=None):
-    """Compare the device with PyTorch on the recipe's verify points; exit 1 unless within tolerance."""
+def verify(c, model=None, board=None, trace=False, row="0", quant=None, file=None, module=None, weights=None,
+           test_data=None):
+    """Compare the device with PyTorch on the recipe's verify points (or a compiled --file's bundled test set);
+    exit 1 unless within tolerance."""
     from lnnedge import console
     from lnnedge.args import count
     from lnnedge.pipeline.reports import FleetReport
     from lnnedge.pipeline.run import trace_row
     from lnnedge.pipeline.verify import verify as run_verify
 
+    if file or module:
+        _verify_file(file, board, module, weights, test_data, trace or quant)
+        return
     if trace:
         traced = trace_row(model, board, count(row, "--row", 0), quant)
         console.show(traced)
@@ -151,16 +207,51 @@ def verify(c, model=None, board=None, trace=False, row="0", quant=None):
                    f"> tolerance {r['tolerance']:.0e}", code=1)
 
 
+def _verify_file(file, board, module, weights, test_data, recipe_only) -> None:
+    """verify --file [--module M --test-data D]: the compiled file on the board."""
+    from lnnedge import console
+    from lnnedge.errors import UsageError
+    from lnnedge.pipeline.reports import FleetReport
+    from lnnedge.pipeline.userfile import verify_file_with
+
+    if not file:
+        raise UsageError("--module goes with --file (verify a compiled file against your module)")
+    if recipe_only:
+        raise UsageError("--trace and --quant go with a recipe (--model), not --file")
+    if (module is None) != (test_data is None):
+        raise UsageError("verify --file: --module and --test-data go together (your module and the inputs to "
+                         "compare it on)")
+    report = verify_file_with(file, board, module, weights, test_data)
+    console.show(report)
+    if isinstance(report, FleetReport):
+        if report.failed:
+            raise Exit(f"error: verification failed on {', '.join(report.failed)}", code=1)
+    elif not report.passed:
+        d = report.data
+        worst = max(d["max_abs_err"], d.get("vs_module", {}).get("max_abs_err", 0.0))
+        raise Exit(f"error: verification failed on {d['board']}: max_abs_err {worst:.3e} > tolerance "
+                   f"{d['tolerance']:.0e}", code=1)
+
+
 @task(help={"model": MODEL_HELP, "board": "a board or a group of boards in boards.yaml", "quant": QUANT_HELP,
-            "force": "deploy a quantized model even without a passed quantize-check"})
+            "force": "deploy a quantized model even without a passed quantize-check", "file": FILE_HELP})
 @step
-def deploy(c, model=None, board=None, quant=None, force=False):
+def deploy(c, model=None, board=None, quant=None, force=False, file=None):
     """Upload the target's VM and the compiled model; activate only after a smoke test passes on the device.
     A quantized model (--quant int8|f16) needs a passed `invoke quantize-check --quant` of it unless --force."""
     from lnnedge import console
-    from lnnedge.pipeline.deploy import deploy as deploy_model
 
-    report = deploy_model(model, board, quant, force)
+    if file:
+        from lnnedge.errors import UsageError
+        from lnnedge.pipeline.userfile import deploy_file
+
+        if quant or force:
+            raise UsageError("--quant and --force go with a recipe (--model), not --file")
+        report = deploy_file(file, board)
+    else:
+        from lnnedge.pipeline.deploy import deploy as deploy_model
+
+        report = deploy_model(model, board, quant, force)
     console.show(report)
     if report.failed:
         raise Exit(f"error: deploy failed on {', '.join(report.failed)}; the summary above says what is live on each",
@@ -231,20 +322,27 @@ def status(c, board=None):
         raise Exit("error: could not read the status of every board", code=1)
 
 
-@task(help={"model": "a sequence recipe (e.g. ltc-sequence)", "board": "a local or QEMU board",
-            "steps": "samples to feed"})
+@task(help={"model": "a sequence recipe (default ltc-sequence)", "board": "a local or QEMU board",
+            "steps": "samples to feed (default 32; with --file, every bundled test input)",
+            "file": FILE_HELP + ": its bundled test inputs are the samples"})
 @step
-def stream(c, model="ltc-sequence", board=None, steps="32"):
+def stream(c, model=None, board=None, steps=None, file=None):
     """Feed a sequence to the device one sample at a time (`lnnvm stream`: stdin -> stdout, state in the VM) and
     show it gives the whole-sequence call's outputs."""
     from lnnedge import console
     from lnnedge.args import count
-    from lnnedge.pipeline.stream import stream as run_stream
 
-    report = run_stream(model, board, count(steps, "--steps"))
+    if file:
+        from lnnedge.pipeline.userfile import stream_file
+
+        report = stream_file(file, board, None if steps is None else count(steps, "--steps"))
+    else:
+        from lnnedge.pipeline.stream import stream as run_stream
+
+        report = run_stream(model, board, count("32" if steps is None else steps, "--steps"))
     console.show(report)
     if report.err > report.tolerance:
-        raise Exit(f"error: the streamed outputs differ from PyTorch by {report.err:.3e}", code=1)
+        raise Exit(f"error: the streamed outputs differ from {report.reference_name} by {report.err:.3e}", code=1)
     if report.gap > 0:
         raise Exit("error: streaming gave other outputs than the whole-sequence call", code=1)
 
@@ -264,6 +362,16 @@ def demo(c, model=None, board=None):
     build(c, target=chosen.target.name)
     console.show(console.Heading(f"verify --board {chosen.name}"))
     verify(c, model=model, board=chosen.name)
+
+
+@task
+@step
+def ops(c):
+    """List the torch ops the compiler takes, with their limits (what `invoke compile --check` holds a module to)."""
+    from lnnedge import console
+    from lnnedge.pipeline.userfile import supported_ops
+
+    console.show(supported_ops())
 
 
 @task
@@ -341,6 +449,6 @@ def readme_table(c):
 
 
 ns = Collection(train, train_seeds, fuzz, quantize_check, compile_, build, run, verify, deploy, status, bench,
-               bench_matmul, stream, demo,
+               bench_matmul, stream, demo, ops,
                targets, boards, schema, reliability, readme_table, size)
 ns.configure({"debug": False, "model": "ltc-sine"})

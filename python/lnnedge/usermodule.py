@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import inspect
 import sys
 import zipfile
 from collections.abc import Sequence
@@ -54,7 +55,7 @@ def load(spec: str, weights: str | Path | None = None) -> torch.nn.Module:
         sys.path.remove(str(path.resolve().parent))
     make = getattr(source, factory, None)
     if not callable(make):
-        found = sorted(k for k, v in vars(source).items() if callable(v) and getattr(v, "__module__", "") == name)
+        found = sorted(k for k, v in vars(source).items() if inspect.isfunction(v) and v.__module__ == name)
         raise UserModuleError(f"--module {spec}: {path} has no function {factory}"
                               + (f" (it defines {', '.join(found)})" if found else ""))
     try:
@@ -75,8 +76,8 @@ def load_weights(module: torch.nn.Module, path: Path) -> None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a corrupt or foreign file: torch raises many types
-        raise UserModuleError(f"--weights {path}: not a PyTorch state_dict file ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0] if str(exc) else ''})") from exc
+        raise UserModuleError(f"--weights {path}: not a PyTorch state_dict file (save one with "
+                              "torch.save(model.state_dict(), path))") from exc
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
@@ -126,7 +127,8 @@ def load_test_data(path: str | Path, examples: Sequence[torch.Tensor]) -> tuple[
         with np.load(path, allow_pickle=False) as archive:
             arrays = {k: archive[k] for k in archive.files}
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise UserModuleError(f"--test-data {path}: not an .npz archive ({exc})") from exc
+        raise UserModuleError(f"--test-data {path}: not an .npz archive of numbers (save one with "
+                              "numpy.savez(path, inputs=..., outputs=...))") from exc
     names = ["inputs"] if len(examples) == 1 else [f"inputs_{i}" for i in range(len(examples))]
     missing = [n for n in names if n not in arrays]
     if missing:

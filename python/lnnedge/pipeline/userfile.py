@@ -120,7 +120,10 @@ def compiled_path(file: str | Path) -> Path:
         raise UsageError(f"--file {path}: not a compiled model (.lnnb); compile one with `invoke compile`")
     if not path.is_file():
         raise MissingArtifact(f"--file {path}: no such file")
-    lnnb.read(path.read_bytes())  # FormatError (one line) for a file that is not a model
+    try:
+        lnnb.read(path.read_bytes())
+    except lnnb.FormatError as exc:
+        raise lnnb.FormatError(f"--file {path}: not a model file: {exc}") from None
     return path
 
 

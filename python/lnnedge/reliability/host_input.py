@@ -1,7 +1,8 @@
 """Host-side bad input: every task of the CLI given what a careless user (or an attacker) would give it.
 
 Each case is an `invoke` command line with damaged input: a recipe with an unknown, misspelt, non-finite or
-out-of-range key, a boards.yaml entry of the wrong type, a checkpoint that is truncated or not one, an
+out-of-range key, a boards.yaml entry of the wrong type, a checkpoint that is truncated or not one, a user's
+module, weights, example shape or test data that cannot be used, a --file that is not a model, an
 option that is not a number (or NaN, or out of range), a name that would step out of build/, a missing
 tool. The contract (tasks.py): a non-zero exit, exactly one line `error: ...` on stderr that names the
 problem (the case's `expect` phrase), and no traceback. A few valid controls must still succeed.
@@ -87,6 +88,79 @@ def _checkpoints() -> dict[str, bytes]:
     good = saved({"state_dict": build_model(load("ltc-sine").model).state_dict()})
     return {"truncated": good[: len(good) // 3], "text": b"not a checkpoint\n",
             "other shape": saved({"state_dict": {"w": torch.zeros(3)}}), "five": saved(5), "empty": b""}
+
+
+USER_MODULE = """import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(3, 4)
+
+    def forward(self, x):
+        return torch.tanh(self.a(x))
+
+
+def make_model():
+    return Net()
+"""
+
+
+def _user_module_cases() -> list[Case]:
+    """Your own module (compile --module) and a compiled file (--file), given wrongly."""
+    import numpy as np
+    import torch
+
+    def npz(**arrays: np.ndarray) -> bytes:
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        return buffer.getvalue()
+
+    other = io.BytesIO()
+    torch.save(torch.nn.Linear(5, 2).state_dict(), other)
+    module = {"m.py": USER_MODULE}
+    compile_m = ("compile", "--module", "{tmp}/m.py:make_model", "--example", "1x3", "--out", "{tmp}/out")
+    return [
+        Case("module file missing", ("compile", "--module", "{tmp}/none.py:make_model", "--example", "1x3"),
+             "none.py does not exist"),
+        Case("module without a factory", ("compile", "--module", "{tmp}/m.py", "--example", "1x3"),
+             "expected FILE.py:FACTORY", module),
+        Case("no such factory", ("compile", "--module", "{tmp}/m.py:build", "--example", "1x3"),
+             "has no function build (it defines make_model)", module),
+        Case("factory not giving a module", ("compile", "--module", "{tmp}/m.py:make_model", "--example", "1x3"),
+             "returned int, not an nn.Module", {"m.py": "def make_model():\n    return 5\n"}),
+        Case("module that does not import", ("compile", "--module", "{tmp}/m.py:make_model", "--example", "1x3"),
+             "importing", {"m.py": "import no_such_package_here\n"}),
+        Case("wrong example shape", (*compile_m[:4], "1x5"), "cannot run on inputs of shape 1x5", module),
+        Case("example not a shape", (*compile_m[:4], "1xa"), "--example 1xa: expected shapes like 1x3", module),
+        Case("example without a batch", (*compile_m[:4], "3"), "at least two dims", module),
+        Case("module without --example", compile_m[:3], "--module needs --example", module),
+        Case("weights missing", (*compile_m, "--weights", "{tmp}/none.pt"), "--weights", module),
+        Case("weights of another model", (*compile_m, "--weights", "{tmp}/w.pt"), "does not fit Net",
+             {**module, "w.pt": other.getvalue()}),
+        Case("weights not a state_dict", (*compile_m, "--weights", "{tmp}/w.pt"), "not a PyTorch state_dict",
+             {**module, "w.pt": "hello"}),
+        Case("test data without inputs", (*compile_m, "--test-data", "{tmp}/d.npz"), "no array inputs",
+             {**module, "d.npz": npz(x=np.zeros((4, 3), np.float32))}),
+        Case("test data not an npz", (*compile_m, "--test-data", "{tmp}/d.npz"), "not an .npz archive",
+             {**module, "d.npz": "inputs"}),
+        Case("test inputs of another width", (*compile_m, "--test-data", "{tmp}/d.npz"),
+             "inputs has shape 4x5; rows of 3 expected", {**module, "d.npz": npz(inputs=np.zeros((4, 5), np.float32))}),
+        Case("test data holding NaN", (*compile_m, "--test-data", "{tmp}/d.npz"), "hold NaN",
+             {**module, "d.npz": npz(inputs=np.full((4, 3), np.nan, np.float32))}),
+        Case("check without a module", ("compile", "--check"), "go with --module"),
+        Case("--file not .lnnb", ("verify", "--file", "{tmp}/m.py", "--board", "host"),
+             "not a compiled model (.lnnb)", module),
+        Case("--file missing", ("deploy", "--file", "{tmp}/none.lnnb", "--board", "host"), "no such file"),
+        Case("--file not a model", ("run", "--file", "{tmp}/x.lnnb", "--board", "host"), "--file",
+             {"x.lnnb": b"LNNB" + bytes(7)}),
+        Case("--model and --file", ("run", "--model", "ltc-sine", "--file", "{tmp}/x.lnnb"), "mutually exclusive"),
+        Case("--module without --file", ("verify", "--module", "{tmp}/m.py:make_model"), "--module goes with --file",
+             module),
+        Case("control: compile your own module", compile_m, None, module),
+    ]
 
 
 def cases() -> list[Case]:
@@ -198,6 +272,7 @@ def cases() -> list[Case]:
              BOARDS_ENV),
         Case("boards file missing", ("status",), "file not found", {}, {"LNNEDGE_BOARDS": "{tmp}/none.yaml"}),
         Case("boards file not YAML", ("boards",), "not valid YAML", {"boards.yaml": "boards: {"}, BOARDS_ENV),
+        *_user_module_cases(),
         # a missing tool
         Case("qemu-system-arm missing", ("run", "--board", "qemu-m4", "--model", MODEL), "qemu-system-arm not found",
              env={"PATH": "{tmp}/no-tools"}, needs_model=True),
@@ -358,7 +433,8 @@ def host_input_campaign(processes: bool = True, workers: int = 2) -> Campaign:
             print(f"host-side bad input: {r.case.name}: {r.outcome}: {r.detail}", file=sys.stderr)
     tried = len(results)
     how = (f"{tried} command lines through the invoke CLI ({'one process each' if processes else 'in process'}): "
-           "recipes, boards.yaml entries, checkpoints and options with unknown, misspelt, non-finite, out-of-range "
+           "recipes, boards.yaml entries, checkpoints, user modules, compiled files and options with unknown, "
+           "misspelt, non-finite, out-of-range "
            "or path-escaping values, a missing emulator, and valid controls; clean = exit 1 with one "
            "`error:` line naming the problem")
     return campaign_of(results, how)

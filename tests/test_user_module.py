@@ -1,0 +1,215 @@
+"""Your own model (issue 16, item 1): a module the kit has never seen, written here from scratch, through
+`invoke compile --module` and `invoke verify --file` on qemu-rpi4, through the Python API in the README's five
+lines, and `invoke compile --check` naming every op that will not compile with its file:line."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from lnnedge.compiler import CompileError, compile_module
+from lnnedge.paths import BUILD_DIR, ROOT
+from test_pipeline import invoke
+
+# torchdiffeq methods the unseen module is taken through; helper B adds "dopri5" when the adaptive solvers land
+METHODS = ["rk4"]
+
+# A module of our own: its own dynamics class, torchdiffeq's odeint called directly over non-uniform times.
+UNSEEN = '''
+import torch
+from torch import nn
+from torchdiffeq import odeint
+
+
+class Damped(nn.Module):
+    """dh/dt = W2 tanh(W1 h) - k h: no t, no inputs besides the state."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.inner = nn.Linear(width, 12)
+        self.outer = nn.Linear(12, width)
+        self.k = nn.Parameter(torch.full((width,), 0.3))
+
+    def forward(self, t, h):
+        return self.outer(torch.tanh(self.inner(h))) - self.k * h
+
+
+class Sensor(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.encode = nn.Linear(3, 5)
+        self.field = Damped(5)
+        self.decode = nn.Linear(5, 2)
+        self.register_buffer("times", torch.tensor([0.0, 0.2, 0.5, 1.0]))  # non-uniform steps
+
+    def forward(self, x):
+        h0 = torch.sigmoid(self.encode(x))
+        h = odeint(self.field, h0, self.times, method="{method}")[-1]
+        return self.decode(h) * 2.0 + 0.5
+
+
+def make_model():
+    torch.manual_seed(0)
+    return Sensor()
+'''
+
+# Three ops without a VM instruction: one in the forward, one in the ODE's dynamics, one after it.
+THREE_UNSUPPORTED = '''
+import torch
+from torch import nn
+from torchdiffeq import odeint
+
+
+class Field(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(4, 4)
+
+    def forward(self, t, h):
+        return torch.atan(self.a(h))
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.enc = nn.Linear(3, 4)
+        self.field = Field()
+        self.register_buffer("times", torch.tensor([0.0, 0.3, 1.0]))
+
+    def forward(self, x):
+        h0 = torch.sin(self.enc(x))
+        h = odeint(self.field, h0, self.times, method="rk4")[-1]
+        return torch.cumsum(h, dim=1)
+
+
+def make_model():
+    return Net()
+'''
+
+
+def _load(path, name: str = "make_model"):
+    from lnnedge import usermodule
+
+    return usermodule.load(f"{path}:{name}")
+
+
+@pytest.fixture(scope="module", params=METHODS)
+def unseen(request, tmp_path_factory):
+    """The module file, weights other than the factory's (so --weights matters) and test inputs."""
+    tmp = tmp_path_factory.mktemp(f"unseen-{request.param}")
+    source = tmp / "sensor_net.py"
+    source.write_text(UNSEEN.replace("{method}", request.param))
+    torch.manual_seed(7)
+    trained = _load(source)
+    with torch.no_grad():
+        for p in trained.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    torch.save(trained.state_dict(), tmp / "ckpt.pt")
+    np.savez(tmp / "data.npz", inputs=np.random.default_rng(3).normal(size=(40, 3)).astype(np.float32))
+    return tmp, source, trained
+
+
+def test_unseen_module_compiles_and_verifies_on_qemu_rpi4_from_the_cli(unseen):
+    tmp, source, trained = unseen
+    spec, out = f"{source}:make_model", tmp / "out"
+    compiled = invoke("compile", "--module", spec, "--weights", str(tmp / "ckpt.pt"), "--example", "1x3",
+                      "--test-data", str(tmp / "data.npz"), "--out", str(out))
+    assert compiled.returncode == 0, compiled.stderr
+    model_file = out / "model.lnnb"
+    assert f"-> {model_file}" in compiled.stdout
+    # the bundled test set: the .npz's inputs with the outputs of the module as loaded with its weights
+    from lnnedge.devices.base import bundled_tests
+
+    (x,), tests = bundled_tests(model_file)
+    with torch.no_grad():
+        expected = trained(torch.from_numpy(x)).numpy()
+    assert x.shape == (40, 3) and np.array_equal(tests.outputs, expected) and tests.max_abs_err == np.float32(1e-5)
+    verified = invoke("verify", "--file", str(model_file), "--board", "qemu-rpi4", "--module", spec,
+                      "--weights", str(tmp / "ckpt.pt"), "--test-data", str(tmp / "data.npz"))
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "PASSED" in verified.stdout and "your inputs vs your module" in verified.stdout
+    report = json.loads((out / "verify-qemu-rpi4.json").read_text())
+    assert report["passed"] is True and report["isa"] == "neon" and report["emulated"] is True
+    assert report["n"] == 40 and report["max_abs_err"] <= 1e-5 and report["reference_vm"]["max_abs_err"] <= 1e-5
+    assert report["vs_module"] == {"n": 40, "max_abs_err": report["vs_module"]["max_abs_err"]}
+    assert report["vs_module"]["max_abs_err"] <= 1e-5
+
+
+def test_verify_file_fails_against_another_module(unseen):
+    """The module comparison is real: the factory's own weights (not the checkpoint's) are refused."""
+    from lnnedge.pipeline.userfile import compile_torch, verify_file
+
+    tmp, source, trained = unseen
+    report = compile_torch(trained, [torch.zeros(1, 3)], "sensor", tmp / "host.lnnb")
+    x = [np.random.default_rng(5).normal(size=(8, 3)).astype(np.float32)]
+    assert verify_file(report.path, "qemu-rpi4", trained, x).passed
+    failed = verify_file(report.path, "qemu-rpi4", _load(source), x)
+    assert not failed.passed and failed.data["vs_module"]["max_abs_err"] > 1e-3
+    assert failed.data["max_abs_err"] <= 1e-5  # the bundled set alone still passes: only the module differs
+
+
+def test_readme_api_example_runs_as_written(tmp_path, monkeypatch):
+    """The README's five lines, executed as they are, with the unseen module as `my_model`."""
+    text = (ROOT / "README.md").read_text()
+    snippet = re.search(r"<!-- api-example[^>]*-->\n```python\n(.*?)```", text, re.S).group(1)
+    assert len(snippet.strip().splitlines()) == 5
+    (tmp_path / "my_model.py").write_text(UNSEEN.replace("{method}", METHODS[0]))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "my_model", raising=False)
+    scope: dict = {}
+    exec(compile(snippet, "README.md", "exec"), scope)
+    compiled, report, deployed = scope["compiled"], scope["report"], scope["deployed"]
+    assert compiled.path == BUILD_DIR / "Sensor" / "model.lnnb" and compiled.path.is_file()
+    assert report.passed and report.board == "qemu-rpi4" and report.data["vs_module"]["n"] == 64
+    assert deployed is not None and deployed.failed == [] and deployed.outcomes[0].detail["model"] == "Sensor"
+
+
+def test_check_lists_every_unsupported_op_with_file_and_line(tmp_path):
+    source = tmp_path / "three_unsupported.py"
+    source.write_text(THREE_UNSUPPORTED)
+    lines = THREE_UNSUPPORTED.splitlines()
+    where = {op: next(i + 1 for i, line in enumerate(lines) if f"torch.{op}(" in line)
+             for op in ("sin", "atan", "cumsum")}
+    proc = invoke("compile", "--check", "--module", f"{source}:make_model", "--example", "1x3")
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == f"error: 3 op(s) of {source}:make_model will not compile (listed above)"
+    for op, line in where.items():
+        assert re.search(rf"op aten\.{op}\.default in .* at three_unsupported\.py:{line}: ", proc.stdout), op
+    assert "in module 'field' (Field)" in proc.stdout  # the dynamics' op named by its path in the model
+    assert not (BUILD_DIR / "three_unsupported").exists()  # nothing emitted
+
+
+def test_odeint_calls_that_cannot_compile_are_refused_and_the_module_is_left_as_it_was(tmp_path):
+    source = tmp_path / "trajectory.py"
+    source.write_text(UNSEEN.replace("{method}", "rk4").replace(")[-1]", ")[1]"))
+    module = _load(source)
+    before = dict(module.named_modules())
+    with pytest.raises(CompileError, match=r"odeint at trajectory\.py:\d+: only the final state odeint\(...\)\[-1\] "
+                                           r"compiles .* got \[1\]"):
+        compile_module(module, (torch.zeros(1, 3),))
+    assert dict(module.named_modules()) == before
+    import torchdiffeq
+
+    assert sys.modules[type(module).__module__].odeint is torchdiffeq.odeint  # the patch undone
+    lam = tmp_path / "closure.py"
+    lam.write_text(UNSEEN.replace("{method}", "rk4").replace("odeint(self.field,", "odeint(lambda t, h: -h,"))
+    with pytest.raises(CompileError, match="func must be an nn.Module f\\(t, h\\)"):
+        compile_module(_load(lam), (torch.zeros(1, 3),))
+
+
+def test_ops_lists_the_supported_torch_ops_and_import_lnnedge_stays_light():
+    import lnnedge
+
+    rows = {name: (torch_ops, limits) for name, torch_ops, limits in lnnedge.ops().rows}
+    assert rows["linear"] == ("linear", "nn.Linear")
+    assert rows["conv2d"][1].startswith("nn.Conv2d: one stride and padding")
+    assert "rk4" in rows["ode"][1]
+    proc = subprocess.run([sys.executable, "-c", "import sys, lnnedge; print('torch' in sys.modules, "
+                           "'numpy' in sys.modules, callable(lnnedge.compile))"],
+                          capture_output=True, text=True, cwd=ROOT, check=True)
+    assert proc.stdout.split() == ["False", "False", "True"]
