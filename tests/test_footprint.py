@@ -11,7 +11,7 @@ from conftest import lnnvm
 from lnnedge import lnnb
 from lnnedge.footprint import COMPONENTS, build_core, parse_map
 from lnnedge.isa import encode
-from lnnedge.opselect import header, used_ops
+from lnnedge.opselect import header, plan_size, used_ops
 from lnnedge.paths import ROOT
 from test_loader import VALID, program
 
@@ -34,6 +34,20 @@ def test_the_selection_is_the_models_ops():
     assert used_ops(VALID) == {"PUSH", "LINEAR", "DROP", "LOOP", "MUL", "ADD", "END", "NEG"}
     text = header([VALID])
     assert "#define LNN_USE_NEG 1" in text and "#define LNN_USE_RELU 0" in text
+
+
+def test_the_model_struct_is_sized_by_the_models_plan(selective_runner, host_build, tmp_path):
+    """VALID's plan: LINEAR, LOOP, MUL, ADD, END, NEG, NEG; 16 references (destinations + operands, one each for
+    LOOP and END). The selective build's lnn_model holds that plan and no more, and lnn_init builds it."""
+    assert plan_size(VALID) == (7, 16)
+    path = tmp_path / "valid.lnnb"
+    path.write_bytes(VALID)
+    info = {}
+    for name, runner in (("selective", selective_runner), ("default", host_build.runner)):
+        out = lnnvm(runner, "info", path).stdout
+        info[name] = dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
+    assert info["selective"]["plan_steps"] == info["default"]["plan_steps"] == "7"
+    assert int(info["selective"]["model_struct"]) < int(info["default"]["model_struct"]) // 2
 
 
 def test_a_selective_build_runs_its_model_and_refuses_an_op_it_lacks(selective_runner, tmp_path):

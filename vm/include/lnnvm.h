@@ -51,6 +51,15 @@ extern "C" {
 
 #define LNN_VM_VERSION "0.1.0"
 
+/* A selective build (python/lnnedge/opselect.py) passes its generated header
+ * as -DLNN_OPS_HEADER="path" to every file that includes this one: the ops
+ * the image links (internal.h, LNN_OP_LINKED) and the run plan's size for
+ * its models (LNN_PLAN_STEPS, LNN_PLAN_REFS below), so that struct
+ * lnn_model is sized by the models, not by maximums. */
+#ifdef LNN_OPS_HEADER
+#include LNN_OPS_HEADER
+#endif
+
 typedef enum {
 #define ST(name, code, message) LNN_##name = code,
 #include "lnn_status.def"

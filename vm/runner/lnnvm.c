@@ -275,6 +275,10 @@ static int cmd_info(const char *path)
     printf("arena_row: %u\n", m->arena_row);
     printf("state_row: %u\n", m->state_row);
     printf("work: %llu\n", (unsigned long long)lnn_work(m)); /* per run per batch row */
+    /* run plan steps (0: the model runs without a plan, over the build's
+     * LNN_PLAN_STEPS / LNN_PLAN_REFS) and sizeof(lnn_model) */
+    printf("plan_steps: %u\n", m->plan_steps);
+    printf("model_struct: %zu\n", lnn_model_size());
     printf("isa: %s\n", lnn_isa(m));
     kernel_sets(line, sizeof line);
     printf("kernels: %s\n", line);

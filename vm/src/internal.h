@@ -55,13 +55,11 @@ typedef enum {
 /* The most operands any op pops (EWISE8: 8 operands and its program). */
 #define LNN_MAX_POPS 9u
 
-/* The selective build (vm/firmware OPS_HEADER=, python/lnnedge/opselect.py):
- * a generated header defines LNN_OPS_SELECTED and LNN_USE_<name> (0 or 1)
- * for every opcode of the .def; LNN_OP_LINKED(name) is 1 for an op whose
- * kernels and rules this image contains. Without it every op is linked. */
-#ifdef LNN_OPS_HEADER
-#include LNN_OPS_HEADER
-#endif
+/* The selective build (-DLNN_OPS_HEADER, python/lnnedge/opselect.py): its
+ * generated header, included by lnnvm.h, defines LNN_OPS_SELECTED and
+ * LNN_USE_<name> (0 or 1) for every opcode of the .def; LNN_OP_LINKED(name)
+ * is 1 for an op whose kernels and rules this image contains. Without it
+ * every op is linked. */
 #ifdef LNN_OPS_SELECTED
 #define LNN_OP_LINKED(name) LNN_USE_##name
 #else
