@@ -439,6 +439,37 @@ def size(c, target="cortex-m4", model=""):
     print(table(measure(target, path)))
 
 
+@task(help={"file": "the compiled model (.lnnb) to export", "format": "output format: c (the only one)",
+            "out": "directory for <name>.h and <name>.c (default: the model file's directory)",
+            "name": "C name of the array and prefix of the macros (default: the file's stem)",
+            "batch": "rows the arena macro is sized for (default 1)"})
+@step
+def export(c, file=None, format="c", out=None, name=None, batch="1"):
+    """Write a model as C source for an app that embeds the VM: a 64-byte aligned const array (<name>.c) and a
+    header (<name>.h) with its size, the arena size and the inputs' / outputs' floats per row as macros."""
+    from lnnedge.args import count
+    from lnnedge.export_c import ExportError, export_c
+
+    if not file:
+        raise ExportError("give the model to export: --file MODEL.lnnb")
+    if format != "c":
+        raise ExportError(f"--format {format!r}: the only format is c")
+    model = Path(file)
+    header, source = export_c(model, Path(out) if out else model.parent, name, count(batch, "--batch"))
+    print(f"wrote {header} and {source}")
+
+
+@task(name="arduino-library", help={"out": "directory to write the library into, as <out>/lnnvm (default build/)"})
+@step
+def arduino_library(c, out=None):
+    """Assemble the VM as an Arduino library (library.properties + one src/ of its sources and headers); for
+    PlatformIO, vm/library.json describes vm/ in place."""
+    from lnnedge.paths import BUILD_DIR
+    from lnnedge.vm_library import arduino_library as assemble
+
+    print(f"wrote {assemble(Path(out) if out else BUILD_DIR)}")
+
+
 @task(name="readme-table")
 @step
 def readme_table(c):
@@ -450,5 +481,5 @@ def readme_table(c):
 
 ns = Collection(train, train_seeds, fuzz, quantize_check, compile_, build, run, verify, deploy, status, bench,
                bench_matmul, stream, demo, ops,
-               targets, boards, schema, reliability, readme_table, size)
+               targets, boards, schema, reliability, readme_table, export, arduino_library, size)
 ns.configure({"debug": False, "model": "ltc-sine"})
