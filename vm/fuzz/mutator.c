@@ -561,8 +561,10 @@ static int mutate_ew_program(int ts, int cs)
     const uint32_t avail = (pm.len[cs] - off) / 4;
     const uint32_t i = below(words < avail ? words : avail);
     uint8_t *w = pm.buf[cs] + off + 4 * i;
-    static const uint8_t ew_ops[] = {LNN_OP_ADD, LNN_OP_SUB, LNN_OP_MUL, LNN_OP_DIV, LNN_OP_NEG,
-                                     LNN_OP_EXP, LNN_OP_SIGMOID, LNN_OP_TANH, LNN_OP_RELU};
+    static const uint8_t ew_ops[] = {LNN_OP_ADD,  LNN_OP_SUB, LNN_OP_MUL, LNN_OP_DIV,     LNN_OP_MIN,
+                                     LNN_OP_MAX,  LNN_OP_POW, LNN_OP_LE,  LNN_OP_LT,      LNN_OP_NEG,
+                                     LNN_OP_EXP,  LNN_OP_SIGMOID, LNN_OP_TANH, LNN_OP_RELU, LNN_OP_ABS,
+                                     LNN_OP_SQRT, LNN_OP_LOG, LNN_OP_ERF};
     const uint32_t byte = below(4);
     uint8_t v;
     if (i > 0 && byte == 0 && !chance(8))

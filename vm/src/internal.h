@@ -21,7 +21,28 @@ typedef enum {
 } lnn_opcode;
 
 /* Case labels of the op families that every dispatch treats as one, each
- * spelled once: EWISE1..8 and the graph ops (graph.c). */
+ * spelled once: the element-wise binary and unary ops (also the
+ * instructions of EWISE programs), EWISE1..8 and the graph ops (graph.c). */
+#define LNN_CASE_BINARY                                                        \
+    case LNN_OP_ADD:                                                           \
+    case LNN_OP_SUB:                                                           \
+    case LNN_OP_MUL:                                                           \
+    case LNN_OP_DIV:                                                           \
+    case LNN_OP_MIN:                                                           \
+    case LNN_OP_MAX:                                                           \
+    case LNN_OP_POW:                                                           \
+    case LNN_OP_LE:                                                            \
+    case LNN_OP_LT
+#define LNN_CASE_UNARY                                                         \
+    case LNN_OP_NEG:                                                           \
+    case LNN_OP_EXP:                                                           \
+    case LNN_OP_SIGMOID:                                                       \
+    case LNN_OP_TANH:                                                          \
+    case LNN_OP_RELU:                                                          \
+    case LNN_OP_ABS:                                                           \
+    case LNN_OP_SQRT:                                                          \
+    case LNN_OP_LOG:                                                           \
+    case LNN_OP_ERF
 #define LNN_CASE_EWISE                                                         \
     case LNN_OP_EWISE1:                                                        \
     case LNN_OP_EWISE2:                                                        \

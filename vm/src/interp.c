@@ -203,10 +203,7 @@ static void lnn_plan_compute(const lnn_model *m, uint32_t pc, uint32_t w, const 
         lnn_ref_of(m, src[i], depth[i], &o[i]);
 
     switch ((lnn_opcode)op) {
-    case LNN_OP_ADD:
-    case LNN_OP_SUB:
-    case LNN_OP_MUL:
-    case LNN_OP_DIV:
+    LNN_CASE_BINARY:
         if (lnn_same_count(&o[0], &r[0]) && lnn_same_count(&o[1], &r[0])) {
             s->p[0] = LNN_BC_SAME;
         } else if (!(o[1].kind & LNN_REF_BATCH) && o[1].elems == 1) {
@@ -292,11 +289,8 @@ static void lnn_plan_compute(const lnn_model *m, uint32_t pc, uint32_t w, const 
     }
     case LNN_OP_ZERO:
     case LNN_OP_COPY:
-    case LNN_OP_NEG:
-    case LNN_OP_EXP:
-    case LNN_OP_SIGMOID:
-    case LNN_OP_TANH:
-    case LNN_OP_RELU:
+    LNN_CASE_UNARY:
+    case LNN_OP_WHERE: /* planned when it runs */
     LNN_CASE_GRAPH: /* the graph ops: planned when they run (graph.c) */
     case LNN_OP_PUSH:
     case LNN_OP_DROP:
@@ -491,6 +485,60 @@ static int lnn_step_inside(lnn_ctx *c, const lnn_plan_step *s, const lnn_plan_re
 #define LNN_CHECKED_STOP(c) ((void)0)
 #endif
 
+/* The kernel of ZERO, COPY or a unary op (LNN_CASE_UNARY) in set k. */
+static lnn_unary_fn lnn_unary_kernel(const lnn_kernels *k, uint32_t op)
+{
+    switch (op) {
+    case LNN_OP_ZERO:
+        return k->zero;
+    case LNN_OP_COPY:
+        return k->copy;
+    case LNN_OP_NEG:
+        return k->neg;
+    case LNN_OP_EXP:
+        return k->exp;
+    case LNN_OP_SIGMOID:
+        return k->sigmoid;
+    case LNN_OP_TANH:
+        return k->tanh;
+    case LNN_OP_ABS:
+        return k->abs;
+    case LNN_OP_SQRT:
+        return k->sqrt;
+    case LNN_OP_LOG:
+        return k->log;
+    case LNN_OP_ERF:
+        return k->erf;
+    default: /* RELU */
+        return k->relu;
+    }
+}
+
+/* The kernel of a binary op (LNN_CASE_BINARY) in set k. */
+static lnn_binary_fn lnn_binary_kernel(const lnn_kernels *k, uint32_t op)
+{
+    switch (op) {
+    case LNN_OP_ADD:
+        return k->add;
+    case LNN_OP_SUB:
+        return k->sub;
+    case LNN_OP_MUL:
+        return k->mul;
+    case LNN_OP_DIV:
+        return k->div;
+    case LNN_OP_MIN:
+        return k->min;
+    case LNN_OP_MAX:
+        return k->max;
+    case LNN_OP_POW:
+        return k->pow;
+    case LNN_OP_LE:
+        return k->le;
+    default: /* LT */
+        return k->lt;
+    }
+}
+
 /* Runs one compute step: r its references (destinations first), y the
  * destinations' addresses, x the operands'. */
 static void lnn_exec(lnn_ctx *c, const lnn_plan_step *s, const lnn_plan_ref *r,
@@ -507,37 +555,36 @@ static void lnn_exec(lnn_ctx *c, const lnn_plan_step *s, const lnn_plan_ref *r,
     switch ((lnn_opcode)s->op) {
     case LNN_OP_ZERO:
     case LNN_OP_COPY:
-    case LNN_OP_NEG:
-    case LNN_OP_EXP:
-    case LNN_OP_SIGMOID:
-    case LNN_OP_TANH:
-    case LNN_OP_RELU: {
+    LNN_CASE_UNARY: {
         lnn_unary_params p;
         p.y = y[0];
         p.x = s->op == LNN_OP_ZERO ? NULL : x[0];
         p.n = lnn_ref_count(c, &r[0]);
-        const lnn_unary_fn fn = s->op == LNN_OP_ZERO ? k->zero
-                                : s->op == LNN_OP_COPY ? k->copy
-                                : s->op == LNN_OP_NEG ? k->neg
-                                : s->op == LNN_OP_EXP ? k->exp
-                                : s->op == LNN_OP_SIGMOID ? k->sigmoid
-                                : s->op == LNN_OP_TANH ? k->tanh
-                                                       : k->relu;
-        fn(&p);
+        lnn_unary_kernel(k, s->op)(&p);
         break;
     }
-    case LNN_OP_ADD:
-        lnn_exec_binary(c, k->add, s, r, y[0], x);
+    LNN_CASE_BINARY:
+        lnn_exec_binary(c, lnn_binary_kernel(k, s->op), s, r, y[0], x);
         break;
-    case LNN_OP_SUB:
-        lnn_exec_binary(c, k->sub, s, r, y[0], x);
+    case LNN_OP_WHERE: {
+        lnn_where_params p;
+        lnn_rshape d, v;
+        p.y = y[0];
+        p.c = x[0];
+        p.a = x[1];
+        p.b = x[2];
+        lnn_rshape_of(c->m, r[0].tensor, c->batch, &d);
+        for (uint32_t i = 0; i < 4; i++)
+            p.dims[i] = i < 4 - d.rank ? 1 : d.dims[i - (4 - d.rank)];
+        lnn_rshape_of(c->m, r[1].tensor, c->batch, &v);
+        lnn_bcast_strides(&v, p.sc);
+        lnn_rshape_of(c->m, r[2].tensor, c->batch, &v);
+        lnn_bcast_strides(&v, p.sa);
+        lnn_rshape_of(c->m, r[3].tensor, c->batch, &v);
+        lnn_bcast_strides(&v, p.sb);
+        k->where(&p);
         break;
-    case LNN_OP_MUL:
-        lnn_exec_binary(c, k->mul, s, r, y[0], x);
-        break;
-    case LNN_OP_DIV:
-        lnn_exec_binary(c, k->div, s, r, y[0], x);
-        break;
+    }
     case LNN_OP_LINEAR:
     case LNN_OP_MATMUL_NT: {
         lnn_linear_params p;

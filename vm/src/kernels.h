@@ -125,6 +125,17 @@ typedef struct {
     size_t rows, n;
 } lnn_split_params;
 
+/* WHERE: y[o] = c[o] != 0 ? a[o] : b[o] over the output dims (left-padded
+ * with 1 to rank 4), each operand read at its element strides (0 where it
+ * broadcasts). y may be exactly one of the operands (same range and shape:
+ * each element is read before its slot is written). */
+typedef struct {
+    float *y;
+    const float *c, *a, *b;
+    size_t dims[4];
+    size_t sc[4], sa[4], sb[4];
+} lnn_where_params;
+
 /* EWISEn: the program's L instruction words (lnn_format.h) evaluated for
  * every output element. Operand j is read as its mode says: SAME src[j][e],
  * ROW src[j][e mod len[j]], SCALAR src[j][0]. The kernels run the program
@@ -314,6 +325,7 @@ typedef void (*lnn_binary_fn)(const lnn_binary_params *p);
 typedef void (*lnn_unary_fn)(const lnn_unary_params *p);
 typedef void (*lnn_concat_fn)(const lnn_concat_params *p);
 typedef void (*lnn_split_fn)(const lnn_split_params *p);
+typedef void (*lnn_where_fn)(const lnn_where_params *p);
 
 /* One table per ISA. Declare kernel prototypes with LNN_KERNEL_PROTOS(isa). */
 typedef struct lnn_kernels {
@@ -323,8 +335,9 @@ typedef struct lnn_kernels {
     lnn_linear_q8_fn linear_q8;  /* LINEAR_Q8 and MATMUL_NTQ8 (bias NULL) */
     lnn_linear_q8_fn linear_tq8; /* LINEAR_TQ8 and MATMUL_TQ8 (bias NULL) */
     lnn_ewise_fn ewise;       /* EWISE1 .. EWISE8 */
-    lnn_binary_fn add, sub, mul, div;
-    lnn_unary_fn neg, exp, sigmoid, tanh, relu;
+    lnn_binary_fn add, sub, mul, div, min, max, pow, le, lt;
+    lnn_where_fn where;
+    lnn_unary_fn neg, exp, sigmoid, tanh, relu, abs, sqrt, log, erf;
     lnn_unary_fn copy, zero;
     lnn_concat_fn concat;
     lnn_split_fn split;
@@ -345,11 +358,19 @@ typedef struct lnn_kernels {
     void lnn_sub__##isa(const lnn_binary_params *p);             \
     void lnn_mul__##isa(const lnn_binary_params *p);             \
     void lnn_div__##isa(const lnn_binary_params *p);             \
+    void lnn_min__##isa(const lnn_binary_params *p);             \
+    void lnn_max__##isa(const lnn_binary_params *p);             \
+    void lnn_le__##isa(const lnn_binary_params *p);              \
+    void lnn_lt__##isa(const lnn_binary_params *p);              \
     void lnn_neg__##isa(const lnn_unary_params *p);              \
     void lnn_exp__##isa(const lnn_unary_params *p);              \
     void lnn_sigmoid__##isa(const lnn_unary_params *p);          \
     void lnn_tanh__##isa(const lnn_unary_params *p);             \
     void lnn_relu__##isa(const lnn_unary_params *p);             \
+    void lnn_abs__##isa(const lnn_unary_params *p);              \
+    void lnn_sqrt__##isa(const lnn_unary_params *p);             \
+    void lnn_log__##isa(const lnn_unary_params *p);              \
+    void lnn_erf__##isa(const lnn_unary_params *p);              \
     void lnn_copy__##isa(const lnn_unary_params *p);             \
     void lnn_zero__##isa(const lnn_unary_params *p);             \
     void lnn_concat__##isa(const lnn_concat_params *p);          \
@@ -364,8 +385,11 @@ typedef struct lnn_kernels {
     extern const lnn_kernels lnn_kernels_##isa
 
 LNN_KERNEL_PROTOS(scalar);
-/* SPLIT is data movement only: one kernel, in every set's table. */
+/* SPLIT and WHERE are data movement only: one kernel, in every set's
+ * table. So is POW: powf of the C library (see kernels_scalar.c). */
 void lnn_split__scalar(const lnn_split_params *p);
+void lnn_where__scalar(const lnn_where_params *p);
+void lnn_pow__scalar(const lnn_binary_params *p);
 #if LNN_HAVE_NEON
 LNN_KERNEL_PROTOS(neon);
 #endif

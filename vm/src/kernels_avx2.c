@@ -44,6 +44,7 @@ static inline lnn_vf lnn_v_fnma(lnn_vf a, lnn_vf b, lnn_vf c)
 {
     return _mm256_fnmadd_ps(a, b, c);
 }
+static inline lnn_vf lnn_v_sqrt(lnn_vf a) { return _mm256_sqrt_ps(a); }
 static inline lnn_vf lnn_v_min(lnn_vf a, lnn_vf b) { return _mm256_min_ps(a, b); }
 static inline lnn_vf lnn_v_max(lnn_vf a, lnn_vf b) { return _mm256_max_ps(a, b); }
 static inline lnn_vf lnn_v_signbit(void) { return _mm256_set1_ps(-0.0f); }
@@ -65,6 +66,7 @@ static inline lnn_vi lnn_vi_set1(unsigned u) { return _mm256_set1_epi32((int)u);
 static inline lnn_vi lnn_vi_add(lnn_vi a, lnn_vi b) { return _mm256_add_epi32(a, b); }
 static inline lnn_vi lnn_vi_sub(lnn_vi a, lnn_vi b) { return _mm256_sub_epi32(a, b); }
 static inline lnn_vi lnn_vi_srl1(lnn_vi a) { return _mm256_srli_epi32(a, 1); }
+static inline lnn_vi lnn_vi_srl23(lnn_vi a) { return _mm256_srli_epi32(a, 23); }
 static inline lnn_vi lnn_vi_sll23(lnn_vi a) { return _mm256_slli_epi32(a, 23); }
 static inline lnn_vq lnn_v_reduce4(lnn_vf a, lnn_vf b, lnn_vf c, lnn_vf d)
 {

@@ -60,6 +60,7 @@ static inline lnn_vf lnn_v_fnma(lnn_vf a, lnn_vf b, lnn_vf c)
 {
     return _mm512_fnmadd_ps(a, b, c);
 }
+static inline lnn_vf lnn_v_sqrt(lnn_vf a) { return _mm512_sqrt_ps(a); }
 static inline lnn_vf lnn_v_min(lnn_vf a, lnn_vf b) { return _mm512_min_ps(a, b); }
 static inline lnn_vf lnn_v_max(lnn_vf a, lnn_vf b) { return _mm512_max_ps(a, b); }
 static inline lnn_vf lnn_v_signbit(void) { return _mm512_set1_ps(-0.0f); }
@@ -82,6 +83,7 @@ static inline lnn_vi lnn_vi_set1(unsigned u) { return _mm512_set1_epi32((int)u);
 static inline lnn_vi lnn_vi_add(lnn_vi a, lnn_vi b) { return _mm512_add_epi32(a, b); }
 static inline lnn_vi lnn_vi_sub(lnn_vi a, lnn_vi b) { return _mm512_sub_epi32(a, b); }
 static inline lnn_vi lnn_vi_srl1(lnn_vi a) { return _mm512_srli_epi32(a, 1); }
+static inline lnn_vi lnn_vi_srl23(lnn_vi a) { return _mm512_srli_epi32(a, 23); }
 static inline lnn_vi lnn_vi_sll23(lnn_vi a) { return _mm512_slli_epi32(a, 23); }
 
 /* the two 256-bit halves added */

@@ -17,6 +17,7 @@
 #if LNN_HAVE_NEON
 
 #include <arm_neon.h>
+#include <math.h>
 #include <string.h>
 
 #define LNN_SIMD_ISA neon
@@ -39,6 +40,7 @@ static inline lnn_vf lnn_v_div(lnn_vf a, lnn_vf b) { return vdivq_f32(a, b); }
 static inline lnn_vf lnn_v_div_fast(lnn_vf a, lnn_vf b) { return vdivq_f32(a, b); }
 static inline lnn_vf lnn_v_fma(lnn_vf a, lnn_vf b, lnn_vf c) { return vfmaq_f32(c, a, b); }
 static inline lnn_vf lnn_v_fnma(lnn_vf a, lnn_vf b, lnn_vf c) { return vfmsq_f32(c, a, b); }
+static inline lnn_vf lnn_v_sqrt(lnn_vf a) { return vsqrtq_f32(a); }
 #else
 static inline lnn_vf lnn_v_div(lnn_vf a, lnn_vf b)
 {
@@ -56,6 +58,15 @@ static inline lnn_vf lnn_v_div(lnn_vf a, lnn_vf b)
 static inline lnn_vf lnn_v_div_fast(lnn_vf a, lnn_vf b) { return lnn_v_div(a, b); }
 static inline lnn_vf lnn_v_fma(lnn_vf a, lnn_vf b, lnn_vf c) { return vmlaq_f32(c, a, b); }
 static inline lnn_vf lnn_v_fnma(lnn_vf a, lnn_vf b, lnn_vf c) { return vmlsq_f32(c, a, b); }
+/* no vector square root: lane by lane through the VFP (IEEE), as DIV */
+static inline lnn_vf lnn_v_sqrt(lnn_vf a)
+{
+    float u[4];
+    vst1q_f32(u, a);
+    for (int i = 0; i < 4; i++)
+        u[i] = sqrtf(u[i]);
+    return vld1q_f32(u);
+}
 #endif
 static inline lnn_vf lnn_v_min(lnn_vf a, lnn_vf b) { return vminq_f32(a, b); }
 static inline lnn_vf lnn_v_max(lnn_vf a, lnn_vf b) { return vmaxq_f32(a, b); }
@@ -84,6 +95,7 @@ static inline lnn_vi lnn_vi_set1(unsigned u) { return vdupq_n_u32(u); }
 static inline lnn_vi lnn_vi_add(lnn_vi a, lnn_vi b) { return vaddq_u32(a, b); }
 static inline lnn_vi lnn_vi_sub(lnn_vi a, lnn_vi b) { return vsubq_u32(a, b); }
 static inline lnn_vi lnn_vi_srl1(lnn_vi a) { return vshrq_n_u32(a, 1); }
+static inline lnn_vi lnn_vi_srl23(lnn_vi a) { return vshrq_n_u32(a, 23); }
 static inline lnn_vi lnn_vi_sll23(lnn_vi a) { return vshlq_n_u32(a, 23); }
 #if LNN_NEON_A64
 static inline lnn_vq lnn_v_reduce4(lnn_vf a, lnn_vf b, lnn_vf c, lnn_vf d)

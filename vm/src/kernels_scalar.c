@@ -2,11 +2,13 @@
  * kernels_scalar.c - portable C kernels: the reference every SIMD set must
  * match, and the set used where no SIMD set is compiled in.
  *
- * exp, sigmoid and tanh do not call the C library: they run the algorithm
- * of vmath.h, operation for operation the one the SIMD sets run, so that a
- * SIMD kernel differs from its scalar reference only by fused multiply-adds
- * (AVX2, AArch64) and flushed denormals (AArch32 NEON).
+ * exp, sigmoid, tanh, log and erf do not call the C library: they run the
+ * algorithm of vmath.h, operation for operation the one the SIMD sets run,
+ * so that a SIMD kernel differs from its scalar reference only by fused
+ * multiply-adds (AVX2, AArch64) and flushed denormals (AArch32 NEON). sqrt
+ * (IEEE, exact everywhere) and pow (see POW below) do.
  */
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -115,6 +117,17 @@ void lnn_linear_tq8__scalar(const lnn_linear_q8_params *p)
     LNN_T_ROWS(LNN_TQ8_W, LNN_TQ8_SCALE_BIAS)
 }
 
+/* POW is the C library's powf (glibc and newlib: within 1 ulp), in every
+ * kernel set: exp(b log a) in float loses |b log a| ulps, and the op is rare
+ * (the adaptive solvers' step-size factor, a few values per step). LE and
+ * LT give 1 or 0, 0 when either operand is NaN.
+ *
+ * MIN and MAX: NaN when either operand is NaN (as torch.minimum and
+ * maximum), else the smaller / larger value; of two zeros, v (the SIMD sets
+ * compare and select the same way, so every set gives these bits). */
+static float lnn_minf(float u, float v) { return u != u || v != v ? u + v : u < v ? u : v; }
+static float lnn_maxf(float u, float v) { return u != u || v != v ? u + v : v < u ? u : v; }
+
 /* One binary kernel per op; OPX(u, v) is the element operation. y may be
  * exactly a or b, so the loops read an element before writing its slot. */
 #define LNN_BINARY_KERNEL(name, OPX)                                         \
@@ -172,14 +185,27 @@ void lnn_linear_tq8__scalar(const lnn_linear_q8_params *p)
 #define LNN_OPX_SUB(u, v) ((u) - (v))
 #define LNN_OPX_MUL(u, v) ((u) * (v))
 #define LNN_OPX_DIV(u, v) ((u) / (v))
+#define LNN_OPX_MIN(u, v) lnn_minf(u, v)
+#define LNN_OPX_MAX(u, v) lnn_maxf(u, v)
+#define LNN_OPX_LE(u, v) ((u) <= (v) ? 1.0f : 0.0f)
+#define LNN_OPX_LT(u, v) ((u) < (v) ? 1.0f : 0.0f)
 LNN_BINARY_KERNEL(add, LNN_OPX_ADD)
 LNN_BINARY_KERNEL(sub, LNN_OPX_SUB)
 LNN_BINARY_KERNEL(mul, LNN_OPX_MUL)
 LNN_BINARY_KERNEL(div, LNN_OPX_DIV)
+LNN_BINARY_KERNEL(min, LNN_OPX_MIN)
+LNN_BINARY_KERNEL(max, LNN_OPX_MAX)
+LNN_BINARY_KERNEL(le, LNN_OPX_LE)
+LNN_BINARY_KERNEL(lt, LNN_OPX_LT)
+LNN_BINARY_KERNEL(pow, powf)
 #undef LNN_OPX_ADD
 #undef LNN_OPX_SUB
 #undef LNN_OPX_MUL
 #undef LNN_OPX_DIV
+#undef LNN_OPX_MIN
+#undef LNN_OPX_MAX
+#undef LNN_OPX_LE
+#undef LNN_OPX_LT
 #undef LNN_BINARY_KERNEL
 
 static uint32_t lnn_f32_bits(float f)
@@ -251,6 +277,75 @@ static float lnn_tanhf(float x)
     return copysignf(t, x);
 }
 
+/* log(x) (vmath.h): the operations of the SIMD sets' log, which choose
+ * with selects where this branches. */
+static float lnn_logf(float x)
+{
+    if (x != x)
+        return x + x;
+    if (!(x > 0.0f))
+        return x < 0.0f ? NAN : -INFINITY;
+    if (!(x < INFINITY))
+        return x;
+    const int sub = x < FLT_MIN;
+    const uint32_t bits = lnn_f32_bits(sub ? x * LNN_LOG_TWO23 : x);
+    const uint32_t eb = bits >> 23;
+    float m = lnn_f32_from_bits(bits - (eb << 23) + LNN_LOG_HALF_BITS);
+    float e = (lnn_f32_from_bits(eb + LNN_LOG_TWO23_BITS) - LNN_LOG_TWO23) -
+              (sub ? LNN_LOG_EBIAS + 23.0f : LNN_LOG_EBIAS);
+    const int low = m < LNN_LOG_SQRTHF;
+    m = (low ? m + m : m) - 1.0f;
+    e = low ? e - 1.0f : e;
+    const float z = m * m;
+    float p = LNN_LOG_P0;
+    p = p * m + LNN_LOG_P1;
+    p = p * m + LNN_LOG_P2;
+    p = p * m + LNN_LOG_P3;
+    p = p * m + LNN_LOG_P4;
+    p = p * m + LNN_LOG_P5;
+    p = p * m + LNN_LOG_P6;
+    p = p * m + LNN_LOG_P7;
+    p = p * m + LNN_LOG_P8;
+    float y = (p * m) * z;
+    y = e * LNN_EXP_LN2_LO + y;
+    y = y - 0.5f * z;
+    const float r = m + y;
+    return e * LNN_EXP_LN2_HI + r;
+}
+
+/* erf(x) (vmath.h); the SIMD sets compute both branches and select. */
+static float lnn_erff(float x)
+{
+    if (x != x)
+        return x + x;
+    const float a = fabsf(x);
+    float r;
+    if (a < LNN_ERF_SMALL) {
+        const float z = a * a;
+        float p = LNN_ERF_A6;
+        p = p * z + LNN_ERF_A5;
+        p = p * z + LNN_ERF_A4;
+        p = p * z + LNN_ERF_A3;
+        p = p * z + LNN_ERF_A2;
+        p = p * z + LNN_ERF_A1;
+        p = p * z + LNN_ERF_A0;
+        r = p * a + a * LNN_ERF_C;
+    } else {
+        const float c = a < LNN_ERF_BIG ? a : LNN_ERF_BIG;
+        const float t = 1.0f / c;
+        float q = LNN_ERF_B7;
+        q = q * t + LNN_ERF_B6;
+        q = q * t + LNN_ERF_B5;
+        q = q * t + LNN_ERF_B4;
+        q = q * t + LNN_ERF_B3;
+        q = q * t + LNN_ERF_B2;
+        q = q * t + LNN_ERF_B1;
+        q = q * t + LNN_ERF_B0;
+        r = 1.0f - lnn_exp_core(-(c * c)) * q;
+    }
+    return copysignf(r, x);
+}
+
 #define LNN_UNARY_KERNEL(name, FX)                                      \
     void lnn_##name##__scalar(const lnn_unary_params *p)                \
     {                                                                   \
@@ -272,6 +367,10 @@ LNN_UNARY_KERNEL(exp, LNN_FX_EXP)
 LNN_UNARY_KERNEL(sigmoid, LNN_FX_SIGMOID)
 LNN_UNARY_KERNEL(tanh, LNN_FX_TANH)
 LNN_UNARY_KERNEL(relu, LNN_FX_RELU)
+LNN_UNARY_KERNEL(abs, fabsf)
+LNN_UNARY_KERNEL(sqrt, sqrtf)
+LNN_UNARY_KERNEL(log, lnn_logf)
+LNN_UNARY_KERNEL(erf, lnn_erff)
 #undef LNN_FX_NEG
 #undef LNN_FX_EXP
 #undef LNN_FX_SIGMOID
@@ -315,6 +414,24 @@ static void lnn_ew_block__scalar(uint32_t code, float *y, const float *a, int sa
         LNN_EW1(lnn_tanhf(u));
     case LNN_OP_RELU:
         LNN_EW1(u < 0.0f ? 0.0f : u);
+    case LNN_OP_MIN:
+        LNN_EW2(lnn_minf(u, v));
+    case LNN_OP_MAX:
+        LNN_EW2(lnn_maxf(u, v));
+    case LNN_OP_POW:
+        LNN_EW2(powf(u, v));
+    case LNN_OP_LE:
+        LNN_EW2(u <= v ? 1.0f : 0.0f);
+    case LNN_OP_LT:
+        LNN_EW2(u < v ? 1.0f : 0.0f);
+    case LNN_OP_ABS:
+        LNN_EW1(fabsf(u));
+    case LNN_OP_SQRT:
+        LNN_EW1(sqrtf(u));
+    case LNN_OP_LOG:
+        LNN_EW1(lnn_logf(u));
+    case LNN_OP_ERF:
+        LNN_EW1(lnn_erff(u));
     default: /* the verifier admits no other code */
         break;
     }
@@ -350,6 +467,23 @@ void lnn_concat__scalar(const lnn_concat_params *p)
     }
 }
 
+void lnn_where__scalar(const lnn_where_params *p)
+{
+    const size_t *d = p->dims, *sc = p->sc, *sa = p->sa, *sb = p->sb;
+    size_t o = 0;
+    for (size_t i0 = 0; i0 < d[0]; i0++)
+        for (size_t i1 = 0; i1 < d[1]; i1++)
+            for (size_t i2 = 0; i2 < d[2]; i2++) {
+                const float *pc = p->c + i0 * sc[0] + i1 * sc[1] + i2 * sc[2];
+                const float *pa = p->a + i0 * sa[0] + i1 * sa[1] + i2 * sa[2];
+                const float *pb = p->b + i0 * sb[0] + i1 * sb[1] + i2 * sb[2];
+                for (size_t i3 = 0; i3 < d[3]; i3++) {
+                    const float v = pc[i3 * sc[3]] != 0.0f ? pa[i3 * sa[3]] : pb[i3 * sb[3]];
+                    p->y[o++] = v;
+                }
+            }
+}
+
 void lnn_split__scalar(const lnn_split_params *p)
 {
     const float *x = p->x;
@@ -376,11 +510,21 @@ const lnn_kernels lnn_kernels_scalar = {
     .sub = LNN_KERNEL_IF(LNN_OP_LINKED(SUB), lnn_sub__scalar),
     .mul = LNN_KERNEL_IF(LNN_OP_LINKED(MUL), lnn_mul__scalar),
     .div = LNN_KERNEL_IF(LNN_OP_LINKED(DIV), lnn_div__scalar),
+    .min = LNN_KERNEL_IF(LNN_OP_LINKED(MIN), lnn_min__scalar),
+    .max = LNN_KERNEL_IF(LNN_OP_LINKED(MAX), lnn_max__scalar),
+    .pow = LNN_KERNEL_IF(LNN_OP_LINKED(POW), lnn_pow__scalar),
+    .le = LNN_KERNEL_IF(LNN_OP_LINKED(LE), lnn_le__scalar),
+    .lt = LNN_KERNEL_IF(LNN_OP_LINKED(LT), lnn_lt__scalar),
+    .where = LNN_KERNEL_IF(LNN_OP_LINKED(WHERE), lnn_where__scalar),
     .neg = LNN_KERNEL_IF(LNN_OP_LINKED(NEG), lnn_neg__scalar),
     .exp = LNN_KERNEL_IF(LNN_OP_LINKED(EXP), lnn_exp__scalar),
     .sigmoid = LNN_KERNEL_IF(LNN_OP_LINKED(SIGMOID), lnn_sigmoid__scalar),
     .tanh = LNN_KERNEL_IF(LNN_OP_LINKED(TANH), lnn_tanh__scalar),
     .relu = LNN_KERNEL_IF(LNN_OP_LINKED(RELU), lnn_relu__scalar),
+    .abs = LNN_KERNEL_IF(LNN_OP_LINKED(ABS), lnn_abs__scalar),
+    .sqrt = LNN_KERNEL_IF(LNN_OP_LINKED(SQRT), lnn_sqrt__scalar),
+    .log = LNN_KERNEL_IF(LNN_OP_LINKED(LOG), lnn_log__scalar),
+    .erf = LNN_KERNEL_IF(LNN_OP_LINKED(ERF), lnn_erf__scalar),
     .copy = LNN_KERNEL_IF(LNN_OP_LINKED(COPY), lnn_copy__scalar),
     .zero = LNN_KERNEL_IF(LNN_OP_LINKED(ZERO), lnn_zero__scalar),
     .concat = LNN_KERNEL_IF(LNN_OP_LINKED(CONCAT), lnn_concat__scalar),

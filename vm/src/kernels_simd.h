@@ -22,7 +22,9 @@
  *   lnn_v_isnan(a)                    mask of NaN lanes
  *   lnn_v_select(m, a, b)             m ? a : b per lane
  *   lnn_v_bits(v) lnn_vi_float(i)     reinterpretation
- *   lnn_vi_set1(u) lnn_vi_add sub(a, b) lnn_vi_srl1(i) lnn_vi_sll23(i)
+ *   lnn_v_sqrt(a)                     IEEE: correctly rounded
+ *   lnn_vi_set1(u) lnn_vi_add sub(a, b) lnn_vi_srl1(i) lnn_vi_srl23(i)
+ *   lnn_vi_sll23(i)                   (logical shifts)
  *   lnn_v_reduce4(a, b, c, d)         lnn_vq of the four vectors' lane sums
  *   lnn_v_reduce1(a)                  float lane sum
  *   lnn_q_load(p) lnn_q_store(p, q) lnn_q_add mul(a, b)
@@ -48,6 +50,9 @@
 #ifndef LNN_SIMD_ISA
 #error "kernels_simd.h is included by a kernels_<isa>.c after its vector interface"
 #endif
+
+#include <float.h>
+#include <math.h>
 
 #include "internal.h"
 #include "vmath.h"
@@ -173,6 +178,103 @@ static inline lnn_vf lnn_v_relu(lnn_vf x)
     return lnn_v_select(lnn_v_lt(x, lnn_v_zero()), lnn_v_zero(), x);
 }
 
+/* log (vmath.h): the scalar kernel's operations, its branches as selects */
+static inline lnn_vf lnn_v_log(lnn_vf x)
+{
+    const lnn_vf zero = lnn_v_zero(), one = lnn_v_set1(1.0f);
+    const lnn_vm sub = lnn_v_lt(x, lnn_v_set1(FLT_MIN));
+    const lnn_vf xs = lnn_v_select(sub, lnn_v_mul(x, lnn_v_set1(LNN_LOG_TWO23)), x);
+    const lnn_vi bits = lnn_v_bits(xs);
+    const lnn_vi eb = lnn_vi_srl23(bits);
+    lnn_vf m = lnn_vi_float(lnn_vi_add(lnn_vi_sub(bits, lnn_vi_sll23(eb)),
+                                       lnn_vi_set1(LNN_LOG_HALF_BITS)));
+    lnn_vf e = lnn_v_sub(lnn_v_sub(lnn_vi_float(lnn_vi_add(eb, lnn_vi_set1(LNN_LOG_TWO23_BITS))),
+                                   lnn_v_set1(LNN_LOG_TWO23)),
+                         lnn_v_select(sub, lnn_v_set1(LNN_LOG_EBIAS + 23.0f),
+                                      lnn_v_set1(LNN_LOG_EBIAS)));
+    const lnn_vm low = lnn_v_lt(m, lnn_v_set1(LNN_LOG_SQRTHF));
+    m = lnn_v_sub(lnn_v_select(low, lnn_v_add(m, m), m), one);
+    e = lnn_v_select(low, lnn_v_sub(e, one), e);
+    const lnn_vf z = lnn_v_mul(m, m);
+    lnn_vf p = lnn_v_set1(LNN_LOG_P0);
+    p = lnn_v_fma(p, m, lnn_v_set1(LNN_LOG_P1));
+    p = lnn_v_fma(p, m, lnn_v_set1(LNN_LOG_P2));
+    p = lnn_v_fma(p, m, lnn_v_set1(LNN_LOG_P3));
+    p = lnn_v_fma(p, m, lnn_v_set1(LNN_LOG_P4));
+    p = lnn_v_fma(p, m, lnn_v_set1(LNN_LOG_P5));
+    p = lnn_v_fma(p, m, lnn_v_set1(LNN_LOG_P6));
+    p = lnn_v_fma(p, m, lnn_v_set1(LNN_LOG_P7));
+    p = lnn_v_fma(p, m, lnn_v_set1(LNN_LOG_P8));
+    lnn_vf y = lnn_v_mul(lnn_v_mul(p, m), z);
+    y = lnn_v_fma(e, lnn_v_set1(LNN_EXP_LN2_LO), y);
+    y = lnn_v_fnma(lnn_v_set1(0.5f), z, y);
+    const lnn_vf r = lnn_v_fma(e, lnn_v_set1(LNN_EXP_LN2_HI), lnn_v_add(m, y));
+    /* x <= 0: NaN below 0, -inf at +-0; +inf: itself; NaN: itself. The
+     * signs are xs's: where AArch32 NEON flushes a denormal x (its product
+     * is 0) the result is log(0), as for the flushed input. */
+    const lnn_vf edge = lnn_v_select(lnn_v_lt(xs, zero), lnn_v_set1(NAN), lnn_v_set1(-INFINITY));
+    const lnn_vf pos = lnn_v_select(lnn_v_lt(x, lnn_v_set1(INFINITY)), r, x);
+    return lnn_v_nan_through(x, lnn_v_select(lnn_v_lt(zero, xs), pos, edge));
+}
+
+/* erf (vmath.h): both of the scalar kernel's branches, then a select */
+static inline lnn_vf lnn_v_erf(lnn_vf x)
+{
+    const lnn_vf a = lnn_v_abs(x);
+    const lnn_vf z = lnn_v_mul(a, a);
+    lnn_vf p = lnn_v_set1(LNN_ERF_A6);
+    p = lnn_v_fma(p, z, lnn_v_set1(LNN_ERF_A5));
+    p = lnn_v_fma(p, z, lnn_v_set1(LNN_ERF_A4));
+    p = lnn_v_fma(p, z, lnn_v_set1(LNN_ERF_A3));
+    p = lnn_v_fma(p, z, lnn_v_set1(LNN_ERF_A2));
+    p = lnn_v_fma(p, z, lnn_v_set1(LNN_ERF_A1));
+    p = lnn_v_fma(p, z, lnn_v_set1(LNN_ERF_A0));
+    const lnn_vf small = lnn_v_fma(p, a, lnn_v_mul(a, lnn_v_set1(LNN_ERF_C)));
+    const lnn_vf c = lnn_v_min(a, lnn_v_set1(LNN_ERF_BIG));
+    const lnn_vf t = lnn_v_div(lnn_v_set1(1.0f), c);
+    lnn_vf q = lnn_v_set1(LNN_ERF_B7);
+    q = lnn_v_fma(q, t, lnn_v_set1(LNN_ERF_B6));
+    q = lnn_v_fma(q, t, lnn_v_set1(LNN_ERF_B5));
+    q = lnn_v_fma(q, t, lnn_v_set1(LNN_ERF_B4));
+    q = lnn_v_fma(q, t, lnn_v_set1(LNN_ERF_B3));
+    q = lnn_v_fma(q, t, lnn_v_set1(LNN_ERF_B2));
+    q = lnn_v_fma(q, t, lnn_v_set1(LNN_ERF_B1));
+    q = lnn_v_fma(q, t, lnn_v_set1(LNN_ERF_B0));
+    const lnn_vf e = lnn_v_exp_core(lnn_v_negate(lnn_v_mul(c, c)));
+    const lnn_vf big = lnn_v_fnma(e, q, lnn_v_set1(1.0f));
+    const lnn_vf r = lnn_v_select(lnn_v_lt(a, lnn_v_set1(LNN_ERF_SMALL)), small, big);
+    return lnn_v_nan_through(x, lnn_v_with_sign(r, x));
+}
+
+/* MIN / MAX as the scalar kernels: compare and select (a < b ? a : b, of
+ * two zeros b), NaN when either lane is NaN. The sets' own min / max
+ * instructions differ on NaN and on the sign of zero. */
+static inline lnn_vf lnn_v_nan2(lnn_vf a, lnn_vf b, lnn_vf y)
+{
+    const lnn_vf s = lnn_v_add(a, b);
+    return lnn_v_select(lnn_v_isnan(a), s, lnn_v_select(lnn_v_isnan(b), s, y));
+}
+static inline lnn_vf lnn_v_minimum(lnn_vf a, lnn_vf b)
+{
+    return lnn_v_nan2(a, b, lnn_v_select(lnn_v_lt(a, b), a, b));
+}
+static inline lnn_vf lnn_v_maximum(lnn_vf a, lnn_vf b)
+{
+    return lnn_v_nan2(a, b, lnn_v_select(lnn_v_lt(b, a), a, b));
+}
+
+/* LE / LT: 1 or 0 per lane, 0 where either is NaN (lt is false there) */
+static inline lnn_vf lnn_v_less(lnn_vf a, lnn_vf b)
+{
+    return lnn_v_select(lnn_v_lt(a, b), lnn_v_set1(1.0f), lnn_v_zero());
+}
+static inline lnn_vf lnn_v_less_equal(lnn_vf a, lnn_vf b)
+{
+    const lnn_vf zero = lnn_v_zero();
+    const lnn_vf le = lnn_v_select(lnn_v_lt(b, a), zero, lnn_v_set1(1.0f));
+    return lnn_v_select(lnn_v_isnan(a), zero, lnn_v_select(lnn_v_isnan(b), zero, le));
+}
+
 /* ---- element-wise ------------------------------------------------------------- */
 
 /* y[i] = f(x[i]); y may be exactly x (each vector is read before written). */
@@ -194,6 +296,10 @@ LNN_SIMD_UNARY(exp, lnn_v_exp)
 LNN_SIMD_UNARY(sigmoid, lnn_v_sigmoid)
 LNN_SIMD_UNARY(tanh, lnn_v_tanh)
 LNN_SIMD_UNARY(relu, lnn_v_relu)
+LNN_SIMD_UNARY(abs, lnn_v_abs)
+LNN_SIMD_UNARY(sqrt, lnn_v_sqrt)
+LNN_SIMD_UNARY(log, lnn_v_log)
+LNN_SIMD_UNARY(erf, lnn_v_erf)
 #undef LNN_SIMD_UNARY
 
 /* y[i] = a[i] op b[i] over n elements, with a (SA) or b (SB) one value
@@ -259,6 +365,10 @@ LNN_SIMD_BINARY(add, lnn_v_add)
 LNN_SIMD_BINARY(sub, lnn_v_sub)
 LNN_SIMD_BINARY(mul, lnn_v_mul)
 LNN_SIMD_BINARY(div, lnn_v_div)
+LNN_SIMD_BINARY(min, lnn_v_minimum)
+LNN_SIMD_BINARY(max, lnn_v_maximum)
+LNN_SIMD_BINARY(le, lnn_v_less_equal)
+LNN_SIMD_BINARY(lt, lnn_v_less)
 #undef LNN_SIMD_BINARY
 #undef LNN_SIMD_BINARY_LOOP
 
@@ -1064,6 +1174,33 @@ static LNN_ALWAYS_INLINE void LNN_SK(ew_block)(uint32_t code, float *y, const fl
     case LNN_OP_RELU:
         un = LNN_SK(relu);
         break;
+    case LNN_OP_ABS:
+        un = LNN_SK(abs);
+        break;
+    case LNN_OP_SQRT:
+        un = LNN_SK(sqrt);
+        break;
+    case LNN_OP_LOG:
+        un = LNN_SK(log);
+        break;
+    case LNN_OP_ERF:
+        un = LNN_SK(erf);
+        break;
+    case LNN_OP_MIN:
+        bin = LNN_SK(min);
+        break;
+    case LNN_OP_MAX:
+        bin = LNN_SK(max);
+        break;
+    case LNN_OP_POW:
+        bin = lnn_pow__scalar;
+        break;
+    case LNN_OP_LE:
+        bin = LNN_SK(le);
+        break;
+    case LNN_OP_LT:
+        bin = LNN_SK(lt);
+        break;
     default: /* the verifier admits no other code */
         return;
     }
@@ -1217,7 +1354,8 @@ void LNN_SK(ewise)(const lnn_ewise_params *p)
 
 /* ---- the table ------------------------------------------------------------------ */
 
-/* COPY, ZERO, CONCAT and SPLIT are memcpy / memset work: the scalar kernels. */
+/* COPY, ZERO, CONCAT, SPLIT and WHERE are memcpy / memset / select work:
+ * the scalar kernels; POW is the C library's (kernels_scalar.c). */
 const lnn_kernels LNN_SKT(LNN_SIMD_ISA) = {
     .isa = LNN_SSTR(LNN_SIMD_ISA),
     .linear = LNN_SIMD_LINEAR,
@@ -1229,11 +1367,21 @@ const lnn_kernels LNN_SKT(LNN_SIMD_ISA) = {
     .sub = LNN_SK(sub),
     .mul = LNN_SK(mul),
     .div = LNN_SK(div),
+    .min = LNN_SK(min),
+    .max = LNN_SK(max),
+    .pow = lnn_pow__scalar,
+    .le = LNN_SK(le),
+    .lt = LNN_SK(lt),
+    .where = lnn_where__scalar,
     .neg = LNN_SK(neg),
     .exp = LNN_SK(exp),
     .sigmoid = LNN_SK(sigmoid),
     .tanh = LNN_SK(tanh),
     .relu = LNN_SK(relu),
+    .abs = LNN_SK(abs),
+    .sqrt = LNN_SK(sqrt),
+    .log = LNN_SK(log),
+    .erf = LNN_SK(erf),
     .copy = lnn_copy__scalar,
     .zero = lnn_zero__scalar,
     .concat = lnn_concat__scalar,

@@ -41,6 +41,7 @@ static inline lnn_vf lnn_v_fnma(lnn_vf a, lnn_vf b, lnn_vf c)
 {
     return _mm_sub_ps(c, _mm_mul_ps(a, b));
 }
+static inline lnn_vf lnn_v_sqrt(lnn_vf a) { return _mm_sqrt_ps(a); }
 static inline lnn_vf lnn_v_min(lnn_vf a, lnn_vf b) { return _mm_min_ps(a, b); }
 static inline lnn_vf lnn_v_max(lnn_vf a, lnn_vf b) { return _mm_max_ps(a, b); }
 static inline lnn_vf lnn_v_signbit(void) { return _mm_set1_ps(-0.0f); }
@@ -62,6 +63,7 @@ static inline lnn_vi lnn_vi_set1(unsigned u) { return _mm_set1_epi32((int)u); }
 static inline lnn_vi lnn_vi_add(lnn_vi a, lnn_vi b) { return _mm_add_epi32(a, b); }
 static inline lnn_vi lnn_vi_sub(lnn_vi a, lnn_vi b) { return _mm_sub_epi32(a, b); }
 static inline lnn_vi lnn_vi_srl1(lnn_vi a) { return _mm_srli_epi32(a, 1); }
+static inline lnn_vi lnn_vi_srl23(lnn_vi a) { return _mm_srli_epi32(a, 23); }
 static inline lnn_vi lnn_vi_sll23(lnn_vi a) { return _mm_slli_epi32(a, 23); }
 static inline lnn_vq lnn_v_reduce4(lnn_vf a, lnn_vf b, lnn_vf c, lnn_vf d)
 {

@@ -116,6 +116,39 @@ static int lnn_broadcast_ok(const lnn_vtensor *a, const lnn_vtensor *b,
     return 1;
 }
 
+/* numpy broadcasting of the n operands v[0..n) together (WHERE's three),
+ * with the batch symbol; the result must be exactly d. */
+static int lnn_broadcast_all_ok(const lnn_vtensor *v, uint32_t n, const lnn_vtensor *d)
+{
+    uint32_t r = 0;
+    for (uint32_t k = 0; k < n; k++)
+        r = v[k].e.rank > r ? v[k].e.rank : r;
+    if (d->e.rank != r)
+        return 0;
+    for (uint32_t i = 0; i < r; i++) {
+        lnn_vdim z = {1, 0}; /* the broadcast of the operands so far */
+        for (uint32_t k = 0; k < n; k++) {
+            const lnn_vdim x = lnn_dim_aligned(&v[k], r, i);
+            if (x.batch) {
+                if (!z.batch && z.value != 1)
+                    return 0;
+                z = x;
+            } else if (z.batch) {
+                if (x.value != 1)
+                    return 0;
+            } else if (z.value == 1) {
+                z = x;
+            } else if (x.value != 1 && x.value != z.value) {
+                return 0;
+            }
+        }
+        const lnn_vdim w = lnn_dim_aligned(d, r, i);
+        if (z.batch != w.batch || (!z.batch && z.value != w.value))
+            return 0;
+    }
+    return 1;
+}
+
 /* d has a's shape with any last dim; a's last dim is concrete (not the
  * batch dim): the rows of a product or of a split. */
 static int lnn_same_rows(const lnn_vtensor *a, const lnn_vtensor *d)
@@ -227,17 +260,10 @@ static lnn_status lnn_ew_program_ok(const lnn_model *m, const lnn_vtensor *p,
         const uint32_t src[2] = {(w >> 16) & 0xFFu, w >> 24};
         uint32_t nsrc;
         switch (op) {
-        case LNN_OP_ADD:
-        case LNN_OP_SUB:
-        case LNN_OP_MUL:
-        case LNN_OP_DIV:
+        LNN_CASE_BINARY:
             nsrc = 2;
             break;
-        case LNN_OP_NEG:
-        case LNN_OP_EXP:
-        case LNN_OP_SIGMOID:
-        case LNN_OP_TANH:
-        case LNN_OP_RELU:
+        LNN_CASE_UNARY:
             nsrc = 1;
             break;
         default:
@@ -491,15 +517,9 @@ static uint64_t lnn_op_work(const lnn_model *m, lnn_opcode op, uint32_t axis,
         return elems + lnn_graph_macs(op, axis, &d->e, &v[0].e, n > 1 ? &v[1].e : NULL);
     case LNN_OP_ZERO:
     case LNN_OP_COPY:
-    case LNN_OP_ADD:
-    case LNN_OP_SUB:
-    case LNN_OP_MUL:
-    case LNN_OP_DIV:
-    case LNN_OP_NEG:
-    case LNN_OP_EXP:
-    case LNN_OP_SIGMOID:
-    case LNN_OP_TANH:
-    case LNN_OP_RELU:
+    LNN_CASE_BINARY:
+    LNN_CASE_UNARY:
+    case LNN_OP_WHERE:
     case LNN_OP_CONCAT:
     case LNN_OP_SPLIT:
     case LNN_OP_PUSH:
@@ -547,17 +567,13 @@ static lnn_status lnn_check_compute(lnn_model *m, lnn_written *w, lnn_opcode op,
         shape_ok = lnn_linear_ok(&v[0], &v[1], NULL, &d);
         may_alias = 0;
         break;
-    case LNN_OP_ADD:
-    case LNN_OP_SUB:
-    case LNN_OP_MUL:
-    case LNN_OP_DIV:
+    LNN_CASE_BINARY:
         shape_ok = lnn_broadcast_ok(&v[0], &v[1], &d);
         break;
-    case LNN_OP_NEG:
-    case LNN_OP_EXP:
-    case LNN_OP_SIGMOID:
-    case LNN_OP_TANH:
-    case LNN_OP_RELU:
+    case LNN_OP_WHERE:
+        shape_ok = lnn_broadcast_all_ok(v, 3, &d);
+        break;
+    LNN_CASE_UNARY:
         shape_ok = lnn_same_shape(&v[0], &d);
         break;
     case LNN_OP_CONCAT:
@@ -791,15 +807,9 @@ lnn_status lnn_verify_code(lnn_model *m)
         case LNN_OP_COPY:
         case LNN_OP_LINEAR:
         case LNN_OP_MATMUL_NT:
-        case LNN_OP_ADD:
-        case LNN_OP_SUB:
-        case LNN_OP_MUL:
-        case LNN_OP_DIV:
-        case LNN_OP_NEG:
-        case LNN_OP_EXP:
-        case LNN_OP_SIGMOID:
-        case LNN_OP_TANH:
-        case LNN_OP_RELU:
+        LNN_CASE_BINARY:
+        LNN_CASE_UNARY:
+        case LNN_OP_WHERE:
         case LNN_OP_CONCAT:
         case LNN_OP_SPLIT:
         case LNN_OP_LINEAR_T:

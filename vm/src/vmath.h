@@ -1,7 +1,7 @@
 /*
- * vmath.h - the constants of the VM's exp, sigmoid and tanh, shared by the
- * scalar kernels (kernels_scalar.c, the reference) and every SIMD set
- * (kernels_simd.h), so that all of them run the same algorithm.
+ * vmath.h - the constants of the VM's exp, sigmoid, tanh, log and erf,
+ * shared by the scalar kernels (kernels_scalar.c, the reference) and every
+ * SIMD set (kernels_simd.h), so that all of them run the same algorithm.
  *
  * exp(x)
  *   x is clamped to [LNN_EXP_LO, LNN_EXP_HI]: below LNN_EXP_LO exp rounds
@@ -35,6 +35,33 @@
  *                          exactly 1.0f from a = 9.01 on
  *   so +-0 keeps its sign, denormals give themselves, +-inf gives +-1 and
  *   NaN gives NaN.
+ *
+ * log(x), x > 0 finite (the algorithm of Cephes' logf):
+ *   a denormal x is first multiplied by 2^23 (exact); then x = m 2^e with
+ *   m in [0.5, 1) from the bits (m: x's significand under the exponent of
+ *   0.5; e as a float: the exponent bits added to the bits of 2^23, minus
+ *   2^23, exact), and when m < sqrt(1/2): m = 2m, e = e - 1, so that f =
+ *   m - 1 is in [-0.293, 0.414] (exact: Sterbenz). Then
+ *     log(x) = f - f^2/2 + f^3 P(f) + e LN2_LO + e LN2_HI
+ *   P of degree 8 (Cephes' coefficients, relative error < 1e-7 on that
+ *   range), e LN2_HI exact (the constants of exp). +inf gives +inf, +-0
+ *   gives -inf, x < 0 gives NaN, NaN gives NaN.
+ *
+ * erf(x) = sign(x) * r(|x|), with a = |x|:
+ *   a < LNN_ERF_SMALL: r = a A(a^2) + a C, C = 2/sqrt(pi) rounded to float, A
+ *                      of degree 6 (a least-squares fit of erf(a)/a - C
+ *                      made for this VM, relative error < 2e-9 on [0,
+ *                      0.875]). a C is the large term, so that where
+ *                      AArch32 NEON flushes the tiny a A(a^2) to zero the
+ *                      result stays within an ulp (a + a (C - 1 + ...)
+ *                      would lose 13 %)
+ *   otherwise:         r = 1 - exp(-c^2) B(1/c), c = min(a, 4), B of degree
+ *                      7 in 1/c (a least-squares fit of erfc(c) exp(c^2) on
+ *                      [0.875, 4], weighted by exp(-c^2): absolute error of
+ *                      r < 1e-9); from a = 3.92 on r rounds to 1
+ *   +-0 keeps its sign, +-inf gives +-1, NaN gives NaN; |r| <= 1.
+ *
+ * sqrt, abs, min and max are exact (IEEE sqrt rounds correctly).
  */
 #ifndef LNN_VMATH_H
 #define LNN_VMATH_H
@@ -64,5 +91,39 @@
 #define LNN_TANH_Q2 (-0.0537397824f)
 #define LNN_TANH_Q3 0.0206393152f
 #define LNN_TANH_Q4 (-0.00570524717f)
+
+#define LNN_LOG_TWO23 8388608.0f       /* 2^23: a denormal times it is normal */
+#define LNN_LOG_TWO23_BITS 0x4B000000u /* bits of 2^23: + k (< 2^23) is 2^23 + k */
+#define LNN_LOG_HALF_BITS 0x3F000000u  /* bits of 0.5 */
+#define LNN_LOG_EBIAS 126.0f           /* x = m 2^(bits >> 23 - 126), m in [0.5, 1) */
+#define LNN_LOG_SQRTHF 0.707106781f    /* sqrt(1/2) */
+#define LNN_LOG_P0 0.070376836292f
+#define LNN_LOG_P1 (-0.11514610310f)
+#define LNN_LOG_P2 0.11676998740f
+#define LNN_LOG_P3 (-0.12420140846f)
+#define LNN_LOG_P4 0.14249322787f
+#define LNN_LOG_P5 (-0.16668057665f)
+#define LNN_LOG_P6 0.20000714765f
+#define LNN_LOG_P7 (-0.24999993993f)
+#define LNN_LOG_P8 0.33333331174f
+
+#define LNN_ERF_SMALL 0.875f
+#define LNN_ERF_BIG 4.0f /* erf(a) rounds to 1 well before */
+#define LNN_ERF_C 1.12837923f /* 2 / sqrt(pi) rounded; A0 is most of the rest */
+#define LNN_ERF_A0 (-5.88412448e-08f)
+#define LNN_ERF_A1 (-0.376126349f)
+#define LNN_ERF_A2 0.112837359f
+#define LNN_ERF_A3 (-0.0268617384f)
+#define LNN_ERF_A4 0.00520713301f
+#define LNN_ERF_A5 (-0.000821554393f)
+#define LNN_ERF_A6 8.69459982e-05f
+#define LNN_ERF_B0 (-0.000218973859f)
+#define LNN_ERF_B1 0.563326776f
+#define LNN_ERF_B2 0.0280449968f
+#define LNN_ERF_B3 (-0.454713404f)
+#define LNN_ERF_B4 0.508853614f
+#define LNN_ERF_B5 (-0.302889615f)
+#define LNN_ERF_B6 0.0992923453f
+#define LNN_ERF_B7 (-0.0141121754f)
 
 #endif

@@ -7,14 +7,14 @@
  *
  * Prints one line per kernel and a last line "N passed, M failed"; exits 1
  * if anything failed. Criteria:
- *   add sub mul div neg relu copy zero concat
+ *   add sub mul div min max pow le lt neg relu abs sqrt copy zero concat
  *            bit-exact (any NaN matches any NaN), on every broadcast plan
  *            (same shape, scalar a / b, row a / b, general), in place, with
  *            tails of every length and unaligned (4-byte) pointers
  *   split    every set's kernel (they share the scalar one) against the
  *            definition, bit-exact: 1..8 parts of 1..9 columns, 1..5 rows,
  *            nothing written around the parts
- *   exp sigmoid tanh
+ *   exp sigmoid tanh log erf
  *            <= 2 ulp from the scalar kernel on a sweep with +-0, denormals,
  *            +-88..+-104, +-1e30, +-FLT_MAX, +-inf, NaN, a stride through
  *            all bit patterns and dense random ranges
@@ -40,7 +40,7 @@
  *            random programs over operands of every mode (same, row, single
  *            value), in place or not: each set's ewise gives the bits of the
  *            same set's add ... relu kernels run one by one, and a program
- *            of add sub mul div neg relu gives the scalar ewise's bits; the
+ *            of add ... lt, neg relu abs sqrt gives the scalar ewise's bits; the
  *            same for the LTC step's fused form (lnn_ew_form, random operand
  *            numbering, registers and modes), which lnn_ew_form finds and
  *            does not find in a program one change away
@@ -48,7 +48,7 @@
  *            every finite binary16 bit pattern gives the float32 bits of its
  *            value by definition (normals, subnormals, +-0), computed in
  *            double
- *   scalar exp sigmoid tanh vs libm (double) <= 3 ulp (sigmoid reaches
+ *   scalar exp sigmoid tanh log erf vs libm (double) <= 3 ulp (sigmoid reaches
  *            2.4: exp is good to ~1 ulp, and e / (1 + e) can turn its
  *            relative error into 2+ ulps of a result at the top of a binade)
  *
@@ -251,6 +251,8 @@ typedef struct {
 static double ref_exp(double x) { return exp(x); }
 static double ref_sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
 static double ref_tanh(double x) { return tanh(x); }
+static double ref_log(double x) { return log(x); }
+static double ref_erf(double x) { return erf(x); }
 
 static const unary_desc unaries[] = {
     {"neg", offsetof(lnn_kernels, neg), NULL},
@@ -258,6 +260,10 @@ static const unary_desc unaries[] = {
     {"exp", offsetof(lnn_kernels, exp), ref_exp},
     {"sigmoid", offsetof(lnn_kernels, sigmoid), ref_sigmoid},
     {"tanh", offsetof(lnn_kernels, tanh), ref_tanh},
+    {"log", offsetof(lnn_kernels, log), ref_log},
+    {"erf", offsetof(lnn_kernels, erf), ref_erf},
+    {"abs", offsetof(lnn_kernels, abs), NULL},
+    {"sqrt", offsetof(lnn_kernels, sqrt), NULL},
     {"copy", offsetof(lnn_kernels, copy), NULL},
 };
 
@@ -431,6 +437,11 @@ static const binary_desc binaries[] = {
     {"sub", offsetof(lnn_kernels, sub)},
     {"mul", offsetof(lnn_kernels, mul)},
     {"div", offsetof(lnn_kernels, div)},
+    {"min", offsetof(lnn_kernels, min)},
+    {"max", offsetof(lnn_kernels, max)},
+    {"pow", offsetof(lnn_kernels, pow)},
+    {"le", offsetof(lnn_kernels, le)},
+    {"lt", offsetof(lnn_kernels, lt)},
 };
 
 static lnn_binary_fn binary_of(const lnn_kernels *k, const binary_desc *d)
@@ -998,9 +1009,13 @@ typedef struct {
     int transcendental;
 } ew_program;
 
-static const uint32_t ew_binary_ops[] = {0x30, 0x31, 0x32, 0x33};       /* ADD SUB MUL DIV */
-static const uint32_t ew_exact_unary[] = {0x40, 0x44};                 /* NEG RELU */
-static const uint32_t ew_transc_unary[] = {0x41, 0x42, 0x43};          /* EXP SIGMOID TANH */
+static const uint32_t ew_binary_ops[] = {LNN_OP_ADD, LNN_OP_SUB, LNN_OP_MUL, LNN_OP_DIV,
+                                         LNN_OP_MIN, LNN_OP_MAX, LNN_OP_POW, LNN_OP_LE,
+                                         LNN_OP_LT};
+static const uint32_t ew_exact_unary[] = {LNN_OP_NEG, LNN_OP_RELU, LNN_OP_ABS, LNN_OP_SQRT};
+static const uint32_t ew_transc_unary[] = {LNN_OP_EXP, LNN_OP_SIGMOID, LNN_OP_TANH, LNN_OP_LOG,
+                                           LNN_OP_ERF};
+#define EW_COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
 /* A random well-formed program over n operands (lnn_format.h). */
 static void ew_random_program(ew_program *pg, size_t n, int transcendental)
@@ -1022,11 +1037,11 @@ static void ew_random_program(ew_program *pg, size_t n, int transcendental)
         uint32_t op;
         const uint64_t kind = rnd() % 10;
         if (kind < 6)
-            op = ew_binary_ops[rnd() % 4];
+            op = ew_binary_ops[rnd() % EW_COUNT(ew_binary_ops)];
         else if (kind < 8 || !transcendental)
-            op = ew_exact_unary[rnd() % 2];
+            op = ew_exact_unary[rnd() % EW_COUNT(ew_exact_unary)];
         else {
-            op = ew_transc_unary[rnd() % 3];
+            op = ew_transc_unary[rnd() % EW_COUNT(ew_transc_unary)];
             pg->transcendental = 1;
         }
         if (op >= 0x40)
@@ -1061,11 +1076,14 @@ static void ew_compose(const lnn_kernels *k, const ew_program *pg, float *const 
             p.b = b;
             p.n = count;
             p.mode = LNN_BC_SAME;
-            (op == 0x30 ? k->add : op == 0x31 ? k->sub : op == 0x32 ? k->mul : k->div)(&p);
+            (op == LNN_OP_ADD ? k->add : op == LNN_OP_SUB ? k->sub : op == LNN_OP_MUL ? k->mul
+             : op == LNN_OP_DIV ? k->div : op == LNN_OP_MIN ? k->min : op == LNN_OP_MAX ? k->max
+             : op == LNN_OP_POW ? k->pow : op == LNN_OP_LE ? k->le : k->lt)(&p);
         } else {
             lnn_unary_params p = {y, a, count};
-            (op == 0x40 ? k->neg : op == 0x41 ? k->exp : op == 0x42 ? k->sigmoid
-             : op == 0x43 ? k->tanh : k->relu)(&p);
+            (op == LNN_OP_NEG ? k->neg : op == LNN_OP_EXP ? k->exp : op == LNN_OP_SIGMOID ? k->sigmoid
+             : op == LNN_OP_TANH ? k->tanh : op == LNN_OP_RELU ? k->relu : op == LNN_OP_ABS ? k->abs
+             : op == LNN_OP_SQRT ? k->sqrt : op == LNN_OP_LOG ? k->log : k->erf)(&p);
         }
     }
     free(regs);
