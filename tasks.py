@@ -470,6 +470,22 @@ def arduino_library(c, out=None):
     print(f"wrote {assemble(Path(out) if out else BUILD_DIR)}")
 
 
+@task(help={"model": "an irregularly sampled recipe (model.timespans: true)", "seeds": "comma-separated seeds",
+            "epochs": "override the recipe's number of epochs"})
+@step
+def irregular(c, model="ncps-cfc-irregular", seeds="0,1,2", epochs=None):
+    """Train the recipe's Δt-aware model and the same model assuming a fixed step, one thread; held-out RMSE of
+    both (build/irregular/<model>.json, a README table by `invoke readme-table`)."""
+    from lnnedge import console
+    from lnnedge.args import counts, optional_count
+    from lnnedge.irregular import compare, summary
+
+    report = compare(model, tuple(counts(seeds, "--seeds")), optional_count(epochs, "--epochs"), console.progress)
+    print(summary(report))
+    if not report["dt_aware_better_every_seed"]:
+        raise Exit("error: the Δt-aware model is not better than the fixed-Δt one on every seed", code=1)
+
+
 @task(name="readme-table")
 @step
 def readme_table(c):
@@ -480,6 +496,6 @@ def readme_table(c):
 
 
 ns = Collection(train, train_seeds, fuzz, quantize_check, compile_, build, run, verify, deploy, status, bench,
-               bench_matmul, stream, demo, ops,
+               bench_matmul, stream, demo, ops, irregular,
                targets, boards, schema, reliability, readme_table, export, arduino_library, size)
 ns.configure({"debug": False, "model": "ltc-sine"})

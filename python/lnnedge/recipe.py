@@ -48,6 +48,7 @@ class ModelSpec:
     wiring: str = ""  # ncps models: "autoncp" or "fully-connected"
     mixed_memory: bool = False  # ncps models: ncps's LSTM cell beside the liquid cell
     num_layers: int = 1  # recurrent baselines (kind lstm / gru / rnn): stacked layers
+    timespans: bool = False  # ncps models: each step's elapsed time is a run-time input (a last input column)
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class DataSpec:
     seed: int
     source: str = "function"  # "function": a target function over ranges; "digits": sklearn's 8x8 digits
     test_fraction: float = 0.25  # digits: the held-out share
-    sequence_length: int = 0  # sequence sources (damped-oscillation): time steps per sequence
+    sequence_length: int = 0  # sequence sources (damped-oscillation, irregular-oscillation): steps per sequence
     noise: float = 0.0  # sequence sources: standard deviation of the noise on the inputs
 
 
@@ -136,6 +137,8 @@ def load(name_or_path: str) -> Recipe:
 
 CLASSIFIER_KINDS = ("mlp", "cnn")
 SEQUENCE_KINDS = ("ltc-sequence", "ncps-cfc", "ncps-ltc", "lstm", "gru", "rnn")
+# sequence sources; the irregular one sampled at random times, each input row carrying its Δt (sequences.py)
+SEQUENCE_SOURCES = ("damped-oscillation", "irregular-oscillation")
 NCPS_WIRINGS = ("autoncp", "fully-connected")
 DATA_SOURCES = {"digits": (64, 10)}  # source -> (input features, classes)
 METHODS = ("euler", "midpoint", "rk4", "explicit_adams", "implicit_adams")  # models.ltc.SOLVERS
@@ -264,7 +267,7 @@ class FitRecipe(_RecipeFile):
 
 
 class SequenceData(FileModel):
-    source: Literal["damped-oscillation"]
+    source: Literal[SEQUENCE_SOURCES]
     length: Int(ge=1)  # samples per sequence
     noise: Real(ge=0) = 0.0  # standard deviation of the noise on the inputs
     train_sequences: Int(ge=1)
@@ -288,6 +291,7 @@ class NcpsModel(FileModel):
     outputs: Int(ge=1)
     wiring: Literal[NCPS_WIRINGS]
     mixed_memory: bool = False
+    timespans: bool = False  # the elapsed time of each step a run-time input (ncps's timespans)
 
 
 class RecurrentModel(FileModel):
@@ -425,12 +429,19 @@ def _sequence(f: LTCSequenceRecipe, path: Path, common: dict) -> Recipe:
     else:
         s, hidden, wiring, tau_min = m.solver, m.hidden, "", m.tau_min
     if (m.inputs, m.outputs) != (1, 1):
-        _fail(path, "model", "a damped-oscillation sequence has 1 input and 1 output per step")
+        _fail(path, "model", f"a {d.source} sequence has 1 input and 1 output per step")
+    timespans = getattr(m, "timespans", False)
+    if timespans and d.source != "irregular-oscillation":
+        _fail(path, "model.timespans", f"needs the elapsed time of each step: data.source irregular-oscillation, "
+                                       f"got {d.source}")
+    if d.source == "irregular-oscillation" and not isinstance(m, NcpsModel):
+        _fail(path, "data.source", f"irregular-oscillation rows carry their elapsed time, which only the ncps "
+                                   f"models (ncps-cfc, ncps-ltc) take; model.kind is {m.kind}")
     return Recipe(
         model=ModelSpec(kind=m.kind, inputs=m.inputs, hidden=hidden, outputs=m.outputs, method=s.method,
                         t_start=s.t_start, t_end=s.t_end, steps=s.steps, tau_min=tau_min, wiring=wiring,
                         step_size=s.step_size, mixed_memory=getattr(m, "mixed_memory", False),
-                        num_layers=getattr(m, "layers", 1)),
+                        num_layers=getattr(m, "layers", 1), timespans=timespans),
         data=DataSpec(functions=(), ranges=(), train_points=d.train_sequences, test_points=d.test_sequences,
                       seed=d.seed, source=d.source, sequence_length=d.length, noise=d.noise),
         tolerances=Tolerances(float32_max_abs_err=f.tolerances.float32_max_abs_err,

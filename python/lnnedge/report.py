@@ -13,6 +13,7 @@ BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 BENCH_BEGIN, BENCH_END = "<!-- bench:begin -->", "<!-- bench:end -->"
 RELIABILITY_BEGIN, RELIABILITY_END = "<!-- reliability:begin -->", "<!-- reliability:end -->"
 FUZZ_BEGIN, FUZZ_END = "<!-- fuzz:begin -->", "<!-- fuzz:end -->"
+IRREGULAR_BEGIN, IRREGULAR_END = "<!-- irregular:begin -->", "<!-- irregular:end -->"
 _ENGINES = (("c_vm", "C VM, in-process (runner's timing loop)"), ("c_vm_python", "C VM through the Python binding"),
             ("onnxruntime", "ONNX Runtime"), ("pytorch", "PyTorch eager"), ("reference_vm", "reference VM (numpy)"))
 
@@ -84,6 +85,21 @@ def reliability_table(build_dir: Path = BUILD_DIR) -> str:
     return "\n".join(rows)
 
 
+def irregular_table(build_dir: Path = BUILD_DIR) -> str:
+    """One row per `invoke irregular` report (build/irregular/*.json): Δt-aware vs fixed-Δt held-out RMSE."""
+    from .irregular import load_all
+
+    rows = ["| model | sampling | held-out sequences × steps | seeds | RMSE, Δt-aware (median) | "
+            "RMSE, fixed Δt (median) | Δt-aware better on every seed | repeating the last sample |",
+            "|---|---|---|---|---|---|---|---|"]
+    for r in load_all(build_dir / "irregular"):
+        rows.append(f"| {r['model']} | Δt ~ U({r['dt_range'][0]:g}, {r['dt_range'][1]:g}) | {r['test_sequences']} × "
+                    f"{r['steps']} | {', '.join(str(run['seed']) for run in r['runs'])} | "
+                    f"{r['dt_aware_rmse_median']:.4f} | {r['fixed_dt_rmse_median']:.4f} | "
+                    f"{'yes' if r['dt_aware_better_every_seed'] else 'NO'} | {r['repeat_last_rmse']:.4f} |")
+    return "\n".join(rows)
+
+
 def fuzz_table(report: dict) -> str:
     """The last `invoke fuzz --target all` campaign (build/fuzz/report-all.json), one row per fuzzer."""
     rows = [f"`invoke fuzz --seconds {report['seconds']} --jobs {report['jobs']}`, finished "
@@ -127,6 +143,10 @@ def update_readme(readme: Path = ROOT / "README.md", build_dir: Path = BUILD_DIR
         reliability = reliability_table(build_dir)
         text = _replace_block(text, RELIABILITY_BEGIN, RELIABILITY_END, reliability)
         tables += "\n\n" + reliability
+    if (build_dir / "irregular").is_dir():
+        irregular = irregular_table(build_dir)
+        text = _replace_block(text, IRREGULAR_BEGIN, IRREGULAR_END, irregular)
+        tables += "\n\n" + irregular
     readme.write_text(text)
     fuzz_path = build_dir / "fuzz" / "report-all.json"
     if fuzz_path.is_file():

@@ -23,7 +23,8 @@ def build_model(spec: ModelSpec) -> nn.Module:
     if spec.kind in ("ncps-cfc", "ncps-ltc"):
         from .ncps import NcpsSequence
 
-        return NcpsSequence(spec.kind, spec.inputs, spec.hidden, spec.outputs, spec.wiring, spec.mixed_memory)
+        return NcpsSequence(spec.kind, spec.inputs, spec.hidden, spec.outputs, spec.wiring, spec.mixed_memory,
+                            spec.timespans)
     if spec.kind in ("lstm", "gru", "rnn"):
         from .recurrent import RecurrentSequence
 

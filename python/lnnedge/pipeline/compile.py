@@ -56,7 +56,8 @@ def reference_model(recipe: recipes.Recipe, quant: str | None = None,
 def _module(recipe: recipes.Recipe, net: torch.nn.Module) -> tuple[torch.nn.Module, tuple, tuple, dict]:
     """What gets compiled: (module, example inputs, state pairs, metadata). A sequence model is compiled as one
     time step whose hidden state (as wide as the model's) stays in the VM between runs."""
-    example = torch.zeros(1, recipe.model.inputs)
+    # a model with timespans takes each step's elapsed time as a last input column
+    example = torch.zeros(1, recipe.model.inputs + int(recipe.model.timespans))
     meta = {"recipe": recipe.name, "kind": recipe.model.kind}
     if not recipe.classifier:
         meta.update(method=recipe.model.method, steps=recipe.model.steps - 1)
