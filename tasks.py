@@ -166,25 +166,27 @@ def run(c, model=None, board=None, inputs="", quant=None, file=None):
     console.show(run_model(model, board, values, quant))
 
 
-@task(help={"model": MODEL_HELP, "board": "a board in boards.yaml (default: its default_board)",
+@task(help={"model": MODEL_HELP, "board": "a board or a group of boards in boards.yaml (default: its default_board)",
             "trace": "run one input with every intermediate tensor compared, and name the first op that differs",
-            "row": "with --trace: which verify input to trace (default 0)", "quant": QUANT_HELP,
+            "row": "with --trace: which verify input to trace", "quant": QUANT_HELP,
+            "junit": "also write the verdicts as JUnit XML to this file, a test case per board (for CI)",
             "file": FILE_HELP + ": held to the test set bundled in it", "module": "with --file: " + MODULE_HELP
             + ", also held to on --test-data's inputs", "weights": "with --module: its state_dict (torch.save)",
             "test-data": "with --module: an .npz of inputs (`inputs`, or inputs_0, inputs_1...) to compare on"})
 @step
-def verify(c, model=None, board=None, trace=False, row="0", quant=None, file=None, module=None, weights=None,
-           test_data=None):
+def verify(c, model=None, board=None, trace=False, row="0", quant=None, junit=None, file=None, module=None,
+           weights=None, test_data=None):
     """Compare the device with PyTorch on the recipe's verify points (or a compiled --file's bundled test set);
     exit 1 unless within tolerance."""
     from lnnedge import console
     from lnnedge.args import count
     from lnnedge.pipeline.reports import FleetReport
     from lnnedge.pipeline.run import trace_row
+    from lnnedge.pipeline.verify import failure_message
     from lnnedge.pipeline.verify import verify as run_verify
 
     if file or module:
-        _verify_file(file, board, module, weights, test_data, trace or quant)
+        _verify_file(file, board, module, weights, test_data, trace or quant or junit)
         return
     if trace:
         traced = trace_row(model, board, count(row, "--row", 0), quant)
@@ -192,19 +194,18 @@ def verify(c, model=None, board=None, trace=False, row="0", quant=None, file=Non
         if not traced.passed:
             raise Exit("error: the device and the references part ways (see the first mismatch above)", code=1)
         return
-    report = run_verify(model, board, quant)
+    if junit:
+        from lnnedge.junit import verify_to_junit
+
+        report = verify_to_junit(Path(junit), model, board, quant)
+    else:
+        report = run_verify(model, board, quant)
     console.show(report)
     if isinstance(report, FleetReport):
         if report.failed:
             raise Exit(f"error: verification failed on {', '.join(report.failed)}", code=1)
     elif not report.passed:
-        r = report.data
-        if r.get("kind") == "classifier":
-            raise Exit(f"error: verification failed on {r['board']}: max_abs_err {r['max_abs_err']:.3e} "
-                       f"(tolerance {r['tolerance']:.0e}), same class {100 * r['same_class_share']:.2f} %, "
-                       f"accuracy {r['accuracy_device']:.4f} vs PyTorch {r['accuracy_pytorch']:.4f}", code=1)
-        raise Exit(f"error: verification failed on {r['board']}: max_abs_err {r['max_abs_err']:.3e} "
-                   f"> tolerance {r['tolerance']:.0e}", code=1)
+        raise Exit(f"error: {failure_message(report.data)}", code=1)
 
 
 def _verify_file(file, board, module, weights, test_data, recipe_only) -> None:
@@ -217,7 +218,7 @@ def _verify_file(file, board, module, weights, test_data, recipe_only) -> None:
     if not file:
         raise UsageError("--module goes with --file (verify a compiled file against your module)")
     if recipe_only:
-        raise UsageError("--trace and --quant go with a recipe (--model), not --file")
+        raise UsageError("--trace, --quant and --junit go with a recipe (--model), not --file")
     if (module is None) != (test_data is None):
         raise UsageError("verify --file: --module and --test-data go together (your module and the inputs to "
                          "compare it on)")
@@ -388,13 +389,19 @@ def targets(c):
 @task
 @step
 def boards(c):
-    """List the boards in boards.yaml."""
+    """List the boards in boards.yaml (* marks the default) and its groups."""
     from lnnedge import config, console
 
     all_boards, default = config.load_boards()
     console.show(console.Listing(("", "board", "target", "transport", "description"),
                                  [("*" if name == default else "", name, b.target.name, b.transport, b.description)
                                   for name, b in all_boards.items()]))
+    groups = config.load_groups()
+    if groups:
+        console.show(console.Listing(("group", "boards"), [(name, ", ".join(members))
+                                                          for name, members in groups.items()]))
+    print(f"from {config.boards_file()}")
+
 
 
 @task
@@ -486,6 +493,32 @@ def irregular(c, model="ncps-cfc-irregular", seeds="0,1,2", epochs=None):
         raise Exit("error: the Δt-aware model is not better than the fixed-Δt one on every seed", code=1)
 
 
+@task(name="bench-threads", help={"model": MODEL_HELP, "epochs": "epochs per training run",
+                                  "runs": "training runs per thread count and load",
+                                  "busy": "comma-separated numbers of CPU-busy processes to train beside"})
+@step
+def bench_threads(c, model=None, epochs="20", runs="3", busy="0,1"):
+    """Training time with 1 torch thread vs one per core, idle and beside busy processes: the measurement
+    behind the kit's thread policy (lnnedge/threads.py); writes build/threads.json."""
+    import json
+    import os
+
+    from lnnedge.args import count, counts
+    from lnnedge.artifacts import atomic_write_text
+    from lnnedge.paths import BUILD_DIR
+    from lnnedge.threads import measure
+
+    threads = tuple(sorted({1, os.cpu_count() or 1}))
+    report = measure(model, count(epochs, "--epochs"), count(runs, "--runs"), tuple(counts(busy, "--busy")), threads)
+    for case in report["cases"]:
+        print(f"{case['busy_processes']} busy, {case['threads']} thread(s): median {case['median_s']:.2f} s "
+              f"of {case['seconds']}")
+    print(f"same trained weights with every thread count: {report['same_weights']}")
+    path = BUILD_DIR / "threads.json"
+    atomic_write_text(path, json.dumps(report, indent=2) + "\n")
+    print(f"wrote {path}")
+
+
 @task(name="readme-table")
 @step
 def readme_table(c):
@@ -496,6 +529,28 @@ def readme_table(c):
 
 
 ns = Collection(train, train_seeds, fuzz, quantize_check, compile_, build, run, verify, deploy, status, bench,
-               bench_matmul, stream, demo, ops, irregular,
+               bench_matmul, bench_threads, stream, demo, ops, irregular,
                targets, boards, schema, reliability, readme_table, export, arduino_library, size)
 ns.configure({"debug": False, "model": "ltc-sine"})
+
+
+def _complete_help(collection: Collection) -> None:
+    """`--list` shows a docstring's first line, `--help` no defaults: each task's first paragraph becomes its
+    first line (so the list never stops mid-sentence), and each flag's help names its default — the value in
+    the task's signature, unless the help already speaks of one or there is none to name (None, False, "")."""
+    import inspect
+
+    for t in collection.tasks.values():
+        doc = inspect.cleandoc(t.__doc__ or "")
+        first, _, rest = doc.partition("\n\n")
+        t.__doc__ = " ".join(first.split()) + (f"\n\n{rest}" if rest else "")
+        for name, param in inspect.signature(t.body).parameters.items():
+            if param.default in (None, False, "", inspect.Parameter.empty):
+                continue
+            key = next((k for k in (name.replace("_", "-"), name) if k in t.help), name)
+            text = t.help.get(key, "")
+            if "default" not in text:
+                t.help[key] = f"{text} (default: {param.default})".lstrip()
+
+
+_complete_help(ns)

@@ -87,6 +87,9 @@ def _time_calls(call: Callable[[], object], runs: int, rows: int, warmup: int) -
 def export_onnx(model: torch.nn.Module, inputs: int, path: Path) -> Path:
     """torch.onnx's TorchScript exporter: it traces odeint's fixed-grid loop (the torch.export-based
     exporter stops at odeint's value-dependent checks, like torch.export itself)."""
+    from .extras import require
+
+    require("onnx", "bench", "invoke bench (torch.onnx writes the benchmark model with it)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (torch.zeros(2, inputs),), str(path), dynamo=False, input_names=["x"],
@@ -191,8 +194,10 @@ def goals(results: dict, large_batch: int, binding_overhead: float) -> dict:
 def bench(recipe: Recipe, model: torch.nn.Module, model_files: dict[str, Path], runner: Path, library: Path,
           large_batch: int = 1024, quick: bool = False, progress: Progress = silent) -> dict:
     """model_files: weight scheme -> .lnnb, float32 first (the engines table runs that one)."""
-    torch.set_num_threads(1)
-    import onnxruntime as ort
+    torch.set_num_threads(1)  # the kit's thread policy (threads.py); ONNX Runtime gets one thread as well
+    from .extras import require
+
+    ort = require("onnxruntime", "bench", "invoke bench")
 
     x_all = data.grid_points(recipe.data, large_batch, seed=seed_for(recipe.data, Draw.BENCH)).astype(np.float32)
     model_file = next(iter(model_files.values()))

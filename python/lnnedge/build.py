@@ -10,10 +10,11 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Target
+from .config import Board, Target
 from .errors import LnnedgeError
 from .paths import BUILD_DIR, ROOT, VM_DIR
 
@@ -41,6 +42,54 @@ def runner_path(target: Target) -> Path:
     """What a board of this target runs: the lnnvm runner, or the firmware image."""
     out = output_dir(target)
     return out / target.firmware.elf if target.firmware else out / "lnnvm"
+
+
+def _sources(target: Target) -> list[Path]:
+    """The files a target's runner (or firmware image) is made from: what make would compare it with."""
+    dirs = [VM_DIR / "src", VM_DIR / "include", VM_DIR / "runner"]
+    if target.firmware is not None:
+        dirs.append(ROOT / target.firmware.make_dir)
+    return [VM_DIR / "Makefile", VM_DIR / "sources.mk", *(f for d in dirs for f in sorted(d.rglob("*")) if f.is_file())]
+
+
+def ensure_built(target: Target, say=lambda line: print(line, file=sys.stderr)) -> Path:
+    """The runner or firmware image of `target`, built first (one line through `say`) when it is missing or older
+    than one of its sources, as make would: a task that runs a model never asks the user to build by hand."""
+    path = runner_path(target)
+    if not path.is_file():
+        why = "is missing"
+    else:
+        built = path.stat().st_mtime
+        newer = next((f for f in _sources(target) if f.stat().st_mtime > built), None)
+        if newer is None:
+            return path
+        why = f"is older than {newer.relative_to(VM_DIR.parent)}"
+    say(f"{path} {why}: building it (invoke build --target {target.name})")
+    build(target, echo=lambda _line: None)
+    return path
+
+
+_building = threading.Lock()  # a group's boards open in parallel; two of one target must not run make at once
+
+# The transports whose board runs what build/ holds (a serial board runs what was flashed on it).
+_RUNS_BUILD = ("local", "qemu", "qemu-system", "ssh")
+
+
+def ensure_for_board(board: Board) -> None:
+    """ensure_built for the board's target, where the board runs (or is sent) what build/ holds."""
+    if board.transport in _RUNS_BUILD:
+        with _building:
+            ensure_built(board.target)
+
+
+def _failed(what: str, proc: subprocess.CompletedProcess) -> BuildError:
+    """A make that failed: its first error line in the message's first line (what a group's summary and a JUnit
+    report show), the whole output after it."""
+    output = f"{proc.stdout}{proc.stderr}"
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    first = next((line for line in lines if "error" in line.lower() and not line.startswith("make")),
+                 lines[-1] if lines else f"make exited with {proc.returncode}")
+    return BuildError(f"{what} failed: {first}\n{output}")
 
 
 def tool_command(spec: str) -> list[str]:
@@ -93,7 +142,7 @@ def build(target: Target, sanitize: bool = False, echo=print) -> BuildResult:
     echo(f"$ {command}")
     proc = subprocess.run(args, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise BuildError(f"building the VM for {target.name} failed:\n{proc.stdout}{proc.stderr}")
+        raise _failed(f"building the VM for {target.name}", proc)
     runner = out / "lnnvm"
     library = out / "liblnnvm.so"
     vm_bytes = vm_size(target, out / "liblnnvm.a")
@@ -114,7 +163,7 @@ def build_firmware(target: Target, echo=print) -> BuildResult:
     echo(f"$ {shlex.join(args)}")
     proc = subprocess.run(args, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise BuildError(f"building the firmware for {target.name} failed:\n{proc.stdout}{proc.stderr}")
+        raise _failed(f"building the firmware for {target.name}", proc)
     sizes = subprocess.run([*args, "-s", "size"], capture_output=True, text=True, check=True).stdout
     memory = {k: int(v) for k, v in (line.split("=", 1) for line in sizes.split() if "=" in line)}
     elf = out / fw.elf
@@ -140,7 +189,7 @@ def _make_program(target: Target, goal: str, what: str, echo=print) -> None:
     echo(f"$ {shlex.join(args)}")
     proc = subprocess.run(args, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise BuildError(f"building {what} for {target.name} failed:\n{proc.stdout}{proc.stderr}")
+        raise _failed(f"building {what} for {target.name}", proc)
 
 
 def kernel_test(target: Target, echo=print) -> Path:

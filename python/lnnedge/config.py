@@ -20,18 +20,21 @@ from pydantic import AfterValidator, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from .errors import LnnedgeError
-from .paths import ROOT
+from .paths import PROJECT_DIR, ROOT
 from .schema import FileModel, Flag, Int, Name, Seconds, Size, Text, check, rule
 
 TARGETS_DIR = ROOT / "targets"
 TOOLCHAINS_DIR = ROOT / "toolchains"
-BOARDS_FILE = ROOT / "boards.yaml"
+BOARDS_FILE = ROOT / "boards.yaml"  # the shipped example, used when the project has no boards.yaml
 SIMD_LEVELS = ("auto", "scalar", "neon", "sse3", "avx2", "avx512")
 
 
 def boards_file() -> Path:
-    """boards.yaml at the repository root, or the file named by $LNNEDGE_BOARDS."""
-    return Path(os.environ.get("LNNEDGE_BOARDS", BOARDS_FILE))
+    """The file named by $LNNEDGE_BOARDS, else the project's boards.yaml, else the shipped one."""
+    if "LNNEDGE_BOARDS" in os.environ:
+        return Path(os.environ["LNNEDGE_BOARDS"])
+    own = PROJECT_DIR / "boards.yaml"
+    return own if own.is_file() else BOARDS_FILE
 
 
 class ConfigError(LnnedgeError, ValueError):
@@ -407,6 +410,11 @@ def load_boards(path: Path | None = None) -> tuple[dict[str, Board], str]:
     """All boards and the default board's name."""
     boards, default, _groups = _load(path or boards_file())
     return boards, default
+
+
+def load_groups(path: Path | None = None) -> dict[str, list[str]]:
+    """The groups of boards.yaml: group name -> its boards' names."""
+    return _load(path or boards_file())[2]
 
 
 def resolve(name: str | None, path: Path | None = None) -> list[Board]:

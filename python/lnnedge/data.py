@@ -67,7 +67,10 @@ def train_test(spec: DataSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
 
 @cache
 def _digits_split(seed: int, test_fraction: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    from sklearn.datasets import load_digits  # bundled with scikit-learn: no download
+    from .extras import require
+
+    # bundled with scikit-learn: no download
+    load_digits = require("sklearn.datasets", "digits", "the digits data set").load_digits
 
     bunch = load_digits()
     x = np.asarray(bunch.data, dtype=np.float64)

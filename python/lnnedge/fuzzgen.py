@@ -54,7 +54,7 @@ import numpy as np
 
 from . import isa, kernels_np, lnnb
 from .errors import LnnedgeError
-from .paths import BUILD_DIR, ROOT
+from .paths import BUILD_DIR, PACKAGE_DIR
 
 F32, U32, I8, F16 = (isa.const(n) for n in ("DT_F32", "DT_U32", "DT_I8", "DT_F16"))
 CONST, ARENA, INPUT, OUTPUT, STATE = (isa.const(n) for n in
@@ -977,7 +977,7 @@ def run_campaign(programs: int | None = None, seconds: float | None = None, seed
         if kept:
             echo(f"  finding: seed {s}: {kind}: {detail}")
 
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "python"))
+    env = dict(os.environ, PYTHONPATH=str(PACKAGE_DIR.parent))
     while not done():
         count = (end_seed - next_seed) if end_seed is not None else 1 << 30
         proc = subprocess.Popen([sys.executable, "-m", "lnnedge.fuzzgen", "--worker", "--seed", str(next_seed),

@@ -21,7 +21,7 @@ from pydantic_core import PydanticCustomError
 
 from .errors import LnnedgeError
 from .expr import ExprError
-from .paths import RECIPES_DIR
+from .paths import PROJECT_RECIPES_DIR, RECIPES_DIR
 from .schema import FileModel, Int, Name, Real, Text, check, rule, safe_name
 
 
@@ -117,11 +117,12 @@ def recipe_path(name_or_path: str) -> Path:
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml"):
         return path
-    return RECIPES_DIR / f"{name_or_path}.yaml"
+    own = PROJECT_RECIPES_DIR / f"{name_or_path}.yaml"  # the project's own recipe of that name comes first
+    return own if own.is_file() else RECIPES_DIR / f"{name_or_path}.yaml"
 
 
 def available() -> list[str]:
-    return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+    return sorted({p.stem for d in (PROJECT_RECIPES_DIR, RECIPES_DIR) for p in d.glob("*.yaml")})
 
 
 def load(name_or_path: str) -> Recipe:

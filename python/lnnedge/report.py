@@ -1,4 +1,5 @@
-"""The README's generated tables: verify results from build/*/verify-*.json, performance from build/bench.json."""
+"""The README's generated tables: verify results from build/*/verify-*.json, performance from build/bench.json,
+the thread policy's measurement from build/threads.json."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 BENCH_BEGIN, BENCH_END = "<!-- bench:begin -->", "<!-- bench:end -->"
 RELIABILITY_BEGIN, RELIABILITY_END = "<!-- reliability:begin -->", "<!-- reliability:end -->"
 FUZZ_BEGIN, FUZZ_END = "<!-- fuzz:begin -->", "<!-- fuzz:end -->"
+THREADS_BEGIN, THREADS_END = "<!-- threads:begin -->", "<!-- threads:end -->"
+MATMUL_BEGIN, MATMUL_END = "<!-- matmul:begin -->", "<!-- matmul:end -->"
 IRREGULAR_BEGIN, IRREGULAR_END = "<!-- irregular:begin -->", "<!-- irregular:end -->"
 _ENGINES = (("c_vm", "C VM, in-process (runner's timing loop)"), ("c_vm_python", "C VM through the Python binding"),
             ("onnxruntime", "ONNX Runtime"), ("pytorch", "PyTorch eager"), ("reference_vm", "reference VM (numpy)"))
@@ -121,6 +124,26 @@ def fuzz_table(report: dict) -> str:
     return "\n".join(rows)
 
 
+def threads_table(report: dict) -> str:
+    """`invoke bench-threads` (build/threads.json): training time per torch thread count, beside busy processes."""
+    same = "yes" if report["same_weights"] else "NO"
+    rows = [f"`invoke bench-threads`: {report['model']}, {report['epochs']} epochs a run, {report['runs']} runs of "
+            f"each (the thread counts alternating), {report['cpu_count']} cores shared with whatever else runs; "
+            f"the same trained weights with every thread count: {same}.", "",
+            "| CPU-busy processes started beside it | torch threads | median (s) | runs (s) |", "|---|---|---|---|"]
+    for c in report["cases"]:
+        runs = ", ".join(f"{s:.2f}" for s in c["seconds"])
+        rows.append(f"| {c['busy_processes']} | {c['threads']} | {c['median_s']:.2f} | {runs} |")
+    return "\n".join(rows)
+
+
+def matmul_line(m: dict) -> str:
+    """`invoke bench-matmul` (build/bench.json's "matmul") in one sentence."""
+    return (f"Last run ({m['cpu']}, {m['isa']}, {m['n']}×{m['n']}×{m['n']}, {m['runs']} runs each): median "
+            f"{m['vm_ns_median'] / 1e6:.2f} ms vs {m['naive_ns_median'] / 1e6:.1f} ms, ×{m['speedup']:.0f} "
+            f"({m['vm_gflops']:.0f} vs {m['naive_gflops']:.1f} GFLOP/s).")
+
+
 def _replace_block(text: str, begin: str, end: str, body: str) -> str:
     new, count = re.subn(re.escape(begin) + ".*?" + re.escape(end), lambda _m: f"{begin}\n{body}\n{end}", text,
                          flags=re.S)
@@ -139,6 +162,15 @@ def update_readme(readme: Path = ROOT / "README.md", build_dir: Path = BUILD_DIR
         bench = bench_table(json.loads(bench_path.read_text()))
         text = _replace_block(text, BENCH_BEGIN, BENCH_END, bench)
         tables += "\n\n" + bench
+    if bench_path.is_file() and "matmul" in json.loads(bench_path.read_text()):
+        matmul = matmul_line(json.loads(bench_path.read_text())["matmul"])
+        text = _replace_block(text, MATMUL_BEGIN, MATMUL_END, matmul)
+        tables += "\n\n" + matmul
+    threads_path = build_dir / "threads.json"
+    if threads_path.is_file():
+        threads = threads_table(json.loads(threads_path.read_text()))
+        text = _replace_block(text, THREADS_BEGIN, THREADS_END, threads)
+        tables += "\n\n" + threads
     if (build_dir / "reliability").is_dir():
         reliability = reliability_table(build_dir)
         text = _replace_block(text, RELIABILITY_BEGIN, RELIABILITY_END, reliability)

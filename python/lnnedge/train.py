@@ -20,6 +20,7 @@ from .errors import LnnedgeError
 from .models import build_model
 from .progress import Progress, silent
 from .recipe import Recipe
+from .threads import apply_policy
 
 
 class TrainingDiverged(LnnedgeError, RuntimeError):
@@ -41,7 +42,9 @@ def seed_everything(seed: int) -> None:
 
 def train(recipe: Recipe, seed: int | None = None, epochs: int | None = None,
           progress: Progress = silent) -> TrainResult:
-    """Train the recipe's model; `seed` and `epochs` override the recipe's; each epoch advances `progress`."""
+    """Train the recipe's model; `seed` and `epochs` override the recipe's; each epoch advances `progress`.
+    torch runs on the kit's thread policy's number of threads (threads.py: one, unless $LNNEDGE_THREADS)."""
+    apply_policy()
     spec = recipe.training
     seed = spec.seed if seed is None else seed
     epochs = spec.epochs if epochs is None else epochs

@@ -83,7 +83,9 @@ static void fail(int code, const char *fmt, ...)
     _Exit(code);
 }
 
-static void usage(void)
+/* The usage text: on stdout with exit 0 when asked for (--help), on stderr
+ * with EXIT_USAGE after a mistake. */
+static void usage_to(FILE *out, int code)
 {
     fputs("usage: lnnvm [--max-work N] [--max-arena BYTES] COMMAND ... (also after COMMAND)\n"
           "       lnnvm info MODEL\n"
@@ -95,9 +97,15 @@ static void usage(void)
           "       lnnvm test MODEL [--kernels ISA] [--no-plan]\n"
           "       lnnvm stream MODEL [--kernels ISA]   (rows on stdin, one step per line)\n"
           "       lnnvm --version\n"
+          "       lnnvm --help\n"
           "MODEL or IN may be '-' for standard input (at most one of them).\n",
-          stderr);
-    exit(EXIT_USAGE);
+          out);
+    exit(code);
+}
+
+static void usage(void)
+{
+    usage_to(stderr, EXIT_USAGE);
 }
 
 /* 64-byte aligned, zeroed (outputs a model does not write, and arena bytes
@@ -1097,6 +1105,8 @@ int main(int argc, char **argv)
                LNN_VERSION_MINOR);
         return 0;
     }
+    if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")))
+        usage_to(stdout, 0);
     if (argc < 3)
         usage();
     const char *cmd = argv[1];

@@ -24,6 +24,9 @@ from ..compiler.ir import CompileError
 
 
 def _rnn(kind: str, inputs: int, units: int, outputs: int, wiring: str, mixed_memory: bool = False) -> nn.Module:
+    from ..extras import require
+
+    require("ncps", "ncps", f"a {kind} model")
     from ncps.torch import LTC, CfC
     from ncps.wirings import AutoNCP, FullyConnected
 

@@ -20,6 +20,7 @@ import torch
 from .. import config, data, plots, sequences
 from .. import recipe as recipes
 from ..artifacts import atomic_write_text
+from ..build import ensure_for_board
 from ..data import Draw, seed_for
 from ..devices import Device, RunResult, open_device
 from ..devices.fleet import across
@@ -241,6 +242,16 @@ def verify_on(recipe: recipes.Recipe, model: torch.nn.Module, model_file: Path, 
     return VerifyReport(recipe.name, board.name, kind.name, report["passed"], report, json_path, plot_path)
 
 
+def failure_message(report: dict) -> str:
+    """Why a verify report (verify-<board>.json) did not pass, in one line."""
+    if report.get("kind") == "classifier":
+        return (f"verification failed on {report['board']}: max_abs_err {report['max_abs_err']:.3e} (tolerance "
+                f"{report['tolerance']:.0e}), same class {100 * report['same_class_share']:.2f} %, accuracy "
+                f"{report['accuracy_device']:.4f} vs PyTorch {report['accuracy_pytorch']:.4f}")
+    return (f"verification failed on {report['board']}: max_abs_err {report['max_abs_err']:.3e} > tolerance "
+            f"{report['tolerance']:.0e}")
+
+
 def verify(model: str, board: str | None, quant: str | None = None) -> VerifyReport | FleetReport:
     """Verify on one board, or on every board of a group in parallel (a row per board). A quantized model is
     held to the fake-quantized PyTorch model and its error vs the float model is reported too."""
@@ -253,6 +264,7 @@ def verify(model: str, board: str | None, quant: str | None = None) -> VerifyRep
     float_net = trained if quant else None
 
     def one(b: config.Board) -> VerifyReport:
+        ensure_for_board(b)
         with open_device(b) as device:
             return verify_on(recipe, net, path, b, device, out, float_model=float_net, label=quant)
 
