@@ -171,7 +171,8 @@ def _(r: OpsReport) -> RenderableType:
     table = _table("op", "torch ops", "limits")
     for row in r.rows:
         table.add_row(*row)
-    return table
+    return _group(table, "every op: float32 values; dim 0 of each input is the batch (any size at run time), the "
+                         "other dims fixed at compile time")
 
 
 @view.register
