@@ -371,10 +371,12 @@ def _(r: MatmulReport) -> RenderableType:
 
 @view.register
 def _(r: StreamReport) -> RenderableType:
-    table = _table("step", "input", "streamed", "whole call", r.reference_name, right=(0, 1, 2, 3, 4))
+    # the whole line fed: with timespans its last number is the step's elapsed time
+    table = _table("step", "line in" if r.x.shape[1] > 1 else "input", "streamed", "whole call", r.reference_name,
+                   right=(0, 1, 2, 3, 4))
     for t in range(len(r.x)):
-        table.add_row(str(t), f"{r.x[t, 0]:.5f}", f"{r.streamed[t, 0]:.6f}", f"{r.whole[t, 0]:.6f}",
-                      f"{r.reference[t, 0]:.6f}")
+        table.add_row(str(t), ", ".join(f"{v:.5f}" for v in r.x[t]), f"{r.streamed[t, 0]:.6f}",
+                      f"{r.whole[t, 0]:.6f}", f"{r.reference[t, 0]:.6f}")
     return _group(f"{r.recipe} on {r.board}: one sample per line through `lnnvm stream`, state kept in the VM",
                   table, f"streamed vs whole-sequence call: max |diff| {r.gap:.3e}; vs {r.reference_name}: max |err| "
                   f"{r.err:.3e} (tolerance {r.tolerance:.0e})")
