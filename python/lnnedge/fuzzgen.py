@@ -127,6 +127,7 @@ class Generated:
     expect: str | None
     features: frozenset[str]
     may_refuse: frozenset[str] = frozenset()
+    run_status: str | None = None  # the status every run must end with (E_STEPS: a LOOPW never ended)
 
 
 class _Gen:
@@ -147,6 +148,7 @@ class _Gen:
         self.expect: str | None = None
         self.may_refuse: set[str] = set()
         self.features: set[str] = set()
+        self.run_status: str | None = None
 
     # -- tensors --
 
@@ -292,16 +294,23 @@ class _Gen:
             y = self.pick(lambda v: v.dims[-len(x.dims):] == x.dims) or self.const(x.dims)
         else:
             y = self.like(x)
+        if r.random() < 0.1:
+            return self.where(x, y, on_stack)
         if name == "DIV" and y.floor < 0.25:
             y = self.const(y.dims if not y.batched else (1,), 2.0, 0.5)
+        if name == "POW":  # x ** y: a base away from 0, an exponent in [-1.5, 1.5] (a negative base: NaN)
+            if x.floor < 0.5 and not on_stack and not x.rows:
+                x = self.const(x.dims, 2.0, 0.5)
+            elif x.floor < 0.5:
+                name = "MAX"
+            if y.mag > 1.5:
+                y = self.const(y.dims if not y.batched else (1,), 1.5, 0.25)
         dims = x.dims if len(x.dims) >= len(y.dims) and not y.batched else y.dims
         batched = x.batched or y.batched
-        if name == "DIV":
-            mag = x.mag / y.floor
-        elif name == "MUL":
-            mag = x.mag * y.mag
-        else:
-            mag = x.mag + y.mag
+        bound = _ew_bound(name, x.mag, x.floor, y.mag, y.floor)
+        if bound is None:
+            return None
+        mag = bound[0]
         if mag > MAG_CAP:
             return None
         inplace = (x.writable and x.dims == dims and x.batched == batched and not on_stack
@@ -318,13 +327,23 @@ class _Gen:
         self.vals.append(d)
         return d
 
+    def where(self, c: _Val, y: _Val, on_stack: int) -> _Val | None:
+        """WHERE(c, a, b): c chooses between x-like values (c != 0: a); the three broadcast together."""
+        a, b = (y, self.like(c)) if self.rng.random() < 0.5 else (self.like(c), y)
+        dims = c.dims if len(c.dims) >= len(y.dims) and not y.batched else y.dims
+        d = self.arena(dims, c.batched or y.batched)
+        d.mag = max(a.mag, b.mag)
+        self.features.add("where")
+        self.op("WHERE", [c, a, b], d, on_stack=on_stack)
+        self.vals.append(d)
+        return d
+
     def unary(self, x: _Val, on_stack: int) -> _Val | None:
         r = self.rng
         name = r.choice(_EW_UNARY)
-        if name == "EXP" and x.mag > 2:
+        if name == "EXP" and x.mag > 2 or name == "LOG" and x.floor < 0.25:
             name = "TANH"
-        mag = {"EXP": math.exp(x.mag), "SIGMOID": 1.0, "TANH": 1.0}.get(name, x.mag)
-        floor = {"EXP": math.exp(-x.mag), "SIGMOID": 1 / (1 + math.exp(x.mag)), "NEG": x.floor}.get(name, 0.0)
+        mag, floor = _ew_bound(name, x.mag, x.floor, 0.0, 0.0) or (x.mag, 0.0)
         if x.writable and not on_stack and r.random() < 0.25 and name in ("SIGMOID", "TANH", "NEG", "RELU"):
             x.mag, x.floor = max(x.mag, mag), 0.0  # in place: earlier reads in a loop saw the old bound
             self.features.add("in_place")
@@ -377,6 +396,7 @@ class _Gen:
                                                            for o, d, a, b in insns]
         p = _Val(self.words(program), (len(program),), False, 0.0)
         self.features.add("ewise")
+        self.features.update(f"ew:{name}" for name, _, _, _ in insns)
         if into is not None:
             into.mag = max(into.mag, mag)
             return self.op(f"EWISE{n}", operands + [p], into, on_stack=on_stack)
@@ -563,7 +583,7 @@ class _Gen:
             if self.loops and self.states and self.rng.random() < 0.1:
                 self.state_update()
             elif len(self.loops) < MAX_DEPTH and self.rng.random() < 0.3:
-                self.loop()
+                self.loopw() if self.rng.random() < 0.3 else self.loop()
             else:
                 self.step(None, 0)
         self.settle(base)
@@ -600,6 +620,40 @@ class _Gen:
         if carried is not None:
             self.step(carried, 1)
             self.drop()
+
+    def loopw(self) -> None:
+        """LOOPW n ... flag UNTIL END (the adaptive solvers' loop): a counter counts the trips and the flag is
+        LE(thresholds, counter) over a row of thresholds in 1..n, so the loop ends early, at the trip of the
+        largest threshold; now and then a threshold is n + 1 and no trip ends it: every run must then stop
+        with E_STEPS in every executor."""
+        r = self.rng
+        count = r.randint(1, 5)
+        width = r.randint(1, 4)
+        never = r.random() < 0.15
+        thresholds = np.array([r.randint(1, count) for _ in range(width)], np.float32)
+        if never:
+            thresholds[r.randrange(width)] = count + 1
+        thr_t = self._add(_Tensor((width,), CONST, blob=thresholds.astype("<f4").tobytes()))
+        thr = _Val(thr_t, (width,), False, float(thresholds.max()), float(thresholds.min()))
+        one_t = self._add(_Tensor((1,), CONST, blob=np.ones(1, "<f4").tobytes()))
+        one = _Val(one_t, (1,), False, 1.0, 1.0)
+        counter = self.arena((width,), False)
+        self.op("ZERO", [], counter)
+        self.drop()
+        self.emit("LOOPW", b=count)
+        self.loops.append(count)
+        self.op("ADD", [counter, one], counter)
+        self.drop()
+        self.block(r.randint(1, 3))
+        flag = self.arena((width,), False)
+        self.op("LE", [thr, counter], flag)
+        self.emit("UNTIL")
+        self.stack.pop()
+        self.emit("END")
+        self.loops.pop()
+        self.features.add("loopw_steps" if never else "loopw")
+        if never:
+            self.run_status = "E_STEPS"
 
     def zeroed(self) -> _Val:
         """ZERO into a fresh tensor of an existing value's shape (the accumulator of the loop that follows)."""
@@ -738,6 +792,23 @@ def _ew_bound(name: str, ma: float, fa: float, mb: float, fb: float) -> tuple[fl
         return 1.0, 1 / (1 + math.exp(min(ma, 80)))
     if name == "TANH":
         return 1.0, 0.0
+    if name in ("MIN", "MAX"):
+        return max(ma, mb), 0.0
+    if name in ("LE", "LT"):
+        return 1.0, 0.0
+    if name == "POW":  # |a| in [fa, ma], |b| <= mb (a negative a gives NaN in every executor)
+        if fa < 0.5 or mb > 1.5:
+            return None
+        big = max(ma, 1.0 / fa) ** mb
+        return (big, 0.0) if big <= MAG_CAP else None
+    if name == "ABS":
+        return ma, fa
+    if name == "SQRT":  # a negative operand gives NaN in every executor
+        return math.sqrt(ma), math.sqrt(fa)
+    if name == "LOG":
+        return (max(abs(math.log(fa)), abs(math.log(ma))), 0.0) if fa >= 0.25 else None
+    if name == "ERF":
+        return min(1.0, 1.13 * ma), math.erf(fa)
     return ma, 0.0  # RELU
 
 
@@ -747,7 +818,7 @@ def generate(seed: int) -> Generated:
     program, batch, runs = g.generate()
     data = lnnb.write(program)
     return Generated(seed, data, runs, batch, g.expect, frozenset(g.features | features(data)),
-                     frozenset(g.may_refuse))
+                     frozenset(g.may_refuse), g.run_status)
 
 
 # ---- what a program contains (read from its code) ----------------------------------------------------------
@@ -770,7 +841,7 @@ def features(data: bytes) -> set[str]:
         if info is None:
             break
         found.add(f"op:{info.name}")
-        if info.name == "LOOP":
+        if info.name in ("LOOP", "LOOPW"):
             if open_loops and any(c > 1 for _, c in open_loops):
                 found.add("reentered")
             open_loops.append((next_id, b))
@@ -792,7 +863,8 @@ def features(data: bytes) -> set[str]:
             for t, loop in popped:
                 if t < len(p.tensors) and p.tensors[t].stride and loop in ended:
                     found.add("strided_after_loop")
-            stack.append((b, -2))
+            if info.pushes:  # UNTIL pushes nothing
+                stack.append((b, -2))
     return found
 
 
@@ -829,7 +901,7 @@ def _close(got: np.ndarray, ref: np.ndarray) -> tuple[bool, float]:
 def check(gen: Generated, library: Path) -> Outcome:
     """Verifies and runs one generated program: plan vs interpreter bit for bit on the scalar and the best
     kernel set, each against the reference VM within the documented tolerance."""
-    from .refvm import RefVM
+    from .refvm import RefVM, StepLimitError
     from .runtime import CVM, VMError
 
     feats = sorted(gen.features)
@@ -846,7 +918,14 @@ def check(gen: Generated, library: Path) -> Outcome:
                        f"give {gen.expect}", features=feats)
     with np.errstate(all="ignore"):
         ref_vm = RefVM(gen.data)
-        reference = [ref_vm.run(inputs) for inputs in gen.runs]
+        try:
+            reference = [ref_vm.run(inputs) for inputs in gen.runs]
+            ref_status = None
+        except StepLimitError:
+            reference, ref_status = [], "E_STEPS"
+    if ref_status != gen.run_status:
+        return Outcome(gen.seed, "mismatch", detail=f"the reference VM's run ended with {ref_status or 'OK'}, "
+                       f"expected {gen.run_status or 'OK'}", features=feats)
     sets = list(dict.fromkeys([vm.isa, "scalar"]))  # the best set of this processor, and the scalar one
     has_plan = vm.use_plan(True)
     checks = 0
@@ -859,7 +938,18 @@ def check(gen: Generated, library: Path) -> Outcome:
         for plan in ((True, False) if has_plan else (False,)):
             vm.use_plan(plan)
             vm.reset()
-            results[plan] = [[o.copy() for o in vm.run(inputs)] for inputs in gen.runs]
+            try:
+                results[plan] = [[o.copy() for o in vm.run(inputs)] for inputs in gen.runs]
+            except VMError as e:  # a LOOPW out of trips: every executor must say so (E_STEPS)
+                if e.name != gen.run_status:
+                    return Outcome(gen.seed, "mismatch", detail=f"{ks}: the run ended with {e.name}",
+                                   plan=plan, checks=checks, features=feats)
+                results[plan] = []
+                checks += 1
+                continue
+            if gen.run_status is not None:
+                return Outcome(gen.seed, "mismatch", detail=f"{ks}: the run ended OK, expected "
+                               f"{gen.run_status}", plan=plan, checks=checks, features=feats)
         if has_plan:
             for run, (a, b) in enumerate(zip(results[True], results[False])):
                 for k, (x, y) in enumerate(zip(a, b)):

@@ -105,12 +105,13 @@ def align(n: int, to: int) -> int:
 
 def _strided_rows(program: Program) -> dict[int, int]:
     """Tensor -> the most rows of it a loop reads (its PUSHes' innermost trip counts), for the strided ones."""
-    push, loop, end = (opcodes()[name].code for name in ("PUSH", "LOOP", "END"))
+    push, end = (opcodes()[name].code for name in ("PUSH", "END"))
+    loops = (opcodes()["LOOP"].code, opcodes()["LOOPW"].code)
     rows: dict[int, int] = {}
     counts: list[int] = []
     for word in program.code:
         op, _a, b = decode(word)
-        if op == loop:
+        if op in loops:
             counts.append(b)
         elif op == end and counts:
             counts.pop()

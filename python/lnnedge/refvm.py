@@ -23,6 +23,10 @@ class RefVMError(LnnedgeError, RuntimeError):
     pass
 
 
+class StepLimitError(RefVMError):
+    """A LOOPW ran out of trips (the C VM's E_STEPS): an adaptive solver's step limit."""
+
+
 class RefVM:
     def __init__(self, data: bytes):
         self.program = lnnb.read(data)
@@ -99,7 +103,7 @@ class RefVM:
             return outs[t.offset]
 
         stack: list[np.ndarray] = []
-        loops: list[list[int]] = []  # [body pc, count, index]
+        loops: list[list[int]] = []  # [body pc, count, index, 1 for a LOOPW]
         pc = 0
         while pc < len(self.decoded):
             name, a, b = self.decoded[pc]
@@ -108,15 +112,23 @@ class RefVM:
                 stack.append(view(b, loop_index))
             elif name == "DROP":
                 stack.pop()
-            elif name == "LOOP":
-                loops.append([pc + 1, b, 0])
+            elif name in ("LOOP", "LOOPW"):
+                loops.append([pc + 1, b, 0, name == "LOOPW"])
             elif name == "END":
                 frame = loops[-1]
                 frame[2] += 1
                 if frame[2] < frame[1]:
                     pc = frame[0]
                     continue
+                if frame[3]:
+                    raise StepLimitError(f"LOOPW at {frame[0] - 1} ran its {frame[1]} trips without its UNTIL "
+                                         "ending it (E_STEPS)")
                 loops.pop()
+            elif name == "UNTIL":  # the last instruction of its LOOPW's body: leave it past the END
+                if np.all(stack.pop() != 0):
+                    loops.pop()
+                    pc += 2
+                    continue
             else:
                 info = isa.opcodes()[name]
                 args = stack[len(stack) - info.pops:]
@@ -171,6 +183,8 @@ class RefVM:
             return kernels_np.binary(name.lower(), args[0], args[1])
         if name.lower() in kernels_np.UNARY:
             return kernels_np.unary(name.lower(), args[0])
+        if name == "WHERE":
+            return kernels_np.where(*args)
         if name == "CONCAT":
             return kernels_np.concat(args[0], args[1], axis)
         if name.startswith("EWISE"):

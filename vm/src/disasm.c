@@ -216,7 +216,7 @@ size_t lnn_disasm_insn(const lnn_model *m, uint32_t pc, uint32_t *depth,
         else
             lnn_sb_str(&s, "(no such tensor)");
     }
-    if (opc == LNN_OP_LOOP)
+    if (opc == LNN_OP_LOOP || opc == LNN_OP_LOOPW)
         (*depth)++;
     return lnn_sb_end(&s);
 }

@@ -296,6 +296,8 @@ static void lnn_plan_compute(const lnn_model *m, uint32_t pc, uint32_t w, const 
     case LNN_OP_DROP:
     case LNN_OP_LOOP:
     case LNN_OP_END:
+    case LNN_OP_LOOPW:
+    case LNN_OP_UNTIL:
         break;
     }
 }
@@ -479,7 +481,7 @@ static int lnn_step_inside(lnn_ctx *c, const lnn_plan_step *s, const lnn_plan_re
 #define LNN_CHECKED_STOP(c)                                                    \
     do {                                                                       \
         if ((c)->status != LNN_OK)                                             \
-            return;                                                            \
+            return (c)->status;                                                \
     } while (0)
 #else
 #define LNN_CHECKED_STOP(c) ((void)0)
@@ -676,6 +678,8 @@ static void lnn_exec(lnn_ctx *c, const lnn_plan_step *s, const lnn_plan_ref *r,
     case LNN_OP_DROP:
     case LNN_OP_LOOP:
     case LNN_OP_END:
+    case LNN_OP_LOOPW:
+    case LNN_OP_UNTIL:
         break; /* not compute steps */
     }
     if (c->m->trace)
@@ -719,9 +723,20 @@ void lnn_plan_build(lnn_model *m)
         s->a = 0;
         s->ndst = s->nsrc = 0;
         s->ref = nrefs;
-        if (op == LNN_OP_LOOP) {
+        if (op == LNN_OP_LOOP || op == LNN_OP_LOOPW) {
             s->p[0] = b;
             loop_step[depth++] = nsteps++;
+            continue;
+        }
+        if (op == LNN_OP_UNTIL) { /* one operand reference: the flag */
+            if (nrefs + 1 > LNN_PLAN_REFS)
+                return;
+            sp--;
+            lnn_ref_of(m, stack[sp].t, stack[sp].depth, &m->ref[nrefs]);
+            s->depth = depth;
+            s->nsrc = 1;
+            nrefs++;
+            nsteps++;
             continue;
         }
         if (op == LNN_OP_END) {
@@ -767,21 +782,33 @@ int lnn_use_plan(lnn_model *m, int on)
     return (int)m->use_plan;
 }
 
-static void lnn_run_plan(lnn_ctx *c, lnn_model *m)
+/* 1 if every element of the flag x (r's count in this run) is nonzero: UNTIL
+ * ends its LOOPW. */
+static int lnn_until(const lnn_ctx *c, const lnn_plan_ref *r, const float *x)
+{
+    const size_t n = lnn_ref_count(c, r);
+    for (size_t i = 0; i < n; i++)
+        if (x[i] == 0.0f)
+            return 0;
+    return 1;
+}
+
+static lnn_status lnn_run_plan(lnn_ctx *c, lnn_model *m)
 {
     for (uint32_t i = 0; i < m->plan_refs; i++) /* the others: lnn_plan_build */
         if (lnn_ref_varies(&m->ref[i]))
             m->ptr[i] = (float *)(void *)lnn_ref_base(c, &m->ref[i]);
     struct {
-        uint32_t body, count;
+        uint32_t body, count, until;
     } loops[LNN_MAX_LOOP_DEPTH];
     uint32_t nl = 0;
     const uint32_t nsteps = m->plan_steps;
     for (uint32_t si = 0; si < nsteps;) {
         const lnn_plan_step *s = &m->step[si];
-        if (s->op == LNN_OP_LOOP) {
+        if (s->op == LNN_OP_LOOP || s->op == LNN_OP_LOOPW) {
             loops[nl].body = si + 1;
             loops[nl].count = s->p[0];
+            loops[nl].until = s->op == LNN_OP_LOOPW;
             c->index[++nl] = 0;
             si++;
             continue;
@@ -789,8 +816,23 @@ static void lnn_run_plan(lnn_ctx *c, lnn_model *m)
         if (s->op == LNN_OP_END) {
             if (++c->index[nl] < loops[nl - 1].count)
                 si = loops[nl - 1].body;
+            else if (loops[nl - 1].until)
+                return LNN_E_STEPS; /* its UNTIL never ended it */
             else {
                 nl--;
+                si++;
+            }
+            continue;
+        }
+        if (s->op == LNN_OP_UNTIL) { /* verified: the next step is its END */
+            const lnn_plan_ref *r = &m->ref[s->ref];
+            const float *x = (const float *)(const void *)((const uint8_t *)m->ptr[s->ref] +
+                                                           (size_t)lnn_stride_bytes(
+                                                               r->stride, c->index[r->depth]));
+            if (lnn_until(c, r, x)) {
+                nl--;
+                si += 2;
+            } else {
                 si++;
             }
             continue;
@@ -809,11 +851,12 @@ static void lnn_run_plan(lnn_ctx *c, lnn_model *m)
         LNN_CHECKED_STOP(c);
         si++;
     }
+    return LNN_OK;
 }
 
 /* ---- the instruction interpreter (models without a plan) ------------------- */
 
-static void lnn_run_code(lnn_ctx *c, const lnn_model *m)
+static lnn_status lnn_run_code(lnn_ctx *c, const lnn_model *m)
 {
     const uint8_t *code = m->code;
     const uint32_t ncode = m->code_words;
@@ -824,7 +867,7 @@ static void lnn_run_code(lnn_ctx *c, const lnn_model *m)
     } stack[LNN_MAX_STACK];
     uint32_t sp = 0;
     struct {
-        uint32_t body, count;
+        uint32_t body, count, until;
     } loops[LNN_MAX_LOOP_DEPTH];
     uint32_t nl = 0;
     for (uint32_t pc = 0; pc < ncode;) {
@@ -848,19 +891,35 @@ static void lnn_run_code(lnn_ctx *c, const lnn_model *m)
             pc++;
             continue;
         case LNN_OP_LOOP:
+        case LNN_OP_LOOPW:
             loops[nl].body = pc + 1;
             loops[nl].count = b;
+            loops[nl].until = op == LNN_OP_LOOPW;
             c->index[++nl] = 0;
             pc++;
             continue;
         case LNN_OP_END:
             if (++c->index[nl] < loops[nl - 1].count)
                 pc = loops[nl - 1].body;
+            else if (loops[nl - 1].until)
+                return LNN_E_STEPS; /* its UNTIL never ended it */
             else {
                 nl--;
                 pc++;
             }
             continue;
+        case LNN_OP_UNTIL: { /* verified: the next instruction is its END */
+            lnn_plan_ref r;
+            sp--;
+            lnn_ref_of(m, stack[sp].t, stack[sp].depth, &r);
+            if (lnn_until(c, &r, stack[sp].p)) {
+                nl--;
+                pc += 2;
+            } else {
+                pc++;
+            }
+            continue;
+        }
         default:
             break;
         }
@@ -888,6 +947,7 @@ static void lnn_run_code(lnn_ctx *c, const lnn_model *m)
         sp++;
         pc++;
     }
+    return LNN_OK;
 }
 
 /* A run starts from zero state after lnn_init or lnn_reset (state_batch 0)
@@ -931,13 +991,5 @@ lnn_status lnn_run(lnn_model *m, const float *const *inputs,
     ctx.status = LNN_OK;
 #endif
     lnn_state_prepare(m, &ctx);
-    if (m->use_plan)
-        lnn_run_plan(&ctx, m);
-    else
-        lnn_run_code(&ctx, m);
-#ifdef LNN_CHECKED
-    return ctx.status;
-#else
-    return LNN_OK;
-#endif
+    return m->use_plan ? lnn_run_plan(&ctx, m) : lnn_run_code(&ctx, m);
 }

@@ -526,6 +526,8 @@ static uint64_t lnn_op_work(const lnn_model *m, lnn_opcode op, uint32_t axis,
     case LNN_OP_DROP:
     case LNN_OP_LOOP:
     case LNN_OP_END:
+    case LNN_OP_LOOPW:
+    case LNN_OP_UNTIL:
         break;
     }
     return elems;
@@ -624,6 +626,8 @@ static lnn_status lnn_check_compute(lnn_model *m, lnn_written *w, lnn_opcode op,
     case LNN_OP_DROP:
     case LNN_OP_LOOP:
     case LNN_OP_END:
+    case LNN_OP_LOOPW:
+    case LNN_OP_UNTIL:
         break; /* not compute ops: never called for them */
     }
     if (!shape_ok)
@@ -671,6 +675,7 @@ lnn_status lnn_verify_code(lnn_model *m)
         uint32_t depth; /* stack depth at the LOOP */
         uint32_t count; /* trip count */
         uint32_t trips; /* product of the trip counts of this and the outer loops */
+        uint32_t until; /* a LOOPW: its body ends with UNTIL */
         uint16_t stack[LNN_MAX_STACK]; /* the stack at the LOOP */
     } loops[LNN_MAX_LOOP_DEPTH];
     uint32_t nl = 0;
@@ -769,7 +774,8 @@ lnn_status lnn_verify_code(lnn_model *m)
         case LNN_OP_DROP:
             sp--;
             break;
-        case LNN_OP_LOOP: {
+        case LNN_OP_LOOP:
+        case LNN_OP_LOOPW: {
             if (nl == LNN_MAX_LOOP_DEPTH)
                 LNN_VFAIL(E_LOOP);
             if (lnn_strided_on(m, stack, sp))
@@ -782,6 +788,7 @@ lnn_status lnn_verify_code(lnn_model *m)
             loops[nl].depth = sp;
             loops[nl].count = b;
             loops[nl].trips = (uint32_t)trips;
+            loops[nl].until = opc == LNN_OP_LOOPW;
             for (uint32_t i = 0; i < sp; i++)
                 loops[nl].stack[i] = stack[i];
             nl++;
@@ -797,12 +804,36 @@ lnn_status lnn_verify_code(lnn_model *m)
              * different x on the second iteration.) */
             if (nl == 0 || loops[nl - 1].depth != sp)
                 LNN_VFAIL(E_LOOP);
+            /* a LOOPW's body ends with its UNTIL (checked there: the UNTIL
+             * is followed by this END), a LOOP's has none */
+            if (loops[nl - 1].until != (pc > 0 && LNN_W_OP(lnn_rd32(m->code + 4 * (size_t)(pc - 1))) ==
+                                                      LNN_OP_UNTIL))
+                LNN_VFAIL(E_LOOP);
             for (uint32_t i = 0; i < sp; i++)
                 if (loops[nl - 1].stack[i] != stack[i])
                     LNN_VFAIL(E_LOOP);
             nl--;
             runs = nl ? loops[nl - 1].trips : 1;
             break;
+        case LNN_OP_UNTIL: {
+            /* only as the last instruction of a LOOPW body, so a trip always
+             * runs the whole body: an exit leaves everything written that the
+             * first trip writes (E_UNINIT stays exact) and the stack as at
+             * the LOOPW. The flag: float32, written before. */
+            if (nl == 0 || !loops[nl - 1].until || pc + 1 >= m->code_words ||
+                LNN_W_OP(lnn_rd32(m->code + 4 * (size_t)(pc + 1))) != LNN_OP_END)
+                LNN_VFAIL(E_LOOP);
+            lnn_vtensor v;
+            lnn_vtensor_read(m, stack[--sp], &v);
+            if (v.e.dtype != LNN_DT_F32)
+                LNN_VFAIL(E_DTYPE);
+            if (!lnn_is_written(&written, &v))
+                LNN_VFAIL(E_UNINIT);
+            /* its elements, read once per trip */
+            if (!lnn_work_add(&work, runs, v.elems, m->max_work))
+                LNN_VFAIL(E_WORK);
+            break;
+        }
         case LNN_OP_ZERO:
         case LNN_OP_COPY:
         case LNN_OP_LINEAR:

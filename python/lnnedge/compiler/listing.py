@@ -50,6 +50,6 @@ def render(program: Program, fixed: Plan, batched: Plan, title: str) -> str:
         elif info.format == "COUNT":
             operand = str(b)
         out.append(f"{pc:5d}  {'  ' * depth}{info.name:<10} {operand}")
-        if info.name == "LOOP":
+        if info.name in ("LOOP", "LOOPW"):
             depth += 1
     return "\n".join(out) + "\n"
