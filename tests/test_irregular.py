@@ -168,3 +168,23 @@ def _variant(tmp_path, change) -> str:
 def test_recipe_mistakes_about_time_are_named(tmp_path, change, message):
     with pytest.raises(recipe.RecipeError, match=message):
         recipe.load(_variant(tmp_path, change))
+
+
+def test_the_readme_example_compiles_a_users_cfc_with_timespans():
+    """README "Irregular time": its snippet, executed on a CfC(3, 16) of ncps, runs like ncps with timespans."""
+    from lnnedge.paths import ROOT
+    from ncps.torch import CfC
+
+    text = (ROOT / "README.md").read_text()
+    snippet = text.split("Your own trained CfC (here `CfC(3, 16)`):\n\n```python\n", 1)[1].split("```", 1)[0]
+    torch.manual_seed(5)
+    cfc = CfC(3, 16, batch_first=True, backbone_units=32).eval()  # a small backbone: a quicker compile
+    scope = {"cfc": cfc, "torch": torch, "compile_module": compile_module}
+    exec(snippet, scope)  # noqa: S102 (the README's own example)
+    rng = np.random.default_rng(6)
+    x, dt = rng.normal(size=(1, 10, 3)).astype(np.float32), rng.uniform(0.1, 2, (1, 10)).astype(np.float32)
+    with torch.no_grad():
+        expected = cfc(torch.from_numpy(x), timespans=torch.from_numpy(dt))[0].numpy()
+    rows = np.concatenate([x, dt[..., None]], axis=-1).transpose(1, 0, 2)
+    got = RefVM(scope["compiled"].data).run_sequence([np.ascontiguousarray(rows)])[0].transpose(1, 0, 2)
+    assert np.abs(got - expected).max() <= TOLERANCE
