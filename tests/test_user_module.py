@@ -4,6 +4,9 @@ lines, and `invoke compile --check` naming every op that will not compile with i
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import io
 import json
 import re
 import subprocess
@@ -92,13 +95,31 @@ def make_model():
 '''
 
 
+def _cli(*argv: str) -> tuple[int, str, str]:
+    """`invoke ARGV` in this process (Invoke's Program over tasks.py, as the command builds it; torch is loaded
+    already): exit code, stdout, stderr."""
+    from invoke import Program
+
+    spec = importlib.util.spec_from_file_location("lnnedge_tasks", ROOT / "tasks.py")
+    tasks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tasks)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            Program(namespace=tasks.ns).run(["invoke", *argv], exit=True)
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+    return code, out.getvalue(), err.getvalue()
+
+
 def _load(path, name: str = "make_model"):
     from lnnedge import usermodule
 
     return usermodule.load(f"{path}:{name}")
 
 
-@pytest.fixture(scope="module", autouse=True)
+@pytest.fixture(scope="module")
 def rpi4_build():
     """The qemu-rpi4 board's VM (make: nothing to do when it is built)."""
     from lnnedge import config
@@ -108,7 +129,7 @@ def rpi4_build():
 
 
 @pytest.fixture(scope="module", params=METHODS)
-def unseen(request, tmp_path_factory):
+def unseen(request, tmp_path_factory, rpi4_build):
     """The module file, weights other than the factory's (so --weights matters) and test inputs."""
     tmp = tmp_path_factory.mktemp(f"unseen-{request.param}")
     source = tmp / "sensor_net.py"
@@ -167,7 +188,7 @@ def test_verify_file_fails_against_another_module(unseen, compiled_by_cli):
     assert failed.data["max_abs_err"] <= 1e-5  # the bundled set alone still passes: only the module differs
 
 
-def test_readme_api_example_runs_as_written(tmp_path, monkeypatch):
+def test_readme_api_example_runs_as_written(tmp_path, monkeypatch, rpi4_build):
     """The README's five lines, executed as they are, with the unseen module as `my_model`."""
     text = (ROOT / "README.md").read_text()
     snippet = re.search(r"<!-- api-example[^>]*-->\n```python\n(.*?)```", text, re.S).group(1)
@@ -189,12 +210,12 @@ def test_check_lists_every_unsupported_op_with_file_and_line(tmp_path):
     lines = THREE_UNSUPPORTED.splitlines()
     where = {op: next(i + 1 for i, line in enumerate(lines) if f"torch.{op}(" in line)
              for op in ("sin", "atan", "cumsum")}
-    proc = invoke("compile", "--check", "--module", f"{source}:make_model", "--example", "1x3")
-    assert proc.returncode == 1
-    assert proc.stderr.strip() == f"error: 3 op(s) of {source}:make_model will not compile (listed above)"
+    code, stdout, stderr = _cli("compile", "--check", "--module", f"{source}:make_model", "--example", "1x3")
+    assert code == 1
+    assert stderr.strip() == f"error: 3 op(s) of {source}:make_model will not compile (listed above)"
     for op, line in where.items():
-        assert re.search(rf"op aten\.{op}\.default in .* at three_unsupported\.py:{line}: ", proc.stdout), op
-    assert "in module 'field' (Field)" in proc.stdout  # the dynamics' op named by its path in the model
+        assert re.search(rf"op aten\.{op}\.default in .* at three_unsupported\.py:{line}: ", stdout), op
+    assert "in module 'field' (Field)" in stdout  # the dynamics' op named by its path in the model
     assert not (BUILD_DIR / "three_unsupported").exists()  # nothing emitted
 
 
