@@ -10,20 +10,22 @@ import pytest
 from conftest import lnnvm
 from lnnedge import lnnb
 from lnnedge.footprint import COMPONENTS, build_core, parse_map
-from lnnedge.isa import encode
-from lnnedge.opselect import header, plan_size, used_ops
+from lnnedge.isa import const, encode
+from lnnedge.opselect import header, plan_size, program_ops, used_ops
 from lnnedge.paths import ROOT
-from test_loader import VALID, program
+from test_loader import VALID, fused, half_field, half_model, patched, program
+
+FUSED = fused()  # LINEAR_T, CONCAT and an EWISE3 program of MUL, SIGMOID, ADD
 
 CORTEX_M4 = ["-mcpu=cortex-m4", "-mthumb", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"]
 
 
 @pytest.fixture(scope="module")
 def selective_runner(tmp_path_factory):
-    """The host runner built with only the ops of VALID (scalar kernels)."""
+    """The host runner built with only the ops of VALID and FUSED (scalar kernels)."""
     out = tmp_path_factory.mktemp("selective")
     ops = out / "ops.h"
-    ops.write_text(header([VALID]))
+    ops.write_text(header([VALID, FUSED]))
     proc = subprocess.run(["make", "-C", str(ROOT / "vm"), "-j2", f"O={out}", "ISA=scalar",
                            f'EXTRA_CFLAGS=-DLNN_OPS_HEADER=\\"{ops}\\"', "runner"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
@@ -34,6 +36,10 @@ def test_the_selection_is_the_models_ops():
     assert used_ops(VALID) == {"PUSH", "LINEAR", "DROP", "LOOP", "MUL", "ADD", "END", "NEG"}
     text = header([VALID])
     assert "#define LNN_USE_NEG 1" in text and "#define LNN_USE_RELU 0" in text
+    assert program_ops(FUSED) == {"MUL", "SIGMOID", "ADD"}
+    text = header([FUSED])
+    assert "#define LNN_EW_USE_SIGMOID 1" in text and "#define LNN_EW_USE_TANH 0" in text
+    assert "#define LNN_USE_SIGMOID 0" in text  # only in a program: its own kernel is left out
 
 
 def test_the_model_struct_is_sized_by_the_models_plan(selective_runner, host_build, tmp_path):
@@ -62,6 +68,32 @@ def test_a_selective_build_runs_its_model_and_refuses_an_op_it_lacks(selective_r
     proc = lnnvm(selective_runner, "verify", bad)
     assert proc.returncode == 3
     assert ": E_NOT_LINKED at byte" in proc.stderr
+
+
+def test_a_selective_build_refuses_a_program_op_it_lacks(selective_runner, tmp_path):
+    good = tmp_path / "fused.lnnb"
+    good.write_bytes(FUSED)
+    proc = lnnvm(selective_runner, "verify", good)
+    assert proc.returncode == 0, proc.stderr
+    # the program's SIGMOID (its instruction 1, at constant byte 112 + 8) made a TANH
+    consts = lnnb.section_offsets(FUSED)[const("SEC_CONSTS")][0]
+    bad = tmp_path / "tanh.lnnb"
+    bad.write_bytes(patched(FUSED, consts + 112 + 8, "<I", encode("TANH") | 3 << 16))
+    proc = lnnvm(selective_runner, "verify", bad)
+    assert proc.returncode == 3
+    assert ": E_NOT_LINKED at byte" in proc.stderr
+
+
+def test_a_selective_build_without_float16_refuses_a_float16_constant(selective_runner, tmp_path):
+    """Neither VALID nor FUSED has a float16 constant: the image has no widening code and refuses one at the
+    first DT_F16 tensor entry's dtype byte."""
+    data = half_model()
+    first = next(i for i, t in enumerate(lnnb.read(data).tensors) if t.dtype == const("DT_F16"))
+    path = tmp_path / "half.lnnb"
+    path.write_bytes(data)
+    proc = lnnvm(selective_runner, "verify", path)
+    assert proc.returncode == 3
+    assert f": E_NOT_LINKED at byte {half_field(first, 0)}:" in proc.stderr
 
 
 @pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="needs arm-none-eabi-gcc")

@@ -83,8 +83,14 @@ typedef enum {
  * every op is linked. */
 #ifdef LNN_OPS_SELECTED
 #define LNN_OP_LINKED(name) LNN_USE_##name
+/* float16 constants (their widening): refused with E_NOT_LINKED when 0 */
+#define LNN_F16_LINKED LNN_USE_F16
+/* an op as an instruction of an EWISE program (apart from the op itself) */
+#define LNN_EW_LINKED(name) LNN_EW_USE_##name
 #else
 #define LNN_OP_LINKED(name) 1
+#define LNN_F16_LINKED 1
+#define LNN_EW_LINKED(name) 1
 #endif
 
 /* LNN_NO_NAMES=1 (MCU firmware): no status or opcode names in the image. */
@@ -116,6 +122,34 @@ const lnn_opinfo *lnn_opinfo_of(uint32_t op);
 /* The name of an opcode in the .def, NULL if none (tables.c). A device
  * build (LNN_NO_NAMES) links no names: the host prints them from the .def. */
 const char *lnn_op_name(uint32_t op);
+
+/* 1 if the build links opcode byte op (LNN_OP_LINKED): a comparison with
+ * each linked opcode, always inlined, so that after a guard
+ * `if (!lnn_op_linked(op)) return` the compiler knows op is one of them and
+ * drops the cases of the others from the switch that follows. */
+#if defined(__GNUC__)
+#define LNN_INLINE_ALWAYS inline __attribute__((always_inline))
+#else
+#define LNN_INLINE_ALWAYS inline
+#endif
+static LNN_INLINE_ALWAYS int lnn_op_linked(uint32_t op)
+{
+    return 0
+#define OP(name, code, format, pops, pushes, meaning) || (LNN_OP_LINKED(name) && op == code)
+#include "lnn_opcodes.def"
+#undef OP
+        ;
+}
+
+/* The same for op as an instruction of an EWISE program (LNN_EW_LINKED). */
+static LNN_INLINE_ALWAYS int lnn_ew_linked(uint32_t op)
+{
+    return 0
+#define OP(name, code, format, pops, pushes, meaning) || (LNN_EW_LINKED(name) && op == code)
+#include "lnn_opcodes.def"
+#undef OP
+        ;
+}
 
 /* ---- little-endian reads -------------------------------------------------- */
 
@@ -295,10 +329,16 @@ static inline uint64_t lnn_state_base(uint64_t batch_base, uint32_t arena_row, u
  * 32-bit processor does in a library routine. */
 static inline int lnn_work_add(uint64_t *work, uint64_t runs, uint64_t w, uint64_t max)
 {
+#if defined(__GNUC__)
     uint64_t total;
     if (__builtin_mul_overflow(runs, w, &total) || total > max - *work)
         return 0;
     *work += total;
+#else
+    if (w != 0 && runs > (max - *work) / w)
+        return 0;
+    *work += runs * w;
+#endif
     return 1;
 }
 

@@ -201,6 +201,8 @@ static void lnn_plan_compute(const lnn_model *m, uint32_t pc, uint32_t w, const 
     lnn_plan_ref *o = r + ndst; /* the operands */
     for (uint32_t i = 0; i < info->pops; i++)
         lnn_ref_of(m, src[i], depth[i], &o[i]);
+    if (!lnn_op_linked(op)) /* never: lnn_init refused the op */
+        return;
 
     switch ((lnn_opcode)op) {
     LNN_CASE_BINARY:
@@ -546,6 +548,8 @@ static lnn_binary_fn lnn_binary_kernel(const lnn_kernels *k, uint32_t op)
 static void lnn_exec(lnn_ctx *c, const lnn_plan_step *s, const lnn_plan_ref *r,
                      float *const *y, const float *const *x)
 {
+    if (!lnn_op_linked(s->op)) /* never: lnn_init refused the op */
+        return;
     const lnn_kernels *k = c->m->kernels;
     const lnn_plan_ref *o = r + s->ndst;
 #ifdef LNN_CHECKED

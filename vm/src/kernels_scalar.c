@@ -395,6 +395,8 @@ static void lnn_ew_block__scalar(uint32_t code, float *y, const float *a, int sa
         y[i] = EXPR;                                                    \
     }                                                                   \
     break
+    if (!lnn_ew_linked(code)) /* never: lnn_init refused the program */
+        return;
     switch ((lnn_opcode)code) {
     case LNN_OP_ADD:
         LNN_EW2(u + v);

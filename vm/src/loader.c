@@ -188,6 +188,8 @@ static lnn_status lnn_load_tensor(lnn_model *m, uint32_t t, uint8_t *in_seen,
     if (x.dtype != LNN_DT_F32 && x.dtype != LNN_DT_U32 && x.dtype != LNN_DT_I8 &&
         x.dtype != LNN_DT_F16)
         LNN_FAIL(E_TENSOR, e + LNN_T_DTYPE);
+    if (x.dtype == LNN_DT_F16 && !LNN_F16_LINKED)
+        LNN_FAIL(E_NOT_LINKED, e + LNN_T_DTYPE);
     if (x.rank > LNN_MAX_RANK)
         LNN_FAIL(E_TENSOR, e + LNN_T_RANK);
     if (x.region > LNN_REG_STATE)
@@ -370,6 +372,8 @@ static uint32_t lnn_copy_error(const lnn_model *m, uint32_t t)
  * of the copy an ARENA tensor overlaps. */
 static lnn_status lnn_check_copies(lnn_model *m, const lnn_scratch *sc)
 {
+    if (!LNN_F16_LINKED) /* no DT_F16 tensor passed lnn_load_tensor */
+        return LNN_OK;
     uint32_t t = 0, n;
     while ((n = lnn_take_block(m, sc, &t, lnn_is_copy)) > 0) {
         const uint16_t *b = sc->idx;
@@ -466,6 +470,8 @@ static int lnn_next_f16(const lnn_model *m, uint32_t *t, lnn_tensor *x)
  * as many as lnn_init converts. */
 static lnn_status lnn_check_f16_values(lnn_model *m)
 {
+    if (!LNN_F16_LINKED)
+        return LNN_OK;
     lnn_tensor x;
     for (uint32_t t = 0; lnn_next_f16(m, &t, &x); t++) {
         const uint8_t *v = m->consts + x.offset;
@@ -497,6 +503,8 @@ uint32_t lnn_f16_to_f32_bits(uint32_t h)
 /* Writes every DT_F16 constant's float32 copy into the bound arena. */
 static void lnn_widen_f16(lnn_model *m)
 {
+    if (!LNN_F16_LINKED)
+        return;
     lnn_tensor x;
     for (uint32_t t = 0; lnn_next_f16(m, &t, &x); t++) {
         const uint8_t *v = m->consts + x.offset;

@@ -269,6 +269,8 @@ static lnn_status lnn_ew_program_ok(const lnn_model *m, const lnn_vtensor *p,
         default:
             return LNN_E_OPERAND;
         }
+        if (!lnn_ew_linked(op)) /* a program op a selective build left out */
+            return LNN_E_NOT_LINKED;
         if (nsrc == 1 && src[1] != 0)
             return LNN_E_OPERAND;
         for (uint32_t k = 0; k < nsrc; k++)
@@ -501,6 +503,8 @@ static uint64_t lnn_op_work(const lnn_model *m, lnn_opcode op, uint32_t axis,
     for (uint32_t i = 0; i < n; i++)
         if (v[i].elems > elems)
             elems = v[i].elems;
+    if (!lnn_op_linked(op)) /* never: lnn_check_compute refused it */
+        return elems;
     switch (op) {
     case LNN_OP_LINEAR:
     case LNN_OP_MATMUL_NT:
@@ -541,6 +545,8 @@ static lnn_status lnn_check_compute(lnn_model *m, lnn_written *w, lnn_opcode op,
                                     uint32_t axis, uint32_t dst,
                                     const uint16_t *ops, uint32_t n, uint64_t *work)
 {
+    if (!lnn_op_linked(op)) /* never: the caller refused it (E_NOT_LINKED) */
+        return LNN_E_NOT_LINKED;
     lnn_vtensor d, v[LNN_MAX_POPS];
     lnn_vtensor_read(m, dst, &d);
     for (uint32_t i = 0; i < n; i++)
