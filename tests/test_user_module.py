@@ -20,7 +20,7 @@ from lnnedge.paths import BUILD_DIR, ROOT
 from test_pipeline import invoke
 
 # torchdiffeq methods the unseen module is taken through; helper B adds "dopri5" when the adaptive solvers land
-METHODS = ["rk4"]
+METHODS = ["rk4", "dopri5"]
 
 # A module of our own: its own dynamics class, torchdiffeq's odeint called directly over non-uniform times.
 UNSEEN = '''
@@ -248,3 +248,34 @@ def test_ops_lists_the_supported_torch_ops_and_import_lnnedge_stays_light():
                            "'numpy' in sys.modules, callable(lnnedge.compile))"],
                           capture_output=True, text=True, cwd=ROOT, check=True)
     assert proc.stdout.split() == ["False", "False", "True"]
+
+
+def test_api_compiles_two_inputs_and_two_outputs_with_their_test_set(tmp_path):
+    """lnnedge.compile with two example inputs and the user's test inputs: the file bundles them (split back by
+    the loader into the model's inputs) with the module's two outputs, and runs as the module does."""
+    import lnnedge
+    from lnnedge.devices.base import bundled_tests
+
+    class Two(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = torch.nn.Linear(3, 4), torch.nn.Linear(2, 4)
+
+        def forward(self, x, y):
+            return torch.tanh(self.a(x) + self.b(y)), torch.sigmoid(self.a(x))
+
+    torch.manual_seed(2)
+    net = Two()
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(6, 3)).astype(np.float32), rng.normal(size=(6, 2)).astype(np.float32)
+    report = lnnedge.compile(net, (torch.zeros(1, 3), torch.zeros(1, 2)), out=tmp_path, test_inputs=[x, y])
+    assert report.path == tmp_path / "model.lnnb" and report.recipe == "Two" and report.module is net
+    (bx, by), tests = bundled_tests(report.path)
+    with torch.no_grad():
+        first, second = net(torch.from_numpy(x), torch.from_numpy(y))
+    assert np.array_equal(bx, x) and np.array_equal(by, y)
+    assert np.array_equal(tests.outputs, np.concatenate([first.numpy(), second.numpy()], axis=1))
+    from lnnedge.refvm import RefVM
+
+    out = RefVM(report.path.read_bytes()).run([x, y])
+    assert max(float(np.max(np.abs(o - r.numpy()))) for o, r in zip(out, (first, second))) <= 1e-6
