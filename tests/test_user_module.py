@@ -217,6 +217,10 @@ def test_check_lists_every_unsupported_op_with_file_and_line(tmp_path):
         assert re.search(rf"op aten\.{op}\.default in .* at three_unsupported\.py:{line}: ", stdout), op
     assert "in module 'field' (Field)" in stdout  # the dynamics' op named by its path in the model
     assert not (BUILD_DIR / "three_unsupported").exists()  # nothing emitted
+    import lnnedge
+
+    (tmp_path / "fine.py").write_text(UNSEEN.replace("{method}", METHODS[0]))
+    assert lnnedge.check(_load(tmp_path / "fine.py"), torch.zeros(1, 3)).unsupported == ()
 
 
 def test_odeint_calls_that_cannot_compile_are_refused_and_the_module_is_left_as_it_was(tmp_path):
