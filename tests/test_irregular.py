@@ -12,6 +12,7 @@ from lnnedge import config, recipe, sequences
 from lnnedge.build import build
 from lnnedge.compiler import compile_module
 from lnnedge.devices import open_device
+from lnnedge.errors import UsageError
 from lnnedge.models.ncps import NcpsSequence, NcpsStep
 from lnnedge.models.sequence import Step
 from lnnedge.paths import RECIPES_DIR
@@ -188,3 +189,20 @@ def test_the_readme_example_compiles_a_users_cfc_with_timespans():
     rows = np.concatenate([x, dt[..., None]], axis=-1).transpose(1, 0, 2)
     got = RefVM(scope["compiled"].data).run_sequence([np.ascontiguousarray(rows)])[0].transpose(1, 0, 2)
     assert np.abs(got - expected).max() <= TOLERANCE
+
+
+def test_invoke_irregular_report_and_its_readme_table(tmp_path, monkeypatch):
+    """The comparison `invoke irregular` runs, cut to one seed and one epoch (the figures come from the task)."""
+    from lnnedge import irregular, report
+
+    monkeypatch.setattr(irregular, "REPORT_DIR", tmp_path / "irregular")
+    r = irregular.compare("ncps-cfc-irregular", seeds=(0,), epochs=1)
+    saved = irregular.load_all(tmp_path / "irregular")
+    assert saved == [r] and r["epochs"] == 1 and r["dt_range"] == list(sequences.IRREGULAR_DT)
+    run = r["runs"][0]
+    assert run["dt_aware_rmse"] != run["fixed_dt_rmse"]  # two models: one reads Δt, one does not
+    assert r["dt_aware_better_every_seed"] == (run["dt_aware_rmse"] < run["fixed_dt_rmse"])
+    assert "seed 0: Δt-aware" in irregular.summary(r)
+    assert "| ncps-cfc-irregular | Δt ~ U(0.2, 1.8) | 128 × 32 | 0 |" in report.irregular_table(tmp_path)
+    with pytest.raises(UsageError, match="does not take each step's elapsed time"):
+        irregular.compare("ncps-cfc", seeds=(0,), epochs=1)
