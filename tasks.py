@@ -519,6 +519,16 @@ def bench_threads(c, model=None, epochs="20", runs="3", busy="0,1"):
     print(f"wrote {path}")
 
 
+@task(help={"board": "the board run beside the host (default qemu-rpi4)", "points": "random inputs per case"})
+def solvers(c, board="qemu-rpi4", points=256):
+    """Every torchdiffeq solver the compiler emits against torchdiffeq, on the host and a board (max abs error,
+    steps); writes build/solvers/errors.json (the README's solver table: invoke readme-table)."""
+    from lnnedge.args import count
+    from lnnedge.solvers_check import measure_on_boards
+
+    print(f"wrote {measure_on_boards(board, count(points, '--points', 1))}")
+
+
 @task(name="readme-table")
 @step
 def readme_table(c):
@@ -530,7 +540,7 @@ def readme_table(c):
 
 ns = Collection(train, train_seeds, fuzz, quantize_check, compile_, build, run, verify, deploy, status, bench,
                bench_matmul, bench_threads, stream, demo, ops, irregular,
-               targets, boards, schema, reliability, readme_table, export, arduino_library, size)
+               targets, boards, schema, reliability, readme_table, export, arduino_library, size, solvers)
 ns.configure({"debug": False, "model": "ltc-sine"})
 
 

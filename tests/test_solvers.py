@@ -105,8 +105,8 @@ def test_odeint_adjoint_trained_module_compiles_to_the_same_bytes(method, option
 
 
 def test_unsupported_method_or_option_is_refused_by_the_block():
-    with pytest.raises(ValueError, match="'dopri5' is not supported"):
-        LTCRegressor(1, 4, 1, torch.linspace(0, 1, 3), "dopri5", 0.5)
+    with pytest.raises(ValueError, match="'scipy_solver' is not supported"):
+        LTCRegressor(1, 4, 1, torch.linspace(0, 1, 3), "scipy_solver", 0.5)
     with pytest.raises(ValueError, match="option.* max_iters not supported; explicit_adams accepts max_order"):
         LTCRegressor(1, 4, 1, torch.linspace(0, 1, 3), "explicit_adams", 0.5, {"max_iters": 3})
 

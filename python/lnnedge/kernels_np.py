@@ -57,6 +57,11 @@ BINARY = {
     "sub": np.subtract,
     "mul": np.multiply,
     "div": np.divide,
+    "min": np.minimum,  # NaN if either is NaN, like the C VM's
+    "max": np.maximum,
+    "pow": np.power,  # float32: powf
+    "le": np.less_equal,  # 1.0 / 0.0 (binary() converts the booleans)
+    "lt": np.less,
 }
 UNARY = {
     "neg": np.negative,
@@ -64,6 +69,8 @@ UNARY = {
     "tanh": np.tanh,
     "relu": lambda a: np.maximum(a, F32(0)),
     "sigmoid": sigmoid,
+    "abs": np.abs,
+    "sqrt": np.sqrt,
 }
 
 
@@ -75,6 +82,11 @@ def binary(op: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def unary(op: str, a: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore", invalid="ignore"):
         return np.asarray(UNARY[op](a.astype(F32)), dtype=F32)
+
+
+def where(c: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """WHERE: a where c != 0 else b, broadcast; a select (the value not taken may be NaN or infinite)."""
+    return np.asarray(np.where(c != 0, a, b), dtype=F32)
 
 
 def concat(a: np.ndarray, b: np.ndarray, axis: int) -> np.ndarray:

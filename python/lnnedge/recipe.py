@@ -41,6 +41,8 @@ class ModelSpec:
     steps: int
     tau_min: float | None
     step_size: float | None = None  # torchdiffeq's options={"step_size": ...}: its own grid of equal steps
+    rtol: float = 1e-7  # odeint's tolerances (the adaptive methods'; torchdiffeq's defaults)
+    atol: float = 1e-9
     # feed-forward classifiers (kind mlp / cnn): hidden widths of an MLP, or the channels of a CNN's 3x3
     # convolutions over the input viewed as `image` (channels, height, width)
     layers: tuple[int, ...] = ()
@@ -142,7 +144,8 @@ SEQUENCE_KINDS = ("ltc-sequence", "ncps-cfc", "ncps-ltc", "lstm", "gru", "rnn")
 SEQUENCE_SOURCES = ("damped-oscillation", "irregular-oscillation")
 NCPS_WIRINGS = ("autoncp", "fully-connected")
 DATA_SOURCES = {"digits": (64, 10)}  # source -> (input features, classes)
-METHODS = ("euler", "midpoint", "rk4", "explicit_adams", "implicit_adams")  # models.ltc.SOLVERS
+METHODS = ("euler", "midpoint", "rk4", "explicit_adams", "implicit_adams",  # models.ltc.SOLVERS
+           "dopri5", "bosh3", "adaptive_heun", "fehlberg2", "dopri8")
 Seed = Int(ge=0, le=2**32 - 1)  # numpy's seeds are 32-bit
 
 
@@ -155,6 +158,8 @@ class Solver(FileModel):
     t_end: Real() = 5.0
     steps: Int(ge=2) = 10  # time points of the solve (steps - 1 solver steps)
     step_size: Real(gt=0) | None = None  # torchdiffeq steps of this size instead (the last one partial)
+    rtol: Real(gt=0) = 1e-7  # odeint's rtol / atol: the adaptive methods' (dopri5 ...) step-size control
+    atol: Real(ge=0) = 1e-9
 
     @model_validator(mode="after")
     def _forward(self) -> Solver:
@@ -411,7 +416,8 @@ def _fit(f: FitRecipe, path: Path, common: dict) -> Recipe:
     s = m.solver
     return Recipe(
         model=ModelSpec(kind=m.kind, inputs=m.inputs, hidden=m.hidden, outputs=m.outputs, method=s.method,
-                        t_start=s.t_start, t_end=s.t_end, steps=s.steps, tau_min=m.tau_min, step_size=s.step_size),
+                        t_start=s.t_start, t_end=s.t_end, steps=s.steps, tau_min=m.tau_min, step_size=s.step_size,
+                        rtol=s.rtol, atol=s.atol),
         data=DataSpec(functions=tuple(d.function), ranges=ranges, train_points=d.train_points,
                       test_points=d.test_points, seed=d.seed),
         tolerances=Tolerances(float32_max_abs_err=f.tolerances.float32_max_abs_err,

@@ -17,6 +17,7 @@ FUZZ_BEGIN, FUZZ_END = "<!-- fuzz:begin -->", "<!-- fuzz:end -->"
 THREADS_BEGIN, THREADS_END = "<!-- threads:begin -->", "<!-- threads:end -->"
 MATMUL_BEGIN, MATMUL_END = "<!-- matmul:begin -->", "<!-- matmul:end -->"
 IRREGULAR_BEGIN, IRREGULAR_END = "<!-- irregular:begin -->", "<!-- irregular:end -->"
+SOLVERS_BEGIN, SOLVERS_END = "<!-- solvers:begin -->", "<!-- solvers:end -->"
 _ENGINES = (("c_vm", "C VM, in-process (runner's timing loop)"), ("c_vm_python", "C VM through the Python binding"),
             ("onnxruntime", "ONNX Runtime"), ("pytorch", "PyTorch eager"), ("reference_vm", "reference VM (numpy)"))
 
@@ -85,6 +86,24 @@ def reliability_table(build_dir: Path = BUILD_DIR) -> str:
     for r in load_all(build_dir / "reliability"):
         rows.append(f"| {r.area} | {r.tried:,} | {r.rejected_cleanly:,} | {r.accepted_correctly:,} | {r.crashed} | "
                     f"{r.hung} | {r.wrongly_accepted} | {r.how} |")
+    return "\n".join(rows)
+
+
+def solvers_table(results: list[dict]) -> str:
+    """`invoke solvers` (build/solvers/errors.json): each solver's max abs error against torchdiffeq on the host C
+    VM and a board, and its steps (adaptive methods: mean per row, device vs torchdiffeq)."""
+    boards = sorted({r["board"] for r in results if r.get("board_max_abs_err", -1) >= 0}) or ["board"]
+    rows = [f"| case | host vs torchdiffeq | {boards[0]} vs torchdiffeq | reference VM | host vs torchdiffeq's "
+            "whole-batch solve | torchdiffeq float32 vs float64 | steps (device / torchdiffeq) |",
+            "|---|---|---|---|---|---|---|"]
+    for r in results:
+        board = f"{r['board_max_abs_err']:.1e}" if r.get("board_max_abs_err", -1) >= 0 else "not run"
+        adaptive = r.get("device_steps", 0) > 0
+        batched = f"{r['batched_max_abs_err']:.1e}" if adaptive else "(the same)"
+        steps = (f"{r['device_steps']:.1f} / {r['torchdiffeq_steps']:.1f} ({r['rows_with_other_steps']} rows differ)"
+                 if adaptive else f"{r['steps']} / {r['steps']} (its grid)")
+        rows.append(f"| {r['name']} | {r['host_max_abs_err']:.1e} | {board} | {r['refvm_max_abs_err']:.1e} | "
+                    f"{batched} | {r['torchdiffeq_f32_vs_f64']:.1e} | {steps} |")
     return "\n".join(rows)
 
 
@@ -179,6 +198,11 @@ def update_readme(readme: Path = ROOT / "README.md", build_dir: Path = BUILD_DIR
         irregular = irregular_table(build_dir)
         text = _replace_block(text, IRREGULAR_BEGIN, IRREGULAR_END, irregular)
         tables += "\n\n" + irregular
+    solvers_path = build_dir / "solvers" / "errors.json"
+    if solvers_path.is_file():
+        solvers = solvers_table(json.loads(solvers_path.read_text()))
+        text = _replace_block(text, SOLVERS_BEGIN, SOLVERS_END, solvers)
+        tables += "\n\n" + solvers
     readme.write_text(text)
     fuzz_path = build_dir / "fuzz" / "report-all.json"
     if fuzz_path.is_file():

@@ -380,4 +380,5 @@ def ode(t: Translator, fx_node, op: Op) -> None:
     prefix = f"{t.block_paths[index]}." if t.block_paths.get(index) else ""
     t.emit(op.name, fx_node, [t.value(h0)] + [t.value(a) for a in extra],
            dynamics=t.dynamics(block, fx_node, extra, prefix), method=block.method,
-           options=tuple(sorted(block.options.items())), grid=block.t.detach().cpu().numpy().astype(np.float32))
+           options=tuple(sorted(block.options.items())), grid=block.t.detach().cpu().numpy().astype(np.float32),
+           rtol=float(block.rtol), atol=float(block.atol))

@@ -151,7 +151,15 @@ class _Encoder:
             if item.kind in ("loop", "end"):
                 depth += 1 if item.kind == "loop" else -1
                 self.flush()
-                self.code.append(isa.encode("LOOP", 0, item.count) if item.kind == "loop" else isa.encode("END"))
+                loop = "LOOPW" if item.until else "LOOP"
+                self.code.append(isa.encode(loop, 0, item.count) if item.kind == "loop" else isa.encode("END"))
+            elif item.kind == "until":  # pops its flag: the stack is then as at the LOOPW
+                flag = item.node.inputs[0]
+                if self.stack[-1:] != [flag]:
+                    self.flush()
+                    self.code.append(isa.encode("PUSH", 0, self.tensor(flag)))
+                self.stack.clear()
+                self.code.append(isa.encode("UNTIL"))
             else:
                 self.node(item.node, depth)
         self.flush()

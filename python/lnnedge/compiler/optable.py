@@ -84,6 +84,10 @@ def _fold_unary(node: Node, args: list[np.ndarray]) -> np.ndarray:
     return kernels_np.unary(node.op, args[0])
 
 
+def _fold_where(node: Node, args: list[np.ndarray]) -> np.ndarray:
+    return kernels_np.where(*args)
+
+
 def _fold_product(node: Node, args: list[np.ndarray]) -> np.ndarray:
     return kernels_np.linear(*args)
 
@@ -129,6 +133,15 @@ _TABLE: tuple[Op, ...] = (
     Op("sigmoid", "SIGMOID", targets=(A.sigmoid.default, A.sigmoid_.default), **_UNARY),
     Op("tanh", "TANH", targets=(A.tanh.default, A.tanh_.default), **_UNARY),
     Op("relu", "RELU", targets=(A.relu.default, A.relu_.default), **_UNARY),
+    # the adaptive solvers' controller (passes/lower_ode); comparisons give 1.0 / 0.0
+    Op("abs", "ABS", **_UNARY),
+    Op("sqrt", "SQRT", **_UNARY),
+    Op("min", "MIN", **_BINARY),
+    Op("max", "MAX", **_BINARY),
+    Op("pow", "POW", **_BINARY),
+    Op("le", "LE", **_BINARY),
+    Op("lt", "LT", **_BINARY),
+    Op("where", "WHERE", shapes.elementwise, fold=_fold_where),
     Op("ewise", "EWISE", shapes.elementwise, variadic=True, in_place="type"),  # passes/fuse_elementwise
     # products: nn.Linear is captured as linear / matmul_nt, the passes choose the other forms
     Op("linear", "LINEAR", shapes.product, (A.linear.default,), rules.linear, "nn.Linear", fold=_fold_product,

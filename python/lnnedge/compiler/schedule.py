@@ -21,9 +21,10 @@ from .ir import Graph, Node, TensorType, free_values
 
 @dataclass(frozen=True)
 class Item:
-    kind: str  # "node" | "loop" | "end"
+    kind: str  # "node" | "loop" | "end" | "until" (node: its flag as the one input)
     node: Node | None = None
     count: int = 0
+    until: bool = False  # a loop that its "until" item ends (LOOPW)
 
 
 class Storage:
@@ -106,13 +107,16 @@ class _Scheduler:
                     s.storage.union(state, init)
                 else:
                     s.items.append(Item("node", Node("copy", (init,), (state,), source=node.source)))
-            s.items.append(Item("loop", count=node.attr("count")))
+            until = node.attr("until", False)
+            s.items.append(Item("loop", count=node.attr("count"), until=until))
             self.schedule(body, top=False)
             for state, update in zip(body.inputs, body.outputs):
                 if not self._can_update_in_place(body, state, update):
                     s.items.append(Item("node", Node("copy", (update,), (state,), source=node.source)))
                 elif update != state:
                     s.storage.union(state, update)
+            if until:  # the loop's last state is its end flag, read after the trip's updates
+                s.items.append(Item("until", Node("until", (body.inputs[-1],), (), source=node.source)))
             s.items.append(Item("end"))
 
     def _can_update_in_place(self, body: Graph, state: str, update: str) -> bool:

@@ -19,6 +19,9 @@ def build_model(spec: ModelSpec) -> nn.Module:
         tau_min = spec.tau_min if spec.tau_min is not None else largest
         options = {"step_size": spec.step_size} if spec.step_size is not None else None
         kind = LTCRegressor if spec.kind == "ltc" else LTCSequence
+        if kind is LTCRegressor:
+            return kind(spec.inputs, spec.hidden, spec.outputs, t, spec.method, tau_min, options,
+                        rtol=spec.rtol, atol=spec.atol)
         return kind(spec.inputs, spec.hidden, spec.outputs, t, spec.method, tau_min, options)
     if spec.kind in ("ncps-cfc", "ncps-ltc"):
         from .ncps import NcpsSequence

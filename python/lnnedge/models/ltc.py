@@ -17,15 +17,20 @@ import torch
 from torch import nn
 from torchdiffeq import odeint, odeint_adjoint
 
-# torchdiffeq's fixed-grid methods the compiler emits, each with the `options` it accepts (torchdiffeq's names):
+# torchdiffeq's methods the compiler emits, each with the `options` it accepts (torchdiffeq's names). Fixed grid:
 # step_size (its grid of equal steps, the last one partial), max_order (the Adams history), max_iters (the
-# implicit corrector's iterations)
+# implicit corrector's iterations). Adaptive (with rtol, atol): first_step, the controller's safety, ifactor and
+# dfactor, and max_num_steps, which on the device bounds the steps of the whole solve (accepted and rejected)
+# and is also the compiled loop's trip count (default passes/lower_ode.DEFAULT_MAX_STEPS).
+_ADAPTIVE_OPTIONS = frozenset({"first_step", "safety", "ifactor", "dfactor", "max_num_steps"})
+ADAPTIVE = ("dopri5", "bosh3", "adaptive_heun", "fehlberg2", "dopri8")
 SOLVERS: dict[str, frozenset[str]] = {
     "euler": frozenset({"step_size"}),
     "midpoint": frozenset({"step_size"}),
     "rk4": frozenset({"step_size"}),
     "explicit_adams": frozenset({"step_size", "max_order"}),
     "implicit_adams": frozenset({"step_size", "max_order", "max_iters"}),
+    **{method: _ADAPTIVE_OPTIONS for method in ADAPTIVE},
 }
 
 
@@ -69,21 +74,24 @@ class ODEBlock(nn.Module):
     """
 
     def __init__(self, func: nn.Module, t: torch.Tensor, method: str = "euler", options: dict | None = None,
-                 adjoint: bool = False):
+                 adjoint: bool = False, rtol: float = 1e-7, atol: float = 1e-9):
         super().__init__()
         self.options = dict(options or {})
         check_solver(method, self.options)
         self.func = func
         self.method = method
         self.adjoint = adjoint
+        self.rtol = rtol  # torchdiffeq's defaults; the adaptive methods' tolerances (implicit_adams': atol too)
+        self.atol = atol
         self.register_buffer("t", t.detach().clone().to(torch.float32))
 
     def forward(self, h0: torch.Tensor, *args: torch.Tensor) -> torch.Tensor:
         if self.adjoint:  # odeint_adjoint needs a module: the args ride along as adjoint parameters
             return odeint_adjoint(_Bound(self.func, args), h0, self.t, method=self.method, options=self.options,
+                                  rtol=self.rtol, atol=self.atol,
                                   adjoint_params=(*self.func.parameters(), *args))[-1]
         return odeint(lambda t, h: self.func(t, h, *args), h0, self.t, method=self.method,
-                      options=self.options)[-1]
+                      options=self.options, rtol=self.rtol, atol=self.atol)[-1]
 
 
 class _Bound(nn.Module):
@@ -102,10 +110,10 @@ class LTCRegressor(nn.Module):
     """Normalise the input, run the LTC from h = 0, read out, de-normalise."""
 
     def __init__(self, inputs: int, hidden: int, outputs: int, t: torch.Tensor, method: str, tau_min: float,
-                 options: dict | None = None, adjoint: bool = False):
+                 options: dict | None = None, adjoint: bool = False, rtol: float = 1e-7, atol: float = 1e-9):
         super().__init__()
         self.hidden = hidden
-        self.ode = ODEBlock(LTCDynamics(inputs, hidden, tau_min), t, method, options, adjoint)
+        self.ode = ODEBlock(LTCDynamics(inputs, hidden, tau_min), t, method, options, adjoint, rtol, atol)
         self.readout = nn.Linear(hidden, outputs)
         self.register_buffer("in_mean", torch.zeros(inputs))
         self.register_buffer("in_std", torch.ones(inputs))

@@ -42,10 +42,15 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
+from torchdiffeq._impl.adaptive_heun import AdaptiveHeunSolver
+from torchdiffeq._impl.bosh3 import Bosh3Solver
+from torchdiffeq._impl.dopri5 import Dopri5Solver
+from torchdiffeq._impl.dopri8 import Dopri8Solver
+from torchdiffeq._impl.fehlberg2 import Fehlberg2
 from torchdiffeq._impl.fixed_adams import _BASHFORTH_DIVISOR, _MAX_ITERS, _MAX_ORDER, _MOULTON_DIVISOR
 from torchdiffeq._impl.solvers import FixedGridODESolver
 
-from ...models.ltc import check_solver
+from ...models.ltc import ADAPTIVE, check_solver
 from ..ir import CompileError, Graph, Node, TensorType
 from .base import Pass, PassResult
 
@@ -244,14 +249,18 @@ def _body(b: _BodyBuilder, seg: _Segment, y: str, history: list[str], dts: np.nd
     return b.op("add", y, dy), f0
 
 
-def lower(node: Node) -> tuple[list[Node], dict[str, np.ndarray]]:
-    """The loops (and interpolation) replacing one ode node, and the constants they need in the enclosing graph."""
+def lower(node: Node, h0_type: TensorType | None = None
+          ) -> tuple[list[Node], dict[str, np.ndarray], dict[str, TensorType]]:
+    """The loops (and interpolation) replacing one ode node, and the constants and value types they need in the
+    enclosing graph."""
     method = node.attr("method")
     options = dict(node.attr("options") or ())
     try:
         check_solver(method, options)
     except ValueError as exc:
         raise CompileError(f"ode: {exc}", node) from None
+    if method in ADAPTIVE:
+        return lower_adaptive(node, method, options, h0_type)
     grid, slope = _time_grid(node, options.get("step_size"))
     dts = (grid[1:] - grid[:-1]).astype(np.float32)
     if len(dts) > _LOOP_LIMIT:
@@ -295,20 +304,226 @@ def lower(node: Node) -> tuple[list[Node], dict[str, np.ndarray]]:
         nodes += [Node("sub", (state[0], before_last), (diff,), (), node.source),
                   Node("mul", (s, diff), (scaled,), (), node.source),
                   Node("add", (before_last, scaled), (out,), (), node.source)]
-    return nodes, constants
+    return nodes, constants, {}
+
+
+# ---- adaptive methods ------------------------------------------------------------------------------------------
+
+DEFAULT_MAX_STEPS = 1000  # the adaptive loop's trip count unless options["max_num_steps"] says otherwise
+_ACCUMULATORS = 4  # torch.sum over a row of <= 5 products adds them as 4 interleaved partial sums (measured)
+_SOLVER_CLASSES = {"dopri5": Dopri5Solver, "bosh3": Bosh3Solver, "adaptive_heun": AdaptiveHeunSolver,
+                   "fehlberg2": Fehlberg2, "dopri8": Dopri8Solver}
+
+
+def _float_option(node: Node, options: dict, name: str, default: float) -> float:
+    value = options.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
+        raise CompileError(f"ode: option {name} must be a positive number, got {value!r}", node)
+    return float(value)
+
+
+def _tolerance(node: Node, name: str) -> float:
+    value = node.attr(name, 1e-7 if name == "rtol" else 1e-9)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value >= 0):
+        raise CompileError(f"ode: {name} must be a number >= 0 (one for the whole state), got {value!r}", node)
+    return float(value)
+
+
+class _Adaptive:
+    """Builds torchdiffeq's RKAdaptiveStepsizeODESolver (rk_common.py, misc.py, interp.py) operation by operation
+    in float32, per batch row: the state's values in the precision torchdiffeq uses for them, its time values
+    (t, dt, the controller's factor; float64 in torchdiffeq) in float32 too, the VM having no float64."""
+
+    def __init__(self, b: _BodyBuilder, node: Node, method: str):
+        solver = _SOLVER_CLASSES[method]
+        tableau = solver.tableau
+        f32 = lambda v: [np.float32(x) for x in v.to(torch.float32).tolist()]  # noqa: E731 (torchdiffeq's .to)
+        self.alpha = f32(tableau.alpha)
+        self.beta = [f32(row) for row in tableau.beta]
+        self.c_sol = f32(tableau.c_sol)
+        self.c_error = f32(tableau.c_error)
+        self.mid = f32(solver.mid)
+        # torchdiffeq skips the y1 sum when the last stage is the solution (first same as last)
+        self.fsal = bool(tableau.c_sol[-1] == 0 and (tableau.c_sol[:-1] == tableau.beta[-1]).all())
+        self.order = solver.order
+        self.b = b
+        self.node = node
+
+    def weighted(self, y0: str, ks: list[str], coefficients: list[np.float32], dt: str) -> str:
+        """y0 + torch.sum(k * (c * dt), dim=-1) (y0 None: the sum alone): each product k_j * float32(c_j * dt),
+        summed in _ACCUMULATORS interleaved partial sums; a zero coefficient's term is left out (it adds 0)."""
+        b = self.b
+        partial: list[str | None] = [None] * _ACCUMULATORS
+        for j, (k, c) in enumerate(zip(ks, coefficients)):
+            if c == 0:
+                continue
+            term = b.op("mul", k, b.op("mul", b.scalar(f"c{float(c)!r}", float(c)), dt))
+            slot = j % _ACCUMULATORS
+            partial[slot] = term if partial[slot] is None else b.op("add", partial[slot], term)
+        sums = [p for p in partial if p is not None]
+        total = sums[0]
+        for p in sums[1:]:
+            total = b.op("add", total, p)
+        return total if y0 is None else b.op("add", y0, total)
+
+    def rms(self, x: str) -> str:
+        """torchdiffeq's _rms_norm(x) per batch row: sqrt(mean(|x|^2)) over the row's elements."""
+        b = self.b
+        a = b.op("abs", x)
+        mean = b.fresh("mean")
+        b.nodes.append(Node("reduce_mean", (b.op("mul", a, a),), (mean,), (("axis", -1), ("keepdim", True)),
+                            b.source))
+        return b.op("sqrt", mean)
+
+    def step(self, y0: str, f0: str, dt: str) -> tuple[str, str, str, list[str]]:
+        """_runge_kutta_step: (y1, f1, y1_error, k)."""
+        b = self.b
+        ks = [f0]
+        yi = y0
+        for beta_i in self.beta:
+            yi = self.weighted(y0, ks, beta_i, dt)
+            ks.append(b.f(yi))
+        y1 = yi if self.fsal else self.weighted(y0, ks, self.c_sol, dt)
+        return y1, ks[-1], self.weighted(None, ks, self.c_error, dt), ks
+
+    def error_ratio(self, error: str, rtol: str, atol: str, y0: str, y1: str) -> str:
+        """_compute_error_ratio: rms(error / (atol + rtol * max(|y0|, |y1|)))."""
+        b = self.b
+        tol = b.op("add", atol, b.op("mul", rtol, b.op("max", b.op("abs", y0), b.op("abs", y1))))
+        return self.rms(b.op("div", error, tol))
+
+    def interpolate(self, y0: str, y1: str, ks: list[str], dt: str, x: str) -> str:
+        """_interp_fit (the polynomial through y0, y_mid, y1 with slopes f0, f1) evaluated at x in [0, 1]."""
+        b = self.b
+        c = lambda v: b.scalar(f"k{v}", float(v))  # noqa: E731
+        f0, f1 = ks[0], ks[-1]
+        y_mid = self.weighted(y0, ks, self.mid, dt)
+        a = b.op("add", b.op("sub", b.op("mul", b.op("mul", c(2), dt), b.op("sub", f1, f0)),
+                             b.op("mul", c(8), b.op("add", y1, y0))), b.op("mul", c(16), y_mid))
+        bb = b.op("sub", b.op("add", b.op("add", b.op("mul", dt, b.op("sub", b.op("mul", c(5), f0),
+                                                                       b.op("mul", c(3), f1))),
+                                          b.op("mul", c(18), y0)), b.op("mul", c(14), y1)),
+                  b.op("mul", c(32), y_mid))
+        cc = b.op("add", b.op("sub", b.op("sub", b.op("mul", dt, b.op("sub", f1, b.op("mul", c(4), f0))),
+                                          b.op("mul", c(11), y0)), b.op("mul", c(5), y1)),
+                  b.op("mul", c(16), y_mid))
+        d = b.op("mul", dt, f0)
+        total = b.op("add", y0, b.op("mul", x, d))
+        power = x
+        for coefficient in (cc, bb, a):
+            power = b.op("mul", power, x)
+            total = b.op("add", total, b.op("mul", power, coefficient))
+        return total
+
+
+def _first_step(solver: _Adaptive, y0: str, f0: str, rtol: str, atol: str) -> str:
+    """_select_initial_step (Hairer, Norsett, Wanner II.4) per batch row, in float32 as torchdiffeq computes it."""
+    b = solver.b
+    c = lambda name, v: b.scalar(name, v)  # noqa: E731
+    scale = b.op("add", atol, b.op("mul", b.op("abs", y0), rtol))
+    d0 = solver.rms(b.op("div", y0, scale))
+    d1 = solver.rms(b.op("div", f0, scale))
+    small = b.op("max", b.op("lt", d0, c("1e-5", 1e-5)), b.op("lt", d1, c("1e-5", 1e-5)))
+    h0 = b.op("where", small, c("1e-6", 1e-6), b.op("div", b.op("mul", c("0.01", 0.01), d0), d1))
+    f1 = b.f(b.op("add", y0, b.op("mul", h0, f0)))
+    d2 = b.op("abs", b.op("div", solver.rms(b.op("div", b.op("sub", f1, f0), scale)), h0))
+    flat = b.op("min", b.op("le", d1, c("1e-15", 1e-15)), b.op("le", d2, c("1e-15", 1e-15)))
+    # builtin max(d1, d2) is d1 unless d2 > d1; 0.01 / x is torch's x.reciprocal() * 0.01
+    largest = b.op("max", d1, d2)
+    h1 = b.op("where", flat, b.op("max", c("1e-6", 1e-6), b.op("mul", h0, c("1e-3", 1e-3))),
+              b.op("pow", b.op("mul", b.op("div", c("1", 1.0), largest), c("0.01", 0.01)),
+                   c(f"1/{solver.order}", 1.0 / float(solver.order))))
+    return b.op("min", b.op("mul", c("100", 100.0), h0), h1)
+
+
+def lower_adaptive(node: Node, method: str, options: dict, h0_type: TensorType | None
+                   ) -> tuple[list[Node], dict[str, np.ndarray], dict[str, TensorType]]:
+    """An adaptive solve: the first step outside, then one LOOPW whose trips are torchdiffeq's steps.
+
+    Batch rows take different step sequences. torchdiffeq steps a whole batch together, its error norm taken
+    over every row at once, so a row's result depends on the rows beside it; the device solves each row as
+    torchdiffeq solves that row alone (a batch of 1), which is what a deployed model serving one sample sees.
+    Every value of the controller (t, dt, the error ratio, the end flag) is a per-row (batch, 1) tensor and
+    every update a select by the row's flags, so one loop serves the batch: a row that has finished keeps its
+    values (selects, not arithmetic, so a finished row's overflowing trial step cannot leak in), and the loop
+    ends when every row has (UNTIL over the flags); a row still running after max_num_steps trips ends the run
+    with E_STEPS. (Running the loop per row through lnn_run_rows would need no masks but would force single-row
+    runs on every caller; the masks keep lnn_run's batch contract.)
+
+    The loop state: y and f(y) at the row's current time t, the next step's dt, the output, and last the end
+    flag that UNTIL reads. torchdiffeq's solution[-1] is its polynomial interpolation at t[-1] within the step
+    that reaches it (its steps are not shortened to land on t[-1]), taken here when that step is accepted.
+    """
+    grid = np.asarray(node.attr("grid"), dtype=np.float32)
+    if grid.ndim != 1 or len(grid) < 2 or not np.all(np.diff(grid) > 0):
+        raise CompileError(f"ode: the time grid must be increasing with at least 2 points, got {grid}", node)
+    if h0_type is None or len(h0_type.shape) != 2:
+        raise CompileError(f"ode: {method} needs a state of shape (batch, features), got {h0_type}", node)
+    steps = _int_option(node, options, "max_num_steps", DEFAULT_MAX_STEPS, 1, _LOOP_LIMIT)
+    out = node.output
+    h0, args = node.inputs[0], node.inputs[1:]
+    row = TensorType((h0_type.shape[0], 1), h0_type.batched)
+
+    init = _BodyBuilder(f"{out}/init", out, node.attr("dynamics"), args, node.source)
+    solver = _Adaptive(init, node, method)
+    rtol = init.scalar("rtol", _tolerance(node, "rtol"))
+    atol = init.scalar("atol", _tolerance(node, "atol"))
+    f0 = init.f(h0)
+    zero_row = f"{out}/init/zero_row"
+    init.nodes.append(Node("zeros", (), (zero_row,), (), node.source))
+    init.types[zero_row] = row
+    if "first_step" in options:
+        dt0 = init.op("add", zero_row, init.scalar("first_step", _float_option(node, options, "first_step", 1.0)))
+    else:
+        dt0 = _first_step(solver, h0, f0, rtol, atol)
+    t_start = init.op("add", zero_row, init.scalar("t0", float(grid[0])))
+
+    b = _BodyBuilder(out, out, node.attr("dynamics"), args, node.source)
+    solver.b = b
+    y, f, t, dt, result, done = (f"{out}/{name}" for name in ("y", "f", "t", "dt", "out", "done"))
+    t_end = b.scalar("t_end", float(grid[-1]))
+    one = b.scalar("1", 1.0)
+    y1, f1, error, ks = solver.step(y, f, dt)
+    t1 = b.op("add", t, dt)
+    ratio = solver.error_ratio(error, b.scalar("rtol", _tolerance(node, "rtol")),
+                               b.scalar("atol", _tolerance(node, "atol")), y, y1)
+    running = b.op("sub", one, done)
+    accepted = b.op("mul", b.op("le", ratio, one), running)  # products of 0/1 flags are exact
+    # _optimal_step_size (error ratio 0: safety / 0 = inf, so the factor is ifactor, as torchdiffeq's own case)
+    dfactor = b.op("where", b.op("lt", ratio, one), one,
+                   b.scalar("dfactor", _float_option(node, options, "dfactor", 0.2)))
+    growth = b.op("div", b.scalar("safety", _float_option(node, options, "safety", 0.9)),
+                  b.op("pow", ratio, b.scalar(f"1/{solver.order}", 1.0 / solver.order)))
+    factor = b.op("min", b.scalar("ifactor", _float_option(node, options, "ifactor", 10.0)),
+                  b.op("max", growth, dfactor))
+    # the step that reaches t[-1] is the last: the output is its interpolation at t[-1]
+    finished = b.op("mul", accepted, b.op("le", t_end, t1))
+    x = b.op("div", b.op("sub", t_end, t), b.op("sub", t1, t))
+    value = solver.interpolate(y, y1, ks, dt, x)
+    updates = (b.op("where", accepted, y1, y), b.op("where", accepted, f1, f), b.op("where", accepted, t1, t),
+               b.op("where", running, b.op("mul", dt, factor), dt), b.op("where", finished, value, result),
+               b.op("max", done, finished))
+    body = Graph(inputs=(y, f, t, dt, result, done), outputs=updates, nodes=tuple(b.nodes), constants={},
+                 types=b.types, step_tables=b.tables)
+    finals = (f"{out}/y_end", f"{out}/f_end", f"{out}/t_end", f"{out}/dt_end", out, f"{out}/done_end")
+    loop = Node("loop", (h0, f0, t_start, dt0, h0, zero_row), finals,
+                (("count", steps), ("body", body), ("method", method), ("until", True)), node.source)
+    constants = {**init.constants, **b.constants}
+    return [*init.nodes, loop], constants, init.types
 
 
 def _run(graph: Graph) -> PassResult:
-    nodes, constants, modified = [], dict(graph.constants), False
+    nodes, constants, types, modified = [], dict(graph.constants), dict(graph.types), False
     for node in graph.nodes:
         if node.op == "ode":
-            lowered, extra = lower(node)
+            lowered, extra, extra_types = lower(node, graph.types.get(node.inputs[0]))
             nodes.extend(lowered)
             constants.update(extra)
+            types.update(extra_types)
             modified = True
         else:
             nodes.append(node)
-    return PassResult(replace(graph, nodes=tuple(nodes), constants=constants), modified)
+    return PassResult(replace(graph, nodes=tuple(nodes), constants=constants, types=types), modified)
 
 
 PASS = Pass("lower_ode", requires="ode nodes with captured dynamics", ensures="no ode nodes; solver loops",

@@ -86,7 +86,9 @@ def peel(graph: Graph) -> tuple[Graph, bool]:
     modified = False
     for node in graph.nodes:
         body = node.attr("body") if node.op == "loop" else None
+        # a loop its flag ends (until) runs its first trip like every other: not peeled
         if (body is not None and node.attr("count", 0) >= 2 and any(i in zeros for i in node.inputs)
+                and not node.attr("until")
                 and not any(n.op == "loop" for n in body.nodes)):
             peeled, node, extra, extra_types = _peel(replace(graph, constants=constants, types=types), node,
                                                      zeros)
