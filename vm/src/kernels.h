@@ -360,8 +360,6 @@ typedef struct lnn_kernels {
     void lnn_div__##isa(const lnn_binary_params *p);             \
     void lnn_min__##isa(const lnn_binary_params *p);             \
     void lnn_max__##isa(const lnn_binary_params *p);             \
-    void lnn_le__##isa(const lnn_binary_params *p);              \
-    void lnn_lt__##isa(const lnn_binary_params *p);              \
     void lnn_neg__##isa(const lnn_unary_params *p);              \
     void lnn_exp__##isa(const lnn_unary_params *p);              \
     void lnn_sigmoid__##isa(const lnn_unary_params *p);          \
@@ -386,10 +384,13 @@ typedef struct lnn_kernels {
 
 LNN_KERNEL_PROTOS(scalar);
 /* SPLIT and WHERE are data movement only: one kernel, in every set's
- * table. So is POW: powf of the C library (see kernels_scalar.c). */
+ * table. So are POW (powf of the C library, see kernels_scalar.c), LE and
+ * LT (rare: kernels_simd.h). */
 void lnn_split__scalar(const lnn_split_params *p);
 void lnn_where__scalar(const lnn_where_params *p);
 void lnn_pow__scalar(const lnn_binary_params *p);
+void lnn_le__scalar(const lnn_binary_params *p);
+void lnn_lt__scalar(const lnn_binary_params *p);
 #if LNN_HAVE_NEON
 LNN_KERNEL_PROTOS(neon);
 #endif

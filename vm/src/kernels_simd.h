@@ -263,18 +263,6 @@ static inline lnn_vf lnn_v_maximum(lnn_vf a, lnn_vf b)
     return lnn_v_nan2(a, b, lnn_v_select(lnn_v_lt(b, a), a, b));
 }
 
-/* LE / LT: 1 or 0 per lane, 0 where either is NaN (lt is false there) */
-static inline lnn_vf lnn_v_less(lnn_vf a, lnn_vf b)
-{
-    return lnn_v_select(lnn_v_lt(a, b), lnn_v_set1(1.0f), lnn_v_zero());
-}
-static inline lnn_vf lnn_v_less_equal(lnn_vf a, lnn_vf b)
-{
-    const lnn_vf zero = lnn_v_zero();
-    const lnn_vf le = lnn_v_select(lnn_v_lt(b, a), zero, lnn_v_set1(1.0f));
-    return lnn_v_select(lnn_v_isnan(a), zero, lnn_v_select(lnn_v_isnan(b), zero, le));
-}
-
 /* ---- element-wise ------------------------------------------------------------- */
 
 /* y[i] = f(x[i]); y may be exactly x (each vector is read before written). */
@@ -367,8 +355,6 @@ LNN_SIMD_BINARY(mul, lnn_v_mul)
 LNN_SIMD_BINARY(div, lnn_v_div)
 LNN_SIMD_BINARY(min, lnn_v_minimum)
 LNN_SIMD_BINARY(max, lnn_v_maximum)
-LNN_SIMD_BINARY(le, lnn_v_less_equal)
-LNN_SIMD_BINARY(lt, lnn_v_less)
 #undef LNN_SIMD_BINARY
 #undef LNN_SIMD_BINARY_LOOP
 
@@ -1196,10 +1182,10 @@ static LNN_ALWAYS_INLINE void LNN_SK(ew_block)(uint32_t code, float *y, const fl
         bin = lnn_pow__scalar;
         break;
     case LNN_OP_LE:
-        bin = LNN_SK(le);
+        bin = lnn_le__scalar;
         break;
     case LNN_OP_LT:
-        bin = LNN_SK(lt);
+        bin = lnn_lt__scalar;
         break;
     default: /* the verifier admits no other code */
         return;
@@ -1355,7 +1341,9 @@ void LNN_SK(ewise)(const lnn_ewise_params *p)
 /* ---- the table ------------------------------------------------------------------ */
 
 /* COPY, ZERO, CONCAT, SPLIT and WHERE are memcpy / memset / select work:
- * the scalar kernels; POW is the C library's (kernels_scalar.c). */
+ * the scalar kernels; POW is the C library's (kernels_scalar.c); LE and LT
+ * (the adaptive solvers' step test, a few values per step) are not worth
+ * 3 KB of vector code per set. */
 const lnn_kernels LNN_SKT(LNN_SIMD_ISA) = {
     .isa = LNN_SSTR(LNN_SIMD_ISA),
     .linear = LNN_SIMD_LINEAR,
@@ -1370,8 +1358,8 @@ const lnn_kernels LNN_SKT(LNN_SIMD_ISA) = {
     .min = LNN_SK(min),
     .max = LNN_SK(max),
     .pow = lnn_pow__scalar,
-    .le = LNN_SK(le),
-    .lt = LNN_SK(lt),
+    .le = lnn_le__scalar,
+    .lt = lnn_lt__scalar,
     .where = lnn_where__scalar,
     .neg = LNN_SK(neg),
     .exp = LNN_SK(exp),
