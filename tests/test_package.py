@@ -13,7 +13,6 @@ import re
 import socket
 import subprocess
 import sys
-import sysconfig
 import venv
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -159,8 +158,10 @@ def installed(tmp_path_factory) -> Path:
                    capture_output=True)
     site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                check=True, capture_output=True, text=True).stdout.strip())
-    # the dependencies from the kit's venv (after the fresh venv's own site-packages, so lnnedge is the wheel's)
-    (site / "kit-dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    # the dependencies from the kit's venv: its site-packages directories (after the fresh venv's own, so lnnedge
+    # is the wheel's; the checkout's python/ is not among them)
+    kit_sites = [p for p in sys.path if Path(p).name == "site-packages" and Path(p).is_dir()]
+    (site / "kit-dependencies.pth").write_text("".join(f"{p}\n" for p in kit_sites))
     return python.parent
 
 
@@ -191,6 +192,8 @@ def test_the_wheel_trains_compiles_builds_and_verifies_outside_the_checkout(inst
         assert (Path(where[0]) / shipped).is_file(), shipped
 
     assert "verify" in _run(installed, project, "--list").stdout
+    missing = _run(installed, tmp_path, "--project", str(tmp_path / "nowhere"), "boards", code=1)
+    assert missing.stderr.strip() == f"error: --project {tmp_path / 'nowhere'}: no such directory"
     _run(installed, project, "train", "--model", "tiny")
     _run(installed, project, "compile", "--model", "tiny")
     # no runner yet: verify builds it (one line says so), as make would
