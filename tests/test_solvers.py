@@ -16,7 +16,7 @@ import yaml
 from lnnedge import isa, recipe, solvers_check
 from lnnedge.compiler import CompileError, compile_module
 from lnnedge.models import build_model
-from lnnedge.models.ltc import SOLVERS, LTCRegressor
+from lnnedge.models.ltc import ADAPTIVE, SOLVERS, LTCRegressor
 
 torch.set_num_threads(1)
 POINTS = 128
@@ -128,8 +128,18 @@ def test_bad_solver_options_are_refused_at_compile_time(method, options, message
 
 def test_recipe_solver_takes_every_method_and_step_size(tmp_path: Path):
     raw = yaml.safe_load(Path(recipe.RECIPES_DIR, "ltc-3in-rk4.yaml").read_text())
-    assert recipe.METHODS == tuple(SOLVERS)
-    for method in SOLVERS:
+    assert recipe.METHODS == tuple(SOLVERS) and recipe.ADAPTIVE_METHODS == ADAPTIVE
+    for method in ADAPTIVE:  # they choose their own steps: rtol and atol, no step_size
+        raw["model"]["solver"] = {"method": method, "t_start": 0, "t_end": 3, "rtol": 1e-5, "atol": 1e-6}
+        path = tmp_path / f"{method}.yaml"
+        path.write_text(yaml.safe_dump(raw))
+        model = build_model(recipe.load(str(path)).model)
+        assert (model.ode.method, model.ode.rtol, model.ode.atol) == (method, 1e-5, 1e-6)
+        raw["model"]["solver"]["step_size"] = 0.35
+        path.write_text(yaml.safe_dump(raw))
+        with pytest.raises(recipe.RecipeError, match=f"step_size is for the fixed-grid methods; {method}"):
+            recipe.load(str(path))
+    for method in (m for m in SOLVERS if m not in ADAPTIVE):
         raw["model"]["solver"] = {"method": method, "t_start": 0, "t_end": 3, "steps": 2, "step_size": 0.35}
         path = tmp_path / f"{method}.yaml"
         path.write_text(yaml.safe_dump(raw))

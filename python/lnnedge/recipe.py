@@ -144,8 +144,8 @@ SEQUENCE_KINDS = ("ltc-sequence", "ncps-cfc", "ncps-ltc", "lstm", "gru", "rnn")
 SEQUENCE_SOURCES = ("damped-oscillation", "irregular-oscillation")
 NCPS_WIRINGS = ("autoncp", "fully-connected")
 DATA_SOURCES = {"digits": (64, 10)}  # source -> (input features, classes)
-METHODS = ("euler", "midpoint", "rk4", "explicit_adams", "implicit_adams",  # models.ltc.SOLVERS
-           "dopri5", "bosh3", "adaptive_heun", "fehlberg2", "dopri8")
+ADAPTIVE_METHODS = ("dopri5", "bosh3", "adaptive_heun", "fehlberg2", "dopri8")  # models.ltc.ADAPTIVE
+METHODS = ("euler", "midpoint", "rk4", "explicit_adams", "implicit_adams", *ADAPTIVE_METHODS)  # models.ltc.SOLVERS
 Seed = Int(ge=0, le=2**32 - 1)  # numpy's seeds are 32-bit
 
 
@@ -165,6 +165,8 @@ class Solver(FileModel):
     def _forward(self) -> Solver:
         if not self.t_end > self.t_start:
             raise rule(f"t_end ({self.t_end:g}) must be greater than t_start ({self.t_start:g})")
+        if self.step_size is not None and self.method in ADAPTIVE_METHODS:
+            raise rule(f"step_size is for the fixed-grid methods; {self.method} chooses its steps (rtol, atol)")
         if self.step_size is not None and (self.t_end - self.t_start) / self.step_size > 0xFFFF:
             raise rule(f"step_size ({self.step_size:g}) takes more than 65535 steps over [{self.t_start:g}, "
                        f"{self.t_end:g}], the VM's loop limit")
