@@ -52,7 +52,10 @@ def verify_plot(x: np.ndarray, truth: np.ndarray, torch_out: np.ndarray, device_
     axes[0].set_title(title)
     bottom = axes[-1]
     for j in range(outputs):
-        bottom.plot(xs, (device_out - torch_out)[order, j], lw=0.8, color="tab:red" if outputs == 1 else None)
+        bottom.plot(xs, (device_out - torch_out)[order, j], lw=0.8, color="tab:red" if outputs == 1 else None,
+                    label=f"y{j}")
+    if outputs > 1:
+        bottom.legend(fontsize=7, loc="upper right")
     bottom.set_ylabel("device − PyTorch")
     bottom.set_xlabel("x" if x.shape[1] == 1 else "x0")
     bottom.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
