@@ -84,6 +84,19 @@ def test_a_selective_build_refuses_a_program_op_it_lacks(selective_runner, tmp_p
     assert ": E_NOT_LINKED at byte" in proc.stderr
 
 
+def test_a_selective_build_runs_its_models_from_their_plan_only(selective_runner, tmp_path):
+    """The image's plan is sized for VALID and FUSED and it has no instruction-by-instruction interpreter: a
+    model with only its ops but a longer plan (40 more NEGs) is refused at the code section."""
+    code = (*program().code[:-1], *(encode("NEG", 0, 3),) * 40, encode("DROP"))
+    data = lnnb.write(program(code=code))
+    assert plan_size(data)[0] > max(plan_size(VALID)[0], plan_size(FUSED)[0])
+    path = tmp_path / "long.lnnb"
+    path.write_bytes(data)
+    proc = lnnvm(selective_runner, "verify", path)
+    assert proc.returncode == 3
+    assert f": E_NOT_LINKED at byte {lnnb.section_offsets(data)[const('SEC_CODE')][0]}:" in proc.stderr
+
+
 def test_a_selective_build_without_float16_refuses_a_float16_constant(selective_runner, tmp_path):
     """Neither VALID nor FUSED has a float16 constant: the image has no widening code and refuses one at the
     first DT_F16 tensor entry's dtype byte."""

@@ -87,10 +87,16 @@ typedef enum {
 #define LNN_F16_LINKED LNN_USE_F16
 /* an op as an instruction of an EWISE program (apart from the op itself) */
 #define LNN_EW_LINKED(name) LNN_EW_USE_##name
+/* Models run from their plan, sized for them by the header: the
+ * instruction-by-instruction interpreter is left out, lnn_use_plan cannot
+ * turn the plan off, and lnn_init refuses a model whose plan does not fit
+ * (E_NOT_LINKED). */
+#define LNN_PLAN_ONLY 1
 #else
 #define LNN_OP_LINKED(name) 1
 #define LNN_F16_LINKED 1
 #define LNN_EW_LINKED(name) 1
+#define LNN_PLAN_ONLY 0
 #endif
 
 /* LNN_NO_NAMES=1 (MCU firmware): no status or opcode names in the image. */

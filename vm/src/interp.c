@@ -782,7 +782,7 @@ int lnn_use_plan(lnn_model *m, int on)
 {
     if (!m || m->ready != LNN_READY_MAGIC)
         return 0;
-    m->use_plan = on && m->plan_steps > 0;
+    m->use_plan = (on || LNN_PLAN_ONLY) && m->plan_steps > 0;
     return (int)m->use_plan;
 }
 
@@ -995,5 +995,5 @@ lnn_status lnn_run(lnn_model *m, const float *const *inputs,
     ctx.status = LNN_OK;
 #endif
     lnn_state_prepare(m, &ctx);
-    return m->use_plan ? lnn_run_plan(&ctx, m) : lnn_run_code(&ctx, m);
+    return m->use_plan || LNN_PLAN_ONLY ? lnn_run_plan(&ctx, m) : lnn_run_code(&ctx, m);
 }

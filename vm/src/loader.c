@@ -715,6 +715,8 @@ lnn_status lnn_init_limits(lnn_model *m, const void *buf, size_t len, void *aren
         LNN_FAIL(E_CPU, 0);
     lnn_widen_f16(m);
     lnn_plan_build(m);
+    if (LNN_PLAN_ONLY && m->plan_steps == 0) /* its plan is larger than this image's */
+        LNN_FAIL(E_NOT_LINKED, lnn_file_offset(m, m->code));
     m->stage = LNN_STAGE_READY;
     m->status = LNN_OK;
     m->error_offset = 0;
