@@ -86,10 +86,16 @@ def test_loopw_out_of_trips_ends_the_run_with_e_steps(lib, host_build, tmp_path)
         assert err.value.name == "E_STEPS"
     with pytest.raises(StepLimitError, match="E_STEPS"):
         RefVM(data).run([X_ROWS])
-    path = tmp_path / "steps.lnnb"
+    path, inputs = tmp_path / "steps.lnnb", tmp_path / "x.f32"
     path.write_bytes(data)
-    proc = lnnvm(host_build.runner, "test", path)
-    assert proc.returncode != 0
+    X_ROWS.tofile(inputs)
+    proc = lnnvm(host_build.runner, "run", path, "--in", inputs, "--out", tmp_path / "y.f32", "--batch", "3")
+    assert proc.returncode != 0 and "E_STEPS" in proc.stderr, proc.stderr
+    enough = tmp_path / "enough.lnnb"
+    enough.write_bytes(program(3))
+    proc = lnnvm(host_build.runner, "run", enough, "--in", inputs, "--out", tmp_path / "y.f32", "--batch", "3")
+    assert proc.returncode == 0, proc.stderr
+    np.testing.assert_array_equal(np.fromfile(tmp_path / "y.f32", np.float32).reshape(3, 2), X_ROWS + 3)
 
 
 @pytest.mark.parametrize("name,body,loop,pc", [
