@@ -283,3 +283,21 @@ def test_api_compiles_two_inputs_and_two_outputs_with_their_test_set(tmp_path):
 
     out = RefVM(report.path.read_bytes()).run([x, y])
     assert max(float(np.max(np.abs(o - r.numpy()))) for o, r in zip(out, (first, second))) <= 1e-6
+
+
+def test_odeint_tolerances_reach_the_compiled_solver(tmp_path):
+    """rtol/atol given to odeint are the compiled adaptive solver's: with loose ones torchdiffeq takes other steps
+    than with its defaults (outputs apart by ~3e-4), and the reference VM follows the loose ones within the
+    adaptive solvers' 1e-4 (an accept/reject decision may differ on float noise; measured 2.2e-5)."""
+    source = tmp_path / "loose.py"
+    source.write_text(UNSEEN.replace('method="{method}")', 'method="dopri5", rtol=1e-2, atol=1e-3)'))
+    module = _load(source)
+    x = np.random.default_rng(0).normal(size=(50, 3)).astype(np.float32)
+    with torch.no_grad():
+        expected = module(torch.from_numpy(x)).numpy()
+    compiled = compile_module(module, (torch.zeros(1, 3),))
+    assert float(np.max(np.abs(compiled.run(x)[0] - expected))) <= 1e-4
+    strict = tmp_path / "strict.py"
+    strict.write_text(UNSEEN.replace("{method}", "dopri5"))
+    with torch.no_grad():
+        assert float(np.max(np.abs(_load(strict)(torch.from_numpy(x)).numpy() - expected))) > 1e-4

@@ -33,6 +33,8 @@ class Call:
     t: torch.Tensor
     method: str
     options: dict
+    rtol: float  # the adaptive methods' tolerances (implicit_adams' corrector too)
+    atol: float
     where: str  # file:line of the call in the user's source
 
 
@@ -105,7 +107,7 @@ def _record(module: torch.nn.Module, examples: Sequence[torch.Tensor], namespace
         where = _caller()
         _check(func, y0, t, event_fn, where)
         calls.append(Call(func, t.detach().clone().to(torch.float32), method or DEFAULT_METHOD, dict(options or {}),
-                          where))
+                          float(rtol), float(atol), where))
         return _ORIGINALS[0](func, y0, t, rtol=rtol, atol=atol, method=method, options=options)
 
     with _patched(recording, namespaces), torch.no_grad():
@@ -125,7 +127,7 @@ def odeint_as_blocks(module: torch.nn.Module, examples: Sequence[torch.Tensor]) 
     blocks = []
     for k, call in enumerate(calls):
         try:
-            block = ODEBlock(call.func, call.t, call.method, call.options)
+            block = ODEBlock(call.func, call.t, call.method, call.options, rtol=call.rtol, atol=call.atol)
         except ValueError as exc:  # check_solver: a method or option the compiler does not emit
             raise CompileError(f"odeint at {call.where}: {exc}") from None
         blocks.append(block)
