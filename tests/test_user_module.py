@@ -175,15 +175,21 @@ def test_unseen_module_compiles_and_verifies_on_qemu_rpi4_from_the_cli(unseen, c
     assert report["vs_module"]["n"] == 40 and report["vs_module"]["max_abs_err"] <= 1e-5
 
 
-def test_verify_file_fails_against_another_module(unseen, compiled_by_cli):
-    """The module comparison is real: the factory's own weights (not the checkpoint's) are refused."""
+def test_verify_file_fails_against_another_module(tmp_path, rpi4_build):
+    """The module comparison is real: a module with other weights is refused, the bundled set still passes."""
+    import lnnedge
     from lnnedge.pipeline.userfile import verify_file
 
-    tmp, source, trained = unseen
-    model_file = compiled_by_cli[1]
+    source = tmp_path / "sensor_rk4.py"
+    source.write_text(UNSEEN.replace("{method}", "rk4"))
+    mine, other = _load(source), _load(source)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(0.1)
+    compiled = lnnedge.compile(mine, torch.zeros(1, 3), out=tmp_path)
     x = [np.random.default_rng(5).normal(size=(8, 3)).astype(np.float32)]
-    assert verify_file(model_file, "qemu-rpi4", trained, x).passed
-    failed = verify_file(model_file, "qemu-rpi4", _load(source), x)
+    assert verify_file(compiled.path, "qemu-rpi4", mine, x).passed
+    failed = verify_file(compiled.path, "qemu-rpi4", other, x)
     assert not failed.passed and failed.data["vs_module"]["max_abs_err"] > 1e-3
     assert failed.data["max_abs_err"] <= 1e-5  # the bundled set alone still passes: only the module differs
 
