@@ -70,6 +70,7 @@ MODELS: dict[str, Callable[[], nn.Module]] = {
     "rnn-relu-2-layers": lambda: LayerSequence(nn.RNN(INPUTS, 16, num_layers=2, nonlinearity="relu",
                                                       batch_first=True)),
     "rnn-no-bias": lambda: LayerSequence(nn.RNN(INPUTS, 16, bias=False, batch_first=True)),
+    "rnn-tanh-2-layers-time-major": lambda: LayerSequence(nn.RNN(INPUTS, 16, num_layers=2)),
     "lstm-cell": lambda: CellSequence(nn.LSTMCell(INPUTS, 16)),
     "gru-cell": lambda: CellSequence(nn.GRUCell(INPUTS, 16)),
     "rnn-cell": lambda: CellSequence(nn.RNNCell(INPUTS, 16)),
@@ -198,8 +199,8 @@ def test_what_cannot_stream_is_refused_by_name(make, message):
 
 # -- on the boards: the host runner and qemu-rpi4 ----------------------------------------------------------------
 
-BOARD_MODELS = ["lstm", "lstm-2-layers-time-major", "gru", "gru-2-layers-time-major", "ncps-cfc-mixed",
-                "ncps-ltc-mixed"]
+BOARD_MODELS = ["lstm", "lstm-2-layers-time-major", "gru", "gru-2-layers-time-major", "rnn-relu-2-layers",
+                "rnn-tanh-2-layers-time-major", "ncps-cfc-mixed", "ncps-ltc-mixed"]
 
 
 def _board_case(name: str) -> tuple[object, np.ndarray, np.ndarray]:

@@ -5,6 +5,8 @@ One function per IR op / VM opcode; every result is float32, like the C VM's.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 F32 = np.float32
@@ -52,6 +54,8 @@ def sigmoid(a: np.ndarray) -> np.ndarray:
         return (F32(1) / (F32(1) + np.exp(-a, dtype=F32))).astype(F32)
 
 
+_erf = np.vectorize(math.erf, otypes=[np.float64])
+
 BINARY = {
     "add": np.add,
     "sub": np.subtract,
@@ -71,6 +75,8 @@ UNARY = {
     "sigmoid": sigmoid,
     "abs": np.abs,
     "sqrt": np.sqrt,
+    "log": np.log,
+    "erf": lambda a: _erf(a).astype(F32),  # float64 erf rounded: the VM's is within 2 ulp of it
 }
 
 

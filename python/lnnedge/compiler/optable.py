@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from .. import isa, kernels_np
+from . import activation_rules, recurrent_rules, shapes
 from . import capture_rules as rules
-from . import recurrent_rules, shapes
 from .ir import CompileError, Node, TensorType
 
 ShapeRule = Callable[[Node, "Op", list[TensorType], TensorType | None], list[TensorType]]
@@ -133,15 +133,18 @@ _TABLE: tuple[Op, ...] = (
     Op("sigmoid", "SIGMOID", targets=(A.sigmoid.default, A.sigmoid_.default), **_UNARY),
     Op("tanh", "TANH", targets=(A.tanh.default, A.tanh_.default), **_UNARY),
     Op("relu", "RELU", targets=(A.relu.default, A.relu_.default), **_UNARY),
-    # the adaptive solvers' controller (passes/lower_ode); comparisons give 1.0 / 0.0
-    Op("abs", "ABS", **_UNARY),
-    Op("sqrt", "SQRT", **_UNARY),
-    Op("min", "MIN", **_BINARY),
-    Op("max", "MAX", **_BINARY),
-    Op("pow", "POW", **_BINARY),
-    Op("le", "LE", **_BINARY),
-    Op("lt", "LT", **_BINARY),
+    # more element-wise ops (le / lt / where: the adaptive solvers' controller, passes/lower_ode; le / lt
+    # give 1.0 / 0.0)
+    Op("abs", "ABS", targets=(A.abs.default,), **_UNARY),
+    Op("sqrt", "SQRT", targets=(A.sqrt.default,), **_UNARY),
+    Op("min", "MIN", targets=(A.minimum.default,), **_BINARY),
+    Op("max", "MAX", targets=(A.maximum.default,), **_BINARY),
+    Op("pow", "POW", targets=(A.pow.Tensor_Scalar, A.pow.Tensor_Tensor), **_BINARY),
+    Op("le", "LE", **{**_BINARY, "capture": None}),  # no torch target: torch's comparisons give booleans
+    Op("lt", "LT", **{**_BINARY, "capture": None}),
     Op("where", "WHERE", shapes.elementwise, fold=_fold_where),
+    Op("log", "LOG", targets=(A.log.default,), **_UNARY),
+    Op("erf", "ERF", targets=(A.erf.default,), **_UNARY),
     Op("ewise", "EWISE", shapes.elementwise, variadic=True, in_place="type"),  # passes/fuse_elementwise
     # products: nn.Linear is captured as linear / matmul_nt, the passes choose the other forms
     Op("linear", "LINEAR", shapes.product, (A.linear.default,), rules.linear, "nn.Linear", fold=_fold_product,
@@ -190,6 +193,20 @@ _TABLE: tuple[Op, ...] = (
        note="nn.GRUCell; nn.GRU through models.recurrent"),
     Op("rnn_cell", targets=(A.rnn_tanh_cell.default, A.rnn_relu_cell.default), capture=recurrent_rules.rnn_cell,
        ir=False, note="nn.RNNCell; nn.RNN through models.recurrent"),
+    # activations and LayerNorm: lowered to the element-wise ops above (activation_rules.py)
+    Op("silu", targets=(A.silu.default,), capture=activation_rules.silu, ir=False, note="x * sigmoid(x)"),
+    Op("gelu", targets=(A.gelu.default,), capture=activation_rules.gelu, ir=False,
+       note="exact (erf) and approximate='tanh'"),
+    Op("elu", targets=(A.elu.default, A.selu.default), capture=activation_rules.elu, ir=False,
+       note="alpha, scale, input_scale"),
+    Op("leaky_relu", targets=(A.leaky_relu.default,), capture=activation_rules.leaky_relu, ir=False),
+    Op("clamp", targets=(A.clamp.default, A.hardtanh.default, A.relu6.default), capture=activation_rules.clamp,
+       ir=False, note="as min / max, number bounds"),
+    Op("softplus", targets=(A.softplus.default,), capture=activation_rules.softplus, ir=False,
+       note="beta and PyTorch's threshold"),
+    Op("rsqrt", targets=(A.rsqrt.default,), capture=activation_rules.rsqrt, ir=False, note="1 / sqrt"),
+    Op("layer_norm", targets=(A.layer_norm.default,), capture=activation_rules.layer_norm, ir=False,
+       note="nn.LayerNorm over the last axis, with or without weight and bias"),
     # captured into no IR node of their own
     Op("alias", targets=(A.alias.default, A.detach.default, A.clone.default, A.contiguous.default),
        capture=rules.alias, ir=False),
