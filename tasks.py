@@ -289,11 +289,22 @@ def quantize_check(c, model=None, quant=None):
                    "recipe's tolerance; it will not be deployed", code=1)
 
 
-@task(help={"model": MODEL_HELP, "quick": "fewer repetitions (a smoke run, not for figures)"})
+@task(help={"model": MODEL_HELP, "quick": "fewer repetitions (a smoke run, not for figures)",
+            "board": "an emulated microcontroller (qemu-m4, qemu-stm32f405): instructions per inference instead"})
 @step
-def bench(c, model=None, quick=False):
-    """Time the C VM, its Python binding, the reference VM, PyTorch and ONNX Runtime; writes build/bench.json."""
+def bench(c, model=None, quick=False, board=None):
+    """Time the C VM, its Python binding, the reference VM, PyTorch and ONNX Runtime; writes build/bench.json.
+    With --board: QEMU's exact instruction counts per inference and multiply-add (build/<model>/bench-<board>.json)."""
     from lnnedge import console
+
+    if board:
+        from lnnedge.mcu_bench import table
+        from lnnedge.pipeline.bench import bench_board
+
+        _data, path = bench_board(model, board, console.progress)
+        print(table(path.parent.parent))
+        print(f"wrote {path}")
+        return
     from lnnedge.pipeline.bench import bench as run_bench
 
     console.show(run_bench(model, quick=quick, progress=console.progress))

@@ -33,6 +33,10 @@ LNN_ISA_SRCS_avx2 := kernels_avx2.c
 LNN_ISA_DEFS_avx2 := LNN_HAVE_NEON=0 LNN_HAVE_SSE3=0 LNN_HAVE_AVX2=1 LNN_HAVE_AVX512=0 LNN_ISA_STRICT=1
 LNN_ISA_SRCS_avx512 := kernels_avx512.c
 LNN_ISA_DEFS_avx512 := LNN_HAVE_NEON=0 LNN_HAVE_SSE3=0 LNN_HAVE_AVX2=0 LNN_HAVE_AVX512=1 LNN_ISA_STRICT=1
+# Cortex-M firmware (vm/firmware): kernels_cm4.c is its set where the core has
+# a VFPv4 single-precision FPU (src/simd.h LNN_HAVE_CM4 follows the compiler's
+# target; the file is empty elsewhere).
+LNN_ISA_SRCS_cortexm := kernels_cm4.c
 
 # Per-file flags: only these files are compiled for more than the target's
 # baseline (LNN_FLAGS_<file name without .c>).

@@ -17,6 +17,7 @@ FUZZ_BEGIN, FUZZ_END = "<!-- fuzz:begin -->", "<!-- fuzz:end -->"
 THREADS_BEGIN, THREADS_END = "<!-- threads:begin -->", "<!-- threads:end -->"
 MATMUL_BEGIN, MATMUL_END = "<!-- matmul:begin -->", "<!-- matmul:end -->"
 IRREGULAR_BEGIN, IRREGULAR_END = "<!-- irregular:begin -->", "<!-- irregular:end -->"
+MCU_BEGIN, MCU_END = "<!-- mcu-bench:begin -->", "<!-- mcu-bench:end -->"
 SOLVERS_BEGIN, SOLVERS_END = "<!-- solvers:begin -->", "<!-- solvers:end -->"
 _ENGINES = (("c_vm", "C VM, in-process (runner's timing loop)"), ("c_vm_python", "C VM through the Python binding"),
             ("onnxruntime", "ONNX Runtime"), ("pytorch", "PyTorch eager"), ("reference_vm", "reference VM (numpy)"))
@@ -194,6 +195,12 @@ def update_readme(readme: Path = ROOT / "README.md", build_dir: Path = BUILD_DIR
         reliability = reliability_table(build_dir)
         text = _replace_block(text, RELIABILITY_BEGIN, RELIABILITY_END, reliability)
         tables += "\n\n" + reliability
+    if any(build_dir.glob("*/bench-*.json")):  # `invoke bench --board` (lnnedge.mcu_bench)
+        from .mcu_bench import table as mcu_table
+
+        mcu = mcu_table(build_dir)
+        text = _replace_block(text, MCU_BEGIN, MCU_END, mcu)
+        tables += "\n\n" + mcu
     if (build_dir / "irregular").is_dir():
         irregular = irregular_table(build_dir)
         text = _replace_block(text, IRREGULAR_BEGIN, IRREGULAR_END, irregular)

@@ -54,6 +54,9 @@ const lnn_kernels *const lnn_kernel_sets[] = {
 #if LNN_HAVE_NEON
     &lnn_kernels_neon,
 #endif
+#if LNN_HAVE_CM4
+    &lnn_kernels_cm4,
+#endif
     &lnn_kernels_scalar,
     NULL,
 };

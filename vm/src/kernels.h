@@ -394,6 +394,11 @@ void lnn_lt__scalar(const lnn_binary_params *p);
 #if LNN_HAVE_NEON
 LNN_KERNEL_PROTOS(neon);
 #endif
+#if LNN_HAVE_CM4 /* kernels_cm4.c: its products; the rest of its table is scalar */
+void lnn_linear_t__cm4(const lnn_linear_t_params *p);
+void lnn_linear_tq8__cm4(const lnn_linear_q8_params *p);
+extern const lnn_kernels lnn_kernels_cm4;
+#endif
 #if LNN_HAVE_SSE3
 LNN_KERNEL_PROTOS(sse3);
 #endif

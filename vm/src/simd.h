@@ -7,6 +7,8 @@
  *   LNN_HAVE_AVX2   kernel set "avx2" compiled in (x86 AVX2 + FMA)
  *   LNN_HAVE_AVX512 kernel set "avx512" compiled in (x86 AVX-512 F/BW/VL/DQ
  *                   + FMA)
+ *   LNN_HAVE_CM4    kernel set "cm4" compiled in (Cortex-M with a VFPv4
+ *                   single-precision FPU: M4F, M7, M33; no vector unit)
  *   LNN_ISA_STRICT  1: the best compiled-in set is required, and lnn_init
  *                   fails with LNN_E_CPU on a processor without it (the
  *                   Makefile's ISA=sse3 / avx2 / avx512 / neon); 0: the best set the
@@ -80,6 +82,17 @@
 #define LNN_TARGET_NEON 0
 #endif
 
+/* an M-profile core whose FPU has single precision (__ARM_FP bit 2) and
+ * fused multiply-add (VFPv4) */
+#if defined(__ARM_ARCH_PROFILE) && defined(__ARM_FP) && defined(__ARM_FEATURE_FMA)
+#if __ARM_ARCH_PROFILE == 'M' && (__ARM_FP & 4)
+#define LNN_TARGET_CM4 1
+#endif
+#endif
+#ifndef LNN_TARGET_CM4
+#define LNN_TARGET_CM4 0
+#endif
+
 #if LNN_TARGET_NEON && (defined(__aarch64__) || defined(_M_ARM64))
 #define LNN_NEON_A64 1
 #else
@@ -108,12 +121,19 @@
 #define LNN_HAVE_AVX512 LNN_TARGET_AVX512
 #endif
 
+#ifndef LNN_HAVE_CM4
+#define LNN_HAVE_CM4 LNN_TARGET_CM4
+#endif
+
 #ifndef LNN_ISA_STRICT
 #define LNN_ISA_STRICT 0
 #endif
 
 #if LNN_HAVE_NEON && !LNN_TARGET_NEON
 #error "the neon kernel set needs a compiler targeting NEON (armv7: -mfpu=neon -mfloat-abi=hard or softfp)"
+#endif
+#if LNN_HAVE_CM4 && !LNN_TARGET_CM4
+#error "the cm4 kernel set needs a compiler targeting a Cortex-M with a VFPv4 single-precision FPU"
 #endif
 #if (LNN_HAVE_SSE3 || LNN_HAVE_AVX2 || LNN_HAVE_AVX512) && !LNN_ARCH_X86
 #error "the sse3, avx2 and avx512 kernel sets exist only on x86"

@@ -3,6 +3,8 @@ missing), and the MATMUL kernel alone."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .. import bench as measure
 from .. import config, quantize
 from .. import recipe as recipes
@@ -28,6 +30,21 @@ def bench(model: str, quick: bool = False, progress: Progress = silent) -> Bench
         files[scheme] = model_file(recipe.name, scheme)
     data = measure.bench(recipe, net, files, result.runner, result.library, quick=quick, progress=progress)
     return BenchReport(data, BUILD_DIR / "bench.json", tuple(compiled))
+
+
+def bench_board(model: str, board: str, progress: Progress = silent) -> tuple[dict, Path]:
+    """Instructions per inference on an emulated microcontroller (lnnedge.mcu_bench) for the float32, int8 and
+    float16 files (compiled when missing): build/<model>/bench-<board>.json."""
+    from .. import mcu_bench
+
+    recipe = recipes.load(model)
+    files = {"float32": compiled_file(recipe)}
+    for scheme in quantize.SCHEMES:
+        if not model_file(recipe.name, scheme).is_file():
+            compile_model(model, scheme)
+        files[scheme] = model_file(recipe.name, scheme)
+    data = mcu_bench.bench(config.board(board), recipe.name, files, progress)
+    return data, mcu_bench.save(data, BUILD_DIR)
 
 
 def bench_matmul(size: int, runs: int) -> MatmulReport:

@@ -1,0 +1,156 @@
+"""Instruction counts as a deterministic benchmark on emulated microcontrollers (`invoke bench --board qemu-m4`).
+
+The firmware times each inference with its cycle counter (vm/firmware/cycles_v7m.c): under QEMU 7.2 that is
+SysTick on the core clock, and QEMU's `-icount shift=s` makes the emulated clock advance exactly 2^s ns per
+executed guest instruction (QEMU docs, "TCG Instruction Counting": QEMU_CLOCK_VIRTUAL is computed from the
+instruction count). So SysTick ticks = instructions × 2^s ns × clock_hz, and the instruction count is
+ticks / (2^s × clock_hz / 1e9). The bench boots its own emulator with a large shift (BENCH_ICOUNT_SHIFT: one
+instruction spans 25.6 SysTick ticks on the 25 MHz MPS2+), so rounding gives the exact number of instructions
+between the firmware's two counter reads around lnn_run, repeatable from run to run. They are instructions,
+not cycles: QEMU gives every instruction the same time, a real Cortex-M4 takes 1 to 12+ cycles for one.
+
+Multiply-adds per inference are counted by running the reference VM once on the model (every LINEAR/MATMUL
+family product's output elements × its inner dimension).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .artifacts import atomic_write_text
+from .build import ensure_built
+from .config import Board
+from .devices.base import DeviceError, bundled_tests
+from .errors import LnnedgeError
+from .progress import Progress, silent
+from .refvm import RefVM
+
+BENCH_ICOUNT_SHIFT = 10  # 1024 ns per instruction: >= 2 counter ticks per instruction at any clock >= 2 MHz
+_PRODUCTS = ("LINEAR", "LINEAR_T", "MATMUL_T", "MATMUL_NT", "MATMUL", "LINEAR_Q8", "LINEAR_TQ8", "MATMUL_TQ8",
+             "MATMUL_NTQ8")
+
+
+class McuBenchError(LnnedgeError, ValueError):
+    """The board cannot give instruction counts (not an emulated firmware board, or no icount)."""
+
+
+class _CountingVM(RefVM):
+    """The reference VM, counting the multiply-adds of the products it computes."""
+
+    macs = 0
+
+    def _compute(self, name: str, axis: int, args: list[np.ndarray], dsts: list[np.ndarray]) -> list[np.ndarray]:
+        out = RefVM._compute(name, axis, args, dsts)
+        if name in _PRODUCTS:
+            # every output element is one dot product over the first operand's last dimension
+            self.macs += sum(int(d.size) for d in dsts) * int(args[0].shape[-1])
+        return out
+
+
+def macs_per_inference(model: Path) -> int:
+    """Multiply-adds of one inference (batch 1) of the model, by running it once on the reference VM."""
+    vm = _CountingVM(Path(model).read_bytes())
+    inputs, _ = bundled_tests(model)
+    vm.run([x[:1] for x in inputs])
+    return vm.macs
+
+
+def ticks_per_instruction(clock_hz: float, shift: int) -> float:
+    """Counter ticks per instruction under -icount shift=`shift` with the counter on a `clock_hz` clock."""
+    return (1 << shift) * 1e-9 * clock_hz
+
+
+def instructions(ticks: float, clock_hz: float, shift: int) -> int:
+    return round(ticks / ticks_per_instruction(clock_hz, shift))
+
+
+def _bench_board(board: Board, shift: int) -> Board:
+    """The board with its target's QEMU icount shift replaced: the bench's own emulator."""
+    target = board.target
+    if board.transport != "qemu-system" or target.qemu is None:
+        raise McuBenchError(f"board {board.name} is not an emulated microcontroller (transport qemu-system): "
+                            "instruction counts need QEMU's -icount; time a Linux board with `invoke bench`")
+    qemu = dataclasses.replace(target.qemu, icount=shift)
+    return dataclasses.replace(board, target=dataclasses.replace(target, qemu=qemu))
+
+
+def count(board: Board, model: Path, shift: int = BENCH_ICOUNT_SHIFT, image: Path | None = None) -> dict:
+    """Instructions per inference of `model` (its bundled test rows, batch 1) on the emulated `board` running
+    `image` (default: the target's build, made when missing or stale)."""
+    from .devices.emulator import Emulator, EmulatorDevice
+
+    bench_board = _bench_board(board, shift)
+    program = image or ensure_built(board.target, say=lambda _line: None)
+    device = EmulatorDevice(board, program)
+    device.emulator = Emulator(bench_board.target, device.program)
+    inputs, tests = bundled_tests(model)
+    try:
+        result = device.run(model, inputs, batch=1)
+    finally:
+        device.close()
+    clock = float(result.timing["clock_hz"])
+    if result.timing.get("cycle_counter") != "systick":
+        raise DeviceError(f"board {board.name} counts with {result.timing.get('cycle_counter')}, not SysTick: "
+                          "its counts would not follow QEMU's instruction count")
+    outputs = np.concatenate([o.reshape(len(tests.outputs), -1) for o in result.outputs], axis=1)
+    err = float(np.max(np.abs(outputs.astype(np.float64) - tests.outputs)))
+    return {
+        "instructions_median": instructions(result.timing["cycles_per_inference_median"], clock, shift),
+        "instructions_min": instructions(result.timing["cycles_min"], clock, shift),
+        "instructions_max": instructions(result.timing["cycles_max"], clock, shift),
+        "rows": int(result.timing["chunks"]),
+        "isa": result.timing.get("isa"),
+        "kernels": result.info.get("kernels"),
+        "max_abs_err_vs_bundled": err,
+        "bundled_tolerance": float(tests.max_abs_err),
+    }
+
+
+def bench(board: Board, model_name: str, files: dict[str, Path], progress: Progress = silent,
+          shift: int = BENCH_ICOUNT_SHIFT, image: Path | None = None) -> dict:
+    """Instructions per inference and per multiply-add for each weight format's file on the board."""
+    results = {}
+    bar = progress(f"{model_name} on {board.name} (qemu -icount shift={shift})", len(files), "weight formats")
+    try:
+        for scheme, path in files.items():
+            r = count(board, path, shift, image)
+            macs = macs_per_inference(path)
+            r.update(macs=macs, instructions_per_mac=round(r["instructions_median"] / macs, 3))
+            results[scheme] = r
+            bar.advance(last=scheme)
+    finally:
+        bar.close()
+    return {
+        "model": model_name, "board": board.name, "target": board.target.name, "cpu": board.target.cpu,
+        "machine": board.target.qemu.machine if board.target.qemu else None,
+        "unit": "instructions (QEMU -icount: every instruction counts 1; not cycles)",
+        "icount_shift": shift, "counter": "SysTick under qemu -icount",
+        "results": results,
+    }
+
+
+def save(data: dict, build_dir: Path) -> Path:
+    path = build_dir / data["model"] / f"bench-{data['board']}.json"
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+    return path
+
+
+def table(build_dir: Path) -> str:
+    """Every build/<model>/bench-<board>.json as rows: instructions per inference and per multiply-add."""
+    rows = ["Instructions counted by QEMU (`-icount`: exact and repeatable, every instruction counts 1 — not "
+            "cycles: a real core takes 1 to 12+ cycles per instruction); median over the model's bundled test "
+            "rows, batch 1, one `lnn_run`.", "",
+            "| model | board (CPU) | weights | kernels | instructions / inference | multiply-adds | "
+            "instructions / multiply-add |", "|---|---|---|---|---|---|---|"]
+    for path in sorted(build_dir.glob("*/bench-*.json")):
+        data = json.loads(path.read_text())
+        if "icount_shift" not in data:
+            continue
+        for scheme, r in data["results"].items():
+            rows.append(f"| {data['model']} | {data['board']} ({data['cpu']}) | {scheme} | {r['isa']} | "
+                        f"{r['instructions_median']:,} | {r['macs']:,} | {r['instructions_per_mac']:.2f} |")
+    return "\n".join(rows)

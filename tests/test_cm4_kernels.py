@@ -1,0 +1,69 @@
+"""The Cortex-M4F kernel set (vm/src/kernels_cm4.c) on the emulated core, and the instruction counts of
+`invoke bench --board` (lnnedge.mcu_bench): exact, repeatable, instructions rather than time."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from lnnedge import config, lnnb, mcu_bench
+from lnnedge.compiler import compile_module
+from lnnedge.paths import VM_DIR
+from support.emulator import OUT, build_firmware
+
+pytestmark = pytest.mark.skipif(subprocess.run(["sh", "-c", "command -v qemu-system-arm arm-none-eabi-gcc"],
+                                               capture_output=True).returncode != 0,
+                                reason="needs qemu-system-arm and arm-none-eabi-gcc")
+
+
+def test_cm4_products_and_ltc_step_match_the_scalar_kernels_on_the_core():
+    """cm4_kernel_test.c under QEMU with semihosting: linear_t / linear_tq8 within 1e-5 sum |x w| of the scalar
+    kernels, the fused LTC step bit for bit the scalar block interpreter's result; it exits 1 on any failure."""
+    proc = subprocess.run(["make", "-s", "-C", str(VM_DIR / "firmware"), f"O={OUT}", "-j2", "kerneltest"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    target = config.load_target("cortex-m4")
+    run = subprocess.run([target.qemu.program, "-M", target.qemu.machine, "-cpu", target.qemu.cpu, "-display", "none",
+                          "-monitor", "none", "-serial", "none", "-semihosting-config", "enable=on,target=native",
+                          "-kernel", str(OUT / "lnn_cm4_kernel_test.elf")], capture_output=True, text=True, timeout=120)
+    lines = run.stderr.splitlines()  # QEMU's semihosting console
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "lnn_init picks cm4" in lines[0]
+    assert [line.split(":")[0] for line in lines[1:]] == [
+        "ok   cm4 linear_t vs scalar (1e-5 sum |x w|)", "ok   cm4 linear_tq8 vs scalar (1e-5 sum |x w|)",
+        "ok   cm4 ewise LTC form vs scalar block interpreter (bits)"]
+
+
+@pytest.fixture(scope="module")
+def sine_with_tests(tmp_path_factory, sine_model) -> Path:
+    """ltc-sine (seeded weights) with a bundled test set of PyTorch's outputs, as `invoke compile` bundles."""
+    x = np.linspace(-1, 7, 16, dtype=np.float32).reshape(-1, 1)
+    with torch.no_grad():
+        y = sine_model(torch.from_numpy(x)).numpy()
+    tests = lnnb.TestSet(x, y.reshape(len(x), -1), 1e-5)
+    compiled = compile_module(sine_model, (torch.zeros(1, 1),), name="ltc-sine", tests=tests)
+    return compiled.save(tmp_path_factory.mktemp("sine-tests") / "model.lnnb")
+
+
+def test_instruction_counts_are_exact_repeatable_and_verify(sine_with_tests):
+    """The same instruction count under two -icount shifts (16x apart in emulated time per instruction: a
+    count of time would differ 16x); the firmware picked the cm4 set, its outputs verify, and
+    the multiply-adds are ltc-sine's products (1x128 input layer, 8 steps of 64x128, 64x1 readout)."""
+    image = build_firmware()["elf"]
+    board = config.board("qemu-m4")
+    fine = mcu_bench.count(board, sine_with_tests, shift=10, image=image)
+    coarse = mcu_bench.count(board, sine_with_tests, shift=6, image=image)
+    assert fine["isa"] == "cm4"
+    assert fine["max_abs_err_vs_bundled"] <= fine["bundled_tolerance"]
+    # shift 6 at 25 MHz: 1.6 SysTick ticks per instruction, so the count is known to +-1
+    assert abs(coarse["instructions_median"] - fine["instructions_median"]) <= 1
+    assert fine["instructions_min"] <= fine["instructions_median"] <= fine["instructions_max"]
+    assert mcu_bench.macs_per_inference(sine_with_tests) == 1 * 128 + 8 * 64 * 128 + 64 * 1
+
+
+def test_bench_refuses_a_board_that_is_not_emulated_firmware():
+    with pytest.raises(mcu_bench.McuBenchError, match="not an emulated microcontroller"):
+        mcu_bench.count(config.board("qemu-rpi4"), Path("unused.lnnb"))

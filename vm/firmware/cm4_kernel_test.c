@@ -1,0 +1,299 @@
+/*
+ * cm4_kernel_test.c - the "cm4" kernel set (vm/src/kernels_cm4.c) against
+ * the scalar one, on the core itself: built by `make kerneltest` for a
+ * Cortex-M4F board and run under QEMU with semihosting
+ * (tests/test_cm4_kernels.py), which prints its lines and exits with its
+ * status. Only what the set replaces:
+ *   linear_t, linear_tq8  within 1e-5 sum |x w| (+ |bias|) of the scalar
+ *                         kernel (the set fuses the multiply-adds, as the
+ *                         AVX2 and AArch64 NEON sets do), NaN / inf alike,
+ *                         the floats between m and ldy and after the last
+ *                         row untouched; odd and even k, 16-column blocks
+ *                         and tails, reverse, ldw > m, misaligned by 4 bytes
+ *   ewise (LTC form)      the bits of the scalar set's block interpreter on
+ *                         the same program, operands in every mode, y = H
+ *                         in place
+ * No C library I/O and no heap: static buffers, semihosting by hand.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "board.h"
+#include "kernels.h"
+
+#if !LNN_HAVE_CM4
+#error "cm4_kernel_test.c is for a core with the cm4 kernel set (a Cortex-M with a VFPv4 FPU)"
+#endif
+
+/* ---- semihosting (ARM DUI 0471: bkpt 0xAB, r0 the operation) ---------------- */
+
+static uint32_t semihost(uint32_t op, const void *arg)
+{
+    register uint32_t r0 __asm__("r0") = op;
+    register const void *r1 __asm__("r1") = arg;
+    __asm__ volatile("bkpt 0xab" : "+r"(r0) : "r"(r1) : "memory");
+    return r0;
+}
+
+static void put(const char *s)
+{
+    semihost(0x04u, s); /* SYS_WRITE0 */
+}
+
+static void put_u(uint32_t v)
+{
+    char buf[12];
+    size_t i = sizeof buf;
+    buf[--i] = '\0';
+    do {
+        buf[--i] = (char)('0' + v % 10u);
+        v /= 10u;
+    } while (v);
+    put(buf + i);
+}
+
+__attribute__((noreturn)) static void finish(int ok)
+{
+    /* SYS_EXIT: ADP_Stopped_ApplicationExit (QEMU exits 0), else RunTimeError (1) */
+    semihost(0x18u, (const void *)(uintptr_t)(ok ? 0x20026u : 0x20023u));
+    for (;;) {
+    }
+}
+
+/* the startup code's hooks (board.h): a fault ends the test as failed */
+void board_record_fault(uint32_t exception, uint32_t pc)
+{
+    put("fault: exception ");
+    put_u(exception);
+    put(" at pc ");
+    put_u(pc);
+    put("\n");
+}
+
+void board_reset(void)
+{
+    finish(0);
+}
+
+/* ---- random operands ---------------------------------------------------------- */
+
+static uint32_t rng_state = 0x12345678u;
+
+static uint32_t rnd(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 17;
+    rng_state ^= rng_state << 5;
+    return rng_state;
+}
+
+static float uniform(float lo, float hi)
+{
+    return lo + (hi - lo) * (float)(rnd() >> 8) * (1.0f / 16777216.0f);
+}
+
+static uint32_t bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+static int failed;
+
+static void report(const char *what, uint32_t cases, uint32_t bad)
+{
+    put(bad ? "FAIL " : "ok   ");
+    put(what);
+    put(": ");
+    put_u(cases);
+    put(" cases, ");
+    put_u(bad);
+    put(" bad\n");
+    failed |= bad != 0;
+}
+
+/* ---- the products ---------------------------------------------------------------- */
+
+enum { MAXR = 3, MAXK = 67, MAXLD = 140, GUARD = 8 };
+static float xs[MAXR * MAXK + 1], ws[MAXK * MAXLD + 1], bs[MAXLD + 1], scales[MAXLD + 1];
+static int8_t qs[MAXK * MAXLD + 1];
+static float ys[MAXR * MAXLD + GUARD], yk[MAXR * MAXLD + GUARD];
+static const float untouched = 12345.0f;
+
+/* g (cm4) against e (scalar): NaN and inf alike, else within 1e-5 mag */
+static int off_bound(float g, float e, float mag)
+{
+    if (e != e || g != g || isinf(e) || isinf(g))
+        return !((e != e && g != g) || g == e);
+    return fabsf(g - e) > 1e-5f * mag + 1e-30f;
+}
+
+/* one shape; q8: linear_tq8 on qs (weight q[i * ldw + j] times scale[j]) */
+static uint32_t product_case(int q8)
+{
+    static const size_t ks[] = {1, 2, 3, 7, 16, 33, 64, 67};
+    static const size_t ms[] = {1, 5, 15, 16, 17, 31, 32, 40, 64, 128};
+    const size_t rows = 1 + rnd() % MAXR, k = ks[rnd() % (sizeof ks / sizeof ks[0])];
+    const size_t m = ms[rnd() % (sizeof ms / sizeof ms[0])];
+    const size_t ldw = m + (rnd() % 2 ? 0 : rnd() % 8), ldy = m + (rnd() % 2 ? 0 : rnd() % 4);
+    const size_t off = rnd() % 2; /* 4-byte misalignment of x, w, bias */
+    const int bias = (int)(rnd() % 2), reverse = (int)(rnd() % 2), special = (int)(rnd() % 6);
+    const float scale = rnd() % 4 == 0 ? 1e3f : 1.0f;
+    for (size_t i = 0; i < rows * k + 1; i++)
+        xs[i] = uniform(-1.0f, 1.0f) * scale;
+    for (size_t i = 0; i < k * ldw + 1; i++) {
+        ws[i] = uniform(-1.0f, 1.0f);
+        qs[i] = (int8_t)((int32_t)(rnd() % 255u) - 127);
+    }
+    for (size_t j = 0; j < m + 1; j++) {
+        bs[j] = uniform(-1.0f, 1.0f);
+        scales[j] = uniform(1e-3f, 1e-1f);
+    }
+    if (special == 1)
+        xs[off + rnd() % (rows * k)] = NAN;
+    if (special == 2) /* +inf times positive weights */
+        xs[off + rnd() % (rows * k)] = INFINITY;
+    if (special == 2)
+        for (size_t i = 0; i < k * ldw + 1; i++)
+            ws[i] = fabsf(ws[i]), qs[i] = (int8_t)(qs[i] < 0 ? -qs[i] : qs[i]);
+    for (size_t i = 0; i < rows * ldy + GUARD; i++)
+        ys[i] = yk[i] = untouched;
+    if (q8) {
+        lnn_linear_q8_params p = {ys, xs + off, qs + off, scales, bias ? bs + off : NULL, rows, k, m, ldw, ldy,
+                                  reverse};
+        lnn_kernels_scalar.linear_tq8(&p);
+        p.y = yk;
+        lnn_kernels_cm4.linear_tq8(&p);
+    } else {
+        lnn_linear_t_params p = {ys, xs + off, ws + off, bias ? bs + off : NULL, rows, k, m, ldw, ldy, reverse};
+        lnn_kernels_scalar.linear_t(&p);
+        p.y = yk;
+        lnn_kernels_cm4.linear_t(&p);
+    }
+    uint32_t bad = 0;
+    for (size_t r = 0; r < rows; r++) {
+        for (size_t j = 0; j < ldy; j++) {
+            const float g = yk[r * ldy + j], e = ys[r * ldy + j];
+            if (j >= m) {
+                bad += bits(g) != bits(untouched);
+                continue;
+            }
+            float mag = bias ? fabsf(bs[off + j]) : 0.0f;
+            for (size_t i = 0; i < k; i++) {
+                const float w = q8 ? (float)qs[off + i * ldw + j] * scales[j] : ws[off + i * ldw + j];
+                mag += fabsf(xs[off + r * k + i] * w);
+            }
+            bad += off_bound(g, e, mag);
+        }
+    }
+    for (size_t i = rows * ldy; i < rows * ldy + GUARD; i++)
+        bad += bits(yk[i]) != bits(untouched);
+    return bad != 0;
+}
+
+/* ---- the LTC step's fused form ------------------------------------------------------ */
+
+enum { EW_MAX = 8 * 70 };
+static float src[8][EW_MAX + 1];
+static float y_ref[EW_MAX + GUARD], y_got[EW_MAX + GUARD];
+static float h_copy[EW_MAX + 1];
+
+static uint32_t ltc_case(void)
+{
+    enum { A, B, C, D, H, T, DT };
+    const size_t n = 7 + rnd() % 2; /* 8: one operand the program never reads */
+    size_t perm[8];
+    for (size_t j = 0; j < n; j++)
+        perm[j] = j;
+    for (size_t j = n; j-- > 1;) {
+        const size_t i = rnd() % (j + 1), t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+    const uint32_t r0 = rnd() % 8u, r1 = (r0 + 1u + rnd() % 7u) % 8u;
+    const uint32_t R0 = (uint32_t)n + r0, R1 = (uint32_t)n + r1;
+#define W(op, d, a, b) ((uint32_t)(op) | (uint32_t)(d) << 8 | (uint32_t)(a) << 16 | (uint32_t)(b) << 24)
+    const uint32_t words[8] = {
+        W(0x30, r0, perm[A], perm[B]), W(0x42, r0, R0, 0),   W(0x30, r1, perm[C], perm[D]),
+        W(0x32, r0, R1, R0),           W(0x31, r0, R0, perm[H]), W(0x33, r0, R0, perm[T]),
+        W(0x32, r0, perm[DT], R0),     W(0x30, 0, perm[H], R0),
+    };
+#undef W
+    const uint32_t form = lnn_ew_form(words, 8, n);
+    if ((form & 0xFu) != LNN_EW_FORM_LTC)
+        return 1;
+    const size_t inner = rnd() % 2 ? 8 * (1 + rnd() % 8) : 1 + rnd() % 70;
+    const size_t outer = 1 + rnd() % (EW_MAX / inner < 6 ? EW_MAX / inner : 6);
+    const size_t count = inner * outer;
+    lnn_ewise_params p;
+    memset(&p, 0, sizeof p);
+    for (size_t j = 0; j < n; j++) {
+        uint32_t mode = rnd() % 3u;
+        if (j == perm[H] && rnd() % 2)
+            mode = LNN_EW_SAME;
+        p.mode[j] = (uint8_t)mode;
+        p.len[j] = mode == LNN_EW_SAME ? count : mode == LNN_EW_SCALAR ? 1 : (rnd() % 2 ? inner : count);
+        for (size_t i = 0; i < count + 1; i++)
+            src[j][i] = rnd() % 5 ? uniform(-8.0f, 8.0f) : (rnd() % 2 ? uniform(-100.0f, 100.0f) : 0.0f);
+        p.src[j] = src[j] + rnd() % 2;
+    }
+    p.n = n;
+    p.ninsn = 8;
+    p.nregs = (r0 > r1 ? r0 : r1) + 1;
+    p.insn = words;
+    p.count = count;
+    p.inner = count;
+    for (size_t j = 0; j < n; j++)
+        if (p.mode[j] == LNN_EW_ROW && p.len[j] < p.inner)
+            p.inner = p.len[j];
+    for (size_t i = 0; i < count + GUARD; i++)
+        y_ref[i] = y_got[i] = untouched;
+    p.y = y_ref; /* the scalar block interpreter: no form */
+    lnn_kernels_scalar.ewise(&p);
+    p.form = form;
+    const int inplace = p.mode[perm[H]] == LNN_EW_SAME && rnd() % 2;
+    float *out = y_got;
+    if (inplace) {
+        float *h = (float *)(uintptr_t)p.src[perm[H]];
+        memcpy(h_copy, h, count * sizeof(float));
+        out = h;
+    }
+    p.y = out;
+    lnn_kernels_cm4.ewise(&p);
+    uint32_t bad = 0;
+    for (size_t i = 0; i < count; i++)
+        bad += bits(out[i]) != bits(y_ref[i]);
+    for (size_t i = count; i < count + GUARD; i++)
+        bad += !inplace && bits(y_got[i]) != bits(untouched);
+    if (inplace) /* put H back for nothing else: each case makes its own operands */
+        memcpy((float *)(uintptr_t)p.src[perm[H]], h_copy, count * sizeof(float));
+    return bad != 0;
+}
+
+int main(void)
+{
+    uint32_t bad = 0;
+    enum { PRODUCT_CASES = 400, LTC_CASES = 300 };
+    put("cm4_kernel_test: kernel sets compiled in:");
+    for (size_t i = 0; lnn_kernel_sets[i]; i++) {
+        put(" ");
+        put(lnn_kernel_sets[i]->isa);
+    }
+    put("; lnn_init picks ");
+    put(lnn_kernels_select()->isa);
+    put("\n");
+    for (uint32_t c = 0; c < PRODUCT_CASES; c++)
+        bad += product_case(0);
+    report("cm4 linear_t vs scalar (1e-5 sum |x w|)", PRODUCT_CASES, bad);
+    bad = 0;
+    for (uint32_t c = 0; c < PRODUCT_CASES; c++)
+        bad += product_case(1);
+    report("cm4 linear_tq8 vs scalar (1e-5 sum |x w|)", PRODUCT_CASES, bad);
+    bad = 0;
+    for (uint32_t c = 0; c < LTC_CASES; c++)
+        bad += ltc_case();
+    report("cm4 ewise LTC form vs scalar block interpreter (bits)", LTC_CASES, bad);
+    finish(!failed);
+}

@@ -1,0 +1,305 @@
+/*
+ * kernels_cm4.c - the "cm4" kernel set: Cortex-M cores with a single-precision
+ * VFPv4 FPU (Cortex-M4F, M7, M33 with FPU), chosen at compile time (simd.h:
+ * LNN_HAVE_CM4 follows the compiler's target). No vector unit: the set
+ * replaces the products, where the time goes, and points every other entry
+ * at the scalar kernel.
+ *
+ * linear_t (LINEAR_T, MATMUL_T): blocks of 16 output columns whose 16 sums
+ * stay in s16-s31 for the whole i loop; each input x[i] is loaded once per
+ * block (two at a time with one vldmia), each row of 16 weights with two
+ * vldmia of 8 registers, and every multiply-add is one vfma.f32: about 1.3
+ * instructions per multiply-add instead of the scalar kernel's load, vmul
+ * and vadd per weight. The compiler does not emit vldmia for a block of
+ * weights nor keep 16 sums in registers across a loop, hence the asm. The
+ * sums run in i order (from k - 1 down with reverse) as the scalar
+ * contract says, but fused (one rounding per step instead of two), as the
+ * AArch64 NEON and AVX2 sets do: within the products' tolerance of the
+ * scalar kernel, not bit-exact (vm/tests/kernel_test.c holds every set's
+ * linear_t to 1e-5 sum |x w|). The last m % 16 columns: fmaf in C.
+ *
+ * ewise: the LTC step's fused form (below), bit-exact with the scalar set;
+ * other programs run on the scalar block interpreter.
+ *
+ * linear_tq8 (LINEAR_TQ8, MATMUL_TQ8): 8 columns at once in C with fmaf:
+ * the FPU has no byte loads, so each weight costs a sign-extending load, a
+ * move to the FPU, a conversion and a vfma.
+ */
+#include "kernels.h"
+
+#if LNN_HAVE_CM4
+
+#include <math.h>
+#include <string.h>
+
+#include "internal.h"
+#include "vmath.h"
+
+static const float lnn_cm4_zeros[16];
+
+/* One block of 16 columns: y[0..16) = sum over i of x[i] * w[i][0..16), in
+ * i order; w points at row 0 (forward) or row k - 1 (reverse), x at x[0]
+ * (forward) or one past x[k - 1] (reverse). XLOAD loads x pairs (vldmia
+ * forward, vldmdb reverse, both with writeback), X0 and X1 name the register
+ * of the first and the second input of a pair in that order. wstep is the
+ * byte step from the second half of one row to the first of the next. */
+/* x[i] (register xr) times 8 weights (s2-s9) into s16-s23 / s24-s31 */
+#define LNN_CM4_FMA8_LO(xr)                                                         \
+    "vfma.f32 s16, " xr ", s2\n\t"                                                  \
+    "vfma.f32 s17, " xr ", s3\n\t"                                                  \
+    "vfma.f32 s18, " xr ", s4\n\t"                                                  \
+    "vfma.f32 s19, " xr ", s5\n\t"                                                  \
+    "vfma.f32 s20, " xr ", s6\n\t"                                                  \
+    "vfma.f32 s21, " xr ", s7\n\t"                                                  \
+    "vfma.f32 s22, " xr ", s8\n\t"                                                  \
+    "vfma.f32 s23, " xr ", s9\n\t"
+#define LNN_CM4_FMA8_HI(xr)                                                         \
+    "vfma.f32 s24, " xr ", s2\n\t"                                                  \
+    "vfma.f32 s25, " xr ", s3\n\t"                                                  \
+    "vfma.f32 s26, " xr ", s4\n\t"                                                  \
+    "vfma.f32 s27, " xr ", s5\n\t"                                                  \
+    "vfma.f32 s28, " xr ", s6\n\t"                                                  \
+    "vfma.f32 s29, " xr ", s7\n\t"                                                  \
+    "vfma.f32 s30, " xr ", s8\n\t"                                                  \
+    "vfma.f32 s31, " xr ", s9\n\t"
+/* one input: its 16 weights, two loads of 8, 16 vfma, on to the next row */
+#define LNN_CM4_STEP(xr)                                                            \
+    "vldmia %[w]!, {s2-s9}\n\t" LNN_CM4_FMA8_LO(xr)                                 \
+    "vldmia %[w], {s2-s9}\n\t" LNN_CM4_FMA8_HI(xr)                                  \
+    "add %[w], %[w], %[wstep]\n\t"
+#define LNN_CM4_BLOCK16(XLOAD, X0, X1)                                              \
+    __asm__ volatile("vldmia %[z], {s16-s31}\n\t"                                   \
+                     "cmp %[pairs], #0\n\t"                                       \
+                     "beq 2f\n"                                           \
+                     "1:\n\t" XLOAD " %[x]!, {s0-s1}\n\t" LNN_CM4_STEP(X0)          \
+                     LNN_CM4_STEP(X1) "subs %[pairs], %[pairs], #1\n\t"             \
+                     "bne 1b\n"                                                     \
+                     "2:\n\t"                                                       \
+                     "cmp %[odd], #0\n\t"                                 \
+                     "beq 3f\n\t" XLOAD " %[x]!, {s0}\n\t" LNN_CM4_STEP("s0") \
+                     "3:\n\t"                                                       \
+                     "vstmia %[y], {s16-s31}\n\t"                                   \
+                     : [x] "+r"(xp), [w] "+r"(wp), [pairs] "+r"(pairs)              \
+                     : [z] "r"(lnn_cm4_zeros), [y] "r"(y + j), [odd] "r"(odd),      \
+                       [wstep] "r"(wstep)                                           \
+                     : "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9",  \
+                       "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23",      \
+                       "s24", "s25", "s26", "s27", "s28", "s29", "s30", "s31",      \
+                       "cc", "memory")
+
+void lnn_linear_t__cm4(const lnn_linear_t_params *p)
+{
+    const size_t k = p->k, m = p->m, ldw = p->ldw;
+    for (size_t r = 0; r < p->rows; r++) {
+        const float *x = p->x + r * k;
+        float *y = p->y + r * p->ldy;
+        size_t j = 0;
+        for (; j + 16 <= m; j += 16) {
+            size_t pairs = k / 2;
+            const size_t odd = k % 2;
+            if (!p->reverse) {
+                const float *xp = x;
+                const float *wp = p->w + j;
+                const int32_t wstep = (int32_t)(4 * ldw) - 32;
+                LNN_CM4_BLOCK16("vldmia", "s0", "s1");
+            } else {
+                /* vldmdb {s0-s1} loads x[i - 1] into s0, x[i] into s1: s1 first */
+                const float *xp = x + k;
+                const float *wp = p->w + (k - 1) * ldw + j;
+                const int32_t wstep = -(int32_t)(4 * ldw) - 32;
+                LNN_CM4_BLOCK16("vldmdb", "s1", "s0");
+            }
+        }
+        for (; j < m; j++) {
+            float acc = 0.0f;
+            for (size_t n = 0; n < k; n++) {
+                const size_t i = p->reverse ? k - 1 - n : n;
+                acc = fmaf(x[i], p->w[i * ldw + j], acc);
+            }
+            y[j] = acc;
+        }
+        if (p->bias)
+            for (size_t c = 0; c < m; c++)
+                y[c] += p->bias[c];
+    }
+}
+
+/* 8 sums in registers over the i loop, the int8 weights converted exactly. */
+#define LNN_CM4_REP8(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7)
+#define LNN_CM4_ZERO(c) float acc##c = 0.0f;
+#define LNN_CM4_SUM(c) acc##c = fmaf(xi, (float)q[c], acc##c);
+#define LNN_CM4_STORE(c) y[j + (c)] = acc##c;
+void lnn_linear_tq8__cm4(const lnn_linear_q8_params *p)
+{
+    const size_t k = p->k, m = p->m, ldq = p->ldq;
+    for (size_t r = 0; r < p->rows; r++) {
+        const float *x = p->x + r * k;
+        float *y = p->y + r * p->ldy;
+        size_t j = 0;
+        for (; j + 8 <= m; j += 8) {
+            LNN_CM4_REP8(LNN_CM4_ZERO)
+            for (size_t n = 0; n < k; n++) {
+                const size_t i = p->reverse ? k - 1 - n : n;
+                const float xi = x[i];
+                const int8_t *q = p->q + i * ldq + j;
+                LNN_CM4_REP8(LNN_CM4_SUM)
+            }
+            LNN_CM4_REP8(LNN_CM4_STORE)
+        }
+        for (; j < m; j++) {
+            float acc = 0.0f;
+            for (size_t n = 0; n < k; n++) {
+                const size_t i = p->reverse ? k - 1 - n : n;
+                acc = fmaf(x[i], (float)p->q[i * ldq + j], acc);
+            }
+            y[j] = acc;
+        }
+        for (size_t c = 0; c < m; c++) {
+            y[c] *= p->scale[c];
+            if (p->bias)
+                y[c] += p->bias[c];
+        }
+    }
+}
+
+/* The LTC step's fused form (kernels.h, LNN_EW_FORM_LTC),
+ *   y = H + DT * ((C + D) * sigmoid(A + B) - H) / T,  slots A B C D H T DT,
+ * one element at a time with every intermediate in a register, instead of
+ * the block interpreter's pass per instruction through scratch blocks on
+ * the stack. The operations are the scalar kernels' in the program's order
+ * (the sigmoid is kernels_scalar.c's lnn_sigmoidf operation for operation,
+ * no fused multiply-add: the file is built with -ffp-contract=off), so the
+ * result has the bits the scalar set gives the program. */
+static uint32_t lnn_cm4_bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+static float lnn_cm4_from_bits(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* kernels_scalar.c lnn_exp_core, the same operations in the same order */
+static inline float lnn_cm4_exp_core(float x)
+{
+    x = x < LNN_EXP_LO ? LNN_EXP_LO : x;
+    x = x > LNN_EXP_HI ? LNN_EXP_HI : x;
+    const float t = x * LNN_EXP_LOG2E + LNN_EXP_MAGIC;
+    const float n = t - LNN_EXP_MAGIC;
+    const uint32_t nb = lnn_cm4_bits(t) - LNN_EXP_NBIAS;
+    const uint32_t h1 = nb >> 1;
+    const uint32_t h2 = nb - h1;
+    float r = x - n * LNN_EXP_LN2_HI;
+    r = r - n * LNN_EXP_LN2_LO;
+    float q = LNN_EXP_P7;
+    q = q * r + LNN_EXP_P6;
+    q = q * r + LNN_EXP_P5;
+    q = q * r + LNN_EXP_P4;
+    q = q * r + LNN_EXP_P3;
+    q = q * r + LNN_EXP_P2;
+    const float e = (q * (r * r) + r) + 1.0f;
+    return e * lnn_cm4_from_bits((h1 + LNN_EXP_EBIAS) << 23) *
+           lnn_cm4_from_bits((h2 + LNN_EXP_EBIAS) << 23);
+}
+
+/* kernels_scalar.c lnn_sigmoidf */
+static inline float lnn_cm4_sigmoidf(float x)
+{
+    if (x != x)
+        return x + x;
+    const float e = lnn_cm4_exp_core(-fabsf(x));
+    return (x < 0.0f ? e : 1.0f) / (1.0f + e);
+}
+
+/* Runs of inner elements (inner divides count and every ROW len): inside
+ * one, a SAME or ROW slot is contiguous, a SCALAR slot one value. */
+static void lnn_ew_ltc__cm4(const lnn_ewise_params *p)
+{
+    const float *base[LNN_EW_LTC_SLOTS];
+    size_t step[LNN_EW_LTC_SLOTS];
+    const size_t inner = p->inner;
+    for (size_t o = 0; o < p->count; o += inner) {
+        for (size_t s = 0; s < LNN_EW_LTC_SLOTS; s++) {
+            const size_t j = lnn_ew_form_slot(p->form, s);
+            step[s] = p->mode[j] != LNN_EW_SCALAR;
+            base[s] = p->mode[j] == LNN_EW_SAME ? p->src[j] + o
+                      : p->mode[j] == LNN_EW_ROW ? p->src[j] + o % p->len[j]
+                                                 : p->src[j];
+        }
+        const float *a = base[0], *b = base[1], *c = base[2], *d = base[3];
+        const float *h = base[4], *tau = base[5], *dt = base[6];
+        float *y = p->y + o;
+        for (size_t i = 0; i < inner; i++) {
+            const float g = lnn_cm4_sigmoidf(*a + *b);
+            const float hv = *h; /* y may be exactly H: read before the store */
+            const float f = ((*c + *d) * g - hv) / *tau;
+            y[i] = hv + *dt * f;
+            a += step[0], b += step[1], c += step[2], d += step[3];
+            h += step[4], tau += step[5], dt += step[6];
+        }
+    }
+}
+
+static void lnn_ewise__cm4(const lnn_ewise_params *p)
+{
+    if ((p->form & 0xFu) == LNN_EW_FORM_LTC)
+        lnn_ew_ltc__cm4(p);
+    else
+        lnn_ewise__scalar(p);
+}
+
+#define LNN_KERNEL_IF(linked, fn) ((linked) ? (fn) : NULL)
+
+/* The scalar kernels but for the products (keep in step with
+ * lnn_kernels_scalar in kernels_scalar.c). */
+const lnn_kernels lnn_kernels_cm4 = {
+    .isa = "cm4",
+    .linear = LNN_KERNEL_IF(LNN_OP_LINKED(LINEAR) || LNN_OP_LINKED(MATMUL_NT), lnn_linear__scalar),
+    .linear_t = LNN_KERNEL_IF(LNN_OP_LINKED(LINEAR_T) || LNN_OP_LINKED(MATMUL_T), lnn_linear_t__cm4),
+    .linear_q8 = LNN_KERNEL_IF(LNN_OP_LINKED(LINEAR_Q8) || LNN_OP_LINKED(MATMUL_NTQ8), lnn_linear_q8__scalar),
+    .linear_tq8 = LNN_KERNEL_IF(LNN_OP_LINKED(LINEAR_TQ8) || LNN_OP_LINKED(MATMUL_TQ8), lnn_linear_tq8__cm4),
+    .ewise = LNN_KERNEL_IF(LNN_OP_LINKED(EWISE1) || LNN_OP_LINKED(EWISE2) || LNN_OP_LINKED(EWISE3) ||
+                               LNN_OP_LINKED(EWISE4) || LNN_OP_LINKED(EWISE5) || LNN_OP_LINKED(EWISE6) ||
+                               LNN_OP_LINKED(EWISE7) || LNN_OP_LINKED(EWISE8),
+                           lnn_ewise__cm4),
+    .add = LNN_KERNEL_IF(LNN_OP_LINKED(ADD), lnn_add__scalar),
+    .sub = LNN_KERNEL_IF(LNN_OP_LINKED(SUB), lnn_sub__scalar),
+    .mul = LNN_KERNEL_IF(LNN_OP_LINKED(MUL), lnn_mul__scalar),
+    .div = LNN_KERNEL_IF(LNN_OP_LINKED(DIV), lnn_div__scalar),
+    .min = LNN_KERNEL_IF(LNN_OP_LINKED(MIN), lnn_min__scalar),
+    .max = LNN_KERNEL_IF(LNN_OP_LINKED(MAX), lnn_max__scalar),
+    .pow = LNN_KERNEL_IF(LNN_OP_LINKED(POW), lnn_pow__scalar),
+    .le = LNN_KERNEL_IF(LNN_OP_LINKED(LE), lnn_le__scalar),
+    .lt = LNN_KERNEL_IF(LNN_OP_LINKED(LT), lnn_lt__scalar),
+    .where = LNN_KERNEL_IF(LNN_OP_LINKED(WHERE), lnn_where__scalar),
+    .neg = LNN_KERNEL_IF(LNN_OP_LINKED(NEG), lnn_neg__scalar),
+    .exp = LNN_KERNEL_IF(LNN_OP_LINKED(EXP), lnn_exp__scalar),
+    .sigmoid = LNN_KERNEL_IF(LNN_OP_LINKED(SIGMOID), lnn_sigmoid__scalar),
+    .tanh = LNN_KERNEL_IF(LNN_OP_LINKED(TANH), lnn_tanh__scalar),
+    .relu = LNN_KERNEL_IF(LNN_OP_LINKED(RELU), lnn_relu__scalar),
+    .abs = LNN_KERNEL_IF(LNN_OP_LINKED(ABS), lnn_abs__scalar),
+    .sqrt = LNN_KERNEL_IF(LNN_OP_LINKED(SQRT), lnn_sqrt__scalar),
+    .log = LNN_KERNEL_IF(LNN_OP_LINKED(LOG), lnn_log__scalar),
+    .erf = LNN_KERNEL_IF(LNN_OP_LINKED(ERF), lnn_erf__scalar),
+    .copy = LNN_KERNEL_IF(LNN_OP_LINKED(COPY), lnn_copy__scalar),
+    .zero = LNN_KERNEL_IF(LNN_OP_LINKED(ZERO), lnn_zero__scalar),
+    .concat = LNN_KERNEL_IF(LNN_OP_LINKED(CONCAT), lnn_concat__scalar),
+    .split = LNN_KERNEL_IF(LNN_OP_LINKED(SPLIT), lnn_split__scalar),
+    .conv2d = LNN_KERNEL_IF(LNN_OP_LINKED(CONV2D), lnn_conv2d__scalar),
+    .maxpool2d = LNN_KERNEL_IF(LNN_OP_LINKED(MAXPOOL2D), lnn_maxpool2d__scalar),
+    .avgpool2d = LNN_KERNEL_IF(LNN_OP_LINKED(AVGPOOL2D), lnn_avgpool2d__scalar),
+    .softmax = LNN_KERNEL_IF(LNN_OP_LINKED(SOFTMAX), lnn_softmax__scalar),
+    .log_softmax = LNN_KERNEL_IF(LNN_OP_LINKED(LOG_SOFTMAX), lnn_log_softmax__scalar),
+    .reduce_sum = LNN_KERNEL_IF(LNN_OP_LINKED(REDUCE_SUM), lnn_reduce_sum__scalar),
+    .reduce_mean = LNN_KERNEL_IF(LNN_OP_LINKED(REDUCE_MEAN), lnn_reduce_mean__scalar),
+    .matmul = LNN_KERNEL_IF(LNN_OP_LINKED(MATMUL), lnn_matmul__scalar),
+};
+
+#else
+typedef int lnn_kernels_cm4_not_built; /* ISO C: no empty translation unit */
+#endif
