@@ -175,3 +175,31 @@ def test_generator_puts_every_element_wise_op_in_programs_and_where_in_code():
     program_ops = {optable.get(name).opcode for name in optable.names(lambda op: op.program)}
     assert {f"ew:{op}" for op in program_ops} <= seen, sorted(program_ops - {f[3:] for f in seen})
     assert {"op:WHERE", "op:POW", "op:LOG", "op:ERF", "op:MIN", "op:MAX", "op:LE", "op:LT"} <= seen
+
+
+# -- the verifier's rules for the new opcodes (vm/VERIFIER.md, properties 54, 57, 59) ---------------------------
+
+
+def test_where_takes_the_broadcast_of_its_three_operands(host_build):
+    """WHERE(c, a, b) into d: d is the numpy broadcast of c, a and b with the batch symbol (a row, a single value
+    or the same shape each), may be written in place over an identical operand; anything else is E_SHAPE."""
+    from lnnedge.runtime import VMError
+    from test_verifier import BIAS, LINEAR_H, E, G, H, X, build, code_at
+
+    def status(code) -> tuple[str, int] | None:
+        data = build(code=code)
+        try:
+            CVM(data, max_batch=2, library=host_build.library)
+        except VMError as e:
+            return e.name, e.offset
+        return None
+
+    ok = (*LINEAR_H, E("DROP"), E("PUSH", 0, H), E("PUSH", 0, H), E("PUSH", 0, BIAS), E("WHERE", 0, H), E("DROP"))
+    assert status(ok) is None  # c and a (B,3), b a row (3), in place over c and a
+    scalars = (*LINEAR_H, E("DROP"), E("PUSH", 0, BIAS), E("PUSH", 0, H), E("PUSH", 0, BIAS), E("WHERE", 0, G),
+               E("DROP"))
+    data = build(code=scalars)
+    assert status(scalars) == ("E_SHAPE", code_at(data, 8))  # the broadcast is (B,3), not G's (3)
+    wide = (E("PUSH", 0, X), E("PUSH", 0, BIAS), E("PUSH", 0, BIAS), E("WHERE", 0, G), E("DROP"))
+    assert status(wide) == ("E_SHAPE", code_at(build(code=wide), 3))  # c (B,2) against (3)
+    assert status((E("PUSH", 0, BIAS), E("PUSH", 0, BIAS), E("PUSH", 0, BIAS), E("WHERE", 0, G), E("DROP"))) is None
