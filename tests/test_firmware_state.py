@@ -9,6 +9,7 @@ import struct
 
 import numpy as np
 import pytest
+from lnnedge import isa
 from lnnedge.devices.base import DeviceError
 from lnnedge.devices.serial import SerialLink
 from lnnedge.devices.serial.link import FirmwareError
@@ -50,6 +51,10 @@ def test_state_carries_across_chunks_and_runs_until_reset_state(link, tmp_path):
     with pytest.raises(FirmwareError) as refused:
         link._request(link.P.RUN, struct.pack("<HH", 3, 2) + rows.tobytes())
     assert refused.value.domain == "vm" and refused.value.name == "E_BATCH"
+    # the image links no status names (LNN_NO_NAMES): the host names the code from lnn_status.def
+    meaning = isa.statuses()[isa.status_code("E_BATCH")][1]
+    assert f"E_BATCH: {meaning}" in str(refused.value)
+    assert meaning.encode() not in build_firmware()["elf"].read_bytes()
     got = link.run(path, [x[1]], batch=2, keep_state=True).outputs[0]  # the refused runs left the state alone
     np.testing.assert_array_equal(got, x[0] + x[1])
     # without keep_state a run starts from zero whatever the device held (here x[0], kept it would give x0 + x1)

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import lnnb
 from .errors import LnnedgeError
 
 # Output sections of the firmware's linker scripts and the memory they occupy. .data is in both: its initial
@@ -187,7 +188,6 @@ def build_core(cc: list[str], cpu_flags: list[str], model: Path, ops_header: Pat
                opt: str = "-Os") -> Path:
     """Links vm/firmware/core_app.c (lnn_init + lnn_run on `model` in a const array) with the VM built for the
     model's ops; returns the map file. The core is what an application pays for: no protocol, no startup."""
-    from . import lnnb
     from .paths import ROOT
 
     vm = ROOT / "vm"
@@ -221,6 +221,21 @@ def build_core(cc: list[str], cpu_flags: list[str], model: Path, ops_header: Pat
     return mapfile
 
 
+def arena_need(data: bytes, batch: int = 1) -> int:
+    """Arena bytes an .lnnb needs for `batch` rows (lnn_format.h, "Arena"; lnn_arena_size in the VM): the fixed
+    part, 64-aligned, the batched rows, then the state rows (if any) 64-aligned."""
+    from .isa import const
+
+    program = lnnb.read(data)
+    align = const("ARENA_ALIGN")
+
+    def up(v: int) -> int:
+        return (v + align - 1) // align * align
+
+    base = up(program.arena_fixed) + program.arena_row * batch
+    return up(base) + program.state_row * batch if program.state_row else base
+
+
 def _prod(dims: tuple[int, ...]) -> int:
     n = 1
     for d in dims:
@@ -237,11 +252,16 @@ def _region(name: str) -> int:
 # ---- invoke size ------------------------------------------------------------------------------------------------
 
 def _limits(target_name: str) -> dict[str, int]:
-    """Flash and RAM of the smallest board of the target in boards.yaml (`memory`), where recorded."""
+    """Flash and RAM of the target's part (targets/<target>.yaml `memory:`), else of the smallest board of the
+    target in boards.yaml (`memory: {ram, flash}`), where recorded."""
     from . import config
 
+    target = config.load_target(target_name)
+    regions = getattr(target, "memory", None) or {}
+    limits = {k: r.size for k, r in regions.items() if k in ("flash", "ram")}
+    if limits:
+        return limits
     boards, _ = config.load_boards()
-    limits: dict[str, int] = {}
     for board in boards.values():
         if board.target.name == target_name:
             for k in ("flash", "ram"):
@@ -279,8 +299,11 @@ def measure(target_name: str, model: Path | None, opt: str = "-Os") -> dict:
     cc = shlex.split(target.toolchain.cc)
     cross = target.toolchain.cc[: -len("gcc")] if target.toolchain.cc.endswith("gcc") else target.toolchain.cc
     variables = {**fw.variables, "OPT": opt}
+    if model:  # the arena the model needs for one row: RAM sized by the model, not by the board's maximum
+        variables["ARENA_SIZE"] = arena_need(model.read_bytes())
     args = ["make", "-C", str(ROOT / fw.make_dir), f"O={out / 'firmware'}", f"CROSS={cross}",
             f"TARGET_NAME={target.name}", *(f"{k}={v}" for k, v in variables.items()),
+            *([f"MODEL_FILE={model}"] if model else []),  # resident in flash where the firmware supports it
             f"EXTRA_CFLAGS={' '.join(selective_flags(ops)).replace(chr(34), chr(92) + chr(34))}"]
     _run(args, f"building the {target_name} firmware")
     maps = sorted((out / "firmware").glob("*.map"))

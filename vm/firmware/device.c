@@ -237,6 +237,15 @@ static void answer(uint8_t type, uint16_t seq, size_t len)
 }
 
 /* ERROR: u8 domain, u8 0, u16 code, u32 offset, text "NAME: message[: detail]". */
+/* The name and message of an error, where the image has them: a device
+ * build (LNN_NO_NAMES) links no names and sends the code alone, which the
+ * host names from lnn_status.def / lnn_proto.def (vm/PROTOCOL.md, ERROR). */
+#if LNN_NO_NAMES
+#define LNN_NAMES(name, msg) NULL, NULL
+#else
+#define LNN_NAMES(name, msg) name, msg
+#endif
+
 static text error_begin(uint8_t domain, uint32_t code, uint32_t offset, const char *name, const char *msg)
 {
     uint8_t *p = TX_PAYLOAD;
@@ -245,9 +254,11 @@ static text error_begin(uint8_t domain, uint32_t code, uint32_t offset, const ch
     wr16(p + 2, code);
     wr32(p + 4, offset);
     text t = {p + 8, LNN_MAX_PAYLOAD - 8u, 0, 0, 0};
-    t_str(&t, name);
-    t_str(&t, ": ");
-    t_str(&t, msg);
+    if (name) {
+        t_str(&t, name);
+        t_str(&t, ": ");
+        t_str(&t, msg);
+    }
     return t;
 }
 
@@ -258,7 +269,8 @@ static void error_end(uint16_t seq, text *t)
 
 static text proto_error(lnn_proto_error e)
 {
-    return error_begin(LNN_P_DOMAIN_PROTOCOL, e, 0xFFFFFFFFu, lnn_proto_error_name(e), lnn_proto_error_str(e));
+    return error_begin(LNN_P_DOMAIN_PROTOCOL, e, 0xFFFFFFFFu,
+                       LNN_NAMES(lnn_proto_error_name(e), lnn_proto_error_str(e)));
 }
 
 static void fail(uint16_t seq, lnn_proto_error e)
@@ -269,7 +281,7 @@ static void fail(uint16_t seq, lnn_proto_error e)
 
 static void vm_fail(uint16_t seq, lnn_status s, uint32_t offset)
 {
-    text t = error_begin(LNN_P_DOMAIN_VM, (uint32_t)s, offset, lnn_status_name(s), lnn_status_str(s));
+    text t = error_begin(LNN_P_DOMAIN_VM, (uint32_t)s, offset, LNN_NAMES(lnn_status_name(s), lnn_status_str(s)));
     error_end(seq, &t);
 }
 
@@ -588,8 +600,8 @@ static void cmd_run(uint16_t seq, const uint8_t *p, size_t len)
     }
     const uint32_t chunk = batch < rows ? batch : rows;
     if (chunk > lnn_max_batch(m)) {
-        text t = error_begin(LNN_P_DOMAIN_VM, LNN_E_BATCH, 0xFFFFFFFFu, lnn_status_name(LNN_E_BATCH),
-                             lnn_status_str(LNN_E_BATCH));
+        text t = error_begin(LNN_P_DOMAIN_VM, LNN_E_BATCH, 0xFFFFFFFFu,
+                             LNN_NAMES(lnn_status_name(LNN_E_BATCH), lnn_status_str(LNN_E_BATCH)));
         t_str(&t, ": ");
         t_u32(&t, chunk);
         t_str(&t, " rows, the arena holds ");

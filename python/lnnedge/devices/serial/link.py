@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ... import lnnb
+from ... import isa, lnnb
 from ..base import DeviceError, RunResult
 from . import rows
 from .port import Line, LinkLost, open_port
@@ -230,6 +230,11 @@ class SerialLink:
         domain, _, code, offset = struct.unpack_from("<BBHI", frame.payload)
         # one line whatever the device wrote: the error ends up as the one line a command prints
         text = " ".join(frame.payload[8:].decode("utf-8", "replace").split())
+        if text == "" or text.startswith(":"):
+            # a device build links no names (LNN_NO_NAMES): the code, named here from the .def files
+            known = P.errors if domain == P.DOMAIN_PROTOCOL else isa.statuses()
+            named, meaning = known.get(code, (f"E_{code}", "unknown error code"))
+            text = f"{named}: {meaning}{text}"
         name = text.partition(":")[0]
         where = None if offset == 0xFFFFFFFF else offset
         if domain == P.DOMAIN_PROTOCOL:
