@@ -408,7 +408,7 @@ def test_trip_count_zero_is_refused(vm):
     vm.expect(data, "E_OPERAND", code_at(data))
 
 
-@pytest.mark.parametrize("opcode", [0x00, 0x05, 0x0F, 0x45, 0xFF])
+@pytest.mark.parametrize("opcode", [0x00, 0x07, 0x0F, 0x39, 0x4F, 0x79, 0xFF])  # unused bytes
 def test_unknown_opcodes(vm, opcode):
     data = build(code=(E("PUSH", 0, X), opcode, E("DROP")))
     vm.expect(data, "E_OPCODE", code_at(data, 1))
