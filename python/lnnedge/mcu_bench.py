@@ -4,10 +4,12 @@ The firmware times each inference with its cycle counter (vm/firmware/cycles_v7m
 SysTick on the core clock, and QEMU's `-icount shift=s` makes the emulated clock advance exactly 2^s ns per
 executed guest instruction (QEMU docs, "TCG Instruction Counting": QEMU_CLOCK_VIRTUAL is computed from the
 instruction count). So SysTick ticks = instructions × 2^s ns × clock_hz, and the instruction count is
-ticks / (2^s × clock_hz / 1e9). The bench boots its own emulator with a large shift (BENCH_ICOUNT_SHIFT: one
-instruction spans 25.6 SysTick ticks on the 25 MHz MPS2+), so rounding gives the exact number of instructions
-between the firmware's two counter reads around lnn_run, repeatable from run to run. They are instructions,
-not cycles: QEMU gives every instruction the same time, a real Cortex-M4 takes 1 to 12+ cycles for one.
+ticks / (2^s × clock_hz / 1e9). The bench boots its own emulator with the smallest shift that makes an
+instruction at least two SysTick ticks (bench_shift: 7 on the 25 MHz MPS2+, 4 on the 168 MHz STM32F405), so
+rounding gives the exact number of instructions between the firmware's two counter reads around lnn_run,
+repeatable from run to run, while the 24-bit SysTick wraps (its interrupt handler's few instructions count
+too) only every 5-6 M instructions: the median over the rows never holds one. They are instructions, not
+cycles: QEMU gives every instruction the same time, a real Cortex-M4 takes 1 to 12+ cycles for one.
 
 Multiply-adds per inference are counted by running the reference VM once on the model (every LINEAR/MATMUL
 family product's output elements × its inner dimension).
@@ -29,7 +31,6 @@ from .errors import LnnedgeError
 from .progress import Progress, silent
 from .refvm import RefVM
 
-BENCH_ICOUNT_SHIFT = 10  # 1024 ns per instruction: >= 2 counter ticks per instruction at any clock >= 2 MHz
 _PRODUCTS = ("LINEAR", "LINEAR_T", "MATMUL_T", "MATMUL_NT", "MATMUL", "LINEAR_Q8", "LINEAR_TQ8", "MATMUL_TQ8",
              "MATMUL_NTQ8")
 
@@ -64,6 +65,14 @@ def ticks_per_instruction(clock_hz: float, shift: int) -> float:
     return (1 << shift) * 1e-9 * clock_hz
 
 
+def bench_shift(clock_hz: float) -> int:
+    """The smallest -icount shift at which one instruction lasts at least two ticks of a `clock_hz` counter."""
+    shift = 0
+    while ticks_per_instruction(clock_hz, shift) < 2.0:
+        shift += 1
+    return shift
+
+
 def instructions(ticks: float, clock_hz: float, shift: int) -> int:
     return round(ticks / ticks_per_instruction(clock_hz, shift))
 
@@ -78,15 +87,21 @@ def _bench_board(board: Board, shift: int) -> Board:
     return dataclasses.replace(board, target=dataclasses.replace(target, qemu=qemu))
 
 
-def count(board: Board, model: Path, shift: int = BENCH_ICOUNT_SHIFT, image: Path | None = None) -> dict:
+def count(board: Board, model: Path, shift: int | None = None, image: Path | None = None) -> dict:
     """Instructions per inference of `model` (its bundled test rows, batch 1) on the emulated `board` running
-    `image` (default: the target's build, made when missing or stale)."""
+    `image` (default: the target's build, made when missing or stale), under -icount shift=`shift` (default
+    bench_shift of the target's clock)."""
     from .devices.emulator import Emulator, EmulatorDevice
+
+    _bench_board(board, 0)  # refuses a board that is not emulated firmware, before its clock is asked
+    if shift is None:
+        shift = bench_shift(board.target.clock_hz)
 
     bench_board = _bench_board(board, shift)
     program = image or ensure_built(board.target, say=lambda _line: None)
     device = EmulatorDevice(board, program)
-    device.emulator = Emulator(bench_board.target, device.program)
+    # the target's own build, not what `invoke flash` last wrote to the board (a selective image for one model)
+    device.emulator = Emulator(bench_board.target, program)
     inputs, tests = bundled_tests(model)
     try:
         result = device.run(model, inputs, batch=1)
@@ -111,13 +126,21 @@ def count(board: Board, model: Path, shift: int = BENCH_ICOUNT_SHIFT, image: Pat
 
 
 def bench(board: Board, model_name: str, files: dict[str, Path], progress: Progress = silent,
-          shift: int = BENCH_ICOUNT_SHIFT, image: Path | None = None) -> dict:
-    """Instructions per inference and per multiply-add for each weight format's file on the board."""
+          images: dict[str, Path] | None = None) -> dict:
+    """Instructions per inference and per multiply-add for each weight format's file on the board, running
+    images[format] (default: the target's build)."""
+    _bench_board(board, 0)
+    shift = bench_shift(board.target.clock_hz)
     results = {}
-    bar = progress(f"{model_name} on {board.name} (qemu -icount shift={shift})", len(files), "weight formats")
+    bar = progress(f"{model_name} on {board.name} (qemu -icount shift={shift})", len(files), "weight format")
     try:
         for scheme, path in files.items():
-            r = count(board, path, shift, image)
+            try:
+                r = count(board, path, shift, (images or {}).get(scheme))
+            except DeviceError as e:  # e.g. float16 weights widen into an arena the part does not have
+                results[scheme] = {"refused": str(e)}
+                bar.advance(last=scheme)
+                continue
             macs = macs_per_inference(path)
             r.update(macs=macs, instructions_per_mac=round(r["instructions_median"] / macs, 3))
             results[scheme] = r
@@ -151,6 +174,10 @@ def table(build_dir: Path) -> str:
         if "icount_shift" not in data:
             continue
         for scheme, r in data["results"].items():
+            if "refused" in r:
+                rows.append(f"| {data['model']} | {data['board']} ({data['cpu']}) | {scheme} | — | refused: "
+                            f"{r['refused'].split(': ', 1)[-1]} | | |")
+                continue
             rows.append(f"| {data['model']} | {data['board']} ({data['cpu']}) | {scheme} | {r['isa']} | "
                         f"{r['instructions_median']:,} | {r['macs']:,} | {r['instructions_per_mac']:.2f} |")
     return "\n".join(rows)

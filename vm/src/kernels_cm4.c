@@ -30,6 +30,7 @@
 #if LNN_HAVE_CM4
 
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "internal.h"
@@ -136,12 +137,17 @@ void lnn_linear_tq8__cm4(const lnn_linear_q8_params *p)
         const float *x = p->x + r * k;
         float *y = p->y + r * p->ldy;
         size_t j = 0;
+        /* the first input and weight row in summing order, and the steps to the next */
+        const ptrdiff_t xstep = p->reverse ? -1 : 1;
+        const ptrdiff_t qstep = p->reverse ? -(ptrdiff_t)ldq : (ptrdiff_t)ldq;
+        const float *x0 = p->reverse ? x + k - 1 : x;
+        const int8_t *q0 = p->q + (p->reverse ? (k - 1) * ldq : 0);
         for (; j + 8 <= m; j += 8) {
             LNN_CM4_REP8(LNN_CM4_ZERO)
-            for (size_t n = 0; n < k; n++) {
-                const size_t i = p->reverse ? k - 1 - n : n;
-                const float xi = x[i];
-                const int8_t *q = p->q + i * ldq + j;
+            const float *xp = x0;
+            const int8_t *q = q0 + j;
+            for (size_t n = 0; n < k; n++, xp += xstep, q += qstep) {
+                const float xi = *xp;
                 LNN_CM4_REP8(LNN_CM4_SUM)
             }
             LNN_CM4_REP8(LNN_CM4_STORE)

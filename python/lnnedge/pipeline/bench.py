@@ -34,16 +34,27 @@ def bench(model: str, quick: bool = False, progress: Progress = silent) -> Bench
 
 def bench_board(model: str, board: str, progress: Progress = silent) -> tuple[dict, Path]:
     """Instructions per inference on an emulated microcontroller (lnnedge.mcu_bench) for the float32, int8 and
-    float16 files (compiled when missing): build/<model>/bench-<board>.json."""
+    float16 files (compiled when missing): build/<model>/bench-<board>.json. The image is the target's full
+    build made for the bench (build/bench/<board>/: the target's output directory may hold a selective build
+    for one model), the files uploaded to it; a target without an upload buffer gets one image per file
+    with the file in its flash (build/bench/<board>-<format>/)."""
     from .. import mcu_bench
+    from ..build import build_firmware
 
     recipe = recipes.load(model)
+    target = config.board(board).target
     files = {"float32": compiled_file(recipe)}
     for scheme in quantize.SCHEMES:
         if not model_file(recipe.name, scheme).is_file():
             compile_model(model, scheme)
         files[scheme] = model_file(recipe.name, scheme)
-    data = mcu_bench.bench(config.board(board), recipe.name, files, progress)
+    if str(target.firmware.variables.get("MODEL_MAX", "1")) == "0":
+        images = {scheme: build_firmware(target, lambda _line: None, path, BUILD_DIR / "bench" / f"{board}-{scheme}")
+                  .runner for scheme, path in files.items()}
+    else:
+        image = build_firmware(target, lambda _line: None, None, BUILD_DIR / "bench" / board).runner
+        images = dict.fromkeys(files, image)
+    data = mcu_bench.bench(config.board(board), recipe.name, files, progress, images)
     return data, mcu_bench.save(data, BUILD_DIR)
 
 
