@@ -185,7 +185,7 @@ def selective_flags(ops_header: Path | None) -> list[str]:
 
 
 def build_core(cc: list[str], cpu_flags: list[str], model: Path, ops_header: Path, out: Path,
-               opt: str = "-Os") -> Path:
+               opt: str = "-Os", scalar_only: bool = False) -> Path:
     """Links vm/firmware/core_app.c (lnn_init + lnn_run on `model` in a const array) with the VM built for the
     model's ops; returns the map file. The core is what an application pays for: no protocol, no startup."""
     from .paths import ROOT
@@ -205,11 +205,15 @@ def build_core(cc: list[str], cpu_flags: list[str], model: Path, ops_header: Pat
     n_in = max((int(_prod(t.dims)) for t in sizes if t.region == _region("INPUT")), default=1)
     n_out = max((int(_prod(t.dims)) for t in sizes if t.region == _region("OUTPUT")), default=1)
     defs = [f"-DLNN_CORE_ARENA={arena}", f"-DLNN_CORE_IN={max(n_in, 1)}", f"-DLNN_CORE_OUT={max(n_out, 1)}"]
-    isa_defs = [f"-D{d}" for d in src["LNN_ISA_DEFS_scalar"]]
+    isa_defs = [f"-D{d}" for d in src["LNN_ISA_DEFS_scalar"]] + (["-DLNN_HAVE_CM4=0"] if scalar_only else [])
     flags = [*cpu_flags, "-std=c11", "-Wall", "-Wextra", "-Werror", opt, "-ffp-contract=off", "-ffunction-sections",
              "-fdata-sections", "-fno-common", f"-I{vm / 'include'}", f"-I{vm / 'src'}", *isa_defs,
              *selective_flags(ops_header), *defs]
-    files = [vm / "src" / f for f in src["LNN_LIB_SRCS"]] + [vm / "firmware" / "core_app.c", blob]
+    # the firmware's VM sources (vm/firmware/Makefile VM_SRCS): the library, the scalar set, the Cortex-M set
+    # (scalar_only: the portable kernels alone, the figure comparable across cores)
+    vm_srcs = [*src["LNN_LIB_SRCS"], *src.get("LNN_ISA_SRCS_scalar", []),
+               *([] if scalar_only else src.get("LNN_ISA_SRCS_cortexm", []))]
+    files = [vm / "src" / f for f in vm_srcs] + [vm / "firmware" / "core_app.c", blob]
     objs = []
     for f in files:
         obj = out / (("vm_" if f.parent.name == "src" else "") + f.stem + ".o")
@@ -313,6 +317,8 @@ def measure(target_name: str, model: Path | None, opt: str = "-Os") -> dict:
               "limits": _limits(target_name), "firmware": _row(parse_map(maps[0]))}
     if model:
         report["core"] = _row(parse_map(build_core(cc, list(target.cflags), model, ops, out / "core", opt)))
+        report["core_scalar"] = _row(parse_map(build_core(cc, list(target.cflags), model, ops, out / "core-scalar",
+                                                          opt, scalar_only=True)))
     atomic_write_text(BUILD_DIR / "size" / f"{name}.json", json.dumps(report, indent=2) + "\n")
     over = [f"{k} {report['firmware'][k]} B > {v} B" for k, v in report["limits"].items()
             if report["firmware"][k] > v]
@@ -324,7 +330,7 @@ def measure(target_name: str, model: Path | None, opt: str = "-Os") -> dict:
 def table(report: dict) -> str:
     """The breakdown as text: one line per component, flash / code / RAM, then the totals against the limits."""
     lines = []
-    for part in ("firmware", "core"):
+    for part in ("firmware", "core", "core_scalar"):
         if part not in report:
             continue
         row = report[part]
@@ -338,4 +344,42 @@ def table(report: dict) -> str:
     for k, v in report["limits"].items():
         used = report["firmware"][k]
         lines.append(f"{k.upper()}: {used / v:6.1%} (used {used} bytes from {v} bytes)")
+    return "\n".join(lines)
+
+
+# ---- the README's size table ------------------------------------------------------------------------------------
+
+SIZE_BEGIN, SIZE_END = "<!-- size:begin -->", "<!-- size:end -->"
+
+# Other runtimes' own published figures, quoted as they give them (not measured here).
+PUBLISHED = (
+    ("TensorFlow Lite Micro", "16 KB core on a Cortex-M3; 22 KB with the ops of the keyword-spotting model",
+     "TFLM paper (David et al., MLSys 2021) and tensorflow/tflite-micro docs"),
+    ("ExecuTorch", "about 50 KB runtime without kernels", "pytorch.org/executorch overview"),
+)
+
+
+def readme_table(build_dir: Path) -> str:
+    """A row per build/size/*.json with a model (`invoke size --target T --model M`): the VM core (loader,
+    verifier, interpreter, the model's kernels: core_app.c's link, .text + .rodata) with the portable kernels and
+    with the firmware's kernel sets, and the whole firmware's flash and RAM; then the other runtimes' published
+    figures."""
+    import json
+
+    lines = ["| target | model | VM core, scalar kernels | VM core, the firmware's kernel sets | "
+             "firmware flash (of it the model) | firmware RAM | board flash / RAM |",
+             "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
+    for path in sorted((build_dir / "size").glob("*.json")):
+        r = json.loads(path.read_text())
+        if not r.get("model") or "core" not in r:
+            continue
+        fw = r["firmware"]
+        model = fw["components"].get("model", {}).get("flash", 0)
+        limits = r.get("limits", {})
+        board = " / ".join(f"{limits[k] // 1024} KB" for k in ("flash", "ram") if k in limits) or "-"
+        scalar = f"{r['core_scalar']['vm_code']:,} B" if "core_scalar" in r else "-"
+        lines.append(f"| {r['target']} ({r['opt']}) | {r['model']} | {scalar} | {r['core']['vm_code']:,} B | "
+                     f"{fw['flash']:,} B ({model:,} B) | {fw['ram']:,} B | {board} |")
+    lines += ["", "Published by their projects (not measured here):", ""]
+    lines += [f"- {name}: {figure} ({source})" for name, figure, source in PUBLISHED]
     return "\n".join(lines)

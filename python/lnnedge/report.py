@@ -205,6 +205,13 @@ def update_readme(readme: Path = ROOT / "README.md", build_dir: Path = BUILD_DIR
         irregular = irregular_table(build_dir)
         text = _replace_block(text, IRREGULAR_BEGIN, IRREGULAR_END, irregular)
         tables += "\n\n" + irregular
+    if any((build_dir / "size").glob("*.json")):  # `invoke size --target T --model M` (lnnedge.footprint)
+        from .footprint import SIZE_BEGIN, SIZE_END
+        from .footprint import readme_table as size_table
+
+        size = size_table(build_dir)
+        text = _replace_block(text, SIZE_BEGIN, SIZE_END, size)
+        tables += "\n\n" + size
     solvers_path = build_dir / "solvers" / "errors.json"
     if solvers_path.is_file():
         solvers = solvers_table(json.loads(solvers_path.read_text()))
