@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "python"))
 
 MODEL_HELP = "recipe name (recipes/<model>.yaml; default: the `model` setting)"
 FILE_HELP = "a compiled model file (.lnnb), instead of a recipe's (e.g. from `invoke compile --module`)"
-DEFAULT_MODEL = {"stream": "ltc-sequence"}  # a task whose default recipe is not the `model` setting
+# a task whose default recipe is not the `model` setting (build: none, unless --model builds one into a firmware)
+DEFAULT_MODEL = {"stream": "ltc-sequence", "build": None}
 
 
 def step(func):
@@ -136,14 +137,30 @@ def compile_(c, model=None, quant=None, module=None, weights=None, example=None,
                                        positive_number(tolerance, "--tolerance")))
 
 
-@task(help={"target": "a target in targets/ (see `invoke targets`)", "sanitize": "ASan + UBSan runner"})
+@task(help={"target": "a target in targets/ (see `invoke targets`)", "sanitize": "ASan + UBSan runner",
+            "model": "a firmware target: the recipe whose compiled model is built into the image (run from flash)",
+            "file": "a firmware target: a compiled model file (.lnnb) built into the image"})
 @step
-def build(c, target="host", sanitize=False):
-    """Build the C VM (runner + library) for a target into build/vm/<target>/."""
+def build(c, target="host", sanitize=False, model=None, file=None):
+    """Build the C VM (runner + library) for a target into build/vm/<target>/, or a firmware target's image into
+    build/firmware/<target>/ (with --model or --file: that model resident in its flash)."""
     from lnnedge import console
     from lnnedge.pipeline.build import build_target
 
-    console.show(build_target(target, sanitize=sanitize))
+    console.show(build_target(target, sanitize=sanitize, model=model, file=Path(file) if file else None))
+
+
+@task(help={"board": "a microcontroller board in boards.yaml (a serial board with a flasher, or a QEMU one)"})
+@step
+def flash(c, board=None):
+    """Write the target's firmware image (invoke build --target T --model M) to a board with its flasher
+    (pyocd, openocd, st-flash; a QEMU board's emulated flash), reset it, and succeed only when the board answers
+    INFO with the image's CRC-32 and the resident model's digest."""
+    from lnnedge import console
+    from lnnedge.flash import flash as flash_board
+
+    report = flash_board(board)
+    console.show(console.Listing(("", ""), report.rows()))
 
 
 @task(help={"model": MODEL_HELP, "board": "a board in boards.yaml (default: its default_board)",
@@ -549,7 +566,7 @@ def readme_table(c):
     print(update_readme())
 
 
-ns = Collection(train, train_seeds, fuzz, quantize_check, compile_, build, run, verify, deploy, status, bench,
+ns = Collection(train, train_seeds, fuzz, quantize_check, compile_, build, flash, run, verify, deploy, status, bench,
                bench_matmul, bench_threads, stream, demo, ops, irregular,
                targets, boards, schema, reliability, readme_table, export, arduino_library, size, solvers)
 ns.configure({"debug": False, "model": "ltc-sine"})

@@ -6,16 +6,21 @@ this module turns that into one `make` command and reports what it produced.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shlex
 import shutil
 import subprocess
 import sys
 import threading
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from .artifacts import atomic_write_text
 from .config import Board, Target
 from .errors import LnnedgeError
+from .opselect import write_header
 from .paths import BUILD_DIR, ROOT, VM_DIR
 
 
@@ -65,7 +70,8 @@ def ensure_built(target: Target, say=lambda line: print(line, file=sys.stderr)) 
             return path
         why = f"is older than {newer.relative_to(VM_DIR.parent)}"
     say(f"{path} {why}: building it (invoke build --target {target.name})")
-    build(target, echo=lambda _line: None)
+    kept = resident(target) if target.firmware is not None else None  # a rebuild keeps the model built in
+    build(target, echo=lambda _line: None, model=Path(kept["file"]) if kept else None)
     return path
 
 
@@ -127,11 +133,15 @@ def make_command(target: Target, out: Path, goal: str) -> list[str]:
     return [*args, goal]
 
 
-def build(target: Target, sanitize: bool = False, echo=print) -> BuildResult:
-    """make -C vm for the target; `sanitize` builds the ASan/UBSan runner into <out>-sanitize."""
+def build(target: Target, sanitize: bool = False, echo=print, model: Path | None = None) -> BuildResult:
+    """make -C vm for the target; `sanitize` builds the ASan/UBSan runner into <out>-sanitize. A firmware target
+    links `model` (a .lnnb) into its image."""
     _check_tool(target, tool_command(target.toolchain.cc))
     if target.firmware is not None:
-        return build_firmware(target, echo)
+        return build_firmware(target, echo, model)
+    if model is not None:
+        raise BuildError(f"target {target.name} is not a firmware target: its runner loads the model at run time "
+                         "(--model and --file are for firmware targets)")
     out = output_dir(target)
     if sanitize:
         out = out.with_name(out.name + "-sanitize")
@@ -153,23 +163,65 @@ def build(target: Target, sanitize: bool = False, echo=print) -> BuildResult:
                        vm_bytes)
 
 
-def build_firmware(target: Target, echo=print) -> BuildResult:
-    """The bare-metal image (vm/firmware) and its flash/RAM use; refuses one over the board's budget."""
+RESIDENT_FILE = "resident.json"  # beside a firmware image: the model built into it
+
+
+def firmware_make_args(target: Target, model: Path | None = None, out: Path | None = None) -> list[str]:
+    """make -C vm/firmware for a firmware target: its board, CPU flags, memory map (targets/<target>.yaml
+    `memory:`, from which the Makefile writes the linker script's MEMORY) and buffers; `model` linked in; the
+    image in `out` (default: output_dir)."""
     fw = target.firmware
-    out = output_dir(target)
     cross = target.toolchain.cc[: -len("gcc")] if target.toolchain.cc.endswith("gcc") else target.toolchain.cc
-    args = ["make", "-C", str(ROOT / fw.make_dir), f"O={out}", f"CROSS={cross}", f"TARGET_NAME={target.name}",
-            *(f"{k}={v}" for k, v in fw.variables.items())]
+    args = ["make", "-C", str(ROOT / fw.make_dir), f"O={out or output_dir(target)}", f"CROSS={cross}",
+            f"TARGET_NAME={target.name}", f"CPU={' '.join(target.cflags)}", f"IMAGE={Path(fw.elf).stem}"]
+    for name, region in target.memory.items():
+        args += [f"{name.upper()}_ORIGIN={region.origin:#010x}", f"{name.upper()}_SIZE={region.size}"]
+    args += [f"{k}={v}" for k, v in fw.variables.items()]
+    if model is not None:
+        # a selective build: only the kernels and plan room of the model built in (opselect.py's header)
+        ops = write_header([Path(model)], Path(out or output_dir(target)) / "ops.h")
+        args += [f"MODEL_FILE={Path(model).resolve()}", f"OPS_HEADER={ops.resolve()}"]
+    return args
+
+
+def resident(target: Target, out: Path | None = None) -> dict | None:
+    """What the last build of a firmware target (in `out`) linked in: {file, sha256, crc32, bytes}, or None."""
+    path = (out or output_dir(target)) / RESIDENT_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def build_firmware(target: Target, echo=print, model: Path | None = None, out: Path | None = None) -> BuildResult:
+    """The bare-metal image (vm/firmware) and its flash/RAM use, with `model` resident in its flash, into `out`
+    (default: output_dir); refuses one over the board's budget, and a target without an upload buffer
+    (MODEL_MAX 0) without a model."""
+    fw = target.firmware
+    out = out or output_dir(target)
+    if model is None and str(fw.variables.get("MODEL_MAX", "1")) == "0":
+        raise BuildError(f"target {target.name} runs only the model built into its image (MODEL_MAX 0: no RAM for "
+                         f"uploads): give one, e.g. `invoke build --target {target.name} --model ltc-sine`")
+    if model is not None and not Path(model).is_file():
+        raise BuildError(f"{model} does not exist: compile the model first (invoke compile)")
+    args = firmware_make_args(target, model, out)
     echo(f"$ {shlex.join(args)}")
-    proc = subprocess.run(args, capture_output=True, text=True)
+    (out / RESIDENT_FILE).unlink(missing_ok=True)  # what an image holds is only recorded once it is built
+    proc = subprocess.run([*args, "-j2"], capture_output=True, text=True)
     if proc.returncode != 0:
         raise _failed(f"building the firmware for {target.name}", proc)
     sizes = subprocess.run([*args, "-s", "size"], capture_output=True, text=True, check=True).stdout
     memory = {k: int(v) for k, v in (line.split("=", 1) for line in sizes.split() if "=" in line)}
     elf = out / fw.elf
+    image = (out / fw.bin).read_bytes()
+    if len(image) != memory["flash"]:  # the device's image_crc covers the .bin: a gap would differ on a part
+        raise BuildError(f"the image of {target.name} has gaps: {out / fw.bin} is {len(image)} bytes, its sections "
+                         f"{memory['flash']}")
     if target.vm_size_budget and memory["flash"] > target.vm_size_budget:
         raise BuildError(f"the firmware for {target.name} takes {memory['flash']} bytes of flash, over its budget "
                          f"of {target.vm_size_budget} bytes in targets/{target.name}.yaml")
+    if model is not None:
+        data = Path(model).read_bytes()
+        record = {"file": str(Path(model).resolve()), "sha256": hashlib.sha256(data).hexdigest(),
+                  "crc32": zlib.crc32(data), "bytes": len(data)}
+        atomic_write_text(out / RESIDENT_FILE, json.dumps(record, indent=2) + "\n")
     return BuildResult(target.name, shlex.join(args), elf, None, elf.stat().st_size, memory["flash"], memory)
 
 

@@ -85,6 +85,24 @@ class Firmware:
 
 
 @dataclass(frozen=True)
+class FlasherSettings:
+    """How `invoke flash` writes a serial board's flash: an existing tool and its probe / part options."""
+    tool: str  # pyocd | openocd | st-flash
+    probe: str  # the debug probe's serial number / unique id ("" : the only one attached)
+    part: str  # pyocd's target type (stm32f405rg), openocd's target config (stm32f4x); st-flash: unused
+    interface: str  # openocd's interface config (stlink, cmsis-dap); others: unused
+    extra: tuple[str, ...]  # further arguments, passed as they are
+    timeout: float
+
+
+@dataclass(frozen=True)
+class Region:
+    """A memory of the part: where it starts and how many bytes (targets/<target>.yaml `memory:`)."""
+    origin: int
+    size: int
+
+
+@dataclass(frozen=True)
 class SerialSettings:
     port: str  # any pyserial URL: /dev/ttyACM0, a pty, socket://host:port
     baudrate: int
@@ -110,6 +128,9 @@ class Target:
     vm_size_budget: int
     clock_hz: int = 0
     firmware: Firmware | None = None
+    # a firmware target's memory map: {"flash": Region, "ram": Region}; the linker script, the firmware's
+    # buffers and the fit checks all take it from here
+    memory: dict[str, Region] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -122,6 +143,7 @@ class Board:
     ssh: SSHSettings | None = None
     memory: dict = field(default_factory=dict)  # {"ram": bytes, "flash": bytes}, where recorded
     serial: SerialSettings | None = None
+    flasher: FlasherSettings | None = None  # a serial board `invoke flash` can write
 
     def qemu_command(self) -> tuple[str, ...]:
         """The user-mode emulator prefix for a qemu board: program and CPU model."""
@@ -172,6 +194,16 @@ class FirmwareFile(FileModel):
                     Annotated[int | str, Field(union_mode="left_to_right"), AfterValidator(_make_value)]] = {}
 
 
+class RegionFile(FileModel):
+    origin: Int(ge=0, le=0xFFFFFFFF)
+    size: Size
+
+
+class TargetMemory(FileModel):
+    flash: RegionFile
+    ram: RegionFile
+
+
 class TargetFile(FileModel):
     name: Name | None = None  # when given, the file's name (targets/<name>.yaml)
     description: str = ""
@@ -188,6 +220,7 @@ class TargetFile(FileModel):
     vm_size_budget: Int(ge=0) = 0  # bytes; 0: no size gate
     clock_hz: Int(ge=0) = 0
     firmware: FirmwareFile | None = None
+    memory: TargetMemory | None = None  # a firmware target's flash and RAM: origin and size
 
 
 class Memory(FileModel):
@@ -269,12 +302,35 @@ class SerialTimeouts(FileModel):
     run: Seconds() = 60.0
 
 
+FLASHERS = ("pyocd", "openocd", "st-flash")
+
+
+class FlashOptions(FileModel):
+    probe: str = ""
+    part: str = ""
+    interface: str = ""
+    extra: tuple[Text, ...] = ()
+    timeout: Seconds() = 120.0
+
+
 class SerialBoard(_Board):
     transport: Literal["serial"]
     port: Text  # any pyserial URL: /dev/ttyACM0, a pty, socket://host:port
     baudrate: Int(ge=50, le=20_000_000) = 115200  # termios' slowest rate .. the fastest USB UARTs
     timeouts: SerialTimeouts = SerialTimeouts()
     retries: Int(ge=1, le=100) = 6
+    flasher: Literal[FLASHERS] | None = None  # the tool `invoke flash` writes the image with
+    flash: FlashOptions = FlashOptions()
+
+    @model_validator(mode="after")
+    def _flash_part(self) -> SerialBoard:
+        if self.flasher in ("pyocd", "openocd") and not self.flash.part:
+            raise rule(f"flasher {self.flasher} needs flash.part (the part: e.g. stm32f405rg for pyocd, "
+                       "stm32f4x for openocd)")
+        if self.flasher == "openocd" and not self.flash.interface:
+            raise rule("flasher openocd needs flash.interface (the probe's config: e.g. stlink, cmsis-dap)")
+        return self
+
 
 
 BOARD_FILES: dict[str, type[_Board]] = {"local": LocalBoard, "qemu": QemuBoard, "ssh": SSHBoard,
@@ -345,7 +401,9 @@ def load_target(name: str) -> Target:
         name=name, description=t.description, arch=t.arch, os=t.os, toolchain=load_toolchain(t.toolchain),
         simd=t.simd, cflags=t.cflags, static=t.static, cpu=t.cpu, features=t.features, elf_machine=t.elf_machine,
         qemu=Qemu(**t.qemu.model_dump()) if t.qemu else None, vm_size_budget=t.vm_size_budget,
-        clock_hz=t.clock_hz, firmware=Firmware(**t.firmware.model_dump()) if t.firmware else None)
+        clock_hz=t.clock_hz, firmware=Firmware(**t.firmware.model_dump()) if t.firmware else None,
+        memory={k: Region(r.origin, r.size) for k, r in ((k, getattr(t.memory, k)) for k in ("flash", "ram"))}
+        if t.memory else {})
 
 
 def _board(name: str, raw: Any, path: Path) -> Board:
@@ -366,10 +424,16 @@ def _board(name: str, raw: Any, path: Path) -> Board:
         what = {"qemu": "a target with qemu settings", "qemu-system": "a firmware target with qemu.machine",
                 "serial": "a firmware target (e.g. cortex-m4)"}[transport]
         raise ConfigError(f"{path}: boards.{name}: transport {transport} needs {what}; {target.name} is not one")
+    # a firmware board's memory is its part's (targets/<target>.yaml) unless the entry says otherwise
+    memory = {k: r.size for k, r in target.memory.items()}
+    memory.update({k: v for k, v in entry.memory.model_dump().items() if v is not None})
+    flasher = None
+    if isinstance(entry, SerialBoard) and entry.flasher is not None:
+        o = entry.flash
+        flasher = FlasherSettings(entry.flasher, o.probe, o.part, o.interface, o.extra, o.timeout)
     return Board(name, target, transport, entry.description, getattr(entry, "qemu_cpu", ""),
-                 _ssh_settings(entry, path) if isinstance(entry, SSHBoard) else None,
-                 {k: v for k, v in entry.memory.model_dump().items() if v is not None},
-                 _serial_settings(entry) if isinstance(entry, SerialBoard) else None)
+                 _ssh_settings(entry, path) if isinstance(entry, SSHBoard) else None, memory,
+                 _serial_settings(entry) if isinstance(entry, SerialBoard) else None, flasher)
 
 
 def _ssh_settings(entry: SSHBoard, path: Path) -> SSHSettings:

@@ -185,6 +185,8 @@ def _(r: BuildReport) -> RenderableType:
         lines.append(f"flash {m['flash']} B (.text {m['text']} + .rodata {m['rodata']} + .data {m['data']}); "
                      f"RAM {m['ram']} of {m['ram_total']} B (.bss {m['bss']} + model buffer {m['model_max']} + "
                      f"arena {m['arena_size']} + stack {m['stack']}); flash budget {r.vm_size_budget} B")
+        lines.append(f"resident model (in flash): {r.resident_model}" if r.resident_model else
+                     "no resident model: the board runs what is uploaded over the serial line")
     elif b.vm_bytes is not None:
         lines.append(f"VM library (text + data): {b.vm_bytes} bytes of a {r.vm_size_budget}-byte budget")
     return _group(*lines)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import lnnb
+from .build import resident
 from .config import Board
 from .errors import LnnedgeError
 
@@ -38,6 +39,15 @@ def check(board: Board, model_file: Path, runner: Path | None) -> dict:
             if have and need[key] > have:
                 raise FitError(f"board {board.name}: the {what} needs {need[key]} bytes but the firmware's "
                                f"{limit} is {have} (targets/{board.target.name}.yaml firmware.variables)")
+        # built into the image instead: the image without its current resident model, plus this one, in flash
+        flash = board.target.memory.get("flash")
+        image = Path(runner).with_name(firmware.bin) if runner is not None else None
+        if flash is not None and image is not None and image.is_file():
+            held = resident(board.target, image.parent)
+            bytes_in_flash = image.stat().st_size - (held["bytes"] if held else 0) + need["model_bytes"]
+            if bytes_in_flash > flash.size:
+                raise FitError(f"board {board.name}: the firmware with the model built in takes {bytes_in_flash} "
+                               f"bytes of flash, the part has {flash.size} (targets/{board.target.name}.yaml memory)")
         return need
     for kind in ("ram", "flash"):
         have = board.memory.get(kind)

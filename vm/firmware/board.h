@@ -1,8 +1,10 @@
 /*
  * board.h - what the protocol code needs from a board: a byte stream, a
  * cycle counter, some entropy and a reset. board_mps2_an386.c implements it
- * for the MPS2 AN386 (Cortex-M4F, CMSDK APB UART0); board_host.c for a host
- * process on stdin/stdout (the protocol fuzz test).
+ * for the MPS2 AN386 (Cortex-M4F, CMSDK APB UART0), board_stm32f405.c for
+ * the STM32F405 (USART1), board_nrf51.c for the nRF51 (Cortex-M0, UART0),
+ * with what every Cortex-M shares in board_cortexm.c; board_host.c for a
+ * host process on stdin/stdout (the protocol fuzz test).
  */
 #ifndef LNN_BOARD_H
 #define LNN_BOARD_H
@@ -15,6 +17,11 @@
 #else
 #define LNN_NOINIT
 #endif
+
+/* An entry of the vector table: the core's 16 in startup_cortexm.c, the
+ * board's interrupts in its board_<name>.c (section .vectors.irq). */
+typedef void (*lnn_vector)(void);
+void Default_Handler(void);
 
 void board_init(void);
 
@@ -37,6 +44,11 @@ uint32_t board_clock_hz(void);
 uint32_t board_entropy(void);
 
 const char *board_name(void);
+
+/* This firmware image as it lies in flash (the .bin file's bytes: vectors
+ * to the end of .data's initial values), size 0 on a host build. The start
+ * may be address 0 (a part with its flash there). */
+const uint8_t *board_image(size_t *size);
 
 /* Received bytes lost (receive ring full or UART overrun) since boot. */
 uint32_t board_rx_dropped(void);

@@ -2,7 +2,7 @@
  * board_posix.c - what the two host boards (board_host.c: a process on a
  * pipe, board_lib.c: the engine as a ctypes library) share: a 25 MHz cycle
  * count from the monotonic clock, entropy, and a board that never drops a
- * byte, never faults and never reboots.
+ * byte, never faults, never reboots and has no flash image.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -32,6 +32,12 @@ uint32_t board_clock_hz(void)
 uint32_t board_entropy(void)
 {
     return (uint32_t)getpid() * 0x9E3779B1u ^ board_cycles();
+}
+
+const uint8_t *board_image(size_t *size)
+{
+    *size = 0;
+    return NULL;
 }
 
 uint32_t board_rx_dropped(void)

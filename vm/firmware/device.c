@@ -21,6 +21,14 @@
  * must fit in the buffer at once (else E_NO_ROOM: the host unloads first);
  * two separate buffers would halve the largest model instead, for every
  * model.
+ *
+ * A model resident in flash (LNN_RESIDENT_MODEL: the Makefile's MODEL_FILE
+ * linked in as lnn_resident_model) is verified by lnn_init at boot and run
+ * where it lies: the VM reads its constants in place, only the arena is in
+ * RAM. INFO says `model_source: flash` and gives the SHA-256 the build
+ * recorded beside it. An upload (where LNN_MODEL_MAX > 0) replaces it until
+ * the next boot; with LNN_MODEL_MAX 0 there is no upload buffer at all and
+ * LOAD_BEGIN answers E_TOO_BIG.
  */
 #include "device.h"
 
@@ -40,6 +48,9 @@
 #ifndef LNN_ARENA_SIZE
 #define LNN_ARENA_SIZE (1536u * 1024u)
 #endif
+#ifndef LNN_FW_IMAGE
+#define LNN_FW_IMAGE "lnnedge-m4"
+#endif
 #ifndef LNN_FW_VERSION
 #define LNN_FW_VERSION "0.1.0"
 #endif
@@ -52,7 +63,14 @@ _Static_assert(LNN_MAX_PAYLOAD <= 65535u, "the length field is 16 bits");
 
 /* ---- buffers -------------------------------------------------------------- */
 
+#define LNN_CAN_LOAD (LNN_MODEL_MAX > 0)
+#if LNN_CAN_LOAD
 static uint8_t model_buf[LNN_MODEL_MAX] __attribute__((aligned(64))) LNN_NOINIT;
+#endif
+#if LNN_RESIDENT_MODEL
+extern const uint8_t lnn_resident_model[], lnn_resident_model_end[];
+extern const char lnn_resident_sha256[];
+#endif
 static uint8_t arena[LNN_ARENA_SIZE] __attribute__((aligned(64))) LNN_NOINIT;
 
 static uint8_t rx_wire[LNN_COBS_MAX(LNN_FRAME_MAX)]; /* encoded, no delimiters */
@@ -89,10 +107,19 @@ static struct {
     uint32_t size, crc, received;
     uint32_t at; /* where the upload goes in model_buf */
     int loaded;  /* lnn_init accepted model_buf[loaded_at, + loaded_size) */
+    int in_flash; /* ... or the resident model (then not in model_buf) */
     uint32_t loaded_at, loaded_size, loaded_crc;
     int cur;
-    lnn_model model[2];
+    lnn_model model[LNN_CAN_LOAD ? 2 : 1];
 } ld;
+
+/* This image in flash (size 0 on a host build): its CRC-32, once at boot. */
+static struct {
+    const uint8_t *start;
+    size_t size;
+    uint32_t crc;
+    lnn_status resident; /* what lnn_init said of the resident model */
+} image;
 
 #define LOADED (&ld.model[ld.cur])
 
@@ -297,7 +324,7 @@ static void nak(lnn_nak_reason r)
 static void device_info(text *t)
 {
     kv_u32(t, "protocol", LNN_P_PROTOCOL_VERSION);
-    kv_str(t, "firmware", "lnnedge-m4 " LNN_FW_VERSION);
+    kv_str(t, "firmware", LNN_FW_IMAGE " " LNN_FW_VERSION);
     kv_str(t, "board", board_name());
     kv_str(t, "target", LNN_TARGET_NAME);
     kv_str(t, "arch", LNN_ARCH_NAME);
@@ -311,6 +338,12 @@ static void device_info(text *t)
         t_str(t, k);
     }
     t_ch(t, '\n');
+    if (image.size) {
+        kv_u32(t, "image_size", (uint32_t)image.size);
+        kv_hex(t, "image_crc", image.crc);
+    }
+    if (image.resident != LNN_OK)
+        kv_str(t, "resident_error", lnn_status_name(image.resident));
     kv_u32(t, "max_model", LNN_MODEL_MAX);
     kv_u32(t, "arena_size", LNN_ARENA_SIZE);
     kv_u32(t, "max_payload", LNN_MAX_PAYLOAD);
@@ -353,6 +386,11 @@ static void model_info(text *t)
         return;
     const lnn_model *m = LOADED;
     kv_hex(t, "model_crc", ld.loaded_crc);
+    kv_str(t, "model_source", ld.in_flash ? "flash" : "ram");
+#if LNN_RESIDENT_MODEL
+    if (ld.in_flash)
+        kv_str(t, "model_sha256", lnn_resident_sha256);
+#endif
     t_str(t, "version: ");
     t_u32(t, lnn_rd16(m->buf + LNN_H_VERSION_MAJOR));
     t_ch(t, '.');
@@ -431,6 +469,11 @@ static void cmd_load_begin(uint16_t seq, const uint8_t *p, size_t len)
     }
     if (size > LNN_MODEL_MAX) {
         text t = proto_error(LNN_PE_E_TOO_BIG);
+        if (!LNN_CAN_LOAD) {
+            t_str(&t, ": this firmware takes no uploads, it runs the model built into it");
+            error_end(seq, &t);
+            return;
+        }
         t_str(&t, ": ");
         t_u32(&t, size);
         t_str(&t, " > ");
@@ -442,7 +485,7 @@ static void cmd_load_begin(uint16_t seq, const uint8_t *p, size_t len)
     /* beside the loaded model: at the start if it sits at the end, else at
      * the 64-aligned end (the VM wants the file 4-aligned) */
     uint32_t at = 0;
-    if (ld.loaded) {
+    if (ld.loaded && !ld.in_flash) {
         const int at_start = ld.loaded_at == 0;
         at = at_start ? (LNN_MODEL_MAX - size) & ~63u : 0;
         const int fits = at_start ? at >= ld.loaded_size : size <= ld.loaded_at;
@@ -467,6 +510,7 @@ static void cmd_load_begin(uint16_t seq, const uint8_t *p, size_t len)
     answer(LNN_F_LOAD_BEGIN | LNN_P_OK_BIT, seq, 0);
 }
 
+#if LNN_CAN_LOAD
 static void cmd_load_chunk(uint16_t seq, const uint8_t *p, size_t len)
 {
     if (len < 4) {
@@ -547,6 +591,7 @@ static void cmd_load_commit(uint16_t seq, size_t len)
     }
     ld.cur = !ld.cur;
     ld.loaded = 1;
+    ld.in_flash = 0;
     ld.loaded_at = ld.at;
     ld.loaded_size = ld.size;
     ld.loaded_crc = crc;
@@ -554,6 +599,22 @@ static void cmd_load_commit(uint16_t seq, size_t len)
     model_info(&t);
     answer(LNN_F_LOAD_COMMIT | LNN_P_OK_BIT, seq, t.len);
 }
+#else
+/* No upload buffer: LOAD_BEGIN never succeeds, so a chunk or a commit is
+ * always out of place. */
+static void cmd_load_chunk(uint16_t seq, const uint8_t *p, size_t len)
+{
+    (void)p;
+    (void)len;
+    fail(seq, LNN_PE_E_LOAD_STATE);
+}
+
+static void cmd_load_commit(uint16_t seq, size_t len)
+{
+    (void)len;
+    fail(seq, LNN_PE_E_LOAD_STATE);
+}
+#endif
 
 /* The cycles of each chunk of a RUN (lnn_run_rows calls run_chunk_done
  * after each), and a PROGRESS frame every progress_every cycles between
@@ -679,6 +740,7 @@ static void cmd_reset_state(uint16_t seq, const uint8_t *p, size_t len)
     }
     if (flags & 1u) {
         ld.loaded = 0;
+        ld.in_flash = 0;
         ld.active = 0;
         memset(arena, 0, sizeof arena); /* nothing of the unloaded model stays */
     } else if (ld.loaded) {
@@ -809,8 +871,34 @@ void lnn_dev_byte(uint8_t b)
         rx_overlong = 1;
 }
 
+#if LNN_RESIDENT_MODEL
+/* The model built into the image, verified where it lies; refused, the
+ * device runs without a model and INFO says why (resident_error). */
+static void resident_load(void)
+{
+    const uint32_t size = (uint32_t)(lnn_resident_model_end - lnn_resident_model);
+    memset(arena, 0, sizeof arena);
+    const lnn_status s = lnn_init(&ld.model[0], lnn_resident_model, size, arena, sizeof arena);
+    if (s != LNN_OK) {
+        image.resident = s;
+        return;
+    }
+    ld.cur = 0;
+    ld.loaded = 1;
+    ld.in_flash = 1;
+    ld.loaded_size = size;
+    ld.loaded_crc = lnn_crc32(0, lnn_resident_model, size);
+}
+#endif
+
 void lnn_dev_init(void)
 {
+    image.start = board_image(&image.size);
+    if (image.size) /* the image may start at address 0 (nRF51, MPS2): its size says whether there is one */
+        image.crc = lnn_crc32(0, image.start, image.size);
+#if LNN_RESIDENT_MODEL
+    resident_load();
+#endif
     link.pool = board_entropy();
     uint8_t p[8];
     wr16(p, LNN_P_PROTOCOL_VERSION);

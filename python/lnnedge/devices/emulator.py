@@ -171,14 +171,19 @@ def _stop_all() -> None:
 
 
 class EmulatorDevice(SerialDevice):
-    """A qemu-system board: the emulator starts at the first verb that talks to the board and stops on close()."""
+    """A qemu-system board: the emulator starts at the first verb that talks to the board and stops on close().
+    It boots the board's flash, the image `invoke flash` last wrote to it (flash.emulated_flash), else the
+    target's build (`program`)."""
 
     kind = "emulator"
     emulated = True
 
     def __init__(self, board: Board, program: Path):
-        super().__init__(board, program)
-        self.emulator = Emulator(board.target, program)
+        from ..flash import emulated_flash
+
+        flashed = emulated_flash(board)
+        super().__init__(board, flashed if flashed.is_file() else program)
+        self.emulator = Emulator(board.target, self.program)
 
     def _open_link(self) -> SerialLink:
         url = self.emulator.start()

@@ -82,6 +82,7 @@ class BuildReport:
     target: str
     result: BuildResult
     vm_size_budget: int
+    resident_model: str = ""  # a firmware image's model, built in
 
 
 @dataclass(frozen=True)

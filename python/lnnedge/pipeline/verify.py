@@ -195,6 +195,7 @@ def _device_fields(board: config.Board, device: Device, result: RunResult, blob:
         "vm_version": result.timing.get("vm_version", "unknown"),
         "model_sha256": hashlib.sha256(blob).hexdigest(),
         "model_bytes": len(blob),
+        "model_source": result.info.get("model_source"),  # a microcontroller's: "flash" (built in) or "ram"
         "latency_us": result.timing.get("latency_us_median"),
         "latency_us_min": result.timing.get("latency_us_min"),
         "latency_us_max": result.timing.get("latency_us_max"),

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ... import lnnb
 from ...config import Board
 from ..base import DeviceBase, RunResult, SmokeResult, bundled_tests, compare_with_tests
 from .link import DeviceReset, FirmwareError, NoAnswer, SerialLink
@@ -49,8 +50,30 @@ class SerialDevice(DeviceBase):
         return self.link.info(model)
 
     def run(self, model: Path, inputs: list[np.ndarray], batch: int = 1, keep_state: bool = False) -> RunResult:
-        """keep_state: the device keeps the model's state from the previous RUN (else it starts from zero)."""
-        return self.link.run(model, inputs, batch, keep_state=keep_state)
+        """keep_state: the device keeps the model's state from the previous RUN (else it starts from zero).
+
+        A stateful model's batch is its streams (rows time-major: row t * batch + i is step t of stream i); when
+        the device's arena holds fewer streams at once (max_batch, a board with little RAM), the streams go in
+        groups it holds, each from zero state, and the outputs are put back in the caller's order."""
+        if keep_state or batch <= 1 or lnnb.state_row(Path(model).read_bytes()) == 0:
+            return self.link.run(model, inputs, batch, keep_state=keep_state)
+        most = int(self.link.info(model).get("max_batch", batch))
+        if batch <= most:
+            return self.link.run(model, inputs, batch)
+        steps = inputs[0].shape[0] // batch
+        outputs: list[np.ndarray] | None = None
+        first: RunResult | None = None
+        for start in range(0, batch, most):
+            streams = np.arange(start, min(start + most, batch))
+            rows_of = (np.arange(steps)[:, None] * batch + streams[None, :]).ravel()
+            result = self.link.run(model, [x[rows_of] for x in inputs], len(streams))
+            if outputs is None:
+                outputs = [np.empty((inputs[0].shape[0], *o.shape[1:]), o.dtype) for o in result.outputs]
+                first = result
+            for whole, part in zip(outputs, result.outputs, strict=True):
+                whole[rows_of] = part
+        timing = {**first.timing, "n": int(inputs[0].shape[0]), "batch": batch, "stream_groups": -(-batch // most)}
+        return RunResult(outputs, timing, first.info)
 
     def test(self, model: Path) -> SmokeResult:
         inputs, tests = bundled_tests(model)

@@ -17,6 +17,7 @@ uploads the model again and repeats the command once. The port is locked for as 
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import struct
 import time
@@ -122,7 +123,8 @@ class SerialLink:
     def _take_info(self, info: dict[str, str]) -> None:
         device_keys = ("protocol", "firmware", "board", "target", "arch", "vm_version", "isa", "kernels",
                        "max_model", "arena_size", "max_payload", "core_clock_hz", "cycle_counter", "session",
-                       "boots", "last_fault", "rx_frames", "rx_bad", "rx_dup", "rx_stale", "rx_dropped")
+                       "boots", "last_fault", "rx_frames", "rx_bad", "rx_dup", "rx_stale", "rx_dropped",
+                       "image_size", "image_crc", "resident_error")
         self.device = {k: info[k] for k in device_keys if k in info}
         if info.get("model_loaded") == "1":
             self._model_crc = int(info["model_crc"], 16)
@@ -269,9 +271,19 @@ class SerialLink:
         P = self.P
         crc = zlib.crc32(data)
         if self._model_crc == crc:
+            resident = self.model_info.get("model_sha256")
+            if resident is not None and resident != hashlib.sha256(data).hexdigest():
+                raise DeviceError(f"{self.name}: the model in its flash has {label}'s CRC-32 but SHA-256 "
+                                  f"{resident[:16]}.., not {hashlib.sha256(data).hexdigest()[:16]}..")
             return False
         max_model = int(self.device.get("max_model", 0))
-        if max_model and len(data) > max_model:
+        if max_model == 0:  # a firmware that runs only the model built into it
+            held = self.model_info.get("model_sha256")
+            holds = f"model {held[:16]}.. (SHA-256)" if held else "no model"
+            raise DeviceError(f"{self.name} runs only the model in its flash and holds {holds}, not {label} "
+                              f"({hashlib.sha256(data).hexdigest()[:16]}..): build it in and flash it "
+                              "(invoke build --target T --model M, then invoke flash --board B)")
+        if len(data) > max_model:
             raise DeviceError(f"{label} is {len(data)} bytes; the device's model buffer holds {max_model}")
         chunk = int(self.device.get("max_payload", P.MIN_PAYLOAD)) - 4
         begin = struct.pack("<II", len(data), crc)  # the loaded model (_model_crc) runs until the commit

@@ -1,0 +1,216 @@
+"""Microcontrollers with their real memory maps: the nRF51 (Cortex-M0, soft-float, 16 KB RAM) on QEMU's microbit
+with the model built into its flash, `invoke flash` on an emulated board, and the real flashers' path as far as it
+goes without a probe (command lines, a missing or failing tool, a board that does not run what was written).
+
+One nRF51 image is built per session (build/test-firmware/nrf51, incremental across sessions) around a seeded
+stateful LTC (the ltc-sequence recipe's model, untrained), and flashed to a board of a boards file of the tests'
+own (its emulated flash is build/boards/test-m0/, not a board of boards.yaml)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from lnnedge import config
+from lnnedge import recipe as recipes
+from lnnedge.build import build_firmware, firmware_make_args
+from lnnedge.compiler import compile_module
+from lnnedge.devices import DeviceError, open_device
+from lnnedge.devices.emulator import Emulator
+from lnnedge.errors import LnnedgeError
+from lnnedge.flash import FlashError, emulated_flash, flash, flasher_command
+from lnnedge.models import build_model
+from lnnedge.paths import BUILD_DIR, ROOT
+from lnnedge.pipeline.compile import _module
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None,
+    reason="needs qemu-system-arm and arm-none-eabi-gcc")
+
+NRF51 = config.load_target("nrf51")
+OUT = BUILD_DIR / "test-firmware" / "nrf51"
+STREAMS, STEPS = 16, 6
+
+BOARDS = """
+boards:
+  test-m0: {target: nrf51, transport: qemu-system}
+  test-pyocd: {target: stm32f405, transport: serial, port: "PORT", flasher: pyocd,
+               flash: {part: stm32f405rg, probe: "0669FF555052836687031138"}}
+  test-openocd: {target: stm32f405, transport: serial, port: "PORT", flasher: openocd,
+                 flash: {interface: stlink, part: stm32f4x, probe: "066DFF49"}}
+  test-stflash: {target: stm32f405, transport: serial, port: "PORT", flasher: st-flash, flash: {probe: "0x3f"}}
+  test-m0-openocd: {target: nrf51, transport: serial, port: "PORT", flasher: openocd,
+                    flash: {interface: cmsis-dap, part: nrf51}}
+  test-m0-stflash: {target: nrf51, transport: serial, port: "PORT", flasher: st-flash,
+                    timeouts: {frame: 0.5}, retries: 2}
+"""
+
+
+def sequence_net(seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    net = build_model(recipes.load("ltc-sequence").model)
+    with torch.no_grad():  # as conftest.untrained: a non-trivial normalisation, spread time constants
+        net.in_mean.fill_(0.5)
+        net.in_std.fill_(2.0)
+        net.out_mean.fill_(0.25)
+        net.out_std.fill_(1.5)
+        net.ode.func.log_tau.uniform_(-1, 1)
+    return net.eval()
+
+
+def compiled(net: torch.nn.Module, path: Path) -> Path:
+    module, examples, state, meta = _module(recipes.load("ltc-sequence"), net)
+    return compile_module(module, examples, name="ltc-sequence", meta=meta, state=state).save(path)
+
+
+@pytest.fixture(scope="module")
+def boards(tmp_path_factory, monkeypatch_module):
+    path = tmp_path_factory.mktemp("boards") / "boards.yaml"
+    path.write_text(BOARDS)
+    monkeypatch_module.setenv("LNNEDGE_BOARDS", str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as mp:
+        yield mp
+
+
+@pytest.fixture(scope="module")
+def m0(tmp_path_factory):
+    """The nRF51 image with a seeded stateful LTC in its flash; the model's net and file."""
+    net = sequence_net(0)
+    model = compiled(net, tmp_path_factory.mktemp("m0") / "model.lnnb")
+    build_firmware(NRF51, echo=lambda _line: None, model=model, out=OUT)
+    return net, model
+
+
+@pytest.fixture(scope="module")
+def flashed(boards, m0):
+    emulated_flash(config.board("test-m0")).unlink(missing_ok=True)
+    return flash("test-m0", OUT)
+
+
+def test_the_linker_script_takes_each_part_s_memory_from_its_target_file(tmp_path):
+    """memory.ld, which cortex_m.ld includes, is written from targets/<target>.yaml's memory: (nothing is built)."""
+    expected = {"cortex-m4": (0x00000000, 4 << 20, 0x20000000, 4 << 20),
+                "stm32f405": (0x08000000, 1 << 20, 0x20000000, 128 << 10),
+                "nrf51": (0x00000000, 256 << 10, 0x20000000, 16 << 10)}
+    for name, (flash_at, flash_size, ram_at, ram_size) in expected.items():
+        target = config.load_target(name)
+        out = tmp_path / name
+        subprocess.run([*firmware_make_args(target, out=out), str(out / "memory.ld")], check=True,
+                       capture_output=True)
+        text = (out / "memory.ld").read_text()
+        assert re.search(rf"FLASH \(rx\)\s*: ORIGIN = {flash_at:#010x}, LENGTH = {flash_size}\b", text), text
+        assert re.search(rf"RAM\s*\(rwx\) : ORIGIN = {ram_at:#010x}, LENGTH = {ram_size}\b", text), text
+
+
+def test_flashing_the_emulated_m0_checks_the_image_and_the_model_it_runs(flashed, m0):
+    _, model = m0
+    image = (OUT / NRF51.firmware.bin).read_bytes()
+    assert flashed.image_bytes == len(image)
+    assert flashed.model_sha256 == hashlib.sha256(model.read_bytes()).hexdigest()
+    assert emulated_flash(config.board("test-m0")).read_bytes() == (OUT / NRF51.firmware.elf).read_bytes()
+
+
+def test_a_stateful_model_in_flash_runs_like_pytorch_on_the_m0(flashed, m0):
+    """16 streams of 6 steps, time-major; the M0's 4 KB arena holds fewer streams, so they go in groups, each
+    from zero state. Every step within 1e-4 of PyTorch, the model run from flash (nothing uploaded)."""
+    net, model = m0
+    x = np.random.default_rng(3).normal(0, 1, (STREAMS, STEPS, 1)).astype(np.float32)
+    with torch.no_grad():
+        want = net(torch.from_numpy(x)).numpy()
+    with open_device(config.board("test-m0")) as device:
+        result = device.run(model, [np.ascontiguousarray(x.transpose(1, 0, 2)).reshape(STEPS * STREAMS, 1)],
+                            batch=STREAMS)
+        got = result.outputs[0].reshape(STEPS, STREAMS, -1).transpose(1, 0, 2)
+        assert result.info["model_source"] == "flash" and result.timing["uploaded"] is False
+        assert result.timing["stream_groups"] > 1
+        assert result.info["board"] == "nrf51" and result.info["cycle_counter"] == "timer0"
+        np.testing.assert_allclose(got, want.reshape(got.shape), atol=1e-4, rtol=0)
+
+        other = compiled(sequence_net(1), model.with_name("other.lnnb"))
+        with pytest.raises(DeviceError, match=r"runs only the model in its flash and holds model [0-9a-f]{16}\.\. "):
+            device.run(other, [x[:, 0]], batch=STREAMS)
+
+
+def test_a_failed_flash_leaves_the_emulated_board_as_it_was(flashed, tmp_path):
+    """A damaged image does not boot: the flash fails in one line and the board keeps (and runs) what it had."""
+    board = config.board("test-m0")
+    before = emulated_flash(board).read_bytes()
+    bad = tmp_path / "out"
+    shutil.copytree(OUT, bad, ignore=shutil.ignore_patterns("obj"))
+    elf = bad / NRF51.firmware.elf
+    elf.write_bytes(elf.read_bytes()[:100])
+    with pytest.raises(LnnedgeError) as failed:  # the emulator refuses it or dies on it: either way, one line
+        flash("test-m0", bad)
+    assert "\n" not in str(failed.value).strip()
+    assert emulated_flash(board).read_bytes() == before
+    with open_device(board) as device:
+        assert device.link.device_info()["image_crc"] == flashed.image_crc
+
+
+def test_the_real_flashers_command_lines(boards, tmp_path):
+    elf, image = tmp_path / "fw.elf", tmp_path / "fw.bin"
+    assert flasher_command(config.board("test-pyocd"), elf, image) == [
+        "pyocd", "load", "-t", "stm32f405rg", "-u", "0669FF555052836687031138", "--format", "elf", str(elf)]
+    assert flasher_command(config.board("test-openocd"), elf, image) == [
+        "openocd", "-f", "interface/stlink.cfg", "-f", "target/stm32f4x.cfg", "-c", "adapter serial 066DFF49",
+        "-c", f"program {elf} verify reset exit"]
+    assert flasher_command(config.board("test-stflash"), elf, image) == [
+        "st-flash", "--serial", "0x3f", "--reset", "write", str(image), "0x08000000"]
+    with pytest.raises(FlashError, match="has no flasher"):
+        flasher_command(config.board("test-m0"), elf, image)
+
+
+def stand_in(directory: Path, name: str, body: str) -> None:
+    """A stand-in for a flasher program: no probe or board is attached to this machine, so the real tools cannot
+    run; this script takes their place on PATH to fail (or pretend to succeed) the way they do."""
+    path = directory / name
+    path.write_text(f"#!/bin/sh\n# stand-in for {name}: no debug probe exists here\n{body}\n")
+    path.chmod(0o755)
+
+
+def test_a_missing_or_failing_flasher_ends_in_one_line_and_nothing_is_reported_flashed(boards, flashed, tmp_path,
+                                                                                         monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    # the program missing: the task itself, one line on stderr, exit 1
+    proc = subprocess.run([sys.executable, "-m", "invoke", "flash", "--board", "test-pyocd"], cwd=ROOT,
+                          capture_output=True, text=True, env={**os.environ, "PATH": f"{bin_dir}:/usr/bin:/bin"})
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().count("\n") == 0
+    assert "pyocd not found" in proc.stderr and "nothing was written" in proc.stderr
+    # a non-zero exit, with the tool's last words
+    stand_in(bin_dir, "openocd", 'echo "Open On-Chip Debugger 0.12.0"; echo "Error: open failed" >&2; exit 1')
+    with pytest.raises(FlashError) as failed:
+        flash("test-m0-openocd", OUT)
+    assert "openocd failed (exit 1): Error: open failed" in str(failed.value)
+    assert "\n" not in str(failed.value)
+    # a tool that says it wrote the image, but the board (here the emulated M0 on the serial port) still runs
+    # the old one: the INFO check refuses to call that flashed
+    stand_in(bin_dir, "st-flash", 'echo "Flash written and verified! jolly good!"; exit 0')
+    new = tmp_path / "new"
+    shutil.copytree(OUT, new, ignore=shutil.ignore_patterns("obj"))
+    image = bytearray((new / NRF51.firmware.bin).read_bytes())
+    image[-1] ^= 0xFF
+    (new / NRF51.firmware.bin).write_bytes(bytes(image))
+    with Emulator(NRF51, emulated_flash(config.board("test-m0"))) as emu:
+        text = BOARDS.replace('"PORT"', f'"{emu.url}"')
+        boards.write_text(text)
+        try:
+            with pytest.raises(FlashError, match="runs another image after flashing: image_crc "):
+                flash("test-m0-stflash", new)
+        finally:
+            boards.write_text(BOARDS)
