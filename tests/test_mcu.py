@@ -212,5 +212,9 @@ def test_a_missing_or_failing_flasher_ends_in_one_line_and_nothing_is_reported_f
         try:
             with pytest.raises(FlashError, match="runs another image after flashing: image_crc "):
                 flash("test-m0-stflash", new)
+            # and when the board does run what the tool was given, the same path succeeds
+            done = flash("test-m0-stflash", OUT)
+            assert done.how.startswith("st-flash --reset write ") and done.how.endswith(" 0x00000000")
+            assert done.image_crc == flashed.image_crc
         finally:
             boards.write_text(BOARDS)
