@@ -1,5 +1,8 @@
 """Lower each `ode` node to bounded loops that run one solver step per iteration.
 
+The adaptive methods (dopri5, bosh3, adaptive_heun, fehlberg2, dopri8) become one LOOPW whose trips are
+torchdiffeq's attempted steps: see lower_adaptive. The rest of this docstring is about the fixed-grid methods.
+
 The dynamics graph is inlined once per evaluation of f in a step (1 for euler, 2 for midpoint, 4 for rk4, 1 + the
 corrector iterations for implicit_adams) into a loop body, so the code does not grow with the number of time
 steps. A step's coefficients (dt, and what is computed from it) are rows of step tables computed here in float32
@@ -332,13 +335,13 @@ def _tolerance(node: Node, name: str) -> float:
 class _Adaptive:
     """Builds torchdiffeq's RKAdaptiveStepsizeODESolver (rk_common.py, misc.py, interp.py) operation by operation
     in float32, per batch row: the state's values in the precision torchdiffeq uses for them, its time values
-    (t, dt, the controller's factor; float64 in torchdiffeq) in float32 too, the VM having no float64."""
+    (t, dt, the controller's factor; float64 in torchdiffeq) in float32 too, the VM having no float64. The
+    stages' times (tableau alpha) are not needed: the dynamics do not read t (autonomous, as for every method)."""
 
-    def __init__(self, b: _BodyBuilder, node: Node, method: str):
+    def __init__(self, b: _BodyBuilder, method: str):
         solver = _SOLVER_CLASSES[method]
         tableau = solver.tableau
         f32 = lambda v: [np.float32(x) for x in v.to(torch.float32).tolist()]  # noqa: E731 (torchdiffeq's .to)
-        self.alpha = f32(tableau.alpha)
         self.beta = [f32(row) for row in tableau.beta]
         self.c_sol = f32(tableau.c_sol)
         self.c_error = f32(tableau.c_error)
@@ -347,7 +350,6 @@ class _Adaptive:
         self.fsal = bool(tableau.c_sol[-1] == 0 and (tableau.c_sol[:-1] == tableau.beta[-1]).all())
         self.order = solver.order
         self.b = b
-        self.node = node
 
     def weighted(self, y0: str, ks: list[str], coefficients: list[np.float32], dt: str) -> str:
         """y0 + torch.sum(k * (c * dt), dim=-1) (y0 None: the sum alone): each product k_j * float32(c_j * dt),
@@ -465,7 +467,7 @@ def lower_adaptive(node: Node, method: str, options: dict, h0_type: TensorType |
     row = TensorType((h0_type.shape[0], 1), h0_type.batched)
 
     init = _BodyBuilder(f"{out}/init", out, node.attr("dynamics"), args, node.source)
-    solver = _Adaptive(init, node, method)
+    solver = _Adaptive(init, method)
     rtol = init.scalar("rtol", _tolerance(node, "rtol"))
     atol = init.scalar("atol", _tolerance(node, "atol"))
     f0 = init.f(h0)
