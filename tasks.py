@@ -157,7 +157,7 @@ def flash(c, board=None):
     (pyocd, openocd, st-flash; a QEMU board's emulated flash), reset it, and succeed only when the board answers
     INFO with the image's CRC-32 and the resident model's digest."""
     from lnnedge import console
-    from lnnedge.flash import flash as flash_board
+    from lnnedge.devices.flashing import flash as flash_board
 
     report = flash_board(board)
     console.show(console.Listing(("", ""), report.rows()))

@@ -172,14 +172,14 @@ def _stop_all() -> None:
 
 class EmulatorDevice(SerialDevice):
     """A qemu-system board: the emulator starts at the first verb that talks to the board and stops on close().
-    It boots the board's flash, the image `invoke flash` last wrote to it (flash.emulated_flash), else the
+    It boots the board's flash, the image `invoke flash` last wrote to it (flashing.emulated_flash), else the
     target's build (`program`)."""
 
     kind = "emulator"
     emulated = True
 
     def __init__(self, board: Board, program: Path):
-        from ..flash import emulated_flash
+        from .flashing import emulated_flash
 
         flashed = emulated_flash(board)
         super().__init__(board, flashed if flashed.is_file() else program)

@@ -1,4 +1,5 @@
 """`invoke flash --board B`: write a firmware target's image to a board, check it is the one written, reset it.
+(Here, in the devices package: how a board is written depends on its kind.)
 
 Real boards (transport serial, `flasher:` in boards.yaml) are written by an existing tool:
 
@@ -29,12 +30,12 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import config
-from .artifacts import MissingArtifact
-from .build import output_dir, resident
-from .config import Board, FlasherSettings, Target
-from .errors import LnnedgeError
-from .paths import BUILD_DIR
+from .. import config
+from ..artifacts import MissingArtifact
+from ..build import output_dir, resident
+from ..config import Board, FlasherSettings, Target
+from ..errors import LnnedgeError
+from ..paths import BUILD_DIR
 
 
 class FlashError(LnnedgeError, RuntimeError):
@@ -124,7 +125,7 @@ def _check_answer(board: Board, info: dict, image: bytes, record: dict | None) -
 
 
 def _ask(board: Board, url: str) -> dict:
-    from .devices.serial import SerialLink
+    from .serial import SerialLink
 
     s = board.serial
     kwargs = {"timeout": s.frame_timeout, "retries": s.retries, "baudrate": s.baudrate} if s else {}
@@ -167,7 +168,7 @@ def flash(board_name: str | None, out: Path | None = None) -> FlashReport:
 
 def _flash_emulated(board: Board, elf: Path, image: bytes, record: dict | None) -> str:
     """Copy, check the copy, boot it, ask INFO; only then is it the board's flash."""
-    from .devices.emulator import Emulator
+    from .emulator import Emulator
 
     dest = emulated_flash(board)
     dest.parent.mkdir(parents=True, exist_ok=True)
