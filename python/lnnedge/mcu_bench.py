@@ -12,7 +12,7 @@ too) only every 5-6 M instructions: the median over the rows never holds one. Th
 cycles: QEMU gives every instruction the same time, a real Cortex-M4 takes 1 to 12+ cycles for one.
 
 Multiply-adds per inference are counted by running the reference VM once on the model (every LINEAR/MATMUL
-family product's output elements × its inner dimension).
+family product's output elements × its inner dimension, CONV2D's output elements × C·KH·KW).
 """
 
 from __future__ import annotations
@@ -49,6 +49,8 @@ class _CountingVM(RefVM):
         if name in _PRODUCTS:
             # every output element is one dot product over the first operand's last dimension
             self.macs += sum(int(d.size) for d in dsts) * int(args[0].shape[-1])
+        elif name == "CONV2D":  # w (O, C, KH, KW): C * KH * KW products per output element
+            self.macs += int(dsts[0].size) * int(np.prod(args[1].shape[1:]))
         return out
 
 

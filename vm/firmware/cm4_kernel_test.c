@@ -4,7 +4,8 @@
  * Cortex-M4F board and run under QEMU with semihosting
  * (tests/test_cm4_kernels.py), which prints its lines and exits with its
  * status. Only what the set replaces:
- *   linear_t, linear_tq8  within 1e-5 sum |x w| (+ |bias|) of the scalar
+ *   linear, linear_t, linear_tq8
+ *                         within 1e-5 sum |x w| (+ |bias|) of the scalar
  *                         kernel (the set fuses the multiply-adds, as the
  *                         AVX2 and AArch64 NEON sets do), NaN / inf alike,
  *                         the floats between m and ldy and after the last
@@ -193,6 +194,47 @@ static uint32_t product_case(int q8)
     return bad != 0;
 }
 
+/* LINEAR / MATMUL_NT: w is m rows of k, y rows of m */
+static uint32_t linear_case(void)
+{
+    static const size_t ks[] = {1, 3, 7, 8, 9, 16, 33, 64, 67};
+    const size_t rows = 1 + rnd() % MAXR, k = ks[rnd() % (sizeof ks / sizeof ks[0])];
+    const size_t m = 1 + rnd() % 70, off = rnd() % 2;
+    const int bias = (int)(rnd() % 2), special = (int)(rnd() % 6);
+    const float scale = rnd() % 4 == 0 ? 1e3f : 1.0f;
+    for (size_t i = 0; i < rows * k + 1; i++)
+        xs[i] = uniform(-1.0f, 1.0f) * scale;
+    for (size_t i = 0; i < m * k + 1; i++)
+        ws[i] = uniform(-1.0f, 1.0f);
+    for (size_t j = 0; j < m + 1; j++)
+        bs[j] = uniform(-1.0f, 1.0f);
+    if (special == 1)
+        xs[off + rnd() % (rows * k)] = NAN;
+    if (special == 2) { /* +inf times positive weights */
+        xs[off + rnd() % (rows * k)] = INFINITY;
+        for (size_t i = 0; i < m * k + 1; i++)
+            ws[i] = fabsf(ws[i]);
+    }
+    for (size_t i = 0; i < rows * m + GUARD; i++)
+        ys[i] = yk[i] = untouched;
+    lnn_linear_params p = {ys, xs + off, ws + off, bias ? bs + off : NULL, rows, k, m};
+    lnn_kernels_scalar.linear(&p);
+    p.y = yk;
+    lnn_kernels_cm4.linear(&p);
+    uint32_t bad = 0;
+    for (size_t r = 0; r < rows; r++) {
+        for (size_t j = 0; j < m; j++) {
+            float mag = bias ? fabsf(bs[off + j]) : 0.0f;
+            for (size_t i = 0; i < k; i++)
+                mag += fabsf(xs[off + r * k + i] * ws[off + j * k + i]);
+            bad += off_bound(yk[r * m + j], ys[r * m + j], mag);
+        }
+    }
+    for (size_t i = rows * m; i < rows * m + GUARD; i++)
+        bad += bits(yk[i]) != bits(untouched);
+    return bad != 0;
+}
+
 /* ---- the LTC step's fused form ------------------------------------------------------ */
 
 enum { EW_MAX = 8 * 70 };
@@ -284,6 +326,10 @@ int main(void)
     put("; lnn_init picks ");
     put(lnn_kernels_select()->isa);
     put("\n");
+    for (uint32_t c = 0; c < PRODUCT_CASES; c++)
+        bad += linear_case();
+    report("cm4 linear vs scalar (1e-5 sum |x w|)", PRODUCT_CASES, bad);
+    bad = 0;
     for (uint32_t c = 0; c < PRODUCT_CASES; c++)
         bad += product_case(0);
     report("cm4 linear_t vs scalar (1e-5 sum |x w|)", PRODUCT_CASES, bad);

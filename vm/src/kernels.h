@@ -395,6 +395,7 @@ void lnn_lt__scalar(const lnn_binary_params *p);
 LNN_KERNEL_PROTOS(neon);
 #endif
 #if LNN_HAVE_CM4 /* kernels_cm4.c: its products; the rest of its table is scalar */
+void lnn_linear__cm4(const lnn_linear_params *p);
 void lnn_linear_t__cm4(const lnn_linear_t_params *p);
 void lnn_linear_tq8__cm4(const lnn_linear_q8_params *p);
 extern const lnn_kernels lnn_kernels_cm4;
