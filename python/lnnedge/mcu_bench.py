@@ -175,7 +175,8 @@ def table(build_dir: Path) -> str:
         data = json.loads(path.read_text())
         if "icount_shift" not in data:
             continue
-        for scheme, r in data["results"].items():
+        rows_of = [*data["results"].items(), *data.get("scalar_results", {}).items()]
+        for scheme, r in rows_of:
             if "refused" in r:
                 rows.append(f"| {data['model']} | {data['board']} ({data['cpu']}) | {scheme} | — | refused: "
                             f"{r['refused'].split(': ', 1)[-1]} | | |")

@@ -3,6 +3,7 @@ missing), and the MATMUL kernel alone."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from .. import bench as measure
@@ -48,13 +49,20 @@ def bench_board(model: str, board: str, progress: Progress = silent) -> tuple[di
         if not model_file(recipe.name, scheme).is_file():
             compile_model(model, scheme)
         files[scheme] = model_file(recipe.name, scheme)
-    if str(target.firmware.variables.get("MODEL_MAX", "1")) == "0":
-        images = {scheme: build_firmware(target, lambda _line: None, path, BUILD_DIR / "bench" / f"{board}-{scheme}")
-                  .runner for scheme, path in files.items()}
-    else:
-        image = build_firmware(target, lambda _line: None, None, BUILD_DIR / "bench" / board).runner
-        images = dict.fromkeys(files, image)
-    data = mcu_bench.bench(config.board(board), recipe.name, files, progress, images)
+    # the baseline: the same firmware with the scalar kernels only (no cm4 set), beside the target's build
+    scalar = replace(target, firmware=replace(target.firmware, variables={
+        **target.firmware.variables,
+        "EXTRA_CFLAGS": f"{target.firmware.variables.get('EXTRA_CFLAGS', '')} -DLNN_HAVE_CM4=0".strip()}))
+    runs = {}
+    for name, t in (("kernels", target), ("scalar", scalar)):
+        out = BUILD_DIR / "bench" / (board if name == "kernels" else f"{board}-scalar")
+        if str(t.firmware.variables.get("MODEL_MAX", "1")) == "0":
+            images = {scheme: build_firmware(t, lambda _line: None, path, out.with_name(f"{out.name}-{scheme}")).runner
+                      for scheme, path in files.items()}
+        else:
+            images = dict.fromkeys(files, build_firmware(t, lambda _line: None, None, out).runner)
+        runs[name] = mcu_bench.bench(config.board(board), recipe.name, files, progress, images)
+    data = {**runs["kernels"], "scalar_results": runs["scalar"]["results"]}
     return data, mcu_bench.save(data, BUILD_DIR)
 
 
