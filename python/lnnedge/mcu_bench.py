@@ -79,31 +79,34 @@ def instructions(ticks: float, clock_hz: float, shift: int) -> int:
     return round(ticks / ticks_per_instruction(clock_hz, shift))
 
 
-def _bench_board(board: Board, shift: int) -> Board:
-    """The board with its target's QEMU icount shift replaced: the bench's own emulator."""
-    target = board.target
-    if board.transport != "qemu-system" or target.qemu is None:
+def _emulated(board: Board):
+    """The board as an EmulatorDevice (nothing started yet); refused when it is not emulated firmware."""
+    from .devices import open_device
+    from .devices.emulator import EmulatorDevice
+
+    device = open_device(board)
+    if not isinstance(device, EmulatorDevice):
+        device.close()
         raise McuBenchError(f"board {board.name} is not an emulated microcontroller (transport qemu-system): "
                             "instruction counts need QEMU's -icount; time a Linux board with `invoke bench`")
-    qemu = dataclasses.replace(target.qemu, icount=shift)
-    return dataclasses.replace(board, target=dataclasses.replace(target, qemu=qemu))
+    return device
 
 
 def count(board: Board, model: Path, shift: int | None = None, image: Path | None = None) -> dict:
     """Instructions per inference of `model` (its bundled test rows, batch 1) on the emulated `board` running
     `image` (default: the target's build, made when missing or stale), under -icount shift=`shift` (default
     bench_shift of the target's clock)."""
-    from .devices.emulator import Emulator, EmulatorDevice
+    from .devices.emulator import Emulator
 
-    _bench_board(board, 0)  # refuses a board that is not emulated firmware, before its clock is asked
+    device = _emulated(board)
     if shift is None:
         shift = bench_shift(board.target.clock_hz)
-
-    bench_board = _bench_board(board, shift)
-    program = image or ensure_built(board.target, say=lambda _line: None)
-    device = EmulatorDevice(board, program)
-    # the target's own build, not what `invoke flash` last wrote to the board (a selective image for one model)
-    device.emulator = Emulator(bench_board.target, program)
+    target = board.target
+    bench_target = dataclasses.replace(target, qemu=dataclasses.replace(target.qemu, icount=shift))
+    program = image or ensure_built(target, say=lambda _line: None)
+    # the bench's own emulator: its shift, and the target's build, not what `invoke flash` last wrote to the
+    # board (a selective image for one model)
+    device.emulator = Emulator(bench_target, program)
     inputs, tests = bundled_tests(model)
     try:
         result = device.run(model, inputs, batch=1)
@@ -131,7 +134,7 @@ def bench(board: Board, model_name: str, files: dict[str, Path], progress: Progr
           images: dict[str, Path] | None = None) -> dict:
     """Instructions per inference and per multiply-add for each weight format's file on the board, running
     images[format] (default: the target's build)."""
-    _bench_board(board, 0)
+    _emulated(board).close()  # refused before the clock of a board without one is asked
     shift = bench_shift(board.target.clock_hz)
     results = {}
     bar = progress(f"{model_name} on {board.name} (qemu -icount shift={shift})", len(files), "weight format")
