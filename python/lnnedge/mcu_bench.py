@@ -79,6 +79,11 @@ def instructions(ticks: float, clock_hz: float, shift: int) -> int:
     return round(ticks / ticks_per_instruction(clock_hz, shift))
 
 
+def check_board(board: Board) -> None:
+    """Refuses (McuBenchError) a board that is not an emulated microcontroller."""
+    _emulated(board).close()
+
+
 def _emulated(board: Board):
     """The board as an EmulatorDevice (nothing started yet); refused when it is not emulated firmware."""
     from .devices import open_device
@@ -134,7 +139,7 @@ def bench(board: Board, model_name: str, files: dict[str, Path], progress: Progr
           images: dict[str, Path] | None = None) -> dict:
     """Instructions per inference and per multiply-add for each weight format's file on the board, running
     images[format] (default: the target's build)."""
-    _emulated(board).close()  # refused before the clock of a board without one is asked
+    check_board(board)  # before the clock of a board without one is asked
     shift = bench_shift(board.target.clock_hz)
     results = {}
     bar = progress(f"{model_name} on {board.name} (qemu -icount shift={shift})", len(files), "weight format")

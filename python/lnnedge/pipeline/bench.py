@@ -43,6 +43,7 @@ def bench_board(model: str, board: str, progress: Progress = silent) -> tuple[di
     from ..build import build_firmware
 
     recipe = recipes.load(model)
+    mcu_bench.check_board(config.board(board))
     target = config.board(board).target
     files = {"float32": compiled_file(recipe)}
     for scheme in quantize.SCHEMES:
