@@ -39,7 +39,7 @@ def test_bad_target_file_names_file_key_and_value(tmp_path, monkeypatch, text, p
 @pytest.mark.parametrize("edit, field", [
     (lambda r: r["model"].pop("hidden"), "model.hidden: is missing"),
     (lambda r: r["model"].update(hidden="many"), "model.hidden: must be an integer"),
-    (lambda r: r["model"]["solver"].update(method="dopri5"), "model.solver.method: must be one of"),
+    (lambda r: r["model"]["solver"].update(method="scipy_solver"), "model.solver.method: must be one of"),
     (lambda r: r["data"].update(range=[3, 1]), r"data.range\[0\]: high must be greater"),
     (lambda r: r["training"].update(lr=-1), "training.lr: must be > 0"),
 ])
