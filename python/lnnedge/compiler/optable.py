@@ -184,7 +184,8 @@ _TABLE: tuple[Op, ...] = (
     Op("reduce_mean", "REDUCE_MEAN", shapes.reduce, (A.mean.dim,), rules.reduce, "over dims", param=_input_axis),
     # graph-carrying ops
     Op("ode", targets=(torch.ops.lnnedge.ode_block.default,), capture=rules.ode,
-       note="ODEBlock: euler, midpoint, rk4, explicit_adams, implicit_adams; step_size"),
+       note="ODEBlock: euler, midpoint, rk4, explicit_adams, implicit_adams (step_size); dopri5, bosh3, "
+            "adaptive_heun, fehlberg2, dopri8 (rtol, atol)"),
     Op("loop"),
     # recurrent cells: expanded into products, gates and element-wise nodes (recurrent_rules.py)
     Op("lstm_cell", targets=(A.lstm_cell.default,), capture=recurrent_rules.lstm_cell, ir=False,
