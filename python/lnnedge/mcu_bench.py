@@ -1,15 +1,16 @@
 """Instruction counts as a deterministic benchmark on emulated microcontrollers (`invoke bench --board qemu-m4`).
 
 The firmware times each inference with its cycle counter (vm/firmware/cycles_v7m.c): under QEMU 7.2 that is
-SysTick on the core clock, and QEMU's `-icount shift=s` makes the emulated clock advance exactly 2^s ns per
-executed guest instruction (QEMU docs, "TCG Instruction Counting": QEMU_CLOCK_VIRTUAL is computed from the
-instruction count). So SysTick ticks = instructions × 2^s ns × clock_hz, and the instruction count is
-ticks / (2^s × clock_hz / 1e9). The bench boots its own emulator with the smallest shift that makes an
-instruction at least two SysTick ticks (bench_shift: 7 on the 25 MHz MPS2+, 4 on the 168 MHz STM32F405), so
-rounding gives the exact number of instructions between the firmware's two counter reads around lnn_run,
-repeatable from run to run, while the 24-bit SysTick wraps (its interrupt handler's few instructions count
-too) only every 5-6 M instructions: the median over the rows never holds one. They are instructions, not
-cycles: QEMU gives every instruction the same time, a real Cortex-M4 takes 1 to 12+ cycles for one.
+SysTick on the core clock (the nRF51: TIMER0 at 16 MHz), and QEMU's `-icount shift=s` makes the emulated clock
+advance exactly 2^s ns per executed guest instruction (QEMU docs, "TCG Instruction Counting":
+QEMU_CLOCK_VIRTUAL is computed from the instruction count). So counter ticks = instructions × 2^s ns ×
+clock_hz, and the instruction count is ticks / (2^s × clock_hz / 1e9). The bench boots its own emulator with
+the smallest shift that makes an instruction at least two SysTick ticks (bench_shift: 7 on the 25 MHz MPS2+, 4
+on the 168 MHz STM32F405), so rounding gives the exact number of instructions between the firmware's two
+counter reads around lnn_run, repeatable from run to run, while the 24-bit SysTick wraps (its interrupt
+handler's few instructions count too) only every 5-6 M instructions: the median over the rows never holds one.
+They are instructions, not cycles: QEMU gives every instruction the same time, a real Cortex-M4 takes 1 to 12+
+cycles for one.
 
 Multiply-adds per inference are counted by running the reference VM once on the model (every LINEAR/MATMUL
 family product's output elements × its inner dimension, CONV2D's output elements × C·KH·KW).
@@ -118,9 +119,9 @@ def count(board: Board, model: Path, shift: int | None = None, image: Path | Non
     finally:
         device.close()
     clock = float(result.timing["clock_hz"])
-    if result.timing.get("cycle_counter") != "systick":
-        raise DeviceError(f"board {board.name} counts with {result.timing.get('cycle_counter')}, not SysTick: "
-                          "its counts would not follow QEMU's instruction count")
+    if result.timing.get("cycle_counter") not in ("systick", "timer0"):
+        raise McuBenchError(f"board {board.name} counts with {result.timing.get('cycle_counter')}, not SysTick "
+                            "or TIMER0: its counts would not follow QEMU's instruction count")
     outputs = np.concatenate([o.reshape(len(tests.outputs), -1) for o in result.outputs], axis=1)
     err = float(np.max(np.abs(outputs.astype(np.float64) - tests.outputs)))
     return {
@@ -186,8 +187,8 @@ def table(build_dir: Path) -> str:
         rows_of = [*data["results"].items(), *data.get("scalar_results", {}).items()]
         for scheme, r in rows_of:
             if "refused" in r:
-                rows.append(f"| {data['model']} | {data['board']} ({data['cpu']}) | {scheme} | — | refused: "
-                            f"{r['refused'].split(': ', 1)[-1]} | | |")
+                rows.append(f"| {data['model']} | {data['board']} ({data['cpu']}) | {scheme} | — | "
+                            f"{r['refused']} | | |")
                 continue
             rows.append(f"| {data['model']} | {data['board']} ({data['cpu']}) | {scheme} | {r['isa']} | "
                         f"{r['instructions_median']:,} | {r['macs']:,} | {r['instructions_per_mac']:.2f} |")

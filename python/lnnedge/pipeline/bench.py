@@ -56,6 +56,9 @@ def bench_board(model: str, board: str, progress: Progress = silent) -> tuple[di
         "EXTRA_CFLAGS": f"{target.firmware.variables.get('EXTRA_CFLAGS', '')} -DLNN_HAVE_CM4=0".strip()}))
     runs = {}
     for name, t in (("kernels", target), ("scalar", scalar)):
+        if name == "scalar" and all(r.get("isa", "scalar") == "scalar" for r in runs["kernels"]["results"].values()):
+            runs["scalar"] = {"results": {}}  # a core without the cm4 set: the same firmware
+            break
         out = BUILD_DIR / "bench" / (board if name == "kernels" else f"{board}-scalar")
         if str(t.firmware.variables.get("MODEL_MAX", "1")) == "0":
             images = {scheme: build_firmware(t, lambda _line: None, path, out.with_name(f"{out.name}-{scheme}")).runner
