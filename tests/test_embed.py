@@ -204,9 +204,11 @@ def test_cortex_m_example_runs_under_qemu_and_matches_the_host_scalar_vm(m4_pref
                          f"-DCMAKE_PREFIX_PATH={prefix}", f"-DMODEL_DIR={exported}", "-DCMAKE_BUILD_TYPE=Release")
     assert "warning" not in output.lower()
     stdout = run(*QEMU_M4, build_dir / "lnn_m4_app.elf", timeout=120)  # semihosting exit 0: passed
-    assert stdout.rstrip().endswith("isa scalar, 16 cases, PASSED")
-    # the Cortex-M4F runs the scalar kernels: bit for bit what the host's scalar set gives
-    np.testing.assert_array_equal(app_outputs(stdout), host_outputs(softmax_model, host_build.library, "scalar"))
+    assert stdout.rstrip().endswith("isa cm4, 16 cases, PASSED")
+    # the Cortex-M4F runs the cm4 set (vm/src/kernels_cm4.c): its products fuse the multiply-adds, so it is
+    # within the products' rounding of what the host's scalar set gives, not bit for bit
+    np.testing.assert_allclose(app_outputs(stdout), host_outputs(softmax_model, host_build.library, "scalar"),
+                               rtol=0, atol=1e-6)
 
 
 def test_platformio_manifest_follows_the_library_json_schema():
