@@ -189,14 +189,16 @@ def run(c, model=None, board=None, inputs="", quant=None, file=None):
             "junit": "also write the verdicts as JUnit XML to this file, a test case per board (for CI)",
             "file": FILE_HELP + ": held to the test set bundled in it", "module": "with --file: " + MODULE_HELP
             + ", also held to on --test-data's inputs", "weights": "with --module: its state_dict (torch.save)",
-            "test-data": "with --module: an .npz of inputs (`inputs`, or inputs_0, inputs_1...) to compare on"})
+            "test-data": "with --module: an .npz of inputs (`inputs`, or inputs_0, inputs_1...) to compare on",
+            "count": "with a labgrid board (lg:tags=... or transport: labgrid): how many free places to use at once"})
 @step
 def verify(c, model=None, board=None, trace=False, row="0", quant=None, junit=None, file=None, module=None,
-           weights=None, test_data=None):
+           weights=None, test_data=None, count=None):
     """Compare the device with PyTorch on the recipe's verify points (or a compiled --file's bundled test set);
     exit 1 unless within tolerance."""
     from lnnedge import console
-    from lnnedge.args import count
+    from lnnedge.args import count as parse_count
+    from lnnedge.args import optional_count
     from lnnedge.pipeline.reports import FleetReport
     from lnnedge.pipeline.run import trace_row
     from lnnedge.pipeline.verify import failure_message
@@ -206,7 +208,7 @@ def verify(c, model=None, board=None, trace=False, row="0", quant=None, junit=No
         _verify_file(file, board, module, weights, test_data, trace or quant or junit)
         return
     if trace:
-        traced = trace_row(model, board, count(row, "--row", 0), quant)
+        traced = trace_row(model, board, parse_count(row, "--row", 0), quant)
         console.show(traced)
         if not traced.passed:
             raise Exit("error: the device and the references part ways (see the first mismatch above)", code=1)
@@ -216,7 +218,7 @@ def verify(c, model=None, board=None, trace=False, row="0", quant=None, junit=No
 
         report = verify_to_junit(Path(junit), model, board, quant)
     else:
-        report = run_verify(model, board, quant)
+        report = run_verify(model, board, quant, optional_count(count, "--count"))
     console.show(report)
     if isinstance(report, FleetReport):
         if report.failed:
@@ -252,9 +254,10 @@ def _verify_file(file, board, module, weights, test_data, recipe_only) -> None:
 
 
 @task(help={"model": MODEL_HELP, "board": "a board or a group of boards in boards.yaml", "quant": QUANT_HELP,
-            "force": "deploy a quantized model even without a passed quantize-check", "file": FILE_HELP})
+            "force": "deploy a quantized model even without a passed quantize-check", "file": FILE_HELP,
+            "count": "with a labgrid board (lg:tags=... or transport: labgrid): how many free places to use at once"})
 @step
-def deploy(c, model=None, board=None, quant=None, force=False, file=None):
+def deploy(c, model=None, board=None, quant=None, force=False, file=None, count=None):
     """Upload the target's VM and the compiled model; activate only after a smoke test passes on the device.
     A quantized model (--quant int8|f16) needs a passed `invoke quantize-check --quant` of it unless --force."""
     from lnnedge import console
@@ -267,9 +270,10 @@ def deploy(c, model=None, board=None, quant=None, force=False, file=None):
             raise UsageError("--quant and --force go with a recipe (--model), not --file")
         report = deploy_file(file, board)
     else:
+        from lnnedge.args import optional_count
         from lnnedge.pipeline.deploy import deploy as deploy_model
 
-        report = deploy_model(model, board, quant, force)
+        report = deploy_model(model, board, quant, force, optional_count(count, "--count"))
     console.show(report)
     if report.failed:
         raise Exit(f"error: deploy failed on {', '.join(report.failed)}; the summary above says what is live on each",
@@ -338,14 +342,16 @@ def bench_matmul(c, size="256", runs="9"):
     console.show(run_matmul(count(size, "--size"), count(runs, "--runs")))
 
 
-@task(help={"board": "a board or a group of boards in boards.yaml"})
+@task(help={"board": "a board or a group of boards in boards.yaml",
+            "count": "with a labgrid board (lg:tags=... or transport: labgrid): how many free places to use at once"})
 @step
-def status(c, board=None):
+def status(c, board=None, count=None):
     """Show what is deployed on a board: model hash, VM version, target, when."""
     from lnnedge import console
+    from lnnedge.args import optional_count
     from lnnedge.pipeline.deploy import status as board_status
 
-    report = board_status(board)
+    report = board_status(board, optional_count(count, "--count"))
     console.show(report)
     if report.failed:
         raise Exit("error: could not read the status of every board", code=1)

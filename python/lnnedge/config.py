@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
@@ -112,6 +112,19 @@ class SerialSettings:
 
 
 @dataclass(frozen=True)
+class LabgridSettings:
+    """A board of a labgrid lab (transport: labgrid): which place, and how to talk to what the place exports.
+    The SSH and serial settings are templates: host, port, user (SSH) and the port URL (serial) come from the
+    place's NetworkService / NetworkSerialPort once it is acquired (lnnedge.devices.labgrid)."""
+    coordinator: str  # host:port of the labgrid-coordinator
+    place: str  # the place's name; "" : any free place with the tags
+    tags: tuple[str, ...]  # "key=value" (the tag has this value) or "key" (the place has the tag)
+    wait: float  # seconds to wait for a free place; 0: a taken place is skipped at once
+    ssh: SSHSettings | None  # for a place with a NetworkService; remote_dir may hold {place}
+    serial: SerialSettings  # for a place with a NetworkSerialPort
+
+
+@dataclass(frozen=True)
 class Target:
     name: str
     description: str
@@ -144,6 +157,7 @@ class Board:
     memory: dict = field(default_factory=dict)  # {"ram": bytes, "flash": bytes}, where recorded
     serial: SerialSettings | None = None
     flasher: FlasherSettings | None = None  # a serial board `invoke flash` can write
+    labgrid: LabgridSettings | None = None  # a board reached through a labgrid place (lnnedge.devices.labgrid)
 
     def qemu_command(self) -> tuple[str, ...]:
         """The user-mode emulator prefix for a qemu board: program and CPU model."""
@@ -333,8 +347,59 @@ class SerialBoard(_Board):
 
 
 
+def _tag(value: str) -> str:
+    """A labgrid tag filter: key=value or key (labgrid's tag keys: lower-case letters, digits and '_')."""
+    if not re.fullmatch(r"[a-z][a-z0-9_]+(=[A-Za-z0-9_.-]+)?", value):
+        raise PydanticCustomError("rule", "must be key=value or key (a labgrid tag: lower-case key), got {value}",
+                                  {"value": repr(value)})
+    return value
+
+
+def _lab_remote_dir(value: str) -> str:
+    _remote_dir(value.replace("{place}", "p"))  # checked as the directory of a place named p
+    return value
+
+
+class LabSSH(FileModel):
+    """SSH to a place's NetworkService: everything but host, port and user (those come from the resource)."""
+    key: str = ""
+    agent: Flag = False
+    known_hosts: Text = "~/.ssh/known_hosts"
+    remote_dir: Annotated[str, Field(strict=True), AfterValidator(_lab_remote_dir)]  # {place}: the place's name
+    command_prefix: Annotated[str, Field(strict=True), AfterValidator(_command_prefix)] = ""
+    timeouts: SSHTimeouts = SSHTimeouts()
+
+    @model_validator(mode="after")
+    def _authentication(self) -> LabSSH:
+        if not self.key and not self.agent:
+            raise rule("give a 'key' file or 'agent: true' for SSH authentication")
+        return self
+
+
+class LabSerial(FileModel):
+    timeouts: SerialTimeouts = SerialTimeouts()
+    retries: Int(ge=1, le=100) = 6
+
+
+class LabgridBoard(_Board):
+    transport: Literal["labgrid"]
+    coordinator: Annotated[str, Field(strict=True), AfterValidator(_host)] = ""  # default: $LG_COORDINATOR
+    place: Name | None = None
+    tags: tuple[Annotated[str, AfterValidator(_tag)], ...] = ()
+    wait: Annotated[float, Field(ge=0, le=86400)] = 0.0
+    ssh: LabSSH | None = None
+    serial: LabSerial = LabSerial()
+
+    @model_validator(mode="after")
+    def _which_place(self) -> LabgridBoard:
+        if (self.place is None) == (not self.tags):
+            raise rule("give either 'place' (one place by name) or 'tags' (any free place with them)")
+        return self
+
+
 BOARD_FILES: dict[str, type[_Board]] = {"local": LocalBoard, "qemu": QemuBoard, "ssh": SSHBoard,
-                                        "serial": SerialBoard, "qemu-system": QemuSystemBoard}
+                                        "serial": SerialBoard, "qemu-system": QemuSystemBoard,
+                                        "labgrid": LabgridBoard}
 TRANSPORTS = tuple(BOARD_FILES)
 
 
@@ -344,13 +409,17 @@ class BoardsFile(FileModel):
     # pydantic's union branch); BoardsSchema below shows editors the union
     boards: Annotated[dict[Name, dict[str, Any]], Field(min_length=1)]
     groups: dict[Name, Annotated[list[Name], Field(min_length=1)]] = {}
+    # the lab's defaults for `--board lg:...` (a labgrid board entry without place/tags: coordinator, target,
+    # ssh, serial); checked with the spec's place or tags added
+    labgrid: dict[str, Any] | None = None
 
 
 class BoardsSchema(BoardsFile):
     """boards.yaml for editors (JSON Schema): each board one of the transports' entries."""
 
-    boards: Annotated[dict[Name, Annotated[LocalBoard | QemuBoard | SSHBoard | SerialBoard | QemuSystemBoard,
-                                           Field(discriminator="transport")]], Field(min_length=1)]
+    boards: Annotated[dict[Name, Annotated[LocalBoard | QemuBoard | SSHBoard | SerialBoard | QemuSystemBoard
+                                           | LabgridBoard, Field(discriminator="transport")]],
+                      Field(min_length=1)]
 
 
 def json_schemas() -> dict[str, dict]:
@@ -436,12 +505,13 @@ def _board(name: str, raw: Any, path: Path) -> Board:
                  _serial_settings(entry) if isinstance(entry, SerialBoard) else None, flasher)
 
 
-def _ssh_settings(entry: SSHBoard, path: Path) -> SSHSettings:
+def _ssh_settings(entry: SSHBoard | LabSSH, path: Path) -> SSHSettings:
     def local_path(value: str) -> Path:
         p = Path(os.path.expanduser(value))
         return p if p.is_absolute() else (path.parent / p)
 
-    return SSHSettings(host=entry.host, port=entry.port, user=entry.user,
+    return SSHSettings(host=getattr(entry, "host", ""), port=getattr(entry, "port", 22),
+                       user=getattr(entry, "user", ""),
                        key=local_path(entry.key) if entry.key else None, agent=entry.agent,
                        known_hosts=local_path(entry.known_hosts), remote_dir=entry.remote_dir,
                        command_prefix=tuple(shlex.split(entry.command_prefix)),
@@ -454,10 +524,58 @@ def _serial_settings(entry: SerialBoard) -> SerialSettings:
                           run_timeout=entry.timeouts.run, retries=entry.retries)
 
 
+DEFAULT_COORDINATOR = "127.0.0.1:20408"  # labgrid's default port
+
+
+def _any_board(name: str, raw: Any, path: Path) -> Board:
+    """_board, and for a labgrid entry its place, tags and templates (read from the entry _board checked)."""
+    board = _board(name, raw, path)
+    if board.transport != "labgrid":
+        return board
+    entry = check(LabgridBoard, raw, path, ConfigError, within=("boards", name))
+    return replace(board, labgrid=_labgrid_settings(entry, path))
+
+
+def _labgrid_settings(entry: LabgridBoard, path: Path) -> LabgridSettings:
+    s = entry.serial
+    return LabgridSettings(
+        coordinator=entry.coordinator or os.environ.get("LG_COORDINATOR", DEFAULT_COORDINATOR),
+        place=entry.place or "", tags=entry.tags, wait=entry.wait,
+        ssh=_ssh_settings(entry.ssh, path) if entry.ssh else None,
+        serial=SerialSettings(port="", baudrate=115200, frame_timeout=s.timeouts.frame, run_timeout=s.timeouts.run,
+                              retries=s.retries))
+
+
+def _lab_spec(spec: str, section: dict[str, Any] | None, path: Path) -> Board:
+    """`lg:place=NAME` or `lg:tags=K=V,K[@HOST:PORT]`: a labgrid board from boards.yaml's `labgrid:` defaults.
+    A tag target=T also sets the board's target (else the defaults' target)."""
+    body, _, coordinator = spec[len("lg:"):].partition("@")
+    what, _, value = body.partition("=")
+    if what not in ("place", "tags") or not value:
+        raise ConfigError(f"board {spec!r}: write lg:place=NAME or lg:tags=KEY=VALUE,KEY[@HOST:PORT]")
+    raw = {**(section or {}), "transport": "labgrid"}
+    if what == "place":
+        raw["place"] = value
+    else:
+        raw["tags"] = value.split(",")
+        targets = [t.split("=", 1)[1] for t in raw["tags"] if t.startswith("target=")]
+        if targets:
+            raw["target"] = targets[0]
+    if coordinator:
+        raw["coordinator"] = coordinator
+    if "target" not in raw:
+        raise ConfigError(f"board {spec!r}: no target: add a tag target=T or give labgrid.target in {path}")
+    return _any_board("lg", raw, path)
+
+
+_sections: dict[Path, dict[str, Any] | None] = {}  # each boards file's `labgrid:` defaults, as _load read them
+
+
 def _load(path: Path) -> tuple[dict[str, Board], str, dict[str, list[str]]]:
     """Boards, the default board's name and the groups of one boards file."""
     f = check(BoardsFile, _load_yaml(path), path, ConfigError)
-    boards = {name: _board(name, raw, path) for name, raw in f.boards.items()}
+    boards = {name: _any_board(name, raw, path) for name, raw in f.boards.items()}
+    _sections[path] = f.labgrid
     default = f.default_board or next(iter(boards))
     if default not in boards:
         raise ConfigError(f"{path}: default_board: {default!r} is not a board in the file")
@@ -486,6 +604,8 @@ def resolve(name: str | None, path: Path | None = None) -> list[Board]:
     path = path or boards_file()
     boards, default, groups = _load(path)
     name = name or default
+    if name.startswith("lg:"):
+        return [_lab_spec(name, _sections[path], path)]
     if name in boards:
         return [boards[name]]
     if name in groups:

@@ -6,11 +6,14 @@
 Kinds (board.transport -> kind): local -> local (the runner as a process here), qemu -> qemu-user (behind
 qemu-aarch64/-arm/-x86_64 with the target's CPU model), ssh -> ssh (a Linux board: atomic deploy, then runs),
 serial -> serial (the firmware over a UART), qemu-system -> emulator (the firmware on a board emulated from
-the target's qemu facts, over its emulated UART). A verb a kind cannot do raises CapabilityError.
-fleet.py runs an action over a group of boards in parallel.
+the target's qemu facts, over its emulated UART), labgrid -> the ssh or serial kind of a place of a labgrid
+lab (labgrid.py: `reserve` acquires the places and releases them). A verb a kind cannot do raises
+CapabilityError. fleet.py runs an action over a group of boards in parallel.
 """
 
 from __future__ import annotations
+
+from contextlib import AbstractContextManager
 
 from ..build import runner_path
 from ..config import Board
@@ -26,11 +29,28 @@ from .base import (
 )
 
 __all__ = ["CapabilityError", "Device", "DeviceError", "RunResult", "SmokeResult", "Stream", "bundled_tests",
-           "compare_with_tests", "open_device"]
+           "compare_with_tests", "open_device", "reserve"]
+
+
+def reserve(boards: list[Board], count: int | None = None) -> AbstractContextManager[list[Board]]:
+    """A context manager: the boards with each labgrid board replaced by up to `count` places acquired for it,
+    released when the block ends (lnnedge.devices.labgrid.reserve); other boards as they are."""
+    from .labgrid import reserve as lab_reserve
+
+    return lab_reserve(boards, count)
 
 
 def open_device(board: Board) -> Device:
-    """The board as a Device; nothing is connected or started until a verb needs it."""
+    """The board as a Device; nothing is connected or started until a verb needs it (but a labgrid board's
+    place is acquired now, unless `reserve` holds it)."""
+    if board.labgrid is not None:
+        from .labgrid import open_labgrid
+
+        return open_labgrid(board, _open_kind)
+    return _open_kind(board)
+
+
+def _open_kind(board: Board) -> Device:
     program = runner_path(board.target)
     if board.transport == "local":
         from .local import LocalDevice

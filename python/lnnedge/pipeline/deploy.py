@@ -17,7 +17,7 @@ from .. import config, fit, quantize
 from .. import recipe as recipes
 from ..artifacts import MissingArtifact
 from ..build import ensure_for_board, runner_path
-from ..devices import open_device
+from ..devices import open_device, reserve
 from ..devices.base import BeforeStep
 from ..devices.fleet import across
 from ..paths import VM_DIR, model_dir
@@ -56,16 +56,20 @@ def status_of(board: config.Board) -> dict:
         return device.status()
 
 
-def deploy(model: str, board: str | None, quant: str | None = None, force: bool = False) -> FleetReport:
-    """A quantized model only with a passed quantize-check of this very file (or `force`)."""
+def deploy(model: str, board: str | None, quant: str | None = None, force: bool = False,
+           count: int | None = None) -> FleetReport:
+    """A quantized model only with a passed quantize-check of this very file (or `force`). `count`: a labgrid
+    board's places to deploy to at once (lnnedge.devices.reserve)."""
     recipe = recipes.load(model)
     boards = config.resolve(board)
     path = compiled_file(recipe, quant)
     if quant and not force:
         quantize.gate(model_dir(recipe.name), recipe, path, quant)
-    outcomes = across(boards, lambda b: deploy_to(recipe.name, path, b))
+    with reserve(boards, count) as boards:
+        outcomes = across(boards, lambda b: deploy_to(recipe.name, path, b))
     return FleetReport("deploy", ("release", "target", "smoke_max_abs_err"), tuple(outcomes))
 
 
-def status(board: str | None) -> FleetReport:
-    return FleetReport("status", STATUS_COLUMNS, tuple(across(config.resolve(board), status_of)))
+def status(board: str | None, count: int | None = None) -> FleetReport:
+    with reserve(config.resolve(board), count) as boards:
+        return FleetReport("status", STATUS_COLUMNS, tuple(across(boards, status_of)))

@@ -22,7 +22,7 @@ from .. import recipe as recipes
 from ..artifacts import atomic_write_text
 from ..build import ensure_for_board
 from ..data import Draw, seed_for
-from ..devices import Device, RunResult, open_device
+from ..devices import Device, RunResult, open_device, reserve
 from ..devices.fleet import across
 from ..paths import model_dir
 from ..refvm import RefVM
@@ -253,9 +253,11 @@ def failure_message(report: dict) -> str:
             f"{report['tolerance']:.0e}")
 
 
-def verify(model: str, board: str | None, quant: str | None = None) -> VerifyReport | FleetReport:
+def verify(model: str, board: str | None, quant: str | None = None, count: int | None = None
+           ) -> VerifyReport | FleetReport:
     """Verify on one board, or on every board of a group in parallel (a row per board). A quantized model is
-    held to the fake-quantized PyTorch model and its error vs the float model is reported too."""
+    held to the fake-quantized PyTorch model and its error vs the float model is reported too. `count`: a labgrid
+    board's places to verify on at once (lnnedge.devices.reserve)."""
     recipe = recipes.load(model)
     boards = config.resolve(board)
     out = model_dir(recipe.name)
@@ -269,7 +271,8 @@ def verify(model: str, board: str | None, quant: str | None = None) -> VerifyRep
         with open_device(b) as device:
             return verify_on(recipe, net, path, b, device, out, float_model=float_net, label=quant)
 
-    if len(boards) == 1:
-        return one(boards[0])
-    outcomes = across(boards, lambda b: one(b).data)
+    with reserve(boards, count) as boards:
+        if len(boards) == 1 and count is None:
+            return one(boards[0])
+        outcomes = across(boards, lambda b: one(b).data)
     return FleetReport("verify", ("isa", "max_abs_err", "latency_us"), tuple(outcomes))

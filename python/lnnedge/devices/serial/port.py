@@ -21,6 +21,9 @@ class LinkLost(DeviceError):
     """The port itself failed (closed socket, unplugged device)."""
 
 
+POLL = 0.02  # seconds a read of a port without a descriptor waits for its first byte
+
+
 def _is_url(url: str) -> bool:
     return "://" in url
 
@@ -43,7 +46,10 @@ class _Port:
             self._lock_fd = self._lock(self._lock_path)
         try:
             kwargs = {} if _is_url(url) else {"exclusive": True}
-            self.serial = serial.serial_for_url(url, baudrate=baudrate, timeout=0, write_timeout=write_timeout,
+            # pyserial's rfc2217:// (a ser2net port, e.g. a labgrid NetworkSerialPort) refuses a write timeout:
+            # its writes go to a TCP socket, which a stalled board cannot block for long
+            self.serial = serial.serial_for_url(url, baudrate=baudrate, timeout=0,
+                                                write_timeout=None if url.startswith("rfc2217://") else write_timeout,
                                                 **kwargs)
         except serial.SerialException as exc:
             self._unlock()
@@ -58,6 +64,8 @@ class _Port:
             self.fd = self.serial.fileno()
         except Exception:  # URL handlers without a descriptor (loop://, rfc2217://)
             self.fd = None
+            # set once: changing an rfc2217:// port's timeout renegotiates the line with the server every time
+            self.serial.timeout = POLL
 
     def _lock(self, path: Path) -> int:
         """flock on a lock file, removed again on close. The file we locked must still be the one at the
@@ -111,12 +119,12 @@ class _Port:
                 if not data:
                     raise LinkLost(f"{self.url} closed (the device or emulator went away)")
                 return data
-            self.serial.timeout = min(remaining, 0.02) or 0
-            first = self.serial.read(1)
+            if remaining <= 0 and not self.serial.in_waiting:
+                return b""
+            first = self.serial.read(1)  # waits up to POLL
             if not first:
                 return b""
-            self.serial.timeout = 0
-            return first + self.serial.read(65536)
+            return first + self.serial.read(self.serial.in_waiting)
         except serial.SerialException as exc:
             raise LinkLost(f"connection to {self.url} lost (the device or emulator went away): {exc}") from None
         except OSError as exc:

@@ -1,0 +1,156 @@
+"""Boards of a labgrid lab, with real labgrid parts on 127.0.0.1: a labgrid-coordinator and a labgrid-exporter
+publishing three NetworkServices (the test sshd, whose boards run the aarch64 build behind qemu-aarch64) and
+the Cortex-M4 firmware's UART (qemu-system-arm on a pty) served by ser2net as a NetworkSerialPort. One lab per
+module; the last test kills its coordinator."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from lnnedge import config
+from lnnedge.devices.fleet import across
+from lnnedge.devices.labgrid import LabError, reserve
+from lnnedge.paths import BUILD_DIR
+from lnnedge.pipeline.deploy import deploy_to
+from lnnedge.reliability.harness import LocalSSHD, available, free_port
+from lnnedge.reliability.lab import LocalLab
+from test_pipeline import invoke, ok
+
+pytest.importorskip("labgrid", reason="labgrid is not installed (pip install 'lnnedge[lab]')")
+pytestmark = pytest.mark.skipif(
+    not available() or shutil.which("ser2net") is None or shutil.which("qemu-system-arm") is None,
+    reason="needs openssh-server, ser2net and qemu-system-arm (./kit installs them)")
+
+PIS = ("pi0", "pi1", "pi2")
+
+
+def _m4_on_a_pty(elf: Path, log: Path) -> tuple[subprocess.Popen, str]:
+    """The Cortex-M4 firmware on QEMU with its UART on a pty (what a USB serial adapter is to an exporter)."""
+    target = config.load_target("cortex-m4")
+    q = target.qemu
+    argv = [q.program, "-M", q.machine, "-cpu", q.cpu, "-display", "none", "-monitor", "none",
+            "-kernel", str(elf), "-serial", "pty"]
+    if q.icount is not None:
+        argv += ["-icount", f"shift={q.icount},align=off,sleep=on"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    line = proc.stdout.readline()  # "char device redirected to /dev/pts/N (label serial0)"
+    match = re.search(r"(/dev/pts/\d+)", line)
+    assert match, f"qemu-system-arm did not name its pty: {line!r}"
+    threading.Thread(target=lambda: log.write_text(proc.stdout.read()), daemon=True).start()
+    return proc, match.group(1)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    from support.emulator import build_firmware
+
+    work = tmp_path_factory.mktemp("lab")
+    sshd = LocalSSHD(work / "sshd", free_port()).prepare().start()
+    m4, pty = _m4_on_a_pty(build_firmware()["elf"], work / "qemu-m4.log")
+    lab = LocalLab(work / "coordinator").start_coordinator()
+    try:
+        groups = {p: {"NetworkService": {"address": "127.0.0.1", "username": "root", "port": sshd.port}} for p in PIS}
+        groups["m4"] = {"RawSerialPort": {"port": pty, "speed": 115200}}
+        lab.start_exporter(groups)
+        places = {p: (p, {"qemu": "aarch64", "target": "rpi4"}) for p in PIS}
+        places["m4"] = ("m4", {"qemu": "cortex_m4", "target": "cortex-m4"})
+        lab.add_places(places)
+        boards = work / "boards.yaml"
+        boards.write_text(yaml.safe_dump({
+            "labgrid": {"target": "rpi4", "coordinator": lab.address,
+                        "ssh": {"key": str(sshd.client_key), "known_hosts": str(sshd.known_hosts),
+                                "remote_dir": str(work / "remote" / "{place}"),
+                                "command_prefix": "qemu-aarch64 -cpu cortex-a72"}},
+            "boards": {"lab-m4": {"target": "cortex-m4", "transport": "labgrid", "coordinator": lab.address,
+                                  "place": "m4"}}}))
+        yield lab, boards, work / "remote"
+    finally:
+        lab.stop()
+        m4.kill()
+        m4.wait()
+        sshd.stop()
+
+
+@pytest.fixture(scope="module")
+def model():
+    """Trained + compiled ltc-sine (what `invoke verify` verifies)."""
+    path = BUILD_DIR / "ltc-sine" / "model.lnnb"
+    if not (BUILD_DIR / "ltc-sine" / "checkpoint.pt").is_file():
+        ok("train")
+    if not path.is_file():
+        ok("compile")
+    return path
+
+
+def _other_client(lab: LocalLab, *args: str) -> None:
+    """labgrid-client as another user (someone else in the lab)."""
+    subprocess.run([str(Path(sys.executable).parent / "labgrid-client"), "-x", lab.address, *args],
+                   env={"LG_USERNAME": "someone_else", "PATH": "/usr/bin:/bin"}, check=True, capture_output=True)
+
+
+def test_three_places_verified_in_parallel_and_released(lab, model, monkeypatch):
+    lab_, boards, _remote = lab
+    monkeypatch.setenv("LNNEDGE_BOARDS", str(boards))
+    with reserve(config.resolve("lg:tags=qemu"), 3) as held:
+        assert sorted(b.name for b in held) == [f"lg-{p}" for p in PIS]
+        assert {b.transport for b in held} == {"ssh"}  # the NetworkServices; the m4 place has target cortex-m4
+        assert all(o.ok for o in across(held, lambda b: deploy_to("ltc-sine", model, b)))
+    proc = ok("verify", "--board", "lg:tags=qemu", "--count", "3", env={"LNNEDGE_BOARDS": str(boards)})
+    for p in PIS:
+        assert re.search(rf"^lg-{p}\s+ok\s+neon", proc.stdout, re.M), proc.stdout
+    assert "3 of 3 boards ok" in proc.stdout
+    with reserve(config.resolve("lg:tags=qemu"), 3) as again:  # every place was released
+        assert len(again) == 3
+
+
+def test_a_place_another_client_holds_is_never_used(lab, monkeypatch):
+    lab_, boards, _remote = lab
+    monkeypatch.setenv("LNNEDGE_BOARDS", str(boards))
+    _other_client(lab_, "-p", "pi1", "acquire")
+    try:
+        said: list[str] = []
+        with reserve(config.resolve("lg:tags=qemu"), 3, say=said.append) as held:
+            assert [b.name for b in held] == ["lg-pi0", "lg-pi2"]
+        assert any(re.fullmatch(r"labgrid: place pi1 is acquired by .*/someone_else: skipped", s) for s in said), said
+        with pytest.raises(LabError, match="no free place .*place pi1.*every one is taken"):
+            with reserve(config.resolve("lg:place=pi1"), say=said.append):
+                pass
+    finally:
+        _other_client(lab_, "-p", "pi1", "release")
+
+
+def test_the_coordinator_dying_mid_deploy_stops_it_and_keeps_the_previous_release(lab, model):
+    """Killed during `invoke deploy` through pi0 (once the upload is under way): one error line, exit 1,
+    `current` on the device still the release before. Runs last: the lab has no coordinator after it."""
+    lab_, boards, remote = lab
+    before = (remote / "pi0" / "current").readlink().name  # deployed by the first test
+    incoming = remote / "pi0" / "incoming"
+
+    def kill_once_uploading() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if incoming.is_dir() and any(incoming.iterdir()):
+                lab_.kill_coordinator()
+                return
+            time.sleep(0.005)
+
+    killer = threading.Thread(target=kill_once_uploading, daemon=True)
+    killer.start()
+    proc = invoke("deploy", "--board", "lg:place=pi0", env={"LNNEDGE_BOARDS": str(boards)}, timeout=300)
+    killer.join(timeout=5)
+    assert lab_.coordinator.poll() is not None, "the coordinator was not killed during the deploy"
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    row = [line for line in proc.stdout.splitlines() if line.startswith("lg-pi0")]
+    assert len(row) == 1 and "went away" in row[0] and f"the previous release {before} stays live" in row[0], \
+        proc.stdout
+    errors = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith("error: deploy failed on lg-pi0"), proc.stderr
+    assert (remote / "pi0" / "current").readlink().name == before
