@@ -25,7 +25,7 @@
  * ewise: the LTC step's fused form (below), bit-exact with the scalar set;
  * other programs run on the scalar block interpreter.
  *
- * linear_tq8 (LINEAR_TQ8, MATMUL_TQ8): 8 columns at once in C with fmaf:
+ * linear_tq8 (LINEAR_TQ8, MATMUL_TQ8): 16 columns at once in C with fmaf:
  * the FPU has no byte loads, so each weight costs a sign-extending load, a
  * move to the FPU, a conversion and a vfma.
  */
@@ -203,8 +203,8 @@ void lnn_linear__cm4(const lnn_linear_params *p)
     }
 }
 
-/* 8 sums in registers over the i loop, the int8 weights converted exactly. */
-#define LNN_CM4_REP8(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7)
+/* 16 sums in registers over the i loop, the int8 weights converted exactly. */
+#define LNN_CM4_REP16(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7) M(8) M(9) M(10) M(11) M(12) M(13) M(14) M(15)
 #define LNN_CM4_ZERO(c) float acc##c = 0.0f;
 #define LNN_CM4_SUM(c) acc##c = fmaf(xi, (float)q[c], acc##c);
 #define LNN_CM4_STORE(c) y[j + (c)] = acc##c;
@@ -220,15 +220,15 @@ void lnn_linear_tq8__cm4(const lnn_linear_q8_params *p)
         const ptrdiff_t qstep = p->reverse ? -(ptrdiff_t)ldq : (ptrdiff_t)ldq;
         const float *x0 = p->reverse ? x + k - 1 : x;
         const int8_t *q0 = p->q + (p->reverse ? (k - 1) * ldq : 0);
-        for (; j + 8 <= m; j += 8) {
-            LNN_CM4_REP8(LNN_CM4_ZERO)
+        for (; j + 16 <= m; j += 16) {
+            LNN_CM4_REP16(LNN_CM4_ZERO)
             const float *xp = x0;
             const int8_t *q = q0 + j;
             for (size_t n = 0; n < k; n++, xp += xstep, q += qstep) {
                 const float xi = *xp;
-                LNN_CM4_REP8(LNN_CM4_SUM)
+                LNN_CM4_REP16(LNN_CM4_SUM)
             }
-            LNN_CM4_REP8(LNN_CM4_STORE)
+            LNN_CM4_REP16(LNN_CM4_STORE)
         }
         for (; j < m; j++) {
             float acc = 0.0f;
