@@ -124,10 +124,10 @@ def test_generator_reaches_the_strided_operand_read_after_its_inner_loop():
     from lnnedge.fuzzgen import features, generate
 
     seen: dict[str, int] = {}
-    for seed in range(300):
+    for seed in range(2000):  # the shape comes in ~5 % of programs; 2,000 keep the count far from chance
         for f in features(generate(seed).data):
             seen[f] = seen.get(f, 0) + 1
-    assert seen.get("strided_after_loop", 0) >= 10, seen
+    assert seen.get("strided_after_loop", 0) >= 70, seen
     assert {"nested", "max_depth", "reentered"} <= seen.keys(), seen
     assert {f"op:{name}" for name in isa.opcodes()} <= seen.keys(), "opcodes never generated"
 

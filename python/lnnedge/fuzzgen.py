@@ -73,6 +73,26 @@ PROGRAM_TIMEOUT = 30.0  # seconds without a result before the worker counts as h
 _EW_BINARY = tuple(name.upper() for name in kernels_np.BINARY)
 _EW_UNARY = tuple(name.upper() for name in kernels_np.UNARY)
 _BOUNDED = ("SIGMOID", "TANH")  # results in [-1, 1] whatever the input
+# A comparison (LE, LT) or a WHERE's condition turns a one-ulp difference between executors into a jump of the
+# whole value range (0 or 1, a or b), which no tolerance can judge. So they only read values that every executor
+# computes to the same bits: inputs, constants, and these ops over such values (selections and sign changes; an
+# ADD or MUL may be contracted into an FMA by one compiler and not another, a SIMD exp is within an ulp).
+_EXACT = ("NEG", "ABS", "RELU", "MIN", "MAX", "LE", "LT")
+_COMPARE = ("LE", "LT")
+# SQRT and LOG of a negative value, and POW of a negative base, give NaN, and the VM defines no NaN semantics for
+# the ops downstream (a max-pool or RELU may keep or drop it per kernel set), so they only read values known >= 0.
+_NEEDS_NONNEG = ("SQRT", "LOG", "POW")
+
+
+def _nonneg(name: str, a: bool, b: bool = False) -> bool:
+    """Whether op name's result is >= 0 given whether its operands are (b: the second operand's)."""
+    if name in ("ABS", "SQRT", "EXP", "SIGMOID", "RELU", "LE", "LT", "POW"):
+        return True
+    if name == "MAX":
+        return a or b
+    if name in ("MIN", "ADD", "MUL", "DIV"):
+        return a and b
+    return a and name in ("TANH", "ERF")
 
 
 class FuzzGenError(LnnedgeError, RuntimeError):
@@ -107,6 +127,8 @@ class _Val:
     floor: float = 0.0  # |every element| >= floor (0: unknown); a divisor needs floor > 0
     rows: int = 0  # a loop-strided table: its rows
     writable: bool = False  # arena or state: may be an in-place destination
+    exact: bool = False  # every executor computes the same bits (see _EXACT)
+    nonneg: bool = False  # every element >= 0 (see _NEEDS_NONNEG)
 
     @property
     def elems(self) -> int:
@@ -164,10 +186,12 @@ class _Gen:
             t, self.fixed = self._add(_Tensor(dims, ARENA, self.fixed)), self.fixed + nbytes
         return _Val(t, dims, batched, 0.0, writable=True)
 
-    def const(self, dims: tuple[int, ...], mag: float = 1.0, floor: float = 0.0) -> _Val:
-        """A float32 (or now and then float16) constant with values in [floor, mag] in absolute value."""
+    def const(self, dims: tuple[int, ...], mag: float = 1.0, floor: float = 0.0, positive: bool = False) -> _Val:
+        """A float32 (or now and then float16) constant with values in [floor, mag] in absolute value (positive:
+        all of them >= 0)."""
         n = math.prod(dims)
-        values = np.array([self.rng.uniform(floor, mag) * self.rng.choice((-1, 1)) for _ in range(n)], np.float32)
+        values = np.array([self.rng.uniform(floor, mag) * (1 if positive else self.rng.choice((-1, 1)))
+                           for _ in range(n)], np.float32)
         if self.rng.random() < 0.2:
             half = values.astype(np.float16)
             self.features.add("f16")
@@ -177,7 +201,8 @@ class _Gen:
         else:
             t = self._add(_Tensor(dims, CONST, blob=values.astype("<f4").tobytes()))
             wide = values
-        return _Val(t, dims, False, float(np.max(np.abs(wide))), float(np.min(np.abs(wide))))
+        return _Val(t, dims, False, float(np.max(np.abs(wide))), float(np.min(np.abs(wide))), exact=True,
+                    nonneg=bool(np.all(wide >= 0)))
 
     def table(self, dims: tuple[int, ...], rows: int, mag: float = 1.0, place: int | None = None) -> _Val:
         """A loop-strided float32 constant: `rows` rows of dims, one per loop iteration; half of them at the end
@@ -187,7 +212,7 @@ class _Gen:
         t = self._add(_Tensor(dims, CONST, stride=4 * n, blob=values.astype("<f4").tobytes(),
                               place=int(self.rng.random() < 0.5) if place is None else place))
         self.features.add("strided")
-        return _Val(t, dims, False, mag, rows=rows)
+        return _Val(t, dims, False, mag, rows=rows, exact=True)
 
     def words(self, values: list[int]) -> int:
         return self._add(_Tensor((len(values),), CONST, dtype=U32, blob=np.array(values, "<u4").tobytes()))
@@ -294,14 +319,16 @@ class _Gen:
             y = self.pick(lambda v: v.dims[-len(x.dims):] == x.dims) or self.const(x.dims)
         else:
             y = self.like(x)
-        if r.random() < 0.1:
+        if r.random() < 0.1 and x.exact:
             return self.where(x, y, on_stack)
+        if name in _COMPARE and not (x.exact and y.exact):
+            name = "MAX"
         if name == "DIV" and y.floor < 0.25:
             y = self.const(y.dims if not y.batched else (1,), 2.0, 0.5)
         if name == "POW":  # x ** y: a base away from 0, an exponent in [-1.5, 1.5] (a negative base: NaN)
-            if x.floor < 0.5 and not on_stack and not x.rows:
-                x = self.const(x.dims, 2.0, 0.5)
-            elif x.floor < 0.5:
+            if (x.floor < 0.5 or not x.nonneg) and not on_stack and not x.rows:
+                x = self.const(x.dims, 2.0, 0.5, positive=True)
+            elif x.floor < 0.5 or not x.nonneg:
                 name = "MAX"
             if y.mag > 1.5:
                 y = self.const(y.dims if not y.batched else (1,), 1.5, 0.25)
@@ -313,7 +340,8 @@ class _Gen:
         mag = bound[0]
         if mag > MAG_CAP:
             return None
-        inplace = (x.writable and x.dims == dims and x.batched == batched and not on_stack
+        inplace = (x.writable and x.dims == dims and x.batched == batched and not on_stack and not x.exact
+                   and (not x.nonneg or _nonneg(name, True, y.nonneg))
                    and name in ("ADD", "SUB") and x.mag + self.trips() * y.mag <= MAG_CAP and r.random() < 0.3)
         if inplace:  # an accumulator: grows by |y| per iteration
             x.mag = x.mag + self.trips() * y.mag
@@ -321,6 +349,8 @@ class _Gen:
             return self.op(name, [x, y], x)
         d = self.arena(dims, batched)
         d.mag = mag
+        d.exact = x.exact and y.exact and name in _EXACT
+        d.nonneg = _nonneg(name, x.nonneg, y.nonneg)
         if name == "MUL":
             d.floor = x.floor * y.floor
         self.op(name, [x, y], d, on_stack=on_stack)
@@ -333,6 +363,8 @@ class _Gen:
         dims = c.dims if len(c.dims) >= len(y.dims) and not y.batched else y.dims
         d = self.arena(dims, c.batched or y.batched)
         d.mag = max(a.mag, b.mag)
+        d.exact = c.exact and a.exact and b.exact
+        d.nonneg = a.nonneg and b.nonneg
         self.features.add("where")
         self.op("WHERE", [c, a, b], d, on_stack=on_stack)
         self.vals.append(d)
@@ -341,15 +373,19 @@ class _Gen:
     def unary(self, x: _Val, on_stack: int) -> _Val | None:
         r = self.rng
         name = r.choice(_EW_UNARY)
-        if name == "EXP" and x.mag > 2 or name == "LOG" and x.floor < 0.25:
+        if name == "EXP" and x.mag > 2 or name == "LOG" and x.floor < 0.25 or name in _NEEDS_NONNEG and not x.nonneg:
             name = "TANH"
         mag, floor = _ew_bound(name, x.mag, x.floor, 0.0, 0.0) or (x.mag, 0.0)
-        if x.writable and not on_stack and r.random() < 0.25 and name in ("SIGMOID", "TANH", "NEG", "RELU"):
+        # in place only over an inexact value: a comparison read earlier in a loop must keep reading exact bits
+        if (x.writable and not x.exact and not (x.nonneg and not _nonneg(name, True)) and not on_stack
+                and r.random() < 0.25 and name in ("SIGMOID", "TANH", "NEG", "RELU")):
             x.mag, x.floor = max(x.mag, mag), 0.0  # in place: earlier reads in a loop saw the old bound
             self.features.add("in_place")
             return self.op(name, [x], x)
         d = self.arena(x.dims, x.batched)
         d.mag, d.floor = mag, floor
+        d.exact = x.exact and name in _EXACT
+        d.nonneg = _nonneg(name, x.nonneg)
         self.op(name, [x], d, on_stack=on_stack)
         self.vals.append(d)
         return d
@@ -364,6 +400,10 @@ class _Gen:
         n = len(operands)
         vals = [(v.mag, v.floor) for v in operands]  # (mag, floor) of operands, then registers
         regs: list[tuple[float, float]] = []
+        exact = [v.exact for v in operands]  # of operands, then registers
+        rexact: list[bool] = []
+        nonneg = [v.nonneg for v in operands]  # of operands, then registers
+        rnonneg: list[bool] = []
         length = r.randint(1, 6)
         insns = []
         for i in range(length):
@@ -375,20 +415,31 @@ class _Gen:
                 b = r.choice(avail) if name in _EW_BINARY else 0
                 ma, fa = (vals + regs)[a]
                 mb, fb = (vals + regs)[b] if name in _EW_BINARY else (0.0, 0.0)
+                if name in _COMPARE and not ((exact + rexact)[a] and (exact + rexact)[b]):
+                    continue
+                if name in _NEEDS_NONNEG and not (nonneg + rnonneg)[a]:
+                    continue
                 res = _ew_bound(name, ma, fa, mb, fb)
                 if res is not None and res[0] <= MAG_CAP:
                     break
             else:
                 name, b, res = "TANH", 0, (1.0, 0.0)
+            is_exact = (exact + rexact)[a] and (name not in _EW_BINARY or (exact + rexact)[b]) and name in _EXACT
+            is_nonneg = _nonneg(name, (nonneg + rnonneg)[a], name in _EW_BINARY and (nonneg + rnonneg)[b])
             if last:
                 insns.append((name, 0, a, b))
                 mag, floor = res
+                result_exact, result_nonneg = is_exact, is_nonneg
             else:
                 d = r.randint(0, len(regs)) if len(regs) < isa.const("EW_MAX_REGS") else r.randrange(len(regs))
                 if d == len(regs):
                     regs.append(res)
+                    rexact.append(is_exact)
+                    rnonneg.append(is_nonneg)
                 else:
                     regs[d] = res
+                    rexact[d] = is_exact
+                    rnonneg[d] = is_nonneg
                 insns.append((name, d, a, b))
         nregs = len(regs)
         ops = isa.opcodes()
@@ -403,12 +454,14 @@ class _Gen:
         if mag > MAG_CAP:
             return None
         # in place over x (an identical range) now and then, when the program is bounded
-        if x.writable and not on_stack and insns[-1][0] in _BOUNDED and r.random() < 0.3:
+        if (x.writable and not x.exact and not (x.nonneg and not result_nonneg) and not on_stack
+                and insns[-1][0] in _BOUNDED and r.random() < 0.3):
             x.mag, x.floor = max(x.mag, mag), 0.0
             self.features.add("in_place")
             return self.op(f"EWISE{n}", operands + [p], x)
         d = self.arena(dshape.dims, dshape.batched)
         d.mag, d.floor = mag, floor
+        d.exact, d.nonneg = result_exact, result_nonneg
         self.op(f"EWISE{n}", operands + [p], d, on_stack=on_stack)
         self.vals.append(d)
         return d
@@ -720,7 +773,7 @@ class _Gen:
             batched = i == 0 or r.random() < 0.7
             dims = (1, r.randint(1, 8)) if batched else (r.randint(1, 6),)
             t = self._add(_Tensor(dims, INPUT, i, batched))
-            v = _Val(t, dims, batched, 1.0)
+            v = _Val(t, dims, batched, 1.0, exact=True)
             self.inputs.append(v)
             self.vals.append(v)
         if r.random() < 0.3:
