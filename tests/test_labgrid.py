@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 from lnnedge import config
+from lnnedge.devices import open_device
 from lnnedge.devices.fleet import across
 from lnnedge.devices.labgrid import LabError, reserve
 from lnnedge.paths import BUILD_DIR
@@ -55,10 +56,17 @@ def lab(tmp_path_factory):
     work = tmp_path_factory.mktemp("lab")
     sshd = LocalSSHD(work / "sshd", free_port()).prepare().start()
     m4, pty = _m4_on_a_pty(build_firmware()["elf"], work / "qemu-m4.log")
+    ser2net_port = free_port()
+    ser2net = subprocess.Popen(["ser2net", "-d", "-n",
+                                "-Y", f"connection: &m4#  accepter: tcp,127.0.0.1,{ser2net_port}",
+                                "-Y", f"  connector: serialdev(nouucplock=true),{pty},115200n81,local"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     lab = LocalLab(work / "coordinator").start_coordinator()
     try:
         groups = {p: {"NetworkService": {"address": "127.0.0.1", "username": "root", "port": sshd.port}} for p in PIS}
-        groups["m4"] = {"RawSerialPort": {"port": pty, "speed": 115200}}
+        # ser2net serving the pty on a raw TCP port, published as a NetworkSerialPort (protocol raw: socket://)
+        groups["m4"] = {"NetworkSerialPort": {"host": "127.0.0.1", "port": ser2net_port, "speed": 115200,
+                                              "protocol": "raw"}}
         lab.start_exporter(groups)
         places = {p: (p, {"qemu": "aarch64", "target": "rpi4"}) for p in PIS}
         places["m4"] = ("m4", {"qemu": "cortex_m4", "target": "cortex-m4"})
@@ -74,6 +82,8 @@ def lab(tmp_path_factory):
         yield lab, boards, work / "remote"
     finally:
         lab.stop()
+        ser2net.kill()
+        ser2net.wait()
         m4.kill()
         m4.wait()
         sshd.stop()
@@ -125,6 +135,20 @@ def test_a_place_another_client_holds_is_never_used(lab, monkeypatch):
                 pass
     finally:
         _other_client(lab_, "-p", "pi1", "release")
+
+
+def test_a_firmware_board_through_ser2net(lab, monkeypatch):
+    """The m4 place's NetworkSerialPort (ser2net's raw TCP port) is the serial kind: the bundled test set passes."""
+    from lnnedge.pipeline.compile import compiled_file
+    from lnnedge.recipe import load
+
+    _lab, boards, _remote = lab
+    monkeypatch.setenv("LNNEDGE_BOARDS", str(boards))
+    with reserve(config.resolve("lab-m4")) as held, open_device(held[0]) as device:
+        assert held[0].serial.port.startswith("socket://127.0.0.1:")
+        assert device.kind == "serial"
+        smoke = device.test(compiled_file(load("ltc-sine"), None))
+        assert smoke.passed, smoke.summary
 
 
 def test_the_coordinator_dying_mid_deploy_stops_it_and_keeps_the_previous_release(lab, model):
