@@ -84,6 +84,8 @@ class Lab:
         future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
         try:
             return future.result(timeout)
+        except LabError:  # said already, naming the coordinator
+            raise
         except TimeoutError:
             future.cancel()
             raise LabError(f"labgrid coordinator {self.address}: no answer within {timeout:g} s ({doing})") from None
