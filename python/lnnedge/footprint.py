@@ -205,14 +205,14 @@ def build_core(cc: list[str], cpu_flags: list[str], model: Path, ops_header: Pat
     n_in = max((int(_prod(t.dims)) for t in sizes if t.region == _region("INPUT")), default=1)
     n_out = max((int(_prod(t.dims)) for t in sizes if t.region == _region("OUTPUT")), default=1)
     defs = [f"-DLNN_CORE_ARENA={arena}", f"-DLNN_CORE_IN={max(n_in, 1)}", f"-DLNN_CORE_OUT={max(n_out, 1)}"]
-    isa_defs = [f"-D{d}" for d in src["LNN_ISA_DEFS_scalar"]] + (["-DLNN_HAVE_CM4=0"] if scalar_only else [])
+    # the firmware's VM (vm/firmware/Makefile VM_SRCS: ISA auto on a non-x86 compiler, the scalar set and the
+    # sets the CPU has, cm4 on a Cortex-M4F), or the portable kernels alone, the figure comparable across cores
+    isa = "scalar" if scalar_only else "auto_other"
+    isa_defs = [f"-D{d}" for d in src.get(f"LNN_ISA_DEFS_{isa}", [])]
     flags = [*cpu_flags, "-std=c11", "-Wall", "-Wextra", "-Werror", opt, "-ffp-contract=off", "-ffunction-sections",
              "-fdata-sections", "-fno-common", f"-I{vm / 'include'}", f"-I{vm / 'src'}", *isa_defs,
              *selective_flags(ops_header), *defs]
-    # the firmware's VM sources (vm/firmware/Makefile VM_SRCS): the library, the scalar set, the Cortex-M set
-    # (scalar_only: the portable kernels alone, the figure comparable across cores)
-    vm_srcs = [*src["LNN_LIB_SRCS"], *src.get("LNN_ISA_SRCS_scalar", []),
-               *([] if scalar_only else src.get("LNN_ISA_SRCS_cortexm", []))]
+    vm_srcs = [*src["LNN_LIB_SRCS"], *src.get(f"LNN_ISA_SRCS_{isa}", [])]
     files = [vm / "src" / f for f in vm_srcs] + [vm / "firmware" / "core_app.c", blob]
     objs = []
     for f in files:
@@ -359,6 +359,38 @@ PUBLISHED = (
 )
 
 
+# Issue 18's limits (bytes), checked by tests/test_size_limits.py and shown under the README's table: the VM core
+# with ltc-sine's kernels on a Cortex-M4 at -Os (.text + .rodata), the whole stm32f405 firmware without its model
+# (flash), and all the RAM of the nrf51 firmware for ltc-sine.
+LIMITS = {"core": 12 * 1024, "firmware": 20 * 1024, "ram": 8 * 1024}
+
+
+def limits_lines(build_dir: Path) -> list[str]:
+    """Each limit beside its measurement in build/size (where it has been measured)."""
+    import json
+
+    def load(name: str) -> dict | None:
+        path = build_dir / "size" / f"{name}.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    lines = []
+    checks = (("stm32f405-ltc-sine", "core", "the VM core with ltc-sine's kernels (Cortex-M4, scalar kernels)",
+               lambda r: r["core_scalar"]["vm_code"]),
+              ("stm32f405-ltc-sine", "firmware", "the stm32f405 firmware without its model",
+               lambda r: r["firmware"]["flash"] - r["firmware"]["components"].get("model", {}).get("flash", 0)),
+              ("nrf51-ltc-sine", "ram", "all the RAM of the nrf51 (qemu-m0) firmware for ltc-sine (its arena sized to "
+               "one row of the model, as `invoke size` builds it; targets/nrf51.yaml's own build has a 3 KB arena)",
+               lambda r: r["firmware"]["ram"]))
+    for name, key, what, value in checks:
+        report = load(name)
+        if report is None:
+            continue
+        got = value(report)
+        verdict = "within it" if got <= LIMITS[key] else "OVER it"
+        lines.append(f"- {what}: {got:,} B against {LIMITS[key]:,} B, {verdict}")
+    return lines
+
+
 def readme_table(build_dir: Path) -> str:
     """A row per build/size/*.json with a model (`invoke size --target T --model M`): the VM core (loader,
     verifier, interpreter, the model's kernels: core_app.c's link, .text + .rodata) with the portable kernels and
@@ -380,6 +412,9 @@ def readme_table(build_dir: Path) -> str:
         scalar = f"{r['core_scalar']['vm_code']:,} B" if "core_scalar" in r else "-"
         lines.append(f"| {r['target']} ({r['opt']}) | {r['model']} | {scalar} | {r['core']['vm_code']:,} B | "
                      f"{fw['flash']:,} B ({model:,} B) | {fw['ram']:,} B | {board} |")
+    limits = limits_lines(build_dir)
+    if limits:
+        lines += ["", "Issue 18's limits (tests/test_size_limits.py checks them):", "", *limits]
     lines += ["", "Published by their projects (not measured here):", ""]
     lines += [f"- {name}: {figure} ({source})" for name, figure, source in PUBLISHED]
     return "\n".join(lines)

@@ -19,7 +19,9 @@ size_t lnn_cobs_encode(const uint8_t *src, size_t n, uint8_t *dst, size_t cap);
 
 /* Decodes n encoded bytes (no 0x00 among them) into dst (capacity cap).
  * Returns the decoded length, or (size_t)-1 on malformed input (a 0x00
- * byte, a code running past the end) or when cap is short. */
+ * byte, a code running past the end) or when cap is short. dst may be src
+ * (decoding in place): a decoded byte never lands after the encoded byte
+ * being read. */
 size_t lnn_cobs_decode(const uint8_t *src, size_t n, uint8_t *dst, size_t cap);
 
 #endif

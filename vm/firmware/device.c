@@ -8,10 +8,14 @@
  * and same CRC: the host did not get our answer and sent it again) is
  * answered from that copy without running anything twice.
  *
- * Memory: the model buffer and the arena are static (.noinit), the frame
- * buffers hold one frame of LNN_MAX_PAYLOAD bytes each. Nothing is
- * allocated; a block longer than the receive buffer is dropped up to the
- * next 0x00.
+ * Memory: the model buffer and the arena are static (.noinit); there are
+ * two frame buffers of one frame of LNN_MAX_PAYLOAD bytes each, one in and
+ * one out. A received block is COBS-decoded in place (the decoded bytes are
+ * never ahead of the encoded ones), and an answer is COBS-encoded as it is
+ * written to the line, from the unencoded frame, which is also the copy
+ * kept for a repeat: no encoded copies (on a 16 KB part they were two of
+ * the four kilobyte buffers). Nothing is allocated; a block longer than the
+ * receive buffer is dropped up to the next 0x00.
  *
  * Loading is atomic: a new model is written into the model buffer beside
  * the loaded one (at the other end of it) and verified there by lnn_init
@@ -73,15 +77,13 @@ extern const char lnn_resident_sha256[];
 #endif
 static uint8_t arena[LNN_ARENA_SIZE] __attribute__((aligned(64))) LNN_NOINIT;
 
-static uint8_t rx_wire[LNN_COBS_MAX(LNN_FRAME_MAX)]; /* encoded, no delimiters */
+/* the block being received (encoded, no delimiters), decoded in place */
+static uint8_t rx_raw[LNN_COBS_MAX(LNN_FRAME_MAX)] __attribute__((aligned(8)));
 static size_t rx_n;
 static int rx_overlong;
-static uint8_t rx_raw[LNN_FRAME_MAX] __attribute__((aligned(8)));
-static uint8_t tx_raw[LNN_FRAME_MAX] __attribute__((aligned(8)));
-static uint8_t tx_wire[LNN_WIRE_MAX]; /* the last answer, as sent */
-static size_t tx_wire_len;
+static uint8_t tx_raw[LNN_FRAME_MAX] __attribute__((aligned(8))); /* the last answer, unencoded */
+static size_t tx_raw_len;
 static uint8_t small_raw[LNN_P_HEADER_SIZE + 16u + LNN_P_CRC_SIZE] __attribute__((aligned(4)));
-static uint8_t small_wire[LNN_COBS_MAX(sizeof small_raw) + 2u];
 
 #define TX_PAYLOAD (tx_raw + LNN_P_HEADER_SIZE)
 
@@ -90,7 +92,7 @@ static uint8_t small_wire[LNN_COBS_MAX(sizeof small_raw) + 2u];
 static struct {
     uint32_t session;  /* 0 until the first HELLO */
     uint32_t pool;     /* entropy gathered until then */
-    int have_last;     /* tx_wire answers (last_seq, last_crc) */
+    int have_last;     /* tx_raw answers (last_seq, last_crc) */
     int have_seq;      /* a request was executed: last_seq orders the next ones */
     uint16_t last_seq;
     uint32_t last_crc;
@@ -237,30 +239,60 @@ static size_t frame_seal(uint8_t *raw, uint8_t type, uint16_t seq, uint32_t nonc
     return body + LNN_P_CRC_SIZE;
 }
 
-/* 0x00, COBS(raw), 0x00: the leading zero ends whatever noise came before. */
-static size_t wire_encode(const uint8_t *raw, size_t n, uint8_t *wire, size_t cap)
+/* The bytes of a frame on their way out, in pieces of up to 64 (fewer
+ * board_write calls than one a byte). */
+typedef struct {
+    uint8_t b[64];
+    size_t n;
+} wire_out;
+
+static void wire_put(wire_out *w, uint8_t b)
 {
-    wire[0] = 0;
-    const size_t e = lnn_cobs_encode(raw, n, wire + 1, cap - 2);
-    wire[1 + e] = 0;
-    return e + 2;
+    if (w->n == sizeof w->b) {
+        board_write(w->b, w->n);
+        w->n = 0;
+    }
+    w->b[w->n++] = b;
+}
+
+/* Writes 0x00, COBS(raw), 0x00 (the leading zero ends whatever noise came
+ * before), the same bytes as lnn_cobs_encode, encoded on the way out. */
+static void wire_send(const uint8_t *raw, size_t n)
+{
+    wire_out w = {{0}, 0};
+    wire_put(&w, 0);
+    for (size_t start = 0;;) {
+        size_t end = start;
+        while (end < n && raw[end] != 0 && end - start < 254u)
+            end++;
+        const uint8_t code = (uint8_t)(end - start + 1u);
+        wire_put(&w, code);
+        for (size_t i = start; i < end; i++)
+            wire_put(&w, raw[i]);
+        if (code == 0xFF) /* a full piece: no zero implied, another piece follows */
+            start = end;
+        else if (end < n) /* the zero that ended this piece */
+            start = end + 1u;
+        else
+            break;
+    }
+    wire_put(&w, 0);
+    board_write(w.b, w.n);
 }
 
 /* A frame that is not an answer (NAK, BOOT, PROGRESS): not kept for resending. */
 static void send_small(uint8_t type, uint16_t seq, const uint8_t *payload, size_t len)
 {
     memcpy(small_raw + LNN_P_HEADER_SIZE, payload, len);
-    const size_t n = frame_seal(small_raw, type, seq, link.session, len);
-    board_write(small_wire, wire_encode(small_raw, n, small_wire, sizeof small_wire));
+    wire_send(small_raw, frame_seal(small_raw, type, seq, link.session, len));
 }
 
 /* Sends the answer whose payload (len bytes) is in TX_PAYLOAD, and keeps it. */
 static void answer(uint8_t type, uint16_t seq, size_t len)
 {
-    const size_t n = frame_seal(tx_raw, type, seq, link.session, len);
-    tx_wire_len = wire_encode(tx_raw, n, tx_wire, sizeof tx_wire);
+    tx_raw_len = frame_seal(tx_raw, type, seq, link.session, len);
     link.have_last = 1;
-    board_write(tx_wire, tx_wire_len);
+    wire_send(tx_raw, tx_raw_len);
 }
 
 /* ERROR: u8 domain, u8 0, u16 code, u32 offset, text "NAME: message[: detail]". */
@@ -759,7 +791,7 @@ static void on_frame(void)
         nak(LNN_NAK_OVERLONG);
         return;
     }
-    const size_t n = lnn_cobs_decode(rx_wire, rx_n, rx_raw, sizeof rx_raw);
+    const size_t n = lnn_cobs_decode(rx_raw, rx_n, rx_raw, LNN_FRAME_MAX); /* in place */
     if (n == (size_t)-1) {
         nak(LNN_NAK_COBS);
         return;
@@ -786,7 +818,7 @@ static void on_frame(void)
         return; /* a device frame (a loop-back line?): never answer those */
     if (link.have_last && seq == link.last_seq && crc == link.last_crc) {
         link.rx_dup++;
-        board_write(tx_wire, tx_wire_len);
+        wire_send(tx_raw, tx_raw_len);
         return;
     }
     /* The host sends each request once with the next seq and repeats only
@@ -865,8 +897,8 @@ void lnn_dev_byte(uint8_t b)
         rx_overlong = 0;
         return;
     }
-    if (rx_n < sizeof rx_wire)
-        rx_wire[rx_n++] = b;
+    if (rx_n < sizeof rx_raw)
+        rx_raw[rx_n++] = b;
     else
         rx_overlong = 1;
 }

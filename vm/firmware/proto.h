@@ -86,7 +86,6 @@ enum {
 #define LNN_FRAME_MAX (LNN_P_HEADER_SIZE + LNN_MAX_PAYLOAD + LNN_P_CRC_SIZE)
 /* COBS adds one byte per started 254 bytes (and one more at the start). */
 #define LNN_COBS_MAX(n) ((n) + (n) / 254u + 2u)
-#define LNN_WIRE_MAX (LNN_COBS_MAX(LNN_FRAME_MAX) + 2u) /* + the two 0x00 */
 
 /* Name of a protocol error code, "E_?" if unknown. */
 const char *lnn_proto_error_name(unsigned code);

@@ -271,8 +271,11 @@ static void lnn_plan_compute(const lnn_model *m, uint32_t pc, uint32_t w, const 
         const uint8_t *prog = m->consts + o[n].offset;
         s->p[0] = (lnn_rd32(prog) >> 8) & 0xFFu;
         s->p[2] = (lnn_rd32(prog) >> 16) & 0xFFu;
-        /* the program's fused form (kernels.h), on the program's reference */
-        o[n].aux = lnn_ew_form((const uint32_t *)(const void *)prog + 1, s->p[0], n);
+        /* the program's fused form (kernels.h), on the program's reference;
+         * only the SIMD sets run fused forms: a scalar-only build plans none */
+        o[n].aux = LNN_HAVE_NEON || LNN_HAVE_SSE3 || LNN_HAVE_AVX2 || LNN_HAVE_AVX512 || LNN_HAVE_CM4
+                       ? lnn_ew_form((const uint32_t *)(const void *)prog + 1, s->p[0], n)
+                       : LNN_EW_FORM_NONE;
         for (uint32_t i = 0; i < n; i++) {
             /* verified: batched means d's shape; unbatched: one value, d's
              * shape (d unbatched, same count) or a row of d */
@@ -732,7 +735,9 @@ void lnn_plan_build(lnn_model *m)
             loop_step[depth++] = nsteps++;
             continue;
         }
-        if (op == LNN_OP_UNTIL) { /* one operand reference: the flag */
+        /* LOOPW / UNTIL code only where a model uses them (LNN_OP_LINKED: a
+         * compile-time 0 in a selective build without them) */
+        if (LNN_OP_LINKED(UNTIL) && op == LNN_OP_UNTIL) { /* one operand reference: the flag */
             if (nrefs + 1 > LNN_PLAN_REFS)
                 return;
             sp--;
@@ -812,7 +817,7 @@ static lnn_status lnn_run_plan(lnn_ctx *c, lnn_model *m)
         if (s->op == LNN_OP_LOOP || s->op == LNN_OP_LOOPW) {
             loops[nl].body = si + 1;
             loops[nl].count = s->p[0];
-            loops[nl].until = s->op == LNN_OP_LOOPW;
+            loops[nl].until = LNN_OP_LINKED(LOOPW) && s->op == LNN_OP_LOOPW;
             c->index[++nl] = 0;
             si++;
             continue;
@@ -828,7 +833,7 @@ static lnn_status lnn_run_plan(lnn_ctx *c, lnn_model *m)
             }
             continue;
         }
-        if (s->op == LNN_OP_UNTIL) { /* verified: the next step is its END */
+        if (LNN_OP_LINKED(UNTIL) && s->op == LNN_OP_UNTIL) { /* verified: the next step is its END */
             const lnn_plan_ref *r = &m->ref[s->ref];
             const float *x = (const float *)(const void *)((const uint8_t *)m->ptr[s->ref] +
                                                            (size_t)lnn_stride_bytes(
@@ -898,7 +903,7 @@ static lnn_status lnn_run_code(lnn_ctx *c, const lnn_model *m)
         case LNN_OP_LOOPW:
             loops[nl].body = pc + 1;
             loops[nl].count = b;
-            loops[nl].until = op == LNN_OP_LOOPW;
+            loops[nl].until = LNN_OP_LINKED(LOOPW) && op == LNN_OP_LOOPW;
             c->index[++nl] = 0;
             pc++;
             continue;
@@ -913,6 +918,8 @@ static lnn_status lnn_run_code(lnn_ctx *c, const lnn_model *m)
             }
             continue;
         case LNN_OP_UNTIL: { /* verified: the next instruction is its END */
+            if (!LNN_OP_LINKED(UNTIL))
+                break; /* not reached: lnn_init refuses an op the build has not linked */
             lnn_plan_ref r;
             sp--;
             lnn_ref_of(m, stack[sp].t, stack[sp].depth, &r);

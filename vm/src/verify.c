@@ -381,9 +381,18 @@ static int lnn_is_written(const lnn_written *w, const lnn_vtensor *v)
     }
 }
 
+/* GCC turns the table shifts below (a few entries) into calls to memmove,
+ * which nothing else in the VM calls: 250 bytes of library code on a
+ * microcontroller for moving eight pairs. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define LNN_NO_MEMMOVE __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define LNN_NO_MEMMOVE
+#endif
+
 /* Records that v (ARENA, OUTPUT or STATE) was written; 0 if the range table
  * is full. */
-static int lnn_mark_written(lnn_written *w, const lnn_vtensor *v)
+static LNN_NO_MEMMOVE int lnn_mark_written(lnn_written *w, const lnn_vtensor *v)
 {
     if (v->e.region == LNN_REG_STATE) /* always counts as written */
         return 1;
@@ -794,7 +803,7 @@ lnn_status lnn_verify_code(lnn_model *m)
             loops[nl].depth = sp;
             loops[nl].count = b;
             loops[nl].trips = (uint32_t)trips;
-            loops[nl].until = opc == LNN_OP_LOOPW;
+            loops[nl].until = LNN_OP_LINKED(LOOPW) && opc == LNN_OP_LOOPW; /* 0 where not linked */
             for (uint32_t i = 0; i < sp; i++)
                 loops[nl].stack[i] = stack[i];
             nl++;
