@@ -346,7 +346,6 @@ class SerialBoard(_Board):
         return self
 
 
-
 def _tag(value: str) -> str:
     """A labgrid tag filter: key=value or key (labgrid's tag keys: lower-case letters, digits and '_')."""
     if not re.fullmatch(r"[a-z][a-z0-9_]+(=[A-Za-z0-9_.-]+)?", value):
@@ -530,10 +529,8 @@ DEFAULT_COORDINATOR = "127.0.0.1:20408"  # labgrid's default port
 def _any_board(name: str, raw: Any, path: Path) -> Board:
     """_board, and for a labgrid entry its place, tags and templates (read from the entry _board checked)."""
     board = _board(name, raw, path)
-    if board.transport != "labgrid":
-        return board
-    entry = check(LabgridBoard, raw, path, ConfigError, within=("boards", name))
-    return replace(board, labgrid=_labgrid_settings(entry, path))
+    entry = check(BOARD_FILES[board.transport], raw, path, ConfigError, within=("boards", name))
+    return replace(board, labgrid=_labgrid_settings(entry, path)) if isinstance(entry, LabgridBoard) else board
 
 
 def _labgrid_settings(entry: LabgridBoard, path: Path) -> LabgridSettings:
