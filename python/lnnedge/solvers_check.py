@@ -259,12 +259,12 @@ def measure_on_boards(board: str = "qemu-rpi4", points: int = 256) -> Path:
     """`invoke solvers`: every case on the host (library and runner, which counts the adaptive steps) and on
     `board`, saved to build/solvers/errors.json."""
     from . import config
-    from .build import ensure_for_board, output_dir
-    from .devices import open_device
+    from .build import output_dir
+    from .devices import open_device, prepare
 
     host_board, other = config.board("host"), config.board(board)
     for b in (host_board, other):
-        ensure_for_board(b)
+        prepare(b)
     library = output_dir(host_board.target) / "liblnnvm.so"
     with open_device(host_board) as host, open_device(other) as device:
         return save(measure(library, points, host=host, board=device))

@@ -13,9 +13,10 @@ CapabilityError. fleet.py runs an action over a group of boards in parallel.
 
 from __future__ import annotations
 
+import shutil
 from contextlib import AbstractContextManager
 
-from ..build import runner_path
+from ..build import ensure_for_board, runner_path
 from ..config import Board
 from .base import (
     CapabilityError,
@@ -29,7 +30,7 @@ from .base import (
 )
 
 __all__ = ["CapabilityError", "Device", "DeviceError", "RunResult", "SmokeResult", "Stream", "bundled_tests",
-           "compare_with_tests", "open_device", "reserve"]
+           "compare_with_tests", "open_device", "prepare", "reserve"]
 
 
 def reserve(boards: list[Board], count: int | None = None) -> AbstractContextManager[list[Board]]:
@@ -38,6 +39,16 @@ def reserve(boards: list[Board], count: int | None = None) -> AbstractContextMan
     from .labgrid import reserve as lab_reserve
 
     return lab_reserve(boards, count)
+
+
+def prepare(board: Board) -> None:
+    """What the board runs, built as make would (build.ensure_for_board); an emulated board whose emulator is
+    not installed is refused first, not after a build it could not run anyway."""
+    qemu = board.target.qemu
+    if board.transport in ("qemu", "qemu-system") and qemu is not None and shutil.which(qemu.program) is None:
+        package = "qemu-system-arm" if qemu.machine else "qemu-user"
+        raise DeviceError(f"{qemu.program} not found: apt-get install {package}")
+    ensure_for_board(board)
 
 
 def open_device(board: Board) -> Device:

@@ -16,8 +16,8 @@ from pathlib import Path
 from .. import config, fit, quantize
 from .. import recipe as recipes
 from ..artifacts import MissingArtifact
-from ..build import ensure_for_board, runner_path
-from ..devices import open_device, reserve
+from ..build import runner_path
+from ..devices import open_device, prepare, reserve
 from ..devices.base import BeforeStep
 from ..devices.fleet import across
 from ..paths import VM_DIR, model_dir
@@ -38,7 +38,7 @@ def deploy_to(model: str, model_file: Path, board: config.Board,
     """One board: the build and the fit checked here, then the device's own deploy (`model` names what is
     deployed: a recipe, or a compiled file's model). `before_step` is handed to it (called before each remote
     step: the deploy kill-point campaign's seam)."""
-    ensure_for_board(board)
+    prepare(board)
     runner = runner_path(board.target)
     if not runner.is_file():  # a serial board's firmware image: flashed by hand, not built here
         raise MissingArtifact(f"{runner} does not exist: run `invoke build --target {board.target.name}` first")

@@ -7,10 +7,9 @@ import numpy as np
 
 from .. import config, data, trace
 from .. import recipe as recipes
-from ..build import ensure_for_board
 from ..compiler import debuginfo
 from ..data import Draw, seed_for
-from ..devices import open_device
+from ..devices import open_device, prepare
 from ..errors import UsageError
 from .compile import compiled_file, reference_model
 from .reports import RunReport, TraceReport
@@ -26,7 +25,7 @@ def run(model: str, board: str | None, inputs: list[float] | None, quant: str | 
         raise UsageError(f"--inputs: {recipe.name} takes {recipe.model.inputs} value(s) per input row, "
                          f"got {values.size}")
     x = values.reshape(-1, recipe.model.inputs)
-    ensure_for_board(chosen)
+    prepare(chosen)
     with open_device(chosen) as device:
         result = device.run(path, [x])
     return RunReport(chosen.name, result.timing.get("isa", "unknown"), result.timing.get("latency_us_median"), x,
@@ -44,7 +43,7 @@ def trace_row(model: str, board: str | None, row: int = 0, quant: str | None = N
     if not 0 <= row < len(points):
         raise UsageError(f"--row must be between 0 and {len(points) - 1}, got {row}")
     x = points[row:row + 1].astype(np.float32)
-    ensure_for_board(chosen)
+    prepare(chosen)
     with open_device(chosen) as device:
         records = device.trace(path, [x])
     model_bytes = path.read_bytes()

@@ -9,9 +9,8 @@ import torch
 
 from .. import config, sequences
 from .. import recipe as recipes
-from ..build import ensure_for_board
 from ..data import Draw, seed_for
-from ..devices import open_device
+from ..devices import open_device, prepare
 from ..errors import UsageError
 from .compile import compiled_file, reference_model
 from .reports import StreamReport
@@ -29,7 +28,7 @@ def stream(model: str, board: str | None, steps: int = 32) -> StreamReport:
     x = sequences.damped_oscillations(recipe.data, 1, seed_for(recipe.data, Draw.STREAM))[0][0, :steps]
     with torch.no_grad():
         reference = reference_model(recipe)(torch.from_numpy(x[None]))[0].numpy()
-    ensure_for_board(chosen)
+    prepare(chosen)
     with open_device(chosen) as device:
         with device.stream(path) as streamer:
             streamed = np.stack([streamer.step(row) for row in x])

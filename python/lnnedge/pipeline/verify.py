@@ -20,9 +20,8 @@ import torch
 from .. import config, data, plots, sequences
 from .. import recipe as recipes
 from ..artifacts import atomic_write_text
-from ..build import ensure_for_board
 from ..data import Draw, seed_for
-from ..devices import Device, RunResult, open_device, reserve
+from ..devices import Device, RunResult, open_device, prepare, reserve
 from ..devices.fleet import across
 from ..paths import model_dir
 from ..refvm import RefVM
@@ -267,7 +266,7 @@ def verify(model: str, board: str | None, quant: str | None = None, count: int |
     float_net = trained if quant else None
 
     def one(b: config.Board) -> VerifyReport:
-        ensure_for_board(b)
+        prepare(b)
         with open_device(b) as device:
             return verify_on(recipe, net, path, b, device, out, float_model=float_net, label=quant)
 
