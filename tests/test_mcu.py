@@ -124,7 +124,7 @@ def test_flashing_the_emulated_m0_checks_the_image_and_the_model_it_runs(flashed
 
 
 def test_a_stateful_model_in_flash_runs_like_pytorch_on_the_m0(flashed, m0):
-    """16 streams of 6 steps, time-major; the M0's 4 KB arena holds fewer streams, so they go in groups, each
+    """16 streams of 6 steps, time-major; the M0's 1,280-byte arena holds fewer streams, so they go in groups, each
     from zero state. Every step within 1e-4 of PyTorch, the model run from flash (nothing uploaded)."""
     net, model = m0
     x = np.random.default_rng(3).normal(0, 1, (STREAMS, STEPS, 1)).astype(np.float32)

@@ -378,8 +378,8 @@ def limits_lines(build_dir: Path) -> list[str]:
                lambda r: r["core_scalar"]["vm_code"]),
               ("stm32f405-ltc-sine", "firmware", "the stm32f405 firmware without its model",
                lambda r: r["firmware"]["flash"] - r["firmware"]["components"].get("model", {}).get("flash", 0)),
-              ("nrf51-ltc-sine", "ram", "all the RAM of the nrf51 (qemu-m0) firmware for ltc-sine (its arena sized to "
-               "one row of the model, as `invoke size` builds it; targets/nrf51.yaml's own build has a 3 KB arena)",
+              ("nrf51-ltc-sine", "ram", "all the RAM of the nrf51 (qemu-m0) firmware for ltc-sine (arena, state, VM "
+               "state, protocol buffers, stack)",
                lambda r: r["firmware"]["ram"]))
     for name, key, what, value in checks:
         report = load(name)
