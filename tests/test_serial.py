@@ -117,7 +117,7 @@ def test_info_describes_the_device_and_the_model(link, models):
     info = link.info(path)
     assert info["outputs"] == "1" and info["inputs"] == "1"
     assert info["input0"] == "[B,1] f32" and info["output0"] == "[B,1] f32"
-    assert info["isa"] == "scalar" and info["vm_version"] == vm_version()
+    assert info["isa"] == "cm4" and info["vm_version"] == vm_version()  # the Cortex-M4F kernel set (FPU)
     assert info["file_size"] == str(path.stat().st_size)
     assert info["board"] == "mps2-an386" and info["target"] == "cortex-m4" and info["arch"] == "arm"
     assert info["cycle_counter"] == "systick"  # QEMU 7.2 has no DWT cycle counter
@@ -142,7 +142,7 @@ def test_models_run_like_pytorch_and_report_cycles(link, models, name):
         assert t["chunks"] == math.ceil(40 / batch) and t["n"] == 40
         assert 0 < t["cycles_min"] <= t["cycles_per_inference_median"] <= t["cycles_max"]
         assert t["latency_us_median"] == pytest.approx(t["cycles_per_inference_median"] / CLOCK_HZ * 1e6, rel=1e-3)
-        assert t["isa"] == "scalar" and t["vm_version"] == vm_version() and t["cycle_counter"] == "systick"
+        assert t["isa"] == "cm4" and t["vm_version"] == vm_version() and t["cycle_counter"] == "systick"
         print(f"{name} batch {batch}: {t['cycles_per_inference_median']:.0f} cycles per inference "
               f"({t['latency_us_median']:.0f} µs at 25 MHz), min {t['cycles_min']:.0f}, max {t['cycles_max']:.0f}")
     again = link.run(path, [x[:3]])
