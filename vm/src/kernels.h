@@ -421,6 +421,48 @@ int lnn_kernels_supported(const lnn_kernels *k);
 /* The compiled-in set named isa, or NULL. */
 const lnn_kernels *lnn_kernels_find(const char *isa);
 
+/* A selective build (internal.h, LNN_OP_LINKED) leaves the kernels of the ops it was built without out
+ * of a table, so the linker drops them. */
+#define LNN_KERNEL_IF(linked, fn) ((linked) ? (fn) : NULL)
+#define LNN_EWISE_LINKED                                                                        \
+    (LNN_OP_LINKED(EWISE1) || LNN_OP_LINKED(EWISE2) || LNN_OP_LINKED(EWISE3) || LNN_OP_LINKED(EWISE4) || \
+     LNN_OP_LINKED(EWISE5) || LNN_OP_LINKED(EWISE6) || LNN_OP_LINKED(EWISE7) || LNN_OP_LINKED(EWISE8))
+
+/* The table entries that every kernel set with scalar element-wise and graph kernels takes from them
+ * (the scalar set and cm4, whose own kernels are the products and the element-wise programs). */
+#define LNN_SCALAR_TABLE_ENTRIES \
+    .add = LNN_KERNEL_IF(LNN_OP_LINKED(ADD), lnn_add__scalar), \
+    .sub = LNN_KERNEL_IF(LNN_OP_LINKED(SUB), lnn_sub__scalar), \
+    .mul = LNN_KERNEL_IF(LNN_OP_LINKED(MUL), lnn_mul__scalar), \
+    .div = LNN_KERNEL_IF(LNN_OP_LINKED(DIV), lnn_div__scalar), \
+    .min = LNN_KERNEL_IF(LNN_OP_LINKED(MIN), lnn_min__scalar), \
+    .max = LNN_KERNEL_IF(LNN_OP_LINKED(MAX), lnn_max__scalar), \
+    .pow = LNN_KERNEL_IF(LNN_OP_LINKED(POW), lnn_pow__scalar), \
+    .le = LNN_KERNEL_IF(LNN_OP_LINKED(LE), lnn_le__scalar), \
+    .lt = LNN_KERNEL_IF(LNN_OP_LINKED(LT), lnn_lt__scalar), \
+    .where = LNN_KERNEL_IF(LNN_OP_LINKED(WHERE), lnn_where__scalar), \
+    .neg = LNN_KERNEL_IF(LNN_OP_LINKED(NEG), lnn_neg__scalar), \
+    .exp = LNN_KERNEL_IF(LNN_OP_LINKED(EXP), lnn_exp__scalar), \
+    .sigmoid = LNN_KERNEL_IF(LNN_OP_LINKED(SIGMOID), lnn_sigmoid__scalar), \
+    .tanh = LNN_KERNEL_IF(LNN_OP_LINKED(TANH), lnn_tanh__scalar), \
+    .relu = LNN_KERNEL_IF(LNN_OP_LINKED(RELU), lnn_relu__scalar), \
+    .abs = LNN_KERNEL_IF(LNN_OP_LINKED(ABS), lnn_abs__scalar), \
+    .sqrt = LNN_KERNEL_IF(LNN_OP_LINKED(SQRT), lnn_sqrt__scalar), \
+    .log = LNN_KERNEL_IF(LNN_OP_LINKED(LOG), lnn_log__scalar), \
+    .erf = LNN_KERNEL_IF(LNN_OP_LINKED(ERF), lnn_erf__scalar), \
+    .copy = LNN_KERNEL_IF(LNN_OP_LINKED(COPY), lnn_copy__scalar), \
+    .zero = LNN_KERNEL_IF(LNN_OP_LINKED(ZERO), lnn_zero__scalar), \
+    .concat = LNN_KERNEL_IF(LNN_OP_LINKED(CONCAT), lnn_concat__scalar), \
+    .split = LNN_KERNEL_IF(LNN_OP_LINKED(SPLIT), lnn_split__scalar), \
+    .conv2d = LNN_KERNEL_IF(LNN_OP_LINKED(CONV2D), lnn_conv2d__scalar), /* kernels_graph_scalar.c */ \
+    .maxpool2d = LNN_KERNEL_IF(LNN_OP_LINKED(MAXPOOL2D), lnn_maxpool2d__scalar), \
+    .avgpool2d = LNN_KERNEL_IF(LNN_OP_LINKED(AVGPOOL2D), lnn_avgpool2d__scalar), \
+    .softmax = LNN_KERNEL_IF(LNN_OP_LINKED(SOFTMAX), lnn_softmax__scalar), \
+    .log_softmax = LNN_KERNEL_IF(LNN_OP_LINKED(LOG_SOFTMAX), lnn_log_softmax__scalar), \
+    .reduce_sum = LNN_KERNEL_IF(LNN_OP_LINKED(REDUCE_SUM), lnn_reduce_sum__scalar), \
+    .reduce_mean = LNN_KERNEL_IF(LNN_OP_LINKED(REDUCE_MEAN), lnn_reduce_mean__scalar), \
+    .matmul = LNN_KERNEL_IF(LNN_OP_LINKED(MATMUL), lnn_matmul__scalar),
+
 /* NULL-terminated list of every kernel set compiled in, best first. */
 extern const lnn_kernels *const lnn_kernel_sets[];
 

@@ -337,51 +337,16 @@ static void lnn_ewise__cm4(const lnn_ewise_params *p)
         lnn_ewise__scalar(p);
 }
 
-#define LNN_KERNEL_IF(linked, fn) ((linked) ? (fn) : NULL)
 
-/* The scalar kernels but for the products (keep in step with
- * lnn_kernels_scalar in kernels_scalar.c). */
+/* The scalar kernels but for the products and the element-wise programs. */
 const lnn_kernels lnn_kernels_cm4 = {
     .isa = "cm4",
     .linear = LNN_KERNEL_IF(LNN_OP_LINKED(LINEAR) || LNN_OP_LINKED(MATMUL_NT), lnn_linear__cm4),
     .linear_t = LNN_KERNEL_IF(LNN_OP_LINKED(LINEAR_T) || LNN_OP_LINKED(MATMUL_T), lnn_linear_t__cm4),
     .linear_q8 = LNN_KERNEL_IF(LNN_OP_LINKED(LINEAR_Q8) || LNN_OP_LINKED(MATMUL_NTQ8), lnn_linear_q8__scalar),
     .linear_tq8 = LNN_KERNEL_IF(LNN_OP_LINKED(LINEAR_TQ8) || LNN_OP_LINKED(MATMUL_TQ8), lnn_linear_tq8__cm4),
-    .ewise = LNN_KERNEL_IF(LNN_OP_LINKED(EWISE1) || LNN_OP_LINKED(EWISE2) || LNN_OP_LINKED(EWISE3) ||
-                               LNN_OP_LINKED(EWISE4) || LNN_OP_LINKED(EWISE5) || LNN_OP_LINKED(EWISE6) ||
-                               LNN_OP_LINKED(EWISE7) || LNN_OP_LINKED(EWISE8),
-                           lnn_ewise__cm4),
-    .add = LNN_KERNEL_IF(LNN_OP_LINKED(ADD), lnn_add__scalar),
-    .sub = LNN_KERNEL_IF(LNN_OP_LINKED(SUB), lnn_sub__scalar),
-    .mul = LNN_KERNEL_IF(LNN_OP_LINKED(MUL), lnn_mul__scalar),
-    .div = LNN_KERNEL_IF(LNN_OP_LINKED(DIV), lnn_div__scalar),
-    .min = LNN_KERNEL_IF(LNN_OP_LINKED(MIN), lnn_min__scalar),
-    .max = LNN_KERNEL_IF(LNN_OP_LINKED(MAX), lnn_max__scalar),
-    .pow = LNN_KERNEL_IF(LNN_OP_LINKED(POW), lnn_pow__scalar),
-    .le = LNN_KERNEL_IF(LNN_OP_LINKED(LE), lnn_le__scalar),
-    .lt = LNN_KERNEL_IF(LNN_OP_LINKED(LT), lnn_lt__scalar),
-    .where = LNN_KERNEL_IF(LNN_OP_LINKED(WHERE), lnn_where__scalar),
-    .neg = LNN_KERNEL_IF(LNN_OP_LINKED(NEG), lnn_neg__scalar),
-    .exp = LNN_KERNEL_IF(LNN_OP_LINKED(EXP), lnn_exp__scalar),
-    .sigmoid = LNN_KERNEL_IF(LNN_OP_LINKED(SIGMOID), lnn_sigmoid__scalar),
-    .tanh = LNN_KERNEL_IF(LNN_OP_LINKED(TANH), lnn_tanh__scalar),
-    .relu = LNN_KERNEL_IF(LNN_OP_LINKED(RELU), lnn_relu__scalar),
-    .abs = LNN_KERNEL_IF(LNN_OP_LINKED(ABS), lnn_abs__scalar),
-    .sqrt = LNN_KERNEL_IF(LNN_OP_LINKED(SQRT), lnn_sqrt__scalar),
-    .log = LNN_KERNEL_IF(LNN_OP_LINKED(LOG), lnn_log__scalar),
-    .erf = LNN_KERNEL_IF(LNN_OP_LINKED(ERF), lnn_erf__scalar),
-    .copy = LNN_KERNEL_IF(LNN_OP_LINKED(COPY), lnn_copy__scalar),
-    .zero = LNN_KERNEL_IF(LNN_OP_LINKED(ZERO), lnn_zero__scalar),
-    .concat = LNN_KERNEL_IF(LNN_OP_LINKED(CONCAT), lnn_concat__scalar),
-    .split = LNN_KERNEL_IF(LNN_OP_LINKED(SPLIT), lnn_split__scalar),
-    .conv2d = LNN_KERNEL_IF(LNN_OP_LINKED(CONV2D), lnn_conv2d__scalar),
-    .maxpool2d = LNN_KERNEL_IF(LNN_OP_LINKED(MAXPOOL2D), lnn_maxpool2d__scalar),
-    .avgpool2d = LNN_KERNEL_IF(LNN_OP_LINKED(AVGPOOL2D), lnn_avgpool2d__scalar),
-    .softmax = LNN_KERNEL_IF(LNN_OP_LINKED(SOFTMAX), lnn_softmax__scalar),
-    .log_softmax = LNN_KERNEL_IF(LNN_OP_LINKED(LOG_SOFTMAX), lnn_log_softmax__scalar),
-    .reduce_sum = LNN_KERNEL_IF(LNN_OP_LINKED(REDUCE_SUM), lnn_reduce_sum__scalar),
-    .reduce_mean = LNN_KERNEL_IF(LNN_OP_LINKED(REDUCE_MEAN), lnn_reduce_mean__scalar),
-    .matmul = LNN_KERNEL_IF(LNN_OP_LINKED(MATMUL), lnn_matmul__scalar),
+    .ewise = LNN_KERNEL_IF(LNN_EWISE_LINKED, lnn_ewise__cm4),
+    LNN_SCALAR_TABLE_ENTRIES
 };
 
 #else
