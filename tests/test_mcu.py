@@ -218,3 +218,22 @@ def test_a_missing_or_failing_flasher_ends_in_one_line_and_nothing_is_reported_f
             assert done.image_crc == flashed.image_crc
         finally:
             boards.write_text(BOARDS)
+
+
+def test_an_emulator_that_dies_at_start_says_so_in_one_line(tmp_path, monkeypatch):
+    """QEMU dying on a bad image before it listens prints an error and a register dump; the message keeps its first
+    line. A stand-in QEMU prints that on purpose: the real one does it only now and then (the flash test above
+    caught it once in a suite run, its other way of failing being one line already)."""
+    from lnnedge.devices.emulator import EmulatorError
+
+    fake = tmp_path / NRF51.qemu.program
+    fake.write_text("#!/bin/sh\necho 'qemu: fatal: Lockup: can not escalate 3 to HardFault'\necho\n"
+                    "echo 'R00=00000000 R01=00000000 R02=00000000 R03=00000000'\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    image = tmp_path / "fw.elf"
+    image.write_bytes(b"\x7fELF")
+    with pytest.raises(EmulatorError) as failed:
+        Emulator(NRF51, image).start()
+    assert str(failed.value) == (f"{NRF51.qemu.program} -M {NRF51.qemu.machine} did not start: "
+                                 "qemu: fatal: Lockup: can not escalate 3 to HardFault")

@@ -121,8 +121,9 @@ class Emulator:
             self.stop()
             if "in use" not in last or self._fixed_port:
                 break  # not a port race: trying again would fail the same way
-        raise EmulatorError(f"{self.qemu.program} -M {self.qemu.machine} did not start: "
-                            f"{last.strip() or 'no listening port'}")
+        # one line: QEMU's first (a guest that dies at once is followed by a register dump)
+        said = next((line.strip() for line in last.splitlines() if line.strip()), "no listening port")
+        raise EmulatorError(f"{self.qemu.program} -M {self.qemu.machine} did not start: {said}")
 
     def output(self) -> str:
         """What QEMU printed (errors, guest error logs)."""
