@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import LnnedgeError
@@ -172,59 +173,52 @@ def _replace_block(text: str, begin: str, end: str, body: str) -> str:
     return new
 
 
-def update_readme(readme: Path = ROOT / "README.md", build_dir: Path = BUILD_DIR) -> str:
-    """The generated tables; performance and reliability only when their reports exist."""
-    text = readme.read_text()
-    tables = results_table(build_dir)
-    text = _replace_block(text, BEGIN, END, tables)
+def _blocks(build_dir: Path) -> Iterator[tuple[str, str, str]]:
+    """Each README block that has a report behind it: (begin marker, end marker, its text), in the README's order;
+    performance, reliability and the others only when their reports exist."""
+    yield BEGIN, END, results_table(build_dir)
     bench_path = build_dir / "bench.json"
     if bench_path.is_file():
-        bench = bench_table(json.loads(bench_path.read_text()))
-        text = _replace_block(text, BENCH_BEGIN, BENCH_END, bench)
-        tables += "\n\n" + bench
-    if bench_path.is_file() and "matmul" in json.loads(bench_path.read_text()):
-        matmul = matmul_line(json.loads(bench_path.read_text())["matmul"])
-        text = _replace_block(text, MATMUL_BEGIN, MATMUL_END, matmul)
-        tables += "\n\n" + matmul
+        bench = json.loads(bench_path.read_text())
+        yield BENCH_BEGIN, BENCH_END, bench_table(bench)
+        if "matmul" in bench:
+            yield MATMUL_BEGIN, MATMUL_END, matmul_line(bench["matmul"])
     threads_path = build_dir / "threads.json"
     if threads_path.is_file():
-        threads = threads_table(json.loads(threads_path.read_text()))
-        text = _replace_block(text, THREADS_BEGIN, THREADS_END, threads)
-        tables += "\n\n" + threads
+        yield THREADS_BEGIN, THREADS_END, threads_table(json.loads(threads_path.read_text()))
     if (build_dir / "reliability").is_dir():
-        reliability = reliability_table(build_dir)
-        text = _replace_block(text, RELIABILITY_BEGIN, RELIABILITY_END, reliability)
-        tables += "\n\n" + reliability
+        yield RELIABILITY_BEGIN, RELIABILITY_END, reliability_table(build_dir)
     if any(build_dir.glob("*/bench-*.json")):  # `invoke bench --board` (lnnedge.mcu_bench)
         from .mcu_bench import table as mcu_table
 
-        mcu = mcu_table(build_dir)
-        text = _replace_block(text, MCU_BEGIN, MCU_END, mcu)
-        tables += "\n\n" + mcu
+        yield MCU_BEGIN, MCU_END, mcu_table(build_dir)
     if (build_dir / "irregular").is_dir():
-        irregular = irregular_table(build_dir)
-        text = _replace_block(text, IRREGULAR_BEGIN, IRREGULAR_END, irregular)
-        tables += "\n\n" + irregular
+        yield IRREGULAR_BEGIN, IRREGULAR_END, irregular_table(build_dir)
     if any((build_dir / "size").glob("*.json")):  # `invoke size --target T --model M` (lnnedge.footprint)
         from .footprint import SIZE_BEGIN, SIZE_END
         from .footprint import readme_table as size_table
 
-        size = size_table(build_dir)
-        text = _replace_block(text, SIZE_BEGIN, SIZE_END, size)
-        tables += "\n\n" + size
+        yield SIZE_BEGIN, SIZE_END, size_table(build_dir)
     solvers_path = build_dir / "solvers" / "errors.json"
     if solvers_path.is_file():
-        solvers = solvers_table(json.loads(solvers_path.read_text()))
-        text = _replace_block(text, SOLVERS_BEGIN, SOLVERS_END, solvers)
-        tables += "\n\n" + solvers
+        yield SOLVERS_BEGIN, SOLVERS_END, solvers_table(json.loads(solvers_path.read_text()))
+
+
+def update_readme(readme: Path = ROOT / "README.md", build_dir: Path = BUILD_DIR) -> str:
+    """The generated tables written into the README (and vm/fuzz/README.md); returns them all."""
+    text = readme.read_text()
+    tables = []
+    for begin, end, body in _blocks(build_dir):
+        text = _replace_block(text, begin, end, body)
+        tables.append(body)
     readme.write_text(text)
     fuzz_path = build_dir / "fuzz" / "report-all.json"
     if fuzz_path.is_file():
         fuzz_readme = readme.parent / "vm" / "fuzz" / "README.md"
         fuzz = fuzz_table(json.loads(fuzz_path.read_text()))
         fuzz_readme.write_text(_replace_block(fuzz_readme.read_text(), FUZZ_BEGIN, FUZZ_END, fuzz))
-        tables += "\n\n" + fuzz
-    return tables
+        tables.append(fuzz)
+    return "\n\n".join(tables)
 
 
 def _task_metric(r: dict) -> str:
