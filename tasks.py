@@ -331,6 +331,19 @@ def bench(c, model=None, quick=False, board=None):
     console.show(run_bench(model, quick=quick, progress=console.progress))
 
 
+@task(help={"model": MODEL_HELP, "board": "a board in boards.yaml (default: its default_board)", "file": FILE_HELP,
+            "runs": "inferences profiled (default: 2000 on a runner, 3 on firmware, whose counts are exact)"})
+@step
+def profile(c, model=None, board=None, file=None, runs=None):
+    """Time (or emulated instructions) per instruction of the program on a board, mapped to the source line;
+    writes build/<model>/profile-<board>.json and a bar chart (.png)."""
+    from lnnedge import console
+    from lnnedge.args import optional_count
+    from lnnedge.pipeline.profile import profile as run_profile
+
+    console.show(run_profile(model, board, file, optional_count(runs, "--runs")))
+
+
 @task(name="bench-matmul", help={"size": "matrix size n (n x n times n x n)", "runs": "timed runs of each"})
 @step
 def bench_matmul(c, size="256", runs="9"):
@@ -573,7 +586,7 @@ def readme_table(c):
 
 
 ns = Collection(train, train_seeds, fuzz, quantize_check, compile_, build, flash, run, verify, deploy, status, bench,
-               bench_matmul, bench_threads, stream, demo, ops, irregular,
+               profile, bench_matmul, bench_threads, stream, demo, ops, irregular,
                targets, boards, schema, reliability, readme_table, export, arduino_library, size, solvers)
 ns.configure({"debug": False, "model": "ltc-sine"})
 

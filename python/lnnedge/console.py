@@ -30,6 +30,7 @@ from .pipeline.reports import (
     FleetReport,
     MatmulReport,
     OpsReport,
+    ProfileReport,
     QuantizeReport,
     RunReport,
     SeedsReport,
@@ -309,6 +310,34 @@ def _(r: QuantizeReport) -> RenderableType:
         parts.append(_sizes(d["size_breakdown"]))
     parts += [f"  {'PASSED' if r.passed else 'FAILED'}", f"wrote {r.path}"]
     return _group(*parts)
+
+
+def _fmt(v: float) -> str:
+    return f"{v:,.0f}" if v >= 100 else f"{v:.1f}"
+
+
+@view.register
+def _(r: ProfileReport) -> RenderableType:
+    d = r.data
+    unit = d["unit"] if d["unit"] != "ns" else "ns"
+    table = _table("pc", "op", f"{unit}/inference", "share", "calls", "source line", "module", right=(0, 2, 3, 4))
+    for row in sorted(d["rows"], key=lambda x: -x["per_run"]):
+        if row["calls_per_run"] == 0:
+            continue
+        table.add_row(str(row["pc"]), row["op"], _fmt(row["per_run"]), f"{row['share_percent']:.1f} %",
+                      f"{row['calls_per_run']:g}", row["source"] or row["value"], row["module"])
+    unrun = [str(x["pc"]) for x in d["rows"] if x["calls_per_run"] == 0]
+    kind = "emulated" if d["emulated"] else "measured"
+    return _group(
+        f"{d['model']} on {d['board']} ({d['target']}, {d['isa']} kernels): {d['runs']} runs of the bundled test "
+        f"case 0, batch 1; clock {d['clock']} ({kind})", table,
+        f"not executed (PUSH/DROP, compiled into the plan): pc {', '.join(unrun)}" if unrun else None,
+        f"sum of the instructions {_fmt(d['sum_corrected'])} {unit} per inference (hook cost "
+        f"{d['overhead_per_mark']:.2f} {unit} x {d['marks_per_run']:g} marks subtracted) vs the whole run without "
+        f"profiling {_fmt(d['whole_plain'])}: {100 * d['sum_corrected_vs_whole_plain']:.1f} %",
+        f"raw sum {_fmt(d['sum_raw'])} vs the whole run with the hook on {_fmt(d['whole_profiled'])}: "
+        f"{100 * d['sum_raw_vs_whole_profiled']:.1f} % (the rest: lnn_run's entry and exit, outside every step)",
+        f"method: {d['method']}", f"wrote {r.path} and {r.chart}")
 
 
 def _matmul(m: dict) -> Group:

@@ -98,3 +98,20 @@ def sequence_plot(x: np.ndarray, target: np.ndarray, torch_out: np.ndarray, devi
     bottom.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
     fig.tight_layout()
     _save(fig, path)
+
+
+def profile_bars(labels: list[str], values: list[float], shares: list[float], title: str, unit: str,
+                 path: Path) -> None:
+    """`invoke profile`'s chart: the most expensive instructions as horizontal bars, largest on top, each with
+    its share of the inference."""
+    fig, ax = plt.subplots(figsize=(9, 0.4 * len(labels) + 1.4))
+    ypos = np.arange(len(labels))[::-1]
+    ax.barh(ypos, values, color="tab:blue")
+    ax.set_yticks(ypos, labels, fontsize=8)
+    for y, v, s in zip(ypos, values, shares, strict=True):
+        ax.text(v, y, f" {s:.1f} %", va="center", fontsize=8)
+    ax.set_xlabel(f"{unit} per inference")
+    ax.set_xlim(0, max(values, default=1.0) * 1.15)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    _save(fig, path)

@@ -783,6 +783,87 @@ static void cmd_reset_state(uint16_t seq, const uint8_t *p, size_t len)
     answer(LNN_F_RESET_STATE | LNN_P_OK_BIT, seq, 0);
 }
 
+#ifdef LNN_PROFILE
+/* ---- PROFILE (the profiling image only: -DLNN_PROFILE) --------------------------
+ * The loaded model's bundled test case 0 (batch 1) run `runs` times with the
+ * VM's per-pc counters (lnnvm.h) on the board's cycle counter, and `runs`
+ * times without, alternating, each run timed from outside; then the hook's
+ * own cost over PROFILE_MARKS back-to-back marks. Answer: u32 code words,
+ * runs, whole-run cycles without the counters, with them, the calibration's
+ * cycles, PROFILE_MARKS; then u32 cycles, u32 calls per pc. */
+#ifndef LNN_PROFILE_MAX_PCS
+#define LNN_PROFILE_MAX_PCS 256
+#endif
+enum { PROFILE_MARKS = 1000, PROFILE_HEAD = 24 };
+static lnn_profile_counter prof_counter[LNN_PROFILE_MAX_PCS];
+
+uint32_t lnn_profile_clock(void)
+{
+    return board_cycles();
+}
+
+static void cmd_profile(uint16_t seq, const uint8_t *p, size_t len)
+{
+    if (!ld.loaded) {
+        fail(seq, LNN_PE_E_NO_MODEL);
+        return;
+    }
+    if (len != 4 || lnn_rd32(p) == 0) {
+        fail(seq, LNN_PE_E_PAYLOAD);
+        return;
+    }
+    lnn_model *m = LOADED;
+    const uint32_t runs = lnn_rd32(p), words = lnn_code_words(m);
+    lnn_tests ts;
+    const uint32_t ni = lnn_num_inputs(m), no = lnn_num_outputs(m);
+    size_t out_at = PROFILE_HEAD + 8u * (size_t)words;
+    /* the outputs go to the answer buffer past the counters, unsent */
+    const float *in[LNN_MAX_IO];
+    float *out[LNN_MAX_IO];
+    const float *x = NULL;
+    if (lnn_get_tests(m, &ts))
+        x = ts.inputs;
+    for (uint32_t i = 0; x && i < ni; i++) {
+        in[i] = x;
+        x += lnn_input_row_elems(m, i);
+    }
+    for (uint32_t i = 0; i < no; i++) {
+        out[i] = (float *)(void *)(TX_PAYLOAD + out_at);
+        out_at += 4u * lnn_output_row_elems(m, i);
+    }
+    if (!x || words > LNN_PROFILE_MAX_PCS || out_at > LNN_MAX_PAYLOAD) {
+        fail(seq, LNN_PE_E_ROWS); /* no test case to run, or the counters do not fit */
+        return;
+    }
+    memset(prof_counter, 0, sizeof prof_counter);
+    lnn_profile prof = {prof_counter, LNN_PROFILE_MAX_PCS, LNN_PROFILE_NONE, 0};
+    uint32_t whole[2] = {0, 0};
+    for (uint32_t r = 0; r < runs; r++)
+        for (uint32_t on = 0; on < 2; on++) {
+            lnn_set_profile(m, on ? &prof : NULL);
+            lnn_reset(m);
+            const uint32_t t0 = board_cycles();
+            const lnn_status s = lnn_run(m, in, out, 1);
+            whole[on] += board_cycles() - t0;
+            if (s != LNN_OK) {
+                lnn_set_profile(m, NULL);
+                vm_fail(seq, s, 0xFFFFFFFFu);
+                return;
+            }
+        }
+    lnn_set_profile(m, NULL);
+    const uint32_t head[6] = {words, runs, whole[0], whole[1], (uint32_t)lnn_profile_overhead(PROFILE_MARKS),
+                              PROFILE_MARKS};
+    for (uint32_t i = 0; i < 6; i++)
+        wr32(TX_PAYLOAD + 4u * i, head[i]);
+    for (uint32_t pc = 0; pc < words; pc++) {
+        wr32(TX_PAYLOAD + PROFILE_HEAD + 8u * pc, (uint32_t)prof_counter[pc].ticks);
+        wr32(TX_PAYLOAD + PROFILE_HEAD + 8u * pc + 4u, (uint32_t)prof_counter[pc].calls);
+    }
+    answer(LNN_F_PROFILE | LNN_P_OK_BIT, seq, PROFILE_HEAD + 8u * (size_t)words);
+}
+#endif
+
 /* ---- frames in ------------------------------------------------------------------ */
 
 static void on_frame(void)
@@ -880,6 +961,11 @@ static void on_frame(void)
     case LNN_F_RESET_STATE:
         cmd_reset_state(seq, p, len);
         break;
+#ifdef LNN_PROFILE
+    case LNN_F_PROFILE:
+        cmd_profile(seq, p, len);
+        break;
+#endif
     default:
         fail(seq, LNN_PE_E_TYPE);
         break;

@@ -118,6 +118,9 @@ typedef struct lnn_model {
     const struct lnn_kernels *kernels;
     lnn_trace_fn trace; /* NULL: no tracing */
     void *trace_ctx;
+#ifdef LNN_PROFILE
+    struct lnn_profile *profile; /* NULL: not profiling (lnn_set_profile) */
+#endif
     size_t len;
     size_t arena_len;
     size_t batch_base; /* align64(arena_fixed): start of the batched part */
@@ -291,6 +294,47 @@ int lnn_use_plan(lnn_model *m, int on);
 /* Installs (fn) or removes (NULL) the trace hook of a model; lnn_init
  * clears it, so call this after lnn_init. */
 void lnn_set_trace(lnn_model *m, lnn_trace_fn fn, void *ctx);
+
+#ifdef LNN_PROFILE
+/* The profiling build (-DLNN_PROFILE, `make PROFILE=1`; never the normal
+ * one, whose interpreter has no hook at all): lnn_run reads the clock the
+ * platform provides (lnn_profile_clock: the runner's CLOCK_MONOTONIC in ns,
+ * the firmware's cycle counter) at the start of every step it executes
+ * (every instruction but PUSH and DROP, which the plan compiles away, and
+ * each loop iteration's LOOP / END) and adds the time until the next step
+ * starts (or the run ends) to the earlier step's pc: counter[pc].ticks, and
+ * counter[pc].calls += 1. Each of those intervals also holds one hook's own
+ * cost: lnn_profile_overhead measures it, to be subtracted per call. The
+ * counters are the caller's memory (one per code word, lnn_code_words):
+ * nothing is allocated. The clock is read as 32 bits: an interval must be
+ * shorter than one wrap (4.29 s in ns). */
+typedef struct {
+    uint64_t ticks;
+    uint64_t calls;
+} lnn_profile_counter;
+
+typedef struct lnn_profile {
+    lnn_profile_counter *counter; /* [count], zeroed by the caller */
+    uint32_t count;
+    uint32_t last_pc; /* private: the step whose time runs, LNN_PROFILE_NONE */
+    uint32_t last;    /* private: the clock when it started */
+} lnn_profile;
+
+#define LNN_PROFILE_NONE 0xFFFFFFFFu
+
+uint32_t lnn_profile_clock(void); /* provided by the runner / the firmware */
+
+/* Profiles the model's next runs into p (NULL: stops). LNN_E_ARG when
+ * p->count is below the model's code words; lnn_init clears it. */
+lnn_status lnn_set_profile(lnn_model *m, lnn_profile *p);
+
+/* Instructions in the model's code section (the pcs a profile counts). */
+uint32_t lnn_code_words(const lnn_model *m);
+
+/* Clock ticks of marks back-to-back hook calls (the hook's own cost per
+ * interval is that / marks). */
+uint64_t lnn_profile_overhead(uint32_t marks);
+#endif
 
 /* The bundled test set (section TESTS, lnn_format.h) of a model, verified
  * by lnn_init: in_floats and out_floats are the floats of one batch row of

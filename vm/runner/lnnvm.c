@@ -9,6 +9,7 @@
  *             [--no-plan] [--trace FILE]
  *   lnnvm test MODEL [--kernels ISA] [--no-plan]
  *   lnnvm stream MODEL [--kernels ISA]
+ *   lnnvm profile MODEL [--runs R] [--kernels ISA] [--no-plan]   (PROFILE=1 builds)
  *
  * Every command takes --max-work N and --max-arena BYTES (lnn_limits, 0 or
  * absent: the VM's defaults, LNN_DEFAULT_MAX_WORK operations per run per
@@ -962,6 +963,114 @@ static int cmd_test(int argc, char **argv)
     return failed ? EXIT_TEST_FAILED : 0;
 }
 
+#ifdef LNN_PROFILE
+/* ---- profile (the profiling build only: make PROFILE=1) ------------------------ */
+
+/* The VM's profiling clock (lnnvm.h): CLOCK_MONOTONIC in ns, as 32 bits. */
+uint32_t lnn_profile_clock(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint32_t)((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec);
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    const uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* One row (the bundled test set's first case, batch 1) run --runs times
+ * with the per-pc counters on, and as many times without, in alternating
+ * blocks (drift hits both alike), each block timed from outside: the JSON
+ * line gives the counters, both whole-run totals and the hook's own cost
+ * per interval (median of 9 calibrations), for the host to compare. */
+static int cmd_profile(int argc, char **argv)
+{
+    const char *path = NULL, *kernels = getenv("LNNVM_KERNELS");
+    unsigned long runs = 200;
+    int no_plan = 0;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--no-plan"))
+            no_plan = 1;
+        else if (!strcmp(argv[i], "--kernels") && i + 1 < argc)
+            kernels = argv[++i];
+        else if (!strcmp(argv[i], "--runs") && i + 1 < argc)
+            runs = parse_count("--runs", argv[++i], 100000000ul);
+        else if (argv[i][0] == '-' && argv[i][1] != '\0')
+            fail(EXIT_USAGE, "profile: unknown option or missing value '%s'", argv[i]);
+        else if (!path)
+            path = argv[i];
+        else
+            fail(EXIT_USAGE, "unexpected argument '%s'", argv[i]);
+    }
+    if (!path)
+        usage();
+    model md;
+    open_or_die(&md, path);
+    lnn_tests ts;
+    if (!lnn_get_tests(&md.m, &ts))
+        fail(EXIT_USAGE, "%s: the model has no bundled test set (section TESTS) to profile on", path);
+    prepare_or_die(&md, 1, path, kernels, no_plan);
+    test_io io;
+    test_io_alloc(&io, &md.m, &ts);
+    const float *ip[LNN_MAX_IO];
+    for (uint32_t i = 0; i < io.ni; i++)
+        ip[i] = io.in[i];
+    const uint32_t words = lnn_code_words(&md.m);
+    lnn_profile prof;
+    prof.counter = calloc(words ? words : 1, sizeof *prof.counter);
+    prof.count = words;
+    if (!prof.counter)
+        fail(EXIT_USAGE, "out of memory for the counters");
+    enum { BLOCKS = 10, CALIBRATIONS = 9, MARKS = 20000 };
+    uint64_t whole[2] = {0, 0}; /* [0]: without the counters, [1]: with */
+    for (unsigned long b = 0; b <= BLOCKS; b++) { /* block 0: warm-up, not counted */
+        const unsigned long n = b == 0 ? (runs < 20 ? runs : 20) : runs / BLOCKS + (b <= runs % BLOCKS);
+        for (int on = 0; on < 2; on++) {
+            lnn_set_profile(&md.m, on && b > 0 ? &prof : NULL);
+            const uint64_t t0 = now_ns();
+            for (unsigned long r = 0; r < n; r++) {
+                lnn_reset(&md.m);
+                const lnn_status st = lnn_run(&md.m, ip, io.out, 1);
+                if (st != LNN_OK)
+                    fail(EXIT_RUN, "%s: run failed: %s: %s", path, lnn_status_name(st),
+                         lnn_status_str(st));
+            }
+            if (b > 0)
+                whole[on] += now_ns() - t0;
+        }
+    }
+    lnn_set_profile(&md.m, NULL);
+    uint64_t cal[CALIBRATIONS];
+    for (int i = 0; i < CALIBRATIONS; i++)
+        cal[i] = lnn_profile_overhead(MARKS);
+    qsort(cal, CALIBRATIONS, sizeof *cal, cmp_u64);
+    printf("{\"clock\":\"clock_gettime(CLOCK_MONOTONIC)\",\"unit\":\"ns\",\"runs\":%lu,"
+           "\"whole_plain_ticks\":%llu,\"whole_profiled_ticks\":%llu,"
+           "\"overhead_ticks_per_mark\":%.3f,\"plan\":%s,\"isa\":\"%s\",\"vm_version\":\"%s\","
+           "\"code_words\":%u,\"counters\":[",
+           runs, (unsigned long long)whole[0], (unsigned long long)whole[1],
+           (double)cal[CALIBRATIONS / 2] / MARKS, lnn_use_plan(&md.m, !no_plan) ? "true" : "false",
+           lnn_isa(&md.m), lnn_version(), words);
+    for (uint32_t pc = 0; pc < words; pc++)
+        printf("%s[%llu,%llu]", pc ? "," : "", (unsigned long long)prof.counter[pc].ticks,
+               (unsigned long long)prof.counter[pc].calls);
+    printf("]}\n");
+    free(prof.counter);
+    test_io_free(&io);
+    model_close(&md);
+    return 0;
+}
+#endif
+
 /* ---- stream -------------------------------------------------------------------- */
 
 #define WHITESPACE " \t\r\n\f\v"
@@ -1116,6 +1225,10 @@ int main(int argc, char **argv)
         return cmd_test(argc - 2, argv + 2);
     if (!strcmp(cmd, "stream"))
         return cmd_stream(argc - 2, argv + 2);
+#ifdef LNN_PROFILE
+    if (!strcmp(cmd, "profile"))
+        return cmd_profile(argc - 2, argv + 2);
+#endif
     if (argc != 3)
         usage();
     if (!strcmp(cmd, "info"))

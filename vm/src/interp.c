@@ -52,6 +52,55 @@ typedef struct {
 #endif
 } lnn_ctx;
 
+#ifdef LNN_PROFILE
+/* The profiling build's hook (lnnvm.h): the time since the previous step
+ * started goes to that step's pc, and this step's (pc LNN_PROFILE_NONE: the
+ * run's end) starts now. Not compiled at all in the normal build. */
+static void lnn_profile_mark(lnn_profile *p, uint32_t pc)
+{
+    const uint32_t now = lnn_profile_clock();
+    if (p->last_pc != LNN_PROFILE_NONE)
+        p->counter[p->last_pc].ticks += (uint32_t)(now - p->last);
+    if (pc != LNN_PROFILE_NONE)
+        p->counter[pc].calls++;
+    p->last_pc = pc;
+    p->last = now;
+}
+
+#define LNN_PROFILE_MARK(m, pc)                       \
+    do {                                              \
+        if ((m)->profile)                             \
+            lnn_profile_mark((m)->profile, (pc));     \
+    } while (0)
+
+lnn_status lnn_set_profile(lnn_model *m, lnn_profile *p)
+{
+    if (!m || (p && (!p->counter || p->count < m->code_words)))
+        return LNN_E_ARG;
+    if (p)
+        p->last_pc = LNN_PROFILE_NONE;
+    m->profile = p;
+    return LNN_OK;
+}
+
+uint32_t lnn_code_words(const lnn_model *m)
+{
+    return m ? m->code_words : 0;
+}
+
+uint64_t lnn_profile_overhead(uint32_t marks)
+{
+    lnn_profile_counter one = {0, 0};
+    lnn_profile p = {&one, 1, LNN_PROFILE_NONE, 0};
+    for (uint32_t i = 0; i < marks; i++)
+        lnn_profile_mark(&p, 0);
+    lnn_profile_mark(&p, LNN_PROFILE_NONE);
+    return one.ticks;
+}
+#else
+#define LNN_PROFILE_MARK(m, pc) ((void)0)
+#endif
+
 static size_t lnn_ref_count(const lnn_ctx *c, const lnn_plan_ref *r)
 {
     return (size_t)r->elems * ((r->kind & LNN_REF_BATCH) ? c->batch : 1);
@@ -814,6 +863,7 @@ static lnn_status lnn_run_plan(lnn_ctx *c, lnn_model *m)
     const uint32_t nsteps = m->plan_steps;
     for (uint32_t si = 0; si < nsteps;) {
         const lnn_plan_step *s = &m->step[si];
+        LNN_PROFILE_MARK(m, s->pc);
         if (s->op == LNN_OP_LOOP || s->op == LNN_OP_LOOPW) {
             loops[nl].body = si + 1;
             loops[nl].count = s->p[0];
@@ -882,6 +932,7 @@ static lnn_status lnn_run_code(lnn_ctx *c, const lnn_model *m)
     for (uint32_t pc = 0; pc < ncode;) {
         const uint32_t w = lnn_rd32(code + 4 * (size_t)pc);
         const uint32_t op = w & 0xFFu, b = w >> 16;
+        LNN_PROFILE_MARK(m, pc);
         switch (op) {
         case LNN_OP_PUSH: {
             lnn_plan_ref r;
@@ -1002,5 +1053,7 @@ lnn_status lnn_run(lnn_model *m, const float *const *inputs,
     ctx.status = LNN_OK;
 #endif
     lnn_state_prepare(m, &ctx);
-    return m->use_plan || LNN_PLAN_ONLY ? lnn_run_plan(&ctx, m) : lnn_run_code(&ctx, m);
+    const lnn_status st = m->use_plan || LNN_PLAN_ONLY ? lnn_run_plan(&ctx, m) : lnn_run_code(&ctx, m);
+    LNN_PROFILE_MARK(m, LNN_PROFILE_NONE); /* the last step's time ends here */
+    return st;
 }

@@ -81,6 +81,8 @@ class Device(Protocol):
 
     def trace(self, model: Path, inputs: list[np.ndarray]) -> list[tuple[int, int, np.ndarray]]: ...
 
+    def profile(self, model: Path, runs: int, program: Path) -> dict: ...
+
     def status(self) -> dict: ...
 
     def close(self) -> None: ...
@@ -156,6 +158,11 @@ class DeviceBase:
 
     def test(self, model: Path) -> SmokeResult:
         raise NotImplementedError  # every kind implements it
+
+    def profile(self, model: Path, runs: int, program: Path) -> dict:
+        """`invoke profile`: the model's bundled test case 0 run `runs` times by `program` (the profiling runner or
+        firmware, lnnedge.profile) with per-pc counters; the raw figures (lnnedge.profile reads them)."""
+        raise self._cannot("profiling", "profile on a board with the runner (host, QEMU, SSH) or the firmware")
 
     def deploy(self, model: Path, version: dict, before_step: BeforeStep | None = None) -> dict:
         """Nothing is uploaded (each run is given the model): the bundled test set must pass here.

@@ -26,6 +26,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from ..config import Board, Target
@@ -189,6 +190,24 @@ class EmulatorDevice(SerialDevice):
     def _open_link(self) -> SerialLink:
         url = self.emulator.start()
         return SerialLink(url, clock_hz=self.board.target.clock_hz, name=f"qemu {self.emulator.qemu.machine}")
+
+    def profile(self, model: Path, runs: int, program: Path) -> dict:
+        """The profiling image booted under -icount with the bench's shift (mcu_bench.bench_shift): SysTick
+        ticks are then QEMU's exact instruction count, converted here (unit "instructions", emulated)."""
+        from ..mcu_bench import bench_shift, ticks_per_instruction
+
+        target = self.board.target
+        shift = bench_shift(target.clock_hz)
+        self.close()
+        self.emulator = Emulator(replace(target, qemu=replace(target.qemu, icount=shift)), program)
+        raw = super().profile(model, runs, program)
+        factor = ticks_per_instruction(target.clock_hz, shift)
+        return {**raw, "unit": "instructions", "emulated": True, "icount_shift": shift,
+                "clock": f"{raw['cycle_counter']} under qemu -icount shift={shift}, as instructions",
+                "whole_plain_ticks": raw["whole_plain_ticks"] / factor,
+                "whole_profiled_ticks": raw["whole_profiled_ticks"] / factor,
+                "overhead_ticks_per_mark": raw["overhead_ticks_per_mark"] / factor,
+                "counters": [[t / factor, n] for t, n in raw["counters"]]}
 
     def close(self) -> None:
         super().close()

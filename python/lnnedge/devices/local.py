@@ -79,6 +79,17 @@ class LocalDevice(DeviceBase):
             self._run(model, inputs, extra=["--trace", str(trace_file)])
             return read_trace(trace_file)
 
+    def profile(self, model: Path, runs: int, program: Path) -> dict:
+        """`lnnvm profile` of the profiling runner `program` (behind QEMU for emulated boards)."""
+        argv = [*self.prefix, str(program), "profile", str(model), "--runs", str(runs)]
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=self.timeout)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise DeviceError(f"cannot profile with {argv[0]}: {exc}") from None
+        if proc.returncode != 0:
+            raise DeviceError(proc.stderr.strip() or f"{program.name} profile exited with {proc.returncode}")
+        return runner.parse_timing(proc.stdout, program.name)
+
     def stream(self, model: Path) -> RunnerStream:
         return RunnerStream(self._argv("stream", str(model)))
 

@@ -150,6 +150,13 @@ class BenchReport:
 
 
 @dataclass(frozen=True)
+class ProfileReport:
+    data: dict  # build/<model>/profile-<board>.json (lnnedge.profile)
+    path: Path
+    chart: Path
+
+
+@dataclass(frozen=True)
 class MatmulReport:
     data: dict  # build/bench.json's "matmul"
     path: Path

@@ -75,6 +75,10 @@ class SerialDevice(DeviceBase):
         timing = {**first.timing, "n": int(inputs[0].shape[0]), "batch": batch, "stream_groups": -(-batch // most)}
         return RunResult(outputs, timing, first.info)
 
+    def profile(self, model: Path, runs: int, program: Path) -> dict:
+        """The board runs what was flashed on it: `program` is the profiling image it should hold."""
+        return self.link.profile(model, runs)
+
     def test(self, model: Path) -> SmokeResult:
         inputs, tests = bundled_tests(model)
         return compare_with_tests(self.run(model, inputs).outputs, tests)

@@ -427,3 +427,31 @@ class SerialLink:
             "transport": "serial", "frames": frames, "session": f"{self._nonce:#010x}",
         }
         return plan.gather(pieces), timing
+
+    def profile(self, model: Path, runs: int) -> dict:
+        """PROFILE (a profiling firmware only, lnnedge.profile): the model's bundled test case 0 run `runs` times
+        with the VM's per-pc counters and `runs` times without; figures in the board's counter ticks."""
+        model = Path(model)
+        data = model.read_bytes()
+
+        def op():
+            self._ensure_model(data, model.name)
+            clock = float(self.clock_hz or int(self.device.get("core_clock_hz", 0)) or 0)
+            wait = self.run_timeout * runs * 2
+            try:
+                got = self._request(self.P.PROFILE, struct.pack("<I", runs), timeout=wait)
+            except FirmwareError as exc:
+                if exc.name == "E_TYPE":
+                    raise DeviceError(f"{self.name}: the firmware has no PROFILE command: it is not a profiling "
+                                      "build (vm/firmware with -DLNN_PROFILE; `invoke profile` makes one)") from None
+                raise
+            words, n, plain, profiled, calibration, marks = struct.unpack_from("<6I", got.payload)
+            counts = np.frombuffer(got.payload, dtype="<u4", count=2 * words, offset=24).reshape(words, 2)
+            return {"clock": f"{self.device.get('cycle_counter')} (board_cycles)", "unit": "cycles", "runs": n,
+                    "clock_hz": clock or None, "whole_plain_ticks": plain, "whole_profiled_ticks": profiled,
+                    "overhead_ticks_per_mark": calibration / marks, "plan": True,
+                    "isa": self.model_info.get("isa") or self.device.get("isa"),
+                    "vm_version": self.device.get("vm_version"), "code_words": words,
+                    "counters": counts.tolist(), "cycle_counter": self.device.get("cycle_counter")}
+
+        return self._call(op)

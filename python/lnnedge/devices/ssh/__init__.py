@@ -244,6 +244,20 @@ class SSHDevice(DeviceBase):
             self.session.sh(f"rm -rf -- {quote(work)}", check=False)
         return RunResult(outputs, timing, info)
 
+    def profile(self, model: Path, runs: int, program: Path) -> dict:
+        """The profiling runner and the model uploaded to a fresh work directory (not the deployed release, which
+        stays as it is), `lnnvm profile` run there behind the board's prefix, the directory removed."""
+        work = f"{self.settings.remote_dir}/runs/{uuid.uuid4().hex[:12]}"
+        self.session.sh(f"mkdir -p -- {quote(work)}")
+        try:
+            self.session.put(Path(program), f"{work}/lnnvm")
+            self.session.put(Path(model), f"{work}/model.lnnb")
+            result = self.session.sh(f"cd -- {quote(work)} && chmod +x lnnvm && {self.session.prefix}./lnnvm "
+                                     f"{quote('profile', 'model.lnnb', '--runs', str(runs))}")
+            return runner.parse_timing(result.stdout, f"board {self.name}: lnnvm profile")
+        finally:
+            self.session.sh(f"rm -rf -- {quote(work)}", check=False)
+
     def trace(self, model: Path, inputs: list[np.ndarray]) -> list[tuple[int, int, np.ndarray]]:
         from ...trace import read_trace
 
