@@ -7,6 +7,7 @@ garbage between frames and flips bits inside them; the emulator is also frozen a
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import re
@@ -25,7 +26,15 @@ from conftest import inputs_for, untrained
 from lnnedge.compiler import compile_module
 from lnnedge.devices import DeviceError
 from lnnedge.devices.serial import FirmwareError, SerialLink, open_port
-from lnnedge.devices.serial.protocol import cobs_decode, cobs_encode, decode_frame, encode_frame, protocol
+from lnnedge.devices.serial.protocol import (
+    InfoError,
+    cobs_decode,
+    cobs_encode,
+    decode_frame,
+    decode_info,
+    encode_frame,
+    protocol,
+)
 from lnnedge.paths import VM_DIR
 from lnnedge.reliability.serial_frames import load_cut
 from support.emulator import OUT, TARGET, build_firmware, freeze, m4_board, power_cut, thaw
@@ -248,9 +257,28 @@ def test_the_device_survives_garbage_and_answers_bad_requests_with_errors(board)
         raw += struct.pack("<I", zlib.crc32(raw))
         assert error_name(ask(P.INFO, 104, raw=b"\x00" + cobs_encode(bytes(raw)) + b"\x00")) == "E_HEADER"
         info = ask(P.INFO, 105)
-        assert info.type == P.INFO | P.OK_BIT and b"rx_bad: " in info.payload
+        assert info.type == P.INFO | P.OK_BIT and decode_info(info.payload)["protocol"] == str(P.PROTOCOL_VERSION)
         again = ask(P.INFO, 105)  # the same request again: answered from the device's copy
         assert again.payload == info.payload
+        with pytest.raises(InfoError, match="cut short|shorter|take"):  # a reply cut short is not taken
+            decode_info(info.payload[:-1])
+        old = ask(P.HELLO, 106, struct.pack("<HHI", P.PROTOCOL_VERSION - 1, 0, 8))  # a host of the last version
+        assert error_name(old) == "E_VERSION" and old.payload.endswith(b"speaks version %d" % P.PROTOCOL_VERSION)
+
+
+def test_a_firmware_of_another_protocol_version_is_one_line_on_the_host(board):
+    """The board speaks this checkout's version; a host of the next version gets one line saying both."""
+    P = protocol()
+    newer = SerialLink(board.url, clock_hz=CLOCK_HZ, timeout=2.0)
+    newer.P = dataclasses.replace(P, params={**P.params, "PROTOCOL_VERSION": P.PROTOCOL_VERSION + 1})
+    try:
+        with pytest.raises(DeviceError) as exc:
+            newer.device_info()
+    finally:
+        newer.close()
+    assert str(exc.value).endswith(f"the firmware speaks serial protocol version {P.PROTOCOL_VERSION}, this host "
+                                   f"version {P.PROTOCOL_VERSION + 1}: flash a firmware built from this checkout "
+                                   "(invoke build, invoke flash)") and "\n" not in str(exc.value)
 
 
 # ---- a damaged line --------------------------------------------------------------------------------------

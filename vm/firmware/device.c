@@ -42,7 +42,6 @@
 #include "cobs.h"
 #include "crc32.h"
 #include "internal.h"
-#include "lnn_disasm.h"
 #include "lnnvm.h"
 #include "proto.h"
 
@@ -190,30 +189,6 @@ static void t_hex(text *t, uint32_t v)
         t_ch(t, hx[(v >> (4 * i)) & 15u]);
 }
 
-static void kv_str(text *t, const char *k, const char *v)
-{
-    t_str(t, k);
-    t_str(t, ": ");
-    t_str(t, v);
-    t_ch(t, '\n');
-}
-
-static void kv_u32(text *t, const char *k, uint32_t v)
-{
-    t_str(t, k);
-    t_str(t, ": ");
-    t_u32(t, v);
-    t_ch(t, '\n');
-}
-
-static void kv_hex(text *t, const char *k, uint32_t v)
-{
-    t_str(t, k);
-    t_str(t, ": ");
-    t_hex(t, v);
-    t_ch(t, '\n');
-}
-
 static uint32_t mix32(uint32_t h)
 {
     h ^= h >> 16;
@@ -351,103 +326,100 @@ static void nak(lnn_nak_reason r)
     send_small(LNN_F_NAK, link.last_seq, p, sizeof p);
 }
 
-/* ---- info text -------------------------------------------------------------- */
+/* ---- info: binary, little-endian (vm/PROTOCOL.md section 8) ----------------------------- */
 
-static void device_info(text *t)
-{
-    kv_u32(t, "protocol", LNN_P_PROTOCOL_VERSION);
-    kv_str(t, "firmware", LNN_FW_IMAGE " " LNN_FW_VERSION);
-    kv_str(t, "board", board_name());
-    kv_str(t, "target", LNN_TARGET_NAME);
-    kv_str(t, "arch", LNN_ARCH_NAME);
-    kv_str(t, "vm_version", lnn_version());
-    kv_str(t, "isa", ld.loaded ? lnn_isa(LOADED) : lnn_kernel_set_name(0));
-    t_str(t, "kernels: ");
-    const char *k;
-    for (uint32_t i = 0; (k = lnn_kernel_set_name(i)) != NULL; i++) {
-        if (i)
-            t_ch(t, ',');
-        t_str(t, k);
-    }
-    t_ch(t, '\n');
-    if (image.size) {
-        kv_u32(t, "image_size", (uint32_t)image.size);
-        kv_hex(t, "image_crc", image.crc);
-    }
-    if (image.resident != LNN_OK)
-        kv_str(t, "resident_error", lnn_status_name(image.resident));
-    kv_u32(t, "max_model", LNN_MODEL_MAX);
-    kv_u32(t, "arena_size", LNN_ARENA_SIZE);
-    kv_u32(t, "max_payload", LNN_MAX_PAYLOAD);
-    kv_u32(t, "core_clock_hz", board_clock_hz());
-    kv_str(t, "cycle_counter", board_cycle_counter());
-    kv_hex(t, "session", link.session);
-    kv_u32(t, "boots", board_boot_count());
-    uint32_t exc, pc;
-    if (board_last_fault(&exc, &pc)) {
-        t_str(t, "last_fault: exception ");
-        t_u32(t, exc);
-        t_str(t, " at pc ");
-        t_hex(t, pc);
-        t_ch(t, '\n');
-    } else {
-        kv_str(t, "last_fault", "none");
-    }
-    kv_u32(t, "rx_frames", link.rx_frames);
-    kv_u32(t, "rx_bad", link.rx_bad);
-    kv_u32(t, "rx_dup", link.rx_dup);
-    kv_u32(t, "rx_stale", link.rx_stale);
-    kv_u32(t, "rx_dropped", board_rx_dropped());
-}
+/* The reply being written into TX_PAYLOAD; a field that does not fit is left
+ * out with everything after it (the host reports a reply cut short). */
+typedef struct {
+    uint8_t *p, *end;
+} info_out;
 
-static void io_line(text *t, const char *kind, uint32_t i, uint32_t tensor)
+/* n bytes of src, or n zeros when src is NULL */
+static void put(info_out *o, const void *src, size_t n)
 {
-    char shape[64];
-    lnn_describe_shape(LOADED, tensor, shape, sizeof shape);
-    t_str(t, kind);
-    t_u32(t, i);
-    t_str(t, ": ");
-    t_str(t, shape);
-    t_ch(t, '\n');
-}
-
-static void model_info(text *t)
-{
-    kv_u32(t, "model_loaded", (uint32_t)ld.loaded);
-    if (!ld.loaded)
+    if ((size_t)(o->end - o->p) < n) {
+        o->p = o->end;
         return;
+    }
+    if (src)
+        memcpy(o->p, src, n);
+    else
+        memset(o->p, 0, n);
+    o->p += n;
+}
+
+static void put32(info_out *o, uint32_t v)
+{
+    uint8_t b[4];
+    wr32(b, v);
+    put(o, b, 4);
+}
+
+/* s and its NUL (a byte at a time: strlen would link more than this loop) */
+static void put_str(info_out *o, const char *s)
+{
+    do
+        put(o, s, 1);
+    while (*s++);
+}
+
+/* Device part: u16 protocol, u8 flags, u8 0, then u32 fields, then strings (NUL-terminated). */
+static void device_info(info_out *o)
+{
+    uint32_t exc = 0, pc = 0;
+    const int faulted = board_last_fault(&exc, &pc);
+    const uint32_t flags = (ld.loaded ? LNN_P_INFO_LOADED : 0u) | (faulted ? LNN_P_INFO_FAULT : 0u);
+    const uint32_t head = LNN_P_PROTOCOL_VERSION | flags << 16;
+    const uint32_t field[] = {head, (uint32_t)image.resident, LNN_MODEL_MAX, LNN_ARENA_SIZE, LNN_MAX_PAYLOAD,
+                              board_clock_hz(), link.session, board_boot_count(), exc, pc, link.rx_frames,
+                              link.rx_bad, link.rx_dup, link.rx_stale, board_rx_dropped(), (uint32_t)image.size,
+                              image.crc};
+    for (size_t i = 0; i < sizeof field / sizeof field[0]; i++)
+        put32(o, field[i]);
+    const char *str[] = {LNN_FW_IMAGE " " LNN_FW_VERSION, board_name(), LNN_TARGET_NAME, LNN_ARCH_NAME,
+                         lnn_version(), ld.loaded ? lnn_isa(LOADED) : lnn_kernel_set_name(0),
+                         board_cycle_counter()};
+    for (size_t i = 0; i < sizeof str / sizeof str[0]; i++)
+        put_str(o, str[i]);
+    const char *k; /* the kernel sets compiled in, comma-separated */
+    for (uint32_t i = 0; (k = lnn_kernel_set_name(i)) != NULL; i++)
+        for (put(o, ",", i ? 1u : 0u); *k; k++)
+            put(o, k, 1);
+    put(o, "", 1);
+}
+
+/* Model part (when one is loaded): u32 fields, the SHA-256 the build recorded
+ * (64 hex digits; zeros for an uploaded model), then the file's 32-byte tensor
+ * entry of each input and each output. */
+static void model_info(info_out *o)
+{
     const lnn_model *m = LOADED;
-    kv_hex(t, "model_crc", ld.loaded_crc);
-    kv_str(t, "model_source", ld.in_flash ? "flash" : "ram");
+    const uint32_t field[] = {ld.loaded_crc, lnn_rd32(m->buf + LNN_H_VERSION_MAJOR), ld.loaded_size,
+                              m->num_tensors, m->code_words, m->consts_size, m->arena_fixed, m->arena_row,
+                              lnn_max_batch(m), m->state_row, lnn_num_inputs(m) | lnn_num_outputs(m) << 16};
+    for (size_t i = 0; i < sizeof field / sizeof field[0]; i++)
+        put32(o, field[i]);
+    const char *sha = NULL; /* zeros */
 #if LNN_RESIDENT_MODEL
     if (ld.in_flash)
-        kv_str(t, "model_sha256", lnn_resident_sha256);
+        sha = lnn_resident_sha256;
 #endif
-    t_str(t, "version: ");
-    t_u32(t, lnn_rd16(m->buf + LNN_H_VERSION_MAJOR));
-    t_ch(t, '.');
-    t_u32(t, lnn_rd16(m->buf + LNN_H_VERSION_MINOR));
-    t_ch(t, '\n');
-    kv_u32(t, "file_size", ld.loaded_size);
-    kv_u32(t, "tensors", m->num_tensors);
-    kv_u32(t, "code_words", m->code_words);
-    kv_u32(t, "consts_size", m->consts_size);
-    kv_u32(t, "inputs", lnn_num_inputs(m));
+    put(o, sha, 64);
     for (uint32_t i = 0; i < lnn_num_inputs(m); i++)
-        io_line(t, "input", i, m->input_tensor[i]);
-    kv_u32(t, "outputs", lnn_num_outputs(m));
+        put(o, lnn_tensor_entry(m, m->input_tensor[i]), LNN_TENSOR_ENTRY_SIZE);
     for (uint32_t i = 0; i < lnn_num_outputs(m); i++)
-        io_line(t, "output", i, m->output_tensor[i]);
-    kv_u32(t, "arena_fixed", m->arena_fixed);
-    kv_u32(t, "arena_row", m->arena_row);
-    kv_u32(t, "max_batch", lnn_max_batch(m));
-    kv_u32(t, "state_row", m->state_row);
+        put(o, lnn_tensor_entry(m, m->output_tensor[i]), LNN_TENSOR_ENTRY_SIZE);
 }
 
-static text payload_text(void)
+/* Answers HELLO, INFO (device part, then the model part if one is loaded) or LOAD_COMMIT (the model part). */
+static void answer_info(uint8_t type, uint16_t seq, int device)
 {
-    text t = {TX_PAYLOAD, LNN_MAX_PAYLOAD, 0, 0, 0};
-    return t;
+    info_out o = {TX_PAYLOAD, TX_PAYLOAD + LNN_MAX_PAYLOAD};
+    if (device)
+        device_info(&o);
+    if (ld.loaded)
+        model_info(&o);
+    answer(type | LNN_P_OK_BIT, seq, (size_t)(o.p - TX_PAYLOAD));
 }
 
 /* ---- commands ---------------------------------------------------------------- */
@@ -470,10 +442,7 @@ static void cmd_hello(uint16_t seq, const uint8_t *p, size_t len)
         uint32_t s = mix32(link.pool ^ board_entropy() ^ mix32(lnn_rd32(p + 4) + board_cycles()));
         link.session = s ? s : 1u;
     }
-    text t = payload_text();
-    device_info(&t);
-    model_info(&t);
-    answer(LNN_F_HELLO | LNN_P_OK_BIT, seq, t.len);
+    answer_info(LNN_F_HELLO, seq, 1);
 }
 
 static void cmd_info(uint16_t seq, size_t len)
@@ -482,10 +451,7 @@ static void cmd_info(uint16_t seq, size_t len)
         fail(seq, LNN_PE_E_PAYLOAD);
         return;
     }
-    text t = payload_text();
-    device_info(&t);
-    model_info(&t);
-    answer(LNN_F_INFO | LNN_P_OK_BIT, seq, t.len);
+    answer_info(LNN_F_INFO, seq, 1);
 }
 
 static void cmd_load_begin(uint16_t seq, const uint8_t *p, size_t len)
@@ -627,9 +593,7 @@ static void cmd_load_commit(uint16_t seq, size_t len)
     ld.loaded_at = ld.at;
     ld.loaded_size = ld.size;
     ld.loaded_crc = crc;
-    text t = payload_text();
-    model_info(&t);
-    answer(LNN_F_LOAD_COMMIT | LNN_P_OK_BIT, seq, t.len);
+    answer_info(LNN_F_LOAD_COMMIT, seq, 0);
 }
 #else
 /* No upload buffer: LOAD_BEGIN never succeeds, so a chunk or a commit is

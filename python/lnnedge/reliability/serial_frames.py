@@ -36,7 +36,7 @@ import numpy as np
 
 from ..devices import DeviceError
 from ..devices.serial import FirmwareError, Line, NoAnswer, SerialLink
-from ..devices.serial.protocol import Frame, FrameError, cobs_encode, decode_frame, parse_text, protocol, seal_frame
+from ..devices.serial.protocol import Frame, FrameError, cobs_encode, decode_frame, decode_info, protocol, seal_frame
 from ..errors import LnnedgeError
 from ..paths import BUILD_DIR, VM_DIR
 from . import Campaign
@@ -282,7 +282,7 @@ def _reference(client: _Client, models: tuple[Model, ...]) -> tuple[dict[tuple[s
     """Each model uploaded and run intact: its RUN outputs (checked against its test set) and the chunk size."""
     P = protocol()
     hello = client.ask(Request(P.HELLO, struct.pack("<HHI", P.PROTOCOL_VERSION, 0, 1), P.HELLO | P.OK_BIT))
-    chunk = int(parse_text(hello.payload)["max_payload"]) - 4
+    chunk = int(decode_info(hello.payload)["max_payload"]) - 4
     reference = {}
     for model in models:
         for req in _load_requests(model, chunk):

@@ -18,6 +18,7 @@ uploads the model again and repeats the command once. The port is locked for as 
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import struct
 import time
@@ -30,7 +31,7 @@ from ... import isa, lnnb
 from ..base import DeviceError, RunResult
 from . import rows
 from .port import Line, LinkLost, open_port
-from .protocol import Frame, FrameError, decode_frame, encode_frame, parse_text, protocol
+from .protocol import Frame, FrameError, InfoError, decode_frame, decode_info, encode_frame, protocol
 
 
 class FirmwareError(DeviceError):
@@ -112,13 +113,27 @@ class SerialLink:
     def _hello(self) -> None:
         P = self.P
         salt = secrets.randbits(32)
-        frame = self._request(P.HELLO, struct.pack("<HHI", P.PROTOCOL_VERSION, 0, salt), hello=True)
-        info = parse_text(frame.payload)
+        try:
+            frame = self._request(P.HELLO, struct.pack("<HHI", P.PROTOCOL_VERSION, 0, salt), hello=True)
+        except FirmwareError as exc:
+            if exc.name != "E_VERSION":
+                raise
+            theirs = re.search(r"speaks version (\d+)", str(exc))
+            raise DeviceError(f"{self.name}: the firmware speaks serial protocol version "
+                              f"{theirs[1] if theirs else '?'}, this host version {P.PROTOCOL_VERSION}: flash a "
+                              "firmware built from this checkout (invoke build, invoke flash)") from None
+        info = self._decode_info(frame.payload, "HELLO")
         self._nonce = frame.nonce
         if self._last_nonce is not None and frame.nonce != self._last_nonce:
             self.stats["resets_detected"] += 1
         self._last_nonce = frame.nonce
         self._take_info(info)
+
+    def _decode_info(self, payload: bytes, request: str, device: bool = True) -> dict[str, str]:
+        try:
+            return decode_info(payload, device)
+        except InfoError as exc:
+            raise DeviceError(f"{self.name}: malformed answer to {request}: {exc}") from None
 
     def _take_info(self, info: dict[str, str]) -> None:
         device_keys = ("protocol", "firmware", "board", "target", "arch", "vm_version", "isa", "kernels",
@@ -314,7 +329,7 @@ class SerialLink:
                 raise FirmwareError(f"{self.name}: the device refused {label}: {str(exc).split('failed: ', 1)[1]}",
                                   exc.domain, exc.code, exc.name, exc.offset) from None
             raise
-        self.model_info = parse_text(got.payload)
+        self.model_info = self._decode_info(got.payload, "LOAD_COMMIT", device=False)
         self._model_crc = crc
         self._cycles_per_row = None
         self.stats["uploads"] += 1
@@ -326,7 +341,7 @@ class SerialLink:
         vm_version, max_model, arena_size, max_payload, core_clock_hz, cycle_counter, session, boots,
         last_fault and the receive counters rx_frames, rx_bad (NAKed), rx_dup (answered again), rx_dropped."""
         def op():
-            self._take_info(parse_text(self._request(self.P.INFO).payload))
+            self._take_info(self._decode_info(self._request(self.P.INFO).payload, "INFO"))
             return dict(self.device)
 
         return self._call(op)

@@ -10,6 +10,7 @@ import zlib
 from dataclasses import dataclass
 from functools import cache
 
+from ...errors import LnnedgeError
 from ...paths import VM_DIR
 
 PROTO_DEF = VM_DIR / "firmware" / "lnn_proto.def"
@@ -140,11 +141,89 @@ def decode_frame(block: bytes) -> Frame:
     return Frame(ftype, seq, nonce, raw[P.HEADER_SIZE:-4])
 
 
-def parse_text(payload: bytes) -> dict[str, str]:
-    info = {}
-    for line in payload.decode("utf-8", "replace").splitlines():
-        key, sep, value = line.partition(":")
-        if sep:
-            info[key.strip()] = value.strip()
+# ---- the INFO reply (vm/PROTOCOL.md section 8): binary on the device, key -> text here -------------------
+
+class InfoError(LnnedgeError, ValueError):
+    """An INFO reply (HELLO, INFO or LOAD_COMMIT answer) cut short or malformed."""
+
+
+_DEVICE = struct.Struct("<HBx16I")
+_DEVICE_STRINGS = ("firmware", "board", "target", "arch", "vm_version", "isa", "cycle_counter", "kernels")
+_MODEL = struct.Struct("<IHHIIIIIIIIHH64s")
+
+
+def _shape(entry: bytes) -> str:
+    """A tensor entry of the .lnnb (32 bytes) as `lnnvm info` prints its shape: '[B,3] f32'."""
+    from ...isa import const
+    from ...lnnb import _TENSOR
+
+    dtype, rank, _, flags, *dims = _TENSOR.unpack(entry)
+    if rank > const("MAX_RANK"):
+        raise InfoError(f"an input or output of rank {rank}")
+    batch = flags & const("TF_BATCH")
+    text = ",".join("B" if i == 0 and batch else str(dims[i]) for i in range(rank))
+    names = {const(f"DT_{n.upper()}"): n for n in ("f32", "u32", "i8", "f16")}
+    return f"[{text}] {names.get(dtype, '?')}"
+
+
+def _model_info(payload: bytes, at: int) -> dict[str, str]:
+    from ...isa import const
+
+    if len(payload) < at + _MODEL.size:
+        raise InfoError(f"the model part is {len(payload) - at} bytes, shorter than its {_MODEL.size} fixed ones")
+    (crc, major, minor, size, tensors, code_words, consts_size, arena_fixed, arena_row, max_batch, state_row, n_in,
+     n_out, sha) = _MODEL.unpack_from(payload, at)
+    at += _MODEL.size
+    entry = const("TENSOR_ENTRY_SIZE")
+    if len(payload) != at + entry * (n_in + n_out):
+        raise InfoError(f"{n_in} inputs and {n_out} outputs take {entry * (n_in + n_out)} bytes, "
+                        f"the reply has {len(payload) - at}")
+    info = {"model_loaded": "1", "model_crc": f"{crc:#010x}",
+            "model_source": "flash" if any(sha) else "ram"}  # only a model built into the image has a SHA-256
+    if any(sha):
+        info["model_sha256"] = sha.decode("ascii", "replace")
+    info.update({"version": f"{major}.{minor}", "file_size": str(size), "tensors": str(tensors),
+                 "code_words": str(code_words), "consts_size": str(consts_size), "inputs": str(n_in)})
+    entries = [payload[at + entry * i:at + entry * (i + 1)] for i in range(n_in + n_out)]
+    info.update({f"input{i}": _shape(e) for i, e in enumerate(entries[:n_in])})
+    info["outputs"] = str(n_out)
+    info.update({f"output{i}": _shape(e) for i, e in enumerate(entries[n_in:])})
+    info.update({"arena_fixed": str(arena_fixed), "arena_row": str(arena_row), "max_batch": str(max_batch),
+                 "state_row": str(state_row)})
     return info
 
+
+def decode_info(payload: bytes, device: bool = True) -> dict[str, str]:
+    """A HELLO or INFO answer (device part, then the model part if a model is loaded), or with device=False a
+    LOAD_COMMIT answer (the model part): the keys and values `lnnvm info` prints (numbers as decimal text, CRCs
+    and the session as 0x%08x). Raises InfoError on a reply cut short or malformed."""
+    if not device:
+        return _model_info(payload, 0)
+    if len(payload) < _DEVICE.size:
+        raise InfoError(f"{len(payload)} bytes, shorter than the device part's {_DEVICE.size} fixed ones")
+    (version, flags, resident, max_model, arena_size, max_payload, clock, session, boots, exc, pc, rx_frames, rx_bad,
+     rx_dup, rx_stale, rx_dropped, image_size, image_crc) = _DEVICE.unpack_from(payload)
+    at, strings = _DEVICE.size, []
+    for key in _DEVICE_STRINGS:
+        end = payload.find(b"\0", at)
+        if end < 0:
+            raise InfoError(f"the device part ends before its {key} string")
+        strings.append(payload[at:end].decode("utf-8", "replace"))
+        at = end + 1
+    info = {"protocol": str(version), **dict(zip(_DEVICE_STRINGS, strings))}
+    if image_size:
+        info.update({"image_size": str(image_size), "image_crc": f"{image_crc:#010x}"})
+    if resident:
+        from ...isa import status_name
+
+        info["resident_error"] = status_name(resident)
+    info.update({"max_model": str(max_model), "arena_size": str(arena_size), "max_payload": str(max_payload),
+                 "core_clock_hz": str(clock), "session": f"{session:#010x}", "boots": str(boots),
+                 "last_fault": f"exception {exc} at pc {pc:#010x}" if flags & protocol().INFO_FAULT else "none",
+                 "rx_frames": str(rx_frames), "rx_bad": str(rx_bad), "rx_dup": str(rx_dup),
+                 "rx_stale": str(rx_stale), "rx_dropped": str(rx_dropped)})
+    if not flags & protocol().INFO_LOADED:
+        if at != len(payload):
+            raise InfoError(f"{len(payload) - at} bytes after the device part, and no model loaded")
+        return {**info, "model_loaded": "0"}
+    return {**info, **_model_info(payload, at)}
