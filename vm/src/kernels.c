@@ -41,6 +41,17 @@ static int lnn_cpu_has_avx512(void)
 }
 #endif
 
+/* A selective build (a device image for given models, -DLNN_OPS_HEADER) for
+ * a core whose best set needs no run-time check links that set alone: the
+ * scalar set behind it could only be reached through lnn_use_kernels, and
+ * its products are bytes a small part cannot spare (the cm4 set already
+ * points its other entries at the scalar kernels). */
+#if defined(LNN_OPS_HEADER) && !LNN_X86_CPUID && (LNN_HAVE_NEON || LNN_HAVE_MVE || LNN_HAVE_CM4)
+#define LNN_BEST_SET_ONLY 1
+#else
+#define LNN_BEST_SET_ONLY 0
+#endif
+
 const lnn_kernels *const lnn_kernel_sets[] = {
 #if LNN_HAVE_AVX512
     &lnn_kernels_avx512,
@@ -57,7 +68,9 @@ const lnn_kernels *const lnn_kernel_sets[] = {
 #if LNN_HAVE_CM4
     &lnn_kernels_cm4,
 #endif
+#if !LNN_BEST_SET_ONLY
     &lnn_kernels_scalar,
+#endif
     NULL,
 };
 
@@ -90,7 +103,7 @@ const lnn_kernels *lnn_kernels_select(void)
         if (LNN_ISA_STRICT)
             return NULL;
     }
-    return &lnn_kernels_scalar;
+    return NULL; /* not reached: the last set listed (scalar, or the best-only set) runs anywhere */
 }
 
 const lnn_kernels *lnn_kernels_find(const char *isa)
