@@ -15,26 +15,27 @@ LNN_LIB_SRCS := loader.c verify.c interp.c tables.c crc32.c kernels.c kernels_sc
 # src/simd.h): the extra files and the macros. auto is auto_x86 for a compiler
 # targeting x86 (lnn_init picks the best set the processor has), auto_other
 # elsewhere (kernels_neon.c is empty unless the compiler targets NEON,
-# kernels_cm4.c unless it targets a Cortex-M with a VFPv4 FPU: the Cortex-M
-# firmware builds auto_other). The single-ISA choices set LNN_ISA_STRICT:
+# kernels_cm4.c unless it targets a Cortex-M with a VFPv4 FPU, kernels_mve.c
+# unless it targets MVE with floating point: the Cortex-M firmware builds
+# auto_other). The single-ISA choices set LNN_ISA_STRICT:
 # lnn_init fails with E_CPU on a processor without that set; they and
-# auto_x86 leave the cm4 set out (LNN_HAVE_CM4=0).
+# auto_x86 leave the cm4 and mve sets out (LNN_HAVE_CM4=0, LNN_HAVE_MVE=0).
 LNN_ISAS := auto scalar neon sse3 avx2 avx512
 LNN_X86_ISAS := sse3 avx2 avx512
 LNN_ISA_SRCS_auto_x86 := kernels_sse3.c kernels_avx2.c kernels_avx512.c
-LNN_ISA_DEFS_auto_x86 := LNN_HAVE_NEON=0 LNN_HAVE_SSE3=1 LNN_HAVE_AVX2=1 LNN_HAVE_AVX512=1 LNN_HAVE_CM4=0
-LNN_ISA_SRCS_auto_other := kernels_neon.c kernels_cm4.c
+LNN_ISA_DEFS_auto_x86 := LNN_HAVE_NEON=0 LNN_HAVE_SSE3=1 LNN_HAVE_AVX2=1 LNN_HAVE_AVX512=1 LNN_HAVE_CM4=0 LNN_HAVE_MVE=0
+LNN_ISA_SRCS_auto_other := kernels_neon.c kernels_mve.c kernels_cm4.c
 LNN_ISA_DEFS_auto_other :=
 LNN_ISA_SRCS_scalar :=
-LNN_ISA_DEFS_scalar := LNN_HAVE_NEON=0 LNN_HAVE_SSE3=0 LNN_HAVE_AVX2=0 LNN_HAVE_AVX512=0 LNN_HAVE_CM4=0
+LNN_ISA_DEFS_scalar := LNN_HAVE_NEON=0 LNN_HAVE_SSE3=0 LNN_HAVE_AVX2=0 LNN_HAVE_AVX512=0 LNN_HAVE_CM4=0 LNN_HAVE_MVE=0
 LNN_ISA_SRCS_neon := kernels_neon.c
-LNN_ISA_DEFS_neon := LNN_HAVE_NEON=1 LNN_HAVE_SSE3=0 LNN_HAVE_AVX2=0 LNN_HAVE_AVX512=0 LNN_HAVE_CM4=0 LNN_ISA_STRICT=1
+LNN_ISA_DEFS_neon := LNN_HAVE_NEON=1 LNN_HAVE_SSE3=0 LNN_HAVE_AVX2=0 LNN_HAVE_AVX512=0 LNN_HAVE_CM4=0 LNN_HAVE_MVE=0 LNN_ISA_STRICT=1
 LNN_ISA_SRCS_sse3 := kernels_sse3.c
-LNN_ISA_DEFS_sse3 := LNN_HAVE_NEON=0 LNN_HAVE_SSE3=1 LNN_HAVE_AVX2=0 LNN_HAVE_AVX512=0 LNN_HAVE_CM4=0 LNN_ISA_STRICT=1
+LNN_ISA_DEFS_sse3 := LNN_HAVE_NEON=0 LNN_HAVE_SSE3=1 LNN_HAVE_AVX2=0 LNN_HAVE_AVX512=0 LNN_HAVE_CM4=0 LNN_HAVE_MVE=0 LNN_ISA_STRICT=1
 LNN_ISA_SRCS_avx2 := kernels_avx2.c
-LNN_ISA_DEFS_avx2 := LNN_HAVE_NEON=0 LNN_HAVE_SSE3=0 LNN_HAVE_AVX2=1 LNN_HAVE_AVX512=0 LNN_HAVE_CM4=0 LNN_ISA_STRICT=1
+LNN_ISA_DEFS_avx2 := LNN_HAVE_NEON=0 LNN_HAVE_SSE3=0 LNN_HAVE_AVX2=1 LNN_HAVE_AVX512=0 LNN_HAVE_CM4=0 LNN_HAVE_MVE=0 LNN_ISA_STRICT=1
 LNN_ISA_SRCS_avx512 := kernels_avx512.c
-LNN_ISA_DEFS_avx512 := LNN_HAVE_NEON=0 LNN_HAVE_SSE3=0 LNN_HAVE_AVX2=0 LNN_HAVE_AVX512=1 LNN_HAVE_CM4=0 LNN_ISA_STRICT=1
+LNN_ISA_DEFS_avx512 := LNN_HAVE_NEON=0 LNN_HAVE_SSE3=0 LNN_HAVE_AVX2=0 LNN_HAVE_AVX512=1 LNN_HAVE_CM4=0 LNN_HAVE_MVE=0 LNN_ISA_STRICT=1
 
 # Per-file flags: only these files are compiled for more than the target's
 # baseline (LNN_FLAGS_<file name without .c>).

@@ -65,6 +65,9 @@ const lnn_kernels *const lnn_kernel_sets[] = {
 #if LNN_HAVE_NEON
     &lnn_kernels_neon,
 #endif
+#if LNN_HAVE_MVE /* before cm4: a core with MVE has the FPU too */
+    &lnn_kernels_mve,
+#endif
 #if LNN_HAVE_CM4
     &lnn_kernels_cm4,
 #endif

@@ -329,7 +329,7 @@ typedef void (*lnn_where_fn)(const lnn_where_params *p);
 
 /* One table per ISA. Declare kernel prototypes with LNN_KERNEL_PROTOS(isa). */
 typedef struct lnn_kernels {
-    const char *isa; /* "scalar", "neon", "sse3", "avx2", "avx512" */
+    const char *isa; /* "scalar", "neon", "sse3", "avx2", "avx512", "mve", "cm4" */
     lnn_linear_fn linear; /* LINEAR and MATMUL_NT (bias NULL) */
     lnn_linear_t_fn linear_t; /* LINEAR_T and MATMUL_T (bias NULL) */
     lnn_linear_q8_fn linear_q8;  /* LINEAR_Q8 and MATMUL_NTQ8 (bias NULL) */
@@ -393,6 +393,9 @@ void lnn_le__scalar(const lnn_binary_params *p);
 void lnn_lt__scalar(const lnn_binary_params *p);
 #if LNN_HAVE_NEON
 LNN_KERNEL_PROTOS(neon);
+#endif
+#if LNN_HAVE_MVE
+LNN_KERNEL_PROTOS(mve);
 #endif
 #if LNN_HAVE_CM4 /* kernels_cm4.c: its products; the rest of its table is scalar */
 void lnn_linear__cm4(const lnn_linear_params *p);

@@ -9,6 +9,9 @@
  *                   + FMA)
  *   LNN_HAVE_CM4    kernel set "cm4" compiled in (Cortex-M with a VFPv4
  *                   single-precision FPU: M4F, M7, M33; no vector unit)
+ *   LNN_HAVE_MVE    kernel set "mve" compiled in (Armv8.1-M with the
+ *                   M-profile Vector Extension's floating point, Helium:
+ *                   Cortex-M55, M85)
  *   LNN_ISA_STRICT  1: the best compiled-in set is required, and lnn_init
  *                   fails with LNN_E_CPU on a processor without it (the
  *                   Makefile's ISA=sse3 / avx2 / avx512 / neon); 0: the best set the
@@ -93,6 +96,14 @@
 #define LNN_TARGET_CM4 0
 #endif
 
+/* MVE with floating point (__ARM_FEATURE_MVE bit 1; bit 0 is the integer
+ * part): -mcpu=cortex-m55, or -march=armv8.1-m.main+mve.fp */
+#if defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 2)
+#define LNN_TARGET_MVE 1
+#else
+#define LNN_TARGET_MVE 0
+#endif
+
 #if LNN_TARGET_NEON && (defined(__aarch64__) || defined(_M_ARM64))
 #define LNN_NEON_A64 1
 #else
@@ -125,6 +136,10 @@
 #define LNN_HAVE_CM4 LNN_TARGET_CM4
 #endif
 
+#ifndef LNN_HAVE_MVE
+#define LNN_HAVE_MVE LNN_TARGET_MVE
+#endif
+
 #ifndef LNN_ISA_STRICT
 #define LNN_ISA_STRICT 0
 #endif
@@ -134,6 +149,9 @@
 #endif
 #if LNN_HAVE_CM4 && !LNN_TARGET_CM4
 #error "the cm4 kernel set needs a compiler targeting a Cortex-M with a VFPv4 single-precision FPU"
+#endif
+#if LNN_HAVE_MVE && !LNN_TARGET_MVE
+#error "the mve kernel set needs a compiler targeting MVE with floating point (-mcpu=cortex-m55)"
 #endif
 #if (LNN_HAVE_SSE3 || LNN_HAVE_AVX2 || LNN_HAVE_AVX512) && !LNN_ARCH_X86
 #error "the sse3, avx2 and avx512 kernel sets exist only on x86"

@@ -53,10 +53,11 @@
  *            relative error into 2+ ulps of a result at the top of a binade)
  *
  * AArch32 NEON flushes denormal inputs and results of its arithmetic to
- * zero (LNN_NEON_FTZ): there, for the neon set, both the result and the
- * scalar reference are compared with denormals taken as (unsigned) zero,
- * and a reference computed from inputs with denormals flushed is accepted
- * too. Everywhere else the comparison is exact as described.
+ * zero (LNN_NEON_FTZ), and so does MVE (the mve set on a Cortex-M55, run
+ * under QEMU by firmware/kernel_test_semihost.c): there, for that set, both
+ * the result and the scalar reference are compared with denormals taken as
+ * (unsigned) zero, and a reference computed from inputs with denormals
+ * flushed is accepted too. Everywhere else the comparison is exact as described.
  */
 #include <float.h>
 #include <math.h>
@@ -151,11 +152,15 @@ static double ulps_vs_double(float g, double r)
     return fabs((double)g - r) / ldexp(1.0, e - 24);
 }
 
-/* 1 if kernel set k flushes denormals (AArch32 NEON). */
+/* 1 if kernel set k flushes denormals (AArch32 NEON; MVE, whose
+ * floating-point arithmetic and compares always flush, as Armv8.1-M defines
+ * it and QEMU emulates it). */
 static int set_ftz(const lnn_kernels *k)
 {
 #if LNN_HAVE_NEON && LNN_NEON_FTZ
     return k == &lnn_kernels_neon;
+#elif LNN_HAVE_MVE
+    return k == &lnn_kernels_mve;
 #else
     (void)k;
     return 0;
@@ -190,6 +195,16 @@ static float *falloc(size_t n)
 
 /* ---- the sweep of inputs for the unary kernels --------------------------- */
 
+/* Its size: bit patterns spread over all 2^32 (every exponent and sign at
+ * any size here) and random values. An emulated core takes smaller ones
+ * (firmware/Makefile simdtest: the Cortex-M55 under QEMU). */
+#ifndef LNN_KTEST_STRIDE_N
+#define LNN_KTEST_STRIDE_N 65536
+#endif
+#ifndef LNN_KTEST_RAND_N
+#define LNN_KTEST_RAND_N 200000
+#endif
+
 static float *sweep;
 static size_t sweep_n;
 
@@ -207,7 +222,7 @@ static void make_sweep(void)
         1.4e-45f, 0.34657359f, 0.34657362f, 0.6931472f, 1.0397208f,
     };
     const size_t ns = sizeof special / sizeof special[0];
-    const size_t stride_n = 65536, rand_n = 200000;
+    const size_t stride_n = LNN_KTEST_STRIDE_N, rand_n = LNN_KTEST_RAND_N;
     sweep_n = 2 * ns + 1 + stride_n + rand_n;
     sweep = falloc(sweep_n);
     size_t n = 0;
@@ -216,9 +231,10 @@ static void make_sweep(void)
         sweep[n++] = -special[i];
     }
     sweep[n++] = NAN;
-    /* every exponent and sign: bit patterns 65537 apart (NaNs included) */
+    /* every exponent and sign: bit patterns 2^32 / stride_n + 1 apart (NaNs included) */
+    const uint32_t step = (uint32_t)(0x100000000ull / stride_n) + 1u;
     for (size_t i = 0; i < stride_n; i++)
-        sweep[n++] = from_bits((uint32_t)(i * 65537u + 12345u));
+        sweep[n++] = from_bits((uint32_t)(i * step + 12345u));
     for (size_t i = 0; i < rand_n; i++) {
         switch (i % 5) {
         case 0:
