@@ -13,7 +13,9 @@ Each interval also holds one hook's own cost (a clock read and two counter updat
 measure it by back-to-back marks, and it is subtracted once per call. The device runs the model's bundled test
 case 0 (batch 1) `runs` times with the counters and as many times without, alternating, each timed from outside,
 so the report can say honestly how the per-instruction sum compares with the whole run measured with the hook
-on (raw) and without it (after the subtraction).
+on (raw) and without it (after the subtraction). The runner alternates in 100 blocks and reports the fastest
+block of each kind (the one the machine's other work disturbed least), scaled to `runs`; the emulated firmware's
+counts are exact, every run alike.
 """
 
 from __future__ import annotations
@@ -105,9 +107,9 @@ def summary(raw: dict, table: list[dict]) -> dict:
             "overhead_per_mark": raw["overhead_ticks_per_mark"]}
 
 
-def save(name: str, board: str, data: dict) -> tuple[Path, Path]:
-    """build/<name>/profile-<board>.json and its bar chart (.png)."""
-    path = BUILD_DIR / name / f"profile-{board}.json"
+def save(model: Path, name: str, board: str, data: dict) -> tuple[Path, Path]:
+    """profile-<board>.json beside the model file (build/<model>/ for a recipe's) and its bar chart (.png)."""
+    path = Path(model).parent / f"profile-{board}.json"
     atomic_write_text(path, json.dumps(data, indent=1) + "\n")
     png = path.with_suffix(".png")
     top = sorted(data["rows"], key=lambda r: -r["per_run"])[:TOP]
@@ -115,3 +117,26 @@ def save(name: str, board: str, data: dict) -> tuple[Path, Path]:
                        [r["per_run"] for r in top], [r["share_percent"] for r in top],
                        f"{name} on {board}: {data['unit']} per inference by instruction", data["unit"], png)
     return path, png
+
+
+PROFILE_BEGIN, PROFILE_END = "<!-- profile:begin -->", "<!-- profile:end -->"
+
+
+def readme_table(build_dir: Path, top: int = 4) -> str:
+    """Every build/<model>/profile-<board>.json as its `top` instructions and how the sum compares with the
+    whole run (the README's example profiles, from `invoke profile`)."""
+    rows = ["`invoke profile`: the instructions that take most of one inference (bundled test case 0, batch 1), "
+            "each with its share of the sum, and the sum against the whole run timed without the profiling hook.",
+            "", "| model | board (clock) | pc | op | per inference | share | source line |",
+            "|---|---|---|---|---|---|---|"]
+    for path in sorted(build_dir.glob("*/profile-*.json")):
+        d = json.loads(path.read_text())
+        kind = "emulated" if d["emulated"] else "measured"
+        where = f"{d['board']} ({d['unit']}, {kind})"
+        for r in sorted(d["rows"], key=lambda r: -r["per_run"])[:top]:
+            rows.append(f"| {d['model']} | {where} | {r['pc']} | {r['op']} | {r['per_run']:,.0f} | "
+                        f"{r['share_percent']:.1f} % | `{r['source'] or r['value']}` |")
+        rows.append(f"| {d['model']} | {where} | | sum | {d['sum_corrected']:,.0f} | "
+                    f"{100 * d['sum_corrected_vs_whole_plain']:.1f} % of the whole run without the hook "
+                    f"({d['whole_plain']:,.0f}) | {d['runs']} runs |")
+    return "\n".join(rows)

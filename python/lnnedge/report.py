@@ -192,6 +192,11 @@ def _blocks(build_dir: Path) -> Iterator[tuple[str, str, str]]:
         from .mcu_bench import table as mcu_table
 
         yield MCU_BEGIN, MCU_END, mcu_table(build_dir)
+    if any(build_dir.glob("*/profile-*.json")):  # `invoke profile` (lnnedge.profile)
+        from .profile import PROFILE_BEGIN, PROFILE_END
+        from .profile import readme_table as profile_table
+
+        yield PROFILE_BEGIN, PROFILE_END, profile_table(build_dir)
     if (build_dir / "irregular").is_dir():
         yield IRREGULAR_BEGIN, IRREGULAR_END, irregular_table(build_dir)
     if any((build_dir / "size").glob("*.json")):  # `invoke size --target T --model M` (lnnedge.footprint)

@@ -11,19 +11,19 @@ from .. import recipe as recipes
 from ..artifacts import MissingArtifact
 from ..devices import open_device, prepare
 from ..errors import UsageError
-from .compile import compiled_file
+from .model_files import compiled_file
 from .reports import ProfileReport
 
 
 def profile(model: str | None, board: str | None, file: str | None = None, runs: int | None = None) -> ProfileReport:
-    """The recipe's compiled model (or a compiled --file) profiled on the board: build/<model>/profile-<board>.json
-    (a row per pc) and its bar chart."""
+    """The recipe's compiled model (or a compiled --file) profiled on the board: profile-<board>.json beside the
+    model file (build/<model>/ for a recipe), a row per pc, and its bar chart."""
     chosen = config.board(board)
     if file:
         path = Path(file)
         if not path.is_file():
             raise MissingArtifact(f"{path} does not exist")
-        name = path.name.removesuffix(".lnnb")
+        name = path.parent.name if path.name == "model.lnnb" else path.name.removesuffix(".lnnb")
     else:
         if model is None:
             raise UsageError("give --model or --file")
@@ -41,7 +41,8 @@ def profile(model: str | None, board: str | None, file: str | None = None, runs:
             "isa": raw.get("isa"), "plan": raw.get("plan"),
             "method": ("the time between consecutive step starts goes to the earlier step (loop iterations add up "
                        "on their pc; PUSH and DROP are compiled into the plan and never run); each interval's "
-                       "hook cost, measured by back-to-back marks, is subtracted per call"),
+                       "hook cost, measured by back-to-back marks, is subtracted per call; runs with and without "
+                       "the hook alternate in blocks, the figures are the fastest block's of each kind"),
             **prof.summary(raw, table), "rows": table}
-    path_json, png = prof.save(name, chosen.name, data)
+    path_json, png = prof.save(path, name, chosen.name, data)
     return ProfileReport(data, path_json, png)
