@@ -291,3 +291,18 @@ def test_every_step_of_the_ssh_deploy_survives_a_kill(artefacts):
         campaign = deploy_kills(modes, scenarios)
         assert campaign.clean, campaign
         assert campaign.tried >= 19 and campaign.rejected_cleanly > 0 and campaign.accepted_correctly > 0, campaign
+
+
+def test_profile_over_ssh_runs_the_profiling_runner_beside_the_deployment(artefacts, boards_file, tmp_path):
+    """`invoke profile` on the SSH board: the profiling runner and the model go to a work directory of their own
+    (removed after), and the LTC step's product is the top line with its source line."""
+    model = tmp_path / "model.lnnb"
+    model.write_bytes(artefacts.read_bytes())
+    debug = artefacts.with_name(artefacts.name + ".debug.json")
+    model.with_name(debug.name).write_bytes(debug.read_bytes())
+    out = _invoke_ok(_env(boards_file), "profile", "--board", "ssh-test", "--file", str(model), "--runs", "100")
+    data = json.loads((tmp_path / "profile-ssh-test.json").read_text())
+    top = max(data["rows"], key=lambda r: r["per_run"])
+    assert top["op"] == "MATMUL_T" and "self.gate(combined)" in top["source"], out.stdout
+    assert data["unit"] == "ns" and data["emulated"]  # the board's prefix runs it under qemu-aarch64
+    assert len(data["rows"]) == len(lnnb.read(model.read_bytes()).code)
