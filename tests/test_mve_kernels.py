@@ -10,7 +10,7 @@ import subprocess
 import numpy as np
 import pytest
 import torch
-from lnnedge import config
+from lnnedge import config, mcu_bench
 from lnnedge.build import firmware_make_args
 from lnnedge.compiler import compile_module
 from lnnedge.devices import open_device
@@ -62,3 +62,23 @@ def test_a_model_verifies_on_qemu_m55_with_the_mve_set(sine_model, tmp_path):
         assert result.info["board"] == "mps3-an547"
         assert result.timing["isa"] == "mve"
         np.testing.assert_allclose(result.outputs[0].reshape(want.shape), want, atol=1e-5, rtol=0)
+
+
+def test_the_bench_table_compares_each_vector_set_with_the_m4_scalar_build(tmp_path):
+    """The lines under `invoke readme-table`'s instruction-count table: each board's float32 kernel-set count over
+    qemu-m4's scalar build, from the JSON files alone (a board without a vector set gets no line)."""
+    def save(board: str, cpu: str, isa: str, count: int, scalar: int) -> None:
+        row = {"instructions_median": count, "macs": 100, "instructions_per_mac": count / 100, "isa": isa}
+        mcu_bench.save({"model": "m", "board": board, "cpu": cpu, "icount_shift": 6, "results": {"float32": row},
+                        "scalar_results": {"float32": {**row, "instructions_median": scalar, "isa": "scalar"}}},
+                       tmp_path)
+
+    save("qemu-m4", "cortex-m4", "cm4", 150, 400)
+    save("qemu-m55", "cortex-m55", "mve", 100, 420)
+    save("qemu-m0", "cortex-m0", "scalar", 9000, 9000)
+    lines = mcu_bench.table(tmp_path).splitlines()
+    assert lines[-2:] == [
+        "- m, float32 weights: qemu-m4 (cortex-m4, cm4 kernels) 150 instructions per inference = 0.38 × the "
+        "Cortex-M4 scalar build's (qemu-m4, 400)",
+        "- m, float32 weights: qemu-m55 (cortex-m55, mve kernels) 100 instructions per inference = 0.25 × the "
+        "Cortex-M4 scalar build's (qemu-m4, 400)"]

@@ -5,10 +5,11 @@ SysTick on the core clock (the nRF51: TIMER0 at 16 MHz), and QEMU's `-icount shi
 advance exactly 2^s ns per executed guest instruction (QEMU docs, "TCG Instruction Counting":
 QEMU_CLOCK_VIRTUAL is computed from the instruction count). So counter ticks = instructions × 2^s ns ×
 clock_hz, and the instruction count is ticks / (2^s × clock_hz / 1e9). The bench boots its own emulator with
-the smallest shift that makes an instruction at least two SysTick ticks (bench_shift: 7 on the 25 MHz MPS2+, 4
-on the 168 MHz STM32F405), so rounding gives the exact number of instructions between the firmware's two
-counter reads around lnn_run, repeatable from run to run, while the 24-bit SysTick wraps (its interrupt
-handler's few instructions count too) only every 5-6 M instructions: the median over the rows never holds one.
+the smallest shift that makes an instruction at least two SysTick ticks (bench_shift: 7 on the 25 MHz MPS2+, 6
+on the 32 MHz MPS3 AN547 (Cortex-M55), 4 on the 168 MHz STM32F405), so rounding gives the exact number of
+instructions between the firmware's two counter reads around lnn_run, repeatable from run to run, while the
+24-bit SysTick wraps (its interrupt handler's few instructions count too) only every 4-8 M instructions: the
+median over the rows never holds one.
 They are instructions, not cycles: QEMU gives every instruction the same time, a real Cortex-M4 takes 1 to 12+
 cycles for one.
 
@@ -34,6 +35,10 @@ from .refvm import RefVM
 
 _PRODUCTS = ("LINEAR", "LINEAR_T", "MATMUL_T", "MATMUL_NT", "MATMUL", "LINEAR_Q8", "LINEAR_TQ8", "MATMUL_TQ8",
              "MATMUL_NTQ8")
+
+
+# the board whose scalar build the table's comparison lines divide by (the issue's Cortex-M4 baseline)
+BASELINE_BOARD = "qemu-m4"
 
 
 class McuBenchError(LnnedgeError, ValueError):
@@ -192,4 +197,24 @@ def table(build_dir: Path) -> str:
                 continue
             rows.append(f"| {data['model']} | {data['board']} ({data['cpu']}) | {scheme} | {r['isa']} | "
                         f"{r['instructions_median']:,} | {r['macs']:,} | {r['instructions_per_mac']:.2f} |")
-    return "\n".join(rows)
+    return "\n".join(rows + _versus_m4_scalar(build_dir))
+
+
+def _versus_m4_scalar(build_dir: Path) -> list[str]:
+    """Lines comparing each board's kernel set (float32 weights) with the Cortex-M4 firmware's scalar build
+    (qemu-m4's scalar_results), per model that has both."""
+    lines = []
+    for base_path in sorted(build_dir.glob(f"*/bench-{BASELINE_BOARD}.json")):
+        base = json.loads(base_path.read_text()).get("scalar_results", {}).get("float32", {})
+        if "instructions_median" not in base:
+            continue
+        for path in sorted(base_path.parent.glob("bench-*.json")):
+            r = json.loads(path.read_text())["results"].get("float32", {})
+            if r.get("isa", "scalar") == "scalar" or "instructions_median" not in r:
+                continue
+            data = json.loads(path.read_text())
+            lines.append(f"- {data['model']}, float32 weights: {data['board']} ({data['cpu']}, {r['isa']} kernels) "
+                         f"{r['instructions_median']:,} instructions per inference = "
+                         f"{r['instructions_median'] / base['instructions_median']:.2f} × the Cortex-M4 scalar "
+                         f"build's ({BASELINE_BOARD}, {base['instructions_median']:,})")
+    return ["", *lines] if lines else []

@@ -50,14 +50,15 @@ def bench_board(model: str, board: str, progress: Progress = silent) -> tuple[di
         if not model_file(recipe.name, scheme).is_file():
             compile_model(model, scheme)
         files[scheme] = model_file(recipe.name, scheme)
-    # the baseline: the same firmware with the scalar kernels only (no cm4 set), beside the target's build
+    # the baseline: the same firmware with the scalar kernels only (no cm4 or mve set), beside the target's build
     scalar = replace(target, firmware=replace(target.firmware, variables={
         **target.firmware.variables,
-        "EXTRA_CFLAGS": f"{target.firmware.variables.get('EXTRA_CFLAGS', '')} -DLNN_HAVE_CM4=0".strip()}))
+        "EXTRA_CFLAGS": f"{target.firmware.variables.get('EXTRA_CFLAGS', '')} -DLNN_HAVE_CM4=0 -DLNN_HAVE_MVE=0"
+                        .strip()}))
     runs = {}
     for name, t in (("kernels", target), ("scalar", scalar)):
         if name == "scalar" and all(r.get("isa", "scalar") == "scalar" for r in runs["kernels"]["results"].values()):
-            runs["scalar"] = {"results": {}}  # a core without the cm4 set: the same firmware
+            runs["scalar"] = {"results": {}}  # a core without the cm4 or mve set: the same firmware
             break
         out = BUILD_DIR / "bench" / (board if name == "kernels" else f"{board}-scalar")
         if str(t.firmware.variables.get("MODEL_MAX", "1")) == "0":
