@@ -1,11 +1,12 @@
 /*
  * startup_cortexm.c - the core's vector table and the reset handler of any
- * Cortex-M (ARMv6-M: M0; ARMv7E-M: M4F). The board's interrupt vectors
+ * Cortex-M (ARMv6-M: M0; ARMv7E-M: M4F; Armv8.1-M: M55). The board's interrupt vectors
  * follow in section .vectors.irq (board_<name>.c; cortex_m.ld puts them
  * right after these 16).
  *
- * Reset_Handler enables the FPU (CPACR, coprocessors 10 and 11, full access)
- * on a core built for one, before anything that could touch a floating-point
+ * Reset_Handler enables the FPU (CPACR, coprocessors 10 and 11, full access;
+ * on an Armv8.1-M core such as the Cortex-M55 the same bits enable MVE) on a
+ * core built for one, before anything that could touch a floating-point
  * register, copies .data from its load address, zeroes .bss and calls
  * main(). Faults record what happened in a .noinit word block (reported by
  * the next boot's INFO) and reset the chip through AIRCR.SYSRESETREQ: a
