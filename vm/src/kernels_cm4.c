@@ -25,14 +25,16 @@
  * ewise: the LTC step's fused form (below), bit-exact with the scalar set;
  * other programs run on the scalar block interpreter.
  *
- * linear_tq8 (LINEAR_TQ8, MATMUL_TQ8): 16 columns at once in C with fmaf:
- * the FPU has no byte loads, so each weight costs a sign-extending load, a
- * move to the FPU, a conversion and a vfma.
+ * linear_tq8 (LINEAR_TQ8, MATMUL_TQ8): in integers, x in block floating
+ * point (31 bits under its row's largest value) and exact 64-bit sums (sxtb,
+ * smlal), four columns a step; within the scalar kernel's result by 1e-5
+ * sum |x w| + 2^-29 max |x| sum |w| (below, at lnn_cm4_tq8_block).
  */
 #include "kernels.h"
 
 #if LNN_HAVE_CM4
 
+#include <float.h>
 #include <math.h>
 #include <stddef.h>
 #include <string.h>
@@ -203,49 +205,6 @@ void lnn_linear__cm4(const lnn_linear_params *p)
     }
 }
 
-/* 16 sums in registers over the i loop, the int8 weights converted exactly. */
-#define LNN_CM4_REP16(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7) M(8) M(9) M(10) M(11) M(12) M(13) M(14) M(15)
-#define LNN_CM4_ZERO(c) float acc##c = 0.0f;
-#define LNN_CM4_SUM(c) acc##c = fmaf(xi, (float)q[c], acc##c);
-#define LNN_CM4_STORE(c) y[j + (c)] = acc##c;
-void lnn_linear_tq8__cm4(const lnn_linear_q8_params *p)
-{
-    const size_t k = p->k, m = p->m, ldq = p->ldq;
-    for (size_t r = 0; r < p->rows; r++) {
-        const float *x = p->x + r * k;
-        float *y = p->y + r * p->ldy;
-        size_t j = 0;
-        /* the first input and weight row in summing order, and the steps to the next */
-        const ptrdiff_t xstep = p->reverse ? -1 : 1;
-        const ptrdiff_t qstep = p->reverse ? -(ptrdiff_t)ldq : (ptrdiff_t)ldq;
-        const float *x0 = p->reverse ? x + k - 1 : x;
-        const int8_t *q0 = p->q + (p->reverse ? (k - 1) * ldq : 0);
-        for (; j + 16 <= m; j += 16) {
-            LNN_CM4_REP16(LNN_CM4_ZERO)
-            const float *xp = x0;
-            const int8_t *q = q0 + j;
-            for (size_t n = 0; n < k; n++, xp += xstep, q += qstep) {
-                const float xi = *xp;
-                LNN_CM4_REP16(LNN_CM4_SUM)
-            }
-            LNN_CM4_REP16(LNN_CM4_STORE)
-        }
-        for (; j < m; j++) {
-            float acc = 0.0f;
-            for (size_t n = 0; n < k; n++) {
-                const size_t i = p->reverse ? k - 1 - n : n;
-                acc = fmaf(x[i], (float)p->q[i * ldq + j], acc);
-            }
-            y[j] = acc;
-        }
-        for (size_t c = 0; c < m; c++) {
-            y[c] *= p->scale[c];
-            if (p->bias)
-                y[c] += p->bias[c];
-        }
-    }
-}
-
 /* The LTC step's fused form (kernels.h, LNN_EW_FORM_LTC),
  *   y = H + DT * ((C + D) * sigmoid(A + B) - H) / T,  slots A B C D H T DT,
  * one element at a time with every intermediate in a register, instead of
@@ -266,6 +225,188 @@ static float lnn_cm4_from_bits(uint32_t u)
     float f;
     memcpy(&f, &u, sizeof f);
     return f;
+}
+
+/* LINEAR_TQ8, MATMUL_TQ8 in integers. The FPU cannot load a byte, so a float
+ * product of int8 weights pays a sign-extending load, a move to the FPU, a
+ * conversion and the vfma for every weight. Instead each row of x is put in
+ * block floating point once per call, one exponent for the row: x[i] = xq[i]
+ * 2^-n with xq[i] = (int32) (x[i] 2^n) truncated, n = 31 - e where 2^(e-1) <=
+ * max |x| < 2^e, so |xq| < 2^31 and |x[i] - xq[i] 2^-n| < 2^(e-31) <= 2^-30
+ * max |x|. The sums sum xq[i] q(j, i) are then exact in 64 bits: one sxtb
+ * (with its byte rotation) and one smlal per weight, four columns (one
+ * 32-bit load of four weights) a step. Chunks of 64 inputs keep |sum| < 2^44
+ * (64 2^31 127); each chunk's sums become floats (lnn_cm4_sum_f) times 2^-n
+ * into y. So y[j] differs from the exact sum of x q by under 2^-30 max |x|
+ * sum_i |q(j, i)| (the truncation) plus a few float roundings of the chunk
+ * sums, where the scalar kernel's float sum in i order differs by up to k
+ * roundings: cm4_kernel_test.c holds the two within 1e-5 sum |x w| + 2^-29
+ * max |x| sum |w|. reverse changes nothing: the integer sums have no order.
+ * A row with a NaN or an infinity takes lnn_cm4_tq8_float_row (float sums),
+ * which propagates them as the scalar kernel does. */
+enum { LNN_CM4_TQ8_CHUNK = 64 };
+
+/* 2^e for -126 <= e <= 127 */
+static float lnn_cm4_pow2(int e)
+{
+    return lnn_cm4_from_bits((uint32_t)(e + 127) << 23);
+}
+
+/* The row with float sums (x holds a NaN or an infinity): the scalar
+ * kernel's sums fused, in i order. */
+static void lnn_cm4_tq8_float_row(const lnn_linear_q8_params *p, const float *x, float *y)
+{
+    for (size_t j = 0; j < p->m; j++) {
+        float acc = 0.0f;
+        for (size_t n = 0; n < p->k; n++) {
+            const size_t i = p->reverse ? p->k - 1 - n : n;
+            acc = fmaf(x[i], (float)p->q[i * p->ldq + j], acc);
+        }
+        y[j] = acc;
+    }
+}
+
+/* One input of a chunk: its block floating point value and the byte offset
+ * of its weights in q, shifted left by one; the low bit marks the last input
+ * (lnn_cm4_tq8_chunk's loop tests it instead of comparing pointers: no
+ * register is left for an end pointer). */
+typedef struct {
+    int32_t x;
+    uint32_t off;
+} lnn_cm4_tq8_in;
+
+/* lnn_cm4_tq8_block(in, qb, sums): for the four columns whose weights start
+ * at qb (q(j..j+3, i) is the word at qb + off_i), the 64-bit sums of x_i
+ * q(j + c, i) over the entries of in (a multiple of 4, the last one marked)
+ * into sums (low and high word of column 0, then 1, 2, 3). In assembly, not
+ * C: the eight accumulator registers, the entry, the weights' word, a byte
+ * and the two pointers need every core register but sp and pc, which gcc
+ * does not give an asm statement (it keeps r7 as the frame pointer at -O0);
+ * C spills the sums to the stack. Per input: ldrd (x and the offset), ldr
+ * (four weights, unaligned allowed), three sxtb (each byte rotated into
+ * place), an asr (the top byte) and four smlal (32 x 32 -> 64 bits, exact):
+ * 10.5 instructions with the loop's share for 4 multiply-adds. The loop test
+ * is the marked offset's low bit, shifted into the carry.
+ * Registers: r0 in, r1 qb, r3-r10 the sums, r11 x, r12 offset and byte,
+ * lr the weights. Own section: a build without the _TQ8 ops drops it. */
+void lnn_cm4_tq8_block(const lnn_cm4_tq8_in *in, const int8_t *qb, uint32_t sums[8]);
+#define LNN_CM4_TQ8_ROW(LAST)                                                       \
+    "ldrd r11, r12, [r0], #8\n\t"                                                   \
+    "lsr" LAST " r12, r12, #1\n\t"                                                  \
+    "ldr lr, [r1, r12]\n\t"                                                         \
+    "sxtb r12, lr\n\t"                                                              \
+    "smlal r3, r4, r11, r12\n\t"                                                    \
+    "sxtb r12, lr, ror #8\n\t"                                                      \
+    "smlal r5, r6, r11, r12\n\t"                                                    \
+    "sxtb r12, lr, ror #16\n\t"                                                     \
+    "smlal r7, r8, r11, r12\n\t"                                                    \
+    "asr lr, lr, #24\n\t"                                                           \
+    "smlal r9, r10, r11, lr\n\t"
+__asm__(".section .text.lnn_cm4_tq8_block,\"ax\",%progbits\n\t"
+        ".align 2\n\t"
+        ".global lnn_cm4_tq8_block\n\t"
+        ".thumb_func\n\t"
+        ".type lnn_cm4_tq8_block, %function\n"
+        "lnn_cm4_tq8_block:\n\t"
+        "push {r2, r4-r11, lr}\n\t"
+        "movs r3, #0\n\t"
+        "movs r4, #0\n\t"
+        "movs r5, #0\n\t"
+        "movs r6, #0\n\t"
+        "movs r7, #0\n\t"
+        "mov r8, r3\n\t"
+        "mov r9, r3\n\t"
+        "mov r10, r3\n"
+        "1:\n\t" LNN_CM4_TQ8_ROW("") LNN_CM4_TQ8_ROW("") LNN_CM4_TQ8_ROW("") LNN_CM4_TQ8_ROW("s")
+        "bcc 1b\n\t"
+        "ldr r2, [sp], #4\n\t"
+        "stm r2, {r3-r10}\n\t"
+        "pop {r4-r11, pc}\n\t"
+        ".size lnn_cm4_tq8_block, .-lnn_cm4_tq8_block\n\t"
+        ".text");
+#undef LNN_CM4_TQ8_ROW
+
+/* The 64-bit sum lo + 2^32 hi (|sum| < 2^47) as a float: its bits 16-47
+ * exactly times 2^16 plus its low 16 bits, one rounding each (the C
+ * conversion of an int64_t is a library call). */
+static float lnn_cm4_sum_f(uint32_t lo, uint32_t hi)
+{
+    const int32_t mid = (int32_t)(hi << 16 | lo >> 16);
+    return fmaf((float)mid, 65536.0f, (float)(lo & 0xFFFFu));
+}
+
+/* y[j] (+)= (sum over the chunk's inputs of xq q(j, i)) * out1 * out2 for
+ * j < m (two factors: 2^-n may be below the smallest float); in holds a
+ * multiple of 4 inputs (padding: x = 0), its last one marked. */
+static void lnn_cm4_tq8_chunk(const lnn_linear_q8_params *p, const lnn_cm4_tq8_in *in, float out1,
+                              float out2, int first, float *y)
+{
+    const int8_t *q = p->q;
+    size_t j = 0;
+    for (; j + 4 <= p->m; j += 4, q += 4) {
+        uint32_t sums[8];
+        lnn_cm4_tq8_block(in, q, sums);
+        for (size_t c = 0; c < 4; c++) {
+            const float f = lnn_cm4_sum_f(sums[2 * c], sums[2 * c + 1]) * out1 * out2;
+            y[j + c] = first ? f : y[j + c] + f;
+        }
+    }
+    for (; j < p->m; j++, q++) {
+        int64_t a = 0;
+        for (const lnn_cm4_tq8_in *e = in;; e++) {
+            a += (int64_t)e->x * q[e->off >> 1];
+            if (e->off & 1u)
+                break;
+        }
+        const float f = lnn_cm4_sum_f((uint32_t)a, (uint32_t)((uint64_t)a >> 32)) * out1 * out2;
+        y[j] = first ? f : y[j] + f;
+    }
+}
+
+void lnn_linear_tq8__cm4(const lnn_linear_q8_params *p)
+{
+    const size_t k = p->k, m = p->m;
+    lnn_cm4_tq8_in in[LNN_CM4_TQ8_CHUNK];
+    _Static_assert(LNN_CM4_TQ8_CHUNK % 4 == 0, "chunks pad to a multiple of the 4 inputs a loop step");
+    for (size_t r = 0; r < p->rows; r++) {
+        const float *x = p->x + r * k;
+        float *y = p->y + r * p->ldy;
+        float big = 0.0f;
+        int finite = 1;
+        for (size_t i = 0; i < k; i++) {
+            const float a = fabsf(x[i]);
+            finite &= a <= FLT_MAX; /* NaN fails every comparison */
+            big = a > big ? a : big;
+        }
+        if (!finite) {
+            lnn_cm4_tq8_float_row(p, x, y);
+        } else {
+            /* e: 2^(e-1) <= big < 2^e (big a denormal: from its leading bit); big = 0: any */
+            const uint32_t u = lnn_cm4_bits(big);
+            const int e = u >= 0x00800000u ? (int)(u >> 23) - 126 : u ? -117 - __builtin_clz(u) : 0;
+            /* 2^n in two factors (n = 31 - e reaches 179 when big is a denormal), and 2^-n */
+            const int n = 31 - e, n1 = n < 127 ? n : 127;
+            const float in1 = lnn_cm4_pow2(n1), in2 = lnn_cm4_pow2(n - n1);
+            const int o1 = -n > -126 ? -n : -126;
+            const float out1 = lnn_cm4_pow2(o1), out2 = lnn_cm4_pow2(-n - o1);
+            for (size_t i0 = 0; i0 < k; i0 += LNN_CM4_TQ8_CHUNK) {
+                const size_t cnt = k - i0 < LNN_CM4_TQ8_CHUNK ? k - i0 : LNN_CM4_TQ8_CHUNK;
+                const size_t padded = (cnt + 3) & ~(size_t)3;
+                for (size_t c = 0; c < padded; c++) {
+                    /* exact but for the truncation; padding: 0 times row i0's weights */
+                    in[c].x = c < cnt ? (int32_t)(x[i0 + c] * in1 * in2) : 0;
+                    in[c].off = (uint32_t)((c < cnt ? i0 + c : i0) * p->ldq) << 1;
+                }
+                in[padded - 1].off |= 1u;
+                lnn_cm4_tq8_chunk(p, in, out1, out2, i0 == 0, y);
+            }
+        }
+        for (size_t c = 0; c < m; c++) {
+            y[c] *= p->scale[c];
+            if (p->bias)
+                y[c] += p->bias[c];
+        }
+    }
 }
 
 /* kernels_scalar.c lnn_exp_core, the same operations in the same order */
