@@ -12,12 +12,13 @@
  * UART0: CMSDK APB UART (registers as in board_mps2_an386.c) at 0x59303000
  * (Non-secure alias 0x49303000), clocked by the 25 MHz peripheral clock.
  * Interrupts (numbered as the NVIC sees them; the SSE-300's own are 0-31):
- * UART0 receive and transmit on 33 and 34 (both enabled and both drain the
- * receiver: the transmit interrupt is never enabled in CTRL, and the
- * AN547 documentation and QEMU's table differ on which is which), the
- * overruns of all UARTs ORed on 48. Receiving is interrupt driven into the
- * ring of board_cortexm.c; sending polls TX-full. Cycles: cycles_v7m.c
- * (the ARMv8-M SysTick and DWT are the ARMv7-M ones).
+ * UART0's transmit and receive lines are 33 and 34 (in that order in
+ * QEMU's an547_ppcs); both are enabled and both drain the receiver, so the
+ * receive interrupt is taken whichever of the two carries it (the transmit
+ * interrupt is never enabled in CTRL); the overruns of all UARTs are ORed
+ * on 48. Receiving is interrupt driven into the ring of board_cortexm.c;
+ * sending polls TX-full. Cycles: cycles_v7m.c (the ARMv8-M SysTick and DWT
+ * are the ARMv7-M ones).
  */
 #include "board.h"
 #include "cortexm.h"
