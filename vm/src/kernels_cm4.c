@@ -236,7 +236,7 @@ static float lnn_cm4_from_bits(uint32_t u)
  * max |x|. The sums sum xq[i] q(j, i) are then exact in 64 bits: one sxtb
  * (with its byte rotation) and one smlal per weight, four columns (one
  * 32-bit load of four weights) a step. Chunks of 64 inputs keep |sum| < 2^44
- * (64 2^31 127); each chunk's sums become floats (lnn_cm4_sum_f) times 2^-n
+ * (64 2^31 127); each chunk's sums become floats (in lnn_cm4_tq8_block) times 2^-n
  * into y. So y[j] differs from the exact sum of x q by under 2^-30 max |x|
  * sum_i |q(j, i)| (the truncation) plus a few float roundings of the chunk
  * sums, where the scalar kernel's float sum in i order differs by up to k
@@ -267,32 +267,33 @@ static void lnn_cm4_tq8_float_row(const lnn_linear_q8_params *p, const float *x,
 }
 
 /* One input of a chunk: its block floating point value and the byte offset
- * of its weights in q, shifted left by one; the low bit marks the last input
- * (lnn_cm4_tq8_chunk's loop tests it instead of comparing pointers: no
+ * of its weights in q; every fourth entry (index 3 mod 4) holds the offset
+ * shifted left by one, its low bit marking the chunk's last entry
+ * (lnn_cm4_tq8_block's loop tests it instead of comparing pointers: no
  * register is left for an end pointer). */
 typedef struct {
     int32_t x;
     uint32_t off;
 } lnn_cm4_tq8_in;
 
-/* lnn_cm4_tq8_block(in, qb, sums): for the four columns whose weights start
- * at qb (q(j..j+3, i) is the word at qb + off_i), the 64-bit sums of x_i
- * q(j + c, i) over the entries of in (a multiple of 4, the last one marked)
- * into sums (low and high word of column 0, then 1, 2, 3). In assembly, not
- * C: the eight accumulator registers, the entry, the weights' word, a byte
- * and the two pointers need every core register but sp and pc, which gcc
- * does not give an asm statement (it keeps r7 as the frame pointer at -O0);
- * C spills the sums to the stack. Per input: ldrd (x and the offset), ldr
- * (four weights, unaligned allowed), three sxtb (each byte rotated into
- * place), an asr (the top byte) and four smlal (32 x 32 -> 64 bits, exact):
- * 10.5 instructions with the loop's share for 4 multiply-adds. The loop test
- * is the marked offset's low bit, shifted into the carry.
- * Registers: r0 in, r1 qb, r3-r10 the sums, r11 x, r12 offset and byte,
- * lr the weights. Own section: a build without the _TQ8 ops drops it. */
-void lnn_cm4_tq8_block(const lnn_cm4_tq8_in *in, const int8_t *qb, uint32_t sums[8]);
-#define LNN_CM4_TQ8_ROW(LAST)                                                       \
-    "ldrd r11, r12, [r0], #8\n\t"                                                   \
-    "lsr" LAST " r12, r12, #1\n\t"                                                  \
+/* lnn_cm4_tq8_block(in, qb, f, out): for the four columns whose weights
+ * start at qb (q(j..j+3, i) is the word at qb + off_i), the 64-bit sums s_c
+ * of x_i q(j + c, i) over the entries of in (a multiple of 4), then f[c] =
+ * float(s_c) * out (out: the float's bits, whatever the float ABI): the sum's
+ * bits 16-47 converted (one rounding) plus its low 16 bits as a fixed-point
+ * fraction (exact), one rounding in the add, times out * 2^-16 (out carries
+ * the 2^16). In assembly, not C: the eight accumulator registers, the
+ * entry, the weights' word, a byte and the two pointers need every core
+ * register but sp and pc, which gcc does not give an asm statement (it keeps
+ * r7 as the frame pointer at -O0); C spills the sums to the stack. Per input:
+ * ldrd (x and the offset), ldr (four weights, unaligned allowed), three sxtb
+ * (each byte rotated into place), an asr (the top byte) and four smlal (32 x
+ * 32 -> 64 bits, exact): 2.6 instructions per multiply-add with the loop's
+ * share. Registers: r0 in, r1 qb, r3-r10 the sums, r11 x, r12 offset and
+ * byte, lr the weights. Own section: a build without the _TQ8 ops drops it. */
+void lnn_cm4_tq8_block(const lnn_cm4_tq8_in *in, const int8_t *qb, float f[4], uint32_t out);
+#define LNN_CM4_TQ8_ROW(OFFSET)                                                     \
+    "ldrd r11, r12, [r0], #8\n\t" OFFSET                                            \
     "ldr lr, [r1, r12]\n\t"                                                         \
     "sxtb r12, lr\n\t"                                                              \
     "smlal r3, r4, r11, r12\n\t"                                                    \
@@ -302,6 +303,16 @@ void lnn_cm4_tq8_block(const lnn_cm4_tq8_in *in, const int8_t *qb, uint32_t sums
     "smlal r7, r8, r11, r12\n\t"                                                    \
     "asr lr, lr, #24\n\t"                                                           \
     "smlal r9, r10, r11, lr\n\t"
+/* sum lo:hi (registers) to float in the s register pair FA, FB, times s0 */
+#define LNN_CM4_TQ8_FLOAT(lo, hi, FA, FB)                                           \
+    "lsr r11, " lo ", #16\n\t"                                                      \
+    "orr r11, r11, " hi ", lsl #16\n\t"                                             \
+    "uxth " lo ", " lo "\n\t"                                                       \
+    "vmov " FA ", " FB ", r11, " lo "\n\t"                                          \
+    "vcvt.f32.s32 " FA ", " FA "\n\t"                                               \
+    "vcvt.f32.u32 " FB ", " FB ", #16\n\t"                                          \
+    "vadd.f32 " FA ", " FA ", " FB "\n\t"                                           \
+    "vmul.f32 " FA ", " FA ", s0\n\t"
 __asm__(".section .text.lnn_cm4_tq8_block,\"ax\",%progbits\n\t"
         ".align 2\n\t"
         ".global lnn_cm4_tq8_block\n\t"
@@ -309,6 +320,7 @@ __asm__(".section .text.lnn_cm4_tq8_block,\"ax\",%progbits\n\t"
         ".type lnn_cm4_tq8_block, %function\n"
         "lnn_cm4_tq8_block:\n\t"
         "push {r2, r4-r11, lr}\n\t"
+        "vmov s0, r3\n\t"
         "movs r3, #0\n\t"
         "movs r4, #0\n\t"
         "movs r5, #0\n\t"
@@ -317,49 +329,60 @@ __asm__(".section .text.lnn_cm4_tq8_block,\"ax\",%progbits\n\t"
         "mov r8, r3\n\t"
         "mov r9, r3\n\t"
         "mov r10, r3\n"
-        "1:\n\t" LNN_CM4_TQ8_ROW("") LNN_CM4_TQ8_ROW("") LNN_CM4_TQ8_ROW("") LNN_CM4_TQ8_ROW("s")
+        "1:\n\t" LNN_CM4_TQ8_ROW("") LNN_CM4_TQ8_ROW("") LNN_CM4_TQ8_ROW("")
+        LNN_CM4_TQ8_ROW("lsrs r12, r12, #1\n\t")
         "bcc 1b\n\t"
+        LNN_CM4_TQ8_FLOAT("r3", "r4", "s2", "s3") LNN_CM4_TQ8_FLOAT("r5", "r6", "s4", "s5")
+        LNN_CM4_TQ8_FLOAT("r7", "r8", "s6", "s7") LNN_CM4_TQ8_FLOAT("r9", "r10", "s8", "s9")
         "ldr r2, [sp], #4\n\t"
-        "stm r2, {r3-r10}\n\t"
+        "vstr s2, [r2]\n\t"
+        "vstr s4, [r2, #4]\n\t"
+        "vstr s6, [r2, #8]\n\t"
+        "vstr s8, [r2, #12]\n\t"
         "pop {r4-r11, pc}\n\t"
         ".size lnn_cm4_tq8_block, .-lnn_cm4_tq8_block\n\t"
         ".text");
 #undef LNN_CM4_TQ8_ROW
+#undef LNN_CM4_TQ8_FLOAT
 
-/* The 64-bit sum lo + 2^32 hi (|sum| < 2^47) as a float: its bits 16-47
- * exactly times 2^16 plus its low 16 bits, one rounding each (the C
- * conversion of an int64_t is a library call). */
-static float lnn_cm4_sum_f(uint32_t lo, uint32_t hi)
+/* y[j] = v (first chunk) or y[j] + v, and after the last chunk times the
+ * column's scale plus its bias, as the scalar kernel ends its sums */
+static LNN_ALWAYS_INLINE void lnn_cm4_tq8_put(const lnn_linear_q8_params *p, float *y, size_t j, float v, int first,
+                                   int last)
 {
-    const int32_t mid = (int32_t)(hi << 16 | lo >> 16);
-    return fmaf((float)mid, 65536.0f, (float)(lo & 0xFFFFu));
+    if (!first)
+        v += y[j];
+    if (last) {
+        v *= p->scale[j];
+        if (p->bias)
+            v += p->bias[j];
+    }
+    y[j] = v;
 }
 
-/* y[j] (+)= (sum over the chunk's inputs of xq q(j, i)) * out1 * out2 for
- * j < m (two factors: 2^-n may be below the smallest float); in holds a
- * multiple of 4 inputs (padding: x = 0), its last one marked. */
-static void lnn_cm4_tq8_chunk(const lnn_linear_q8_params *p, const lnn_cm4_tq8_in *in, float out1,
-                              float out2, int first, float *y)
+/* One chunk of inputs for every column: the sums times 2^-n (out1 * 2^16
+ * as bits, then out2: 2^-n may be below the smallest float) into y; in
+ * holds padded entries (a multiple of 4, x = 0 past the chunk's inputs). */
+static void lnn_cm4_tq8_chunk(const lnn_linear_q8_params *p, const lnn_cm4_tq8_in *in, size_t padded,
+                              float out1, float out2, int first, int last, float *y)
 {
+    const uint32_t out = lnn_cm4_bits(out1 * 65536.0f);
     const int8_t *q = p->q;
     size_t j = 0;
     for (; j + 4 <= p->m; j += 4, q += 4) {
-        uint32_t sums[8];
-        lnn_cm4_tq8_block(in, q, sums);
-        for (size_t c = 0; c < 4; c++) {
-            const float f = lnn_cm4_sum_f(sums[2 * c], sums[2 * c + 1]) * out1 * out2;
-            y[j + c] = first ? f : y[j + c] + f;
-        }
+        float f[4];
+        lnn_cm4_tq8_block(in, q, f, out);
+        for (size_t c = 0; c < 4; c++)
+            lnn_cm4_tq8_put(p, y, j + c, f[c] * out2, first, last);
     }
     for (; j < p->m; j++, q++) {
         int64_t a = 0;
-        for (const lnn_cm4_tq8_in *e = in;; e++) {
-            a += (int64_t)e->x * q[e->off >> 1];
-            if (e->off & 1u)
-                break;
-        }
-        const float f = lnn_cm4_sum_f((uint32_t)a, (uint32_t)((uint64_t)a >> 32)) * out1 * out2;
-        y[j] = first ? f : y[j] + f;
+        for (size_t n = 0; n < padded; n++)
+            a += (int64_t)in[n].x * q[n % 4 == 3 ? in[n].off >> 1 : in[n].off];
+        /* bits 16-47 times 2^16 plus the low 16 bits, as lnn_cm4_tq8_block does */
+        const float hi = (float)(int32_t)(uint32_t)((uint64_t)a >> 16);
+        const float v = fmaf(hi, 65536.0f, (float)(uint32_t)(a & 0xFFFF)) * out1;
+        lnn_cm4_tq8_put(p, y, j, v * out2, first, last);
     }
 }
 
@@ -371,40 +394,41 @@ void lnn_linear_tq8__cm4(const lnn_linear_q8_params *p)
     for (size_t r = 0; r < p->rows; r++) {
         const float *x = p->x + r * k;
         float *y = p->y + r * p->ldy;
-        float big = 0.0f;
-        int finite = 1;
+        /* the largest |x| as bits (the order of non-negative floats); NaN and inf: 0x7F800000 up */
+        uint32_t big = 0;
         for (size_t i = 0; i < k; i++) {
-            const float a = fabsf(x[i]);
-            finite &= a <= FLT_MAX; /* NaN fails every comparison */
-            big = a > big ? a : big;
+            const uint32_t u = lnn_cm4_bits(x[i]) & 0x7FFFFFFFu;
+            big = u > big ? u : big;
         }
-        if (!finite) {
+        if (big >= 0x7F800000u) {
             lnn_cm4_tq8_float_row(p, x, y);
-        } else {
-            /* e: 2^(e-1) <= big < 2^e (big a denormal: from its leading bit); big = 0: any */
-            const uint32_t u = lnn_cm4_bits(big);
-            const int e = u >= 0x00800000u ? (int)(u >> 23) - 126 : u ? -117 - __builtin_clz(u) : 0;
-            /* 2^n in two factors (n = 31 - e reaches 179 when big is a denormal), and 2^-n */
-            const int n = 31 - e, n1 = n < 127 ? n : 127;
-            const float in1 = lnn_cm4_pow2(n1), in2 = lnn_cm4_pow2(n - n1);
-            const int o1 = -n > -126 ? -n : -126;
-            const float out1 = lnn_cm4_pow2(o1), out2 = lnn_cm4_pow2(-n - o1);
-            for (size_t i0 = 0; i0 < k; i0 += LNN_CM4_TQ8_CHUNK) {
-                const size_t cnt = k - i0 < LNN_CM4_TQ8_CHUNK ? k - i0 : LNN_CM4_TQ8_CHUNK;
-                const size_t padded = (cnt + 3) & ~(size_t)3;
-                for (size_t c = 0; c < padded; c++) {
-                    /* exact but for the truncation; padding: 0 times row i0's weights */
-                    in[c].x = c < cnt ? (int32_t)(x[i0 + c] * in1 * in2) : 0;
-                    in[c].off = (uint32_t)((c < cnt ? i0 + c : i0) * p->ldq) << 1;
-                }
-                in[padded - 1].off |= 1u;
-                lnn_cm4_tq8_chunk(p, in, out1, out2, i0 == 0, y);
-            }
+            for (size_t c = 0; c < m; c++)
+                lnn_cm4_tq8_put(p, y, c, y[c], 1, 1);
+            continue;
         }
-        for (size_t c = 0; c < m; c++) {
-            y[c] *= p->scale[c];
-            if (p->bias)
-                y[c] += p->bias[c];
+        /* e: 2^(e-1) <= max |x| < 2^e (a denormal: from its leading bit); all zero: any */
+        const int e = big >= 0x00800000u ? (int)(big >> 23) - 126 : big ? -117 - __builtin_clz(big) : 0;
+        /* 2^n in two factors (n = 31 - e reaches 179 when max |x| is a denormal), and 2^-n */
+        const int n = 31 - e, n1 = n < 127 ? n : 127;
+        const float in1 = lnn_cm4_pow2(n1), in2 = lnn_cm4_pow2(n - n1);
+        const int o1 = -n > -126 ? -n : -126;
+        const float out1 = lnn_cm4_pow2(o1), out2 = lnn_cm4_pow2(-n - o1);
+        for (size_t i0 = 0; i0 < k; i0 += LNN_CM4_TQ8_CHUNK) {
+            const size_t cnt = k - i0 < LNN_CM4_TQ8_CHUNK ? k - i0 : LNN_CM4_TQ8_CHUNK;
+            const size_t padded = (cnt + 3) & ~(size_t)3;
+            uint32_t off = (uint32_t)(i0 * p->ldq);
+            for (size_t c = 0; c < cnt; c++, off += (uint32_t)p->ldq) {
+                in[c].x = (int32_t)(x[i0 + c] * in1 * in2); /* exact but for the truncation */
+                in[c].off = off;
+            }
+            for (size_t c = cnt; c < padded; c++) { /* 0 times the chunk's first weights */
+                in[c].x = 0;
+                in[c].off = (uint32_t)(i0 * p->ldq);
+            }
+            for (size_t c = 3; c < padded; c += 4)
+                in[c].off <<= 1;
+            in[padded - 1].off |= 1u;
+            lnn_cm4_tq8_chunk(p, in, padded, out1, out2, i0 == 0, i0 + cnt == k, y);
         }
     }
 }
