@@ -112,7 +112,7 @@ def save(model: Path, name: str, board: str, data: dict) -> tuple[Path, Path]:
     path = Path(model).parent / f"profile-{board}.json"
     atomic_write_text(path, json.dumps(data, indent=1) + "\n")
     png = path.with_suffix(".png")
-    top = sorted(data["rows"], key=lambda r: -r["per_run"])[:TOP]
+    top = sorted((r for r in data["rows"] if r["calls_per_run"]), key=lambda r: -r["per_run"])[:TOP]
     plots.profile_bars([f"pc {r['pc']} {r['op']}  {r['source'] or r['value']}"[:70] for r in top],
                        [r["per_run"] for r in top], [r["share_percent"] for r in top],
                        f"{name} on {board}: {data['unit']} per inference by instruction", data["unit"], png)
@@ -122,7 +122,7 @@ def save(model: Path, name: str, board: str, data: dict) -> tuple[Path, Path]:
 PROFILE_BEGIN, PROFILE_END = "<!-- profile:begin -->", "<!-- profile:end -->"
 
 
-def readme_table(build_dir: Path, top: int = 4) -> str:
+def readme_table(build_dir: Path, top: int = 3) -> str:
     """Every build/<model>/profile-<board>.json as its `top` instructions and how the sum compares with the
     whole run (the README's example profiles, from `invoke profile`)."""
     rows = ["`invoke profile`: the instructions that take most of one inference (bundled test case 0, batch 1), "

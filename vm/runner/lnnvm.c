@@ -989,7 +989,7 @@ static int cmp_u64(const void *a, const void *b)
 
 /* One row (the bundled test set's first case, batch 1) run --runs times
  * with the per-pc counters on, and as many times without, in alternating
- * blocks, each block timed from outside. The figures are those of the
+ * blocks of 4, each block timed from outside. The figures are those of the
  * fastest block of each kind (the one the machine's other work disturbed
  * least; its counters for the profiled kind), scaled to --runs. The JSON
  * line gives the counters, both whole-run figures and the hook's own cost
@@ -1026,22 +1026,23 @@ static int cmd_profile(int argc, char **argv)
     const float *ip[LNN_MAX_IO];
     for (uint32_t i = 0; i < io.ni; i++)
         ip[i] = io.in[i];
-    enum { BLOCKS = 100, CALIBRATIONS = 9, MARKS = 20000 };
-    if (runs < BLOCKS)
-        fail(EXIT_USAGE, "--runs: at least %d (one per block)", BLOCKS);
+    /* blocks of PER_BLOCK runs: short enough that some escape the
+     * preemptions of a busy machine (a run under QEMU takes about 1 ms) */
+    enum { PER_BLOCK = 4, WARMUP = 20, CALIBRATIONS = 9, MARKS = 20000 };
+    const unsigned long nblocks = runs / PER_BLOCK;
+    if (nblocks == 0)
+        fail(EXIT_USAGE, "--runs: at least %d (one block)", PER_BLOCK);
     const uint32_t words = lnn_code_words(&md.m);
     /* counters per block, and each block's whole-run time per run */
-    lnn_profile_counter *blocks = calloc((size_t)BLOCKS * (words ? words : 1), sizeof *blocks);
-    double whole[2][BLOCKS];
-    unsigned long block_runs[BLOCKS + 1];
-    if (!blocks)
+    lnn_profile_counter *blocks = calloc(nblocks * (words ? words : 1), sizeof *blocks);
+    double *whole[2] = {malloc(nblocks * sizeof(double)), malloc(nblocks * sizeof(double))};
+    if (!blocks || !whole[0] || !whole[1])
         fail(EXIT_USAGE, "out of memory for the counters");
     lnn_profile prof;
     prof.count = words;
-    for (unsigned long b = 0; b <= BLOCKS; b++) { /* block 0: warm-up, not counted */
-        const unsigned long n = b == 0 ? (runs < 20 ? runs : 20) : runs / BLOCKS + (b <= runs % BLOCKS);
-        block_runs[b] = n;
-        prof.counter = blocks + (size_t)(b ? b - 1 : 0) * words;
+    for (unsigned long b = 0; b <= nblocks; b++) { /* block 0: warm-up, not counted */
+        const unsigned long n = b == 0 ? WARMUP : PER_BLOCK;
+        prof.counter = blocks + (b ? b - 1 : 0) * words;
         for (int on = 0; on < 2; on++) {
             lnn_set_profile(&md.m, on && b > 0 ? &prof : NULL);
             const uint64_t t0 = now_ns();
@@ -1063,11 +1064,12 @@ static int cmd_profile(int argc, char **argv)
     qsort(cal, CALIBRATIONS, sizeof *cal, cmp_u64);
     unsigned long fast[2] = {0, 0}; /* the fastest block of each kind */
     for (int on = 0; on < 2; on++)
-        for (unsigned long b = 1; b < BLOCKS; b++)
+        for (unsigned long b = 1; b < nblocks; b++)
             if (whole[on][b] < whole[on][fast[on]])
                 fast[on] = b;
     const lnn_profile_counter *best = blocks + fast[1] * words;
-    const double scale = (double)runs / (double)block_runs[fast[1] + 1];
+    runs = nblocks * PER_BLOCK; /* the figures are per PER_BLOCK runs, scaled to these */
+    const double scale = (double)runs / PER_BLOCK;
     printf("{\"clock\":\"clock_gettime(CLOCK_MONOTONIC)\",\"unit\":\"ns\",\"runs\":%lu,"
            "\"whole_plain_ticks\":%llu,\"whole_profiled_ticks\":%llu,"
            "\"overhead_ticks_per_mark\":%.3f,\"plan\":%s,\"isa\":\"%s\",\"vm_version\":\"%s\","
@@ -1081,6 +1083,8 @@ static int cmd_profile(int argc, char **argv)
                (double)best[pc].calls * scale);
     printf("]}\n");
     free(blocks);
+    free(whole[0]);
+    free(whole[1]);
     test_io_free(&io);
     model_close(&md);
     return 0;

@@ -344,6 +344,9 @@ class LabgridDevice:
     def run(self, model: Path, inputs: list[np.ndarray], batch: int = 1) -> RunResult:
         return self.inner.run(model, inputs, batch)
 
+    def profile(self, model: Path, runs: int, program: Path) -> dict:
+        return self.inner.profile(model, runs, program)
+
     def stream(self, model: Path) -> Stream:
         return self.inner.stream(model)
 
