@@ -65,7 +65,8 @@ typedef struct {
  * K), y rows of m floats (ldq, ldy, reverse unused). linear_tq8
  * (LINEAR_TQ8, MATMUL_TQ8): q(j, i) = q[i * ldq + j], Qt (K, M) or a block of
  * its columns, y rows of ldy >= m floats. y overlaps none of x, q, scale or
- * bias. */
+ * bias. The cm4 set's linear_tq8 sums in integers instead, x in block
+ * floating point (kernels_cm4.c: within 2^-29 max |x| sum |w| more). */
 typedef struct {
     float *y;
     const float *x;     /* rows x k */
