@@ -196,13 +196,21 @@ static float *falloc(size_t n)
 /* ---- the sweep of inputs for the unary kernels --------------------------- */
 
 /* Its size: bit patterns spread over all 2^32 (every exponent and sign at
- * any size here) and random values. An emulated core takes smaller ones
- * (firmware/Makefile simdtest: the Cortex-M55 under QEMU). */
+ * any size here) and random values. An emulated core takes smaller ones,
+ * and fewer random programs below (firmware/Makefile simdtest: the
+ * Cortex-M55 under QEMU). */
 #ifndef LNN_KTEST_STRIDE_N
 #define LNN_KTEST_STRIDE_N 65536
 #endif
 #ifndef LNN_KTEST_RAND_N
 #define LNN_KTEST_RAND_N 200000
+#endif
+/* random element-wise programs per set: general and the LTC step's form */
+#ifndef LNN_KTEST_EW_PROGRAMS
+#define LNN_KTEST_EW_PROGRAMS 3000
+#endif
+#ifndef LNN_KTEST_LTC_PROGRAMS
+#define LNN_KTEST_LTC_PROGRAMS 2000
 #endif
 
 static float *sweep;
@@ -1201,7 +1209,7 @@ static void test_ewise(const lnn_kernels *k)
 {
     ew_stats st;
     memset(&st, 0, sizeof st);
-    for (int rep = 0; rep < 3000; rep++)
+    for (int rep = 0; rep < LNN_KTEST_EW_PROGRAMS; rep++)
         ew_case(k, set_ftz(k), &st);
     report(st.bad_compose == 0 && st.bad_scalar == 0,
            "%-6s ewise    vs its own kernels one by one: %zu programs, %zu differ; exact "
@@ -1335,7 +1343,7 @@ static void test_ewise_ltc(const lnn_kernels *k)
     ew_stats st;
     size_t bad_match = 0;
     memset(&st, 0, sizeof st);
-    for (int rep = 0; rep < 2000; rep++)
+    for (int rep = 0; rep < LNN_KTEST_LTC_PROGRAMS; rep++)
         ltc_case(k, &st, &bad_match);
     report(st.bad_compose == 0 && bad_match == 0,
            "%-6s ewise    LTC form vs its own kernels one by one: %zu programs, %zu differ, %zu "
