@@ -267,8 +267,8 @@ static void lnn_cm4_tq8_float_row(const lnn_linear_q8_params *p, const float *x,
 }
 
 /* One input of a chunk: its block floating point value and the byte offset
- * of its weights in q; every fourth entry (index 3 mod 4) holds the offset
- * shifted left by one, its low bit marking the chunk's last entry
+ * of its weights in q; every fourth input of a chunk holds the offset
+ * shifted left by one, its low bit marking the chunk's last input
  * (lnn_cm4_tq8_block's loop tests it instead of comparing pointers: no
  * register is left for an end pointer). */
 typedef struct {
@@ -276,13 +276,14 @@ typedef struct {
     uint32_t off;
 } lnn_cm4_tq8_in;
 
-/* lnn_cm4_tq8_block(in, qb, f, out): for the four columns whose weights
+/* lnn_cm4_tq8_block(in, qb, f, scale): for the four columns whose weights
  * start at qb (q(j..j+3, i) is the word at qb + off_i), the 64-bit sums s_c
- * of x_i q(j + c, i) over the entries of in (a multiple of 4), then f[c] =
- * float(s_c) * out (out: the float's bits, whatever the float ABI): the sum's
- * bits 16-47 converted (one rounding) plus its low 16 bits as a fixed-point
- * fraction (exact), one rounding in the add, times out * 2^-16 (out carries
- * the 2^16). In assembly, not C: the eight accumulator registers, the
+ * of x_i q(j + c, i) over the entries of in after its first (a multiple of
+ * 4), then f[c] = (float(s_c) * out) * scale[c], out the float in[0].x's
+ * bits hold (in memory, whatever the float ABI): the sum's bits 16-47
+ * converted (one rounding) plus its low 16 bits as a fixed-point fraction
+ * (exact), one rounding in the add, times out * 2^-16 (out carries the
+ * 2^16). In assembly, not C: the eight accumulator registers, the
  * entry, the weights' word, a byte and the two pointers need every core
  * register but sp and pc, which gcc does not give an asm statement (it keeps
  * r7 as the frame pointer at -O0); C spills the sums to the stack. Per input:
@@ -291,7 +292,7 @@ typedef struct {
  * 32 -> 64 bits, exact): 2.6 instructions per multiply-add with the loop's
  * share. Registers: r0 in, r1 qb, r3-r10 the sums, r11 x, r12 offset and
  * byte, lr the weights. Own section: a build without the _TQ8 ops drops it. */
-void lnn_cm4_tq8_block(const lnn_cm4_tq8_in *in, const int8_t *qb, float f[4], uint32_t out);
+void lnn_cm4_tq8_block(const lnn_cm4_tq8_in *in, const int8_t *qb, float f[4], const float scale[4]);
 #define LNN_CM4_TQ8_ROW(OFFSET)                                                     \
     "ldrd r11, r12, [r0], #8\n\t" OFFSET                                            \
     "ldr lr, [r1, r12]\n\t"                                                         \
@@ -303,8 +304,8 @@ void lnn_cm4_tq8_block(const lnn_cm4_tq8_in *in, const int8_t *qb, float f[4], u
     "smlal r7, r8, r11, r12\n\t"                                                    \
     "asr lr, lr, #24\n\t"                                                           \
     "smlal r9, r10, r11, lr\n\t"
-/* sum lo:hi (registers) to float in the s register pair FA, FB, times s0 */
-#define LNN_CM4_TQ8_FLOAT(lo, hi, FA, FB)                                           \
+/* sum lo:hi (registers) to float in the s register pair FA, FB, times s0 and SC */
+#define LNN_CM4_TQ8_FLOAT(lo, hi, FA, FB, SC)                                       \
     "lsr r11, " lo ", #16\n\t"                                                      \
     "orr r11, r11, " hi ", lsl #16\n\t"                                             \
     "uxth " lo ", " lo "\n\t"                                                       \
@@ -312,7 +313,8 @@ void lnn_cm4_tq8_block(const lnn_cm4_tq8_in *in, const int8_t *qb, float f[4], u
     "vcvt.f32.s32 " FA ", " FA "\n\t"                                               \
     "vcvt.f32.u32 " FB ", " FB ", #16\n\t"                                          \
     "vadd.f32 " FA ", " FA ", " FB "\n\t"                                           \
-    "vmul.f32 " FA ", " FA ", s0\n\t"
+    "vmul.f32 " FA ", " FA ", s0\n\t"                                               \
+    "vmul.f32 " FA ", " FA ", " SC "\n\t"
 __asm__(".section .text.lnn_cm4_tq8_block,\"ax\",%progbits\n\t"
         ".align 2\n\t"
         ".global lnn_cm4_tq8_block\n\t"
@@ -320,7 +322,9 @@ __asm__(".section .text.lnn_cm4_tq8_block,\"ax\",%progbits\n\t"
         ".type lnn_cm4_tq8_block, %function\n"
         "lnn_cm4_tq8_block:\n\t"
         "push {r2, r4-r11, lr}\n\t"
-        "vmov s0, r3\n\t"
+        "vldr s0, [r0]\n\t"
+        "vldm r3, {s10-s13}\n\t"
+        "adds r0, #8\n\t"
         "movs r3, #0\n\t"
         "movs r4, #0\n\t"
         "movs r5, #0\n\t"
@@ -332,8 +336,8 @@ __asm__(".section .text.lnn_cm4_tq8_block,\"ax\",%progbits\n\t"
         "1:\n\t" LNN_CM4_TQ8_ROW("") LNN_CM4_TQ8_ROW("") LNN_CM4_TQ8_ROW("")
         LNN_CM4_TQ8_ROW("lsrs r12, r12, #1\n\t")
         "bcc 1b\n\t"
-        LNN_CM4_TQ8_FLOAT("r3", "r4", "s2", "s3") LNN_CM4_TQ8_FLOAT("r5", "r6", "s4", "s5")
-        LNN_CM4_TQ8_FLOAT("r7", "r8", "s6", "s7") LNN_CM4_TQ8_FLOAT("r9", "r10", "s8", "s9")
+        LNN_CM4_TQ8_FLOAT("r3", "r4", "s2", "s3", "s10") LNN_CM4_TQ8_FLOAT("r5", "r6", "s4", "s5", "s11")
+        LNN_CM4_TQ8_FLOAT("r7", "r8", "s6", "s7", "s12") LNN_CM4_TQ8_FLOAT("r9", "r10", "s8", "s9", "s13")
         "ldr r2, [sp], #4\n\t"
         "vstr s2, [r2]\n\t"
         "vstr s4, [r2, #4]\n\t"
@@ -360,25 +364,37 @@ static LNN_ALWAYS_INLINE void lnn_cm4_tq8_put(const lnn_linear_q8_params *p, flo
     y[j] = v;
 }
 
-/* One chunk of inputs for every column: the sums times 2^-n (out1 * 2^16
- * as bits, then out2: 2^-n may be below the smallest float) into y; in
- * holds padded entries (a multiple of 4, x = 0 past the chunk's inputs). */
+static const float lnn_cm4_ones[4] = {1.0f, 1.0f, 1.0f, 1.0f};
+
+/* One chunk of inputs for every column: the sums times 2^-n (out1, then
+ * out2: 2^-n may be below the smallest float) into y. in: out1 * 2^16 as
+ * bits, then padded entries (a multiple of 4, x = 0 past the chunk's
+ * inputs). The common case, the only chunk and 2^-n a float, is done in
+ * the assembly: the sums times out1 and the scales straight into y, the
+ * bias added after. */
 static void lnn_cm4_tq8_chunk(const lnn_linear_q8_params *p, const lnn_cm4_tq8_in *in, size_t padded,
                               float out1, float out2, int first, int last, float *y)
 {
-    const uint32_t out = lnn_cm4_bits(out1 * 65536.0f);
+    const int direct = first && last && out2 == 1.0f;
     const int8_t *q = p->q;
     size_t j = 0;
     for (; j + 4 <= p->m; j += 4, q += 4) {
-        float f[4];
-        lnn_cm4_tq8_block(in, q, f, out);
-        for (size_t c = 0; c < 4; c++)
-            lnn_cm4_tq8_put(p, y, j + c, f[c] * out2, first, last);
+        if (direct) {
+            lnn_cm4_tq8_block(in, q, y + j, p->scale + j);
+        } else {
+            float f[4];
+            lnn_cm4_tq8_block(in, q, f, lnn_cm4_ones);
+            for (size_t c = 0; c < 4; c++)
+                lnn_cm4_tq8_put(p, y, j + c, f[c] * out2, first, last);
+        }
     }
+    if (direct && p->bias)
+        for (size_t c = 0; c < j; c++)
+            y[c] += p->bias[c];
     for (; j < p->m; j++, q++) {
         int64_t a = 0;
         for (size_t n = 0; n < padded; n++)
-            a += (int64_t)in[n].x * q[n % 4 == 3 ? in[n].off >> 1 : in[n].off];
+            a += (int64_t)in[1 + n].x * q[n % 4 == 3 ? in[1 + n].off >> 1 : in[1 + n].off];
         /* bits 16-47 times 2^16 plus the low 16 bits, as lnn_cm4_tq8_block does */
         const float hi = (float)(int32_t)(uint32_t)((uint64_t)a >> 16);
         const float v = fmaf(hi, 65536.0f, (float)(uint32_t)(a & 0xFFFF)) * out1;
@@ -389,7 +405,7 @@ static void lnn_cm4_tq8_chunk(const lnn_linear_q8_params *p, const lnn_cm4_tq8_i
 void lnn_linear_tq8__cm4(const lnn_linear_q8_params *p)
 {
     const size_t k = p->k, m = p->m;
-    lnn_cm4_tq8_in in[LNN_CM4_TQ8_CHUNK];
+    lnn_cm4_tq8_in in[1 + LNN_CM4_TQ8_CHUNK];
     _Static_assert(LNN_CM4_TQ8_CHUNK % 4 == 0, "chunks pad to a multiple of the 4 inputs a loop step");
     for (size_t r = 0; r < p->rows; r++) {
         const float *x = p->x + r * k;
@@ -417,17 +433,18 @@ void lnn_linear_tq8__cm4(const lnn_linear_q8_params *p)
             const size_t cnt = k - i0 < LNN_CM4_TQ8_CHUNK ? k - i0 : LNN_CM4_TQ8_CHUNK;
             const size_t padded = (cnt + 3) & ~(size_t)3;
             uint32_t off = (uint32_t)(i0 * p->ldq);
-            for (size_t c = 0; c < cnt; c++, off += (uint32_t)p->ldq) {
-                in[c].x = (int32_t)(x[i0 + c] * in1 * in2); /* exact but for the truncation */
+            in[0].x = (int32_t)lnn_cm4_bits(out1 * 65536.0f);
+            for (size_t c = 1; c <= cnt; c++, off += (uint32_t)p->ldq) {
+                in[c].x = (int32_t)(x[i0 + c - 1] * in1 * in2); /* exact but for the truncation */
                 in[c].off = off;
             }
-            for (size_t c = cnt; c < padded; c++) { /* 0 times the chunk's first weights */
+            for (size_t c = cnt + 1; c <= padded; c++) { /* 0 times the chunk's first weights */
                 in[c].x = 0;
                 in[c].off = (uint32_t)(i0 * p->ldq);
             }
-            for (size_t c = 3; c < padded; c += 4)
+            for (size_t c = 4; c <= padded; c += 4)
                 in[c].off <<= 1;
-            in[padded - 1].off |= 1u;
+            in[padded].off |= 1u;
             lnn_cm4_tq8_chunk(p, in, padded, out1, out2, i0 == 0, i0 + cnt == k, y);
         }
     }
