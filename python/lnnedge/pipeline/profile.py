@@ -11,7 +11,7 @@ from .. import recipe as recipes
 from ..artifacts import MissingArtifact
 from ..devices import open_device, prepare
 from ..errors import UsageError
-from .model_files import compiled_file
+from .compile import compiled_file
 from .reports import ProfileReport
 
 
@@ -29,6 +29,7 @@ def profile(model: str | None, board: str | None, file: str | None = None, runs:
             raise UsageError("give --model or --file")
         path = compiled_file(recipes.load(model))
         name = model
+    prof.check(chosen)
     prepare(chosen)  # an emulator that is not installed is refused before a build
     program = prof.profile_program(chosen)
     with open_device(chosen) as device:
