@@ -315,7 +315,7 @@ void lnn_cm4_tq8_block(const lnn_cm4_tq8_in *in, const int8_t *qb, float f[4], c
     "vadd.f32 " FA ", " FA ", " FB "\n\t"                                           \
     "vmul.f32 " FA ", " FA ", s0\n\t"                                               \
     "vmul.f32 " FA ", " FA ", " SC "\n\t"
-__asm__(".section .text.lnn_cm4_tq8_block,\"ax\",%progbits\n\t"
+__asm__(".pushsection .text.lnn_cm4_tq8_block,\"ax\",%progbits\n\t"
         ".align 2\n\t"
         ".global lnn_cm4_tq8_block\n\t"
         ".thumb_func\n\t"
@@ -345,7 +345,7 @@ __asm__(".section .text.lnn_cm4_tq8_block,\"ax\",%progbits\n\t"
         "vstr s8, [r2, #12]\n\t"
         "pop {r4-r11, pc}\n\t"
         ".size lnn_cm4_tq8_block, .-lnn_cm4_tq8_block\n\t"
-        ".text");
+        ".popsection");
 #undef LNN_CM4_TQ8_ROW
 #undef LNN_CM4_TQ8_FLOAT
 
