@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from lnnedge import config, lnnb, mcu_bench
+from lnnedge import config, lnnb, mcu_bench, opselect, quantize
 from lnnedge.compiler import compile_module
 from lnnedge.paths import VM_DIR
 from support.emulator import OUT, build_firmware
@@ -64,6 +64,22 @@ def test_instruction_counts_are_exact_repeatable_and_verify(sine_with_tests):
     assert coarse["instructions_median"] == fine["instructions_median"]
     assert fine["instructions_min"] <= fine["instructions_median"] <= fine["instructions_max"]
     assert mcu_bench.macs_per_inference(sine_with_tests) == 1 * 128 + 8 * 64 * 128 + 64 * 1
+
+
+def test_int8_weights_run_the_integer_kernel_and_verify_on_the_core(tmp_path, sine_model):
+    """ltc-sine with int8 weights (its products LINEAR_TQ8 / MATMUL_TQ8: kernels_cm4.c's block floating point
+    kernel) on the emulated Cortex-M4F: the outputs within 1e-5 of the fake-quantized PyTorch model's."""
+    fake = quantize.fake_quantize(sine_model, ())
+    x = np.linspace(-1, 7, 16, dtype=np.float32).reshape(-1, 1)
+    with torch.no_grad():
+        y = fake(torch.from_numpy(x)).numpy()
+    compiled = compile_module(fake, (torch.zeros(1, 1),), name="ltc-sine", tests=lnnb.TestSet(x, y, 1e-5),
+                              **quantize.compile_options(sine_model, (), "int8"))
+    path = compiled.save(tmp_path / "model-int8.lnnb")
+    assert {"LINEAR_TQ8", "MATMUL_TQ8"} <= opselect.used_ops(path.read_bytes())
+    result = mcu_bench.count(config.board("qemu-m4"), path, image=build_firmware()["elf"])
+    assert result["isa"] == "cm4"
+    assert result["max_abs_err_vs_bundled"] <= result["bundled_tolerance"] == pytest.approx(1e-5)
 
 
 def test_bench_refuses_a_board_that_is_not_emulated_firmware():
