@@ -38,8 +38,8 @@ def component_of(obj: str, section: str) -> str:
         return "stack"
     if section == ".model" or Path(obj).name.startswith(("model", "core_model")):
         return "model"
-    if _ARCHIVE.search(obj) or obj.endswith(".a"):
-        return "libc"
+    if _ARCHIVE.search(obj) or obj.endswith(".a") or Path(obj).name.startswith("libc_"):
+        return "libc"  # the C library, or the firmware's own memcpy, memset, memcmp (libc_mem.c)
     m = _VM_OBJECT.search(Path(obj).name)
     if m:
         src = m["src"]
