@@ -9,7 +9,7 @@ import subprocess
 import pytest
 from conftest import lnnvm
 from lnnedge import lnnb
-from lnnedge.footprint import COMPONENTS, build_core, parse_map
+from lnnedge.footprint import COMPONENTS, MapFileError, build_core, parse_map, symbol_components
 from lnnedge.isa import const, encode
 from lnnedge.opselect import header, plan_size, program_ops, used_ops
 from lnnedge.paths import ROOT
@@ -110,13 +110,20 @@ def test_a_selective_build_without_float16_refuses_a_float16_constant(selective_
 
 
 @pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="needs arm-none-eabi-gcc")
-def test_the_breakdown_adds_up_to_the_linked_image(tmp_path):
+@pytest.mark.parametrize("lto", [False, True], ids=["objects", "link-time-optimised"])
+def test_the_breakdown_adds_up_to_the_linked_image(tmp_path, lto):
+    """Link-time optimised, the code is one object of the link: its sections are split by the source files of
+    the symbols in them, and still add up to the image."""
     model = tmp_path / "m.lnnb"
     model.write_bytes(VALID)
     ops = tmp_path / "ops.h"
     ops.write_text(header([VALID]))
-    mapfile = build_core(["arm-none-eabi-gcc"], CORTEX_M4, model, ops, tmp_path / "core")
-    fp = parse_map(mapfile)
+    mapfile = build_core(["arm-none-eabi-gcc"], CORTEX_M4, model, ops, tmp_path / "core", lto=lto)
+    if lto:
+        with pytest.raises(MapFileError, match="link-time optimised"):
+            parse_map(mapfile)
+    fp = parse_map(mapfile, symbol_components(tmp_path / "core" / "core.elf", sorted((tmp_path / "core").glob("*.o"))))
+    assert fp.code("core") > 0 and fp.code("verifier") > 0 and fp.code("kernels") > 0
     sysv = subprocess.run(["arm-none-eabi-size", "-A", str(tmp_path / "core" / "core.elf")], capture_output=True,
                           text=True, check=True).stdout
     sections = {line.split()[0]: int(line.split()[1]) for line in sysv.splitlines()[2:] if len(line.split()) >= 3}

@@ -44,8 +44,7 @@ def test_the_nrf51_firmware_needs_at_most_8_kb_of_ram_for_ltc_sine(sizes):
     assert fw["ram"] <= RAM_LIMIT, footprint.table(sizes["nrf51"])
 
 
-@pytest.mark.xfail(strict=True, reason="not met yet: 23,104 B without the model (protocol 5.2 KB, the cm4 kernel "
-                                       "set 1.9 KB beside the scalar one); strict: fails once it fits")
 def test_the_stm32f405_firmware_fits_20_kb_plus_its_model(sizes):
     fw = sizes["stm32f405"]["firmware"]
     assert fw["flash"] - fw["components"]["model"]["flash"] <= FIRMWARE_LIMIT, footprint.table(sizes["stm32f405"])
+    assert all(fw["components"][c]["code"] > 0 for c in ("core", "verifier", "kernels", "protocol", "startup"))

@@ -25,6 +25,7 @@ COMPONENTS = ("core", "verifier", "kernels", "protocol", "startup", "libc", "mod
 VM_COMPONENTS = ("core", "verifier", "kernels")
 
 _VM_OBJECT = re.compile(r"vm_(?P<src>\w+)\.o$")
+_LTO = "?lto"  # parse_map: an input section of a link-time optimised object, split by its symbols
 _ARCHIVE = re.compile(r"lib\w+\.a\(")
 
 
@@ -52,6 +53,129 @@ def component_of(obj: str, section: str) -> str:
     if name.startswith(("device", "cobs", "proto")):
         return "protocol"
     return "startup"  # startup code, board drivers, main, linker-generated fill
+
+
+_LTO_OBJECT = re.compile(r"\.ltrans\d*\.ltrans\.o$")
+
+
+def component_of_source(path: str, section: str) -> str:
+    """The component of a symbol defined in source file `path` (DWARF, `nm -l`): as its object would have."""
+    import os
+
+    src = Path(os.path.normpath(path.rpartition(":")[0] if ":" in path else path))
+    if src.parent.name == "src":  # vm/src: the VM's objects are vm_<name>.o
+        return component_of(f"vm_{src.stem}.o", section)
+    return component_of(f"{src.stem}.o", section)
+
+
+_LINE_BLOCK = re.compile(r"^(\S.*?):(\[\+\+\])?$")  # objdump --dwarf=decodedline: a block's file
+_CLONE = re.compile(r"(\.(lto_priv|constprop|isra|part|cold)(\.\d+)?|\.\d+)+$")
+
+
+@dataclass
+class Owners:
+    """Which component each byte of an image comes from, for a link-time optimised image, whose code and data are
+    one object of the link (the map names no source objects): code by the source file of each instruction (the
+    DWARF line table, so that code inlined across files keeps its origin; an instruction of a header's inline
+    function goes with the function it is in), literal pools and data by the symbol they are in."""
+
+    lines: list[tuple[int, int, str]]  # (start, end, component) of the line table's ranges, sorted
+    symbols: list[tuple[int, int, str]]  # (start, end, component) of the sized symbols, sorted
+
+    def of(self, address: int) -> str | None:
+        import bisect
+
+        for table, reach in ((self.lines, 1), (self.symbols, 4)):  # line ranges do not overlap; symbols may alias
+            i = bisect.bisect_right(table, (address, 1 << 62, "")) - 1
+            for j in range(i, max(i - reach, -1), -1):
+                if table[j][0] <= address < table[j][1]:
+                    return table[j][2]
+        return None
+
+
+def symbol_components(elf: Path, objects: list[Path], nm: str = "arm-none-eabi-nm") -> Owners:
+    """The Owners of `elf`'s bytes. A function's component is its source file's (`nm -l`); a variable, which LTO
+    leaves without one, has the component of the object (compiled with -ffat-lto-objects, whose symbol tables
+    list the static ones too) that defines its name, when all that do agree (GCC's clone and numbering suffixes
+    aside)."""
+    import subprocess
+
+    def run(*args: str) -> list[str]:
+        proc = subprocess.run(list(args), capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise MapFileError(f"{' '.join(args)} failed: {proc.stderr.strip()}")
+        return proc.stdout.splitlines()
+
+    objdump = nm[: -len("nm")] + "objdump"
+    by_name: dict[str, set[str]] = {}
+    for obj in objects:  # objdump, not nm: nm would read the LTO symbol table, which has no static symbols
+        for line in run(objdump, "-t", str(obj)):
+            fields = line.split()
+            if len(fields) >= 5 and fields[-4] in ("O", "F") and not fields[-3].startswith("*UND"):
+                name = fields[-1]
+                for key in {name, _CLONE.sub("", name)}:
+                    by_name.setdefault(key, set()).add(component_of(obj.name, ""))
+    symbols = []
+    for line in run(nm, "-S", "-l", "--defined-only", str(elf)):
+        fields = line.split(maxsplit=3)  # address, size, type, name[<TAB>file:line]
+        if len(fields) != 4:
+            continue
+        name, _, where = fields[3].partition("\t")
+        if where:
+            comp = component_of_source(where, "")
+        else:
+            found = by_name.get(name) or by_name.get(_CLONE.sub("", name)) or set()
+            if len(found) != 1:
+                continue
+            comp = next(iter(found))
+        start = int(fields[0], 16)
+        symbols.append((start, start + int(fields[1], 16), comp))
+    symbols.sort()
+    # the line table, in sequences of rows (file, line, address), each ended by a row whose line is "-"; a
+    # block of rows is headed by its file's path. A sequence at address 0 is a function the link left out.
+    in_symbols = Owners([], symbols)
+
+    def owner(src: str, start: int) -> str:
+        if src.endswith(".c"):
+            return component_of_source(src, "")
+        return in_symbols.of(start) or component_of_source(src, "")  # a header's inline function: where it is
+
+    lines: list[tuple[int, int, str]] = []
+    path, seq = "", []  # seq: the (address, file) rows of the sequence being read
+    for line in run(objdump, "--dwarf=decodedline", str(elf)):
+        head = _LINE_BLOCK.match(line)
+        if head:
+            path = head[1]
+            continue
+        fields = line.split()
+        if len(fields) < 3 or not (fields[2].startswith("0x") or fields[2] == "0") or not path:
+            continue
+        seq.append((int(fields[2], 16), path))
+        if fields[1] == "-":  # the end of the sequence
+            if seq[0][0] != 0:
+                lines += [(a, b, owner(src, a)) for (a, src), (b, _) in zip(seq, seq[1:]) if b > a]
+            seq = []
+    lines.sort()
+    merged: list[tuple[int, int, str]] = []
+    for start, end, comp in lines:
+        if merged and merged[-1][1] >= start:
+            if merged[-1][2] == comp or merged[-1][1] >= end:
+                merged[-1] = (merged[-1][0], max(end, merged[-1][1]), merged[-1][2])
+                continue
+            start = merged[-1][1]
+        merged.append((start, end, comp))
+    return Owners(merged, symbols)
+
+
+def _split_by_symbols(addr: int, size: int, owners: Owners, last: str) -> dict[str, int]:
+    """The bytes of [addr, addr + size) by component (Owners.of); a byte nothing claims (alignment, merged
+    strings) goes with the byte before it, the first with `last`."""
+    out: dict[str, int] = {}
+    comp = last
+    for b in range(addr, addr + size):
+        comp = owners.of(b) or comp
+        out[comp] = out.get(comp, 0) + 1
+    return out
 
 
 @dataclass
@@ -95,10 +219,11 @@ _INPUT_REST = re.compile(r"^\s+0x(?P<addr>[0-9a-f]+)\s+0x(?P<size>[0-9a-f]+)\s+(
 _FILL = re.compile(r"^ \*fill\*\s+0x[0-9a-f]+\s+0x(?P<size>[0-9a-f]+)")
 
 
-def parse_map(path: Path) -> Footprint:
+def parse_map(path: Path, owners: Owners | None = None) -> Footprint:
     """The bytes of every input section of the loaded output sections, by component. Alignment fill is
     counted with the section before it, the stack as the .stack section's size. Merged string sections
-    overlap (the linker lists each at its size before merging): an entry counts up to the next one's address."""
+    overlap (the linker lists each at its size before merging): an entry counts up to the next one's address.
+    The sections of a link-time optimised object are split by `owners` (symbol_components of the image)."""
     try:
         lines = path.read_text().splitlines()
     except OSError as exc:
@@ -138,12 +263,20 @@ def parse_map(path: Path) -> Footprint:
             continue
         pending = False
         if size:
-            entries.append((current, addr, size, component_of(obj.strip(), current)))
+            lto = _LTO_OBJECT.search(obj.strip())
+            if lto and owners is None:
+                raise MapFileError(f"{path} places link-time optimised code: give the image's symbols")
+            entries.append((current, addr, size, _LTO if lto else component_of(obj.strip(), current)))
     last = "startup"
     for i, (section, addr, size, comp) in enumerate(entries):
         following = [a for s, a, _, _ in entries[i + 1:i + 8] if s == section and a >= addr]
         if following:
             size = min(size, following[0] - addr)
+        if comp == _LTO:
+            for part, n in _split_by_symbols(addr, size, owners or Owners([], []), last).items():
+                fp.add(part, section, n)
+                last = part
+            continue
         last = comp or last
         if size:
             fp.add(last, section, size)
@@ -185,9 +318,10 @@ def selective_flags(ops_header: Path | None) -> list[str]:
 
 
 def build_core(cc: list[str], cpu_flags: list[str], model: Path, ops_header: Path, out: Path,
-               opt: str = "-Os", scalar_only: bool = False) -> Path:
+               opt: str = "-Os", scalar_only: bool = False, lto: bool = False) -> Path:
     """Links vm/firmware/core_app.c (lnn_init + lnn_run on `model` in a const array) with the VM built for the
-    model's ops; returns the map file. The core is what an application pays for: no protocol, no startup."""
+    model's ops, link-time optimised with `lto` as the firmware of a target with LTO=1 is; returns the map file.
+    The core is what an application pays for: no protocol, no startup."""
     from .paths import ROOT
 
     vm = ROOT / "vm"
@@ -209,8 +343,10 @@ def build_core(cc: list[str], cpu_flags: list[str], model: Path, ops_header: Pat
     # sets the CPU has, cm4 on a Cortex-M4F), or the portable kernels alone, the figure comparable across cores
     isa = "scalar" if scalar_only else "auto_other"
     isa_defs = [f"-D{d}" for d in src.get(f"LNN_ISA_DEFS_{isa}", [])]
-    flags = [*cpu_flags, "-std=c11", "-Wall", "-Wextra", "-Werror", opt, "-ffp-contract=off", "-ffunction-sections",
-             "-fdata-sections", "-fno-common", f"-I{vm / 'include'}", f"-I{vm / 'src'}", *isa_defs,
+    codegen = ["-Wall", "-Wextra", "-Werror", opt, "-ffp-contract=off", "-ffunction-sections", "-fdata-sections",
+               "-fno-common", "-g",  # as vm/firmware/Makefile's LTO_FLAGS
+               *(["-flto", "-flto-partition=one", "-ffat-lto-objects", "-fno-ipa-icf"] if lto else [])]
+    flags = [*cpu_flags, "-std=c11", *codegen, f"-I{vm / 'include'}", f"-I{vm / 'src'}", *isa_defs,
              *selective_flags(ops_header), *defs]
     vm_srcs = [*src["LNN_LIB_SRCS"], *src.get(f"LNN_ISA_SRCS_{isa}", [])]
     files = [vm / "src" / f for f in vm_srcs] + [vm / "firmware" / "core_app.c", blob]
@@ -220,7 +356,8 @@ def build_core(cc: list[str], cpu_flags: list[str], model: Path, ops_header: Pat
         _run([*cc, *flags, "-c", "-o", str(obj), str(f)], f"compiling {f.name}")
         objs.append(str(obj))
     elf, mapfile = out / "core.elf", out / "core.map"
-    _run([*cc, *cpu_flags, "-nostartfiles", "--specs=nano.specs", "-Wl,--gc-sections", "-Wl,--entry=lnn_core_main",
+    _run([*cc, *cpu_flags, *(codegen if lto else []), "-nostartfiles", "--specs=nano.specs", "-Wl,--gc-sections",
+          "-Wl,--entry=lnn_core_main",
           f"-Wl,-Map={mapfile}", "-o", str(elf), *objs, "-lm", "-lc", "-lgcc"], "linking the core application")
     return mapfile
 
@@ -289,8 +426,9 @@ def measure(target_name: str, model: Path | None, opt: str = "-Os") -> dict:
 
     from . import config
     from .artifacts import atomic_write_text
+    from .build import firmware_make_args
     from .opselect import write_header
-    from .paths import BUILD_DIR, ROOT
+    from .paths import BUILD_DIR
 
     target = config.load_target(target_name)
     if target.firmware is None:
@@ -302,23 +440,27 @@ def measure(target_name: str, model: Path | None, opt: str = "-Os") -> dict:
     fw = target.firmware
     cc = shlex.split(target.toolchain.cc)
     cross = target.toolchain.cc[: -len("gcc")] if target.toolchain.cc.endswith("gcc") else target.toolchain.cc
-    variables = {**fw.variables, "OPT": opt}
-    if model:  # the arena the model needs for one row: RAM sized by the model, not by the board's maximum
-        variables["ARENA_SIZE"] = arena_need(model.read_bytes())
-    args = ["make", "-C", str(ROOT / fw.make_dir), f"O={out / 'firmware'}", f"CROSS={cross}",
-            f"TARGET_NAME={target.name}", *(f"{k}={v}" for k, v in variables.items()),
-            *([f"MODEL_FILE={model}"] if model else []),  # resident in flash where the firmware supports it
-            f"EXTRA_CFLAGS={' '.join(selective_flags(ops)).replace(chr(34), chr(92) + chr(34))}"]
+    # the target's build (its CPU flags, memory map, buffers; the model resident and the selective build where
+    # given), at `opt`; the arena the model needs for one row: RAM sized by the model, not the board's maximum
+    args = [*firmware_make_args(target, model, out / "firmware"), f"OPT={opt}",
+            *([f"ARENA_SIZE={arena_need(model.read_bytes())}"] if model else [])]
     _run(args, f"building the {target_name} firmware")
     maps = sorted((out / "firmware").glob("*.map"))
     if not maps:
         raise SizeError(f"the {target_name} firmware build wrote no map file in {out / 'firmware'}")
-    report = {"target": target_name, "model": model.parent.name if model else None, "opt": opt,
-              "limits": _limits(target_name), "firmware": _row(parse_map(maps[0]))}
+    nm = cross + "nm"
+
+    def breakdown(mapfile: Path) -> dict:
+        objects = sorted(mapfile.parent.glob("*.o")) + sorted((mapfile.parent / "obj").glob("*.o"))
+        return _row(parse_map(mapfile, symbol_components(mapfile.with_suffix(".elf"), objects, nm)))
+
+    lto = str(fw.variables.get("LTO", "0")) == "1"
+    report = {"target": target_name, "model": model.parent.name if model else None, "opt": opt, "lto": lto,
+              "limits": _limits(target_name), "firmware": breakdown(maps[0])}
     if model:
-        report["core"] = _row(parse_map(build_core(cc, list(target.cflags), model, ops, out / "core", opt)))
-        report["core_scalar"] = _row(parse_map(build_core(cc, list(target.cflags), model, ops, out / "core-scalar",
-                                                          opt, scalar_only=True)))
+        report["core"] = breakdown(build_core(cc, list(target.cflags), model, ops, out / "core", opt, lto=lto))
+        report["core_scalar"] = breakdown(build_core(cc, list(target.cflags), model, ops, out / "core-scalar", opt,
+                                                     scalar_only=True, lto=lto))
     atomic_write_text(BUILD_DIR / "size" / f"{name}.json", json.dumps(report, indent=2) + "\n")
     over = [f"{k} {report['firmware'][k]} B > {v} B" for k, v in report["limits"].items()
             if report["firmware"][k] > v]
@@ -334,7 +476,7 @@ def table(report: dict) -> str:
         if part not in report:
             continue
         row = report[part]
-        lines.append(f"{part} ({report['target']}, {report['opt']}"
+        lines.append(f"{part} ({report['target']}, {report['opt']}{', LTO' if report.get('lto') else ''}"
                      f"{', ops of ' + report['model'] if report['model'] else ''}):")
         lines.append(f"  {'component':<10} {'flash':>9} {'.text+.rodata':>14} {'RAM':>10}")
         for c, v in row["components"].items():
@@ -376,6 +518,8 @@ def limits_lines(build_dir: Path) -> list[str]:
     lines = []
     checks = (("stm32f405-ltc-sine", "core", "the VM core with ltc-sine's kernels (Cortex-M4, scalar kernels)",
                lambda r: r["core_scalar"]["vm_code"]),
+              ("stm32f405-ltc-sine", "core", "the same with the firmware's kernel set (cm4: its products and LTC "
+               "step beside the scalar element-wise programs)", lambda r: r["core"]["vm_code"]),
               ("stm32f405-ltc-sine", "firmware", "the stm32f405 firmware without its model",
                lambda r: r["firmware"]["flash"] - r["firmware"]["components"].get("model", {}).get("flash", 0)),
               ("nrf51-ltc-sine", "ram", "all the RAM of the nrf51 (qemu-m0) firmware for ltc-sine (arena, state, VM "
@@ -410,7 +554,8 @@ def readme_table(build_dir: Path) -> str:
         limits = r.get("limits", {})
         board = " / ".join(f"{limits[k] // 1024} KB" for k in ("flash", "ram") if k in limits) or "-"
         scalar = f"{r['core_scalar']['vm_code']:,} B" if "core_scalar" in r else "-"
-        lines.append(f"| {r['target']} ({r['opt']}) | {r['model']} | {scalar} | {r['core']['vm_code']:,} B | "
+        how = f"{r['opt']}, LTO" if r.get("lto") else r["opt"]
+        lines.append(f"| {r['target']} ({how}) | {r['model']} | {scalar} | {r['core']['vm_code']:,} B | "
                      f"{fw['flash']:,} B ({model:,} B) | {fw['ram']:,} B | {board} |")
     limits = limits_lines(build_dir)
     if limits:

@@ -60,7 +60,8 @@ __attribute__((naked, noreturn)) void Reset_Handler(void)
         "str r1, [r0]\n"
         "dsb\n"
         "isb\n"
-        "b reset_c\n");
+        "b reset_c\n"
+        ".ltorg\n"); /* its constant here: in one LTO unit the next literal pool may be out of reach */
 }
 #else
 __attribute__((noreturn)) void Reset_Handler(void) __attribute__((alias("reset_c")));
