@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 from conftest import HOST_ISAS, inputs_for, untrained
-from lnnedge import config, filesize, isa, lnnb, quantize
+from lnnedge import config, filesize, isa, lnnb, quant_gate, quantize
 from lnnedge.compiler import CompileError, compile_module
 from lnnedge.paths import BUILD_DIR, ROOT
 from lnnedge.refvm import RefVM
@@ -52,7 +52,7 @@ def f16_sine():
     return _quantized_sine("f16")
 
 
-@pytest.fixture(scope="module", params=quantize.SCHEMES)
+@pytest.fixture(scope="module", params=quant_gate.SCHEMES)
 def quantized_sine(request):
     return request.param, _quantized_sine(request.param)
 

@@ -24,14 +24,9 @@ import numpy as np
 import torch
 
 from . import data, filesize
-from .artifacts import ArtifactError, MissingArtifact, atomic_write_text
+from .artifacts import atomic_write_text
+from .quant_gate import DESCRIPTIONS, report_path
 from .recipe import Recipe, RecipeError
-
-SCHEMES = ("int8", "f16")
-DESCRIPTIONS = {
-    "int8": "int8 weights, symmetric, per output channel; float32 activations and accumulation",
-    "f16": "float16 weights (IEEE half, widened to float32 at load); float32 activations and accumulation",
-}
 
 
 @dataclass(frozen=True)
@@ -86,10 +81,6 @@ def compile_options(model: torch.nn.Module, keep_float: tuple[str, ...], scheme:
     return {"int8_scales": int8_scales(model, keep_float)}
 
 
-def report_path(out_dir: Path, scheme: str) -> Path:
-    return out_dir / f"quantize-check-{scheme}.json"
-
-
 def check(recipe: Recipe, model: torch.nn.Module, float_file: Path | None, quant_file: Path | None,
           out_dir: Path, scheme: str) -> dict:
     """Quantized vs float PyTorch on the held-out set, the task metric of both, sizes; writes the JSON."""
@@ -128,25 +119,4 @@ def check(recipe: Recipe, model: torch.nn.Module, float_file: Path | None, quant
                                     scheme: filesize.breakdown(quant_file.read_bytes())}
     report["passed"] = bool(report["max_abs_err"] <= spec.max_abs_err and report["task_rmse_quant"] <= spec.task_rmse)
     atomic_write_text(report_path(out_dir, scheme), json.dumps(report, indent=2) + "\n")
-    return report
-
-
-def gate(out_dir: Path, recipe: Recipe, quant_file: Path, scheme: str) -> dict:
-    """The quantize-check result a deploy of `quant_file` relies on; raise if missing, failed or stale."""
-    path = report_path(out_dir, scheme)
-    force = "(or pass --force)"
-    command = f"invoke quantize-check --model {recipe.name} --quant {scheme}"
-    if not path.is_file():
-        raise MissingArtifact(f"no {scheme} quantize-check for {recipe.name}: run `{command}` "
-                         f"before deploying a quantized model {force}")
-    report = json.loads(path.read_text())
-    if not report.get("passed"):
-        raise ArtifactError(f"quantize-check failed for {recipe.name} (see {path}); refusing to deploy the quantized "
-                         f"model {force}")
-    spec = recipe.quantization
-    current = {"max_abs_err": spec.max_abs_err, "task_rmse": spec.task_rmse} if spec else None
-    if (report.get("quant_file_sha256") != hashlib.sha256(quant_file.read_bytes()).hexdigest()
-            or report.get("tolerance") != current):
-        raise ArtifactError(f"the quantize-check in {path} is for another {quant_file.name} or tolerance: run "
-                         f"`{command}` again {force}")
     return report

@@ -7,12 +7,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from .. import bench as measure
-from .. import config, quantize
+from .. import config, quant_gate
 from .. import recipe as recipes
 from ..build import build
 from ..paths import BUILD_DIR
 from ..progress import Progress, silent
-from .compile import compile_model, compiled_file, model_file
+from .compile import compile_model
+from .model_files import compiled_file, model_file
 from .reports import BenchReport, MatmulReport
 from .train import load_trained
 
@@ -25,7 +26,7 @@ def bench(model: str, quick: bool = False, progress: Progress = silent) -> Bench
     net = load_trained(recipe)
     files = {"float32": compiled_file(recipe)}
     compiled = []
-    for scheme in quantize.SCHEMES:
+    for scheme in quant_gate.SCHEMES:
         if not model_file(recipe.name, scheme).is_file():
             compiled.append(compile_model(model, scheme))
         files[scheme] = model_file(recipe.name, scheme)
@@ -46,7 +47,7 @@ def bench_board(model: str, board: str, progress: Progress = silent) -> tuple[di
     mcu_bench.check_board(config.board(board))
     target = config.board(board).target
     files = {"float32": compiled_file(recipe)}
-    for scheme in quantize.SCHEMES:
+    for scheme in quant_gate.SCHEMES:
         if not model_file(recipe.name, scheme).is_file():
             compile_model(model, scheme)
         files[scheme] = model_file(recipe.name, scheme)

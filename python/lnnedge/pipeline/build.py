@@ -7,7 +7,7 @@ from pathlib import Path
 from .. import config
 from .. import recipe as recipes
 from ..build import build
-from .compile import compiled_file
+from .model_files import compiled_file
 from .reports import BuildReport
 
 

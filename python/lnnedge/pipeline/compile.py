@@ -4,36 +4,17 @@ other steps need from it."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from .. import quantize
 from .. import recipe as recipes
-from ..artifacts import MissingArtifact
 from ..compiler import compile_module
-from ..errors import UsageError
-from ..paths import model_dir
 from ..smoke import test_set
+from .model_files import model_file
 from .reports import CompileReport
 from .train import load_trained
-
-
-def model_file(name: str, quant: str | None = None) -> Path:
-    """build/<model>/model.lnnb, or model-<scheme>.lnnb for a quantized compile."""
-    if quant is not None and quant not in quantize.SCHEMES:
-        raise UsageError(f"--quant {quant}: supported schemes are {', '.join(quantize.SCHEMES)}")
-    return model_dir(name) / (f"model-{quant}.lnnb" if quant else "model.lnnb")
-
-
-def compiled_file(recipe: recipes.Recipe, quant: str | None = None) -> Path:
-    """The compiled file a later step needs; missing, it names the command that makes it."""
-    path = model_file(recipe.name, quant)
-    if not path.is_file():
-        flag = f" --quant {quant}" if quant else ""
-        raise MissingArtifact(f"{path} does not exist: run `invoke compile --model {recipe.name}{flag}` first")
-    return path
 
 
 def quant_spec(recipe: recipes.Recipe) -> recipes.QuantSpec:

@@ -13,7 +13,7 @@ import hashlib
 import re
 from pathlib import Path
 
-from .. import config, fit, quantize
+from .. import config, fit, quant_gate
 from .. import recipe as recipes
 from ..artifacts import MissingArtifact
 from ..build import runner_path
@@ -21,7 +21,7 @@ from ..devices import open_device, prepare, reserve
 from ..devices.base import BeforeStep
 from ..devices.fleet import across
 from ..paths import VM_DIR, model_dir
-from .compile import compiled_file
+from .model_files import compiled_file
 from .reports import FleetReport
 
 STATUS_COLUMNS = ("deployed", "release", "model", "model_sha256", "vm_version", "target", "deployed_at", "note")
@@ -64,7 +64,7 @@ def deploy(model: str, board: str | None, quant: str | None = None, force: bool 
     boards = config.resolve(board)
     path = compiled_file(recipe, quant)
     if quant and not force:
-        quantize.gate(model_dir(recipe.name), recipe, path, quant)
+        quant_gate.gate(model_dir(recipe.name), recipe, path, quant)
     with reserve(boards, count) as boards:
         outcomes = across(boards, lambda b: deploy_to(recipe.name, path, b))
     return FleetReport("deploy", ("release", "target", "smoke_max_abs_err"), tuple(outcomes))

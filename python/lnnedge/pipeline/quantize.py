@@ -6,7 +6,8 @@ from __future__ import annotations
 from .. import quantize
 from .. import recipe as recipes
 from ..paths import model_dir
-from .compile import compile_model, model_file, quant_spec
+from .compile import compile_model, quant_spec
+from .model_files import model_file
 from .reports import QuantizeReport
 from .train import load_trained
 

@@ -11,7 +11,8 @@ from ..compiler import debuginfo
 from ..data import Draw, seed_for
 from ..devices import open_device, prepare
 from ..errors import UsageError
-from .compile import compiled_file, reference_model
+from .compile import reference_model
+from .model_files import compiled_file
 from .reports import RunReport, TraceReport
 
 

@@ -12,7 +12,8 @@ from .. import recipe as recipes
 from ..data import Draw, seed_for
 from ..devices import open_device, prepare
 from ..errors import UsageError
-from .compile import compiled_file, reference_model
+from .compile import reference_model
+from .model_files import compiled_file
 from .reports import StreamReport
 
 

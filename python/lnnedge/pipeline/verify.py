@@ -25,7 +25,8 @@ from ..devices import Device, RunResult, open_device, prepare, reserve
 from ..devices.fleet import across
 from ..paths import model_dir
 from ..refvm import RefVM
-from .compile import compiled_file, reference_model
+from .compile import reference_model
+from .model_files import compiled_file
 from .reports import FleetReport, VerifyReport
 from .train import kind as task_kind
 from .train import load_trained

@@ -16,7 +16,8 @@ must name a complete release (its SHA256SUMS match, `lnnvm test` passes under th
 the previous one or the new one; `invoke status`'s answer (pipeline.deploy.status_of) must name that release and its
 model; the `drop` error must name it too; nothing outside the deploy tree may change. Then a clean deploy
 must succeed and leave only the live release. The steps are enumerated by the deploy itself (its
-`before_step` seam): k runs from 0 until a deploy finishes before reaching step k.
+`before_step` seam) in an uninterrupted deploy from the same state; a stopped deploy that finishes before
+its step k counts as a crash. Kill points run on two rigs at once.
 
 Outcomes: previous release live and intact -> rejected_cleanly; the new release live (the stop came after the
 switch) -> accepted_correctly; a broken or wrongly reported `current`, or anything deleted outside the tree
@@ -29,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
 import shlex
 import shutil
 import signal
@@ -36,9 +38,10 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import traceback
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -217,58 +220,96 @@ def _drop_here(r: Rig, model: Path, k: int) -> tuple[str, list[str], str]:
     return "finished", steps, ""
 
 
+def _steps(r: Rig, scenario: str) -> list[str]:
+    """The steps of an uninterrupted deploy in `scenario` from a seeded tree (as every kill point starts),
+    recorded through its before_step seam."""
+    _deploy(r, r.models[0])
+    _seed(r)
+    steps: list[str] = []
+    _deploy(r, r.models[0] if scenario == "same" else r.models[1], before_step=steps.append)
+    return steps
+
+
+def _point(r: Rig, mode: str, scenario: str, k: int, timeout: float) -> tuple[str, str]:
+    """One kill point on rig `r`: (outcome, problem); a deploy that finishes before step k is a crash (the
+    step list came from an uninterrupted deploy: every step must be reachable)."""
+    before, _ = _live(r)
+    live_model = json.loads((r.root / "current" / "VERSION.json").read_text())["model_sha256"]
+    model = r.models[0] if _sha(r.models[0]) != live_model else r.models[1]
+    if scenario == "same":
+        model = next(m for m in r.models if _sha(m) == live_model)
+    _seed(r)
+    message = ""
+    if mode == "kill":
+        result, _ = _kill_child(r, model, k, timeout)
+    else:
+        result, _, message = _drop_here(r, model, k)
+    if result not in ("killed", "dropped"):
+        outcome, problem = ("hung" if result == "hung" else "crashed"), result
+    else:
+        live, broken = _live(r)
+        problem = ""
+        if broken or not _outside_intact(r):
+            outcome, problem = "wrongly_accepted", broken or "something outside the tree changed"
+        elif (said := _status_says(r, live)) or (mode == "drop" and not _names(message, live, before)):
+            outcome, problem = "wrongly_accepted", said or f"the error does not name {live}: {message}"
+        else:
+            outcome = "rejected_cleanly" if live == before else "accepted_correctly"
+    try:  # a clean deploy recovers and leaves only the live release
+        done = _deploy(r, model)
+        left = sorted(p.name for p in (r.root / "incoming").iterdir()), \
+            sorted(p.name for p in (r.root / "releases").iterdir())
+        if left != ([], [done["release"]]) or (r.root / "current.new").is_symlink() \
+                or _live(r) != (done["release"], ""):
+            outcome, problem = "crashed", f"the redeploy left {left}"
+    except LnnedgeError as exc:
+        outcome, problem = "crashed", f"the redeploy failed: {exc}"
+    return outcome, problem
+
+
 def deploy_kills(modes: tuple[str, ...] = ("kill", "drop"), scenarios: tuple[str, ...] = ("new", "same"),
-                 work: Path | None = None, timeout: float = 300, log=None) -> Campaign:
-    """Every kill point of the SSH deploy, for each mode and scenario (see the module's docstring)."""
+                 work: Path | None = None, timeout: float = 300, log=None, rigs: int = 2) -> Campaign:
+    """Every kill point of the SSH deploy, for each mode and scenario (see the module's docstring). The kill
+    points are independent (each starts from a live release and ends with a clean redeploy), so they run on
+    `rigs` separate sshd + device trees at once: the test waits on sshd and QEMU more than it computes."""
     tally = {"tried": 0, "rejected_cleanly": 0, "accepted_correctly": 0, "crashed": 0, "hung": 0,
              "wrongly_accepted": 0}
     points = 0
-    with tempfile.TemporaryDirectory(prefix="lnnedge-deploy-kills-") as tmp, rig(work or Path(tmp)) as r:
-        for mode in modes:
-            for scenario in scenarios:
-                _deploy(r, r.models[0])
-                k = 0
-                while True:
-                    before, _ = _live(r)
-                    live_model = json.loads((r.root / "current" / "VERSION.json").read_text())["model_sha256"]
-                    model = r.models[0] if _sha(r.models[0]) != live_model else r.models[1]
-                    if scenario == "same":
-                        model = next(m for m in r.models if _sha(m) == live_model)
-                    _seed(r)
-                    message = ""
-                    if mode == "kill":
-                        result, steps = _kill_child(r, model, k, timeout)
-                    else:
-                        result, steps, message = _drop_here(r, model, k)
-                    if result == "finished":
-                        break  # the deploy has fewer than k + 1 steps: every step was a kill point
-                    tally["tried"] += 1
-                    points = max(points, len(steps))
-                    live, broken = _live(r)
-                    problem = ""
-                    if result not in ("killed", "dropped"):
-                        outcome = "hung" if result == "hung" else "crashed"
-                        problem = result
-                    elif broken or not _outside_intact(r):
-                        outcome, problem = "wrongly_accepted", broken or "something outside the tree changed"
-                    elif (said := _status_says(r, live)) or (mode == "drop" and not _names(message, live, before)):
-                        outcome, problem = "wrongly_accepted", said or f"the error does not name {live}: {message}"
-                    else:
-                        outcome = "rejected_cleanly" if live == before else "accepted_correctly"
-                    try:  # a clean deploy recovers and leaves only the live release
-                        done = _deploy(r, model)
-                        left = sorted(p.name for p in (r.root / "incoming").iterdir()), \
-                            sorted(p.name for p in (r.root / "releases").iterdir())
-                        if left != ([], [done["release"]]) or (r.root / "current.new").is_symlink() \
-                                or _live(r) != (done["release"], ""):
-                            outcome, problem = "crashed", f"the redeploy left {left}"
-                    except LnnedgeError as exc:
-                        outcome, problem = "crashed", f"the redeploy failed: {exc}"
-                    tally[outcome] += 1
-                    if log is not None:
-                        at = steps[k] if k < len(steps) else "?"
-                        log(f"{mode} {scenario} before step {k} ({at}): {outcome} {problem}".rstrip())
-                    k += 1
+    with tempfile.TemporaryDirectory(prefix="lnnedge-deploy-kills-") as tmp, ExitStack() as stack:
+        base = work or Path(tmp)
+        pool = [stack.enter_context(rig(base / f"rig{i}")) for i in range(rigs)]
+        jobs: queue.Queue[tuple[str, str, int, str]] = queue.Queue()
+        for scenario in scenarios:
+            steps = _steps(pool[0], scenario)
+            points = max(points, len(steps))
+            for mode in modes:
+                for k, step in enumerate(steps):
+                    jobs.put((mode, scenario, k, step))
+        results: list[tuple[str, str, int, str, str, str]] = []
+
+        def work_on(r: Rig) -> None:
+            _deploy(r, r.models[0])
+            while True:
+                try:
+                    mode, scenario, k, step = jobs.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    outcome, problem = _point(r, mode, scenario, k, timeout)
+                except Exception:  # a bug of the campaign's or the deploy's: counted, never lost
+                    outcome, problem = "crashed", traceback.format_exc()
+                results.append((mode, scenario, k, step, outcome, problem))
+
+        threads = [threading.Thread(target=work_on, args=(r,)) for r in pool]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for mode, scenario, k, step, outcome, problem in sorted(results):
+            tally["tried"] += 1
+            tally[outcome] += 1
+            if log is not None:
+                log(f"{mode} {scenario} before step {k} ({step}): {outcome} {problem}".rstrip())
     return Campaign(area="deploy kills (SSH)",
                     how=f"SSH deploy to a real sshd stopped before each of its {points} steps (every command and "
                         f"transfer) by {' / '.join(modes)} ({', '.join(scenarios)} release), from a tree with "
