@@ -11,7 +11,7 @@ from .. import recipe as recipes
 from ..artifacts import MissingArtifact
 from ..devices import open_device, prepare
 from ..errors import UsageError
-from .compile import compiled_file
+from .model_files import compiled_file
 from .reports import ProfileReport
 
 
