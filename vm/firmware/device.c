@@ -142,53 +142,6 @@ static void wr32(uint8_t *p, uint32_t v)
     p[3] = (uint8_t)(v >> 24);
 }
 
-/* A bounded text builder; a line that does not fit is cut off whole. */
-typedef struct {
-    uint8_t *p;
-    size_t cap, len, line_start;
-    int full;
-} text;
-
-static void t_ch(text *t, char c)
-{
-    if (t->full)
-        return;
-    if (t->len >= t->cap) {
-        t->full = 1;
-        t->len = t->line_start;
-        return;
-    }
-    t->p[t->len++] = (uint8_t)c;
-    if (c == '\n')
-        t->line_start = t->len;
-}
-
-static void t_str(text *t, const char *s)
-{
-    while (*s)
-        t_ch(t, *s++);
-}
-
-static void t_u32(text *t, uint32_t v)
-{
-    char d[10];
-    int n = 0;
-    do {
-        d[n++] = (char)('0' + v % 10u);
-        v /= 10u;
-    } while (v);
-    while (n)
-        t_ch(t, d[--n]);
-}
-
-static void t_hex(text *t, uint32_t v)
-{
-    static const char hx[] = "0123456789abcdef";
-    t_str(t, "0x");
-    for (int i = 7; i >= 0; i--)
-        t_ch(t, hx[(v >> (4 * i)) & 15u]);
-}
-
 static uint32_t mix32(uint32_t h)
 {
     h ^= h >> 16;
@@ -270,53 +223,36 @@ static void answer(uint8_t type, uint16_t seq, size_t len)
     wire_send(tx_raw, tx_raw_len);
 }
 
-/* ERROR: u8 domain, u8 0, u16 code, u32 offset, text "NAME: message[: detail]". */
-/* The name and message of an error, where the image has them: a device
- * build (LNN_NO_NAMES) links no names and sends the code alone, which the
- * host names from lnn_status.def / lnn_proto.def (vm/PROTOCOL.md, ERROR). */
-#if LNN_NO_NAMES
-#define LNN_NAMES(name, msg) NULL, NULL
-#else
-#define LNN_NAMES(name, msg) name, msg
-#endif
-
-static text error_begin(uint8_t domain, uint32_t code, uint32_t offset, const char *name, const char *msg)
+/* ERROR (vm/PROTOCOL.md section 10): u8 domain, u8 detail, u16 code, u32
+ * offset, u32 values[3]. Numbers only: the host names the code from
+ * lnn_status.def / lnn_proto.def and words the detail's values from its
+ * DETAIL line, so the image links no error text. */
+static void error_answer(uint16_t seq, uint8_t domain, uint32_t code, uint32_t offset, lnn_error_detail d,
+                         uint32_t a, uint32_t b, uint32_t c)
 {
     uint8_t *p = TX_PAYLOAD;
+    const uint32_t w[4] = {offset, a, b, c};
     p[0] = domain;
-    p[1] = 0;
+    p[1] = (uint8_t)d;
     wr16(p + 2, code);
-    wr32(p + 4, offset);
-    text t = {p + 8, LNN_MAX_PAYLOAD - 8u, 0, 0, 0};
-    if (name) {
-        t_str(&t, name);
-        t_str(&t, ": ");
-        t_str(&t, msg);
-    }
-    return t;
+    for (size_t i = 0; i < 4; i++)
+        wr32(p + 4u + 4u * i, w[i]);
+    answer(LNN_F_ERROR, seq, LNN_P_ERROR_SIZE);
 }
 
-static void error_end(uint16_t seq, text *t)
+static void fail_detail(uint16_t seq, lnn_proto_error e, lnn_error_detail d, uint32_t a, uint32_t b, uint32_t c)
 {
-    answer(LNN_F_ERROR, seq, 8u + t->len);
-}
-
-static text proto_error(lnn_proto_error e)
-{
-    return error_begin(LNN_P_DOMAIN_PROTOCOL, e, 0xFFFFFFFFu,
-                       LNN_NAMES(lnn_proto_error_name(e), lnn_proto_error_str(e)));
+    error_answer(seq, LNN_P_DOMAIN_PROTOCOL, e, 0xFFFFFFFFu, d, a, b, c);
 }
 
 static void fail(uint16_t seq, lnn_proto_error e)
 {
-    text t = proto_error(e);
-    error_end(seq, &t);
+    fail_detail(seq, e, LNN_D_NONE, 0, 0, 0);
 }
 
 static void vm_fail(uint16_t seq, lnn_status s, uint32_t offset)
 {
-    text t = error_begin(LNN_P_DOMAIN_VM, (uint32_t)s, offset, LNN_NAMES(lnn_status_name(s), lnn_status_str(s)));
-    error_end(seq, &t);
+    error_answer(seq, LNN_P_DOMAIN_VM, (uint32_t)s, offset, LNN_D_NONE, 0, 0, 0);
 }
 
 static void nak(lnn_nak_reason r)
@@ -431,10 +367,7 @@ static void cmd_hello(uint16_t seq, const uint8_t *p, size_t len)
         return;
     }
     if (lnn_rd16(p) != LNN_P_PROTOCOL_VERSION) {
-        text t = proto_error(LNN_PE_E_VERSION);
-        t_str(&t, ": the device speaks version ");
-        t_u32(&t, LNN_P_PROTOCOL_VERSION);
-        error_end(seq, &t);
+        fail_detail(seq, LNN_PE_E_VERSION, LNN_D_VERSION, LNN_P_PROTOCOL_VERSION, 0, 0);
         return;
     }
     if (link.session == 0) {
@@ -466,18 +399,7 @@ static void cmd_load_begin(uint16_t seq, const uint8_t *p, size_t len)
         return;
     }
     if (size > LNN_MODEL_MAX) {
-        text t = proto_error(LNN_PE_E_TOO_BIG);
-        if (!LNN_CAN_LOAD) {
-            t_str(&t, ": this firmware takes no uploads, it runs the model built into it");
-            error_end(seq, &t);
-            return;
-        }
-        t_str(&t, ": ");
-        t_u32(&t, size);
-        t_str(&t, " > ");
-        t_u32(&t, LNN_MODEL_MAX);
-        t_str(&t, " bytes");
-        error_end(seq, &t);
+        fail_detail(seq, LNN_PE_E_TOO_BIG, LNN_CAN_LOAD ? LNN_D_TOO_BIG : LNN_D_NO_UPLOADS, size, LNN_MODEL_MAX, 0);
         return;
     }
     /* beside the loaded model: at the start if it sits at the end, else at
@@ -488,15 +410,7 @@ static void cmd_load_begin(uint16_t seq, const uint8_t *p, size_t len)
         at = at_start ? (LNN_MODEL_MAX - size) & ~63u : 0;
         const int fits = at_start ? at >= ld.loaded_size : size <= ld.loaded_at;
         if (!fits) {
-            text t = proto_error(LNN_PE_E_NO_ROOM);
-            t_str(&t, ": ");
-            t_u32(&t, size);
-            t_str(&t, " + ");
-            t_u32(&t, ld.loaded_size);
-            t_str(&t, " > ");
-            t_u32(&t, LNN_MODEL_MAX);
-            t_str(&t, " bytes");
-            error_end(seq, &t);
+            fail_detail(seq, LNN_PE_E_NO_ROOM, LNN_D_NO_ROOM, size, ld.loaded_size, LNN_MODEL_MAX);
             return;
         }
     }
@@ -522,13 +436,7 @@ static void cmd_load_chunk(uint16_t seq, const uint8_t *p, size_t len)
     const uint32_t offset = lnn_rd32(p);
     const uint32_t n = (uint32_t)len - 4u;
     if (offset > ld.received) {
-        text t = proto_error(LNN_PE_E_LOAD_STATE);
-        t_str(&t, ": chunk at ");
-        t_u32(&t, offset);
-        t_str(&t, " but ");
-        t_u32(&t, ld.received);
-        t_str(&t, " bytes received");
-        error_end(seq, &t);
+        fail_detail(seq, LNN_PE_E_LOAD_STATE, LNN_D_CHUNK_AT, offset, ld.received, 0);
         return;
     }
     if (n > ld.size - offset) {
@@ -560,12 +468,7 @@ static void cmd_load_commit(uint16_t seq, size_t len)
     const uint8_t *file = model_buf + ld.at;
     const uint32_t crc = lnn_crc32(0, file, ld.size);
     if (crc != ld.crc) {
-        text t = proto_error(LNN_PE_E_TRANSFER_CRC);
-        t_str(&t, ": got ");
-        t_hex(&t, crc);
-        t_str(&t, ", announced ");
-        t_hex(&t, ld.crc);
-        error_end(seq, &t);
+        fail_detail(seq, LNN_PE_E_TRANSFER_CRC, LNN_D_TRANSFER_CRC, crc, ld.crc, 0);
         return;
     }
     /* Verified into the other lnn_model first: lnn_init writes to the arena
@@ -657,13 +560,7 @@ static void cmd_run(uint16_t seq, const uint8_t *p, size_t len)
     }
     const uint32_t chunk = batch < rows ? batch : rows;
     if (chunk > lnn_max_batch(m)) {
-        text t = error_begin(LNN_P_DOMAIN_VM, LNN_E_BATCH, 0xFFFFFFFFu,
-                             LNN_NAMES(lnn_status_name(LNN_E_BATCH), lnn_status_str(LNN_E_BATCH)));
-        t_str(&t, ": ");
-        t_u32(&t, chunk);
-        t_str(&t, " rows, the arena holds ");
-        t_u32(&t, lnn_max_batch(m));
-        error_end(seq, &t);
+        error_answer(seq, LNN_P_DOMAIN_VM, LNN_E_BATCH, 0xFFFFFFFFu, LNN_D_BATCH, chunk, lnn_max_batch(m), 0);
         return;
     }
     const uint32_t ni = lnn_num_inputs(m), no = lnn_num_outputs(m);
@@ -678,14 +575,8 @@ static void cmd_run(uint16_t seq, const uint8_t *p, size_t len)
         need += (uint64_t)(lnn_input_batched(m, i) ? rows : 1u) * lnn_input_row_elems(m, i) * 4u;
     }
     if (need != len) {
-        text t = proto_error(LNN_PE_E_PAYLOAD);
-        t_str(&t, ": the inputs of ");
-        t_u32(&t, rows);
-        t_str(&t, " rows take ");
-        t_u32(&t, (uint32_t)(need > 0xFFFFFFFFu ? 0xFFFFFFFFu : need) - 4u);
-        t_str(&t, " bytes, got ");
-        t_u32(&t, (uint32_t)len - 4u);
-        error_end(seq, &t);
+        fail_detail(seq, LNN_PE_E_PAYLOAD, LNN_D_INPUT_BYTES, rows,
+                    (uint32_t)(need > 0xFFFFFFFFu ? 0xFFFFFFFFu : need) - 4u, (uint32_t)len - 4u);
         return;
     }
     uint64_t out_len = 4u + 4u * (uint64_t)nchunks;
@@ -694,13 +585,7 @@ static void cmd_run(uint16_t seq, const uint8_t *p, size_t len)
         out_len += (uint64_t)(lnn_output_batched(m, i) ? rows : 1u) * lnn_output_row_elems(m, i) * 4u;
     }
     if (out_len > LNN_MAX_PAYLOAD) {
-        text t = proto_error(LNN_PE_E_ROWS);
-        t_str(&t, ": the outputs of ");
-        t_u32(&t, rows);
-        t_str(&t, " rows do not fit in ");
-        t_u32(&t, LNN_MAX_PAYLOAD);
-        t_str(&t, " bytes");
-        error_end(seq, &t);
+        fail_detail(seq, LNN_PE_E_ROWS, LNN_D_OUTPUT_BYTES, rows, LNN_MAX_PAYLOAD, 0);
         return;
     }
     /* payloads start 4-aligned (rx_raw, tx_raw + header), every field is 4 bytes wide */
@@ -895,12 +780,7 @@ static void on_frame(void)
         return;
     }
     if (type != LNN_F_HELLO && (link.session == 0 || nonce != link.session)) {
-        text t = proto_error(LNN_PE_E_SESSION);
-        t_str(&t, ": the frame has ");
-        t_hex(&t, nonce);
-        t_str(&t, ", the device ");
-        t_hex(&t, link.session);
-        error_end(seq, &t);
+        fail_detail(seq, LNN_PE_E_SESSION, LNN_D_SESSION, nonce, link.session, 0);
         return;
     }
     switch (type) {
@@ -987,44 +867,4 @@ void lnn_dev_init(void)
     wr16(p + 2, 0);
     wr32(p + 4, LNN_MAX_PAYLOAD);
     send_small(LNN_F_BOOT, 0, p, sizeof p);
-}
-
-/* ---- names of the protocol errors ---------------------------------------------- */
-
-const char *lnn_proto_error_name(unsigned code)
-{
-    switch (code) {
-#define PARAM(name, value)
-#define FRAME(name, code, dir, meaning)
-#define NAKR(name, code, meaning)
-#define PERR(name, code, meaning) \
-    case code:                    \
-        return #name;
-#include "lnn_proto.def"
-#undef PARAM
-#undef FRAME
-#undef NAKR
-#undef PERR
-    default:
-        return "E_?";
-    }
-}
-
-const char *lnn_proto_error_str(unsigned code)
-{
-    switch (code) {
-#define PARAM(name, value)
-#define FRAME(name, code, dir, meaning)
-#define NAKR(name, code, meaning)
-#define PERR(name, code, meaning) \
-    case code:                    \
-        return meaning;
-#include "lnn_proto.def"
-#undef PARAM
-#undef FRAME
-#undef NAKR
-#undef PERR
-    default:
-        return "unknown protocol error";
-    }
 }

@@ -24,11 +24,13 @@ enum {
 #define FRAME(name, code, dir, meaning)
 #define NAKR(name, code, meaning)
 #define PERR(name, code, meaning)
+#define DETAIL(name, code, wording)
 #include "lnn_proto.def"
 #undef PARAM
 #undef FRAME
 #undef NAKR
 #undef PERR
+#undef DETAIL
 };
 
 typedef enum {
@@ -36,11 +38,13 @@ typedef enum {
 #define FRAME(name, code, dir, meaning) LNN_F_##name = code,
 #define NAKR(name, code, meaning)
 #define PERR(name, code, meaning)
+#define DETAIL(name, code, wording)
 #include "lnn_proto.def"
 #undef PARAM
 #undef FRAME
 #undef NAKR
 #undef PERR
+#undef DETAIL
 } lnn_frame_type;
 
 typedef enum {
@@ -48,11 +52,13 @@ typedef enum {
 #define FRAME(name, code, dir, meaning)
 #define NAKR(name, code, meaning) LNN_NAK_##name = code,
 #define PERR(name, code, meaning)
+#define DETAIL(name, code, wording)
 #include "lnn_proto.def"
 #undef PARAM
 #undef FRAME
 #undef NAKR
 #undef PERR
+#undef DETAIL
 } lnn_nak_reason;
 
 typedef enum {
@@ -60,12 +66,29 @@ typedef enum {
 #define FRAME(name, code, dir, meaning)
 #define NAKR(name, code, meaning)
 #define PERR(name, code, meaning) LNN_PE_##name = code,
+#define DETAIL(name, code, wording)
 #include "lnn_proto.def"
 #undef PARAM
 #undef FRAME
 #undef NAKR
 #undef PERR
+#undef DETAIL
 } lnn_proto_error;
+
+/* The detail byte of an ERROR frame (its wording is the host's) */
+typedef enum {
+#define PARAM(name, value)
+#define FRAME(name, code, dir, meaning)
+#define NAKR(name, code, meaning)
+#define PERR(name, code, meaning)
+#define DETAIL(name, code, wording) LNN_D_##name = code,
+#include "lnn_proto.def"
+#undef PARAM
+#undef FRAME
+#undef NAKR
+#undef PERR
+#undef DETAIL
+} lnn_error_detail;
 
 /* Header field offsets. */
 enum {
@@ -86,9 +109,5 @@ enum {
 #define LNN_FRAME_MAX (LNN_P_HEADER_SIZE + LNN_MAX_PAYLOAD + LNN_P_CRC_SIZE)
 /* COBS adds one byte per started 254 bytes (and one more at the start). */
 #define LNN_COBS_MAX(n) ((n) + (n) / 254u + 2u)
-
-/* Name of a protocol error code, "E_?" if unknown. */
-const char *lnn_proto_error_name(unsigned code);
-const char *lnn_proto_error_str(unsigned code);
 
 #endif

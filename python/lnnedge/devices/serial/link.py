@@ -27,11 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ... import isa, lnnb
+from ... import lnnb
 from ..base import DeviceError, RunResult
 from . import rows
 from .port import Line, LinkLost, open_port
-from .protocol import Frame, FrameError, InfoError, decode_frame, decode_info, encode_frame, protocol
+from .protocol import Frame, FrameError, InfoError, decode_error, decode_frame, decode_info, encode_frame, protocol
 
 
 class FirmwareError(DeviceError):
@@ -242,18 +242,11 @@ class SerialLink:
 
     def _device_error(self, frame: Frame, request: str) -> FirmwareError:
         P = self.P
-        if len(frame.payload) < 8:
+        try:
+            domain, code, where, text = decode_error(frame.payload)
+        except ValueError:
             return FirmwareError(f"{self.name}: malformed ERROR answer to {request}", "?", -1, "?", None)
-        domain, _, code, offset = struct.unpack_from("<BBHI", frame.payload)
-        # one line whatever the device wrote: the error ends up as the one line a command prints
-        text = " ".join(frame.payload[8:].decode("utf-8", "replace").split())
-        if text == "" or text.startswith(":"):
-            # a device build links no names (LNN_NO_NAMES): the code, named here from the .def files
-            known = P.errors if domain == P.DOMAIN_PROTOCOL else isa.statuses()
-            named, meaning = known.get(code, (f"E_{code}", "unknown error code"))
-            text = f"{named}: {meaning}{text}"
         name = text.partition(":")[0]
-        where = None if offset == 0xFFFFFFFF else offset
         if domain == P.DOMAIN_PROTOCOL:
             if name == "E_SESSION":
                 return DeviceReset(f"{self.name}: the device does not know our session ({text})")

@@ -1,6 +1,6 @@
-"""The serial protocol's table and frames (vm/PROTOCOL.md): the frame types, NAK reasons and protocol error
-codes read from vm/firmware/lnn_proto.def (the table the firmware is compiled from), COBS, and a frame's
-header, payload and CRC-32 on the line."""
+"""The serial protocol's table and frames (vm/PROTOCOL.md): the frame types, NAK reasons, protocol error
+codes and error details read from vm/firmware/lnn_proto.def (the table the firmware is compiled from), COBS, a
+frame's header, payload and CRC-32 on the line, and the binary INFO and ERROR answers."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ PROTO_DEF = VM_DIR / "firmware" / "lnn_proto.def"
 
 _PARAM = re.compile(r"^PARAM\(\s*(\w+)\s*,\s*(0x[0-9a-fA-F]+|\d+)\s*\)")
 _FRAME = re.compile(r'^FRAME\(\s*(\w+)\s*,\s*(0x[0-9a-fA-F]+|\d+)\s*,\s*(H2D|D2H)\s*,\s*"([^"]*)"\s*\)')
-_CODE = re.compile(r'^(NAKR|PERR)\(\s*(\w+)\s*,\s*(\d+)\s*,\s*"([^"]*)"\s*\)')
+_CODE = re.compile(r'^(NAKR|PERR|DETAIL)\(\s*(\w+)\s*,\s*(\d+)\s*,\s*"([^"]*)"\s*\)')
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ class Protocol:
     frames: dict[str, int]           # name -> type code
     naks: dict[int, tuple[str, str]]   # reason -> (name, meaning)
     errors: dict[int, tuple[str, str]]  # protocol error code -> (name, meaning)
+    details: dict[int, tuple[str, str]]  # ERROR detail byte -> (name, wording: str.format of the 3 values)
 
     def __getattr__(self, name: str) -> int:  # P.HEADER_SIZE, P.RUN ...
         if name in self.params:
@@ -45,7 +46,7 @@ class Protocol:
 
 @cache
 def protocol() -> Protocol:
-    params, frames, naks, errors = {}, {}, {}, {}
+    params, frames, naks, errors, details = {}, {}, {}, {}, {}
     for line in PROTO_DEF.read_text().splitlines():
         line = line.strip()
         if m := _PARAM.match(line):
@@ -53,10 +54,10 @@ def protocol() -> Protocol:
         elif m := _FRAME.match(line):
             frames[m[1]] = int(m[2], 0)
         elif m := _CODE.match(line):
-            (naks if m[1] == "NAKR" else errors)[int(m[3])] = (m[2], m[4])
+            {"NAKR": naks, "PERR": errors, "DETAIL": details}[m[1]][int(m[3])] = (m[2], m[4])
     if not frames or "HEADER_SIZE" not in params:
         raise RuntimeError(f"{PROTO_DEF}: no FRAME/PARAM lines found")
-    return Protocol(params, frames, naks, errors)
+    return Protocol(params, frames, naks, errors, details)
 
 
 # ---- COBS and frames ---------------------------------------------------------------------------------
@@ -207,7 +208,7 @@ def decode_info(payload: bytes, device: bool = True) -> dict[str, str]:
     for key in _DEVICE_STRINGS:
         end = payload.find(b"\0", at)
         if end < 0:
-            raise InfoError(f"the device part ends before its {key} string")
+            raise InfoError(f"the device part is cut short in its {key} string")
         strings.append(payload[at:end].decode("utf-8", "replace"))
         at = end + 1
     info = {"protocol": str(version), **dict(zip(_DEVICE_STRINGS, strings))}
@@ -227,3 +228,30 @@ def decode_info(payload: bytes, device: bool = True) -> dict[str, str]:
             raise InfoError(f"{len(payload) - at} bytes after the device part, and no model loaded")
         return {**info, "model_loaded": "0"}
     return {**info, **_model_info(payload, at)}
+
+
+# ---- the ERROR answer (vm/PROTOCOL.md section 10): numbers on the device, the sentence here -------------
+
+def decode_error(payload: bytes) -> tuple[int, int, int | None, str]:
+    """An ERROR payload -> (domain, code, offset or None, "NAME: meaning[: detail]"): the code named from
+    lnn_status.def (domain VM) or lnn_proto.def, the detail worded from its DETAIL line with the frame's three
+    values. A version 1 firmware sent text after the 8-byte head instead ("NAME: message[: detail]", or
+    ": detail" from an image without names): its detail is kept as it came, so that a host can still say which
+    version an old firmware speaks. Raises ValueError under 8 bytes."""
+    from ...isa import statuses
+
+    P = protocol()
+    if len(payload) < 8:
+        raise ValueError(f"an ERROR answer of {len(payload)} bytes")
+    domain, kind, code, offset = struct.unpack_from("<BBHI", payload)
+    known = P.errors if domain == P.DOMAIN_PROTOCOL else statuses()
+    name, meaning = known.get(code, (f"E_{code}", "unknown error code"))
+    text = f"{name}: {meaning}"
+    if len(payload) == P.ERROR_SIZE:
+        values = struct.unpack_from("<3I", payload, 8)
+        wording = P.details.get(kind, ("?", f"detail {kind}: {{0}}, {{1}}, {{2}}"))[1]
+        detail = wording.format(*values)
+    else:
+        old = " ".join(payload[8:].decode("utf-8", "replace").split())  # one line, whatever it held
+        detail = old.removeprefix(text).removeprefix(":").strip()
+    return domain, code, None if offset == 0xFFFFFFFF else offset, f"{text}: {detail}" if detail else text
