@@ -9,7 +9,7 @@ import pytest
 from lnnedge.bench import ENGINES
 from lnnedge.console import bench_view, render
 from lnnedge.paths import BUILD_DIR
-from lnnedge.quantize import SCHEMES
+from lnnedge.quant_gate import SCHEMES
 from lnnedge.report import bench_table as readme_table
 from test_pipeline import ok
 

@@ -139,7 +139,7 @@ def test_a_place_another_client_holds_is_never_used(lab, monkeypatch):
 
 def test_a_firmware_board_through_ser2net(lab, monkeypatch):
     """The m4 place's NetworkSerialPort (ser2net's raw TCP port) is the serial kind: the bundled test set passes."""
-    from lnnedge.pipeline.compile import compiled_file
+    from lnnedge.pipeline.model_files import compiled_file
     from lnnedge.recipe import load
 
     _lab, boards, _remote = lab
