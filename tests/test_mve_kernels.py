@@ -13,7 +13,7 @@ import torch
 from lnnedge import config, mcu_bench
 from lnnedge.build import firmware_make_args
 from lnnedge.compiler import compile_module
-from lnnedge.devices import open_device
+from lnnedge.devices import open_device, prepare
 from lnnedge.paths import BUILD_DIR
 
 pytestmark = pytest.mark.skipif(
@@ -57,7 +57,9 @@ def test_a_model_verifies_on_qemu_m55_with_the_mve_set(sine_model, tmp_path):
     with torch.no_grad():
         want = sine_model(torch.from_numpy(x)).numpy()
     model = compile_module(sine_model, (torch.zeros(1, 1),), name="ltc-sine").save(tmp_path / "sine.lnnb")
-    with open_device(config.board("qemu-m55")) as device:
+    board = config.board("qemu-m55")
+    prepare(board)  # the firmware built as the pipeline builds it (a fresh checkout has none)
+    with open_device(board) as device:
         result = device.run(model, [x], batch=1)
         assert result.info["board"] == "mps3-an547"
         assert result.timing["isa"] == "mve"
