@@ -2,64 +2,29 @@
  * board_mps2_an386.c - the MPS2+ AN386 board (Cortex-M4F at 25 MHz), as on
  * the real FPGA image and in QEMU's mps2-an386.
  *
- * UART0: CMSDK APB UART at 0x40004000 (ARM DDI 0479C, section 4.3):
- *   0x00 DATA       read: received byte; write: byte to send
- *   0x04 STATE      bit 0 TX buffer full, bit 1 RX buffer full,
- *                   bit 2 TX overrun, bit 3 RX overrun (write 1 to clear)
- *   0x08 CTRL       bit 0 TX enable, 1 RX enable, 2 TX irq, 3 RX irq,
- *                   4 TX overrun irq, 5 RX overrun irq, 6 high-speed test
- *   0x0C INTSTATUS  bit 0 TX, 1 RX, 2 TX overrun, 3 RX overrun (write 1 to clear)
- *   0x10 BAUDDIV    PCLK / baud, at least 16
+ * UART0: the CMSDK APB UART (uart_cmsdk.h) at 0x40004000.
  * Interrupts (AN386): UART0 RX = IRQ 0, TX = IRQ 1, overruns of UART0-2 = IRQ 12.
- * Receiving is interrupt driven into the ring of board_cortexm.c (the UART
- * holds one byte); sending polls TX-full. Cycles: cycles_v7m.c.
+ * Cycles: cycles_v7m.c.
  */
 #include "board.h"
 #include "cortexm.h"
+#include "uart_cmsdk.h"
 
 #define SYSCLK_HZ 25000000u
 #define UART_BAUD 115200u
 
 #define UART0 0x40004000u
-#define UART_DATA (UART0 + 0x00u)
-#define UART_STATE (UART0 + 0x04u)
-#define UART_CTRL (UART0 + 0x08u)
-#define UART_INTSTATUS (UART0 + 0x0Cu)
-#define UART_BAUDDIV (UART0 + 0x10u)
-#define ST_TXFULL 1u
-#define ST_RXFULL 2u
-#define ST_TXOVR 4u
-#define ST_RXOVR 8u
-#define CTRL_TXEN 1u
-#define CTRL_RXEN 2u
-#define CTRL_RXIRQ 8u
-#define CTRL_RXOVRIRQ 32u
-#define INT_RX 2u
-#define INT_RXOVR 8u
-
 #define IRQ_UART0RX 0u
 #define IRQ_UARTOVF 12u
 
-static void uart_drain(void)
-{
-    while (REG(UART_STATE) & ST_RXFULL)
-        cortexm_rx_put((uint8_t)REG(UART_DATA));
-}
-
 static void UART0RX_Handler(void)
 {
-    REG(UART_INTSTATUS) = INT_RX;
-    uart_drain();
+    uart_cmsdk_rx_irq(UART0);
 }
 
 static void UARTOVF_Handler(void)
 {
-    if (REG(UART_STATE) & ST_RXOVR) {
-        cortexm_rx_lost();
-        REG(UART_STATE) = ST_RXOVR;
-    }
-    REG(UART_INTSTATUS) = INT_RXOVR;
-    uart_drain();
+    uart_cmsdk_overrun_irq(UART0);
 }
 
 /* The AN386's 32 interrupt lines (after the core's 16 entries). */
@@ -76,11 +41,7 @@ __attribute__((section(".vectors.irq"), used)) const lnn_vector board_irq_vector
 
 void board_write(const uint8_t *p, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        while (REG(UART_STATE) & ST_TXFULL) {
-        }
-        REG(UART_DATA) = p[i];
-    }
+    uart_cmsdk_write(UART0, p, n);
 }
 
 uint32_t board_clock_hz(void)
@@ -105,11 +66,7 @@ void board_init(void)
     cortexm_boot();
     cycles_v7m_init();
 
-    REG(UART_CTRL) = 0;
-    REG(UART_BAUDDIV) = SYSCLK_HZ / UART_BAUD;
-    REG(UART_STATE) = ST_TXOVR | ST_RXOVR;
-    REG(UART_INTSTATUS) = 0xFu;
-    REG(UART_CTRL) = CTRL_TXEN | CTRL_RXEN | CTRL_RXIRQ | CTRL_RXOVRIRQ;
+    uart_cmsdk_init(UART0, SYSCLK_HZ, UART_BAUD);
     cortexm_enable_irq(IRQ_UART0RX);
     cortexm_enable_irq(IRQ_UARTOVF);
     __asm volatile("cpsie i" ::: "memory");
