@@ -922,29 +922,52 @@ static uint32_t report_cases(const lnn_tests *ts, const test_io *io)
 /* Runs the bundled test set: all cases as one batch when every input and
  * output is batched, else one case per run (an unbatched tensor is a whole
  * case). */
-static int cmd_test(int argc, char **argv)
+/* The arguments of the commands that run the bundled test set (test,
+ * profile): MODEL [--no-plan] [--kernels SET], and --runs N where `runs` is
+ * given (profile). */
+typedef struct {
+    const char *path, *kernels;
+    int no_plan;
+} tests_args;
+
+static tests_args parse_tests_args(const char *cmd, int argc, char **argv, unsigned long *runs)
 {
-    const char *path = NULL, *kernels = getenv("LNNVM_KERNELS");
-    int no_plan = 0;
+    tests_args a = {NULL, getenv("LNNVM_KERNELS"), 0};
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--no-plan"))
-            no_plan = 1;
+            a.no_plan = 1;
         else if (!strcmp(argv[i], "--kernels") && i + 1 < argc)
-            kernels = argv[++i];
+            a.kernels = argv[++i];
+        else if (runs && !strcmp(argv[i], "--runs") && i + 1 < argc)
+            *runs = parse_count("--runs", argv[++i], 100000000ul);
         else if (argv[i][0] == '-' && argv[i][1] != '\0')
-            fail(EXIT_USAGE, "test: unknown option or missing value '%s'", argv[i]);
-        else if (!path)
-            path = argv[i];
+            fail(EXIT_USAGE, "%s: unknown option or missing value '%s'", cmd, argv[i]);
+        else if (!a.path)
+            a.path = argv[i];
         else
             fail(EXIT_USAGE, "unexpected argument '%s'", argv[i]);
     }
-    if (!path)
+    if (!a.path)
         usage();
+    return a;
+}
+
+/* The model at `path` opened, and its bundled test set into ts (`why`:
+ * what the set is needed for, for the message when there is none). */
+static void open_with_tests(model *md, const char *path, lnn_tests *ts, const char *why)
+{
+    open_or_die(md, path);
+    if (!lnn_get_tests(&md->m, ts))
+        fail(EXIT_USAGE, "%s: the model has no bundled test set (section TESTS)%s", path, why);
+}
+
+static int cmd_test(int argc, char **argv)
+{
+    const tests_args a = parse_tests_args("test", argc, argv, NULL);
+    const char *path = a.path;
     model md;
-    open_or_die(&md, path);
     lnn_tests ts;
-    if (!lnn_get_tests(&md.m, &ts))
-        fail(EXIT_USAGE, "%s: the model has no bundled test set (section TESTS)", path);
+    open_with_tests(&md, path, &ts, "");
     int all_batched = 1;
     for (uint32_t i = 0; i < lnn_num_inputs(&md.m); i++)
         all_batched &= lnn_input_batched(&md.m, i);
@@ -952,7 +975,7 @@ static int cmd_test(int argc, char **argv)
         all_batched &= lnn_output_batched(&md.m, i);
     const uint32_t chunk = all_batched ? ts.count : 1;
     /* the same bytes: ts still points into them */
-    prepare_or_die(&md, chunk, path, kernels, no_plan);
+    prepare_or_die(&md, chunk, path, a.kernels, a.no_plan);
 
     test_io io;
     test_io_alloc(&io, &md.m, &ts);
@@ -995,31 +1018,13 @@ static int cmp_u64(const void *a, const void *b)
  * per interval (median of 9 calibrations), for the host to compare. */
 static int cmd_profile(int argc, char **argv)
 {
-    const char *path = NULL, *kernels = getenv("LNNVM_KERNELS");
     unsigned long runs = 200;
-    int no_plan = 0;
-    for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--no-plan"))
-            no_plan = 1;
-        else if (!strcmp(argv[i], "--kernels") && i + 1 < argc)
-            kernels = argv[++i];
-        else if (!strcmp(argv[i], "--runs") && i + 1 < argc)
-            runs = parse_count("--runs", argv[++i], 100000000ul);
-        else if (argv[i][0] == '-' && argv[i][1] != '\0')
-            fail(EXIT_USAGE, "profile: unknown option or missing value '%s'", argv[i]);
-        else if (!path)
-            path = argv[i];
-        else
-            fail(EXIT_USAGE, "unexpected argument '%s'", argv[i]);
-    }
-    if (!path)
-        usage();
+    const tests_args a = parse_tests_args("profile", argc, argv, &runs);
+    const char *path = a.path;
     model md;
-    open_or_die(&md, path);
     lnn_tests ts;
-    if (!lnn_get_tests(&md.m, &ts))
-        fail(EXIT_USAGE, "%s: the model has no bundled test set (section TESTS) to profile on", path);
-    prepare_or_die(&md, 1, path, kernels, no_plan);
+    open_with_tests(&md, path, &ts, " to profile on");
+    prepare_or_die(&md, 1, path, a.kernels, a.no_plan);
     test_io io;
     test_io_alloc(&io, &md.m, &ts);
     const float *ip[LNN_MAX_IO];
@@ -1075,7 +1080,7 @@ static int cmd_profile(int argc, char **argv)
            "\"code_words\":%u,\"counters\":[",
            runs, (unsigned long long)(whole[0][fast[0]] * (double)runs),
            (unsigned long long)(whole[1][fast[1]] * (double)runs),
-           (double)cal[CALIBRATIONS / 2] / MARKS, lnn_use_plan(&md.m, !no_plan) ? "true" : "false",
+           (double)cal[CALIBRATIONS / 2] / MARKS, lnn_use_plan(&md.m, !a.no_plan) ? "true" : "false",
            lnn_isa(&md.m), lnn_version(), words);
     for (uint32_t pc = 0; pc < words; pc++)
         printf("%s[%.0f,%.0f]", pc ? "," : "", (double)best[pc].ticks * scale,
