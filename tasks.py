@@ -553,7 +553,7 @@ def bench_threads(c, model=None, epochs="20", runs="3", busy="0,1"):
     from lnnedge.args import count, counts
     from lnnedge.artifacts import atomic_write_text
     from lnnedge.paths import BUILD_DIR
-    from lnnedge.threads import measure
+    from lnnedge.threads_bench import measure
 
     threads = tuple(sorted({1, os.cpu_count() or 1}))
     report = measure(model, count(epochs, "--epochs"), count(runs, "--runs"), tuple(counts(busy, "--busy")), threads)

@@ -11,6 +11,7 @@ import pytest
 import torch
 from lnnedge import config, lnnb, mcu_bench, opselect, quantize
 from lnnedge.compiler import compile_module
+from lnnedge.devices import icount
 from lnnedge.paths import VM_DIR
 from support.emulator import OUT, build_firmware
 
@@ -56,7 +57,7 @@ def test_instruction_counts_are_exact_repeatable_and_verify(sine_with_tests):
     the multiply-adds are ltc-sine's products (1x128 input layer, 8 steps of 64x128, 64x1 readout)."""
     image = build_firmware()["elf"]
     board = config.board("qemu-m4")
-    assert mcu_bench.bench_shift(board.target.clock_hz) == 7  # 128 ns per instruction: 3.2 ticks of 25 MHz
+    assert icount.bench_shift(board.target.clock_hz) == 7  # 128 ns per instruction: 3.2 ticks of 25 MHz
     fine = mcu_bench.count(board, sine_with_tests, image=image)
     coarse = mcu_bench.count(board, sine_with_tests, shift=9, image=image)
     assert fine["isa"] == "cm4"

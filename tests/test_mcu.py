@@ -24,8 +24,8 @@ from lnnedge import recipe as recipes
 from lnnedge.build import build_firmware, firmware_make_args
 from lnnedge.compiler import compile_module
 from lnnedge.devices import DeviceError, open_device
-from lnnedge.devices.emulator import Emulator
-from lnnedge.devices.flashing import FlashError, emulated_flash, flash, flasher_command
+from lnnedge.devices.emulator import Emulator, emulated_flash
+from lnnedge.devices.flashing import FlashError, flash, flasher_command
 from lnnedge.errors import LnnedgeError
 from lnnedge.models import build_model
 from lnnedge.paths import BUILD_DIR, ROOT

@@ -5,7 +5,7 @@ SysTick on the core clock (the nRF51: TIMER0 at 16 MHz), and QEMU's `-icount shi
 advance exactly 2^s ns per executed guest instruction (QEMU docs, "TCG Instruction Counting":
 QEMU_CLOCK_VIRTUAL is computed from the instruction count). So counter ticks = instructions × 2^s ns ×
 clock_hz, and the instruction count is ticks / (2^s × clock_hz / 1e9). The bench boots its own emulator with
-the smallest shift that makes an instruction at least two SysTick ticks (bench_shift: 7 on the 25 MHz MPS2+, 6
+the smallest shift that makes an instruction at least two SysTick ticks (devices/icount.py: 7 on the 25 MHz MPS2+, 6
 on the 32 MHz MPS3 AN547 (Cortex-M55), 4 on the 168 MHz STM32F405), so rounding gives the exact number of
 instructions between the firmware's two counter reads around lnn_run, repeatable from run to run, while the
 24-bit SysTick wraps (its interrupt handler's few instructions count too) only every 4-8 M instructions: the
@@ -29,6 +29,7 @@ from .artifacts import atomic_write_text
 from .build import ensure_built
 from .config import Board
 from .devices.base import DeviceError, bundled_tests
+from .devices.icount import bench_shift, instructions
 from .errors import LnnedgeError
 from .progress import Progress, silent
 from .refvm import RefVM
@@ -66,23 +67,6 @@ def macs_per_inference(model: Path) -> int:
     inputs, _ = bundled_tests(model)
     vm.run([x[:1] for x in inputs])
     return vm.macs
-
-
-def ticks_per_instruction(clock_hz: float, shift: int) -> float:
-    """Counter ticks per instruction under -icount shift=`shift` with the counter on a `clock_hz` clock."""
-    return (1 << shift) * 1e-9 * clock_hz
-
-
-def bench_shift(clock_hz: float) -> int:
-    """The smallest -icount shift at which one instruction lasts at least two ticks of a `clock_hz` counter."""
-    shift = 0
-    while ticks_per_instruction(clock_hz, shift) < 2.0:
-        shift += 1
-    return shift
-
-
-def instructions(ticks: float, clock_hz: float, shift: int) -> int:
-    return round(ticks / ticks_per_instruction(clock_hz, shift))
 
 
 def check_board(board: Board) -> None:

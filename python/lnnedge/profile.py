@@ -6,7 +6,7 @@ the start of every step lnn_run executes and adds the time until the next step s
 clock_gettime(CLOCK_MONOTONIC) in ns in the runner (host, QEMU user mode, SSH: `lnnvm profile`), the firmware's
 cycle counter over the serial protocol (its PROFILE frame: DWT CYCCNT on a real core, SysTick where the core has
 no working CYCCNT). Under QEMU system mode the emulator runs with the -icount shift of `invoke bench --board`
-(mcu_bench.bench_shift), so SysTick ticks are QEMU's exact instruction count: those figures are "emulated"
+(devices/icount.py bench_shift), so SysTick ticks are QEMU's exact instruction count: those figures are "emulated"
 instructions, not cycles.
 
 Each interval also holds one hook's own cost (a clock read and two counter updates): the runner and firmware

@@ -30,7 +30,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..config import Board, Target
+from ..paths import BUILD_DIR
 from .base import DeviceError
+from .icount import bench_shift, ticks_per_instruction
 from .serial import SerialDevice, SerialLink
 
 
@@ -172,17 +174,20 @@ def _stop_all() -> None:
         emu.stop()
 
 
+def emulated_flash(board: Board) -> Path:
+    """Where an emulated board keeps its flash: the image `invoke flash` last wrote to it."""
+    return BUILD_DIR / "boards" / board.name / Path(board.target.firmware.elf).name
+
+
 class EmulatorDevice(SerialDevice):
     """A qemu-system board: the emulator starts at the first verb that talks to the board and stops on close().
-    It boots the board's flash, the image `invoke flash` last wrote to it (flashing.emulated_flash), else the
+    It boots the board's flash, the image `invoke flash` last wrote to it (emulated_flash), else the
     target's build (`program`)."""
 
     kind = "emulator"
     emulated = True
 
     def __init__(self, board: Board, program: Path):
-        from .flashing import emulated_flash
-
         flashed = emulated_flash(board)
         super().__init__(board, flashed if flashed.is_file() else program)
         self.emulator = Emulator(board.target, self.program)
@@ -192,10 +197,8 @@ class EmulatorDevice(SerialDevice):
         return SerialLink(url, clock_hz=self.board.target.clock_hz, name=f"qemu {self.emulator.qemu.machine}")
 
     def profile(self, model: Path, runs: int, program: Path) -> dict:
-        """The profiling image booted under -icount with the bench's shift (mcu_bench.bench_shift): SysTick
+        """The profiling image booted under -icount with the bench's shift (icount.bench_shift): SysTick
         ticks are then QEMU's exact instruction count, converted here (unit "instructions", emulated)."""
-        from ..mcu_bench import bench_shift, ticks_per_instruction
-
         target = self.board.target
         shift = bench_shift(target.clock_hz)
         self.close()

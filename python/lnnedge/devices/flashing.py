@@ -35,7 +35,7 @@ from ..artifacts import MissingArtifact
 from ..build import output_dir, resident
 from ..config import Board, FlasherSettings, Target
 from ..errors import LnnedgeError
-from ..paths import BUILD_DIR
+from .emulator import Emulator, emulated_flash
 
 
 class FlashError(LnnedgeError, RuntimeError):
@@ -60,11 +60,6 @@ class FlashReport:
                 ("resident model", f"{self.model} (SHA-256 {self.model_sha256[:16]}..)" if self.model else "none"),
                 ("checked", "the board's INFO: image CRC-32 and resident model digest match"),
                 ("seconds", f"{self.seconds:.1f}")]
-
-
-def emulated_flash(board: Board) -> Path:
-    """Where an emulated board keeps its flash: the image `invoke flash` last wrote to it."""
-    return BUILD_DIR / "boards" / board.name / Path(board.target.firmware.elf).name
 
 
 def flasher_command(board: Board, elf: Path, image: Path) -> list[str]:
@@ -168,8 +163,6 @@ def flash(board_name: str | None, out: Path | None = None) -> FlashReport:
 
 def _flash_emulated(board: Board, elf: Path, image: bytes, record: dict | None) -> str:
     """Copy, check the copy, boot it, ask INFO; only then is it the board's flash."""
-    from .emulator import Emulator
-
     dest = emulated_flash(board)
     dest.parent.mkdir(parents=True, exist_ok=True)
     new = dest.with_name(dest.name + ".new")
