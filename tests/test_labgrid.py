@@ -49,6 +49,31 @@ def _m4_on_a_pty(elf: Path, log: Path) -> tuple[subprocess.Popen, str]:
     return proc, match.group(1)
 
 
+def _ser2net(accepter: str, pty: str, *options: str) -> subprocess.Popen:
+    return subprocess.Popen(["ser2net", "-d", "-n", "-Y", f"connection: &m4#  accepter: {accepter}",
+                             "-Y", f"  connector: serialdev(nouucplock=true),{pty},115200n81,local", *options],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+class Ser2netRFC2217:
+    """ser2net serving the pty in RFC 2217 mode as a labgrid-exporter serves a RawSerialPort or USBSerialPort
+    (but on 127.0.0.1 only); what it writes to the pty goes to a file too, so a test sees an upload under way."""
+
+    def __init__(self, pty: str, port: int, written: Path):
+        self.pty, self.port, self.written = pty, port, written
+        self.proc = self.start()
+
+    def start(self) -> subprocess.Popen:
+        self.written.unlink(missing_ok=True)
+        self.proc = _ser2net(f"telnet(rfc2217,mode=server),tcp,127.0.0.1,{self.port}", self.pty,
+                             "-Y", "  options:", "-Y", f"    trace-write: {self.written}")
+        return self.proc
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     from support.emulator import build_firmware
@@ -57,19 +82,20 @@ def lab(tmp_path_factory):
     sshd = LocalSSHD(work / "sshd", free_port()).prepare().start()
     m4, pty = _m4_on_a_pty(build_firmware()["elf"], work / "qemu-m4.log")
     ser2net_port = free_port()
-    ser2net = subprocess.Popen(["ser2net", "-d", "-n",
-                                "-Y", f"connection: &m4#  accepter: tcp,127.0.0.1,{ser2net_port}",
-                                "-Y", f"  connector: serialdev(nouucplock=true),{pty},115200n81,local"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ser2net = _ser2net(f"tcp,127.0.0.1,{ser2net_port}", pty)
+    telnet = Ser2netRFC2217(pty, free_port(), work / "ser2net-written")
     lab = LocalLab(work / "coordinator").start_coordinator()
     try:
         groups = {p: {"NetworkService": {"address": "127.0.0.1", "username": "root", "port": sshd.port}} for p in PIS}
-        # ser2net serving the pty on a raw TCP port, published as a NetworkSerialPort (protocol raw: socket://)
+        # ser2net serving the pty on a raw TCP port, published as a NetworkSerialPort (protocol raw: socket://),
+        # and the same pty on an RFC 2217 port (labgrid's default protocol: rfc2217://); one used at a time
         groups["m4"] = {"NetworkSerialPort": {"host": "127.0.0.1", "port": ser2net_port, "speed": 115200,
                                               "protocol": "raw"}}
+        groups["m4-rfc2217"] = {"NetworkSerialPort": {"host": "127.0.0.1", "port": telnet.port, "speed": 115200}}
         lab.start_exporter(groups)
         places = {p: (p, {"qemu": "aarch64", "target": "rpi4"}) for p in PIS}
         places["m4"] = ("m4", {"qemu": "cortex_m4", "target": "cortex-m4"})
+        places["m4-rfc2217"] = ("m4-rfc2217", {"qemu": "cortex_m4", "target": "cortex-m4"})
         lab.add_places(places)
         boards = work / "boards.yaml"
         boards.write_text(yaml.safe_dump({
@@ -78,10 +104,13 @@ def lab(tmp_path_factory):
                                 "remote_dir": str(work / "remote" / "{place}"),
                                 "command_prefix": "qemu-aarch64 -cpu cortex-a72"}},
             "boards": {"lab-m4": {"target": "cortex-m4", "transport": "labgrid", "coordinator": lab.address,
-                                  "place": "m4"}}}))
-        yield lab, boards, work / "remote"
+                                  "place": "m4"},
+                       "lab-m4-rfc2217": {"target": "cortex-m4", "transport": "labgrid",
+                                          "coordinator": lab.address, "place": "m4-rfc2217"}}}))
+        yield lab, boards, work / "remote", telnet
     finally:
         lab.stop()
+        telnet.stop()
         ser2net.kill()
         ser2net.wait()
         m4.kill()
@@ -107,7 +136,7 @@ def _other_client(lab: LocalLab, *args: str) -> None:
 
 
 def test_three_places_verified_in_parallel_and_released(lab, model, monkeypatch):
-    lab_, boards, _remote = lab
+    lab_, boards, _remote, _telnet = lab
     monkeypatch.setenv("LNNEDGE_BOARDS", str(boards))
     with reserve(config.resolve("lg:tags=qemu"), 3) as held:
         assert sorted(b.name for b in held) == [f"lg-{p}" for p in PIS]
@@ -122,7 +151,7 @@ def test_three_places_verified_in_parallel_and_released(lab, model, monkeypatch)
 
 
 def test_a_place_another_client_holds_is_never_used(lab, monkeypatch):
-    lab_, boards, _remote = lab
+    lab_, boards, _remote, _telnet = lab
     monkeypatch.setenv("LNNEDGE_BOARDS", str(boards))
     _other_client(lab_, "-p", "pi1", "acquire")
     try:
@@ -142,7 +171,7 @@ def test_a_firmware_board_through_ser2net(lab, monkeypatch):
     from lnnedge.pipeline.model_files import compiled_file
     from lnnedge.recipe import load
 
-    _lab, boards, _remote = lab
+    _lab, boards, _remote, _telnet = lab
     monkeypatch.setenv("LNNEDGE_BOARDS", str(boards))
     with reserve(config.resolve("lab-m4")) as held, open_device(held[0]) as device:
         assert held[0].serial.port.startswith("socket://127.0.0.1:")
@@ -151,10 +180,25 @@ def test_a_firmware_board_through_ser2net(lab, monkeypatch):
         assert smoke.passed, smoke.summary
 
 
+def test_a_firmware_board_through_ser2net_in_rfc2217_mode(lab, model, monkeypatch):
+    """The m4-rfc2217 place's NetworkSerialPort has labgrid's default protocol (ser2net's RFC 2217 port, as the
+    exporter serves a USBSerialPort): the model is uploaded through it (4 KB LOAD_CHUNKs, whose answers take
+    longer than the client's 20 ms read) and the bundled test set passes."""
+    _lab, boards, _remote, _telnet = lab
+    monkeypatch.setenv("LNNEDGE_BOARDS", str(boards))
+    with reserve(config.resolve("lab-m4-rfc2217")) as held, open_device(held[0]) as device:
+        assert held[0].serial.port.startswith("rfc2217://127.0.0.1:")
+        link = device.inner.link
+        link.reset_state(unload=True)  # loaded through the raw port before: upload it again, through this one
+        smoke = device.test(model)
+        assert smoke.passed, smoke.summary
+        assert link.stats["uploads"] == 1, link.stats
+
+
 def test_the_coordinator_dying_mid_deploy_stops_it_and_keeps_the_previous_release(lab, model):
     """Killed during `invoke deploy` through pi0 (once the upload is under way): one error line, exit 1,
     `current` on the device still the release before. Runs last: the lab has no coordinator after it."""
-    lab_, boards, remote = lab
+    lab_, boards, remote, _telnet = lab
     before = (remote / "pi0" / "current").readlink().name  # deployed by the first test
     incoming = remote / "pi0" / "incoming"
 

@@ -119,12 +119,16 @@ class _Port:
                 if not data:
                     raise LinkLost(f"{self.url} closed (the device or emulator went away)")
                 return data
-            if remaining <= 0 and not self.serial.in_waiting:
-                return b""
-            first = self.serial.read(1)  # waits up to POLL
-            if not first:
-                return b""
-            return first + self.serial.read(self.serial.in_waiting)
+            # no descriptor to select() on: read(1) waits at most POLL, so wait in steps of POLL until the
+            # deadline. (Returning b"" after one POLL made the link take 20 ms for the request's timeout and send
+            # it again and again: the answer to a 4 KB LOAD_CHUNK comes 0.36 s after it at 115200 baud.)
+            while True:
+                if remaining <= 0 and not self.serial.in_waiting:
+                    return b""
+                first = self.serial.read(1)  # waits up to POLL
+                if first:
+                    return first + self.serial.read(self.serial.in_waiting)
+                remaining = deadline - time.monotonic()
         except serial.SerialException as exc:
             raise LinkLost(f"connection to {self.url} lost (the device or emulator went away): {exc}") from None
         except OSError as exc:
