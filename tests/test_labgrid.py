@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 from pathlib import Path
 
 import pytest
@@ -193,6 +194,47 @@ def test_a_firmware_board_through_ser2net_in_rfc2217_mode(lab, model, monkeypatc
         smoke = device.test(model)
         assert smoke.passed, smoke.summary
         assert link.stats["uploads"] == 1, link.stats
+
+
+def test_ser2net_dying_mid_upload_through_rfc2217_is_one_line_and_keeps_the_loaded_model(lab, model, tmp_path,
+                                                                                           monkeypatch):
+    """ser2net (RFC 2217 mode) killed while `invoke run --file` uploads another model to the m4-rfc2217 board:
+    one error line, exit 1; once ser2net is back the board still holds the model it had (ltc-sine, trained)."""
+    import torch
+    from conftest import untrained
+    from lnnedge import smoke
+    from lnnedge.compiler import compile_module
+    from lnnedge.recipe import load
+
+    _lab, boards, _remote, telnet = lab
+    monkeypatch.setenv("LNNEDGE_BOARDS", str(boards))
+    other = tmp_path / "untrained-sine.lnnb"
+    module = untrained("ltc-sine")
+    compile_module(module, (torch.zeros(1, 1),), name="ltc-sine", tests=smoke.test_set(load("ltc-sine"), module)
+                   ).save(other)
+
+    def kill_once_uploading() -> None:  # two 4 KB chunks written to the board's pty
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if telnet.written.is_file() and telnet.written.stat().st_size > 8500:
+                telnet.stop()
+                return
+            time.sleep(0.005)
+
+    telnet.written.unlink()  # the earlier test's; ser2net opens the file again for the next connection
+    killer = threading.Thread(target=kill_once_uploading, daemon=True)
+    killer.start()
+    proc = invoke("run", "--file", str(other), "--board", "lab-m4-rfc2217", env={"LNNEDGE_BOARDS": str(boards)},
+                  timeout=120)
+    killer.join(timeout=5)
+    telnet.start()
+    assert telnet.proc.poll() is None and proc.returncode == 1, proc.stdout + proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and "lost" in errors[0], proc.stderr
+    with reserve(config.resolve("lab-m4-rfc2217")) as held, open_device(held[0]) as device:
+        link = device.inner.link
+        link.device_info()
+        assert int(link.model_info["model_crc"], 16) == zlib.crc32(model.read_bytes()), link.model_info
 
 
 def test_the_coordinator_dying_mid_deploy_stops_it_and_keeps_the_previous_release(lab, model):
