@@ -213,22 +213,32 @@ def test_ser2net_dying_mid_upload_through_rfc2217_is_one_line_and_keeps_the_load
     compile_module(module, (torch.zeros(1, 1),), name="ltc-sine", tests=smoke.test_set(load("ltc-sine"), module)
                    ).save(other)
 
+    with reserve(config.resolve("lab-m4-rfc2217")) as held, open_device(held[0]) as device:
+        device.info(model)  # the model the board holds (uploaded by the test before, else now)
+
+    done = threading.Event()
+
     def kill_once_uploading() -> None:  # two 4 KB chunks written to the board's pty
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
+        while not done.is_set():
             if telnet.written.is_file() and telnet.written.stat().st_size > 8500:
                 telnet.stop()
                 return
             time.sleep(0.005)
 
-    telnet.written.unlink()  # the earlier test's; ser2net opens the file again for the next connection
+    telnet.written.unlink()  # ser2net opens the file again for the next connection
     killer = threading.Thread(target=kill_once_uploading, daemon=True)
     killer.start()
-    proc = invoke("run", "--file", str(other), "--board", "lab-m4-rfc2217", env={"LNNEDGE_BOARDS": str(boards)},
-                  timeout=120)
-    killer.join(timeout=5)
-    telnet.start()
-    assert telnet.proc.poll() is None and proc.returncode == 1, proc.stdout + proc.stderr
+    try:
+        proc = invoke("run", "--file", str(other), "--board", "lab-m4-rfc2217",
+                      env={"LNNEDGE_BOARDS": str(boards)}, timeout=120)
+    finally:
+        done.set()
+        killer.join()
+        killed = telnet.proc.poll() is not None
+        telnet.stop()
+        telnet.start()
+    assert killed, "ser2net was not killed during the upload"
+    assert proc.returncode == 1, proc.stdout + proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(errors) == 1 and "lost" in errors[0], proc.stderr
     with reserve(config.resolve("lab-m4-rfc2217")) as held, open_device(held[0]) as device:
