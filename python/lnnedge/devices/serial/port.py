@@ -105,6 +105,12 @@ class _Port:
         except (serial.SerialException, OSError) as exc:
             raise LinkLost(f"writing to {self.url} failed: {exc}") from None
 
+    def _far_end(self) -> str:
+        """Who can have gone when the port fails: over a network URL, the serial server (ser2net) first."""
+        if self.url.startswith(("rfc2217://", "socket://")):
+            return "the serial server, the device or the emulator"
+        return "the device or emulator"
+
     def read(self, deadline: float) -> bytes:
         """What has arrived, waiting until the deadline for at least one byte (b"" on timeout)."""
         import serial
@@ -117,7 +123,7 @@ class _Port:
                     return b""
                 data = self.serial.read(65536)  # non-blocking: what is there
                 if not data:
-                    raise LinkLost(f"{self.url} closed (the device or emulator went away)")
+                    raise LinkLost(f"{self.url} closed ({self._far_end()} went away)")
                 return data
             # no descriptor to select() on: read(1) waits at most POLL, so wait in steps of POLL until the
             # deadline. (Returning b"" after one POLL made the link take 20 ms for the request's timeout and send
@@ -130,7 +136,7 @@ class _Port:
                     return first + self.serial.read(self.serial.in_waiting)
                 remaining = deadline - time.monotonic()
         except serial.SerialException as exc:
-            raise LinkLost(f"connection to {self.url} lost (the device or emulator went away): {exc}") from None
+            raise LinkLost(f"connection to {self.url} lost ({self._far_end()} went away): {exc}") from None
         except OSError as exc:
             raise LinkLost(f"reading from {self.url} failed: {exc}") from None
 
@@ -146,6 +152,12 @@ class Line(typing.Protocol):
     """What the link needs of a port: _Port, or a line a test or campaign puts in its place."""
 
     def write(self, data: bytes) -> None: ...
+
+    def _far_end(self) -> str:
+        """Who can have gone when the port fails: over a network URL, the serial server (ser2net) first."""
+        if self.url.startswith(("rfc2217://", "socket://")):
+            return "the serial server, the device or the emulator"
+        return "the device or emulator"
 
     def read(self, deadline: float) -> bytes: ...
 
