@@ -18,8 +18,9 @@
  *                         and the largest x on weights all zero (where the
  *                         second term is the bound)
  *   ewise (LTC form)      the bits of the scalar set's block interpreter on
- *                         the same program, operands in every mode, y = H
- *                         in place
+ *                         the same program, operands in every mode (now
+ *                         and then a NaN, which gives NaN as the scalar
+ *                         step does), y = H in place
  * No C library I/O and no heap: static buffers, semihosting by hand.
  */
 #include <math.h>
@@ -314,8 +315,10 @@ static uint32_t ltc_case(void)
             mode = LNN_EW_SAME;
         p.mode[j] = (uint8_t)mode;
         p.len[j] = mode == LNN_EW_SAME ? count : mode == LNN_EW_SCALAR ? 1 : (rnd() % 2 ? inner : count);
-        for (size_t i = 0; i < count + 1; i++)
-            src[j][i] = rnd() % 5 ? uniform(-8.0f, 8.0f) : (rnd() % 2 ? uniform(-100.0f, 100.0f) : 0.0f);
+        for (size_t i = 0; i < count + 1; i++) /* now and then a NaN: the step passes it through */
+            src[j][i] = rnd() % 5     ? uniform(-8.0f, 8.0f)
+                        : rnd() % 16 ? (rnd() % 2 ? uniform(-100.0f, 100.0f) : 0.0f)
+                                     : NAN;
         p.src[j] = src[j] + rnd() % 2;
     }
     p.n = n;

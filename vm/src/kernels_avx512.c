@@ -63,6 +63,12 @@ static inline lnn_vf lnn_v_fnma(lnn_vf a, lnn_vf b, lnn_vf c)
 static inline lnn_vf lnn_v_sqrt(lnn_vf a) { return _mm512_sqrt_ps(a); }
 static inline lnn_vf lnn_v_min(lnn_vf a, lnn_vf b) { return _mm512_min_ps(a, b); }
 static inline lnn_vf lnn_v_max(lnn_vf a, lnn_vf b) { return _mm512_max_ps(a, b); }
+/* as the SSE3 set's: max(e, acc) (the second operand unless the first is
+ * larger), a NaN e moved in under its mask */
+static inline lnn_vf lnn_v_pool_max(lnn_vf acc, lnn_vf e)
+{
+    return _mm512_mask_mov_ps(_mm512_max_ps(e, acc), _mm512_cmp_ps_mask(e, e, _CMP_UNORD_Q), e);
+}
 static inline lnn_vf lnn_v_signbit(void) { return _mm512_set1_ps(-0.0f); }
 /* the float and / or / xor forms are AVX512DQ */
 static inline lnn_vf lnn_v_abs(lnn_vf a) { return _mm512_andnot_ps(lnn_v_signbit(), a); }

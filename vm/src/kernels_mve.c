@@ -75,6 +75,12 @@ static inline lnn_vf lnn_v_sqrt(lnn_vf a)
  * handle NaN themselves */
 static inline lnn_vf lnn_v_min(lnn_vf a, lnn_vf b) { return vminnmq_f32(a, b); }
 static inline lnn_vf lnn_v_max(lnn_vf a, lnn_vf b) { return vmaxnmq_f32(a, b); }
+/* the scalar step as a compare and a select (VMAXNM would drop a NaN): e
+ * where e > acc (GT is false for NaN) or e is NaN (NE with itself) */
+static inline lnn_vf lnn_v_pool_max(lnn_vf acc, lnn_vf e)
+{
+    return vpselq_f32(e, acc, (mve_pred16_t)(vcmpgtq_f32(e, acc) | vcmpneq_f32(e, e)));
+}
 /* sign-bit operations on the integer side: exact for every input */
 static inline lnn_vf lnn_v_abs(lnn_vf a)
 {

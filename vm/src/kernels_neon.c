@@ -70,6 +70,11 @@ static inline lnn_vf lnn_v_sqrt(lnn_vf a)
 #endif
 static inline lnn_vf lnn_v_min(lnn_vf a, lnn_vf b) { return vminq_f32(a, b); }
 static inline lnn_vf lnn_v_max(lnn_vf a, lnn_vf b) { return vmaxq_f32(a, b); }
+/* FMAX (AArch64) and VMAX (AArch32) give a NaN when either operand is one
+ * (AArch32: the default NaN), as the scalar step, in one instruction
+ * (FMAXNM, the IEEE maxNum, would drop it). Of +0 and -0 they give +0 where
+ * the scalar step keeps the first: the one difference, kept for speed. */
+static inline lnn_vf lnn_v_pool_max(lnn_vf acc, lnn_vf e) { return vmaxq_f32(acc, e); }
 /* sign-bit operations on the integer side: exact for every input */
 static inline lnn_vf lnn_v_abs(lnn_vf a)
 {

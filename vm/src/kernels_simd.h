@@ -15,7 +15,15 @@
  *   lnn_v_div_fast(a, b)              may be off by an ulp (armv7: Newton)
  *   lnn_v_fma(a, b, c)                a * b + c, fused or not
  *   lnn_v_fnma(a, b, c)               c - a * b, fused or not
- *   lnn_v_min max(a, b)               NaN behaviour does not matter here
+ *   lnn_v_min max(a, b)               NaN behaviour unspecified: used only
+ *                                     where it does not matter (the clamps
+ *                                     before lnn_v_nan_through, softmax's
+ *                                     maximum: a NaN in a line makes all
+ *                                     of it NaN either way)
+ *   lnn_v_pool_max(acc, e)            MAXPOOL2D's step, the scalar one's:
+ *                                     e where e > acc or e is NaN, else acc
+ *                                     (a NaN in acc stays), so a NaN in a
+ *                                     window gives NaN as in PyTorch
  *   lnn_v_abs(a) lnn_v_negate(a)      clear / flip the sign bit
  *   lnn_v_with_sign(y, x)             y with the sign bit of x or'ed in
  *   lnn_v_lt(a, b)                    mask of a < b (false for NaN)

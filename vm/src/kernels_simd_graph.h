@@ -39,7 +39,8 @@ void LNN_SK(conv2d)(const lnn_conv2d_params *p)
  * with deinterleaving ones (where the 2 LNN_W floats they read stay inside
  * the input row, else the taps are gathered one by one); other strides run
  * the scalar kernel. The same operations in the same order as the scalar
- * kernel, so the same bits. */
+ * kernel, so the same bits (lnn_v_pool_max: the scalar step, a NaN in the
+ * window kept; NEON's FMAX takes +0 over -0 where the step keeps the first). */
 static int LNN_SK(pool_rows)(const lnn_pool2d_params *p, int avg)
 {
     const size_t k = p->k, s = p->stride;
@@ -68,7 +69,7 @@ static int LNN_SK(pool_rows)(const lnn_pool2d_params *p, int avg)
                                 lanes[l] = l < t ? w[2 * l] : 0.0f;
                             e = lnn_v_load(lanes);
                         }
-                        acc = avg ? lnn_v_add(acc, e) : (u | v) ? lnn_v_max(acc, e) : e;
+                        acc = avg ? lnn_v_add(acc, e) : (u | v) ? lnn_v_pool_max(acc, e) : e;
                     }
                 }
                 if (avg)

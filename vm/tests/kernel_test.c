@@ -48,6 +48,10 @@
  *            every finite binary16 bit pattern gives the float32 bits of its
  *            value by definition (normals, subnormals, +-0), computed in
  *            double
+ *   NaN at run time (kernel_nan_test.inc)
+ *            every set, the scalar one included, against PyTorch's NaN
+ *            semantics: element-wise ops, EWISE, the pools, softmax and the
+ *            reductions, conv2d, matmul and the products
  *   scalar exp sigmoid tanh log erf vs libm (double) <= 3 ulp (sigmoid reaches
  *            2.4: exp is good to ~1 ulp, and e / (1 + e) can turn its
  *            relative error into 2+ ulps of a result at the top of a binade)
@@ -1434,6 +1438,7 @@ static void test_split(const lnn_kernels *k)
 }
 
 #include "kernel_graph_test.inc" /* the graph ops: CONV2D .. MATMUL */
+#include "kernel_nan_test.inc"   /* run-time NaN: every set, the scalar one too, as PyTorch */
 
 int main(void)
 {
@@ -1451,6 +1456,7 @@ int main(void)
     test_ewise(&lnn_kernels_scalar);
     test_ewise_ltc(&lnn_kernels_scalar);
     test_split(&lnn_kernels_scalar);
+    test_nan(&lnn_kernels_scalar);
     for (size_t i = 0; lnn_kernel_sets[i]; i++) {
         const lnn_kernels *k = lnn_kernel_sets[i];
         if (k == &lnn_kernels_scalar)
@@ -1470,6 +1476,7 @@ int main(void)
         test_zero_concat(k);
         test_split(k);
         test_graph(k);
+        test_nan(k);
     }
     free(sweep);
     printf("%d passed, %d failed\n", n_passed, n_failed);
