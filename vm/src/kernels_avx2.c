@@ -48,10 +48,10 @@ static inline lnn_vf lnn_v_sqrt(lnn_vf a) { return _mm256_sqrt_ps(a); }
 static inline lnn_vf lnn_v_min(lnn_vf a, lnn_vf b) { return _mm256_min_ps(a, b); }
 static inline lnn_vf lnn_v_max(lnn_vf a, lnn_vf b) { return _mm256_max_ps(a, b); }
 /* as the SSE3 set's: max(e, acc) (the second operand unless the first is
- * larger), a NaN e blended in */
+ * larger), or'ed with e's unordered mask (all ones where e is NaN: a NaN) */
 static inline lnn_vf lnn_v_pool_max(lnn_vf acc, lnn_vf e)
 {
-    return _mm256_blendv_ps(_mm256_max_ps(e, acc), e, _mm256_cmp_ps(e, e, _CMP_UNORD_Q));
+    return _mm256_or_ps(_mm256_max_ps(e, acc), _mm256_cmp_ps(e, e, _CMP_UNORD_Q));
 }
 static inline lnn_vf lnn_v_signbit(void) { return _mm256_set1_ps(-0.0f); }
 static inline lnn_vf lnn_v_abs(lnn_vf a) { return _mm256_andnot_ps(lnn_v_signbit(), a); }
