@@ -79,8 +79,9 @@ _BOUNDED = ("SIGMOID", "TANH")  # results in [-1, 1] whatever the input
 # ADD or MUL may be contracted into an FMA by one compiler and not another, a SIMD exp is within an ulp).
 _EXACT = ("NEG", "ABS", "RELU", "MIN", "MAX", "LE", "LT")
 _COMPARE = ("LE", "LT")
-# SQRT and LOG of a negative value, and POW of a negative base, give NaN, and the VM defines no NaN semantics for
-# the ops downstream (a max-pool or RELU may keep or drop it per kernel set), so they only read values known >= 0.
+# SQRT and LOG of a negative value, and POW of a negative base, give NaN. Every executor passes a NaN on as PyTorch
+# does (vm/README.md, "NaN at run time"), but a value near 0 that executors compute an ulp apart would be NaN in one
+# and a number in another, which no tolerance can judge: they only read values known >= 0.
 _NEEDS_NONNEG = ("SQRT", "LOG", "POW")
 
 

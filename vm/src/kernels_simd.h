@@ -21,9 +21,10 @@
  *                                     maximum: a NaN in a line makes all
  *                                     of it NaN either way)
  *   lnn_v_pool_max(acc, e)            MAXPOOL2D's step, the scalar one's:
- *                                     e where e > acc or e is NaN, else acc
- *                                     (a NaN in acc stays), so a NaN in a
- *                                     window gives NaN as in PyTorch
+ *                                     e where e > acc, a NaN where e is NaN,
+ *                                     else acc (a NaN in acc stays), so a
+ *                                     NaN in a window gives NaN as in
+ *                                     PyTorch (which NaN: not defined)
  *   lnn_v_abs(a) lnn_v_negate(a)      clear / flip the sign bit
  *   lnn_v_with_sign(y, x)             y with the sign bit of x or'ed in
  *   lnn_v_lt(a, b)                    mask of a < b (false for NaN)
