@@ -9,7 +9,10 @@
  *                         AVX2 and AArch64 NEON sets do), NaN / inf alike,
  *                         the floats between m and ldy and after the last
  *                         row untouched; odd and even k, 16-column blocks
- *                         and tails, reverse, ldw > m, misaligned by 4 bytes
+ *                         and tails, reverse, ldw > m, misaligned by 4 bytes;
+ *                         linear_t on every m % 16 (m 1..47) with k odd and
+ *                         even, both orders; linear on every m % 4 and
+ *                         k % 8 (m 1..9, k 1..23)
  *   linear_tq8            the same, within 1e-5 sum |x w| (+ |bias|) +
  *                         2^-29 max |x| sum |w| (block floating point: x
  *                         truncated to 31 bits of its row's largest value,
@@ -149,16 +152,12 @@ static float pow2f(int p)
     return f;
 }
 
-/* one shape; q8: linear_tq8 on qs (weight q[i * ldw + j] times scale[j]) */
-static uint32_t product_case(int q8)
+/* one shape, the rest random; q8: linear_tq8 on qs (weight q[i * ldw + j] times scale[j]) */
+static uint32_t product_run(int q8, size_t rows, size_t k, size_t m, int reverse)
 {
-    static const size_t ks[] = {1, 2, 3, 7, 16, 33, 64, 67, 128, 131};
-    static const size_t ms[] = {1, 5, 15, 16, 17, 31, 32, 40, 64, 128};
-    const size_t rows = 1 + rnd() % MAXR, k = ks[rnd() % (sizeof ks / sizeof ks[0] - (q8 ? 0 : 2))];
-    const size_t m = ms[rnd() % (sizeof ms / sizeof ms[0])];
     const size_t ldw = m + (rnd() % 2 ? 0 : rnd() % 8), ldy = m + (rnd() % 2 ? 0 : rnd() % 4);
     const size_t off = rnd() % 2; /* 4-byte misalignment of x, w, bias */
-    const int bias = (int)(rnd() % 2), reverse = (int)(rnd() % 2);
+    const int bias = (int)(rnd() % 2);
     const int special = (int)(rnd() % (q8 ? 10 : 6)); /* 6..9: the int8 kernel's block floating point */
     const float scale = rnd() % 4 == 0 ? 1e3f : 1.0f;
     for (size_t i = 0; i < rows * k + 1; i++)
@@ -232,12 +231,33 @@ static uint32_t product_case(int q8)
     return bad != 0;
 }
 
-/* LINEAR / MATMUL_NT: w is m rows of k, y rows of m */
-static uint32_t linear_case(void)
+static uint32_t product_case(int q8)
 {
-    static const size_t ks[] = {1, 3, 7, 8, 9, 16, 33, 64, 67};
-    const size_t rows = 1 + rnd() % MAXR, k = ks[rnd() % (sizeof ks / sizeof ks[0])];
-    const size_t m = 1 + rnd() % 70, off = rnd() % 2;
+    static const size_t ks[] = {1, 2, 3, 7, 16, 33, 64, 67, 128, 131};
+    static const size_t ms[] = {1, 5, 15, 16, 17, 31, 32, 40, 64, 128};
+    const size_t rows = 1 + rnd() % MAXR, k = ks[rnd() % (sizeof ks / sizeof ks[0] - (q8 ? 0 : 2))];
+    const size_t m = ms[rnd() % (sizeof ms / sizeof ms[0])];
+    return product_run(q8, rows, k, m, (int)(rnd() % 2));
+}
+
+/* linear_t on every m % 16 (the 16-column blocks' tail: blocks of 8, 4, 2,
+ * 1 columns) with no, one and two 16-column blocks before it, odd and even
+ * k (the input pairs' odd one), both orders */
+static uint32_t product_sweep(uint32_t *cases)
+{
+    static const size_t ks[] = {1, 2, 3, 33, 64};
+    uint32_t bad = 0;
+    for (size_t m = 1; m <= 47; m++)
+        for (size_t c = 0; c < sizeof ks / sizeof ks[0]; c++)
+            for (int reverse = 0; reverse < 2; reverse++, ++*cases)
+                bad += product_run(0, 1 + rnd() % MAXR, ks[c], m, reverse);
+    return bad;
+}
+
+/* LINEAR / MATMUL_NT: w is m rows of k, y rows of m */
+static uint32_t linear_run(size_t rows, size_t k, size_t m)
+{
+    const size_t off = rnd() % 2;
     const int bias = (int)(rnd() % 2), special = (int)(rnd() % 6);
     const float scale = rnd() % 4 == 0 ? 1e3f : 1.0f;
     for (size_t i = 0; i < rows * k + 1; i++)
@@ -271,6 +291,24 @@ static uint32_t linear_case(void)
     for (size_t i = rows * m; i < rows * m + GUARD; i++)
         bad += bits(yk[i]) != bits(untouched);
     return bad != 0;
+}
+
+static uint32_t linear_case(void)
+{
+    static const size_t ks[] = {1, 3, 7, 8, 9, 16, 33, 64, 67};
+    const size_t rows = 1 + rnd() % MAXR, k = ks[rnd() % (sizeof ks / sizeof ks[0])];
+    return linear_run(rows, k, 1 + rnd() % 70);
+}
+
+/* linear on every m % 4 (rows two and one at a time) and every k % 8
+ * (inputs in chunks of 4, 2, 1) with no, one and two chunks of 8 before */
+static uint32_t linear_sweep(uint32_t *cases)
+{
+    uint32_t bad = 0;
+    for (size_t m = 1; m <= 9; m++)
+        for (size_t k = 1; k <= 23; k++, ++*cases)
+            bad += linear_run(1 + rnd() % MAXR, k, m);
+    return bad;
 }
 
 /* ---- the LTC step's fused form ------------------------------------------------------ */
@@ -356,7 +394,7 @@ static uint32_t ltc_case(void)
 
 int main(void)
 {
-    uint32_t bad = 0;
+    uint32_t bad = 0, cases = 0;
     enum { PRODUCT_CASES = 400, LTC_CASES = 300 };
     put("cm4_kernel_test: kernel sets compiled in:");
     for (size_t i = 0; lnn_kernel_sets[i]; i++) {
@@ -366,13 +404,15 @@ int main(void)
     put("; lnn_init picks ");
     put(lnn_kernels_select()->isa);
     put("\n");
+    bad = linear_sweep(&cases);
     for (uint32_t c = 0; c < PRODUCT_CASES; c++)
         bad += linear_case();
-    report("cm4 linear vs scalar (1e-5 sum |x w|)", PRODUCT_CASES, bad);
-    bad = 0;
+    report("cm4 linear vs scalar (1e-5 sum |x w|)", cases + PRODUCT_CASES, bad);
+    cases = 0;
+    bad = product_sweep(&cases);
     for (uint32_t c = 0; c < PRODUCT_CASES; c++)
         bad += product_case(0);
-    report("cm4 linear_t vs scalar (1e-5 sum |x w|)", PRODUCT_CASES, bad);
+    report("cm4 linear_t vs scalar (1e-5 sum |x w|)", cases + PRODUCT_CASES, bad);
     bad = 0;
     for (uint32_t c = 0; c < PRODUCT_CASES; c++)
         bad += product_case(1);

@@ -16,11 +16,16 @@
  * contract says, but fused (one rounding per step instead of two), as the
  * AArch64 NEON and AVX2 sets do: within the products' tolerance of the
  * scalar kernel, not bit-exact (vm/tests/kernel_test.c holds every set's
- * linear_t to 1e-5 sum |x w|). The last m % 16 columns: fmaf in C.
+ * linear_t to 1e-5 sum |x w|). The last m % 16 columns take one block of
+ * 8, 4, 2 and 1 columns for each bit of m % 16, the same way (one vldmia of
+ * the row's 8, 4, 2 weights): a width that is not a multiple of 16 no
+ * longer costs about twice as much per multiply-add (64 x 126 was 2.4, in C).
  *
  * linear (LINEAR, MATMUL_NT): four dot products at once over chunks of 8
  * inputs, x and each weight row by vldmia, vfma: about 1.2 instructions per
- * multiply-add; the same contract as linear_t.
+ * multiply-add; the last k % 8 inputs as chunks of 4, 2, 1 and the last
+ * m % 4 rows two and one at a time, also by vldmia and vfma. The same
+ * contract as linear_t.
  *
  * ewise: the LTC step's fused form (below), bit-exact with the scalar set;
  * other programs run on the scalar block interpreter.
@@ -44,12 +49,14 @@
 
 static const float lnn_cm4_zeros[16];
 
-/* One block of 16 columns: y[0..16) = sum over i of x[i] * w[i][0..16), in
- * i order; w points at row 0 (forward) or row k - 1 (reverse), x at x[0]
- * (forward) or one past x[k - 1] (reverse). XLOAD loads x pairs (vldmia
- * forward, vldmdb reverse, both with writeback), X0 and X1 name the register
- * of the first and the second input of a pair in that order. wstep is the
- * byte step from the second half of one row to the first of the next. */
+/* One block of N = 16, 8, 4, 2 or 1 columns: y[0..N) = sum over i of
+ * x[i] * w[i][0..N), in i order, the N sums in s16.. for the whole i loop;
+ * w points at row 0 (forward) or row k - 1 (reverse), x at x[0] (forward)
+ * or one past x[k - 1] (reverse). XLOAD loads x pairs (vldmia forward,
+ * vldmdb reverse, both with writeback), X0 and X1 name the register of the
+ * first and the second input of a pair in that order. STEP(xr) is one
+ * input's step: its N weights by vldmia, N vfma, w on to the next row by
+ * wstep bytes. SUMS is the register list of the N sums. */
 /* x[i] (register xr) times 8 weights (s2-s9) into s16-s23 / s24-s31 */
 #define LNN_CM4_FMA8_LO(xr)                                                         \
     "vfma.f32 s16, " xr ", s2\n\t"                                                  \
@@ -69,23 +76,43 @@ static const float lnn_cm4_zeros[16];
     "vfma.f32 s29, " xr ", s7\n\t"                                                  \
     "vfma.f32 s30, " xr ", s8\n\t"                                                  \
     "vfma.f32 s31, " xr ", s9\n\t"
-/* one input: its 16 weights, two loads of 8, 16 vfma, on to the next row */
-#define LNN_CM4_STEP(xr)                                                            \
+/* one input: its 16 weights, two loads of 8 (the first with writeback:
+ * wstep is then 32 bytes short of a row), 16 vfma, on to the next row */
+#define LNN_CM4_STEP16(xr)                                                          \
     "vldmia %[w]!, {s2-s9}\n\t" LNN_CM4_FMA8_LO(xr)                                 \
     "vldmia %[w], {s2-s9}\n\t" LNN_CM4_FMA8_HI(xr)                                  \
     "add %[w], %[w], %[wstep]\n\t"
-#define LNN_CM4_BLOCK16(XLOAD, X0, X1)                                              \
-    __asm__ volatile("vldmia %[z], {s16-s31}\n\t"                                   \
-                     "cmp %[pairs], #0\n\t"                                       \
-                     "beq 2f\n"                                           \
-                     "1:\n\t" XLOAD " %[x]!, {s0-s1}\n\t" LNN_CM4_STEP(X0)          \
-                     LNN_CM4_STEP(X1) "subs %[pairs], %[pairs], #1\n\t"             \
+/* the tail's blocks: one load of 8, 4, 2 or 1 weights, wstep a whole row */
+#define LNN_CM4_STEP8(xr)                                                           \
+    "vldmia %[w], {s2-s9}\n\t" LNN_CM4_FMA8_LO(xr) "add %[w], %[w], %[wstep]\n\t"
+#define LNN_CM4_STEP4(xr)                                                           \
+    "vldmia %[w], {s2-s5}\n\t"                                                      \
+    "vfma.f32 s16, " xr ", s2\n\t"                                                  \
+    "vfma.f32 s17, " xr ", s3\n\t"                                                  \
+    "vfma.f32 s18, " xr ", s4\n\t"                                                  \
+    "vfma.f32 s19, " xr ", s5\n\t"                                                  \
+    "add %[w], %[w], %[wstep]\n\t"
+#define LNN_CM4_STEP2(xr)                                                           \
+    "vldmia %[w], {s2-s3}\n\t"                                                      \
+    "vfma.f32 s16, " xr ", s2\n\t"                                                  \
+    "vfma.f32 s17, " xr ", s3\n\t"                                                  \
+    "add %[w], %[w], %[wstep]\n\t"
+#define LNN_CM4_STEP1(xr)                                                           \
+    "vldr s2, [%[w]]\n\t"                                                           \
+    "vfma.f32 s16, " xr ", s2\n\t"                                                  \
+    "add %[w], %[w], %[wstep]\n\t"
+#define LNN_CM4_BLOCK(XLOAD, X0, X1, SUMS, STEP)                                    \
+    __asm__ volatile("vldmia %[z], " SUMS "\n\t"                                    \
+                     "cmp %[pairs], #0\n\t"                                         \
+                     "beq 2f\n"                                                     \
+                     "1:\n\t" XLOAD " %[x]!, {s0-s1}\n\t" STEP(X0) STEP(X1)         \
+                     "subs %[pairs], %[pairs], #1\n\t"                              \
                      "bne 1b\n"                                                     \
                      "2:\n\t"                                                       \
-                     "cmp %[odd], #0\n\t"                                 \
-                     "beq 3f\n\t" XLOAD " %[x]!, {s0}\n\t" LNN_CM4_STEP("s0") \
+                     "cmp %[odd], #0\n\t"                                           \
+                     "beq 3f\n\t" XLOAD " %[x]!, {s0}\n\t" STEP("s0")               \
                      "3:\n\t"                                                       \
-                     "vstmia %[y], {s16-s31}\n\t"                                   \
+                     "vstmia %[y], " SUMS "\n\t"                                    \
                      : [x] "+r"(xp), [w] "+r"(wp), [pairs] "+r"(pairs)              \
                      : [z] "r"(lnn_cm4_zeros), [y] "r"(y + j), [odd] "r"(odd),      \
                        [wstep] "r"(wstep)                                           \
@@ -93,6 +120,48 @@ static const float lnn_cm4_zeros[16];
                        "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23",      \
                        "s24", "s25", "s26", "s27", "s28", "s29", "s30", "s31",      \
                        "cc", "memory")
+/* columns j .. j + N of every input, forward or reverse (vldmdb {s0-s1}
+ * loads x[i - 1] into s0, x[i] into s1: s1 first); adv is the bytes
+ * STEP's loads advance w by themselves */
+#define LNN_CM4_COLUMNS(SUMS, STEP, adv)                                          \
+    do {                                                                            \
+        size_t pairs = k / 2;                                                       \
+        const size_t odd = k % 2;                                                   \
+        if (!p->reverse) {                                                          \
+            const float *xp = x;                                                    \
+            const float *wp = p->w + j;                                             \
+            const int32_t wstep = (int32_t)(4 * ldw) - (adv);                     \
+            LNN_CM4_BLOCK("vldmia", "s0", "s1", SUMS, STEP);                        \
+        } else {                                                                    \
+            const float *xp = x + k;                                                \
+            const float *wp = p->w + (k - 1) * ldw + j;                             \
+            const int32_t wstep = -(int32_t)(4 * ldw) - (adv);                    \
+            LNN_CM4_BLOCK("vldmdb", "s1", "s0", SUMS, STEP);                        \
+        }                                                                           \
+    } while (0)
+
+/* The last m % 16 columns from j on: a block of 8, 4, 2, 1 for each bit of
+ * m. Out of line: inlined, its blocks' pointers and steps crowd the 16-column
+ * loop's registers, and m a multiple of 16 would pay for it. */
+__attribute__((noinline)) static void lnn_cm4_linear_t_tail(const lnn_linear_t_params *p, const float *x,
+                                                            float *y, size_t j)
+{
+    const size_t k = p->k, m = p->m, ldw = p->ldw;
+    if (m & 8) {
+        LNN_CM4_COLUMNS("{s16-s23}", LNN_CM4_STEP8, 0);
+        j += 8;
+    }
+    if (m & 4) {
+        LNN_CM4_COLUMNS("{s16-s19}", LNN_CM4_STEP4, 0);
+        j += 4;
+    }
+    if (m & 2) {
+        LNN_CM4_COLUMNS("{s16-s17}", LNN_CM4_STEP2, 0);
+        j += 2;
+    }
+    if (m & 1)
+        LNN_CM4_COLUMNS("{s16}", LNN_CM4_STEP1, 0);
+}
 
 void lnn_linear_t__cm4(const lnn_linear_t_params *p)
 {
@@ -101,40 +170,23 @@ void lnn_linear_t__cm4(const lnn_linear_t_params *p)
         const float *x = p->x + r * k;
         float *y = p->y + r * p->ldy;
         size_t j = 0;
-        for (; j + 16 <= m; j += 16) {
-            size_t pairs = k / 2;
-            const size_t odd = k % 2;
-            if (!p->reverse) {
-                const float *xp = x;
-                const float *wp = p->w + j;
-                const int32_t wstep = (int32_t)(4 * ldw) - 32;
-                LNN_CM4_BLOCK16("vldmia", "s0", "s1");
-            } else {
-                /* vldmdb {s0-s1} loads x[i - 1] into s0, x[i] into s1: s1 first */
-                const float *xp = x + k;
-                const float *wp = p->w + (k - 1) * ldw + j;
-                const int32_t wstep = -(int32_t)(4 * ldw) - 32;
-                LNN_CM4_BLOCK16("vldmdb", "s1", "s0");
-            }
-        }
-        for (; j < m; j++) {
-            float acc = 0.0f;
-            for (size_t n = 0; n < k; n++) {
-                const size_t i = p->reverse ? k - 1 - n : n;
-                acc = fmaf(x[i], p->w[i * ldw + j], acc);
-            }
-            y[j] = acc;
-        }
+        for (; j + 16 <= m; j += 16)
+            LNN_CM4_COLUMNS("{s16-s31}", LNN_CM4_STEP16, 32);
+        if (j < m)
+            lnn_cm4_linear_t_tail(p, x, y, j);
         if (p->bias)
             for (size_t c = 0; c < m; c++)
                 y[c] += p->bias[c];
     }
 }
+#undef LNN_CM4_COLUMNS
+#undef LNN_CM4_BLOCK
 
 /* LINEAR, MATMUL_NT: four outputs at once, over chunks of 8 inputs: the
  * chunk of x in s0-s7 (one vldmia), each row's 8 weights in s8-s15 (one
  * vldmia) and 8 vfma into that row's sum (s16-s19), each sum in i order.
- * The last k % 8 inputs continue the sums in C, the last m % 4 rows too. */
+ * The last k % 8 inputs continue the sums as chunks of 4, 2, 1 (a bit of
+ * k each), the last m % 4 rows run the same way two and one at a time. */
 #define LNN_CM4_DOT8(acc, wr)                                                       \
     "vldmia %[" wr "]!, {s8-s15}\n\t"                                              \
     "vfma.f32 " acc ", s0, s8\n\t"                                                 \
@@ -145,42 +197,88 @@ void lnn_linear_t__cm4(const lnn_linear_t_params *p)
     "vfma.f32 " acc ", s5, s13\n\t"                                                \
     "vfma.f32 " acc ", s6, s14\n\t"                                                \
     "vfma.f32 " acc ", s7, s15\n\t"
+#define LNN_CM4_DOT4(acc, wr)                                                       \
+    "vldmia %[" wr "]!, {s8-s11}\n\t"                                              \
+    "vfma.f32 " acc ", s0, s8\n\t"                                                 \
+    "vfma.f32 " acc ", s1, s9\n\t"                                                 \
+    "vfma.f32 " acc ", s2, s10\n\t"                                                \
+    "vfma.f32 " acc ", s3, s11\n\t"
+#define LNN_CM4_DOT2(acc, wr)                                                       \
+    "vldmia %[" wr "]!, {s8-s9}\n\t"                                               \
+    "vfma.f32 " acc ", s0, s8\n\t"                                                 \
+    "vfma.f32 " acc ", s1, s9\n\t"
+#define LNN_CM4_DOT1(acc, wr)                                                       \
+    "vldmia %[" wr "]!, {s8}\n\t"                                                  \
+    "vfma.f32 " acc ", s0, s8\n\t"
+/* DOT(acc, w) for each of the four, two or one rows */
+#define LNN_CM4_ROWS4(DOT) DOT("s16", "w0") DOT("s17", "w1") DOT("s18", "w2") DOT("s19", "w3")
+#define LNN_CM4_ROWS2(DOT) DOT("s16", "w0") DOT("s17", "w1")
+#define LNN_CM4_ROWS1(DOT) DOT("s16", "w0")
+/* the chunks of 8, then (one test when k is a multiple of 8) those of 4, 2, 1 */
+#define LNN_CM4_DOTS(ROWS)                                                          \
+    __asm__ volatile("cmp %[n], #0\n\t"                                             \
+                     "beq 2f\n"                                                     \
+                     "1:\n\t"                                                       \
+                     "vldmia %[x]!, {s0-s7}\n\t" ROWS(LNN_CM4_DOT8)                 \
+                     "subs %[n], %[n], #1\n\t"                                      \
+                     "bne 1b\n"                                                     \
+                     "2:\n\t"                                                       \
+                     "cmp %[rest], #0\n\t"                                          \
+                     "beq 5f\n\t"                                                   \
+                     "tst %[rest], #4\n\t"                                          \
+                     "beq 3f\n\t"                                                   \
+                     "vldmia %[x]!, {s0-s3}\n\t" ROWS(LNN_CM4_DOT4)                 \
+                     "3:\n\t"                                                       \
+                     "tst %[rest], #2\n\t"                                          \
+                     "beq 4f\n\t"                                                   \
+                     "vldmia %[x]!, {s0-s1}\n\t" ROWS(LNN_CM4_DOT2)                 \
+                     "4:\n\t"                                                       \
+                     "tst %[rest], #1\n\t"                                          \
+                     "beq 5f\n\t"                                                   \
+                     "vldmia %[x]!, {s0}\n\t" ROWS(LNN_CM4_DOT1)                    \
+                     "5:\n\t"                                                       \
+                     : [x] "+r"(xp), [w0] "+r"(w0), [w1] "+r"(w1), [w2] "+r"(w2),   \
+                       [w3] "+r"(w3), [n] "+r"(chunks), "+t"(a0), "+t"(a1),         \
+                       "+t"(a2), "+t"(a3)                                           \
+                     : [rest] "r"(rest)                                             \
+                     : "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9",  \
+                       "s10", "s11", "s12", "s13", "s14", "s15", "cc", "memory")
 
-static void lnn_cm4_dot4(const float *x, const float *w, size_t k, float *y)
+/* y[0..rows) = the dot products of x with rows (4, 2 or 1) rows of w */
+static void lnn_cm4_dots(const float *x, const float *w, size_t k, float *y, size_t rows)
 {
-    const float *w0 = w, *w1 = w + k, *w2 = w + 2 * k, *w3 = w + 3 * k;
+    /* the rows a call does not have: w0 again (never read) */
+    const float *w0 = w, *w1 = rows > 1 ? w + k : w, *w2 = rows > 2 ? w + 2 * k : w;
+    const float *w3 = rows > 2 ? w + 3 * k : w;
     const float *xp = x;
     size_t chunks = k / 8;
+    const size_t rest = k % 8;
     /* the four sums live in s16-s19 (the asm names them): zeroed and stored in C */
     register float a0 __asm__("s16") = 0.0f;
     register float a1 __asm__("s17") = 0.0f;
     register float a2 __asm__("s18") = 0.0f;
     register float a3 __asm__("s19") = 0.0f;
-    __asm__ volatile("cmp %[n], #0\n\t"
-                     "beq 2f\n"
-                     "1:\n\t"
-                     "vldmia %[x]!, {s0-s7}\n\t"
-                     LNN_CM4_DOT8("s16", "w0") LNN_CM4_DOT8("s17", "w1")
-                     LNN_CM4_DOT8("s18", "w2") LNN_CM4_DOT8("s19", "w3")
-                     "subs %[n], %[n], #1\n\t"
-                     "bne 1b\n"
-                     "2:\n\t"
-                     : [x] "+r"(xp), [w0] "+r"(w0), [w1] "+r"(w1), [w2] "+r"(w2), [w3] "+r"(w3),
-                       [n] "+r"(chunks), "+t"(a0), "+t"(a1), "+t"(a2), "+t"(a3)
-                     :
-                     : "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11",
-                       "s12", "s13", "s14", "s15", "cc", "memory");
+    if (rows == 4)
+        LNN_CM4_DOTS(LNN_CM4_ROWS4);
+    else if (rows == 2)
+        LNN_CM4_DOTS(LNN_CM4_ROWS2);
+    else
+        LNN_CM4_DOTS(LNN_CM4_ROWS1);
     y[0] = a0;
-    y[1] = a1;
-    y[2] = a2;
-    y[3] = a3;
-    for (size_t i = k - k % 8; i < k; i++) {
-        y[0] = fmaf(x[i], w[i], y[0]);
-        y[1] = fmaf(x[i], w[k + i], y[1]);
-        y[2] = fmaf(x[i], w[2 * k + i], y[2]);
-        y[3] = fmaf(x[i], w[3 * k + i], y[3]);
+    if (rows > 1)
+        y[1] = a1;
+    if (rows > 2) {
+        y[2] = a2;
+        y[3] = a3;
     }
 }
+#undef LNN_CM4_DOTS
+#undef LNN_CM4_ROWS1
+#undef LNN_CM4_ROWS2
+#undef LNN_CM4_ROWS4
+#undef LNN_CM4_DOT1
+#undef LNN_CM4_DOT2
+#undef LNN_CM4_DOT4
 #undef LNN_CM4_DOT8
 
 void lnn_linear__cm4(const lnn_linear_params *p)
@@ -191,14 +289,13 @@ void lnn_linear__cm4(const lnn_linear_params *p)
         float *y = p->y + r * m;
         size_t j = 0;
         for (; j + 4 <= m; j += 4)
-            lnn_cm4_dot4(x, p->w + j * k, k, y + j);
-        for (; j < m; j++) {
-            const float *w = p->w + j * k;
-            float acc = 0.0f;
-            for (size_t i = 0; i < k; i++)
-                acc = fmaf(x[i], w[i], acc);
-            y[j] = acc;
+            lnn_cm4_dots(x, p->w + j * k, k, y + j, 4);
+        if (m & 2) {
+            lnn_cm4_dots(x, p->w + j * k, k, y + j, 2);
+            j += 2;
         }
+        if (m & 1)
+            lnn_cm4_dots(x, p->w + j * k, k, y + j, 1);
         if (p->bias)
             for (size_t c = 0; c < m; c++)
                 y[c] += p->bias[c];
