@@ -9,9 +9,9 @@ import struct
 
 import numpy as np
 import pytest
-from lnnedge import isa
+from lnnedge import config, isa, lnnb
 from lnnedge.devices.base import DeviceError
-from lnnedge.devices.serial import SerialLink
+from lnnedge.devices.serial import SerialDevice, SerialLink
 from lnnedge.devices.serial.link import FirmwareError
 from support.emulator import build_firmware, m4_board
 from test_loader import F32, half_model, stateful
@@ -78,3 +78,16 @@ def test_reset_state_keeps_the_float16_constants_widened_at_load(link, tmp_path)
     for got in (before, after.outputs):
         for y, want in zip(got, expected):
             np.testing.assert_array_equal(y, want)
+
+
+def test_the_smoke_test_runs_a_stateful_models_cases_as_streams_from_zero(link, tmp_path):
+    """The firmware board's smoke test (SerialDevice.test, what deploy and `invoke run` hold a model to) takes a
+    stateful model's bundled cases as `lnnvm test` does: each the first step of its own stream, from zero state.
+    Run one after another at batch 1 they summed into each other (ltc-sequence on qemu-m4: max |err| 1.52)."""
+    x = np.random.default_rng(3).uniform(-2, 2, (6, 2)).astype(np.float32)
+    path = tmp_path / "sum-tests.lnnb"
+    path.write_bytes(stateful(tests=lnnb.TestSet(x, x.copy(), 0.0)))
+    device = SerialDevice(config.board("qemu-m4"), build_firmware()["elf"])
+    device._link = link  # the module's emulator, not a second boot
+    smoke = device.test(path)
+    assert smoke.cases == 6 and smoke.passed and smoke.max_abs_err == 0.0, smoke.summary

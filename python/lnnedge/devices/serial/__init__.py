@@ -81,4 +81,7 @@ class SerialDevice(DeviceBase):
 
     def test(self, model: Path) -> SmokeResult:
         inputs, tests = bundled_tests(model)
-        return compare_with_tests(self.run(model, inputs).outputs, tests)
+        # A stateful model's bundled cases are independent streams of one step, each from zero state (as
+        # `lnnvm test` runs them: one batch): run as one row after another they would carry state between cases.
+        streams = len(tests.outputs) if lnnb.state_row(Path(model).read_bytes()) else 1
+        return compare_with_tests(self.run(model, inputs, batch=streams).outputs, tests)
