@@ -54,3 +54,13 @@ def test_bench_times_every_weight_scheme_against_float32(bench_run):
     assert "weights: the C VM per weight scheme" in tables
     assert tables in proc.stdout
     assert "| int8 |" in readme_table(report)
+
+
+def test_a_recipe_without_quantization_is_benched_in_float32_alone():
+    """`invoke bench [--board]` compiled the int8 and float16 files of every recipe, so a model whose recipe has no
+    quantization section (mlp-digits, cnn-digits, ltc-sequence) was refused before anything was measured."""
+    from lnnedge import recipe
+    from lnnedge.pipeline.bench import _schemes
+
+    assert recipe.load("mlp-digits").quantization is None and _schemes(recipe.load("mlp-digits")) == ()
+    assert _schemes(recipe.load("ltc-sine")) == SCHEMES

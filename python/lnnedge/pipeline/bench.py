@@ -18,15 +18,21 @@ from .reports import BenchReport, MatmulReport
 from .train import load_trained
 
 
+def _schemes(recipe: recipes.Recipe) -> tuple[str, ...]:
+    """The quantized weight formats to bench beside float32: none for a recipe without a quantization section
+    (its model is float32 only)."""
+    return quant_gate.SCHEMES if recipe.quantization is not None else ()
+
+
 def bench(model: str, quick: bool = False, progress: Progress = silent) -> BenchReport:
     """The engines on the float32 file, and the C VM on it and on the int8 and float16 files (compiled when
-    missing)."""
+    missing; float32 alone for a recipe without a quantization section)."""
     recipe = recipes.load(model)
     result = build(config.load_target("host"), echo=lambda _m: None)
     net = load_trained(recipe)
     files = {"float32": compiled_file(recipe)}
     compiled = []
-    for scheme in quant_gate.SCHEMES:
+    for scheme in _schemes(recipe):
         if not model_file(recipe.name, scheme).is_file():
             compiled.append(compile_model(model, scheme))
         files[scheme] = model_file(recipe.name, scheme)
@@ -36,7 +42,8 @@ def bench(model: str, quick: bool = False, progress: Progress = silent) -> Bench
 
 def bench_board(model: str, board: str, progress: Progress = silent) -> tuple[dict, Path]:
     """Instructions per inference on an emulated microcontroller (lnnedge.mcu_bench) for the float32, int8 and
-    float16 files (compiled when missing): build/<model>/bench-<board>.json. The image is the target's full
+    float16 files (compiled when missing; float32 alone for a recipe without a quantization section):
+    build/<model>/bench-<board>.json. The image is the target's full
     build made for the bench (build/bench/<board>/: the target's output directory may hold a selective build
     for one model), the files uploaded to it; a target without an upload buffer gets one image per file
     with the file in its flash (build/bench/<board>-<format>/)."""
@@ -47,7 +54,7 @@ def bench_board(model: str, board: str, progress: Progress = silent) -> tuple[di
     mcu_bench.check_board(config.board(board))
     target = config.board(board).target
     files = {"float32": compiled_file(recipe)}
-    for scheme in quant_gate.SCHEMES:
+    for scheme in _schemes(recipe):
         if not model_file(recipe.name, scheme).is_file():
             compile_model(model, scheme)
         files[scheme] = model_file(recipe.name, scheme)
