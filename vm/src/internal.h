@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "lnn_format.h"
 #include "lnnvm.h"
@@ -168,6 +169,22 @@ static inline uint32_t lnn_rd32(const uint8_t *p)
 {
     return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
            ((uint32_t)p[3] << 24);
+}
+
+/* ---- a float's bits and back (memcpy: no aliasing UB, one move when optimised) */
+
+static inline uint32_t lnn_f32_bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+static inline float lnn_f32_from_bits(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
 }
 
 /* ---- header field offsets (see lnn_format.h) ----------------------------- */

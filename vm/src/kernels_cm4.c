@@ -302,28 +302,6 @@ void lnn_linear__cm4(const lnn_linear_params *p)
     }
 }
 
-/* The LTC step's fused form (kernels.h, LNN_EW_FORM_LTC),
- *   y = H + DT * ((C + D) * sigmoid(A + B) - H) / T,  slots A B C D H T DT,
- * one element at a time with every intermediate in a register, instead of
- * the block interpreter's pass per instruction through scratch blocks on
- * the stack. The operations are the scalar kernels' in the program's order
- * (the sigmoid is kernels_scalar.c's lnn_sigmoidf operation for operation,
- * no fused multiply-add: the file is built with -ffp-contract=off), so the
- * result has the bits the scalar set gives the program. */
-static uint32_t lnn_cm4_bits(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return u;
-}
-
-static float lnn_cm4_from_bits(uint32_t u)
-{
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
 /* LINEAR_TQ8, MATMUL_TQ8 in integers. The FPU cannot load a byte, so a float
  * product of int8 weights pays a sign-extending load, a move to the FPU, a
  * conversion and the vfma for every weight. Instead each row of x is put in
@@ -346,7 +324,7 @@ enum { LNN_CM4_TQ8_CHUNK = 64 };
 /* 2^e for -126 <= e <= 127 */
 static float lnn_cm4_pow2(int e)
 {
-    return lnn_cm4_from_bits((uint32_t)(e + 127) << 23);
+    return lnn_f32_from_bits((uint32_t)(e + 127) << 23);
 }
 
 /* The row with float sums (x holds a NaN or an infinity): the scalar
@@ -510,7 +488,7 @@ void lnn_linear_tq8__cm4(const lnn_linear_q8_params *p)
         /* the largest |x| as bits (the order of non-negative floats); NaN and inf: 0x7F800000 up */
         uint32_t big = 0;
         for (size_t i = 0; i < k; i++) {
-            const uint32_t u = lnn_cm4_bits(x[i]) & 0x7FFFFFFFu;
+            const uint32_t u = lnn_f32_bits(x[i]) & 0x7FFFFFFFu;
             big = u > big ? u : big;
         }
         if (big >= 0x7F800000u) {
@@ -530,7 +508,7 @@ void lnn_linear_tq8__cm4(const lnn_linear_q8_params *p)
             const size_t cnt = k - i0 < LNN_CM4_TQ8_CHUNK ? k - i0 : LNN_CM4_TQ8_CHUNK;
             const size_t padded = (cnt + 3) & ~(size_t)3;
             uint32_t off = (uint32_t)(i0 * p->ldq);
-            in[0].x = (int32_t)lnn_cm4_bits(out1 * 65536.0f);
+            in[0].x = (int32_t)lnn_f32_bits(out1 * 65536.0f);
             for (size_t c = 1; c <= cnt; c++, off += (uint32_t)p->ldq) {
                 in[c].x = (int32_t)(x[i0 + c - 1] * in1 * in2); /* exact but for the truncation */
                 in[c].off = off;
@@ -547,6 +525,15 @@ void lnn_linear_tq8__cm4(const lnn_linear_q8_params *p)
     }
 }
 
+/* The LTC step's fused form (kernels.h, LNN_EW_FORM_LTC),
+ *   y = H + DT * ((C + D) * sigmoid(A + B) - H) / T,  slots A B C D H T DT,
+ * one element at a time with every intermediate in a register, instead of
+ * the block interpreter's pass per instruction through scratch blocks on
+ * the stack. The operations are the scalar kernels' in the program's order
+ * (the sigmoid is kernels_scalar.c's lnn_sigmoidf operation for operation,
+ * no fused multiply-add: the file is built with -ffp-contract=off), so the
+ * result has the bits the scalar set gives the program. */
+
 /* kernels_scalar.c lnn_exp_core, the same operations in the same order */
 static inline float lnn_cm4_exp_core(float x)
 {
@@ -554,7 +541,7 @@ static inline float lnn_cm4_exp_core(float x)
     x = x > LNN_EXP_HI ? LNN_EXP_HI : x;
     const float t = x * LNN_EXP_LOG2E + LNN_EXP_MAGIC;
     const float n = t - LNN_EXP_MAGIC;
-    const uint32_t nb = lnn_cm4_bits(t) - LNN_EXP_NBIAS;
+    const uint32_t nb = lnn_f32_bits(t) - LNN_EXP_NBIAS;
     const uint32_t h1 = nb >> 1;
     const uint32_t h2 = nb - h1;
     float r = x - n * LNN_EXP_LN2_HI;
@@ -566,8 +553,8 @@ static inline float lnn_cm4_exp_core(float x)
     q = q * r + LNN_EXP_P3;
     q = q * r + LNN_EXP_P2;
     const float e = (q * (r * r) + r) + 1.0f;
-    return e * lnn_cm4_from_bits((h1 + LNN_EXP_EBIAS) << 23) *
-           lnn_cm4_from_bits((h2 + LNN_EXP_EBIAS) << 23);
+    return e * lnn_f32_from_bits((h1 + LNN_EXP_EBIAS) << 23) *
+           lnn_f32_from_bits((h2 + LNN_EXP_EBIAS) << 23);
 }
 
 /* kernels_scalar.c lnn_sigmoidf */

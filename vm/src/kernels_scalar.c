@@ -216,20 +216,6 @@ void lnn_pow__scalar(const lnn_binary_params *p) { lnn_binary_each(p, powf); }
 #undef LNN_BINARY_KERNEL
 #undef LNN_BINARY_LOOPS
 
-static uint32_t lnn_f32_bits(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return u;
-}
-
-static float lnn_f32_from_bits(uint32_t u)
-{
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
 /* exp(x) for any x but NaN (vmath.h). Unsigned arithmetic throughout: a
  * NaN that slipped in would give garbage, never undefined behaviour. */
 static float lnn_exp_core(float x)
