@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 from lnnedge.devices.serial import FirmwareError, SerialLink
 from lnnedge.devices.serial.protocol import decode_frame, decode_info, encode_frame, protocol
-from lnnedge.paths import BUILD_DIR, VM_DIR
+from lnnedge.paths import VM_DIR
 from lnnedge.reliability import serial_frames as sf
+from support.emulator import OUT
 from test_loader import BROKEN, half_model, stateful
 
 FRAMES = 100_000  # each way: the figure vm/PROTOCOL.md section 12 quotes
@@ -116,7 +117,7 @@ def test_a_model_too_big_to_sit_beside_the_loaded_one_is_loaded_after_an_unload(
 @pytest.fixture(scope="module")
 def sanitized_engine():
     """lnnedge-fw-host: the engine on stdin/stdout with ASan + UBSan."""
-    out = BUILD_DIR / "firmware" / "cortex-m4"
+    out = OUT
     proc = subprocess.run(["make", "-C", str(VM_DIR / "firmware"), f"O={out}", "-j2", "host"], capture_output=True,
                           text=True)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]

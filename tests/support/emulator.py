@@ -13,7 +13,9 @@ from lnnedge.devices.emulator import Emulator
 from lnnedge.paths import BUILD_DIR, VM_DIR
 
 TARGET = config.load_target("cortex-m4")
-OUT = BUILD_DIR / "firmware" / TARGET.name
+# the tests' own build (the Makefile's defaults): not build/firmware/<target>, which `invoke build` makes with the
+# target's flags and the tasks run without rebuilding when it is newer than its sources
+OUT = BUILD_DIR / "test-firmware" / TARGET.name
 ELF = OUT / TARGET.firmware.elf
 
 
