@@ -23,7 +23,8 @@ pytestmark = pytest.mark.skipif(subprocess.run(["sh", "-c", "command -v qemu-sys
 def test_cm4_products_and_ltc_step_match_the_scalar_kernels_on_the_core():
     """cm4_kernel_test.c under QEMU with semihosting: linear / linear_t within 1e-5 sum |x w| of the scalar
     kernels, linear_tq8 (block floating point) within that + 2^-29 max |x| sum |w|, the fused LTC step bit for bit
-    the scalar block interpreter's result; it exits 1 on any failure."""
+    the scalar block interpreter's result, conv2d (the cm4 tap) within 1e-5 of the sum of the absolute terms; it
+    exits 1 on any failure."""
     proc = subprocess.run(["make", "-s", "-C", str(VM_DIR / "firmware"), f"O={OUT}", "-j2", "kerneltest"],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -37,7 +38,8 @@ def test_cm4_products_and_ltc_step_match_the_scalar_kernels_on_the_core():
     assert [line.split(":")[0] for line in lines[1:]] == [
         "ok   cm4 linear vs scalar (1e-5 sum |x w|)", "ok   cm4 linear_t vs scalar (1e-5 sum |x w|)",
         "ok   cm4 linear_tq8 vs scalar (1e-5 sum |x w| + 2^-29 max |x| sum |w|)",
-        "ok   cm4 ewise LTC form vs scalar block interpreter (bits)"]
+        "ok   cm4 ewise LTC form vs scalar block interpreter (bits)",
+        "ok   cm4 conv2d vs scalar (1e-5 sum |x w| + |bias|)"]
 
 
 @pytest.fixture(scope="module")

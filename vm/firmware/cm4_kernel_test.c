@@ -20,6 +20,11 @@
  *                         over 2^-40..2^40 in one row, all zero, denormal,
  *                         and the largest x on weights all zero (where the
  *                         second term is the bound)
+ *   conv2d                within 1e-5 of the sum of the absolute terms of the
+ *                         scalar kernel (the set's tap fuses), NaN / inf
+ *                         alike, the floats after y untouched; kernel 1x1,
+ *                         3x3, 5x5, stride 1 and 2, padding 0 and 1, runs of
+ *                         1..17 output pixels, and random shapes
  *   ewise (LTC form)      the bits of the scalar set's block interpreter on
  *                         the same program, operands in every mode (now
  *                         and then a NaN, which gives NaN as the scalar
@@ -311,6 +316,86 @@ static uint32_t linear_sweep(uint32_t *cases)
     return bad;
 }
 
+/* ---- CONV2D (the loops of kernels_graph.h, the set's tap) ------------------------- */
+
+enum { CV_X = 2 * 3 * 13 * 38, CV_W = 3 * 3 * 5 * 5, CV_Y = 2 * 3 * 17 * 28 };
+static float cx[CV_X + 1], cw[CV_W + 1], cb[4], ax[CV_X + 1], aw[CV_W + 1], ab[4];
+static float cy_ref[CV_Y + GUARD], cy_got[CV_Y + GUARD], cy_mag[CV_Y + GUARD];
+
+/* one shape, operands random (now and then a NaN or +inf in x), against the
+ * scalar kernel within 1e-5 of the sum of the absolute terms (the scalar
+ * kernel on the absolute operands), the floats after y untouched; x and w
+ * misaligned by 4 bytes or not */
+static uint32_t conv_run(size_t count, size_t c, size_t o, size_t h, size_t wd, size_t kh, size_t kw,
+                         size_t stride, size_t pad)
+{
+    lnn_conv2d_params p;
+    p.count = count, p.c = c, p.o = o, p.h = h, p.wd = wd, p.kh = kh, p.kw = kw, p.stride = stride, p.pad = pad;
+    p.oh = (h + 2 * pad - kh) / stride + 1;
+    p.ow = (wd + 2 * pad - kw) / stride + 1;
+    const size_t nx = count * c * h * wd, nw = o * c * kh * kw, ny = count * o * p.oh * p.ow;
+    const size_t off = rnd() % 2;
+    const int special = (int)(rnd() % 8);
+    for (size_t i = 0; i < nx + 1; i++)
+        cx[i] = uniform(-2.0f, 2.0f);
+    for (size_t i = 0; i < nw + 1; i++)
+        cw[i] = uniform(-2.0f, 2.0f);
+    for (size_t i = 0; i < o; i++)
+        cb[i] = uniform(-2.0f, 2.0f);
+    if (special == 1)
+        cx[off + rnd() % nx] = NAN;
+    if (special == 2) { /* +inf times positive weights */
+        cx[off + rnd() % nx] = INFINITY;
+        for (size_t i = 0; i < nw + 1; i++)
+            cw[i] = fabsf(cw[i]);
+    }
+    for (size_t i = 0; i < nx + 1; i++)
+        ax[i] = fabsf(cx[i]);
+    for (size_t i = 0; i < nw + 1; i++)
+        aw[i] = fabsf(cw[i]);
+    for (size_t i = 0; i < o; i++)
+        ab[i] = fabsf(cb[i]);
+    for (size_t i = 0; i < ny + GUARD; i++)
+        cy_ref[i] = cy_got[i] = cy_mag[i] = untouched;
+    p.x = cx + off, p.w = cw + off, p.bias = cb, p.y = cy_ref;
+    lnn_kernels_scalar.conv2d(&p);
+    p.y = cy_got;
+    lnn_kernels_cm4.conv2d(&p);
+    p.x = ax + off, p.w = aw + off, p.bias = ab, p.y = cy_mag;
+    lnn_kernels_scalar.conv2d(&p);
+    uint32_t bad = 0;
+    for (size_t i = 0; i < ny; i++)
+        bad += off_bound(cy_got[i], cy_ref[i], cy_mag[i], 0.0f);
+    for (size_t i = ny; i < ny + GUARD; i++)
+        bad += bits(cy_got[i]) != bits(untouched);
+    return bad != 0;
+}
+
+/* kernel 1x1, 3x3, 5x5, stride 1 and 2, padding 0 and 1 (below the kernel
+ * size, the verifier's rule), widths giving the taps runs of 1..17 output
+ * pixels (stride 1: blocks of 8 and every tail of 4, 2, 1; stride 2: the
+ * element by element tap) */
+static uint32_t conv_sweep(uint32_t *cases)
+{
+    static const size_t ks[] = {1, 3, 5};
+    uint32_t bad = 0;
+    for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++)
+        for (size_t stride = 1; stride <= 2; stride++)
+            for (size_t pad = 0; pad <= 1 && pad < ks[ki]; pad++)
+                for (size_t wd = ks[ki]; wd <= ks[ki] + 16 * stride + 1; wd++, ++*cases)
+                    bad += conv_run(1 + rnd() % 2, 1 + rnd() % 3, 1 + rnd() % 3, ks[ki] + rnd() % 4, wd, ks[ki],
+                                    ks[ki], stride, pad);
+    return bad;
+}
+
+/* random shapes, as vm/tests/kernel_graph_test.inc draws them (smaller) */
+static uint32_t conv_case(void)
+{
+    const size_t kh = 1 + rnd() % 5, kw = 1 + rnd() % 5, kmin = kh < kw ? kh : kw;
+    return conv_run(1 + rnd() % 2, 1 + rnd() % 3, 1 + rnd() % 3, kh + rnd() % 9, kw + rnd() % 20, kh, kw,
+                    1 + rnd() % 3, rnd() % kmin);
+}
+
 /* ---- the LTC step's fused form ------------------------------------------------------ */
 
 enum { EW_MAX = 8 * 70 };
@@ -395,7 +480,7 @@ static uint32_t ltc_case(void)
 int main(void)
 {
     uint32_t bad = 0, cases = 0;
-    enum { PRODUCT_CASES = 400, LTC_CASES = 300 };
+    enum { PRODUCT_CASES = 400, LTC_CASES = 300, CONV_CASES = 200 };
     put("cm4_kernel_test: kernel sets compiled in:");
     for (size_t i = 0; lnn_kernel_sets[i]; i++) {
         put(" ");
@@ -421,5 +506,10 @@ int main(void)
     for (uint32_t c = 0; c < LTC_CASES; c++)
         bad += ltc_case();
     report("cm4 ewise LTC form vs scalar block interpreter (bits)", LTC_CASES, bad);
+    cases = 0;
+    bad = conv_sweep(&cases);
+    for (uint32_t c = 0; c < CONV_CASES; c++)
+        bad += conv_case();
+    report("cm4 conv2d vs scalar (1e-5 sum |x w| + |bias|)", cases + CONV_CASES, bad);
     finish(!failed);
 }

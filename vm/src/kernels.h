@@ -433,7 +433,8 @@ const lnn_kernels *lnn_kernels_find(const char *isa);
      LNN_OP_LINKED(EWISE5) || LNN_OP_LINKED(EWISE6) || LNN_OP_LINKED(EWISE7) || LNN_OP_LINKED(EWISE8))
 
 /* The table entries that every kernel set with scalar element-wise and graph kernels takes from them
- * (the scalar set and cm4, whose own kernels are the products and the element-wise programs). */
+ * (the scalar set and cm4, whose own kernels are the products, the element-wise programs and CONV2D:
+ * each table names its conv2d, kernels_graph_scalar.c's or kernels_cm4.c's). */
 #define LNN_SCALAR_TABLE_ENTRIES \
     .add = LNN_KERNEL_IF(LNN_OP_LINKED(ADD), lnn_add__scalar), \
     .sub = LNN_KERNEL_IF(LNN_OP_LINKED(SUB), lnn_sub__scalar), \
@@ -458,7 +459,6 @@ const lnn_kernels *lnn_kernels_find(const char *isa);
     .zero = LNN_KERNEL_IF(LNN_OP_LINKED(ZERO), lnn_zero__scalar), \
     .concat = LNN_KERNEL_IF(LNN_OP_LINKED(CONCAT), lnn_concat__scalar), \
     .split = LNN_KERNEL_IF(LNN_OP_LINKED(SPLIT), lnn_split__scalar), \
-    .conv2d = LNN_KERNEL_IF(LNN_OP_LINKED(CONV2D), lnn_conv2d__scalar), /* kernels_graph_scalar.c */ \
     .maxpool2d = LNN_KERNEL_IF(LNN_OP_LINKED(MAXPOOL2D), lnn_maxpool2d__scalar), \
     .avgpool2d = LNN_KERNEL_IF(LNN_OP_LINKED(AVGPOOL2D), lnn_avgpool2d__scalar), \
     .softmax = LNN_KERNEL_IF(LNN_OP_LINKED(SOFTMAX), lnn_softmax__scalar), \

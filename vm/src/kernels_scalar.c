@@ -498,5 +498,6 @@ const lnn_kernels lnn_kernels_scalar = {
     .linear_q8 = LNN_KERNEL_IF(LNN_OP_LINKED(LINEAR_Q8) || LNN_OP_LINKED(MATMUL_NTQ8), lnn_linear_q8__scalar),
     .linear_tq8 = LNN_KERNEL_IF(LNN_OP_LINKED(LINEAR_TQ8) || LNN_OP_LINKED(MATMUL_TQ8), lnn_linear_tq8__scalar),
     .ewise = LNN_KERNEL_IF(LNN_EWISE_LINKED, lnn_ewise__scalar),
+    .conv2d = LNN_KERNEL_IF(LNN_OP_LINKED(CONV2D), lnn_conv2d__scalar), /* kernels_graph_scalar.c */
     LNN_SCALAR_TABLE_ENTRIES
 };
