@@ -11,7 +11,7 @@ from conftest import lnnvm
 from lnnedge import lnnb
 from lnnedge.footprint import COMPONENTS, MapFileError, build_core, parse_map, symbol_components
 from lnnedge.isa import const, encode
-from lnnedge.opselect import header, plan_size, program_ops, used_ops
+from lnnedge.opselect import column_blocks, header, plan_size, program_ops, used_ops
 from lnnedge.paths import ROOT
 from test_loader import VALID, fused, half_field, half_model, patched, program
 
@@ -40,6 +40,10 @@ def test_the_selection_is_the_models_ops():
     text = header([FUSED])
     assert "#define LNN_EW_USE_SIGMOID 1" in text and "#define LNN_EW_USE_TANH 0" in text
     assert "#define LNN_USE_SIGMOID 0" in text  # only in a program: its own kernel is left out
+    # the Cortex-M products' tail blocks: FUSED's LINEAR_T writes 3 columns (a 2-column block and one column);
+    # VALID has no LINEAR_T: none, its image links only the one-column block
+    assert column_blocks(FUSED) == 2 and "#define LNN_CM4_T_BLOCKS 2 " in text
+    assert "#define LNN_CM4_T_BLOCKS 0 " in header([VALID])
 
 
 def test_the_model_struct_is_sized_by_the_models_plan(selective_runner, host_build, tmp_path):

@@ -146,26 +146,36 @@ static const float lnn_cm4_zeros[16];
         }                                                                           \
     } while (0)
 
-/* The last m % 16 columns from j on: a block of 8, 4, 2, 1 for each bit of
- * m. Out of line: inlined, its blocks' pointers and steps crowd the 16-column
- * loop's registers, and m a multiple of 16 would pay for it. */
+/* Which tail blocks of 8, 4 and 2 columns are linked (bits 8, 4, 2): all in
+ * a full build; a selective build lists those its models' widths use
+ * (opselect.py), since they take about 1 KB of flash. The one-column block is
+ * always there and takes the columns of a block left out: every width runs,
+ * a listed one at block speed. */
+#ifndef LNN_CM4_T_BLOCKS
+#define LNN_CM4_T_BLOCKS 14
+#endif
+
+/* The last m % 16 columns from j on: a block of 8, 4, 2 for each bit of m
+ * (that is linked), the rest one column at a time. Out of line: inlined, its
+ * blocks' pointers and steps crowd the 16-column loop's registers, and m a
+ * multiple of 16 would pay for it. */
 __attribute__((noinline)) static void lnn_cm4_linear_t_tail(const lnn_linear_t_params *p, const float *x,
                                                             float *y, size_t j)
 {
     const size_t k = p->k, m = p->m, ldw = p->ldw;
-    if (m & 8) {
+    if ((LNN_CM4_T_BLOCKS & 8) && (m & 8)) {
         LNN_CM4_COLUMNS("{s16-s23}", LNN_CM4_STEP8, 0);
         j += 8;
     }
-    if (m & 4) {
+    if ((LNN_CM4_T_BLOCKS & 4) && (m & 4)) {
         LNN_CM4_COLUMNS("{s16-s19}", LNN_CM4_STEP4, 0);
         j += 4;
     }
-    if (m & 2) {
+    if ((LNN_CM4_T_BLOCKS & 2) && (m & 2)) {
         LNN_CM4_COLUMNS("{s16-s17}", LNN_CM4_STEP2, 0);
         j += 2;
     }
-    if (m & 1)
+    for (; j < m; j++)
         LNN_CM4_COLUMNS("{s16}", LNN_CM4_STEP1, 0);
 }
 
