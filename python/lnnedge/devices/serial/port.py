@@ -153,12 +153,6 @@ class Line(typing.Protocol):
 
     def write(self, data: bytes) -> None: ...
 
-    def _far_end(self) -> str:
-        """Who can have gone when the port fails: over a network URL, the serial server (ser2net) first."""
-        if self.url.startswith(("rfc2217://", "socket://")):
-            return "the serial server, the device or the emulator"
-        return "the device or emulator"
-
     def read(self, deadline: float) -> bytes: ...
 
     def close(self) -> None: ...
