@@ -90,7 +90,8 @@ def train_seeds(c, model=None, seeds="0,1,2,3,4", epochs=None):
         raise Exit(f"error: seeds {report.failed} did not reach the target RMSE", code=1)
 
 
-QUANT_HELP = "int8 or f16: the model with int8 or float16 weights (build/<model>/model-<scheme>.lnnb)"
+QUANT_HELP = ("int8, w8a16 or f16: the model with int8 weights, int8 weights and 16-bit activations, or float16 "
+              "weights (build/<model>/model-<scheme>.lnnb)")
 
 
 MODULE_HELP = "your own model: FILE.py:FACTORY, a function returning the nn.Module (instead of --model)"
@@ -259,7 +260,7 @@ def _verify_file(file, board, module, weights, test_data, recipe_only) -> None:
 @step
 def deploy(c, model=None, board=None, quant=None, force=False, file=None, count=None):
     """Upload the target's VM and the compiled model; activate only after a smoke test passes on the device.
-    A quantized model (--quant int8|f16) needs a passed `invoke quantize-check --quant` of it unless --force."""
+    A quantized model (--quant int8|w8a16|f16) needs a passed `invoke quantize-check --quant` of it unless --force."""
     from lnnedge import console
 
     if file:
@@ -296,7 +297,7 @@ def fuzz(c, seconds="60", target="all", jobs="1"):
 
 
 @task(name="quantize-check", help={"model": MODEL_HELP,
-                                   "quant": "int8 or f16 (default: the recipe's quantization scheme)"})
+                                   "quant": "int8, w8a16 or f16 (default: the recipe's quantization scheme)"})
 @step
 def quantize_check(c, model=None, quant=None):
     """Quantized weights vs float on the held-out set; exit 1 when worse than the recipe's quantization tolerance."""

@@ -1,4 +1,5 @@
-"""int8 weights: the scheme, the compiler's int8 storage, the C VM's _Q8 kernels, and the quantize-check gate."""
+"""int8 weights: the schemes (int8, w8a16, f16), the compiler's storage, the C VM's kernels, and the quantize-check
+gate."""
 
 from __future__ import annotations
 
@@ -33,11 +34,48 @@ def test_per_channel_scheme_is_symmetric_and_bounded():
     assert np.all(err <= qw.scale[:, None] / 2 * (1 + 1e-6))
 
 
+def _round_row16(row: list[float]) -> list[float]:
+    """The w8a16 activation rounding of one row, straight from its definition (lnn_opcodes.def), in doubles."""
+    if not all(np.isfinite(row)):
+        return [float("nan")] * len(row)
+    mantissa, exponent = np.frexp(max(abs(v) for v in row))
+    e = max(int(exponent) + (round(mantissa * 2 ** 15) == 2 ** 15), -100)
+    return [round(v * 2.0 ** (15 - e)) * 2.0 ** (e - 15) for v in row]
+
+
+def test_w8a16_rounds_each_input_row_to_16_bit_block_floating_point():
+    rng = np.random.default_rng(5)
+    rows = [rng.normal(size=9) * 10.0 ** rng.integers(-30, 30) for _ in range(200)]
+    rows += [np.zeros(9), np.full(9, 1e-35), np.array([32767.5 / 32768, 0.5, -0.25]),  # rounds up: next exponent
+             np.array([32767.4 / 32768, 1e-5, -1e-5]), np.array([1.0, np.nan, 2.0]), np.array([-np.inf, 0, 1]),
+             np.array([3e38, -3.4e38, 1.0]), np.array([2.0 ** -20 * 3, 2.0 ** -21])]
+    for row in rows:
+        x = torch.tensor(np.asarray(row, dtype=np.float32)[None])
+        want = np.array(_round_row16([float(v) for v in x[0]]), dtype=np.float32)
+        got = quantize.round_rows16(x)[0].numpy()
+        np.testing.assert_array_equal(got, want)
+        if np.isfinite(want).all() and want.any():  # 16 significant bits: at most 32767 steps of one power of 2
+            step = np.min([abs(v) for v in want if v] + [np.inf])
+            assert np.abs(want).max() / 2.0 ** np.floor(np.log2(step)) < 2 ** 16
+
+
+def test_w8a16_reference_rounds_the_inputs_of_quantized_layers_and_the_compiler_sees_no_hook():
+    model = untrained("ltc-sine", seed=3)
+    int8, w8a16 = (quantize.fake_quantize(model, KEEP_FLOAT, s) for s in ("int8", "w8a16"))
+    x = torch.from_numpy(inputs_for(1, 64, seed=2))
+    with torch.no_grad():
+        y8, y16 = int8(x), w8a16(x)
+        bare = quantize.capturable(w8a16)(x)
+    assert 0 < (y16 - y8).abs().max() < 1e-2  # the rounding changes results, a little
+    assert torch.equal(bare, y8)  # without the hooks: the int8 weights alone
+    assert quantize.capturable(int8) is int8
+
+
 def _quantized_sine(scheme: str):
     """An untrained ltc-sine, its fake-quantized twin and the `scheme` compile of it."""
     model = untrained("ltc-sine", seed=3)
     fake = quantize.fake_quantize(model, KEEP_FLOAT, scheme)
-    compiled = compile_module(fake, (torch.zeros(1, 1),), name="ltc-sine",
+    compiled = compile_module(quantize.capturable(fake), (torch.zeros(1, 1),), name="ltc-sine",
                               **quantize.compile_options(model, KEEP_FLOAT, scheme))
     return model, fake, compiled
 
@@ -87,7 +125,7 @@ def test_reference_vm_runs_the_quantized_file_as_the_fake_quantized_model(quanti
     got = RefVM(compiled.data).run([x])[0]
     assert np.abs(got - expected).max() <= 1e-5
     # it is really the quantized arithmetic: float16 rounds weights ~500x finer than int8
-    assert np.abs(got - float_out).max() > {"int8": 1e-4, "f16": 1e-6}[scheme]
+    assert np.abs(got - float_out).max() > {"int8": 1e-4, "w8a16": 1e-4, "f16": 1e-6}[scheme]
 
 
 def test_int8_compile_refuses_weights_that_are_not_fake_quantized(int8_sine):

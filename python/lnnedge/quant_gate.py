@@ -12,9 +12,11 @@ from pathlib import Path
 from .artifacts import ArtifactError, MissingArtifact
 from .recipe import Recipe
 
-SCHEMES = ("int8", "f16")
+SCHEMES = ("int8", "w8a16", "f16")
 DESCRIPTIONS = {
     "int8": "int8 weights, symmetric, per output channel; float32 activations and accumulation",
+    "w8a16": "int8 weights, symmetric, per output channel; each input row of a quantized layer rounded to 16-bit "
+             "block floating point (one exponent per row), exact integer sums",
     "f16": "float16 weights (IEEE half, widened to float32 at load); float32 activations and accumulation",
 }
 

@@ -1,15 +1,19 @@
-"""Post-training quantization of the Linear layers' weights, two schemes.
+"""Post-training quantization of the Linear layers' weights, three schemes.
 
 int8: symmetric, one scale per output channel
     scale[m] = max_k |W[m, k]| / 127          (1 where the row is all zeros)
     q[m, k]  = clamp(round(W[m, k] / scale[m]), -127, 127)
     y        = (x @ q^T) * scale + b           activations and accumulation stay float32
+w8a16: the int8 weights, and each input row of a quantized layer rounded to 16-bit block floating point
+    (one power-of-two step per row, round_rows16) before the product, which the device then takes in
+    integers: the scheme for microcontrollers with a DSP extension (SMLAD), where it is faster than float.
 f16: each weight rounded to IEEE half (round to nearest even), widened to float32 by the VM at load.
 
 `fake_quantize` gives the PyTorch model that computes exactly this (weights
-replaced by q * scale, or by their float16 values): what the quantized device
-is verified against. `check` is the quantize-check gate: quantized vs float
-on the held-out set.
+replaced by q * scale, or by their float16 values; for w8a16 also a forward
+pre-hook rounding each quantized layer's input): what the quantized device is
+verified against. `check` is the quantize-check gate: quantized vs float on
+the held-out set.
 """
 
 from __future__ import annotations
@@ -59,25 +63,68 @@ def int8_scales(model: torch.nn.Module, keep_float: tuple[str, ...]) -> dict[str
             for name in quantizable(model, keep_float)}
 
 
+def _power_of_two(exponent: torch.Tensor) -> torch.Tensor:
+    """2^exponent as float32, built from its bits (exact; exponent in the normal range)."""
+    return ((exponent.to(torch.int32) + 127) << 23).view(torch.float32)
+
+
+def round_rows16(x: torch.Tensor) -> torch.Tensor:
+    """Each row (last dim) of x rounded to 16-bit block floating point, as the device's w8a16 products do
+    (vm/include/lnn_opcodes.def, LINEAR_W8A16): e is the least exponent with round(max|x| 2^(15-e)) <= 32767
+    (at least -100), every element becomes round_half_even(x 2^(15-e)) 2^(e-15); a row holding a NaN or an
+    infinity becomes all NaN (the device gives NaN for every output of such a row)."""
+    finite = torch.isfinite(x).all(dim=-1, keepdim=True)
+    peak = torch.where(finite, x.abs().amax(dim=-1, keepdim=True), torch.zeros((), dtype=x.dtype))
+    mantissa, exponent = torch.frexp(peak)  # peak = mantissa 2^exponent, mantissa in [0.5, 1) (0 for 0)
+    # mantissa 2^15 is exact: a peak that rounds up to 32768 takes the next exponent
+    exponent = exponent + (torch.round(mantissa * 32768) >= 32768).to(exponent.dtype)
+    exponent = torch.clamp(exponent, min=-100)
+    rounded = torch.round(x * _power_of_two(15 - exponent)) * _power_of_two(exponent - 15)
+    return torch.where(finite, rounded, torch.full((), float("nan"), dtype=x.dtype))
+
+
+def _round_input(_module: torch.nn.Module, args: tuple) -> tuple:
+    return (round_rows16(args[0]), *args[1:])
+
+
 def fake_quantize(model: torch.nn.Module, keep_float: tuple[str, ...], scheme: str = "int8") -> torch.nn.Module:
-    """A copy of `model` whose quantized Linear weights are replaced by q * scale (int8) or rounded to
-    float16 (f16)."""
+    """A copy of `model` whose quantized Linear weights are replaced by q * scale (int8, w8a16) or rounded to
+    float16 (f16); for w8a16 each of those layers also rounds its input rows (round_rows16, a forward
+    pre-hook; `capturable` gives the model without the hooks, for the compiler)."""
     fake = copy.deepcopy(model)
     modules = dict(fake.named_modules())
     with torch.no_grad():
         for name in quantizable(fake, keep_float):
-            weight = modules[name].weight
+            module = modules[name]
             if scheme == "f16":
-                weight.copy_(weight.half().float())
+                module.weight.copy_(module.weight.half().float())
             else:
-                weight.copy_(torch.from_numpy(dequantize(quantize_weight(weight.detach().numpy()))))
+                module.weight.copy_(torch.from_numpy(dequantize(quantize_weight(module.weight.detach().numpy()))))
+            if scheme == "w8a16":
+                module.register_forward_pre_hook(_round_input)
     return fake.eval()
+
+
+def capturable(model: torch.nn.Module) -> torch.nn.Module:
+    """`model` without w8a16's input-rounding hooks: what the compiler captures (its store_w8a16 pass puts
+    the rounding into the device's products); the same model when it has none."""
+    hooked = [m for m in model.modules() if _round_input in m._forward_pre_hooks.values()]
+    if not hooked:
+        return model
+    bare = copy.deepcopy(model)
+    for module in bare.modules():
+        for key, hook in list(module._forward_pre_hooks.items()):
+            if hook is _round_input:
+                del module._forward_pre_hooks[key]
+    return bare
 
 
 def compile_options(model: torch.nn.Module, keep_float: tuple[str, ...], scheme: str) -> dict:
     """compile_module's arguments that store the quantized layers of `model` in `scheme`."""
     if scheme == "f16":
         return {"float16_layers": tuple(quantizable(model, keep_float))}
+    if scheme == "w8a16":
+        return {"w8a16_scales": int8_scales(model, keep_float)}
     return {"int8_scales": int8_scales(model, keep_float)}
 
 

@@ -204,7 +204,7 @@ class QuantTolerance(FileModel):
 
 
 class Quantization(FileModel):
-    scheme: Literal["int8", "f16"]
+    scheme: Literal["int8", "w8a16", "f16"]
     keep_float: tuple[Text, ...] = ()
     tolerance: QuantTolerance
 

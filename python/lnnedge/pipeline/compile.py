@@ -27,7 +27,8 @@ def quant_spec(recipe: recipes.Recipe) -> recipes.QuantSpec:
 def reference_model(recipe: recipes.Recipe, quant: str | None = None,
                     net: torch.nn.Module | None = None) -> torch.nn.Module:
     """What the device must reproduce: the trained model (`net`, else loaded), or for a quantized compile the
-    model with fake-quantized weights (the same int8 or float16 arithmetic in PyTorch)."""
+    model with fake-quantized weights (the same int8 or float16 arithmetic in PyTorch; w8a16 also rounds the
+    quantized layers' inputs)."""
     net = net if net is not None else load_trained(recipe)
     if quant is None:
         return net
@@ -58,10 +59,9 @@ def compile_model(model: str, quant: str | None = None) -> CompileReport:
     net = reference_model(recipe, quant, trained)
     stored = quantize.compile_options(trained, quant_spec(recipe).keep_float, quant) if quant else {}
     started = time.perf_counter()
-    module, examples, state, meta = _module(recipe, net)
+    module, examples, state, meta = _module(recipe, quantize.capturable(net))
     if quant:
-        meta["quantization"] = {"scheme": quant,
-                                "layers": sorted(stored.get("int8_scales") or stored.get("float16_layers"))}
+        meta["quantization"] = {"scheme": quant, "layers": sorted(next(iter(stored.values())))}
     compiled = compile_module(module, examples, name=recipe.name, meta=meta, tests=test_set(recipe, net),
                               state=state, **stored)
     compiled.save(path)
@@ -69,7 +69,7 @@ def compile_model(model: str, quant: str | None = None) -> CompileReport:
     plan = compiled.plan_summary()
     stored_as: tuple[str, ...] = ()
     if quant:
-        dtype = np.int8 if quant == "int8" else np.float16
+        dtype = np.float16 if quant == "f16" else np.int8
         constants = {k: v for scope in compiled.graph.scopes() for k, v in scope.constants.items()}
         stored_as = tuple(f"{name} {tuple(v.shape)}" for name, v in constants.items() if v.dtype == dtype)
         plain = model_file(recipe.name)
