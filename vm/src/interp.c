@@ -295,6 +295,18 @@ static void lnn_plan_compute(const lnn_model *m, uint32_t pc, uint32_t w, const 
             r[j].aux = r[j].elems / s->p[2];
         break;
     }
+    case LNN_OP_LINEAR_W8A16:
+    case LNN_OP_MATMUL_W8A16: { /* M from scale, K from x (the panel pairs both) */
+        lnn_tensor x, scale;
+        lnn_tensor_read(m, src[0], &x);
+        lnn_tensor_read(m, src[2], &scale);
+        s->p[0] = scale.dims[0];
+        s->p[1] = x.dims[x.rank - 1];
+        s->p[2] = o[0].elems / s->p[1];
+        for (uint32_t j = 0; j < ndst; j++)
+            r[j].aux = r[j].elems / s->p[2];
+        break;
+    }
     case LNN_OP_SPLIT: {
         lnn_tensor x;
         lnn_tensor_read(m, src[0], &x);
@@ -696,6 +708,27 @@ static void lnn_exec(lnn_ctx *c, const lnn_plan_step *s, const lnn_plan_ref *r,
     case LNN_OP_MATMUL_TQ8:
         lnn_exec_q8(c, s, r, y, x);
         break;
+    case LNN_OP_LINEAR_W8A16:
+    case LNN_OP_MATMUL_W8A16: {
+        /* one call for every destination: the panel pairs columns, so a
+         * destination may begin in the middle of a pair */
+        lnn_linear_w8a16_params p;
+        p.x = x[0];
+        p.panel = (const uint8_t *)(const void *)x[1];
+        p.scale = x[2];
+        p.bias = s->nsrc == 4 ? x[3] : NULL;
+        p.m = s->p[0];
+        p.k = s->p[1];
+        p.rows = lnn_product_rows(c, s, &o[0]);
+        p.ndst = s->ndst;
+        p.col[0] = 0;
+        for (uint32_t j = 0; j < s->ndst; j++) {
+            p.y[j] = y[j];
+            p.col[j + 1] = p.col[j] + r[j].aux;
+        }
+        k->linear_w8a16(&p);
+        break;
+    }
     case LNN_OP_SPLIT: {
         lnn_split_params p;
         p.x = x[0];

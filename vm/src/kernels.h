@@ -77,6 +77,28 @@ typedef struct {
     int reverse;
 } lnn_linear_q8_params;
 
+/* The _W8A16 products (LINEAR_W8A16, MATMUL_W8A16; lnn_opcodes.def has the
+ * arithmetic, bit-exact on every set): each row of x (rows x k) rounded to
+ * 16-bit block floating point, times the int8 panel (ceil(m/2) column pairs
+ * of ceil(k/2) little-endian words, lnn_opcodes.def), y_j = fmaf((float)S_j
+ * 2^(e-15), scale[j], bias[j]) or ((float)S_j 2^(e-15)) scale[j] without
+ * bias. The m columns split in order over ndst destinations: destination d
+ * takes columns col[d] .. col[d+1]-1 (col[0] = 0, col[ndst] = m) into rows of
+ * col[d+1] - col[d] floats at y[d]. One call covers every destination,
+ * because the panel pairs columns: a destination may start at an odd column,
+ * in the middle of a pair. No y overlaps x, the panel, scale, bias or another
+ * y. */
+typedef struct {
+    float *y[LNN_MAX_DSTS];
+    size_t col[LNN_MAX_DSTS + 1];
+    size_t ndst;
+    const float *x;         /* rows x k */
+    const uint8_t *panel;   /* ceil(m/2) * ceil(k/2) * 4 bytes, any alignment of 4 */
+    const float *scale;     /* m */
+    const float *bias;      /* m, or NULL (MATMUL_W8A16) */
+    size_t rows, k, m;
+} lnn_linear_w8a16_params;
+
 /* Broadcast plans for the binary element-wise ops, fastest first. */
 typedef enum {
     LNN_BC_SAME,     /* y[i] = a[i] op b[i], i < n                         */
@@ -321,6 +343,7 @@ static LNN_ALWAYS_INLINE void lnn_ewise_blocks(const lnn_ewise_params *p, lnn_ew
 typedef void (*lnn_linear_fn)(const lnn_linear_params *p);
 typedef void (*lnn_linear_t_fn)(const lnn_linear_t_params *p);
 typedef void (*lnn_linear_q8_fn)(const lnn_linear_q8_params *p);
+typedef void (*lnn_linear_w8a16_fn)(const lnn_linear_w8a16_params *p);
 typedef void (*lnn_ewise_fn)(const lnn_ewise_params *p);
 typedef void (*lnn_binary_fn)(const lnn_binary_params *p);
 typedef void (*lnn_unary_fn)(const lnn_unary_params *p);
@@ -335,6 +358,7 @@ typedef struct lnn_kernels {
     lnn_linear_t_fn linear_t; /* LINEAR_T and MATMUL_T (bias NULL) */
     lnn_linear_q8_fn linear_q8;  /* LINEAR_Q8 and MATMUL_NTQ8 (bias NULL) */
     lnn_linear_q8_fn linear_tq8; /* LINEAR_TQ8 and MATMUL_TQ8 (bias NULL) */
+    lnn_linear_w8a16_fn linear_w8a16; /* LINEAR_W8A16 and MATMUL_W8A16 (bias NULL) */
     lnn_ewise_fn ewise;       /* EWISE1 .. EWISE8 */
     lnn_binary_fn add, sub, mul, div, min, max, pow, le, lt;
     lnn_where_fn where;
@@ -392,6 +416,35 @@ void lnn_where__scalar(const lnn_where_params *p);
 void lnn_pow__scalar(const lnn_binary_params *p);
 void lnn_le__scalar(const lnn_binary_params *p);
 void lnn_lt__scalar(const lnn_binary_params *p);
+/* The block exponent e of a w8a16 row whose largest |x| has the float bits
+ * amax (finite, sign clear): m = max |x| = 1.f 2^(b-127) for the biased
+ * exponent b, so E (frexpf's) is b - 126 and m 2^(15-E) = (2^23 | f) / 2^9,
+ * which rounds (half to even) to 32768 exactly when 2^23 | f >= 0xFFFF00:
+ * then e = E + 1. A row below 2^-100 (subnormal, zero) takes the floor
+ * e = -100 (for m = 0 the definition says e = 0: every xq is 0 either way,
+ * so the results are the same bits). */
+static inline int32_t lnn_w8a16_exponent(uint32_t amax)
+{
+    if (amax < 0x00800000u)
+        return -100;
+    const int32_t e = (int32_t)(amax >> 23) - 126 + ((amax & 0x7FFFFFu) >= 0x7FFF00u);
+    return e < -100 ? -100 : e;
+}
+
+/* 2^n as a float, for a normal result (-126 <= n <= 127). */
+static inline float lnn_pow2f(int32_t n)
+{
+    const uint32_t u = (uint32_t)(n + 127) << 23;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* The w8a16 products: bit-exact by definition, so every set without a kernel of its own takes the scalar one
+ * (LNN_W8A16_SCALAR_ENTRY). */
+void lnn_linear_w8a16__scalar(const lnn_linear_w8a16_params *p);
+#define LNN_W8A16_LINKED (LNN_OP_LINKED(LINEAR_W8A16) || LNN_OP_LINKED(MATMUL_W8A16))
+#define LNN_W8A16_SCALAR_ENTRY .linear_w8a16 = LNN_KERNEL_IF(LNN_W8A16_LINKED, lnn_linear_w8a16__scalar),
 #if LNN_HAVE_NEON
 LNN_KERNEL_PROTOS(neon);
 #endif

@@ -117,6 +117,89 @@ void lnn_linear_tq8__scalar(const lnn_linear_q8_params *p)
     LNN_T_ROWS(LNN_TQ8_W, LNN_TQ8_SCALE_BIAS)
 }
 
+/* LINEAR_W8A16, MATMUL_W8A16 (lnn_opcodes.def, kernels.h): exact integer
+ * sums, so any order gives the same bits. No row of xq nor a sum per column
+ * fits a bounded stack for every K and M, so the columns go in blocks of
+ * LNN_W8A16_COLS, and for each block the row is rounded again chunk by chunk
+ * (LNN_W8A16_CHUNK inputs: 256 |xq q| <= 256 * 32767 * 128 < 2^31, so a
+ * chunk's sums are exact in int32, added into int64 ones). Re-rounding costs
+ * k roundings per 32 columns, against 32 k multiply-adds. Stack: 512 B of xq
+ * and 256 B of sums. */
+enum { LNN_W8A16_CHUNK = 256, LNN_W8A16_COLS = 32 };
+
+/* The value of column j into its destination (col: the destinations' first
+ * columns, d the destination of column j). */
+static void lnn_w8a16_put(const lnn_linear_w8a16_params *p, size_t r, size_t j, size_t *d, float v)
+{
+    while (j >= p->col[*d + 1])
+        (*d)++;
+    const size_t w = p->col[*d + 1] - p->col[*d];
+    p->y[*d][r * w + (j - p->col[*d])] = v;
+}
+
+void lnn_linear_w8a16__scalar(const lnn_linear_w8a16_params *p)
+{
+    int16_t xq[LNN_W8A16_CHUNK];
+    int64_t sum[LNN_W8A16_COLS];
+    const size_t k = p->k, m = p->m, kp = (k + 1) / 2;
+    for (size_t r = 0; r < p->rows; r++) {
+        const float *x = p->x + r * k;
+        uint32_t amax = 0; /* the largest |x| as bits: ordered like the values */
+        for (size_t i = 0; i < k; i++) {
+            uint32_t u;
+            memcpy(&u, &x[i], sizeof u);
+            u &= 0x7FFFFFFFu;
+            amax = u > amax ? u : amax;
+        }
+        size_t d = 0;
+        if (amax >= 0x7F800000u) { /* NaN or infinity: the whole row NaN */
+            for (size_t j = 0; j < m; j++)
+                lnn_w8a16_put(p, r, j, &d, NAN);
+            continue;
+        }
+        const int32_t e = lnn_w8a16_exponent(amax);
+        const float s = lnn_pow2f(15 - e), pw = lnn_pow2f(e - 15);
+        for (size_t j0 = 0; j0 < m; j0 += LNN_W8A16_COLS) {
+            const size_t nc = m - j0 < LNN_W8A16_COLS ? m - j0 : LNN_W8A16_COLS;
+            memset(sum, 0, sizeof sum);
+            for (size_t i0 = 0; i0 < k; i0 += LNN_W8A16_CHUNK) {
+                const size_t n = k - i0 < LNN_W8A16_CHUNK ? k - i0 : LNN_W8A16_CHUNK;
+                for (size_t i = 0; i < n; i++) {
+                    /* round half to even: x s is exact (a power of two) and
+                     * |x s| <= 32767.5 < 2^22, so adding 1.5 * 2^23 rounds it
+                     * to an integer in the low bits of the float */
+                    const float t = x[i0 + i] * s + 12582912.0f;
+                    uint32_t u;
+                    memcpy(&u, &t, sizeof u);
+                    xq[i] = (int16_t)((int32_t)u - 0x4B400000);
+                }
+                if (n % 2) /* odd K: the last pair's second input */
+                    xq[n] = 0;
+                for (size_t c = 0; c < nc; c += 2) { /* odd m: the last pair's phantom column is dropped */
+                    const uint8_t *w = p->panel + 4 * (((j0 + c) / 2) * kp + i0 / 2);
+                    int32_t s0 = 0, s1 = 0;
+                    for (size_t t = 0; t < (n + 1) / 2; t++, w += 4) {
+                        /* a half h = 256 b1 + b0 (b1 signed) decodes to
+                         * q0 = sext8(b0), q1 = (h - q0) / 256 = b1 + (b0 >> 7) */
+                        const int32_t a0 = xq[2 * t], a1 = xq[2 * t + 1];
+                        const int32_t q00 = (int32_t)(int8_t)w[0], q01 = (int32_t)(int8_t)w[1] + (w[0] >> 7);
+                        const int32_t q10 = (int32_t)(int8_t)w[2], q11 = (int32_t)(int8_t)w[3] + (w[2] >> 7);
+                        s0 += a0 * q00 + a1 * q10;
+                        s1 += a0 * q01 + a1 * q11;
+                    }
+                    sum[c] += s0;
+                    sum[c + 1] += s1;
+                }
+            }
+            for (size_t c = 0; c < nc; c++) {
+                const size_t j = j0 + c;
+                const float v = (float)sum[c] * pw;
+                lnn_w8a16_put(p, r, j, &d, p->bias ? fmaf(v, p->scale[j], p->bias[j]) : v * p->scale[j]);
+            }
+        }
+    }
+}
+
 /* POW is the C library's powf (glibc and newlib: within 1 ulp), in every
  * kernel set: exp(b log a) in float loses |b log a| ulps, and the op is rare
  * (the adaptive solvers' step-size factor, a few values per step). LE and
@@ -497,6 +580,7 @@ const lnn_kernels lnn_kernels_scalar = {
     .linear_t = LNN_KERNEL_IF(LNN_OP_LINKED(LINEAR_T) || LNN_OP_LINKED(MATMUL_T), lnn_linear_t__scalar),
     .linear_q8 = LNN_KERNEL_IF(LNN_OP_LINKED(LINEAR_Q8) || LNN_OP_LINKED(MATMUL_NTQ8), lnn_linear_q8__scalar),
     .linear_tq8 = LNN_KERNEL_IF(LNN_OP_LINKED(LINEAR_TQ8) || LNN_OP_LINKED(MATMUL_TQ8), lnn_linear_tq8__scalar),
+    LNN_W8A16_SCALAR_ENTRY
     .ewise = LNN_KERNEL_IF(LNN_EWISE_LINKED, lnn_ewise__scalar),
     .conv2d = LNN_KERNEL_IF(LNN_OP_LINKED(CONV2D), lnn_conv2d__scalar), /* kernels_graph_scalar.c */
     LNN_SCALAR_TABLE_ENTRIES

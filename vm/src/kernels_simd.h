@@ -1359,6 +1359,7 @@ const lnn_kernels LNN_SKT(LNN_SIMD_ISA) = {
     .linear_t = LNN_SK(linear_t),
     .linear_q8 = LNN_SK(linear_q8),
     .linear_tq8 = LNN_SK(linear_tq8),
+    LNN_W8A16_SCALAR_ENTRY /* bit-exact by definition: no SIMD kernel yet */
     .ewise = LNN_SK(ewise),
     .add = LNN_SK(add),
     .sub = LNN_SK(sub),

@@ -217,6 +217,22 @@ static int lnn_vector_ok(const lnn_vtensor *v, uint32_t m)
     return v->e.rank == 1 && !v->batched && v->e.dims[0] == m;
 }
 
+/* LINEAR_W8A16 / MATMUL_W8A16 at their first destination d: M from scale,
+ * K from x's last dim, the panel P a constant of exactly (ceil(M/2),
+ * ceil(K/2), 4) bytes (lnn_opcodes.def), bias (M) if any, d x's rows. The
+ * later destinations are checked by lnn_check_split. */
+static int lnn_w8a16_ok(const lnn_vtensor *x, const lnn_vtensor *p, const lnn_vtensor *scale,
+                        const lnn_vtensor *bias, const lnn_vtensor *d)
+{
+    if (!lnn_same_rows(x, d) || scale->e.rank != 1 || scale->batched)
+        return 0;
+    const uint32_t m = scale->e.dims[0], k = x->e.dims[x->e.rank - 1];
+    if (p->e.region != LNN_REG_CONST || p->e.rank != 3 || p->batched || p->e.dims[0] != m / 2 + m % 2 ||
+        p->e.dims[1] != k / 2 + k % 2 || p->e.dims[2] != 4)
+        return 0;
+    return !bias || lnn_vector_ok(bias, m);
+}
+
 /* An EWISEn operand v against its destination d: it must broadcast to d
  * and be d's shape, a row of d (unbatched, its dims after leading 1s equal
  * to d's last dims) or a single value (see lnn_format.h). */
@@ -440,13 +456,15 @@ static LNN_NO_MEMMOVE int lnn_mark_written(lnn_written *w, const lnn_vtensor *v)
  * checked by lnn_check_compute): each one as B, none overlapping an operand
  * or another destination, and their last dims adding up to the columns
  * split: M of LINEAR_T, MATMUL_T and their _TQ8 forms (v[0] x, v[1] the
- * weight Wt or Qt (K, M)), a's last dim for SPLIT (v[0] a). */
+ * weight Wt or Qt (K, M)), of the _W8A16 forms (v[2] scale (M); the panel
+ * was checked with B), a's last dim for SPLIT (v[0] a). */
 static lnn_status lnn_check_split(lnn_model *m, lnn_written *w, lnn_opcode op, uint32_t dst,
                                   uint32_t ndst, const lnn_vtensor *v, uint32_t n,
                                   const lnn_vtensor *bias)
 {
     const int split = op == LNN_OP_SPLIT;
-    const uint32_t total = split ? v[0].e.dims[v[0].e.rank - 1] : v[1].e.dims[1];
+    const int w8a16 = op == LNN_OP_LINEAR_W8A16 || op == LNN_OP_MATMUL_W8A16;
+    const uint32_t total = split ? v[0].e.dims[v[0].e.rank - 1] : w8a16 ? v[2].e.dims[0] : v[1].e.dims[1];
     uint64_t cols = 0;
     for (uint32_t j = 0; j < ndst; j++) {
         lnn_vtensor d;
@@ -455,7 +473,7 @@ static lnn_status lnn_check_split(lnn_model *m, lnn_written *w, lnn_opcode op, u
             return LNN_E_DTYPE;
         if (!lnn_region_writable(d.e.region))
             return LNN_E_READONLY;
-        if (split ? !lnn_same_rows(&v[0], &d) : !lnn_linear_t_ok(&v[0], &v[1], bias, &d))
+        if (split || w8a16 ? !lnn_same_rows(&v[0], &d) : !lnn_linear_t_ok(&v[0], &v[1], bias, &d))
             return LNN_E_SHAPE;
         cols += d.e.dims[d.e.rank - 1];
         const lnn_range rd = lnn_range_of(&d);
@@ -486,6 +504,8 @@ static uint32_t lnn_operand_dtype(lnn_opcode op, uint32_t i, uint32_t n)
     case LNN_OP_MATMUL_NTQ8:
     case LNN_OP_LINEAR_TQ8:
     case LNN_OP_MATMUL_TQ8:
+    case LNN_OP_LINEAR_W8A16:
+    case LNN_OP_MATMUL_W8A16:
         return i == 1 ? LNN_DT_I8 : LNN_DT_F32;
     default:
         return LNN_DT_F32;
@@ -522,7 +542,9 @@ static uint64_t lnn_op_work(const lnn_model *m, lnn_opcode op, uint32_t axis,
     case LNN_OP_LINEAR_T:
     case LNN_OP_MATMUL_T:
     case LNN_OP_LINEAR_TQ8:
-    case LNN_OP_MATMUL_TQ8: /* x (..., K): rows of K, each against all of W */
+    case LNN_OP_MATMUL_TQ8:
+    case LNN_OP_LINEAR_W8A16:
+    case LNN_OP_MATMUL_W8A16: /* x (..., K): rows of K, each against all of W (or the panel) */
         return elems + (uint64_t)(v[0].elems / v[0].e.dims[v[0].e.rank - 1]) * v[1].elems;
     LNN_CASE_EWISE: /* the program's instructions per element */
         return (uint64_t)d->elems * ((lnn_rd32(m->consts + v[n - 1].e.offset) >> 8) & 0xFFu);
@@ -618,6 +640,12 @@ static lnn_status lnn_check_compute(lnn_model *m, lnn_written *w, lnn_opcode op,
         bias = n == 4 ? &v[3] : NULL;
         shape_ok = lnn_linear_t_ok(&v[0], &v[1], bias, &d) &&
                    lnn_vector_ok(&v[2], v[1].e.dims[1]);
+        may_alias = 0;
+        break;
+    case LNN_OP_LINEAR_W8A16: /* x, P, scale, bias; destination B here, B+1.. below */
+    case LNN_OP_MATMUL_W8A16: /* x, P, scale */
+        bias = n == 4 ? &v[3] : NULL;
+        shape_ok = lnn_w8a16_ok(&v[0], &v[1], &v[2], bias, &d);
         may_alias = 0;
         break;
     LNN_CASE_EWISE: {
@@ -864,6 +892,8 @@ lnn_status lnn_verify_code(lnn_model *m)
         case LNN_OP_MATMUL_NTQ8:
         case LNN_OP_LINEAR_TQ8:
         case LNN_OP_MATMUL_TQ8:
+        case LNN_OP_LINEAR_W8A16:
+        case LNN_OP_MATMUL_W8A16:
         LNN_CASE_EWISE:
         LNN_CASE_GRAPH: { /* the graph ops: graph.c */
             sp -= info->pops;

@@ -48,6 +48,10 @@
  *            every finite binary16 bit pattern gives the float32 bits of its
  *            value by definition (normals, subnormals, +-0), computed in
  *            double
+ *   linear_w8a16 (LINEAR_W8A16, MATMUL_W8A16; kernel_w8a16_test.inc)
+ *            every set bit-exact against the definition (frexpf, nearbyintf,
+ *            int64 sums, fmaf); the verifier's rules and both interpreters
+ *            on hand-built models
  *   NaN at run time (kernel_nan_test.inc)
  *            every set, the scalar one included, against PyTorch's NaN
  *            semantics: element-wise ops, EWISE, the pools, softmax and the
@@ -72,6 +76,7 @@
 #include <string.h>
 
 #include "internal.h" /* lnn_f16_to_f32_bits */
+#include "crc32.h"    /* the hand-built w8a16 models */
 #include "kernels.h"
 
 static int n_passed, n_failed;
@@ -1439,6 +1444,7 @@ static void test_split(const lnn_kernels *k)
 
 #include "kernel_graph_test.inc" /* the graph ops: CONV2D .. MATMUL */
 #include "kernel_nan_test.inc"   /* run-time NaN: every set, the scalar one too, as PyTorch */
+#include "kernel_w8a16_test.inc" /* LINEAR_W8A16 / MATMUL_W8A16: kernels, verifier, interpreter */
 
 int main(void)
 {
@@ -1457,6 +1463,8 @@ int main(void)
     test_ewise_ltc(&lnn_kernels_scalar);
     test_split(&lnn_kernels_scalar);
     test_nan(&lnn_kernels_scalar);
+    test_w8a16_kernel(&lnn_kernels_scalar);
+    test_w8a16_verifier();
     for (size_t i = 0; lnn_kernel_sets[i]; i++) {
         const lnn_kernels *k = lnn_kernel_sets[i];
         if (k == &lnn_kernels_scalar)
@@ -1477,6 +1485,7 @@ int main(void)
         test_split(k);
         test_graph(k);
         test_nan(k);
+        test_w8a16_kernel(k);
     }
     free(sweep);
     printf("%d passed, %d failed\n", n_passed, n_failed);
