@@ -277,7 +277,7 @@ class _Gen:
     # -- ops: each takes x (on the stack top when on_stack) and returns the result, left on the stack --
 
     def product(self, x: _Val, on_stack: int = 0) -> _Val | None:
-        """One of the eight products (float32 / int8 weight, plain / transposed, with or without bias,
+        """One of the ten products (float32 / int8 weight, plain / transposed, w8a16, with or without bias,
         columns split over several destinations)."""
         r = self.rng
         if x.batched and len(x.dims) < 2:  # x (B): K would be the batch
@@ -286,7 +286,11 @@ class _Gen:
         m = r.randint(1, 6)
         scale = 1.0 / max(k, 1)  # |each row of W| sums to at most 1: the result stays within |x| + |bias|
         kind = r.choice(("LINEAR", "MATMUL_NT", "LINEAR_T", "MATMUL_T",
-                         "LINEAR_Q8", "MATMUL_NTQ8", "LINEAR_TQ8", "MATMUL_TQ8"))
+                         "LINEAR_Q8", "MATMUL_NTQ8", "LINEAR_TQ8", "MATMUL_TQ8", "LINEAR_W8A16", "MATMUL_W8A16"))
+        if kind.endswith("W8A16"):
+            if x.exact:
+                return self.w8a16(x, kind, m, on_stack)
+            kind = kind.replace("W8A16", "T")  # the rounding of an inexact row could differ by one step
         bias = kind in ("LINEAR", "LINEAR_T", "LINEAR_Q8", "LINEAR_TQ8")
         transposed = kind.endswith(("_T", "_TQ8"))
         ops = [x]
@@ -308,6 +312,42 @@ class _Gen:
         for d in dsts:
             d.mag = mag
         self.op(kind, ops, dsts[0], a=len(dsts) if transposed else 0, on_stack=on_stack)
+        self.vals += dsts
+        return dsts[0]
+
+    def w8a16(self, x: _Val, kind: str, m: int, on_stack: int) -> _Val:
+        """LINEAR_W8A16 / MATMUL_W8A16 of an exact x (every executor rounds the same bits; the op is bit-exact,
+        so its result is exact too): a panel of random int8 weights or of arbitrary bytes (decoded to [-128, 128]),
+        the M columns split over 1-4 destinations at any widths; now and then x is first SQRT'd (correctly
+        rounded, so still exact), which makes the rows holding a negative value NaN rows."""
+        r = self.rng
+        if r.random() < 0.2:
+            root = self.arena(x.dims, x.batched)
+            root.mag, root.exact = math.sqrt(x.mag), True
+            x = self.op("SQRT", [x], root, on_stack=on_stack)  # NaN where x < 0: only this product reads it
+            on_stack = 1
+            self.features.add("w8a16_nan")
+        k = x.dims[-1]
+        if r.random() < 0.3:
+            blob = bytes(r.randrange(256) for _ in range(4 * ((m + 1) // 2) * ((k + 1) // 2)))
+            self.features.add("w8a16_bytes")
+        else:
+            q = np.array([r.randint(-127, 127) for _ in range(k * m)], np.int8).reshape(k, m)
+            blob = kernels_np.panel(q).tobytes()
+        dims = ((m + 1) // 2, (k + 1) // 2, 4)
+        panel = _Val(self._add(_Tensor(dims, CONST, dtype=I8, blob=blob)), dims, False, 128.0)
+        scale = 1.0 / k  # |decoded q| <= 128: |each row of the weight| sums to at most 1
+        ops = [x, panel, self.const((m,), scale / 128, scale / 256)]
+        if kind == "LINEAR_W8A16":
+            ops.append(self.const((m,), 0.5))
+        cut = sorted(r.sample(range(1, m), r.randint(0, min(m - 1, 3)))) if m > 1 else []
+        parts = [b - a for a, b in zip([0, *cut], [*cut, m])]
+        dsts = [self.arena(x.dims[:-1] + (p,), x.batched) for p in parts]
+        for d in dsts:  # the row's rounding moves |x| by at most 2^-16 of its largest element
+            d.mag = x.mag * (1 + 2 ** -15) + (0.5 if kind == "LINEAR_W8A16" else 0.0)
+            d.exact = True
+        self.features.add("w8a16")
+        self.op(kind, ops, dsts[0], a=len(dsts), on_stack=on_stack)
         self.vals += dsts
         return dsts[0]
 

@@ -36,7 +36,7 @@ from .progress import Progress, silent
 from .refvm import RefVM
 
 _PRODUCTS = ("LINEAR", "LINEAR_T", "MATMUL_T", "MATMUL_NT", "MATMUL", "LINEAR_Q8", "LINEAR_TQ8", "MATMUL_TQ8",
-             "MATMUL_NTQ8")
+             "MATMUL_NTQ8", "LINEAR_W8A16", "MATMUL_W8A16")
 
 
 # the board whose scalar build the table's comparison lines divide by (the Cortex-M4 baseline)

@@ -164,6 +164,8 @@ class RefVM:
             y = kernels_np.linear_t(args[0], args[1], args[2] if name == "LINEAR_T" else None)
         elif name in ("LINEAR_TQ8", "MATMUL_TQ8"):
             y = kernels_np.linear_q8(*args)
+        elif name in ("LINEAR_W8A16", "MATMUL_W8A16"):  # x, panel, scale (, bias): bit-exact (kernels_np)
+            y = kernels_np.linear_w8a16(*args)
         elif name == "SPLIT":
             y = args[0]
         else:

@@ -129,19 +129,22 @@ def requirements(program: lnnb.Program) -> dict:
 
 def compile_module(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], name: str = "model",
                    meta: dict | None = None, int8_scales: Mapping[str, np.ndarray] | None = None,
-                   float16_layers: Collection[str] = (),
+                   float16_layers: Collection[str] = (), w8a16_scales: Mapping[str, np.ndarray] | None = None,
                    tests: lnnb.TestSet | None = None, state: Sequence[tuple[int, int]] = ()) -> CompiledModel:
     """Capture, optimise and emit `module`; dim 0 of every input is the batch dimension.
 
     int8_scales (layer -> scale per output row) stores those layers' weights as int8: `module` must then be
     the fake-quantized model (lnnedge.quantize); float16_layers (layer names) stores those layers' weights as
-    float16, `module` then having them rounded to float16 (the f16 scheme of lnnedge.quantize).
+    float16, `module` then having them rounded to float16 (the f16 scheme of lnnedge.quantize); w8a16_scales (as
+    int8_scales, quantize.int8_scales) makes those layers' products w8a16 (LINEAR_W8A16 / MATMUL_W8A16: int8
+    panel, each input row rounded to 16-bit block floating point on the device), `module` then being the
+    w8a16 fake-quantized model without its rounding hooks (quantize.capturable).
     `tests` is bundled in the file for the smoke test.
     `state` pairs (input i, output j) make input i persistent state, updated from output j after every run
     and zero after a reset: a step module (x_t, h) -> (y_t, h_next) with state ((1, 1),) runs a sequence
     one call per time step."""
     graph = capture(module, example_inputs)
-    graph, log = run(graph, int8_scales=int8_scales, float16_layers=float16_layers)
+    graph, log = run(graph, int8_scales=int8_scales, float16_layers=float16_layers, w8a16_scales=w8a16_scales)
     emitted = emit(graph, tuple(state))
     requires = requirements(emitted.program)
     program = lnnb.Program(**{**emitted.program.__dict__, "tests": tests,

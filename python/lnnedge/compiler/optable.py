@@ -47,11 +47,14 @@ class Op:
     program: bool = False               # an instruction of an element-wise program (fuse_elementwise, EWISEn)
     variadic: bool = False              # the instruction is `opcode` + the number of operands (EWISE1..8)
     in_place: str = ""                  # may write over an operand of its own "type" (element-wise) or "bytes"
-    weight: str = ""                    # a product: its weight is "W" (M, K) or "Wt" (K, M), transposed
+    weight: str = ""                    # a product: its weight is "W" (M, K) or "Wt" (K, M), transposed, or the
+                                        # w8a16 panel "P" (ceil(M/2), ceil(K/2), 4) of Wt
     int8: bool = False                  # a product whose weight is int8 with one scale per output
+    w8a16: bool = False                 # a product of an int8 panel, x rounded per row to 16 bits (store_w8a16)
     bias: bool = False                  # a product with a bias operand
     transposed: str = ""                # a W product: the op of the same product with Wt (select_kernels)
     quantized: str = ""                 # a float product: the op of the same product with an int8 weight
+    paneled: str = ""                   # a float product: the op of the same product as w8a16 (store_w8a16)
     param: ParamRule | None = None      # field A of a DSTAX / DSTP instruction
 
     @property
@@ -148,15 +151,20 @@ _TABLE: tuple[Op, ...] = (
     Op("ewise", "EWISE", shapes.elementwise, variadic=True, in_place="type"),  # passes/fuse_elementwise
     # products: nn.Linear is captured as linear / matmul_nt, the passes choose the other forms
     Op("linear", "LINEAR", shapes.product, (A.linear.default,), rules.linear, "nn.Linear", fold=_fold_product,
-       weight="W", bias=True, transposed="linear_t", quantized="linear_q8"),
+       weight="W", bias=True, transposed="linear_t", quantized="linear_q8", paneled="linear_w8a16"),
     Op("matmul_nt", "MATMUL_NT", shapes.product, fold=_fold_product, weight="W", transposed="matmul_t",
-       quantized="matmul_ntq8"),
-    Op("linear_t", "LINEAR_T", shapes.transposed_product, weight="Wt", bias=True, quantized="linear_tq8"),
-    Op("matmul_t", "MATMUL_T", shapes.transposed_product, weight="Wt", quantized="matmul_tq8"),
+       quantized="matmul_ntq8", paneled="matmul_w8a16"),
+    Op("linear_t", "LINEAR_T", shapes.transposed_product, weight="Wt", bias=True, quantized="linear_tq8",
+       paneled="linear_w8a16"),
+    Op("matmul_t", "MATMUL_T", shapes.transposed_product, weight="Wt", quantized="matmul_tq8",
+       paneled="matmul_w8a16"),
     Op("linear_q8", "LINEAR_Q8", shapes.quantized_product, weight="W", int8=True, bias=True),
     Op("matmul_ntq8", "MATMUL_NTQ8", shapes.quantized_product, weight="W", int8=True),
     Op("linear_tq8", "LINEAR_TQ8", shapes.quantized_product, weight="Wt", int8=True, bias=True),
     Op("matmul_tq8", "MATMUL_TQ8", shapes.quantized_product, weight="Wt", int8=True),
+    # w8a16 (store_w8a16): x rounded per row to 16-bit block floating point, exact integer sums over the panel
+    Op("linear_w8a16", "LINEAR_W8A16", shapes.w8a16_product, weight="P", w8a16=True, bias=True),
+    Op("matmul_w8a16", "MATMUL_W8A16", shapes.w8a16_product, weight="P", w8a16=True),
     Op("matmul", "MATMUL", shapes.matmul, (A.matmul.default, A.mm.default, A.bmm.default), rules.operands),
     # data movement
     Op("concat", "CONCAT", shapes.concat, (A.cat.default,), rules.concat, fold=_fold_concat, param=_output_axis),

@@ -96,6 +96,21 @@ def quantized_product(node: Node, op: Op, ins: list[TensorType], recorded: Tenso
     return [TensorType(x.shape[:-1] + (n,), x.batched) for n in splits]
 
 
+def w8a16_product(node: Node, op: Op, ins: list[TensorType], recorded: TensorType | None) -> list[TensorType]:
+    """An int8 panel P (ceil(M/2), ceil(K/2), 4) with one scale per output, the M columns split over the outputs
+    (store_w8a16)."""
+    x, panel, scale = ins[:3]
+    m = scale.shape[0] if len(scale.shape) == 1 else -1
+    k = x.shape[-1] if x.shape else -1
+    bias_ok = not op.bias or (ins[3].shape == (m,) and not ins[3].batched)
+    splits = node.attr("splits") or ()
+    if (panel.dtype != "i8" or panel.batched or k < 1 or m < 1 or scale.batched
+            or panel.shape != ((m + 1) // 2, (k + 1) // 2, 4) or not bias_ok
+            or sum(splits) != m or len(splits) != len(node.outputs) or min(splits, default=0) < 1):
+        raise CompileError(f"{node.op}: input {x}, panel {panel}, scale {scale}, split {splits} do not fit", node)
+    return [TensorType(x.shape[:-1] + (n,), x.batched) for n in splits]
+
+
 def concat(node: Node, op: Op, ins: list[TensorType], recorded: TensorType | None) -> list[TensorType]:
     first = ins[0]
     rank = len(first.shape)

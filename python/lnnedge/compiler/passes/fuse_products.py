@@ -8,7 +8,9 @@ the consumers read the same tensors as before. For the LTC this makes the gate a
 product inside the loop (h against [Wg_h; Wc_h]) and one before it (the hoisted input projection).
 
 Each output column is the same sum as before (same terms, same order), so the result does not change
-beyond the summation order the kernels choose.
+beyond the summation order the kernels choose. The products of w8a16 layers (make(w8a16)) fuse only with each
+other: they read the same x, so the device's one rounding of the x row is each layer's own (store_w8a16), but a
+float layer's columns in their product would read the rounded row too.
 
 Requires: typed graph. Ensures: no two linear / matmul_nt nodes of one scope with constant weights share
 their input, except in groups of the VM's maximum number of destinations (LNN_MAX_DSTS, e.g. the hoisted
@@ -17,6 +19,7 @@ input projections of the five dynamics inlined by an Adams solver). `modified` i
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import replace
 
 import numpy as np
@@ -43,21 +46,21 @@ def _fusable(node: Node, known: dict[str, np.ndarray]) -> bool:
     return not op.bias or node.inputs[2] in known
 
 
-def _fuse_scope(graph: Graph, outer: dict[str, np.ndarray], new_constants: dict[str, np.ndarray]
-                ) -> tuple[Graph, bool]:
+def _fuse_scope(graph: Graph, outer: dict[str, np.ndarray], new_constants: dict[str, np.ndarray],
+                w8a16: Collection[str]) -> tuple[Graph, bool]:
     known = {**outer, **graph.constants}
     modified = False
-    groups: dict[tuple[str, str, int], list[Node]] = {}
+    groups: dict[tuple[str, str, bool, int], list[Node]] = {}
     most = isa.const("MAX_DSTS")  # one instruction writes at most this many destinations
     for node in graph.nodes:
         if _fusable(node, known):
-            key = (node.op, node.inputs[0], 0)
+            key = (node.op, node.inputs[0], node.attr("module") in w8a16, 0)
             while len(groups.get(key, ())) == most:  # a full group: the next products start another
-                key = (key[0], key[1], key[2] + 1)
+                key = (*key[:3], key[3] + 1)
             groups.setdefault(key, []).append(node)
     fused_at: dict[int, Node] = {}  # id of the group's first node -> the fused node
     dropped: set[int] = set()
-    for (op, x, _), members in groups.items():
+    for (op, x, _, _), members in groups.items():
         if len(members) < 2:
             continue
         first = members[0]
@@ -78,7 +81,7 @@ def _fuse_scope(graph: Graph, outer: dict[str, np.ndarray], new_constants: dict[
     nodes: list[Node] = []
     for node in graph.nodes:
         if node.op == "loop":
-            body, changed = _fuse_scope(node.attr("body"), known, new_constants)
+            body, changed = _fuse_scope(node.attr("body"), known, new_constants, w8a16)
             if changed:
                 node, modified = node.with_attrs(body=body), True
         if id(node) in dropped:
@@ -87,6 +90,16 @@ def _fuse_scope(graph: Graph, outer: dict[str, np.ndarray], new_constants: dict[
     return replace(graph, nodes=tuple(nodes)), modified
 
 
-PASS = Pass("fuse_products", requires="typed graph",
-            ensures="no two products of constant weights in one scope share their input",
-            run=lambda graph: run_scoped(_fuse_scope, graph))
+def make(w8a16: Collection[str] = ()) -> Pass:
+    """The pass; the products of the layers named in `w8a16` fuse only with each other."""
+
+    def scope(graph: Graph, outer: dict[str, np.ndarray], new_constants: dict[str, np.ndarray]
+              ) -> tuple[Graph, bool]:
+        return _fuse_scope(graph, outer, new_constants, w8a16)
+
+    return Pass("fuse_products", requires="typed graph",
+                ensures="no two products of constant weights in one scope share their input (w8a16 layers apart)",
+                run=lambda graph: run_scoped(scope, graph))
+
+
+PASS = make()

@@ -11,6 +11,10 @@ Simplifications, each exact (up to the sign of a zero result; NaN and inf cannot
   add(a, 0), add(0, a), sub(a, 0) of a's type                         ->  a
   neg(0)                                                              ->  0
 (mul(a, 0) is not simplified: a may be inf or NaN.)
+The products of w8a16 layers (rounded to 16 bits per input row on the device, store_w8a16, which runs later)
+are simplified too: they are never split (split_linear), so a product whose input is the zero state reads a
+whole row of zeros, which rounds to zeros (max |x| = 0: exponent 0, every xq 0), and its integer sums are 0:
+zeros exactly, as the PyTorch model's rounded row gives. No product here sees only part of its row.
 
 Requires: typed graph, lowered loops, before fuse_products (products are still single). Ensures: no top-level
 loop whose initial state is a zeros value runs its first iteration from it. `modified` is true iff a loop was

@@ -10,12 +10,18 @@ else reads disappears in the next `dce`.
 Numerics: the sum over the K inputs is split in two partial sums added once, (x.Wx + b) + h.Wh; PyTorch sums in
 another order too, and the difference stays at float32 rounding level.
 
+Not split: the products of w8a16 layers (make(keep)). The device rounds the whole input row of such a layer to
+16-bit block floating point with one exponent, as the PyTorch model's pre-hook does; a part would take the
+exponent of its own columns and round them differently.
+
 Requires: typed graph, binary concats (split_concat). Ensures: no linear / matmul_nt reads a last-axis concat
-whose weight is a constant. `modified` is true iff a product was split.
+whose weight is a constant, except the products of the layers kept whole. `modified` is true iff a product was
+split.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import replace
 
 import numpy as np
@@ -29,7 +35,8 @@ PRODUCTS = optable.names(lambda op: op.weight == "W" and not op.int8)  # float p
 
 
 def _split_scope(graph: Graph, constants: dict[str, np.ndarray], new_constants: dict[str, np.ndarray],
-                 variant: set[str] | None, outer_types: dict[str, TensorType]) -> tuple[Graph, bool]:
+                 variant: set[str] | None, outer_types: dict[str, TensorType], keep: Collection[str]
+                 ) -> tuple[Graph, bool]:
     known = {**constants, **graph.constants, **new_constants}
     types = {**outer_types, **graph.types}
     producers = graph.producers()
@@ -38,12 +45,13 @@ def _split_scope(graph: Graph, constants: dict[str, np.ndarray], new_constants: 
     for node in graph.nodes:
         if node.op == "loop":
             body = node.attr("body")
-            inner, changed = _split_scope(body, known, new_constants, _variant(body), types)
+            inner, changed = _split_scope(body, known, new_constants, _variant(body), types, keep)
             if changed:
                 node, modified = node.with_attrs(body=inner), True
             nodes.append(node)
             continue
-        cat = producers.get(node.inputs[0]) if node.op in PRODUCTS else None
+        whole = node.attr("module") in keep  # a w8a16 layer: its input row is rounded as one
+        cat = producers.get(node.inputs[0]) if node.op in PRODUCTS and not whole else None
         weight = node.inputs[1] if node.op in PRODUCTS else None
         if (cat is None or cat.op != "concat" or len(cat.inputs) != 2 or weight not in known
                 or cat.output not in types or any(part not in types for part in cat.inputs)):
@@ -79,22 +87,28 @@ def _split_scope(graph: Graph, constants: dict[str, np.ndarray], new_constants: 
     return replace(graph, nodes=tuple(nodes)), modified
 
 
-def split(graph: Graph) -> tuple[Graph, bool]:
-    """Split until nothing changes (a part may itself be a concat)."""
+def split(graph: Graph, keep: Collection[str] = ()) -> tuple[Graph, bool]:
+    """Split until nothing changes (a part may itself be a concat); the products of layers `keep` stay whole."""
     modified = False
     while True:
         new_constants: dict[str, np.ndarray] = {}
-        graph, changed = _split_scope(graph, {}, new_constants, None, {})
+        graph, changed = _split_scope(graph, {}, new_constants, None, {}, keep)
         if not changed:
             return graph, modified
         graph = replace(graph, constants={**graph.constants, **new_constants})
         modified = True
 
 
-def _run(graph: Graph) -> PassResult:
-    out, modified = split(graph)
-    return PassResult(out, modified)
+def make(keep: Collection[str] = ()) -> Pass:
+    """The pass; the products of the layers named in `keep` (w8a16) are not split."""
+
+    def run(graph: Graph) -> PassResult:
+        out, modified = split(graph, keep)
+        return PassResult(out, modified)
+
+    kept = f", except those of {', '.join(sorted(keep))}" if keep else ""
+    return Pass("split_linear", requires="typed graph with binary concats",
+                ensures=f"no product of a constant weight reads a last-axis concat{kept}", run=run)
 
 
-PASS = Pass("split_linear", requires="typed graph with binary concats",
-            ensures="no product of a constant weight reads a last-axis concat", run=_run)
+PASS = make()

@@ -1,0 +1,114 @@
+"""Store the products of w8a16 layers as LINEAR_W8A16 / MATMUL_W8A16: the weight as the int8 panel, one float32
+scale per output column, and each input row rounded to 16-bit block floating point by the device.
+
+The compiler is given the fake-quantized model without its rounding hooks (quantize.capturable: every w8a16
+layer's weight is q * scale) and the per-row scales of those layers. As for store_int8, the float passes before
+this one only stack (fuse_products) and transpose (select_kernels) those weights, so each output column of a
+final product holds q * scale of its layer's row: this pass recovers q exactly (checked bit for bit) and stores
+it as the panel (kernels_np.panel). Unlike store_int8 there is no size rule: the rounding of the input row is
+part of the scheme's arithmetic (the PyTorch reference rounds it in a forward pre-hook), so a w8a16 layer is
+always stored so, and one that cannot be is an error naming it.
+
+The row the device rounds must be the row PyTorch's hook rounds, the whole input of the nn.Linear: so the
+passes never split these layers' products over their input (split_linear and const_fold leave them alone,
+fuse_products fuses them only with products of w8a16 layers of the same input, which round the same row).
+
+Requires: products tagged with their layers (modules / parts attrs), the final weight layout (after
+select_kernels). Ensures: every product of the named layers is a w8a16 product; every named layer has one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+
+import numpy as np
+
+from ... import kernels_np
+from .. import optable
+from ..ir import CompileError, Graph, Node
+from .base import Pass, PassResult, run_scoped
+from .fuse_products import part_info
+from .store_int8 import TRANSPOSED, layers_of
+
+PANELED = {op: optable.get(op).paneled for op in optable.names(lambda op: bool(op.paneled))}
+
+
+def _recover(wt: np.ndarray, scale: np.ndarray, node: Node, layers: tuple[str, ...]) -> np.ndarray:
+    """q (K, M) int8 with q * scale == wt exactly, scale per column."""
+    q = np.rint(wt / scale)
+    if np.any(np.abs(q) > 127) or not np.array_equal((q.astype(np.float32) * scale).astype(np.float32), wt):
+        raise CompileError(f"store_w8a16: a weight of layer {' + '.join(layers)} is not its fake-quantized value "
+                           "(compile the model of quantize.fake_quantize with the w8a16 scheme)", node)
+    return q.astype(np.int8)
+
+
+def _convert(node: Node, w: np.ndarray, scales: Mapping[str, np.ndarray], new_constants: dict[str, np.ndarray]
+             ) -> Node:
+    layers = layers_of(node)
+    named = [name in scales for name in layers]
+    if not all(named):
+        raise CompileError(f"store_w8a16: one product computes w8a16 layers and others "
+                           f"({', '.join(n or '?' for n, q in zip(layers, named) if not q)}): their input rows "
+                           "cannot be rounded for some of its columns only", node)
+    transposed = node.op in TRANSPOSED
+    parts = node.attr("parts") if transposed else (part_info(node),)
+    if any(part is not None for part in parts or ()):
+        raise CompileError(f"store_w8a16: layer {' + '.join(layers)} was split over its input; its product must "
+                           "read the whole input row, which the device rounds as one", node)
+    wt = w if transposed else w.T  # (K, M)
+    scale = np.concatenate([scales[name] for name in layers]).astype(np.float32)
+    if scale.shape != (wt.shape[1],):
+        raise CompileError(f"store_w8a16: layers {' + '.join(layers)} have {scale.size} scales for "
+                           f"{wt.shape[1]} outputs", node)
+    name = node.inputs[1]
+    new_constants[f"{name}/w8a16"] = kernels_np.panel(_recover(wt, scale, node, layers))
+    scale_name = "scale/" + "+".join(layers)  # products of the same layers share their scales
+    new_constants[scale_name] = scale
+    attrs = dict(node.attrs)
+    if not transposed:  # a W product has one output: the attrs of a DSTN op of one destination
+        attrs.update(splits=(int(wt.shape[1]),), modules=(node.attr("module") or "",), parts=(None,))
+    return replace(node, op=PANELED[node.op], inputs=(node.inputs[0], f"{name}/w8a16", scale_name, *node.inputs[2:]),
+                   attrs=tuple(attrs.items()))
+
+
+def _store_scope(graph: Graph, known: dict[str, np.ndarray], scales: Mapping[str, np.ndarray],
+                 new_constants: dict[str, np.ndarray], stored: set[str]) -> tuple[Graph, bool]:
+    known = {**known, **graph.constants}
+    modified = False
+    nodes: list[Node] = []
+    for node in graph.nodes:
+        if node.op == "loop":
+            body, changed = _store_scope(node.attr("body"), known, scales, new_constants, stored)
+            if changed:
+                node, modified = node.with_attrs(body=body), True
+        if node.op in PANELED and any(name in scales for name in layers_of(node)):
+            w = known.get(node.inputs[1])
+            if w is None or w.ndim != 2 or w.dtype != np.float32:
+                raise CompileError(f"store_w8a16: the weight of layer {' + '.join(layers_of(node))} is not a "
+                                   "float32 constant", node)
+            stored.update(layers_of(node))
+            node, modified = _convert(node, w, scales, new_constants), True
+        nodes.append(node)
+    return replace(graph, nodes=tuple(nodes)), modified
+
+
+def make(scales: Mapping[str, np.ndarray]) -> Pass:
+    """The pass for the layers `scales` names (layer -> float32 scale per output row, quantize.int8_scales)."""
+
+    def run(graph: Graph) -> PassResult:
+        stored: set[str] = set()
+
+        def scope(g: Graph, known: dict[str, np.ndarray], new_constants: dict[str, np.ndarray]
+                  ) -> tuple[Graph, bool]:
+            return _store_scope(g, known, scales, new_constants, stored)
+
+        result = run_scoped(scope, graph)
+        missing = sorted(set(scales) - stored)
+        if missing:  # a layer computed some other way (not captured as its nn.Linear) would silently stay float
+            raise CompileError(f"store_w8a16: no product of layer(s) {', '.join(missing)} in the compiled graph "
+                               "(a layer the model does not call, or not captured as its nn.Linear)")
+        return result
+
+    return Pass("store_w8a16", requires="products tagged with their layers, the final weight layout",
+                ensures=f"w8a16 products for {', '.join(sorted(scales)) or 'no layer'}", run=run)
