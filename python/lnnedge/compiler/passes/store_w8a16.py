@@ -105,9 +105,11 @@ def make(scales: Mapping[str, np.ndarray]) -> Pass:
 
         result = run_scoped(scope, graph)
         missing = sorted(set(scales) - stored)
-        if missing:  # a layer computed some other way (not captured as its nn.Linear) would silently stay float
-            raise CompileError(f"store_w8a16: no product of layer(s) {', '.join(missing)} in the compiled graph "
-                               "(a layer the model does not call, or not captured as its nn.Linear)")
+        if missing:  # a layer computed some other way would silently lose its rounding
+            raise CompileError(f"store_w8a16: no product of layer(s) {', '.join(missing)} in the compiled graph: "
+                               "a layer the model does not call, one of parameters alone (computed at compile "
+                               "time, without the rounding of its input) or not captured as its nn.Linear; keep "
+                               "such a layer in float32 (the recipe's keep_float)")
         return result
 
     return Pass("store_w8a16", requires="products tagged with their layers, the final weight layout",
