@@ -347,6 +347,10 @@ def test_ltc_w8a16_compile_keeps_the_loop_product_whole(host_build):
     assert [n.attr("modules") for n in inner] == [("ode.func.gate", "ode.func.candidate")]
     cat = body.producers()[inner[0].inputs[0]]
     assert cat.op == "concat" and body.types[cat.output].shape[-1] == 65
+    # the peeled first step's product and the loop's share their panel and scales (one copy in the file)
+    peeled = [n for n in compiled.graph.nodes if n.op == "linear_w8a16" and n.attr("modules") == inner[0].attr(
+        "modules")]
+    assert len(peeled) == 1 and peeled[0].inputs[1:3] == inner[0].inputs[1:3]
     x = np.random.default_rng(4).uniform(-1, 7, (9, 1)).astype(F32)
     ref = compiled.run(x)[0]
     with torch.no_grad():

@@ -43,8 +43,8 @@ def _recover(wt: np.ndarray, scale: np.ndarray, node: Node, layers: tuple[str, .
     return q.astype(np.int8)
 
 
-def _convert(node: Node, w: np.ndarray, scales: Mapping[str, np.ndarray], new_constants: dict[str, np.ndarray]
-             ) -> Node:
+def _convert(node: Node, w: np.ndarray, scales: Mapping[str, np.ndarray], new_constants: dict[str, np.ndarray],
+             panels: dict[bytes, str]) -> Node:
     layers = layers_of(node)
     named = [name in scales for name in layers]
     if not all(named):
@@ -61,25 +61,30 @@ def _convert(node: Node, w: np.ndarray, scales: Mapping[str, np.ndarray], new_co
     if scale.shape != (wt.shape[1],):
         raise CompileError(f"store_w8a16: layers {' + '.join(layers)} have {scale.size} scales for "
                            f"{wt.shape[1]} outputs", node)
-    name = node.inputs[1]
-    new_constants[f"{name}/w8a16"] = kernels_np.panel(_recover(wt, scale, node, layers))
+    panel = kernels_np.panel(_recover(wt, scale, node, layers))
+    # one constant per distinct panel: the peeled first step (peel_zero_state) and the loop body have their own
+    # copies of the same fused weight
+    key = repr(panel.shape).encode() + panel.tobytes()
+    name = panels.setdefault(key, f"{node.inputs[1]}/w8a16")
+    new_constants[name] = panel
     scale_name = "scale/" + "+".join(layers)  # products of the same layers share their scales
     new_constants[scale_name] = scale
     attrs = dict(node.attrs)
     if not transposed:  # a W product has one output: the attrs of a DSTN op of one destination
         attrs.update(splits=(int(wt.shape[1]),), modules=(node.attr("module") or "",), parts=(None,))
-    return replace(node, op=PANELED[node.op], inputs=(node.inputs[0], f"{name}/w8a16", scale_name, *node.inputs[2:]),
+    return replace(node, op=PANELED[node.op], inputs=(node.inputs[0], name, scale_name, *node.inputs[2:]),
                    attrs=tuple(attrs.items()))
 
 
 def _store_scope(graph: Graph, known: dict[str, np.ndarray], scales: Mapping[str, np.ndarray],
-                 new_constants: dict[str, np.ndarray], stored: set[str]) -> tuple[Graph, bool]:
+                 new_constants: dict[str, np.ndarray], stored: set[str], panels: dict[bytes, str]
+                 ) -> tuple[Graph, bool]:
     known = {**known, **graph.constants}
     modified = False
     nodes: list[Node] = []
     for node in graph.nodes:
         if node.op == "loop":
-            body, changed = _store_scope(node.attr("body"), known, scales, new_constants, stored)
+            body, changed = _store_scope(node.attr("body"), known, scales, new_constants, stored, panels)
             if changed:
                 node, modified = node.with_attrs(body=body), True
         if node.op in PANELED and any(name in scales for name in layers_of(node)):
@@ -88,7 +93,7 @@ def _store_scope(graph: Graph, known: dict[str, np.ndarray], scales: Mapping[str
                 raise CompileError(f"store_w8a16: the weight of layer {' + '.join(layers_of(node))} is not a "
                                    "float32 constant", node)
             stored.update(layers_of(node))
-            node, modified = _convert(node, w, scales, new_constants), True
+            node, modified = _convert(node, w, scales, new_constants, panels), True
         nodes.append(node)
     return replace(graph, nodes=tuple(nodes)), modified
 
@@ -98,10 +103,11 @@ def make(scales: Mapping[str, np.ndarray]) -> Pass:
 
     def run(graph: Graph) -> PassResult:
         stored: set[str] = set()
+        panels: dict[bytes, str] = {}  # a panel's shape and bytes -> its constant
 
         def scope(g: Graph, known: dict[str, np.ndarray], new_constants: dict[str, np.ndarray]
                   ) -> tuple[Graph, bool]:
-            return _store_scope(g, known, scales, new_constants, stored)
+            return _store_scope(g, known, scales, new_constants, stored, panels)
 
         result = run_scoped(scope, graph)
         missing = sorted(set(scales) - stored)
