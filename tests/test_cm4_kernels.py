@@ -24,8 +24,9 @@ pytestmark = pytest.mark.skipif(subprocess.run(["sh", "-c", "command -v qemu-sys
 def test_cm4_products_and_ltc_step_match_the_scalar_kernels_on_the_core(blocks):
     """cm4_kernel_test.c under QEMU with semihosting: linear / linear_t within 1e-5 sum |x w| of the scalar
     kernels, linear_tq8 (block floating point) within that + 2^-29 max |x| sum |w|, the fused LTC step bit for bit
-    the scalar block interpreter's result, conv2d (the cm4 tap) within 1e-5 of the sum of the absolute terms; it
-    exits 1 on any failure. Also as a selective build whose models need none of linear_t's 8/4/2-column tail
+    the scalar block interpreter's result, conv2d (the cm4 tap) within 1e-5 of the sum of the absolute terms,
+    linear_w8a16 (SMLALD / SMLAD on the column-pair panel) bit for bit the scalar kernel's result; it exits 1 on any
+    failure. Also as a selective build whose models need none of linear_t's 8/4/2-column tail
     blocks builds it (LNN_CM4_T_BLOCKS 0): every width then runs its last columns one at a time."""
     out = OUT if not blocks else OUT.with_name(OUT.name + "-no-tail-blocks")
     proc = subprocess.run(["make", "-s", "-C", str(VM_DIR / "firmware"), f"O={out}", "-j2", f"EXTRA_CFLAGS={blocks}",
@@ -42,7 +43,7 @@ def test_cm4_products_and_ltc_step_match_the_scalar_kernels_on_the_core(blocks):
         "ok   cm4 linear vs scalar (1e-5 sum |x w|)", "ok   cm4 linear_t vs scalar (1e-5 sum |x w|)",
         "ok   cm4 linear_tq8 vs scalar (1e-5 sum |x w| + 2^-29 max |x| sum |w|)",
         "ok   cm4 ewise LTC form vs scalar block interpreter (bits)",
-        "ok   cm4 conv2d vs scalar (1e-5 sum |x w| + |bias|)"]
+        "ok   cm4 conv2d vs scalar (1e-5 sum |x w| + |bias|)", "ok   cm4 linear_w8a16 vs scalar (bits)"]
 
 
 @pytest.fixture(scope="module")

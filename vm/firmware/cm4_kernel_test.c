@@ -25,6 +25,17 @@
  *                         alike, the floats after y untouched; kernel 1x1,
  *                         3x3, 5x5, stride 1 and 2, padding 0 and 1, runs of
  *                         1..17 output pixels, and random shapes
+ *   linear_w8a16          the scalar kernel's bits (any NaN as any NaN), the
+ *                         floats around each destination untouched: K and
+ *                         M odd and even (1..600, 1..130: one and several
+ *                         32-column blocks, rows over the 256-input chunk),
+ *                         1..8 destinations starting at any column, with and
+ *                         without bias, rows uniform, wide, any float, NaN,
+ *                         inf, zero, under 2^-100, largest |x| just below a
+ *                         power of two or at the half-way point, |xq| all
+ *                         32767 against weights all -128 / 128 (the largest
+ *                         sums: beyond int32 over 256 inputs), panels of
+ *                         int8 weights and of any bytes
  *   ewise (LTC form)      the bits of the scalar set's block interpreter on
  *                         the same program, operands in every mode (now
  *                         and then a NaN, which gives NaN as the scalar
@@ -477,6 +488,129 @@ static uint32_t ltc_case(void)
     return bad != 0;
 }
 
+/* ---- LINEAR_W8A16 / MATMUL_W8A16: the scalar kernel's bits ------------------------ */
+
+enum { W8_MAXK = 600, W8_MAXM = 130, W8_MAXR = 3, W8_GUARD = 4 };
+static uint32_t w8_panel[((W8_MAXM + 1) / 2) * ((W8_MAXK + 1) / 2)]; /* words: ldm needs 4-byte alignment */
+static float w8_x[W8_MAXR * W8_MAXK], w8_scale[W8_MAXM], w8_bias[W8_MAXM];
+static float w8_ys[W8_MAXR * W8_MAXM + LNN_MAX_DSTS * W8_GUARD], w8_yk[W8_MAXR * W8_MAXM + LNN_MAX_DSTS * W8_GUARD];
+
+/* x kinds: 0 uniform, 1 wide, 2 any float, 3 NaN, 4 inf, 5 zero, 6 under 2^-100, 7 max just below 2^t,
+ * 8 max at the half-way significand 0xFFFF00 (rounds up) or 0xFFFEFF, 9 all 32767/32768 2^t */
+static void w8_row(float *x, size_t k, int kind)
+{
+    const int t = (int)(rnd() % 41u) - 20;
+    for (size_t i = 0; i < k; i++) {
+        float v = uniform(-1.0f, 1.0f);
+        if (kind == 1)
+            v *= pow2f((int)(rnd() % 41u) - 20);
+        else if (kind == 2) {
+            uint32_t u;
+            do
+                u = rnd();
+            while ((u & 0x7F800000u) == 0x7F800000u); /* finite */
+            memcpy(&v, &u, sizeof v);
+        } else if (kind == 5)
+            v = rnd() % 2 ? 0.0f : -0.0f;
+        else if (kind == 6)
+            v = rnd() % 2 ? v * pow2f(-101) * pow2f(-(int)(rnd() % 40u)) : v * 1e-39f; /* denormals too */
+        else if (kind == 9)
+            v = 32767.0f / 32768.0f * pow2f(t);
+        else
+            v *= pow2f(t);
+        x[i] = v;
+    }
+    const size_t at = rnd() % k;
+    const float sign = rnd() % 2 ? -1.0f : 1.0f;
+    if (kind == 3)
+        x[at] = NAN;
+    else if (kind == 4)
+        x[at] = sign * INFINITY;
+    else if (kind == 7)
+        x[at] = sign * (1.0f - pow2f(-24)) * pow2f(t + 1);
+    else if (kind == 8)
+        x[at] = sign * (float)(rnd() % 2 ? 0xFFFF00 : 0xFFFEFF) * pow2f(t - 23);
+}
+
+static uint32_t w8_run(size_t rows, size_t k, size_t m, int xkind, int pkind)
+{
+    const size_t kp = (k + 1) / 2, words = ((m + 1) / 2) * kp;
+    uint8_t *pb = (uint8_t *)w8_panel;
+    for (size_t i = 0; i < 4 * words; i++)
+        pb[i] = pkind == 1 ? (uint8_t)rnd() : pkind == 2 ? (uint8_t)(i % 2 ? 0x7F : 0x80) : 0;
+    if (pkind == 0) /* int8 weights in [-127, 127], encoded as the spec says (q = 0 outside) */
+        for (size_t i = 0; i < k; i++)
+            for (size_t j = 0; j < m; j += 2) {
+                const int32_t q0 = (int32_t)(rnd() % 255u) - 127, q1 = j + 1 < m ? (int32_t)(rnd() % 255u) - 127 : 0;
+                const uint16_t h = (uint16_t)(256 * q1 + q0);
+                uint8_t *b = pb + 4 * ((j / 2) * kp + i / 2) + 2 * (i % 2);
+                b[0] = (uint8_t)h;
+                b[1] = (uint8_t)(h >> 8);
+            }
+    for (size_t j = 0; j < m; j++) {
+        w8_scale[j] = uniform(1e-3f, 1e-1f);
+        w8_bias[j] = uniform(-1.0f, 1.0f);
+    }
+    for (size_t r = 0; r < rows; r++) /* the first row of the kind, the others any */
+        w8_row(w8_x + r * k, k, r == 0 ? xkind : (int)(rnd() % 10u));
+    lnn_linear_w8a16_params p;
+    p.x = w8_x;
+    p.panel = pb;
+    p.scale = w8_scale;
+    p.bias = rnd() % 2 ? w8_bias : NULL;
+    p.rows = rows;
+    p.k = k;
+    p.m = m;
+    /* 1..8 destinations, cut at random columns (odd ones too) */
+    size_t n = 1 + rnd() % LNN_MAX_DSTS;
+    n = n > m ? m : n;
+    p.ndst = n;
+    p.col[0] = 0;
+    for (size_t d = 1; d < n; d++)
+        p.col[d] = p.col[d - 1] + 1 + rnd() % (m - p.col[d - 1] - (n - d));
+    p.col[n] = m;
+    for (size_t i = 0; i < sizeof w8_ys / sizeof w8_ys[0]; i++)
+        w8_ys[i] = w8_yk[i] = untouched;
+    size_t at = 0, start[LNN_MAX_DSTS];
+    for (size_t d = 0; d < n; d++) {
+        start[d] = at;
+        at += rows * (p.col[d + 1] - p.col[d]) + W8_GUARD;
+    }
+    for (size_t d = 0; d < n; d++)
+        p.y[d] = w8_ys + start[d];
+    lnn_kernels_scalar.linear_w8a16(&p);
+    for (size_t d = 0; d < n; d++)
+        p.y[d] = w8_yk + start[d];
+    lnn_kernels_cm4.linear_w8a16(&p);
+    uint32_t bad = 0;
+    for (size_t i = 0; i < at; i++) {
+        const float g = w8_yk[i], e = w8_ys[i];
+        bad += !((g != g && e != e) || bits(g) == bits(e)); /* the guards: both untouched */
+    }
+    for (size_t d = 0; d < n; d++)
+        for (size_t g = 0; g < W8_GUARD; g++)
+            bad += bits(w8_yk[start[d] + rows * (p.col[d + 1] - p.col[d]) + g]) != bits(untouched);
+    return bad != 0;
+}
+
+/* every listed k against every listed m, then random shapes; x and panel kinds in turn */
+static uint32_t w8_cases(uint32_t *cases)
+{
+    static const size_t ks[] = {1, 2, 3, 5, 8, 9, 15, 16, 17, 31, 64, 65, 127, 255, 256, 257, 300, 513, 600};
+    static const size_t ms[] = {1, 2, 3, 7, 8, 9, 16, 17, 31, 32, 33, 64, 65, 128, 130};
+    uint32_t bad = 0, n = 0;
+    for (size_t a = 0; a < sizeof ks / sizeof ks[0]; a++)
+        for (size_t b = 0; b < sizeof ms / sizeof ms[0]; b++, n++)
+            bad += w8_run(1 + rnd() % W8_MAXR, ks[a], ms[b], (int)(n % 10u), (int)(n % 3u));
+    for (size_t a = 0; a < sizeof ks / sizeof ks[0]; a++, n++) /* the largest sums, past the 256-input chunk */
+        bad += ks[a] > 256 ? w8_run(1 + rnd() % W8_MAXR, ks[a], 1 + rnd() % W8_MAXM, 9, 2) : 0;
+    for (uint32_t c = 0; c < 300; c++, n++)
+        bad += w8_run(1 + rnd() % W8_MAXR, 1 + rnd() % 200u, 1 + rnd() % W8_MAXM, (int)(rnd() % 10u),
+                      (int)(rnd() % 3u));
+    *cases = n;
+    return bad;
+}
+
 int main(void)
 {
     uint32_t bad = 0, cases = 0;
@@ -511,5 +645,7 @@ int main(void)
     for (uint32_t c = 0; c < CONV_CASES; c++)
         bad += conv_case();
     report("cm4 conv2d vs scalar (1e-5 sum |x w| + |bias|)", cases + CONV_CASES, bad);
+    bad = w8_cases(&cases);
+    report("cm4 linear_w8a16 vs scalar (bits)", cases, bad);
     finish(!failed);
 }

@@ -455,6 +455,7 @@ LNN_KERNEL_PROTOS(mve);
 void lnn_linear__cm4(const lnn_linear_params *p);
 void lnn_linear_t__cm4(const lnn_linear_t_params *p);
 void lnn_linear_tq8__cm4(const lnn_linear_q8_params *p);
+void lnn_linear_w8a16__cm4(const lnn_linear_w8a16_params *p);
 extern const lnn_kernels lnn_kernels_cm4;
 #endif
 #if LNN_HAVE_SSE3

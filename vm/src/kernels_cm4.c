@@ -40,6 +40,10 @@
  * point (31 bits under its row's largest value) and exact 64-bit sums (sxtb,
  * smlal), four columns a step; within the scalar kernel's result by 1e-5
  * sum |x w| + 2^-29 max |x| sum |w| (below, at lnn_cm4_tq8_block).
+ *
+ * linear_w8a16 (LINEAR_W8A16, MATMUL_W8A16): SMLALD / SXTB16 / SMLAD on the
+ * column-pair panel, 3 instructions per 4 multiply-adds, exact integer sums:
+ * the scalar kernel's bits (below, at LNN_CM4_W8_CHUNK).
  */
 #include "kernels.h"
 
@@ -541,6 +545,381 @@ void lnn_linear_tq8__cm4(const lnn_linear_q8_params *p)
     }
 }
 
+/* LINEAR_W8A16, MATMUL_W8A16 (lnn_opcodes.def): the scalar kernel's bits,
+ * in integers with the DSP extension. A row of x is rounded once per call to
+ * int16 xq packed in pairs X = (xq[2t], xq[2t+1]); a panel word w holds the
+ * int16 halves h = 256 q(., j+1) + q(., j) of a column pair (j, j+1), so
+ *     smlald T, X, w     T += 256 S(j+1) + S(j)  (4 multiply-adds, 64 bits)
+ *     sxtb16 w, w        the low bytes: exactly column j's weights
+ *     smlad  E, X, w     E += S(j)
+ * are 3 instructions per 4 multiply-adds, and S(j+1) = (T - E) / 256 =
+ * (T >> 8) - (E >> 8) (T = E mod 256: no borrow). This reads any panel
+ * bytes as the definition does: SMLALD multiplies by h itself, so T - E is
+ * 256 sum xq (h - sext8(h)) / 256. A chunk of at most LNN_CM4_W8_CHUNK
+ * inputs keeps |S| <= 256 * 32767 * 128 < 2^31 (E exact in 32 bits, and
+ * vcvt.f32.s32 converts exactly as (float)S); a longer row goes chunk by
+ * chunk into int64 sums (lnn_cm4_w8a16_long), slower but exact.
+ *
+ * Stack: X of one chunk (512 B) and the int32 sums of a block of
+ * LNN_CM4_W8_COLS columns (256 B), or for the long rows X, the int32 sums
+ * and the int64 sums of 32 columns (512 + 128 + 256 B), and the assembly's
+ * saved registers: at most 1,164 B, the long path's (gcc -fstack-usage,
+ * arm-none-eabi -O2 and -Os: 64 + 1,008 + lnn_cm4_w8a16_round's 24 + the
+ * quantizer's 68).
+ * The four assembly routines (own sections: a build without the op drops
+ * them, as it drops the C driver the table no longer names):
+ *   lnn_cm4_w8a16_absmax  largest |x| as bits << 1, 8 inputs a step (3 each)
+ *   lnn_cm4_w8a16_quant   xq = the low 16 bits of vfma(1.5 2^23, x, s), one
+ *                         rounding, so round half to even of x s as
+ *                         nearbyintf gives it (|x s| <= 32767.5 < 2^22);
+ *                         packed by pkhbt, 8 inputs a step (2.4 each)
+ *   lnn_cm4_w8a16_sums    the column pairs of a block: 8 input pairs a loop
+ *                         turn (2 ldm of 4 X words, 2 of 4 panel words, 12
+ *                         DSP instructions each), the kp % 8 others one by
+ *                         one first; about 0.94 instructions per multiply-add
+ *                         plus 16 per column pair
+ *   lnn_cm4_w8a16_finish  8 columns a step: vcvt, times 2^(e-15) (exact),
+ *                         vfma scale, bias (MATMUL: bias -0, which makes
+ *                         fmaf(v, s, -0) = v * s, signed zeros and
+ *                         underflow included)
+ * In assembly, as the other products: gcc does not keep 14 core registers
+ * live across a loop in an asm statement, nor emit ldm / vldm blocks. */
+enum { LNN_CM4_W8_CHUNK = 256, LNN_CM4_W8_COLS = 64, LNN_CM4_W8_LONG_COLS = 32 };
+
+/* One block of column pairs against one chunk of X (lnn_cm4_w8a16_sums
+ * copies it to its stack and counts down there): the pairs, where their sums
+ * go, the bytes from a pair's last word of the chunk to the next pair's
+ * first. */
+typedef struct {
+    const uint32_t *x;    /* 0: the chunk's packed pairs */
+    uint32_t pairs;       /* 4: column pairs (>= 1) */
+    int32_t *out;         /* 8: 2 * pairs sums, column order */
+    uint32_t skip;        /* 12 */
+    uint32_t turns;       /* 16: kp / 8 */
+    uint32_t rest;        /* 20: kp % 8, done first */
+    const uint32_t *w;    /* 24: the first pair's first word of the chunk */
+} lnn_cm4_w8_job;
+
+/* 8-column steps of the finish: y[c] = fmaf((float)s[c] * pw, scale[c], bias[c]) */
+typedef struct {
+    const int32_t *s;   /* 0 */
+    float *y;           /* 4 */
+    const float *scale; /* 8 */
+    const float *bias;  /* 12: or 8 x -0 */
+    uint32_t bias_step; /* 16: 32, or 0 for the -0s */
+    uint32_t n8;        /* 20: steps (>= 1) */
+    float pw;           /* 24 */
+} lnn_cm4_w8_fin;
+
+uint32_t lnn_cm4_w8a16_absmax(const float *x, uint32_t n8);
+void lnn_cm4_w8a16_quant(const float *x, uint32_t *xw, uint32_t n8, const float *s);
+void lnn_cm4_w8a16_sums(const lnn_cm4_w8_job *job);
+void lnn_cm4_w8a16_finish(const lnn_cm4_w8_fin *f);
+
+__asm__(".pushsection .text.lnn_cm4_w8a16_absmax,\"ax\",%progbits\n\t"
+        ".align 2\n\t"
+        ".global lnn_cm4_w8a16_absmax\n\t"
+        ".thumb_func\n\t"
+        ".type lnn_cm4_w8a16_absmax, %function\n"
+        "lnn_cm4_w8a16_absmax:\n\t"
+        "push {r4-r10}\n\t"
+        "movs r2, #0\n"
+        "1:\n\t"
+        "ldmia r0!, {r3-r10}\n\t"
+        /* the sign bit shifted out: |x| as bits, doubled; unsigned order is the order of |x| (NaN above inf) */
+        ".irp r, r3, r4, r5, r6, r7, r8, r9, r10\n\t"
+        "cmp r2, \\r, lsl #1\n\t"
+        "it lo\n\t"
+        "lsllo r2, \\r, #1\n\t"
+        ".endr\n\t"
+        "subs r1, r1, #1\n\t"
+        "bne 1b\n\t"
+        "mov r0, r2\n\t"
+        "pop {r4-r10}\n\t"
+        "bx lr\n\t"
+        ".size lnn_cm4_w8a16_absmax, .-lnn_cm4_w8a16_absmax\n\t"
+        ".popsection");
+
+__asm__(".pushsection .text.lnn_cm4_w8a16_quant,\"ax\",%progbits\n\t"
+        ".align 2\n\t"
+        ".global lnn_cm4_w8a16_quant\n\t"
+        ".thumb_func\n\t"
+        ".type lnn_cm4_w8a16_quant, %function\n"
+        "lnn_cm4_w8a16_quant:\n\t"
+        "push {r4-r11}\n\t"
+        "vpush {s16}\n\t"
+        "sub sp, sp, #32\n\t" /* 8 words: FPU -> core registers by vstmia / ldmia (2 instructions, not 4 vmov) */
+        "vldr s16, [r3]\n\t"
+        "adr r3, 2f\n"
+        "1:\n\t"
+        "vldmia r0!, {s0-s7}\n\t"
+        "vldmia r3, {s8-s15}\n\t" /* 8 copies of 1.5 2^23 */
+        "vfma.f32 s8, s0, s16\n\t"
+        "vfma.f32 s9, s1, s16\n\t"
+        "vfma.f32 s10, s2, s16\n\t"
+        "vfma.f32 s11, s3, s16\n\t"
+        "vfma.f32 s12, s4, s16\n\t"
+        "vfma.f32 s13, s5, s16\n\t"
+        "vfma.f32 s14, s6, s16\n\t"
+        "vfma.f32 s15, s7, s16\n\t"
+        "vstmia sp, {s8-s15}\n\t"
+        "ldmia sp, {r4-r11}\n\t"
+        "pkhbt r4, r4, r5, lsl #16\n\t"
+        "pkhbt r6, r6, r7, lsl #16\n\t"
+        "pkhbt r8, r8, r9, lsl #16\n\t"
+        "pkhbt r10, r10, r11, lsl #16\n\t"
+        "stmia r1!, {r4, r6, r8, r10}\n\t"
+        "subs r2, r2, #1\n\t"
+        "bne 1b\n\t"
+        "add sp, sp, #32\n\t"
+        "vpop {s16}\n\t"
+        "pop {r4-r11}\n\t"
+        "bx lr\n\t"
+        ".align 2\n"
+        "2:\n\t"
+        ".rept 8\n\t"
+        ".word 0x4B400000\n\t"
+        ".endr\n\t"
+        ".size lnn_cm4_w8a16_quant, .-lnn_cm4_w8a16_quant\n\t"
+        ".popsection");
+
+/* one input pair: X in register x, the panel word in w */
+#define LNN_CM4_W8_PAIR(x, w)                                                       \
+    "smlald r4, r5, " x ", " w "\n\t"                                               \
+    "sxtb16 " w ", " w "\n\t"                                                       \
+    "smlad r3, " x ", " w ", r3\n\t"
+#define LNN_CM4_W8_FOUR                                                             \
+    "ldmia r1!, {r6-r9}\n\t"                                                        \
+    "ldmia r0!, {r10-r12, lr}\n\t" LNN_CM4_W8_PAIR("r6", "r10") LNN_CM4_W8_PAIR("r7", "r11") \
+    LNN_CM4_W8_PAIR("r8", "r12") LNN_CM4_W8_PAIR("r9", "lr")
+/* Registers: r0 panel, r1 X, r2 turns, r3 E, r4:r5 T, r6-r9 X words, r10-r12
+ * lr panel words; the job copied to [sp] (no register left for a pointer to
+ * it: ldm / ldrd / strd from sp reach it in one instruction). */
+__asm__(".pushsection .text.lnn_cm4_w8a16_sums,\"ax\",%progbits\n\t"
+        ".align 2\n\t"
+        ".global lnn_cm4_w8a16_sums\n\t"
+        ".thumb_func\n\t"
+        ".type lnn_cm4_w8a16_sums, %function\n"
+        "lnn_cm4_w8a16_sums:\n\t"
+        "push {r4-r11, lr}\n\t"
+        "ldm r0, {r1-r7}\n\t"
+        "push {r1-r7}\n\t" /* the job at sp, same layout */
+        "mov r0, r7\n"
+        "1:\n\t" /* one column pair */
+        "movs r3, #0\n\t"
+        "movs r4, #0\n\t"
+        "movs r5, #0\n\t"
+        "ldrd r2, r7, [sp, #16]\n\t"
+        "cbz r7, 3f\n"
+        "2:\n\t" /* the kp % 8 single pairs */
+        "ldr r8, [r1], #4\n\t"
+        "ldr r10, [r0], #4\n\t" LNN_CM4_W8_PAIR("r8", "r10")
+        "subs r7, r7, #1\n\t"
+        "bne 2b\n"
+        "3:\n\t"
+        "subs r2, r2, #1\n\t"
+        "bmi 5f\n"
+        "4:\n\t" LNN_CM4_W8_FOUR LNN_CM4_W8_FOUR
+        "subs r2, r2, #1\n\t"
+        "bpl 4b\n"
+        "5:\n\t" /* S(j) = E, S(j+1) = (T >> 8) - (E >> 8) */
+        "lsrs r4, r4, #8\n\t"
+        "orr r4, r4, r5, lsl #24\n\t"
+        "sub r4, r4, r3, asr #8\n\t"
+        "ldm sp, {r1, r2, r7, r8}\n\t" /* X again, pairs, out, skip */
+        "stmia r7!, {r3, r4}\n\t"
+        "add r0, r0, r8\n\t"
+        "subs r2, r2, #1\n\t"
+        "strd r2, r7, [sp, #4]\n\t"
+        "bne 1b\n\t"
+        "add sp, sp, #28\n\t"
+        "pop {r4-r11, pc}\n\t"
+        ".size lnn_cm4_w8a16_sums, .-lnn_cm4_w8a16_sums\n\t"
+        ".popsection");
+#undef LNN_CM4_W8_FOUR
+#undef LNN_CM4_W8_PAIR
+
+__asm__(".pushsection .text.lnn_cm4_w8a16_finish,\"ax\",%progbits\n\t"
+        ".align 2\n\t"
+        ".global lnn_cm4_w8a16_finish\n\t"
+        ".thumb_func\n\t"
+        ".type lnn_cm4_w8a16_finish, %function\n"
+        "lnn_cm4_w8a16_finish:\n\t"
+        "push {r4-r6, lr}\n\t"
+        "vpush {s16-s24}\n\t"
+        "ldm r0, {r1-r5, r12}\n\t" /* s, y, scale, bias, bias_step, n8 */
+        "vldr s24, [r0, #24]\n" /* 2^(e-15) */
+        "1:\n\t"
+        "vldmia r1!, {s0-s7}\n\t"
+        "vcvt.f32.s32 s0, s0\n\t"
+        "vcvt.f32.s32 s1, s1\n\t"
+        "vcvt.f32.s32 s2, s2\n\t"
+        "vcvt.f32.s32 s3, s3\n\t"
+        "vcvt.f32.s32 s4, s4\n\t"
+        "vcvt.f32.s32 s5, s5\n\t"
+        "vcvt.f32.s32 s6, s6\n\t"
+        "vcvt.f32.s32 s7, s7\n\t"
+        "vmul.f32 s0, s0, s24\n\t"
+        "vmul.f32 s1, s1, s24\n\t"
+        "vmul.f32 s2, s2, s24\n\t"
+        "vmul.f32 s3, s3, s24\n\t"
+        "vmul.f32 s4, s4, s24\n\t"
+        "vmul.f32 s5, s5, s24\n\t"
+        "vmul.f32 s6, s6, s24\n\t"
+        "vmul.f32 s7, s7, s24\n\t"
+        "vldmia r3!, {s8-s15}\n\t"
+        "vldm r4, {s16-s23}\n\t"
+        "add r4, r4, r5\n\t"
+        "vfma.f32 s16, s0, s8\n\t"
+        "vfma.f32 s17, s1, s9\n\t"
+        "vfma.f32 s18, s2, s10\n\t"
+        "vfma.f32 s19, s3, s11\n\t"
+        "vfma.f32 s20, s4, s12\n\t"
+        "vfma.f32 s21, s5, s13\n\t"
+        "vfma.f32 s22, s6, s14\n\t"
+        "vfma.f32 s23, s7, s15\n\t"
+        "vstmia r2!, {s16-s23}\n\t"
+        "subs r12, r12, #1\n\t"
+        "bne 1b\n\t"
+        "vpop {s16-s24}\n\t"
+        "pop {r4-r6, pc}\n\t"
+        ".size lnn_cm4_w8a16_finish, .-lnn_cm4_w8a16_finish\n\t"
+        ".popsection");
+
+static const float lnn_cm4_minus_zeros[8] = {-0.0f, -0.0f, -0.0f, -0.0f, -0.0f, -0.0f, -0.0f, -0.0f};
+
+/* n inputs of x into packed pairs xw (an odd n: the last pair's second 0) */
+static void lnn_cm4_w8a16_round(const float *x, size_t n, uint32_t *xw, const float *s)
+{
+    const size_t n8 = n / 8;
+    if (n8)
+        lnn_cm4_w8a16_quant(x, xw, (uint32_t)n8, s);
+    for (size_t i = 8 * n8; i < n; i += 2) {
+        /* the assembly's rounding: the low 16 bits of fmaf(x, s, 1.5 2^23) */
+        const uint32_t lo = lnn_f32_bits(fmaf(x[i], *s, 12582912.0f)) & 0xFFFFu;
+        const uint32_t hi = i + 1 < n ? lnn_f32_bits(fmaf(x[i + 1], *s, 12582912.0f)) << 16 : 0u;
+        xw[i / 2] = lo | hi;
+    }
+}
+
+/* The destination d of column j: advances *d */
+static LNN_ALWAYS_INLINE size_t lnn_cm4_w8a16_dst(const lnn_linear_w8a16_params *p, size_t j, size_t *d)
+{
+    while (j >= p->col[*d + 1])
+        (*d)++;
+    return *d;
+}
+
+/* Columns j0 .. j0+n-1 of row r from their int32 sums s: 8 at a time in the
+ * assembly, the rest here, destination by destination. */
+static void lnn_cm4_w8a16_put(const lnn_linear_w8a16_params *p, size_t r, size_t j0, size_t n, const int32_t *s,
+                              float pw)
+{
+    size_t d = 0;
+    for (size_t j = j0; j < j0 + n;) {
+        lnn_cm4_w8a16_dst(p, j, &d);
+        const size_t end = p->col[d + 1] < j0 + n ? p->col[d + 1] : j0 + n, w = p->col[d + 1] - p->col[d];
+        float *y = p->y[d] + r * w + (j - p->col[d]);
+        const int32_t *sj = s + (j - j0);
+        const size_t n8 = (end - j) / 8;
+        if (n8) {
+            const lnn_cm4_w8_fin f = {sj, y, p->scale + j, p->bias ? p->bias + j : lnn_cm4_minus_zeros,
+                                      p->bias ? 32u : 0u, (uint32_t)n8, pw};
+            lnn_cm4_w8a16_finish(&f);
+        }
+        for (size_t c = 8 * n8; c < end - j; c++) {
+            const float v = (float)sj[c] * pw;
+            y[c] = p->bias ? fmaf(v, p->scale[j + c], p->bias[j + c]) : v * p->scale[j + c];
+        }
+        j = end;
+    }
+}
+
+/* A row of more than LNN_CM4_W8_CHUNK inputs: per block of 32 columns (the
+ * int64 sums' 256 bytes), chunk by chunk (X rounded again for each block),
+ * the
+ * int32 sums of each chunk into int64 ones, finished in C ((float) of an
+ * int64 rounds to nearest even, as the definition wants). */
+static __attribute__((noinline)) void lnn_cm4_w8a16_long(const lnn_linear_w8a16_params *p, size_t r,
+                                                         const float *s, float pw)
+{
+    uint32_t xw[LNN_CM4_W8_CHUNK / 2];
+    int32_t sums[LNN_CM4_W8_LONG_COLS];
+    int64_t acc[LNN_CM4_W8_LONG_COLS];
+    const size_t k = p->k, kp = (k + 1) / 2;
+    const float *x = p->x + r * k;
+    for (size_t j0 = 0; j0 < p->m; j0 += LNN_CM4_W8_LONG_COLS) {
+        const size_t nc = p->m - j0 < LNN_CM4_W8_LONG_COLS ? p->m - j0 : LNN_CM4_W8_LONG_COLS;
+        memset(acc, 0, sizeof acc);
+        for (size_t i0 = 0; i0 < k; i0 += LNN_CM4_W8_CHUNK) {
+            const size_t n = k - i0 < LNN_CM4_W8_CHUNK ? k - i0 : LNN_CM4_W8_CHUNK, np = (n + 1) / 2;
+            lnn_cm4_w8a16_round(x + i0, n, xw, s);
+            const lnn_cm4_w8_job job = {xw, (uint32_t)((nc + 1) / 2), sums, (uint32_t)(4 * (kp - np)),
+                                  (uint32_t)(np / 8), (uint32_t)(np % 8),
+                                  (const uint32_t *)(const void *)(p->panel + 4 * ((j0 / 2) * kp + i0 / 2))};
+            lnn_cm4_w8a16_sums(&job);
+            for (size_t c = 0; c < nc; c++)
+                acc[c] += sums[c];
+        }
+        size_t d = 0;
+        for (size_t c = 0; c < nc; c++) {
+            const size_t j = j0 + c;
+            lnn_cm4_w8a16_dst(p, j, &d);
+            const float v = (float)acc[c] * pw;
+            p->y[d][r * (p->col[d + 1] - p->col[d]) + (j - p->col[d])] =
+                p->bias ? fmaf(v, p->scale[j], p->bias[j]) : v * p->scale[j];
+        }
+    }
+}
+
+/* A row of at most LNN_CM4_W8_CHUNK inputs: rounded once, every block of
+ * columns against it, finished from the exact int32 sums. */
+static __attribute__((noinline)) void lnn_cm4_w8a16_short(const lnn_linear_w8a16_params *p, size_t r,
+                                                          const float *s, float pw)
+{
+    uint32_t xw[LNN_CM4_W8_CHUNK / 2];
+    int32_t sums[LNN_CM4_W8_COLS];
+    const size_t kp = (p->k + 1) / 2;
+    lnn_cm4_w8a16_round(p->x + r * p->k, p->k, xw, s);
+    for (size_t j0 = 0; j0 < p->m; j0 += LNN_CM4_W8_COLS) {
+        const size_t nc = p->m - j0 < LNN_CM4_W8_COLS ? p->m - j0 : LNN_CM4_W8_COLS;
+        const lnn_cm4_w8_job job = {xw, (uint32_t)((nc + 1) / 2), sums, 0u, (uint32_t)(kp / 8), (uint32_t)(kp % 8),
+                                    (const uint32_t *)(const void *)(p->panel + 4 * (j0 / 2) * kp)};
+        lnn_cm4_w8a16_sums(&job);
+        lnn_cm4_w8a16_put(p, r, j0, nc, sums, pw);
+    }
+}
+
+/* Row by row: the largest |x|, then a NaN row, or the exponent and the
+ * short or long path (each its own frame: the stack holds one of them). */
+void lnn_linear_w8a16__cm4(const lnn_linear_w8a16_params *p)
+{
+    const size_t k = p->k, m = p->m;
+    for (size_t r = 0; r < p->rows; r++) {
+        const float *x = p->x + r * k;
+        const size_t k8 = k / 8;
+        uint32_t amax = k8 ? lnn_cm4_w8a16_absmax(x, (uint32_t)k8) >> 1 : 0u;
+        for (size_t i = 8 * k8; i < k; i++) {
+            const uint32_t u = lnn_f32_bits(x[i]) & 0x7FFFFFFFu;
+            amax = u > amax ? u : amax;
+        }
+        if (amax >= 0x7F800000u) { /* NaN or infinity: the whole row NaN */
+            size_t d = 0;
+            for (size_t j = 0; j < m; j++) {
+                lnn_cm4_w8a16_dst(p, j, &d);
+                p->y[d][r * (p->col[d + 1] - p->col[d]) + (j - p->col[d])] = NAN;
+            }
+            continue;
+        }
+        const int32_t e = lnn_w8a16_exponent(amax);
+        const float s = lnn_pow2f(15 - e), pw = lnn_pow2f(e - 15);
+        if (k > LNN_CM4_W8_CHUNK)
+            lnn_cm4_w8a16_long(p, r, &s, pw);
+        else
+            lnn_cm4_w8a16_short(p, r, &s, pw);
+    }
+}
+
 /* The LTC step's fused form (kernels.h, LNN_EW_FORM_LTC),
  *   y = H + DT * ((C + D) * sigmoid(A + B) - H) / T,  slots A B C D H T DT,
  * one element at a time with every intermediate in a register, instead of
@@ -700,7 +1079,7 @@ const lnn_kernels lnn_kernels_cm4 = {
     .linear_t = LNN_KERNEL_IF(LNN_OP_LINKED(LINEAR_T) || LNN_OP_LINKED(MATMUL_T), lnn_linear_t__cm4),
     .linear_q8 = LNN_KERNEL_IF(LNN_OP_LINKED(LINEAR_Q8) || LNN_OP_LINKED(MATMUL_NTQ8), lnn_linear_q8__scalar),
     .linear_tq8 = LNN_KERNEL_IF(LNN_OP_LINKED(LINEAR_TQ8) || LNN_OP_LINKED(MATMUL_TQ8), lnn_linear_tq8__cm4),
-    LNN_W8A16_SCALAR_ENTRY
+    .linear_w8a16 = LNN_KERNEL_IF(LNN_W8A16_LINKED, lnn_linear_w8a16__cm4),
     .ewise = LNN_KERNEL_IF(LNN_EWISE_LINKED, lnn_ewise__cm4),
     .conv2d = LNN_KERNEL_IF(LNN_OP_LINKED(CONV2D), lnn_conv2d__cm4),
     LNN_SCALAR_TABLE_ENTRIES
