@@ -247,6 +247,23 @@ def test_verify_int8_against_fake_quantized_pytorch(trained_sine, board):
     assert "held to PyTorch with the same quantized weights" in proc.stdout
 
 
+@pytest.mark.parametrize("board", ["host", "qemu-m4"])
+def test_verify_w8a16_against_pytorch_with_rounded_activations(trained_sine, board):
+    """The MCU scheme: on the host (scalar kernel) and on the Cortex-M4 firmware (its SMLAD kernel), held to PyTorch
+    with the same int8 weights and the same 16-bit rounding of each quantized layer's input rows."""
+    ok("compile", "--model", "ltc-sine", "--quant", "w8a16")
+    ok("build", "--target", config.board(board).target.name)
+    ok("verify", "--model", "ltc-sine", "--quant", "w8a16", "--board", board)
+    report = json.loads((trained_sine / f"verify-{board}-w8a16.json").read_text())
+    assert report["passed"] is True and report["weights"] == "w8a16"
+    # the tolerance is the effect of the rounding itself (quantize.rounding_effect: a device value one ulp from
+    # PyTorch's at a rounding midpoint moves an input by a whole 16-bit step); the rows without such a flip
+    # match as float32 does (4 % of the rows hold one on the host)
+    assert "activation rounding" in report["tolerance_basis"] and 1e-5 < report["tolerance"] < 2e-3
+    assert report["max_abs_err"] <= report["tolerance"] and report["rows_within_float32_tolerance"] >= 0.9
+    assert 1e-4 < report["vs_float_model"]["max_abs_err"] <= 0.02
+
+
 def test_verify_quant_on_a_classifier_writes_its_own_report(tmp_path):
     """Regression (issue 17): the classifier path of verify ignored --quant's label and the float model, so
     `verify --quant int8` on a classifier overwrote verify-<board>.json with an unlabelled report. Now every kind

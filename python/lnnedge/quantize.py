@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,6 +118,24 @@ def capturable(model: torch.nn.Module) -> torch.nn.Module:
             if hook is _round_input:
                 del module._forward_pre_hooks[key]
     return bare
+
+
+def rounding_effect(model: torch.nn.Module, forward: Callable[[torch.nn.Module], np.ndarray]) -> float:
+    """How far w8a16's activation rounding moves `model`'s outputs (`forward(m)` runs a model on the inputs at
+    hand): max |with the rounding - without it|; 0 for a model without the rounding.
+
+    This is the tolerance a device is held to for w8a16 (when above the float one): the device rounds the same
+    rows as PyTorch, but a pre-rounding value one float ulp away from PyTorch's (another sum order, another exp)
+    that straddles a rounding midpoint moves one input by a whole 16-bit step. On the trained ltc-sine 4 % of the
+    verify rows hold such a flip (up to 2.1e-4, the others match to 0), which no float tolerance can absorb; a
+    flip moves one input by one step where the rounding itself moves every input by up to half a step, so the
+    rounding's own effect bounds what flips can do."""
+    bare = capturable(model)
+    if bare is model:
+        return 0.0
+    with torch.no_grad():
+        rounded, plain = forward(model), forward(bare)
+    return float(np.max(np.abs(rounded.astype(np.float64) - plain.astype(np.float64)), initial=0.0))
 
 
 def compile_options(model: torch.nn.Module, keep_float: tuple[str, ...], scheme: str) -> dict:

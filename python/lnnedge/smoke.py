@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import data
+from . import data, quantize
 from .data import Draw, seed_for
 from .lnnb import TestSet
 from .recipe import Recipe
@@ -19,15 +19,22 @@ ROWS = 16
 
 def test_set(recipe: Recipe, model: torch.nn.Module) -> TestSet:
     """ROWS inputs with `model`'s outputs: points apart from the verify and training points of a function,
-    the first test samples of a data set."""
+    the first test samples of a data set. The tolerance is the recipe's float32 one, or for w8a16 the effect of
+    its activation rounding on these rows when larger (quantize.rounding_effect)."""
     if recipe.sequence:  # the first step of sequences, from the zero state a fresh deployment starts in
         from .sequences import damped_oscillations
 
         x = damped_oscillations(recipe.data, ROWS, seed_for(recipe.data, Draw.SMOKE))[0][:, 0]
-        with torch.no_grad():
-            expected = model.step(torch.from_numpy(x), torch.zeros(ROWS, model.hidden))[0].numpy()
-        return TestSet(x, expected.astype(np.float32), recipe.tolerances.float32_max_abs_err)
-    x = data.grid_points(recipe.data, ROWS, seed=seed_for(recipe.data, Draw.SMOKE)).astype(np.float32)
+
+        def forward(m: torch.nn.Module) -> np.ndarray:
+            return m.step(torch.from_numpy(x), torch.zeros(ROWS, m.hidden))[0].numpy()
+    else:
+        x = data.grid_points(recipe.data, ROWS, seed=seed_for(recipe.data, Draw.SMOKE)).astype(np.float32)
+        x = x.reshape(ROWS, -1)
+
+        def forward(m: torch.nn.Module) -> np.ndarray:
+            return m(torch.from_numpy(x)).numpy().reshape(ROWS, -1)
     with torch.no_grad():
-        expected = model(torch.from_numpy(x)).numpy().astype(np.float32)
-    return TestSet(x.reshape(ROWS, -1), expected.reshape(ROWS, -1), recipe.tolerances.float32_max_abs_err)
+        expected = forward(model).astype(np.float32)
+    tolerance = max(recipe.tolerances.float32_max_abs_err, quantize.rounding_effect(model, forward))
+    return TestSet(x, expected, tolerance)
