@@ -264,6 +264,18 @@ def test_verify_w8a16_against_pytorch_with_rounded_activations(trained_sine, boa
     assert 1e-4 < report["vs_float_model"]["max_abs_err"] <= 0.02
 
 
+def test_w8a16_quantize_check_passes_and_deploys_to_the_firmware(trained_sine):
+    """The deploy's smoke test (the bundled rows, their tolerance from the same rounding effect) passes on the
+    Cortex-M4 firmware."""
+    ok("quantize-check", "--model", "ltc-sine", "--quant", "w8a16")
+    check = json.loads((trained_sine / "quantize-check-w8a16.json").read_text())
+    assert check["passed"] is True and "16-bit block floating point" in check["scheme"]
+    assert check["size_ratio"] < 0.4
+    ok("build", "--target", "cortex-m4")
+    proc = ok("deploy", "--model", "ltc-sine", "--quant", "w8a16", "--board", "qemu-m4")
+    assert "1 of 1 boards ok" in proc.stdout
+
+
 def test_verify_quant_on_a_classifier_writes_its_own_report(tmp_path):
     """Regression (issue 17): the classifier path of verify ignored --quant's label and the float model, so
     `verify --quant int8` on a classifier overwrote verify-<board>.json with an unlabelled report. Now every kind
