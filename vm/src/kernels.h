@@ -18,6 +18,7 @@
 #ifndef LNN_KERNELS_H
 #define LNN_KERNELS_H
 
+#include <math.h> /* fmaf (lnn_fmaf) */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -438,6 +439,34 @@ static inline float lnn_pow2f(int32_t n)
     float f;
     memcpy(&f, &u, sizeof f);
     return f;
+}
+
+/* fmaf(a, b, c) rounded once, on every C library. newlib's fmaf without an
+ * FPU (Cortex-M0) is (float)((double)a * b + c): two roundings, off by an
+ * ulp where the double sum lands on a float half-way point. Where the
+ * compiler has a fused multiply-add instruction (__FP_FAST_FMAF) that; else
+ * in double: a b is exact (48 bits), the sum rounded to odd (TwoSum gives
+ * its exact error; an inexact sum with an even last bit moves one ulp
+ * towards it), and a double rounded to odd rounds to float as the exact
+ * value does (53 >= 24 + 2 bits), subnormal results too. Infinities and NaN
+ * come out of the double sum. (Evaluation in long double, x87: fmaf.) */
+static inline float lnn_fmaf(float a, float b, float c)
+{
+#if defined(__FP_FAST_FMAF) || (defined(__FLT_EVAL_METHOD__) && __FLT_EVAL_METHOD__ != 0 && __FLT_EVAL_METHOD__ != 1)
+    return fmaf(a, b, c);
+#else
+    const double p = (double)a * (double)b, s = p + (double)c;
+    if (!(s - s == 0.0))
+        return (float)s;
+    const double t = s - p, err = (p - (s - t)) + ((double)c - t);
+    uint64_t u;
+    memcpy(&u, &s, sizeof u);
+    if (err != 0.0 && !(u & 1u)) /* s is not 0 here: a sum rounded to 0 is exact */
+        u = (err > 0.0) == (s > 0.0) ? u + 1u : u - 1u;
+    double r;
+    memcpy(&r, &u, sizeof r);
+    return (float)r;
+#endif
 }
 
 /* The w8a16 products: bit-exact by definition, so every set without a kernel of its own takes the scalar one

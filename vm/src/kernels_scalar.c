@@ -194,7 +194,7 @@ void lnn_linear_w8a16__scalar(const lnn_linear_w8a16_params *p)
             for (size_t c = 0; c < nc; c++) {
                 const size_t j = j0 + c;
                 const float v = (float)sum[c] * pw;
-                lnn_w8a16_put(p, r, j, &d, p->bias ? fmaf(v, p->scale[j], p->bias[j]) : v * p->scale[j]);
+                lnn_w8a16_put(p, r, j, &d, p->bias ? lnn_fmaf(v, p->scale[j], p->bias[j]) : v * p->scale[j]);
             }
         }
     }

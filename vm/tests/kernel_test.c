@@ -1465,6 +1465,7 @@ int main(void)
     test_nan(&lnn_kernels_scalar);
     test_w8a16_kernel(&lnn_kernels_scalar);
     test_w8a16_verifier();
+    test_lnn_fmaf();
     for (size_t i = 0; lnn_kernel_sets[i]; i++) {
         const lnn_kernels *k = lnn_kernel_sets[i];
         if (k == &lnn_kernels_scalar)
