@@ -14,7 +14,7 @@ from conftest import HOST_ISAS, untrained
 from lnnedge import isa, kernels_np, lnnb, quantize
 from lnnedge.compiler import CompileError, compile_module
 from lnnedge.compiler.ir import Graph, Node
-from lnnedge.compiler.passes import const_fold
+from lnnedge.compiler.passes import const_fold, store_w8a16
 from lnnedge.lnnb import Program, TensorEntry
 from lnnedge.refvm import RefVM
 from lnnedge.runtime import CVM, VMError
@@ -329,14 +329,29 @@ def test_compiled_cell_runs_the_spec_and_pytorch(cell):
     assert all(np.allclose(got, w, rtol=0, atol=1e-5, equal_nan=True) for got, w in zip([y, *floats], want))
 
 
-def test_ltc_w8a16_compile_keeps_the_loop_product_whole(host_build):
+def compile_w8a16(model: torch.nn.Module, args: tuple, drop_zero_parts: bool = True):
+    """model compiled with every layer w8a16; without drop_zero_parts as before store_w8a16
+    dropped the zero parts of a product's row (each product reads its whole concatenated row)."""
+    fake = quantize.fake_quantize(model, (), "w8a16")
+    with pytest.MonkeyPatch.context() as patch:
+        if not drop_zero_parts:
+            patch.setattr(store_w8a16, "_nonzero_rows", lambda *_: None)
+        return compile_module(quantize.capturable(fake), args, w8a16_scales=quantize.int8_scales(model, ()))
+
+
+@pytest.fixture(scope="module")
+def ltc():
+    """ltc-sine (untrained) as the PyTorch w8a16 model, its compile, and its compile with whole rows."""
+    model = untrained("ltc-sine")
+    return (quantize.fake_quantize(model, (), "w8a16"), compile_w8a16(model, (torch.zeros(1, 1),)),
+            compile_w8a16(model, (torch.zeros(1, 1),), drop_zero_parts=False))
+
+
+def test_ltc_w8a16_compile_keeps_the_loop_product_whole(ltc, host_build):
     """ltc-sine: the solver loop's product of linear(cat([x, h])) stays one LINEAR_W8A16 over the whole row (no
     hoisted input projection), every product of the quantized layers is w8a16, and the file runs as the
     PyTorch model with the rounding hooks, on the reference VM and the C VM."""
-    model = untrained("ltc-sine")
-    fake = quantize.fake_quantize(model, (), "w8a16")
-    compiled = compile_module(quantize.capturable(fake), (torch.zeros(1, 1),),
-                              w8a16_scales=quantize.int8_scales(model, ()))
+    fake, compiled, _ = ltc
     found = products(compiled.graph)
     assert found and all(n.op.endswith("w8a16") for n in found)
     loop = next(n for n in compiled.graph.nodes if n.op == "loop")
@@ -347,10 +362,10 @@ def test_ltc_w8a16_compile_keeps_the_loop_product_whole(host_build):
     assert [n.attr("modules") for n in inner] == [("ode.func.gate", "ode.func.candidate")]
     cat = body.producers()[inner[0].inputs[0]]
     assert cat.op == "concat" and body.types[cat.output].shape[-1] == 65
-    # the peeled first step's product and the loop's share their panel and scales (one copy in the file)
+    # the peeled first step's product (over x alone, its own panel) and the loop's share their scales
     peeled = [n for n in compiled.graph.nodes if n.op == "linear_w8a16" and n.attr("modules") == inner[0].attr(
         "modules")]
-    assert len(peeled) == 1 and peeled[0].inputs[1:3] == inner[0].inputs[1:3]
+    assert len(peeled) == 1 and peeled[0].inputs[2] == inner[0].inputs[2]
     x = np.random.default_rng(4).uniform(-1, 7, (9, 1)).astype(F32)
     ref = compiled.run(x)[0]
     with torch.no_grad():
@@ -358,6 +373,76 @@ def test_ltc_w8a16_compile_keeps_the_loop_product_whole(host_build):
     assert np.abs(ref - want).max() <= 1e-5
     got = CVM(compiled.data, max_batch=9, library=host_build.library).run([x])[0]
     assert np.abs(got.reshape(ref.shape) - ref).max() <= 1e-5 * max(1.0, float(np.abs(ref).max()))
+
+
+def test_ltc_peeled_step_reads_x_alone_with_the_same_bits(ltc, host_build):
+    """ltc-sine's peeled first step, h0 = 0: its product of cat([x, 0]) over K = 65 becomes one over x (K = 1)
+    with the weight's row of x (the concat and ZERO gone), and the outputs are the bits of the compile whose
+    product reads the whole row, on the reference VM and the C VM, on edge rows."""
+    _, compiled, whole = ltc
+    loop = [n.op for n in compiled.graph.nodes].index("loop")
+    before = compiled.graph.nodes[:loop]
+    assert not {"concat", "zeros"} & {n.op for n in before}
+    peeled = [n for n in before if n.op == "linear_w8a16"]
+    assert len(peeled) == 1 and compiled.graph.types[peeled[0].inputs[0]].shape[-1] == 1
+    old = next(n for n in whole.graph.nodes if n.op == "linear_w8a16")
+    assert whole.graph.types[old.inputs[0]].shape[-1] == 65 and peeled[0].inputs[2:] == old.inputs[2:]
+    q = kernels_np.unpanel(whole.graph.constants[old.inputs[1]], 65, 128)
+    assert np.array_equal(compiled.graph.constants[peeled[0].inputs[1]], kernels_np.panel(q[:1].astype(np.int8)))
+    rng = np.random.default_rng(6)
+    # x, whose normalised (x - 1.5) / 2 is the product's row: edge rows of one value, a zero row (x = 1.5), -0
+    x = np.concatenate([edge_rows(1, rng), [[1.5], [-0.0], [1.5 + 2.0 ** -22], [-7.0]],
+                        rng.uniform(-1, 7, (8, 1))]).astype(F32)
+    with np.errstate(all="ignore"):
+        assert same_bits(compiled.run(x)[0], whole.run(x)[0])
+    got, want = (CVM(c.data, max_batch=len(x), library=host_build.library).run([x])[0] for c in (compiled, whole))
+    assert same_bits(got, want) and not np.isnan(got[-8:]).any()
+
+
+class ZeroParts(torch.nn.Module):
+    """w8a16 layers on rows with parts known to be zero: a at both ends and in the middle, b at the end only
+    (its non-zero part stays one concat), d on zeros alone (a product over the whole row)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = torch.nn.Linear(12, 5)
+        self.b = torch.nn.Linear(6, 3, bias=False)
+        self.d = torch.nn.Linear(5, 2)
+
+    def forward(self, x, h):
+        zx, zh = torch.zeros_like(x), torch.zeros_like(h)
+        return (self.a(torch.cat([zx, x, zh, h, zx], dim=-1)), self.b(torch.cat([x, h, x.new_zeros(x.shape[0], 1)],
+                dim=-1)), self.d(torch.cat([zx, zh], dim=-1)))
+
+
+def test_w8a16_product_drops_the_zero_parts_of_its_row():
+    """Each product reads its row's non-zero parts in order, with those rows of the weight: the spec's result of
+    the whole row (zeros included) bit for bit; a row of zeros alone stays whole."""
+    torch.manual_seed(3)
+    model = ZeroParts().eval()
+    compiled = compile_w8a16(model, (torch.zeros(1, 2), torch.zeros(1, 3)))
+    found = {layers(n).pop(): n for n in products(compiled.graph)}
+    widths = {name: compiled.graph.types[n.inputs[0]].shape[-1] for name, n in found.items()}
+    assert widths == {"a": 5, "b": 5, "d": 5}
+    producers = compiled.graph.producers()
+    assert [producers[n.inputs[0]].op for n in found.values()] == ["concat"] * 3
+    # a: a new concat of x and h; b: the model's own cat([x, h]) (split_concat's first part), zeros dropped
+    assert [producers[found[n].inputs[0]].inputs for n in "ab"] == [("x", "h")] * 2
+    assert found["b"].inputs[0].endswith("/part0") and "zeros" in {n.op for n in compiled.graph.nodes}
+    rng = np.random.default_rng(7)
+    x, h = rng.normal(0, 2, (5, 2)).astype(F32), rng.normal(0, 1, (5, 3)).astype(F32)
+    x[1] = (1 - 2.0 ** -24, 3 * 2.0 ** -15)  # the peak's exponent moves up
+    h[2, 1], h[3] = np.nan, 0.0
+    with np.errstate(all="ignore"):
+        got = compiled.run(x, h)
+    zx, zh = np.zeros_like(x), np.zeros_like(h)
+    rows = {"a": np.concatenate([zx, x, zh, h, zx], -1), "b": np.concatenate([x, h, zx[:, :1]], -1),
+            "d": np.concatenate([zx, zh], -1)}
+    for name, y in zip("abd", got):
+        layer = getattr(model, name)
+        bias = None if layer.bias is None else layer.bias.detach().numpy()
+        qt = quantize.quantize_weight(layer.weight.detach().numpy()).q.T
+        assert same_bits(y, spec_product(rows[name], qt, quantize.int8_scales(model, ())[name], bias)), name
 
 
 def test_w8a16_compile_refuses_what_it_cannot_store():

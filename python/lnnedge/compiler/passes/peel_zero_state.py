@@ -14,7 +14,8 @@ Simplifications, each exact (up to the sign of a zero result; NaN and inf cannot
 The products of w8a16 layers (rounded to 16 bits per input row on the device, store_w8a16, which runs later)
 are simplified too: they are never split (split_linear), so a product whose input is the zero state reads a
 whole row of zeros, which rounds to zeros (max |x| = 0: exponent 0, every xq 0), and its integer sums are 0:
-zeros exactly, as the PyTorch model's rounded row gives. No product here sees only part of its row.
+zeros exactly, as the PyTorch model's rounded row gives. No product here sees only part of its row; a w8a16
+product of cat([x, h0]) keeps its zeros here and loses them in store_w8a16, which shows the bits are the same.
 
 Requires: typed graph, lowered loops, before fuse_products (products are still single). Ensures: no top-level
 loop whose initial state is a zeros value runs its first iteration from it. `modified` is true iff a loop was
