@@ -43,6 +43,7 @@ def test_cm4_products_and_ltc_step_match_the_scalar_kernels_on_the_core(blocks):
         "ok   cm4 linear vs scalar (1e-5 sum |x w|)", "ok   cm4 linear_t vs scalar (1e-5 sum |x w|)",
         "ok   cm4 linear_tq8 vs scalar (1e-5 sum |x w| + 2^-29 max |x| sum |w|)",
         "ok   cm4 ewise LTC form vs scalar block interpreter (bits)",
+        "ok   cm4 ewise unsplit LTC form (w8a16) vs scalar block interpreter (bits)",
         "ok   cm4 conv2d vs scalar (1e-5 sum |x w| + |bias|)", "ok   cm4 linear_w8a16 vs scalar (bits)"]
 
 

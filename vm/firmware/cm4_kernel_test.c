@@ -414,7 +414,9 @@ static float src[8][EW_MAX + 1];
 static float y_ref[EW_MAX + GUARD], y_got[EW_MAX + GUARD];
 static float h_copy[EW_MAX + 1];
 
-static uint32_t ltc_case(void)
+/* split: the LTC form's program (LNN_EW_FORM_LTC), else the unsplit one (LNN_EW_FORM_LTC_UNSPLIT: no adds, B
+ * and D unread) */
+static uint32_t ltc_case(int split)
 {
     enum { A, B, C, D, H, T, DT };
     const size_t n = 7 + rnd() % 2; /* 8: one operand the program never reads */
@@ -429,14 +431,20 @@ static uint32_t ltc_case(void)
     const uint32_t r0 = rnd() % 8u, r1 = (r0 + 1u + rnd() % 7u) % 8u;
     const uint32_t R0 = (uint32_t)n + r0, R1 = (uint32_t)n + r1;
 #define W(op, d, a, b) ((uint32_t)(op) | (uint32_t)(d) << 8 | (uint32_t)(a) << 16 | (uint32_t)(b) << 24)
-    const uint32_t words[8] = {
+    const uint32_t split_words[8] = {
         W(0x30, r0, perm[A], perm[B]), W(0x42, r0, R0, 0),   W(0x30, r1, perm[C], perm[D]),
         W(0x32, r0, R1, R0),           W(0x31, r0, R0, perm[H]), W(0x33, r0, R0, perm[T]),
         W(0x32, r0, perm[DT], R0),     W(0x30, 0, perm[H], R0),
     };
+    const uint32_t unsplit_words[6] = {
+        W(0x42, r1, perm[A], 0),   W(0x32, r0, perm[C], R1), W(0x31, r0, R0, perm[H]),
+        W(0x33, r1, R0, perm[T]),  W(0x32, r0, perm[DT], R1), W(0x30, 0, perm[H], R0),
+    };
 #undef W
-    const uint32_t form = lnn_ew_form(words, 8, n);
-    if ((form & 0xFu) != LNN_EW_FORM_LTC)
+    const uint32_t *words = split ? split_words : unsplit_words;
+    const size_t ninsn = split ? 8 : 6;
+    const uint32_t form = lnn_ew_form(words, ninsn, n);
+    if ((form & 0xFu) != (split ? LNN_EW_FORM_LTC : LNN_EW_FORM_LTC_UNSPLIT))
         return 1;
     const size_t inner = rnd() % 2 ? 8 * (1 + rnd() % 8) : 1 + rnd() % 70;
     const size_t outer = 1 + rnd() % (EW_MAX / inner < 6 ? EW_MAX / inner : 6);
@@ -456,7 +464,7 @@ static uint32_t ltc_case(void)
         p.src[j] = src[j] + rnd() % 2;
     }
     p.n = n;
-    p.ninsn = 8;
+    p.ninsn = ninsn;
     p.nregs = (r0 > r1 ? r0 : r1) + 1;
     p.insn = words;
     p.count = count;
@@ -638,8 +646,12 @@ int main(void)
     report("cm4 linear_tq8 vs scalar (1e-5 sum |x w| + 2^-29 max |x| sum |w|)", PRODUCT_CASES, bad);
     bad = 0;
     for (uint32_t c = 0; c < LTC_CASES; c++)
-        bad += ltc_case();
+        bad += ltc_case(1);
     report("cm4 ewise LTC form vs scalar block interpreter (bits)", LTC_CASES, bad);
+    bad = 0;
+    for (uint32_t c = 0; c < LTC_CASES; c++)
+        bad += ltc_case(0);
+    report("cm4 ewise unsplit LTC form (w8a16) vs scalar block interpreter (bits)", LTC_CASES, bad);
     cases = 0;
     bad = conv_sweep(&cases);
     for (uint32_t c = 0; c < CONV_CASES; c++)

@@ -194,71 +194,109 @@ typedef struct {
 
 /* Fused forms: programs a SIMD set runs with code of their own instead of
  * instruction by instruction (bits 0-3 of the form word), and which operand
- * fills each slot of the form (4 bits per slot from bit 4). The result must
- * be the program's bits.
+ * fills each slot of the form (4 bits per slot from bit 4; 0xF: a slot the
+ * form does not use). The result must be the program's bits.
  *
  * LNN_EW_FORM_LTC: the LTC step after its product, as fuse_elementwise
  * makes it, under any operand numbering and register allocation:
  *   t0 = A + B; t1 = sigmoid(t0); t2 = C + D; t3 = t2 * t1; t4 = t3 - H;
  *   t5 = t4 / T; t6 = DT * t5; y = H + t6
  * slots 0..6 = A B C D H T DT (gate, candidate, state, tau, step), any
- * operand modes. */
-enum { LNN_EW_FORM_NONE = 0, LNN_EW_FORM_LTC = 1 };
+ * operand modes.
+ *
+ * LNN_EW_FORM_LTC_UNSPLIT: the same step after one product over the whole
+ * input row cat(x, h), which a w8a16 layer keeps (its rounding is per row of
+ * the layer's input, so the compiler does not split it): nothing to add,
+ *   t0 = sigmoid(A); t1 = C * t0; t2 = t1 - H; t3 = t2 / T; t4 = DT * t3;
+ *   y = H + t4
+ * slots A C H T DT as above, B and D unused. */
+enum { LNN_EW_FORM_NONE = 0, LNN_EW_FORM_LTC = 1, LNN_EW_FORM_LTC_UNSPLIT = 2 };
 #define LNN_EW_LTC_SLOTS 7
+enum { LNN_EW_SLOT_UNUSED = 0xF, LNN_EW_FORM_RESULT = 16 /* >= this in a pattern: instruction i's result */ };
 
 static inline size_t lnn_ew_form_slot(uint32_t form, size_t s)
 {
     return (form >> (4 + 4 * s)) & 0xFu;
 }
 
-/* The form of a verified program of ninsn words over n operands (0: none). */
-static inline uint32_t lnn_ew_form(const uint32_t *insn, size_t ninsn, size_t n)
+/* `kind` when the verified program (ninsn words over n operands) is the
+ * pattern (op, a, b per instruction; a or b < LNN_EW_FORM_RESULT: a slot,
+ * else the result of an earlier instruction, wherever the allocator put it),
+ * with its slots bound; 0 when not. */
+static inline uint32_t lnn_ew_form_match(const uint32_t *insn, size_t ninsn, size_t n, const uint8_t (*pattern)[3],
+                                         size_t len, uint32_t kind)
 {
-    enum { T = 16 }; /* T + i: the result of instruction i; < T: a slot */
-    static const uint8_t ltc[8][3] = {
-        {0x30, 0, 1},         /* ADD     t0 = A + B   */
-        {0x42, T + 0, 0},     /* SIGMOID t1 = sig(t0) */
-        {0x30, 2, 3},         /* ADD     t2 = C + D   */
-        {0x32, T + 2, T + 1}, /* MUL     t3 = t2 * t1 */
-        {0x31, T + 3, 4},     /* SUB     t4 = t3 - H  */
-        {0x33, T + 4, 5},     /* DIV     t5 = t4 / T  */
-        {0x32, 6, T + 5},     /* MUL     t6 = DT * t5 */
-        {0x30, 4, T + 6},     /* ADD     y  = H + t6  */
-    };
+    enum { T = LNN_EW_FORM_RESULT };
     int reg_of[LNN_EW_MAX_REGS]; /* the instruction whose result a register holds */
     uint32_t slot[LNN_EW_LTC_SLOTS];
-    if (ninsn != 8 || n > 15)
+    if (ninsn != len || n > 15)
         return LNN_EW_FORM_NONE;
     for (size_t r = 0; r < LNN_EW_MAX_REGS; r++)
         reg_of[r] = -1;
     for (size_t s = 0; s < LNN_EW_LTC_SLOTS; s++)
-        slot[s] = 0xFFu; /* unbound */
-    for (size_t i = 0; i < 8; i++) {
+        slot[s] = LNN_EW_SLOT_UNUSED;
+    for (size_t i = 0; i < len; i++) {
         const uint32_t w = insn[i], d = (w >> 8) & 0xFFu;
         const uint32_t v[2] = {(w >> 16) & 0xFFu, w >> 24};
-        if ((w & 0xFFu) != ltc[i][0])
+        if ((w & 0xFFu) != pattern[i][0])
             return LNN_EW_FORM_NONE;
-        for (size_t k = 0; k < (ltc[i][0] >= 0x40 ? 1u : 2u); k++) {
-            const uint32_t t = ltc[i][1 + k];
+        for (size_t k = 0; k < (pattern[i][0] >= 0x40 ? 1u : 2u); k++) {
+            const uint32_t t = pattern[i][1 + k];
             if (t >= T) { /* a register holding that result */
                 if (v[k] < n || v[k] - n >= LNN_EW_MAX_REGS || reg_of[v[k] - n] != (int)(t - T))
                     return LNN_EW_FORM_NONE;
             } else { /* an operand, the same wherever its slot appears */
-                if (v[k] >= n || (slot[t] != 0xFFu && slot[t] != v[k]))
+                if (v[k] >= n || (slot[t] != LNN_EW_SLOT_UNUSED && slot[t] != v[k]))
                     return LNN_EW_FORM_NONE;
                 slot[t] = v[k];
             }
         }
-        if (i + 1 < 8) {
+        if (i + 1 < len) {
             if (d >= LNN_EW_MAX_REGS)
                 return LNN_EW_FORM_NONE;
             reg_of[d] = (int)i;
         }
     }
-    uint32_t form = LNN_EW_FORM_LTC;
+    uint32_t form = kind;
     for (size_t s = 0; s < LNN_EW_LTC_SLOTS; s++)
         form |= slot[s] << (4 + 4 * s);
     return form;
+}
+
+/* Only w8a16 layers make the unsplit form: a selective build without them
+ * (internal.h, LNN_OP_LINKED) need not look for it. */
+#ifdef LNN_OP_LINKED
+#define LNN_EW_LOOK_FOR_UNSPLIT (LNN_OP_LINKED(LINEAR_W8A16) || LNN_OP_LINKED(MATMUL_W8A16))
+#else
+#define LNN_EW_LOOK_FOR_UNSPLIT 1
+#endif
+
+/* The form of a verified program of ninsn words over n operands (0: none). */
+static inline uint32_t lnn_ew_form(const uint32_t *insn, size_t ninsn, size_t n)
+{
+    enum { A, B, C, D, H, TAU, DT, T = LNN_EW_FORM_RESULT };
+    static const uint8_t ltc[8][3] = {
+        {0x30, A, B},         /* ADD     t0 = A + B   */
+        {0x42, T + 0, 0},     /* SIGMOID t1 = sig(t0) */
+        {0x30, C, D},         /* ADD     t2 = C + D   */
+        {0x32, T + 2, T + 1}, /* MUL     t3 = t2 * t1 */
+        {0x31, T + 3, H},     /* SUB     t4 = t3 - H  */
+        {0x33, T + 4, TAU},   /* DIV     t5 = t4 / T  */
+        {0x32, DT, T + 5},    /* MUL     t6 = DT * t5 */
+        {0x30, H, T + 6},     /* ADD     y  = H + t6  */
+    };
+    static const uint8_t unsplit[6][3] = {
+        {0x42, A, 0},         /* SIGMOID t0 = sig(A)  */
+        {0x32, C, T + 0},     /* MUL     t1 = C * t0  */
+        {0x31, T + 1, H},     /* SUB     t2 = t1 - H  */
+        {0x33, T + 2, TAU},   /* DIV     t3 = t2 / T  */
+        {0x32, DT, T + 3},    /* MUL     t4 = DT * t3 */
+        {0x30, H, T + 4},     /* ADD     y  = H + t4  */
+    };
+    const uint32_t form = lnn_ew_form_match(insn, ninsn, n, ltc, 8, LNN_EW_FORM_LTC);
+    if (form || !LNN_EW_LOOK_FOR_UNSPLIT)
+        return form;
+    return lnn_ew_form_match(insn, ninsn, n, unsplit, 6, LNN_EW_FORM_LTC_UNSPLIT);
 }
 
 /* Inlines a function whatever the optimizer thinks (the block loop and the

@@ -930,7 +930,7 @@ void lnn_linear_w8a16__cm4(const lnn_linear_w8a16_params *p)
  * result has the bits the scalar set gives the program. */
 
 /* kernels_scalar.c lnn_exp_core, the same operations in the same order */
-static inline float lnn_cm4_exp_core(float x)
+static LNN_ALWAYS_INLINE float lnn_cm4_exp_core(float x)
 {
     x = x < LNN_EXP_LO ? LNN_EXP_LO : x;
     x = x > LNN_EXP_HI ? LNN_EXP_HI : x;
@@ -953,7 +953,7 @@ static inline float lnn_cm4_exp_core(float x)
 }
 
 /* kernels_scalar.c lnn_sigmoidf */
-static inline float lnn_cm4_sigmoidf(float x)
+static LNN_ALWAYS_INLINE float lnn_cm4_sigmoidf(float x)
 {
     if (x != x)
         return x + x;
@@ -962,8 +962,10 @@ static inline float lnn_cm4_sigmoidf(float x)
 }
 
 /* Runs of inner elements (inner divides count and every ROW len): inside
- * one, a SAME or ROW slot is contiguous, a SCALAR slot one value. */
-static void lnn_ew_ltc__cm4(const lnn_ewise_params *p)
+ * one, a SAME or ROW slot is contiguous, a SCALAR slot one value. `split`:
+ * LNN_EW_FORM_LTC (A + B, C + D), else LNN_EW_FORM_LTC_UNSPLIT (A, C; B and
+ * D unused), a constant where the two instances are made. */
+static LNN_ALWAYS_INLINE void lnn_ew_ltc_runs(const lnn_ewise_params *p, const int split)
 {
     const float *base[LNN_EW_LTC_SLOTS];
     size_t step[LNN_EW_LTC_SLOTS];
@@ -971,6 +973,10 @@ static void lnn_ew_ltc__cm4(const lnn_ewise_params *p)
     for (size_t o = 0; o < p->count; o += inner) {
         for (size_t s = 0; s < LNN_EW_LTC_SLOTS; s++) {
             const size_t j = lnn_ew_form_slot(p->form, s);
+            if (!split && j == LNN_EW_SLOT_UNUSED) {
+                base[s] = NULL, step[s] = 0;
+                continue;
+            }
             step[s] = p->mode[j] != LNN_EW_SCALAR;
             base[s] = p->mode[j] == LNN_EW_SAME ? p->src[j] + o
                       : p->mode[j] == LNN_EW_ROW ? p->src[j] + o % p->len[j]
@@ -979,21 +985,49 @@ static void lnn_ew_ltc__cm4(const lnn_ewise_params *p)
         const float *a = base[0], *b = base[1], *c = base[2], *d = base[3];
         const float *h = base[4], *tau = base[5], *dt = base[6];
         float *y = p->y + o;
-        for (size_t i = 0; i < inner; i++) {
-            const float g = lnn_cm4_sigmoidf(*a + *b);
-            const float hv = *h; /* y may be exactly H: read before the store */
-            const float f = ((*c + *d) * g - hv) / *tau;
-            y[i] = hv + *dt * f;
-            a += step[0], b += step[1], c += step[2], d += step[3];
-            h += step[4], tau += step[5], dt += step[6];
+        if (split) {
+            for (size_t i = 0; i < inner; i++) {
+                const float g = lnn_cm4_sigmoidf(*a + *b);
+                const float hv = *h; /* y may be exactly H: read before the store */
+                const float f = ((*c + *d) * g - hv) / *tau;
+                y[i] = hv + *dt * f;
+                a += step[0], b += step[1], c += step[2], d += step[3];
+                h += step[4], tau += step[5], dt += step[6];
+            }
+        } else {
+            for (size_t i = 0; i < inner; i++) {
+                const float g = lnn_cm4_sigmoidf(*a);
+                const float hv = *h;
+                const float f = (*c * g - hv) / *tau;
+                y[i] = hv + *dt * f;
+                a += step[0], c += step[2], h += step[4], tau += step[5], dt += step[6];
+            }
         }
     }
 }
+
+static void lnn_ew_ltc__cm4(const lnn_ewise_params *p)
+{
+    lnn_ew_ltc_runs(p, 1);
+}
+
+#if LNN_W8A16_LINKED
+/* Only w8a16 layers make the unsplit form (a float build leaves it to the
+ * block interpreter and links no code for it). */
+static void lnn_ew_ltc_unsplit__cm4(const lnn_ewise_params *p)
+{
+    lnn_ew_ltc_runs(p, 0);
+}
+#endif
 
 static void lnn_ewise__cm4(const lnn_ewise_params *p)
 {
     if ((p->form & 0xFu) == LNN_EW_FORM_LTC)
         lnn_ew_ltc__cm4(p);
+#if LNN_W8A16_LINKED
+    else if ((p->form & 0xFu) == LNN_EW_FORM_LTC_UNSPLIT)
+        lnn_ew_ltc_unsplit__cm4(p);
+#endif
     else
         lnn_ewise__scalar(p);
 }

@@ -1283,6 +1283,22 @@ static void ltc_case(const lnn_kernels *k, ew_stats *st, size_t *bad_match)
         mutated[at] = (mutated[at] & ((mutated[at] >> 16 & 0xFFu) >= n ? 0xFF00FFFFu : 0x00FFFFFFu)) | opnd;
     }
     *bad_match += lnn_ew_form(mutated, 8, n) != LNN_EW_FORM_NONE;
+    /* the unsplit form (w8a16 layers: A and C straight from one product each, nothing to add), found with B
+     * and D unused, and not one op away from it */
+    const uint32_t unsplit[6] = {
+        LTC_W(0x42, r1, op_of[A], 0), LTC_W(0x32, r0, op_of[C], R1), LTC_W(0x31, r0, R0, op_of[H]),
+        LTC_W(0x33, r1, R0, op_of[T]), LTC_W(0x32, r0, op_of[DT], R1), LTC_W(0x30, 0, op_of[H], R0),
+    };
+    const uint32_t uform = lnn_ew_form(unsplit, 6, n);
+    int umatch = (uform & 0xFu) == LNN_EW_FORM_LTC_UNSPLIT;
+    for (size_t s = 0; s < 7 && umatch; s++)
+        umatch = lnn_ew_form_slot(uform, s) == (s == B || s == D ? (size_t)LNN_EW_SLOT_UNUSED : op_of[s]);
+    *bad_match += !umatch;
+    uint32_t umutated[6];
+    for (size_t i = 0; i < 6; i++)
+        umutated[i] = unsplit[i];
+    umutated[rnd() % 6] ^= 0x01u;
+    *bad_match += lnn_ew_form(umutated, 6, n) != LNN_EW_FORM_NONE;
 #undef LTC_W
 
     /* the SIMD sets take the form when their vector width divides inner */
