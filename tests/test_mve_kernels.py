@@ -84,3 +84,15 @@ def test_the_bench_table_compares_each_vector_set_with_the_m4_scalar_build(tmp_p
         "Cortex-M4 scalar build's (qemu-m4, 400)",
         "- m, float32 weights: qemu-m55 (cortex-m55, mve kernels) 100 instructions per inference = 0.25 × the "
         "Cortex-M4 scalar build's (qemu-m4, 400)"]
+
+
+def test_the_bench_table_compares_each_quantized_file_with_float32_on_its_board(tmp_path):
+    """Issue 19's int8-versus-float figure comes out of the same JSON: each quantized file's count over the float32
+    file's on the same board and kernels."""
+    rows = {scheme: {"instructions_median": n, "macs": 100, "instructions_per_mac": n / 100, "isa": "cm4"}
+            for scheme, n in (("float32", 150), ("int8", 285), ("w8a16", 140))}
+    mcu_bench.save({"model": "m", "board": "qemu-m4", "cpu": "cortex-m4", "icount_shift": 6, "results": rows},
+                   tmp_path)
+    assert mcu_bench.table(tmp_path).splitlines()[-2:] == [
+        "- m on qemu-m4 (cm4 kernels): int8 weights 285 instructions per inference = 1.90 × float32's (150)",
+        "- m on qemu-m4 (cm4 kernels): w8a16 weights 140 instructions per inference = 0.93 × float32's (150)"]

@@ -193,7 +193,25 @@ def table(build_dir: Path) -> str:
                 continue
             rows.append(f"| {data['model']} | {data['board']} ({data['cpu']}) | {scheme} | {r['isa']} | "
                         f"{r['instructions_median']:,} | {r['macs']:,} | {r['instructions_per_mac']:.2f} |")
-    return "\n".join(rows + _versus_m4_scalar(build_dir))
+    return "\n".join(rows + _versus_m4_scalar(build_dir) + _quantized_versus_float(build_dir))
+
+
+def _quantized_versus_float(build_dir: Path) -> list[str]:
+    """Lines comparing each quantized file with the float32 one on the same board and kernels (the same run)."""
+    lines = []
+    for path in sorted(build_dir.glob("*/bench-*.json")):
+        data = json.loads(path.read_text())
+        base = data.get("results", {}).get("float32", {})
+        if "icount_shift" not in data or "instructions_median" not in base:
+            continue
+        for scheme, r in data["results"].items():
+            if scheme == "float32" or "instructions_median" not in r:
+                continue
+            lines.append(f"- {data['model']} on {data['board']} ({r['isa']} kernels): {scheme} weights "
+                         f"{r['instructions_median']:,} instructions per inference = "
+                         f"{r['instructions_median'] / base['instructions_median']:.2f} × float32's "
+                         f"({base['instructions_median']:,})")
+    return ["", *lines] if lines else []
 
 
 def _versus_m4_scalar(build_dir: Path) -> list[str]:
