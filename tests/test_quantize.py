@@ -247,10 +247,10 @@ def test_verify_int8_against_fake_quantized_pytorch(trained_sine, board):
     assert "held to PyTorch with the same quantized weights" in proc.stdout
 
 
-@pytest.mark.parametrize("board", ["host", "qemu-m4"])
+@pytest.mark.parametrize("board", ["host", "qemu-m4", "qemu-m55"])
 def test_verify_w8a16_against_pytorch_with_rounded_activations(trained_sine, board):
-    """The MCU scheme: on the host (scalar kernel) and on the Cortex-M4 firmware (its SMLAD kernel), held to PyTorch
-    with the same int8 weights and the same 16-bit rounding of each quantized layer's input rows."""
+    """The MCU scheme: on the host (scalar kernel) and on the Cortex-M4 and M55 firmware (the SMLAD kernel), held to
+    PyTorch with the same int8 weights and the same 16-bit rounding of each quantized layer's input rows."""
     ok("compile", "--model", "ltc-sine", "--quant", "w8a16")
     ok("build", "--target", config.board(board).target.name)
     ok("verify", "--model", "ltc-sine", "--quant", "w8a16", "--board", board)

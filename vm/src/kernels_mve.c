@@ -34,6 +34,11 @@
 #define LNN_LT_COLS 2
 /* four int8 per vldrb.s32: two loads for eight */
 #define LNN_V_LOAD_I8_EACH 1
+#if LNN_HAVE_CM4
+/* w8a16: the Cortex-M4 kernel (kernels_cm4.c). MVE requires the DSP extension whose SMLALD / SXTB16 / SMLAD it
+ * is built on, and it gives the scalar kernel's bits; the M55 image links the cm4 set beside this one. */
+#define LNN_SIMD_LINEAR_W8A16 lnn_linear_w8a16__cm4
+#endif
 
 typedef float32x4_t lnn_vf;
 typedef uint32x4_t lnn_vi;

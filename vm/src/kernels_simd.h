@@ -50,8 +50,8 @@
  *                                     one lnn_v_load_i8 per vector)
  *
  * and may define the tuning knobs LNN_LT_ROWS, LNN_LT_COLS (LINEAR_T),
- * LNN_MM_KC (MATMUL), and LNN_SIMD_LINEAR (another set's LINEAR for its
- * table, see there).
+ * LNN_MM_KC (MATMUL), LNN_SIMD_LINEAR (another set's LINEAR for its
+ * table, see there) and LNN_SIMD_LINEAR_W8A16 (another set's w8a16 product).
  *
  * Tails: every loop ends with one partial vector (lnn_v_loadn / storen), so
  * the last elements get the same arithmetic as the others.
@@ -1359,7 +1359,11 @@ const lnn_kernels LNN_SKT(LNN_SIMD_ISA) = {
     .linear_t = LNN_SK(linear_t),
     .linear_q8 = LNN_SK(linear_q8),
     .linear_tq8 = LNN_SK(linear_tq8),
+#ifdef LNN_SIMD_LINEAR_W8A16 /* another set's (bit-exact by definition) */
+    .linear_w8a16 = LNN_KERNEL_IF(LNN_W8A16_LINKED, LNN_SIMD_LINEAR_W8A16),
+#else
     LNN_W8A16_SCALAR_ENTRY /* bit-exact by definition: no SIMD kernel yet */
+#endif
     .ewise = LNN_SK(ewise),
     .add = LNN_SK(add),
     .sub = LNN_SK(sub),
@@ -1402,3 +1406,4 @@ const lnn_kernels LNN_SKT(LNN_SIMD_ISA) = {
 #undef LNN_SSTR2
 #undef LNN_SSTR
 #undef LNN_SIMD_LINEAR
+#undef LNN_SIMD_LINEAR_W8A16
