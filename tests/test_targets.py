@@ -224,3 +224,27 @@ def test_kit_installs_every_toolchains_debian_packages():
     for path in sorted((ROOT / "toolchains").glob("*.yaml")):
         wanted = set(config.load_toolchain(path.stem).debian_packages)
         assert wanted <= listed, f"{path.name}: kit does not install {sorted(wanted - listed)}"
+
+
+def test_a_changed_target_configuration_is_rebuilt_from_scratch(tmp_path, monkeypatch):
+    """Regression: make compares files, not the flags it is given, so after an edit of targets/<name>.yaml (a flag,
+    the kernel set, a memory size) the objects compiled with the old flags stayed, `invoke build` relinked them and
+    the tasks that build on demand (ensure_built) ran the old image. Now the build records the configuration it was
+    compiled for, and another one recompiles everything."""
+    import dataclasses
+
+    from lnnedge import build as building
+
+    monkeypatch.setattr(building, "BUILD_DIR", tmp_path)  # its own output: the real build/ stays as it is
+    target = config.load_target("x86-64-sse3")
+    build(target, echo=lambda _line: None)
+    said: list[str] = []
+    building.ensure_built(target, say=said.append)
+    assert said == []  # up to date
+    changed = dataclasses.replace(target, cflags=(*target.cflags, "-DLNN_TEST_CONFIG_CHANGED=1"))
+    compiled = (output_dir(target) / "obj" / "interp.o").stat().st_mtime_ns
+    building.ensure_built(changed, say=said.append)
+    assert len(said) == 1 and "built for another configuration of targets/x86-64-sse3.yaml" in said[0]
+    assert (output_dir(target) / "obj" / "interp.o").stat().st_mtime_ns > compiled
+    building.ensure_built(changed, say=said.append)
+    assert len(said) == 1  # and now up to date for the new one

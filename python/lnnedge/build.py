@@ -57,12 +57,39 @@ def _sources(target: Target) -> list[Path]:
     return [VM_DIR / "Makefile", VM_DIR / "sources.mk", *(f for d in dirs for f in sorted(d.rglob("*")) if f.is_file())]
 
 
+CONFIG_FILE = "target.sha256"  # beside a build's output: the target configuration it was compiled with
+
+
+def _config_digest(target: Target) -> str:
+    """The target as configured (targets/<name>.yaml with its toolchain: flags, kernel set, memory map, firmware
+    variables), as a digest: make compares files, not the flags it is given, so a changed flag needs this."""
+    return hashlib.sha256(repr(target).encode()).hexdigest()
+
+
+def _prepare_output(target: Target, out: Path) -> None:
+    """Before make: objects compiled for another configuration of the target are deleted (make would keep them,
+    being newer than their sources), and the digest of this one is recorded once the build succeeds."""
+    stamp = out / CONFIG_FILE
+    if stamp.is_file() and stamp.read_text().strip() != _config_digest(target):
+        for objects in [d for d in out.rglob("obj*") if d.is_dir()]:  # obj, obj-pic, host/obj, ...
+            shutil.rmtree(objects, ignore_errors=True)
+    stamp.unlink(missing_ok=True)
+
+
+def _record_config(target: Target, out: Path) -> None:
+    atomic_write_text(out / CONFIG_FILE, _config_digest(target) + "\n")
+
+
 def ensure_built(target: Target, say=lambda line: print(line, file=sys.stderr)) -> Path:
-    """The runner or firmware image of `target`, built first (one line through `say`) when it is missing or older
-    than one of its sources, as make would: a task that runs a model never asks the user to build by hand."""
+    """The runner or firmware image of `target`, built first (one line through `say`) when it is missing, older
+    than one of its sources, as make would, or built for another configuration of the target: a task that runs a
+    model never asks the user to build by hand."""
     path = runner_path(target)
+    stamp = output_dir(target) / CONFIG_FILE
     if not path.is_file():
         why = "is missing"
+    elif not stamp.is_file() or stamp.read_text().strip() != _config_digest(target):
+        why = f"was built for another configuration of targets/{target.name}.yaml"
     else:
         built = path.stat().st_mtime
         newer = next((f for f in _sources(target) if f.stat().st_mtime > built), None)
@@ -150,9 +177,11 @@ def build(target: Target, sanitize: bool = False, echo=print, model: Path | None
     args = make_command(target, out, goal)
     command = shlex.join(args)
     echo(f"$ {command}")
+    _prepare_output(target, out)
     proc = subprocess.run(args, capture_output=True, text=True)
     if proc.returncode != 0:
         raise _failed(f"building the VM for {target.name}", proc)
+    _record_config(target, out)
     runner = out / "lnnvm"
     library = out / "liblnnvm.so"
     vm_bytes = vm_size(target, out / "liblnnvm.a")
@@ -204,9 +233,11 @@ def build_firmware(target: Target, echo=print, model: Path | None = None, out: P
     args = firmware_make_args(target, model, out)
     echo(f"$ {shlex.join(args)}")
     (out / RESIDENT_FILE).unlink(missing_ok=True)  # what an image holds is only recorded once it is built
+    _prepare_output(target, out)
     proc = subprocess.run([*args, "-j2"], capture_output=True, text=True)
     if proc.returncode != 0:
         raise _failed(f"building the firmware for {target.name}", proc)
+    _record_config(target, out)
     sizes = subprocess.run([*args, "-s", "size"], capture_output=True, text=True, check=True).stdout
     memory = {k: int(v) for k, v in (line.split("=", 1) for line in sizes.split() if "=" in line)}
     elf = out / fw.elf
