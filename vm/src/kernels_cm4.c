@@ -573,31 +573,32 @@ void lnn_linear_tq8__cm4(const lnn_linear_q8_params *p)
  *                         rounding, so round half to even of x s as
  *                         nearbyintf gives it (|x s| <= 32767.5 < 2^22);
  *                         packed by pkhbt, 8 inputs a step (2.4 each)
- *   lnn_cm4_w8a16_sums    the column pairs of a block: 8 input pairs a loop
- *                         turn (2 ldm of 4 X words, 2 of 4 panel words, 12
- *                         DSP instructions each), the kp % 8 others one by
- *                         one first; about 0.94 instructions per multiply-add
- *                         plus 16 per column pair
+ *   lnn_cm4_w8a16_sums    the column pairs of a block: no loop over the
+ *                         inputs, groups of 4 input pairs (ldm of 4 X words,
+ *                         ldm of 4 panel words, 12 DSP instructions) and the
+ *                         np % 4 others one by one (5 each), entered at
+ *                         computed addresses; 0.875 instructions per
+ *                         multiply-add plus 9 per column pair (plus 6 for
+ *                         np % 4 = 1: 127 at K = 65)
  *   lnn_cm4_w8a16_finish  8 columns a step: vcvt, times 2^(e-15) (exact),
  *                         vfma scale, bias (MATMUL: bias -0, which makes
  *                         fmaf(v, s, -0) = v * s, signed zeros and
  *                         underflow included)
  * In assembly, as the other products: gcc does not keep 14 core registers
  * live across a loop in an asm statement, nor emit ldm / vldm blocks. */
-enum { LNN_CM4_W8_CHUNK = 256, LNN_CM4_W8_COLS = 64, LNN_CM4_W8_LONG_COLS = 32 };
+enum { LNN_CM4_W8_CHUNK = 256, LNN_CM4_W8_COLS = 64, LNN_CM4_W8_LONG_COLS = 32, LNN_CM4_W8_RUN = 64 };
 
-/* One block of column pairs against one chunk of X (lnn_cm4_w8a16_sums
- * copies it to its stack and counts down there): the pairs, where their sums
- * go, the bytes from a pair's last word of the chunk to the next pair's
- * first. */
+/* One block of column pairs against one chunk of X (lnn_cm4_w8a16_sums):
+ * where the sums go, the chunk's input pairs, the bytes from a pair's last
+ * word of the chunk to the next pair's first. */
 typedef struct {
     const uint32_t *x;    /* 0: the chunk's packed pairs */
-    uint32_t pairs;       /* 4: column pairs (>= 1) */
-    int32_t *out;         /* 8: 2 * pairs sums, column order */
+    int32_t *out;         /* 4: 2 sums per column pair, column order */
+    const int32_t *end;   /* 8: out + 2 * column pairs (> out) */
     uint32_t skip;        /* 12 */
-    uint32_t turns;       /* 16: kp / 8 */
-    uint32_t rest;        /* 20: kp % 8, done first */
-    const uint32_t *w;    /* 24: the first pair's first word of the chunk */
+    uint32_t np;          /* 16: input pairs, 1 .. LNN_CM4_W8_RUN */
+    const uint32_t *w;    /* 20: the first pair's first word of the chunk */
+    uint32_t acc;         /* 24: 1: add to the sums at out */
 } lnn_cm4_w8_job;
 
 /* 8-column steps of the finish: y[c] = fmaf((float)s[c] * pw, scale[c], bias[c]) */
@@ -683,18 +684,32 @@ __asm__(".pushsection .text.lnn_cm4_w8a16_quant,\"ax\",%progbits\n\t"
         ".size lnn_cm4_w8a16_quant, .-lnn_cm4_w8a16_quant\n\t"
         ".popsection");
 
-/* one input pair: X in register x, the panel word in w */
+/* one input pair: X in register x, the panel word in w (12 bytes) */
 #define LNN_CM4_W8_PAIR(x, w)                                                       \
     "smlald r4, r5, " x ", " w "\n\t"                                               \
     "sxtb16 " w ", " w "\n\t"                                                       \
     "smlad r3, " x ", " w ", r3\n\t"
+/* four input pairs (56 bytes: every instruction 32-bit, .w where a 16-bit
+ * encoding exists; the entries are computed from these sizes) */
 #define LNN_CM4_W8_FOUR                                                             \
-    "ldmia r1!, {r6-r9}\n\t"                                                        \
-    "ldmia r0!, {r10-r12, lr}\n\t" LNN_CM4_W8_PAIR("r6", "r10") LNN_CM4_W8_PAIR("r7", "r11") \
+    "ldmia.w r1!, {r6-r9}\n\t"                                                      \
+    "ldmia.w r0!, {r10-r12, lr}\n\t" LNN_CM4_W8_PAIR("r6", "r10") LNN_CM4_W8_PAIR("r7", "r11") \
     LNN_CM4_W8_PAIR("r8", "r12") LNN_CM4_W8_PAIR("r9", "lr")
-/* Registers: r0 panel, r1 X, r2 turns, r3 E, r4:r5 T, r6-r9 X words, r10-r12
- * lr panel words; the job copied to [sp] (no register left for a pointer to
- * it: ldm / ldrd / strd from sp reach it in one instruction). */
+/* No loop over the inputs: a column pair's np <= LNN_CM4_W8_RUN input pairs
+ * are np % 4 single pairs (20 bytes each, from a run of 3) and np / 4 groups
+ * of four (from a run of LNN_CM4_W8_RUN / 4 groups: 896 bytes), entered at
+ * computed addresses: the single pairs' run at .Lw8_ones - 20 (np % 4),
+ * which ends by jumping to the groups' run at .Lw8_split - 56 (np / 4). Per
+ * column pair 9 instructions besides the pairs' (14 per group, 5 per single,
+ * 1 to leave the singles), against a loop's zeroing, counters and branches.
+ * acc (a chunk's second pass, lnn_cm4_w8a16_pairs): each pair first goes
+ * through .Lw8_acc, which starts E and T from the pair's sums at out
+ * (T = 256 S(j+1) + S(j), 6 instructions).
+ * Registers: r0 panel, r1 X, r2 out, r3 E, r4:r5 T, r6-r9 X words, r10-r12
+ * lr panel words. The frame at sp: X, 0, 0, 0 (one ldm restarts X, zeroes E
+ * and T and enters the next pair: pc), the first entry (.Lw8_acc or the
+ * next), the groups' entry, skip, end, the singles' or groups' entry (every
+ * entry with the Thumb bit). */
 __asm__(".pushsection .text.lnn_cm4_w8a16_sums,\"ax\",%progbits\n\t"
         ".align 2\n\t"
         ".global lnn_cm4_w8a16_sums\n\t"
@@ -702,37 +717,62 @@ __asm__(".pushsection .text.lnn_cm4_w8a16_sums,\"ax\",%progbits\n\t"
         ".type lnn_cm4_w8a16_sums, %function\n"
         "lnn_cm4_w8a16_sums:\n\t"
         "push {r4-r11, lr}\n\t"
-        "ldm r0, {r1-r7}\n\t"
-        "push {r1-r7}\n\t" /* the job at sp, same layout */
-        "mov r0, r7\n"
-        "1:\n\t" /* one column pair */
-        "movs r3, #0\n\t"
-        "movs r4, #0\n\t"
-        "movs r5, #0\n\t"
-        "ldrd r2, r7, [sp, #16]\n\t"
-        "cbz r7, 3f\n"
-        "2:\n\t" /* the kp % 8 single pairs */
-        "ldr r8, [r1], #4\n\t"
-        "ldr r10, [r0], #4\n\t" LNN_CM4_W8_PAIR("r8", "r10")
-        "subs r7, r7, #1\n\t"
-        "bne 2b\n"
-        "3:\n\t"
-        "subs r2, r2, #1\n\t"
-        "bmi 5f\n"
-        "4:\n\t" LNN_CM4_W8_FOUR LNN_CM4_W8_FOUR
-        "subs r2, r2, #1\n\t"
-        "bpl 4b\n"
-        "5:\n\t" /* S(j) = E, S(j+1) = (T >> 8) - (E >> 8) */
+        "ldm r0, {r1-r7}\n\t" /* x, out, end, skip, np, w, acc */
+        "lsrs r8, r5, #2\n\t"
+        "adr.w r9, .Lw8_split\n\t"
+        "sub r9, r9, r8, lsl #6\n\t"
+        "add r9, r9, r8, lsl #3\n\t" /* .Lw8_split - 56 (np / 4) */
+        "orr r9, r9, #1\n\t"
+        "and r5, r5, #3\n\t"
+        "adr.w r8, .Lw8_ones\n\t"
+        "sub r8, r8, r5, lsl #4\n\t"
+        "sub r8, r8, r5, lsl #2\n\t" /* .Lw8_ones - 20 (np % 4) */
+        "orr r8, r8, #1\n\t"
+        "cmp r5, #0\n\t"
+        "it eq\n\t"
+        "moveq r8, r9\n\t" /* no single pair: straight to the groups */
+        "adr.w r10, .Lw8_acc\n\t"
+        "orr r10, r10, #1\n\t"
+        "cmp r7, #0\n\t"
+        "it eq\n\t"
+        "moveq r10, r8\n\t"
+        "str r8, [sp, #-4]!\n\t"
+        "strd r4, r3, [sp, #-8]!\n\t"
+        "strd r10, r9, [sp, #-8]!\n\t"
+        "movs r9, #0\n\t"
+        "movs r10, #0\n\t"
+        "movs r11, #0\n\t"
+        "push {r1, r9-r11}\n\t"
+        "mov r0, r6\n\t"
+        "ldm sp, {r1, r3, r4, r5, pc}\n" /* the first column pair */
+        ".Lw8_acc:\n\t"
+        "ldmia r2, {r3, r6}\n\t" /* S(j), S(j+1) so far */
+        "asr r5, r6, #24\n\t"
+        "lsl r4, r6, #8\n\t"
+        "adds r4, r4, r3\n\t"
+        "adc r5, r5, r3, asr #31\n\t"
+        "ldr.w pc, [sp, #32]\n\t"
+        ".rept 3\n\t"
+        "ldr.w r6, [r1], #4\n\t"
+        "ldr.w r10, [r0], #4\n\t" LNN_CM4_W8_PAIR("r6", "r10")
+        ".endr\n"
+        ".Lw8_ones:\n\t"
+        "ldr.w pc, [sp, #20]\n"
+        ".Lw8_fours:\n\t"
+        ".rept 16\n\t" LNN_CM4_W8_FOUR
+        ".endr\n"
+        ".Lw8_split:\n\t" /* S(j) = E, S(j+1) = (T >> 8) - (E >> 8) */
         "lsrs r4, r4, #8\n\t"
         "orr r4, r4, r5, lsl #24\n\t"
         "sub r4, r4, r3, asr #8\n\t"
-        "ldm sp, {r1, r2, r7, r8}\n\t" /* X again, pairs, out, skip */
-        "stmia r7!, {r3, r4}\n\t"
-        "add r0, r0, r8\n\t"
-        "subs r2, r2, #1\n\t"
-        "strd r2, r7, [sp, #4]\n\t"
-        "bne 1b\n\t"
-        "add sp, sp, #28\n\t"
+        "stmia r2!, {r3, r4}\n\t"
+        "ldrd r6, r7, [sp, #24]\n\t" /* skip, end */
+        "add r0, r0, r6\n\t"
+        "cmp r2, r7\n\t"
+        "beq 1f\n\t"
+        "ldm sp, {r1, r3, r4, r5, pc}\n" /* the next column pair */
+        "1:\n\t"
+        "add sp, sp, #36\n\t"
         "pop {r4-r11, pc}\n\t"
         ".size lnn_cm4_w8a16_sums, .-lnn_cm4_w8a16_sums\n\t"
         ".popsection");
@@ -785,6 +825,29 @@ __asm__(".pushsection .text.lnn_cm4_w8a16_finish,\"ax\",%progbits\n\t"
         "pop {r4-r6, pc}\n\t"
         ".size lnn_cm4_w8a16_finish, .-lnn_cm4_w8a16_finish\n\t"
         ".popsection");
+
+_Static_assert(LNN_CM4_W8_RUN == 64 && LNN_CM4_W8_CHUNK <= 4 * LNN_CM4_W8_RUN,
+               "lnn_cm4_w8a16_sums holds 16 groups of 4 input pairs; a chunk takes at most two passes");
+
+/* The sums of column pairs against np <= LNN_CM4_W8_CHUNK / 2 input pairs of
+ * a chunk (skip: as the job's): the assembly covers LNN_CM4_W8_RUN of them,
+ * the others in a second pass that adds to the first's sums (exact: a
+ * chunk's E fits int32). */
+static void lnn_cm4_w8a16_pairs(const uint32_t *x, int32_t *out, size_t pairs, size_t skip, size_t np,
+                                const uint32_t *w)
+{
+    const size_t n1 = np < LNN_CM4_W8_RUN ? np : LNN_CM4_W8_RUN;
+    lnn_cm4_w8_job job = {x, out, out + 2 * pairs, (uint32_t)(skip + 4 * (np - n1)), (uint32_t)n1, w, 0u};
+    lnn_cm4_w8a16_sums(&job);
+    if (np > n1) {
+        job.x = x + n1;
+        job.w = w + n1;
+        job.skip = (uint32_t)(skip + 4 * n1);
+        job.np = (uint32_t)(np - n1);
+        job.acc = 1u;
+        lnn_cm4_w8a16_sums(&job);
+    }
+}
 
 static const float lnn_cm4_minus_zeros[8] = {-0.0f, -0.0f, -0.0f, -0.0f, -0.0f, -0.0f, -0.0f, -0.0f};
 
@@ -854,10 +917,8 @@ static __attribute__((noinline)) void lnn_cm4_w8a16_long(const lnn_linear_w8a16_
         for (size_t i0 = 0; i0 < k; i0 += LNN_CM4_W8_CHUNK) {
             const size_t n = k - i0 < LNN_CM4_W8_CHUNK ? k - i0 : LNN_CM4_W8_CHUNK, np = (n + 1) / 2;
             lnn_cm4_w8a16_round(x + i0, n, xw, s);
-            const lnn_cm4_w8_job job = {xw, (uint32_t)((nc + 1) / 2), sums, (uint32_t)(4 * (kp - np)),
-                                  (uint32_t)(np / 8), (uint32_t)(np % 8),
-                                  (const uint32_t *)(const void *)(p->panel + 4 * ((j0 / 2) * kp + i0 / 2))};
-            lnn_cm4_w8a16_sums(&job);
+            lnn_cm4_w8a16_pairs(xw, sums, (nc + 1) / 2, 4 * (kp - np), np,
+                                (const uint32_t *)(const void *)(p->panel + 4 * ((j0 / 2) * kp + i0 / 2)));
             for (size_t c = 0; c < nc; c++)
                 acc[c] += sums[c];
         }
@@ -883,9 +944,8 @@ static __attribute__((noinline)) void lnn_cm4_w8a16_short(const lnn_linear_w8a16
     lnn_cm4_w8a16_round(p->x + r * p->k, p->k, xw, s);
     for (size_t j0 = 0; j0 < p->m; j0 += LNN_CM4_W8_COLS) {
         const size_t nc = p->m - j0 < LNN_CM4_W8_COLS ? p->m - j0 : LNN_CM4_W8_COLS;
-        const lnn_cm4_w8_job job = {xw, (uint32_t)((nc + 1) / 2), sums, 0u, (uint32_t)(kp / 8), (uint32_t)(kp % 8),
-                                    (const uint32_t *)(const void *)(p->panel + 4 * (j0 / 2) * kp)};
-        lnn_cm4_w8a16_sums(&job);
+        lnn_cm4_w8a16_pairs(xw, sums, (nc + 1) / 2, 0u, kp,
+                            (const uint32_t *)(const void *)(p->panel + 4 * (j0 / 2) * kp));
         lnn_cm4_w8a16_put(p, r, j0, nc, sums, pw);
     }
 }
