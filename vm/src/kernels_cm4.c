@@ -563,9 +563,9 @@ void lnn_linear_tq8__cm4(const lnn_linear_q8_params *p)
  * Stack: X of one chunk (512 B) and the int32 sums of a block of
  * LNN_CM4_W8_COLS columns (256 B), or for the long rows X, the int32 sums
  * and the int64 sums of 32 columns (512 + 128 + 256 B), and the assembly's
- * saved registers: at most 1,164 B, the long path's (gcc -fstack-usage,
- * arm-none-eabi -O2 and -Os: 64 + 1,008 + lnn_cm4_w8a16_round's 24 + the
- * quantizer's 68).
+ * saved registers: at most 1,156 B, the long path's (gcc -fstack-usage,
+ * arm-none-eabi -O2 and -Os: 64 + 1,000 + lnn_cm4_w8a16_round's 24 + the
+ * quantizer's 68; the sums' frame is 84).
  * The four assembly routines (own sections: a build without the op drops
  * them, as it drops the C driver the table no longer names):
  *   lnn_cm4_w8a16_absmax  largest |x| as bits << 1, 8 inputs a step (3 each)
@@ -579,7 +579,8 @@ void lnn_linear_tq8__cm4(const lnn_linear_q8_params *p)
  *                         np % 4 others one by one (5 each), entered at
  *                         computed addresses; 0.875 instructions per
  *                         multiply-add plus 9 per column pair (plus 6 for
- *                         np % 4 = 1: 127 at K = 65)
+ *                         np % 4 = 1: 127 at K = 65); a chunk of more than
+ *                         64 input pairs in two passes
  *   lnn_cm4_w8a16_finish  8 columns a step: vcvt, times 2^(e-15) (exact),
  *                         vfma scale, bias (MATMUL: bias -0, which makes
  *                         fmaf(v, s, -0) = v * s, signed zeros and
@@ -596,9 +597,8 @@ typedef struct {
     int32_t *out;         /* 4: 2 sums per column pair, column order */
     const int32_t *end;   /* 8: out + 2 * column pairs (> out) */
     uint32_t skip;        /* 12 */
-    uint32_t np;          /* 16: input pairs, 1 .. LNN_CM4_W8_RUN */
+    uint32_t np;          /* 16: input pairs, 1 .. LNN_CM4_W8_CHUNK / 2 */
     const uint32_t *w;    /* 20: the first pair's first word of the chunk */
-    uint32_t acc;         /* 24: 1: add to the sums at out */
 } lnn_cm4_w8_job;
 
 /* 8-column steps of the finish: y[c] = fmaf((float)s[c] * pw, scale[c], bias[c]) */
@@ -702,14 +702,16 @@ __asm__(".pushsection .text.lnn_cm4_w8a16_quant,\"ax\",%progbits\n\t"
  * which ends by jumping to the groups' run at .Lw8_split - 56 (np / 4). Per
  * column pair 9 instructions besides the pairs' (14 per group, 5 per single,
  * 1 to leave the singles), against a loop's zeroing, counters and branches.
- * acc (a chunk's second pass, lnn_cm4_w8a16_pairs): each pair first goes
- * through .Lw8_acc, which starts E and T from the pair's sums at out
- * (T = 256 S(j+1) + S(j), 6 instructions).
+ * A chunk of more input pairs takes two passes over the block: the first
+ * LNN_CM4_W8_RUN, then the others with each column pair first through
+ * .Lw8_acc, which starts E and T from the first pass's sums at out
+ * (T = 256 S(j+1) + S(j), 6 instructions; exact: a chunk's E fits int32).
  * Registers: r0 panel, r1 X, r2 out, r3 E, r4:r5 T, r6-r9 X words, r10-r12
- * lr panel words. The frame at sp: X, 0, 0, 0 (one ldm restarts X, zeroes E
- * and T and enters the next pair: pc), the first entry (.Lw8_acc or the
- * next), the groups' entry, skip, end, the singles' or groups' entry (every
- * entry with the Thumb bit). */
+ * lr panel words. The frame at sp: 0 X, 4 0, 8 0, 12 0 (one ldm restarts X,
+ * zeroes E and T and enters the next pair: pc), 16 the first entry
+ * (.Lw8_acc or the next), 20 the groups' entry, 24 skip, 28 end, 32 the
+ * singles' or groups' entry (entries with the Thumb bit), 36 out, 40 the
+ * second pass's input pairs (or 0), 44 w. */
 __asm__(".pushsection .text.lnn_cm4_w8a16_sums,\"ax\",%progbits\n\t"
         ".align 2\n\t"
         ".global lnn_cm4_w8a16_sums\n\t"
@@ -717,7 +719,22 @@ __asm__(".pushsection .text.lnn_cm4_w8a16_sums,\"ax\",%progbits\n\t"
         ".type lnn_cm4_w8a16_sums, %function\n"
         "lnn_cm4_w8a16_sums:\n\t"
         "push {r4-r11, lr}\n\t"
-        "ldm r0, {r1-r7}\n\t" /* x, out, end, skip, np, w, acc */
+        "ldm r0, {r1-r6}\n\t" /* x, out, end, skip, np, w */
+        "sub sp, sp, #48\n\t"
+        "movs r7, #0\n\t"
+        "strd r7, r7, [sp, #4]\n\t"
+        "str r7, [sp, #12]\n\t"
+        "str r3, [sp, #28]\n\t"
+        "subs r7, r5, #64\n\t"
+        "ite gt\n\t"
+        "movgt r5, #64\n\t" /* the first pass: 64 input pairs, */
+        "movle r7, #0\n\t"  /* the second the others */
+        "str r2, [sp, #36]\n\t"
+        "str r7, [sp, #40]\n\t"
+        "str r6, [sp, #44]\n\t"
+        "add r4, r4, r7, lsl #2\n\t" /* the first pass skips the second's words */
+        "movs r10, #0\n"
+        ".Lw8_pass:\n\t" /* r1 X, r4 skip, r5 input pairs, r6 w, r10 != 0: through .Lw8_acc */
         "lsrs r8, r5, #2\n\t"
         "adr.w r9, .Lw8_split\n\t"
         "sub r9, r9, r8, lsl #6\n\t"
@@ -731,22 +748,20 @@ __asm__(".pushsection .text.lnn_cm4_w8a16_sums,\"ax\",%progbits\n\t"
         "cmp r5, #0\n\t"
         "it eq\n\t"
         "moveq r8, r9\n\t" /* no single pair: straight to the groups */
-        "adr.w r10, .Lw8_acc\n\t"
-        "orr r10, r10, #1\n\t"
-        "cmp r7, #0\n\t"
+        "adr.w r11, .Lw8_acc\n\t"
+        "orr r11, r11, #1\n\t"
+        "cmp r10, #0\n\t"
         "it eq\n\t"
-        "moveq r10, r8\n\t"
-        "str r8, [sp, #-4]!\n\t"
-        "strd r4, r3, [sp, #-8]!\n\t"
-        "strd r10, r9, [sp, #-8]!\n\t"
-        "movs r9, #0\n\t"
-        "movs r10, #0\n\t"
-        "movs r11, #0\n\t"
-        "push {r1, r9-r11}\n\t"
+        "moveq r11, r8\n\t"
+        "str r1, [sp]\n\t"
+        "strd r11, r9, [sp, #16]\n\t"
+        "str r4, [sp, #24]\n\t"
+        "str r8, [sp, #32]\n\t"
         "mov r0, r6\n\t"
+        "ldr r2, [sp, #36]\n\t"
         "ldm sp, {r1, r3, r4, r5, pc}\n" /* the first column pair */
         ".Lw8_acc:\n\t"
-        "ldmia r2, {r3, r6}\n\t" /* S(j), S(j+1) so far */
+        "ldmia r2, {r3, r6}\n\t" /* S(j), S(j+1) of the first pass */
         "asr r5, r6, #24\n\t"
         "lsl r4, r6, #8\n\t"
         "adds r4, r4, r3\n\t"
@@ -757,8 +772,7 @@ __asm__(".pushsection .text.lnn_cm4_w8a16_sums,\"ax\",%progbits\n\t"
         "ldr.w r10, [r0], #4\n\t" LNN_CM4_W8_PAIR("r6", "r10")
         ".endr\n"
         ".Lw8_ones:\n\t"
-        "ldr.w pc, [sp, #20]\n"
-        ".Lw8_fours:\n\t"
+        "ldr.w pc, [sp, #20]\n\t"
         ".rept 16\n\t" LNN_CM4_W8_FOUR
         ".endr\n"
         ".Lw8_split:\n\t" /* S(j) = E, S(j+1) = (T >> 8) - (E >> 8) */
@@ -772,7 +786,21 @@ __asm__(".pushsection .text.lnn_cm4_w8a16_sums,\"ax\",%progbits\n\t"
         "beq 1f\n\t"
         "ldm sp, {r1, r3, r4, r5, pc}\n" /* the next column pair */
         "1:\n\t"
-        "add sp, sp, #36\n\t"
+        "ldr r5, [sp, #40]\n\t"
+        "cbz r5, 2f\n\t"
+        "ldr r1, [sp]\n\t" /* the second pass: X, w 64 words on, skip the first's words */
+        "add r1, r1, #256\n\t"
+        "ldr r6, [sp, #44]\n\t"
+        "add r6, r6, #256\n\t"
+        "ldr r4, [sp, #24]\n\t"
+        "sub r4, r4, r5, lsl #2\n\t"
+        "add r4, r4, #256\n\t"
+        "movs r10, #0\n\t"
+        "str r10, [sp, #40]\n\t"
+        "movs r10, #1\n\t"
+        "b .Lw8_pass\n"
+        "2:\n\t"
+        "add sp, sp, #48\n\t"
         "pop {r4-r11, pc}\n\t"
         ".size lnn_cm4_w8a16_sums, .-lnn_cm4_w8a16_sums\n\t"
         ".popsection");
@@ -827,27 +855,7 @@ __asm__(".pushsection .text.lnn_cm4_w8a16_finish,\"ax\",%progbits\n\t"
         ".popsection");
 
 _Static_assert(LNN_CM4_W8_RUN == 64 && LNN_CM4_W8_CHUNK <= 4 * LNN_CM4_W8_RUN,
-               "lnn_cm4_w8a16_sums holds 16 groups of 4 input pairs; a chunk takes at most two passes");
-
-/* The sums of column pairs against np <= LNN_CM4_W8_CHUNK / 2 input pairs of
- * a chunk (skip: as the job's): the assembly covers LNN_CM4_W8_RUN of them,
- * the others in a second pass that adds to the first's sums (exact: a
- * chunk's E fits int32). */
-static void lnn_cm4_w8a16_pairs(const uint32_t *x, int32_t *out, size_t pairs, size_t skip, size_t np,
-                                const uint32_t *w)
-{
-    const size_t n1 = np < LNN_CM4_W8_RUN ? np : LNN_CM4_W8_RUN;
-    lnn_cm4_w8_job job = {x, out, out + 2 * pairs, (uint32_t)(skip + 4 * (np - n1)), (uint32_t)n1, w, 0u};
-    lnn_cm4_w8a16_sums(&job);
-    if (np > n1) {
-        job.x = x + n1;
-        job.w = w + n1;
-        job.skip = (uint32_t)(skip + 4 * n1);
-        job.np = (uint32_t)(np - n1);
-        job.acc = 1u;
-        lnn_cm4_w8a16_sums(&job);
-    }
-}
+               "lnn_cm4_w8a16_sums holds 16 groups of 4 input pairs (256 bytes of X) and makes at most two passes");
 
 static const float lnn_cm4_minus_zeros[8] = {-0.0f, -0.0f, -0.0f, -0.0f, -0.0f, -0.0f, -0.0f, -0.0f};
 
@@ -917,8 +925,10 @@ static __attribute__((noinline)) void lnn_cm4_w8a16_long(const lnn_linear_w8a16_
         for (size_t i0 = 0; i0 < k; i0 += LNN_CM4_W8_CHUNK) {
             const size_t n = k - i0 < LNN_CM4_W8_CHUNK ? k - i0 : LNN_CM4_W8_CHUNK, np = (n + 1) / 2;
             lnn_cm4_w8a16_round(x + i0, n, xw, s);
-            lnn_cm4_w8a16_pairs(xw, sums, (nc + 1) / 2, 4 * (kp - np), np,
-                                (const uint32_t *)(const void *)(p->panel + 4 * ((j0 / 2) * kp + i0 / 2)));
+            const lnn_cm4_w8_job job = {xw, sums, sums + 2 * ((nc + 1) / 2), (uint32_t)(4 * (kp - np)),
+                                        (uint32_t)np,
+                                        (const uint32_t *)(const void *)(p->panel + 4 * ((j0 / 2) * kp + i0 / 2))};
+            lnn_cm4_w8a16_sums(&job);
             for (size_t c = 0; c < nc; c++)
                 acc[c] += sums[c];
         }
@@ -944,8 +954,9 @@ static __attribute__((noinline)) void lnn_cm4_w8a16_short(const lnn_linear_w8a16
     lnn_cm4_w8a16_round(p->x + r * p->k, p->k, xw, s);
     for (size_t j0 = 0; j0 < p->m; j0 += LNN_CM4_W8_COLS) {
         const size_t nc = p->m - j0 < LNN_CM4_W8_COLS ? p->m - j0 : LNN_CM4_W8_COLS;
-        lnn_cm4_w8a16_pairs(xw, sums, (nc + 1) / 2, 0u, kp,
-                            (const uint32_t *)(const void *)(p->panel + 4 * (j0 / 2) * kp));
+        const lnn_cm4_w8_job job = {xw, sums, sums + 2 * ((nc + 1) / 2), 0u, (uint32_t)kp,
+                                    (const uint32_t *)(const void *)(p->panel + 4 * (j0 / 2) * kp)};
+        lnn_cm4_w8a16_sums(&job);
         lnn_cm4_w8a16_put(p, r, j0, nc, sums, pw);
     }
 }
