@@ -490,7 +490,9 @@ static inline float lnn_pow2f(int32_t n)
  * come out of the double sum. (Evaluation in long double, x87: fmaf.) */
 static inline float lnn_fmaf(float a, float b, float c)
 {
-#if defined(__FP_FAST_FMAF) || (defined(__FLT_EVAL_METHOD__) && __FLT_EVAL_METHOD__ != 0 && __FLT_EVAL_METHOD__ != 1)
+#if defined(__FP_FAST_FMAF) && defined(__GNUC__)
+    return __builtin_fmaf(a, b, c); /* the instruction at every -O (at -O0 fmaf() is newlib's, above) */
+#elif defined(__FP_FAST_FMAF) || (defined(__FLT_EVAL_METHOD__) && __FLT_EVAL_METHOD__ != 0 && __FLT_EVAL_METHOD__ != 1)
     return fmaf(a, b, c);
 #else
     const double p = (double)a * (double)b, s = p + (double)c;

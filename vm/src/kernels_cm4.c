@@ -867,8 +867,8 @@ static void lnn_cm4_w8a16_round(const float *x, size_t n, uint32_t *xw, const fl
         lnn_cm4_w8a16_quant(x, xw, (uint32_t)n8, s);
     for (size_t i = 8 * n8; i < n; i += 2) {
         /* the assembly's rounding: the low 16 bits of fmaf(x, s, 1.5 2^23) */
-        const uint32_t lo = lnn_f32_bits(fmaf(x[i], *s, 12582912.0f)) & 0xFFFFu;
-        const uint32_t hi = i + 1 < n ? lnn_f32_bits(fmaf(x[i + 1], *s, 12582912.0f)) << 16 : 0u;
+        const uint32_t lo = lnn_f32_bits(lnn_fmaf(x[i], *s, 12582912.0f)) & 0xFFFFu;
+        const uint32_t hi = i + 1 < n ? lnn_f32_bits(lnn_fmaf(x[i + 1], *s, 12582912.0f)) << 16 : 0u;
         xw[i / 2] = lo | hi;
     }
 }
@@ -900,7 +900,7 @@ static void lnn_cm4_w8a16_put(const lnn_linear_w8a16_params *p, size_t r, size_t
         }
         for (size_t c = 8 * n8; c < end - j; c++) {
             const float v = (float)sj[c] * pw;
-            y[c] = p->bias ? fmaf(v, p->scale[j + c], p->bias[j + c]) : v * p->scale[j + c];
+            y[c] = p->bias ? lnn_fmaf(v, p->scale[j + c], p->bias[j + c]) : v * p->scale[j + c];
         }
         j = end;
     }
@@ -938,7 +938,7 @@ static __attribute__((noinline)) void lnn_cm4_w8a16_long(const lnn_linear_w8a16_
             lnn_cm4_w8a16_dst(p, j, &d);
             const float v = (float)acc[c] * pw;
             p->y[d][r * (p->col[d + 1] - p->col[d]) + (j - p->col[d])] =
-                p->bias ? fmaf(v, p->scale[j], p->bias[j]) : v * p->scale[j];
+                p->bias ? lnn_fmaf(v, p->scale[j], p->bias[j]) : v * p->scale[j];
         }
     }
 }
