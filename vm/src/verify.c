@@ -463,7 +463,8 @@ static lnn_status lnn_check_split(lnn_model *m, lnn_written *w, lnn_opcode op, u
                                   const lnn_vtensor *bias)
 {
     const int split = op == LNN_OP_SPLIT;
-    const int w8a16 = op == LNN_OP_LINEAR_W8A16 || op == LNN_OP_MATMUL_W8A16;
+    const int w8a16 = (LNN_OP_LINKED(LINEAR_W8A16) && op == LNN_OP_LINEAR_W8A16) ||
+                      (LNN_OP_LINKED(MATMUL_W8A16) && op == LNN_OP_MATMUL_W8A16); /* 0 where not linked */
     const uint32_t total = split ? v[0].e.dims[v[0].e.rank - 1] : w8a16 ? v[2].e.dims[0] : v[1].e.dims[1];
     uint64_t cols = 0;
     for (uint32_t j = 0; j < ndst; j++) {
@@ -644,6 +645,9 @@ static lnn_status lnn_check_compute(lnn_model *m, lnn_written *w, lnn_opcode op,
         break;
     case LNN_OP_LINEAR_W8A16: /* x, P, scale, bias; destination B here, B+1.. below */
     case LNN_OP_MATMUL_W8A16: /* x, P, scale */
+        /* the guard above leaves this case in a build without the ops (184 B on a Cortex-M4): the constant drops it */
+        if (!(LNN_OP_LINKED(LINEAR_W8A16) || LNN_OP_LINKED(MATMUL_W8A16)))
+            return LNN_E_NOT_LINKED;
         bias = n == 4 ? &v[3] : NULL;
         shape_ok = lnn_w8a16_ok(&v[0], &v[1], &v[2], bias, &d);
         may_alias = 0;
