@@ -109,8 +109,7 @@ def fake_quantize(model: torch.nn.Module, keep_float: tuple[str, ...], scheme: s
 def capturable(model: torch.nn.Module) -> torch.nn.Module:
     """`model` without w8a16's input-rounding hooks: what the compiler captures (its store_w8a16 pass puts
     the rounding into the device's products); the same model when it has none."""
-    hooked = [m for m in model.modules() if _round_input in m._forward_pre_hooks.values()]
-    if not hooked:
+    if not any(_round_input in m._forward_pre_hooks.values() for m in model.modules()):
         return model
     bare = copy.deepcopy(model)
     for module in bare.modules():
@@ -126,8 +125,8 @@ def rounding_effect(model: torch.nn.Module, forward: Callable[[torch.nn.Module],
 
     This is the tolerance a device is held to for w8a16 (when above the float one): the device rounds the same
     rows as PyTorch, but a pre-rounding value one float ulp away from PyTorch's (another sum order, another exp)
-    that straddles a rounding midpoint moves one input by a whole 16-bit step. On the trained ltc-sine 4 % of the
-    verify rows hold such a flip (up to 2.1e-4, the others match to 0), which no float tolerance can absorb; a
+    that straddles a rounding midpoint moves one input by a whole 16-bit step. On the trained ltc-sine a few percent
+    of the verify rows hold such a flip (the others match to 1e-5), which no float tolerance can absorb; a
     flip moves one input by one step where the rounding itself moves every input by up to half a step, so the
     rounding's own effect bounds what flips can do."""
     bare = capturable(model)
