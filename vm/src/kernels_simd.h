@@ -1231,12 +1231,15 @@ static LNN_ALWAYS_INLINE void LNN_SK(ew_block)(uint32_t code, float *y, const fl
  * program's bits, without the scratch blocks and the per-instruction
  * dispatch.
  *
+ * LNN_EW_FORM_LTC_UNSPLIT (`split` 0) is the same step with A and C as they
+ * are (one product over cat(x, h): nothing to add; slots B and D unused).
+ *
  * Slot s's vector at element i of a piece: q[s] + (i & m[s]), m[s] 0 for a
  * single value (q[s] then a vector of its copies), all ones otherwise. */
 #define LNN_LTC_LD(s) lnn_v_load(q[s] + (i & m[s]))
 #define LNN_LTC_GATE1()                                                            \
     do {                                                                           \
-        const lnn_vf x_ = lnn_v_add(LNN_LTC_LD(0), LNN_LTC_LD(1));                 \
+        const lnn_vf x_ = split ? lnn_v_add(LNN_LTC_LD(0), LNN_LTC_LD(1)) : LNN_LTC_LD(0); \
         lnn_vf t_;                                                                 \
         lnn_v_store(rs + i, lnn_v_exp_reduce(lnn_v_negate(lnn_v_abs(x_)), &t_));   \
         lnn_v_store(ts + i, t_);                                                   \
@@ -1245,7 +1248,7 @@ static LNN_ALWAYS_INLINE void LNN_SK(ew_block)(uint32_t code, float *y, const fl
 #define LNN_LTC_STEP()                                                             \
     do {                                                                           \
         const lnn_vf h_ = LNN_LTC_LD(4);                                           \
-        const lnn_vf c_ = lnn_v_add(LNN_LTC_LD(2), LNN_LTC_LD(3));                 \
+        const lnn_vf c_ = split ? lnn_v_add(LNN_LTC_LD(2), LNN_LTC_LD(3)) : LNN_LTC_LD(2); \
         const lnn_vf f_ =                                                          \
             lnn_v_div(lnn_v_sub(lnn_v_mul(c_, lnn_v_load(es + i)), h_), LNN_LTC_LD(5)); \
         lnn_v_store(y + i, lnn_v_add(h_, lnn_v_mul(LNN_LTC_LD(6), f_)));           \
@@ -1265,7 +1268,7 @@ static LNN_ALWAYS_INLINE void LNN_SK(ew_block)(uint32_t code, float *y, const fl
  * value per unit) and several runs fit in a piece, a piece spans whole runs
  * and reads each ROW slot from a copy repeated over the piece, so that at
  * batch > 1 the passes run over many rows' vectors at once. */
-static void LNN_SK(ew_ltc)(const lnn_ewise_params *p)
+static LNN_ALWAYS_INLINE void LNN_SK(ew_ltc_pieces)(const lnn_ewise_params *p, const int split)
 {
     _Alignas(64) float xs[LNN_LTC_PIECE], rs[LNN_LTC_PIECE];
     _Alignas(64) float ts[LNN_LTC_PIECE], es[LNN_LTC_PIECE];
@@ -1278,6 +1281,8 @@ static void LNN_SK(ew_ltc)(const lnn_ewise_params *p)
     int repeat = 2 * inner <= LNN_LTC_PIECE && count > inner;
     for (size_t s = 0; s < LNN_EW_LTC_SLOTS; s++) {
         const size_t j = slot[s] = lnn_ew_form_slot(p->form, s);
+        if (j == LNN_EW_SLOT_UNUSED)
+            continue;
         if (p->mode[j] == LNN_EW_ROW) {
             nrow++;
             repeat &= p->len[j] == inner;
@@ -1289,6 +1294,11 @@ static void LNN_SK(ew_ltc)(const lnn_ewise_params *p)
     for (size_t s = 0, k = 0; s < LNN_EW_LTC_SLOTS; s++) {
         const size_t j = slot[s];
         pos[s] = 0;
+        if (j == LNN_EW_SLOT_UNUSED) { /* B and D of the unsplit form: never read */
+            m[s] = 0;
+            r[s] = one[s];
+            continue;
+        }
         m[s] = p->mode[j] == LNN_EW_SCALAR ? 0 : ~(size_t)0;
         if (!m[s]) {
             for (size_t l = 0; l < LNN_W; l++)
@@ -1304,6 +1314,8 @@ static void LNN_SK(ew_ltc)(const lnn_ewise_params *p)
         const size_t end = count - o < run ? count - o : run;
         for (size_t s = 0; s < LNN_EW_LTC_SLOTS; s++) { /* the run's start in each slot */
             const size_t j = slot[s];
+            if (j == LNN_EW_SLOT_UNUSED)
+                continue;
             if (p->mode[j] == LNN_EW_SAME)
                 r[s] = p->src[j] + o;
             else if (p->mode[j] == LNN_EW_ROW && !repeat) {
@@ -1337,10 +1349,28 @@ static void LNN_SK(ew_ltc)(const lnn_ewise_params *p)
 #undef LNN_LTC_PIECE
 #undef LNN_LTC_REPS
 
+static void LNN_SK(ew_ltc)(const lnn_ewise_params *p)
+{
+    LNN_SK(ew_ltc_pieces)(p, 1);
+}
+
+#if LNN_W8A16_LINKED
+/* Only w8a16 layers make the unsplit form (a float build leaves it to the
+ * block interpreter and links no code for it). */
+static void LNN_SK(ew_ltc_unsplit)(const lnn_ewise_params *p)
+{
+    LNN_SK(ew_ltc_pieces)(p, 0);
+}
+#endif
+
 void LNN_SK(ewise)(const lnn_ewise_params *p)
 {
     if ((p->form & 0xFu) == LNN_EW_FORM_LTC && p->inner % LNN_W == 0)
         LNN_SK(ew_ltc)(p);
+#if LNN_W8A16_LINKED
+    else if ((p->form & 0xFu) == LNN_EW_FORM_LTC_UNSPLIT && p->inner % LNN_W == 0)
+        LNN_SK(ew_ltc_unsplit)(p);
+#endif
     else
         lnn_ewise_blocks(p, LNN_SK(ew_block));
 }

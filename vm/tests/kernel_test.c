@@ -1300,6 +1300,16 @@ static void ltc_case(const lnn_kernels *k, ew_stats *st, size_t *bad_match)
     umutated[rnd() % 6] ^= 0x01u;
     *bad_match += lnn_ew_form(umutated, 6, n) != LNN_EW_FORM_NONE;
 #undef LTC_W
+    /* run one of the two forms (the unsplit one only where the build finds it) */
+    const int run_unsplit = LNN_EW_LOOK_FOR_UNSPLIT && rnd() % 2;
+    const size_t ninsn = run_unsplit ? 6 : 8;
+    if (run_unsplit) {
+        pg.ninsn = 6;
+        pg.nregs = (r0 > r1 ? r0 : r1) + 1;
+        pg.words[0] = (uint32_t)n | 6u << 8 | (uint32_t)pg.nregs << 16;
+        for (size_t i = 0; i < 6; i++)
+            pg.words[1 + i] = unsplit[i];
+    }
 
     /* the SIMD sets take the form when their vector width divides inner */
     const size_t inner = rnd() % 2 ? 8 * (1 + rnd() % 8) : 1 + rnd() % 70;
@@ -1325,7 +1335,7 @@ static void ltc_case(const lnn_kernels *k, ew_stats *st, size_t *bad_match)
             full[j][i] = p.src[j][mode == LNN_EW_SAME ? i : mode == LNN_EW_SCALAR ? 0 : i % len];
     }
     p.n = n;
-    p.ninsn = 8;
+    p.ninsn = ninsn;
     p.nregs = pg.nregs;
     p.insn = pg.words + 1;
     p.count = count;
@@ -1339,7 +1349,7 @@ static void ltc_case(const lnn_kernels *k, ew_stats *st, size_t *bad_match)
         gen[i] = got[i] = 12345.0f;
     p.y = gen; /* the generic path, for comparison */
     k->ewise(&p);
-    p.form = form;
+    p.form = run_unsplit ? uform : form;
     const int inplace = p.mode[op_of[H]] == LNN_EW_SAME && rnd() % 2;
     float *out = inplace ? (float *)(uintptr_t)p.src[op_of[H]] : got;
     p.y = out;
@@ -1352,8 +1362,8 @@ static void ltc_case(const lnn_kernels *k, ew_stats *st, size_t *bad_match)
     st->cases++;
     st->bad_compose += bad != 0;
     if (bad)
-        snprintf(st->where, sizeof st->where, "n=%zu count=%zu inner=%zu inplace=%d", n, count, p.inner,
-                 inplace);
+        snprintf(st->where, sizeof st->where, "%s n=%zu count=%zu inner=%zu inplace=%d",
+                 run_unsplit ? "unsplit" : "split", n, count, p.inner, inplace);
     for (size_t j = 0; j < n; j++) {
         free(src[j]);
         free(full[j]);
