@@ -127,6 +127,36 @@ static inline lnn_vf lnn_v_load_even(const float *p)
     return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xD8));
 }
 
+/* The w8a16 product's integer side (kernels_simd.h). */
+typedef __m256i lnn_vw;
+static inline lnn_vi lnn_vi_max(lnn_vi a, lnn_vi b) { return _mm256_max_epi32(a, b); }
+/* packs works within 128-bit halves ([a0..3 b0..3 | a4..7 b4..7]): the
+ * middle quarters swapped */
+static inline lnn_vw lnn_w_pack(lnn_vi a, lnn_vi b)
+{
+    return _mm256_permute4x64_epi64(_mm256_packs_epi32(a, b), 0xD8);
+}
+static inline lnn_vw lnn_w_load(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
+static inline void lnn_w_store(void *p, lnn_vw v) { _mm256_storeu_si256((__m256i *)p, v); }
+static inline lnn_vw lnn_w_loadn(const void *p, size_t n)
+{
+    return _mm256_maskload_epi32((const int *)p, lnn_v_mask(n));
+}
+static inline lnn_vw lnn_w_lo(lnn_vw h) { return _mm256_srai_epi16(_mm256_slli_epi16(h, 8), 8); }
+/* pmulhrsw by 128: ((h 128 >> 14) + 1) >> 1 = (h + 128) >> 8 in 32 bits,
+ * so 128 for h = 0x7F80.. too */
+static inline lnn_vw lnn_w_hi(lnn_vw h) { return _mm256_mulhrs_epi16(h, _mm256_set1_epi16(128)); }
+static inline lnn_vi lnn_w_madd(lnn_vi acc, lnn_vw x, lnn_vw q)
+{
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(x, q));
+}
+static inline void lnn_w_sum4(lnn_vi a, lnn_vi b, lnn_vi c, lnn_vi d, int32_t *s)
+{
+    /* as lnn_v_reduce4 */
+    const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
+    _mm_storeu_si128((__m128i *)(void *)s, _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1)));
+}
+
 #include "kernels_simd.h"
 
 #else

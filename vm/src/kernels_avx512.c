@@ -146,6 +146,36 @@ static inline lnn_vf lnn_v_load_even(const float *p)
     return _mm512_permutex2var_ps(_mm512_loadu_ps(p), even, _mm512_loadu_ps(p + 16));
 }
 
+/* The w8a16 product's integer side (kernels_simd.h), as avx2's. */
+typedef __m512i lnn_vw;
+static inline lnn_vi lnn_vi_max(lnn_vi a, lnn_vi b) { return _mm512_max_epi32(a, b); }
+/* packs works within 128-bit quarters ([a0..3 b0..3 | a4..7 b4..7 | ...]):
+ * a's 64-bit units first */
+static inline lnn_vw lnn_w_pack(lnn_vi a, lnn_vi b)
+{
+    return _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7), _mm512_packs_epi32(a, b));
+}
+static inline lnn_vw lnn_w_load(const void *p) { return _mm512_loadu_si512(p); }
+static inline void lnn_w_store(void *p, lnn_vw v) { _mm512_storeu_si512(p, v); }
+static inline lnn_vw lnn_w_loadn(const void *p, size_t n) { return _mm512_maskz_loadu_epi32(lnn_v_mask(n), p); }
+static inline lnn_vw lnn_w_lo(lnn_vw h) { return _mm512_srai_epi16(_mm512_slli_epi16(h, 8), 8); }
+static inline lnn_vw lnn_w_hi(lnn_vw h) { return _mm512_mulhrs_epi16(h, _mm512_set1_epi16(128)); }
+static inline lnn_vi lnn_w_madd(lnn_vi acc, lnn_vw x, lnn_vw q)
+{
+    return _mm512_add_epi32(acc, _mm512_madd_epi16(x, q));
+}
+static inline __m256i lnn_avx512_fold_i(lnn_vi a)
+{
+    return _mm256_add_epi32(_mm512_castsi512_si256(a), _mm512_extracti64x4_epi64(a, 1));
+}
+static inline void lnn_w_sum4(lnn_vi a, lnn_vi b, lnn_vi c, lnn_vi d, int32_t *s)
+{
+    /* as lnn_v_reduce4 */
+    const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(lnn_avx512_fold_i(a), lnn_avx512_fold_i(b)),
+                                        _mm256_hadd_epi32(lnn_avx512_fold_i(c), lnn_avx512_fold_i(d)));
+    _mm_storeu_si128((__m128i *)(void *)s, _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1)));
+}
+
 #include "kernels_simd.h"
 
 #else

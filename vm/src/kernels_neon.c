@@ -172,6 +172,49 @@ static inline void lnn_v_load_i8x4(const int8_t *p, lnn_vf *v)
 /* p[0], p[2], p[4], p[6] (reads p[0..8)): the stride-2 taps of a pool */
 static inline lnn_vf lnn_v_load_even(const float *p) { return vld2q_f32(p).val[0]; }
 
+/* The w8a16 product's integer side (kernels_simd.h): the sums in lnn_vi
+ * (uint32x4_t) lanes, signed by reinterpretation (two's complement). */
+typedef int16x8_t lnn_vw;
+static inline lnn_vi lnn_vi_max(lnn_vi a, lnn_vi b) { return vmaxq_u32(a, b); } /* lanes < 2^31 */
+static inline lnn_vw lnn_w_pack(lnn_vi a, lnn_vi b)
+{
+    return vcombine_s16(vmovn_s32(vreinterpretq_s32_u32(a)), vmovn_s32(vreinterpretq_s32_u32(b)));
+}
+static inline lnn_vw lnn_w_load(const void *p) { return vld1q_s16((const int16_t *)p); }
+static inline void lnn_w_store(void *p, lnn_vw v) { vst1q_s16((int16_t *)p, v); }
+static inline lnn_vw lnn_w_loadn(const void *p, size_t n)
+{
+    int16_t t[2 * LNN_W] = {0};
+    memcpy(t, p, 4 * n);
+    return vld1q_s16(t);
+}
+static inline lnn_vw lnn_w_lo(lnn_vw h) { return vshrq_n_s16(vshlq_n_s16(h, 8), 8); }
+/* the rounding shift (h + 128) >> 8, computed without overflow: 128 for
+ * h = 0x7F80.. too */
+static inline lnn_vw lnn_w_hi(lnn_vw h) { return vrshrq_n_s16(h, 8); }
+static inline lnn_vi lnn_w_madd(lnn_vi acc, lnn_vw x, lnn_vw q)
+{
+    int32x4_t a = vmlal_s16(vreinterpretq_s32_u32(acc), vget_low_s16(x), vget_low_s16(q));
+#if LNN_NEON_A64
+    a = vmlal_high_s16(a, x, q);
+#else
+    a = vmlal_s16(a, vget_high_s16(x), vget_high_s16(q));
+#endif
+    return vreinterpretq_u32_s32(a);
+}
+static inline void lnn_w_sum4(lnn_vi a, lnn_vi b, lnn_vi c, lnn_vi d, int32_t *s)
+{
+#if LNN_NEON_A64
+    const int32x4_t ab = vpaddq_s32(vreinterpretq_s32_u32(a), vreinterpretq_s32_u32(b));
+    const int32x4_t cd = vpaddq_s32(vreinterpretq_s32_u32(c), vreinterpretq_s32_u32(d));
+    vst1q_s32(s, vpaddq_s32(ab, cd));
+#else
+    const uint32x2_t fa = vadd_u32(vget_low_u32(a), vget_high_u32(a)), fb = vadd_u32(vget_low_u32(b), vget_high_u32(b));
+    const uint32x2_t fc = vadd_u32(vget_low_u32(c), vget_high_u32(c)), fd = vadd_u32(vget_low_u32(d), vget_high_u32(d));
+    vst1q_s32(s, vreinterpretq_s32_u32(vcombine_u32(vpadd_u32(fa, fb), vpadd_u32(fc, fd))));
+#endif
+}
+
 #include "kernels_simd.h"
 
 #else

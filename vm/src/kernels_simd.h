@@ -49,6 +49,24 @@
  *                                     (or LNN_V_LOAD_I8_EACH: made here from
  *                                     one lnn_v_load_i8 per vector)
  *
+ * and, for the w8a16 product (unless it defines LNN_SIMD_LINEAR_W8A16), the
+ * type lnn_vw (2 LNN_W int16 lanes: LNN_W 32-bit words of a w8a16 panel)
+ * and these integer functions:
+ *
+ *   lnn_vi_max(a, b)                  lane max, for lanes below 2^31
+ *   lnn_w_pack(a, b)                  lnn_vw of a's lanes then b's as int16
+ *                                     (each in the int16 range)
+ *   lnn_w_load(p) lnn_w_store(p, w)   unaligned
+ *   lnn_w_loadn(p, n)                 n 32-bit words, 0 < n < LNN_W, the
+ *                                     rest 0; reads nothing past them
+ *   lnn_w_lo(h) lnn_w_hi(h)           per int16 lane: sext8(h & 0xFF) and
+ *                                     (h - lo) / 256 (in [-128, 128]: 128
+ *                                     for h >= 0x7F80, no int16 wrap)
+ *   lnn_w_madd(acc, x, q)             acc plus x[i] q[i] summed in int32
+ *                                     lanes, any pairing of the 2 LNN_W
+ *                                     products onto LNN_W lanes
+ *   lnn_w_sum4(a, b, c, d, s)         s[0..4) = the lane sums of a .. d
+ *
  * and may define the tuning knobs LNN_LT_ROWS, LNN_LT_COLS (LINEAR_T),
  * LNN_MM_KC (MATMUL), LNN_SIMD_LINEAR (another set's LINEAR for its
  * table, see there) and LNN_SIMD_LINEAR_W8A16 (another set's w8a16 product).
@@ -1377,6 +1395,182 @@ void LNN_SK(ewise)(const lnn_ewise_params *p)
 
 #include "kernels_simd_graph.h" /* CONV2D .. MATMUL */
 
+/* ---- LINEAR_W8A16, MATMUL_W8A16 -------------------------------------------------- */
+
+#ifndef LNN_SIMD_LINEAR_W8A16
+/* The scalar kernel's bits (kernels.h: exact integer sums, bit-exact by
+ * definition), with the integer primitives lnn_w_*. Per row: the largest
+ * |x| as bits (integer max: ordered like the values, NaN and inf above
+ * every finite one), the block exponent, xq = x 2^(15-e) rounded half to
+ * even (the scalar kernel's 1.5 2^23 trick) packed to int16, 2 LNN_W a
+ * vector, zeros after the last input. A vector load of the panel is one
+ * column pair against LNN_W input pairs: 2 LNN_W int16 halves h in input
+ * order, as the xq vector; q0 = lnn_w_lo(h), q1 = lnn_w_hi(h) (each column
+ * decoded as lnn_opcodes.def says, for any bytes) times xq in pairs into
+ * int32 lanes (lnn_w_madd) make the two columns' partial sums.
+ * Exactness: a lane and every partial sum of a column's products over a
+ * chunk of LNN_W8_CHUNK inputs is at most 512 * 32767 * 128 < 2^31 in
+ * magnitude; longer rows go chunk by chunk, each chunk's sums added into
+ * int64 ones (as the scalar kernel). The columns go in blocks of
+ * LNN_W8_COLS sums; rows of one chunk are rounded once, longer ones again
+ * for each block (k roundings per 64 columns). Stack: 1 KiB of xq, 512 B
+ * of sums. */
+enum { LNN_W8_CHUNK = 512, LNN_W8_COLS = 64 };
+_Static_assert(LNN_W8_CHUNK % (2 * LNN_W) == 0, "a chunk of xq is whole vectors");
+
+static uint32_t lnn_w8_absmax(const float *x, size_t k)
+{
+    lnn_vi mv = lnn_vi_set1(0);
+    size_t i = 0;
+    for (; i + LNN_W <= k; i += LNN_W)
+        mv = lnn_vi_max(mv, lnn_v_bits(lnn_v_abs(lnn_v_load(x + i))));
+    if (i < k)
+        mv = lnn_vi_max(mv, lnn_v_bits(lnn_v_abs(lnn_v_loadn(x + i, k - i))));
+    float t[LNN_W];
+    lnn_v_store(t, lnn_vi_float(mv));
+    uint32_t amax = 0;
+    for (size_t l = 0; l < LNN_W; l++) {
+        uint32_t u;
+        memcpy(&u, &t[l], sizeof u);
+        amax = u > amax ? u : amax;
+    }
+    return amax;
+}
+
+/* xq = x s rounded, n inputs into whole vectors: zeros after them */
+static LNN_ALWAYS_INLINE lnn_vi lnn_w8_q(lnn_vf x, lnn_vf s)
+{
+    /* |x s| <= 32767.5 < 2^22 and exact: + 1.5 2^23 rounds it into the low bits */
+    const lnn_vf t = lnn_v_add(lnn_v_mul(x, s), lnn_v_set1(12582912.0f));
+    return lnn_vi_sub(lnn_v_bits(t), lnn_vi_set1(0x4B400000u));
+}
+static void lnn_w8_round(const float *x, size_t n, float s, int16_t *xq)
+{
+    const lnn_vf sv = lnn_v_set1(s);
+    for (size_t i = 0; i < n; i += 2 * LNN_W) {
+        const size_t rem = n - i;
+        lnn_vf a, b;
+        if (rem >= 2 * LNN_W) {
+            a = lnn_v_load(x + i);
+            b = lnn_v_load(x + i + LNN_W);
+        } else {
+            a = rem >= LNN_W ? lnn_v_load(x + i) : lnn_v_loadn(x + i, rem);
+            b = rem > LNN_W ? lnn_v_loadn(x + i + LNN_W, rem - LNN_W) : lnn_v_zero();
+        }
+        lnn_w_store(xq + i, lnn_w_pack(lnn_w8_q(a, sv), lnn_w8_q(b, sv)));
+    }
+}
+
+/* One column pair's step: xv against the halves h. */
+#define LNN_W8_STEP(c, h)                              \
+    {                                                  \
+        const lnn_vw h_ = (h);                         \
+        a##c##0 = lnn_w_madd(a##c##0, xv, lnn_w_lo(h_)); \
+        a##c##1 = lnn_w_madd(a##c##1, xv, lnn_w_hi(h_)); \
+    }
+/* The last vector of a pair may reach past the panel's end (only the last
+ * pair's can): a partial load there. Past the pair's own words it reads the
+ * next pair's, which multiply the zeros after the last input. */
+#define LNN_W8_LAST(c) (size_t)(end - (w + 4 * ((c) * kp + v * LNN_W))) >= 4 * LNN_W          \
+                           ? lnn_w_load(w + 4 * ((c) * kp + v * LNN_W))                        \
+                           : lnn_w_loadn(w + 4 * ((c) * kp + v * LNN_W),                       \
+                                         (size_t)(end - (w + 4 * ((c) * kp + v * LNN_W))) / 4)
+
+/* Four column pairs from w (their words kp apart) against nv vectors of
+ * xq: the 8 columns' sums into s. end: the panel's end. */
+static void lnn_w8_pairs4(const uint8_t *w, size_t kp, const uint8_t *end, const int16_t *xq, size_t nv,
+                          int32_t *s)
+{
+    const lnn_vi z = lnn_vi_set1(0);
+    lnn_vi a00 = z, a01 = z, a10 = z, a11 = z, a20 = z, a21 = z, a30 = z, a31 = z;
+    size_t v = 0;
+    for (; v + 1 < nv; v++) {
+        const lnn_vw xv = lnn_w_load(xq + v * 2 * LNN_W);
+        const uint8_t *at = w + 4 * v * LNN_W;
+        LNN_W8_STEP(0, lnn_w_load(at))
+        LNN_W8_STEP(1, lnn_w_load(at + 4 * kp))
+        LNN_W8_STEP(2, lnn_w_load(at + 8 * kp))
+        LNN_W8_STEP(3, lnn_w_load(at + 12 * kp))
+    }
+    const lnn_vw xv = lnn_w_load(xq + v * 2 * LNN_W);
+    LNN_W8_STEP(0, LNN_W8_LAST(0))
+    LNN_W8_STEP(1, LNN_W8_LAST(1))
+    LNN_W8_STEP(2, LNN_W8_LAST(2))
+    LNN_W8_STEP(3, LNN_W8_LAST(3))
+    lnn_w_sum4(a00, a01, a10, a11, s);
+    lnn_w_sum4(a20, a21, a30, a31, s + 4);
+}
+
+/* One column pair, as lnn_w8_pairs4: 2 sums. */
+static void lnn_w8_pair1(const uint8_t *w, size_t kp, const uint8_t *end, const int16_t *xq, size_t nv, int32_t *s)
+{
+    const lnn_vi z = lnn_vi_set1(0);
+    lnn_vi a00 = z, a01 = z;
+    size_t v = 0;
+    for (; v + 1 < nv; v++) {
+        const lnn_vw xv = lnn_w_load(xq + v * 2 * LNN_W);
+        LNN_W8_STEP(0, lnn_w_load(w + 4 * v * LNN_W))
+    }
+    const lnn_vw xv = lnn_w_load(xq + v * 2 * LNN_W);
+    LNN_W8_STEP(0, LNN_W8_LAST(0))
+    int32_t t[4];
+    lnn_w_sum4(a00, a01, z, z, t);
+    s[0] = t[0];
+    s[1] = t[1];
+}
+
+static void LNN_SK(linear_w8a16)(const lnn_linear_w8a16_params *p)
+{
+    int16_t xq[LNN_W8_CHUNK];
+    int64_t sum[LNN_W8_COLS];
+    const size_t k = p->k, m = p->m, kp = (k + 1) / 2;
+    const uint8_t *end = p->panel + 4 * ((m + 1) / 2) * kp;
+    for (size_t r = 0; r < p->rows; r++) {
+        const float *x = p->x + r * k;
+        const uint32_t amax = lnn_w8_absmax(x, k);
+        size_t d = 0;
+        if (amax >= 0x7F800000u) { /* NaN or infinity: the whole row NaN */
+            for (size_t j = 0; j < m; j++)
+                lnn_w8a16_put(p, r, j, &d, NAN);
+            continue;
+        }
+        const int32_t e = lnn_w8a16_exponent(amax);
+        const float s = lnn_pow2f(15 - e), pw = lnn_pow2f(e - 15);
+        if (k <= LNN_W8_CHUNK)
+            lnn_w8_round(x, k, s, xq);
+        for (size_t j0 = 0; j0 < m; j0 += LNN_W8_COLS) {
+            const size_t nc = m - j0 < LNN_W8_COLS ? m - j0 : LNN_W8_COLS;
+            memset(sum, 0, sizeof sum);
+            for (size_t i0 = 0; i0 < k; i0 += LNN_W8_CHUNK) {
+                const size_t n = k - i0 < LNN_W8_CHUNK ? k - i0 : LNN_W8_CHUNK;
+                const size_t nv = (n + 2 * LNN_W - 1) / (2 * LNN_W);
+                if (k > LNN_W8_CHUNK)
+                    lnn_w8_round(x + i0, n, s, xq);
+                const uint8_t *w = p->panel + 4 * ((j0 / 2) * kp + i0 / 2);
+                int32_t s32[8];
+                size_t c = 0;
+                for (; c + 8 <= nc; c += 8, w += 16 * kp) {
+                    lnn_w8_pairs4(w, kp, end, xq, nv, s32);
+                    for (size_t i = 0; i < 8; i++)
+                        sum[c + i] += s32[i];
+                }
+                for (; c < nc; c += 2, w += 4 * kp) { /* odd m: the last pair's phantom column is dropped */
+                    lnn_w8_pair1(w, kp, end, xq, nv, s32);
+                    sum[c] += s32[0];
+                    sum[c + 1] += s32[1];
+                }
+            }
+            for (size_t c = 0; c < nc; c++) {
+                const size_t j = j0 + c;
+                const float v = (float)sum[c] * pw;
+                lnn_w8a16_put(p, r, j, &d, p->bias ? lnn_fmaf(v, p->scale[j], p->bias[j]) : v * p->scale[j]);
+            }
+        }
+    }
+}
+#define LNN_SIMD_LINEAR_W8A16 LNN_SK(linear_w8a16)
+#endif
+
 /* ---- the table ------------------------------------------------------------------ */
 
 /* COPY, ZERO, CONCAT, SPLIT and WHERE are memcpy / memset / select work:
@@ -1389,11 +1583,7 @@ const lnn_kernels LNN_SKT(LNN_SIMD_ISA) = {
     .linear_t = LNN_SK(linear_t),
     .linear_q8 = LNN_SK(linear_q8),
     .linear_tq8 = LNN_SK(linear_tq8),
-#ifdef LNN_SIMD_LINEAR_W8A16 /* another set's (bit-exact by definition) */
     .linear_w8a16 = LNN_KERNEL_IF(LNN_W8A16_LINKED, LNN_SIMD_LINEAR_W8A16),
-#else
-    LNN_W8A16_SCALAR_ENTRY /* bit-exact by definition: no SIMD kernel yet */
-#endif
     .ewise = LNN_SK(ewise),
     .add = LNN_SK(add),
     .sub = LNN_SK(sub),

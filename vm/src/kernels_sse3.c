@@ -145,6 +145,38 @@ static inline lnn_vf lnn_v_load_even(const float *p)
     return _mm_shuffle_ps(_mm_loadu_ps(p), _mm_loadu_ps(p + 4), _MM_SHUFFLE(2, 0, 2, 0));
 }
 
+/* The w8a16 product's integer side (kernels_simd.h): SSE2 alone (no
+ * pmaxsd, pmulhrsw: SSE4.1, SSSE3). */
+typedef __m128i lnn_vw;
+static inline lnn_vi lnn_vi_max(lnn_vi a, lnn_vi b)
+{
+    const __m128i gt = _mm_cmpgt_epi32(a, b);
+    return _mm_or_si128(_mm_and_si128(gt, a), _mm_andnot_si128(gt, b));
+}
+static inline lnn_vw lnn_w_pack(lnn_vi a, lnn_vi b) { return _mm_packs_epi32(a, b); }
+static inline lnn_vw lnn_w_load(const void *p) { return _mm_loadu_si128((const __m128i *)p); }
+static inline void lnn_w_store(void *p, lnn_vw v) { _mm_storeu_si128((__m128i *)p, v); }
+static inline lnn_vw lnn_w_loadn(const void *p, size_t n)
+{
+    uint32_t t[LNN_W] = {0};
+    memcpy(t, p, 4 * n);
+    return _mm_loadu_si128((const __m128i *)(const void *)t);
+}
+static inline lnn_vw lnn_w_lo(lnn_vw h) { return _mm_srai_epi16(_mm_slli_epi16(h, 8), 8); }
+/* (h >> 8) plus bit 7 of h (the low byte's sign, shifted down from the top
+ * of h << 8, which lnn_w_lo computes too) */
+static inline lnn_vw lnn_w_hi(lnn_vw h)
+{
+    return _mm_sub_epi16(_mm_srai_epi16(h, 8), _mm_srai_epi16(_mm_slli_epi16(h, 8), 15));
+}
+static inline lnn_vi lnn_w_madd(lnn_vi acc, lnn_vw x, lnn_vw q) { return _mm_add_epi32(acc, _mm_madd_epi16(x, q)); }
+static inline void lnn_w_sum4(lnn_vi a, lnn_vi b, lnn_vi c, lnn_vi d, int32_t *s)
+{
+    const __m128i ab = _mm_add_epi32(_mm_unpacklo_epi32(a, b), _mm_unpackhi_epi32(a, b)); /* a02 b02 a13 b13 */
+    const __m128i cd = _mm_add_epi32(_mm_unpacklo_epi32(c, d), _mm_unpackhi_epi32(c, d));
+    _mm_storeu_si128((__m128i *)(void *)s, _mm_add_epi32(_mm_unpacklo_epi64(ab, cd), _mm_unpackhi_epi64(ab, cd)));
+}
+
 #include "kernels_simd.h"
 
 #else
