@@ -45,7 +45,7 @@ def test_every_mve_kernel_matches_the_scalar_one_on_the_core():
     tested = {line.split()[1] for line in lines if line.startswith("ok ")}
     assert "mve" in tested
     for family in ("exp", "sigmoid", "tanh", "add", "div", "sqrt", "linear", "linear_t", "linear_q8", "linear_tq8",
-                   "ewise", "conv2d", "maxpool2d", "softmax", "matmul"):
+                   "linear_w8a16", "ewise", "conv2d", "maxpool2d", "softmax", "matmul"):
         assert any(line.split()[1:3] == ["mve", family] for line in lines if line.startswith("ok ")), family
     assert lines[-1].endswith(" passed, 0 failed")
 

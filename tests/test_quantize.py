@@ -249,8 +249,9 @@ def test_verify_int8_against_fake_quantized_pytorch(trained_sine, board):
 
 @pytest.mark.parametrize("board", ["host", "qemu-m4", "qemu-m55"])
 def test_verify_w8a16_against_pytorch_with_rounded_activations(trained_sine, board):
-    """The MCU scheme: on the host (scalar kernel) and on the Cortex-M4 and M55 firmware (the SMLAD kernel), held to
-    PyTorch with the same int8 weights and the same 16-bit rounding of each quantized layer's input rows."""
+    """The MCU scheme: on the host (its SIMD kernel), the Cortex-M4 firmware (the SMLAD kernel) and the M55 firmware
+    (the Helium kernel), held to PyTorch with the same int8 weights and the same 16-bit rounding of each quantized
+    layer's input rows."""
     ok("compile", "--model", "ltc-sine", "--quant", "w8a16")
     ok("build", "--target", config.board(board).target.name)
     ok("verify", "--model", "ltc-sine", "--quant", "w8a16", "--board", board)

@@ -34,11 +34,6 @@
 #define LNN_LT_COLS 2
 /* four int8 per vldrb.s32: two loads for eight */
 #define LNN_V_LOAD_I8_EACH 1
-#if LNN_HAVE_CM4
-/* w8a16: the Cortex-M4 kernel (kernels_cm4.c). MVE requires the DSP extension whose SMLALD / SXTB16 / SMLAD it
- * is built on, and it gives the scalar kernel's bits; the M55 image links the cm4 set beside this one. */
-#define LNN_SIMD_LINEAR_W8A16 lnn_linear_w8a16__cm4
-#endif
 
 typedef float32x4_t lnn_vf;
 typedef uint32x4_t lnn_vi;
@@ -145,6 +140,233 @@ static inline void lnn_v_storen(float *p, lnn_vf v, size_t n)
 static inline lnn_vf lnn_v_load_i8(const int8_t *p) { return vcvtq_f32_s32(vldrbq_s32(p)); }
 /* p[0], p[2], p[4], p[6]: the first vector of a de-interleaving load */
 static inline lnn_vf lnn_v_load_even(const float *p) { return vld2q_f32(p).val[0]; }
+
+/* LINEAR_W8A16, MATMUL_W8A16 (lnn_opcodes.def, kernels.h): the scalar
+ * kernel's bits, in integers with MVE. A row of x is rounded into int16 xq
+ * (lnn_mve_w8a16_round); a 128-bit load of the panel is 8 int16 halves h of
+ * one column pair (j, j+1), inputs i .. i+7 in order (a word per input pair,
+ * its low half the even input), so against 8 xq
+ *     vmlaldava  T += sum xq h = 256 S(j+1) + S(j)  (int64)
+ *     vmovlb.s8  the halves' low bytes, sign-extended: column j's weights
+ *     vmladava   E += S(j)                          (int32)
+ * are 3 instructions for 16 multiply-adds (the Cortex-M4 kernel's SMLALD /
+ * SXTB16 / SMLAD a vector wide), and S(j+1) = (T - E) / 256 exactly (T - E
+ * = 256 sum xq (h - sext8(h)) / 256 for any panel bytes, as the definition
+ * decodes them). A chunk of at most LNN_MVE_W8_CHUNK inputs keeps |S| <=
+ * 256 * 32767 * 128 < 2^31 (int32, and vcvt converts it as (float)S does);
+ * a longer row goes chunk by chunk into int64 sums, in blocks of
+ * LNN_MVE_W8_COLS columns (256 bytes of them), rounded again for each block
+ * (k roundings per 32 columns, against 32 k multiply-adds); a row of at
+ * most a chunk is rounded once. Stack: xq 512 B, the sums 128 + 256 B, the
+ * converted sums 128 B. */
+enum { LNN_MVE_W8_CHUNK = 256, LNN_MVE_W8_COLS = 32 };
+
+/* The largest |x| of a row as bits (ordered like the values; NaN and
+ * infinity above 0x7F7FFFFF): integer operations, exact for every input. */
+static uint32_t lnn_mve_w8a16_absmax(const float *x, size_t k)
+{
+    uint32x4_t mx = vdupq_n_u32(0);
+    for (size_t i = 0; i < k; i += 4) {
+        const uint32x4_t u = vreinterpretq_u32_f32(vldrwq_z_f32(x + i, vctp32q((uint32_t)(k - i))));
+        mx = vmaxq_u32(mx, vbicq_u32(u, vdupq_n_u32(0x80000000u)));
+    }
+    return vmaxvq_u32(0u, mx);
+}
+
+/* n inputs of x into xq = round half to even of x s, and 0 up to the next
+ * multiple of 8 (an odd n's last pair, and the product's whole vectors).
+ * The low 16 bits of vfma(1.5 2^23, x, s): x s is exact (a power of two)
+ * and |x s| <= 32767.5 < 2^22, so one rounding to the float's integer ulp,
+ * half to even in MVE's fixed rounding mode. MVE flushes a subnormal x or
+ * x s to 0, which rounds to 0 as the exact value does: s <= 2^115 (e >=
+ * -100), so a subnormal x has |x s| < 2^-11, and a subnormal x s < 1/2. The
+ * lanes past n load as 0, hence xq 0. */
+static void lnn_mve_w8a16_round(const float *x, size_t n, int16_t *xq, float s)
+{
+    const float32x4_t magic = vdupq_n_f32(12582912.0f);
+    for (size_t i = 0; i < (n + 7) / 8 * 8; i += 4) {
+        const mve_pred16_t in = vctp32q((uint32_t)(n > i ? n - i : 0));
+        vstrhq_s32(xq + i, vreinterpretq_s32_f32(vfmaq_n_f32(magic, vldrwq_z_f32(x + i, in), s)));
+    }
+}
+
+/* lnn_mve_w8a16_pairs: the int32 sums S of `count` steps of two column
+ * pairs (4 columns: out[0..3] a step) over one chunk of xq. */
+typedef struct {
+    const int16_t *x;  /* 0: xq, 0 from the chunk's last input up to a multiple of 8 */
+    const uint8_t *w;  /* 4: the first pair's first word of the chunk */
+    uint32_t stride;   /* 8: bytes from a pair's first word to the next pair's */
+    uint32_t vectors;  /* 12: whole vectors of 8 halves (inputs) */
+    uint32_t tail;     /* 16: the last vector's byte lanes as a VPR.P0 mask, 0 for none */
+    int32_t *out;      /* 20: advanced */
+    uint32_t count;    /* 24: steps (>= 1), counted down */
+} lnn_mve_w8_job;
+
+void lnn_mve_w8a16_pairs(lnn_mve_w8_job *job);
+
+/* In assembly: gcc keeps vmlaldava's int64 accumulators on the stack (5
+ * loads and stores more per 8 inputs at -Os) and has no -O0 allocation for
+ * them in an asm statement. Per 8 inputs of two pairs: 3 loads, 2 x
+ * (vmlaldava, vmovlb, vmladava), le: 10 instructions for 32 multiply-adds.
+ * T in r4:r5 and r8:r9 (vmlaldava and asrl take an even low register and
+ * the odd one above it), E in r6 and r12 (vmladava: even registers); x in
+ * r10, the two pairs' words in r11 and r7.
+ * The last vector reads only the chunk's halves (VPT: the other lanes load
+ * as 0, nothing past a pair's words is read). */
+__asm__(".pushsection .text.lnn_mve_w8a16_pairs,\"ax\",%progbits\n\t"
+        ".p2align 2\n\t"
+        ".global lnn_mve_w8a16_pairs\n\t"
+        ".syntax unified\n\t"
+        ".type lnn_mve_w8a16_pairs, %function\n"
+        "lnn_mve_w8a16_pairs:\n\t"
+        "push {r4-r11, lr}\n\t"
+        "ldrd r1, r2, [r0, #4]\n" /* w, stride */
+        "1:\n\t"
+        "ldr r3, [r0, #12]\n\t"
+        "ldr r10, [r0]\n\t"
+        "mov r11, r1\n\t"
+        "add r7, r1, r2\n\t"
+        "movs r4, #0\n\t"
+        "movs r5, #0\n\t"
+        "movs r6, #0\n\t"
+        "mov r12, r4\n\t"
+        "mov r8, r4\n\t"
+        "mov r9, r4\n\t"
+        "wls lr, r3, 3f\n"
+        "2:\n\t"
+        "vldrh.16 q0, [r10], #16\n\t"
+        "vldrb.8 q1, [r11], #16\n\t"
+        "vldrb.8 q2, [r7], #16\n\t"
+        "vmlaldava.s16 r4, r5, q0, q1\n\t"
+        "vmovlb.s8 q1, q1\n\t"
+        "vmladava.s16 r6, q0, q1\n\t"
+        "vmlaldava.s16 r8, r9, q0, q2\n\t"
+        "vmovlb.s8 q2, q2\n\t"
+        "vmladava.s16 r12, q0, q2\n\t"
+        "le lr, 2b\n"
+        "3:\n\t"
+        "ldr r3, [r0, #16]\n\t"
+        "cbz r3, 4f\n\t"
+        "vmsr p0, r3\n\t"
+        "vldrh.16 q0, [r10]\n\t"
+        "vpstt\n\t"
+        "vldrbt.8 q1, [r11]\n\t"
+        "vldrbt.8 q2, [r7]\n\t"
+        "vmlaldava.s16 r4, r5, q0, q1\n\t"
+        "vmovlb.s8 q1, q1\n\t"
+        "vmladava.s16 r6, q0, q1\n\t"
+        "vmlaldava.s16 r8, r9, q0, q2\n\t"
+        "vmovlb.s8 q2, q2\n\t"
+        "vmladava.s16 r12, q0, q2\n"
+        "4:\n\t" /* S(j+1) = (T - E) >> 8: exact, and in 32 bits */
+        "subs r4, r4, r6\n\t"
+        "sbc r5, r5, r6, asr #31\n\t"
+        "asrl r4, r5, #8\n\t"
+        "subs r8, r8, r12\n\t"
+        "sbc r9, r9, r12, asr #31\n\t"
+        "asrl r8, r9, #8\n\t"
+        "ldr r3, [r0, #20]\n\t"
+        "strd r6, r4, [r3]\n\t"
+        "strd r12, r8, [r3, #8]\n\t"
+        "adds r3, r3, #16\n\t"
+        "str r3, [r0, #20]\n\t"
+        "add r1, r1, r2, lsl #1\n\t"
+        "ldr r3, [r0, #24]\n\t"
+        "subs r3, r3, #1\n\t"
+        "str r3, [r0, #24]\n\t"
+        "bne 1b\n\t"
+        "pop {r4-r11, pc}\n\t"
+        ".size lnn_mve_w8a16_pairs, .-lnn_mve_w8a16_pairs\n\t"
+        ".popsection");
+
+/* The int32 sums of a chunk of n inputs (rounded into xq) for the np column
+ * pairs at w, kp words a pair, into out[0 .. 2 np - 1] (an odd np: its last
+ * pair alone, stride 0, with 2 more values written and unused). */
+static void lnn_mve_w8a16_sums(const int16_t *xq, size_t n, const uint8_t *w, size_t kp, size_t np, int32_t *out)
+{
+    const size_t nh = 2 * ((n + 1) / 2); /* halves: an odd n's last pair holds xq 0 */
+    lnn_mve_w8_job job = {xq, w, (uint32_t)(4 * kp), (uint32_t)(nh / 8), (1u << (2 * (nh % 8))) - 1u, out,
+                          (uint32_t)(np / 2)};
+    if (np >= 2)
+        lnn_mve_w8a16_pairs(&job);
+    if (np % 2) {
+        job.w = w + 4 * kp * (np - 1);
+        job.stride = 0;
+        job.count = 1;
+        lnn_mve_w8a16_pairs(&job);
+    }
+}
+
+static void lnn_linear_w8a16__mve(const lnn_linear_w8a16_params *p)
+{
+    int16_t xq[LNN_MVE_W8_CHUNK];
+    int32_t part[LNN_MVE_W8_COLS];
+    int64_t sum[LNN_MVE_W8_COLS];
+    float v[LNN_MVE_W8_COLS];
+    const size_t k = p->k, m = p->m, kp = (k + 1) / 2;
+    for (size_t r = 0; r < p->rows; r++) {
+        const float *x = p->x + r * k;
+        const uint32_t amax = lnn_mve_w8a16_absmax(x, k);
+        size_t d = 0;
+        if (amax >= 0x7F800000u) { /* NaN or infinity: the whole row NaN (the scalar kernel's NAN) */
+            for (size_t j = 0; j < m; j++) {
+                while (j >= p->col[d + 1])
+                    d++;
+                p->y[d][r * (p->col[d + 1] - p->col[d]) + (j - p->col[d])] = NAN;
+            }
+            continue;
+        }
+        const int32_t e = lnn_w8a16_exponent(amax);
+        const float s = lnn_pow2f(15 - e), pw = lnn_pow2f(e - 15);
+        for (size_t j0 = 0; j0 < m; j0 += LNN_MVE_W8_COLS) {
+            const size_t nc = m - j0 < LNN_MVE_W8_COLS ? m - j0 : LNN_MVE_W8_COLS, np = (nc + 1) / 2;
+            const uint8_t *w = p->panel + 4 * (j0 / 2) * kp;
+            if (k <= LNN_MVE_W8_CHUNK) {
+                if (j0 == 0)
+                    lnn_mve_w8a16_round(x, k, xq, s);
+                lnn_mve_w8a16_sums(xq, k, w, kp, np, part);
+                /* (float)S * 2^(e-15) a vector at a time: vcvt rounds S as
+                 * (float)S does, and the product is 0, normal (|S| >= 1 and
+                 * 2^(e-15) >= 2^-115) or an overflow to inf: nothing for MVE
+                 * to flush, the scalar FPU's bits */
+                for (size_t c = 0; c < nc; c += 4) {
+                    const mve_pred16_t in = vctp32q((uint32_t)(nc - c));
+                    vstrwq_p_f32(v + c, vmulq_n_f32(vcvtq_f32_s32(vldrwq_z_s32(part + c, in)), pw), in);
+                }
+            } else {
+                memset(sum, 0, sizeof sum);
+                for (size_t i0 = 0; i0 < k; i0 += LNN_MVE_W8_CHUNK) {
+                    const size_t n = k - i0 < LNN_MVE_W8_CHUNK ? k - i0 : LNN_MVE_W8_CHUNK;
+                    lnn_mve_w8a16_round(x + i0, n, xq, s);
+                    lnn_mve_w8a16_sums(xq, n, w + 2 * i0, kp, np, part);
+                    for (size_t c = 0; c < nc; c++)
+                        sum[c] += part[c];
+                }
+                for (size_t c = 0; c < nc; c++)
+                    v[c] = (float)sum[c] * pw; /* int64 to float: rounded to nearest even, as the definition */
+            }
+            /* columns j0 .. j0+nc-1, destination by destination (odd m: the
+             * last pair's phantom column is dropped); the scalar FPU's fmaf,
+             * which MVE would not give for subnormal operands or results */
+            for (size_t j = j0; j < j0 + nc;) {
+                while (j >= p->col[d + 1])
+                    d++;
+                const size_t n = (p->col[d + 1] < j0 + nc ? p->col[d + 1] : j0 + nc) - j;
+                float *y = p->y[d] + r * (p->col[d + 1] - p->col[d]) + (j - p->col[d]);
+                /* local pointers: p-> fields are not reloaded after each store */
+                const float *vj = v + (j - j0), *scale = p->scale + j, *bias = p->bias ? p->bias + j : NULL;
+                if (bias)
+                    for (size_t c = n; c; c--)
+                        *y++ = lnn_fmaf(*vj++, *scale++, *bias++);
+                else
+                    for (size_t c = n; c; c--)
+                        *y++ = *vj++ * *scale++;
+                j += n;
+            }
+        }
+    }
+}
+#define LNN_SIMD_LINEAR_W8A16 lnn_linear_w8a16__mve
 
 #include "kernels_simd.h"
 
