@@ -512,15 +512,6 @@ static inline float lnn_fmaf(float a, float b, float c)
 /* The w8a16 products: bit-exact by definition, so every set without a kernel of its own takes the scalar one
  * (LNN_W8A16_SCALAR_ENTRY). */
 void lnn_linear_w8a16__scalar(const lnn_linear_w8a16_params *p);
-/* The value of column j of row r into its destination (d: the destination
- * of a column <= j, moved on to j's). */
-static inline void lnn_w8a16_put(const lnn_linear_w8a16_params *p, size_t r, size_t j, size_t *d, float v)
-{
-    while (j >= p->col[*d + 1])
-        (*d)++;
-    const size_t w = p->col[*d + 1] - p->col[*d];
-    p->y[*d][r * w + (j - p->col[*d])] = v;
-}
 #define LNN_W8A16_LINKED (LNN_OP_LINKED(LINEAR_W8A16) || LNN_OP_LINKED(MATMUL_W8A16))
 #define LNN_W8A16_SCALAR_ENTRY .linear_w8a16 = LNN_KERNEL_IF(LNN_W8A16_LINKED, lnn_linear_w8a16__scalar),
 #if LNN_HAVE_NEON

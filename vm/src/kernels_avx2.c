@@ -142,7 +142,6 @@ static inline lnn_vw lnn_w_loadn(const void *p, size_t n)
 {
     return _mm256_maskload_epi32((const int *)p, lnn_v_mask(n));
 }
-static inline lnn_vw lnn_w_lo(lnn_vw h) { return _mm256_srai_epi16(_mm256_slli_epi16(h, 8), 8); }
 /* pmulhrsw by 128: ((h 128 >> 14) + 1) >> 1 = (h + 128) >> 8 in 32 bits,
  * so 128 for h = 0x7F80.. too */
 static inline lnn_vw lnn_w_hi(lnn_vw h) { return _mm256_mulhrs_epi16(h, _mm256_set1_epi16(128)); }

@@ -158,7 +158,6 @@ static inline lnn_vw lnn_w_pack(lnn_vi a, lnn_vi b)
 static inline lnn_vw lnn_w_load(const void *p) { return _mm512_loadu_si512(p); }
 static inline void lnn_w_store(void *p, lnn_vw v) { _mm512_storeu_si512(p, v); }
 static inline lnn_vw lnn_w_loadn(const void *p, size_t n) { return _mm512_maskz_loadu_epi32(lnn_v_mask(n), p); }
-static inline lnn_vw lnn_w_lo(lnn_vw h) { return _mm512_srai_epi16(_mm512_slli_epi16(h, 8), 8); }
 static inline lnn_vw lnn_w_hi(lnn_vw h) { return _mm512_mulhrs_epi16(h, _mm512_set1_epi16(128)); }
 static inline lnn_vi lnn_w_madd(lnn_vi acc, lnn_vw x, lnn_vw q)
 {

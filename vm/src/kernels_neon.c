@@ -188,7 +188,6 @@ static inline lnn_vw lnn_w_loadn(const void *p, size_t n)
     memcpy(t, p, 4 * n);
     return vld1q_s16(t);
 }
-static inline lnn_vw lnn_w_lo(lnn_vw h) { return vshrq_n_s16(vshlq_n_s16(h, 8), 8); }
 /* the rounding shift (h + 128) >> 8, computed without overflow: 128 for
  * h = 0x7F80.. too */
 static inline lnn_vw lnn_w_hi(lnn_vw h) { return vrshrq_n_s16(h, 8); }

@@ -127,6 +127,16 @@ void lnn_linear_tq8__scalar(const lnn_linear_q8_params *p)
  * and 256 B of sums. */
 enum { LNN_W8A16_CHUNK = 256, LNN_W8A16_COLS = 32 };
 
+/* The value of column j into its destination (col: the destinations' first
+ * columns, d the destination of column j). */
+static void lnn_w8a16_put(const lnn_linear_w8a16_params *p, size_t r, size_t j, size_t *d, float v)
+{
+    while (j >= p->col[*d + 1])
+        (*d)++;
+    const size_t w = p->col[*d + 1] - p->col[*d];
+    p->y[*d][r * w + (j - p->col[*d])] = v;
+}
+
 void lnn_linear_w8a16__scalar(const lnn_linear_w8a16_params *p)
 {
     int16_t xq[LNN_W8A16_CHUNK];

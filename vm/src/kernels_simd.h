@@ -59,12 +59,12 @@
  *   lnn_w_load(p) lnn_w_store(p, w)   unaligned
  *   lnn_w_loadn(p, n)                 n 32-bit words, 0 < n < LNN_W, the
  *                                     rest 0; reads nothing past them
- *   lnn_w_lo(h) lnn_w_hi(h)           per int16 lane: sext8(h & 0xFF) and
- *                                     (h - lo) / 256 (in [-128, 128]: 128
- *                                     for h >= 0x7F80, no int16 wrap)
+ *   lnn_w_hi(h)                       per int16 lane: (h - sext8(h & 0xFF))
+ *                                     / 256 (in [-128, 128]: 128 for
+ *                                     h >= 0x7F80, no int16 wrap)
  *   lnn_w_madd(acc, x, q)             acc plus x[i] q[i] summed in int32
- *                                     lanes, any pairing of the 2 LNN_W
- *                                     products onto LNN_W lanes
+ *                                     lanes modulo 2^32, any pairing of
+ *                                     the 2 LNN_W products onto LNN_W lanes
  *   lnn_w_sum4(a, b, c, d, s)         s[0..4) = the lane sums of a .. d
  *
  * and may define the tuning knobs LNN_LT_ROWS, LNN_LT_COLS (LINEAR_T),
@@ -1405,16 +1405,18 @@ void LNN_SK(ewise)(const lnn_ewise_params *p)
  * even (the scalar kernel's 1.5 2^23 trick) packed to int16, 2 LNN_W a
  * vector, zeros after the last input. A vector load of the panel is one
  * column pair against LNN_W input pairs: 2 LNN_W int16 halves h in input
- * order, as the xq vector; q0 = lnn_w_lo(h), q1 = lnn_w_hi(h) (each column
- * decoded as lnn_opcodes.def says, for any bytes) times xq in pairs into
- * int32 lanes (lnn_w_madd) make the two columns' partial sums.
- * Exactness: a lane and every partial sum of a column's products over a
- * chunk of LNN_W8_CHUNK inputs is at most 512 * 32767 * 128 < 2^31 in
- * magnitude; longer rows go chunk by chunk, each chunk's sums added into
- * int64 ones (as the scalar kernel). The columns go in blocks of
- * LNN_W8_COLS sums; rows of one chunk are rounded once, longer ones again
- * for each block (k roundings per 64 columns). Stack: 1 KiB of xq, 512 B
- * of sums. */
+ * order, as the xq vector. With q0 = sext8(h & 0xFF) and q1 = lnn_w_hi(h)
+ * (the two columns' weights, decoded as lnn_opcodes.def says, for any
+ * bytes) h = 256 q1 + q0, so xq times h and xq times q1 summed in int32
+ * lanes (lnn_w_madd) give T = 256 S1 + S0 and S1 modulo 2^32, and
+ * S0 = T - 256 S1 modulo 2^32: q0 is never formed (5 operations a step
+ * where decoding both takes 7). Exact: a chunk of LNN_W8_CHUNK inputs has
+ * |S0|, |S1| <= 512 * 32767 * 128 < 2^31, so the residues are the sums;
+ * longer rows go chunk by chunk, each chunk's sums added into int64 ones
+ * (as the scalar kernel). The columns go in blocks of
+ * LNN_W8_COLS; a row of one chunk is rounded once and its int32 sums are
+ * the sums, a longer one is rounded again for each block (k roundings per
+ * 64 columns). Stack: 1 KiB of xq, 1 KiB of sums and values. */
 enum { LNN_W8_CHUNK = 512, LNN_W8_COLS = 64 };
 _Static_assert(LNN_W8_CHUNK % (2 * LNN_W) == 0, "a chunk of xq is whole vectors");
 
@@ -1461,11 +1463,17 @@ static void lnn_w8_round(const float *x, size_t n, float s, int16_t *xq)
     }
 }
 
-/* One column pair's step: xv against the halves h. */
+/* S0 = T - 256 S1 modulo 2^32 (in int32: the sum's bounds) */
+static inline int32_t lnn_w8_s0(int32_t t, int32_t s1)
+{
+    return (int32_t)((uint32_t)t - ((uint32_t)s1 << 8));
+}
+
+/* One column pair's step: xv against the halves h, into T and S1. */
 #define LNN_W8_STEP(c, h)                              \
     {                                                  \
         const lnn_vw h_ = (h);                         \
-        a##c##0 = lnn_w_madd(a##c##0, xv, lnn_w_lo(h_)); \
+        a##c##0 = lnn_w_madd(a##c##0, xv, h_);         \
         a##c##1 = lnn_w_madd(a##c##1, xv, lnn_w_hi(h_)); \
     }
 /* The last vector of a pair may reach past the panel's end (only the last
@@ -1499,6 +1507,8 @@ static void lnn_w8_pairs4(const uint8_t *w, size_t kp, const uint8_t *end, const
     LNN_W8_STEP(3, LNN_W8_LAST(3))
     lnn_w_sum4(a00, a01, a10, a11, s);
     lnn_w_sum4(a20, a21, a30, a31, s + 4);
+    for (size_t c = 0; c < 8; c += 2)
+        s[c] = lnn_w8_s0(s[c], s[c + 1]);
 }
 
 /* One column pair, as lnn_w8_pairs4: 2 sums. */
@@ -1515,14 +1525,52 @@ static void lnn_w8_pair1(const uint8_t *w, size_t kp, const uint8_t *end, const 
     LNN_W8_STEP(0, LNN_W8_LAST(0))
     int32_t t[4];
     lnn_w_sum4(a00, a01, z, z, t);
-    s[0] = t[0];
+    s[0] = lnn_w8_s0(t[0], t[1]);
     s[1] = t[1];
+}
+
+/* The sums of columns j0 .. j0 + nc - 1 (j0 even, nc <= LNN_W8_COLS; w: their
+ * first pair's words of the chunk) into s (an odd nc: one more, the phantom
+ * column's). */
+static void lnn_w8_sums(const uint8_t *w, size_t kp, const uint8_t *end, const int16_t *xq, size_t nv, size_t nc,
+                        int32_t *s)
+{
+    size_t c = 0;
+    for (; c + 8 <= nc; c += 8, w += 16 * kp)
+        lnn_w8_pairs4(w, kp, end, xq, nv, s + c);
+    for (; c < nc; c += 2, w += 4 * kp)
+        lnn_w8_pair1(w, kp, end, xq, nv, s + c);
+}
+
+/* Columns j0 .. j0 + nc - 1 of row r from v = (float)S_j 2^(e-15) (NaN: a
+ * NaN row): scaled, biased, into their destinations, a run of columns per
+ * destination (d: the destination of a column <= j0, moved on). */
+static void lnn_w8_finish(const lnn_linear_w8a16_params *p, size_t r, size_t j0, size_t nc, const float *v, size_t *d)
+{
+    for (size_t c = 0; c < nc;) {
+        const size_t j = j0 + c;
+        while (j >= p->col[*d + 1])
+            (*d)++;
+        const size_t first = p->col[*d], w = p->col[*d + 1] - first;
+        const size_t n = first + w - j < nc - c ? first + w - j : nc - c;
+        float *y = p->y[*d] + r * w + (j - first);
+        const float *scale = p->scale + j;
+        if (p->bias)
+            for (size_t i = 0; i < n; i++)
+                y[i] = lnn_fmaf(v[c + i], scale[i], p->bias[j + i]);
+        else
+            for (size_t i = 0; i < n; i++)
+                y[i] = v[c + i] * scale[i];
+        c += n;
+    }
 }
 
 static void LNN_SK(linear_w8a16)(const lnn_linear_w8a16_params *p)
 {
     int16_t xq[LNN_W8_CHUNK];
+    int32_t s32[LNN_W8_COLS];
     int64_t sum[LNN_W8_COLS];
+    float v[LNN_W8_COLS];
     const size_t k = p->k, m = p->m, kp = (k + 1) / 2;
     const uint8_t *end = p->panel + 4 * ((m + 1) / 2) * kp;
     for (size_t r = 0; r < p->rows; r++) {
@@ -1530,8 +1578,10 @@ static void LNN_SK(linear_w8a16)(const lnn_linear_w8a16_params *p)
         const uint32_t amax = lnn_w8_absmax(x, k);
         size_t d = 0;
         if (amax >= 0x7F800000u) { /* NaN or infinity: the whole row NaN */
-            for (size_t j = 0; j < m; j++)
-                lnn_w8a16_put(p, r, j, &d, NAN);
+            for (size_t c = 0; c < LNN_W8_COLS; c++)
+                v[c] = NAN;
+            for (size_t j0 = 0; j0 < m; j0 += LNN_W8_COLS)
+                lnn_w8_finish(p, r, j0, m - j0 < LNN_W8_COLS ? m - j0 : LNN_W8_COLS, v, &d);
             continue;
         }
         const int32_t e = lnn_w8a16_exponent(amax);
@@ -1540,31 +1590,24 @@ static void LNN_SK(linear_w8a16)(const lnn_linear_w8a16_params *p)
             lnn_w8_round(x, k, s, xq);
         for (size_t j0 = 0; j0 < m; j0 += LNN_W8_COLS) {
             const size_t nc = m - j0 < LNN_W8_COLS ? m - j0 : LNN_W8_COLS;
-            memset(sum, 0, sizeof sum);
-            for (size_t i0 = 0; i0 < k; i0 += LNN_W8_CHUNK) {
-                const size_t n = k - i0 < LNN_W8_CHUNK ? k - i0 : LNN_W8_CHUNK;
-                const size_t nv = (n + 2 * LNN_W - 1) / (2 * LNN_W);
-                if (k > LNN_W8_CHUNK)
+            const uint8_t *w = p->panel + 4 * (j0 / 2) * kp;
+            if (k <= LNN_W8_CHUNK) { /* one chunk: the int32 sums are the sums */
+                lnn_w8_sums(w, kp, end, xq, (k + 2 * LNN_W - 1) / (2 * LNN_W), nc, s32);
+                for (size_t c = 0; c < nc; c++)
+                    v[c] = (float)s32[c] * pw;
+            } else {
+                memset(sum, 0, sizeof sum);
+                for (size_t i0 = 0; i0 < k; i0 += LNN_W8_CHUNK) {
+                    const size_t n = k - i0 < LNN_W8_CHUNK ? k - i0 : LNN_W8_CHUNK;
                     lnn_w8_round(x + i0, n, s, xq);
-                const uint8_t *w = p->panel + 4 * ((j0 / 2) * kp + i0 / 2);
-                int32_t s32[8];
-                size_t c = 0;
-                for (; c + 8 <= nc; c += 8, w += 16 * kp) {
-                    lnn_w8_pairs4(w, kp, end, xq, nv, s32);
-                    for (size_t i = 0; i < 8; i++)
-                        sum[c + i] += s32[i];
+                    lnn_w8_sums(w + 2 * i0, kp, end, xq, (n + 2 * LNN_W - 1) / (2 * LNN_W), nc, s32);
+                    for (size_t c = 0; c < nc; c++)
+                        sum[c] += s32[c];
                 }
-                for (; c < nc; c += 2, w += 4 * kp) { /* odd m: the last pair's phantom column is dropped */
-                    lnn_w8_pair1(w, kp, end, xq, nv, s32);
-                    sum[c] += s32[0];
-                    sum[c + 1] += s32[1];
-                }
+                for (size_t c = 0; c < nc; c++)
+                    v[c] = (float)sum[c] * pw;
             }
-            for (size_t c = 0; c < nc; c++) {
-                const size_t j = j0 + c;
-                const float v = (float)sum[c] * pw;
-                lnn_w8a16_put(p, r, j, &d, p->bias ? lnn_fmaf(v, p->scale[j], p->bias[j]) : v * p->scale[j]);
-            }
+            lnn_w8_finish(p, r, j0, nc, v, &d);
         }
     }
 }

@@ -162,9 +162,7 @@ static inline lnn_vw lnn_w_loadn(const void *p, size_t n)
     memcpy(t, p, 4 * n);
     return _mm_loadu_si128((const __m128i *)(const void *)t);
 }
-static inline lnn_vw lnn_w_lo(lnn_vw h) { return _mm_srai_epi16(_mm_slli_epi16(h, 8), 8); }
-/* (h >> 8) plus bit 7 of h (the low byte's sign, shifted down from the top
- * of h << 8, which lnn_w_lo computes too) */
+/* (h >> 8) plus bit 7 of h (the low byte's sign, from the top of h << 8) */
 static inline lnn_vw lnn_w_hi(lnn_vw h)
 {
     return _mm_sub_epi16(_mm_srai_epi16(h, 8), _mm_srai_epi16(_mm_slli_epi16(h, 8), 15));
