@@ -281,7 +281,8 @@ __asm__(".pushsection .text.lnn_mve_w8a16_pairs,\"ax\",%progbits\n\t"
 
 /* The int32 sums of a chunk of n inputs (rounded into xq) for the np column
  * pairs at w, kp words a pair, into out[0 .. 2 np - 1] (an odd np: its last
- * pair alone, stride 0, with 2 more values written and unused). */
+ * pair alone, stride 0, with 2 more values written and unused: out[0 ..
+ * 4 ceil(np / 2) - 1] are written). */
 static void lnn_mve_w8a16_sums(const int16_t *xq, size_t n, const uint8_t *w, size_t kp, size_t np, int32_t *out)
 {
     const size_t nh = 2 * ((n + 1) / 2); /* halves: an odd n's last pair holds xq 0 */
@@ -328,11 +329,10 @@ static void lnn_linear_w8a16__mve(const lnn_linear_w8a16_params *p)
                 /* (float)S * 2^(e-15) a vector at a time: vcvt rounds S as
                  * (float)S does, and the product is 0, normal (|S| >= 1 and
                  * 2^(e-15) >= 2^-115) or an overflow to inf: nothing for MVE
-                 * to flush, the scalar FPU's bits */
-                for (size_t c = 0; c < nc; c += 4) {
-                    const mve_pred16_t in = vctp32q((uint32_t)(nc - c));
-                    vstrwq_p_f32(v + c, vmulq_n_f32(vcvtq_f32_s32(vldrwq_z_s32(part + c, in)), pw), in);
-                }
+                 * to flush, the scalar FPU's bits. Whole vectors: the sums
+                 * come in steps of 4 columns, 4 ceil(np / 2) >= nc of them. */
+                for (size_t c = 0; c < nc; c += 4)
+                    vst1q_f32(v + c, vmulq_n_f32(vcvtq_f32_s32(vld1q_s32(part + c)), pw));
             } else {
                 memset(sum, 0, sizeof sum);
                 for (size_t i0 = 0; i0 < k; i0 += LNN_MVE_W8_CHUNK) {
@@ -355,12 +355,15 @@ static void lnn_linear_w8a16__mve(const lnn_linear_w8a16_params *p)
                 float *y = p->y[d] + r * (p->col[d + 1] - p->col[d]) + (j - p->col[d]);
                 /* local pointers: p-> fields are not reloaded after each store */
                 const float *vj = v + (j - j0), *scale = p->scale + j, *bias = p->bias ? p->bias + j : NULL;
+                size_t c = n; /* >= 1: loops with the test at the end */
                 if (bias)
-                    for (size_t c = n; c; c--)
+                    do
                         *y++ = lnn_fmaf(*vj++, *scale++, *bias++);
+                    while (--c);
                 else
-                    for (size_t c = n; c; c--)
+                    do
                         *y++ = *vj++ * *scale++;
+                    while (--c);
                 j += n;
             }
         }
