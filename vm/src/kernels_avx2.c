@@ -127,7 +127,9 @@ static inline lnn_vf lnn_v_load_even(const float *p)
     return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xD8));
 }
 
-/* The w8a16 product's integer side (kernels_simd.h). */
+/* The w8a16 product's integer side (kernels_simd.h); its finish in vectors
+ * (FMA3 rounds once, as fmaf). */
+#define LNN_W8_VECTOR_FINISH 1
 typedef __m256i lnn_vw;
 static inline lnn_vi lnn_vi_max(lnn_vi a, lnn_vi b) { return _mm256_max_epi32(a, b); }
 /* packs works within 128-bit halves ([a0..3 b0..3 | a4..7 b4..7]): the

@@ -146,7 +146,9 @@ static inline lnn_vf lnn_v_load_even(const float *p)
     return _mm512_permutex2var_ps(_mm512_loadu_ps(p), even, _mm512_loadu_ps(p + 16));
 }
 
-/* The w8a16 product's integer side (kernels_simd.h), as avx2's. */
+/* The w8a16 product's integer side (kernels_simd.h), as avx2's, and its
+ * finish in vectors. */
+#define LNN_W8_VECTOR_FINISH 1
 typedef __m512i lnn_vw;
 static inline lnn_vi lnn_vi_max(lnn_vi a, lnn_vi b) { return _mm512_max_epi32(a, b); }
 /* packs works within 128-bit quarters ([a0..3 b0..3 | a4..7 b4..7 | ...]):

@@ -175,6 +175,9 @@ static inline lnn_vf lnn_v_load_even(const float *p) { return vld2q_f32(p).val[0
 /* The w8a16 product's integer side (kernels_simd.h): the sums in lnn_vi
  * (uint32x4_t) lanes, signed by reinterpretation (two's complement). */
 typedef int16x8_t lnn_vw;
+#if LNN_NEON_A64 /* vfmaq rounds once and keeps subnormals (AArch32 NEON: vmlaq, flushed): the finish in vectors */
+#define LNN_W8_VECTOR_FINISH 1
+#endif
 static inline lnn_vi lnn_vi_max(lnn_vi a, lnn_vi b) { return vmaxq_u32(a, b); } /* lanes < 2^31 */
 static inline lnn_vw lnn_w_pack(lnn_vi a, lnn_vi b)
 {

@@ -67,9 +67,12 @@
  *                                     the 2 LNN_W products onto LNN_W lanes
  *   lnn_w_sum4(a, b, c, d, s)         s[0..4) = the lane sums of a .. d
  *
- * and may define the tuning knobs LNN_LT_ROWS, LNN_LT_COLS (LINEAR_T),
+ * It may define the tuning knobs LNN_LT_ROWS, LNN_LT_COLS (LINEAR_T),
  * LNN_MM_KC (MATMUL), LNN_SIMD_LINEAR (another set's LINEAR for its
- * table, see there) and LNN_SIMD_LINEAR_W8A16 (another set's w8a16 product).
+ * table, see there), LNN_SIMD_LINEAR_W8A16 (another set's w8a16 product)
+ * and LNN_W8_VECTOR_FINISH (where lnn_v_fma rounds once and lnn_v_mul keeps
+ * subnormals, as fmaf and C's multiply: the w8a16 product's scale and bias
+ * in vectors; elsewhere lnn_fmaf per column).
  *
  * Tails: every loop ends with one partial vector (lnn_v_loadn / storen), so
  * the last elements get the same arithmetic as the others.
@@ -1554,13 +1557,16 @@ static void lnn_w8_finish(const lnn_linear_w8a16_params *p, size_t r, size_t j0,
         const size_t first = p->col[*d], w = p->col[*d + 1] - first;
         const size_t n = first + w - j < nc - c ? first + w - j : nc - c;
         float *y = p->y[*d] + r * w + (j - first);
-        const float *scale = p->scale + j;
-        if (p->bias)
-            for (size_t i = 0; i < n; i++)
-                y[i] = lnn_fmaf(v[c + i], scale[i], p->bias[j + i]);
-        else
-            for (size_t i = 0; i < n; i++)
-                y[i] = v[c + i] * scale[i];
+        const float *scale = p->scale + j, *bias = p->bias ? p->bias + j : NULL;
+        size_t i = 0;
+#ifdef LNN_W8_VECTOR_FINISH
+        for (; i + LNN_W <= n; i += LNN_W) {
+            const lnn_vf t = lnn_v_load(v + c + i), sc = lnn_v_load(scale + i);
+            lnn_v_store(y + i, bias ? lnn_v_fma(t, sc, lnn_v_load(bias + i)) : lnn_v_mul(t, sc));
+        }
+#endif
+        for (; i < n; i++)
+            y[i] = bias ? lnn_fmaf(v[c + i], scale[i], bias[i]) : v[c + i] * scale[i];
         c += n;
     }
 }
