@@ -1412,8 +1412,8 @@ void LNN_SK(ewise)(const lnn_ewise_params *p)
  * (the two columns' weights, decoded as lnn_opcodes.def says, for any
  * bytes) h = 256 q1 + q0, so xq times h and xq times q1 summed in int32
  * lanes (lnn_w_madd) give T = 256 S1 + S0 and S1 modulo 2^32, and
- * S0 = T - 256 S1 modulo 2^32: q0 is never formed (5 operations a step
- * where decoding both takes 7). Exact: a chunk of LNN_W8_CHUNK inputs has
+ * S0 = T - 256 S1 modulo 2^32: q0 is never formed (one decode a step, not
+ * two). Exact: a chunk of LNN_W8_CHUNK inputs has
  * |S0|, |S1| <= 512 * 32767 * 128 < 2^31, so the residues are the sums;
  * longer rows go chunk by chunk, each chunk's sums added into int64 ones
  * (as the scalar kernel). The columns go in blocks of
@@ -1442,13 +1442,14 @@ static uint32_t lnn_w8_absmax(const float *x, size_t k)
     return amax;
 }
 
-/* xq = x s rounded, n inputs into whole vectors: zeros after them */
+/* round_half_even(x s) as 32-bit integers: x s is exact and |x s| <= 32767.5
+ * < 2^22, so + 1.5 2^23 rounds it into the low bits */
 static LNN_ALWAYS_INLINE lnn_vi lnn_w8_q(lnn_vf x, lnn_vf s)
 {
-    /* |x s| <= 32767.5 < 2^22 and exact: + 1.5 2^23 rounds it into the low bits */
     const lnn_vf t = lnn_v_add(lnn_v_mul(x, s), lnn_v_set1(12582912.0f));
     return lnn_vi_sub(lnn_v_bits(t), lnn_vi_set1(0x4B400000u));
 }
+/* xq = x s rounded, n inputs into whole vectors: zeros after them */
 static void lnn_w8_round(const float *x, size_t n, float s, int16_t *xq)
 {
     const lnn_vf sv = lnn_v_set1(s);
@@ -1466,7 +1467,7 @@ static void lnn_w8_round(const float *x, size_t n, float s, int16_t *xq)
     }
 }
 
-/* S0 = T - 256 S1 modulo 2^32 (in int32: the sum's bounds) */
+/* S0 = T - 256 S1 modulo 2^32, as int32 (S0 is within it, see above) */
 static inline int32_t lnn_w8_s0(int32_t t, int32_t s1)
 {
     return (int32_t)((uint32_t)t - ((uint32_t)s1 << 8));
@@ -1480,8 +1481,8 @@ static inline int32_t lnn_w8_s0(int32_t t, int32_t s1)
         a##c##1 = lnn_w_madd(a##c##1, xv, lnn_w_hi(h_)); \
     }
 /* The last vector of a pair may reach past the panel's end (only the last
- * pair's can): a partial load there. Past the pair's own words it reads the
- * next pair's, which multiply the zeros after the last input. */
+ * pair's can): a partial load there. Past the chunk's words of the pair it
+ * reads the next ones, which multiply the zeros after the chunk's inputs. */
 #define LNN_W8_LAST(c) (size_t)(end - (w + 4 * ((c) * kp + v * LNN_W))) >= 4 * LNN_W          \
                            ? lnn_w_load(w + 4 * ((c) * kp + v * LNN_W))                        \
                            : lnn_w_loadn(w + 4 * ((c) * kp + v * LNN_W),                       \
