@@ -299,6 +299,24 @@ static inline uint32_t lnn_ew_form(const uint32_t *insn, size_t ninsn, size_t n)
     return lnn_ew_form_match(insn, ninsn, n, unsplit, 6, LNN_EW_FORM_LTC_UNSPLIT);
 }
 
+/* The unsplit form as the LTC form: q is p with one more operand, a single
+ * -0, in slots B and D (p->n < LNN_EW_MAX_OPERANDS). x + -0 is x for every
+ * float (NaN and -0 too), so a set's LTC kernel gives the unsplit program's
+ * bits for two adds a vector, where a second instance of it would cost code
+ * (0.8 KB of an M55 image) and, at -Os, slowed the first one's. */
+static inline const lnn_ewise_params *lnn_ew_unsplit_as_ltc(const lnn_ewise_params *p, lnn_ewise_params *q)
+{
+    static const float minus_zero = -0.0f;
+    const uint32_t b = 4 + 4 * 1, d = 4 + 4 * 3; /* the slots' bits */
+    *q = *p;
+    q->src[p->n] = &minus_zero;
+    q->len[p->n] = 1;
+    q->mode[p->n] = LNN_EW_SCALAR;
+    q->n = p->n + 1;
+    q->form = (p->form & ~(0xFu | 0xFu << b | 0xFu << d)) | LNN_EW_FORM_LTC | (uint32_t)p->n << b | (uint32_t)p->n << d;
+    return q;
+}
+
 /* Inlines a function whatever the optimizer thinks (the block loop and the
  * per-instruction switch must be one function to run fast). */
 #if defined(__GNUC__)

@@ -1184,7 +1184,13 @@ const lnn_kernels lnn_kernels_cm4 = {
     .linear_t = LNN_KERNEL_IF(LNN_OP_LINKED(LINEAR_T) || LNN_OP_LINKED(MATMUL_T), lnn_linear_t__cm4),
     .linear_q8 = LNN_KERNEL_IF(LNN_OP_LINKED(LINEAR_Q8) || LNN_OP_LINKED(MATMUL_NTQ8), lnn_linear_q8__scalar),
     .linear_tq8 = LNN_KERNEL_IF(LNN_OP_LINKED(LINEAR_TQ8) || LNN_OP_LINKED(MATMUL_TQ8), lnn_linear_tq8__cm4),
+#if LNN_HAVE_MVE
+    /* an MVE core links this set beside the mve one, whose w8a16 kernel is faster: this set (reachable there only
+     * through lnn_use_kernels) takes the scalar one, which keeps 2.7 KB of this one's out of the image */
+    LNN_W8A16_SCALAR_ENTRY
+#else
     .linear_w8a16 = LNN_KERNEL_IF(LNN_W8A16_LINKED, lnn_linear_w8a16__cm4),
+#endif
     .ewise = LNN_KERNEL_IF(LNN_EWISE_LINKED, lnn_ewise__cm4),
     .conv2d = LNN_KERNEL_IF(LNN_OP_LINKED(CONV2D), lnn_conv2d__cm4),
     LNN_SCALAR_TABLE_ENTRIES

@@ -1252,15 +1252,12 @@ static LNN_ALWAYS_INLINE void LNN_SK(ew_block)(uint32_t code, float *y, const fl
  * program's bits, without the scratch blocks and the per-instruction
  * dispatch.
  *
- * LNN_EW_FORM_LTC_UNSPLIT (`split` 0) is the same step with A and C as they
- * are (one product over cat(x, h): nothing to add; slots B and D unused).
- *
  * Slot s's vector at element i of a piece: q[s] + (i & m[s]), m[s] 0 for a
  * single value (q[s] then a vector of its copies), all ones otherwise. */
 #define LNN_LTC_LD(s) lnn_v_load(q[s] + (i & m[s]))
 #define LNN_LTC_GATE1()                                                            \
     do {                                                                           \
-        const lnn_vf x_ = split ? lnn_v_add(LNN_LTC_LD(0), LNN_LTC_LD(1)) : LNN_LTC_LD(0); \
+        const lnn_vf x_ = lnn_v_add(LNN_LTC_LD(0), LNN_LTC_LD(1));                 \
         lnn_vf t_;                                                                 \
         lnn_v_store(rs + i, lnn_v_exp_reduce(lnn_v_negate(lnn_v_abs(x_)), &t_));   \
         lnn_v_store(ts + i, t_);                                                   \
@@ -1269,7 +1266,7 @@ static LNN_ALWAYS_INLINE void LNN_SK(ew_block)(uint32_t code, float *y, const fl
 #define LNN_LTC_STEP()                                                             \
     do {                                                                           \
         const lnn_vf h_ = LNN_LTC_LD(4);                                           \
-        const lnn_vf c_ = split ? lnn_v_add(LNN_LTC_LD(2), LNN_LTC_LD(3)) : LNN_LTC_LD(2); \
+        const lnn_vf c_ = lnn_v_add(LNN_LTC_LD(2), LNN_LTC_LD(3));                 \
         const lnn_vf f_ =                                                          \
             lnn_v_div(lnn_v_sub(lnn_v_mul(c_, lnn_v_load(es + i)), h_), LNN_LTC_LD(5)); \
         lnn_v_store(y + i, lnn_v_add(h_, lnn_v_mul(LNN_LTC_LD(6), f_)));           \
@@ -1289,7 +1286,7 @@ static LNN_ALWAYS_INLINE void LNN_SK(ew_block)(uint32_t code, float *y, const fl
  * value per unit) and several runs fit in a piece, a piece spans whole runs
  * and reads each ROW slot from a copy repeated over the piece, so that at
  * batch > 1 the passes run over many rows' vectors at once. */
-static LNN_ALWAYS_INLINE void LNN_SK(ew_ltc_pieces)(const lnn_ewise_params *p, const int split)
+static void LNN_SK(ew_ltc)(const lnn_ewise_params *p)
 {
     _Alignas(64) float xs[LNN_LTC_PIECE], rs[LNN_LTC_PIECE];
     _Alignas(64) float ts[LNN_LTC_PIECE], es[LNN_LTC_PIECE];
@@ -1302,8 +1299,6 @@ static LNN_ALWAYS_INLINE void LNN_SK(ew_ltc_pieces)(const lnn_ewise_params *p, c
     int repeat = 2 * inner <= LNN_LTC_PIECE && count > inner;
     for (size_t s = 0; s < LNN_EW_LTC_SLOTS; s++) {
         const size_t j = slot[s] = lnn_ew_form_slot(p->form, s);
-        if (j == LNN_EW_SLOT_UNUSED)
-            continue;
         if (p->mode[j] == LNN_EW_ROW) {
             nrow++;
             repeat &= p->len[j] == inner;
@@ -1315,11 +1310,6 @@ static LNN_ALWAYS_INLINE void LNN_SK(ew_ltc_pieces)(const lnn_ewise_params *p, c
     for (size_t s = 0, k = 0; s < LNN_EW_LTC_SLOTS; s++) {
         const size_t j = slot[s];
         pos[s] = 0;
-        if (j == LNN_EW_SLOT_UNUSED) { /* B and D of the unsplit form: never read */
-            m[s] = 0;
-            r[s] = one[s];
-            continue;
-        }
         m[s] = p->mode[j] == LNN_EW_SCALAR ? 0 : ~(size_t)0;
         if (!m[s]) {
             for (size_t l = 0; l < LNN_W; l++)
@@ -1335,8 +1325,6 @@ static LNN_ALWAYS_INLINE void LNN_SK(ew_ltc_pieces)(const lnn_ewise_params *p, c
         const size_t end = count - o < run ? count - o : run;
         for (size_t s = 0; s < LNN_EW_LTC_SLOTS; s++) { /* the run's start in each slot */
             const size_t j = slot[s];
-            if (j == LNN_EW_SLOT_UNUSED)
-                continue;
             if (p->mode[j] == LNN_EW_SAME)
                 r[s] = p->src[j] + o;
             else if (p->mode[j] == LNN_EW_ROW && !repeat) {
@@ -1370,27 +1358,16 @@ static LNN_ALWAYS_INLINE void LNN_SK(ew_ltc_pieces)(const lnn_ewise_params *p, c
 #undef LNN_LTC_PIECE
 #undef LNN_LTC_REPS
 
-static void LNN_SK(ew_ltc)(const lnn_ewise_params *p)
-{
-    LNN_SK(ew_ltc_pieces)(p, 1);
-}
-
-#if LNN_W8A16_LINKED
-/* Only w8a16 layers make the unsplit form (a float build leaves it to the
- * block interpreter and links no code for it). */
-static void LNN_SK(ew_ltc_unsplit)(const lnn_ewise_params *p)
-{
-    LNN_SK(ew_ltc_pieces)(p, 0);
-}
-#endif
-
 void LNN_SK(ewise)(const lnn_ewise_params *p)
 {
-    if ((p->form & 0xFu) == LNN_EW_FORM_LTC && p->inner % LNN_W == 0)
+    const uint32_t form = p->form & 0xFu;
+    if (form == LNN_EW_FORM_LTC && p->inner % LNN_W == 0)
         LNN_SK(ew_ltc)(p);
 #if LNN_W8A16_LINKED
-    else if ((p->form & 0xFu) == LNN_EW_FORM_LTC_UNSPLIT && p->inner % LNN_W == 0)
-        LNN_SK(ew_ltc_unsplit)(p);
+    else if (form == LNN_EW_FORM_LTC_UNSPLIT && p->inner % LNN_W == 0 && p->n < LNN_EW_MAX_OPERANDS) {
+        lnn_ewise_params ltc;
+        LNN_SK(ew_ltc)(lnn_ew_unsplit_as_ltc(p, &ltc));
+    }
 #endif
     else
         lnn_ewise_blocks(p, LNN_SK(ew_block));
