@@ -69,7 +69,7 @@
  *
  * It may define the tuning knobs LNN_LT_ROWS, LNN_LT_COLS (LINEAR_T),
  * LNN_MM_KC (MATMUL), LNN_SIMD_LINEAR (another set's LINEAR for its
- * table, see there), LNN_SIMD_LINEAR_W8A16 (another set's w8a16 product)
+ * table, see there), LNN_SIMD_LINEAR_W8A16 (the set's own w8a16 product)
  * and LNN_W8_VECTOR_FINISH (where lnn_v_fma rounds once and lnn_v_mul keeps
  * subnormals, as fmaf and C's multiply: the w8a16 product's scale and bias
  * in vectors; elsewhere lnn_fmaf per column).
