@@ -40,7 +40,7 @@ def host_build():
 
 @pytest.fixture(scope="session")
 def sanitize_build():
-    """The ASan + UBSan runner."""
+    """The ASan + UBSan runner and kernel test."""
     return build(config.load_target("host"), sanitize=True, echo=lambda _msg: None)
 
 

@@ -1,6 +1,9 @@
-"""The C VM under AddressSanitizer + UndefinedBehaviorSanitizer: real models and every broken file."""
+"""The C VM under AddressSanitizer + UndefinedBehaviorSanitizer: real models, every broken file, every kernel."""
 
 from __future__ import annotations
+
+import re
+import subprocess
 
 import numpy as np
 import torch
@@ -14,6 +17,18 @@ SANITIZER_MARKS = ("AddressSanitizer", "runtime error", "LeakSanitizer", "Undefi
 def _clean(proc) -> None:
     for mark in SANITIZER_MARKS:
         assert mark not in proc.stderr, proc.stderr
+
+
+def test_sanitized_kernel_test_keeps_every_kernel_within_its_buffers(sanitize_build):
+    """vm/tests/kernel_test.c in the sanitizer build (make sanitize): each of the host's kernel sets against the
+    scalar one on its tails, partial loads, odd shapes and special values, with no access outside a buffer and
+    no undefined behaviour (an over-read of a partial vector or panel would pass the bit comparisons)."""
+    program = sanitize_build.runner.parent / "lnn_kernel_test"
+    proc = subprocess.run([program], capture_output=True, text=True, timeout=600)
+    _clean(proc)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    summary = re.search(r"(\d+) passed, (\d+) failed", proc.stdout)
+    assert summary and int(summary[1]) > 100 and summary[2] == "0", proc.stdout[-3000:]
 
 
 def test_sanitized_vm_runs_models_exactly_like_pytorch(sanitize_build, tmp_path):

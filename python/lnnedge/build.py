@@ -161,8 +161,8 @@ def make_command(target: Target, out: Path, goal: str) -> list[str]:
 
 
 def build(target: Target, sanitize: bool = False, echo=print, model: Path | None = None) -> BuildResult:
-    """make -C vm for the target; `sanitize` builds the ASan/UBSan runner into <out>-sanitize. A firmware target
-    links `model` (a .lnnb) into its image."""
+    """make -C vm for the target; `sanitize` builds the ASan/UBSan runner and kernel test into <out>-sanitize. A
+    firmware target links `model` (a .lnnb) into its image."""
     _check_tool(target, tool_command(target.toolchain.cc))
     if target.firmware is not None:
         return build_firmware(target, echo, model)
