@@ -414,6 +414,14 @@ static float src[8][EW_MAX + 1];
 static float y_ref[EW_MAX + GUARD], y_got[EW_MAX + GUARD];
 static float h_copy[EW_MAX + 1];
 
+/* a large value or one at an edge of the sigmoid's exp: -0 (exp(-0) = 1 whichever way the sign goes), beyond
+ * its clamp (|A + B| > 104, which an H of 0 shows), infinities */
+static float ltc_edge(void)
+{
+    static const float edge[] = {0.0f, -0.0f, 52.0f, -52.0f, 104.0f, -104.0f, 150.0f, -150.0f, INFINITY, -INFINITY};
+    return rnd() % 2 ? uniform(-100.0f, 100.0f) : edge[rnd() % (sizeof edge / sizeof edge[0])];
+}
+
 /* split: the LTC form's program (LNN_EW_FORM_LTC), else the unsplit one (LNN_EW_FORM_LTC_UNSPLIT: no adds, B
  * and D unread) */
 static uint32_t ltc_case(int split)
@@ -458,9 +466,7 @@ static uint32_t ltc_case(int split)
         p.mode[j] = (uint8_t)mode;
         p.len[j] = mode == LNN_EW_SAME ? count : mode == LNN_EW_SCALAR ? 1 : (rnd() % 2 ? inner : count);
         for (size_t i = 0; i < count + 1; i++) /* now and then a NaN: the step passes it through */
-            src[j][i] = rnd() % 5     ? uniform(-8.0f, 8.0f)
-                        : rnd() % 16 ? (rnd() % 2 ? uniform(-100.0f, 100.0f) : 0.0f)
-                                     : NAN;
+            src[j][i] = rnd() % 5 ? uniform(-8.0f, 8.0f) : rnd() % 16 ? ltc_edge() : NAN;
         p.src[j] = src[j] + rnd() % 2;
     }
     p.n = n;

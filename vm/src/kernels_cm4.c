@@ -995,110 +995,172 @@ void lnn_linear_w8a16__cm4(const lnn_linear_w8a16_params *p)
  *   y = H + DT * ((C + D) * sigmoid(A + B) - H) / T,  slots A B C D H T DT,
  * one element at a time with every intermediate in a register, instead of
  * the block interpreter's pass per instruction through scratch blocks on
- * the stack. The operations are the scalar kernels' in the program's order
- * (the sigmoid is kernels_scalar.c's lnn_sigmoidf operation for operation,
- * no fused multiply-add: the file is built with -ffp-contract=off), so the
- * result has the bits the scalar set gives the program. */
-
-/* kernels_scalar.c lnn_exp_core, the same operations in the same order */
-static LNN_ALWAYS_INLINE float lnn_cm4_exp_core(float x)
-{
-    x = x < LNN_EXP_LO ? LNN_EXP_LO : x;
-    x = x > LNN_EXP_HI ? LNN_EXP_HI : x;
-    const float t = x * LNN_EXP_LOG2E + LNN_EXP_MAGIC;
-    const float n = t - LNN_EXP_MAGIC;
-    const uint32_t nb = lnn_f32_bits(t) - LNN_EXP_NBIAS;
-    const uint32_t h1 = nb >> 1;
-    const uint32_t h2 = nb - h1;
-    float r = x - n * LNN_EXP_LN2_HI;
-    r = r - n * LNN_EXP_LN2_LO;
-    float q = LNN_EXP_P7;
-    q = q * r + LNN_EXP_P6;
-    q = q * r + LNN_EXP_P5;
-    q = q * r + LNN_EXP_P4;
-    q = q * r + LNN_EXP_P3;
-    q = q * r + LNN_EXP_P2;
-    const float e = (q * (r * r) + r) + 1.0f;
-    return e * lnn_f32_from_bits((h1 + LNN_EXP_EBIAS) << 23) *
-           lnn_f32_from_bits((h2 + LNN_EXP_EBIAS) << 23);
-}
-
-/* kernels_scalar.c lnn_sigmoidf */
-static LNN_ALWAYS_INLINE float lnn_cm4_sigmoidf(float x)
-{
-    if (x != x)
-        return x + x;
-    const float e = lnn_cm4_exp_core(-fabsf(x));
-    return (x < 0.0f ? e : 1.0f) / (1.0f + e);
-}
+ * the stack. The result has the bits the scalar set gives the program: the
+ * operations are the scalar kernels' in the program's order, each rounded
+ * once as there (the sigmoid is kernels_scalar.c's lnn_sigmoidf and
+ * lnn_exp_core operation for operation; vmla / vmls round the product, then
+ * the sum, as a separate multiply and add: they are not fused, vfma is).
+ *
+ * lnn_cm4_ltc_run(ptr, n, lnn_cm4_ltc_consts): n >= 1 elements, ptr[0..6]
+ * the slots A..DT and ptr[7] y, every one contiguous (the caller points a
+ * single value's slot at copies of it), each left advanced past its n
+ * floats. Pointers, count and two integer constants stay in r1-r12 and lr,
+ * the exp constants in s16-s26, for the whole loop; every load is a
+ * post-incremented vldmia; 56 instructions an element where gcc's loop at
+ * -Os took about 88 (steps and pointers reloaded from the stack, constants
+ * from the literal pool, vcmp + vmrs + branch per test). What the scalar
+ * code does with floats, the loop does in integers where that gives the
+ * same value:
+ *   - v = A + B is NaN (then g = v + v, as lnn_sigmoidf) or |v| > 104 (then
+ *     x = LNN_EXP_LO) when v's bits shifted left by one exceed 104's, the
+ *     two told apart out of the loop; else x = -|v| sets v's sign bit. The
+ *     clamp to LNN_EXP_HI is left out: x <= 0 never exceeds it;
+ *   - the exponent's two halves come with their bias: (nb + 2 EBIAS) >> 1
+ *     is h1 + EBIAS, the rest h2 + EBIAS (2 EBIAS is even);
+ *   - the sign test v < 0 on v's bits: it differs only at v = -0, where e
+ *     = exp(-0) is exactly 1, the other choice.
+ * The unsplit form (LNN_EW_FORM_LTC_UNSPLIT, B and D unused) runs as the
+ * LTC form with -0 in B and D: x + -0 is x for every float, NaN and -0 too
+ * (kernels.h, lnn_ew_unsplit_as_ltc). */
+void lnn_cm4_ltc_run(const float **ptr, size_t n, const float *consts);
+static const float lnn_cm4_ltc_consts[12] = {
+    LNN_EXP_MAGIC, LNN_EXP_LOG2E, LNN_EXP_LN2_HI, LNN_EXP_LN2_LO, LNN_EXP_P7, LNN_EXP_P6,
+    LNN_EXP_P5,    LNN_EXP_P4,    LNN_EXP_P3,     LNN_EXP_P2,     1.0f,        LNN_EXP_LO,
+};
+_Static_assert(LNN_EXP_NBIAS == LNN_EXP_MAGIC_BITS - 150u && LNN_EXP_EBIAS == 52u, "lnn_cm4_ltc_run's constants");
+__asm__(".pushsection .text.lnn_cm4_ltc_run,\"ax\",%progbits\n\t"
+        ".align 2\n\t"
+        ".global lnn_cm4_ltc_run\n\t"
+        ".thumb_func\n\t"
+        ".type lnn_cm4_ltc_run, %function\n"
+        "lnn_cm4_ltc_run:\n\t"
+        "push {r0, r4-r11, lr}\n\t"
+        "vpush {s16-s26}\n\t"
+        "vldm r2, {s16-s26}\n\t"
+        "ldr r11, [r2]\n\t"
+        "sub r11, r11, #254\n\t" /* LNN_EXP_NBIAS - 2 EBIAS: MAGIC's bits - 150 - 104 */
+        "ldr lr, [r2, #44]\n\t"
+        "lsls lr, lr, #1\n\t" /* |LNN_EXP_LO|'s bits << 1 */
+        "ldm r0, {r2-r9}\n"
+        "1:\n\t"
+        "vldmia r2!, {s0}\n\t"
+        "vldmia r3!, {s1}\n\t"
+        "vadd.f32 s0, s0, s1\n\t" /* v = A + B */
+        "vmov r10, s0\n\t"
+        "lsls r0, r10, #1\n\t"
+        "cmp r0, lr\n\t"
+        "bhi 4f\n\t"                    /* |v| > 104 or NaN */
+        "orr r12, r10, #0x80000000\n"  /* x = -|v| */
+        "5:\n\t"
+        "vmov s1, r12\n\t"
+        "vmov.f32 s2, s16\n\t"
+        "vmla.f32 s2, s1, s17\n\t" /* t = x * LOG2E + MAGIC */
+        "vsub.f32 s3, s2, s16\n\t" /* n = t - MAGIC */
+        "vmov r0, s2\n\t"
+        "subs r0, r0, r11\n\t" /* nb + 2 EBIAS */
+        "lsrs r12, r0, #1\n\t" /* h1 + EBIAS */
+        "subs r0, r0, r12\n\t" /* h2 + EBIAS */
+        "lsls r12, r12, #23\n\t"
+        "lsls r0, r0, #23\n\t"
+        "vmls.f32 s1, s3, s18\n\t"    /* r = x - n * LN2_HI */
+        "vmls.f32 s1, s3, s19\n\t"    /* r = r - n * LN2_LO */
+        "vmul.f32 s4, s20, s1\n\t"    /* q = P7 * r + P6 ... */
+        "vadd.f32 s4, s4, s21\n\t"
+        "vmul.f32 s4, s4, s1\n\t"
+        "vadd.f32 s4, s4, s22\n\t"
+        "vmul.f32 s4, s4, s1\n\t"
+        "vadd.f32 s4, s4, s23\n\t"
+        "vmul.f32 s4, s4, s1\n\t"
+        "vadd.f32 s4, s4, s24\n\t"
+        "vmul.f32 s4, s4, s1\n\t"
+        "vadd.f32 s4, s4, s25\n\t" /* ... + P2 */
+        "vmul.f32 s5, s1, s1\n\t"
+        "vmla.f32 s1, s4, s5\n\t"  /* q * (r * r) + r */
+        "vadd.f32 s1, s1, s26\n\t" /* + 1 */
+        "vmov s5, r12\n\t"
+        "vmul.f32 s1, s1, s5\n\t"
+        "vmov s5, r0\n\t"
+        "vmul.f32 s1, s1, s5\n\t"  /* e */
+        "vadd.f32 s5, s1, s26\n\t" /* 1 + e */
+        "cmp r10, #0\n\t"
+        "it ge\n\t"
+        "vmovge.f32 s1, s26\n\t"  /* v < 0 ? e : 1 */
+        "vdiv.f32 s0, s1, s5\n" /* g = sigmoid(v) */
+        "2:\n\t"
+        "vldmia r4!, {s1}\n\t"
+        "vldmia r5!, {s2}\n\t"
+        "vadd.f32 s1, s1, s2\n\t" /* C + D */
+        "vldmia r6!, {s2}\n\t"    /* H (y may be H: read before the store) */
+        "vmul.f32 s1, s1, s0\n\t"
+        "vsub.f32 s1, s1, s2\n\t"
+        "vldmia r7!, {s3}\n\t"
+        "vdiv.f32 s1, s1, s3\n\t"
+        "vldmia r8!, {s3}\n\t"
+        "vmul.f32 s1, s3, s1\n\t"
+        "vadd.f32 s1, s2, s1\n\t"
+        "vstmia r9!, {s1}\n\t"
+        "subs r1, r1, #1\n\t"
+        "bne 1b\n\t"
+        "vpop {s16-s26}\n\t"
+        "pop {r0}\n\t"
+        "stm r0, {r2-r9}\n\t" /* the pointers, advanced */
+        "pop {r4-r11, pc}\n"
+        "4:\n\t"
+        "cmp r0, #0xff000000\n\t"
+        "bhi 3f\n\t" /* v is NaN */
+        "asrs r12, lr, #1\n\t" /* x < LO: LO */
+        "b 5b\n"
+        "3:\n\t"
+        "vadd.f32 s0, s0, s0\n\t"
+        "b 2b\n\t"
+        ".size lnn_cm4_ltc_run, .-lnn_cm4_ltc_run\n\t"
+        ".popsection");
 
 /* Runs of inner elements (inner divides count and every ROW len): inside
- * one, a SAME or ROW slot is contiguous, a SCALAR slot one value. `split`:
- * LNN_EW_FORM_LTC (A + B, C + D), else LNN_EW_FORM_LTC_UNSPLIT (A, C; B and
- * D unused), a constant where the two instances are made. */
-static LNN_ALWAYS_INLINE void lnn_ew_ltc_runs(const lnn_ewise_params *p, const int split)
+ * one, a SAME or ROW slot is contiguous, a SCALAR slot (and an unused one,
+ * -0) one value, which rep holds LNN_CM4_LTC_CHUNK times; the runs go to
+ * lnn_cm4_ltc_run in chunks of at most that many, which advances the
+ * pointers: those of the single values go back to rep before each chunk.
+ * Not inlined: rep stays off the stack when the scalar block interpreter
+ * runs. */
+enum { LNN_CM4_LTC_CHUNK = 16 };
+static __attribute__((noinline)) void lnn_ew_ltc__cm4(const lnn_ewise_params *p)
 {
-    const float *base[LNN_EW_LTC_SLOTS];
-    size_t step[LNN_EW_LTC_SLOTS];
+    float rep[LNN_EW_LTC_SLOTS][LNN_CM4_LTC_CHUNK];
+    const float *ptr[LNN_EW_LTC_SLOTS + 1];
+    unsigned single = 0; /* bit s: slot s is one value */
     const size_t inner = p->inner;
+    for (size_t s = 0; s < LNN_EW_LTC_SLOTS; s++) {
+        const size_t j = lnn_ew_form_slot(p->form, s);
+        const int unused = LNN_W8A16_LINKED && j == LNN_EW_SLOT_UNUSED; /* B, D of the unsplit form */
+        if (unused || p->mode[j] == LNN_EW_SCALAR) {
+            const float v = unused ? -0.0f : *p->src[j];
+            for (size_t i = 0; i < LNN_CM4_LTC_CHUNK; i++)
+                rep[s][i] = v;
+            single |= 1u << s;
+        }
+    }
     for (size_t o = 0; o < p->count; o += inner) {
         for (size_t s = 0; s < LNN_EW_LTC_SLOTS; s++) {
             const size_t j = lnn_ew_form_slot(p->form, s);
-            if (!split && j == LNN_EW_SLOT_UNUSED) {
-                base[s] = NULL, step[s] = 0;
-                continue;
-            }
-            step[s] = p->mode[j] != LNN_EW_SCALAR;
-            base[s] = p->mode[j] == LNN_EW_SAME ? p->src[j] + o
-                      : p->mode[j] == LNN_EW_ROW ? p->src[j] + o % p->len[j]
-                                                 : p->src[j];
+            if (!(single >> s & 1u))
+                ptr[s] = p->mode[j] == LNN_EW_SAME ? p->src[j] + o : p->src[j] + o % p->len[j];
         }
-        const float *a = base[0], *b = base[1], *c = base[2], *d = base[3];
-        const float *h = base[4], *tau = base[5], *dt = base[6];
-        float *y = p->y + o;
-        if (split) {
-            for (size_t i = 0; i < inner; i++) {
-                const float g = lnn_cm4_sigmoidf(*a + *b);
-                const float hv = *h; /* y may be exactly H: read before the store */
-                const float f = ((*c + *d) * g - hv) / *tau;
-                y[i] = hv + *dt * f;
-                a += step[0], b += step[1], c += step[2], d += step[3];
-                h += step[4], tau += step[5], dt += step[6];
-            }
-        } else {
-            for (size_t i = 0; i < inner; i++) {
-                const float g = lnn_cm4_sigmoidf(*a);
-                const float hv = *h;
-                const float f = (*c * g - hv) / *tau;
-                y[i] = hv + *dt * f;
-                a += step[0], c += step[2], h += step[4], tau += step[5], dt += step[6];
-            }
+        ptr[LNN_EW_LTC_SLOTS] = p->y + o;
+        for (size_t i = 0; i < inner; i += LNN_CM4_LTC_CHUNK) {
+            for (unsigned m = single; m; m &= m - 1)
+                ptr[__builtin_ctz(m)] = rep[__builtin_ctz(m)];
+            lnn_cm4_ltc_run(ptr, inner - i < LNN_CM4_LTC_CHUNK ? inner - i : LNN_CM4_LTC_CHUNK, lnn_cm4_ltc_consts);
         }
     }
 }
 
-static void lnn_ew_ltc__cm4(const lnn_ewise_params *p)
-{
-    lnn_ew_ltc_runs(p, 1);
-}
-
-#if LNN_W8A16_LINKED
-/* Only w8a16 layers make the unsplit form (a float build leaves it to the
- * block interpreter and links no code for it). */
-static void lnn_ew_ltc_unsplit__cm4(const lnn_ewise_params *p)
-{
-    lnn_ew_ltc_runs(p, 0);
-}
-#endif
-
 static void lnn_ewise__cm4(const lnn_ewise_params *p)
 {
-    if ((p->form & 0xFu) == LNN_EW_FORM_LTC)
+    /* Only w8a16 layers make the unsplit form (a float build leaves it to
+     * the block interpreter). */
+    if ((p->form & 0xFu) == LNN_EW_FORM_LTC || (LNN_W8A16_LINKED && (p->form & 0xFu) == LNN_EW_FORM_LTC_UNSPLIT))
         lnn_ew_ltc__cm4(p);
-#if LNN_W8A16_LINKED
-    else if ((p->form & 0xFu) == LNN_EW_FORM_LTC_UNSPLIT)
-        lnn_ew_ltc_unsplit__cm4(p);
-#endif
     else
         lnn_ewise__scalar(p);
 }
