@@ -1006,7 +1006,7 @@ void lnn_linear_w8a16__cm4(const lnn_linear_w8a16_params *p)
  * single value's slot at copies of it), each left advanced past its n
  * floats. Pointers, count and two integer constants stay in r1-r12 and lr,
  * the exp constants in s16-s26, for the whole loop; every load is a
- * post-incremented vldmia; 56 instructions an element where gcc's loop at
+ * post-incremented vldmia; 54 instructions an element where gcc's loop at
  * -Os took about 88 (steps and pointers reloaded from the stack, constants
  * from the literal pool, vcmp + vmrs + branch per test). What the scalar
  * code does with floats, the loop does in integers where that gives the
@@ -1047,9 +1047,8 @@ __asm__(".pushsection .text.lnn_cm4_ltc_run,\"ax\",%progbits\n\t"
         "vldmia r3!, {s1}\n\t"
         "vadd.f32 s0, s0, s1\n\t" /* v = A + B */
         "vmov r10, s0\n\t"
-        "lsls r0, r10, #1\n\t"
-        "cmp r0, lr\n\t"
-        "bhi 4f\n\t"                    /* |v| > 104 or NaN */
+        "cmp lr, r10, lsl #1\n\t"
+        "blo 4f\n\t"                    /* |v| > 104 or NaN */
         "orr r12, r10, #0x80000000\n"  /* x = -|v| */
         "5:\n\t"
         "vmov s1, r12\n\t"
@@ -1077,10 +1076,9 @@ __asm__(".pushsection .text.lnn_cm4_ltc_run,\"ax\",%progbits\n\t"
         "vmul.f32 s5, s1, s1\n\t"
         "vmla.f32 s1, s4, s5\n\t"  /* q * (r * r) + r */
         "vadd.f32 s1, s1, s26\n\t" /* + 1 */
-        "vmov s5, r12\n\t"
+        "vmov s5, s6, r12, r0\n\t"
         "vmul.f32 s1, s1, s5\n\t"
-        "vmov s5, r0\n\t"
-        "vmul.f32 s1, s1, s5\n\t"  /* e */
+        "vmul.f32 s1, s1, s6\n\t"  /* e */
         "vadd.f32 s5, s1, s26\n\t" /* 1 + e */
         "cmp r10, #0\n\t"
         "it ge\n\t"
@@ -1106,6 +1104,7 @@ __asm__(".pushsection .text.lnn_cm4_ltc_run,\"ax\",%progbits\n\t"
         "stm r0, {r2-r9}\n\t" /* the pointers, advanced */
         "pop {r4-r11, pc}\n"
         "4:\n\t"
+        "lsls r0, r10, #1\n\t"
         "cmp r0, #0xff000000\n\t"
         "bhi 3f\n\t" /* v is NaN */
         "asrs r12, lr, #1\n\t" /* x < LO: LO */
