@@ -37,6 +37,7 @@ pytestmark = pytest.mark.skipif(
 
 NRF51 = config.load_target("nrf51")
 OUT = BUILD_DIR / "test-firmware" / "nrf51"
+STM32F405 = config.load_target("stm32f405")
 STREAMS, STEPS = 16, 6
 
 BOARDS = """
@@ -51,6 +52,7 @@ boards:
                     flash: {interface: cmsis-dap, part: nrf51}}
   test-m0-stflash: {target: nrf51, transport: serial, port: "PORT", flasher: st-flash,
                     timeouts: {frame: 0.5}, retries: 2}
+  test-f405: {target: stm32f405, transport: qemu-system}
 """
 
 
@@ -158,6 +160,25 @@ def test_a_failed_flash_leaves_the_emulated_board_as_it_was(flashed, tmp_path):
     assert emulated_flash(board).read_bytes() == before
     with open_device(board) as device:
         assert device.link.device_info()["image_crc"] == flashed.image_crc
+
+
+def test_a_selective_image_names_the_build_and_flash_that_would_run_a_model_it_lacks_ops_for(boards, tmp_path):
+    """The STM32F405 image takes uploads but links only the ops of the model built into it (a selective build):
+    a model with another op (RELU) is refused by the device with E_NOT_LINKED, and the error says which two
+    commands put an image with that model's ops on this board."""
+    resident = compiled(sequence_net(0), tmp_path / "resident.lnnb")
+    out = BUILD_DIR / "test-firmware" / "stm32f405"
+    build_firmware(STM32F405, echo=lambda _line: None, model=resident, out=out)
+    flash("test-f405", out)
+    torch.manual_seed(0)
+    other = compile_module(torch.nn.Sequential(torch.nn.Linear(1, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1)),
+                           (torch.zeros(1, 1),)).save(tmp_path / "relu.lnnb")
+    with open_device(config.board("test-f405")) as device:
+        with pytest.raises(DeviceError) as refused:
+            device.run(other, [np.zeros((1, 1), np.float32)])
+    assert "E_NOT_LINKED" in str(refused.value)
+    assert str(refused.value).endswith(f"invoke build --target stm32f405 --file {other}, then invoke flash "
+                                       "--board test-f405")
 
 
 def test_the_real_flashers_command_lines(boards, tmp_path):

@@ -7,6 +7,8 @@ no `lnnvm test`, so the bundled test set is run here and compared on the host; i
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -46,8 +48,22 @@ class SerialDevice(DeviceBase):
             self._link.close()
             self._link = None
 
+    @contextmanager
+    def _fix_named(self, model: Path) -> Iterator[None]:
+        """A selective image refuses a model with ops it was built without (E_NOT_LINKED): the error then names
+        the two commands that put an image with them on this board."""
+        try:
+            yield
+        except FirmwareError as exc:
+            if exc.name != "E_NOT_LINKED":
+                raise
+            raise FirmwareError(f"{exc}; build a firmware with its ops and flash it: invoke build --target "
+                                f"{self.board.target.name} --file {model}, then invoke flash --board {self.board.name}",
+                                exc.domain, exc.code, exc.name, exc.offset) from None
+
     def info(self, model: Path) -> dict:
-        return self.link.info(model)
+        with self._fix_named(model):
+            return self.link.info(model)
 
     def run(self, model: Path, inputs: list[np.ndarray], batch: int = 1, keep_state: bool = False) -> RunResult:
         """keep_state: the device keeps the model's state from the previous RUN (else it starts from zero).
@@ -55,6 +71,10 @@ class SerialDevice(DeviceBase):
         A stateful model's batch is its streams (rows time-major: row t * batch + i is step t of stream i); when
         the device's arena holds fewer streams at once (max_batch, a board with little RAM), the streams go in
         groups it holds, each from zero state, and the outputs are put back in the caller's order."""
+        with self._fix_named(model):
+            return self._run(model, inputs, batch, keep_state)
+
+    def _run(self, model: Path, inputs: list[np.ndarray], batch: int, keep_state: bool) -> RunResult:
         if keep_state or batch <= 1 or lnnb.state_row(Path(model).read_bytes()) == 0:
             return self.link.run(model, inputs, batch, keep_state=keep_state)
         most = int(self.link.info(model).get("max_batch", batch))
@@ -77,7 +97,8 @@ class SerialDevice(DeviceBase):
 
     def profile(self, model: Path, runs: int, program: Path) -> dict:
         """The board runs what was flashed on it: `program` is the profiling image it should hold."""
-        return self.link.profile(model, runs)
+        with self._fix_named(model):
+            return self.link.profile(model, runs)
 
     def test(self, model: Path) -> SmokeResult:
         inputs, tests = bundled_tests(model)
