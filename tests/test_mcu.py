@@ -19,13 +19,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from lnnedge import config
+from lnnedge import config, quantize
 from lnnedge import recipe as recipes
 from lnnedge.build import build_firmware, firmware_make_args
 from lnnedge.compiler import compile_module
 from lnnedge.devices import DeviceError, open_device
 from lnnedge.devices.emulator import Emulator, emulated_flash
 from lnnedge.devices.flashing import FlashError, flash, flasher_command
+from lnnedge.devices.serial import SerialLink
 from lnnedge.errors import LnnedgeError
 from lnnedge.models import build_model
 from lnnedge.paths import BUILD_DIR, ROOT
@@ -144,6 +145,23 @@ def test_a_stateful_model_in_flash_runs_like_pytorch_on_the_m0(flashed, m0):
         other = compiled(sequence_net(1), model.with_name("other.lnnb"))
         with pytest.raises(DeviceError, match=r"runs only the model in its flash and holds model [0-9a-f]{16}\.\. "):
             device.run(other, [x[:, 0]], batch=STREAMS)
+
+
+def test_a_built_in_model_the_m0_cannot_hold_is_named_with_the_vm_s_reason(tmp_path):
+    """ltc-sine with float16 weights widens them into the arena, far more than the nRF51's 1,280 bytes: the image
+    boots, refuses the model built into it (E_ARENA), and a run says so instead of 'holds no model'."""
+    torch.manual_seed(0)
+    recipe = recipes.load("ltc-sine")
+    net = quantize.fake_quantize(build_model(recipe.model).eval(), recipe.quantization.keep_float, "f16")
+    module, examples, state, meta = _module(recipe, net)
+    big = compile_module(module, examples, name="ltc-sine", meta=meta, state=state,
+                         **quantize.compile_options(net, recipe.quantization.keep_float, "f16")).save(tmp_path / "big.lnnb")
+    out = tmp_path / "image"
+    build_firmware(NRF51, echo=lambda _line: None, model=big, out=out)
+    with Emulator(NRF51, out / NRF51.firmware.elf) as emu, SerialLink(emu.url, name="m0") as link:
+        with pytest.raises(DeviceError, match=r"^m0 runs only the model in its flash and refused the one built "
+                                              r"into its image: E_ARENA \(arena too small for the model\)$"):
+            link.run(big, [np.zeros((1, 1), np.float32)])
 
 
 def test_a_failed_flash_leaves_the_emulated_board_as_it_was(flashed, tmp_path):

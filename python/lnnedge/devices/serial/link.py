@@ -286,6 +286,13 @@ class SerialLink:
             return False
         max_model = int(self.device.get("max_model", 0))
         if max_model == 0:  # a firmware that runs only the model built into it
+            refused = self.device.get("resident_error")
+            if refused:  # it was built in, but the VM would not take it (e.g. E_ARENA: too little RAM)
+                from ...isa import statuses
+
+                why = dict(statuses().values()).get(refused, "")
+                raise DeviceError(f"{self.name} runs only the model in its flash and refused the one built into "
+                                  f"its image: {refused}" + (f" ({why})" if why else ""))
             held = self.model_info.get("model_sha256")
             holds = f"model {held[:16]}.. (SHA-256)" if held else "no model"
             raise DeviceError(f"{self.name} runs only the model in its flash and holds {holds}, not {label} "
