@@ -154,8 +154,8 @@ def test_a_built_in_model_the_m0_cannot_hold_is_named_with_the_vm_s_reason(tmp_p
     recipe = recipes.load("ltc-sine")
     net = quantize.fake_quantize(build_model(recipe.model).eval(), recipe.quantization.keep_float, "f16")
     module, examples, state, meta = _module(recipe, net)
-    big = compile_module(module, examples, name="ltc-sine", meta=meta, state=state,
-                         **quantize.compile_options(net, recipe.quantization.keep_float, "f16")).save(tmp_path / "big.lnnb")
+    stored = quantize.compile_options(net, recipe.quantization.keep_float, "f16")
+    big = compile_module(module, examples, name="ltc-sine", meta=meta, state=state, **stored).save(tmp_path / "f16")
     out = tmp_path / "image"
     build_firmware(NRF51, echo=lambda _line: None, model=big, out=out)
     with Emulator(NRF51, out / NRF51.firmware.elf) as emu, SerialLink(emu.url, name="m0") as link:
