@@ -16,7 +16,8 @@
  *   linear_tq8            the same, within 1e-5 sum |x w| (+ |bias|) +
  *                         2^-29 max |x| sum |w| (block floating point: x
  *                         truncated to 31 bits of its row's largest value,
- *                         kernels_cm4.c), with k over one 64-input chunk, x
+ *                         kernels_cm4.c), with k in one 128-input chunk
+ *                         (65, the LTC layers') and over two or three, x
  *                         over 2^-40..2^40 in one row, all zero, denormal,
  *                         and the largest x on weights all zero (where the
  *                         second term is the bound)
@@ -143,7 +144,7 @@ static void report(const char *what, uint32_t cases, uint32_t bad)
 
 /* ---- the products ---------------------------------------------------------------- */
 
-enum { MAXR = 3, MAXK = 131, MAXLD = 140, GUARD = 8 };
+enum { MAXR = 3, MAXK = 259, MAXLD = 140, GUARD = 8 };
 static float xs[MAXR * MAXK + 1], ws[MAXK * MAXLD + 1], bs[MAXLD + 1], scales[MAXLD + 1];
 static int8_t qs[MAXK * MAXLD + 1];
 static float ys[MAXR * MAXLD + GUARD], yk[MAXR * MAXLD + GUARD];
@@ -249,9 +250,9 @@ static uint32_t product_run(int q8, size_t rows, size_t k, size_t m, int reverse
 
 static uint32_t product_case(int q8)
 {
-    static const size_t ks[] = {1, 2, 3, 7, 16, 33, 64, 67, 128, 131};
+    static const size_t ks[] = {1, 2, 3, 7, 16, 33, 64, 67, 65, 128, 131, 259};
     static const size_t ms[] = {1, 5, 15, 16, 17, 31, 32, 40, 64, 128};
-    const size_t rows = 1 + rnd() % MAXR, k = ks[rnd() % (sizeof ks / sizeof ks[0] - (q8 ? 0 : 2))];
+    const size_t rows = 1 + rnd() % MAXR, k = ks[rnd() % (sizeof ks / sizeof ks[0] - (q8 ? 0 : 4))];
     const size_t m = ms[rnd() % (sizeof ms / sizeof ms[0])];
     return product_run(q8, rows, k, m, (int)(rnd() % 2));
 }

@@ -873,14 +873,6 @@ static void lnn_cm4_w8a16_round(const float *x, size_t n, uint32_t *xw, const fl
     }
 }
 
-/* The destination d of column j: advances *d */
-static LNN_ALWAYS_INLINE size_t lnn_cm4_w8a16_dst(const lnn_linear_w8a16_params *p, size_t j, size_t *d)
-{
-    while (j >= p->col[*d + 1])
-        (*d)++;
-    return *d;
-}
-
 /* Columns j0 .. j0+n-1 of row r from their int32 sums s: 8 at a time in the
  * assembly, the rest here, destination by destination. */
 static void lnn_cm4_w8a16_put(const lnn_linear_w8a16_params *p, size_t r, size_t j0, size_t n, const int32_t *s,
@@ -888,21 +880,20 @@ static void lnn_cm4_w8a16_put(const lnn_linear_w8a16_params *p, size_t r, size_t
 {
     size_t d = 0;
     for (size_t j = j0; j < j0 + n;) {
-        lnn_cm4_w8a16_dst(p, j, &d);
-        const size_t end = p->col[d + 1] < j0 + n ? p->col[d + 1] : j0 + n, w = p->col[d + 1] - p->col[d];
-        float *y = p->y[d] + r * w + (j - p->col[d]);
+        size_t run;
+        float *y = lnn_w8a16_run(p, r, j, j0 + n, &d, &run);
         const int32_t *sj = s + (j - j0);
-        const size_t n8 = (end - j) / 8;
+        const size_t n8 = run / 8;
         if (n8) {
             const lnn_cm4_w8_fin f = {sj, y, p->scale + j, p->bias ? p->bias + j : lnn_cm4_minus_zeros,
                                       p->bias ? 32u : 0u, (uint32_t)n8, pw};
             lnn_cm4_w8a16_finish(&f);
         }
-        for (size_t c = 8 * n8; c < end - j; c++) {
+        for (size_t c = 8 * n8; c < run; c++) {
             const float v = (float)sj[c] * pw;
             y[c] = p->bias ? lnn_fmaf(v, p->scale[j + c], p->bias[j + c]) : v * p->scale[j + c];
         }
-        j = end;
+        j += run;
     }
 }
 
@@ -933,12 +924,15 @@ static __attribute__((noinline)) void lnn_cm4_w8a16_long(const lnn_linear_w8a16_
                 acc[c] += sums[c];
         }
         size_t d = 0;
-        for (size_t c = 0; c < nc; c++) {
-            const size_t j = j0 + c;
-            lnn_cm4_w8a16_dst(p, j, &d);
-            const float v = (float)acc[c] * pw;
-            p->y[d][r * (p->col[d + 1] - p->col[d]) + (j - p->col[d])] =
-                p->bias ? lnn_fmaf(v, p->scale[j], p->bias[j]) : v * p->scale[j];
+        for (size_t c = 0; c < nc;) { /* destination by destination (kernels.h) */
+            size_t run;
+            float *y = lnn_w8a16_run(p, r, j0 + c, j0 + nc, &d, &run);
+            for (size_t i = 0; i < run; i++) {
+                const size_t j = j0 + c + i;
+                const float v = (float)acc[c + i] * pw;
+                y[i] = p->bias ? lnn_fmaf(v, p->scale[j], p->bias[j]) : v * p->scale[j];
+            }
+            c += run;
         }
     }
 }
@@ -976,9 +970,9 @@ void lnn_linear_w8a16__cm4(const lnn_linear_w8a16_params *p)
         }
         if (amax >= 0x7F800000u) { /* NaN or infinity: the whole row NaN */
             size_t d = 0;
-            for (size_t j = 0; j < m; j++) {
-                lnn_cm4_w8a16_dst(p, j, &d);
-                p->y[d][r * (p->col[d + 1] - p->col[d]) + (j - p->col[d])] = NAN;
+            for (size_t j = 0; j < m; j++) { /* a run of one column: the smallest code, for a rare row */
+                size_t one;
+                *lnn_w8a16_run(p, r, j, j + 1, &d, &one) = NAN;
             }
             continue;
         }
