@@ -577,13 +577,15 @@ def solvers(c, board="qemu-rpi4", points=256):
     print(f"wrote {measure_on_boards(board, count(points, '--points', 1))}")
 
 
-@task(name="readme-table")
+@task(name="readme-table", help={"only": "comma-separated block names (the README's <!-- NAME:begin --> markers, "
+                                           "e.g. mcu-bench,profile): write only these, each from its report"})
 @step
-def readme_table(c):
-    """Regenerate the README's results table (build/*/verify-*.json) and performance table (build/bench.json)."""
+def readme_table(c, only=""):
+    """Regenerate the README's generated tables from the reports in build/: results (build/*/verify-*.json),
+    performance (build/bench.json), the MCU counts, profiles, sizes and the others whose reports exist."""
     from lnnedge.report import update_readme
 
-    print(update_readme())
+    print(update_readme(only=tuple(name for name in only.split(",") if name)))
 
 
 ns = Collection(train, train_seeds, fuzz, quantize_check, compile_, build, flash, run, verify, deploy, status, bench,

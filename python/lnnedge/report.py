@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 
 from .errors import LnnedgeError
@@ -177,56 +177,75 @@ def _replace_block(text: str, begin: str, end: str, body: str) -> str:
     return new
 
 
-def _blocks(build_dir: Path) -> Iterator[tuple[str, str, str]]:
-    """Each README block that has a report behind it: (begin marker, end marker, its text), in the README's order;
-    performance, reliability and the others only when their reports exist."""
-    yield BEGIN, END, results_table(build_dir)
+def _blocks(build_dir: Path) -> Iterator[tuple[str, str, Callable[[], str]]]:
+    """Each README block that has a report behind it: (begin marker, end marker, what makes its text), in the
+    README's order; performance, reliability and the others only when their reports exist."""
+    yield BEGIN, END, lambda: results_table(build_dir)
     bench_path = build_dir / "bench.json"
     if bench_path.is_file():
         bench = json.loads(bench_path.read_text())
-        yield BENCH_BEGIN, BENCH_END, bench_table(bench)
+        yield BENCH_BEGIN, BENCH_END, lambda: bench_table(bench)
         if "matmul" in bench:
-            yield MATMUL_BEGIN, MATMUL_END, matmul_line(bench["matmul"])
+            yield MATMUL_BEGIN, MATMUL_END, lambda: matmul_line(bench["matmul"])
     threads_path = build_dir / "threads.json"
     if threads_path.is_file():
-        yield THREADS_BEGIN, THREADS_END, threads_table(json.loads(threads_path.read_text()))
+        yield THREADS_BEGIN, THREADS_END, lambda: threads_table(json.loads(threads_path.read_text()))
     if (build_dir / "reliability").is_dir():
-        yield RELIABILITY_BEGIN, RELIABILITY_END, reliability_table(build_dir)
+        yield RELIABILITY_BEGIN, RELIABILITY_END, lambda: reliability_table(build_dir)
     if any(build_dir.glob("*/bench-*.json")):  # `invoke bench --board` (lnnedge.mcu_bench)
         from .mcu_bench import table as mcu_table
 
-        yield MCU_BEGIN, MCU_END, mcu_table(build_dir)
+        yield MCU_BEGIN, MCU_END, lambda: mcu_table(build_dir)
     if any(build_dir.glob("*/profile-*.json")):  # `invoke profile` (lnnedge.profile)
         from .profile import PROFILE_BEGIN, PROFILE_END
         from .profile import readme_table as profile_table
 
-        yield PROFILE_BEGIN, PROFILE_END, profile_table(build_dir)
+        yield PROFILE_BEGIN, PROFILE_END, lambda: profile_table(build_dir)
     if (build_dir / "irregular").is_dir():
-        yield IRREGULAR_BEGIN, IRREGULAR_END, irregular_table(build_dir)
+        yield IRREGULAR_BEGIN, IRREGULAR_END, lambda: irregular_table(build_dir)
     if any((build_dir / "size").glob("*.json")):  # `invoke size --target T --model M` (lnnedge.footprint)
         from .footprint import SIZE_BEGIN, SIZE_END
         from .footprint import readme_table as size_table
 
-        yield SIZE_BEGIN, SIZE_END, size_table(build_dir)
+        yield SIZE_BEGIN, SIZE_END, lambda: size_table(build_dir)
     solvers_path = build_dir / "solvers" / "errors.json"
     if solvers_path.is_file():
-        yield SOLVERS_BEGIN, SOLVERS_END, solvers_table(json.loads(solvers_path.read_text()))
-
-
-def update_readme(readme: Path = ROOT / "README.md", build_dir: Path = BUILD_DIR) -> str:
-    """The generated tables written into the README (and vm/fuzz/README.md); returns them all."""
-    text = readme.read_text()
-    tables = []
-    for begin, end, body in _blocks(build_dir):
-        text = _replace_block(text, begin, end, body)
-        tables.append(body)
-    readme.write_text(text)
+        yield SOLVERS_BEGIN, SOLVERS_END, lambda: solvers_table(json.loads(solvers_path.read_text()))
     fuzz_path = build_dir / "fuzz" / "report-all.json"
     if fuzz_path.is_file():
-        fuzz_readme = readme.parent / "vm" / "fuzz" / "README.md"
-        fuzz = fuzz_table(json.loads(fuzz_path.read_text()))
-        fuzz_readme.write_text(_replace_block(fuzz_readme.read_text(), FUZZ_BEGIN, FUZZ_END, fuzz))
-        tables.append(fuzz)
+        yield FUZZ_BEGIN, FUZZ_END, lambda: fuzz_table(json.loads(fuzz_path.read_text()))
+
+
+def _name(begin: str) -> str:
+    """A block's name, from its begin marker: "<!-- mcu-bench:begin -->" is mcu-bench."""
+    return begin.removeprefix("<!-- ").removesuffix(":begin -->")
+
+
+def update_readme(readme: Path = ROOT / "README.md", build_dir: Path = BUILD_DIR, only: Collection[str] = ()) -> str:
+    """The generated tables written into the README (and the fuzz table into vm/fuzz/README.md); returns them all.
+
+    only: the names of the blocks to write (e.g. mcu-bench, profile: their markers' names), each of which must
+    have its report in build_dir; the other blocks stay as they are. For a checkout that has measured some of
+    the figures again: every block is written from what build_dir holds, so a table whose reports are only partly
+    there would lose rows."""
+    fuzz_readme = readme.parent / "vm" / "fuzz" / "README.md"
+    texts = {readme: readme.read_text(), fuzz_readme: fuzz_readme.read_text()}
+    known = {name for text in texts.values() for name in re.findall(r"<!-- ([\w-]+):begin -->", text)}
+    if set(only) - known:
+        raise ReportError(f"no README block named {', '.join(sorted(set(only) - known))}; the blocks: "
+                          f"{', '.join(sorted(known))}")
+    blocks = [(begin, end, make) for begin, end, make in _blocks(build_dir) if not only or _name(begin) in only]
+    missing = set(only) - {_name(begin) for begin, _, _ in blocks}
+    if missing:
+        raise ReportError(f"no report in {build_dir} for {', '.join(sorted(missing))}: run its task first")
+    tables = []
+    for begin, end, make in blocks:
+        body = make()
+        where = fuzz_readme if begin == FUZZ_BEGIN else readme
+        texts[where] = _replace_block(texts[where], begin, end, body)
+        tables.append(body)
+    for path, text in texts.items():
+        path.write_text(text)
     return "\n\n".join(tables)
 
 
