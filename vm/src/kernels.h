@@ -488,6 +488,23 @@ static inline int32_t lnn_w8a16_exponent(uint32_t amax)
     return e < -100 ? -100 : e;
 }
 
+/* The destination holding column j of a w8a16 product and the run of
+ * columns from j it takes, up to column end (j < end <= m; end = j + 1: the
+ * column alone): *d moves on to that destination (the columns of a row go in
+ * order, so *d starts at 0 for the row and only moves forward), *n gets the
+ * run's length (>= 1), and the result is where column j of row r goes (its
+ * n columns are contiguous). Every w8a16 kernel walks its columns with this
+ * (lnn_linear_w8a16_params has the split). */
+static LNN_ALWAYS_INLINE float *lnn_w8a16_run(const lnn_linear_w8a16_params *p, size_t r, size_t j, size_t end,
+                                              size_t *d, size_t *n)
+{
+    while (j >= p->col[*d + 1])
+        (*d)++;
+    const size_t first = p->col[*d], next = p->col[*d + 1];
+    *n = (next < end ? next : end) - j;
+    return p->y[*d] + r * (next - first) + (j - first);
+}
+
 /* 2^n as a float, for a normal result (-126 <= n <= 127). */
 static inline float lnn_pow2f(int32_t n)
 {

@@ -330,16 +330,18 @@ void lnn_linear__cm4(const lnn_linear_params *p)
  * max |x| < 2^e, so |xq| < 2^31 and |x[i] - xq[i] 2^-n| < 2^(e-31) <= 2^-30
  * max |x|. The sums sum xq[i] q(j, i) are then exact in 64 bits: one sxtb
  * (with its byte rotation) and one smlal per weight, four columns (one
- * 32-bit load of four weights) a step. Chunks of 64 inputs keep |sum| < 2^44
- * (64 2^31 127); each chunk's sums become floats (in lnn_cm4_tq8_block) times 2^-n
- * into y. So y[j] differs from the exact sum of x q by under 2^-30 max |x|
+ * 32-bit load of four weights) a step. Chunks of 128 inputs keep |sum| <=
+ * 2^45 (128 2^31 128), inside the 48 bits lnn_cm4_tq8_block converts (512
+ * would still fit; 128 covers K = 65 in one chunk, whose single pass writes
+ * y directly, with 1 KB of stack for the chunk's entries); each chunk's sums
+ * become floats (in lnn_cm4_tq8_block) times 2^-n into y. So y[j] differs from the exact sum of x q by under 2^-30 max |x|
  * sum_i |q(j, i)| (the truncation) plus a few float roundings of the chunk
  * sums, where the scalar kernel's float sum in i order differs by up to k
  * roundings: cm4_kernel_test.c holds the two within 1e-5 sum |x w| + 2^-29
  * max |x| sum |w|. reverse changes nothing: the integer sums have no order.
  * A row with a NaN or an infinity takes lnn_cm4_tq8_float_row (float sums),
  * which propagates them as the scalar kernel does. */
-enum { LNN_CM4_TQ8_CHUNK = 64 };
+enum { LNN_CM4_TQ8_CHUNK = 128 };
 
 /* 2^e for -126 <= e <= 127 */
 static float lnn_cm4_pow2(int e)

@@ -310,10 +310,9 @@ static void lnn_linear_w8a16__mve(const lnn_linear_w8a16_params *p)
         const uint32_t amax = lnn_mve_w8a16_absmax(x, k);
         size_t d = 0;
         if (amax >= 0x7F800000u) { /* NaN or infinity: the whole row NaN (the scalar kernel's NAN) */
-            for (size_t j = 0; j < m; j++) {
-                while (j >= p->col[d + 1])
-                    d++;
-                p->y[d][r * (p->col[d + 1] - p->col[d]) + (j - p->col[d])] = NAN;
+            for (size_t j = 0; j < m; j++) { /* a run of one column: the smallest code, for a rare row */
+                size_t one;
+                *lnn_w8a16_run(p, r, j, j + 1, &d, &one) = NAN;
             }
             continue;
         }
@@ -349,10 +348,8 @@ static void lnn_linear_w8a16__mve(const lnn_linear_w8a16_params *p)
              * last pair's phantom column is dropped); the scalar FPU's fmaf,
              * which MVE would not give for subnormal operands or results */
             for (size_t j = j0; j < j0 + nc;) {
-                while (j >= p->col[d + 1])
-                    d++;
-                const size_t n = (p->col[d + 1] < j0 + nc ? p->col[d + 1] : j0 + nc) - j;
-                float *y = p->y[d] + r * (p->col[d + 1] - p->col[d]) + (j - p->col[d]);
+                size_t n;
+                float *y = lnn_w8a16_run(p, r, j, j0 + nc, &d, &n);
                 /* local pointers: p-> fields are not reloaded after each store */
                 const float *vj = v + (j - j0), *scale = p->scale + j, *bias = p->bias ? p->bias + j : NULL;
                 size_t c = n; /* >= 1: loops with the test at the end */

@@ -127,16 +127,6 @@ void lnn_linear_tq8__scalar(const lnn_linear_q8_params *p)
  * and 256 B of sums. */
 enum { LNN_W8A16_CHUNK = 256, LNN_W8A16_COLS = 32 };
 
-/* The value of column j into its destination (col: the destinations' first
- * columns, d the destination of column j). */
-static void lnn_w8a16_put(const lnn_linear_w8a16_params *p, size_t r, size_t j, size_t *d, float v)
-{
-    while (j >= p->col[*d + 1])
-        (*d)++;
-    const size_t w = p->col[*d + 1] - p->col[*d];
-    p->y[*d][r * w + (j - p->col[*d])] = v;
-}
-
 void lnn_linear_w8a16__scalar(const lnn_linear_w8a16_params *p)
 {
     int16_t xq[LNN_W8A16_CHUNK];
@@ -153,8 +143,10 @@ void lnn_linear_w8a16__scalar(const lnn_linear_w8a16_params *p)
         }
         size_t d = 0;
         if (amax >= 0x7F800000u) { /* NaN or infinity: the whole row NaN */
-            for (size_t j = 0; j < m; j++)
-                lnn_w8a16_put(p, r, j, &d, NAN);
+            for (size_t j = 0; j < m; j++) { /* a run of one column: the smallest code, for a rare row */
+                size_t one;
+                *lnn_w8a16_run(p, r, j, j + 1, &d, &one) = NAN;
+            }
             continue;
         }
         const int32_t e = lnn_w8a16_exponent(amax);
@@ -191,10 +183,15 @@ void lnn_linear_w8a16__scalar(const lnn_linear_w8a16_params *p)
                     sum[c + 1] += s1;
                 }
             }
-            for (size_t c = 0; c < nc; c++) {
-                const size_t j = j0 + c;
-                const float v = (float)sum[c] * pw;
-                lnn_w8a16_put(p, r, j, &d, p->bias ? lnn_fmaf(v, p->scale[j], p->bias[j]) : v * p->scale[j]);
+            for (size_t c = 0; c < nc;) { /* destination by destination (kernels.h) */
+                size_t n;
+                float *y = lnn_w8a16_run(p, r, j0 + c, j0 + nc, &d, &n);
+                for (size_t i = 0; i < n; i++) {
+                    const size_t j = j0 + c + i;
+                    const float v = (float)sum[c + i] * pw;
+                    y[i] = p->bias ? lnn_fmaf(v, p->scale[j], p->bias[j]) : v * p->scale[j];
+                }
+                c += n;
             }
         }
     }

@@ -1530,11 +1530,8 @@ static void lnn_w8_finish(const lnn_linear_w8a16_params *p, size_t r, size_t j0,
 {
     for (size_t c = 0; c < nc;) {
         const size_t j = j0 + c;
-        while (j >= p->col[*d + 1])
-            (*d)++;
-        const size_t first = p->col[*d], w = p->col[*d + 1] - first;
-        const size_t n = first + w - j < nc - c ? first + w - j : nc - c;
-        float *y = p->y[*d] + r * w + (j - first);
+        size_t n;
+        float *y = lnn_w8a16_run(p, r, j, j0 + nc, d, &n);
         const float *scale = p->scale + j, *bias = p->bias ? p->bias + j : NULL;
         size_t i = 0;
 #ifdef LNN_W8_VECTOR_FINISH
