@@ -544,6 +544,26 @@ static inline float lnn_fmaf(float a, float b, float c)
 #endif
 }
 
+/* The end of a w8a16 product for the nc columns from j0 of row r, from their
+ * exact sums: y = fmaf(sum 2^(e-15), scale, bias), or sum 2^(e-15) scale
+ * without a bias (pw = 2^(e-15); the definition, lnn_opcodes.def),
+ * destination by destination (*d as lnn_w8a16_run takes it). The kernels
+ * with int64 sums end with it (scalar, the cm4 long rows). */
+static LNN_ALWAYS_INLINE void lnn_w8a16_put_sums(const lnn_linear_w8a16_params *p, size_t r, size_t j0, size_t nc,
+                                                 const int64_t *sum, float pw, size_t *d)
+{
+    for (size_t c = 0; c < nc;) {
+        size_t n;
+        float *y = lnn_w8a16_run(p, r, j0 + c, j0 + nc, d, &n);
+        for (size_t i = 0; i < n; i++) {
+            const size_t j = j0 + c + i;
+            const float v = (float)sum[c + i] * pw;
+            y[i] = p->bias ? lnn_fmaf(v, p->scale[j], p->bias[j]) : v * p->scale[j];
+        }
+        c += n;
+    }
+}
+
 /* The w8a16 products: bit-exact by definition, so every set without a kernel of its own takes the scalar one
  * (LNN_W8A16_SCALAR_ENTRY). */
 void lnn_linear_w8a16__scalar(const lnn_linear_w8a16_params *p);

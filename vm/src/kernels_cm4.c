@@ -901,9 +901,9 @@ static void lnn_cm4_w8a16_put(const lnn_linear_w8a16_params *p, size_t r, size_t
 
 /* A row of more than LNN_CM4_W8_CHUNK inputs: per block of 32 columns (the
  * int64 sums' 256 bytes), chunk by chunk (X rounded again for each block),
- * the
- * int32 sums of each chunk into int64 ones, finished in C ((float) of an
- * int64 rounds to nearest even, as the definition wants). */
+ * the int32 sums of each chunk into int64 ones, finished in C by
+ * lnn_w8a16_put_sums ((float) of an int64 rounds to nearest even, as the
+ * definition wants). */
 static __attribute__((noinline)) void lnn_cm4_w8a16_long(const lnn_linear_w8a16_params *p, size_t r,
                                                          const float *s, float pw)
 {
@@ -926,16 +926,7 @@ static __attribute__((noinline)) void lnn_cm4_w8a16_long(const lnn_linear_w8a16_
                 acc[c] += sums[c];
         }
         size_t d = 0;
-        for (size_t c = 0; c < nc;) { /* destination by destination (kernels.h) */
-            size_t run;
-            float *y = lnn_w8a16_run(p, r, j0 + c, j0 + nc, &d, &run);
-            for (size_t i = 0; i < run; i++) {
-                const size_t j = j0 + c + i;
-                const float v = (float)acc[c + i] * pw;
-                y[i] = p->bias ? lnn_fmaf(v, p->scale[j], p->bias[j]) : v * p->scale[j];
-            }
-            c += run;
-        }
+        lnn_w8a16_put_sums(p, r, j0, nc, acc, pw, &d);
     }
 }
 

@@ -183,16 +183,7 @@ void lnn_linear_w8a16__scalar(const lnn_linear_w8a16_params *p)
                     sum[c + 1] += s1;
                 }
             }
-            for (size_t c = 0; c < nc;) { /* destination by destination (kernels.h) */
-                size_t n;
-                float *y = lnn_w8a16_run(p, r, j0 + c, j0 + nc, &d, &n);
-                for (size_t i = 0; i < n; i++) {
-                    const size_t j = j0 + c + i;
-                    const float v = (float)sum[c + i] * pw;
-                    y[i] = p->bias ? lnn_fmaf(v, p->scale[j], p->bias[j]) : v * p->scale[j];
-                }
-                c += n;
-            }
+            lnn_w8a16_put_sums(p, r, j0, nc, sum, pw, &d);
         }
     }
 }
