@@ -1,0 +1,57 @@
+"""The VM's C is warning-free (-Wall -Wextra -Werror -Wpedantic, vm/Makefile's WARN) at every optimization level,
+with gcc and clang, on every Linux-class compiler the targets name: some warnings (-Wmaybe-uninitialized,
+-Wstringop-overflow, clang's -Wunused at -O0) appear only at one level, and the targets build at -O2 alone. On the
+host each build also runs the kernel test (every SIMD kernel against the scalar one): the bits must not depend on
+the optimizer. The firmware kernel sets have their own builds (test_cm4_kernels: -O0 and -O2; the size gates: -Os)."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from lnnedge import config
+from lnnedge.build import make_command, tool_command
+from lnnedge.config import Target
+
+LEVELS = ["-O0", "-O1", "-O2", "-O3", "-Os"]
+
+
+def at_level(target: Target, level: str, cc: str | None = None) -> Target:
+    """The target with its -O flag replaced by `level` (and its compiler by `cc`, for clang on the host)."""
+    flags = tuple(flag for flag in target.cflags if not flag.startswith("-O"))
+    toolchain = dataclasses.replace(target.toolchain, cc=cc) if cc else target.toolchain
+    return dataclasses.replace(target, cflags=(*flags, level), toolchain=toolchain)
+
+
+def make(target: Target, out: Path, *goals: str) -> None:
+    compiler = tool_command(target.toolchain.cc)[0]
+    if shutil.which(compiler) is None:
+        pytest.skip(f"{compiler} is not installed (./kit installs it)")
+    args = make_command(target, out, goals[0])
+    proc = subprocess.run([*args, *goals[1:], "-s", "-j2"], capture_output=True, text=True)
+    assert proc.returncode == 0, f"{' '.join(args)}\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}"
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("cc", ["gcc", "clang"])
+def test_host_build_is_warning_free_and_its_kernels_match_scalar_at_every_level(cc, level, tmp_path):
+    """The library, the runner and the kernel test with the host's x86 kernel sets (sse3, avx2, avx512)."""
+    make(at_level(config.load_target("host"), level, cc), tmp_path, "runner", "kerneltest")
+    run = subprocess.run([str(tmp_path / "lnn_kernel_test")], capture_output=True, text=True, timeout=300)
+    summary = run.stdout.strip().splitlines()[-1] if run.stdout.strip() else ""
+    assert run.returncode == 0 and summary.endswith(" passed, 0 failed"), run.stdout[-3000:] + run.stderr[-2000:]
+
+
+# one target per compiler and word size: 64-bit ARM (gcc), 32-bit ARM (gcc), arm64 macOS (zig's clang)
+CROSS = ["rpi4", "armv7", "apple-m1"]
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("name", CROSS)
+def test_cross_library_is_warning_free_at_every_level(name, level, tmp_path):
+    """The library with the NEON kernel set, compiled by the target's own cross toolchain and flags."""
+    make(at_level(config.load_target(name), level), tmp_path, str(tmp_path / "liblnnvm.a"))
+    assert (tmp_path / "liblnnvm.a").stat().st_size > 0
