@@ -2,7 +2,7 @@
 with gcc and clang, on every Linux-class compiler the targets name: some warnings (-Wmaybe-uninitialized,
 -Wstringop-overflow, clang's -Wunused at -O0) appear only at one level, and the targets build at -O2 alone. On the
 host each build also runs the kernel test (every SIMD kernel against the scalar one): the bits must not depend on
-the optimizer. The firmware kernel sets have their own builds (test_cm4_kernels: -O0 and -O2; the size gates: -Os)."""
+the optimizer. The firmware (arm-none-eabi-gcc: its Makefile has no clang build) at every level too."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from lnnedge import config
-from lnnedge.build import make_command, tool_command
+from lnnedge.build import firmware_make_args, make_command, tool_command
 from lnnedge.config import Target
 
 LEVELS = ["-O0", "-O1", "-O2", "-O3", "-Os"]
@@ -55,3 +55,20 @@ def test_cross_library_is_warning_free_at_every_level(name, level, tmp_path):
     """The library with the NEON kernel set, compiled by the target's own cross toolchain and flags."""
     make(at_level(config.load_target(name), level), tmp_path, str(tmp_path / "liblnnvm.a"))
     assert (tmp_path / "liblnnvm.a").stat().st_size > 0
+
+
+# the three firmware CPUs: Cortex-M4F (FPU, DSP: the cm4 kernel set), Cortex-M55 (Helium), Cortex-M0 (no FPU)
+FIRMWARE = ["cortex-m4", "cortex-m55", "nrf51"]
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("name", FIRMWARE)
+def test_firmware_is_warning_free_at_every_level(name, level, tmp_path):
+    """The firmware image (VM, kernel sets, serial protocol, board support) at the level (OPT, the last wins)."""
+    target = config.load_target(name)
+    if shutil.which(target.toolchain.cc) is None:
+        pytest.skip(f"{target.toolchain.cc} is not installed (./kit installs it)")
+    args = [*firmware_make_args(target, None, tmp_path), f"OPT={level}", "-s", "-j2"]
+    proc = subprocess.run(args, capture_output=True, text=True)
+    assert proc.returncode == 0, f"{' '.join(args)}\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}"
+    assert (tmp_path / target.firmware.elf).stat().st_size > 0
