@@ -2,7 +2,8 @@
 with gcc and clang, on every Linux-class compiler the targets name: some warnings (-Wmaybe-uninitialized,
 -Wstringop-overflow, clang's -Wunused at -O0) appear only at one level, and the targets build at -O2 alone. On the
 host each build also runs the kernel test (every SIMD kernel against the scalar one): the bits must not depend on
-the optimizer. The firmware (arm-none-eabi-gcc: its Makefile has no clang build) at every level too."""
+the optimizer. The firmware (arm-none-eabi-gcc: its Makefile has no clang build) at every level too, and the VM
+library for the same Cortex-M cores with clang, as a user embeds it in firmware that clang builds."""
 
 from __future__ import annotations
 
@@ -19,10 +20,10 @@ from lnnedge.config import Target
 LEVELS = ["-O0", "-O1", "-O2", "-O3", "-Os"]
 
 
-def at_level(target: Target, level: str, cc: str | None = None) -> Target:
+def at_level(target: Target, level: str, cc: str | None = None, ar: str | None = None) -> Target:
     """The target with its -O flag replaced by `level` (and its compiler by `cc`, for clang on the host)."""
     flags = tuple(flag for flag in target.cflags if not flag.startswith("-O"))
-    toolchain = dataclasses.replace(target.toolchain, cc=cc) if cc else target.toolchain
+    toolchain = dataclasses.replace(target.toolchain, cc=cc or target.toolchain.cc, ar=ar or target.toolchain.ar)
     return dataclasses.replace(target, cflags=(*flags, level), toolchain=toolchain)
 
 
@@ -72,3 +73,32 @@ def test_firmware_is_warning_free_at_every_level(name, level, tmp_path):
     proc = subprocess.run(args, capture_output=True, text=True)
     assert proc.returncode == 0, f"{' '.join(args)}\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}"
     assert (tmp_path / target.firmware.elf).stat().st_size > 0
+
+
+# the kernel sets a core's build holds besides the scalar one (an MVE core also links cm4: lnn_use_kernels can pick it)
+CORTEX_M_SETS = {"cortex-m4": {"lnn_kernels_cm4"}, "cortex-m55": {"lnn_kernels_cm4", "lnn_kernels_mve"}, "nrf51": set()}
+
+
+def newlib_include() -> str:
+    """The C library headers of the arm-none-eabi toolchain (Debian's libnewlib-dev), which clang has none of."""
+    probe = subprocess.run(["arm-none-eabi-gcc", "-E", "-Wp,-v", "-"], input="", capture_output=True, text=True)
+    dirs = [line.strip() for line in probe.stderr.splitlines() if line.startswith(" /")]
+    return next(d for d in dirs if d.rstrip("/").endswith("arm-none-eabi/include"))
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("name", FIRMWARE)
+def test_cortex_m_library_with_clang_is_warning_free_at_every_level(name, level, tmp_path):
+    """vm/Makefile's library with ISA=auto for the firmware target's CPU flags: the scalar set, and the cm4 (its
+    Thumb-2 assembly through clang's integrated assembler) or mve (Helium intrinsics) set the core has."""
+    if shutil.which("arm-none-eabi-gcc") is None:
+        pytest.skip("arm-none-eabi-gcc (the newlib headers) is not installed (./kit installs it)")
+    target = config.load_target(name)
+    flags = ("--target=arm-none-eabi", *target.cflags, "-isystem", newlib_include())
+    clang = dataclasses.replace(at_level(dataclasses.replace(target, cflags=flags), level, "clang", "arm-none-eabi-ar"),
+                                simd="auto")
+    make(clang, tmp_path, str(tmp_path / "liblnnvm.a"))
+    symbols = subprocess.run(["arm-none-eabi-nm", "--defined-only", str(tmp_path / "liblnnvm.a")],
+                             capture_output=True, text=True).stdout.split()
+    assert "lnn_kernels_scalar" in symbols
+    assert {"lnn_kernels_cm4", "lnn_kernels_mve"} & set(symbols) == CORTEX_M_SETS[name]
