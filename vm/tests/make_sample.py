@@ -134,14 +134,14 @@ class Builder:
         assert len(values) == self.count(dims), (dims, len(values))
         off = align(len(self.consts), 16)
         self.consts += b"\0" * (off - len(self.consts))
-        self.consts += struct.pack("<%df" % len(values), *values)
+        self.consts += struct.pack(f"<{len(values)}f", *values)
         return self.tensor(REG_CONST, list(dims), off)
 
     def words(self, values):
         """A u32 CONST tensor (an element-wise program)."""
         off = align(len(self.consts), 16)
         self.consts += b"\0" * (off - len(self.consts))
-        self.consts += struct.pack("<%dI" % len(values), *values)
+        self.consts += struct.pack(f"<{len(values)}I", *values)
         return self.tensor(REG_CONST, [len(values)], off, dtype=DT_U32)
 
     def const_i8(self, dims, values, steps=1):
@@ -153,7 +153,7 @@ class Builder:
         off = align(len(self.consts), 16)
         self.consts += b"\0" * (off - len(self.consts))
         for k in range(steps):
-            self.consts += struct.pack("<%db" % n, *values[k * n:(k + 1) * n])
+            self.consts += struct.pack(f"<{n}b", *values[k * n:(k + 1) * n])
             self.consts += b"\0" * (-len(self.consts) % 4)
         return self.tensor(REG_CONST, list(dims), off, stride=stride, dtype=DT_I8)
 
@@ -164,7 +164,7 @@ class Builder:
         self.consts += b"\0" * (off - len(self.consts))
         for s in steps:
             assert len(s) == n
-            self.consts += struct.pack("<%df" % n, *s)
+            self.consts += struct.pack(f"<{n}f", *s)
         return self.tensor(REG_CONST, list(dims), off, stride=4 * n)
 
     def arena(self, dims, at=None):
@@ -190,6 +190,11 @@ class Builder:
         self.code.append(OPS[name] | (a << 8) | (b << 16))
         return len(self.code) - 1
 
+    def push(self, *tensors):
+        """PUSH each tensor in turn (the operands of the next op, first to last)."""
+        for t in tensors:
+            self.op("PUSH", t)
+
     def word(self, w):
         self.code.append(w)
         return len(self.code) - 1
@@ -199,7 +204,7 @@ class Builder:
             struct.pack("<BBBB4IIII", t["dtype"], t["rank"], t["region"], t["flags"],
                         *t["dims"], t["offset"], t["stride"], t["reserved"])
             for t in self.tensors)
-        code = struct.pack("<%dI" % len(self.code), *self.code)
+        code = struct.pack(f"<{len(self.code)}I", *self.code)
         secs = [(SEC_TENSORS, tens), (SEC_CONSTS, bytes(self.consts)),
                 (SEC_CODE, code)] + list(extra)
         if sections is not None:
@@ -259,12 +264,12 @@ class RefModel:
         c = secs[SEC_CONSTS]
         c = c + b"\0" * (-len(c) % 4)
         self.raw = c  # int8 weights are read from the bytes
-        self.consts = list(struct.unpack("<%df" % (len(c) // 4), c))
-        self.words = list(struct.unpack("<%dI" % (len(c) // 4), c))
-        self.code = list(struct.unpack("<%dI" % (len(secs[SEC_CODE]) // 4), secs[SEC_CODE]))
+        self.consts = list(struct.unpack(f"<{len(c) // 4}f", c))
+        self.words = list(struct.unpack(f"<{len(c) // 4}I", c))
+        self.code = list(struct.unpack(f"<{len(secs[SEC_CODE]) // 4}I", secs[SEC_CODE]))
 
     def io(self, region, i):
-        for t, T in enumerate(self.tensors):
+        for T in self.tensors:
             if T["region"] == region and T["offset"] == i:
                 return T
         raise KeyError(i)
@@ -294,7 +299,7 @@ class RefModel:
             space, base, t = slot
             if self.tensors[t]["dtype"] == DT_I8:  # base: in 4-byte units
                 n = self.n(self.tensors[t])
-                return list(struct.unpack_from("<%db" % n, self.raw, 4 * base))
+                return list(struct.unpack_from(f"<{n}b", self.raw, 4 * base))
             return mem[space][base:base + self.n(self.tensors[t])]
 
         def write(t, vals, push=True):
@@ -447,6 +452,11 @@ def ewise(vals, lens, prog_slot, ref, n_out):
            "NEG": lambda u, v: -u, "EXP": lambda u, v: fexp(u),
            "SIGMOID": lambda u, v: fdiv(1.0, f32(1.0 + f32(fexp(-u)))),
            "TANH": lambda u, v: math.tanh(u), "RELU": lambda u, v: 0.0 if u < 0 else u}
+
+    def operand(k, value, regs):
+        """Operand k of an instruction: input k, or register k - n past the n inputs."""
+        return value[k] if k < n else regs[k - n]
+
     out = []
     for e in range(n_out):
         value = [vals[j][e % lens[j]] for j in range(n)]
@@ -454,8 +464,8 @@ def ewise(vals, lens, prog_slot, ref, n_out):
         r = 0.0
         for i, w in enumerate(words[1:1 + count]):
             op, d, a, b = OPNAME[w & 0xFF], (w >> 8) & 0xFF, (w >> 16) & 0xFF, w >> 24
-            get = (lambda k: value[k] if k < n else regs[k - n])
-            r = f32(fns[op](get(a), get(b) if op in ("ADD", "SUB", "MUL", "DIV") else 0.0))
+            r = f32(fns[op](operand(a, value, regs),
+                            operand(b, value, regs) if op in ("ADD", "SUB", "MUL", "DIV") else 0.0))
             if i + 1 < count:
                 regs[d] = r
         out.append(r)
@@ -555,68 +565,124 @@ def ops_model():
     zx = g.arena(["B", 2, 3])
     u1 = g.arena([2, 3])
     acc = g.arena(["B", 3])
-    P = lambda t: g.op("PUSH", t)
     # o0: chain through SUB (row b), DIV (scalar a), MUL (general: [B,3]*[B,1]),
     #     ADD (row a), NEG, EXP, SIGMOID, RELU
-    P(x); P(r3); g.op("SUB", t1); g.op("DROP")         # t1 = x - r3      ROW_B
-    P(s); P(t1); g.op("DIV", t2)                       # t2 = s / t1      SCALAR_A
-    P(x); P(wcol); P(bcol); g.op("LINEAR", col)        # col [B,1]
-    g.op("MUL", t3); g.op("DROP")                      # t3 = t2 * col    GENERAL
-    P(r3); P(t3); g.op("ADD", t4)                      # t4 = r3 + t3     ROW_A
-    g.op("NEG", t4); g.op("EXP", t4); g.op("SIGMOID", t4)
-    g.op("RELU", outs[0]); g.op("DROP")
+    g.push(x, r3)
+    g.op("SUB", t1)                                    # t1 = x - r3      ROW_B
+    g.op("DROP")
+    g.push(s, t1)
+    g.op("DIV", t2)                                    # t2 = s / t1      SCALAR_A
+    g.push(x, wcol, bcol)
+    g.op("LINEAR", col)                                # col [B,1]
+    g.op("MUL", t3)                                    # t3 = t2 * col    GENERAL
+    g.op("DROP")
+    g.push(r3, t3)
+    g.op("ADD", t4)                                    # t4 = r3 + t3     ROW_A
+    g.op("NEG", t4)
+    g.op("EXP", t4)
+    g.op("SIGMOID", t4)
+    g.op("RELU", outs[0])
+    g.op("DROP")
     # o1: SAME, SCALAR_B, TANH, COPY into an output
-    P(x); P(x); g.op("ADD", t1); P(s); g.op("MUL", t1); g.op("TANH", t1)
-    g.op("COPY", outs[1]); g.op("DROP")
+    g.push(x, x)
+    g.op("ADD", t1)
+    g.push(s)
+    g.op("MUL", t1)
+    g.op("TANH", t1)
+    g.op("COPY", outs[1])
+    g.op("DROP")
     # o2: MATMUL_NT with an unbatched input as the weight
-    P(x); P(c); g.op("MATMUL_NT", outs[2]); g.op("DROP")
+    g.push(x, c)
+    g.op("MATMUL_NT", outs[2])
+    g.op("DROP")
     # o3: rank 3 ROW_B (z * c), CONCAT axis 2
-    P(z); P(c); g.op("MUL", zc)
-    P(z); g.op("CONCAT", outs[3], a=2); g.op("DROP")
+    g.push(z, c)
+    g.op("MUL", zc)
+    g.push(z)
+    g.op("CONCAT", outs[3], a=2)
+    g.op("DROP")
     # o4: COPY as reshape [B,3] -> [B,1,3], GENERAL rank 3, CONCAT axis 1
-    P(x); g.op("COPY", x13)
-    P(z); P(x13); g.op("ADD", zx)                      # [B,1,3] + [B,2,3]
-    g.op("CONCAT", outs[4], a=1); g.op("DROP")
+    g.push(x)
+    g.op("COPY", x13)
+    g.push(z, x13)
+    g.op("ADD", zx)                                    # [B,1,3] + [B,2,3]
+    g.op("CONCAT", outs[4], a=1)
+    g.op("DROP")
     # o5: LINEAR on rank 3 x
-    P(z); P(w43); P(g.const([4], [0.1, 0.2, 0.3, 0.4]))
-    g.op("LINEAR", outs[5]); g.op("DROP")
+    g.push(z, w43, g.const([4], [0.1, 0.2, 0.3, 0.4]))
+    g.op("LINEAR", outs[5])
+    g.op("DROP")
     # o6, o7: unbatched path, CONCAT axis 0 on unbatched
-    P(c); g.op("TANH", u1); P(s); g.op("ADD", outs[6])
-    P(u1); g.op("CONCAT", outs[7], a=0); g.op("DROP")
+    g.push(c)
+    g.op("TANH", u1)
+    g.push(s)
+    g.op("ADD", outs[6])
+    g.push(u1)
+    g.op("CONCAT", outs[7], a=0)
+    g.op("DROP")
     # o8: nested loops, strided table in the inner loop: acc = 2*sum_i tab_i*x
-    g.op("ZERO", acc); g.op("DROP")
-    g.op("LOOP", 2); g.op("LOOP", 3)
-    P(acc); P(tab); P(x); g.op("MUL", t1); g.op("ADD", acc); g.op("DROP")
-    g.op("END"); g.op("END")
-    P(acc); g.op("COPY", outs[8]); g.op("DROP")
+    g.op("ZERO", acc)
+    g.op("DROP")
+    g.op("LOOP", 2)
+    g.op("LOOP", 3)
+    g.push(acc, tab, x)
+    g.op("MUL", t1)
+    g.op("ADD", acc)
+    g.op("DROP")
+    g.op("END")
+    g.op("END")
+    g.push(acc)
+    g.op("COPY", outs[8])
+    g.op("DROP")
     # o9: SUB / DIV same shape, RELU in place on an output
-    P(x); P(t4); g.op("SUB", outs[9]); P(x); g.op("DIV", outs[9])
-    g.op("RELU", outs[9]); g.op("DROP")
+    g.push(x, t4)
+    g.op("SUB", outs[9])
+    g.push(x)
+    g.op("DIV", outs[9])
+    g.op("RELU", outs[9])
+    g.op("DROP")
     # o10: LINEAR_T into two destinations, EWISE3 with a row and a single value, EWISE2 in place
     wt35 = g.const([3, 5], rnd_values(rng, 15))
     b5 = g.const([5], rnd_values(rng, 5))
     da, db = g.arena(["B", 2]), g.arena(["B", 3])  # consecutive: LINEAR_T's destinations
-    P(x); P(wt35); P(b5); g.op("LINEAR_T", da, a=2); g.op("DROP")
+    g.push(x, wt35, b5)
+    g.op("LINEAR_T", da, a=2)
+    g.op("DROP")
     prog3 = g.words(ew_program(3, 1, ("MUL", 0, 0, 2), ("SUB", 0, 3, 1), ("TANH", 0, 3, 0),
                                ("RELU", 0, 3, 0)))
-    P(db); P(r3); P(s); P(prog3); g.op("EWISE3", outs[10])
-    P(x); P(g.words(ew_program(2, 2, ("EXP", 1, 0, 0), ("SIGMOID", 0, 1, 0), ("DIV", 1, 2, 3),
-                               ("ADD", 0, 3, 0))))
-    g.op("EWISE2", outs[10]); g.op("DROP")          # in place: o10 = exp(o10)... over o10 and x
+    g.push(db, r3, s, prog3)
+    g.op("EWISE3", outs[10])
+    prog2 = g.words(ew_program(2, 2, ("EXP", 1, 0, 0), ("SIGMOID", 0, 1, 0), ("DIV", 1, 2, 3),
+                               ("ADD", 0, 3, 0)))
+    g.push(x, prog2)
+    g.op("EWISE2", outs[10])                        # in place: o10 = exp(o10)... over o10 and x
+    g.op("DROP")
     # o11: MATMUL_T on rank 3 z (one destination), EWISE1 with every unary op
     wt32 = g.const([3, 2], rnd_values(rng, 6))
-    P(z); P(wt32); g.op("MATMUL_T", outs[11], a=1)
-    P(g.words(ew_program(1, 2, ("NEG", 0, 0, 0), ("EXP", 1, 1, 0), ("ADD", 1, 2, 0),
-                         ("SIGMOID", 0, 2, 0), ("TANH", 0, 2, 0), ("RELU", 0, 2, 0))))
-    g.op("EWISE1", outs[11]); g.op("DROP")
+    g.push(z, wt32)
+    g.op("MATMUL_T", outs[11], a=1)
+    prog1 = g.words(ew_program(1, 2, ("NEG", 0, 0, 0), ("EXP", 1, 1, 0), ("ADD", 1, 2, 0),
+                               ("SIGMOID", 0, 2, 0), ("TANH", 0, 2, 0), ("RELU", 0, 2, 0)))
+    g.push(prog1)
+    g.op("EWISE1", outs[11])
+    g.op("DROP")
     # o12: EWISE on unbatched tensors: a [2,3] input with a [3] row, written to an unbatched output
-    P(c); P(r3); P(g.words(ew_program(2, 0, ("DIV", 0, 0, 1)))); g.op("EWISE2", outs[12]); g.op("DROP")
+    row_div = g.words(ew_program(2, 0, ("DIV", 0, 0, 1)))
+    g.push(c, r3, row_div)
+    g.op("EWISE2", outs[12])
+    g.op("DROP")
     # o13, o14: SPLIT of rank 3 zx into two outputs; o15: SPLIT of unbatched c into the arena,
     # the parts CONCATenated in the other order
-    P(zx); g.op("SPLIT", outs[13], a=2); g.op("DROP")
+    g.push(zx)
+    g.op("SPLIT", outs[13], a=2)
+    g.op("DROP")
     ua, ub = g.arena([2, 1]), g.arena([2, 2])  # consecutive: SPLIT's destinations
-    P(c); g.op("SPLIT", ua, a=2); g.op("DROP")
-    P(ub); P(ua); g.op("CONCAT", outs[15], a=1); g.op("DROP")
+    g.push(c)
+    g.op("SPLIT", ua, a=2)
+    g.op("DROP")
+    g.push(ub, ua)
+    g.op("CONCAT", outs[15], a=1)
+    g.op("DROP")
     return g
 
 
@@ -638,19 +704,34 @@ def q8_model():
     outs = [g.output(d) for d in (["B", M], ["B", M], ["B", M], ["B", M], [2, M])]
     da, db = g.arena(["B", 3]), g.arena(["B", M - 3])  # consecutive: LINEAR_TQ8's destinations
     h, acc = g.arena(["B", M]), g.arena(["B", M])
-    P = lambda t: g.op("PUSH", t)
-    P(x); P(Q); P(scale); P(bias); g.op("LINEAR_Q8", outs[0]); g.op("DROP")
-    P(x); P(Qt); P(scale); P(bias); g.op("LINEAR_TQ8", da, a=2)
-    P(db); g.op("CONCAT", outs[1], a=1); g.op("DROP")
-    P(x); P(Q); P(scale); g.op("MATMUL_NTQ8", h)
-    P(x); P(Qt); P(scale); g.op("MATMUL_TQ8", outs[2], a=1)
-    g.op("ADD", outs[2]); g.op("DROP")
-    g.op("ZERO", acc); g.op("DROP")
+    g.push(x, Q, scale, bias)
+    g.op("LINEAR_Q8", outs[0])
+    g.op("DROP")
+    g.push(x, Qt, scale, bias)
+    g.op("LINEAR_TQ8", da, a=2)
+    g.push(db)
+    g.op("CONCAT", outs[1], a=1)
+    g.op("DROP")
+    g.push(x, Q, scale)
+    g.op("MATMUL_NTQ8", h)
+    g.push(x, Qt, scale)
+    g.op("MATMUL_TQ8", outs[2], a=1)
+    g.op("ADD", outs[2])
+    g.op("DROP")
+    g.op("ZERO", acc)
+    g.op("DROP")
     g.op("LOOP", 2)
-    P(acc); P(x); P(Qs); P(scale); g.op("MATMUL_NTQ8", h); g.op("ADD", acc); g.op("DROP")
+    g.push(acc, x, Qs, scale)
+    g.op("MATMUL_NTQ8", h)
+    g.op("ADD", acc)
+    g.op("DROP")
     g.op("END")
-    P(acc); g.op("COPY", outs[3]); g.op("DROP")
-    P(c); P(Q); P(scale); P(bias); g.op("LINEAR_Q8", outs[4]); g.op("DROP")
+    g.push(acc)
+    g.op("COPY", outs[3])
+    g.op("DROP")
+    g.push(c, Q, scale, bias)
+    g.op("LINEAR_Q8", outs[4])
+    g.op("DROP")
     g.names = dict(x=x, Q=Q, Qt=Qt, scale=scale, h=h)
     return g
 
@@ -666,8 +747,8 @@ def tests_section(data, count, rng, tolerance=1e-5):
         cases_out += [v for vals in ref.run_row(row) for v in vals]
     n_in, n_out = len(cases_in) // count, len(cases_out) // count
     return (struct.pack("<4sIIIf", b"LNNT", count, n_in, n_out, tolerance)
-            + struct.pack("<%df" % len(cases_in), *cases_in)
-            + struct.pack("<%df" % len(cases_out), *cases_out))
+            + struct.pack(f"<{len(cases_in)}f", *cases_in)
+            + struct.pack(f"<{len(cases_out)}f", *cases_out))
 
 
 def q8_data(g):
@@ -686,13 +767,13 @@ def inputs_for(ref, n, rng, lo=1.0, hi=2.0):
 
 def write_f32(path, vals):
     with open(path, "wb") as f:
-        f.write(struct.pack("<%df" % len(vals), *vals))
+        f.write(struct.pack(f"<{len(vals)}f", *vals))
 
 
 def read_f32(path):
     with open(path, "rb") as f:
         d = f.read()
-    return list(struct.unpack("<%df" % (len(d) // 4), d))
+    return list(struct.unpack(f"<{len(d) // 4}f", d))
 
 
 # ---- broken variants ---------------------------------------------------------
@@ -837,26 +918,36 @@ def broken_variants():
     n = b.names
     part = b.arena(["B", 3], at=b.tensors[n["h"]]["offset"] + 4)  # overlaps h
     b.code = []
-    b.op("PUSH", n["x"]); b.op("COPY", n["h"])
-    b.op("PUSH", n["x"]); pc = b.op("ADD", part); b.op("DROP")
+    b.push(n["x"])
+    b.op("COPY", n["h"])
+    b.push(n["x"])
+    pc = b.op("ADD", part)
+    b.op("DROP")
     out.append(("alias_partial", b.build(), "E_ALIAS", b.code_off(pc)))
     b = sample_model()
     n = b.names
     over = b.arena(["B", 4], at=b.tensors[n["h"]]["offset"])  # starts where h does
     b.code = []
-    b.op("PUSH", n["h"]); b.op("PUSH", n["W1"]); b.op("PUSH", n["b1"])
-    pc = b.op("LINEAR", over); b.op("DROP")
+    b.push(n["h"], n["W1"], n["b1"])
+    pc = b.op("LINEAR", over)
+    b.op("DROP")
     out.append(("alias_linear", b.build(), "E_ALIAS", b.code_off(pc)))
     # a loop body that swaps the tensor under the stack top at the same depth:
     # with a depth-only rule, iteration 2 hands LINEAR x = big [4] and it
     # writes 16 floats into a 4-float tensor (heap overflow)
     b = Builder()
-    x = b.input(["B", 1]); o = b.output(["B", 1])
-    W = b.const([4, 1], [1, 2, 3, 4]); bias = b.const([4], [0, 0, 0, 0])
-    s1 = b.arena([1]); big = b.arena([4])
-    b.op("PUSH", x); b.op("COPY", o); b.op("DROP"); b.op("ZERO", s1)
-    b.op("LOOP", 3); b.op("PUSH", W); b.op("PUSH", bias); b.op("LINEAR", big)
-    pc = b.op("END"); b.op("DROP")
+    x, o = b.input(["B", 1]), b.output(["B", 1])
+    W, bias = b.const([4, 1], [1, 2, 3, 4]), b.const([4], [0, 0, 0, 0])
+    s1, big = b.arena([1]), b.arena([4])
+    b.push(x)
+    b.op("COPY", o)
+    b.op("DROP")
+    b.op("ZERO", s1)
+    b.op("LOOP", 3)
+    b.push(W, bias)
+    b.op("LINEAR", big)
+    pc = b.op("END")
+    b.op("DROP")
     out.append(("loop_stack_swap", b.build(), "E_LOOP", b.code_off(pc)))
     b = sample_model()
     y5 = b.tensor(REG_OUTPUT, ["B", 2], 0)  # a second tensor for output 0
@@ -1193,10 +1284,10 @@ def check_progfuzz(ck, lnnvm, out, count, seed):
         ins = inputs_for(ref, n, rng, -2.0, 2.0)
         cmd = [lnnvm, "run", path, "--batch", str(rng.choice([1, 2, 3, 5]))]
         for i, v in enumerate(ins):
-            ip = os.path.join(out, "prog.in%d.f32" % i)
+            ip = os.path.join(out, f"prog.in{i}.f32")
             write_f32(ip, v)
             cmd += ["--in", ip]
-        outs = [os.path.join(out, "prog.out%d.f32" % i) for i in range(ref.nout)]
+        outs = [os.path.join(out, f"prog.out{i}.f32") for i in range(ref.nout)]
         for o in outs:
             cmd += ["--out", o]
         p = run(cmd)
@@ -1208,13 +1299,13 @@ def check_progfuzz(ck, lnnvm, out, count, seed):
             for i, o in enumerate(outs):
                 if not close(read_f32(o), exp[i]):
                     ok = False
-                    p.stderr += "output %d differs from the reference" % i
+                    p.stderr += f"output {i} differs from the reference"
         if diff and p.returncode == 3:
             ok = False  # the generator meant it to be valid
-        if not ck.check(ok, "progfuzz #%d (%s)" % (k, kind), p.stderr[-3000:]):
-            with open(os.path.join(out, "prog_fail_%d.lnnb" % k), "wb") as f:
+        if not ck.check(ok, f"progfuzz #{k} ({kind})", p.stderr[-3000:]):
+            with open(os.path.join(out, f"prog_fail_{k}.lnnb"), "wb") as f:
                 f.write(data)
-    print("progfuzz outcomes:", ", ".join("%s=%d" % kv for kv in sorted(stats.items())))
+    print("progfuzz outcomes:", ", ".join(f"{outcome}={tally}" for outcome, tally in sorted(stats.items())))
 
 
 # ---- running the checks --------------------------------------------------------
@@ -1229,7 +1320,7 @@ class Checker:
             self.passed += 1
         else:
             self.failed += 1
-            print("FAIL: %s %s" % (what, detail))
+            print(f"FAIL: {what} {detail}")
         return ok
 
 
@@ -1259,11 +1350,11 @@ def check_model(ck, lnnvm, out, name, data, n, rng):
     exp = ref.run(ins, n)
     in_paths = []
     for i, v in enumerate(ins):
-        p = os.path.join(out, "%s.in%d.f32" % (name, i))
+        p = os.path.join(out, f"{name}.in{i}.f32")
         write_f32(p, v)
         in_paths.append(p)
     for i, v in enumerate(exp):
-        write_f32(os.path.join(out, "%s.expected%d.f32" % (name, i)), v)
+        write_f32(os.path.join(out, f"{name}.expected{i}.f32"), v)
     if not lnnvm:
         return
     p = run([lnnvm, "verify", path])
@@ -1283,7 +1374,7 @@ def check_model(ck, lnnvm, out, name, data, n, rng):
     p = run([lnnvm, "test", path])
     if n_tests:
         ck.check(p.returncode == 0 and sanitizer_clean(p) and re.fullmatch(
-            r"tests: %d cases, max_abs_err \S+, tolerance \S+, PASSED\n" % n_tests, p.stdout),
+            rf"tests: {n_tests} cases, max_abs_err \S+, tolerance \S+, PASSED\n", p.stdout),
             "test " + name, p.stdout + p.stderr)
     else:
         ck.check(p.returncode == 2 and sanitizer_clean(p) and "no bundled test set" in p.stderr,
@@ -1295,7 +1386,7 @@ def check_model(ck, lnnvm, out, name, data, n, rng):
     runs = [(b, []) for b in (1, 2, 3, n, n + 4)]
     runs += [(2, ["--no-plan"]), (1, ["--threads", "2"]), (3, ["--threads", "3", "--no-plan"])]
     for batch, extra in runs:
-        outs = [os.path.join(out, "%s.out%d.b%d.f32" % (name, i, batch))
+        outs = [os.path.join(out, f"{name}.out{i}.b{batch}.f32")
                 for i in range(ref.nout)]
         cmd = [lnnvm, "run", path]
         for ip in in_paths:
@@ -1303,7 +1394,7 @@ def check_model(ck, lnnvm, out, name, data, n, rng):
         for op in outs:
             cmd += ["--out", op]
         cmd += ["--batch", str(batch), "--repeat", "2"] + extra
-        what = "%s batch %d %s" % (name, batch, " ".join(extra))
+        what = f"{name} batch {batch} {' '.join(extra)}"
         p = run(cmd)
         if not ck.check(p.returncode == 0 and sanitizer_clean(p), "run " + what, p.stderr):
             continue
@@ -1318,22 +1409,22 @@ def check_model(ck, lnnvm, out, name, data, n, rng):
                  "run json " + what, p.stdout)
         for i, op in enumerate(outs):
             got = read_f32(op)
-            ck.check(close(got, exp[i]), "output %d of %s" % (i, what),
-                     "\n got %s\n exp %s" % (got[:12], exp[i][:12]))
+            ck.check(close(got, exp[i]), f"output {i} of {what}",
+                     f"\n got {got[:12]}\n exp {exp[i][:12]}")
 
 
 def check_broken(ck, lnnvm, out, variants):
-    for name, data, status, off in variants:
+    for name, _, status, off in variants:
         path = os.path.join(out, name + ".lnnb")
         if not lnnvm:
             continue
         p = run([lnnvm, "verify", path])
-        want = "%s: %s at byte " % (path, status)
+        want = f"{path}: {status} at byte "
         if off is not None:
-            want += "%d:" % off
+            want += f"{off}:"
         ck.check(p.returncode == 3 and want in p.stderr and sanitizer_clean(p)
                  and len(p.stderr.splitlines()) == 1,
-                 "broken %s -> %s" % (name, status), repr(p.stderr))
+                 f"broken {name} -> {status}", repr(p.stderr))
         p = run([lnnvm, "disasm", path])
         ck.check(p.returncode == 3 and sanitizer_clean(p), "disasm broken " + name, p.stderr)
 
@@ -1361,7 +1452,7 @@ def check_usage(ck, lnnvm, out):
     for args, code, text in cases:
         p = run([lnnvm] + args)
         ck.check(p.returncode == code and text in p.stderr and sanitizer_clean(p),
-                 "usage %s" % args[:1], "rc=%d %r" % (p.returncode, p.stderr))
+                 f"usage {args[:1]}", f"rc={p.returncode} {p.stderr!r}")
     # stdin as the input
     with open(x, "rb") as f:
         p = subprocess.run([lnnvm, "run", s, "--in", "-", "--out", o], stdin=f,
@@ -1404,9 +1495,9 @@ def check_fuzz(ck, lnnvm, out, models, count, seed):
         p = run([lnnvm, "verify", path])
         st = re.search(r": (E_\w+) at byte", p.stderr)
         stats[st.group(1) if st else "ok"] = stats.get(st.group(1) if st else "ok", 0) + 1
-        if not ck.check(p.returncode in (0, 3) and sanitizer_clean(p), "fuzz verify #%d" % k,
+        if not ck.check(p.returncode in (0, 3) and sanitizer_clean(p), f"fuzz verify #{k}",
                         p.stderr[-2000:]):
-            with open(os.path.join(out, "fuzz_fail_%d.lnnb" % k), "wb") as f:
+            with open(os.path.join(out, f"fuzz_fail_{k}.lnnb"), "wb") as f:
                 f.write(m)
             continue
         if p.returncode != 0:
@@ -1418,22 +1509,22 @@ def check_fuzz(ck, lnnvm, out, models, count, seed):
         nout = int(re.search(r"^outputs: (\d+)", info, re.M).group(1))
         cmd = [lnnvm, "run", path, "--batch", "3"]
         for i in range(nin):
-            shape = re.search(r"^input%d: \[([^\]]*)\]" % i, info, re.M).group(1)
+            shape = re.search(rf"^input{i}: \[([^\]]*)\]", info, re.M).group(1)
             dims = [d for d in shape.split(",") if d]
             cnt = math.prod(int(d) for d in dims if d != "B")
             rows = 5 if dims[:1] == ["B"] else 1
-            ip = os.path.join(out, "fuzz.in%d.f32" % i)
+            ip = os.path.join(out, f"fuzz.in{i}.f32")
             write_f32(ip, rnd_values(rng, cnt * rows, -3, 3))
             cmd += ["--in", ip]
             ref_in.append(ip)
         for i in range(nout):
-            cmd += ["--out", os.path.join(out, "fuzz.out%d.f32" % i)]
+            cmd += ["--out", os.path.join(out, f"fuzz.out{i}.f32")]
         p2 = run(cmd)
-        if not ck.check(p2.returncode == 0 and sanitizer_clean(p2), "fuzz run #%d" % k,
+        if not ck.check(p2.returncode == 0 and sanitizer_clean(p2), f"fuzz run #{k}",
                         p2.stderr[-2000:]):
-            with open(os.path.join(out, "fuzz_fail_%d.lnnb" % k), "wb") as f:
+            with open(os.path.join(out, f"fuzz_fail_{k}.lnnb"), "wb") as f:
                 f.write(m)
-    print("fuzz outcomes:", ", ".join("%s=%d" % kv for kv in sorted(stats.items())))
+    print("fuzz outcomes:", ", ".join(f"{outcome}={tally}" for outcome, tally in sorted(stats.items())))
 
 
 def check_api(ck, lib_path, out, sample, ops_data, q8):
@@ -1473,12 +1564,12 @@ def check_api(ck, lib_path, out, sample, ops_data, q8):
         return raw, base
 
     msize = lib.lnn_model_size()
-    ck.check(64 <= msize <= 4096, "model size %d" % msize)
+    ck.check(64 <= msize <= 4096, f"model size {msize}")
     m = ctypes.create_string_buffer(msize)
     keep, buf = aligned(sample)
     need1 = lib.lnn_arena_size(buf, len(sample), 1)
     need4 = lib.lnn_arena_size(buf, len(sample), 4)
-    ck.check(need1 > 0 and need4 > need1, "arena sizes %d %d" % (need1, need4))
+    ck.check(need1 > 0 and need4 > need1, f"arena sizes {need1} {need4}")
     ck.check(lib.lnn_arena_size(buf, len(sample) - 1, 1) == 0, "arena size of bad header")
     ck.check(lib.lnn_arena_size(None, 0, 1) == 0, "arena size of NULL")
     arena = ctypes.create_string_buffer(need4 + 64)
@@ -1498,7 +1589,7 @@ def check_api(ck, lib_path, out, sample, ops_data, q8):
     ck.check(lib.lnn_init(m, buf, len(sample), abase, need1 - 4) == S["E_ARENA"], "arena too small")
     ck.check(lib.lnn_run(m, ins, outs, 1) == S["E_NOT_READY"], "run after failed init")
     ck.check(lib.lnn_init(m, buf, len(sample), abase, need4) == S["OK"], "init ok")
-    ck.check(lib.lnn_max_batch(m) == 4, "max batch %d" % lib.lnn_max_batch(m))
+    ck.check(lib.lnn_max_batch(m) == 4, f"max batch {lib.lnn_max_batch(m)}")
     ck.check(lib.lnn_num_inputs(m) == 1 and lib.lnn_num_outputs(m) == 1, "io counts")
     ck.check(lib.lnn_input_row_elems(m, 0) == 3 and lib.lnn_output_row_elems(m, 0) == 5
              and lib.lnn_input_row_elems(m, 1) == 0, "row elems")
@@ -1514,7 +1605,7 @@ def check_api(ck, lib_path, out, sample, ops_data, q8):
     ck.check(lib.lnn_run(m, ins, outs, 4) == S["OK"], "run batch 4")
     ref = RefModel(sample)
     exp = ref.run([list(xs)], 4)[0]
-    ck.check(close(list(ys), exp), "api run result", "%s vs %s" % (list(ys)[:5], exp[:5]))
+    ck.check(close(list(ys), exp), "api run result", f"{list(ys)[:5]} vs {exp[:5]}")
     # every compiled-in kernel set, forced
     lib.lnn_kernel_set_name.argtypes = [U32]
     lib.lnn_kernel_set_name.restype = ctypes.c_char_p
@@ -1524,7 +1615,7 @@ def check_api(ck, lib_path, out, sample, ops_data, q8):
     while lib.lnn_kernel_set_name(len(sets)) is not None and len(sets) < 8:
         sets.append(lib.lnn_kernel_set_name(len(sets)).decode())
     ck.check(sets and sets[-1] == "scalar" and isa in sets and set(sets) <= set(ISAS),
-             "kernel sets %s" % sets)
+             f"kernel sets {sets}")
     for ks in sets:
         st = lib.lnn_use_kernels(m, ks.encode())
         if st == S["E_CPU"]:
@@ -1533,7 +1624,7 @@ def check_api(ck, lib_path, out, sample, ops_data, q8):
         ys2 = (ctypes.c_float * 20)()
         outs2 = (X * 1)(ctypes.cast(ys2, X))
         ck.check(lib.lnn_run(m, ins, outs2, 4) == S["OK"] and close(list(ys2), exp),
-                 "api run result with " + ks, "%s vs %s" % (list(ys2)[:5], exp[:5]))
+                 "api run result with " + ks, f"{list(ys2)[:5]} vs {exp[:5]}")
     ck.check(lib.lnn_use_kernels(m, b"scalar") == S["OK"], "use kernels scalar")
     ck.check(lib.lnn_use_kernels(m, b"mmx") == S["E_CPU"], "use kernels unknown")
     ck.check(lib.lnn_use_kernels(m, None) == S["E_ARG"], "use kernels NULL")
@@ -1553,7 +1644,7 @@ def check_api(ck, lib_path, out, sample, ops_data, q8):
     computes = sum(1 for w in ref.code if OPNAME[w & 0xFF] not in ("PUSH", "DROP", "LOOP", "END"))
     ck.check(len(calls) >= computes and calls[-1][2] == list(ys)
              and all(OPNAME[ref.code[pc] & 0xFF] not in ("PUSH", "DROP", "LOOP", "END")
-                     for pc, _, _ in calls), "trace calls", "%d calls" % len(calls))
+                     for pc, _, _ in calls), "trace calls", f"{len(calls)} calls")
     lib.lnn_set_trace(m, TRACE(), None)
     n_before = len(calls)
     ck.check(lib.lnn_run(m, ins, outs, 4) == S["OK"] and len(calls) == n_before, "trace off")
@@ -1561,7 +1652,9 @@ def check_api(ck, lib_path, out, sample, ops_data, q8):
     g = Builder()
     x = g.input(["B", 2])
     o = g.output(["B", 2])
-    g.op("PUSH", x); g.op("NEG", o); g.op("DROP")
+    g.push(x)
+    g.op("NEG", o)
+    g.op("DROP")
     d = g.build()
     keep3, b3 = aligned(d)
     ck.check(lib.lnn_arena_size(b3, len(d), 7) == 0, "zero arena")
@@ -1592,7 +1685,7 @@ def check_api(ck, lib_path, out, sample, ops_data, q8):
     head = struct.unpack_from("<4sIIIf", q8, q8.index(b"LNNT"))
     ck.check((t.count, t.in_floats, t.out_floats, t.max_abs_err) == head[1:]
              and t.inputs[0] == struct.unpack_from("<f", q8, q8.index(b"LNNT") + 20)[0],
-             "q8 tests fields", "%s" % (head,))
+             "q8 tests fields", f"{head}")
     keep6, b6 = aligned(sample)
     ck.check(lib.lnn_init(m, b6, len(sample), abase, need4) == S["OK"]
              and lib.lnn_get_tests(m, ctypes.byref(t)) == 0, "sample has no tests")
@@ -1654,7 +1747,7 @@ def main():
             check_progfuzz(ck, args.lnnvm, out, args.progfuzz, args.seed)
     if args.lib:
         check_api(ck, args.lib, out, sample, ops_data, q8)
-    print("%d passed, %d failed" % (ck.passed, ck.failed))
+    print(f"{ck.passed} passed, {ck.failed} failed")
     return 1 if ck.failed else 0
 
 
