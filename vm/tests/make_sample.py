@@ -18,7 +18,9 @@ Standard library only. Writes into OUTDIR:
 With --lnnvm PATH it also runs the checks: verify / info / disasm / run
 against the expected outputs at several batch sizes, every broken file,
 runner usage errors, and (with --fuzz N) N random mutations of the valid
-models: every mutant must either be rejected with a status or run cleanly.
+models: every mutant must either be rejected with a status or run cleanly
+at --batch 3 (or be refused there with E_ARENA_LIMIT: three rows of its
+arena pass the runner's limit).
 Point --lnnvm at the sanitizer build to catch memory errors; any sanitizer
 report fails the check. With --lib PATH (liblnnvm.so) it checks the C API
 through ctypes. Prints 'N passed, M failed' and exits non-zero on failure.
@@ -63,7 +65,17 @@ def parse_defs():
     return ops, fmts, status
 
 
+def parse_version() -> tuple[int, ...]:
+    """(major, minor) of the format this VM reads: LNN_VERSION_MAJOR and
+    LNN_VERSION_MINOR of lnn_format.h, the one place they are defined."""
+    with open(os.path.join(INCLUDE, "lnn_format.h")) as f:
+        text = f.read()
+    return tuple(int(re.search(rf"#define\s+LNN_VERSION_{part}\s+(\d+)", text).group(1))
+                 for part in ("MAJOR", "MINOR"))
+
+
 OPS, FMTS, STATUS = parse_defs()
+VERSION_MAJOR, VERSION_MINOR = parse_version()
 OPNAME = {v: k for k, v in OPS.items()}
 ISAS = ("scalar", "neon", "sse3", "avx2", "avx512")
 EXPECT_ISA = None     # --isa: the kernel set lnn_init must pick
@@ -220,7 +232,7 @@ class Builder:
             self.layout[kind] = start
             table += struct.pack("<IIII", kind, start, len(data), 0)
             body += data
-        h = dict(magic=b"LNNB", major=1, minor=0, size=pos + len(body), crc=0,
+        h = dict(magic=b"LNNB", major=VERSION_MAJOR, minor=0, size=pos + len(body), crc=0,
                  nsec=nsec, ntens=len(self.tensors), fixed=self.arena_fixed,
                  row=self.arena_row, nin=self.n_in, nout=self.n_out,
                  reserved=b"\0" * 28)
@@ -791,8 +803,9 @@ def broken_variants():
         return bytes(fix(d) if crc else d)
 
     out.append(("bad_magic", patched(0, "<4s", b"LNNX", False), "E_MAGIC", 0))
-    out.append(("bad_version", patched(4, "<H", 2, False), "E_VERSION", 4))
-    out.append(("bad_minor", patched(6, "<H", 2, False), "E_VERSION", 6))
+    # a reader takes every minor version up to its own: one past it is refused
+    out.append(("bad_version", patched(4, "<H", VERSION_MAJOR + 1, False), "E_VERSION", 4))
+    out.append(("bad_minor", patched(6, "<H", VERSION_MINOR + 1, False), "E_VERSION", 6))
     d = bytearray(good)
     d[g.layout[SEC_CONSTS] + 5] ^= 0x40
     out.append(("bad_crc", bytes(d), "E_CRC", 12))
@@ -1105,6 +1118,8 @@ class ProgGen:
         for _ in range(r.randint(3, 40)):
             x = r.random()
             if x < 0.08 and len(loops) < 4:
+                if self.diff:  # in chaos mode a table left on the stack is one more mistake
+                    self._drop_strided(stack)
                 g.op("LOOP", r.randint(1, 4) if self.diff else r.randint(1, 5))
                 loops.append(list(stack))
                 continue
@@ -1129,6 +1144,15 @@ class ProgGen:
         while stack:
             stack.pop()
             g.op("DROP")
+
+    def _drop_strided(self, stack):
+        """Before LOOP: DROP down to below the deepest table. The verifier
+        refuses a loop-strided operand on the stack at a LOOP (E_STRIDE,
+        VERIFIER.md row 51a), so a table is read in the iteration it was
+        pushed in; _settle then never pushes one back before an END."""
+        while any(t in self.tables for t in stack):
+            stack.pop()
+            self.g.op("DROP")
 
     def _settle(self, stack, snap):
         """Before END: restore the stack the LOOP saw (same tensors)."""
@@ -1502,17 +1526,22 @@ def check_fuzz(ck, lnnvm, out, models, count, seed):
             continue
         if p.returncode != 0:
             continue
-        # accepted: it must run cleanly at batch 1 and 3
+        # accepted: it must run cleanly at batch 3 (5 rows: a full chunk and
+        # a partial one)
         ref_in = []
         info = run([lnnvm, "info", path]).stdout
         nin = int(re.search(r"^inputs: (\d+)", info, re.M).group(1))
         nout = int(re.search(r"^outputs: (\d+)", info, re.M).group(1))
+        # a mutated header may make it stateful: the runner then takes the
+        # rows as time steps of 3 streams and refuses a count not a multiple
+        # of 3, so such a model gets 6 rows
+        stateful = int(re.search(r"^state_row: (\d+)", info, re.M).group(1)) > 0
         cmd = [lnnvm, "run", path, "--batch", "3"]
         for i in range(nin):
             shape = re.search(rf"^input{i}: \[([^\]]*)\]", info, re.M).group(1)
             dims = [d for d in shape.split(",") if d]
             cnt = math.prod(int(d) for d in dims if d != "B")
-            rows = 5 if dims[:1] == ["B"] else 1
+            rows = (6 if stateful else 5) if dims[:1] == ["B"] else 1
             ip = os.path.join(out, f"fuzz.in{i}.f32")
             write_f32(ip, rnd_values(rng, cnt * rows, -3, 3))
             cmd += ["--in", ip]
@@ -1520,6 +1549,14 @@ def check_fuzz(ck, lnnvm, out, models, count, seed):
         for i in range(nout):
             cmd += ["--out", os.path.join(out, f"fuzz.out{i}.f32")]
         p2 = run(cmd)
+        # verify accepted the arena of one row; the runner refuses a --batch
+        # whose arena passes its limit (usage error, exit 2), as it says
+        limit = re.search(r"E_ARENA_LIMIT: the arena for 3 rows is (\d+) bytes, above the limit (\d+)",
+                          p2.stderr)
+        if p2.returncode == 2 and limit and int(limit.group(1)) > int(limit.group(2)):
+            stats["ok-run-refused-E_ARENA_LIMIT"] = stats.get("ok-run-refused-E_ARENA_LIMIT", 0) + 1
+            ck.check(sanitizer_clean(p2), f"fuzz run #{k}", p2.stderr[-2000:])
+            continue
         if not ck.check(p2.returncode == 0 and sanitizer_clean(p2), f"fuzz run #{k}",
                         p2.stderr[-2000:]):
             with open(os.path.join(out, f"fuzz_fail_{k}.lnnb"), "wb") as f:
