@@ -81,7 +81,7 @@ def build_harnesses(echo=print) -> Path:
     """make -C vm/fuzz: the harnesses (and their _uint twins), and the instrumented VM library under them."""
     if shutil.which("clang") is None:
         raise FuzzError("clang not found: the fuzzers need clang with libFuzzer (apt-get install clang)")
-    args = ["make", "-C", str(FUZZ_DIR), f"O={OUT_DIR}"]
+    args = ["make", "-C", str(FUZZ_DIR), "-j2", f"O={OUT_DIR}"]
     echo(f"$ {' '.join(args)}")
     proc = subprocess.run(args, capture_output=True, text=True)
     if proc.returncode != 0:
