@@ -32,7 +32,7 @@ def make(target: Target, out: Path, *goals: str) -> None:
     if shutil.which(compiler) is None:
         pytest.skip(f"{compiler} is not installed (./kit installs it)")
     args = make_command(target, out, goals[0])
-    proc = subprocess.run([*args, *goals[1:], "-s", "-j2"], capture_output=True, text=True)
+    proc = subprocess.run([*args, *goals[1:], "-s"], capture_output=True, text=True)
     assert proc.returncode == 0, f"{' '.join(args)}\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}"
 
 

@@ -153,7 +153,7 @@ def make_command(target: Target, out: Path, goal: str) -> list[str]:
     cc = tool_command(target.toolchain.cc)
     ar = tool_command(target.toolchain.ar)
     cflags = [*target.cflags, f'-DLNN_TARGET_NAME=\\"{target.name}\\"']
-    args = ["make", "-C", str(VM_DIR), f"O={out}", f"CC={shlex.join(cc)}", f"AR={shlex.join(ar)}",
+    args = ["make", "-C", str(VM_DIR), "-j2", f"O={out}", f"CC={shlex.join(cc)}", f"AR={shlex.join(ar)}",
             f"ISA={target.simd}", f"EXTRA_CFLAGS={' '.join(cflags)}"]
     if target.static:
         args.append("EXTRA_LDFLAGS=-static")
