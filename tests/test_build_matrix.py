@@ -69,7 +69,7 @@ def test_firmware_is_warning_free_at_every_level(name, level, tmp_path):
     target = config.load_target(name)
     if shutil.which(target.toolchain.cc) is None:
         pytest.skip(f"{target.toolchain.cc} is not installed (./kit installs it)")
-    args = [*firmware_make_args(target, None, tmp_path), f"OPT={level}", "-s", "-j2"]
+    args = [*firmware_make_args(target, None, tmp_path), f"OPT={level}", "-s"]
     proc = subprocess.run(args, capture_output=True, text=True)
     assert proc.returncode == 0, f"{' '.join(args)}\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}"
     assert (tmp_path / target.firmware.elf).stat().st_size > 0

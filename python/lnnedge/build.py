@@ -201,7 +201,7 @@ def firmware_make_args(target: Target, model: Path | None = None, out: Path | No
     image in `out` (default: output_dir)."""
     fw = target.firmware
     cross = target.toolchain.cc[: -len("gcc")] if target.toolchain.cc.endswith("gcc") else target.toolchain.cc
-    args = ["make", "-C", str(ROOT / fw.make_dir), f"O={out or output_dir(target)}", f"CROSS={cross}",
+    args = ["make", "-C", str(ROOT / fw.make_dir), "-j2", f"O={out or output_dir(target)}", f"CROSS={cross}",
             f"TARGET_NAME={target.name}", f"CPU={' '.join(target.cflags)}", f"IMAGE={Path(fw.elf).stem}"]
     for name, region in target.memory.items():
         args += [f"{name.upper()}_ORIGIN={region.origin:#010x}", f"{name.upper()}_SIZE={region.size}"]
@@ -234,7 +234,7 @@ def build_firmware(target: Target, echo=print, model: Path | None = None, out: P
     echo(f"$ {shlex.join(args)}")
     (out / RESIDENT_FILE).unlink(missing_ok=True)  # what an image holds is only recorded once it is built
     _prepare_output(target, out)
-    proc = subprocess.run([*args, "-j2"], capture_output=True, text=True)
+    proc = subprocess.run(args, capture_output=True, text=True)
     if proc.returncode != 0:
         raise _failed(f"building the firmware for {target.name}", proc)
     _record_config(target, out)
