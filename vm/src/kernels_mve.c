@@ -368,6 +368,113 @@ static void lnn_linear_w8a16__mve(const lnn_linear_w8a16_params *p)
 }
 #define LNN_SIMD_LINEAR_W8A16 lnn_linear_w8a16__mve
 
+/* LINEAR_TQ8, MATMUL_TQ8 (kernels.h): the shared kernel's outer products
+ * (8 accumulator vectors, 4 widened weight vectors and a broadcast x) need
+ * twice the 8 Q registers MVE has. Here x stays in a core register, for
+ * the vector-by-scalar VFMA: per vector of 4 columns and input i,
+ *     vldrb.s32   the 4 int8 of row i of Qt, each in its 32-bit lane
+ *     vcvt        to float (exact)
+ *     vfma        acc += w x[i]      (x[i] loaded once per i, in a core register)
+ * in tiles of 7 accumulators (28 columns) and one register for the weight,
+ * then 4, then 2, then one vector, tail-predicated (nothing past column m
+ * is read or written, so m below 4 needs no scalar kernel). A tile is a
+ * function of its own: inlined into the row loop, gcc -Os keeps x's step
+ * on the stack and reloads it every input (and the steps come in r2, r3:
+ * the 5th argument on would be reloaded too). Each column is summed in i
+ * order (or reversed) by fused multiply-adds, as the shared kernel: within
+ * the kernel test's 1e-5 of the scalar sums. Then times the column's scale,
+ * plus its bias, in vectors. MVE flushes a denormal x, sum, scale or
+ * product to 0, as the shared kernel did on this core: a denormal x times
+ * an int8 is below 2^-119, under the test's 1e-30 floor. NaN and infinity
+ * propagate as in the scalar sums. Rows one at a time: re-reading the
+ * weight for each row costs no instruction more per multiply-add. */
+#define LNN_MVE_TQ8_ACC(c) float32x4_t a##c = vdupq_n_f32(0.0f);
+#define LNN_MVE_TQ8_FMA(c) a##c = vfmaq_n_f32(a##c, vcvtq_f32_s32(vldrbq_s32(qi + 4 * (c))), xv);
+#define LNN_MVE_TQ8_OUT(c)                                                                         \
+    a##c = vmulq_f32(a##c, vld1q_f32(scale + 4 * (c)));                                            \
+    vst1q_f32(y + 4 * (c), bias ? vaddq_f32(a##c, vld1q_f32(bias + 4 * (c))) : a##c);
+#define LNN_MVE_TQ8_REP2(M) M(0) M(1)
+#define LNN_MVE_TQ8_REP4(M) M(0) M(1) M(2) M(3)
+#define LNN_MVE_TQ8_REP7(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6)
+
+/* 4 NV columns of one row into y: x and q at the first input of the sum,
+ * dx and dq the steps to the next; k >= 1; scale and bias (or NULL) at the
+ * tile's first column. */
+#define LNN_MVE_TQ8_TILE(NV)                                                                        \
+    __attribute__((noinline)) static void lnn_mve_tq8_tile##NV(                                     \
+        const float *x, const int8_t *q, ptrdiff_t dx, ptrdiff_t dq, size_t k, const float *scale,   \
+        const float *bias, float *y)                                                                \
+    {                                                                                               \
+        LNN_MVE_TQ8_REP##NV(LNN_MVE_TQ8_ACC)                                                        \
+        const int8_t *qi = q;                                                                       \
+        do {                                                                                        \
+            const float xv = *x;                                                                    \
+            x += dx;                                                                                \
+            LNN_MVE_TQ8_REP##NV(LNN_MVE_TQ8_FMA)                                                    \
+            qi += dq;                                                                               \
+        } while (--k);                                                                              \
+        LNN_MVE_TQ8_REP##NV(LNN_MVE_TQ8_OUT)                                                        \
+    }
+LNN_MVE_TQ8_TILE(7)
+LNN_MVE_TQ8_TILE(4)
+LNN_MVE_TQ8_TILE(2)
+
+/* n columns (1 <= n <= 4) as the tiles; lanes from n on are not read or
+ * written. */
+static void lnn_mve_tq8_tail(const float *x, const int8_t *q, ptrdiff_t dx, ptrdiff_t dq, size_t k,
+                             const float *scale, const float *bias, float *y, size_t n)
+{
+    const mve_pred16_t in = vctp32q((uint32_t)n);
+    float32x4_t a = vdupq_n_f32(0.0f);
+    do {
+        const float xv = *x;
+        x += dx;
+        a = vfmaq_n_f32(a, vcvtq_f32_s32(vldrbq_z_s32(q, in)), xv);
+        q += dq;
+    } while (--k);
+    a = vmulq_f32(a, vldrwq_z_f32(scale, in));
+    vstrwq_p_f32(y, bias ? vaddq_f32(a, vldrwq_z_f32(bias, in)) : a, in);
+}
+
+void lnn_linear_tq8__mve(const lnn_linear_q8_params *p)
+{
+    const size_t k = p->k, m = p->m;
+    if (k == 0) { /* no sums: 0 times the scales, plus the biases (the tiles need k >= 1) */
+        lnn_linear_tq8__scalar(p);
+        return;
+    }
+    /* the first input of the sums and the steps: forwards, or from k-1 back */
+    const size_t first = p->reverse ? k - 1 : 0;
+    const ptrdiff_t dq = p->reverse ? -(ptrdiff_t)p->ldq : (ptrdiff_t)p->ldq;
+    const ptrdiff_t dx = p->reverse ? -1 : 1;
+    const int8_t *q = p->q + first * p->ldq;
+    const float *scale = p->scale, *bias = p->bias;
+    for (size_t r = 0; r < p->rows; r++) {
+        const float *x = p->x + r * k + first;
+        float *y = p->y + r * p->ldy;
+        size_t j = 0;
+#define LNN_MVE_TQ8_COLS(NV)                                                                       \
+    for (; j + 4 * (NV) <= m; j += 4 * (NV))                                                       \
+        lnn_mve_tq8_tile##NV(x, q + j, dx, dq, k, scale + j, bias ? bias + j : NULL, y + j);
+        LNN_MVE_TQ8_COLS(7)
+        LNN_MVE_TQ8_COLS(4)
+        LNN_MVE_TQ8_COLS(2)
+#undef LNN_MVE_TQ8_COLS
+        for (; j < m; j += 4)
+            lnn_mve_tq8_tail(x, q + j, dx, dq, k, scale + j, bias ? bias + j : NULL, y + j,
+                             m - j < 4 ? m - j : 4);
+    }
+}
+#define LNN_SIMD_LINEAR_TQ8 lnn_linear_tq8__mve
+
+#undef LNN_MVE_TQ8_ACC
+#undef LNN_MVE_TQ8_FMA
+#undef LNN_MVE_TQ8_OUT
+#undef LNN_MVE_TQ8_REP2
+#undef LNN_MVE_TQ8_REP4
+#undef LNN_MVE_TQ8_REP7
+#undef LNN_MVE_TQ8_TILE
+
 #include "kernels_simd.h"
 
 #else

@@ -69,7 +69,8 @@
  *
  * It may define the tuning knobs LNN_LT_ROWS, LNN_LT_COLS (LINEAR_T),
  * LNN_MM_KC (MATMUL), LNN_SIMD_LINEAR (another set's LINEAR for its
- * table, see there), LNN_SIMD_LINEAR_W8A16 (the set's own w8a16 product)
+ * table, see there), LNN_SIMD_LINEAR_W8A16 (the set's own w8a16 product),
+ * LNN_SIMD_LINEAR_TQ8 (its own linear_tq8)
  * and LNN_W8_VECTOR_FINISH (where lnn_v_fma rounds once and lnn_v_mul keeps
  * subnormals, as fmaf and C's multiply: the w8a16 product's scale and bias
  * in vectors; elsewhere lnn_fmaf per column).
@@ -924,6 +925,7 @@ void LNN_SK(linear_q8)(const lnn_linear_q8_params *p)
 #undef LNN_Q2_BODY
 #undef LNN_Q2_TAIL
 
+#ifndef LNN_SIMD_LINEAR_TQ8
 /* The outer products (Qt (K, M)), as LINEAR_T: for each i, x[r][i]
  * broadcast times the widened row i of Qt, into vector accumulators of y's
  * columns, each column summed in i order (or reversed), so every tiling
@@ -1098,6 +1100,9 @@ void LNN_SK(linear_tq8)(const lnn_linear_q8_params *p)
     for (; r < rows; r++)
         lnn_qt_row1(p, p->x + r * k + first, q, p->y + r * p->ldy, dq, dx);
 }
+
+#define LNN_SIMD_LINEAR_TQ8 LNN_SK(linear_tq8)
+#endif
 
 #undef LNN_REP4
 #undef LNN_QT_DECL
@@ -1606,7 +1611,7 @@ const lnn_kernels LNN_SKT(LNN_SIMD_ISA) = {
     .linear = LNN_SIMD_LINEAR,
     .linear_t = LNN_SK(linear_t),
     .linear_q8 = LNN_SK(linear_q8),
-    .linear_tq8 = LNN_SK(linear_tq8),
+    .linear_tq8 = LNN_SIMD_LINEAR_TQ8,
     .linear_w8a16 = LNN_KERNEL_IF(LNN_W8A16_LINKED, LNN_SIMD_LINEAR_W8A16),
     .ewise = LNN_SK(ewise),
     .add = LNN_SK(add),
@@ -1651,3 +1656,4 @@ const lnn_kernels LNN_SKT(LNN_SIMD_ISA) = {
 #undef LNN_SSTR
 #undef LNN_SIMD_LINEAR
 #undef LNN_SIMD_LINEAR_W8A16
+#undef LNN_SIMD_LINEAR_TQ8
