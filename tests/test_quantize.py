@@ -236,8 +236,10 @@ def test_quantize_check_gates_deploy(trained_sine, tmp_path):
     ok("compile", "--model", "ltc-sine", "--quant", "int8")
 
 
-@pytest.mark.parametrize("board", ["host", "qemu-rpi4"])
+@pytest.mark.parametrize("board", ["host", "qemu-rpi4", "qemu-m4", "qemu-m55"])
 def test_verify_int8_against_fake_quantized_pytorch(trained_sine, board):
+    """Every int8 product kernel end to end: the host's and NEON's, the Cortex-M4's (integer sums on block
+    floating point) and the Cortex-M55's (Helium)."""
     ok("compile", "--model", "ltc-sine", "--quant", "int8")
     proc = ok("verify", "--model", "ltc-sine", "--quant", "int8", "--board", board)
     report = json.loads((trained_sine / f"verify-{board}-int8.json").read_text())
