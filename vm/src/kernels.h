@@ -325,6 +325,20 @@ static inline const lnn_ewise_params *lnn_ew_unsplit_as_ltc(const lnn_ewise_para
 #define LNN_ALWAYS_INLINE inline
 #endif
 
+/* The order of a transposed product's sums (linear_t, linear_tq8): inputs 0
+ * up to k-1, or k-1 down to 0 (reverse): the first input, and the steps
+ * from one input to the next in the weights (rows ld apart) and in x. */
+typedef struct {
+    size_t first;
+    ptrdiff_t dw, dx;
+} lnn_sum_order;
+
+static inline lnn_sum_order lnn_sum_order_of(int reverse, size_t k, size_t ld)
+{
+    const lnn_sum_order forwards = {0, (ptrdiff_t)ld, 1}, backwards = {k - 1, -(ptrdiff_t)ld, -1};
+    return reverse ? backwards : forwards;
+}
+
 /* Runs p's program block by block; op(code, y, a, a_scalar, b, b_scalar,
  * len) computes one instruction over one block (a_scalar: a is one value;
  * b is unused by the one-operand ops). Shared by every kernel set: only op

@@ -443,10 +443,9 @@ void lnn_linear_tq8__mve(const lnn_linear_q8_params *p)
         lnn_linear_tq8__scalar(p);
         return;
     }
-    /* the first input of the sums and the steps: forwards, or from k-1 back */
-    const size_t first = p->reverse ? k - 1 : 0;
-    const ptrdiff_t dq = p->reverse ? -(ptrdiff_t)p->ldq : (ptrdiff_t)p->ldq;
-    const ptrdiff_t dx = p->reverse ? -1 : 1;
+    const lnn_sum_order o = lnn_sum_order_of(p->reverse, k, p->ldq);
+    const size_t first = o.first;
+    const ptrdiff_t dq = o.dw, dx = o.dx;
     const int8_t *q = p->q + first * p->ldq;
     const float *scale = p->scale, *bias = p->bias;
     for (size_t r = 0; r < p->rows; r++) {

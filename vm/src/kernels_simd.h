@@ -724,10 +724,9 @@ static void lnn_lt_rows(const float *x, const float *w, const float *bias, float
 void LNN_SK(linear_t)(const lnn_linear_t_params *p)
 {
     const size_t k = p->k, m = p->m, rows = p->rows;
-    /* the first row of the sums and the steps: forwards, or from k-1 back */
-    const size_t first = p->reverse ? k - 1 : 0;
-    const ptrdiff_t dw = p->reverse ? -(ptrdiff_t)p->ldw : (ptrdiff_t)p->ldw;
-    const ptrdiff_t dx = p->reverse ? -1 : 1;
+    const lnn_sum_order o = lnn_sum_order_of(p->reverse, k, p->ldw);
+    const size_t first = o.first;
+    const ptrdiff_t dw = o.dw, dx = o.dx;
     const float *w = p->w + first * p->ldw;
     size_t r = 0;
     for (; r + LNN_LT_ROWS <= rows; r += LNN_LT_ROWS)
@@ -1089,10 +1088,9 @@ void LNN_SK(linear_tq8)(const lnn_linear_q8_params *p)
         lnn_linear_tq8__scalar(p);
         return;
     }
-    /* the first row of the sums and the steps: forwards, or from k-1 back */
-    const size_t first = p->reverse ? k - 1 : 0;
-    const ptrdiff_t dq = p->reverse ? -(ptrdiff_t)p->ldq : (ptrdiff_t)p->ldq;
-    const ptrdiff_t dx = p->reverse ? -1 : 1;
+    const lnn_sum_order o = lnn_sum_order_of(p->reverse, k, p->ldq);
+    const size_t first = o.first;
+    const ptrdiff_t dq = o.dw, dx = o.dx;
     const int8_t *q = p->q + first * p->ldq;
     size_t r = 0;
     for (; r + LNN_LT_ROWS <= rows; r += LNN_LT_ROWS)
