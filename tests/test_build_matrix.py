@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import subprocess
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,7 @@ def test_firmware_is_warning_free_at_every_level(name, level, tmp_path):
 CORTEX_M_SETS = {"cortex-m4": {"lnn_kernels_cm4"}, "cortex-m55": {"lnn_kernels_cm4", "lnn_kernels_mve"}, "nrf51": set()}
 
 
+@cache
 def newlib_include() -> str:
     """The C library headers of the arm-none-eabi toolchain (Debian's libnewlib-dev), which clang has none of."""
     probe = subprocess.run(["arm-none-eabi-gcc", "-E", "-Wp,-v", "-"], input="", capture_output=True, text=True)

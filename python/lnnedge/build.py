@@ -39,6 +39,11 @@ class BuildResult:
     memory: dict | None = None  # firmware targets: flash/RAM use, from `make size`
 
 
+# make's parallel jobs for every build of the VM, the firmware and the fuzzers: the files are independent, and
+# the machines the kit targets as hosts (CI, a laptop) have at least two cores
+MAKE_JOBS = "-j2"
+
+
 def output_dir(target: Target) -> Path:
     return BUILD_DIR / ("firmware" if target.firmware else "vm") / target.name
 
@@ -153,7 +158,7 @@ def make_command(target: Target, out: Path, goal: str) -> list[str]:
     cc = tool_command(target.toolchain.cc)
     ar = tool_command(target.toolchain.ar)
     cflags = [*target.cflags, f'-DLNN_TARGET_NAME=\\"{target.name}\\"']
-    args = ["make", "-C", str(VM_DIR), "-j2", f"O={out}", f"CC={shlex.join(cc)}", f"AR={shlex.join(ar)}",
+    args = ["make", "-C", str(VM_DIR), MAKE_JOBS, f"O={out}", f"CC={shlex.join(cc)}", f"AR={shlex.join(ar)}",
             f"ISA={target.simd}", f"EXTRA_CFLAGS={' '.join(cflags)}"]
     if target.static:
         args.append("EXTRA_LDFLAGS=-static")
@@ -201,7 +206,7 @@ def firmware_make_args(target: Target, model: Path | None = None, out: Path | No
     image in `out` (default: output_dir)."""
     fw = target.firmware
     cross = target.toolchain.cc[: -len("gcc")] if target.toolchain.cc.endswith("gcc") else target.toolchain.cc
-    args = ["make", "-C", str(ROOT / fw.make_dir), "-j2", f"O={out or output_dir(target)}", f"CROSS={cross}",
+    args = ["make", "-C", str(ROOT / fw.make_dir), MAKE_JOBS, f"O={out or output_dir(target)}", f"CROSS={cross}",
             f"TARGET_NAME={target.name}", f"CPU={' '.join(target.cflags)}", f"IMAGE={Path(fw.elf).stem}"]
     for name, region in target.memory.items():
         args += [f"{name.upper()}_ORIGIN={region.origin:#010x}", f"{name.upper()}_SIZE={region.size}"]

@@ -36,6 +36,7 @@ import sys
 import time
 from pathlib import Path
 
+from .build import MAKE_JOBS
 from .errors import LnnedgeError
 from .paths import BUILD_DIR, VM_DIR
 
@@ -81,7 +82,7 @@ def build_harnesses(echo=print) -> Path:
     """make -C vm/fuzz: the harnesses (and their _uint twins), and the instrumented VM library under them."""
     if shutil.which("clang") is None:
         raise FuzzError("clang not found: the fuzzers need clang with libFuzzer (apt-get install clang)")
-    args = ["make", "-C", str(FUZZ_DIR), "-j2", f"O={OUT_DIR}"]
+    args = ["make", "-C", str(FUZZ_DIR), MAKE_JOBS, f"O={OUT_DIR}"]
     echo(f"$ {' '.join(args)}")
     proc = subprocess.run(args, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -96,7 +97,8 @@ def build_gen_library(echo=print) -> Path:
 
     checked = "CHECKED" in (VM_DIR / "Makefile").read_text()
     out = CHECKED_LIBRARY.parent if checked else BUILD_DIR / "vm" / "host"
-    args = ["make", "-C", str(VM_DIR), "-j2", f"O={out}", *(["CHECKED=1"] if checked else []), str(out / "liblnnvm.so")]
+    args = ["make", "-C", str(VM_DIR), MAKE_JOBS, f"O={out}", *(["CHECKED=1"] if checked else []),
+            str(out / "liblnnvm.so")]
     echo(f"$ {' '.join(args)}")
     proc = subprocess.run(args, capture_output=True, text=True)
     if proc.returncode != 0:

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..build import MAKE_JOBS
 from ..devices import DeviceError
 from ..devices.serial import FirmwareError, Line, NoAnswer, SerialLink
 from ..devices.serial.protocol import Frame, FrameError, cobs_encode, decode_frame, decode_info, protocol, seal_frame
@@ -85,8 +86,8 @@ class Engine:
 
 @cache
 def engine() -> Engine:
-    """Builds (make hostlib, -j2) and loads the engine, once per process."""
-    proc = subprocess.run(["make", "-s", "-C", str(FIRMWARE_DIR), f"O={ENGINE_OUT}", "-j2", "hostlib"],
+    """Builds (make hostlib) and loads the engine, once per process."""
+    proc = subprocess.run(["make", "-s", "-C", str(FIRMWARE_DIR), f"O={ENGINE_OUT}", MAKE_JOBS, "hostlib"],
                           capture_output=True, text=True)
     if proc.returncode != 0:
         raise EngineError(f"make hostlib failed: {(proc.stdout + proc.stderr)[-2000:]}")
