@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -96,3 +97,18 @@ def test_int8_weights_run_the_integer_kernel_and_verify_on_the_core(tmp_path, si
 def test_bench_refuses_a_board_that_is_not_emulated_firmware():
     with pytest.raises(mcu_bench.McuBenchError, match="not an emulated microcontroller"):
         mcu_bench.count(config.board("qemu-rpi4"), Path("unused.lnnb"))
+
+
+def test_bench_names_a_file_the_firmware_cannot_hold_without_booting_it(sine_model, tmp_path):
+    """ltc-sine with float16 weights widens them into the arena: 34 KB at batch 1 against the nRF51 firmware's
+    1,280 bytes. The bench row says so with both figures (lnnedge.fit, from the file and the target file) and no
+    emulator starts: the board here names a QEMU that does not exist, so a boot would fail, not be refused."""
+    board = config.board("qemu-m0")
+    board = replace(board, target=replace(board.target, qemu=replace(board.target.qemu, program="/nonexistent/qemu")))
+    f16 = quantize.fake_quantize(sine_model, (), "f16")
+    path = compile_module(f16, (torch.zeros(1, 1),), name="ltc-sine",
+                          **quantize.compile_options(f16, (), "f16")).save(tmp_path / "f16.lnnb")
+    need = lnnb.read(path.read_bytes()).arena_size(1)
+    data = mcu_bench.bench(board, "ltc-sine", {"f16": path}, images={})
+    assert data["results"]["f16"] == {"refused": f"board qemu-m0: the arena needs {need} bytes but the firmware's "
+                                                 "ARENA_SIZE is 1280 (targets/nrf51.yaml firmware.variables)"}

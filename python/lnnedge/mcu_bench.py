@@ -32,6 +32,8 @@ from .config import Board
 from .devices.base import DeviceError, bundled_tests
 from .devices.icount import bench_shift, instructions
 from .errors import LnnedgeError
+from .fit import FitError
+from .fit import check as check_fit
 from .progress import Progress, silent
 from .refvm import RefVM
 
@@ -148,8 +150,9 @@ def bench(board: Board, model_name: str, files: dict[str, Path], progress: Progr
     try:
         for scheme, path in files.items():
             try:
+                check_fit(board, path, None)  # e.g. float16 weights widen into an arena the part does not have
                 r = count(board, path, shift, (images or {}).get(scheme))
-            except DeviceError as e:  # e.g. float16 weights widen into an arena the part does not have
+            except (FitError, DeviceError) as e:
                 results[scheme] = {"refused": str(e)}
                 bar.advance(last=scheme)
                 continue
