@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from lnnedge import config, lnnb, mcu_bench, opselect, quantize
+from lnnedge.build import build_firmware as build_target_firmware
 from lnnedge.compiler import compile_module
 from lnnedge.devices import icount
 from lnnedge.paths import VM_DIR
@@ -92,6 +93,27 @@ def test_int8_weights_run_the_integer_kernel_and_verify_on_the_core(tmp_path, si
     result = mcu_bench.count(config.board("qemu-m4"), path, image=build_firmware()["elf"])
     assert result["isa"] == "cm4"
     assert result["max_abs_err_vs_bundled"] <= result["bundled_tolerance"] == pytest.approx(1e-5)
+
+
+@pytest.mark.parametrize("scheme", ["float32", "int8"])
+def test_the_cm4_kernels_run_and_verify_on_the_cortex_m7(scheme, sine_with_tests, sine_model, tmp_path):
+    """The Cortex-M7 image (targets/cortex-m7.yaml: -mcpu=cortex-m7, fpv5-sp-d16; QEMU mps2-an500) picks the cm4
+    set and verifies ltc-sine within 1e-5 with float32 and int8 weights; the board names its FPGA image."""
+    target = config.load_target("cortex-m7")
+    image = build_target_firmware(target, echo=lambda _line: None, out=tmp_path / "m7").runner
+    if scheme == "float32":
+        path = sine_with_tests
+    else:
+        fake = quantize.fake_quantize(sine_model, ())
+        x = np.linspace(-1, 7, 16, dtype=np.float32).reshape(-1, 1)
+        with torch.no_grad():
+            y = fake(torch.from_numpy(x)).numpy()
+        path = compile_module(fake, (torch.zeros(1, 1),), name="ltc-sine", tests=lnnb.TestSet(x, y, 1e-5),
+                              **quantize.compile_options(sine_model, (), "int8")).save(tmp_path / "int8.lnnb")
+    result = mcu_bench.count(config.board("qemu-m7"), path, image=image)
+    assert result["isa"] == "cm4" and result["kernels"] == "cm4,scalar"
+    assert result["max_abs_err_vs_bundled"] <= result["bundled_tolerance"] == pytest.approx(1e-5)
+    assert b"mps2-an500\0" in image.with_suffix(".bin").read_bytes()
 
 
 def test_bench_refuses_a_board_that_is_not_emulated_firmware():

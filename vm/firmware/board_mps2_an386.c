@@ -1,6 +1,8 @@
 /*
  * board_mps2_an386.c - the MPS2+ AN386 board (Cortex-M4F at 25 MHz), as on
- * the real FPGA image and in QEMU's mps2-an386.
+ * the real FPGA image and in QEMU's mps2-an386; also the AN500 image
+ * (Cortex-M7, BOARD=mps2_an500), which QEMU's mps2.c builds with the AN386's
+ * peripherals, addresses and interrupts (run under QEMU only).
  *
  * UART0: the CMSDK APB UART (uart_cmsdk.h) at 0x40004000.
  * Interrupts (AN386): UART0 RX = IRQ 0, TX = IRQ 1, overruns of UART0-2 = IRQ 12.
@@ -9,6 +11,10 @@
 #include "board.h"
 #include "cortexm.h"
 #include "uart_cmsdk.h"
+
+#ifndef LNN_MPS2_IMAGE
+#define LNN_MPS2_IMAGE "mps2-an386"
+#endif
 
 #define SYSCLK_HZ 25000000u
 #define UART_BAUD 115200u
@@ -58,7 +64,7 @@ uint32_t board_entropy(void)
 
 const char *board_name(void)
 {
-    return "mps2-an386";
+    return LNN_MPS2_IMAGE;
 }
 
 void board_init(void)
