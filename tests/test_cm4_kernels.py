@@ -22,22 +22,27 @@ pytestmark = pytest.mark.skipif(subprocess.run(["sh", "-c", "command -v qemu-sys
                                 reason="needs qemu-system-arm and arm-none-eabi-gcc")
 
 
-@pytest.mark.parametrize(("blocks", "opt"), [("", "-O2"), ("-DLNN_CM4_T_BLOCKS=0", "-O2"), ("", "-O0")],
-                         ids=["full", "no-tail-blocks", "O0"])
-def test_cm4_products_and_ltc_step_match_the_scalar_kernels_on_the_core(blocks, opt):
+@pytest.mark.parametrize(("target_name", "blocks", "opt"),
+                         [("cortex-m4", "", "-O2"), ("cortex-m4", "-DLNN_CM4_T_BLOCKS=0", "-O2"),
+                          ("cortex-m4", "", "-O0"), ("cortex-m7", "", "-O2")],
+                         ids=["full", "no-tail-blocks", "O0", "cortex-m7"])
+def test_cm4_products_and_ltc_step_match_the_scalar_kernels_on_the_core(target_name, blocks, opt):
     """cm4_kernel_test.c under QEMU with semihosting: linear / linear_t within 1e-5 sum |x w| of the scalar
     kernels, linear_tq8 (block floating point) within that + 2^-29 max |x| sum |w|, the fused LTC step bit for bit
     the scalar block interpreter's result, conv2d (the cm4 tap) within 1e-5 of the sum of the absolute terms,
     linear_w8a16 (SMLALD / SMLAD on the column-pair panel) bit for bit the scalar kernel's result; it exits 1 on any
     failure. Also as a selective build whose models need none of linear_t's 8/4/2-column tail
-    blocks builds it (LNN_CM4_T_BLOCKS 0): every width then runs its last columns one at a time. And at -O0, where
-    gcc calls the C library for fmaf() (newlib's rounds twice: the w8a16 finish was an ulp off there)."""
+    blocks builds it (LNN_CM4_T_BLOCKS 0): every width then runs its last columns one at a time. At -O0, where
+    gcc calls the C library for fmaf() (newlib's rounds twice: the w8a16 finish was an ulp off there). And compiled
+    for the Cortex-M7 (its target's flags: FPv5) on QEMU's M7 (mps2-an500, the AN386's memory map)."""
+    target = config.load_target(target_name)
     out = OUT.with_name(OUT.name + "-no-tail-blocks") if blocks else OUT if opt == "-O2" else OUT.with_name(
         OUT.name + "-O0")
+    out = out if target_name == "cortex-m4" else OUT.with_name(target_name)
     proc = subprocess.run(["make", "-s", "-C", str(VM_DIR / "firmware"), f"O={out}", "-j2", f"EXTRA_CFLAGS={blocks}",
-                           f"OPT={opt}", "kerneltest"], capture_output=True, text=True)
+                           f"OPT={opt}", f"CPU={' '.join(target.cflags)}", "kerneltest"], capture_output=True,
+                          text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    target = config.load_target("cortex-m4")
     run = subprocess.run([target.qemu.program, "-M", target.qemu.machine, "-cpu", target.qemu.cpu, "-display", "none",
                           "-monitor", "none", "-serial", "none", "-semihosting-config", "enable=on,target=native",
                           "-kernel", str(out / "lnn_cm4_kernel_test.elf")], capture_output=True, text=True, timeout=120)
