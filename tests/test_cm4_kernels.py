@@ -12,9 +12,9 @@ import pytest
 import torch
 from lnnedge import config, lnnb, mcu_bench, opselect, quantize
 from lnnedge.build import build_firmware as build_target_firmware
+from lnnedge.build import firmware_make_args
 from lnnedge.compiler import compile_module
 from lnnedge.devices import icount
-from lnnedge.paths import VM_DIR
 from support.emulator import OUT, build_firmware
 
 pytestmark = pytest.mark.skipif(subprocess.run(["sh", "-c", "command -v qemu-system-arm arm-none-eabi-gcc"],
@@ -24,8 +24,8 @@ pytestmark = pytest.mark.skipif(subprocess.run(["sh", "-c", "command -v qemu-sys
 
 @pytest.mark.parametrize(("target_name", "blocks", "opt"),
                          [("cortex-m4", "", "-O2"), ("cortex-m4", "-DLNN_CM4_T_BLOCKS=0", "-O2"),
-                          ("cortex-m4", "", "-O0"), ("cortex-m7", "", "-O2")],
-                         ids=["full", "no-tail-blocks", "O0", "cortex-m7"])
+                          ("cortex-m4", "", "-O0"), ("cortex-m7", "", "-O2"), ("cortex-m33", "", "-O2")],
+                         ids=["full", "no-tail-blocks", "O0", "cortex-m7", "cortex-m33"])
 def test_cm4_products_and_ltc_step_match_the_scalar_kernels_on_the_core(target_name, blocks, opt):
     """cm4_kernel_test.c under QEMU with semihosting: linear / linear_t within 1e-5 sum |x w| of the scalar
     kernels, linear_tq8 (block floating point) within that + 2^-29 max |x| sum |w|, the fused LTC step bit for bit
@@ -33,15 +33,15 @@ def test_cm4_products_and_ltc_step_match_the_scalar_kernels_on_the_core(target_n
     linear_w8a16 (SMLALD / SMLAD on the column-pair panel) bit for bit the scalar kernel's result; it exits 1 on any
     failure. Also as a selective build whose models need none of linear_t's 8/4/2-column tail
     blocks builds it (LNN_CM4_T_BLOCKS 0): every width then runs its last columns one at a time. At -O0, where
-    gcc calls the C library for fmaf() (newlib's rounds twice: the w8a16 finish was an ulp off there). And compiled
-    for the Cortex-M7 (its target's flags: FPv5) on QEMU's M7 (mps2-an500, the AN386's memory map)."""
+    gcc calls the C library for fmaf() (newlib's rounds twice: the w8a16 finish was an ulp off there). And for the
+    Cortex-M7 (QEMU mps2-an500) and the Cortex-M33 (mps2-an505, Secure state), with their targets' flags (FPv5)
+    and memory maps."""
     target = config.load_target(target_name)
     out = OUT.with_name(OUT.name + "-no-tail-blocks") if blocks else OUT if opt == "-O2" else OUT.with_name(
         OUT.name + "-O0")
     out = out if target_name == "cortex-m4" else OUT.with_name(target_name)
-    proc = subprocess.run(["make", "-s", "-C", str(VM_DIR / "firmware"), f"O={out}", "-j2", f"EXTRA_CFLAGS={blocks}",
-                           f"OPT={opt}", f"CPU={' '.join(target.cflags)}", "kerneltest"], capture_output=True,
-                          text=True)
+    proc = subprocess.run([*firmware_make_args(target, None, out), "-s", f"EXTRA_CFLAGS={blocks}", f"OPT={opt}",
+                           "kerneltest"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     run = subprocess.run([target.qemu.program, "-M", target.qemu.machine, "-cpu", target.qemu.cpu, "-display", "none",
                           "-monitor", "none", "-serial", "none", "-semihosting-config", "enable=on,target=native",
@@ -100,12 +100,15 @@ def test_int8_weights_run_the_integer_kernel_and_verify_on_the_core(tmp_path, si
     assert result["max_abs_err_vs_bundled"] <= result["bundled_tolerance"] == pytest.approx(1e-5)
 
 
+@pytest.mark.parametrize(("board", "fpga"), [("qemu-m7", "mps2-an500"), ("qemu-m33", "mps2-an505")])
 @pytest.mark.parametrize("scheme", ["float32", "int8"])
-def test_the_cm4_kernels_run_and_verify_on_the_cortex_m7(scheme, sine_with_tests, sine_model, tmp_path):
-    """The Cortex-M7 image (targets/cortex-m7.yaml: -mcpu=cortex-m7, fpv5-sp-d16; QEMU mps2-an500) picks the cm4
-    set and verifies ltc-sine within 1e-5 with float32 and int8 weights; the board names its FPGA image."""
-    target = config.load_target("cortex-m7")
-    image = build_target_firmware(target, echo=lambda _line: None, out=tmp_path / "m7").runner
+def test_the_cm4_kernels_run_and_verify_on_the_cortex_m7_and_m33(board, fpga, scheme, sine_with_tests, sine_model,
+                                                                  tmp_path):
+    """The Cortex-M7 and Cortex-M33 images (targets/cortex-m7.yaml, cortex-m33.yaml: fpv5-sp-d16, DSP; QEMU
+    mps2-an500, mps2-an505) pick the cm4 set and verify ltc-sine within 1e-5 with float32 and int8 weights; the
+    board names its FPGA image."""
+    target = config.board(board).target
+    image = build_target_firmware(target, echo=lambda _line: None, out=tmp_path / "image").runner
     if scheme == "float32":
         path = sine_with_tests
     else:
@@ -115,10 +118,10 @@ def test_the_cm4_kernels_run_and_verify_on_the_cortex_m7(scheme, sine_with_tests
             y = fake(torch.from_numpy(x)).numpy()
         path = compile_module(fake, (torch.zeros(1, 1),), name="ltc-sine", tests=lnnb.TestSet(x, y, 1e-5),
                               **quantize.compile_options(sine_model, (), "int8")).save(tmp_path / "int8.lnnb")
-    result = mcu_bench.count(config.board("qemu-m7"), path, image=image)
+    result = mcu_bench.count(config.board(board), path, image=image)
     assert result["isa"] == "cm4" and result["kernels"] == "cm4,scalar"
     assert result["max_abs_err_vs_bundled"] <= result["bundled_tolerance"] == pytest.approx(1e-5)
-    assert b"mps2-an500\0" in image.with_suffix(".bin").read_bytes()
+    assert fpga.encode() + b"\0" in image.with_suffix(".bin").read_bytes()
 
 
 def test_bench_refuses_a_board_that_is_not_emulated_firmware():
