@@ -2,8 +2,9 @@
 with gcc and clang, on every Linux-class compiler the targets name: some warnings (-Wmaybe-uninitialized,
 -Wstringop-overflow, clang's -Wunused at -O0) appear only at one level, and the targets build at -O2 alone. On the
 host each build also runs the kernel test (every SIMD kernel against the scalar one): the bits must not depend on
-the optimizer. The firmware (arm-none-eabi-gcc: its Makefile has no clang build) at every level too, and the VM
-library for the same Cortex-M cores with clang, as a user embeds it in firmware that clang builds."""
+the optimizer. The firmware image (arm-none-eabi-gcc) at every level too; with clang, every board's own firmware
+files (the Makefile's `objects`, compiled, not linked) and the VM library for the same Cortex-M cores, as a user
+embeds it in firmware that clang builds."""
 
 from __future__ import annotations
 
@@ -104,3 +105,28 @@ def test_cortex_m_library_with_clang_is_warning_free_at_every_level(name, level,
                              capture_output=True, text=True).stdout.split()
     assert "lnn_kernels_scalar" in symbols
     assert {"lnn_kernels_cm4", "lnn_kernels_mve"} & set(symbols) == CORTEX_M_SETS[name]
+
+
+# one firmware target per board (BOARD in targets/*.yaml): each board's own C files, with its core's flags
+FIRMWARE_BOARDS = sorted({t.firmware.variables["BOARD"]: t.name for t in map(config.load_target, config.target_names())
+                          if t.firmware is not None}.values())
+
+
+@pytest.mark.parametrize("name", FIRMWARE_BOARDS)
+def test_firmware_files_with_clang_are_warning_free_at_every_level(name, tmp_path):
+    """The firmware's own C files (the Makefile's `objects`: startup, board, protocol, libc_mem) compiled by clang
+    for the target's core with the Makefile's flags, at the five levels at once (one make each, side by side)."""
+    if shutil.which("arm-none-eabi-gcc") is None or shutil.which("clang") is None:
+        pytest.skip("clang or arm-none-eabi-gcc (the newlib headers) is not installed (./kit installs them)")
+    target = config.load_target(name)
+    cpu = " ".join(("--target=arm-none-eabi", *target.cflags, "-isystem", newlib_include()))
+    builds = {level: subprocess.Popen([*firmware_make_args(target, None, tmp_path / level), "CC=clang", f"CPU={cpu}",
+                                       f"OPT={level}", "objects", "-s"],
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+              for level in LEVELS}
+    outputs = {level: proc.communicate()[0] for level, proc in builds.items()}
+    failed = [f"{level}:\n{outputs[level][-3000:]}" for level, proc in builds.items() if proc.returncode != 0]
+    assert not failed, "\n".join(failed)
+    for level in LEVELS:
+        objects = list((tmp_path / level / "obj").glob("*.o"))
+        assert objects and all(b"clang version" in o.read_bytes() for o in objects), f"{level}: not clang's objects"

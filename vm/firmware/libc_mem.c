@@ -13,8 +13,14 @@
 /* a word that may alias any object, as a memcpy's accesses do */
 typedef uint32_t __attribute__((may_alias)) lnn_word;
 
-/* GCC would otherwise turn these loops back into calls of the very functions */
+/* The compiler would otherwise turn these loops back into calls of the very
+ * functions. Clang (which has no optimize attribute and would warn about it)
+ * marks the functions no-builtins: its loop idioms then make no library call. */
+#if __has_attribute(no_builtin)
+#define LNN_NO_PATTERNS __attribute__((no_builtin))
+#else
 #define LNN_NO_PATTERNS __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#endif
 
 LNN_NO_PATTERNS void *memcpy(void *restrict dst, const void *restrict src, size_t n)
 {
