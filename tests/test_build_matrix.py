@@ -60,8 +60,8 @@ def test_cross_library_is_warning_free_at_every_level(name, level, tmp_path):
     assert (tmp_path / "liblnnvm.a").stat().st_size > 0
 
 
-# the three firmware CPUs: Cortex-M4F (FPU, DSP: the cm4 kernel set), Cortex-M55 (Helium), Cortex-M0 (no FPU)
-FIRMWARE = ["cortex-m4", "cortex-m55", "nrf51"]
+# the firmware CPUs: Cortex-M4F, M7 and M33 (FPU, DSP: the cm4 kernel set), Cortex-M55 (Helium), Cortex-M0 (no FPU)
+FIRMWARE = ["cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55", "nrf51"]
 
 
 @pytest.mark.parametrize("level", LEVELS)
@@ -78,7 +78,8 @@ def test_firmware_is_warning_free_at_every_level(name, level, tmp_path):
 
 
 # the kernel sets a core's build holds besides the scalar one (an MVE core also links cm4: lnn_use_kernels can pick it)
-CORTEX_M_SETS = {"cortex-m4": {"lnn_kernels_cm4"}, "cortex-m55": {"lnn_kernels_cm4", "lnn_kernels_mve"}, "nrf51": set()}
+CORTEX_M_SETS = {"cortex-m4": {"lnn_kernels_cm4"}, "cortex-m7": {"lnn_kernels_cm4"}, "cortex-m33": {"lnn_kernels_cm4"},
+                 "cortex-m55": {"lnn_kernels_cm4", "lnn_kernels_mve"}, "nrf51": set()}
 
 
 @cache

@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -276,3 +277,43 @@ def test_an_emulator_that_dies_at_start_says_so_in_one_line(tmp_path, monkeypatc
         Emulator(NRF51, image).start()
     assert str(failed.value) == (f"{NRF51.qemu.program} -M {NRF51.qemu.machine} did not start: "
                                  "qemu: fatal: Lockup: can not escalate 3 to HardFault")
+
+
+def _boot_writes(target_name: str) -> list[tuple[int, int]]:
+    """The writes to the System Control Space the image of the target makes from reset until board_init enables
+    its first interrupt line (an NVIC ISER register, offsets 0x100-0x13C), as QEMU's nvic_sysreg_write trace reports
+    them. A watchdog kills QEMU after 60 s, so an image that never gets there fails instead of hanging."""
+    target = config.load_target(target_name)
+    elf = build_firmware(target, echo=lambda _line: None).runner
+    proc = subprocess.Popen([target.qemu.program, "-M", target.qemu.machine, "-cpu", target.qemu.cpu, "-display",
+                             "none", "-monitor", "none", "-serial", "null", "-kernel", str(elf), "-trace",
+                             "nvic_sysreg_write"], stderr=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(60, proc.kill)
+    watchdog.start()
+    writes = []
+    try:
+        for line in proc.stderr:
+            found = re.search(r"write addr (0x[0-9a-f]+) data (0x[0-9a-f]+)", line)
+            if found:
+                writes.append((int(found[1], 16), int(found[2], 16)))
+                if 0x100 <= writes[-1][0] < 0x140:
+                    break
+    finally:
+        watchdog.cancel()
+        proc.kill()
+        proc.wait()
+    assert writes and 0x100 <= writes[-1][0] < 0x140, f"{target_name}: no NVIC enable in the trace: {writes}"
+    return writes
+
+
+@pytest.mark.parametrize(("target_name", "cached"), [("cortex-m7", True), ("cortex-m55", True), ("cortex-m4", False)])
+def test_cores_with_caches_turn_them_on_at_reset(target_name, cached):
+    """The Cortex-M7 and M55 images invalidate the instruction cache (ICIALLU, SCS offset 0xF50) and the data cache
+    (DCISW, 0xF60) and set CCR.IC and CCR.DC (0xD14) before main; the Cortex-M4, which has no cache, writes none of
+    them. QEMU models no cache, but its trace shows each write the reset code makes."""
+    writes = dict(_boot_writes(target_name))
+    if cached:
+        assert 0xF50 in writes and 0xF60 in writes
+        assert writes[0xD14] & (3 << 16) == 3 << 16
+    else:
+        assert not {0xF50, 0xF60, 0xD14} & writes.keys()
