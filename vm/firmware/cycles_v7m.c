@@ -15,6 +15,9 @@
 #define SCB_DEMCR 0xE000EDFCu
 #define DWT_CTRL 0xE0001000u
 #define DWT_CYCCNT 0xE0001004u
+#define DWT_LAR 0xE0001FB0u
+#define DWT_LSR 0xE0001FB4u
+#define CORESIGHT_UNLOCK 0xC5ACCE55u
 
 static int use_dwt;
 static volatile uint32_t systick_wraps;
@@ -53,6 +56,10 @@ void cycles_v7m_init(void)
     REG(SYST_CSR) = 7u; /* enable, interrupt on wrap, core clock */
 
     REG(SCB_DEMCR) |= 1u << 24; /* TRCENA */
+    /* a Cortex-M7 locks its DWT against software writes (LSR: lock implemented
+     * and set) until the CoreSight key is written: CYCCNTENA would not stick */
+    if ((REG(DWT_LSR) & 3u) == 3u)
+        REG(DWT_LAR) = CORESIGHT_UNLOCK;
     const uint32_t ctrl = REG(DWT_CTRL);
     if (ctrl & (1u << 25)) /* NOCYCCNT */
         return;
