@@ -312,7 +312,8 @@ def quantize_check(c, model=None, quant=None):
 
 
 @task(help={"model": MODEL_HELP, "quick": "fewer repetitions (a smoke run, not for figures)",
-            "board": "an emulated microcontroller (qemu-m4, qemu-stm32f405): instructions per inference instead"})
+            "board": "an emulated microcontroller (qemu-m4, qemu-m7, qemu-m33, qemu-m55, qemu-stm32f405, qemu-m0): "
+                     "instructions per inference instead"})
 @step
 def bench(c, model=None, quick=False, board=None):
     """Time the C VM, its Python binding, the reference VM, PyTorch and ONNX Runtime; writes build/bench.json.
