@@ -23,73 +23,32 @@
  * interrupt is taken whichever of the two carries it (the transmit
  * interrupt is never enabled in CTRL). UART0's combined line is 42, and
  * the overruns of all UARTs are ORed on 47. Cycles: cycles_v7m.c (the
- * ARMv8-M SysTick and DWT are the ARMv7-M ones).
+ * ARMv8-M SysTick and DWT are the ARMv7-M ones). Everything but these
+ * facts: board_mps.c.
  */
 #include "board.h"
-#include "cortexm.h"
-#include "uart_cmsdk.h"
+#include "board_mps.h"
 
-#define SYSCLK_HZ 20000000u
-#define UART_BAUD 115200u
-
-#define UART0 0x50200000u
-#define IRQ_UART0_A 32u
-#define IRQ_UART0_B 33u
-#define IRQ_UARTOVF 47u
-
-static void UART0RX_Handler(void)
-{
-    uart_cmsdk_rx_irq(UART0);
-}
-
-static void UARTOVF_Handler(void)
-{
-    uart_cmsdk_overrun_irq(UART0);
-}
+const mps_board_info mps_board = {
+    .name = "mps2-an505",
+    .sysclk_hz = 20000000u,
+    .uart_clk_hz = 20000000u,
+    .uart = 0x50200000u,
+    .irqs = {32u, 33u, 47u}, /* UART0's two lines, the overruns */
+    .irq_count = 3,
+};
 
 /* Interrupt lines 0-63 (after the core's 16 entries): the UART's are
  * below 64; the others are never enabled. */
 #define D Default_Handler
+#define RX mps_uart_rx_handler
 __attribute__((section(".vectors.irq"), used)) const lnn_vector board_irq_vectors[64] = {
     D, D, D, D, D, D, D, D, D, D, D, D, D, D, D, D, /* 0-15: the IoT Kit's own */
     D, D, D, D, D, D, D, D, D, D, D, D, D, D, D, D, /* 16-31 */
-    UART0RX_Handler, UART0RX_Handler, D, D, D, D, D, D, /* 32-39 */
-    D, D, D, D, D, D, D, UARTOVF_Handler,               /* 40-47 */
-    D, D, D, D, D, D, D, D,                             /* 48-55 */
-    D, D, D, D, D, D, D, D,                             /* 56-63 */
+    RX, RX, D, D, D, D, D, D,                       /* 32-39 */
+    D, D, D, D, D, D, D, mps_uart_overrun_handler,  /* 40-47 */
+    D, D, D, D, D, D, D, D,                         /* 48-55 */
+    D, D, D, D, D, D, D, D,                         /* 56-63 */
 };
+#undef RX
 #undef D
-
-void board_write(const uint8_t *p, size_t n)
-{
-    uart_cmsdk_write(UART0, p, n);
-}
-
-uint32_t board_clock_hz(void)
-{
-    return SYSCLK_HZ;
-}
-
-uint32_t board_entropy(void)
-{
-    /* whatever the SSRAM held at power-up (zero under QEMU), then the
-     * SysTick phase, which depends on how long the boot and the host took */
-    return cortexm_noinit_hash() ^ cycles_v7m_entropy();
-}
-
-const char *board_name(void)
-{
-    return "mps2-an505";
-}
-
-void board_init(void)
-{
-    cortexm_boot();
-    cycles_v7m_init();
-
-    uart_cmsdk_init(UART0, SYSCLK_HZ, UART_BAUD);
-    cortexm_enable_irq(IRQ_UART0_A);
-    cortexm_enable_irq(IRQ_UART0_B);
-    cortexm_enable_irq(IRQ_UARTOVF);
-    __asm volatile("cpsie i" ::: "memory");
-}

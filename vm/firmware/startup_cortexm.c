@@ -69,8 +69,7 @@ __attribute__((naked, noreturn)) void Reset_Handler(void)
 __attribute__((noreturn)) void Reset_Handler(void) __attribute__((alias("reset_c")));
 #endif
 
-#if __ARM_ARCH_ISA_THUMB == 2 /* ARMv7-M and Armv8-M Mainline: the profiles whose cores may have caches */
-#define SCB_CPUID 0xE000ED00u
+#ifdef LNN_CORE_CACHES /* the Makefile sets it for a core with caches (-mcpu=cortex-m7, m55, m85) */
 #define SCB_CCR 0xE000ED14u
 #define SCB_CCSIDR 0xE000ED80u
 #define SCB_CSSELR 0xE000ED84u
@@ -85,14 +84,11 @@ __attribute__((noreturn)) void Reset_Handler(void) __attribute__((alias("reset_c
  * both caches and turn them on (the architecture's sequence: ICIALLU, the
  * data cache by set and way from its CCSIDR geometry, then CCR.IC and DC),
  * before .data is copied. The firmware does no DMA, so nothing needs
- * cleaning later. Cores without caches (M3, M4, M33) are told apart by their
- * CPUID part number and skip it. QEMU models no cache: the writes are
- * accepted and change nothing. */
+ * cleaning later. A build for a core without caches leaves this out (the
+ * stm32f405 firmware's 20 KB budget has no room for dead code). QEMU models
+ * no cache: the writes are accepted and change nothing. */
 static void enable_caches(void)
 {
-    const uint32_t part = (REG(SCB_CPUID) >> 4) & 0xFFFu;
-    if (part != 0xC27u && part != 0xD22u && part != 0xD23u) /* M7, M55, M85 */
-        return;
     __asm volatile("dsb\n\tisb" ::: "memory");
     REG(SCB_ICIALLU) = 0u;
     REG(SCB_CSSELR) = 0u; /* level 1, data */
@@ -112,7 +108,7 @@ static void enable_caches(void)
 
 __attribute__((noreturn, used)) void reset_c(void)
 {
-#if __ARM_ARCH_ISA_THUMB == 2
+#ifdef LNN_CORE_CACHES
     enable_caches();
 #endif
     /* word copies: the linker script aligns .data and .bss to 4 */
