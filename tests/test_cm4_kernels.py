@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 from dataclasses import replace
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -37,9 +38,8 @@ def test_cm4_products_and_ltc_step_match_the_scalar_kernels_on_the_core(target_n
     Cortex-M7 (QEMU mps2-an500) and the Cortex-M33 (mps2-an505, Secure state), with their targets' flags (FPv5)
     and memory maps."""
     target = config.load_target(target_name)
-    out = OUT.with_name(OUT.name + "-no-tail-blocks") if blocks else OUT if opt == "-O2" else OUT.with_name(
-        OUT.name + "-O0")
-    out = out if target_name == "cortex-m4" else OUT.with_name(target_name)
+    # a directory per configuration: make rebuilds everything when a directory's flags change
+    out = OUT.parent / "kerneltest" / f"{target_name}{blocks}{opt}"
     proc = subprocess.run([*firmware_make_args(target, None, out), "-s", f"EXTRA_CFLAGS={blocks}", f"OPT={opt}",
                            "kerneltest"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -84,40 +84,45 @@ def test_instruction_counts_are_exact_repeatable_and_verify(sine_with_tests):
     assert mcu_bench.macs_per_inference(sine_with_tests) == 1 * 128 + 8 * 64 * 128 + 64 * 1
 
 
-def test_int8_weights_run_the_integer_kernel_and_verify_on_the_core(tmp_path, sine_model):
-    """ltc-sine with int8 weights (its products LINEAR_TQ8 / MATMUL_TQ8: kernels_cm4.c's block floating point
-    kernel) on the emulated Cortex-M4F: the outputs within 1e-5 of the fake-quantized PyTorch model's."""
+@pytest.fixture(scope="module")
+def sine_int8_with_tests(tmp_path_factory, sine_model) -> Path:
+    """ltc-sine with int8 weights and a bundled test set of the fake-quantized PyTorch model's outputs."""
     fake = quantize.fake_quantize(sine_model, ())
     x = np.linspace(-1, 7, 16, dtype=np.float32).reshape(-1, 1)
     with torch.no_grad():
         y = fake(torch.from_numpy(x)).numpy()
     compiled = compile_module(fake, (torch.zeros(1, 1),), name="ltc-sine", tests=lnnb.TestSet(x, y, 1e-5),
                               **quantize.compile_options(sine_model, (), "int8"))
-    path = compiled.save(tmp_path / "model-int8.lnnb")
+    return compiled.save(tmp_path_factory.mktemp("sine-int8") / "model-int8.lnnb")
+
+
+def test_int8_weights_run_the_integer_kernel_and_verify_on_the_core(sine_int8_with_tests):
+    """ltc-sine with int8 weights (its products LINEAR_TQ8 / MATMUL_TQ8: kernels_cm4.c's block floating point
+    kernel) on the emulated Cortex-M4F: the outputs within 1e-5 of the fake-quantized PyTorch model's."""
+    path = sine_int8_with_tests
     assert {"LINEAR_TQ8", "MATMUL_TQ8"} <= opselect.used_ops(path.read_bytes())
     result = mcu_bench.count(config.board("qemu-m4"), path, image=build_firmware()["elf"])
     assert result["isa"] == "cm4"
     assert result["max_abs_err_vs_bundled"] <= result["bundled_tolerance"] == pytest.approx(1e-5)
 
 
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    """The firmware image of a board's target, built once per module."""
+    root = tmp_path_factory.mktemp("images")
+    return cache(lambda board: build_target_firmware(config.board(board).target, echo=lambda _line: None,
+                                                     out=root / board).runner)
+
+
 @pytest.mark.parametrize(("board", "fpga"), [("qemu-m7", "mps2-an500"), ("qemu-m33", "mps2-an505")])
 @pytest.mark.parametrize("scheme", ["float32", "int8"])
-def test_the_cm4_kernels_run_and_verify_on_the_cortex_m7_and_m33(board, fpga, scheme, sine_with_tests, sine_model,
-                                                                  tmp_path):
+def test_the_cm4_kernels_run_and_verify_on_the_cortex_m7_and_m33(board, fpga, scheme, images, sine_with_tests,
+                                                                  sine_int8_with_tests):
     """The Cortex-M7 and Cortex-M33 images (targets/cortex-m7.yaml, cortex-m33.yaml: fpv5-sp-d16, DSP; QEMU
     mps2-an500, mps2-an505) pick the cm4 set and verify ltc-sine within 1e-5 with float32 and int8 weights; the
     board names its FPGA image."""
-    target = config.board(board).target
-    image = build_target_firmware(target, echo=lambda _line: None, out=tmp_path / "image").runner
-    if scheme == "float32":
-        path = sine_with_tests
-    else:
-        fake = quantize.fake_quantize(sine_model, ())
-        x = np.linspace(-1, 7, 16, dtype=np.float32).reshape(-1, 1)
-        with torch.no_grad():
-            y = fake(torch.from_numpy(x)).numpy()
-        path = compile_module(fake, (torch.zeros(1, 1),), name="ltc-sine", tests=lnnb.TestSet(x, y, 1e-5),
-                              **quantize.compile_options(sine_model, (), "int8")).save(tmp_path / "int8.lnnb")
+    image = images(board)
+    path = sine_with_tests if scheme == "float32" else sine_int8_with_tests
     result = mcu_bench.count(config.board(board), path, image=image)
     assert result["isa"] == "cm4" and result["kernels"] == "cm4,scalar"
     assert result["max_abs_err_vs_bundled"] <= result["bundled_tolerance"] == pytest.approx(1e-5)
