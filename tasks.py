@@ -578,11 +578,24 @@ def solvers(c, board="qemu-rpi4", points=256):
     print(f"wrote {measure_on_boards(board, count(points, '--points', 1))}")
 
 
+@task(help={"missing": "measure only the rows that have no report yet (default: every row again)"})
+@step
+def results(c, missing=False):
+    """Measure the README's results table: verify every row of results.yaml on its board (training and compiling
+    a recipe whose files are missing), then `invoke readme-table` writes the table; exit 1 if a row failed."""
+    from lnnedge import results_matrix
+    from lnnedge.pipeline.results import measure
+
+    failed = [o for o in measure(results_matrix.load(), missing_only=missing) if not o.passed]
+    if failed:
+        raise Exit("error: " + "; ".join(f"{o.row}: {o.why}" for o in failed), code=1)
+
+
 @task(name="readme-table", help={"only": "comma-separated block names (the README's <!-- NAME:begin --> markers, "
                                            "e.g. mcu-bench,profile): write only these, each from its report"})
 @step
 def readme_table(c, only=""):
-    """Regenerate the README's generated tables from the reports in build/: results (build/*/verify-*.json),
+    """Regenerate the README's generated tables from the reports in build/: results (results.yaml's rows),
     performance (build/bench.json), the MCU counts, profiles, sizes and the others whose reports exist."""
     from lnnedge.report import update_readme
 
@@ -591,7 +604,7 @@ def readme_table(c, only=""):
 
 ns = Collection(train, train_seeds, fuzz, quantize_check, compile_, build, flash, run, verify, deploy, status, bench,
                profile, bench_matmul, bench_threads, stream, demo, ops, irregular,
-               targets, boards, schema, reliability, readme_table, export, arduino_library, size, solvers)
+               targets, boards, schema, reliability, results, readme_table, export, arduino_library, size, solvers)
 ns.configure({"debug": False, "model": "ltc-sine"})
 
 

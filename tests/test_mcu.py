@@ -22,9 +22,9 @@ import pytest
 import torch
 from lnnedge import config, quantize
 from lnnedge import recipe as recipes
-from lnnedge.build import build_firmware, firmware_make_args
+from lnnedge.build import build_firmware, firmware_make_args, output_dir, resident
 from lnnedge.compiler import compile_module
-from lnnedge.devices import DeviceError, open_device
+from lnnedge.devices import DeviceError, open_device, prepare
 from lnnedge.devices.emulator import Emulator, emulated_flash
 from lnnedge.devices.flashing import FlashError, flash, flasher_command
 from lnnedge.devices.serial import SerialLink
@@ -45,6 +45,7 @@ STREAMS, STEPS = 16, 6
 BOARDS = """
 boards:
   test-m0: {target: nrf51, transport: qemu-system}
+  test-m0-unflashed: {target: nrf51, transport: qemu-system}
   test-pyocd: {target: stm32f405, transport: serial, port: "PORT", flasher: pyocd,
                flash: {part: stm32f405rg, probe: "0669FF555052836687031138"}}
   test-openocd: {target: stm32f405, transport: serial, port: "PORT", flasher: openocd,
@@ -163,6 +164,37 @@ def test_a_built_in_model_the_m0_cannot_hold_is_named_with_the_vm_s_reason(tmp_p
         with pytest.raises(DeviceError, match=r"^m0 runs only the model in its flash and refused the one built "
                                               r"into its image: E_ARENA \(arena too small for the model\)$"):
             link.run(big, [np.zeros((1, 1), np.float32)])
+
+
+def test_an_emulated_m0_that_boots_its_build_gets_the_model_it_is_asked_to_run_built_in(boards, flashed, m0):
+    """`invoke verify` / `run` on an emulated board whose firmware takes no upload: with nothing flashed to it, the
+    kit builds the image around the model it runs (once: the same model again builds nothing), and the image runs
+    it from flash like PyTorch. A board that was flashed boots its flash, as a real one: nothing is built, and the
+    run names the model the flash holds (test_a_stateful_model_in_flash_runs_like_pytorch_on_the_m0)."""
+    net_a, model_a = m0
+    net_b = sequence_net(2)
+    model_b = compiled(net_b, model_a.with_name("b.lnnb"))
+    board = config.board("test-m0-unflashed")
+    image = output_dir(NRF51) / NRF51.firmware.elf
+
+    prepare(board, model_a)
+    assert resident(NRF51)["sha256"] == hashlib.sha256(model_a.read_bytes()).hexdigest()
+    built = image.stat().st_mtime_ns
+    prepare(board, model_a)
+    assert image.stat().st_mtime_ns == built
+
+    prepare(board, model_b)
+    assert resident(NRF51)["sha256"] == hashlib.sha256(model_b.read_bytes()).hexdigest()
+    x = np.random.default_rng(4).normal(0, 1, (1, STEPS, 1)).astype(np.float32)
+    with torch.no_grad():
+        want = net_b(torch.from_numpy(x)).numpy()
+    with open_device(board) as device:
+        result = device.run(model_b, [np.ascontiguousarray(x.transpose(1, 0, 2)).reshape(STEPS, 1)], batch=1)
+    assert result.info["model_source"] == "flash" and result.timing["uploaded"] is False
+    np.testing.assert_allclose(result.outputs[0].reshape(want.shape), want, atol=1e-4, rtol=0)
+
+    prepare(config.board("test-m0"), model_a)  # flashed: boots its flash, whatever the build holds
+    assert resident(NRF51)["sha256"] == hashlib.sha256(model_b.read_bytes()).hexdigest()
 
 
 def test_a_failed_flash_leaves_the_emulated_board_as_it_was(flashed, tmp_path):

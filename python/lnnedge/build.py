@@ -120,6 +120,24 @@ def ensure_for_board(board: Board) -> None:
             ensure_built(board.target)
 
 
+def takes_no_upload(target: Target) -> bool:
+    """A firmware that runs only the model built into its image (MODEL_MAX 0: no RAM for an upload)."""
+    return target.firmware is not None and str(target.firmware.variables.get("MODEL_MAX", "1")) == "0"
+
+
+def ensure_resident(target: Target, model: Path, say=lambda line: print(line, file=sys.stderr)) -> None:
+    """The target's firmware image with `model` built in: as it is when it holds that model (and is up to date),
+    else built around it (for an emulated board that boots the build; a real one is flashed by the user)."""
+    with _building:
+        kept = resident(target)
+        if kept is not None and kept["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest():
+            ensure_built(target, say)
+            return
+        say(f"{runner_path(target)} holds {kept['file'] if kept else 'no model'}: building it around {model} "
+            f"(invoke build --target {target.name} --file {model})")
+        build(target, echo=lambda _line: None, model=model)
+
+
 def _failed(what: str, proc: subprocess.CompletedProcess) -> BuildError:
     """A make that failed: its first error line in the message's first line (what a group's summary and a JUnit
     report show), the whole output after it."""
@@ -230,7 +248,7 @@ def build_firmware(target: Target, echo=print, model: Path | None = None, out: P
     (MODEL_MAX 0) without a model."""
     fw = target.firmware
     out = out or output_dir(target)
-    if model is None and str(fw.variables.get("MODEL_MAX", "1")) == "0":
+    if model is None and takes_no_upload(target):
         raise BuildError(f"target {target.name} runs only the model built into its image (MODEL_MAX 0: no RAM for "
                          f"uploads): give one, e.g. `invoke build --target {target.name} --model ltc-sine`")
     if model is not None and not Path(model).is_file():

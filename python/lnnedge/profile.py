@@ -25,7 +25,7 @@ from pathlib import Path
 
 from . import isa, lnnb, plots
 from .artifacts import atomic_write_text
-from .build import _failed, firmware_make_args, make_command, output_dir
+from .build import _failed, firmware_make_args, make_command, output_dir, takes_no_upload
 from .compiler import debuginfo
 from .config import Board
 from .errors import LnnedgeError
@@ -51,7 +51,7 @@ def _run_make(args: list[str], what: str) -> None:
 def check(board: Board) -> None:
     """Refuses (ProfileError) a firmware board that takes no upload: the profiling image holds no model."""
     target = board.target
-    if target.firmware is not None and str(target.firmware.variables.get("MODEL_MAX", "1")) == "0":
+    if takes_no_upload(target):
         raise ProfileError(f"board {board.name}: target {target.name} runs only a model built into its image; "
                            "profiling needs a firmware that takes an upload (e.g. qemu-m4)")
 

@@ -1,5 +1,5 @@
-"""The README's generated tables: verify results from build/*/verify-*.json, performance from build/bench.json,
-the thread policy's measurement from build/threads.json."""
+"""The README's generated tables: verify results (results.yaml's rows) from build/*/verify-*.json, performance
+from build/bench.json, the thread policy's measurement from build/threads.json."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 
 from .errors import LnnedgeError
-from .paths import BUILD_DIR, RECIPES_DIR, ROOT
+from .paths import BUILD_DIR, ROOT
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 BENCH_BEGIN, BENCH_END = "<!-- bench:begin -->", "<!-- bench:end -->"
@@ -28,17 +28,21 @@ class ReportError(LnnedgeError, ValueError):
     """README.md lacks a block the tables are written into."""
 
 
-def results_table(build_dir: Path = BUILD_DIR) -> str:
-    """One row per verify report of a board that boards.yaml knows (test-only boards are left out)."""
-    from .config import load_boards
+def results_table(build_dir: Path = BUILD_DIR, matrix: Path | None = None) -> str:
+    """One row per row of results.yaml (lnnedge.results_matrix), in its order, from the row's verify report; a
+    row without its report is refused by name (`invoke results` measures them), never left out."""
+    from . import results_matrix
 
-    known = set(load_boards()[0])
+    wanted = results_matrix.load(matrix or results_matrix.MATRIX_FILE)
+    missing = [r for r in wanted if not r.report_path(build_dir).is_file()]
+    if missing:
+        raise ReportError(f"no verify report in {build_dir} for {len(missing)} of the results table's "
+                          f"{len(wanted)} rows ({'; '.join(map(str, missing[:3]))}{'; ...' if len(missing) > 3 else ''}"
+                          "): run `invoke results --missing` first")
     rows = ["| model | board | ISA | n | max abs err vs PyTorch | tolerance | latency (µs, median) | "
             "RMSE vs true function (or accuracy) | passed |", "|---|---|---|---|---|---|---|---|---|"]
-    for path in sorted(build_dir.glob("*/verify-*.json")):
-        r = json.loads(path.read_text())
-        if r["board"] not in known or not (RECIPES_DIR / f"{r['model']}.yaml").is_file():
-            continue  # a test-only board or a test's own recipe
+    for row in wanted:
+        r = json.loads(row.report_path(build_dir).read_text())
         latency = f"{r['latency_us']:.1f}" + (" (emulated)" if r.get("emulated") else "")
         model = f"{r['model']} ({r['weights']} weights)" if r.get("weights") else r["model"]
         tolerance = f"{r['tolerance']:.0e}"
@@ -226,8 +230,8 @@ def update_readme(readme: Path = ROOT / "README.md", build_dir: Path = BUILD_DIR
 
     only: the names of the blocks to write (e.g. mcu-bench, profile: their markers' names), each of which must
     have its report in build_dir; the other blocks stay as they are. For a checkout that has measured some of
-    the figures again: every block is written from what build_dir holds, so a table whose reports are only partly
-    there would lose rows."""
+    the figures again: the results table needs every row of results.yaml measured (ReportError names the
+    missing ones), the others are written from what build_dir holds."""
     fuzz_readme = readme.parent / "vm" / "fuzz" / "README.md"
     texts = {readme: readme.read_text(), fuzz_readme: fuzz_readme.read_text()}
     known = {name for text in texts.values() for name in re.findall(r"<!-- ([\w-]+):begin -->", text)}

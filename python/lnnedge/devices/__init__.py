@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import shutil
 from contextlib import AbstractContextManager
+from pathlib import Path
 
-from ..build import ensure_for_board, runner_path
+from ..build import ensure_for_board, ensure_resident, runner_path, takes_no_upload
 from ..config import Board
 from .base import (
     CapabilityError,
@@ -41,13 +42,20 @@ def reserve(boards: list[Board], count: int | None = None) -> AbstractContextMan
     return lab_reserve(boards, count)
 
 
-def prepare(board: Board) -> None:
+def prepare(board: Board, model: Path | None = None) -> None:
     """What the board runs, built as make would (build.ensure_for_board); an emulated board whose emulator is
-    not installed is refused first, not after a build it could not run anyway."""
+    not installed is refused first, not after a build it could not run anyway. An emulated board whose firmware
+    takes no upload and that boots the build (nothing flashed to it) gets `model` built into its image."""
     qemu = board.target.qemu
     if board.transport in ("qemu", "qemu-system") and qemu is not None and shutil.which(qemu.program) is None:
         package = "qemu-system-arm" if qemu.machine else "qemu-user"
         raise DeviceError(f"{qemu.program} not found: apt-get install {package}")
+    if model is not None and board.transport == "qemu-system" and takes_no_upload(board.target):
+        from .emulator import emulated_flash
+
+        if not emulated_flash(board).is_file():
+            ensure_resident(board.target, Path(model))
+            return
     ensure_for_board(board)
 
 

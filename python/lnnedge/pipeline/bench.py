@@ -48,7 +48,7 @@ def bench_board(model: str, board: str, progress: Progress = silent) -> tuple[di
     for one model), the files uploaded to it; a target without an upload buffer gets one image per file
     with the file in its flash (build/bench/<board>-<format>/)."""
     from .. import mcu_bench
-    from ..build import build_firmware
+    from ..build import build_firmware, takes_no_upload
 
     recipe = recipes.load(model)
     mcu_bench.check_board(config.board(board))
@@ -69,7 +69,7 @@ def bench_board(model: str, board: str, progress: Progress = silent) -> tuple[di
             runs["scalar"] = {"results": {}}  # a core without the cm4 or mve set: the same firmware
             break
         out = BUILD_DIR / "bench" / (board if name == "kernels" else f"{board}-scalar")
-        if str(t.firmware.variables.get("MODEL_MAX", "1")) == "0":
+        if takes_no_upload(t):
             images = {scheme: build_firmware(t, lambda _line: None, path, out.with_name(f"{out.name}-{scheme}")).runner
                       for scheme, path in files.items()}
         else:

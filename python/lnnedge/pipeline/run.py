@@ -26,7 +26,7 @@ def run(model: str, board: str | None, inputs: list[float] | None, quant: str | 
         raise UsageError(f"--inputs: {recipe.name} takes {recipe.model.inputs} value(s) per input row, "
                          f"got {values.size}")
     x = values.reshape(-1, recipe.model.inputs)
-    prepare(chosen)
+    prepare(chosen, path)
     with open_device(chosen) as device:
         result = device.run(path, [x])
     return RunReport(chosen.name, result.timing.get("isa", "unknown"), result.timing.get("latency_us_median"), x,

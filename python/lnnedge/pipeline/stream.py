@@ -29,7 +29,7 @@ def stream(model: str, board: str | None, steps: int = 32) -> StreamReport:
     x = sequences.damped_oscillations(recipe.data, 1, seed_for(recipe.data, Draw.STREAM))[0][0, :steps]
     with torch.no_grad():
         reference = reference_model(recipe)(torch.from_numpy(x[None]))[0].numpy()
-    prepare(chosen)
+    prepare(chosen, path)
     with open_device(chosen) as device:
         with device.stream(path) as streamer:
             streamed = np.stack([streamer.step(row) for row in x])

@@ -277,7 +277,7 @@ def verify(model: str, board: str | None, quant: str | None = None, count: int |
     float_net = trained if quant else None
 
     def one(b: config.Board) -> VerifyReport:
-        prepare(b)
+        prepare(b, path)
         with open_device(b) as device:
             return verify_on(recipe, net, path, b, device, out, float_model=float_net, label=quant)
 
