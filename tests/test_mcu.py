@@ -22,7 +22,7 @@ import pytest
 import torch
 from lnnedge import config, quantize
 from lnnedge import recipe as recipes
-from lnnedge.build import build_firmware, firmware_make_args, output_dir, resident
+from lnnedge.build import build_firmware, exclusive, firmware_make_args, output_dir, resident
 from lnnedge.compiler import compile_module
 from lnnedge.devices import DeviceError, open_device, prepare
 from lnnedge.devices.emulator import Emulator, emulated_flash
@@ -56,6 +56,7 @@ boards:
   test-m0-stflash: {target: nrf51, transport: serial, port: "PORT", flasher: st-flash,
                     timeouts: {frame: 0.5}, retries: 2}
   test-f405: {target: stm32f405, transport: qemu-system}
+  test-f405-unflashed: {target: stm32f405, transport: qemu-system}
 """
 
 
@@ -195,6 +196,43 @@ def test_an_emulated_m0_that_boots_its_build_gets_the_model_it_is_asked_to_run_b
 
     prepare(config.board("test-m0"), model_a)  # flashed: boots its flash, whatever the build holds
     assert resident(NRF51)["sha256"] == hashlib.sha256(model_b.read_bytes()).hexdigest()
+
+
+def test_an_emulated_selective_image_is_rebuilt_for_a_model_with_other_ops(boards, tmp_path):
+    """The STM32F405 image takes uploads but links only the ops of the model built into it: on an emulated board
+    that boots the build, a model with another op (RELU) gets an image built around it (on a flashed or real
+    board it is refused with E_NOT_LINKED and the commands that would run it: the test below)."""
+    board = config.board("test-f405-unflashed")
+    prepare(board, compiled(sequence_net(0), tmp_path / "sequence.lnnb"))
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(1, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1)).eval()
+    relu = compile_module(net, (torch.zeros(1, 1),)).save(tmp_path / "relu.lnnb")
+    prepare(board, relu)
+    assert resident(STM32F405)["sha256"] == hashlib.sha256(relu.read_bytes()).hexdigest()
+    x = np.linspace(-2, 2, 8, dtype=np.float32).reshape(8, 1)
+    with open_device(board) as device:
+        got = device.run(relu, [x]).outputs[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(got, net(torch.from_numpy(x)).numpy(), atol=1e-6, rtol=0)
+
+
+def test_a_build_waits_while_another_builds_in_the_same_directory(tmp_path):
+    """Two builds into one output directory (two tasks at once, a test beside a task) run one after the other:
+    while the directory's lock is held (as a build in another process holds it), a build does not start."""
+    model = compiled(sequence_net(0), tmp_path / "model.lnnb")
+    out = tmp_path / "image"
+    built = threading.Event()
+
+    def build() -> None:
+        build_firmware(NRF51, echo=lambda _line: None, model=model, out=out)
+        built.set()
+
+    with exclusive(out):
+        worker = threading.Thread(target=build)
+        worker.start()
+        assert not built.wait(2.0) and not (out / NRF51.firmware.elf).exists()
+    worker.join(300)
+    assert built.is_set() and (out / NRF51.firmware.elf).is_file()
 
 
 def test_a_failed_flash_leaves_the_emulated_board_as_it_was(flashed, tmp_path):

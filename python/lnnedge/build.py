@@ -6,6 +6,7 @@ this module turns that into one `make` command and reports what it produced.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import shlex
@@ -14,6 +15,8 @@ import subprocess
 import sys
 import threading
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,6 +128,12 @@ def takes_no_upload(target: Target) -> bool:
     return target.firmware is not None and str(target.firmware.variables.get("MODEL_MAX", "1")) == "0"
 
 
+def runs_models_built_in(target: Target) -> bool:
+    """A firmware whose build holds a model: it takes no upload, or its last build linked a model in (a selective
+    build: only that model's ops, so another model may need another image)."""
+    return takes_no_upload(target) or (target.firmware is not None and resident(target) is not None)
+
+
 def ensure_resident(target: Target, model: Path, say=lambda line: print(line, file=sys.stderr)) -> None:
     """The target's firmware image with `model` built in: as it is when it holds that model (and is up to date),
     else built around it (for an emulated board that boots the build; a real one is flashed by the user)."""
@@ -200,11 +209,12 @@ def build(target: Target, sanitize: bool = False, echo=print, model: Path | None
     args = make_command(target, out, goal)
     command = shlex.join(args)
     echo(f"$ {command}")
-    _prepare_output(target, out)
-    proc = subprocess.run(args, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise _failed(f"building the VM for {target.name}", proc)
-    _record_config(target, out)
+    with exclusive(out):
+        _prepare_output(target, out)
+        proc = subprocess.run(args, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise _failed(f"building the VM for {target.name}", proc)
+        _record_config(target, out)
     runner = out / "lnnvm"
     library = out / "liblnnvm.so"
     vm_bytes = vm_size(target, out / "liblnnvm.a")
@@ -216,6 +226,17 @@ def build(target: Target, sanitize: bool = False, echo=print, model: Path | None
 
 
 RESIDENT_FILE = "resident.json"  # beside a firmware image: the model built into it
+LOCK_FILE = ".build.lock"  # in a build's output directory: held (flock) while make runs there
+
+
+@contextmanager
+def exclusive(out: Path) -> Iterator[None]:
+    """One build at a time in `out`, across processes too (two tasks at once, a test beside a task): two makes
+    in one tree interleave their objects and outputs. Threads of one process are kept apart by _building."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / LOCK_FILE, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def firmware_make_args(target: Target, model: Path | None = None, out: Path | None = None) -> list[str]:
@@ -246,13 +267,18 @@ def build_firmware(target: Target, echo=print, model: Path | None = None, out: P
     """The bare-metal image (vm/firmware) and its flash/RAM use, with `model` resident in its flash, into `out`
     (default: output_dir); refuses one over the board's budget, and a target without an upload buffer
     (MODEL_MAX 0) without a model."""
-    fw = target.firmware
     out = out or output_dir(target)
     if model is None and takes_no_upload(target):
         raise BuildError(f"target {target.name} runs only the model built into its image (MODEL_MAX 0: no RAM for "
                          f"uploads): give one, e.g. `invoke build --target {target.name} --model ltc-sine`")
     if model is not None and not Path(model).is_file():
         raise BuildError(f"{model} does not exist: compile the model first (invoke compile)")
+    with exclusive(out):
+        return _build_firmware(target, echo, model, out)
+
+
+def _build_firmware(target: Target, echo, model: Path | None, out: Path) -> BuildResult:
+    fw = target.firmware
     args = firmware_make_args(target, model, out)
     echo(f"$ {shlex.join(args)}")
     (out / RESIDENT_FILE).unlink(missing_ok=True)  # what an image holds is only recorded once it is built

@@ -17,7 +17,7 @@ import shutil
 from contextlib import AbstractContextManager
 from pathlib import Path
 
-from ..build import ensure_for_board, ensure_resident, runner_path, takes_no_upload
+from ..build import ensure_for_board, ensure_resident, runner_path, runs_models_built_in
 from ..config import Board
 from .base import (
     CapabilityError,
@@ -44,13 +44,14 @@ def reserve(boards: list[Board], count: int | None = None) -> AbstractContextMan
 
 def prepare(board: Board, model: Path | None = None) -> None:
     """What the board runs, built as make would (build.ensure_for_board); an emulated board whose emulator is
-    not installed is refused first, not after a build it could not run anyway. An emulated board whose firmware
-    takes no upload and that boots the build (nothing flashed to it) gets `model` built into its image."""
+    not installed is refused first, not after a build it could not run anyway. An emulated board that boots the
+    build (nothing flashed to it) and whose image holds a model (one that takes no upload, or a selective build
+    of another model's ops) gets `model` built into its image instead."""
     qemu = board.target.qemu
     if board.transport in ("qemu", "qemu-system") and qemu is not None and shutil.which(qemu.program) is None:
         package = "qemu-system-arm" if qemu.machine else "qemu-user"
         raise DeviceError(f"{qemu.program} not found: apt-get install {package}")
-    if model is not None and board.transport == "qemu-system" and takes_no_upload(board.target):
+    if model is not None and board.transport == "qemu-system" and runs_models_built_in(board.target):
         from .emulator import emulated_flash
 
         if not emulated_flash(board).is_file():
