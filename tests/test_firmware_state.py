@@ -91,3 +91,32 @@ def test_the_smoke_test_runs_a_stateful_models_cases_as_streams_from_zero(link, 
     device._link = link  # the module's emulator, not a second boot
     smoke = device.test(path)
     assert smoke.cases == 6 and smoke.passed and smoke.max_abs_err == 0.0, smoke.summary
+
+
+def test_a_stream_steps_one_run_at_a_time_and_a_restart_ends_it_by_name(tmp_path):
+    """`invoke stream` on a firmware board (SerialStream): one RUN per step, the device keeping the running sum
+    between them, reset starting from zero again; after the board restarted, the state is gone and each step
+    fails (the connection lost, then the state) instead of going on from zero."""
+    path = tmp_path / "sum.lnnb"
+    path.write_bytes(stateful())
+    x = np.random.default_rng(4).uniform(-2, 2, (5, 2)).astype(np.float32)
+    with m4_board(build_firmware()["elf"]) as emu:
+        device = SerialDevice(config.board("qemu-m4"), build_firmware()["elf"])
+        device._link = SerialLink(emu.url, timeout=2.0)  # this emulator, not the board's own boot
+        try:
+            with device.stream(path) as stream:
+                got = np.stack([stream.step(row) for row in x[:3]])
+                np.testing.assert_array_equal(got, np.cumsum(x[:3], axis=0, dtype=np.float32))
+                stream.reset()
+                np.testing.assert_array_equal(stream.step(x[3]), x[3])
+                with pytest.raises(DeviceError, match=r"takes 2 values \(one row of every input, in order\), got 3"):
+                    stream.step(np.zeros(3, np.float32))
+                emu.restart()
+                with pytest.raises(DeviceError, match="lost"):  # the old connection went with the old boot
+                    stream.step(x[4])
+                with pytest.raises(DeviceError, match="restarted.*the state kept from the previous run is lost"):
+                    stream.step(x[4])
+                stream.reset()  # from zero again: the model is sent anew and the stream goes on
+                np.testing.assert_array_equal(stream.step(x[4]), x[4])
+        finally:
+            device.close()

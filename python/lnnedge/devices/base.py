@@ -150,7 +150,7 @@ class DeviceBase:
         return CapabilityError(f"board {self.name} ({self.kind}): {verb} is not available; {instead}")
 
     def stream(self, model: Path) -> Stream:
-        raise self._cannot("streaming (lnnvm stream)", "stream on a local or QEMU user-mode board")
+        raise self._cannot("streaming", "stream on a local, QEMU user-mode or firmware board")
 
     def trace(self, model: Path, inputs: list[np.ndarray]) -> list[tuple[int, int, np.ndarray]]:
         raise self._cannot("tracing (verify --trace)",

@@ -2,7 +2,8 @@
 
 protocol.py is the wire format (lnn_proto.def, COBS, frames), port.py the locked pyserial port, rows.py how a
 run's rows travel in RUN frames, link.py the session (requests, retries, restarts, uploads). The firmware has
-no `lnnvm test`, so the bundled test set is run here and compared on the host; it cannot stream or trace.
+no `lnnvm test`, so the bundled test set is run here and compared on the host; a stream is one RUN per step
+with the device keeping the state between them (SerialStream); it cannot trace.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ import numpy as np
 
 from ... import lnnb
 from ...config import Board
-from ..base import DeviceBase, RunResult, SmokeResult, bundled_tests, compare_with_tests
+from ..base import DeviceBase, DeviceError, RunResult, SmokeResult, bundled_tests, compare_with_tests
 from .link import DeviceReset, FirmwareError, NoAnswer, SerialLink
 from .port import Line, LinkLost, open_port
+from .rows import io_shape
 
 __all__ = ["DeviceReset", "FirmwareError", "Line", "LinkLost", "NoAnswer", "SerialDevice", "SerialLink",
-           "open_port"]
+           "SerialStream", "open_port"]
 
 
 class SerialDevice(DeviceBase):
@@ -100,9 +102,48 @@ class SerialDevice(DeviceBase):
         with self._fix_named(model):
             return self.link.profile(model, runs)
 
+    def stream(self, model: Path) -> SerialStream:
+        return SerialStream(self, model)
+
     def test(self, model: Path) -> SmokeResult:
         inputs, tests = bundled_tests(model)
         # A stateful model's bundled cases are independent streams of one step, each from zero state (as
         # `lnnvm test` runs them: one batch): run as one row after another they would carry state between cases.
         streams = len(tests.outputs) if lnnb.state_row(Path(model).read_bytes()) else 1
         return compare_with_tests(self.run(model, inputs, batch=streams).outputs, tests)
+
+
+class SerialStream:
+    """A model stepped one row at a time on the board: one RUN of batch 1 per step, the first (and the first
+    after reset) from zero state, each later one continuing the state the device kept (RUN with keep_state).
+    A step after the device restarted or lost the model fails, naming the lost state, rather than going on from
+    zero. A row is every input's values in order, as `lnnvm stream` reads a line."""
+
+    def __init__(self, device: SerialDevice, model: Path):
+        self.device, self.model = device, Path(model)
+        info = device.info(self.model)
+        self.widths = [io_shape(info[f"input{i}"])[1] for i in range(int(info["inputs"]))]
+        self.fresh = True
+
+    def step(self, row: np.ndarray) -> np.ndarray:
+        flat = np.asarray(row, dtype=np.float32).ravel()
+        if flat.size != sum(self.widths):
+            raise DeviceError(f"a stream step takes {sum(self.widths)} values (one row of every input, in order), "
+                              f"got {flat.size}")
+        ends = np.cumsum(self.widths)[:-1]
+        inputs = [part.reshape(1, -1) for part in np.split(flat, ends)]
+        result = self.device.run(self.model, inputs, batch=1, keep_state=not self.fresh)
+        self.fresh = False
+        return np.concatenate([out.reshape(-1) for out in result.outputs])
+
+    def reset(self) -> None:
+        self.fresh = True
+
+    def close(self) -> None:
+        """Nothing to release: the device's connection is the device's."""
+
+    def __enter__(self) -> SerialStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

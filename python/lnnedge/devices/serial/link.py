@@ -75,6 +75,7 @@ class SerialLink:
         self._rx = bytearray()
         self._seq = secrets.randbits(16)
         self._nonce: int | None = None       # the session of the device we talk to
+        self._state_nonce: int | None = None  # the session of the last RUN: a keep_state run must be in it
         self._last_nonce: int | None = None  # kept across reconnections, to notice a restart
         self.device: dict[str, str] = {}
         self.model_info: dict[str, str] = {}
@@ -256,8 +257,9 @@ class SerialLink:
         return FirmwareError(f"{self.name}: {request} failed: {head}{at}: {message}", "vm", code, name, where)
 
     # -- operations with recovery -------------------------------------------------------------------
-    def _call(self, operation):
-        """Runs operation() in a session; a device restart means one new session and one more try."""
+    def _call(self, operation, again_after_reset: bool = True):
+        """Runs operation() in a session; a device restart means one new session and one more try (unless not
+        again_after_reset: an operation that relies on what the device kept from before)."""
         for attempt in (1, 2):
             try:
                 self._session()
@@ -265,7 +267,7 @@ class SerialLink:
             except DeviceReset:
                 self._nonce = None  # the next _session says HELLO and notices the new nonce
                 self._model_crc = None
-                if attempt == 2:
+                if attempt == 2 or not again_after_reset:
                     raise
             except LinkLost as exc:
                 self._drop_link()
@@ -389,14 +391,28 @@ class SerialLink:
         reset = not keep_state and lnnb.state_row(data) > 0  # unchecked: the device's loader judges the file
 
         def op():
+            if keep_state and self._nonce != self._state_nonce:
+                raise DeviceError(f"{self.name} restarted since the previous run: {lost}")
             t0 = time.perf_counter()
             state["uploaded"] = self._ensure_model(data, model.name)
             state["upload_seconds"] = time.perf_counter() - t0
+            if keep_state and state["uploaded"]:
+                raise DeviceError(f"{self.name} no longer held {model.name} (sent again): {lost}")
             if reset:
                 self._request(self.P.RESET_STATE, struct.pack("<I", 0))
-            return self._run(inputs, batch)
+            ran = self._run(inputs, batch)
+            self._state_nonce = self._nonce  # the boot whose state the next keep_state run continues
+            return ran
 
-        outputs, timing = self._call(op)
+        # a run that continues the device's state cannot be tried again on a device that restarted or lost the
+        # model: the state went with it
+        lost = "the state kept from the previous run is lost; start again from zero state"
+        try:
+            outputs, timing = self._call(op, again_after_reset=not keep_state)
+        except DeviceReset as exc:
+            if not keep_state:
+                raise
+            raise DeviceError(f"{exc}: {lost}") from None
         timing.update(uploaded=state["uploaded"], upload_seconds=round(state["upload_seconds"], 3),
                       wall_seconds=round(time.perf_counter() - started, 3),
                       **{k: self.stats[k] - before[k] for k in ("retries", "naks", "bad_frames", "timeouts",
