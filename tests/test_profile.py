@@ -1,7 +1,7 @@
-"""invoke profile: per-instruction figures from the profiling runner (host) and the profiling firmware (qemu-m4),
-on an LTC compiled here (conftest.sine_file, with its debug info). No timing is asserted: only that the rows
-cover the program, the product inside the solver loop is the top line with its source line, and the shares add
-up."""
+"""invoke profile: per-instruction figures from the profiling runner (host) and the profiling firmware (qemu-m4,
+and qemu-m0 whose firmware runs only a model built in), on an LTC compiled here (conftest.sine_file, with its
+debug info). No timing is asserted: only that the rows cover the program, the product inside the solver loop
+is the top line with its source line, and the shares add up."""
 
 from __future__ import annotations
 
@@ -55,8 +55,9 @@ def test_host_profile_names_the_ltc_product_with_its_source_line(sine_file):
 
 
 @needs_qemu
-def test_firmware_profile_over_the_serial_protocol_counts_emulated_instructions(sine_file):
-    report = profile(None, "qemu-m4", str(sine_file), runs=1)
+@pytest.mark.parametrize("board", ["qemu-m4", "qemu-m0"])  # qemu-m0 takes no upload: the model is built in
+def test_firmware_profile_over_the_serial_protocol_counts_emulated_instructions(sine_file, board):
+    report = profile(None, board, str(sine_file), runs=1)
     check(report, sine_file)
     assert report.data["unit"] == "instructions" and report.data["emulated"]
     # QEMU's instruction count is exact: the per-instruction sum and the whole run agree closely

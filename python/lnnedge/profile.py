@@ -48,24 +48,16 @@ def _run_make(args: list[str], what: str) -> None:
         raise _failed(what, proc)
 
 
-def check(board: Board) -> None:
-    """Refuses (ProfileError) a firmware board that takes no upload: the profiling image holds no model."""
-    target = board.target
-    if takes_no_upload(target):
-        raise ProfileError(f"board {board.name}: target {target.name} runs only a model built into its image; "
-                           "profiling needs a firmware that takes an upload (e.g. qemu-m4)")
-
-
-def profile_program(board: Board) -> Path:
+def profile_program(board: Board, model: Path) -> Path:
     """The board's profiling program, made (make decides what is stale): the runner built with PROFILE=1 into
-    build/vm/<target>-profile, or a firmware image with -DLNN_PROFILE into build/profile/<board> (every op
-    linked: the model is uploaded; a target that takes no upload gets none, see profile())."""
+    build/vm/<target>-profile, or a firmware image with -DLNN_PROFILE into build/profile/<board>: every op
+    linked and the model uploaded, or, on a target that takes no upload, `model` built in."""
     target = board.target
-    check(board)
     if target.firmware is not None:
         out = BUILD_DIR / "profile" / board.name
         extra = f"{target.firmware.variables.get('EXTRA_CFLAGS', '')} -DLNN_PROFILE=1".strip()
-        args = [a for a in firmware_make_args(target, out=out) if not a.startswith("EXTRA_CFLAGS=")]
+        built_in = model if takes_no_upload(target) else None
+        args = [a for a in firmware_make_args(target, built_in, out) if not a.startswith("EXTRA_CFLAGS=")]
         _run_make([*args, f"EXTRA_CFLAGS={extra}"], f"building the profiling firmware for {target.name}")
         return out / target.firmware.elf
     out = output_dir(target).with_name(f"{target.name}-profile")

@@ -29,9 +29,8 @@ def profile(model: str | None, board: str | None, file: str | None = None, runs:
             raise UsageError("give --model or --file")
         path = compiled_file(recipes.load(model))
         name = model
-    prof.check(chosen)
-    prepare(chosen)  # an emulator that is not installed is refused before a build
-    program = prof.profile_program(chosen)
+    prepare(chosen, path)  # an emulator that is not installed is refused before a build
+    program = prof.profile_program(chosen, path)
     with open_device(chosen) as device:
         count = runs or (prof.RUNS_FIRMWARE if chosen.target.firmware is not None else prof.RUNS_RUNNER)
         raw = device.profile(path, count, program)
