@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from lnnedge import config, quantize
+from lnnedge import config, lnnb, quantize
 from lnnedge import recipe as recipes
 from lnnedge.build import build_firmware, exclusive, firmware_make_args, output_dir, resident
 from lnnedge.compiler import compile_module
@@ -214,6 +214,25 @@ def test_an_emulated_selective_image_is_rebuilt_for_a_model_with_other_ops(board
         got = device.run(relu, [x]).outputs[0]
     with torch.no_grad():
         np.testing.assert_allclose(got, net(torch.from_numpy(x)).numpy(), atol=1e-6, rtol=0)
+
+
+def test_a_compiled_file_verifies_on_the_m0_which_holds_one_row_at_a_time(boards, tmp_path):
+    """lnnedge.verify on a compiled file (`invoke verify --file`) builds what the board needs, as the recipe path
+    does: here the nRF51 image around the file; the file's 4 bundled cases of a stateless model go one at a time,
+    its 1,280-byte arena holding one row (they went as one batch of 4 and were refused)."""
+    import lnnedge
+
+    torch.manual_seed(0)
+    net = build_model(recipes.load("ltc-sine").model).eval()
+    x = np.linspace(0.0, 6.0, 4, dtype=np.float32).reshape(4, 1)
+    with torch.no_grad():
+        y = net(torch.from_numpy(x)).numpy()
+    module, examples, state, meta = _module(recipes.load("ltc-sine"), net)
+    path = compile_module(module, examples, name="ltc-sine", meta=meta, state=state,
+                          tests=lnnb.TestSet(x, y, 1e-5)).save(tmp_path / "model.lnnb")
+    report = lnnedge.verify(path, board="test-m0-unflashed")
+    assert report.passed and report.data["n"] == 4 and report.data["isa"] == "scalar", report.data
+    assert resident(NRF51)["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_a_build_waits_while_another_builds_in_the_same_directory(tmp_path):

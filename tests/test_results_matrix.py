@@ -66,6 +66,10 @@ def test_the_table_follows_the_matrix_and_names_the_rows_it_lacks(tmp_path):
     assert [line.split(" | ")[:2] for line in lines] == [["| ltc-sine", "qemu-m4"], ["| ltc-sine", "host"],
                                                           ["| ltc-sine (f16 weights)", "host"]]
     assert "1.00e-06 | 1e-05 | 2.5 (emulated) |" in lines[0] and lines[2].endswith("| NO |")
+    # `verify --file` of the recipe's model file writes the same name: not the row's figures
+    f16.report_path(build).write_text(json.dumps({**_report(f16, 3e-5), "kind": "file"}))
+    with pytest.raises(ReportError, match=r"1 of the results table's 3 rows \(ltc-sine \(f16\) on host\)"):
+        results_table(build, matrix)
 
 
 def test_measure_with_missing_only_leaves_a_row_that_has_its_report(tmp_path):

@@ -30,11 +30,13 @@ class ReportError(LnnedgeError, ValueError):
 
 def results_table(build_dir: Path = BUILD_DIR, matrix: Path | None = None) -> str:
     """One row per row of results.yaml (lnnedge.results_matrix), in its order, from the row's verify report; a
-    row without its report is refused by name (`invoke results` measures them), never left out."""
+    row without its report (or with a `verify --file` report in its place) is refused by name (`invoke results`
+    measures them), never left out."""
     from . import results_matrix
 
     wanted = results_matrix.load(matrix or results_matrix.MATRIX_FILE)
-    missing = [r for r in wanted if not r.report_path(build_dir).is_file()]
+    reports = {r: r.report(build_dir) for r in wanted}
+    missing = [r for r in wanted if reports[r] is None]
     if missing:
         raise ReportError(f"no verify report in {build_dir} for {len(missing)} of the results table's "
                           f"{len(wanted)} rows ({'; '.join(map(str, missing[:3]))}{'; ...' if len(missing) > 3 else ''}"
@@ -42,7 +44,7 @@ def results_table(build_dir: Path = BUILD_DIR, matrix: Path | None = None) -> st
     rows = ["| model | board | ISA | n | max abs err vs PyTorch | tolerance | latency (µs, median) | "
             "RMSE vs true function (or accuracy) | passed |", "|---|---|---|---|---|---|---|---|---|"]
     for row in wanted:
-        r = json.loads(row.report_path(build_dir).read_text())
+        r = reports[row]
         latency = f"{r['latency_us']:.1f}" + (" (emulated)" if r.get("emulated") else "")
         model = f"{r['model']} ({r['weights']} weights)" if r.get("weights") else r["model"]
         tolerance = f"{r['tolerance']:.0e}"

@@ -5,6 +5,7 @@ reports in this file's order (lnnedge.report.results_table)."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,15 @@ class ResultRow:
         """The verify report of this row (lnnedge.pipeline.verify names it so)."""
         label = f"-{self.quant}" if self.quant else ""
         return build_dir / self.model / f"verify-{self.board}{label}.json"
+
+    def report(self, build_dir: Path) -> dict | None:
+        """The row's verify report, or None: none yet, or in its place the report of a `verify --file` of the
+        recipe's model file (the same name, held to the file's bundled cases only)."""
+        path = self.report_path(build_dir)
+        if not path.is_file():
+            return None
+        report = json.loads(path.read_text())
+        return None if report.get("kind") == "file" else report
 
     def __str__(self) -> str:
         return f"{self.model}{f' ({self.quant})' if self.quant else ''} on {self.board}"

@@ -40,7 +40,7 @@ def _ready(row: ResultRow, echo: Callable[[str], None]) -> None:
 def measure(rows: list[ResultRow], missing_only: bool = False, build_dir: Path = BUILD_DIR,
             echo: Callable[[str], None] = print) -> list[RowOutcome]:
     """Verify each row (with missing_only, only those without a report in build_dir), a line per row."""
-    todo = [r for r in rows if not (missing_only and r.report_path(build_dir).is_file())]
+    todo = [r for r in rows if not (missing_only and r.report(build_dir) is not None)]
     outcomes = []
     for n, row in enumerate(todo, 1):
         try:  # one row that cannot run (a board's tools missing, a model it cannot hold) does not stop the rest

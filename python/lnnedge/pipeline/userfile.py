@@ -19,7 +19,7 @@ import torch
 
 from .. import config, lnnb, plots, usermodule
 from ..artifacts import MissingArtifact, atomic_write_text
-from ..devices import open_device
+from ..devices import open_device, prepare
 from ..devices.base import bundled_tests
 from ..devices.fleet import across
 from ..errors import UsageError
@@ -168,6 +168,7 @@ def verify_file(file: str | Path, board: str | None, module: torch.nn.Module | N
     ref_err = _max_err(_flat(RefVM(blob).run(bundled), len(tests.outputs)), tests.outputs)
 
     def one(b: config.Board) -> VerifyReport:
+        prepare(b, path)
         with open_device(b) as device:
             started = time.perf_counter()
             result = device.run(path, bundled, batch=len(tests.outputs))
@@ -240,6 +241,7 @@ def run_file(file: str | Path, board: str | None, values: list[float] | None) ->
         x = x.reshape(-1, *bundled[0].shape[1:])
     else:
         x = bundled[0][:1]
+    prepare(chosen, path)
     with open_device(chosen) as device:
         result = device.run(path, [x])
     return RunReport(chosen.name, result.timing.get("isa", "unknown"), result.timing.get("latency_us_median"),
@@ -259,6 +261,7 @@ def stream_file(file: str | Path, board: str | None, steps: int | None = None) -
         raise UsageError(f"--steps must be between 1 and {len(tests.inputs)} (the file's test rows), got {steps}")
     x = bundled[0][:steps]
     reference = RefVM(path.read_bytes()).run_sequence([x[:, None]])[0][:, 0]
+    prepare(chosen, path)
     with open_device(chosen) as device:
         with device.stream(path) as streamer:
             streamed = np.stack([streamer.step(row) for row in x])

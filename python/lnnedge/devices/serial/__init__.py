@@ -72,16 +72,19 @@ class SerialDevice(DeviceBase):
 
         A stateful model's batch is its streams (rows time-major: row t * batch + i is step t of stream i); when
         the device's arena holds fewer streams at once (max_batch, a board with little RAM), the streams go in
-        groups it holds, each from zero state, and the outputs are put back in the caller's order."""
+        groups it holds, each from zero state, and the outputs are put back in the caller's order. A stateless
+        model's rows are independent: they go max_batch at a time."""
         with self._fix_named(model):
             return self._run(model, inputs, batch, keep_state)
 
     def _run(self, model: Path, inputs: list[np.ndarray], batch: int, keep_state: bool) -> RunResult:
-        if keep_state or batch <= 1 or lnnb.state_row(Path(model).read_bytes()) == 0:
+        if keep_state or batch <= 1:
             return self.link.run(model, inputs, batch, keep_state=keep_state)
         most = int(self.link.info(model).get("max_batch", batch))
         if batch <= most:
             return self.link.run(model, inputs, batch)
+        if lnnb.state_row(Path(model).read_bytes()) == 0:  # independent rows: as many at a time as the arena holds
+            return self.link.run(model, inputs, most)
         steps = inputs[0].shape[0] // batch
         outputs: list[np.ndarray] | None = None
         first: RunResult | None = None
