@@ -11,6 +11,7 @@ import subprocess
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from lnnedge import config, isa, lnnb
@@ -18,6 +19,7 @@ from lnnedge.build import build
 from lnnedge.paths import BUILD_DIR
 from lnnedge.reliability.deploy_kills import deploy_kills
 from lnnedge.reliability.harness import CuttingRelay, LocalSSHD, available, free_port
+from test_loader import stateful
 from test_pipeline import invoke, ok
 
 pytestmark = pytest.mark.skipif(not available(), reason="openssh-server is not installed (./kit installs it)")
@@ -306,3 +308,17 @@ def test_profile_over_ssh_runs_the_profiling_runner_beside_the_deployment(artefa
     assert top["op"] == "MATMUL_T" and "self.gate(combined)" in top["source"], out.stdout
     assert data["unit"] == "ns" and data["emulated"]  # the board's prefix runs it under qemu-aarch64
     assert len(data["rows"]) == len(lnnb.read(model.read_bytes()).code)
+
+
+def test_a_sequence_streams_over_ssh_one_line_a_step(artefacts, boards_file, tmp_path):
+    """`invoke stream --file` on the SSH board: `lnnvm stream` of the deployed model on an SSH channel kept open
+    for the stream, the running sum carried from line to line: the same as the whole-sequence call and the
+    reference VM, to the bit (the file's tolerance is 0)."""
+    x = np.random.default_rng(5).uniform(-2, 2, (6, 2)).astype(np.float32)
+    path = tmp_path / "sum.lnnb"
+    path.write_bytes(stateful(tests=lnnb.TestSet(x, x.copy(), 0.0)))  # cases: first steps from zero, y = x
+    env = _with_entry(boards_file, tmp_path, "ssh-stream", remote_dir=str(tmp_path / "remote"))
+    _invoke_ok(env, "deploy", "--file", str(path), "--board", "ssh-stream")
+    out = _invoke_ok(env, "stream", "--file", str(path), "--board", "ssh-stream")
+    assert "max |diff| 0.000e+00" in out.stdout, out.stdout
+    assert f"{np.cumsum(x, axis=0, dtype=np.float32)[-1, 0]:.6f}" in out.stdout, out.stdout

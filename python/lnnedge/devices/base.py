@@ -149,9 +149,6 @@ class DeviceBase:
     def _cannot(self, verb: str, instead: str) -> CapabilityError:
         return CapabilityError(f"board {self.name} ({self.kind}): {verb} is not available; {instead}")
 
-    def stream(self, model: Path) -> Stream:
-        raise self._cannot("streaming", "stream on a local, QEMU user-mode or firmware board")
-
     def trace(self, model: Path, inputs: list[np.ndarray]) -> list[tuple[int, int, np.ndarray]]:
         raise self._cannot("tracing (verify --trace)",
                            "trace on a board with the lnnvm runner (host, QEMU user mode or SSH)")

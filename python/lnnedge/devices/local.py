@@ -94,9 +94,8 @@ class LocalDevice(DeviceBase):
         return RunnerStream(self._argv("stream", str(model)))
 
 
-class RunnerStream:
-    """`lnnvm stream MODEL` as a child process: one line of inputs in, one line of outputs out, per time step,
-    the hidden state kept in the VM between lines."""
+class RunnerStream(runner.LineStream):
+    """`lnnvm stream MODEL` as a child process (runner.LineStream's protocol)."""
 
     def __init__(self, argv: list[str], timeout: float = 60):
         self.timeout = timeout
@@ -105,34 +104,15 @@ class RunnerStream:
                                          text=True, bufsize=1)
         except OSError as exc:
             raise DeviceError(f"cannot start {argv[0]}: {exc.strerror}") from None
-
-    def _line(self, text: str) -> str:
         assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(text + "\n")
-        self.proc.stdin.flush()
-        answer = self.proc.stdout.readline()
-        if not answer:
-            raise DeviceError(f"lnnvm stream stopped: {self.proc.stderr.read().strip() if self.proc.stderr else ''}")
-        return answer.strip()
+        super().__init__(self.proc.stdin, self.proc.stdout, "lnnvm stream")
 
-    def step(self, row: np.ndarray) -> np.ndarray:
-        return np.array(self._line(" ".join(f"{v:.9g}" for v in row.ravel())).split(), dtype=np.float32)
+    def _why_stopped(self) -> str:
+        return self.proc.stderr.read().strip() if self.proc.stderr else ""
 
-    def reset(self) -> None:
-        if self._line("reset") != "reset":
-            raise DeviceError("lnnvm stream did not confirm the reset")
-
-    def close(self) -> None:
-        if self.proc.stdin:
-            self.proc.stdin.close()
+    def _end(self) -> None:
         try:
             self.proc.wait(timeout=self.timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-
-    def __enter__(self) -> RunnerStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

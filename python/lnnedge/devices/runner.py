@@ -1,11 +1,13 @@
 """The lnnvm runner's command line, as every device that runs it uses it (local, QEMU user mode, SSH):
-the run's argument list with its input and output files, and the parsing of info, test and run output."""
+the run's argument list with its input and output files, the parsing of info, test and run output, and
+`lnnvm stream`'s line protocol (LineStream)."""
 
 from __future__ import annotations
 
 import json
 import re
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
@@ -75,3 +77,56 @@ def run_args(inputs: list[str], outputs: list[str], batch: int, extra: list[str]
 
 def read_outputs(paths: list[Path], rows: int) -> list[np.ndarray]:
     return [np.fromfile(p, dtype="<f4").reshape(rows, -1) for p in paths]
+
+
+class LineStream:
+    """`lnnvm stream MODEL` at the other end of a pipe: one line of inputs in, one line of outputs out, per
+    time step, the hidden state kept in the VM between lines; the line `reset` starts it from zero. Where the
+    process runs (a child process, an SSH channel) is the subclass's: _why_stopped and _end."""
+
+    def __init__(self, stdin: IO[str], stdout: IO[str], what: str):
+        self.stdin, self.stdout, self.what = stdin, stdout, what
+
+    def _why_stopped(self) -> str:
+        """What the process said before it stopped (its standard error)."""
+        return ""
+
+    def _end(self) -> None:
+        """Waits for the process to exit after its input closed."""
+
+    def _stopped(self) -> DeviceError:
+        why = self._why_stopped()
+        return DeviceError(f"{self.what} stopped" + (f": {why}" if why else ""))
+
+    def _line(self, text: str) -> str:
+        try:
+            self.stdin.write(text + "\n")
+            self.stdin.flush()
+            answer = self.stdout.readline()
+        except TimeoutError:
+            raise DeviceError(f"{self.what} did not answer in time") from None
+        except OSError:  # the pipe or the connection closed under the write
+            raise self._stopped() from None
+        if not answer:
+            raise self._stopped()
+        return answer.strip()
+
+    def step(self, row: np.ndarray) -> np.ndarray:
+        return np.array(self._line(" ".join(f"{v:.9g}" for v in np.asarray(row).ravel())).split(), dtype=np.float32)
+
+    def reset(self) -> None:
+        if self._line("reset") != "reset":
+            raise DeviceError(f"{self.what} did not confirm the reset")
+
+    def close(self) -> None:
+        try:
+            self.stdin.close()
+        except OSError:
+            pass  # the other end is gone already: _end says how it went
+        self._end()
+
+    def __enter__(self) -> LineStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

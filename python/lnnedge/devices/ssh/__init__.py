@@ -207,6 +207,12 @@ class SSHDevice(DeviceBase):
         self._check_model(model)
         return runner.parse_info(self._lnnvm("info", "model.lnnb").stdout)
 
+    def stream(self, model: Path) -> runner.LineStream:
+        """`lnnvm stream` on the deployed model, on an SSH channel kept open for the stream."""
+        self._check_model(model)
+        return self.session.stream(f"cd -- {quote(self._current())} && {self.session.prefix}./lnnvm "
+                                   f"{quote('stream', 'model.lnnb')}", "lnnvm stream")
+
     def test(self, model: Path) -> SmokeResult:
         self._check_model(model)
         result = self._lnnvm("test", "model.lnnb", check=False)

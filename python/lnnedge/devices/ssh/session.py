@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ...config import SSHSettings
+from .. import runner
 from ..base import DeviceError
 
 T = TypeVar("T")
@@ -139,6 +140,20 @@ class Session:
                                  f"{result.stderr.strip() or result.stdout.strip()}")
         return result
 
+    def stream(self, command: str, what: str) -> ChannelStream:
+        """`command` (an `lnnvm stream`) on a channel of its own, its standard input and output kept open: each
+        line waits at most the board's command_timeout for its answer."""
+        try:
+            channel = self.connection().client.get_transport().open_session()
+            channel.settimeout(self.s.command_timeout)
+            channel.exec_command(command)
+        except DeviceError:
+            raise
+        except Exception as exc:
+            self.close()
+            raise self.explain(exc) from None
+        return ChannelStream(channel, f"board {self.board}: {what}")
+
     def fs(self, what: str, op: Callable[[Any], T]) -> T:
         """One file operation over SFTP (paths travel as strings: no shell splits or globs them). An error
         with an errno is the device's answer (no such file, permission denied) and keeps the connection;
@@ -198,3 +213,21 @@ class Session:
     def prefix(self) -> str:
         """The command prefix (an emulator on a stand-in board) ready to put before a command."""
         return quote(*self.s.command_prefix) + " " if self.s.command_prefix else ""
+
+
+class ChannelStream(runner.LineStream):
+    """`lnnvm stream` on an SSH channel (runner.LineStream's protocol)."""
+
+    def __init__(self, channel, what: str):
+        self.channel = channel
+        super().__init__(channel.makefile_stdin("w"), channel.makefile("r"), what)
+
+    def _why_stopped(self) -> str:
+        """What the remote process wrote to its standard error, as far as it has arrived (never waits)."""
+        said = b""
+        while self.channel.recv_stderr_ready():
+            said += self.channel.recv_stderr(4096)
+        return said.decode(errors="replace").strip()
+
+    def _end(self) -> None:
+        self.channel.close()
