@@ -8,7 +8,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import recipe as recipes
 from ..errors import LnnedgeError
 from ..paths import BUILD_DIR
 from ..results_matrix import ResultRow
@@ -30,7 +29,7 @@ def _ready(row: ResultRow, echo: Callable[[str], None]) -> None:
     checkpoint = BUILD_DIR / row.model / "checkpoint.pt"
     if not checkpoint.is_file():
         echo(f"training {row.model}")
-        train_model(recipes.load(row.model).name)
+        train_model(row.model)
     compiled = model_file(row.model, row.quant)
     if not compiled.is_file() or compiled.stat().st_mtime < checkpoint.stat().st_mtime:
         echo(f"compiling {row.model}{f' --quant {row.quant}' if row.quant else ''}")
