@@ -88,22 +88,27 @@ def _record_config(target: Target, out: Path) -> None:
     atomic_write_text(out / CONFIG_FILE, _config_digest(target) + "\n")
 
 
+def _stale(target: Target) -> str | None:
+    """Why the runner or firmware image of `target` needs building, as make would judge it, or None."""
+    path = runner_path(target)
+    stamp = output_dir(target) / CONFIG_FILE
+    if not path.is_file():
+        return "is missing"
+    if not stamp.is_file() or stamp.read_text().strip() != _config_digest(target):
+        return f"was built for another configuration of targets/{target.name}.yaml"
+    built = path.stat().st_mtime
+    newer = next((f for f in _sources(target) if f.stat().st_mtime > built), None)
+    return None if newer is None else f"is older than {newer.relative_to(VM_DIR.parent)}"
+
+
 def ensure_built(target: Target, say=lambda line: print(line, file=sys.stderr)) -> Path:
     """The runner or firmware image of `target`, built first (one line through `say`) when it is missing, older
     than one of its sources, as make would, or built for another configuration of the target: a task that runs a
     model never asks the user to build by hand."""
     path = runner_path(target)
-    stamp = output_dir(target) / CONFIG_FILE
-    if not path.is_file():
-        why = "is missing"
-    elif not stamp.is_file() or stamp.read_text().strip() != _config_digest(target):
-        why = f"was built for another configuration of targets/{target.name}.yaml"
-    else:
-        built = path.stat().st_mtime
-        newer = next((f for f in _sources(target) if f.stat().st_mtime > built), None)
-        if newer is None:
-            return path
-        why = f"is older than {newer.relative_to(VM_DIR.parent)}"
+    why = _stale(target)
+    if why is None:
+        return path
     say(f"{path} {why}: building it (invoke build --target {target.name})")
     kept = resident(target) if target.firmware is not None else None  # a rebuild keeps the model built in
     build(target, echo=lambda _line: None, model=Path(kept["file"]) if kept else None)
@@ -139,11 +144,14 @@ def ensure_resident(target: Target, model: Path, say=lambda line: print(line, fi
     else built around it (for an emulated board that boots the build; a real one is flashed by the user)."""
     with _building:
         kept = resident(target)
-        if kept is not None and kept["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest():
-            ensure_built(target, say)
-            return
-        say(f"{runner_path(target)} holds {kept['file'] if kept else 'no model'}: building it around {model} "
-            f"(invoke build --target {target.name} --file {model})")
+        if kept is None or kept["sha256"] != hashlib.sha256(model.read_bytes()).hexdigest():
+            why = f"holds {kept['file'] if kept else 'no model'}"
+        else:  # the model is in it; rebuilt from this file, which has its bytes (the one built from may be gone)
+            why = _stale(target)
+            if why is None:
+                return
+        say(f"{runner_path(target)} {why}: building it around {model} (invoke build --target {target.name} "
+            f"--file {model})")
         build(target, echo=lambda _line: None, model=model)
 
 
