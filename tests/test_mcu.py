@@ -211,7 +211,7 @@ def test_an_emulated_selective_image_is_rebuilt_for_a_model_with_other_ops(board
     that boots the build, a model with another op (RELU) gets an image built around it (on a flashed or real
     board it is refused with E_NOT_LINKED and the commands that would run it: the test below)."""
     board = config.board("test-f405-unflashed")
-    prepare(board, compiled(sequence_net(0), tmp_path / "sequence.lnnb"))
+    build_firmware(STM32F405, echo=lambda _line: None, model=compiled(sequence_net(0), tmp_path / "sequence.lnnb"))
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(1, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1)).eval()
     relu = compile_module(net, (torch.zeros(1, 1),)).save(tmp_path / "relu.lnnb")
