@@ -42,15 +42,20 @@ def reserve(boards: list[Board], count: int | None = None) -> AbstractContextMan
     return lab_reserve(boards, count)
 
 
-def prepare(board: Board, model: Path | None = None) -> None:
-    """What the board runs, built as make would (build.ensure_for_board); an emulated board whose emulator is
-    not installed is refused first, not after a build it could not run anyway. An emulated board that boots the
-    build (nothing flashed to it) and whose image holds a model (one that takes no upload, or a selective build
-    of another model's ops) gets `model` built into its image instead."""
+def require_emulator(board: Board) -> None:
+    """Refuses an emulated board whose emulator is not installed, before a build it could not run anyway."""
     qemu = board.target.qemu
     if board.transport in ("qemu", "qemu-system") and qemu is not None and shutil.which(qemu.program) is None:
         package = "qemu-system-arm" if qemu.machine else "qemu-user"
         raise DeviceError(f"{qemu.program} not found: apt-get install {package}")
+
+
+def prepare(board: Board, model: Path | None = None) -> None:
+    """What the board runs, built as make would (build.ensure_for_board), once its emulator is known to be
+    there (require_emulator). An emulated board that boots the build (nothing flashed to it) and whose image
+    holds a model (one that takes no upload, or a selective build of another model's ops) gets `model` built
+    into its image instead."""
+    require_emulator(board)
     if model is not None and board.transport == "qemu-system" and runs_models_built_in(board.target):
         from .emulator import emulated_flash
 

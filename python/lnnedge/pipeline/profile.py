@@ -9,7 +9,7 @@ from .. import config
 from .. import profile as prof
 from .. import recipe as recipes
 from ..artifacts import MissingArtifact
-from ..devices import open_device, prepare
+from ..devices import open_device, require_emulator
 from ..errors import UsageError
 from .model_files import compiled_file
 from .reports import ProfileReport
@@ -29,7 +29,7 @@ def profile(model: str | None, board: str | None, file: str | None = None, runs:
             raise UsageError("give --model or --file")
         path = compiled_file(recipes.load(model))
         name = model
-    prepare(chosen, path)  # an emulator that is not installed is refused before a build
+    require_emulator(chosen)  # the board's normal build is not what a profile runs: only its emulator is needed
     program = prof.profile_program(chosen, path)
     with open_device(chosen) as device:
         count = runs or (prof.RUNS_FIRMWARE if chosen.target.firmware is not None else prof.RUNS_RUNNER)

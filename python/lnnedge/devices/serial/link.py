@@ -257,9 +257,8 @@ class SerialLink:
         return FirmwareError(f"{self.name}: {request} failed: {head}{at}: {message}", "vm", code, name, where)
 
     # -- operations with recovery -------------------------------------------------------------------
-    def _call(self, operation, again_after_reset: bool = True):
-        """Runs operation() in a session; a device restart means one new session and one more try (unless not
-        again_after_reset: an operation that relies on what the device kept from before)."""
+    def _call(self, operation):
+        """Runs operation() in a session; a device restart means one new session and one more try."""
         for attempt in (1, 2):
             try:
                 self._session()
@@ -267,7 +266,7 @@ class SerialLink:
             except DeviceReset:
                 self._nonce = None  # the next _session says HELLO and notices the new nonce
                 self._model_crc = None
-                if attempt == 2 or not again_after_reset:
+                if attempt == 2:
                     raise
             except LinkLost as exc:
                 self._drop_link()
@@ -389,6 +388,9 @@ class SerialLink:
         state = {}
 
         reset = not keep_state and lnnb.state_row(data) > 0  # unchecked: the device's loader judges the file
+        # a run that continues the device's state needs the boot and the model of the previous run: after a
+        # restart (the first try, or _call's try again in the new session) or with the model gone, the state went
+        lost = "the state kept from the previous run is lost; start again from zero state"
 
         def op():
             if keep_state and self._nonce != self._state_nonce:
@@ -404,15 +406,7 @@ class SerialLink:
             self._state_nonce = self._nonce  # the boot whose state the next keep_state run continues
             return ran
 
-        # a run that continues the device's state cannot be tried again on a device that restarted or lost the
-        # model: the state went with it
-        lost = "the state kept from the previous run is lost; start again from zero state"
-        try:
-            outputs, timing = self._call(op, again_after_reset=not keep_state)
-        except DeviceReset as exc:
-            if not keep_state:
-                raise
-            raise DeviceError(f"{exc}: {lost}") from None
+        outputs, timing = self._call(op)
         timing.update(uploaded=state["uploaded"], upload_seconds=round(state["upload_seconds"], 3),
                       wall_seconds=round(time.perf_counter() - started, 3),
                       **{k: self.stats[k] - before[k] for k in ("retries", "naks", "bad_frames", "timeouts",
